@@ -1,0 +1,15 @@
+"""The dagyo executor runtime and the progdef SDK.
+
+A progdef is written against this package only::
+
+    from executor import Job
+
+    def run(job: Job) -> None:
+        for item in job.inputs["name"]:
+            job.outputs["greeting"].send(Text(text="hello " + item.text))
+"""
+
+from executor.errors import DecodeError, Panic, Stopped
+from executor.sdk import Context, InputStream, Job, OutputStream
+
+__all__ = ["Context", "DecodeError", "InputStream", "Job", "OutputStream", "Panic", "Stopped"]

@@ -1,0 +1,64 @@
+"""Wire names and time defaults, in one place.
+
+Every name that appears on the broker and every default timeout lives here, with its unit
+in its name, so docs/protocol.md and the code cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+# --- environment --------------------------------------------------------------------------
+ENV_QUEUE = "DAGYO_QUEUE"
+ENV_JOBS = "DAGYO_JOBS"
+ENV_SCHEDULER = "DAGYO_SCHEDULER"
+ENV_PROGDEFS = "DAGYO_PROGDEFS"
+ENV_PROGDEF_VERSION = "DAGYO_PROGDEF_VERSION"
+DEFAULT_QUEUE_URL = "amqp://guest:guest@localhost:5672/%2F"
+DEFAULT_SCHEDULER_ADDRESS = "localhost:50051"
+
+# --- broker topology (see docs/protocol.md) ----------------------------------------------
+PREFIX = "dagyo"
+MAILBOX_PREFIX = f"{PREFIX}.mailbox"  # + ".{progdef}.{version}"
+FLOW_PREFIX = f"{PREFIX}.flow"  # + ".{flow_id}.…": every queue a flow owns
+EVENTS_EXCHANGE = f"{PREFIX}.events"  # topic: executor -> scheduler events
+EVENTS_QUEUE = f"{PREFIX}.scheduler.events"
+FAILURES_EXCHANGE = f"{PREFIX}.failures"  # topic, routing key = flow id
+STOP_EXCHANGE = f"{PREFIX}.stop"  # fanout: scheduler -> every executor
+
+# --- streams ------------------------------------------------------------------------------
+# A frame is flushed when it holds this many bytes of items or this many items…
+FRAME_MAX_BYTES = 128 * 1024
+FRAME_MAX_ITEMS = 8192
+# …or when its first item has waited this long.
+FRAME_LINGER_S = 0.005
+# How many frames a stream holds before its producer waits (backpressure).
+STREAM_MAX_FRAMES = 16
+# How many frames a consumer takes ahead of the job reading them.
+STREAM_PREFETCH_FRAMES = 4
+
+# --- liveness and shutdown ----------------------------------------------------------------
+HEARTBEAT_INTERVAL_S = 2.0
+HEARTBEAT_TIMEOUT_S = 15.0
+DRAIN_GRACE_S = 60.0
+# How often a blocked reader or writer looks at its job's stop signal.
+STOP_POLL_S = 0.1
+
+# --- the SDK ------------------------------------------------------------------------------
+DEFAULT_MAX_JOBS = 100
+DEFAULT_RETRY_ATTEMPTS = 1
+DEFAULT_RETRY_BACKOFF_S = 0.1
+
+
+# --- names of a flow's queues -------------------------------------------------------------
+def stream_queue(flow_id: str, node: str, port: str) -> str:
+    """The queue of the stream feeding input ``node.port`` (each input has one source)."""
+    return f"{FLOW_PREFIX}.{flow_id}.in.{node}.{port}"
+
+
+def export_queue(flow_id: str, export: str) -> str:
+    """The queue the scheduler reads one export of a flow from."""
+    return f"{FLOW_PREFIX}.{flow_id}.export.{export}"
+
+
+def failure_queue(flow_id: str) -> str:
+    """The scheduler's failure queue of one flow, bound to FAILURES_EXCHANGE by flow id."""
+    return f"{FLOW_PREFIX}.{flow_id}.failures"

@@ -1,0 +1,105 @@
+"""The one error tree of dagyo, rooted at DagyoError.
+
+The scheduler and the CLI import these from here: the executor side owns them because
+every progdef image installs it, and the scheduler may depend on the executor, not the
+reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DagyoError(Exception):
+    """Raised when dagyo itself reports a problem; the message is meant for a person."""
+
+
+class ProgdefInvalid(DagyoError):
+    """Raised when a progdef.json file is malformed; carries every problem found."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class FlowInvalid(DagyoError):
+    """Raised when a flow fails its checks; carries every problem found, one a line."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ProgdefNotFound(DagyoError):
+    """Raised when a name does not match any progdef of the catalogue."""
+
+
+class TypeMismatch(DagyoError):
+    """Raised when a message's typename differs from the one its port declares."""
+
+
+class UnknownType(DagyoError):
+    """Raised when a typename is not a protobuf message this process knows."""
+
+
+class BrokerError(DagyoError):
+    """Raised when the broker refuses or fails an operation."""
+
+
+class BrokerUnavailable(BrokerError):
+    """Raised when the broker cannot be reached at all."""
+
+    def __init__(self, url: str, reason: str = "") -> None:
+        self.url = url
+        detail = f" ({reason})" if reason else ""
+        super().__init__(
+            f"cannot reach the broker at {redact_url(url)}{detail}: start RabbitMQ "
+            "(e.g. `rabbitmq-server -detached`) or set DAGYO_QUEUE to its amqp:// URL"
+        )
+
+
+class SchedulerUnavailable(DagyoError):
+    """Raised when the scheduler's gRPC address does not answer."""
+
+    def __init__(self, address: str, reason: str = "") -> None:
+        self.address = address
+        detail = f" ({reason})" if reason else ""
+        super().__init__(
+            f"cannot reach the scheduler at {address}{detail}: start it with `dagyo up` or "
+            "`dagyo scheduler`, or set DAGYO_SCHEDULER to its host:port"
+        )
+
+
+class DecodeError(DagyoError):
+    """Raised when an item on a stream does not decode as its port's typename."""
+
+
+class Stopped(DagyoError):
+    """Raised inside a job when its flow was stopped; catch it to clean up, then re-raise."""
+
+
+class Panic(DagyoError):
+    """Raised when a job failed fatally; carries the failure report's fields."""
+
+    def __init__(
+        self, *, node: str, progdef: str, error: str, traceback: str = "", executor: str = ""
+    ) -> None:
+        self.node = node
+        self.progdef = progdef
+        self.error = error
+        self.traceback = traceback
+        self.executor = executor
+        super().__init__(f"node {node} (progdef {progdef}) panicked: {error}")
+
+
+def redact_url(url: str) -> str:
+    """Return url with any password replaced by ``***``, for messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

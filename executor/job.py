@@ -1,0 +1,209 @@
+"""Running one job: the same code for the embedded runner and the cluster executor."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback as traceback_module
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.message import Message
+
+from executor.errors import DagyoError, Stopped
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
+from executor.pb.dagyo.v1.job_pb2 import Job as JobDescriptor
+from executor.program import Program, read_secrets
+from executor.sdk import InputStream, Job, OutputStream
+from executor.stream import Flusher, FrameWriter, Inbox, StreamSettings
+from executor.transport.base import Transport
+from executor.types import message_class
+
+
+@dataclass
+class JobRun:
+    """One job being run: its descriptor, its stop signal, and what it has done so far."""
+
+    descriptor: JobDescriptor
+    stop: threading.Event = field(default_factory=threading.Event)
+    inputs: dict[str, InputStream] = field(default_factory=dict)
+    outputs: dict[str, OutputStream] = field(default_factory=dict)
+    inbox: Inbox | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(flow id, node): a job's identity."""
+        return (self.descriptor.flow_id, self.descriptor.node)
+
+    def items_sent(self) -> dict[str, int]:
+        """Items sent so far per output port."""
+        return {port: out.items_sent for port, out in self.outputs.items()}
+
+    def request_stop(self) -> None:
+        """Tell the job to stop now; it raises Stopped where it waits or checks."""
+        self.stop.set()
+        if self.inbox is not None:
+            self.inbox.wake()
+
+
+def run_job(
+    run: JobRun,
+    program: Program,
+    transport: Transport,
+    *,
+    flusher: Flusher,
+    settings: StreamSettings,
+) -> None:
+    """Run a job to its end: its outputs closed and its inputs read to end-of-stream.
+
+    Raises:
+        Stopped: when the job was told to stop.
+        Exception: anything the progdef's code raised (a panic); the caller reports it.
+    """
+    descriptor = run.descriptor
+    inbox = run.inbox = Inbox(run.stop)
+    attached = []
+    logger = logging.getLogger(f"dagyo.job.{descriptor.progdef}")
+    try:
+        for port, spec in descriptor.inputs.items():
+            cls = message_class(spec.typename)
+            if spec.WhichOneof("source") == "consts":
+                run.inputs[port] = InputStream(
+                    port=port,
+                    edge=f"const -> {descriptor.node}.{port}",
+                    message_class=cls,
+                    inbox=None,
+                    consts=tuple(spec.consts.items),
+                )
+                continue
+            inbox.add_port(port)
+            run.inputs[port] = InputStream(
+                port=port,
+                edge=f"{spec.edge} -> {descriptor.node}.{port}",
+                message_class=cls,
+                inbox=inbox,
+            )
+            transport.attach(spec.queue, inbox, port)
+            attached.append(spec.queue)
+        for port, out in descriptor.outputs.items():
+            writer = FrameWriter(
+                transport.sink(out.queues, stop=run.stop), settings=settings, flusher=flusher
+            )
+            run.outputs[port] = OutputStream(
+                node=descriptor.node,
+                port=port,
+                message_class=message_class(out.typename),
+                writer=writer,
+            )
+        job = Job(
+            flow_id=descriptor.flow_id,
+            node=descriptor.node,
+            progdef=descriptor.progdef,
+            inputs=run.inputs,
+            outputs=run.outputs,
+            inbox=inbox,
+            stop=run.stop,
+            logger=logging.LoggerAdapter(
+                logger, {"flow": descriptor.flow_id, "node": descriptor.node}
+            ),  # type: ignore[arg-type]
+            secrets=read_secrets(program.progdef),
+        )
+        if program.style == "function":
+            _run_function(program, job)
+        else:
+            program.run(job)
+        for output in run.outputs.values():
+            output._writer.close()
+        for stream in run.inputs.values():
+            stream.drain()
+    finally:
+        for queue in attached:
+            transport.detach(queue)
+
+
+def execute(
+    run: JobRun,
+    load: Any,
+    transport: Transport,
+    *,
+    flusher: Flusher,
+    settings: StreamSettings,
+    executor_id: str,
+) -> FailureReport | None:
+    """Run a job and turn its panic into a failure report.
+
+    Args:
+        load: returns the job's Program (called here so an import error panics the job).
+
+    Returns:
+        None when the job ended or was stopped; the failure report when it panicked.
+    """
+    descriptor = run.descriptor
+    try:
+        run_job(run, load(), transport, flusher=flusher, settings=settings)
+    except Stopped:
+        if run.stop.is_set():
+            return None
+        error, trace = "Stopped raised without a stop: do not raise Stopped yourself", ""
+    except BaseException as e:  # a panic: anything the progdef's code raised
+        error = f"{type(e).__name__}: {e}"
+        trace = traceback_module.format_exc()
+    else:
+        return None
+    return FailureReport(
+        flow_id=descriptor.flow_id,
+        node=descriptor.node,
+        progdef=descriptor.progdef,
+        executor=executor_id,
+        error=error,
+        traceback=trace,
+        kind=FAILURE_KIND_PANIC,
+        time=time.time(),
+    )
+
+
+def _run_function(program: Program, job: Job) -> None:
+    context = program.context()
+    (stream,) = job.inputs.values()
+    output = next(iter(job.outputs.values()), None)
+    handler = program.run
+    retries = program.progdef.retries
+    while not stream.ended:
+        for item in stream.next_batch():
+            try:
+                result = handler(context, item)
+            except Stopped:
+                raise
+            except Exception:
+                if retries.attempts <= 1:
+                    raise
+                result = _retry(
+                    handler, context, item, job, retries.attempts - 1, retries.backoff_s
+                )
+            if result is None:
+                continue
+            if output is None:
+                raise DagyoError(
+                    f"progdef {job.progdef}: handler returned an item but the progdef has no "
+                    "output port: return None, or declare an output"
+                )
+            if isinstance(result, Message):
+                output.send(result)
+            else:
+                output.send_all(result)
+
+
+def _retry(handler: Any, context: Any, item: Any, job: Job, attempts: int, backoff_s: float) -> Any:
+    """Call the handler up to ``attempts`` more times; re-raise the last failure."""
+    for attempt in range(attempts):
+        job.logger.warning("retrying item (attempt %d of %d)", attempt + 2, attempts + 1)
+        job.sleep(backoff_s * (2**attempt))
+        try:
+            return handler(context, item)
+        except Stopped:
+            raise
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+    return None

@@ -1,0 +1,149 @@
+from executor.pb.dagyo.v1 import failure_pb2 as _failure_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FlowState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FLOW_STATE_UNSPECIFIED: _ClassVar[FlowState]
+    FLOW_STATE_PENDING: _ClassVar[FlowState]
+    FLOW_STATE_RUNNING: _ClassVar[FlowState]
+    FLOW_STATE_SUCCEEDED: _ClassVar[FlowState]
+    FLOW_STATE_FAILED: _ClassVar[FlowState]
+    FLOW_STATE_CANCELLED: _ClassVar[FlowState]
+
+class NodeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_STATE_UNSPECIFIED: _ClassVar[NodeState]
+    NODE_STATE_PENDING: _ClassVar[NodeState]
+    NODE_STATE_RUNNING: _ClassVar[NodeState]
+    NODE_STATE_ENDED: _ClassVar[NodeState]
+    NODE_STATE_FAILED: _ClassVar[NodeState]
+FLOW_STATE_UNSPECIFIED: FlowState
+FLOW_STATE_PENDING: FlowState
+FLOW_STATE_RUNNING: FlowState
+FLOW_STATE_SUCCEEDED: FlowState
+FLOW_STATE_FAILED: FlowState
+FLOW_STATE_CANCELLED: FlowState
+NODE_STATE_UNSPECIFIED: NodeState
+NODE_STATE_PENDING: NodeState
+NODE_STATE_RUNNING: NodeState
+NODE_STATE_ENDED: NodeState
+NODE_STATE_FAILED: NodeState
+
+class NodeProgress(_message.Message):
+    __slots__ = ("node", "progdef", "state", "executor", "items_sent")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PROGDEF_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_SENT_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    progdef: str
+    state: NodeState
+    executor: str
+    items_sent: int
+    def __init__(self, node: _Optional[str] = ..., progdef: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[int] = ...) -> None: ...
+
+class Export(_message.Message):
+    __slots__ = ("export", "value_json")
+    EXPORT_FIELD_NUMBER: _ClassVar[int]
+    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    export: str
+    value_json: str
+    def __init__(self, export: _Optional[str] = ..., value_json: _Optional[str] = ...) -> None: ...
+
+class FlowRecord(_message.Message):
+    __slots__ = ("id", "name", "state", "nodes", "failure", "created", "ended", "exports", "exports_truncated")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    EXPORTS_FIELD_NUMBER: _ClassVar[int]
+    EXPORTS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    state: FlowState
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeProgress]
+    failure: _failure_pb2.FailureReport
+    created: float
+    ended: float
+    exports: _containers.RepeatedCompositeFieldContainer[Export]
+    exports_truncated: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[FlowState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeProgress, _Mapping]]] = ..., failure: _Optional[_Union[_failure_pb2.FailureReport, _Mapping]] = ..., created: _Optional[float] = ..., ended: _Optional[float] = ..., exports: _Optional[_Iterable[_Union[Export, _Mapping]]] = ..., exports_truncated: _Optional[bool] = ...) -> None: ...
+
+class SubmitRequest(_message.Message):
+    __slots__ = ("flow_json", "source", "deadline_s")
+    FLOW_JSON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    flow_json: str
+    source: str
+    deadline_s: float
+    def __init__(self, flow_json: _Optional[str] = ..., source: _Optional[str] = ..., deadline_s: _Optional[float] = ...) -> None: ...
+
+class SubmitResponse(_message.Message):
+    __slots__ = ("flow_id",)
+    FLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    flow_id: str
+    def __init__(self, flow_id: _Optional[str] = ...) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("flow_id",)
+    FLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    flow_id: str
+    def __init__(self, flow_id: _Optional[str] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListResponse(_message.Message):
+    __slots__ = ("flows",)
+    FLOWS_FIELD_NUMBER: _ClassVar[int]
+    flows: _containers.RepeatedCompositeFieldContainer[FlowRecord]
+    def __init__(self, flows: _Optional[_Iterable[_Union[FlowRecord, _Mapping]]] = ...) -> None: ...
+
+class CancelRequest(_message.Message):
+    __slots__ = ("flow_id",)
+    FLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    flow_id: str
+    def __init__(self, flow_id: _Optional[str] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("flow_id",)
+    FLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    flow_id: str
+    def __init__(self, flow_id: _Optional[str] = ...) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ("progress", "export", "end")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    progress: FlowRecord
+    export: Export
+    end: FlowRecord
+    def __init__(self, progress: _Optional[_Union[FlowRecord, _Mapping]] = ..., export: _Optional[_Union[Export, _Mapping]] = ..., end: _Optional[_Union[FlowRecord, _Mapping]] = ...) -> None: ...
+
+class FailuresRequest(_message.Message):
+    __slots__ = ("flow_id",)
+    FLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    flow_id: str
+    def __init__(self, flow_id: _Optional[str] = ...) -> None: ...
+
+class FailuresResponse(_message.Message):
+    __slots__ = ("failures",)
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    failures: _containers.RepeatedCompositeFieldContainer[_failure_pb2.FailureReport]
+    def __init__(self, failures: _Optional[_Iterable[_Union[_failure_pb2.FailureReport, _Mapping]]] = ...) -> None: ...

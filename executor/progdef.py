@@ -1,0 +1,481 @@
+"""The progdef model: loading and checking progdef.json, and a progdef's version.
+
+This module is shared by the executor and the scheduler, so it depends on nothing but the
+standard library.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from executor.constants import (
+    DEFAULT_MAX_JOBS,
+    DEFAULT_RETRY_ATTEMPTS,
+    DEFAULT_RETRY_BACKOFF_S,
+    DRAIN_GRACE_S,
+    ENV_PROGDEF_VERSION,
+    MAILBOX_PREFIX,
+)
+from executor.errors import ProgdefInvalid, ProgdefNotFound
+
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+TYPENAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+TYPE_VARIABLE = re.compile(r"^[A-Z][A-Z0-9]*$")
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+STYLES = ("stream", "function")
+VERSION_FILE = "VERSION"
+
+_TOP_KEYS = {
+    "name",
+    "description",
+    "inputs",
+    "outputs",
+    "run",
+    "style",
+    "init",
+    "retries",
+    "image",
+    "scaling",
+    "resources",
+    "env",
+    "secrets",
+    "drain_grace_s",
+}
+_REQUIRED = ("name", "inputs", "outputs", "run")
+_SECTION_KEYS: dict[str, set[str]] = {
+    "image": {"dockerfile", "context"},
+    "scaling": {"max_jobs", "min_executors", "max_executors"},
+    "resources": {"cpu", "memory", "gpu"},
+    "retries": {"attempts", "backoff_ms"},
+}
+
+
+def is_type_variable(port_type: str) -> bool:
+    """Return True when a port type is a type variable such as ``T``, not a typename."""
+    return bool(TYPE_VARIABLE.match(port_type))
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How many jobs one executor runs and how many executors may serve the progdef."""
+
+    max_jobs: int = DEFAULT_MAX_JOBS
+    min_executors: int = 0
+    max_executors: int = 10
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one executor of the progdef asks the cluster for."""
+
+    cpu: str = "100m"
+    memory: str = "128Mi"
+    gpu: int = 0
+
+
+@dataclass(frozen=True)
+class Retries:
+    """Function style: how often an item is tried before the job panics."""
+
+    attempts: int = DEFAULT_RETRY_ATTEMPTS
+    backoff_s: float = DEFAULT_RETRY_BACKOFF_S
+
+
+@dataclass(frozen=True)
+class Progdef:
+    """One progdef, as read from its progdef.json.
+
+    Attributes:
+        directory: the folder holding progdef.json (None when loaded from a mapping).
+        inputs / outputs: port name -> typename or type variable.
+        run: ``module:attribute`` relative to the image build context.
+        style: ``stream`` (``run(job)``) or ``function`` (``handler(ctx, item)``).
+    """
+
+    name: str
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+    run: str
+    description: str = ""
+    style: str = "stream"
+    init: str = ""
+    retries: Retries = field(default_factory=Retries)
+    dockerfile: str = "Dockerfile"
+    context: str = "."
+    scaling: Scaling = field(default_factory=Scaling)
+    resources: Resources = field(default_factory=Resources)
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    drain_grace_s: float = DRAIN_GRACE_S
+    directory: Path | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def context_dir(self) -> Path:
+        """The image build context, where the ``run`` module's path starts."""
+        base = self.directory if self.directory is not None else Path.cwd()
+        return (base / self.context).resolve()
+
+    @property
+    def version(self) -> str:
+        """The content hash naming this progdef's mailbox (see :func:`progdef_version`)."""
+        return progdef_version(self)
+
+    @property
+    def mailbox(self) -> str:
+        """The mailbox queue of this progdef version."""
+        return mailbox_name(self.name, self.version)
+
+
+def mailbox_name(progdef: str, version: str) -> str:
+    """Return the mailbox queue name of one progdef version."""
+    return f"{MAILBOX_PREFIX}.{progdef}.{version}"
+
+
+def load_progdef(path: Path | str) -> Progdef:
+    """Load and check one progdef.json (or a folder holding one).
+
+    Raises:
+        ProgdefInvalid: naming the file and every problem in it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "progdef.json"
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ProgdefInvalid([f"{path}: cannot read: {e.strerror}"]) from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProgdefInvalid([f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}"]) from e
+    return parse_progdef(data, source=str(path), directory=path.parent)
+
+
+def parse_progdef(
+    data: Any, *, source: str = "progdef.json", directory: Path | None = None
+) -> Progdef:
+    """Check a decoded progdef.json document and build the Progdef.
+
+    Raises:
+        ProgdefInvalid: with one line per problem, each prefixed by ``source``.
+    """
+    problems: list[str] = []
+
+    def problem(text: str) -> None:
+        problems.append(f"{source}: {text}")
+
+    if not isinstance(data, dict):
+        raise ProgdefInvalid([f"{source}: expected a JSON object at the top level"])
+    for key in sorted(set(data) - _TOP_KEYS):
+        problem(f"unknown key {key!r}{did_you_mean(key, _TOP_KEYS)}")
+    for key in _REQUIRED:
+        if key not in data:
+            problem(f"missing required key {key!r}")
+    name = data.get("name", "")
+    if not isinstance(name, str) or not NAME.match(name):
+        problem(f"name {name!r} must match {NAME.pattern}")
+    ports = {}
+    for side in ("inputs", "outputs"):
+        ports[side] = _check_ports(data.get(side, {}), side, problem)
+    unbound = {t for t in ports["outputs"].values() if is_type_variable(t)} - {
+        t for t in ports["inputs"].values() if is_type_variable(t)
+    }
+    for port, port_type in ports["outputs"].items():
+        if port_type in unbound:
+            problem(
+                f"output {port!r} has type variable {port_type} that no input binds: "
+                "use a typename, or give an input the same variable"
+            )
+    run = data.get("run", "")
+    if not isinstance(run, str) or not re.match(r"^[\w.]+:\w+$", run):
+        problem(f"run {run!r} must be 'module:attribute', e.g. 'main:run'")
+    style = data.get("style", "stream")
+    if style not in STYLES:
+        problem(f"style {style!r} must be one of {', '.join(STYLES)}")
+    if style == "function" and (len(ports["inputs"]) != 1 or len(ports["outputs"]) > 1):
+        problem(
+            "style 'function' needs exactly one input and at most one output; "
+            "use style 'stream' for other shapes"
+        )
+    init = data.get("init", "")
+    if init and (style != "function" or not re.match(r"^[\w.]+:\w+$", str(init))):
+        problem("init must be 'module:attribute' and is only for style 'function'")
+    sections = {}
+    for section, keys in _SECTION_KEYS.items():
+        value = data.get(section, {})
+        if not isinstance(value, dict):
+            problem(f"{section} must be an object")
+            value = {}
+        for key in sorted(set(value) - keys):
+            problem(f"unknown key {section}.{key}{did_you_mean(key, keys)}")
+        sections[section] = value
+    scaling = _build(Scaling, sections["scaling"], "scaling", problem, int)
+    if scaling.max_jobs < 1:
+        problem("scaling.max_jobs must be at least 1")
+    if not 0 <= scaling.min_executors <= scaling.max_executors:
+        problem("scaling needs 0 <= min_executors <= max_executors")
+    resources = _build(Resources, sections["resources"], "resources", problem, None)
+    for key in ("cpu", "memory"):
+        if not QUANTITY.match(str(getattr(resources, key))):
+            problem(f"resources.{key} {getattr(resources, key)!r} is not a quantity like '100m'")
+    if not isinstance(resources.gpu, int) or resources.gpu < 0:
+        problem("resources.gpu must be a whole number >= 0")
+    retries_raw = sections["retries"]
+    retries = Retries(
+        attempts=_number(
+            retries_raw.get("attempts", DEFAULT_RETRY_ATTEMPTS),
+            "retries.attempts",
+            problem,
+            minimum=1,
+            kind=int,
+        ),
+        backoff_s=_number(
+            retries_raw.get("backoff_ms", DEFAULT_RETRY_BACKOFF_S * 1000),
+            "retries.backoff_ms",
+            problem,
+            minimum=0,
+        )
+        / 1000,
+    )
+    env = data.get("env", {})
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        problem("env must be an object of string values")
+        env = {}
+    secrets = data.get("secrets", [])
+    if not isinstance(secrets, list) or not all(
+        isinstance(s, str) and SECRET_NAME.match(s) for s in secrets
+    ):
+        problem("secrets must be a list of environment variable names")
+        secrets = []
+    image = sections["image"]
+    grace = _number(data.get("drain_grace_s", DRAIN_GRACE_S), "drain_grace_s", problem, minimum=0)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        problem("description must be a string")
+        description = ""
+    if problems:
+        raise ProgdefInvalid(problems)
+    return Progdef(
+        name=name,
+        inputs=ports["inputs"],
+        outputs=ports["outputs"],
+        run=run,
+        description=description,
+        style=style,
+        init=init,
+        retries=retries,
+        dockerfile=str(image.get("dockerfile", "Dockerfile")),
+        context=str(image.get("context", ".")),
+        scaling=scaling,
+        resources=resources,
+        env=dict(env),
+        secrets=tuple(secrets),
+        drain_grace_s=grace,
+        directory=directory,
+        raw=data,
+    )
+
+
+def _check_ports(value: Any, side: str, problem: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        problem(f"{side} must be an object of port name -> typename")
+        return {}
+    ports: dict[str, str] = {}
+    for port, port_type in value.items():
+        if not NAME.match(port):
+            problem(f"{side} port {port!r} must match {NAME.pattern}")
+        elif not isinstance(port_type, str) or not (
+            TYPENAME.match(port_type) or is_type_variable(port_type)
+        ):
+            problem(
+                f"{side}.{port}: {port_type!r} is neither a protobuf full name such as "
+                "'dagyo.types.Text' nor a type variable such as 'T'"
+            )
+        else:
+            ports[port] = port_type
+    return ports
+
+
+def _number(value: Any, where: str, problem: Any, *, minimum: float, kind: type = float) -> Any:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (kind is int and not isinstance(value, int))
+    ):
+        problem(f"{where} must be a {'whole ' if kind is int else ''}number")
+        return kind(minimum)
+    if value < minimum:
+        problem(f"{where} must be at least {minimum}")
+    return value
+
+
+def _build(cls: Any, values: dict[str, Any], section: str, problem: Any, kind: Any) -> Any:
+    defaults = cls()
+    kwargs = {}
+    for key in values:
+        if key not in cls.__dataclass_fields__:
+            continue
+        value = values[key]
+        if kind is int:
+            value = _number(value, f"{section}.{key}", problem, minimum=0, kind=int)
+        kwargs[key] = value
+    return cls(**{**defaults.__dict__, **kwargs})
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return `` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --- the catalogue ------------------------------------------------------------------------
+
+
+def load_catalogue(directory: Path | str) -> dict[str, Progdef]:
+    """Load every ``*/progdef.json`` under directory, keyed by progdef name.
+
+    Raises:
+        ProgdefInvalid: listing the problems of every malformed progdef.json, and any two
+            progdefs that share a name.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ProgdefInvalid(
+            [
+                f"{directory}: no such catalogue folder (set --progdefs or "
+                "DAGYO_PROGDEFS to a folder of progdef folders)"
+            ]
+        )
+    catalogue: dict[str, Progdef] = {}
+    problems: list[str] = []
+    for path in sorted(directory.glob("*/progdef.json")):
+        try:
+            progdef = load_progdef(path)
+        except ProgdefInvalid as e:
+            problems.extend(e.problems)
+            continue
+        if progdef.name in catalogue:
+            problems.append(
+                f"{path}: progdef name {progdef.name!r} is already used by "
+                f"{catalogue[progdef.name].directory}"
+            )
+        catalogue[progdef.name] = progdef
+    if problems:
+        raise ProgdefInvalid(problems)
+    return catalogue
+
+
+def find_progdef(catalogue: Mapping[str, Progdef], name: str) -> Progdef:
+    """Return the named progdef.
+
+    Raises:
+        ProgdefNotFound: with a did-you-mean when a name is close.
+    """
+    try:
+        return catalogue[name]
+    except KeyError:
+        raise ProgdefNotFound(
+            f"no progdef named {name!r} in the catalogue{did_you_mean(name, catalogue)}"
+        ) from None
+
+
+# --- version ------------------------------------------------------------------------------
+
+
+def progdef_version(progdef: Progdef) -> str:
+    """Return the progdef's version: a content hash of its progdef.json and build context.
+
+    The hash covers the canonical JSON of progdef.json, then every file of the image build
+    context in sorted path order (path and contents), skipping what ``.dockerignore`` at
+    the context root excludes. Inside an image, where the context is gone, the version
+    baked in at build time is used: ``DAGYO_PROGDEF_VERSION``, else a ``VERSION`` file next
+    to progdef.json.
+    """
+    baked = os.environ.get(ENV_PROGDEF_VERSION, "")
+    if baked:
+        return baked
+    if progdef.directory is not None and (progdef.directory / VERSION_FILE).is_file():
+        return (progdef.directory / VERSION_FILE).read_text().strip()
+    digest = hashlib.sha256()
+    digest.update(json.dumps(progdef.raw, sort_keys=True, separators=(",", ":")).encode())
+    if progdef.directory is not None:
+        for relative, path in context_files(progdef.context_dir):
+            digest.update(b"\0" + relative.encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def context_files(root: Path) -> list[tuple[str, Path]]:
+    """Return (posix relative path, path) of every file in a build context, sorted.
+
+    Honours ``.dockerignore`` at the root (patterns with ``*``, ``**``, and ``!``
+    exceptions; the last matching pattern wins) and always skips ``__pycache__``.
+    """
+    patterns = _dockerignore(root)
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for filename in filenames:
+            path = Path(dirpath) / filename
+            relative = path.relative_to(root).as_posix()
+            if not _ignored(relative, patterns):
+                files.append((relative, path))
+    return sorted(files)
+
+
+def _dockerignore(root: Path) -> list[tuple[bool, re.Pattern[str]]]:
+    path = root / ".dockerignore"
+    if not path.is_file():
+        return []
+    patterns = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line[1:] if negate else line
+        patterns.append((negate, _glob_regex(pattern.strip("/"))))
+    return patterns
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"
+            i += 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    # A pattern naming a folder excludes everything under it.
+    return re.compile(f"^{out}(?:/.*)?$")
+
+
+def _ignored(relative: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    ignored = False
+    for negate, regex in patterns:
+        if regex.match(relative):
+            ignored = not negate
+    return ignored

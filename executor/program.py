@@ -1,0 +1,113 @@
+"""Loading a progdef's code: the ``run`` target, ``init``, and its Context."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import importlib.util
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from executor.errors import DagyoError
+from executor.progdef import Progdef
+from executor.sdk import Context
+
+
+class Program:
+    """A progdef's loaded code, shared by every job of that progdef in this process."""
+
+    def __init__(
+        self, progdef: Progdef, *, run: Callable[..., Any], init: Callable[[Context], Any] | None
+    ) -> None:
+        self.progdef = progdef
+        self.run = run
+        self.init = init
+        self._context: Context | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def style(self) -> str:
+        """``stream`` or ``function``."""
+        return self.progdef.style
+
+    def context(self) -> Context:
+        """Return the function-style Context, calling ``init(ctx)`` the first time."""
+        with self._lock:
+            if self._context is None:
+                context = Context(
+                    progdef=self.progdef.name,
+                    logger=logging.getLogger(f"dagyo.progdef.{self.progdef.name}"),
+                    secrets=read_secrets(self.progdef),
+                )
+                if self.init is not None:
+                    self.init(context)
+                self._context = context
+            return self._context
+
+
+def read_secrets(progdef: Progdef) -> dict[str, str]:
+    """Return the progdef's declared secrets from the environment.
+
+    Raises:
+        DagyoError: naming the secret that is not set.
+    """
+    missing = [name for name in progdef.secrets if name not in os.environ]
+    if missing:
+        raise DagyoError(
+            f"progdef {progdef.name}: secret {', '.join(missing)} is not set: export it in the "
+            "executor's environment (in Kubernetes, the progdef's Secret)"
+        )
+    return {name: os.environ[name] for name in progdef.secrets}
+
+
+def load_program(progdef: Progdef) -> Program:
+    """Import the progdef's ``run`` (and ``init``) from its build context.
+
+    The context folder is imported as a package of its own (``dagyo_progdef_<name>``), so
+    every progdef can call its module ``main`` without clashing in one process.
+
+    Raises:
+        DagyoError: naming the progdef and the target when the import fails.
+    """
+    run = _resolve(progdef, progdef.run)
+    init = _resolve(progdef, progdef.init) if progdef.init else None
+    return Program(progdef, run=run, init=init)
+
+
+def _resolve(progdef: Progdef, target: str) -> Callable[..., Any]:
+    module_path, _, attribute = target.partition(":")
+    package = _context_package(progdef)
+    try:
+        module = importlib.import_module(f"{package}.{module_path}")
+    except Exception as e:
+        raise DagyoError(
+            f"progdef {progdef.name}: cannot import {module_path!r} from {progdef.context_dir}: "
+            f"{type(e).__name__}: {e}"
+        ) from e
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise DagyoError(
+            f"progdef {progdef.name}: {target!r} names no function: define {attribute}() in "
+            f"{module_path}"
+        )
+    return function  # type: ignore[no-any-return]
+
+
+def _context_package(progdef: Progdef) -> str:
+    name = "dagyo_progdef_" + re.sub(r"\W", "_", progdef.name)
+    context = str(progdef.context_dir)
+    existing = sys.modules.get(name)
+    if existing is not None and list(getattr(existing, "__path__", [])) == [context]:
+        return name
+    spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    spec.submodule_search_locations = [context]
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    for key in [k for k in sys.modules if k.startswith(name + ".")]:
+        del sys.modules[key]  # a different folder under the same name: forget its modules
+    return name

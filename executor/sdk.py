@@ -1,0 +1,235 @@
+"""The progdef SDK: what a progdef author's code sees.
+
+Stream style::
+
+    def run(job: Job) -> None:
+        for item in job.inputs["name"]:
+            job.outputs["greeting"].send(Text(text="hello " + item.text))
+
+Function style (one input, at most one output)::
+
+    def init(ctx: Context) -> None:          # once per executor
+        ctx.prefix = "hello "
+
+    def handler(ctx: Context, item: Text) -> Text | list[Text] | None:
+        return Text(text=ctx.prefix + item.text)
+
+Returning ends the job and closes its outputs (end-of-stream); an exception panics the
+job with its traceback; a stop raises :class:`~executor.errors.Stopped` inside the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from google.protobuf.message import Message
+
+from executor.errors import DecodeError, Stopped, TypeMismatch
+from executor.stream import FrameWriter, Inbox, decode_frame
+
+
+class Context:
+    """Per-executor state for function-style progdefs: logger, secrets, and your own.
+
+    ``init(ctx)`` may set any attribute (``ctx.model = load()``); every ``handler`` call of
+    every job on the executor sees it.
+
+    Attributes:
+        progdef: the progdef's name.
+        logger: a logger named for the progdef.
+        secrets: the progdef's declared secrets, read from the environment.
+    """
+
+    def __init__(self, *, progdef: str, logger: logging.Logger, secrets: Mapping[str, str]) -> None:
+        self.progdef = progdef
+        self.logger = logger
+        self.secrets = dict(secrets)
+
+
+class InputStream:
+    """One input port: iterate it for its items, in the order they were sent.
+
+    Iteration ends at end-of-stream. Each input can be iterated once.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: str,
+        edge: str,
+        message_class: type[Message],
+        inbox: Inbox | None,
+        consts: tuple[bytes, ...] | None = None,
+    ) -> None:
+        self.port = port
+        self.edge = edge
+        self.message_class = message_class
+        self.typename = message_class.DESCRIPTOR.full_name
+        self._inbox = inbox
+        self._consts = consts
+        self.ended = False
+        self.items_received = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        while not self.ended:
+            yield from self.next_batch()
+
+    def next_batch(self) -> list[Any]:
+        """Return the items of the next frame (possibly none); sets ``ended`` at the end.
+
+        Raises:
+            DecodeError: naming the edge, when an item is not of the port's typename.
+            Stopped: when the flow is stopped while waiting.
+        """
+        if self.ended:
+            return []
+        if self._consts is not None:
+            self.ended = True
+            return self.decode(list(self._consts))
+        assert self._inbox is not None
+        return self.decode_frame(self._inbox.take(self.port))
+
+    def decode_frame(self, data: bytes) -> list[Any]:
+        """Decode one frame taken from the inbox for this port."""
+        frame = decode_frame(data, self.edge)
+        if frame.end_of_stream:
+            self.ended = True
+        return self.decode(frame.items)
+
+    def decode(self, items: Any) -> list[Any]:
+        """Decode serialized items as the port's typename."""
+        parse = self.message_class.FromString
+        try:
+            decoded = [parse(item) for item in items]
+        except Exception as e:
+            raise DecodeError(
+                f"stream {self.edge}: an item does not decode as {self.typename} ({e})"
+            ) from e
+        self.items_received += len(decoded)
+        return decoded
+
+    def drain(self) -> None:
+        """Read and discard the rest of the stream, so its producer never waits on us."""
+        while not self.ended:
+            self.next_batch()
+
+
+class OutputStream:
+    """One output port: ``send`` items of its typename; the runtime batches them."""
+
+    def __init__(
+        self, *, node: str, port: str, message_class: type[Message], writer: FrameWriter
+    ) -> None:
+        self.node = node
+        self.port = port
+        self.message_class = message_class
+        self.typename = message_class.DESCRIPTOR.full_name
+        self._writer = writer
+
+    def send(self, item: Message) -> None:
+        """Send one item.
+
+        Raises:
+            TypeMismatch: when item is not a message of the port's typename.
+            Stopped: when the flow is stopped while the stream is full.
+        """
+        if type(item) is not self.message_class:
+            raise TypeMismatch(
+                f"{self.node}.{self.port} sends {self.typename} but got "
+                f"{_typename_of(item)}: send a {self.typename.rsplit('.', 1)[-1]}"
+            )
+        self._writer.append(item.SerializeToString())
+
+    def send_all(self, items: Any) -> None:
+        """Send every item of an iterable, in order."""
+        for item in items:
+            self.send(item)
+
+    @property
+    def items_sent(self) -> int:
+        """Items flushed to the stream so far."""
+        return self._writer.items_sent
+
+
+def _typename_of(item: Any) -> str:
+    descriptor = getattr(item, "DESCRIPTOR", None)
+    return descriptor.full_name if descriptor is not None else type(item).__name__
+
+
+class Job:
+    """One running node of a flow, as its progdef's ``run(job)`` sees it.
+
+    Attributes:
+        flow_id, node, progdef: which job this is.
+        inputs: port name -> InputStream.
+        outputs: port name -> OutputStream.
+        logger: a logger naming the flow and node.
+        secrets: the progdef's declared secrets, read from the environment.
+    """
+
+    def __init__(
+        self,
+        *,
+        flow_id: str,
+        node: str,
+        progdef: str,
+        inputs: Mapping[str, InputStream],
+        outputs: Mapping[str, OutputStream],
+        inbox: Inbox,
+        stop: threading.Event,
+        logger: logging.Logger,
+        secrets: Mapping[str, str],
+    ) -> None:
+        self.flow_id = flow_id
+        self.node = node
+        self.progdef = progdef
+        self.inputs = inputs
+        self.outputs = outputs
+        self.logger = logger
+        self.secrets = dict(secrets)
+        self._inbox = inbox
+        self._stop = stop
+
+    @property
+    def stopped(self) -> bool:
+        """True once the flow was told to stop."""
+        return self._stop.is_set()
+
+    def check_stop(self) -> None:
+        """Raise Stopped when the flow was told to stop; call it in long computations."""
+        if self._stop.is_set():
+            raise Stopped("the flow was stopped")
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, but raise Stopped as soon as the flow is stopped."""
+        if self._stop.wait(seconds):
+            raise Stopped("the flow was stopped")
+
+    def merge(self, *ports: str) -> Iterator[tuple[str, Any]]:
+        """Yield (port, item) from several inputs as items arrive, until all have ended.
+
+        Items of each port keep their order; no threads needed::
+
+            for port, item in job.merge("a", "b"):
+                ...
+        """
+        return merge(self._inbox, [self.inputs[port] for port in (ports or tuple(self.inputs))])
+
+
+def merge(inbox: Inbox, streams: list[InputStream]) -> Iterator[tuple[str, Any]]:
+    """Yield (port, item) from several input streams of one inbox as items arrive."""
+    for stream in streams:
+        if stream._consts is not None:
+            for item in stream.next_batch():
+                yield stream.port, item
+    waiting = {s.port: s for s in streams if not s.ended}
+    while waiting:
+        port, data = inbox.take_any(waiting)
+        stream = waiting[port]
+        for item in stream.decode_frame(data):
+            yield port, item
+        if stream.ended:
+            del waiting[port]

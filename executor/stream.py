@@ -1,0 +1,263 @@
+"""Streams inside a job: frames in (the Inbox), frames out (the FrameWriter), batching.
+
+Items travel in frames: many serialized items per message. A FrameWriter collects a
+port's items and flushes a frame when it holds FRAME_MAX_BYTES or FRAME_MAX_ITEMS, when
+its first item has lingered FRAME_LINGER_S (the Flusher thread sees to that while the job
+is busy elsewhere), and at end-of-stream, which is an explicit frame.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from executor.constants import (
+    FRAME_LINGER_S,
+    FRAME_MAX_BYTES,
+    FRAME_MAX_ITEMS,
+    STOP_POLL_S,
+    STREAM_MAX_FRAMES,
+)
+from executor.errors import DecodeError, Stopped
+from executor.pb.dagyo.v1.frame_pb2 import Frame
+from executor.transport.base import FrameSink
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Frame batching and stream bounds; tests and benchmarks shorten or widen them."""
+
+    frame_max_bytes: int = FRAME_MAX_BYTES
+    frame_max_items: int = FRAME_MAX_ITEMS
+    linger_s: float = FRAME_LINGER_S
+    max_frames: int = STREAM_MAX_FRAMES
+
+
+class Inbox:
+    """The frames that arrived for one job's input ports, per port, in arrival order.
+
+    One condition covers all ports so a job can wait for whichever input has a frame
+    first (:meth:`take_any`) without a thread per input.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self._cond = threading.Condition()
+        self._frames: dict[str, deque[tuple[bytes, Callable[[], None] | None]]] = {}
+        self._closed: set[str] = set()
+
+    def add_port(self, port: str) -> None:
+        """Make room for a port's frames."""
+        with self._cond:
+            self._frames.setdefault(port, deque())
+
+    def depth(self, port: str) -> int:
+        """Return how many frames wait for the job on this port."""
+        with self._cond:
+            return len(self._frames[port])
+
+    def put(self, port: str, frame: bytes, on_taken: Callable[[], None] | None = None) -> None:
+        """Add a frame without waiting (the transport bounds how many arrive).
+
+        Args:
+            on_taken: called once the job has taken the frame (e.g. to ack it).
+        """
+        with self._cond:
+            if port in self._closed:
+                return
+            self._frames[port].append((frame, on_taken))
+            self._cond.notify_all()
+
+    def has_room(self, port: str, capacity: int) -> bool:
+        """Return True when the port holds fewer than ``capacity`` frames."""
+        with self._cond:
+            return port in self._closed or len(self._frames[port]) < capacity
+
+    def put_wait(self, port: str, frame: bytes, capacity: int, stop: threading.Event) -> None:
+        """Add a frame, waiting while the port already holds ``capacity`` frames.
+
+        Raises:
+            Stopped: when ``stop`` (the producer's signal) is set while waiting.
+        """
+        with self._cond:
+            while len(self._frames[port]) >= capacity and port not in self._closed:
+                if stop.is_set():
+                    raise Stopped("the flow was stopped")
+                self._cond.wait(STOP_POLL_S)
+            if port not in self._closed:
+                self._frames[port].append((frame, None))
+                self._cond.notify_all()
+
+    def take(self, port: str) -> bytes:
+        """Return the next frame of a port, waiting for it.
+
+        Raises:
+            Stopped: when the job's stop signal is set while waiting.
+        """
+        return self.take_any((port,))[1]
+
+    def take_any(self, ports: Iterable[str]) -> tuple[str, bytes]:
+        """Return (port, frame) for the first of ``ports`` that has a frame, waiting.
+
+        Raises:
+            Stopped: when the job's stop signal is set while waiting.
+        """
+        ports = tuple(ports)
+        with self._cond:
+            while True:
+                if self._stop.is_set():
+                    raise Stopped("the flow was stopped")
+                for port in ports:
+                    frames = self._frames[port]
+                    if frames:
+                        frame, on_taken = frames.popleft()
+                        self._cond.notify_all()
+                        break
+                else:
+                    self._cond.wait(STOP_POLL_S)
+                    continue
+                break
+        if on_taken is not None:
+            on_taken()
+        return port, frame
+
+    def close_port(self, port: str) -> None:
+        """Drop a port's frames from now on: its job no longer reads it."""
+        with self._cond:
+            self._closed.add(port)
+            self._frames[port].clear()
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Wake every waiter so it looks at its stop signal now."""
+        with self._cond:
+            self._cond.notify_all()
+
+
+def decode_frame(frame: bytes, edge: str) -> Frame:
+    """Parse a serialized frame.
+
+    Raises:
+        DecodeError: naming the edge, when the bytes are not a dagyo.v1.Frame.
+    """
+    try:
+        return Frame.FromString(frame)
+    except Exception as e:  # protobuf raises DecodeError or RuntimeWarning-ish errors
+        raise DecodeError(f"stream {edge}: received a malformed frame ({e})") from e
+
+
+class FrameWriter:
+    """Batches one output port's serialized items into frames and sends them to a sink."""
+
+    def __init__(self, sink: FrameSink, *, settings: StreamSettings, flusher: Flusher) -> None:
+        self._sink = sink
+        self._settings = settings
+        self._flusher = flusher
+        self._lock = threading.Lock()
+        self._items: list[bytes] = []
+        self._bytes = 0
+        self._first_at = 0.0
+        self._seq = 0
+        self.items_sent = 0
+        self.frames_sent = 0
+        self.closed = False
+
+    def append(self, data: bytes) -> None:
+        """Add one serialized item; flush when the frame is full or has lingered.
+
+        Raises:
+            Stopped: when the flow is stopped while the stream is full.
+        """
+        with self._lock:
+            items = self._items
+            items.append(data)
+            if len(items) == 1:
+                self._first_at = time.monotonic()
+                # After the append: the flusher forgets writers it finds empty.
+                self._flusher.watch(self)
+            self._bytes += len(data)
+            settings = self._settings
+            if (
+                self._bytes >= settings.frame_max_bytes
+                or len(items) >= settings.frame_max_items
+                or time.monotonic() - self._first_at >= settings.linger_s
+            ):
+                self._flush_locked(end=False, block=True)
+
+    def flush_if_lingering(self, now: float) -> bool:
+        """Flush a lingering frame if the stream has room; never waits.
+
+        Returns:
+            True when nothing lingers any more (flushed, empty, or closed).
+        """
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self.closed or not self._items:
+                return True
+            if now - self._first_at < self._settings.linger_s:
+                return False
+            return self._flush_locked(end=False, block=False)
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Send what is left and end-of-stream, waiting for room."""
+        with self._lock:
+            if not self.closed:
+                self._flush_locked(end=True, block=True)
+                self.closed = True
+        self._sink.close()
+
+    def _flush_locked(self, *, end: bool, block: bool) -> bool:
+        if not self._items and not end:
+            return True
+        frame = Frame(items=self._items, end_of_stream=end, seq=self._seq).SerializeToString()
+        if not self._sink.send(frame, block=block):
+            return False
+        self._seq += 1
+        self.frames_sent += 1
+        self.items_sent += len(self._items)
+        self._items = []
+        self._bytes = 0
+        return True
+
+
+class Flusher:
+    """One thread per process that flushes frames whose first item has lingered.
+
+    Only writers holding items are watched, so idle jobs cost nothing.
+    """
+
+    def __init__(self, *, linger_s: float = FRAME_LINGER_S) -> None:
+        self._linger_s = linger_s
+        self._pending: dict[int, FrameWriter] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dagyo-flusher", daemon=True)
+        self._thread.start()
+
+    def watch(self, writer: FrameWriter) -> None:
+        """Flush this writer once its frame lingers (called when it gets a first item)."""
+        with self._lock:
+            if not self._pending:
+                self._wake.set()
+            self._pending[id(writer)] = writer
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(self._linger_s)
+            now = time.monotonic()
+            with self._lock:
+                writers = list(self._pending.values())
+            done = [writer for writer in writers if writer.flush_if_lingering(now)]
+            with self._lock:
+                for writer in done:
+                    if not writer._items or writer.closed:
+                        self._pending.pop(id(writer), None)
+                if not self._pending:
+                    self._wake.clear()

@@ -1,0 +1,1 @@
+"""The sample progdef catalogue: one folder per progdef."""

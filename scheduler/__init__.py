@@ -1,0 +1,1 @@
+"""The scheduler side of dagyo: the flow model and checker, the scheduler service and the CLI."""

@@ -1,0 +1,159 @@
+"""The embedded runner: a whole flow in one process, on the in-memory transport.
+
+It runs each job with the executor's own job code (``executor.job.execute``); only the
+transport differs from a cluster, so a flow behaves here as it will there.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scheduler.flow import CheckedFlow
+
+from executor.errors import Stopped
+from executor.job import JobRun, execute
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_CANCELLED, FailureReport
+from executor.program import Program, load_program
+from executor.sdk import InputStream, merge
+from executor.stream import Flusher, Inbox, StreamSettings
+from executor.transport.memory import MemoryTransport
+from executor.types import message_class
+from scheduler.plan import Plan, plan_flow
+
+EXECUTOR_ID = "embedded"
+
+
+@dataclass
+class RunResult:
+    """How an embedded run ended: ``succeeded`` or ``failed`` (with the first failure)."""
+
+    state: str
+    failure: FailureReport | None = None
+    items_sent: dict[str, int] = field(default_factory=dict)
+
+
+class EmbeddedRunner:
+    """Runs one checked flow in this process.
+
+    Args:
+        on_export: called in the calling thread with (export name, message) for every
+            exported item, in the order each export's items were sent.
+        settings: frame batching and stream bounds.
+    """
+
+    def __init__(
+        self,
+        checked: CheckedFlow,
+        *,
+        on_export: Callable[[str, Any], None],
+        settings: StreamSettings | None = None,
+    ) -> None:
+        self.settings = settings or StreamSettings()
+        self.plan: Plan = plan_flow(checked, flow_id=uuid.uuid4().hex[:12])
+        self.transport = MemoryTransport(max_frames=self.settings.max_frames)
+        self._on_export = on_export
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._failure: FailureReport | None = None
+        self.runs = [JobRun(planned.descriptor) for planned in self.plan.jobs]
+        self._programs: dict[str, Program] = {}
+
+    def progress(self) -> dict[str, int]:
+        """Items sent so far per ``node.port``."""
+        return {
+            f"{run.descriptor.node}.{port}": sent
+            for run in self.runs
+            for port, sent in run.items_sent().items()
+        }
+
+    def run(self) -> RunResult:
+        """Run every job to its end, delivering exports; stop all at the first panic.
+
+        A KeyboardInterrupt stops every job and ends the run as failed (cancelled).
+        """
+        flusher = Flusher(linger_s=self.settings.linger_s)
+        exports = self._attach_exports()
+        threads = [
+            threading.Thread(
+                target=self._run_job,
+                args=(run, planned.progdef, flusher),
+                name=f"job-{run.descriptor.node}",
+                daemon=True,
+            )
+            for run, planned in zip(self.runs, self.plan.jobs, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self._deliver_exports(exports)
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except KeyboardInterrupt:
+            self._fail(
+                FailureReport(
+                    flow_id=self.plan.flow_id,
+                    executor=EXECUTOR_ID,
+                    error="interrupted",
+                    kind=FAILURE_KIND_CANCELLED,
+                )
+            )
+            for thread in threads:
+                thread.join()
+        state = "failed" if self._failure is not None else "succeeded"
+        return RunResult(state=state, failure=self._failure, items_sent=self.progress())
+
+    def _program(self, progdef: Any) -> Program:
+        with self._lock:
+            if progdef.name not in self._programs:
+                self._programs[progdef.name] = load_program(progdef)
+            return self._programs[progdef.name]
+
+    def _run_job(self, run: JobRun, progdef: Any, flusher: Flusher) -> None:
+        failure = execute(
+            run,
+            lambda: self._program(progdef),
+            self.transport,
+            flusher=flusher,
+            settings=self.settings,
+            executor_id=EXECUTOR_ID,
+        )
+        if failure is not None:
+            self._fail(failure)
+
+    def _fail(self, failure: FailureReport) -> None:
+        with self._lock:
+            if self._failure is not None:
+                return
+            self._failure = failure
+        self._stop.set()
+        for run in self.runs:
+            run.request_stop()
+
+    def _attach_exports(self) -> tuple[Inbox, list[InputStream]]:
+        inbox = Inbox(self._stop)
+        streams = []
+        for name, queue in self.plan.export_queues.items():
+            inbox.add_port(name)
+            streams.append(
+                InputStream(
+                    port=name,
+                    edge=f"export {name}",
+                    inbox=inbox,
+                    message_class=message_class(self.plan.export_types[name]),
+                )
+            )
+            self.transport.attach(queue, inbox, name)
+        return inbox, streams
+
+    def _deliver_exports(self, exports: tuple[Inbox, list[InputStream]]) -> None:
+        inbox, streams = exports
+        try:
+            for name, item in merge(inbox, streams):
+                self._on_export(name, item)
+        except Stopped:
+            pass

@@ -1,0 +1,431 @@
+"""The flow model and its checker: Flow JSON (version 1) in, a type-checked flow out.
+
+:func:`parse_flow` checks the shape of the JSON and builds a :class:`Flow`;
+:func:`check_flow` checks it against the progdef catalogue (the rules of DESIGN.md, "Flow
+JSON") and binds type variables, giving the :class:`CheckedFlow` that the embedded runner
+and the scheduler link into jobs. Each reports every problem it finds at once, one a line,
+as ``<file>: <where>: <what>; <fix>``::
+
+    hello.json: edge names.src -> hi.nmae: hi.nmae: no such input on progdef greet (did you mean 'name'?)
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from executor.errors import FlowInvalid
+from executor.progdef import NAME, Progdef, did_you_mean
+
+FLOW_VERSION = 1
+IN = "in"
+OUT = "out"
+Port = tuple[str, str, str]  # (node, IN or OUT, port): the key of CheckedFlow.port_types
+SCHEMA_NAMES = ("flow", "progdef")
+_SCHEMAS_DIR = Path(__file__).parent / "schemas"
+_TOP_KEYS = ("name", "version", "nodes", "edges", "consts", "exports")
+_NAME_RULE = f"must match {NAME.pattern} (lower case letters, digits, '_' and '-')"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One port of one node, written ``"node.port"`` in Flow JSON."""
+
+    node: str
+    port: str
+
+    def __str__(self) -> str:
+        return f"{self.node}.{self.port}"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A stream from an output port (``source``) to an input port (``target``)."""
+
+    source: Endpoint
+    target: Endpoint
+
+
+@dataclass(frozen=True)
+class Const:
+    """Fixed items fed to an input instead of an edge.
+
+    Attributes:
+        values: the raw JSON ``"value"`` of each entry of ``"values"``, in order.
+    """
+
+    target: Endpoint
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Node:
+    """One vertex of a flow: a name and the progdef it runs."""
+
+    name: str
+    progdef: str
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A flow as written, before it is checked against a catalogue.
+
+    Attributes:
+        nodes: node name -> node, in the order of the JSON.
+        exports: export name -> the output endpoint it delivers.
+    """
+
+    name: str
+    nodes: Mapping[str, Node]
+    edges: tuple[Edge, ...]
+    consts: tuple[Const, ...]
+    exports: Mapping[str, Endpoint]
+
+
+@dataclass(frozen=True)
+class CheckedFlow:
+    """A flow that passed every check, with its types bound and its consts encoded.
+
+    Attributes:
+        progdefs: node name -> the progdef it runs.
+        port_types: (node, ``"in"`` or ``"out"``, port) -> the port's typename, with type
+            variables bound.
+        const_items: input endpoint -> each const value serialized as the port's typename.
+        order: every node name, in a topological order (producers before consumers).
+    """
+
+    flow: Flow
+    progdefs: Mapping[str, Progdef]
+    port_types: Mapping[Port, str]
+    const_items: Mapping[Endpoint, tuple[bytes, ...]]
+    order: tuple[str, ...]
+
+    def source_of(self, target: Endpoint) -> Endpoint | None:
+        """Return the output feeding an input, or None when a const feeds it."""
+        return self._sources.get(target)
+
+    def consumers_of(self, source: Endpoint) -> tuple[Endpoint, ...]:
+        """Return the inputs an output feeds, in edge order."""
+        return self._consumers.get(source, ())
+
+    def exports_of(self, source: Endpoint) -> tuple[str, ...]:
+        """Return the export names of an output, in the order of the JSON."""
+        return self._exports.get(source, ())
+
+    @cached_property
+    def _sources(self) -> dict[Endpoint, Endpoint]:
+        return {edge.target: edge.source for edge in self.flow.edges}
+
+    @cached_property
+    def _consumers(self) -> dict[Endpoint, tuple[Endpoint, ...]]:
+        consumers: dict[Endpoint, tuple[Endpoint, ...]] = {}
+        for edge in self.flow.edges:
+            consumers[edge.source] = (*consumers.get(edge.source, ()), edge.target)
+        return consumers
+
+    @cached_property
+    def _exports(self) -> dict[Endpoint, tuple[str, ...]]:
+        exports: dict[Endpoint, tuple[str, ...]] = {}
+        for name, source in self.flow.exports.items():
+            exports[source] = (*exports.get(source, ()), name)
+        return exports
+
+
+def schema_path(name: str) -> Path:
+    """Return the path of a shipped JSON Schema (draft 2020-12).
+
+    Args:
+        name: ``"flow"`` (Flow JSON version 1) or ``"progdef"`` (progdef.json).
+
+    Raises:
+        ValueError: for any other name.
+    """
+    if name not in SCHEMA_NAMES:
+        raise ValueError(f"no schema named {name!r}; the schemas are {', '.join(SCHEMA_NAMES)}")
+    return _SCHEMAS_DIR / f"{name}.schema.json"
+
+
+class Problems:
+    """Collects problem lines, each prefixed by the file they are about.
+
+    Call it as ``problems(where, text)``; ``where`` names the node, port or edge, or is
+    empty for the flow as a whole.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: list[str] = []
+
+    def __call__(self, where: str, text: str) -> None:
+        # One problem, one line: parser messages from libraries may hold newlines.
+        text = " ".join(text.split())
+        self.lines.append(f"{self.source}: {where}: {text}" if where else f"{self.source}: {text}")
+
+    def raise_any(self) -> None:
+        """Raise FlowInvalid with every line collected, if there is any."""
+        if self.lines:
+            raise FlowInvalid(self.lines)
+
+
+def json_excerpt(value: Any, limit: int = 60) -> str:
+    """Return value as compact JSON, cut to about ``limit`` characters, for a message."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_flow(
+    flow: Flow, catalogue: Mapping[str, Progdef], *, source: str = "flow.json"
+) -> CheckedFlow:
+    """Check a flow against the progdef catalogue, bind its type variables, encode its consts.
+
+    Checks every rule of DESIGN.md, "Flow JSON": progdefs and ports exist, every input has
+    exactly one source, every output goes somewhere, edges type-check, consts decode, and
+    the graph has no cycle.
+
+    Args:
+        flow: the flow, from :func:`parse_flow` or :func:`load_flow`.
+        catalogue: progdef name -> progdef, from ``load_catalogue``.
+        source: the file name that starts every problem line.
+
+    Raises:
+        FlowInvalid: with every problem found, one a line, e.g.
+            ``hello.json: hi.name: input has no source: connect an edge to it or give it
+            a const``.
+    """
+    # The checker builds on this module's model, so it cannot be imported at the top.
+    from scheduler.typecheck import typecheck
+
+    return typecheck(flow, catalogue, source=source)
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def load_flow(path: Path | str) -> Flow:
+    """Read and parse a Flow JSON file; problems name the file as given.
+
+    Raises:
+        FlowInvalid: when the file cannot be read or is not a well-formed flow.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise FlowInvalid([f"{path}: cannot read the flow: {e.strerror or e}"]) from e
+    except UnicodeDecodeError as e:
+        raise FlowInvalid([f"{path}: not UTF-8 text: {e.reason} at byte {e.start}"]) from e
+    return parse_flow(text, source=str(path))
+
+
+def parse_flow(text: str, *, source: str = "flow.json") -> Flow:
+    """Parse Flow JSON (version 1) and check its shape: keys, types, names, ``node.port``.
+
+    The progdefs, ports, types and the graph are checked by :func:`check_flow`.
+
+    Args:
+        text: the JSON document.
+        source: the file name that starts every problem line.
+
+    Raises:
+        FlowInvalid: with every shape problem, e.g.
+            ``hello.json:3:14: malformed JSON: Expecting ',' delimiter``.
+    """
+    duplicates: list[str] = []
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # json.loads keeps the last of two equal keys silently; two nodes named alike
+        # would then vanish into one.
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result and key not in duplicates:
+                duplicates.append(key)
+            result[key] = value
+        return result
+
+    try:
+        data = json.loads(text, object_pairs_hook=unique_keys)
+    except json.JSONDecodeError as e:
+        raise FlowInvalid([f"{source}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}"]) from e
+    except RecursionError as e:
+        raise FlowInvalid([f"{source}: malformed JSON: nested too deeply"]) from e
+    except ValueError as e:  # e.g. a number too long to convert
+        raise FlowInvalid([f"{source}: malformed JSON: {e}"]) from e
+    problem = Problems(source)
+    for key in duplicates:
+        problem("", f"key {key!r} appears twice in one object; rename or remove one")
+    flow = _build_flow(data, problem)
+    problem.raise_any()
+    return flow
+
+
+def _build_flow(data: Any, problem: Problems) -> Flow:
+    if not isinstance(data, dict):
+        problem("", f"expected a JSON object with a name and nodes, got {_kind(data)}")
+        return Flow(name="", nodes={}, edges=(), consts=(), exports={})
+    _unknown_keys(data, _TOP_KEYS, "", problem)
+    name = data.get("name")
+    if "name" not in data:
+        problem("", 'missing required key \'name\'; name the flow, e.g. "name": "hello"')
+    elif not isinstance(name, str) or not NAME.fullmatch(name):
+        problem("", f"name {json_excerpt(name)} {_NAME_RULE}")
+    version = data.get("version", FLOW_VERSION)
+    if isinstance(version, bool) or version != FLOW_VERSION:
+        problem(
+            "",
+            f"version {json_excerpt(version)} is not supported: this dagyo reads flow JSON "
+            f'version {FLOW_VERSION}; write "version": {FLOW_VERSION} or leave it out',
+        )
+    return Flow(
+        name=name if isinstance(name, str) else "",
+        nodes=_parse_nodes(data.get("nodes", {}), problem),
+        edges=tuple(_parse_edges(data.get("edges", []), problem)),
+        consts=tuple(_parse_consts(data.get("consts", []), problem)),
+        exports=_parse_exports(data.get("exports", {}), problem),
+    )
+
+
+def _parse_nodes(value: Any, problem: Problems) -> dict[str, Node]:
+    if not isinstance(value, dict):
+        problem("", f'nodes must be an object of name -> {{"progdef": ...}}, got {_kind(value)}')
+        return {}
+    nodes = {}
+    for name, spec in value.items():
+        where = f"node {name}" if NAME.fullmatch(name) else f"node {name!r}"
+        if not NAME.fullmatch(name):
+            problem(where, f"a node name {_NAME_RULE}")
+        if not isinstance(spec, dict):
+            problem(where, f'expected an object like {{"progdef": "greet"}}, got {_kind(spec)}')
+            continue
+        _unknown_keys(spec, ("progdef",), where, problem)
+        progdef = spec.get("progdef")
+        if "progdef" not in spec:
+            problem(where, "missing required key 'progdef'; name the progdef the node runs")
+        elif not isinstance(progdef, str):
+            problem(where, f"progdef must be a string naming a progdef, got {_kind(progdef)}")
+        else:
+            nodes[name] = Node(name=name, progdef=progdef)
+    return nodes
+
+
+def _parse_edges(value: Any, problem: Problems) -> list[Edge]:
+    if not isinstance(value, list):
+        problem("", f'edges must be a list of {{"from": ..., "to": ...}}, got {_kind(value)}')
+        return []
+    edges = []
+    for index, spec in enumerate(value, 1):
+        where = f"edge {index}"
+        if not isinstance(spec, dict):
+            example = '{"from": "names.src", "to": "hi.name"}'
+            problem(where, f"expected an object like {example}, got {_kind(spec)}")
+            continue
+        _unknown_keys(spec, ("from", "to"), where, problem)
+        source = _endpoint(spec, "from", where, problem, "an output", "from ")
+        target = _endpoint(spec, "to", where, problem, "an input", "to ")
+        if source is not None and target is not None:
+            edges.append(Edge(source=source, target=target))
+    return edges
+
+
+def _parse_consts(value: Any, problem: Problems) -> list[Const]:
+    if not isinstance(value, list):
+        problem("", f'consts must be a list of {{"to": ..., "values": ...}}, got {_kind(value)}')
+        return []
+    consts = []
+    for index, spec in enumerate(value, 1):
+        where = f"const {index}"
+        if not isinstance(spec, dict):
+            example = '{"to": "names.count", "values": [{"value": 3}]}'
+            problem(where, f"expected an object like {example}, got {_kind(spec)}")
+            continue
+        _unknown_keys(spec, ("to", "values"), where, problem)
+        target = _endpoint(spec, "to", where, problem, "an input", "to ")
+        entries = spec.get("values")
+        if "values" not in spec:
+            problem(where, "missing required key 'values'; list the items: [{\"value\": ...}]")
+        elif not isinstance(entries, list):
+            problem(where, f'values must be a list like [{{"value": 3}}], got {_kind(entries)}')
+        else:
+            values = _parse_values(entries, where, problem)
+            if target is not None and values is not None:
+                consts.append(Const(target=target, values=values))
+    return consts
+
+
+def _parse_values(entries: list[Any], where: str, problem: Problems) -> tuple[Any, ...] | None:
+    values = []
+    for index, entry in enumerate(entries, 1):
+        entry_where = f"{where}: value {index}"
+        fix = 'write each value as {"value": <the item as JSON>}'
+        if not isinstance(entry, dict):
+            problem(entry_where, f"expected an object, got {_kind(entry)}; {fix}")
+        elif set(entry) != {"value"}:
+            _unknown_keys(entry, ("value",), entry_where, problem)
+            if "value" not in entry:
+                problem(entry_where, f"missing required key 'value'; {fix}")
+        else:
+            values.append(entry["value"])
+    return tuple(values) if len(values) == len(entries) else None
+
+
+def _parse_exports(value: Any, problem: Problems) -> dict[str, Endpoint]:
+    if not isinstance(value, dict):
+        problem("", f'exports must be an object of name -> "node.port", got {_kind(value)}')
+        return {}
+    exports = {}
+    for name in value:
+        where = f"export {name}" if NAME.fullmatch(name) else f"export {name!r}"
+        if not NAME.fullmatch(name):
+            problem(where, f"an export name {_NAME_RULE}")
+        endpoint = _endpoint(value, name, where, problem, "an output")
+        if endpoint is not None:
+            exports[name] = endpoint
+    return exports
+
+
+def _endpoint(
+    spec: dict[str, Any], key: str, where: str, problem: Problems, role: str, label: str = ""
+) -> Endpoint | None:
+    """Return ``spec[key]`` as an Endpoint, or report why it is not ``"node.port"``."""
+    if key not in spec:
+        problem(where, f'missing required key {key!r}; name {role} as "node.port"')
+        return None
+    value = spec[key]
+    parts = value.split(".") if isinstance(value, str) else []
+    if len(parts) != 2 or not all(parts):
+        example = "hi.greeting" if role == "an output" else "hi.name"
+        problem(
+            where,
+            f'{label}{json_excerpt(value)} is not of the form "node.port"; name {role} as '
+            f'node.port, e.g. "{example}"',
+        )
+        return None
+    return Endpoint(node=parts[0], port=parts[1])
+
+
+def _unknown_keys(
+    spec: dict[str, Any], known: tuple[str, ...], where: str, problem: Problems
+) -> None:
+    for key in spec:
+        if key not in known:
+            problem(
+                where,
+                f"unknown key {key!r}{did_you_mean(key, known)}; the keys are {', '.join(known)}",
+            )
+
+
+def _kind(value: Any) -> str:
+    """Describe a JSON value for a message: ``a list``, ``the string "abc"``…"""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the string {json_excerpt(value)}"
+    return json_excerpt(value)

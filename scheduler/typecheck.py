@@ -1,0 +1,422 @@
+"""Checking a flow against the progdef catalogue: ports, sources, cycles and types.
+
+:func:`scheduler.flow.check_flow` is the entry point; this module holds the rules. A port
+type is a typename or a type variable such as ``T``. A variable belongs to one node: ``T``
+of one ``slow`` node and ``T`` of another are unrelated, while the ports of one node that
+share ``T`` share its binding. Every edge unifies the types at its two ends (union-find),
+so a variable is bound by a typename that reaches it along edges, from upstream or from
+downstream.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from executor.errors import UnknownType
+from executor.progdef import Progdef, did_you_mean, is_type_variable
+from executor.types import describe, message_class
+from scheduler.flow import (
+    IN,
+    OUT,
+    CheckedFlow,
+    Const,
+    Edge,
+    Endpoint,
+    Flow,
+    Port,
+    Problems,
+    json_excerpt,
+)
+
+_Variable = tuple[str, str]  # (node, variable name)
+_Term = str | _Variable  # a typename, or a node's type variable
+
+
+def typecheck(flow: Flow, catalogue: Mapping[str, Progdef], *, source: str) -> CheckedFlow:
+    """Check a flow against a catalogue; see :func:`scheduler.flow.check_flow`.
+
+    Raises:
+        FlowInvalid: with every problem found, one a line.
+    """
+    problem = Problems(source)
+    progdefs: dict[str, Progdef] = {}
+    for node in flow.nodes.values():
+        if node.progdef in catalogue:
+            progdefs[node.name] = catalogue[node.progdef]
+        else:
+            hint = did_you_mean(node.progdef, catalogue) or "; `dagyo progdefs` lists them"
+            where = f"node {node.name}"
+            problem(where, f"no progdef named {node.progdef!r} in the catalogue{hint}")
+    ports = _Ports(flow, progdefs)
+    good_edges = []
+    for edge in flow.edges:
+        where = f"edge {edge.source} -> {edge.target}"
+        source_problem = ports.problem(edge.source, OUT, "edges run from an output to an input")
+        target_problem = ports.problem(edge.target, IN, "edges run from an output to an input")
+        for text in (source_problem, target_problem):
+            if text:
+                problem(where, text)
+        if source_problem is None and target_problem is None and ports.known(edge):
+            good_edges.append(edge)
+    good_consts = []
+    for const in flow.consts:
+        text = ports.problem(const.target, IN, "a const feeds an input")
+        if text:
+            problem(f"const to {const.target}", text)
+        elif const.target.node in progdefs:
+            good_consts.append(const)
+    for name, endpoint in flow.exports.items():
+        text = ports.problem(endpoint, OUT, "only outputs are exported")
+        if text:
+            problem(f"export {name}", text)
+    _check_sources(flow, progdefs, problem)
+    order, cycles = _topological_order(flow)
+    for cycle in cycles:
+        edges = ", ".join(f"{edge.source} -> {edge.target}" for edge in cycle)
+        problem("", f"the flow has a cycle: {edges}; remove or reroute one of these edges")
+    # Unify along the flow's direction, so a conflict is reported on the downstream edge.
+    rank = {name: index for index, name in enumerate(order)}
+    good_edges.sort(key=lambda edge: rank.get(edge.source.node, len(rank)))
+    on_cycles = set(flow.nodes) - set(order)
+    port_types = bind_port_types(progdefs, good_edges, good_consts, problem, on_cycles=on_cycles)
+    const_items = encode_consts(good_consts, port_types, problem)
+    problem.raise_any()
+    return CheckedFlow(
+        flow=flow,
+        progdefs=progdefs,
+        port_types=port_types,
+        const_items=const_items,
+        order=tuple(order),
+    )
+
+
+class _Ports:
+    """Looks up the ports named by edges, consts and exports."""
+
+    def __init__(self, flow: Flow, progdefs: Mapping[str, Progdef]) -> None:
+        self.flow = flow
+        self.progdefs = progdefs
+
+    def known(self, edge: Edge) -> bool:
+        """Return True when the progdefs of both ends of an edge exist."""
+        return edge.source.node in self.progdefs and edge.target.node in self.progdefs
+
+    def problem(self, endpoint: Endpoint, side: str, rule: str) -> str | None:
+        """Return what is wrong with an endpoint, or None when it names a port of its side.
+
+        An endpoint on a node whose progdef does not exist gives None: that node is
+        reported once, not once per edge.
+        """
+        if endpoint.node not in self.flow.nodes:
+            hint = did_you_mean(endpoint.node, self.flow.nodes) or _listing(
+                "the nodes are", self.flow.nodes, "the flow has no nodes"
+            )
+            return f"{endpoint}: no node named {endpoint.node!r} in the flow{hint}"
+        progdef = self.progdefs.get(endpoint.node)
+        if progdef is None:
+            return None
+        kind, ports, other = (
+            ("input", progdef.inputs, progdef.outputs)
+            if side == IN
+            else ("output", progdef.outputs, progdef.inputs)
+        )
+        if endpoint.port in ports:
+            return None
+        text = f"{endpoint}: no such {kind} on progdef {progdef.name}"
+        hint = did_you_mean(endpoint.port, ports)
+        if endpoint.port in other:
+            hint += f"; {endpoint.port} is an {'output' if side == IN else 'input'}: {rule}"
+        return text + (hint or _listing(f"its {kind}s are", ports, f"it has no {kind}s"))
+
+
+def _listing(label: str, names: Iterable[str], empty: str) -> str:
+    names = list(names)
+    shown = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+    return f"; {label} {shown}" if names else f"; {empty}"
+
+
+def _check_sources(flow: Flow, progdefs: Mapping[str, Progdef], problem: Problems) -> None:
+    """Every input has exactly one source; every output feeds an input or is exported."""
+    feeds: dict[Endpoint, list[str]] = {}
+    for edge in flow.edges:
+        feeds.setdefault(edge.target, []).append(f"edge {edge.source} -> {edge.target}")
+    for const in flow.consts:
+        feeds.setdefault(const.target, []).append("const")
+    used = {edge.source for edge in flow.edges} | set(flow.exports.values())
+    for node, progdef in progdefs.items():
+        for port in progdef.inputs:
+            where = f"{node}.{port}"
+            sources = feeds.get(Endpoint(node, port), [])
+            if not sources:
+                problem(where, "input has no source: connect an edge to it or give it a const")
+            elif len(sources) > 1:
+                problem(
+                    where,
+                    f"input has {len(sources)} sources ({', '.join(sources)}): give it exactly "
+                    "one edge or one const",
+                )
+        for port in progdef.outputs:
+            if Endpoint(node, port) not in used:
+                problem(
+                    f"{node}.{port}", "output goes nowhere: connect it to a void_sink or export it"
+                )
+
+
+def _topological_order(flow: Flow) -> tuple[list[str], list[list[Edge]]]:
+    """Return the nodes in a topological order (ties in JSON order), and the cycles found.
+
+    Nodes on or behind a cycle are left out of the order; each cycle is a list of edges
+    from a node back to itself, and each cycle found holds a node no earlier one holds.
+    """
+    names = list(flow.nodes)
+    index = {name: i for i, name in enumerate(names)}
+    edges = [e for e in flow.edges if e.source.node in index and e.target.node in index]
+    outgoing: dict[str, list[Edge]] = {name: [] for name in names}
+    waiting = dict.fromkeys(names, 0)
+    for edge in edges:
+        outgoing[edge.source.node].append(edge)
+        waiting[edge.target.node] += 1
+    ready = [index[name] for name in names if not waiting[name]]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        name = names[heapq.heappop(ready)]
+        order.append(name)
+        for edge in outgoing[name]:
+            waiting[edge.target.node] -= 1
+            if not waiting[edge.target.node]:
+                heapq.heappush(ready, index[edge.target.node])
+    left = [name for name in names if waiting[name]]
+    cycles: list[list[Edge]] = []
+    covered: set[str] = set()
+    for start in left:
+        if start not in covered:
+            cycle = _shortest_cycle(start, outgoing)
+            if cycle:
+                cycles.append(cycle)
+                covered.update(edge.source.node for edge in cycle)
+    return order, cycles
+
+
+def _shortest_cycle(start: str, outgoing: Mapping[str, list[Edge]]) -> list[Edge]:
+    """Return the shortest path of edges from start back to start, or [] when none is."""
+    reached_by: dict[str, Edge | None] = {start: None}
+    frontier = [start]
+    while frontier:
+        following = []
+        for name in frontier:
+            for edge in outgoing[name]:
+                if edge.target.node == start:
+                    path = [edge]
+                    while (previous := reached_by[path[0].source.node]) is not None:
+                        path.insert(0, previous)
+                    return path
+                if edge.target.node not in reached_by:
+                    reached_by[edge.target.node] = edge
+                    following.append(edge.target.node)
+        frontier = following
+    return []
+
+
+# --- types --------------------------------------------------------------------------------
+
+
+class _Bindings:
+    """Union-find over type variables; each class may be bound to one typename."""
+
+    def __init__(self) -> None:
+        self._parent: dict[_Variable, _Variable] = {}
+        self._typename: dict[_Variable, str] = {}
+        # The edge that first bound a class, so a later mismatch can say why.
+        self._bound_by: dict[_Variable, str] = {}
+
+    def root(self, variable: _Variable) -> _Variable:
+        parent = self._parent.setdefault(variable, variable)
+        while parent != variable:
+            grandparent = self._parent[parent]
+            self._parent[variable] = grandparent
+            variable, parent = parent, grandparent
+        return variable
+
+    def typename(self, term: _Term) -> str | None:
+        return term if isinstance(term, str) else self._typename.get(self.root(term))
+
+    def unify(self, a: _Term, b: _Term, edge: str) -> bool:
+        """Make a and b the same type; return False, changing nothing, when they conflict."""
+        a_type, b_type = self.typename(a), self.typename(b)
+        if a_type is not None and b_type is not None:
+            return a_type == b_type
+        if isinstance(a, str):
+            a, b, b_type = b, a, a_type
+        assert not isinstance(a, str)
+        a_root = self.root(a)
+        if isinstance(b, str):
+            self._typename[a_root] = b
+            self._bound_by[a_root] = edge
+            return True
+        b_root = self.root(b)
+        if a_root != b_root:
+            self._parent[b_root] = a_root
+            if b_type is not None:
+                self._typename[a_root] = b_type
+                self._bound_by[a_root] = self._bound_by[b_root]
+        return True
+
+    def describe(self, endpoint: Endpoint, term: _Term) -> str:
+        """Return ``"n.port is <typename>"``, saying which edge bound a type variable."""
+        typename = self.typename(term)
+        if isinstance(term, str):
+            return f"{endpoint} is {typename}"
+        bound_by = self._bound_by[self.root(term)]
+        return f"{endpoint} is {typename} (its type variable {term[1]} was bound by {bound_by})"
+
+
+def _term(progdefs: Mapping[str, Progdef], node: str, side: str, port: str) -> _Term:
+    progdef = progdefs[node]
+    port_type = (progdef.inputs if side == IN else progdef.outputs)[port]
+    return (node, port_type) if is_type_variable(port_type) else port_type
+
+
+def bind_port_types(
+    progdefs: Mapping[str, Progdef],
+    edges: Iterable[Edge],
+    consts: Iterable[Const],
+    problem: Problems,
+    *,
+    on_cycles: Collection[str] = (),
+) -> dict[Port, str]:
+    """Unify the types along edges and return the typename of every port that has one.
+
+    Args:
+        progdefs: node name -> progdef, for the nodes whose progdef exists.
+        edges: edges whose two ends name existing ports, in the order to unify them; of two
+            conflicting edges the later one is reported.
+        consts: consts whose target names an existing input.
+        problem: told each type mismatch, each const into an unbound type variable and each
+            output whose variable nothing binds.
+        on_cycles: nodes on or behind a cycle, whose unbound outputs the cycle explains.
+
+    Returns:
+        (node, "in" | "out", port) -> typename; ports whose variable stayed unbound are
+        left out.
+    """
+    bindings = _Bindings()
+    fed_by_edge: set[tuple[str, str]] = set()
+    for edge in edges:
+        where = f"edge {edge.source} -> {edge.target}"
+        source = _term(progdefs, edge.source.node, OUT, edge.source.port)
+        target = _term(progdefs, edge.target.node, IN, edge.target.port)
+        if bindings.unify(source, target, where):
+            fed_by_edge.add((edge.target.node, edge.target.port))
+        else:
+            problem(
+                where,
+                f"type mismatch: {bindings.describe(edge.source, source)} but "
+                f"{bindings.describe(edge.target, target)}",
+            )
+    port_types: dict[Port, str] = {}
+    unbound: dict[Port, _Variable] = {}
+    for node, progdef in progdefs.items():
+        for side, ports in ((IN, progdef.inputs), (OUT, progdef.outputs)):
+            for port in ports:
+                term = _term(progdefs, node, side, port)
+                typename = bindings.typename(term)
+                if typename is not None:
+                    port_types[(node, side, port)] = typename
+                elif not isinstance(term, str):
+                    unbound[(node, side, port)] = term
+    # An unbound variable reaching an input that no good edge feeds is already explained by
+    # another problem (no source, a broken edge, or the const reported below); reporting
+    # every output downstream of it too would bury the cause.
+    explained = {
+        bindings.root(variable)
+        for (node, side, port), variable in unbound.items()
+        if side == IN and (node, port) not in fed_by_edge
+    }
+    for const in consts:
+        variable = unbound.get((const.target.node, IN, const.target.port))
+        if variable is not None:
+            problem(
+                f"const to {const.target}",
+                f"port has type variable {variable[1]}, which a const cannot bind; "
+                "feed it from an edge",
+            )
+    for (node, side, port), variable in unbound.items():
+        if side == OUT and node not in on_cycles and bindings.root(variable) not in explained:
+            problem(
+                f"{node}.{port}",
+                f"output has type variable {variable[1]}, which nothing binds; feed an input "
+                f"of type {variable[1]} from an edge",
+            )
+    return port_types
+
+
+# --- consts -------------------------------------------------------------------------------
+
+
+def encode_consts(
+    consts: Iterable[Const], port_types: Mapping[Port, str], problem: Problems
+) -> dict[Endpoint, tuple[bytes, ...]]:
+    """Serialize every const value as its port's typename.
+
+    Consts whose port has no typename (an unbound variable) are skipped:
+    :func:`bind_port_types` reports those.
+
+    Returns:
+        input endpoint -> the serialized values, in order.
+    """
+    items: dict[Endpoint, tuple[bytes, ...]] = {}
+    for const in consts:
+        typename = port_types.get((const.target.node, IN, const.target.port))
+        if typename is None:
+            continue
+        where = f"const to {const.target}"
+        try:
+            cls = message_class(typename)
+        except UnknownType:
+            problem(
+                where,
+                f"{const.target} has typename {typename}, which this process does not know, "
+                f"so its values cannot be encoded; feed {const.target} from an edge instead",
+            )
+            continue
+        encoded = []
+        for index, value in enumerate(const.values, 1):
+            try:
+                encoded.append(encode_value(value, cls))
+            except ValueError as e:
+                problem(
+                    where,
+                    f"value {index} ({json_excerpt(value)}) is not the JSON form of {typename}: "
+                    f"{e}; {typename} has the fields {describe(typename) or '(none)'}",
+                )
+        items[const.target] = tuple(encoded)
+    return items
+
+
+def encode_value(value: Any, cls: type[Message]) -> bytes:
+    """Serialize the JSON form of one message (``json_format``) as protobuf bytes.
+
+    A message of exactly one field may also be written as that field's value when it is not
+    an object, as protobuf does for its own wrapper types: ``3`` is ``{"value": 3}`` for a
+    ``dagyo.types.Int64``, ``"Ada"`` is ``{"text": "Ada"}`` for a ``dagyo.types.Text``.
+
+    Raises:
+        ValueError: saying what is wrong with the value.
+    """
+    fields = cls.DESCRIPTOR.fields
+    if not isinstance(value, dict) and len(fields) == 1:
+        value = {fields[0].json_name: value}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object, got {json_excerpt(value)}")
+    try:
+        return json_format.ParseDict(value, cls()).SerializeToString()
+    # json_format lets some TypeErrors and ValueErrors through unwrapped; all of them mean
+    # the value does not fit the message.
+    except (json_format.ParseError, TypeError, ValueError, RecursionError) as e:
+        raise ValueError(" ".join(str(e).split()).rstrip(".")) from e

@@ -1,0 +1,183 @@
+"""The embedded runner: exports, order, fan-out, consts, panics, backpressure."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from typing import Any
+
+from google.protobuf import json_format
+
+from executor.progdef import load_catalogue
+from executor.stream import StreamSettings
+from scheduler.embedded import EmbeddedRunner, RunResult
+from scheduler.flow import check_flow, parse_flow
+from tests.conftest import EXAMPLES, PROGDEFS
+
+CATALOGUE = load_catalogue(PROGDEFS)
+
+
+def run_flow(flow: dict[str, Any], *, catalogue: Any = None,
+             settings: StreamSettings | None = None) -> tuple[dict[str, list[Any]], RunResult]:
+    checked = check_flow(parse_flow(json.dumps(flow)), catalogue or CATALOGUE)
+    exports: dict[str, list[Any]] = defaultdict(list)
+
+    def on_export(name: str, message: Any) -> None:
+        exports[name].append(json_format.MessageToDict(message))
+
+    result = EmbeddedRunner(checked, on_export=on_export, settings=settings).run()
+    return dict(exports), result
+
+
+def source(count: int | list[int]) -> dict[str, Any]:
+    counts = count if isinstance(count, list) else [count]
+    return {"values": [{"value": c} for c in counts]}
+
+
+def names(n: int) -> list[dict[str, str]]:
+    return [{"text": f"name-{i}"} for i in range(n)]
+
+
+def test_hello_exports_greetings_in_order() -> None:
+    exports, result = run_flow(json.loads((EXAMPLES / "hello.json").read_text()))
+    assert result.state == "succeeded"
+    assert exports == {"greetings": [{"text": f"hello name-{i}"} for i in range(3)]}
+
+
+def test_count_sends_the_total_once_at_end_of_stream() -> None:
+    exports, result = run_flow({
+        "name": "counting",
+        "nodes": {"s": {"progdef": "source"}, "n": {"progdef": "count"}},
+        "edges": [{"from": "s.src", "to": "n.items"}],
+        "consts": [{"to": "s.count", **source(1000)}],
+        "exports": {"total": "n.total"},
+    })
+    assert result.state == "succeeded"
+    assert exports == {"total": [{"value": "1000"}]}
+
+
+def test_fan_out_gives_every_consumer_every_item_in_order() -> None:
+    exports, result = run_flow({
+        "name": "fan-out",
+        "nodes": {"s": {"progdef": "source"}, "g": {"progdef": "greet"},
+                  "n": {"progdef": "count"}, "v": {"progdef": "void_sink"}},
+        "edges": [{"from": "s.src", "to": "g.name"}, {"from": "s.src", "to": "n.items"},
+                  {"from": "s.src", "to": "v.sink"}],
+        "consts": [{"to": "s.count", **source(20000)}],
+        "exports": {"names": "s.src", "greetings": "g.greeting", "total": "n.total"},
+    }, settings=StreamSettings(frame_max_items=100, max_frames=2))
+    assert result.state == "succeeded"
+    assert exports["names"] == names(20000)
+    assert exports["greetings"] == [{"text": f"hello name-{i}"} for i in range(20000)]
+    assert exports["total"] == [{"value": "20000"}]
+
+
+def test_each_const_value_is_one_item() -> None:
+    exports, result = run_flow({
+        "name": "consts",
+        "nodes": {"s": {"progdef": "source"}},
+        "consts": [{"to": "s.count", **source([2, 3])}],
+        "exports": {"names": "s.src"},
+    })
+    assert result.state == "succeeded"
+    assert exports["names"] == names(2) + names(3)
+
+
+def test_unordered_cartesian_product_pairs_everything() -> None:
+    exports, result = run_flow({
+        "name": "pairs",
+        "nodes": {"a": {"progdef": "source"}, "b": {"progdef": "source"},
+                  "p": {"progdef": "unordered_cartesian_product"}},
+        "edges": [{"from": "a.src", "to": "p.a"}, {"from": "b.src", "to": "p.b"}],
+        "consts": [{"to": "a.count", **source(3)}, {"to": "b.count", **source(4)}],
+        "exports": {"pairs": "p.pairs"},
+    })
+    assert result.state == "succeeded"
+    pairs = [(p["a"], p["b"]) for p in exports["pairs"]]
+    assert len(pairs) == 12
+    assert set(pairs) == {(f"name-{i}", f"name-{j}") for i in range(3) for j in range(4)}
+
+
+def test_unordered_cartesian_product_panics_past_its_buffer_cap() -> None:
+    exports, result = run_flow({
+        "name": "too-big",
+        "nodes": {"a": {"progdef": "source"}, "b": {"progdef": "source"},
+                  "p": {"progdef": "unordered_cartesian_product"},
+                  "v": {"progdef": "void_sink"}},
+        "edges": [{"from": "a.src", "to": "p.a"}, {"from": "b.src", "to": "p.b"},
+                  {"from": "p.pairs", "to": "v.sink"}],
+        "consts": [{"to": "a.count", **source(200_000)}, {"to": "b.count", **source(0)}],
+    })
+    assert result.state == "failed"
+    assert result.failure is not None
+    assert (result.failure.node, result.failure.progdef) == ("p", "unordered_cartesian_product")
+    assert "10 MB" in result.failure.error
+
+
+def test_explode_panics_the_flow_naming_the_node() -> None:
+    exports, result = run_flow({
+        "name": "boom",
+        "nodes": {"x": {"progdef": "explode"}, "n": {"progdef": "count"}},
+        "edges": [{"from": "x.items", "to": "n.items"}],
+        "consts": [{"to": "x.items", "values": [{"value": {"text": "ok"}},
+                                                {"value": {"text": "panic now"}}]}],
+        "exports": {"total": "n.total"},
+    })
+    assert result.state == "failed"
+    assert result.failure is not None
+    assert (result.failure.node, result.failure.progdef) == ("x", "explode")
+    assert "starts with 'panic'" in result.failure.error
+    assert "RuntimeError" in result.failure.traceback
+    assert exports == {}
+
+
+def test_slow_passes_items_on_in_order() -> None:
+    exports, result = run_flow({
+        "name": "slowly",
+        "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"}},
+        "edges": [{"from": "s.src", "to": "w.items"}],
+        "consts": [{"to": "s.count", **source(5)}, {"to": "w.delay_ms", **source(5)}],
+        "exports": {"names": "w.items"},
+    })
+    assert result.state == "succeeded"
+    assert exports["names"] == names(5)
+
+
+def test_the_empty_flow_succeeds_with_no_exports() -> None:
+    exports, result = run_flow({"name": "empty"})
+    assert result.state == "succeeded"
+    assert exports == {}
+
+
+def test_a_bounded_stream_holds_at_most_its_bound_while_a_slow_consumer_lags() -> None:
+    flow = {
+        "name": "backpressure",
+        "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"}},
+        "edges": [{"from": "s.src", "to": "w.items"}],
+        "consts": [{"to": "s.count", **source(60)}, {"to": "w.delay_ms", **source(5)}],
+        "exports": {"names": "w.items"},
+    }
+    checked = check_flow(parse_flow(json.dumps(flow)), CATALOGUE)
+    received: list[Any] = []
+    runner = EmbeddedRunner(checked, on_export=lambda _, m: received.append(m.text),
+                            settings=StreamSettings(frame_max_items=1, max_frames=3))
+    queue = runner.plan.jobs[1].descriptor.inputs["items"].queue
+    depths: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            depths.append(runner.transport.depth(queue))
+            done.wait(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    result = runner.run()
+    done.set()
+    sampler.join()
+    assert result.state == "succeeded"
+    assert received == [f"name-{i}" for i in range(60)]
+    assert max(depths) <= 3
+    assert max(depths) == 3, "the producer should have filled the stream and waited"
+    assert runner.progress()["s.src"] == 60
