@@ -62,3 +62,18 @@ def export_queue(flow_id: str, export: str) -> str:
 def failure_queue(flow_id: str) -> str:
     """The scheduler's failure queue of one flow, bound to FAILURES_EXCHANGE by flow id."""
     return f"{FLOW_PREFIX}.{flow_id}.failures"
+
+
+# --- connections --------------------------------------------------------------------------
+# How often a lost broker connection is retried before an executor or scheduler gives up.
+RECONNECT_ATTEMPTS = 30
+RECONNECT_DELAY_S = 1.0
+# pika's AMQP heartbeat: how soon a dead TCP connection is noticed (not dagyo heartbeats).
+AMQP_HEARTBEAT_S = 10
+# A publish into a full stream waits this long first, doubling up to the maximum.
+FULL_STREAM_BACKOFF_S = 0.001
+FULL_STREAM_BACKOFF_MAX_S = 0.05
+# How long an executor remembers a stopped flow, to drop its jobs still in a mailbox.
+STOPPED_FLOW_MEMORY_S = 600.0
+EXECUTOR_METRICS_PORT = 9100
+PROTOBUF_CONTENT_TYPE = "application/x-protobuf"

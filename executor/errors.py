@@ -103,3 +103,16 @@ def redact_url(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+class SchedulerError(DagyoError):
+    """Raised when the scheduler fails a request for a reason of its own."""
+
+
+class SchedulerRefused(SchedulerError):
+    """Raised when the scheduler refuses a request; carries its problem lines, one a line."""
+
+    def __init__(self, problems: Sequence[str], *, code: str = "") -> None:
+        self.problems = list(problems) or ["the scheduler refused the request"]
+        self.code = code
+        super().__init__("\n".join(self.problems))

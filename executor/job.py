@@ -30,6 +30,9 @@ class JobRun:
     inputs: dict[str, InputStream] = field(default_factory=dict)
     outputs: dict[str, OutputStream] = field(default_factory=dict)
     inbox: Inbox | None = None
+    # Why the executor stopped the job itself (drain past its grace, broker lost); empty
+    # when the flow was stopped, which is not this job's failure to report.
+    stop_reason: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -40,8 +43,15 @@ class JobRun:
         """Items sent so far per output port."""
         return {port: out.items_sent for port, out in self.outputs.items()}
 
-    def request_stop(self) -> None:
-        """Tell the job to stop now; it raises Stopped where it waits or checks."""
+    def request_stop(self, reason: str = "") -> None:
+        """Tell the job to stop now; it raises Stopped where it waits or checks.
+
+        Args:
+            reason: set when the stop is the executor's doing and must be reported as the
+                job's failure (e.g. a drain past its grace period).
+        """
+        if reason and not self.stop.is_set():
+            self.stop_reason = reason
         self.stop.set()
         if self.inbox is not None:
             self.inbox.wake()

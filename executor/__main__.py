@@ -1,0 +1,59 @@
+"""``python -m executor PROGDEF_DIR``: one executor for one progdef (the container command).
+
+Reads DAGYO_QUEUE (broker URL) and DAGYO_JOBS (its mailbox; derived from the progdef and
+printed when unset). Exits 0 after a drain (SIGTERM or Ctrl-C), 2 for a bad progdef or
+setting, 3 when the broker cannot be reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from executor.drain import ShutdownSignals
+from executor.errors import BrokerUnavailable, DagyoError, ProgdefInvalid
+from executor.progdef import load_progdef
+from executor.service import Executor
+from executor.settings import ExecutorSettings
+
+USAGE = "usage: python -m executor PROGDEF_DIR"
+
+
+def main(argv: list[str]) -> int:
+    """Run one executor until it has drained; return the exit status."""
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print(__doc__.strip().replace("``", "") if argv else USAGE, file=sys.stderr)
+        return 0 if argv else 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    try:
+        progdef = load_progdef(argv[0])
+        settings = ExecutorSettings.from_env(progdef)
+        executor = Executor(progdef, settings)
+    except (ProgdefInvalid, DagyoError) as e:
+        print(f"executor: {e}", file=sys.stderr)
+        return 2
+    if settings.mailbox_derived:
+        print(
+            f"executor {progdef.name}: pulling {settings.mailbox} (derived from "
+            f"{argv[0]}; set DAGYO_JOBS to override)",
+            file=sys.stderr,
+            flush=True,
+        )
+    signals = ShutdownSignals()
+    signals.install()
+    try:
+        executor.start()
+    except BrokerUnavailable as e:
+        print(f"executor: {e}", file=sys.stderr)
+        return 3
+    print(
+        f"executor {progdef.name}: {settings.executor_id} ready, up to {settings.max_jobs} jobs",
+        file=sys.stderr,
+        flush=True,
+    )
+    return executor.run(signals)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,266 @@
+"""One broker connection owned by one I/O thread, with thread-safe hand-off.
+
+pika connections are not thread-safe. An AmqpThread owns a BlockingConnection and is the
+only thread that touches it; other threads hand it work with :meth:`AmqpThread.call`
+(wait for the result) or :meth:`AmqpThread.submit` (fire and forget), which go through
+``add_callback_threadsafe``. When the connection is lost the thread reports it, then
+reconnects (a new connection, never a repaired one) up to RECONNECT_ATTEMPTS times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import pika
+import pika.exceptions
+
+from executor.constants import AMQP_HEARTBEAT_S, RECONNECT_ATTEMPTS, RECONNECT_DELAY_S
+from executor.errors import BrokerError, BrokerUnavailable
+
+log = logging.getLogger("dagyo.amqp")
+T = TypeVar("T")
+
+# What pika raises when the connection (not just a channel) is gone.
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ConnectionClosed,
+    pika.exceptions.StreamLostError,
+    ConnectionError,
+    OSError,
+)
+
+
+def connection_parameters(url: str) -> pika.URLParameters:
+    """Parameters for a dagyo connection to ``url``.
+
+    Raises:
+        BrokerUnavailable: when the URL is not an amqp:// URL pika can use.
+    """
+    try:
+        parameters = pika.URLParameters(url)
+    except Exception as e:
+        raise BrokerUnavailable(url, f"not a valid amqp:// URL: {e}") from e
+    parameters.heartbeat = AMQP_HEARTBEAT_S
+    parameters.blocked_connection_timeout = 60
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 5
+    return parameters
+
+
+def connect(url: str) -> pika.BlockingConnection:
+    """Open one connection, translating pika's errors.
+
+    Raises:
+        BrokerUnavailable: naming the URL and how to start a broker.
+    """
+    parameters = connection_parameters(url)
+    try:
+        return pika.BlockingConnection(parameters)
+    except pika.exceptions.ProbableAuthenticationError as e:
+        raise BrokerUnavailable(url, "the broker refused the user name or password") from e
+    except CONNECTION_ERRORS as e:
+        raise BrokerUnavailable(url, type(e).__name__) from e
+
+
+class AmqpThread:
+    """The I/O thread of one process: owns its connection and runs every AMQP call.
+
+    Args:
+        url: the broker URL.
+        on_connect: called on the I/O thread with each new connection (declare topology,
+            start consumers).
+        on_disconnect: called on the I/O thread when the connection is lost.
+        attempts: reconnections tried before giving up (the thread then ends and
+            ``failed`` holds the error).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        on_connect: Callable[[pika.BlockingConnection], None],
+        on_disconnect: Callable[[Exception], None] = lambda e: None,
+        attempts: int = RECONNECT_ATTEMPTS,
+        reconnect_delay_s: float = RECONNECT_DELAY_S,
+    ) -> None:
+        self.url = url
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._attempts = attempts
+        self._delay_s = reconnect_delay_s
+        self._connection: pika.BlockingConnection | None = None
+        self._calls: list[tuple[Callable[[], Any], Future[Any] | None]] = []
+        self._calls_lock = threading.Lock()
+        self._closing = threading.Event()
+        self.connected = threading.Event()
+        self.failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    # --- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect and start the thread.
+
+        Raises:
+            BrokerUnavailable: when the first connection fails.
+        """
+        self._connection = connect(self.url)
+        self._thread.start()
+        self.call(lambda: self._on_connect(self._require()))
+        self.connected.set()
+
+    def close(self) -> None:
+        """Close the connection and end the thread (idempotent)."""
+        self._closing.set()
+        self.submit(lambda: None)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(10)
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs (connected, or reconnecting)."""
+        return self._thread.is_alive()
+
+    @property
+    def in_io_thread(self) -> bool:
+        """True when called on the I/O thread itself."""
+        return threading.current_thread() is self._thread
+
+    # --- hand-off --------------------------------------------------------------------------
+
+    def call(self, function: Callable[[], T], *, timeout: float | None = 30.0) -> T:
+        """Run ``function`` on the I/O thread and return its result.
+
+        Raises:
+            BrokerError: when the connection is lost before it ran, or it timed out.
+            Exception: whatever ``function`` raised.
+        """
+        if self.in_io_thread:
+            return function()
+        future: Future[T] = Future()
+        self._enqueue(function, future)
+        try:
+            return future.result(timeout)
+        except TimeoutError as e:
+            raise BrokerError(f"the broker did not answer within {timeout} s") from e
+
+    def submit(self, function: Callable[[], Any]) -> None:
+        """Run ``function`` on the I/O thread soon; errors are logged, not raised."""
+        if self.in_io_thread:
+            self._run(function, None)
+        else:
+            self._enqueue(function, None)
+
+    def _enqueue(self, function: Callable[[], Any], future: Future[Any] | None) -> None:
+        with self._calls_lock:
+            self._calls.append((function, future))
+            connection = self._connection
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(self._run_calls)
+            except Exception:  # closed between the check and the call: the loop will fail it
+                pass
+
+    def _run_calls(self) -> None:
+        with self._calls_lock:
+            calls, self._calls = self._calls, []
+        for index, (function, future) in enumerate(calls):
+            try:
+                self._run(function, future)
+            except CONNECTION_ERRORS:
+                for _, later in calls[index + 1 :]:
+                    if later is not None:
+                        later.set_exception(BrokerError("the broker connection was lost"))
+                raise
+
+    @staticmethod
+    def _run(function: Callable[[], Any], future: Future[Any] | None) -> None:
+        try:
+            result = function()
+        except CONNECTION_ERRORS:
+            if future is not None:
+                future.set_exception(BrokerError("the broker connection was lost"))
+            raise
+        except BaseException as e:
+            if future is None:
+                log.exception("AMQP call failed")
+            else:
+                future.set_exception(e)
+        else:
+            if future is not None:
+                future.set_result(result)
+
+    def _fail_calls(self) -> None:
+        with self._calls_lock:
+            calls, self._calls = self._calls, []
+        for _, future in calls:
+            if future is not None:
+                future.set_exception(BrokerError("the broker connection was lost"))
+
+    def _require(self) -> pika.BlockingConnection:
+        if self._connection is None:
+            raise BrokerError("not connected to the broker")
+        return self._connection
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            while not self._closing.is_set():
+                try:
+                    self._serve()
+                except CONNECTION_ERRORS as e:
+                    self.connected.clear()
+                    self._connection = None
+                    self._fail_calls()
+                    if self._closing.is_set():
+                        break
+                    log.warning("lost the broker connection (%s); reconnecting", e)
+                    self._on_disconnect(e)
+                    if not self._reconnect():
+                        return
+        finally:
+            self._shutdown()
+
+    def _serve(self) -> None:
+        connection = self._require()
+        while not self._closing.is_set():
+            connection.process_data_events(time_limit=0.2)
+            self._run_calls()
+
+    def _reconnect(self) -> bool:
+        for attempt in range(1, self._attempts + 1):
+            if self._closing.wait(self._delay_s):
+                return False
+            try:
+                connection = connect(self.url)
+            except BrokerUnavailable as e:
+                log.warning("reconnect %d of %d failed: %s", attempt, self._attempts, e)
+                continue
+            self._connection = connection
+            try:
+                self._on_connect(connection)
+            except CONNECTION_ERRORS:
+                self._connection = None
+                continue
+            self.connected.set()
+            log.info("reconnected to the broker")
+            return True
+        self.failed = BrokerUnavailable(self.url, f"gave up after {self._attempts} attempts")
+        log.error("%s", self.failed)
+        return False
+
+    def _shutdown(self) -> None:
+        self.connected.clear()
+        self._fail_calls()
+        connection, self._connection = self._connection, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except Exception:  # already going away; nothing left to save
+                pass

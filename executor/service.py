@@ -1,0 +1,293 @@
+"""The executor: a long-lived process serving one progdef, running many jobs at once.
+
+Threads: the I/O thread (executor.amqp) owns the broker connection and runs the mailbox,
+the stop consumer, heartbeats and reports; each job runs in a thread of its own; the main
+thread waits for signals and drains.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+from executor.amqp import AmqpThread
+from executor.constants import (
+    EVENTS_EXCHANGE,
+    FAILURES_EXCHANGE,
+    PROTOBUF_CONTENT_TYPE,
+    STOP_EXCHANGE,
+    STOPPED_FLOW_MEMORY_S,
+)
+from executor.drain import ShutdownSignals
+from executor.health import ExecutorMetrics, serve_health
+from executor.job import JobRun, execute
+from executor.mailbox import Mailbox
+from executor.pb.dagyo.v1.events_pb2 import Event, Heartbeat, JobEnded, JobRef, JobStarted, Stop
+from executor.pb.dagyo.v1.failure_pb2 import (
+    FAILURE_KIND_BROKER,
+    FAILURE_KIND_PANIC,
+    FailureReport,
+)
+from executor.pb.dagyo.v1.job_pb2 import Job
+from executor.progdef import Progdef
+from executor.program import Program, load_program
+from executor.settings import ExecutorSettings
+from executor.stream import Flusher, StreamSettings
+from executor.transport.rabbitmq import JobTransport
+
+log = logging.getLogger("dagyo.executor")
+
+
+def declare_exchanges(channel: BlockingChannel) -> None:
+    """Declare the exchanges every dagyo process uses (idempotent)."""
+    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(FAILURES_EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(STOP_EXCHANGE, "fanout", durable=True)
+
+
+class Executor:
+    """Pulls jobs of one progdef from its mailbox and runs up to ``max_jobs`` at once."""
+
+    def __init__(
+        self,
+        progdef: Progdef,
+        settings: ExecutorSettings,
+        *,
+        stream_settings: StreamSettings | None = None,
+    ) -> None:
+        self.progdef = progdef
+        self.settings = settings
+        self.stream_settings = stream_settings or StreamSettings()
+        self.program: Program = load_program(progdef)
+        self.metrics = ExecutorMetrics()
+        self.runs: dict[tuple[str, str], JobRun] = {}
+        self._stopped_flows: dict[str, float] = {}
+        self._flusher = Flusher(linger_s=self.stream_settings.linger_s)
+        self._control: BlockingChannel | None = None
+        self._last_beat = time.monotonic()
+        self._idle = threading.Condition()
+        self.mailbox = Mailbox(settings.mailbox, max_jobs=settings.max_jobs, on_job=self._on_job)
+        self.io = AmqpThread(
+            settings.queue_url,
+            name="dagyo-io",
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+        )
+        self.health_port: int | None = None
+
+    # --- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, start pulling jobs and serve the health endpoint.
+
+        Raises:
+            BrokerUnavailable: when the broker cannot be reached.
+        """
+        self.io.start()
+        if self.settings.metrics_port >= 0:
+            server = serve_health(
+                self.settings.metrics_port,
+                metrics=self.metrics,
+                live=lambda: self.io.alive,
+                ready=lambda: self.io.connected.is_set() and not self.mailbox.draining,
+            )
+            self.health_port = server.server_address[1]
+
+    def run(self, signals: ShutdownSignals) -> int:
+        """Serve until a signal, then drain; return the exit status (0 after a drain)."""
+        while not signals.drain.wait(0.5):
+            if not self.io.alive:
+                log.error("%s", self.io.failed)
+                return 3
+        self.drain(force=signals.force)
+        return 0
+
+    def drain(self, *, force: threading.Event | None = None) -> None:
+        """Take no new jobs, let the running ones finish, then close.
+
+        Jobs still running after ``drain_grace_s`` (or when ``force`` is set) are stopped
+        and reported as panics saying so.
+        """
+        log.info("draining: %d jobs running", len(self.runs))
+        try:
+            self.io.call(self.mailbox.drain)
+        except Exception as e:  # broker gone: nothing to give back, jobs end on their own
+            log.warning("could not cancel the mailbox consumer: %s", e)
+        deadline = time.monotonic() + self.settings.drain_grace_s
+        force = force or threading.Event()
+        with self._idle:
+            while self.runs and time.monotonic() < deadline and not force.is_set():
+                self._idle.wait(0.2)
+            remaining = list(self.runs.values())
+        for run in remaining:
+            why = (
+                "a second SIGTERM"
+                if force.is_set()
+                else (f"the drain grace period of {self.settings.drain_grace_s:g} s")
+            )
+            run.request_stop(f"the executor was shutting down and stopped this job after {why}")
+        with self._idle:
+            end = time.monotonic() + 10
+            while self.runs and time.monotonic() < end:
+                self._idle.wait(0.2)
+        self.io.close()
+        log.info("drained")
+
+    # --- I/O thread ------------------------------------------------------------------------
+
+    def _on_connect(self, connection: pika.BlockingConnection) -> None:
+        control = connection.channel()
+        declare_exchanges(control)
+        # Confirms: a failure report or job-ended event is only "sent" once the broker has it.
+        control.confirm_delivery()
+        stop_queue = f"{STOP_EXCHANGE}.{self.settings.executor_id}"
+        # One stop consumer per executor process, whatever the number of jobs.
+        control.queue_declare(stop_queue, exclusive=True, auto_delete=True)
+        control.queue_bind(stop_queue, STOP_EXCHANGE)
+        control.basic_consume(stop_queue, self._on_stop, auto_ack=True)
+        self._control = control
+        self.mailbox.open(connection)
+        self._beat(connection)
+
+    def _on_disconnect(self, error: Exception) -> None:
+        self._control = None
+        self.mailbox.lost()
+        for run in list(self.runs.values()):
+            run.request_stop(f"the executor lost its broker connection ({error})")
+
+    def _publish(self, exchange: str, routing_key: str, message: Any) -> None:
+        if self._control is None or not self._control.is_open:
+            log.warning("not connected; dropped a %s", message.DESCRIPTOR.full_name)
+            return
+        properties = pika.BasicProperties(
+            content_type=PROTOBUF_CONTENT_TYPE, type=message.DESCRIPTOR.full_name
+        )
+        self._control.basic_publish(exchange, routing_key, message.SerializeToString(), properties)
+
+    def _beat(self, connection: pika.BlockingConnection) -> None:
+        if not connection.is_open or self.io._connection is not connection:
+            return  # a timer of an old connection: the new one runs its own
+        heartbeat = Heartbeat(
+            executor=self.settings.executor_id,
+            progdef=self.progdef.name,
+            version=self.settings.mailbox.rsplit(".", 1)[-1],
+            jobs=[JobRef(flow_id=f, node=n) for f, n in self.runs],
+            draining=self.mailbox.draining,
+        )
+        self._publish(
+            EVENTS_EXCHANGE,
+            f"heartbeat.{self.settings.executor_id}",
+            Event(time=time.time(), heartbeat=heartbeat),
+        )
+        self._last_beat = time.monotonic()
+        self.metrics.heartbeat_age.set(0)
+        self._forget_old_stops()
+        connection.call_later(self.settings.heartbeat_interval_s, lambda: self._beat(connection))
+
+    def _on_stop(self, _channel: Any, _method: Any, _properties: Any, body: bytes) -> None:
+        stop = Stop.FromString(body)
+        self._stopped_flows[stop.flow_id] = time.monotonic()
+        for (flow_id, _), run in list(self.runs.items()):
+            if flow_id == stop.flow_id:
+                run.request_stop()
+
+    def _forget_old_stops(self) -> None:
+        horizon = time.monotonic() - STOPPED_FLOW_MEMORY_S
+        for flow_id in [f for f, t in self._stopped_flows.items() if t < horizon]:
+            del self._stopped_flows[flow_id]
+
+    def _on_job(self, body: bytes) -> None:
+        try:
+            descriptor = Job.FromString(body)
+        except Exception:
+            log.error("dropped a malformed job descriptor (%d bytes)", len(body))
+            self.mailbox.job_done()
+            return
+        if descriptor.flow_id in self._stopped_flows:
+            log.info("dropped job %s/%s: its flow was stopped", descriptor.flow_id, descriptor.node)
+            self.mailbox.job_done()
+            return
+        run = JobRun(descriptor)
+        with self._idle:
+            self.runs[run.key] = run
+        self.metrics.jobs_running.set(len(self.runs))
+        self._publish(
+            EVENTS_EXCHANGE,
+            "job.started",
+            Event(
+                time=time.time(),
+                started=JobStarted(
+                    job=JobRef(flow_id=descriptor.flow_id, node=descriptor.node),
+                    executor=self.settings.executor_id,
+                ),
+            ),
+        )
+        threading.Thread(
+            target=self._job_thread,
+            args=(run,),
+            daemon=True,
+            name=f"job-{descriptor.flow_id}-{descriptor.node}",
+        ).start()
+
+    def _job_thread(self, run: JobRun) -> None:
+        transport = JobTransport(self.io, stop=run.stop)
+        try:
+            failure = execute(
+                run,
+                lambda: self.program,
+                transport,
+                flusher=self._flusher,
+                settings=self.stream_settings,
+                executor_id=self.settings.executor_id,
+            )
+        finally:
+            transport.close()
+        self.io.submit(lambda: self._job_done(run, failure))
+
+    def _job_done(self, run: JobRun, failure: FailureReport | None) -> None:
+        descriptor = run.descriptor
+        ref = JobRef(flow_id=descriptor.flow_id, node=descriptor.node)
+        if failure is None and run.stop_reason:
+            kind = FAILURE_KIND_BROKER if "broker" in run.stop_reason else FAILURE_KIND_PANIC
+            failure = FailureReport(
+                flow_id=descriptor.flow_id,
+                node=descriptor.node,
+                progdef=descriptor.progdef,
+                executor=self.settings.executor_id,
+                error=run.stop_reason,
+                kind=kind,
+                time=time.time(),
+            )
+        try:
+            if failure is not None:
+                self.metrics.panics.inc()
+                self.metrics.jobs.labels("panicked").inc()
+                self._publish(FAILURES_EXCHANGE, descriptor.flow_id, failure)
+            elif run.stop.is_set():
+                self.metrics.jobs.labels("stopped").inc()
+            else:
+                self.metrics.jobs.labels("ended").inc()
+                sent = run.items_sent()
+                for port, count in sent.items():
+                    self.metrics.items.labels(f"{descriptor.node}.{port}").inc(count)
+                self._publish(
+                    EVENTS_EXCHANGE,
+                    "job.ended",
+                    Event(
+                        time=time.time(),
+                        ended=JobEnded(
+                            job=ref, executor=self.settings.executor_id, items_sent=sent
+                        ),
+                    ),
+                )
+        finally:
+            with self._idle:
+                self.runs.pop(run.key, None)
+                self._idle.notify_all()
+            self.metrics.jobs_running.set(len(self.runs))
+            self.mailbox.job_done()

@@ -1,0 +1,192 @@
+"""The RabbitMQ transport: streams as bounded queues, frames published with confirms.
+
+Each job gets a :class:`JobTransport` with one channel of its own on the executor's
+connection (opened and used only on the I/O thread). Why each setting is what it is:
+
+* publisher confirms + ``mandatory``: a frame counts as sent only when the broker has it;
+  a nack means the stream is full (its queue has ``x-overflow: reject-publish``), a return
+  means the queue is gone (the flow ended);
+* one frame in flight per queue: a nacked frame is published again before the next, so
+  order holds without sequence games on the consumer side;
+* consumer prefetch STREAM_PREFETCH_FRAMES with acks when the job *takes* a frame: the
+  executor never holds more than a few frames per input, so the bound stays in the broker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from executor.amqp import AmqpThread
+from executor.constants import (
+    FULL_STREAM_BACKOFF_MAX_S,
+    FULL_STREAM_BACKOFF_S,
+    PROTOBUF_CONTENT_TYPE,
+    STREAM_PREFETCH_FRAMES,
+)
+from executor.errors import BrokerError, Stopped
+from executor.stream import Inbox
+
+FRAME_PROPERTIES = pika.BasicProperties(content_type=PROTOBUF_CONTENT_TYPE, type="dagyo.v1.Frame")
+
+
+class JobTransport:
+    """The streams of one job on the executor's connection.
+
+    Args:
+        io: the executor's I/O thread.
+        stop: the job's stop signal; set here too when a stream turns out to be gone.
+    """
+
+    def __init__(
+        self,
+        io: AmqpThread,
+        *,
+        stop: threading.Event,
+        prefetch_frames: int = STREAM_PREFETCH_FRAMES,
+    ) -> None:
+        self._io = io
+        self._stop = stop
+        self._prefetch = prefetch_frames
+        self._channel: BlockingChannel | None = None
+        self._consumers: dict[str, str] = {}
+
+    def _open(self) -> BlockingChannel:
+        """Return the job's channel, opening it on first use (I/O thread only)."""
+        if self._channel is None or not self._channel.is_open:
+            channel = self._io._require().channel()
+            channel.confirm_delivery()
+            channel.basic_qos(prefetch_count=self._prefetch)
+            self._channel = channel
+        return self._channel
+
+    def attach(self, queue: str, inbox: Inbox, port: str) -> None:
+        """Consume ``queue`` into ``inbox``; a frame is acked when the job takes it.
+
+        Raises:
+            Stopped: when the queue does not exist (its flow has ended).
+        """
+
+        def consume() -> None:
+            channel = self._open()
+
+            def on_frame(ch: Any, method: Any, _properties: Any, body: bytes) -> None:
+                tag = method.delivery_tag
+                inbox.put(port, body, on_taken=lambda: self._ack(ch, tag))
+
+            self._consumers[queue] = channel.basic_consume(queue, on_frame, auto_ack=False)
+
+        self._call_or_stop(consume, queue)
+
+    def _ack(self, channel: BlockingChannel, tag: int) -> None:
+        def ack() -> None:
+            if channel.is_open:
+                channel.basic_ack(tag)
+
+        self._io.submit(ack)
+
+    def detach(self, queue: str) -> None:
+        """Stop consuming ``queue``; unacked frames go back to it (the flow is ending)."""
+        tag = self._consumers.pop(queue, None)
+        if tag is None:
+            return
+
+        def cancel() -> None:
+            if self._channel is not None and self._channel.is_open:
+                self._channel.basic_cancel(tag)
+
+        try:
+            self._io.call(cancel)
+        except BrokerError:
+            pass  # the connection is gone, and the consumer with it
+
+    def sink(self, queues: Sequence[str], *, stop: threading.Event) -> RabbitSink:
+        """Return a sink that publishes every frame to each of ``queues``."""
+        return RabbitSink(self, tuple(queues), stop)
+
+    def publish(self, queues: Sequence[str], frame: bytes) -> list[str]:
+        """Publish one frame to each queue; return the queues that were full.
+
+        Raises:
+            Stopped: when a queue no longer exists.
+        """
+
+        def publish_all() -> list[str]:
+            channel = self._open()
+            full = []
+            for queue in queues:
+                try:
+                    channel.basic_publish("", queue, frame, FRAME_PROPERTIES, mandatory=True)
+                except pika.exceptions.NackError:
+                    full.append(queue)
+            return full
+
+        return self._call_or_stop(publish_all, ", ".join(queues))
+
+    def _call_or_stop(self, function: Any, queue: str) -> Any:
+        try:
+            return self._io.call(function)
+        except (pika.exceptions.UnroutableError, pika.exceptions.ChannelClosedByBroker) as e:
+            self._channel = None
+            self._stop.set()
+            raise Stopped(f"stream queue {queue} is gone: the flow has ended") from e
+        except BrokerError as e:
+            self._stop.set()
+            raise Stopped(f"lost the broker connection: {e}") from e
+
+    def close(self) -> None:
+        """Close the job's channel: consumers end and unacked frames return to queues."""
+
+        def close() -> None:
+            if self._channel is not None and self._channel.is_open:
+                self._channel.close()
+            self._channel = None
+
+        try:
+            self._io.call(close)
+        except Exception:  # the connection is already gone
+            pass
+
+
+class RabbitSink:
+    """Publishes an output's frames to its stream queues, waiting while one is full."""
+
+    def __init__(
+        self, transport: JobTransport, queues: tuple[str, ...], stop: threading.Event
+    ) -> None:
+        self._transport = transport
+        self._queues = queues
+        self._stop = stop
+
+    def send(self, frame: bytes, *, block: bool = True) -> bool:
+        """Publish the frame to every queue, retrying the full ones until they take it.
+
+        With ``block=False`` nothing is retried when *every* queue was full (returns
+        False); once any queue took the frame, the rest are waited for, so each queue
+        gets the same frames in the same order.
+
+        Raises:
+            Stopped: when the job is stopped while waiting, or a queue is gone.
+        """
+        pending: Sequence[str] = self._queues
+        delay = FULL_STREAM_BACKOFF_S
+        first = True
+        while pending:
+            full = self._transport.publish(pending, frame)
+            if first and not block and len(full) == len(pending):
+                return False
+            first = False
+            pending = full
+            if pending:
+                if self._stop.wait(delay):
+                    raise Stopped("the flow was stopped")
+                delay = min(delay * 2, FULL_STREAM_BACKOFF_MAX_S)
+        return True
+
+    def close(self) -> None:
+        """Nothing to release: every frame was confirmed when send returned."""
