@@ -126,6 +126,10 @@ class AmqpThread:
         """True while the thread runs (connected, or reconnecting)."""
         return self._thread.is_alive()
 
+    def is_current(self, connection: pika.BlockingConnection) -> bool:
+        """True when ``connection`` is the open, current one (not one lost earlier)."""
+        return connection is self._connection and bool(connection and connection.is_open)
+
     @property
     def in_io_thread(self) -> bool:
         """True when called on the I/O thread itself."""

@@ -65,6 +65,7 @@ class Executor:
         self.stream_settings = stream_settings or StreamSettings()
         self.program: Program = load_program(progdef)
         self.metrics = ExecutorMetrics()
+        self.metrics.heartbeat_age.set_function(lambda: time.monotonic() - self._last_beat)
         self.runs: dict[tuple[str, str], JobRun] = {}
         self._stopped_flows: dict[str, float] = {}
         self._flusher = Flusher(linger_s=self.stream_settings.linger_s)
@@ -170,7 +171,7 @@ class Executor:
         self._control.basic_publish(exchange, routing_key, message.SerializeToString(), properties)
 
     def _beat(self, connection: pika.BlockingConnection) -> None:
-        if not connection.is_open or self.io._connection is not connection:
+        if not self.io.is_current(connection):
             return  # a timer of an old connection: the new one runs its own
         heartbeat = Heartbeat(
             executor=self.settings.executor_id,
@@ -185,7 +186,6 @@ class Executor:
             Event(time=time.time(), heartbeat=heartbeat),
         )
         self._last_beat = time.monotonic()
-        self.metrics.heartbeat_age.set(0)
         self._forget_old_stops()
         connection.call_later(self.settings.heartbeat_interval_s, lambda: self._beat(connection))
 

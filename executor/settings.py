@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from executor.constants import (
     DEFAULT_QUEUE_URL,
@@ -16,6 +18,8 @@ from executor.constants import (
 )
 from executor.errors import DagyoError
 from executor.progdef import Progdef
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,11 @@ class ExecutorSettings:
         )
 
 
-def _number(name: str, default: float, kind: type) -> object:
+def _number(name: str, default: N, kind: Callable[[str], N]) -> N:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
         return kind(raw)
     except ValueError:
-        raise DagyoError(f"{name}={raw!r} is not a {kind.__name__}: fix or unset it") from None
+        raise DagyoError(f"{name}={raw!r} is not a number: fix or unset it") from None
