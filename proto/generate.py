@@ -48,7 +48,8 @@ def generate(out_dir: Path) -> None:
             path.unlink()
     for path in out_dir.rglob("*.py*"):
         text = IMPORT.sub(
-            lambda m: f"from {PACKAGE}.dagyo{m.group(1) or ''} import {m.group(2)}", path.read_text()
+            lambda m: f"from {PACKAGE}.dagyo{m.group(1) or ''} import {m.group(2)}",
+            path.read_text(),
         )
         path.write_text(text)
     for folder in [out_dir, *[p for p in out_dir.rglob("*") if p.is_dir()]]:

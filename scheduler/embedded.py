@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scheduler.flow import CheckedFlow
-
 from executor.errors import Stopped
 from executor.job import JobRun, execute
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_CANCELLED, FailureReport
@@ -22,6 +20,7 @@ from executor.sdk import InputStream, merge
 from executor.stream import Flusher, Inbox, StreamSettings
 from executor.transport.memory import MemoryTransport
 from executor.types import message_class
+from scheduler.flow import CheckedFlow
 from scheduler.plan import Plan, plan_flow
 
 EXECUTOR_ID = "embedded"

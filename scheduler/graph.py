@@ -22,8 +22,14 @@ def render_graph(checked: CheckedFlow, fmt: str) -> str:
         boxes[f"node_{name}"] = (f"{name} ({node.progdef})", "node")
     for edge in flow.edges:
         typename = checked.port_types[(edge.source.node, "out", edge.source.port)]
-        lines.append((f"node_{edge.source.node}", f"node_{edge.target.node}",
-                      f"{edge.source.port} → {edge.target.port}: {typename}", "edge"))
+        lines.append(
+            (
+                f"node_{edge.source.node}",
+                f"node_{edge.target.node}",
+                f"{edge.source.port} → {edge.target.port}: {typename}",
+                "edge",
+            )
+        )
     for i, const in enumerate(flow.consts):
         values = ", ".join(json.dumps(v, separators=(",", ":")) for v in const.values)
         boxes[f"const_{i}"] = (f"const {values}", "const")
@@ -46,8 +52,9 @@ def _mermaid(boxes: dict[str, tuple[str, str]], lines: list[tuple[str, str, str,
     return "\n".join(out) + "\n"
 
 
-def _dot(name: str, boxes: dict[str, tuple[str, str]],
-         lines: list[tuple[str, str, str, str]]) -> str:
+def _dot(
+    name: str, boxes: dict[str, tuple[str, str]], lines: list[tuple[str, str, str, str]]
+) -> str:
     shapes = {"node": "box", "const": "note", "export": "cds"}
     out = [f"digraph {json.dumps(name)} {{", "  rankdir=LR;"]
     for box_id, (label, kind) in boxes.items():

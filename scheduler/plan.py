@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from scheduler.flow import CheckedFlow, Endpoint
-
 from executor.constants import (
     EVENTS_EXCHANGE,
     FAILURES_EXCHANGE,
@@ -15,6 +13,7 @@ from executor.constants import (
 )
 from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.progdef import Progdef
+from scheduler.flow import CheckedFlow, Endpoint
 
 
 @dataclass(frozen=True)

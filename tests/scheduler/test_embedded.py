@@ -18,8 +18,9 @@ from tests.conftest import EXAMPLES, PROGDEFS
 CATALOGUE = load_catalogue(PROGDEFS)
 
 
-def run_flow(flow: dict[str, Any], *, catalogue: Any = None,
-             settings: StreamSettings | None = None) -> tuple[dict[str, list[Any]], RunResult]:
+def run_flow(
+    flow: dict[str, Any], *, catalogue: Any = None, settings: StreamSettings | None = None
+) -> tuple[dict[str, list[Any]], RunResult]:
     checked = check_flow(parse_flow(json.dumps(flow)), catalogue or CATALOGUE)
     exports: dict[str, list[Any]] = defaultdict(list)
 
@@ -46,27 +47,39 @@ def test_hello_exports_greetings_in_order() -> None:
 
 
 def test_count_sends_the_total_once_at_end_of_stream() -> None:
-    exports, result = run_flow({
-        "name": "counting",
-        "nodes": {"s": {"progdef": "source"}, "n": {"progdef": "count"}},
-        "edges": [{"from": "s.src", "to": "n.items"}],
-        "consts": [{"to": "s.count", **source(1000)}],
-        "exports": {"total": "n.total"},
-    })
+    exports, result = run_flow(
+        {
+            "name": "counting",
+            "nodes": {"s": {"progdef": "source"}, "n": {"progdef": "count"}},
+            "edges": [{"from": "s.src", "to": "n.items"}],
+            "consts": [{"to": "s.count", **source(1000)}],
+            "exports": {"total": "n.total"},
+        }
+    )
     assert result.state == "succeeded"
     assert exports == {"total": [{"value": "1000"}]}
 
 
 def test_fan_out_gives_every_consumer_every_item_in_order() -> None:
-    exports, result = run_flow({
-        "name": "fan-out",
-        "nodes": {"s": {"progdef": "source"}, "g": {"progdef": "greet"},
-                  "n": {"progdef": "count"}, "v": {"progdef": "void_sink"}},
-        "edges": [{"from": "s.src", "to": "g.name"}, {"from": "s.src", "to": "n.items"},
-                  {"from": "s.src", "to": "v.sink"}],
-        "consts": [{"to": "s.count", **source(20000)}],
-        "exports": {"names": "s.src", "greetings": "g.greeting", "total": "n.total"},
-    }, settings=StreamSettings(frame_max_items=100, max_frames=2))
+    exports, result = run_flow(
+        {
+            "name": "fan-out",
+            "nodes": {
+                "s": {"progdef": "source"},
+                "g": {"progdef": "greet"},
+                "n": {"progdef": "count"},
+                "v": {"progdef": "void_sink"},
+            },
+            "edges": [
+                {"from": "s.src", "to": "g.name"},
+                {"from": "s.src", "to": "n.items"},
+                {"from": "s.src", "to": "v.sink"},
+            ],
+            "consts": [{"to": "s.count", **source(20000)}],
+            "exports": {"names": "s.src", "greetings": "g.greeting", "total": "n.total"},
+        },
+        settings=StreamSettings(frame_max_items=100, max_frames=2),
+    )
     assert result.state == "succeeded"
     assert exports["names"] == names(20000)
     assert exports["greetings"] == [{"text": f"hello name-{i}"} for i in range(20000)]
@@ -74,25 +87,32 @@ def test_fan_out_gives_every_consumer_every_item_in_order() -> None:
 
 
 def test_each_const_value_is_one_item() -> None:
-    exports, result = run_flow({
-        "name": "consts",
-        "nodes": {"s": {"progdef": "source"}},
-        "consts": [{"to": "s.count", **source([2, 3])}],
-        "exports": {"names": "s.src"},
-    })
+    exports, result = run_flow(
+        {
+            "name": "consts",
+            "nodes": {"s": {"progdef": "source"}},
+            "consts": [{"to": "s.count", **source([2, 3])}],
+            "exports": {"names": "s.src"},
+        }
+    )
     assert result.state == "succeeded"
     assert exports["names"] == names(2) + names(3)
 
 
 def test_unordered_cartesian_product_pairs_everything() -> None:
-    exports, result = run_flow({
-        "name": "pairs",
-        "nodes": {"a": {"progdef": "source"}, "b": {"progdef": "source"},
-                  "p": {"progdef": "unordered_cartesian_product"}},
-        "edges": [{"from": "a.src", "to": "p.a"}, {"from": "b.src", "to": "p.b"}],
-        "consts": [{"to": "a.count", **source(3)}, {"to": "b.count", **source(4)}],
-        "exports": {"pairs": "p.pairs"},
-    })
+    exports, result = run_flow(
+        {
+            "name": "pairs",
+            "nodes": {
+                "a": {"progdef": "source"},
+                "b": {"progdef": "source"},
+                "p": {"progdef": "unordered_cartesian_product"},
+            },
+            "edges": [{"from": "a.src", "to": "p.a"}, {"from": "b.src", "to": "p.b"}],
+            "consts": [{"to": "a.count", **source(3)}, {"to": "b.count", **source(4)}],
+            "exports": {"pairs": "p.pairs"},
+        }
+    )
     assert result.state == "succeeded"
     pairs = [(p["a"], p["b"]) for p in exports["pairs"]]
     assert len(pairs) == 12
@@ -100,15 +120,23 @@ def test_unordered_cartesian_product_pairs_everything() -> None:
 
 
 def test_unordered_cartesian_product_panics_past_its_buffer_cap() -> None:
-    exports, result = run_flow({
-        "name": "too-big",
-        "nodes": {"a": {"progdef": "source"}, "b": {"progdef": "source"},
-                  "p": {"progdef": "unordered_cartesian_product"},
-                  "v": {"progdef": "void_sink"}},
-        "edges": [{"from": "a.src", "to": "p.a"}, {"from": "b.src", "to": "p.b"},
-                  {"from": "p.pairs", "to": "v.sink"}],
-        "consts": [{"to": "a.count", **source(200_000)}, {"to": "b.count", **source(0)}],
-    })
+    exports, result = run_flow(
+        {
+            "name": "too-big",
+            "nodes": {
+                "a": {"progdef": "source"},
+                "b": {"progdef": "source"},
+                "p": {"progdef": "unordered_cartesian_product"},
+                "v": {"progdef": "void_sink"},
+            },
+            "edges": [
+                {"from": "a.src", "to": "p.a"},
+                {"from": "b.src", "to": "p.b"},
+                {"from": "p.pairs", "to": "v.sink"},
+            ],
+            "consts": [{"to": "a.count", **source(200_000)}, {"to": "b.count", **source(0)}],
+        }
+    )
     assert result.state == "failed"
     assert result.failure is not None
     assert (result.failure.node, result.failure.progdef) == ("p", "unordered_cartesian_product")
@@ -116,14 +144,20 @@ def test_unordered_cartesian_product_panics_past_its_buffer_cap() -> None:
 
 
 def test_explode_panics_the_flow_naming_the_node() -> None:
-    exports, result = run_flow({
-        "name": "boom",
-        "nodes": {"x": {"progdef": "explode"}, "n": {"progdef": "count"}},
-        "edges": [{"from": "x.items", "to": "n.items"}],
-        "consts": [{"to": "x.items", "values": [{"value": {"text": "ok"}},
-                                                {"value": {"text": "panic now"}}]}],
-        "exports": {"total": "n.total"},
-    })
+    exports, result = run_flow(
+        {
+            "name": "boom",
+            "nodes": {"x": {"progdef": "explode"}, "n": {"progdef": "count"}},
+            "edges": [{"from": "x.items", "to": "n.items"}],
+            "consts": [
+                {
+                    "to": "x.items",
+                    "values": [{"value": {"text": "ok"}}, {"value": {"text": "panic now"}}],
+                }
+            ],
+            "exports": {"total": "n.total"},
+        }
+    )
     assert result.state == "failed"
     assert result.failure is not None
     assert (result.failure.node, result.failure.progdef) == ("x", "explode")
@@ -133,13 +167,15 @@ def test_explode_panics_the_flow_naming_the_node() -> None:
 
 
 def test_slow_passes_items_on_in_order() -> None:
-    exports, result = run_flow({
-        "name": "slowly",
-        "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"}},
-        "edges": [{"from": "s.src", "to": "w.items"}],
-        "consts": [{"to": "s.count", **source(5)}, {"to": "w.delay_ms", **source(5)}],
-        "exports": {"names": "w.items"},
-    })
+    exports, result = run_flow(
+        {
+            "name": "slowly",
+            "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"}},
+            "edges": [{"from": "s.src", "to": "w.items"}],
+            "consts": [{"to": "s.count", **source(5)}, {"to": "w.delay_ms", **source(5)}],
+            "exports": {"names": "w.items"},
+        }
+    )
     assert result.state == "succeeded"
     assert exports["names"] == names(5)
 
@@ -160,8 +196,11 @@ def test_a_bounded_stream_holds_at_most_its_bound_while_a_slow_consumer_lags() -
     }
     checked = check_flow(parse_flow(json.dumps(flow)), CATALOGUE)
     received: list[Any] = []
-    runner = EmbeddedRunner(checked, on_export=lambda _, m: received.append(m.text),
-                            settings=StreamSettings(frame_max_items=1, max_frames=3))
+    runner = EmbeddedRunner(
+        checked,
+        on_export=lambda _, m: received.append(m.text),
+        settings=StreamSettings(frame_max_items=1, max_frames=3),
+    )
     queue = runner.plan.jobs[1].descriptor.inputs["items"].queue
     depths: list[int] = []
     done = threading.Event()
