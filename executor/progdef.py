@@ -61,7 +61,7 @@ _SECTION_KEYS: dict[str, set[str]] = {
 
 def is_type_variable(port_type: str) -> bool:
     """Return True when a port type is a type variable such as ``T``, not a typename."""
-    return bool(TYPE_VARIABLE.match(port_type))
+    return bool(TYPE_VARIABLE.fullmatch(port_type))
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def parse_progdef(
         if key not in data:
             problem(f"missing required key {key!r}")
     name = data.get("name", "")
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         problem(f"name {name!r} must match {NAME.pattern}")
     ports = {}
     for side in ("inputs", "outputs"):
@@ -197,7 +197,7 @@ def parse_progdef(
                 "use a typename, or give an input the same variable"
             )
     run = data.get("run", "")
-    if not isinstance(run, str) or not re.match(r"^[\w.]+:\w+$", run):
+    if not isinstance(run, str) or not re.fullmatch(r"[\w.]+:\w+", run):
         problem(f"run {run!r} must be 'module:attribute', e.g. 'main:run'")
     style = data.get("style", "stream")
     if style not in STYLES:
@@ -208,7 +208,7 @@ def parse_progdef(
             "use style 'stream' for other shapes"
         )
     init = data.get("init", "")
-    if init and (style != "function" or not re.match(r"^[\w.]+:\w+$", str(init))):
+    if init and (style != "function" or not re.fullmatch(r"[\w.]+:\w+", str(init))):
         problem("init must be 'module:attribute' and is only for style 'function'")
     sections = {}
     for section, keys in _SECTION_KEYS.items():
@@ -226,7 +226,7 @@ def parse_progdef(
         problem("scaling needs 0 <= min_executors <= max_executors")
     resources = _build(Resources, sections["resources"], "resources", problem, None)
     for key in ("cpu", "memory"):
-        if not QUANTITY.match(str(getattr(resources, key))):
+        if not QUANTITY.fullmatch(str(getattr(resources, key))):
             problem(f"resources.{key} {getattr(resources, key)!r} is not a quantity like '100m'")
     if not isinstance(resources.gpu, int) or resources.gpu < 0:
         problem("resources.gpu must be a whole number >= 0")
@@ -255,7 +255,7 @@ def parse_progdef(
         env = {}
     secrets = data.get("secrets", [])
     if not isinstance(secrets, list) or not all(
-        isinstance(s, str) and SECRET_NAME.match(s) for s in secrets
+        isinstance(s, str) and SECRET_NAME.fullmatch(s) for s in secrets
     ):
         problem("secrets must be a list of environment variable names")
         secrets = []
@@ -294,10 +294,10 @@ def _check_ports(value: Any, side: str, problem: Any) -> dict[str, str]:
         return {}
     ports: dict[str, str] = {}
     for port, port_type in value.items():
-        if not NAME.match(port):
+        if not NAME.fullmatch(port):
             problem(f"{side} port {port!r} must match {NAME.pattern}")
         elif not isinstance(port_type, str) or not (
-            TYPENAME.match(port_type) or is_type_variable(port_type)
+            TYPENAME.fullmatch(port_type) or is_type_variable(port_type)
         ):
             problem(
                 f"{side}.{port}: {port_type!r} is neither a protobuf full name such as "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ Port = tuple[str, str, str]  # (node, IN or OUT, port): the key of CheckedFlow.p
 SCHEMA_NAMES = ("flow", "progdef")
 _SCHEMAS_DIR = Path(__file__).parent / "schemas"
 _TOP_KEYS = ("name", "version", "nodes", "edges", "consts", "exports")
+_ESCAPES = {c: f"\\u{c:04x}" for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 _NAME_RULE = f"must match {NAME.pattern} (lower case letters, digits, '_' and '-')"
 
 
@@ -104,35 +104,18 @@ class CheckedFlow:
     const_items: Mapping[Endpoint, tuple[bytes, ...]]
     order: tuple[str, ...]
 
+    # Linear scans: a flow has tens of edges, and these run once per job, not per item.
     def source_of(self, target: Endpoint) -> Endpoint | None:
         """Return the output feeding an input, or None when a const feeds it."""
-        return self._sources.get(target)
+        return next((edge.source for edge in self.flow.edges if edge.target == target), None)
 
     def consumers_of(self, source: Endpoint) -> tuple[Endpoint, ...]:
         """Return the inputs an output feeds, in edge order."""
-        return self._consumers.get(source, ())
+        return tuple(edge.target for edge in self.flow.edges if edge.source == source)
 
     def exports_of(self, source: Endpoint) -> tuple[str, ...]:
         """Return the export names of an output, in the order of the JSON."""
-        return self._exports.get(source, ())
-
-    @cached_property
-    def _sources(self) -> dict[Endpoint, Endpoint]:
-        return {edge.target: edge.source for edge in self.flow.edges}
-
-    @cached_property
-    def _consumers(self) -> dict[Endpoint, tuple[Endpoint, ...]]:
-        consumers: dict[Endpoint, tuple[Endpoint, ...]] = {}
-        for edge in self.flow.edges:
-            consumers[edge.source] = (*consumers.get(edge.source, ()), edge.target)
-        return consumers
-
-    @cached_property
-    def _exports(self) -> dict[Endpoint, tuple[str, ...]]:
-        exports: dict[Endpoint, tuple[str, ...]] = {}
-        for name, source in self.flow.exports.items():
-            exports[source] = (*exports.get(source, ()), name)
-        return exports
+        return tuple(name for name, export in self.flow.exports.items() if export == source)
 
 
 def schema_path(name: str) -> Path:
@@ -161,9 +144,9 @@ class Problems:
         self.lines: list[str] = []
 
     def __call__(self, where: str, text: str) -> None:
-        # One problem, one line: parser messages from libraries may hold newlines.
-        text = " ".join(text.split())
-        self.lines.append(f"{self.source}: {where}: {text}" if where else f"{self.source}: {text}")
+        line = f"{self.source}: {where}: {text}" if where else f"{self.source}: {text}"
+        # One problem, one line, even when a name in the flow holds a line break.
+        self.lines.append(line.translate(_ESCAPES))
 
     def raise_any(self) -> None:
         """Raise FlowInvalid with every line collected, if there is any."""
@@ -195,9 +178,7 @@ def check_flow(
         source: the file name that starts every problem line.
 
     Raises:
-        FlowInvalid: with every problem found, one a line, e.g.
-            ``hello.json: hi.name: input has no source: connect an edge to it or give it
-            a const``.
+        FlowInvalid: with every problem found, one a line.
     """
     # The checker builds on this module's model, so it cannot be imported at the top.
     from scheduler.typecheck import typecheck
@@ -273,7 +254,9 @@ def _build_flow(data: Any, problem: Problems) -> Flow:
     name = data.get("name")
     if "name" not in data:
         problem("", 'missing required key \'name\'; name the flow, e.g. "name": "hello"')
-    elif not isinstance(name, str) or not NAME.fullmatch(name):
+    elif not isinstance(name, str):
+        problem("", f"name must be a string, got {_kind(name)}")
+    elif not NAME.fullmatch(name):
         problem("", f"name {json_excerpt(name)} {_NAME_RULE}")
     version = data.get("version", FLOW_VERSION)
     if isinstance(version, bool) or version != FLOW_VERSION:
