@@ -128,6 +128,7 @@ class OutputStream:
         self.message_class = message_class
         self.typename = message_class.DESCRIPTOR.full_name
         self._writer = writer
+        self._append = writer.append
 
     def send(self, item: Message) -> None:
         """Send one item.
@@ -141,7 +142,7 @@ class OutputStream:
                 f"{self.node}.{self.port} sends {self.typename} but got "
                 f"{_typename_of(item)}: send a {self.typename.rsplit('.', 1)[-1]}"
             )
-        self._writer.append(item.SerializeToString())
+        self._append(item.SerializeToString())
 
     def send_all(self, items: Any) -> None:
         """Send every item of an iterable, in order."""

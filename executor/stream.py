@@ -2,8 +2,8 @@
 
 Items travel in frames: many serialized items per message. A FrameWriter collects a
 port's items and flushes a frame when it holds FRAME_MAX_BYTES or FRAME_MAX_ITEMS, when
-its first item has lingered FRAME_LINGER_S (the Flusher thread sees to that while the job
-is busy elsewhere), and at end-of-stream, which is an explicit frame.
+its first item has lingered FRAME_LINGER_S (the Flusher thread sees to that, whatever the
+job is doing), and at end-of-stream, which is an explicit frame.
 """
 
 from __future__ import annotations
@@ -155,6 +155,8 @@ class FrameWriter:
     def __init__(self, sink: FrameSink, *, settings: StreamSettings, flusher: Flusher) -> None:
         self._sink = sink
         self._settings = settings
+        self._max_bytes = settings.frame_max_bytes
+        self._max_items = settings.frame_max_items
         self._flusher = flusher
         self._lock = threading.Lock()
         self._items: list[bytes] = []
@@ -166,7 +168,10 @@ class FrameWriter:
         self.closed = False
 
     def append(self, data: bytes) -> None:
-        """Add one serialized item; flush when the frame is full or has lingered.
+        """Add one serialized item; flush when the frame is full.
+
+        A frame that is not full is flushed by the Flusher once its first item has waited
+        ``linger_s``, so this hot path reads no clock but for a frame's first item.
 
         Raises:
             Stopped: when the flow is stopped while the stream is full.
@@ -174,17 +179,13 @@ class FrameWriter:
         with self._lock:
             items = self._items
             items.append(data)
-            if len(items) == 1:
+            self._bytes += len(data)
+            count = len(items)
+            if count == 1:
                 self._first_at = time.monotonic()
                 # After the append: the flusher forgets writers it finds empty.
                 self._flusher.watch(self)
-            self._bytes += len(data)
-            settings = self._settings
-            if (
-                self._bytes >= settings.frame_max_bytes
-                or len(items) >= settings.frame_max_items
-                or time.monotonic() - self._first_at >= settings.linger_s
-            ):
+            if self._bytes >= self._max_bytes or count >= self._max_items:
                 self._flush_locked(end=False, block=True)
 
     def flush_if_lingering(self, now: float) -> bool:
@@ -237,6 +238,7 @@ class Flusher:
         self._pending: dict[int, FrameWriter] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name="dagyo-flusher", daemon=True)
         self._thread.start()
 
@@ -247,9 +249,17 @@ class Flusher:
                 self._wake.set()
             self._pending[id(writer)] = writer
 
+    def close(self) -> None:
+        """End the thread (writers still watched are left to their own closing flush)."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join()
+
     def _loop(self) -> None:
         while True:
             self._wake.wait()
+            if self._closed:
+                return
             time.sleep(self._linger_s)
             now = time.monotonic()
             with self._lock:

@@ -103,6 +103,8 @@ class EmbeddedRunner:
             )
             for thread in threads:
                 thread.join()
+        finally:
+            flusher.close()
         state = "failed" if self._failure is not None else "succeeded"
         return RunResult(state=state, failure=self._failure, items_sent=self.progress())
 
