@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import json
 import os
+import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -399,9 +400,9 @@ def progdef_version(progdef: Progdef) -> str:
 
     The hash covers the canonical JSON of progdef.json, then every file of the image build
     context in sorted path order (path and contents), skipping what ``.dockerignore`` at
-    the context root excludes. Inside an image, where the context is gone, the version
-    baked in at build time is used: ``DAGYO_PROGDEF_VERSION``, else a ``VERSION`` file next
-    to progdef.json.
+    the context root excludes, then the Dockerfile if the context leaves it out. Inside an
+    image, where the context is gone, the version baked in at build time is used:
+    ``DAGYO_PROGDEF_VERSION``, else a ``VERSION`` file next to progdef.json.
     """
     baked = os.environ.get(ENV_PROGDEF_VERSION, "")
     if baked:
@@ -411,7 +412,13 @@ def progdef_version(progdef: Progdef) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(progdef.raw, sort_keys=True, separators=(",", ":")).encode())
     if progdef.directory is not None:
-        for relative, path in context_files(progdef.context_dir):
+        files = context_files(progdef.context_dir)
+        # The Dockerfile shapes the image even where the context leaves it out (outside
+        # the context, or .dockerignored: Docker sends it all the same).
+        dockerfile = (progdef.directory / progdef.dockerfile).resolve()
+        if dockerfile.is_file() and dockerfile not in {path.resolve() for _, path in files}:
+            files.append(("\0dockerfile", dockerfile))
+        for relative, path in files:
             digest.update(b"\0" + relative.encode() + b"\0")
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -445,8 +452,11 @@ def _dockerignore(root: Path) -> list[tuple[bool, re.Pattern[str]]]:
         if not line or line.startswith("#"):
             continue
         negate = line.startswith("!")
-        pattern = line[1:] if negate else line
-        patterns.append((negate, _glob_regex(pattern.strip("/"))))
+        pattern = (line[1:] if negate else line).strip()
+        # Cleaned as Docker cleans it: "./build/", "/build" and "build" are one pattern.
+        pattern = posixpath.normpath(pattern).lstrip("/") if pattern else ""
+        if pattern and pattern != ".":
+            patterns.append((negate, _glob_regex(pattern)))
     return patterns
 
 

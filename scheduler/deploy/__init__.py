@@ -1,0 +1,33 @@
+"""Deploying a catalogue: images per progdef, Kubernetes objects, server-side apply.
+
+``images`` names and plans the images and keeps the image lock; ``builder`` builds and
+pushes them through the Docker SDK; ``manifests`` renders one progdef's objects and
+``catalogue`` the whole catalogue with the scheduler; ``apply`` sends them to a cluster.
+``dagyo build`` and ``dagyo deploy`` (scheduler/cli_deploy.py) only parse arguments and
+call these.
+"""
+
+from scheduler.deploy.apply import ApplyFailed, ClusterUnavailable, apply_objects, connect_cluster
+from scheduler.deploy.builder import DockerUnavailable, ImageBuildFailed, build_all, connect_docker
+from scheduler.deploy.catalogue import render_catalogue
+from scheduler.deploy.images import ImageBuild, RuntimeSourcesMissing, plan_images, read_lock
+from scheduler.deploy.manifests import DeploySettings, ManifestError, to_yaml
+
+__all__ = [
+    "ApplyFailed",
+    "ClusterUnavailable",
+    "DeploySettings",
+    "DockerUnavailable",
+    "ImageBuild",
+    "ImageBuildFailed",
+    "ManifestError",
+    "RuntimeSourcesMissing",
+    "apply_objects",
+    "build_all",
+    "connect_cluster",
+    "connect_docker",
+    "plan_images",
+    "read_lock",
+    "render_catalogue",
+    "to_yaml",
+]

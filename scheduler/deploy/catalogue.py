@@ -1,0 +1,216 @@
+"""The whole catalogue as Kubernetes objects: the executors, the catalogue, the scheduler.
+
+The scheduler loads the catalogue from a ConfigMap mounted as one folder per progdef
+(``<name>/progdef.json``, ``<name>/VERSION`` and, when an autoscaler serves the mailbox,
+``<name>/AUTOSCALER``). Only ConfigMap volume ``items`` can lay keys out as folders, and
+the items name every progdef, so the scheduler's Deployment is rendered here with the
+catalogue: adding, removing or upgrading a progdef restarts the scheduler on the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from executor.constants import ENV_PROGDEFS, ENV_SCHEDULER, PREFIX
+from executor.progdef import Progdef
+from scheduler.deploy.manifests import (
+    AUTOSCALER_KEDA,
+    DeploySettings,
+    ManifestError,
+    container_security,
+    http_probe,
+    labels_for,
+    metadata_for,
+    object_name,
+    pod_security,
+    queue_env,
+    render_progdef,
+    selector_for,
+)
+
+ENV_STATE = "DAGYO_STATE"
+SCHEDULER_NAME = "dagyo-scheduler"
+SCHEDULER_GRPC_PORT = 50051
+SCHEDULER_METRICS_PORT = 9101
+SCHEDULER_GRACE_S = 30
+CATALOGUE_CONFIG_MAP = "dagyo-catalogue"
+CATALOGUE_MOUNT = "/etc/dagyo/progdefs"
+STATE_CLAIM = "dagyo-scheduler-state"
+STATE_DIR = "/var/lib/dagyo"
+ANNOTATION_CATALOGUE = "dagyo.io/catalogue"
+
+
+def render_catalogue(catalogue: Mapping[str, Progdef], settings: DeploySettings) -> list[Any]:
+    """Return every object ``dagyo deploy`` applies, in apply order.
+
+    The catalogue ConfigMap and the executors come first, the scheduler last, so a new
+    mailbox has its executors or autoscaler before the scheduler sends it jobs.
+
+    Raises:
+        ManifestError: naming the progdef that cannot be rendered.
+    """
+    progdefs = [catalogue[name] for name in sorted(catalogue)]
+    check_catalogue(progdefs)
+    versions = {progdef.name: progdef.version for progdef in progdefs}
+    config_map = catalogue_config_map(progdefs, versions, settings)
+    objects: list[Any] = [config_map]
+    for progdef in progdefs:
+        objects.extend(render_progdef(progdef, versions[progdef.name], settings))
+    objects.append(scheduler_deployment(config_map, settings))
+    return objects
+
+
+def check_catalogue(progdefs: Iterable[Progdef]) -> None:
+    """Check what progdef.json allows but a Deployment does not.
+
+    Raises:
+        ManifestError: when two progdefs map to one Kubernetes name, or a progdef's
+            environment would clash with dagyo's own variables or with itself.
+    """
+    seen: dict[str, str] = {}
+    for progdef in progdefs:
+        name = object_name(progdef)
+        if name in seen:
+            raise ManifestError(
+                f"progdefs {seen[name]} and {progdef.name} would share the Kubernetes name "
+                f"{name}: rename one of them"
+            )
+        seen[name] = progdef.name
+        for variable in [*progdef.env, *progdef.secrets]:
+            if variable.startswith(f"{PREFIX.upper()}_"):
+                raise ManifestError(
+                    f"progdef {progdef.name}: {variable} is reserved for dagyo itself; rename it"
+                )
+        both = set(progdef.env) & set(progdef.secrets)
+        if both:
+            raise ManifestError(
+                f"progdef {progdef.name}: {', '.join(sorted(both))} is both in env and in "
+                "secrets; keep one"
+            )
+
+
+def catalogue_config_map(
+    progdefs: Iterable[Progdef], versions: Mapping[str, str], settings: DeploySettings
+) -> dict[str, Any]:
+    """Return the ConfigMap the scheduler loads the catalogue from.
+
+    Keys: ``<name>.progdef.json`` (the file as written), ``<name>.VERSION`` and, when a
+    ScaledObject serves the progdef's mailbox, ``<name>.AUTOSCALER`` (``keda``).
+    """
+    data: dict[str, str] = {}
+    for progdef in progdefs:
+        path = progdef.directory / "progdef.json" if progdef.directory else None
+        text = path.read_text() if path and path.is_file() else json.dumps(progdef.raw, indent=2)
+        data[f"{progdef.name}.progdef.json"] = text
+        data[f"{progdef.name}.VERSION"] = versions[progdef.name]
+        if settings.autoscaler == AUTOSCALER_KEDA:
+            data[f"{progdef.name}.AUTOSCALER"] = AUTOSCALER_KEDA
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata_for(CATALOGUE_CONFIG_MAP, settings, labels_for("scheduler")),
+        "data": data,
+    }
+
+
+def catalogue_items(config_map: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Return the volume ``items`` that mount ``<name>.<file>`` keys as ``<name>/<file>``."""
+    items = []
+    for key in sorted(config_map["data"]):
+        name, _, leaf = key.partition(".")
+        items.append({"key": key, "path": f"{name}/{leaf}"})
+    return items
+
+
+def catalogue_hash(config_map: Mapping[str, Any]) -> str:
+    """Return a hash of the ConfigMap's data; as a pod annotation it restarts the scheduler."""
+    text = json.dumps(config_map["data"], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def scheduler_deployment(config_map: Mapping[str, Any], settings: DeploySettings) -> dict[str, Any]:
+    """Return the scheduler's Deployment, with the catalogue mounted as one folder per progdef.
+
+    One replica, replaced rather than rolled: its SQLite state has one writer.
+    """
+    if settings.state_volume == "pvc":
+        state: dict[str, Any] = {"persistentVolumeClaim": {"claimName": STATE_CLAIM}}
+    else:
+        state = {"emptyDir": {}}
+    labels = labels_for("scheduler")
+    container = {
+        "name": "scheduler",
+        "image": settings.scheduler_image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": [
+            queue_env(settings),
+            {"name": ENV_SCHEDULER, "value": f"0.0.0.0:{SCHEDULER_GRPC_PORT}"},
+            {"name": ENV_PROGDEFS, "value": CATALOGUE_MOUNT},
+            {"name": ENV_STATE, "value": f"{STATE_DIR}/scheduler.sqlite3"},
+        ],
+        "ports": [
+            {"name": "grpc", "containerPort": SCHEDULER_GRPC_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": SCHEDULER_METRICS_PORT, "protocol": "TCP"},
+        ],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"memory": "512Mi"},
+        },
+        "startupProbe": http_probe("/healthz", "metrics", period_s=2, failures=30),
+        "livenessProbe": http_probe("/healthz", "metrics", period_s=10, failures=3),
+        # Ready when the gRPC health service answers SERVING.
+        "readinessProbe": {
+            "grpc": {"port": SCHEDULER_GRPC_PORT},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 2,
+        },
+        "securityContext": container_security(),
+        "volumeMounts": [
+            {"name": "catalogue", "mountPath": CATALOGUE_MOUNT, "readOnly": True},
+            {"name": "state", "mountPath": STATE_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata_for(SCHEDULER_NAME, settings, labels),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector_for("scheduler")},
+            "strategy": {"type": "Recreate"},
+            "revisionHistoryLimit": 3,
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        ANNOTATION_CATALOGUE: catalogue_hash(config_map),
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(SCHEDULER_METRICS_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "serviceAccountName": SCHEDULER_NAME,
+                    "terminationGracePeriodSeconds": SCHEDULER_GRACE_S,
+                    "securityContext": pod_security(),
+                    "containers": [container],
+                    "volumes": [
+                        {
+                            "name": "catalogue",
+                            "configMap": {
+                                "name": config_map["metadata"]["name"],
+                                "items": catalogue_items(config_map),
+                            },
+                        },
+                        {"name": "state", **state},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }

@@ -1,0 +1,367 @@
+"""The Kubernetes objects of one progdef, rendered as plain dicts, and the shared pieces.
+
+Per progdef: a Deployment of executors, a PodDisruptionBudget and (with KEDA) a
+ScaledObject on its mailbox depth. :mod:`scheduler.deploy.catalogue` adds the catalogue
+ConfigMap and the scheduler's Deployment; the static parts (namespace, RabbitMQ, the
+scheduler's Service, ServiceAccount, RBAC and state volume) live in deploy/k8s/.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from executor.constants import ENV_JOBS, ENV_PROGDEF_VERSION, ENV_QUEUE, PREFIX
+from executor.errors import DagyoError
+from executor.progdef import Progdef
+from scheduler.deploy.images import (
+    SCHEDULER_IMAGE,
+    image_reference,
+    pinned_reference,
+    progdef_image,
+)
+
+ENV_METRICS_PORT = "DAGYO_METRICS_PORT"
+EXECUTOR_METRICS_PORT = 9100
+# The numeric user of every dagyo image, so `runAsNonRoot` can be checked by the kubelet.
+RUN_AS_USER = 10001
+# The kubelet sends SIGTERM, waits this long, then SIGKILL: the drain grace plus a margin
+# for the executor to close its broker connection and exit.
+MIN_GRACE_S = 60
+GRACE_MARGIN_S = 10
+QUEUE_SECRET = "dagyo-queue"
+QUEUE_SECRET_KEY = "url"
+PROGDEF_SECRET_PREFIX = "dagyo-progdef-"
+AUTOSCALER_KEDA = "keda"
+AUTOSCALERS = (AUTOSCALER_KEDA, "none")
+STATE_VOLUMES = ("pvc", "emptydir")
+GPU_RESOURCE = "nvidia.com/gpu"
+# Set by NVIDIA's GPU feature discovery (part of the GPU operator) on nodes with a GPU.
+GPU_NODE_LABEL = "nvidia.com/gpu.present"
+# KEDA polls the mailbox depth this often; a new job waits at most this long for scale-up.
+KEDA_POLLING_INTERVAL_S = 10
+KEDA_COOLDOWN_S = 300
+# The AMQP protocol reports only jobs no executor has taken yet, not the running ones,
+# so an idle-looking mailbox does not mean idle executors: scale down slowly, since every
+# executor that goes drains its running jobs for up to its grace period.
+SCALE_DOWN_STABILIZATION_S = 600
+LABEL_PROGDEF = "dagyo.io/progdef"
+LABEL_VERSION = "dagyo.io/version"
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+class ManifestError(DagyoError):
+    """Raised when a catalogue cannot be rendered as valid Kubernetes objects."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploySettings:
+    """What ``dagyo deploy`` renders besides the catalogue itself.
+
+    Attributes:
+        namespace: where every object goes.
+        registry: the registry prefix of the progdef images' tags.
+        images: the image lock, ``tag -> REPOSITORY@DIGEST``; images found there are
+            pinned by digest.
+        scheduler_image: the scheduler's image reference.
+        autoscaler: ``keda`` (a ScaledObject per progdef) or ``none`` (fixed replicas).
+        state_volume: ``pvc`` (the claim in deploy/k8s/) or ``emptydir`` for the
+            scheduler's SQLite state.
+        queue_secret: the Secret whose ``url`` key holds the broker URL.
+    """
+
+    namespace: str = PREFIX
+    registry: str = ""
+    images: Mapping[str, str] = field(default_factory=dict)
+    scheduler_image: str = f"{SCHEDULER_IMAGE}:latest"
+    autoscaler: str = AUTOSCALER_KEDA
+    state_volume: str = "pvc"
+    queue_secret: str = QUEUE_SECRET
+
+    def __post_init__(self) -> None:
+        if self.autoscaler not in AUTOSCALERS:
+            raise ManifestError(f"autoscaler {self.autoscaler!r}: use one of {AUTOSCALERS}")
+        if self.state_volume not in STATE_VOLUMES:
+            raise ManifestError(f"state volume {self.state_volume!r}: use one of {STATE_VOLUMES}")
+
+
+def object_name(progdef: Progdef) -> str:
+    """Return the Kubernetes name of a progdef's objects: ``dagyo-<name>``, ``_`` as ``-``."""
+    return f"{PREFIX}-" + progdef.name.replace("_", "-").rstrip("-")
+
+
+def progdef_secret(progdef: Progdef) -> str:
+    """Return the name of the Secret holding a progdef's declared secrets."""
+    return PROGDEF_SECRET_PREFIX + object_name(progdef).removeprefix(f"{PREFIX}-")
+
+
+def grace_period_s(progdef: Progdef) -> int:
+    """Return terminationGracePeriodSeconds: the drain grace (at least 60 s) plus a margin."""
+    return math.ceil(max(MIN_GRACE_S, progdef.drain_grace_s)) + GRACE_MARGIN_S
+
+
+def render_progdef(progdef: Progdef, version: str, settings: DeploySettings) -> list[Any]:
+    """Return one progdef's Deployment, PodDisruptionBudget and (with KEDA) ScaledObject."""
+    objects = [
+        executor_deployment(progdef, version, settings),
+        disruption_budget(progdef, settings),
+    ]
+    if settings.autoscaler == AUTOSCALER_KEDA:
+        objects.append(scaled_object(progdef, version, settings))
+    return objects
+
+
+def labels_for(component: str, progdef: Progdef | None = None, version: str = "") -> dict[str, str]:
+    """Return the labels of a dagyo object: component, and progdef and version when given.
+
+    Raises:
+        ManifestError: when the version cannot be a label value.
+    """
+    labels = {
+        "app.kubernetes.io/name": f"{PREFIX}-{component}",
+        "app.kubernetes.io/part-of": PREFIX,
+        "app.kubernetes.io/managed-by": PREFIX,
+    }
+    if progdef is not None:
+        labels[LABEL_PROGDEF] = progdef.name
+    if version:
+        if len(version) > 63 or not _LABEL_VALUE.match(version):
+            name = progdef.name if progdef else component
+            raise ManifestError(f"progdef {name}: version {version!r} is not a label value")
+        labels[LABEL_VERSION] = version
+    return labels
+
+
+def selector_for(component: str, progdef: Progdef | None = None) -> dict[str, str]:
+    """Return the pod selector of a component (and progdef): never the version."""
+    # A Deployment's selector never changes, so it names the progdef but not its version.
+    selector = {"app.kubernetes.io/name": f"{PREFIX}-{component}"}
+    if progdef is not None:
+        selector[LABEL_PROGDEF] = progdef.name
+    return selector
+
+
+def metadata_for(name: str, settings: DeploySettings, labels: dict[str, str]) -> dict[str, Any]:
+    """Return an object's metadata in the deploy namespace."""
+    return {"name": name, "namespace": settings.namespace, "labels": labels}
+
+
+def queue_env(settings: DeploySettings) -> dict[str, Any]:
+    """Return the ``DAGYO_QUEUE`` variable, read from the broker URL Secret."""
+    return {
+        "name": ENV_QUEUE,
+        "valueFrom": {"secretKeyRef": {"name": settings.queue_secret, "key": QUEUE_SECRET_KEY}},
+    }
+
+
+def container_security() -> dict[str, Any]:
+    """Return the container securityContext of the restricted Pod Security Standard."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def pod_security() -> dict[str, Any]:
+    """Return the pod securityContext: dagyo's numeric non-root user, default seccomp."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def http_probe(path: str, port: str, *, period_s: int, failures: int) -> dict[str, Any]:
+    """Return an HTTP GET probe of path on the named container port."""
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period_s,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def executor_deployment(progdef: Progdef, version: str, settings: DeploySettings) -> dict[str, Any]:
+    """Return the Deployment of one progdef's executors."""
+    tag = image_reference(settings.registry, progdef_image(progdef), version)
+    env: list[dict[str, Any]] = [
+        queue_env(settings),
+        {"name": ENV_JOBS, "value": progdef.mailbox},
+        {"name": ENV_PROGDEF_VERSION, "value": version},
+        {"name": ENV_METRICS_PORT, "value": str(EXECUTOR_METRICS_PORT)},
+    ]
+    env.extend({"name": key, "value": value} for key, value in sorted(progdef.env.items()))
+    env.extend(
+        {
+            "name": secret,
+            "valueFrom": {"secretKeyRef": {"name": progdef_secret(progdef), "key": secret}},
+        }
+        for secret in progdef.secrets
+    )
+    resources: dict[str, Any] = {
+        "requests": {"cpu": progdef.resources.cpu, "memory": progdef.resources.memory},
+        # No CPU limit: throttling stalls streams; memory is capped at what was asked for
+        # so the node is never overcommitted on memory.
+        "limits": {"memory": progdef.resources.memory},
+    }
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": grace_period_s(progdef),
+        "securityContext": pod_security(),
+        "containers": [
+            {
+                "name": "executor",
+                "image": pinned_reference(tag, settings.images),
+                "imagePullPolicy": "IfNotPresent",
+                "env": env,
+                "ports": [
+                    {"name": "metrics", "containerPort": EXECUTOR_METRICS_PORT, "protocol": "TCP"}
+                ],
+                "resources": resources,
+                # Startup allows a minute of imports and broker connection before liveness.
+                "startupProbe": http_probe("/healthz", "metrics", period_s=2, failures=30),
+                "livenessProbe": http_probe("/healthz", "metrics", period_s=10, failures=3),
+                "readinessProbe": http_probe("/readyz", "metrics", period_s=5, failures=2),
+                "securityContext": container_security(),
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    if progdef.resources.gpu > 0:
+        gpus = str(progdef.resources.gpu)
+        resources["limits"][GPU_RESOURCE] = gpus
+        pod["nodeSelector"] = {GPU_NODE_LABEL: "true"}
+        pod["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    labels = labels_for("executor", progdef, version)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_for("executor", progdef)},
+        # New executors (on the new mailbox) are up before old ones are sent SIGTERM.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+        },
+        "revisionHistoryLimit": 3,
+        "template": {
+            "metadata": {
+                "labels": labels,
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(EXECUTOR_METRICS_PORT),
+                    "prometheus.io/path": "/metrics",
+                },
+            },
+            "spec": pod,
+        },
+    }
+    if settings.autoscaler != AUTOSCALER_KEDA:
+        # With KEDA the replica count is the autoscaler's; leaving it out of what dagyo
+        # applies keeps a re-deploy from resetting it.
+        spec["replicas"] = max(1, progdef.scaling.min_executors)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata_for(object_name(progdef), settings, labels),
+        "spec": spec,
+    }
+
+
+def disruption_budget(progdef: Progdef, settings: DeploySettings) -> dict[str, Any]:
+    """Return the PodDisruptionBudget that evicts one executor of the progdef at a time."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata_for(object_name(progdef), settings, labels_for("executor", progdef)),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_for("executor", progdef)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def scaled_object(progdef: Progdef, version: str, settings: DeploySettings) -> dict[str, Any]:
+    """Return the KEDA ScaledObject that scales the progdef's executors on mailbox depth."""
+    name = object_name(progdef)
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": metadata_for(name, settings, labels_for("executor", progdef, version)),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": name,
+                "envSourceContainerName": "executor",
+            },
+            "minReplicaCount": progdef.scaling.min_executors,
+            "maxReplicaCount": progdef.scaling.max_executors,
+            "pollingInterval": KEDA_POLLING_INTERVAL_S,
+            "cooldownPeriod": KEDA_COOLDOWN_S,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleDown": {"stabilizationWindowSeconds": SCALE_DOWN_STABILIZATION_S}
+                    }
+                }
+            },
+            "triggers": [
+                {
+                    "type": "rabbitmq",
+                    "name": "mailbox",
+                    "metadata": {
+                        "protocol": "amqp",
+                        "mode": "QueueLength",
+                        "queueName": progdef.mailbox,
+                        # One more executor per max_jobs jobs waiting for a free slot; any
+                        # waiting job wakes a progdef scaled to zero.
+                        "value": str(progdef.scaling.max_jobs),
+                        "activationValue": "0",
+                        # KEDA reads the broker URL from the executor's own environment.
+                        "hostFromEnv": ENV_QUEUE,
+                    },
+                }
+            ],
+        },
+    }
+
+
+# Strings a YAML 1.2 reader (kubectl's) would take for numbers, e.g. a version "1234e567".
+_NUMBER_LIKE = re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^0[xob]")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes no anchors, quotes number-like strings, and multi-line strings as blocks."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        """Never write an anchor: kubectl users read every object on its own."""
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else '"' if _NUMBER_LIKE.match(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def to_yaml(objects: Iterable[Mapping[str, Any]]) -> str:
+    """Return objects as one multi-document YAML stream, keys in rendering order."""
+    return yaml.dump_all(
+        [dict(obj) for obj in objects],
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        explicit_start=True,
+    )
