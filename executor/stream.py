@@ -256,10 +256,9 @@ class Flusher:
         self._thread.join()
 
     def _loop(self) -> None:
-        while True:
-            self._wake.wait()
-            if self._closed:
-                return
+        while not self._closed:
+            if not self._wake.wait(1.0):
+                continue
             time.sleep(self._linger_s)
             now = time.monotonic()
             with self._lock:
@@ -269,5 +268,5 @@ class Flusher:
                 for writer in done:
                     if not writer._items or writer.closed:
                         self._pending.pop(id(writer), None)
-                if not self._pending:
+                if not self._pending and not self._closed:
                     self._wake.clear()

@@ -1,0 +1,199 @@
+"""A local cluster for tests: the scheduler in this process, executors as processes.
+
+Each cluster copies the sample catalogue with a unique version (a VERSION file), so its
+mailboxes are its own, and deletes them when it closes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from executor.progdef import load_catalogue
+from scheduler.client import SchedulerClient
+from scheduler.config import SchedulerSettings
+from scheduler.service import Scheduler
+from tests.conftest import PROGDEFS, ROOT
+
+ALL_PROGDEFS = ("source", "greet", "void_sink", "count", "unordered_cartesian_product",
+                "explode", "slow")
+DONE_STATES = {"FLOW_STATE_SUCCEEDED", "FLOW_STATE_FAILED", "FLOW_STATE_CANCELLED"}
+
+
+def copy_catalogue(target: Path, names: tuple[str, ...] = ALL_PROGDEFS) -> Path:
+    """Copy progdefs with a fresh version each, so their mailboxes are unique."""
+    version = uuid.uuid4().hex[:16]
+    for name in names:
+        shutil.copytree(PROGDEFS / name, target / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        (target / name / "VERSION").write_text(f"test-{version}\n")
+    return target
+
+
+class LocalCluster:
+    """The scheduler (in-process) and one executor process per progdef."""
+
+    def __init__(self, amqp_url: str, workdir: Path, *, names: tuple[str, ...] = ALL_PROGDEFS,
+                 heartbeat_timeout_s: float = 4.0, heartbeat_interval_s: float = 0.5,
+                 drain_grace_s: float = 20.0, max_jobs: int | None = None) -> None:
+        self.amqp_url = amqp_url
+        self.workdir = workdir
+        self.catalogue_dir = copy_catalogue(workdir / "progdefs", names)
+        self.catalogue = load_catalogue(self.catalogue_dir)
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.drain_grace_s = drain_grace_s
+        self.max_jobs = max_jobs
+        self.state_path = workdir / "scheduler.sqlite3"
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.executors: dict[str, subprocess.Popen[bytes]] = {}
+        self.scheduler: Scheduler | None = None
+
+    # --- parts -----------------------------------------------------------------------------
+
+    def start(self) -> LocalCluster:
+        for name in self.catalogue:
+            self.start_executor(name)
+        self.start_scheduler()
+        for name in self.catalogue:
+            self.wait_for_consumer(name)
+        return self
+
+    def start_scheduler(self) -> None:
+        settings = SchedulerSettings(
+            queue_url=self.amqp_url, address="127.0.0.1:0", state_path=str(self.state_path),
+            progdefs=self.catalogue_dir, heartbeat_timeout_s=self.heartbeat_timeout_s,
+            metrics_port=0,
+        )
+        self.scheduler = Scheduler(settings)
+        self.scheduler.start()
+
+    def stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
+
+    def start_executor(self, name: str) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, DAGYO_QUEUE=self.amqp_url, DAGYO_METRICS_PORT="-1",
+                   DAGYO_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s),
+                   DAGYO_DRAIN_GRACE_S=str(self.drain_grace_s), PYTHONPATH=str(ROOT))
+        env.pop("DAGYO_JOBS", None)
+        if self.max_jobs is not None:
+            env["DAGYO_MAX_JOBS"] = str(self.max_jobs)
+        log = open(self.workdir / f"executor-{name}.log", "ab")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "executor", str(self.catalogue_dir / name)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+        )
+        self.executors[name] = process
+        return process
+
+    def executor_log(self, name: str) -> str:
+        return (self.workdir / f"executor-{name}.log").read_text()
+
+    def wait_for_consumer(self, name: str, timeout_s: float = 30.0) -> None:
+        mailbox = self.catalogue[name].mailbox
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.queue_consumers(mailbox):
+                return
+            process = self.executors.get(name)
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"executor {name} exited:\n{self.executor_log(name)}")
+            time.sleep(0.1)
+        raise AssertionError(f"no executor consumes {mailbox}")
+
+    def close(self) -> None:
+        for process in self.executors.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.executors.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.stop_scheduler()
+        with self.channel() as channel:
+            for progdef in self.catalogue.values():
+                channel.queue_delete(progdef.mailbox)
+
+    # --- the broker ------------------------------------------------------------------------
+
+    def channel(self) -> _Channel:
+        return _Channel(self.amqp_url)
+
+    def queue_consumers(self, queue: str) -> int:
+        """Consumers of a queue (0 when it does not exist)."""
+        with self.channel() as channel:
+            try:
+                return channel.queue_declare(queue, passive=True).method.consumer_count
+            except pika.exceptions.ChannelClosedByBroker:
+                return 0
+
+    def flow_queues(self, flow_id: str) -> list[str]:
+        """Every queue of the broker whose name belongs to the flow."""
+        output = subprocess.run(["rabbitmqctl", "list_queues", "-q", "--no-table-headers",
+                                 "name"], capture_output=True, text=True, check=True).stdout
+        return [q for q in output.split() if q.startswith(f"dagyo.flow.{flow_id}.")]
+
+    # --- flows -----------------------------------------------------------------------------
+
+    def client(self) -> SchedulerClient:
+        assert self.scheduler is not None
+        return SchedulerClient(self.scheduler.address)
+
+    def submit(self, flow: dict[str, Any], **kwargs: Any) -> str:
+        with self.client() as client:
+            return client.submit(json.dumps(flow), source=f"{flow.get('name')}.json", **kwargs)
+
+    def wait(self, flow_id: str, timeout_s: float = 60.0) -> Any:
+        """Wait for the flow's end; return its record."""
+        deadline = time.monotonic() + timeout_s
+        with self.client() as client:
+            while time.monotonic() < deadline:
+                record = client.get(flow_id)
+                if _state(record) in DONE_STATES:
+                    return record
+                time.sleep(0.05)
+        raise AssertionError(f"flow {flow_id} did not end within {timeout_s} s")
+
+    def run(self, flow: dict[str, Any], timeout_s: float = 60.0) -> tuple[Any, dict[str, list[Any]]]:
+        """Submit, wait, and return (record, exports by name as JSON values)."""
+        record = self.wait(self.submit(flow), timeout_s)
+        exports: dict[str, list[Any]] = defaultdict(list)
+        for export in record.exports:
+            exports[export.export].append(json.loads(export.value_json))
+        return record, dict(exports)
+
+
+def _state(record: Any) -> str:
+    from executor.pb.dagyo.v1 import scheduler_pb2
+
+    return scheduler_pb2.FlowState.Name(record.state)
+
+
+def state_of(record: Any) -> str:
+    """``succeeded``, ``failed``, … for a FlowRecord."""
+    return _state(record).removeprefix("FLOW_STATE_").lower()
+
+
+class _Channel:
+    def __init__(self, url: str) -> None:
+        self._connection = pika.BlockingConnection(pika.URLParameters(url))
+
+    def __enter__(self) -> Any:
+        return self._connection.channel()
+
+    def __exit__(self, *exc: object) -> None:
+        self._connection.close()
