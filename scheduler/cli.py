@@ -43,8 +43,12 @@ def default_progdefs_dir() -> Path:
 def progdefs_option(function: Any) -> Any:
     """The shared ``--progdefs DIR`` option (env DAGYO_PROGDEFS)."""
     return click.option(
-        "--progdefs", "progdefs_dir", type=click.Path(file_okay=False, path_type=Path),
-        envvar=ENV_PROGDEFS, default=None, show_envvar=True,
+        "--progdefs",
+        "progdefs_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=ENV_PROGDEFS,
+        default=None,
+        show_envvar=True,
         help="Folder of progdef folders [default: ./progdefs, else the sample catalogue].",
     )(function)
 
@@ -89,7 +93,29 @@ def print_failure(failure: FailureReport) -> None:
         click.echo(failure.traceback.rstrip(), err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose heavy commands are imported only when they run (or --help lists them).
+
+    ``dagyo deploy`` needs the kubernetes client, which takes half a second to import;
+    ``dagyo run`` should not pay for it.
+    """
+
+    LAZY = {"build": "scheduler.cli_deploy:build", "deploy": "scheduler.cli_deploy:deploy"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            import importlib
+
+            module, _, attribute = self.LAZY[name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dagyo")
 def cli() -> None:
     """dagyo: run typed data-flow graphs of vetted programs (progdefs).
@@ -112,14 +138,20 @@ def validate(flow: Path, progdefs_dir: Path | None) -> None:
     """
     checked = checked_flow(flow, catalogue_of(progdefs_dir))
     n = len(checked.flow.nodes)
-    click.echo(f"{flow}: valid ({n} node{'s' if n != 1 else ''}, "
-               f"{len(checked.flow.edges)} edges)", err=True)
+    click.echo(
+        f"{flow}: valid ({n} node{'s' if n != 1 else ''}, {len(checked.flow.edges)} edges)",
+        err=True,
+    )
 
 
 @cli.command()
 @click.argument("flow", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--graph", type=click.Choice(["mermaid", "dot"]), default=None,
-              help="Print the flow as a Mermaid or Graphviz DOT graph instead of running it.")
+@click.option(
+    "--graph",
+    type=click.Choice(["mermaid", "dot"]),
+    default=None,
+    help="Print the flow as a Mermaid or Graphviz DOT graph instead of running it.",
+)
 @progdefs_option
 def run(flow: Path, graph: str | None, progdefs_dir: Path | None) -> None:
     """Run FLOW in this process (no broker); exported items to stdout as JSON lines.
@@ -212,3 +244,8 @@ def main() -> None:
         fail(str(e), EXIT_UNREACHABLE)
     except DagyoError as e:
         fail(str(e), EXIT_FAILED)
+
+
+# Registers `dagyo scheduler`, `up`, `flow …` and `failures` on `cli`; last, because that
+# module uses the helpers above.
+import scheduler.cli_cluster  # noqa: E402, F401

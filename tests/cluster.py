@@ -141,11 +141,12 @@ class LocalCluster:
             except pika.exceptions.ChannelClosedByBroker:
                 return 0
 
-    def flow_queues(self, flow_id: str) -> list[str]:
-        """Every queue of the broker whose name belongs to the flow."""
+    def flow_queues(self, *flow_ids: str) -> list[str]:
+        """Every queue of the broker whose name belongs to one of the flows."""
         output = subprocess.run(["rabbitmqctl", "list_queues", "-q", "--no-table-headers",
                                  "name"], capture_output=True, text=True, check=True).stdout
-        return [q for q in output.split() if q.startswith(f"dagyo.flow.{flow_id}.")]
+        prefixes = tuple(f"dagyo.flow.{flow_id}." for flow_id in flow_ids)
+        return [q for q in output.split() if q.startswith(prefixes)]
 
     # --- flows -----------------------------------------------------------------------------
 
