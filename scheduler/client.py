@@ -115,10 +115,13 @@ class SchedulerClient:
     def watch(self, flow_id: str) -> Iterator[pb.WatchEvent]:
         """Follow a flow live: progress, exports and, last, its end (with no deadline)."""
         stream = self._connect().Watch(pb.WatchRequest(flow_id=flow_id))
+        started = False
         try:
-            yield from stream
+            for event in stream:
+                started = True
+                yield event
         except grpc.RpcError as e:
-            self._raise(e, during_stream=True)
+            self._raise(e, during_stream=started)
         finally:
             stream.cancel()
 

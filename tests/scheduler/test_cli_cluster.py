@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import threading
 import uuid
 from collections.abc import Iterator
@@ -763,10 +764,11 @@ def test_dagyo_scheduler_serves_until_sigterm_then_exits_0(amqp_url: str) -> Non
     )
     try:
         listed = None
-        for _ in range(20):
+        for _ in range(120):  # the scheduler takes a moment to listen
             listed = dagyo("flow", "list", address=address)
             if listed.exit_code != 3:
                 break
+            time.sleep(0.25)
         assert listed is not None and (listed.exit_code, listed.stdout) == (0, "")
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
