@@ -15,6 +15,7 @@ from executor.errors import BrokerUnavailable, DagyoError, ProgdefInvalid
 from executor.progdef import load_progdef
 from executor.service import Executor
 from executor.settings import ExecutorSettings
+from executor.stream import StreamSettings
 
 USAGE = "usage: python -m executor PROGDEF_DIR"
 
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> int:
     try:
         progdef = load_progdef(argv[0])
         settings = ExecutorSettings.from_env(progdef)
-        executor = Executor(progdef, settings)
+        executor = Executor(progdef, settings, stream_settings=StreamSettings.from_env())
     except (ProgdefInvalid, DagyoError) as e:
         print(f"executor: {e}", file=sys.stderr)
         return 2

@@ -77,3 +77,22 @@ FULL_STREAM_BACKOFF_MAX_S = 0.05
 STOPPED_FLOW_MEMORY_S = 600.0
 EXECUTOR_METRICS_PORT = 9100
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
+
+# --- the scheduler service ----------------------------------------------------------------
+ENV_STATE = "DAGYO_STATE"
+ENV_HEARTBEAT_TIMEOUT_S = "DAGYO_HEARTBEAT_TIMEOUT_S"
+ENV_EXPORT_CAP_BYTES = "DAGYO_EXPORT_CAP_BYTES"
+ENV_METRICS_PORT = "DAGYO_METRICS_PORT"
+ENV_REQUIRE_CONSUMERS = "DAGYO_REQUIRE_CONSUMERS"
+SCHEDULER_METRICS_PORT = 9101
+# Exports kept with a flow record, in bytes of JSON. Below gRPC's 4 MiB default message
+# size so a record with all its kept exports still fits one Get answer.
+EXPORT_CAP_BYTES = 1024 * 1024
+# A file with this name next to a progdef.json says an autoscaler (KEDA) starts executors
+# for its mailbox, so Submit accepts the progdef even when no executor consumes it yet.
+AUTOSCALER_FILE = "AUTOSCALER"
+# The AMQP app_id of what the scheduler publishes: it skips its own failure reports when
+# they come back on a flow's failure queue.
+SCHEDULER_APP_ID = "dagyo-scheduler"
+# How often the scheduler looks for lost jobs and passed deadlines (at most).
+SCHEDULER_TICK_S = 0.25

@@ -179,6 +179,7 @@ class Executor:
             version=self.settings.mailbox.rsplit(".", 1)[-1],
             jobs=[JobRef(flow_id=f, node=n) for f, n in self.runs],
             draining=self.mailbox.draining,
+            mailbox=self.settings.mailbox,
         )
         self._publish(
             EVENTS_EXCHANGE,

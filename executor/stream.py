@@ -21,7 +21,7 @@ from executor.constants import (
     STOP_POLL_S,
     STREAM_MAX_FRAMES,
 )
-from executor.errors import DecodeError, Stopped
+from executor.errors import DagyoError, DecodeError, Stopped
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.transport.base import FrameSink
 
@@ -34,6 +34,31 @@ class StreamSettings:
     frame_max_items: int = FRAME_MAX_ITEMS
     linger_s: float = FRAME_LINGER_S
     max_frames: int = STREAM_MAX_FRAMES
+
+    @classmethod
+    def from_env(cls) -> StreamSettings:
+        """Read DAGYO_FRAME_MAX_BYTES, DAGYO_FRAME_MAX_ITEMS and DAGYO_FRAME_LINGER_S.
+
+        Raises:
+            DagyoError: naming a variable that is not a positive number.
+        """
+        import os
+
+        def number(name: str, default: float) -> float:
+            raw = os.environ.get(name, "")
+            try:
+                value = float(raw) if raw else default
+            except ValueError:
+                value = -1
+            if value <= 0:
+                raise DagyoError(f"{name}={raw!r} is not a positive number: fix or unset it")
+            return value
+
+        return cls(
+            frame_max_bytes=int(number("DAGYO_FRAME_MAX_BYTES", FRAME_MAX_BYTES)),
+            frame_max_items=int(number("DAGYO_FRAME_MAX_ITEMS", FRAME_MAX_ITEMS)),
+            linger_s=number("DAGYO_FRAME_LINGER_S", FRAME_LINGER_S),
+        )
 
 
 class Inbox:

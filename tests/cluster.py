@@ -27,8 +27,15 @@ from scheduler.config import SchedulerSettings
 from scheduler.service import Scheduler
 from tests.conftest import PROGDEFS, ROOT
 
-ALL_PROGDEFS = ("source", "greet", "void_sink", "count", "unordered_cartesian_product",
-                "explode", "slow")
+ALL_PROGDEFS = (
+    "source",
+    "greet",
+    "void_sink",
+    "count",
+    "unordered_cartesian_product",
+    "explode",
+    "slow",
+)
 DONE_STATES = {"FLOW_STATE_SUCCEEDED", "FLOW_STATE_FAILED", "FLOW_STATE_CANCELLED"}
 
 
@@ -36,8 +43,9 @@ def copy_catalogue(target: Path, names: tuple[str, ...] = ALL_PROGDEFS) -> Path:
     """Copy progdefs with a fresh version each, so their mailboxes are unique."""
     version = uuid.uuid4().hex[:16]
     for name in names:
-        shutil.copytree(PROGDEFS / name, target / name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            PROGDEFS / name, target / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
         (target / name / "VERSION").write_text(f"test-{version}\n")
     return target
 
@@ -45,16 +53,27 @@ def copy_catalogue(target: Path, names: tuple[str, ...] = ALL_PROGDEFS) -> Path:
 class LocalCluster:
     """The scheduler (in-process) and one executor process per progdef."""
 
-    def __init__(self, amqp_url: str, workdir: Path, *, names: tuple[str, ...] = ALL_PROGDEFS,
-                 heartbeat_timeout_s: float = 4.0, heartbeat_interval_s: float = 0.5,
-                 drain_grace_s: float = 20.0, max_jobs: int | None = None) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        workdir: Path,
+        *,
+        names: tuple[str, ...] = ALL_PROGDEFS,
+        heartbeat_timeout_s: float = 4.0,
+        heartbeat_interval_s: float = 0.5,
+        drain_grace_s: float = 20.0,
+        max_jobs: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.amqp_url = amqp_url
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.catalogue_dir = copy_catalogue(workdir / "progdefs", names)
         self.catalogue = load_catalogue(self.catalogue_dir)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.drain_grace_s = drain_grace_s
         self.max_jobs = max_jobs
+        self.env = env or {}
         self.state_path = workdir / "scheduler.sqlite3"
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.executors: dict[str, subprocess.Popen[bytes]] = {}
@@ -72,8 +91,11 @@ class LocalCluster:
 
     def start_scheduler(self) -> None:
         settings = SchedulerSettings(
-            queue_url=self.amqp_url, address="127.0.0.1:0", state_path=str(self.state_path),
-            progdefs=self.catalogue_dir, heartbeat_timeout_s=self.heartbeat_timeout_s,
+            queue_url=self.amqp_url,
+            address="127.0.0.1:0",
+            state_path=str(self.state_path),
+            progdefs=self.catalogue_dir,
+            heartbeat_timeout_s=self.heartbeat_timeout_s,
             metrics_port=0,
         )
         self.scheduler = Scheduler(settings)
@@ -85,16 +107,25 @@ class LocalCluster:
             self.scheduler = None
 
     def start_executor(self, name: str) -> subprocess.Popen[bytes]:
-        env = dict(os.environ, DAGYO_QUEUE=self.amqp_url, DAGYO_METRICS_PORT="-1",
-                   DAGYO_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s),
-                   DAGYO_DRAIN_GRACE_S=str(self.drain_grace_s), PYTHONPATH=str(ROOT))
+        env = dict(
+            os.environ,
+            DAGYO_QUEUE=self.amqp_url,
+            DAGYO_METRICS_PORT="-1",
+            DAGYO_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s),
+            DAGYO_DRAIN_GRACE_S=str(self.drain_grace_s),
+            PYTHONPATH=str(ROOT),
+        )
         env.pop("DAGYO_JOBS", None)
+        env.update(self.env)
         if self.max_jobs is not None:
             env["DAGYO_MAX_JOBS"] = str(self.max_jobs)
         log = open(self.workdir / f"executor-{name}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
             [sys.executable, "-m", "executor", str(self.catalogue_dir / name)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
         )
         self.executors[name] = process
         return process
@@ -143,8 +174,12 @@ class LocalCluster:
 
     def flow_queues(self, *flow_ids: str) -> list[str]:
         """Every queue of the broker whose name belongs to one of the flows."""
-        output = subprocess.run(["rabbitmqctl", "list_queues", "-q", "--no-table-headers",
-                                 "name"], capture_output=True, text=True, check=True).stdout
+        output = subprocess.run(
+            ["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         prefixes = tuple(f"dagyo.flow.{flow_id}." for flow_id in flow_ids)
         return [q for q in output.split() if q.startswith(prefixes)]
 
@@ -169,7 +204,9 @@ class LocalCluster:
                 time.sleep(0.05)
         raise AssertionError(f"flow {flow_id} did not end within {timeout_s} s")
 
-    def run(self, flow: dict[str, Any], timeout_s: float = 60.0) -> tuple[Any, dict[str, list[Any]]]:
+    def run(
+        self, flow: dict[str, Any], timeout_s: float = 60.0
+    ) -> tuple[Any, dict[str, list[Any]]]:
         """Submit, wait, and return (record, exports by name as JSON values)."""
         record = self.wait(self.submit(flow), timeout_s)
         exports: dict[str, list[Any]] = defaultdict(list)

@@ -15,18 +15,20 @@ class JobRef(_message.Message):
     def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("executor", "progdef", "version", "jobs", "draining")
+    __slots__ = ("executor", "progdef", "version", "jobs", "draining", "mailbox")
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     PROGDEF_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    MAILBOX_FIELD_NUMBER: _ClassVar[int]
     executor: str
     progdef: str
     version: str
     jobs: _containers.RepeatedCompositeFieldContainer[JobRef]
     draining: bool
-    def __init__(self, executor: _Optional[str] = ..., progdef: _Optional[str] = ..., version: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobRef, _Mapping]]] = ..., draining: _Optional[bool] = ...) -> None: ...
+    mailbox: str
+    def __init__(self, executor: _Optional[str] = ..., progdef: _Optional[str] = ..., version: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobRef, _Mapping]]] = ..., draining: _Optional[bool] = ..., mailbox: _Optional[str] = ...) -> None: ...
 
 class JobStarted(_message.Message):
     __slots__ = ("job", "executor")

@@ -1,0 +1,385 @@
+"""The scheduler's side of RabbitMQ: one connection, owned by one I/O thread.
+
+Every AMQP call runs on the I/O thread of an :class:`executor.amqp.AmqpThread`; other
+threads hand work to it (``call`` waits, ``submit`` does not), and the consumers'
+callbacks run on it. The scheduler uses two channels on that connection:
+
+* the *work* channel, in publisher-confirm mode, declares and deletes queues, publishes
+  jobs and stop signals, and carries every consumer (the events queue, each flow's
+  failure and export queues). A broker error on it (it should never have one) is treated
+  as a lost connection;
+* the *probe* channel makes passive declares, which the broker answers with a channel
+  error when the queue does not exist; it is simply reopened after each such answer.
+
+After a lost connection the thread reconnects (a new connection, capped attempts), calls
+``on_connect`` again so the lifecycle can check its flows, then consumes the events queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pika
+import pika.exceptions
+from google.protobuf.message import Message
+from pika.adapters.blocking_connection import BlockingChannel
+
+from executor.amqp import AmqpThread
+from executor.constants import (
+    EVENTS_EXCHANGE,
+    EVENTS_QUEUE,
+    FAILURES_EXCHANGE,
+    PROTOBUF_CONTENT_TYPE,
+    SCHEDULER_APP_ID,
+    STOP_EXCHANGE,
+    STREAM_MAX_FRAMES,
+)
+from executor.errors import BrokerError, redact_url
+from executor.pb.dagyo.v1.events_pb2 import Stop
+from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+
+log = logging.getLogger("dagyo.scheduler.broker")
+
+# A handler gets each message's body and properties on the I/O thread; the message is acked
+# after it returns (also when it raises: a message that cannot be handled is not retried).
+Handler = Callable[[bytes, pika.BasicProperties], None]
+
+# Events are tiny and handled at once; a deep prefetch keeps the broker from waiting on a
+# round trip per heartbeat when hundreds of executors report.
+EVENTS_PREFETCH = 256
+# Export frames are written to SQLite before they are acked; a few frames in flight hide the
+# ack round trip, and the stream's bound (x-max-length) still holds the rest in the broker.
+EXPORT_PREFETCH_FRAMES = 8
+
+
+def stream_arguments(max_frames: int = STREAM_MAX_FRAMES) -> dict[str, Any]:
+    """The arguments of a stream or export queue (see docs/protocol.md, Streams).
+
+    ``x-max-length`` bounds the frames a stream holds; ``reject-publish`` makes the broker
+    nack a publish into a full stream instead of dropping its oldest frame, so the producer
+    waits and nothing is lost (backpressure).
+    """
+    return {"x-max-length": max_frames, "x-overflow": "reject-publish"}
+
+
+class Broker:
+    """The scheduler's AMQP operations, all run on one I/O thread.
+
+    Args:
+        url: the broker URL.
+        on_connect: called on the I/O thread after every reconnection (not the first
+            connection) and after the broker closed the work channel and it was opened
+            again, before the events queue is consumed again: every flow consumer is gone.
+        on_disconnect: called on the I/O thread when the connection is lost.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_connect: Callable[[], None] = lambda: None,
+        on_disconnect: Callable[[Exception], None] = lambda e: None,
+    ) -> None:
+        self.url = url
+        self._on_connect_hook = on_connect
+        self._on_disconnect_hook = on_disconnect
+        self._io = AmqpThread(
+            url, name="dagyo-scheduler-amqp", on_connect=self._on_connect, on_disconnect=self._lost
+        )
+        self._work: BlockingChannel | None = None
+        self._probe: BlockingChannel | None = None
+        self._first = True
+        self._recovering = False
+        self._events_handler: Handler | None = None
+        # queue -> consumer tag, and consumer tag -> what to call when the broker cancels it
+        self._consumers: dict[str, str] = {}
+        self._on_cancel: dict[str, Callable[[], None]] = {}
+
+    # --- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect and declare the shared topology.
+
+        Raises:
+            BrokerUnavailable: when the broker cannot be reached.
+        """
+        self._io.start()
+
+    def close(self) -> None:
+        """Close the connection and end the I/O thread (idempotent)."""
+        self._io.close()
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is up."""
+        return self._io.connected.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """False once the I/O thread gave up reconnecting (see ``failed``)."""
+        return self._io.alive
+
+    @property
+    def failed(self) -> BaseException | None:
+        """Why the I/O thread gave up, when it did."""
+        return self._io.failed
+
+    def call(self, function: Callable[[], Any]) -> Any:
+        """Run ``function`` on the I/O thread and return its result (inline when on it).
+
+        Raises:
+            BrokerError: when the connection is down or was lost meanwhile, or the broker
+                refused an operation.
+        """
+        if not self._io.in_io_thread and not self.connected:
+            raise BrokerError(f"not connected to the broker at {redact_url(self.url)}")
+        try:
+            return self._io.call(function)
+        except pika.exceptions.AMQPChannelError as e:
+            self._io.submit(self._ensure_channel)
+            raise BrokerError(f"the broker refused an operation: {e!r}") from e
+
+    def submit(self, function: Callable[[], Any]) -> None:
+        """Run ``function`` on the I/O thread soon (inline when on it); errors are logged."""
+        self._io.submit(function)
+
+    # --- connection ------------------------------------------------------------------------
+
+    def _on_connect(self, connection: pika.BlockingConnection) -> None:
+        self._consumers.clear()
+        self._on_cancel.clear()
+        work = connection.channel()
+        # Confirms: a job or stop signal counts as sent only once the broker has it.
+        work.confirm_delivery()
+        work.basic_qos(prefetch_count=EXPORT_PREFETCH_FRAMES)
+        work.add_on_cancel_callback(self._cancelled)
+        self._work = work
+        if self._probe is not None and self._probe.is_open:
+            self._probe.close()  # a channel recovery: the connection stays
+        self._probe = None
+        declare_topology(work)
+        if self._first:
+            self._first = False
+            return
+        self._on_connect_hook()
+        if self._events_handler is not None:
+            self._consume_events(self._events_handler)
+
+    def _lost(self, error: Exception) -> None:
+        self._work = None
+        self._probe = None
+        self._consumers.clear()
+        self._on_cancel.clear()
+        self._on_disconnect_hook(error)
+
+    def _channel(self) -> BlockingChannel:
+        work = self._work
+        if work is not None and work.is_open:
+            return work
+        if work is not None and not self._recovering:
+            # The broker closed the work channel (a refused operation) and its consumers with
+            # it: open a new one and restore every consumer, as after a reconnection, once
+            # the operation under way has failed.
+            self._recovering = True
+            connection = work.connection
+            connection.add_callback_threadsafe(lambda: self._recover(connection))
+        raise BrokerError(f"not connected to the broker at {redact_url(self.url)}")
+
+    def _ensure_channel(self) -> None:
+        try:
+            self._channel()
+        except BrokerError:
+            pass  # recovering, or reconnecting
+
+    def _recover(self, connection: pika.BlockingConnection) -> None:
+        self._recovering = False
+        if not connection.is_open or (self._work is not None and self._work.is_open):
+            return
+        log.warning("the broker closed the scheduler's channel; opening a new one")
+        try:
+            self._on_connect(connection)
+        except pika.exceptions.AMQPChannelError:
+            log.exception("cannot restore the scheduler's channel")
+
+    def _events_cancelled(self) -> None:
+        # The events queue was deleted under the scheduler: declare it again and go on.
+        log.warning("%s was deleted; declaring it again", EVENTS_QUEUE)
+        declare_topology(self._channel())
+        if self._events_handler is not None:
+            self._consume_events(self._events_handler)
+
+    # --- queues ----------------------------------------------------------------------------
+
+    def consumer_count(self, queue: str) -> int | None:
+        """How many consumers ``queue`` has, or None when it does not exist."""
+        return self.call(lambda: self._passive(queue))  # type: ignore[no-any-return]
+
+    def missing_queues(self, queues: Iterable[str]) -> list[str]:
+        """The queues of ``queues`` that do not exist."""
+        names = list(queues)
+        return self.call(lambda: [q for q in names if self._passive(q) is None])  # type: ignore[no-any-return]
+
+    def _passive(self, queue: str) -> int | None:
+        if self._probe is None or not self._probe.is_open:
+            connection = self._channel().connection
+            self._probe = connection.channel()
+        try:
+            ok = self._probe.queue_declare(queue, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            self._probe = None
+            if e.reply_code == 404:
+                return None
+            raise BrokerError(f"the broker refused to look up queue {queue}: {e}") from e
+        return int(ok.method.consumer_count)
+
+    def declare_mailbox(self, mailbox: str) -> None:
+        """Declare a mailbox: durable, so queued jobs survive a broker restart."""
+        self.call(lambda: self._channel().queue_declare(mailbox, durable=True))
+
+    def declare_flow_queues(
+        self, flow_id: str, failure_queue: str, stream_queues: Iterable[str]
+    ) -> None:
+        """Declare a flow's failure queue (bound to its flow id) and its bounded streams.
+
+        Flow queues are neither durable nor auto-delete: they live exactly as long as the
+        flow, the scheduler deletes them when it ends, and a broker restart loses them,
+        which fails the flow rather than resuming it half-empty.
+        """
+        streams = list(stream_queues)
+
+        def declare() -> None:
+            channel = self._channel()
+            channel.queue_declare(failure_queue)
+            channel.queue_bind(failure_queue, FAILURES_EXCHANGE, routing_key=flow_id)
+            for queue in streams:
+                channel.queue_declare(queue, arguments=stream_arguments())
+
+        self.call(declare)
+
+    def delete_queues(self, queues: Iterable[str]) -> None:
+        """Stop consuming and delete each queue; a queue already gone is no error."""
+        names = list(queues)
+
+        def delete() -> None:
+            channel = self._channel()
+            for queue in names:
+                self._cancel(queue)
+                channel.queue_delete(queue)
+
+        self.call(delete)
+
+    # --- consuming -------------------------------------------------------------------------
+
+    def consume_events(self, handler: Handler) -> None:
+        """Consume the scheduler's events queue now and after every reconnection."""
+        self._events_handler = handler
+        self.call(lambda: self._consume_events(handler))
+
+    def _consume_events(self, handler: Handler) -> None:
+        self._channel().basic_qos(prefetch_count=EVENTS_PREFETCH)
+        try:
+            self._consume(EVENTS_QUEUE, handler, on_cancel=self._events_cancelled)
+        finally:
+            self._channel().basic_qos(prefetch_count=EXPORT_PREFETCH_FRAMES)
+
+    def consume(self, queue: str, handler: Handler, *, on_cancel: Callable[[], None]) -> None:
+        """Consume a flow queue; ``on_cancel`` runs (on the I/O thread) if it is deleted."""
+        self.call(lambda: self._consume(queue, handler, on_cancel=on_cancel))
+
+    def _consume(self, queue: str, handler: Handler, *, on_cancel: Callable[[], None]) -> None:
+        if queue in self._consumers:
+            return
+
+        def on_message(
+            channel: BlockingChannel, method: Any, properties: pika.BasicProperties, body: bytes
+        ) -> None:
+            try:
+                handler(body, properties)
+            except Exception:
+                log.exception("a message on %s could not be handled; dropped", queue)
+            if channel.is_open:  # else it goes back to its queue with the channel
+                channel.basic_ack(method.delivery_tag)
+
+        tag = self._channel().basic_consume(queue, on_message, auto_ack=False)
+        self._consumers[queue] = tag
+        self._on_cancel[tag] = on_cancel
+
+    def _cancel(self, queue: str) -> None:
+        tag = self._consumers.pop(queue, None)
+        if tag is None:
+            return
+        self._on_cancel.pop(tag, None)
+        channel = self._channel()
+        channel.basic_cancel(tag)
+
+    def _cancelled(self, method: Any) -> None:
+        # The broker cancels a consumer when its queue is deleted under it.
+        tag = method.method.consumer_tag
+        for queue, known in list(self._consumers.items()):
+            if known == tag:
+                del self._consumers[queue]
+        callback = self._on_cancel.pop(tag, None)
+        if callback is not None:
+            callback()
+
+    # --- publishing ------------------------------------------------------------------------
+
+    def publish_job(self, mailbox: str, job: Message) -> None:
+        """Publish a job descriptor to a mailbox, persistent and confirmed.
+
+        Raises:
+            BrokerError: when the broker does not take it.
+        """
+        self.call(lambda: self._publish("", mailbox, job, persistent=True, required=True))
+
+    def publish_stop(self, stop: Stop) -> None:
+        """Broadcast a stop signal to every executor (none listening is no error)."""
+        self.call(lambda: self._publish(STOP_EXCHANGE, "", stop, persistent=False))
+
+    def publish_failure(self, report: FailureReport) -> None:
+        """Publish a failure report the scheduler decided (lost, deadline, cancel, broker).
+
+        It reaches the flow's watchers; the scheduler skips it on its own failure queue.
+        """
+        self.call(lambda: self._publish(FAILURES_EXCHANGE, report.flow_id, report))
+
+    def _publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        message: Message,
+        *,
+        persistent: bool = False,
+        required: bool = False,
+    ) -> None:
+        properties = pika.BasicProperties(
+            content_type=PROTOBUF_CONTENT_TYPE,
+            type=message.DESCRIPTOR.full_name,
+            app_id=SCHEDULER_APP_ID,
+            delivery_mode=pika.DeliveryMode.Persistent if persistent else None,
+        )
+        try:
+            # mandatory: a job whose mailbox vanished comes back instead of being lost.
+            self._channel().basic_publish(
+                exchange, routing_key, message.SerializeToString(), properties, mandatory=True
+            )
+        except pika.exceptions.UnroutableError as e:
+            if required:
+                raise BrokerError(f"the broker returned a message for {routing_key}") from e
+        except pika.exceptions.NackError as e:
+            raise BrokerError(f"the broker refused a message for {routing_key}") from e
+
+
+def declare_topology(channel: BlockingChannel) -> None:
+    """Declare the exchanges and the events queue every flow relies on (idempotent).
+
+    They are durable so a broker restart keeps them: executors and the scheduler find the
+    same names again, and events sent while the scheduler was away wait in its queue.
+    """
+    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(FAILURES_EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(STOP_EXCHANGE, "fanout", durable=True)
+    channel.queue_declare(EVENTS_QUEUE, durable=True)
+    channel.queue_bind(EVENTS_QUEUE, EVENTS_EXCHANGE, routing_key="#")

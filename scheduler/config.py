@@ -1,0 +1,153 @@
+"""The scheduler service's settings, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from executor.constants import (
+    DEFAULT_QUEUE_URL,
+    DEFAULT_SCHEDULER_ADDRESS,
+    ENV_EXPORT_CAP_BYTES,
+    ENV_HEARTBEAT_TIMEOUT_S,
+    ENV_METRICS_PORT,
+    ENV_PROGDEFS,
+    ENV_QUEUE,
+    ENV_REQUIRE_CONSUMERS,
+    ENV_SCHEDULER,
+    ENV_STATE,
+    EXPORT_CAP_BYTES,
+    HEARTBEAT_TIMEOUT_S,
+    SCHEDULER_METRICS_PORT,
+)
+from executor.errors import DagyoError
+
+N = TypeVar("N", int, float)
+MEMORY = ":memory:"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def default_state_path(environ: Mapping[str, str] | None = None) -> str:
+    """The per-user SQLite file: ``$XDG_STATE_HOME/dagyo/scheduler.sqlite3``.
+
+    ``XDG_STATE_HOME`` defaults to ``~/.local/state``, as the XDG base directory spec says.
+    """
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "dagyo" / "scheduler.sqlite3")
+
+
+def default_progdefs_dir() -> Path:
+    """``progdefs/`` of the working directory when it exists, else the installed samples."""
+    local = Path("progdefs")
+    if local.is_dir():
+        return local
+    import progdefs
+
+    return Path(progdefs.__file__).parent
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """How the scheduler service runs.
+
+    Attributes:
+        queue_url: the broker (``DAGYO_QUEUE``).
+        address: where gRPC listens, ``host:port`` (``DAGYO_SCHEDULER``); port 0 picks a
+            free port (see ``Scheduler.address``).
+        state_path: the SQLite file of flow records (``DAGYO_STATE``); ``:memory:`` keeps
+            them in this process only.
+        progdefs: the catalogue folder (``DAGYO_PROGDEFS``).
+        heartbeat_timeout_s: a started job whose executor has been silent this long is
+            lost and fails its flow (``DAGYO_HEARTBEAT_TIMEOUT_S``).
+        export_cap_bytes: JSON bytes of exports kept with each flow record
+            (``DAGYO_EXPORT_CAP_BYTES``); later items are still streamed to watchers.
+        metrics_port: /metrics and /healthz (``DAGYO_METRICS_PORT``); 0 serves nothing.
+        require_consumers: refuse a flow naming a progdef whose mailbox has no consumer
+            and no autoscaler (``DAGYO_REQUIRE_CONSUMERS``, on by default).
+    """
+
+    queue_url: str = DEFAULT_QUEUE_URL
+    address: str = DEFAULT_SCHEDULER_ADDRESS
+    state_path: str = field(default_factory=default_state_path)
+    progdefs: Path = field(default_factory=default_progdefs_dir)
+    heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S
+    export_cap_bytes: int = EXPORT_CAP_BYTES
+    metrics_port: int = SCHEDULER_METRICS_PORT
+    require_consumers: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.heartbeat_timeout_s <= 0:
+            problems.append(f"heartbeat_timeout_s must be above 0, got {self.heartbeat_timeout_s}")
+        if self.export_cap_bytes < 0:
+            problems.append(f"export_cap_bytes must be at least 0, got {self.export_cap_bytes}")
+        if not 0 <= self.metrics_port <= 65535:
+            problems.append(f"metrics_port must be 0 to 65535, got {self.metrics_port}")
+        host, _, port = self.address.rpartition(":")
+        if not host or not port.isdigit():
+            problems.append(f"address {self.address!r} must be host:port, e.g. localhost:50051")
+        if problems:
+            raise DagyoError("; ".join(problems))
+
+    @property
+    def host(self) -> str:
+        """The host part of ``address``."""
+        return self.address.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of ``address`` (0: pick a free one)."""
+        return int(self.address.rpartition(":")[2])
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> SchedulerSettings:
+        """Read the settings from the environment; ``overrides`` win over it.
+
+        Raises:
+            DagyoError: naming the variable that holds a bad value.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            "queue_url": env.get(ENV_QUEUE) or DEFAULT_QUEUE_URL,
+            "address": env.get(ENV_SCHEDULER) or DEFAULT_SCHEDULER_ADDRESS,
+            "state_path": env.get(ENV_STATE) or default_state_path(env),
+            "heartbeat_timeout_s": _number(
+                env, ENV_HEARTBEAT_TIMEOUT_S, HEARTBEAT_TIMEOUT_S, float
+            ),
+            "export_cap_bytes": _number(env, ENV_EXPORT_CAP_BYTES, EXPORT_CAP_BYTES, int),
+            "metrics_port": _number(env, ENV_METRICS_PORT, SCHEDULER_METRICS_PORT, int),
+            "require_consumers": _flag(env, ENV_REQUIRE_CONSUMERS, True),
+        }
+        progdefs = env.get(ENV_PROGDEFS)
+        if progdefs:
+            values["progdefs"] = Path(progdefs)
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise DagyoError(f"{name}={raw!r} is not a number: fix or unset it") from None
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise DagyoError(f"{name}={raw!r} is not a yes/no value: use 1 or 0")

@@ -1,0 +1,444 @@
+"""The life of a flow in the scheduler: pending → running → succeeded, failed or cancelled.
+
+:class:`Lifecycle` starts flows, follows their jobs (started and ended events), their
+executors' heartbeats, their failure queues and export streams, and ends them:
+
+* a flow **succeeds** when every job has sent ``ended`` and every export stream reached
+  end-of-stream;
+* it **fails** at the first failure report, at a started job whose executor has been
+  silent for ``heartbeat_timeout_s`` (kind LOST), at its deadline (DEADLINE), or when its
+  queues vanish (BROKER); it is **cancelled** on request;
+* whatever the end, the scheduler publishes stop (unless it succeeded) and deletes every
+  queue of the flow, and only then records the end state and tells watchers.
+
+Locking: ``self._lock`` guards the in-memory flows; broker calls are never made while
+holding it, because the broker's I/O thread takes it in its callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+
+import pika
+
+from executor.constants import SCHEDULER_APP_ID, failure_queue
+from executor.errors import BrokerError, DecodeError
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1.events_pb2 import Event, Stop
+from executor.pb.dagyo.v1.failure_pb2 import (
+    FAILURE_KIND_BROKER,
+    FAILURE_KIND_CANCELLED,
+    FAILURE_KIND_DEADLINE,
+    FAILURE_KIND_LOST,
+    FAILURE_KIND_PANIC,
+    FailureKind,
+    FailureReport,
+)
+from scheduler.broker import Broker
+from scheduler.exports import read_frame
+from scheduler.liveness import Liveness
+from scheduler.metrics import SchedulerMetrics
+from scheduler.plan import Plan
+from scheduler.state import (
+    NODE_ENDED,
+    NODE_FAILED,
+    NODE_PENDING,
+    NODE_RUNNING,
+    ActiveFlow,
+    ExportStream,
+    FlowRuntime,
+    FlowState,
+    FlowStore,
+)
+from scheduler.watch import Watchers
+
+log = logging.getLogger("dagyo.scheduler")
+
+# The executor named by failure reports the scheduler decides itself (deadline, cancel…).
+SCHEDULER_EXECUTOR = "scheduler"
+
+
+class Lifecycle:
+    """Starts, follows and ends flows.
+
+    Args:
+        store: where records, exports and failures are kept.
+        broker: the scheduler's AMQP side.
+        heartbeat_timeout_s: how long a started job's executor may be silent.
+        export_cap_bytes: JSON bytes of exports kept per flow.
+        clock: monotonic seconds (heartbeat ages).
+    """
+
+    def __init__(
+        self,
+        store: FlowStore,
+        broker: Broker,
+        metrics: SchedulerMetrics,
+        *,
+        heartbeat_timeout_s: float,
+        export_cap_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.metrics = metrics
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.export_cap_bytes = export_cap_bytes
+        self._lock = threading.RLock()
+        self._flows: dict[str, ActiveFlow] = {}
+        self.watchers = Watchers()
+        self.liveness = Liveness(heartbeat_timeout_s, clock=clock)
+
+    # --- starting --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        plan: Plan,
+        *,
+        name: str,
+        created: float,
+        deadline: float,
+        sources: Mapping[str, str],
+    ) -> str:
+        """Start a planned flow: record it, declare its queues, publish its jobs.
+
+        Args:
+            created: Unix time of the submission.
+            deadline: Unix time the flow fails at; 0 for none.
+            sources: export name -> ``node.port`` it exports.
+
+        Raises:
+            BrokerError: when the broker failed meanwhile; the flow is then failed.
+        """
+        flow_id = plan.flow_id
+        nodes = [(job.descriptor.node, job.progdef.name) for job in plan.jobs]
+        record = pb.FlowRecord(
+            id=flow_id, name=name, state=FlowState.PENDING.proto, created=created
+        )
+        for node, progdef in nodes:
+            record.nodes.add(node=node, progdef=progdef, state=NODE_PENDING)
+        runtime = FlowRuntime(
+            deadline=deadline,
+            queues=[failure_queue(flow_id), *plan.queues],
+            exports={
+                export: ExportStream(queue, plan.export_types[export], sources[export])
+                for export, queue in plan.export_queues.items()
+            },
+        )
+        flow = ActiveFlow(record, runtime, starting=True)
+        with self._lock:
+            self.store.create(record, runtime)
+            self._flows[flow_id] = flow
+        try:
+            self.broker.declare_flow_queues(flow_id, failure_queue(flow_id), plan.queues)
+            self._consume(flow)
+            for job in plan.jobs:
+                self.broker.declare_mailbox(job.progdef.mailbox)
+                self.broker.publish_job(job.progdef.mailbox, job.descriptor)
+        except BrokerError as e:
+            with self._lock:
+                flow.starting = False
+            self._fail(flow_id, FAILURE_KIND_BROKER, str(e))
+            raise
+        with self._lock:
+            flow.starting = False
+            if not flow.runtime.finishing:
+                record.state = FlowState.RUNNING.proto
+                self._save(flow)
+            done = flow.complete() and not flow.runtime.finishing
+        if done:  # a flow without nodes or exports
+            self._finish(flow_id, FlowState.SUCCEEDED)
+        return flow_id
+
+    def _consume(self, flow: ActiveFlow) -> None:
+        lost = partial(self._queue_lost, flow.id)
+        self.broker.consume(
+            failure_queue(flow.id),
+            partial(self._on_failure, flow.id),
+            on_cancel=partial(lost, failure_queue(flow.id)),
+        )
+        for export, stream in flow.runtime.exports.items():
+            self.broker.consume(
+                stream.queue,
+                partial(self._on_export, flow.id, export),
+                on_cancel=partial(lost, stream.queue),
+            )
+
+    # --- resuming --------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the flows that had not ended when the scheduler last stopped."""
+        with self._lock:
+            for record, runtime in self.store.active():
+                self._flows.setdefault(record.id, ActiveFlow(record, runtime))
+
+    def resume(self) -> None:
+        """Follow every loaded flow again, after a start or a reconnection.
+
+        A flow whose queues are gone (the broker restarted) fails with kind BROKER; a flow
+        that was ending is cleaned up again; the others are consumed again, and their
+        executors' silence is counted from now.
+        """
+        self.liveness.resume()
+        with self._lock:
+            flows = [f for f in self._flows.values() if not f.starting]
+        for flow in flows:
+            if flow.runtime.finishing:
+                self.broker.submit(partial(self._clean_up, flow))
+                continue
+            if flow.record.state == FlowState.PENDING.proto:
+                error = "the scheduler stopped while starting the flow: resubmit it"
+                self._fail(flow.id, FAILURE_KIND_BROKER, error)
+                continue
+            try:
+                missing = self.broker.missing_queues(flow.runtime.queues)
+                if not missing:
+                    self._consume(flow)
+            except BrokerError as e:
+                log.warning("cannot resume flow %s yet: %s", flow.id, e)
+                continue
+            if missing:
+                error = (
+                    f"the flow's queues are gone (the broker restarted?): {', '.join(missing)}; "
+                    "resubmit the flow"
+                )
+                self._fail(flow.id, FAILURE_KIND_BROKER, error)
+
+    def on_disconnect(self, error: Exception) -> None:
+        """The broker connection was lost: stop judging executors until it is back."""
+        self.liveness.pause()
+
+    # --- broker callbacks (on the broker's I/O thread) -------------------------------------
+
+    def on_event(self, body: bytes, properties: pika.BasicProperties) -> None:
+        """Handle one message of the scheduler's events queue."""
+        event = Event.FromString(body)
+        kind = event.WhichOneof("kind")
+        if kind is not None:
+            self.liveness.heard(getattr(event, kind).executor)
+        if kind == "heartbeat" and event.heartbeat.mailbox and not event.heartbeat.draining:
+            self.liveness.serving(event.heartbeat.mailbox)
+        done = None
+        with self._lock:
+            if kind == "started":
+                started = event.started
+                flow, node = self._node(started.job.flow_id, started.job.node)
+                if flow is None or node is None or node.state != NODE_PENDING:
+                    return
+                node.state = NODE_RUNNING
+                node.executor = started.executor
+            elif kind == "ended":
+                ended = event.ended
+                flow, node = self._node(ended.job.flow_id, ended.job.node)
+                if flow is None or node is None or node.state in (NODE_ENDED, NODE_FAILED):
+                    return
+                node.state = NODE_ENDED
+                node.executor = node.executor or ended.executor
+                node.items_sent = sum(ended.items_sent.values())
+                done = flow.id if flow.complete() and not flow.starting else None
+            else:
+                return
+            self._save(flow)
+            self.watchers.progress(flow.id, flow.record)
+        if done is not None:
+            self._finish(done, FlowState.SUCCEEDED)
+
+    def _node(self, flow_id: str, name: str) -> tuple[ActiveFlow | None, pb.NodeProgress | None]:
+        flow = self._flows.get(flow_id)
+        if flow is None or flow.runtime.finishing:
+            return None, None
+        return flow, flow.node(name)
+
+    def _on_failure(self, flow_id: str, body: bytes, properties: pika.BasicProperties) -> None:
+        if properties.app_id == SCHEDULER_APP_ID:
+            return  # the scheduler's own report, recorded when it was decided
+        report = FailureReport.FromString(body)
+        report.flow_id = flow_id
+        self.store.add_failure(report)
+        self.metrics.panics.labels(report.progdef, FailureKind.Name(report.kind)).inc()
+        self._finish(flow_id, FlowState.FAILED, report, record=False)
+
+    def _on_export(
+        self, flow_id: str, export: str, body: bytes, properties: pika.BasicProperties
+    ) -> None:
+        with self._lock:
+            flow = self._flows.get(flow_id)
+            if flow is None or flow.runtime.finishing:
+                return
+            try:
+                read = read_frame(
+                    flow.record, flow.runtime, export, body, cap_bytes=self.export_cap_bytes
+                )
+            except DecodeError as e:  # a bug in the producer: it panics the flow
+                error = str(e)
+                producer = flow.node(flow.runtime.exports[export].source.partition(".")[0])
+                read = None
+            else:
+                error = ""
+            if read is not None:  # else kept already, delivered again after a reconnection
+                every, kept = read
+                self.store.save(flow.record, flow.runtime, kept)
+                self.metrics.exported_items.inc(len(every))
+                self.watchers.exports(flow_id, every)
+            done = flow.complete() and not flow.starting
+        if error:
+            self._fail(flow_id, FAILURE_KIND_PANIC, error, node=producer)
+        elif done:
+            self._finish(flow_id, FlowState.SUCCEEDED)
+
+    def _queue_lost(self, flow_id: str, queue: str) -> None:
+        error = f"queue {queue} was deleted while the flow ran (by hand, or the broker lost it)"
+        self._fail(flow_id, FAILURE_KIND_BROKER, error)
+
+    # --- ending ----------------------------------------------------------------------------
+
+    def cancel(self, flow_id: str, *, wait_s: float = 30.0) -> pb.FlowRecord | None:
+        """Cancel a flow and wait (up to ``wait_s``) until it is cleaned up.
+
+        Returns:
+            The flow's record afterwards (unchanged when it had already ended), or None
+            when no flow has that id.
+        """
+        with self._lock:
+            flow = self._flows.get(flow_id)
+        if flow is not None:
+            self._fail(flow_id, FAILURE_KIND_CANCELLED, "cancelled by a user")
+            if self.broker.connected:  # else the clean-up waits for the reconnection
+                flow.ended.wait(wait_s)
+        return self.store.get(flow_id)
+
+    def tick(self) -> None:
+        """Fail flows past their deadline and flows with a lost job."""
+        wall = time.time()
+        ends: list[tuple[str, int, str, pb.NodeProgress | None]] = []
+        with self._lock:
+            for flow in self._flows.values():
+                if flow.runtime.finishing or flow.starting:
+                    continue
+                deadline = flow.runtime.deadline
+                if deadline and wall >= deadline:
+                    allowed = round(deadline - flow.record.created, 3)
+                    late = f"the flow passed its deadline of {allowed:g} s"
+                    ends.append((flow.id, FAILURE_KIND_DEADLINE, late, None))
+                    continue
+                for node in flow.record.nodes:
+                    lost = self.liveness.lost(node.executor) if node.state == NODE_RUNNING else None
+                    if lost is not None:
+                        ends.append((flow.id, FAILURE_KIND_LOST, lost, node))
+                        break
+        for flow_id, kind, error, lost_node in ends:
+            self._fail(flow_id, kind, error, node=lost_node)
+
+    def _fail(
+        self,
+        flow_id: str,
+        kind: int,
+        error: str,
+        *,
+        node: pb.NodeProgress | None = None,
+    ) -> None:
+        """End a flow for a reason the scheduler found itself (not a failure report)."""
+        report = FailureReport(
+            flow_id=flow_id,
+            executor=SCHEDULER_EXECUTOR,
+            error=error,
+            kind=kind,  # type: ignore[arg-type]
+            time=time.time(),
+        )
+        if node is not None:
+            report.node, report.progdef, report.executor = node.node, node.progdef, node.executor
+        state = FlowState.CANCELLED if kind == FAILURE_KIND_CANCELLED else FlowState.FAILED
+        self._finish(flow_id, state, report)
+
+    def _finish(
+        self,
+        flow_id: str,
+        state: FlowState,
+        failure: FailureReport | None = None,
+        *,
+        record: bool = True,
+    ) -> None:
+        """Begin ending a flow: note why, then clean up on the broker's I/O thread.
+
+        Args:
+            record: False when ``failure`` came off the failure queue (already recorded
+                and already published).
+        """
+        with self._lock:
+            flow = self._flows.get(flow_id)
+            if flow is None or flow.runtime.finishing:
+                return
+            flow.runtime.finishing = state.proto
+            if failure is not None:
+                flow.record.failure.CopyFrom(failure)
+                failed_node = flow.node(failure.node)
+                if failed_node is not None and state == FlowState.FAILED:
+                    failed_node.state = NODE_FAILED
+                flow.runtime.announce = record
+                if record:
+                    self.store.add_failure(failure)
+            self._save(flow)
+        self.broker.submit(partial(self._clean_up, flow))
+
+    def _clean_up(self, flow: ActiveFlow) -> None:
+        """Stop the flow's jobs and delete its queues, then record its end (I/O thread)."""
+        with self._lock:
+            if self._flows.get(flow.id) is not flow:
+                return  # cleaned up already (a resume asked again)
+        state = FlowState.from_proto(flow.runtime.finishing)
+        failure = flow.record.failure
+        try:
+            if state != FlowState.SUCCEEDED:
+                self.broker.publish_stop(Stop(flow_id=flow.id, reason=failure.error))
+                if flow.runtime.announce:
+                    self.broker.publish_failure(failure)
+            self.broker.delete_queues(flow.runtime.queues)
+        except BrokerError as e:
+            # Left as "finishing" in the store: the next resume cleans up again.
+            log.warning("flow %s: clean-up waits for the broker: %s", flow.id, e)
+            return
+        with self._lock:
+            if self._flows.get(flow.id) is not flow:
+                return
+            flow.record.state = state.proto
+            flow.record.ended = time.time()
+            self._save(flow)
+            del self._flows[flow.id]
+            self.watchers.end(flow.id, flow.record)
+        self.metrics.flows_ended.labels(state.value).inc()
+        flow.ended.set()
+
+    def _save(self, flow: ActiveFlow) -> None:
+        self.store.save(flow.record, flow.runtime)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def watch(self, flow_id: str) -> Watchers.Subscription | None:
+        """Subscribe to a flow's progress, exports (kept ones first) and end.
+
+        Returns:
+            None when no flow has that id.
+        """
+        with self._lock:
+            flow = self._flows.get(flow_id)
+            if flow is not None:
+                return self.watchers.subscribe(flow_id, flow.record, self.store.exports(flow_id))
+        record = self.store.get(flow_id)
+        if record is None:
+            return None
+        return self.watchers.replay(record)
+
+    def jobs_running(self) -> int:
+        """Jobs that started and have not ended, in flows that have not ended."""
+        with self._lock:
+            return sum(
+                n.state == NODE_RUNNING for f in self._flows.values() for n in f.record.nodes
+            )
+
+    def heartbeat_ages(self) -> dict[str, float]:
+        """Seconds since each known executor was last heard from."""
+        return self.liveness.ages()

@@ -1,0 +1,98 @@
+"""Liveness: when each executor was last heard from, and which started jobs are lost.
+
+Executors publish a heartbeat every HEARTBEAT_INTERVAL_S; any event from an executor
+(heartbeat, job started, job ended) counts as a sign of life. A started job whose
+executor has been silent for longer than the timeout is lost.
+
+Silence is never counted across a time the scheduler could not hear: after a start or a
+reconnection every executor is taken as last heard *then* (the ``floor``), and while the
+broker connection is down nobody is judged at all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+# An executor silent for this many timeouts is forgotten (it only shows in metrics).
+FORGET_AFTER_TIMEOUTS = 10
+
+
+class Liveness:
+    """The last sign of life of each executor. Thread-safe.
+
+    Args:
+        timeout_s: how long a started job's executor may be silent.
+        clock: monotonic seconds.
+    """
+
+    def __init__(self, timeout_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[str, float] = {}
+        self._serving: dict[str, float] = {}
+        self._floor = clock()
+        self._listening = True
+
+    def heard(self, executor: str) -> None:
+        """Note a sign of life of ``executor`` now."""
+        now = self._clock()
+        with self._lock:
+            self._seen[executor] = now
+
+    def serving(self, mailbox: str) -> None:
+        """Note that a live executor, not draining, pulls ``mailbox`` (from a heartbeat)."""
+        now = self._clock()
+        with self._lock:
+            self._serving[mailbox] = now
+
+    def serves(self, mailbox: str) -> bool:
+        """True when an executor pulling ``mailbox`` was heard within the timeout.
+
+        An executor with every job slot busy stops consuming its mailbox, so the
+        mailbox's consumer count alone would call a busy progdef unserved.
+        """
+        now = self._clock()
+        with self._lock:
+            seen = self._serving.get(mailbox)
+        return seen is not None and now - seen <= self.timeout_s
+
+    def resume(self) -> None:
+        """The scheduler hears events again (a start or a reconnection): count from now."""
+        with self._lock:
+            self._floor = self._clock()
+            self._listening = True
+
+    def pause(self) -> None:
+        """The scheduler cannot hear events (the broker connection is down)."""
+        with self._lock:
+            self._listening = False
+
+    def silence(self, executor: str) -> float | None:
+        """Seconds ``executor`` has been silent, or None while nobody can be judged."""
+        now = self._clock()
+        with self._lock:
+            if not self._listening:
+                return None
+            return now - max(self._seen.get(executor, self._floor), self._floor)
+
+    def lost(self, executor: str) -> str | None:
+        """Why a started job of ``executor`` is lost, or None while it is not."""
+        silent = self.silence(executor)
+        if silent is None or silent <= self.timeout_s:
+            return None
+        return (
+            f"job lost: executor {executor} sent no heartbeat for {silent:.1f} s (timeout "
+            f"{self.timeout_s:g} s); it was killed, ran out of memory or lost its node"
+        )
+
+    def ages(self) -> dict[str, float]:
+        """Seconds since each known executor was heard from; long-silent ones are forgotten."""
+        now = self._clock()
+        horizon = now - FORGET_AFTER_TIMEOUTS * self.timeout_s
+        with self._lock:
+            for executor in [e for e, seen in self._seen.items() if seen < horizon]:
+                del self._seen[executor]
+            return {executor: now - seen for executor, seen in self._seen.items()}

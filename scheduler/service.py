@@ -1,0 +1,392 @@
+"""The scheduler service: the gRPC API over the flow lifecycle, and ``serve``.
+
+``dagyo scheduler`` calls :func:`serve`; tests start a :class:`Scheduler` in-process::
+
+    scheduler = Scheduler(SchedulerSettings.from_env(address="localhost:0"))
+    scheduler.start()          # gRPC listens and the broker connection is up
+    ...                        # talk to scheduler.address
+    scheduler.stop()
+
+Besides ``dagyo.v1.Scheduler`` the server speaks the standard gRPC health service
+(``grpc.health.v1.Health``; NOT_SERVING while the broker connection is down) and server
+reflection, so ``grpcurl`` and Kubernetes gRPC probes work without the .proto files.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NoReturn
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from executor.constants import AUTOSCALER_FILE, SCHEDULER_TICK_S
+from executor.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    DagyoError,
+    FlowInvalid,
+    ProgdefInvalid,
+    redact_url,
+)
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1 import scheduler_pb2_grpc
+from executor.progdef import Progdef, load_catalogue
+from scheduler.broker import Broker
+from scheduler.config import SchedulerSettings
+from scheduler.flow import CheckedFlow, check_flow, parse_flow
+from scheduler.lifecycle import Lifecycle
+from scheduler.metrics import MetricsServer, SchedulerMetrics
+from scheduler.plan import plan_flow
+from scheduler.state import FlowState, FlowStore
+
+log = logging.getLogger("dagyo.scheduler")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
+# Each Watch call holds a worker thread for its flow's whole life: 100 concurrent
+# `dagyo flow submit --wait` need more than 100 workers, plus room for unary calls.
+GRPC_WORKERS = 256
+# How often a Watch call looks whether its client or the scheduler went away.
+WATCH_POLL_S = 0.5
+# How long stop() lets running calls finish before cancelling them.
+STOP_GRACE_S = 1.0
+
+
+class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
+    """The ``dagyo.v1.Scheduler`` gRPC API of one :class:`Scheduler`."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+
+    def Submit(self, request: pb.SubmitRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """Check a flow, then start it.
+
+        Aborts with INVALID_ARGUMENT (the problem lines, joined by newlines) for an invalid
+        flow, FAILED_PRECONDITION for a progdef no executor or autoscaler serves, and
+        UNAVAILABLE when the broker is down.
+        """
+        scheduler = self._scheduler
+        source = request.source or "flow.json"
+        try:
+            catalogue = load_catalogue(scheduler.settings.progdefs)
+        except ProgdefInvalid as e:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the scheduler's progdef catalogue is invalid:\n" + "\n".join(e.problems),
+            )
+        try:
+            flow = parse_flow(request.flow_json, source=source)
+            checked = check_flow(flow, catalogue, source=source)
+        except FlowInvalid as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "\n".join(e.problems))
+        if request.deadline_s < 0:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"deadline_s must be 0 (no deadline) or more, got {request.deadline_s:g}",
+            )
+        try:
+            unserved = scheduler.unserved(checked)
+            if unserved:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "\n".join(unserved))
+            flow_id = uuid.uuid4().hex[:12]
+            created = time.time()
+            deadline = created + request.deadline_s if request.deadline_s else 0.0
+            plan = plan_flow(checked, flow_id=flow_id, deadline=deadline)
+            scheduler.lifecycle.submit(
+                plan,
+                name=flow.name,
+                created=created,
+                deadline=deadline,
+                sources={name: str(endpoint) for name, endpoint in flow.exports.items()},
+            )
+        except BrokerError as e:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+        return pb.SubmitResponse(flow_id=flow_id)
+
+    def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """The record of one flow, with its kept exports."""
+        record = self._scheduler.store.get(request.flow_id)
+        if record is None:
+            _not_found(context, request.flow_id)
+        return record
+
+    def List(self, request: pb.ListRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """The newest flows first (``limit``, 0 for 100), without their exports."""
+        return pb.ListResponse(flows=self._scheduler.store.recent(request.limit))
+
+    def Cancel(self, request: pb.CancelRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """Cancel a flow and answer its record once its queues are deleted."""
+        record = self._scheduler.lifecycle.cancel(request.flow_id)
+        if record is None:
+            _not_found(context, request.flow_id)
+        return record
+
+    def Watch(  # noqa: N802
+        self, request: pb.WatchRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchEvent]:
+        """Stream a flow's progress, every export in order, and last its ``end`` record."""
+        subscription = self._scheduler.lifecycle.watch(request.flow_id)
+        if subscription is None:
+            _not_found(context, request.flow_id)
+        try:
+            while context.is_active():
+                if self._scheduler.stopping:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "the scheduler is stopping")
+                event = subscription.next(WATCH_POLL_S)
+                if event is None:
+                    continue
+                yield event
+                if event.HasField("end"):
+                    return
+        finally:
+            subscription.close()
+
+    def Failures(self, request: pb.FailuresRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """The failure reports recorded so far, of one flow or of every flow."""
+        store = self._scheduler.store
+        if request.flow_id and store.get(request.flow_id, with_exports=False) is None:
+            _not_found(context, request.flow_id)
+        return pb.FailuresResponse(failures=store.failures(request.flow_id))
+
+
+def _not_found(context: grpc.ServicerContext, flow_id: str) -> NoReturn:
+    context.abort(
+        grpc.StatusCode.NOT_FOUND,
+        f"no flow {flow_id!r} on this scheduler: `dagyo flow list` shows the flows it knows",
+    )
+    raise AssertionError("context.abort raises")
+
+
+class Scheduler:
+    """The scheduler service in this process: gRPC, the broker connection, the state.
+
+    Args:
+        settings: see :class:`SchedulerSettings`.
+
+    Attributes:
+        address: ``host:port`` gRPC listens on, once started (a port 0 in the settings is
+            replaced by the one picked).
+        failed: set when the broker connection was lost for good; ``serve`` raises it.
+    """
+
+    def __init__(self, settings: SchedulerSettings) -> None:
+        self.settings = settings
+        self.address = settings.address
+        self.failed: BaseException | None = None
+        self._stopping = threading.Event()
+        self.metrics = SchedulerMetrics()
+        self.store: FlowStore = None  # type: ignore[assignment]  # set by start()
+        self.lifecycle: Lifecycle = None  # type: ignore[assignment]
+        self._broker: Broker | None = None
+        self._server: grpc.Server | None = None
+        self._health = health.HealthServicer()
+        self._metrics_server: MetricsServer | None = None
+        self._ticker: threading.Thread | None = None
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` was called."""
+        return self._stopping.is_set()
+
+    def start(self) -> None:
+        """Open the state, connect to the broker, resume running flows, listen on gRPC.
+
+        Raises:
+            BrokerUnavailable: when the broker cannot be reached (naming its URL).
+            ProgdefInvalid: when the catalogue folder is missing or malformed.
+            DagyoError: when the state file cannot be opened or the address is taken.
+        """
+        settings = self.settings
+        load_catalogue(settings.progdefs)  # fail fast on a bad catalogue
+        self.store = FlowStore(settings.state_path)
+        broker = Broker(
+            settings.queue_url, on_connect=self._reconnected, on_disconnect=self._disconnected
+        )
+        self.lifecycle = Lifecycle(
+            self.store,
+            broker,
+            self.metrics,
+            heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            export_cap_bytes=settings.export_cap_bytes,
+        )
+        self.metrics.observe(
+            flows_by_state=lambda: {s.value: n for s, n in self.store.count_by_state().items()},
+            jobs_running=self.lifecycle.jobs_running,
+            heartbeat_ages=self.lifecycle.heartbeat_ages,
+        )
+        try:
+            broker.start()
+        except BrokerUnavailable:
+            self.store.close()
+            raise
+        self._broker = broker
+        try:
+            self.lifecycle.load()
+            self.lifecycle.resume()
+            broker.consume_events(self.lifecycle.on_event)
+            self._ticker = threading.Thread(
+                target=self._tick, name="dagyo-scheduler-tick", daemon=True
+            )
+            self._ticker.start()
+            self._listen()
+            if settings.metrics_port:
+                self._metrics_server = MetricsServer(
+                    port=settings.metrics_port, metrics=self.metrics, healthy=self._healthy
+                )
+                self._metrics_server.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _listen(self) -> None:
+        # so_reuseport off: a second scheduler on a taken address must fail, not share it.
+        server = grpc.server(
+            ThreadPoolExecutor(max_workers=GRPC_WORKERS), options=[("grpc.so_reuseport", 0)]
+        )
+        scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        cause: RuntimeError | None = None
+        try:
+            port = server.add_insecure_port(self.settings.address)
+        except RuntimeError as e:
+            port, cause = 0, e
+        if not port:
+            raise DagyoError(
+                f"cannot listen on {self.settings.address}: another scheduler may be running; "
+                "set DAGYO_SCHEDULER to a free host:port"
+            ) from cause
+        self.address = f"{self.settings.host}:{port}"
+        server.start()
+        self._server = server
+        self._set_health(serving=True)
+
+    def stop(self) -> None:
+        """Stop gRPC, the broker connection and the state (idempotent); records stay."""
+        self._stopping.set()
+        self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            self._server.stop(STOP_GRACE_S).wait()
+            self._server = None
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
+            self._metrics_server = None
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
+        if self._broker is not None:
+            self._broker.close()
+            self._broker = None
+        if self.store is not None:
+            self.store.close()
+
+    # --- for the servicer ------------------------------------------------------------------
+
+    def unserved(self, checked: CheckedFlow) -> list[str]:
+        """One line per progdef of the flow that no executor and no autoscaler serves.
+
+        Raises:
+            BrokerError: when the broker cannot be asked.
+        """
+        if not self.settings.require_consumers or self._broker is None:
+            return []
+        problems = []
+        progdefs: dict[str, Progdef] = {p.name: p for p in checked.progdefs.values()}
+        for name, progdef in sorted(progdefs.items()):
+            if progdef.directory is not None and (progdef.directory / AUTOSCALER_FILE).exists():
+                continue
+            mailbox = progdef.mailbox
+            if not self.lifecycle.liveness.serves(mailbox) and not self._broker.consumer_count(
+                mailbox
+            ):
+                problems.append(
+                    f"progdef {name}: no executor serves mailbox {mailbox} and it has no "
+                    f"autoscaler: start one with `dagyo up` or "
+                    f"`python -m executor {progdef.directory or name}`"
+                )
+        return problems
+
+    # --- background ------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        interval = min(SCHEDULER_TICK_S, self.settings.heartbeat_timeout_s / 4)
+        while not self._stopping.wait(interval):
+            try:
+                self.lifecycle.tick()
+            except Exception:
+                log.exception("the scheduler's periodic check failed")
+            broker = self._broker
+            if broker is not None and not broker.alive and self.failed is None:
+                self.failed = broker.failed or BrokerUnavailable(self.settings.queue_url)
+                self._set_health(serving=False)
+
+    def _reconnected(self) -> None:
+        self.lifecycle.resume()
+        self._set_health(serving=True)
+
+    def _disconnected(self, error: Exception) -> None:
+        self.lifecycle.on_disconnect(error)
+        self._set_health(serving=False)
+
+    def _healthy(self) -> bool:
+        return self._broker is not None and self._broker.connected
+
+    def _set_health(self, *, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            self._health.set(service, status)
+
+
+def serve(settings: SchedulerSettings, *, stop: threading.Event | None = None) -> None:
+    """Run the scheduler until SIGTERM or SIGINT (or ``stop`` is set), then shut down.
+
+    On the main thread, SIGTERM and SIGINT set ``stop`` unless the caller installed
+    handlers of its own for them.
+
+    Flow records stay in the state file; running flows are resumed by the next start.
+
+    Raises:
+        BrokerUnavailable: when the broker cannot be reached, or was lost for good.
+        DagyoError: for a bad state file, catalogue or listen address.
+    """
+    stop = stop or threading.Event()
+    scheduler = Scheduler(settings)
+    scheduler.start()
+    print(
+        f"dagyo scheduler: gRPC on {scheduler.address}, broker {redact_url(settings.queue_url)}, "
+        f"state {settings.state_path}, catalogue {settings.progdefs}"
+        + (f", metrics on :{settings.metrics_port}" if settings.metrics_port else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            # A caller that handles the signals itself (the CLI) keeps its own handlers.
+            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+                previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            if scheduler.failed is not None:
+                raise scheduler.failed
+    finally:
+        scheduler.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+__all__ = ["FlowState", "Scheduler", "SchedulerServicer", "SchedulerSettings", "serve"]

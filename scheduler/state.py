@@ -1,0 +1,326 @@
+"""The scheduler's state: flow records, kept exports and failure reports, in SQLite.
+
+One SQLite file (or ``:memory:``) holds everything a restarted scheduler needs: each
+flow's record (a ``dagyo.v1.FlowRecord`` without its exports), the *runtime* a running
+flow is resumed from (its queues, export streams and deadline), the exports kept so far,
+and every failure report. All methods are thread-safe: one connection, one lock.
+:class:`ActiveFlow` is a flow that has not ended, as the scheduler holds it in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from executor.errors import DagyoError
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+
+DEFAULT_LIST_LIMIT = 100
+NODE_PENDING = pb.NODE_STATE_PENDING
+NODE_RUNNING = pb.NODE_STATE_RUNNING
+NODE_ENDED = pb.NODE_STATE_ENDED
+NODE_FAILED = pb.NODE_STATE_FAILED
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS flows (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    state INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    runtime TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flows_by_created ON flows (created);
+CREATE INDEX IF NOT EXISTS flows_by_state ON flows (state);
+CREATE TABLE IF NOT EXISTS exports (
+    flow_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    export TEXT NOT NULL,
+    value_json TEXT NOT NULL,
+    PRIMARY KEY (flow_id, position)
+);
+CREATE TABLE IF NOT EXISTS failures (
+    flow_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    report BLOB NOT NULL,
+    PRIMARY KEY (flow_id, position)
+);
+"""
+
+
+class FlowState(StrEnum):
+    """A flow's state, kept in step with ``dagyo.v1.FlowState``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def proto(self) -> pb.FlowState:
+        """The ``dagyo.v1.FlowState`` number."""
+        return pb.FlowState.Value(f"FLOW_STATE_{self.name}")  # type: ignore[return-value]
+
+    @classmethod
+    def from_proto(cls, number: int) -> FlowState:
+        """The state of a ``dagyo.v1.FlowState`` number."""
+        return cls[pb.FlowState.Name(number).removeprefix("FLOW_STATE_")]  # type: ignore[arg-type]
+
+    @property
+    def active(self) -> bool:
+        """True while the flow has not ended."""
+        return self in (FlowState.PENDING, FlowState.RUNNING)
+
+
+@dataclass
+class ExportStream:
+    """Where one export of a flow arrives, and how far the scheduler has read it.
+
+    Attributes:
+        queue: the export queue.
+        typename: what its items decode as.
+        source: ``node.port`` of the exported output, for messages.
+        next_seq: the seq of the next frame; a frame below it was already kept (it came
+            again after a reconnect) and is skipped.
+        ended: True once the end-of-stream frame arrived.
+    """
+
+    queue: str
+    typename: str
+    source: str
+    next_seq: int = 0
+    ended: bool = False
+
+
+@dataclass
+class FlowRuntime:
+    """What a running flow is resumed from after a scheduler restart.
+
+    Attributes:
+        deadline: Unix time the flow fails at; 0 for none.
+        queues: every queue the flow owns (failure, stream and export queues).
+        exports: export name -> its stream.
+        kept_count / kept_bytes: the exports kept with the record so far.
+        finishing: the ``dagyo.v1.FlowState`` the flow is ending with while its queues are
+            cleaned up; 0 while it runs.
+        announce: True when the scheduler decided the failure itself (lost, deadline,
+            cancel, broker) and publishes it on the flow's failure exchange.
+    """
+
+    deadline: float = 0.0
+    queues: list[str] = field(default_factory=list)
+    exports: dict[str, ExportStream] = field(default_factory=dict)
+    kept_count: int = 0
+    kept_bytes: int = 0
+    finishing: int = 0
+    announce: bool = False
+
+    def to_json(self) -> str:
+        """The runtime as JSON text, for the ``runtime`` column."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FlowRuntime:
+        """The runtime stored by :meth:`to_json`."""
+        data: dict[str, Any] = json.loads(text)
+        exports = {name: ExportStream(**spec) for name, spec in data.pop("exports", {}).items()}
+        return cls(exports=exports, **data)
+
+
+@dataclass
+class ActiveFlow:
+    """A flow that has not ended, as the scheduler follows it."""
+
+    record: pb.FlowRecord
+    runtime: FlowRuntime
+    ended: threading.Event = field(default_factory=threading.Event)
+    # Set while Submit is still declaring queues and publishing jobs.
+    starting: bool = False
+
+    @property
+    def id(self) -> str:
+        """The flow id."""
+        return self.record.id
+
+    def node(self, name: str) -> pb.NodeProgress | None:
+        """The progress entry of one node, or None."""
+        for node in self.record.nodes:
+            if node.node == name:
+                return node
+        return None
+
+    def complete(self) -> bool:
+        """True when every job ended and every export stream reached end-of-stream."""
+        return all(n.state == NODE_ENDED for n in self.record.nodes) and all(
+            s.ended for s in self.runtime.exports.values()
+        )
+
+
+class FlowStore:
+    """Flow records, kept exports and failure reports in one SQLite database.
+
+    Args:
+        path: the database file (its folder is created), or ``:memory:``.
+
+    Raises:
+        DagyoError: when the file cannot be opened, naming it and how to fix it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # One connection shared by every thread, serialised by self._lock.
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            if path != ":memory:":
+                # WAL lets readers and the writer overlap; NORMAL sync is still safe against
+                # a crash of this process, the failure a scheduler restart has to survive.
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise DagyoError(
+                f"cannot open the scheduler state at {path} ({e}): set DAGYO_STATE to a "
+                "writable file, or to :memory:"
+            ) from e
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        with self._lock:
+            self._db.close()
+
+    # --- flows -----------------------------------------------------------------------------
+
+    def create(self, record: pb.FlowRecord, runtime: FlowRuntime) -> None:
+        """Store a new flow."""
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO flows (id, created, state, record, runtime) VALUES (?, ?, ?, ?, ?)",
+                (record.id, record.created, record.state, _bare(record), runtime.to_json()),
+            )
+
+    def save(
+        self,
+        record: pb.FlowRecord,
+        runtime: FlowRuntime | None = None,
+        exports: Sequence[pb.Export] = (),
+    ) -> None:
+        """Update a flow's record (and runtime), appending newly kept exports, atomically.
+
+        The exports are numbered from ``runtime.kept_count - len(exports)``: update the
+        runtime's counts before saving.
+        """
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "UPDATE flows SET state = ?, record = ? WHERE id = ?",
+                (record.state, _bare(record), record.id),
+            )
+            if runtime is not None:
+                self._db.execute(
+                    "UPDATE flows SET runtime = ? WHERE id = ?", (runtime.to_json(), record.id)
+                )
+                first = runtime.kept_count - len(exports)
+                self._db.executemany(
+                    "INSERT INTO exports (flow_id, position, export, value_json) "
+                    "VALUES (?, ?, ?, ?)",
+                    ((record.id, first + i, e.export, e.value_json) for i, e in enumerate(exports)),
+                )
+
+    def get(self, flow_id: str, *, with_exports: bool = True) -> pb.FlowRecord | None:
+        """The record of one flow (with its kept exports), or None when unknown."""
+        with self._lock:
+            row = self._db.execute("SELECT record FROM flows WHERE id = ?", (flow_id,)).fetchone()
+            if row is None:
+                return None
+            record = pb.FlowRecord.FromString(row[0])
+            if with_exports:
+                record.exports.extend(self._exports(flow_id))
+            return record
+
+    def runtime(self, flow_id: str) -> FlowRuntime | None:
+        """The runtime of one flow, or None when unknown."""
+        with self._lock:
+            row = self._db.execute("SELECT runtime FROM flows WHERE id = ?", (flow_id,)).fetchone()
+        return None if row is None else FlowRuntime.from_json(row[0])
+
+    def recent(self, limit: int = DEFAULT_LIST_LIMIT) -> list[pb.FlowRecord]:
+        """The newest ``limit`` flows, newest first, without their exports."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record FROM flows ORDER BY created DESC, rowid DESC LIMIT ?",
+                (limit or DEFAULT_LIST_LIMIT,),
+            ).fetchall()
+        return [pb.FlowRecord.FromString(row[0]) for row in rows]
+
+    def active(self) -> list[tuple[pb.FlowRecord, FlowRuntime]]:
+        """Every flow that has not ended (pending or running), oldest first."""
+        states = (FlowState.PENDING.proto, FlowState.RUNNING.proto)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record, runtime FROM flows WHERE state IN (?, ?) ORDER BY created",
+                states,
+            ).fetchall()
+        return [(pb.FlowRecord.FromString(r), FlowRuntime.from_json(t)) for r, t in rows]
+
+    def count_by_state(self) -> dict[FlowState, int]:
+        """How many flows are in each state."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, count(*) FROM flows GROUP BY state").fetchall()
+        counts = dict.fromkeys(FlowState, 0)
+        for state, count in rows:
+            counts[FlowState.from_proto(state)] = count
+        return counts
+
+    # --- exports and failures --------------------------------------------------------------
+
+    def exports(self, flow_id: str) -> list[pb.Export]:
+        """The exports kept for one flow, in the order they arrived."""
+        with self._lock:
+            return self._exports(flow_id)
+
+    def _exports(self, flow_id: str) -> list[pb.Export]:
+        rows = self._db.execute(
+            "SELECT export, value_json FROM exports WHERE flow_id = ? ORDER BY position",
+            (flow_id,),
+        ).fetchall()
+        return [pb.Export(export=name, value_json=value) for name, value in rows]
+
+    def add_failure(self, report: FailureReport) -> None:
+        """Record one failure report of a flow."""
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO failures (flow_id, position, report) VALUES (?, "
+                "(SELECT count(*) FROM failures WHERE flow_id = ?), ?)",
+                (report.flow_id, report.flow_id, report.SerializeToString()),
+            )
+
+    def failures(self, flow_id: str = "") -> list[FailureReport]:
+        """The failure reports of one flow, or of every flow (``""``), oldest first."""
+        with self._lock:
+            if flow_id:
+                rows: Iterable[tuple[bytes]] = self._db.execute(
+                    "SELECT report FROM failures WHERE flow_id = ? ORDER BY position", (flow_id,)
+                ).fetchall()
+            else:
+                rows = self._db.execute("SELECT report FROM failures ORDER BY rowid").fetchall()
+        return [FailureReport.FromString(row[0]) for row in rows]
+
+
+def _bare(record: pb.FlowRecord) -> bytes:
+    """The record without its exports, which live in their own table."""
+    if not record.exports:
+        return record.SerializeToString()
+    bare = pb.FlowRecord()
+    bare.CopyFrom(record)
+    del bare.exports[:]
+    return bare.SerializeToString()

@@ -1,0 +1,237 @@
+"""Faults on a real cluster: each asserts the flow's end, the report, and no queue left."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+
+from executor.constants import stream_queue
+from executor.pb.dagyo.v1 import failure_pb2, scheduler_pb2
+from tests.cluster import LocalCluster, state_of
+
+
+@pytest.fixture
+def make_cluster(amqp_url: str, tmp_path: Path) -> Iterator[Any]:
+    clusters: list[LocalCluster] = []
+
+    def make(*names: str, **options: Any) -> LocalCluster:
+        cluster = LocalCluster(amqp_url, tmp_path / f"c{len(clusters)}", names=names,
+                               **options)
+        clusters.append(cluster)
+        return cluster.start()
+
+    yield make
+    for cluster in clusters:
+        cluster.close()
+
+
+def slow_flow(count: int, delay_ms: int, name: str = "slowly") -> dict[str, Any]:
+    return {
+        "name": name,
+        "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"},
+                  "n": {"progdef": "count"}},
+        "edges": [{"from": "s.src", "to": "w.items"}, {"from": "w.items", "to": "n.items"}],
+        "consts": [{"to": "s.count", "values": [{"value": count}]},
+                   {"to": "w.delay_ms", "values": [{"value": delay_ms}]}],
+        "exports": {"total": "n.total"},
+    }
+
+
+def wait_for_node(cluster: LocalCluster, flow_id: str, node: str, timeout_s: float = 30) -> Any:
+    """Wait until a node's job has started; return the flow record."""
+    deadline = time.monotonic() + timeout_s
+    with cluster.client() as client:
+        while time.monotonic() < deadline:
+            record = client.get(flow_id)
+            for progress in record.nodes:
+                if progress.node == node and progress.state == scheduler_pb2.NODE_STATE_RUNNING:
+                    return record
+            time.sleep(0.05)
+    raise AssertionError(f"node {node} of flow {flow_id} never started")
+
+
+def total(record: Any) -> str:
+    import json
+
+    return json.loads(record.exports[-1].value_json)["value"]
+
+
+def test_a_panic_fails_the_flow_with_its_report(make_cluster: Any) -> None:
+    cluster = make_cluster("explode", "count")
+    record, _ = cluster.run({
+        "name": "boom",
+        "nodes": {"x": {"progdef": "explode"}, "n": {"progdef": "count"}},
+        "edges": [{"from": "x.items", "to": "n.items"}],
+        "consts": [{"to": "x.items", "values": [{"value": {"text": "panic here"}}]}],
+        "exports": {"total": "n.total"},
+    })
+    assert state_of(record) == "failed"
+    failure = record.failure
+    assert (failure.node, failure.progdef, failure.kind) == ("x", "explode",
+                                                            failure_pb2.FAILURE_KIND_PANIC)
+    assert failure.error == "RuntimeError: explode: item 'panic here' starts with 'panic'"
+    assert "Traceback" in failure.traceback and "raise RuntimeError" in failure.traceback
+    assert failure.executor.startswith("explode-")
+    with cluster.client() as client:
+        assert [f.node for f in client.failures(record.id)] == ["x"]
+    assert cluster.flow_queues(record.id) == []
+
+
+def test_a_killed_executor_fails_its_flow_within_the_heartbeat_timeout(
+    make_cluster: Any,
+) -> None:
+    cluster = make_cluster("source", "slow", "count", heartbeat_timeout_s=3.0)
+    flow_id = cluster.submit(slow_flow(1000, 50))
+    wait_for_node(cluster, flow_id, "w")
+    killed = time.monotonic()
+    cluster.executors["slow"].send_signal(signal.SIGKILL)
+    record = cluster.wait(flow_id, timeout_s=30)
+    noticed = time.monotonic() - killed
+    assert state_of(record) == "failed"
+    assert record.failure.kind == failure_pb2.FAILURE_KIND_LOST
+    assert (record.failure.node, record.failure.progdef) == ("w", "slow")
+    assert record.failure.executor.startswith("slow-")
+    assert noticed < 3.0 + 5.0, f"took {noticed:.1f} s to notice a 3 s heartbeat loss"
+    assert cluster.flow_queues(record.id) == []
+
+
+def test_sigterm_drains_the_running_job_and_exits_0(make_cluster: Any) -> None:
+    cluster = make_cluster("source", "slow", "count")
+    flow_id = cluster.submit(slow_flow(40, 25))
+    wait_for_node(cluster, flow_id, "w")
+    executor = cluster.executors["slow"]
+    executor.send_signal(signal.SIGTERM)
+    assert executor.wait(30) == 0
+    record = cluster.wait(flow_id)
+    assert state_of(record) == "succeeded"
+    assert total(record) == "40"
+    assert cluster.flow_queues(record.id) == []
+
+
+def test_a_draining_executor_leaves_unstarted_jobs_for_another(make_cluster: Any) -> None:
+    cluster = make_cluster("source", "slow", "count", max_jobs=1)
+    first = cluster.submit(slow_flow(40, 25, "first"))
+    wait_for_node(cluster, first, "w")
+    second = cluster.submit(slow_flow(3, 1, "second"))
+    time.sleep(0.5)  # the second job waits in the mailbox: the only slot is busy
+    old = cluster.executors["slow"]
+    old.send_signal(signal.SIGTERM)
+    assert old.wait(30) == 0
+    assert state_of(cluster.wait(first)) == "succeeded"
+    with cluster.client() as client:
+        assert state_of(client.get(second)) == "running"
+    cluster.start_executor("slow")
+    record = cluster.wait(second)
+    assert state_of(record) == "succeeded" and total(record) == "3"
+
+
+def test_cancel_stops_every_job_and_deletes_every_queue(make_cluster: Any) -> None:
+    cluster = make_cluster("source", "slow", "count")
+    flow_id = cluster.submit(slow_flow(1000, 50))
+    wait_for_node(cluster, flow_id, "w")
+    with cluster.client() as client:
+        client.cancel(flow_id)
+    record = cluster.wait(flow_id)
+    assert state_of(record) == "cancelled"
+    assert record.failure.kind == failure_pb2.FAILURE_KIND_CANCELLED
+    assert cluster.flow_queues(record.id) == []
+    # the stopped job freed its slot: the executor takes the next flow at once
+    record, _ = cluster.run(slow_flow(3, 1))
+    assert state_of(record) == "succeeded"
+
+
+def test_an_undecodable_frame_panics_the_job_naming_the_edge(make_cluster: Any) -> None:
+    # One item per frame, so the stream is still open when the bad frame gets in.
+    cluster = make_cluster("source", "slow", "count", env={"DAGYO_FRAME_MAX_ITEMS": "1"})
+    flow_id = cluster.submit(slow_flow(100, 50))
+    wait_for_node(cluster, flow_id, "w")
+    with cluster.channel() as channel:
+        channel.confirm_delivery()
+        while True:  # the stream is full most of the time: retry until it takes the frame
+            try:
+                channel.basic_publish("", stream_queue(flow_id, "w", "items"), b"\xff bad")
+                break
+            except pika.exceptions.NackError:
+                time.sleep(0.01)
+    record = cluster.wait(flow_id)
+    assert state_of(record) == "failed"
+    assert record.failure.node == "w"
+    assert record.failure.kind == failure_pb2.FAILURE_KIND_PANIC
+    assert "s.src -> w.items" in record.failure.error
+    assert cluster.flow_queues(record.id) == []
+
+
+def test_a_scheduler_restart_keeps_the_record_and_the_flow_finishes(
+    make_cluster: Any,
+) -> None:
+    cluster = make_cluster("source", "slow", "count")
+    flow_id = cluster.submit(slow_flow(60, 20))
+    wait_for_node(cluster, flow_id, "w")
+    cluster.stop_scheduler()
+    time.sleep(0.5)
+    cluster.start_scheduler()
+    record = cluster.wait(flow_id)
+    assert state_of(record) == "succeeded"
+    assert total(record) == "60"
+    assert cluster.flow_queues(record.id) == []
+
+
+def test_a_slow_consumer_holds_its_stream_within_the_bound(make_cluster: Any) -> None:
+    cluster = make_cluster("source", "slow", "count", env={"DAGYO_FRAME_MAX_ITEMS": "10"})
+    flow_id = cluster.submit(slow_flow(2000, 1))
+    queue = stream_queue(flow_id, "w", "items")
+    depths: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(cluster.amqp_url))
+        channel = connection.channel()
+        try:
+            while not done.is_set():
+                try:
+                    depths.append(channel.queue_declare(queue, passive=True).method.message_count)
+                except pika.exceptions.ChannelClosedByBroker:
+                    channel = connection.channel()
+                done.wait(0.02)
+        finally:
+            connection.close()
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    record = cluster.wait(flow_id, timeout_s=120)
+    done.set()
+    sampler.join()
+    assert state_of(record) == "succeeded"
+    assert total(record) == "2000"
+    assert depths and max(depths) <= 16
+    assert max(depths) >= 12, f"the producer never filled the stream: {max(depths)}"
+
+
+def test_a_broker_restart_fails_running_flows_and_the_cluster_recovers(
+    make_cluster: Any,
+) -> None:
+    import subprocess
+
+    cluster = make_cluster("source", "slow", "count")
+    flow_id = cluster.submit(slow_flow(1000, 20))
+    wait_for_node(cluster, flow_id, "w")
+    try:
+        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True)
+    finally:
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True)
+        subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True)
+    record = cluster.wait(flow_id, timeout_s=60)
+    assert state_of(record) == "failed"
+    assert record.failure.kind == failure_pb2.FAILURE_KIND_BROKER
+    for name in ("source", "slow", "count"):
+        cluster.wait_for_consumer(name, timeout_s=60)
+    record, _ = cluster.run(slow_flow(5, 1))
+    assert state_of(record) == "succeeded" and total(record) == "5"
+    assert cluster.flow_queues(flow_id, record.id) == []
