@@ -7,6 +7,7 @@ import threading
 import time
 import traceback as traceback_module
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
@@ -158,7 +159,7 @@ def execute(
         error, trace = "Stopped raised without a stop: do not raise Stopped yourself", ""
     except BaseException as e:  # a panic: anything the progdef's code raised
         error = f"{type(e).__name__}: {e}"
-        trace = traceback_module.format_exc()
+        trace = author_traceback(e)
     else:
         return None
     return FailureReport(
@@ -171,6 +172,20 @@ def execute(
         kind=FAILURE_KIND_PANIC,
         time=time.time(),
     )
+
+
+def author_traceback(error: BaseException) -> str:
+    """The traceback of a panic, without the runtime's own frames above the author's code.
+
+    A panic inside the runtime (a decode error, a wrong type sent) keeps every frame.
+    """
+    frames = traceback_module.extract_tb(error.__traceback__)
+    runtime = str(Path(__file__).parent)
+    first = next((i for i, f in enumerate(frames) if not f.filename.startswith(runtime)), 0)
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback_module.format_list(frames[first:])
+    lines += traceback_module.format_exception_only(type(error), error)
+    return "".join(lines)
 
 
 def _run_function(program: Program, job: Job) -> None:
