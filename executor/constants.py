@@ -28,8 +28,10 @@ STOP_EXCHANGE = f"{PREFIX}.stop"  # fanout: scheduler -> every executor
 # A frame is flushed when it holds this many bytes of items or this many items…
 FRAME_MAX_BYTES = 128 * 1024
 FRAME_MAX_ITEMS = 8192
-# …or when its first item has waited this long.
-FRAME_LINGER_S = 0.005
+# …or when its first item has waited this long. A job about to wait for input sends what
+# it holds at once, so the linger only holds back items of a job busy elsewhere (author
+# code between sends); long enough that a fast producer fills frames.
+FRAME_LINGER_S = 0.02
 # How many frames a stream holds before its producer waits (backpressure).
 STREAM_MAX_FRAMES = 16
 # How many frames a consumer takes ahead of the job reading them.

@@ -107,6 +107,13 @@ def run_job(
                 message_class=message_class(out.typename),
                 writer=writer,
             )
+        writers = [output._writer for output in run.outputs.values()]
+
+        def flush_outputs() -> None:
+            for writer in writers:
+                writer.flush_nowait()
+
+        inbox.on_idle = flush_outputs
         job = Job(
             flow_id=descriptor.flow_id,
             node=descriptor.node,
@@ -195,6 +202,7 @@ def _run_function(program: Program, job: Job) -> None:
     handler = program.run
     retries = program.progdef.retries
     while not stream.ended:
+        results: list[Any] = []
         for item in stream.next_batch():
             try:
                 result = handler(context, item)
@@ -208,15 +216,18 @@ def _run_function(program: Program, job: Job) -> None:
                 )
             if result is None:
                 continue
+            if isinstance(result, Message):
+                results.append(result)
+            else:
+                results.extend(result)
+        if results:
             if output is None:
                 raise DagyoError(
                     f"progdef {job.progdef}: handler returned an item but the progdef has no "
                     "output port: return None, or declare an output"
                 )
-            if isinstance(result, Message):
-                output.send(result)
-            else:
-                output.send_all(result)
+            # One batch per input frame: the results of a frame go out together.
+            output.send_all(results)
 
 
 def _retry(handler: Any, context: Any, item: Any, job: Job, attempts: int, backoff_s: float) -> Any:

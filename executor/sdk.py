@@ -29,6 +29,7 @@ from google.protobuf.message import Message
 
 from executor.errors import DecodeError, Stopped, TypeMismatch
 from executor.stream import FrameWriter, Inbox, decode_frame
+from executor.types import frame_class
 
 
 class Context:
@@ -68,6 +69,7 @@ class InputStream:
         self.edge = edge
         self.message_class = message_class
         self.typename = message_class.DESCRIPTOR.full_name
+        self._frame_class = frame_class(self.typename)
         self._inbox = inbox
         self._consts = consts
         self.ended = False
@@ -93,11 +95,22 @@ class InputStream:
         return self.decode_frame(self._inbox.take(self.port))
 
     def decode_frame(self, data: bytes) -> list[Any]:
-        """Decode one frame taken from the inbox for this port."""
-        frame = decode_frame(data, self.edge)
+        """Decode one frame taken from the inbox for this port, with all its items.
+
+        Raises:
+            DecodeError: naming the edge, for a malformed frame or item.
+        """
+        try:
+            frame: Any = self._frame_class.FromString(data)
+        except Exception:
+            # Which is it: the frame, or an item? Only worth finding out on the error path.
+            self.decode(decode_frame(data, self.edge).items)
+            raise
         if frame.end_of_stream:
             self.ended = True
-        return self.decode(frame.items)
+        items = list(frame.items)
+        self.items_received += len(items)
+        return items
 
     def decode(self, items: Any) -> list[Any]:
         """Decode serialized items as the port's typename."""
@@ -145,9 +158,20 @@ class OutputStream:
         self._append(item.SerializeToString())
 
     def send_all(self, items: Any) -> None:
-        """Send every item of an iterable, in order."""
+        """Send every item of an iterable, in order (cheaper than ``send`` one by one).
+
+        Raises:
+            TypeMismatch: when an item is not a message of the port's typename; the items
+                before it are sent.
+        """
+        cls = self.message_class
+        data: list[bytes] = []
         for item in items:
-            self.send(item)
+            if type(item) is not cls:
+                self._writer.extend(data)
+                self.send(item)  # raises TypeMismatch, naming the port
+            data.append(item.SerializeToString())
+        self._writer.extend(data)
 
     @property
     def items_sent(self) -> int:

@@ -73,6 +73,8 @@ class Inbox:
         self._cond = threading.Condition()
         self._frames: dict[str, deque[tuple[bytes, Callable[[], None] | None]]] = {}
         self._closed: set[str] = set()
+        # Called (in the job's thread) when the job is about to wait for input.
+        self.on_idle: Callable[[], None] | None = None
 
     def add_port(self, port: str) -> None:
         """Make room for a port's frames."""
@@ -131,23 +133,37 @@ class Inbox:
             Stopped: when the job's stop signal is set while waiting.
         """
         ports = tuple(ports)
-        with self._cond:
-            while True:
-                if self._stop.is_set():
-                    raise Stopped("the flow was stopped")
-                for port in ports:
-                    frames = self._frames[port]
-                    if frames:
-                        frame, on_taken = frames.popleft()
-                        self._cond.notify_all()
-                        break
-                else:
-                    self._cond.wait(STOP_POLL_S)
-                    continue
+        idle = self.on_idle
+        while True:
+            with self._cond:
+                found = self._take_locked(ports, wait=idle is None)
+            if found is not None:
                 break
+            # Nothing to read: send what the job's outputs hold now, before waiting, so a
+            # trickle of items is not held back by the linger.
+            assert idle is not None
+            idle()
+            idle = None
+        port, frame, on_taken = found
         if on_taken is not None:
             on_taken()
         return port, frame
+
+    def _take_locked(
+        self, ports: tuple[str, ...], *, wait: bool
+    ) -> tuple[str, bytes, Callable[[], None] | None] | None:
+        while True:
+            if self._stop.is_set():
+                raise Stopped("the flow was stopped")
+            for port in ports:
+                frames = self._frames[port]
+                if frames:
+                    frame, on_taken = frames.popleft()
+                    self._cond.notify_all()
+                    return port, frame, on_taken
+            if not wait:
+                return None
+            self._cond.wait(STOP_POLL_S)
 
     def close_port(self, port: str) -> None:
         """Drop a port's frames from now on: its job no longer reads it."""
@@ -213,6 +229,28 @@ class FrameWriter:
             if self._bytes >= self._max_bytes or count >= self._max_items:
                 self._flush_locked(end=False, block=True)
 
+    def extend(self, data: list[bytes]) -> None:
+        """Add several serialized items, flushing each time a frame fills up.
+
+        Raises:
+            Stopped: when the flow is stopped while the stream is full.
+        """
+        with self._lock:
+            items, size = self._items, self._bytes
+            fresh = not items
+            max_bytes, max_items = self._max_bytes, self._max_items
+            for item in data:
+                items.append(item)
+                size += len(item)
+                if size >= max_bytes or len(items) >= max_items:
+                    self._bytes = size
+                    self._flush_locked(end=False, block=True)
+                    items, size, fresh = self._items, 0, True
+            self._bytes = size
+            if items and fresh:
+                self._first_at = time.monotonic()
+                self._flusher.watch(self)  # after the items are in: see Flusher
+
     def flush_if_lingering(self, now: float) -> bool:
         """Flush a lingering frame if the stream has room; never waits.
 
@@ -229,6 +267,15 @@ class FrameWriter:
             return self._flush_locked(end=False, block=False)
         finally:
             self._lock.release()
+
+    def flush_nowait(self) -> None:
+        """Send the items held now if the stream has room; never waits for room."""
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._items and not self.closed:
+                    self._flush_locked(end=False, block=False)
+            finally:
+                self._lock.release()
 
     def close(self) -> None:
         """Send what is left and end-of-stream, waiting for room."""

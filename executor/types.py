@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from google.protobuf import descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
 from executor.errors import UnknownType
@@ -28,6 +28,45 @@ def message_class(typename: str) -> type[Message]:
         hint = f"; the standard types are {', '.join(STANDARD_TYPES)}"
         raise UnknownType(f"unknown typename {typename!r}{hint}") from None
     return message_factory.GetMessageClass(descriptor)
+
+
+@cache
+def frame_class(typename: str) -> type[Message]:
+    """Return a message class that parses a whole ``dagyo.v1.Frame`` of ``typename`` items.
+
+    ``Frame.items`` is ``repeated bytes`` (field 1); a ``repeated <typename>`` field 1 has
+    the same encoding, so this class reads the same bytes and decodes every item in one C
+    call instead of one ``FromString`` per item. The wire does not change.
+
+    Raises:
+        UnknownType: when no loaded .proto defines the typename.
+    """
+    item = message_class(typename).DESCRIPTOR
+    name = "FrameOf_" + typename.replace(".", "_")
+    pool = descriptor_pool.Default()
+    try:
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"dagyo.internal.{name}"))
+    except KeyError:
+        pass
+    file = descriptor_pb2.FileDescriptorProto(
+        name=f"dagyo/internal/{name}.proto",
+        package="dagyo.internal",
+        syntax="proto3",
+        dependency=[item.file.name],
+    )
+    message = file.message_type.add(name=name)
+    repeated, optional = (
+        descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    kinds = descriptor_pb2.FieldDescriptorProto
+    message.field.add(
+        name="items", number=1, label=repeated, type=kinds.TYPE_MESSAGE, type_name=f".{typename}"
+    )
+    message.field.add(name="end_of_stream", number=2, label=optional, type=kinds.TYPE_BOOL)
+    message.field.add(name="seq", number=3, label=optional, type=kinds.TYPE_UINT64)
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"dagyo.internal.{name}"))
 
 
 def describe(typename: str) -> str:

@@ -327,12 +327,16 @@ class Broker:
     # --- publishing ------------------------------------------------------------------------
 
     def publish_job(self, mailbox: str, job: Message) -> None:
-        """Publish a job descriptor to a mailbox, persistent and confirmed.
+        """Publish a job descriptor to a mailbox, confirmed.
+
+        Transient, not persistent: a job is useless without its flow's queues, which are
+        not durable, so a job surviving a broker restart could only fail; and persisting
+        costs a disk sync per job on the submit path.
 
         Raises:
             BrokerError: when the broker does not take it.
         """
-        self.call(lambda: self._publish("", mailbox, job, persistent=True, required=True))
+        self.call(lambda: self._publish("", mailbox, job, persistent=False, required=True))
 
     def publish_stop(self, stop: Stop) -> None:
         """Broadcast a stop signal to every executor (none listening is no error)."""

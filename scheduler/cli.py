@@ -23,21 +23,12 @@ from executor.errors import (
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from executor.progdef import Progdef, load_catalogue
 from executor.types import STANDARD_TYPES, describe
+from scheduler.config import default_progdefs_dir
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_UNREACHABLE = 3
-
-
-def default_progdefs_dir() -> Path:
-    """``progdefs/`` of the working directory when it exists, else the installed samples."""
-    local = Path("progdefs")
-    if local.is_dir():
-        return local
-    import progdefs
-
-    return Path(progdefs.__file__).parent
 
 
 def progdefs_option(function: Any) -> Any:
@@ -246,6 +237,7 @@ def main() -> None:
         fail(str(e), EXIT_FAILED)
 
 
-# Registers `dagyo scheduler`, `up`, `flow …` and `failures` on `cli`; last, because that
-# module uses the helpers above.
+# Registers `dagyo scheduler`, `up`, `failures` and `flow …` on `cli`; last, because those
+# modules use the helpers above.
 import scheduler.cli_cluster  # noqa: E402, F401
+import scheduler.cli_flow  # noqa: E402, F401

@@ -19,6 +19,7 @@ import click
 from executor.constants import ENV_PROGDEF_VERSION, ENV_PROGDEFS, PREFIX
 from executor.errors import DagyoError, ProgdefInvalid
 from executor.progdef import Progdef, load_catalogue
+from scheduler.config import default_progdefs_dir
 from scheduler.deploy import (
     ApplyFailed,
     ClusterUnavailable,
@@ -40,16 +41,6 @@ from scheduler.deploy.manifests import AUTOSCALERS, STATE_VOLUMES
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_UNREACHABLE = 3
-
-
-def default_progdefs_dir() -> Path:
-    """Return ``progdefs/`` of the working directory when it exists, else the sample catalogue."""
-    local = Path("progdefs")
-    if local.is_dir():
-        return local
-    import progdefs
-
-    return Path(progdefs.__file__).parent
 
 
 def _fail(message: str, code: int) -> NoReturn:

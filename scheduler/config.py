@@ -42,7 +42,12 @@ def default_state_path(environ: Mapping[str, str] | None = None) -> str:
 
 
 def default_progdefs_dir() -> Path:
-    """``progdefs/`` of the working directory when it exists, else the installed samples."""
+    """The catalogue folder used when none is given.
+
+    Returns:
+        ``progdefs/`` of the working directory when it exists, else the sample catalogue
+        installed with dagyo (the ``progdefs`` package).
+    """
     local = Path("progdefs")
     if local.is_dir():
         return local

@@ -25,7 +25,7 @@ from executor.progdef import load_catalogue
 from scheduler.client import SchedulerClient
 from scheduler.config import SchedulerSettings
 from scheduler.service import Scheduler
-from tests.conftest import PROGDEFS, ROOT
+from tests.conftest import PROGDEFS, ROOT, rabbitmqctl, vhost_of
 
 ALL_PROGDEFS = (
     "source",
@@ -174,12 +174,9 @@ class LocalCluster:
 
     def flow_queues(self, *flow_ids: str) -> list[str]:
         """Every queue of the broker whose name belongs to one of the flows."""
-        output = subprocess.run(
-            ["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        output = rabbitmqctl(
+            "list_queues", "-p", vhost_of(self.amqp_url), "-q", "--no-table-headers", "name"
+        )
         prefixes = tuple(f"dagyo.flow.{flow_id}." for flow_id in flow_ids)
         return [q for q in output.split() if q.startswith(prefixes)]
 

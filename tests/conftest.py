@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +61,40 @@ def amqp_url() -> Iterator[str]:
         yield f"amqp://guest:guest@{host}:{port}/%2F"
     finally:
         container.stop()
+
+
+@pytest.fixture(scope="session")
+def broker_url(amqp_url: str) -> Iterator[str]:
+    """amqp_url on a vhost of the suite's own, when rabbitmqctl can make one.
+
+    A vhost of its own keeps the suite's schedulers and a `dagyo up` (or another test run)
+    on the same broker from competing for the scheduler's events queue.
+    """
+    parts = urllib.parse.urlsplit(amqp_url)
+    vhost = f"dagyo-test-{uuid.uuid4().hex[:8]}"
+    if parts.hostname not in ("localhost", "127.0.0.1") or not shutil.which("rabbitmqctl"):
+        yield amqp_url
+        return
+    try:
+        rabbitmqctl("add_vhost", vhost)
+        rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+    except (subprocess.SubprocessError, OSError):
+        yield amqp_url
+        return
+    try:
+        yield urllib.parse.urlunsplit(parts._replace(path="/" + urllib.parse.quote(vhost, "")))
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Run rabbitmqctl (the broker's own tool) and return what it printed."""
+    return subprocess.run(
+        ["rabbitmqctl", *args], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+
+
+def vhost_of(url: str) -> str:
+    """The vhost an amqp:// URL names (``/`` when it names none)."""
+    path = urllib.parse.urlsplit(url).path.lstrip("/")
+    return urllib.parse.unquote(path) or "/"

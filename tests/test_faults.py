@@ -18,12 +18,11 @@ from tests.cluster import LocalCluster, state_of
 
 
 @pytest.fixture
-def make_cluster(amqp_url: str, tmp_path: Path) -> Iterator[Any]:
+def make_cluster(broker_url: str, tmp_path: Path) -> Iterator[Any]:
     clusters: list[LocalCluster] = []
 
     def make(*names: str, **options: Any) -> LocalCluster:
-        cluster = LocalCluster(amqp_url, tmp_path / f"c{len(clusters)}", names=names,
-                               **options)
+        cluster = LocalCluster(broker_url, tmp_path / f"c{len(clusters)}", names=names, **options)
         clusters.append(cluster)
         return cluster.start()
 
@@ -35,11 +34,12 @@ def make_cluster(amqp_url: str, tmp_path: Path) -> Iterator[Any]:
 def slow_flow(count: int, delay_ms: int, name: str = "slowly") -> dict[str, Any]:
     return {
         "name": name,
-        "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"},
-                  "n": {"progdef": "count"}},
+        "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"}, "n": {"progdef": "count"}},
         "edges": [{"from": "s.src", "to": "w.items"}, {"from": "w.items", "to": "n.items"}],
-        "consts": [{"to": "s.count", "values": [{"value": count}]},
-                   {"to": "w.delay_ms", "values": [{"value": delay_ms}]}],
+        "consts": [
+            {"to": "s.count", "values": [{"value": count}]},
+            {"to": "w.delay_ms", "values": [{"value": delay_ms}]},
+        ],
         "exports": {"total": "n.total"},
     }
 
@@ -65,17 +65,22 @@ def total(record: Any) -> str:
 
 def test_a_panic_fails_the_flow_with_its_report(make_cluster: Any) -> None:
     cluster = make_cluster("explode", "count")
-    record, _ = cluster.run({
-        "name": "boom",
-        "nodes": {"x": {"progdef": "explode"}, "n": {"progdef": "count"}},
-        "edges": [{"from": "x.items", "to": "n.items"}],
-        "consts": [{"to": "x.items", "values": [{"value": {"text": "panic here"}}]}],
-        "exports": {"total": "n.total"},
-    })
+    record, _ = cluster.run(
+        {
+            "name": "boom",
+            "nodes": {"x": {"progdef": "explode"}, "n": {"progdef": "count"}},
+            "edges": [{"from": "x.items", "to": "n.items"}],
+            "consts": [{"to": "x.items", "values": [{"value": {"text": "panic here"}}]}],
+            "exports": {"total": "n.total"},
+        }
+    )
     assert state_of(record) == "failed"
     failure = record.failure
-    assert (failure.node, failure.progdef, failure.kind) == ("x", "explode",
-                                                            failure_pb2.FAILURE_KIND_PANIC)
+    assert (failure.node, failure.progdef, failure.kind) == (
+        "x",
+        "explode",
+        failure_pb2.FAILURE_KIND_PANIC,
+    )
     assert failure.error == "RuntimeError: explode: item 'panic here' starts with 'panic'"
     assert "Traceback" in failure.traceback and "raise RuntimeError" in failure.traceback
     assert failure.executor.startswith("explode-")

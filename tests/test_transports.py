@@ -14,8 +14,8 @@ from tests.scheduler.test_embedded import run_flow
 
 
 @pytest.fixture(scope="module")
-def cluster(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(amqp_url, tmp_path_factory.mktemp("cluster")).start()
+def cluster(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(broker_url, tmp_path_factory.mktemp("cluster")).start()
     yield cluster
     cluster.close()
 

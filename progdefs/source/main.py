@@ -8,5 +8,4 @@ def run(job: Job) -> None:
     """Emit ``count`` names for every count that arrives."""
     out = job.outputs["src"]
     for count in job.inputs["count"]:
-        for i in range(count.value):
-            out.send(Text(text=f"name-{i}"))
+        out.send_all(Text(text=f"name-{i}") for i in range(count.value))

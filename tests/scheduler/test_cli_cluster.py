@@ -14,8 +14,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
@@ -518,8 +518,8 @@ class Following:
             self.process.wait()
 
 
-def publish(amqp_url: str, report: FailureReport) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+def publish(broker_url: str, report: FailureReport) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
         channel = connection.channel()
         channel.exchange_declare(FAILURES_EXCHANGE, exchange_type="topic", durable=True)
@@ -542,23 +542,23 @@ def live_report(flow_id: str, error: str = "RuntimeError: live") -> FailureRepor
 
 
 def test_failures_follow_prints_past_then_live_reports_of_its_flow(
-    scheduler: tuple[str, FakeScheduler], amqp_url: str
+    scheduler: tuple[str, FakeScheduler], broker_url: str
 ) -> None:
     address, fake = scheduler
     flow_id, other = uuid.uuid4().hex[:12], uuid.uuid4().hex[:12]
     past = live_report(flow_id, "RuntimeError: past")
     fake.past[flow_id] = [past]
     following = Following(
-        "--flow", flow_id, env={"DAGYO_QUEUE": amqp_url, "DAGYO_SCHEDULER": address}
+        "--flow", flow_id, env={"DAGYO_QUEUE": broker_url, "DAGYO_SCHEDULER": address}
     )
     try:
         # The past is read after the queue is bound, so what follows is not missed.
         assert following.stdout.get(timeout=20) == (
             f"{flow_id} x (explode) on explode-e1: RuntimeError: past"
         )
-        publish(amqp_url, live_report(other, "RuntimeError: another flow"))
-        publish(amqp_url, past)  # already shown: not repeated
-        publish(amqp_url, live_report(flow_id, "RuntimeError: live"))
+        publish(broker_url, live_report(other, "RuntimeError: another flow"))
+        publish(broker_url, past)  # already shown: not repeated
+        publish(broker_url, live_report(flow_id, "RuntimeError: live"))
         assert following.stdout.get(timeout=20) == (
             f"{flow_id} x (explode) on explode-e1: RuntimeError: live"
         )
@@ -569,10 +569,10 @@ def test_failures_follow_prints_past_then_live_reports_of_its_flow(
         following.close()
 
 
-def test_failures_follow_without_a_scheduler_still_follows_the_broker(amqp_url: str) -> None:
+def test_failures_follow_without_a_scheduler_still_follows_the_broker(broker_url: str) -> None:
     flow_id = uuid.uuid4().hex[:12]
     address = free_address()
-    following = Following("--json", env={"DAGYO_QUEUE": amqp_url, "DAGYO_SCHEDULER": address})
+    following = Following("--json", env={"DAGYO_QUEUE": broker_url, "DAGYO_SCHEDULER": address})
     try:
         assert following.stderr.get(timeout=20).startswith(
             f"dagyo: cannot reach the scheduler at {address}"
@@ -580,7 +580,7 @@ def test_failures_follow_without_a_scheduler_still_follows_the_broker(amqp_url: 
         assert following.stderr.get(timeout=5) == (
             "dagyo: past failures are unavailable; following new ones on the broker"
         )
-        publish(amqp_url, live_report(flow_id))
+        publish(broker_url, live_report(flow_id))
         while (report := json.loads(following.stdout.get(timeout=20)))["flow_id"] != flow_id:
             pass  # another test's (or run's) failure on the shared broker
         assert report == {
@@ -620,7 +620,7 @@ main()
 
 
 @pytest.fixture
-def catalogue(tmp_path: Path, amqp_url: str) -> Iterator[Path]:
+def catalogue(tmp_path: Path, broker_url: str) -> Iterator[Path]:
     """Copies of two sample progdefs with versions of their own, so the executors of these
     tests pull mailboxes no other test publishes to; the mailboxes are deleted after."""
     from executor.progdef import load_catalogue
@@ -633,7 +633,7 @@ def catalogue(tmp_path: Path, amqp_url: str) -> Iterator[Path]:
         metadata["description"] += f" (test copy {tag})"
         (tmp_path / name / "progdef.json").write_text(json.dumps(metadata))
     yield tmp_path
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
         channel = connection.channel()
         for progdef in load_catalogue(tmp_path).values():
@@ -645,8 +645,8 @@ def catalogue(tmp_path: Path, amqp_url: str) -> Iterator[Path]:
 class Up:
     """`dagyo up` as a subprocess; ``lines`` are its stdout lines up to the scheduler's."""
 
-    def __init__(self, amqp_url: str, catalogue: Path, address: str) -> None:
-        env = {**os.environ, "DAGYO_QUEUE": amqp_url, "DAGYO_STATE": ":memory:"}
+    def __init__(self, broker_url: str, catalogue: Path, address: str) -> None:
+        env = {**os.environ, "DAGYO_QUEUE": broker_url, "DAGYO_STATE": ":memory:"}
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -699,12 +699,12 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_up_runs_one_executor_per_progdef_and_stops_cleanly(
-    amqp_url: str, catalogue: Path, signum: int
+    broker_url: str, catalogue: Path, signum: int
 ) -> None:
     from executor.progdef import load_catalogue
 
     address = free_address()
-    up = Up(amqp_url, catalogue, address)
+    up = Up(broker_url, catalogue, address)
     try:
         progdefs = load_catalogue(catalogue)
         assert up.lines[-1] == f"scheduler: listening on {address}"
@@ -723,9 +723,9 @@ def test_up_runs_one_executor_per_progdef_and_stops_cleanly(
 
 
 def test_up_stops_everything_and_exits_1_when_an_executor_dies(
-    amqp_url: str, catalogue: Path
+    broker_url: str, catalogue: Path
 ) -> None:
-    up = Up(amqp_url, catalogue, free_address())
+    up = Up(broker_url, catalogue, free_address())
     try:
         pids = up.pids()
         os.kill(pids["greet"], signal.SIGKILL)
@@ -743,9 +743,9 @@ def test_up_stops_everything_and_exits_1_when_an_executor_dies(
 # --- the real scheduler service -----------------------------------------------------------------
 
 
-def test_dagyo_scheduler_serves_until_sigterm_then_exits_0(amqp_url: str) -> None:
+def test_dagyo_scheduler_serves_until_sigterm_then_exits_0(broker_url: str) -> None:
     address = free_address()
-    env = {**os.environ, "DAGYO_QUEUE": amqp_url, "DAGYO_METRICS_PORT": "0"}
+    env = {**os.environ, "DAGYO_QUEUE": broker_url, "DAGYO_METRICS_PORT": "0"}
     process = subprocess.Popen(
         [
             sys.executable,

@@ -1,10 +1,7 @@
 """The scheduler under faults: lost executors, deadlines, restarts, lost queues and connections.
 
-The fake executor and fixtures come from test_service.py.
+The fixtures are in conftest.py, the fake executor in fake_executor.py.
 """
-
-# The fixtures come from test_service.py; they are named again as test arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -30,22 +27,17 @@ from executor.pb.dagyo.v1.failure_pb2 import (
 )
 from scheduler.config import SchedulerSettings
 from scheduler.service import Scheduler
-from tests.scheduler.test_service import (  # noqa: F401 (fixtures)
+from tests.scheduler.fake_executor import (
     EXPECTED,
     WAIT_S,
     Client,
     FakeExecutor,
     assert_no_queue_left,
-    broker_url,
-    catalogue,
-    client,
     end_of,
     exports_of,
-    fake,
     mailboxes,
     queue_exists,
     run_to_success,
-    settings,
     texts,
 )
 

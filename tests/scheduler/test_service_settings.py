@@ -1,7 +1,7 @@
-"""The scheduler's settings, its metrics endpoint and ``serve``."""
+"""The scheduler's settings, its metrics endpoint and ``serve``.
 
-# The fixtures come from test_service.py; they are named again as test arguments.
-# ruff: noqa: F811
+The fixtures are in conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -26,14 +26,7 @@ from scheduler.config import SchedulerSettings, default_state_path
 from scheduler.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service import serve
 from tests.conftest import ROOT
-from tests.scheduler.test_service import (  # noqa: F401 (fixtures)
-    WAIT_S,
-    Client,
-    broker_url,
-    catalogue,
-    end_of,
-    settings,
-)
+from tests.scheduler.fake_executor import WAIT_S, Client, end_of
 
 
 def test_settings_from_the_environment(tmp_path: Path) -> None:

@@ -1,0 +1,327 @@
+"""A local cluster on one host: one executor process per progdef and the scheduler in-process.
+
+``dagyo up`` runs one; a benchmark or a script can too::
+
+    with LocalCluster(progdefs_dir=Path("progdefs"), queue_url=url) as cluster:
+        with SchedulerClient(cluster.address) as client:
+            flow_id = client.submit(flow_json)
+
+The executors are ``python -m executor PROGDEF_DIR`` processes on the broker at
+``queue_url``; stopping the cluster drains them (SIGTERM) before it stops the scheduler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from executor.constants import (
+    DEFAULT_QUEUE_URL,
+    ENV_JOBS,
+    ENV_METRICS_PORT,
+    ENV_QUEUE,
+    HEARTBEAT_TIMEOUT_S,
+)
+from executor.errors import DagyoError
+from executor.progdef import Progdef, load_catalogue
+from scheduler.config import MEMORY, SchedulerSettings, default_progdefs_dir
+from scheduler.service import Scheduler
+
+log = logging.getLogger("dagyo.local")
+
+# How long start() waits for every mailbox to have a consumer.
+READY_TIMEOUT_S = 60.0
+# On stop, executors get their drain grace plus this before they are killed.
+STOP_MARGIN_S = 15.0
+# How often wait_ready() asks the broker for the mailboxes' consumers.
+READY_POLL_S = 0.2
+
+
+class LocalCluster:
+    """Executor processes for a catalogue, and the scheduler service in this process.
+
+    Args:
+        progdefs_dir: the catalogue folder; by default :func:`default_progdefs_dir`.
+        queue_url: the broker the executors and the scheduler use.
+        listen: where the scheduler serves gRPC, ``host:port``; port 0 picks a free one
+            (see :attr:`address`).
+        executors_per_progdef: executor processes started for each progdef.
+        heartbeat_timeout_s: a started job whose executor has been silent this long fails
+            its flow.
+        state_path: the scheduler's SQLite file of flow records; ``:memory:`` keeps none.
+        extra_env: added to each executor's environment, over this process's own
+            (``DAGYO_QUEUE`` and ``DAGYO_JOBS`` are always the cluster's).
+
+    Raises:
+        ProgdefInvalid: when the catalogue folder is missing or malformed.
+        DagyoError: when a scheduler setting holds a bad value.
+
+    Attributes:
+        settings: the scheduler's :class:`SchedulerSettings`.
+        catalogue: the progdefs, by name.
+        scheduler: the scheduler service once started, else None.
+    """
+
+    def __init__(
+        self,
+        *,
+        progdefs_dir: Path | str | None = None,
+        queue_url: str = DEFAULT_QUEUE_URL,
+        listen: str = "127.0.0.1:0",
+        executors_per_progdef: int = 1,
+        heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S,
+        state_path: str = MEMORY,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        settings = SchedulerSettings(
+            queue_url=queue_url,
+            address=listen,
+            state_path=state_path,
+            progdefs=Path(progdefs_dir) if progdefs_dir is not None else default_progdefs_dir(),
+            heartbeat_timeout_s=heartbeat_timeout_s,
+            # Several local clusters (or a cluster and `dagyo scheduler`) may share a host.
+            metrics_port=0,
+        )
+        self._setup(settings, executors_per_progdef, extra_env)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: SchedulerSettings,
+        *,
+        executors_per_progdef: int = 1,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> LocalCluster:
+        """A cluster whose scheduler runs with ``settings`` as they are (``dagyo up``).
+
+        Raises:
+            ProgdefInvalid: when the catalogue folder is missing or malformed.
+        """
+        cluster = cls.__new__(cls)
+        cluster._setup(settings, executors_per_progdef, extra_env)
+        return cluster
+
+    def _setup(
+        self,
+        settings: SchedulerSettings,
+        executors_per_progdef: int,
+        extra_env: Mapping[str, str] | None,
+    ) -> None:
+        if executors_per_progdef < 1:
+            raise DagyoError(
+                f"executors_per_progdef must be 1 or more, got {executors_per_progdef}"
+            )
+        self.settings = settings
+        self.catalogue: dict[str, Progdef] = load_catalogue(settings.progdefs)
+        self.executors_per_progdef = executors_per_progdef
+        self.extra_env: dict[str, str] = dict(extra_env or {})
+        self.scheduler: Scheduler | None = None
+        self._processes: list[tuple[Progdef, subprocess.Popen[bytes]]] = []
+
+    @property
+    def address(self) -> str:
+        """The scheduler's gRPC ``host:port``: once started, with the port it picked for 0."""
+        return self.scheduler.address if self.scheduler is not None else self.settings.address
+
+    @property
+    def executors(self) -> dict[str, list[subprocess.Popen[bytes]]]:
+        """The executor processes started so far, by progdef name."""
+        executors: dict[str, list[subprocess.Popen[bytes]]] = {}
+        for progdef, process in self._processes:
+            executors.setdefault(progdef.name, []).append(process)
+        return executors
+
+    # --- start -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the executors, wait until every mailbox has a consumer, start the scheduler.
+
+        Raises:
+            BrokerUnavailable: when the broker cannot be reached.
+            DagyoError: when an executor exits before it consumes its mailbox, or some
+                mailbox still has no consumer after ``READY_TIMEOUT_S``; the executors
+                started are stopped first.
+        """
+        from executor.amqp import connect
+
+        connect(self.settings.queue_url).close()  # fail fast, before any process starts
+        try:
+            for progdef in self.catalogue.values():
+                for _ in range(self.executors_per_progdef):
+                    self.start_executor(progdef)
+            waiting = self.wait_ready()
+            exited = self.exited()
+            if exited:
+                progdef, process = exited[0]
+                raise DagyoError(
+                    f"executor {progdef.name} (pid {process.pid}) exited with status "
+                    f"{process.returncode} before it consumed mailbox {progdef.mailbox}"
+                )
+            if waiting:
+                raise DagyoError(
+                    f"still no executor consuming {', '.join(waiting)} after {READY_TIMEOUT_S:g} s"
+                )
+            self.start_scheduler()
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_executor(self, progdef: Progdef) -> subprocess.Popen[bytes]:
+        """Start one more executor process for ``progdef``; it inherits stdout and stderr."""
+        command = [sys.executable, "-m", "executor", str(progdef.directory)]
+        process = subprocess.Popen(
+            command,
+            env=self._executor_environment(progdef),
+            process_group=0,
+            preexec_fn=_own_process_group,
+        )
+        self._processes.append((progdef, process))
+        return process
+
+    def _executor_environment(self, progdef: Progdef) -> dict[str, str]:
+        environment = dict(os.environ)
+        # Several executors share this host: each lets the OS pick its metrics port.
+        environment[ENV_METRICS_PORT] = "0"
+        environment.update(self.extra_env)
+        environment[ENV_QUEUE] = self.settings.queue_url
+        environment[ENV_JOBS] = progdef.mailbox
+        return environment
+
+    def wait_ready(
+        self, *, timeout_s: float = READY_TIMEOUT_S, stop: threading.Event | None = None
+    ) -> list[str]:
+        """Wait until every started executor's mailbox has a consumer.
+
+        Args:
+            timeout_s: give up after this long.
+            stop: give up as soon as it is set.
+
+        Returns:
+            The mailboxes still without a consumer, sorted: empty when all are consumed;
+            else the wait timed out, was stopped, or an executor exited (see :meth:`exited`).
+
+        Raises:
+            BrokerUnavailable: when the broker cannot be reached.
+        """
+        from executor.amqp import connect
+
+        stop = stop or threading.Event()
+        waiting = {progdef.mailbox for progdef, _ in self._processes}
+        deadline = time.monotonic() + timeout_s
+        connection = connect(self.settings.queue_url)
+        try:
+            while waiting and not stop.is_set() and not self.exited():
+                waiting = {m for m in waiting if not _mailbox_consumers(connection, m)}
+                if waiting and time.monotonic() > deadline:
+                    break
+                stop.wait(READY_POLL_S)
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
+        return sorted(waiting)
+
+    def start_scheduler(self) -> Scheduler:
+        """Start the scheduler service in this process and return it.
+
+        Raises:
+            BrokerUnavailable: when the broker cannot be reached.
+            DagyoError: when the state file cannot be opened or the address is taken.
+        """
+        # Kept even when start() fails, so that stop() releases what it got to.
+        self.scheduler = Scheduler(self.settings)
+        self.scheduler.start()
+        return self.scheduler
+
+    # --- watch and stop ----------------------------------------------------------------------
+
+    def exited(self) -> list[tuple[Progdef, subprocess.Popen[bytes]]]:
+        """The executors that have exited, with their progdefs, in the order started."""
+        return [(p, process) for p, process in self._processes if process.poll() is not None]
+
+    def terminate(self) -> None:
+        """SIGTERM every live executor: the first drains it, a second stops its jobs."""
+        for _, process in self._processes:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+
+    def stop(
+        self, *, on_kill: Callable[[Progdef, subprocess.Popen[bytes]], None] | None = None
+    ) -> bool:
+        """Drain and wait for every executor, then stop the scheduler (idempotent).
+
+        An executor still running after the longest drain grace plus ``STOP_MARGIN_S`` is
+        killed.
+
+        Args:
+            on_kill: called with an executor about to be killed; by default a warning is
+                logged.
+
+        Returns:
+            True when every executor exited with status 0.
+        """
+        self.terminate()
+        grace_s = max((p.drain_grace_s for p, _ in self._processes), default=0.0)
+        deadline = time.monotonic() + grace_s + STOP_MARGIN_S
+        clean = True
+        for progdef, process in self._processes:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                (on_kill or _log_kill)(progdef, process)
+                process.kill()
+                process.wait()
+            if process.returncode != 0:
+                clean = False
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        return clean
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _log_kill(progdef: Progdef, process: subprocess.Popen[bytes]) -> None:
+    log.warning("executor %s (pid %d) did not drain in time; killing it", progdef.name, process.pid)
+
+
+def _own_process_group() -> None:
+    """In an executor before exec: Ctrl-C reaches only our process, which sends SIGTERM; and
+    on Linux the executor gets SIGTERM (drains) should our process die without stopping it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError):
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def _mailbox_consumers(connection: Any, mailbox: str) -> int:
+    import pika.exceptions
+
+    channel = connection.channel()
+    try:
+        return int(channel.queue_declare(mailbox, passive=True).method.consumer_count)
+    except pika.exceptions.ChannelClosedByBroker:  # 404: no executor declared it yet
+        return 0
+    finally:
+        if channel.is_open:
+            channel.close()

@@ -1,0 +1,292 @@
+"""The fake executor, and the helpers the scheduler service tests play flows with.
+
+The fake executor plays an executor's side of docs/protocol.md on raw pika, step by step
+as each test tells it, so each test decides exactly when a job starts, sends, panics,
+goes silent or ends. ``Client`` starts a scheduler in-process and talks gRPC to it.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pika
+import pika.exceptions
+from google.protobuf.message import Message
+
+from executor.constants import (
+    EVENTS_EXCHANGE,
+    FAILURES_EXCHANGE,
+    STOP_EXCHANGE,
+    failure_queue,
+)
+from executor.pb.dagyo.types_pb2 import Text
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1 import scheduler_pb2_grpc
+from executor.pb.dagyo.v1.events_pb2 import Event, Stop
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
+from executor.pb.dagyo.v1.frame_pb2 import Frame
+from executor.pb.dagyo.v1.job_pb2 import Job
+from executor.progdef import load_catalogue
+from scheduler.config import SchedulerSettings
+from scheduler.service import Scheduler
+
+# Generous: only catches hangs.
+WAIT_S = 20.0
+HEARTBEAT_S = 0.3
+
+EMIT = {
+    "name": "emit",
+    "inputs": {"n": "dagyo.types.Int64"},
+    "outputs": {"items": "dagyo.types.Text"},
+    "run": "main:run",
+}
+RELAY = {
+    "name": "relay",
+    "inputs": {"text": "dagyo.types.Text"},
+    "outputs": {"text": "dagyo.types.Text"},
+    "run": "main:run",
+}
+FLOW = {
+    "name": "fake",
+    "nodes": {"a": {"progdef": "emit"}, "b": {"progdef": "relay"}},
+    "edges": [{"from": "a.items", "to": "b.text"}],
+    "consts": [{"to": "a.n", "values": [{"value": 3}]}],
+    "exports": {"out": "b.text"},
+}
+
+
+# --- the broker -----------------------------------------------------------------------------
+
+
+def queue_exists(url: str, name: str) -> bool:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        connection.channel().queue_declare(name, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker as e:
+        assert e.reply_code == 404
+        return False
+    finally:
+        connection.close()
+
+
+def flow_queues(job: Job) -> set[str]:
+    queues = {failure_queue(job.flow_id)}
+    queues.update(spec.queue for spec in job.inputs.values() if spec.queue)
+    for spec in job.outputs.values():
+        queues.update(spec.queues)
+    return queues
+
+
+def assert_no_queue_left(url: str, jobs: list[Job]) -> None:
+    left = sorted(q for job in jobs for q in flow_queues(job) if queue_exists(url, q))
+    assert left == [], f"queues of the flow left in the broker: {left}"
+
+
+# --- the fake executor ----------------------------------------------------------------------
+
+
+class FakeExecutor:
+    """An executor's side of the protocol on raw pika, one step at a time."""
+
+    def __init__(self, url: str, mailboxes: list[str]) -> None:
+        self.id = f"fake-{uuid.uuid4().hex[:6]}"
+        self.url = url
+        self.mailboxes = mailboxes
+        self.jobs: queue.Queue[Job] = queue.Queue()
+        self.stops: queue.Queue[Stop] = queue.Queue()
+        self.heartbeating = True
+        self._commands: queue.Queue[tuple[Callable[[Any], None], threading.Event]] = queue.Queue()
+        self._closing = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def start(self) -> FakeExecutor:
+        self._thread.start()
+        assert self._ready.wait(WAIT_S), "the fake executor did not connect"
+        return self
+
+    def close(self, *, delete_mailboxes: bool = True) -> None:
+        if delete_mailboxes:
+            self._do(lambda ch: [ch.queue_delete(m) for m in self.mailboxes])
+        self._closing.set()
+        self._thread.join(WAIT_S)
+
+    def _main(self) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
+        channel.exchange_declare(FAILURES_EXCHANGE, "topic", durable=True)
+        channel.exchange_declare(STOP_EXCHANGE, "fanout", durable=True)
+        stop_queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        channel.queue_bind(stop_queue, STOP_EXCHANGE)
+        channel.basic_consume(
+            stop_queue, lambda ch, m, p, body: self.stops.put(Stop.FromString(body)), auto_ack=True
+        )
+        channel.basic_qos(prefetch_count=10)
+        for mailbox in self.mailboxes:
+            channel.queue_declare(mailbox, durable=True)
+            channel.basic_consume(mailbox, self._on_job, auto_ack=False)
+        self._ready.set()
+        last_beat = 0.0
+        while not self._closing.is_set():
+            connection.process_data_events(time_limit=0.05)
+            if self.heartbeating and time.monotonic() - last_beat > HEARTBEAT_S:
+                last_beat = time.monotonic()
+                self._event(channel, "heartbeat." + self.id, heartbeat=self._heartbeat())
+            while not self._commands.empty():
+                command, done = self._commands.get()
+                command(channel)
+                done.set()
+        connection.close()
+
+    def _on_job(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        channel.basic_ack(method.delivery_tag)  # acked at start: never redelivered
+        self.jobs.put(Job.FromString(body))
+
+    def _heartbeat(self) -> Any:
+        from executor.pb.dagyo.v1.events_pb2 import Heartbeat
+
+        return Heartbeat(executor=self.id, progdef="emit")
+
+    def _event(self, channel: Any, key: str, **kind: Message) -> None:
+        event = Event(time=time.time(), **kind)  # type: ignore[arg-type]
+        channel.basic_publish(EVENTS_EXCHANGE, key, event.SerializeToString())
+
+    def _do(self, command: Callable[[Any], Any]) -> None:
+        done = threading.Event()
+        self._commands.put((command, done))
+        assert done.wait(WAIT_S), "the fake executor is stuck"
+
+    # --- what a test tells it to do --------------------------------------------------------
+
+    def next_jobs(self, count: int) -> dict[str, Job]:
+        jobs = {}
+        for _ in range(count):
+            job = self.jobs.get(timeout=WAIT_S)
+            jobs[job.node] = job
+        return jobs
+
+    def start_job(self, job: Job) -> None:
+        from executor.pb.dagyo.v1.events_pb2 import JobRef, JobStarted
+
+        started = JobStarted(job=JobRef(flow_id=job.flow_id, node=job.node), executor=self.id)
+        self._do(lambda ch: self._event(ch, "job.started", started=started))
+
+    def end_job(self, job: Job, items_sent: dict[str, int] | None = None) -> None:
+        from executor.pb.dagyo.v1.events_pb2 import JobEnded, JobRef
+
+        ended = JobEnded(
+            job=JobRef(flow_id=job.flow_id, node=job.node),
+            executor=self.id,
+            items_sent=items_sent or {},
+        )
+        self._do(lambda ch: self._event(ch, "job.ended", ended=ended))
+
+    def send(self, job: Job, port: str, items: list[bytes], *, seq: int, end: bool = False) -> None:
+        frame = Frame(items=items, seq=seq, end_of_stream=end).SerializeToString()
+
+        def publish(channel: Any) -> None:
+            for target in job.outputs[port].queues:
+                channel.basic_publish("", target, frame, mandatory=True)
+
+        self._do(publish)
+
+    def panic(self, job: Job, error: str, traceback: str) -> FailureReport:
+        report = FailureReport(
+            flow_id=job.flow_id,
+            node=job.node,
+            progdef=job.progdef,
+            executor=self.id,
+            error=error,
+            traceback=traceback,
+            kind=FAILURE_KIND_PANIC,
+            time=time.time(),
+        )
+        self._do(
+            lambda ch: ch.basic_publish(FAILURES_EXCHANGE, job.flow_id, report.SerializeToString())
+        )
+        return report
+
+    def stop_for(self, flow_id: str) -> Stop:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                stop = self.stops.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if stop.flow_id == flow_id:
+                return stop
+        raise AssertionError(f"no stop for flow {flow_id}")
+
+
+def texts(*values: str) -> list[bytes]:
+    return [Text(text=v).SerializeToString() for v in values]
+
+
+# --- the scheduler --------------------------------------------------------------------------
+
+
+def mailboxes(catalogue: Path) -> list[str]:
+    return sorted(p.mailbox for p in load_catalogue(catalogue).values())
+
+
+class Client:
+    """A scheduler started for one test, and a stub to talk to it."""
+
+    def __init__(self, settings: SchedulerSettings) -> None:
+        self.settings = settings
+        self.scheduler = Scheduler(settings)
+        self.scheduler.start()
+        self.channel = grpc.insecure_channel(self.scheduler.address)
+        self.stub = scheduler_pb2_grpc.SchedulerStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.scheduler.stop()
+
+    def submit(self, flow: dict[str, Any] = FLOW, **options: Any) -> str:
+        request = pb.SubmitRequest(flow_json=json.dumps(flow), source="fake.json", **options)
+        return str(self.stub.Submit(request, timeout=WAIT_S).flow_id)
+
+    def watch(self, flow_id: str) -> list[pb.WatchEvent]:
+        return list(self.stub.Watch(pb.WatchRequest(flow_id=flow_id), timeout=WAIT_S))
+
+    def get(self, flow_id: str) -> pb.FlowRecord:
+        return self.stub.Get(pb.GetRequest(flow_id=flow_id), timeout=WAIT_S)
+
+
+def exports_of(events: list[pb.WatchEvent]) -> list[tuple[str, Any]]:
+    return [
+        (e.export.export, json.loads(e.export.value_json))
+        for e in events
+        if e.WhichOneof("kind") == "export"
+    ]
+
+
+def end_of(events: list[pb.WatchEvent]) -> pb.FlowRecord:
+    assert events and events[-1].WhichOneof("kind") == "end", "the watch did not end"
+    return events[-1].end
+
+
+def run_to_success(fake: FakeExecutor, jobs: dict[str, Job]) -> None:
+    """Play both jobs of FLOW to a clean end: b exports x0, x1, x2."""
+    for job in jobs.values():
+        fake.start_job(job)
+    fake.send(jobs["a"], "items", texts("x0", "x1", "x2"), seq=0, end=True)
+    fake.end_job(jobs["a"], {"items": 3})
+    fake.send(jobs["b"], "text", texts("x0", "x1"), seq=0)
+    fake.send(jobs["b"], "text", texts("x2"), seq=1, end=True)
+    fake.end_job(jobs["b"], {"text": 3})
+
+
+EXPECTED = [("out", {"text": "x0"}), ("out", {"text": "x1"}), ("out", {"text": "x2"})]
