@@ -136,9 +136,7 @@ class Lifecycle:
         try:
             self.broker.declare_flow_queues(flow_id, failure_queue(flow_id), plan.queues)
             self._consume(flow)
-            for job in plan.jobs:
-                self.broker.declare_mailbox(job.progdef.mailbox)
-                self.broker.publish_job(job.progdef.mailbox, job.descriptor)
+            self.broker.publish_jobs((job.progdef.mailbox, job.descriptor) for job in plan.jobs)
         except BrokerError as e:
             with self._lock:
                 flow.starting = False
