@@ -164,14 +164,13 @@ class OutputStream:
             TypeMismatch: when an item is not a message of the port's typename; the items
                 before it are sent.
         """
+        items = items if isinstance(items, list) else list(items)
         cls = self.message_class
-        data: list[bytes] = []
-        for item in items:
-            if type(item) is not cls:
-                self._writer.extend(data)
-                self.send(item)  # raises TypeMismatch, naming the port
-            data.append(item.SerializeToString())
-        self._writer.extend(data)
+        if all(type(item) is cls for item in items):
+            self._writer.extend([item.SerializeToString() for item in items])
+            return
+        for item in items:  # send up to the stranger, which raises TypeMismatch
+            self.send(item)
 
     @property
     def items_sent(self) -> int:
