@@ -56,14 +56,18 @@ def _dot(
     name: str, boxes: dict[str, tuple[str, str]], lines: list[tuple[str, str, str, str]]
 ) -> str:
     shapes = {"node": "box", "const": "note", "export": "cds"}
-    out = [f"digraph {json.dumps(name)} {{", "  rankdir=LR;"]
+    out = [f"digraph {_dot_string(name)} {{", "  rankdir=LR;"]
     for box_id, (label, kind) in boxes.items():
-        out.append(f"  {box_id} [shape={shapes[kind]}, label={json.dumps(label)}];")
+        out.append(f"  {box_id} [shape={shapes[kind]}, label={_dot_string(label)}];")
     for source, target, label, kind in lines:
         style = ", style=dashed" if kind == "export" else ""
-        out.append(f"  {source} -> {target} [label={json.dumps(label)}{style}];")
+        out.append(f"  {source} -> {target} [label={_dot_string(label)}{style}];")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def _dot_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # DOT reads UTF-8 and JSON's escapes
 
 
 def _quote(text: str) -> str:

@@ -1,4 +1,8 @@
-"""The embedded runner: exports, order, fan-out, consts, panics, backpressure."""
+"""The embedded runner: what only it shows (its settings, its bounded streams).
+
+The flows every transport must run alike are in tests/flows.py and run, on the memory
+transport too, in tests/test_transports.py.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from executor.progdef import load_catalogue
 from executor.stream import StreamSettings
 from scheduler.embedded import EmbeddedRunner, RunResult
 from scheduler.flow import check_flow, parse_flow
-from tests.conftest import EXAMPLES, PROGDEFS
+from tests.conftest import PROGDEFS
 
 CATALOGUE = load_catalogue(PROGDEFS)
 
@@ -38,26 +42,6 @@ def source(count: int | list[int]) -> dict[str, Any]:
 
 def names(n: int) -> list[dict[str, str]]:
     return [{"text": f"name-{i}"} for i in range(n)]
-
-
-def test_hello_exports_greetings_in_order() -> None:
-    exports, result = run_flow(json.loads((EXAMPLES / "hello.json").read_text()))
-    assert result.state == "succeeded"
-    assert exports == {"greetings": [{"text": f"hello name-{i}"} for i in range(3)]}
-
-
-def test_count_sends_the_total_once_at_end_of_stream() -> None:
-    exports, result = run_flow(
-        {
-            "name": "counting",
-            "nodes": {"s": {"progdef": "source"}, "n": {"progdef": "count"}},
-            "edges": [{"from": "s.src", "to": "n.items"}],
-            "consts": [{"to": "s.count", **source(1000)}],
-            "exports": {"total": "n.total"},
-        }
-    )
-    assert result.state == "succeeded"
-    assert exports == {"total": [{"value": "1000"}]}
 
 
 def test_fan_out_gives_every_consumer_every_item_in_order() -> None:
@@ -86,39 +70,6 @@ def test_fan_out_gives_every_consumer_every_item_in_order() -> None:
     assert exports["total"] == [{"value": "20000"}]
 
 
-def test_each_const_value_is_one_item() -> None:
-    exports, result = run_flow(
-        {
-            "name": "consts",
-            "nodes": {"s": {"progdef": "source"}},
-            "consts": [{"to": "s.count", **source([2, 3])}],
-            "exports": {"names": "s.src"},
-        }
-    )
-    assert result.state == "succeeded"
-    assert exports["names"] == names(2) + names(3)
-
-
-def test_unordered_cartesian_product_pairs_everything() -> None:
-    exports, result = run_flow(
-        {
-            "name": "pairs",
-            "nodes": {
-                "a": {"progdef": "source"},
-                "b": {"progdef": "source"},
-                "p": {"progdef": "unordered_cartesian_product"},
-            },
-            "edges": [{"from": "a.src", "to": "p.a"}, {"from": "b.src", "to": "p.b"}],
-            "consts": [{"to": "a.count", **source(3)}, {"to": "b.count", **source(4)}],
-            "exports": {"pairs": "p.pairs"},
-        }
-    )
-    assert result.state == "succeeded"
-    pairs = [(p["a"], p["b"]) for p in exports["pairs"]]
-    assert len(pairs) == 12
-    assert set(pairs) == {(f"name-{i}", f"name-{j}") for i in range(3) for j in range(4)}
-
-
 def test_unordered_cartesian_product_panics_past_its_buffer_cap() -> None:
     exports, result = run_flow(
         {
@@ -141,49 +92,6 @@ def test_unordered_cartesian_product_panics_past_its_buffer_cap() -> None:
     assert result.failure is not None
     assert (result.failure.node, result.failure.progdef) == ("p", "unordered_cartesian_product")
     assert "10 MB" in result.failure.error
-
-
-def test_explode_panics_the_flow_naming_the_node() -> None:
-    exports, result = run_flow(
-        {
-            "name": "boom",
-            "nodes": {"x": {"progdef": "explode"}, "n": {"progdef": "count"}},
-            "edges": [{"from": "x.items", "to": "n.items"}],
-            "consts": [
-                {
-                    "to": "x.items",
-                    "values": [{"value": {"text": "ok"}}, {"value": {"text": "panic now"}}],
-                }
-            ],
-            "exports": {"total": "n.total"},
-        }
-    )
-    assert result.state == "failed"
-    assert result.failure is not None
-    assert (result.failure.node, result.failure.progdef) == ("x", "explode")
-    assert "starts with 'panic'" in result.failure.error
-    assert "RuntimeError" in result.failure.traceback
-    assert exports == {}
-
-
-def test_slow_passes_items_on_in_order() -> None:
-    exports, result = run_flow(
-        {
-            "name": "slowly",
-            "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"}},
-            "edges": [{"from": "s.src", "to": "w.items"}],
-            "consts": [{"to": "s.count", **source(5)}, {"to": "w.delay_ms", **source(5)}],
-            "exports": {"names": "w.items"},
-        }
-    )
-    assert result.state == "succeeded"
-    assert exports["names"] == names(5)
-
-
-def test_the_empty_flow_succeeds_with_no_exports() -> None:
-    exports, result = run_flow({"name": "empty"})
-    assert result.state == "succeeded"
-    assert exports == {}
 
 
 def test_a_bounded_stream_holds_at_most_its_bound_while_a_slow_consumer_lags() -> None:
