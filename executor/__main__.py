@@ -26,7 +26,9 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip().replace("``", "") if argv else USAGE, file=sys.stderr)
         return 0 if argv else 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs every failed connection attempt as an error; the executor says what failed
+    # and what to do in one line of its own (and logs its reconnections).
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     try:
         progdef = load_progdef(argv[0])
         settings = ExecutorSettings.from_env(progdef)
@@ -48,8 +50,10 @@ def main(argv: list[str]) -> int:
     except BrokerUnavailable as e:
         print(f"executor: {e}", file=sys.stderr)
         return 3
+    health = f", health on port {executor.health_port}" if executor.health_port else ""
     print(
-        f"executor {progdef.name}: {settings.executor_id} ready, up to {settings.max_jobs} jobs",
+        f"executor {progdef.name}: {settings.executor_id} ready, up to {settings.max_jobs} "
+        f"jobs{health}",
         file=sys.stderr,
         flush=True,
     )

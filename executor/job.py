@@ -44,6 +44,10 @@ class JobRun:
         """Items sent so far per output port."""
         return {port: out.items_sent for port, out in self.outputs.items()}
 
+    def frames_sent(self) -> dict[str, int]:
+        """Frames sent so far per output port."""
+        return {port: out._writer.frames_sent for port, out in self.outputs.items()}
+
     def request_stop(self, reason: str = "") -> None:
         """Tell the job to stop now; it raises Stopped where it waits or checks.
 

@@ -274,8 +274,10 @@ class Executor:
             else:
                 self.metrics.jobs.labels("ended").inc()
                 sent = run.items_sent()
+                frames = run.frames_sent()
                 for port, count in sent.items():
                     self.metrics.items.labels(f"{descriptor.node}.{port}").inc(count)
+                    self.metrics.frames.labels(f"{descriptor.node}.{port}").inc(frames[port])
                 self._publish(
                     EVENTS_EXCHANGE,
                     "job.ended",

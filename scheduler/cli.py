@@ -189,7 +189,10 @@ class _Progress:
     def _loop(self) -> None:
         while not self._done.wait(0.25):
             counts = " · ".join(f"{k} {v}" for k, v in self._read().items())
-            width = os.get_terminal_size(sys.stderr.fileno()).columns - 1
+            try:
+                width = max(20, os.get_terminal_size(sys.stderr.fileno()).columns - 1)
+            except OSError:  # no longer a terminal
+                return
             sys.stderr.write(f"\r{self._name}: {counts}"[:width].ljust(width))
             sys.stderr.flush()
 

@@ -1,0 +1,100 @@
+"""`python -m executor`: start-up, health endpoints, metrics, and its exit statuses."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.cluster import copy_catalogue
+from tests.conftest import ROOT
+
+
+def start(progdef_dir: Path, **env: str) -> subprocess.Popen[str]:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "DAGYO_METRICS_PORT": "0", **env}
+    environment.pop("DAGYO_JOBS", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "executor", str(progdef_dir)],
+        env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def read_until(process: subprocess.Popen[str], pattern: str, timeout_s: float = 30) -> str:
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return line
+    raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(seen)}")
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_it_derives_its_mailbox_serves_health_and_drains_on_sigterm(
+    broker_url: str, tmp_path: Path
+) -> None:
+    catalogue = copy_catalogue(tmp_path, ("greet",))
+    process = start(catalogue / "greet", DAGYO_QUEUE=broker_url)
+    try:
+        version = (catalogue / "greet" / "VERSION").read_text().strip()
+        line = read_until(process, "pulling")
+        assert f"pulling dagyo.mailbox.greet.{version} (derived from" in line
+        ready = read_until(process, "ready")
+        port = int(re.search(r"health on port (\d+)", ready).group(1))  # type: ignore[union-attr]
+        assert get(port, "/healthz") == (200, "ok\n")
+        assert get(port, "/readyz") == (200, "ok\n")
+        status, metrics = get(port, "/metrics")
+        assert status == 200
+        assert "dagyo_executor_jobs_running 0.0" in metrics
+        assert "dagyo_executor_heartbeat_age_seconds" in metrics
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+        connection.channel().queue_delete(f"dagyo.mailbox.greet.{version}")
+        connection.close()
+
+
+def test_an_unreachable_broker_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    catalogue = copy_catalogue(tmp_path, ("greet",))
+    process = start(catalogue / "greet", DAGYO_QUEUE="amqp://guest:secret@localhost:1/%2F")
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 3
+    lines = [line for line in stderr.splitlines() if not line.startswith("executor greet:")]
+    assert lines == [
+        "executor: cannot reach the broker at amqp://guest:***@localhost:1/%2F "
+        "(AMQPConnectionError): start RabbitMQ (e.g. `rabbitmq-server -detached`) or set "
+        "DAGYO_QUEUE to its amqp:// URL"
+    ]
+
+
+def test_a_bad_progdef_exits_2_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "progdef.json").write_text('{"name": "Bad Name"}')
+    process = start(tmp_path)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert f"{tmp_path / 'progdef.json'}: name 'Bad Name' must match" in stderr
+    assert "Traceback" not in stderr
