@@ -240,3 +240,22 @@ def test_a_broker_restart_fails_running_flows_and_the_cluster_recovers(
     record, _ = cluster.run(slow_flow(5, 1))
     assert state_of(record) == "succeeded" and total(record) == "5"
     assert cluster.flow_queues(flow_id, record.id) == []
+
+
+def test_a_drain_past_its_grace_period_stops_the_job_with_a_panic_saying_so(
+    make_cluster: Any,
+) -> None:
+    cluster = make_cluster("source", "slow", "count", drain_grace_s=1.0)
+    flow_id = cluster.submit(slow_flow(1000, 50))
+    wait_for_node(cluster, flow_id, "w")
+    executor = cluster.executors["slow"]
+    executor.send_signal(signal.SIGTERM)
+    assert executor.wait(30) == 0
+    record = cluster.wait(flow_id)
+    assert state_of(record) == "failed"
+    assert record.failure.node == "w"
+    assert record.failure.error == (
+        "the executor was shutting down and stopped this job after the drain grace period "
+        "of 1 s"
+    )
+    assert cluster.flow_queues(record.id) == []
