@@ -7,7 +7,7 @@ Three kinds of image make a deployment:
 * ``dagyo-scheduler`` (``scheduler/Dockerfile``, also from a checkout), tagged with a
   content hash of the distribution's sources;
 * ``dagyo-<progdef>``, one per progdef, built FROM the base image out of the progdef's
-  build context and tagged with the progdef's version (:func:`executor.progdef.progdef_version`),
+  build context and tagged with the progdef's version (:func:`executor.version.progdef_version`),
   the same hash that names its mailbox.
 
 :mod:`scheduler.deploy.builder` builds and pushes the plan. After a push, the
@@ -29,7 +29,8 @@ from typing import Any
 
 import executor.progdef
 from executor.errors import DagyoError
-from executor.progdef import Progdef, context_files, find_progdef
+from executor.progdef import Progdef, find_progdef
+from executor.version import context_files
 
 BASE_IMAGE = "dagyo-executor"
 SCHEDULER_IMAGE = "dagyo-scheduler"

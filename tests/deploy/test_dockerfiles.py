@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.progdef import context_files, load_catalogue
+from executor.progdef import load_catalogue
+from executor.version import context_files
 from scheduler.deploy import plan_images
 from tests.deploy import PROGDEFS, ROOT, SAMPLE_PROGDEFS
 

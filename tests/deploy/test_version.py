@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.progdef import context_files, load_catalogue, load_progdef, mailbox_name
+from executor.progdef import load_catalogue, load_progdef, mailbox_name
+from executor.version import context_files
 from scheduler.deploy import DeploySettings, plan_images, render_catalogue
 from tests.deploy import PROGDEFS, ROOT, SAMPLE_PROGDEFS, copy_catalogue
 
