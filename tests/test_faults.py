@@ -255,7 +255,59 @@ def test_a_drain_past_its_grace_period_stops_the_job_with_a_panic_saying_so(
     assert state_of(record) == "failed"
     assert record.failure.node == "w"
     assert record.failure.error == (
-        "the executor was shutting down and stopped this job after the drain grace period "
-        "of 1 s"
+        "the executor was shutting down and stopped this job after the drain grace period of 1 s"
     )
     assert cluster.flow_queues(record.id) == []
+
+
+def test_failures_follow_shows_a_panicking_flows_report_as_it_happens(
+    make_cluster: Any,
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    cluster = make_cluster("explode", "count")
+    assert cluster.scheduler is not None
+    follow = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from scheduler.cli import main; main()",
+            "failures",
+            "--follow",
+            "--json",
+        ],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={
+            **os.environ,
+            "DAGYO_QUEUE": cluster.amqp_url,
+            "DAGYO_SCHEDULER": cluster.scheduler.address,
+        },
+    )
+    try:
+        time.sleep(2.0)  # let it bind its queue before the panic happens
+        record, _ = cluster.run(
+            {
+                "name": "boom",
+                "nodes": {"x": {"progdef": "explode"}, "n": {"progdef": "count"}},
+                "edges": [{"from": "x.items", "to": "n.items"}],
+                "consts": [{"to": "x.items", "values": [{"value": {"text": "panic live"}}]}],
+                "exports": {"total": "n.total"},
+            }
+        )
+        assert follow.stdout is not None
+        report = json.loads(follow.stdout.readline())
+        assert (report["flow_id"], report["node"], report["progdef"]) == (record.id, "x", "explode")
+        assert report["error"] == "RuntimeError: explode: item 'panic live' starts with 'panic'"
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(20) == 0
+    finally:
+        if follow.poll() is None:
+            follow.kill()

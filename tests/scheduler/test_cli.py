@@ -134,3 +134,42 @@ def test_a_malformed_progdef_exits_2_naming_its_file(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         f"dagyo: {bad / 'progdef.json'}: unknown key 'scalling' (did you mean 'scaling'?)"
     )
+
+
+def test_run_draws_a_progress_line_when_stderr_is_a_terminal() -> None:
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from scheduler.cli import main; main()",
+                "run",
+                str(EXAMPLES / "count.json"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=120,
+            env={"PATH": "", "PYTHONPATH": str(ROOT)},
+        )
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: everything was read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == {"export": "total", "value": {"value": "100000"}}
+    assert b"\rcount: names.src " in drawn, drawn
+    assert drawn.endswith(b"\r\x1b[K")  # the line is wiped at the end
