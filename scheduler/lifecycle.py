@@ -25,7 +25,7 @@ from functools import partial
 
 import pika
 
-from executor.constants import SCHEDULER_APP_ID, failure_queue
+from executor.constants import AUTOSCALER_FILE, SCHEDULER_APP_ID, failure_queue
 from executor.errors import BrokerError, DecodeError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop
@@ -38,6 +38,7 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureKind,
     FailureReport,
 )
+from executor.progdef import Progdef
 from scheduler.broker import Broker
 from scheduler.exports import read_frame
 from scheduler.liveness import Liveness
@@ -127,6 +128,11 @@ class Lifecycle:
             exports={
                 export: ExportStream(queue, plan.export_types[export], sources[export])
                 for export, queue in plan.export_queues.items()
+            },
+            mailboxes={
+                job.descriptor.node: job.progdef.mailbox
+                for job in plan.jobs
+                if not autoscaled(job.progdef)
             },
         )
         flow = ActiveFlow(record, runtime, starting=True)
@@ -325,11 +331,26 @@ class Lifecycle:
                     continue
                 for node in flow.record.nodes:
                     lost = self.liveness.lost(node.executor) if node.state == NODE_RUNNING else None
+                    if (
+                        node.state == NODE_PENDING
+                        and wall - flow.record.created > self.heartbeat_timeout_s
+                    ):
+                        lost = self._untaken(node, flow.runtime.mailboxes.get(node.node))
                     if lost is not None:
                         ends.append((flow.id, FAILURE_KIND_LOST, lost, node))
                         break
         for flow_id, kind, error, lost_node in ends:
             self._fail(flow_id, kind, error, node=lost_node)
+
+    def _untaken(self, node: pb.NodeProgress, mailbox: str | None) -> str | None:
+        """Why a job still in its mailbox will never run, or None while it may."""
+        if mailbox is None or self.liveness.serves(mailbox, since_resume=True):
+            return None
+        return (
+            f"job {node.node} (progdef {node.progdef}) was never taken: no executor pulls "
+            f"{mailbox} (none heard for {self.heartbeat_timeout_s:g} s) and it has no "
+            "autoscaler: start one (`dagyo up`, or `python -m executor` on the progdef)"
+        )
 
     def _fail(
         self,
@@ -440,3 +461,8 @@ class Lifecycle:
     def heartbeat_ages(self) -> dict[str, float]:
         """Seconds since each known executor was last heard from."""
         return self.liveness.ages()
+
+
+def autoscaled(progdef: Progdef) -> bool:
+    """True when an autoscaler starts executors for the progdef (an AUTOSCALER file says so)."""
+    return progdef.directory is not None and (progdef.directory / AUTOSCALER_FILE).exists()

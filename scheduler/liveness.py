@@ -48,15 +48,21 @@ class Liveness:
         with self._lock:
             self._serving[mailbox] = now
 
-    def serves(self, mailbox: str) -> bool:
+    def serves(self, mailbox: str, *, since_resume: bool = False) -> bool:
         """True when an executor pulling ``mailbox`` was heard within the timeout.
 
         An executor with every job slot busy stops consuming its mailbox, so the
         mailbox's consumer count alone would call a busy progdef unserved.
+
+        Args:
+            since_resume: also True while the scheduler has not listened for a whole
+                timeout since it started or reconnected (it cannot have heard them yet).
         """
         now = self._clock()
         with self._lock:
             seen = self._serving.get(mailbox)
+            if since_resume and (not self._listening or now - self._floor <= self.timeout_s):
+                return True
         return seen is not None and now - seen <= self.timeout_s
 
     def resume(self) -> None:

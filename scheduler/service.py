@@ -28,7 +28,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from executor.constants import AUTOSCALER_FILE, SCHEDULER_TICK_S
+from executor.constants import SCHEDULER_TICK_S
 from executor.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -43,7 +43,7 @@ from executor.progdef import Progdef, load_catalogue
 from scheduler.broker import Broker
 from scheduler.config import SchedulerSettings
 from scheduler.flow import CheckedFlow, check_flow, parse_flow
-from scheduler.lifecycle import Lifecycle
+from scheduler.lifecycle import Lifecycle, autoscaled
 from scheduler.metrics import MetricsServer, SchedulerMetrics
 from scheduler.plan import plan_flow
 from scheduler.state import FlowState, FlowStore
@@ -303,7 +303,7 @@ class Scheduler:
         problems = []
         progdefs: dict[str, Progdef] = {p.name: p for p in checked.progdefs.values()}
         for name, progdef in sorted(progdefs.items()):
-            if progdef.directory is not None and (progdef.directory / AUTOSCALER_FILE).exists():
+            if autoscaled(progdef):
                 continue
             mailbox = progdef.mailbox
             if not self.lifecycle.liveness.serves(mailbox) and not self._broker.consumer_count(

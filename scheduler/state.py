@@ -112,6 +112,7 @@ class FlowRuntime:
             cleaned up; 0 while it runs.
         announce: True when the scheduler decided the failure itself (lost, deadline,
             cancel, broker) and publishes it on the flow's failure exchange.
+        mailboxes: node -> its job's mailbox, for nodes without an autoscaler.
     """
 
     deadline: float = 0.0
@@ -121,6 +122,9 @@ class FlowRuntime:
     kept_bytes: int = 0
     finishing: int = 0
     announce: bool = False
+    # node -> the mailbox of its job, for the nodes no autoscaler serves: a job there that
+    # no live executor pulls fails the flow instead of waiting forever.
+    mailboxes: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The runtime as JSON text, for the ``runtime`` column."""

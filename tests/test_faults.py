@@ -311,3 +311,21 @@ def test_failures_follow_shows_a_panicking_flows_report_as_it_happens(
     finally:
         if follow.poll() is None:
             follow.kill()
+
+
+def test_a_job_no_executor_will_take_fails_its_flow_instead_of_waiting_forever(
+    make_cluster: Any,
+) -> None:
+    cluster = make_cluster("source", "slow", "count", heartbeat_timeout_s=2.0)
+    executor = cluster.executors["slow"]
+    executor.send_signal(signal.SIGTERM)  # gone, but heard from a moment ago
+    assert executor.wait(30) == 0
+    flow_id = cluster.submit(slow_flow(3, 1))
+    record = cluster.wait(flow_id, timeout_s=30)
+    assert state_of(record) == "failed"
+    assert record.failure.kind == failure_pb2.FAILURE_KIND_LOST
+    assert record.failure.node == "w"
+    assert record.failure.error.startswith(
+        f"job w (progdef slow) was never taken: no executor pulls {cluster.catalogue['slow'].mailbox}"
+    )
+    assert cluster.flow_queues(record.id) == []
