@@ -27,16 +27,16 @@ def private_catalogue(names: tuple[str, ...]) -> Path:
     target = Path(tempfile.mkdtemp(prefix="dagyo-bench-")) / "progdefs"
     version = f"bench-{uuid.uuid4().hex[:12]}"
     for name in names:
-        shutil.copytree(ROOT / "progdefs" / name, target / name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / "progdefs" / name, target / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
         (target / name / "VERSION").write_text(version + "\n")
     return target
 
 
 def start_cluster(names: tuple[str, ...], **options: Any) -> LocalCluster:
     """A started local cluster serving ``names``; stop it with ``.stop()``."""
-    cluster = LocalCluster(progdefs_dir=private_catalogue(names), queue_url=QUEUE_URL,
-                           **options)
+    cluster = LocalCluster(progdefs_dir=private_catalogue(names), queue_url=QUEUE_URL, **options)
     cluster.start()
     return cluster
 
@@ -54,8 +54,12 @@ def delete_mailboxes(cluster: LocalCluster) -> None:
 
 def flow_queues_left() -> int:
     """How many ``dagyo.flow.*`` queues the broker holds (rabbitmqctl)."""
-    out = subprocess.run(["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return sum(1 for name in out.split() if name.startswith("dagyo.flow."))
 
 
@@ -71,10 +75,15 @@ def chain_flow(count: int, *, name: str = "stream") -> dict[str, Any]:
     """source(count) -> greet -> count, exporting the total."""
     return {
         "name": name,
-        "nodes": {"names": {"progdef": "source"}, "hi": {"progdef": "greet"},
-                  "total": {"progdef": "count"}},
-        "edges": [{"from": "names.src", "to": "hi.name"},
-                  {"from": "hi.greeting", "to": "total.items"}],
+        "nodes": {
+            "names": {"progdef": "source"},
+            "hi": {"progdef": "greet"},
+            "total": {"progdef": "count"},
+        },
+        "edges": [
+            {"from": "names.src", "to": "hi.name"},
+            {"from": "hi.greeting", "to": "total.items"},
+        ],
         "consts": [{"to": "names.count", "values": [{"value": count}]}],
         "exports": {"total": "total.total"},
     }

@@ -41,14 +41,15 @@ def unpack(body: bytes) -> list[bytes]:
     while offset < len(body):
         (size,) = struct.unpack_from("<I", body, offset)
         offset += 4
-        items.append(body[offset:offset + size])
+        items.append(body[offset : offset + size])
         offset += size
     return items
 
 
 class Publisher:
-    def __init__(self, channel: pika.adapters.blocking_connection.BlockingChannel, queue: str,
-                 confirms: bool) -> None:
+    def __init__(
+        self, channel: pika.adapters.blocking_connection.BlockingChannel, queue: str, confirms: bool
+    ) -> None:
         self.channel, self.queue, self.confirms = channel, queue, confirms
         if confirms:
             channel.confirm_delivery()
@@ -66,8 +67,9 @@ class Publisher:
         headers = {"end": True} if end else None
         while True:
             try:
-                self.channel.basic_publish("", self.queue, body,
-                                           pika.BasicProperties(headers=headers))
+                self.channel.basic_publish(
+                    "", self.queue, body, pika.BasicProperties(headers=headers)
+                )
                 break
             except pika.exceptions.NackError:  # the bounded queue is full: wait, retry
                 time.sleep(0.001)
@@ -115,8 +117,11 @@ def count(url: str, inp: str, result: multiprocessing.Queue) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=300_000)
-    parser.add_argument("--no-confirms", action="store_true",
-                        help="publish without confirms (faster, and unsafe: no backpressure)")
+    parser.add_argument(
+        "--no-confirms",
+        action="store_true",
+        help="publish without confirms (faster, and unsafe: no backpressure)",
+    )
     args = parser.parse_args()
     url = os.environ.get("DAGYO_QUEUE", "amqp://guest:guest@localhost:5672/%2F")
     confirms = not args.no_confirms
@@ -146,8 +151,17 @@ def main() -> None:
         channel.queue_delete(queue)
     connection.close()
     assert total == args.items, f"counted {total} of {args.items} items"
-    print(json.dumps({"bench": "handwritten", "items": args.items, "seconds": round(seconds, 3),
-                      "items_per_s": round(args.items / seconds), "confirms": confirms}))
+    print(
+        json.dumps(
+            {
+                "bench": "handwritten",
+                "items": args.items,
+                "seconds": round(seconds, 3),
+                "items_per_s": round(args.items / seconds),
+                "confirms": confirms,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,11 @@ from scheduler.client import SchedulerClient
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return {"p50": round(cuts[49] * 1000, 1), "p99": round(cuts[98] * 1000, 1),
-            "max": round(max(samples) * 1000, 1)}
+    return {
+        "p50": round(cuts[49] * 1000, 1),
+        "p99": round(cuts[98] * 1000, 1),
+        "max": round(max(samples) * 1000, 1),
+    }
 
 
 def main() -> None:
@@ -54,8 +57,14 @@ def main() -> None:
     finally:
         cluster.stop()
         delete_mailboxes(cluster)
-    emit({"bench": "latency", "flows": args.flows, "first_export_ms": percentiles(first),
-          "finished_ms": percentiles(finished)})
+    emit(
+        {
+            "bench": "latency",
+            "flows": args.flows,
+            "first_export_ms": percentiles(first),
+            "finished_ms": percentiles(finished),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -30,15 +30,19 @@ from common import (
 from executor.pb.dagyo.v1 import scheduler_pb2
 from scheduler.client import SchedulerClient
 
-ENDED = {scheduler_pb2.FLOW_STATE_SUCCEEDED, scheduler_pb2.FLOW_STATE_FAILED,
-         scheduler_pb2.FLOW_STATE_CANCELLED}
+ENDED = {
+    scheduler_pb2.FLOW_STATE_SUCCEEDED,
+    scheduler_pb2.FLOW_STATE_FAILED,
+    scheduler_pb2.FLOW_STATE_CANCELLED,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=1000)
-    parser.add_argument("--submitters", type=int, default=16,
-                        help="client threads submitting at once")
+    parser.add_argument(
+        "--submitters", type=int, default=16, help="client threads submitting at once"
+    )
     args = parser.parse_args()
     cluster = start_cluster(("source", "greet", "void_sink"))
     flow = json.dumps(hello_flow())
@@ -61,12 +65,17 @@ def main() -> None:
     finally:
         cluster.stop()
         delete_mailboxes(cluster)
-    emit({
-        "bench": "many_flows", "flows": args.flows,
-        "succeeded": states.get(scheduler_pb2.FLOW_STATE_SUCCEEDED, 0),
-        "seconds": round(seconds, 2), "flows_per_s": round(args.flows / seconds, 1),
-        "queues_left": flow_queues_left(), "scheduler_rss_mb": round(rss / 2**20, 1),
-    })
+    emit(
+        {
+            "bench": "many_flows",
+            "flows": args.flows,
+            "succeeded": states.get(scheduler_pb2.FLOW_STATE_SUCCEEDED, 0),
+            "seconds": round(seconds, 2),
+            "flows_per_s": round(args.flows / seconds, 1),
+            "queues_left": flow_queues_left(),
+            "scheduler_rss_mb": round(rss / 2**20, 1),
+        }
+    )
 
 
 if __name__ == "__main__":

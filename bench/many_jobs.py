@@ -27,19 +27,25 @@ from scheduler.client import SchedulerClient
 def slow_flow(delay_ms: int) -> dict:
     return {
         "name": "held",
-        "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"},
-                  "v": {"progdef": "void_sink"}},
+        "nodes": {
+            "s": {"progdef": "source"},
+            "w": {"progdef": "slow"},
+            "v": {"progdef": "void_sink"},
+        },
         "edges": [{"from": "s.src", "to": "w.items"}, {"from": "w.items", "to": "v.sink"}],
-        "consts": [{"to": "s.count", "values": [{"value": 2}]},
-                   {"to": "w.delay_ms", "values": [{"value": delay_ms}]}],
+        "consts": [
+            {"to": "s.count", "values": [{"value": 2}]},
+            {"to": "w.delay_ms", "values": [{"value": delay_ms}]},
+        ],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--delay-ms", type=int, default=15_000,
-                        help="per item, so each slow job lasts twice this")
+    parser.add_argument(
+        "--delay-ms", type=int, default=15_000, help="per item, so each slow job lasts twice this"
+    )
     args = parser.parse_args()
     slots = str(args.jobs)
     cluster = start_cluster(("source", "slow", "void_sink"), extra_env={"DAGYO_MAX_JOBS": slots})
@@ -56,28 +62,41 @@ def main() -> None:
             while True:
                 records = {r.id: r for r in client.list(limit=args.jobs * 2)}
                 running = sum(
-                    1 for f in flow_ids for n in records[f].nodes
+                    1
+                    for f in flow_ids
+                    for n in records[f].nodes
                     if n.node == "w" and n.state == scheduler_pb2.NODE_STATE_RUNNING
                 )
                 if running >= peak_jobs:
                     peak_jobs, busy = running, max(busy, rss_bytes(slow.pid))
-                ended = sum(1 for f in flow_ids if records[f].state in (
-                    scheduler_pb2.FLOW_STATE_SUCCEEDED, scheduler_pb2.FLOW_STATE_FAILED))
+                ended = sum(
+                    1
+                    for f in flow_ids
+                    if records[f].state
+                    in (scheduler_pb2.FLOW_STATE_SUCCEEDED, scheduler_pb2.FLOW_STATE_FAILED)
+                )
                 if ended == len(flow_ids):
                     break
                 time.sleep(0.5)
             seconds = now() - started
-            succeeded = sum(1 for f in flow_ids
-                            if records[f].state == scheduler_pb2.FLOW_STATE_SUCCEEDED)
+            succeeded = sum(
+                1 for f in flow_ids if records[f].state == scheduler_pb2.FLOW_STATE_SUCCEEDED
+            )
     finally:
         cluster.stop()
         delete_mailboxes(cluster)
-    emit({
-        "bench": "many_jobs", "jobs": args.jobs, "succeeded": succeeded, "peak_jobs": peak_jobs,
-        "idle_rss_mb": round(idle / 2**20, 1), "busy_rss_mb": round(busy / 2**20, 1),
-        "rss_per_job_kb": round((busy - idle) / max(peak_jobs, 1) / 1024, 1),
-        "seconds": round(seconds, 1),
-    })
+    emit(
+        {
+            "bench": "many_jobs",
+            "jobs": args.jobs,
+            "succeeded": succeeded,
+            "peak_jobs": peak_jobs,
+            "idle_rss_mb": round(idle / 2**20, 1),
+            "busy_rss_mb": round(busy / 2**20, 1),
+            "rss_per_job_kb": round((busy - idle) / max(peak_jobs, 1) / 1024, 1),
+            "seconds": round(seconds, 1),
+        }
+    )
 
 
 if __name__ == "__main__":
