@@ -23,6 +23,7 @@ import sys
 from common import QUEUE_URL, ROOT, chain_flow, delete_mailboxes, emit, now, start_cluster
 
 from executor.progdef import load_catalogue
+from executor.stream import tune_gc
 from scheduler.client import SchedulerClient
 from scheduler.embedded import EmbeddedRunner
 from scheduler.flow import check_flow, parse_flow
@@ -55,6 +56,7 @@ def cluster_run(n: int, repeat: int) -> list[float]:
 
 def embedded_run(n: int, repeat: int) -> list[float]:
     checked = check_flow(parse_flow(json.dumps(chain_flow(n))), load_catalogue(ROOT / "progdefs"))
+    tune_gc()  # as `dagyo run` does
     runs = []
     for _ in range(repeat):
         totals: list[int] = []

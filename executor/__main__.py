@@ -15,7 +15,7 @@ from executor.errors import BrokerUnavailable, DagyoError, ProgdefInvalid
 from executor.progdef import load_progdef
 from executor.service import Executor
 from executor.settings import ExecutorSettings
-from executor.stream import StreamSettings
+from executor.stream import StreamSettings, tune_gc
 
 USAGE = "usage: python -m executor PROGDEF_DIR"
 
@@ -43,6 +43,7 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
             flush=True,
         )
+    tune_gc()
     signals = ShutdownSignals()
     signals.install()
     try:

@@ -156,6 +156,7 @@ def run(flow: Path, graph: str | None, progdefs_dir: Path | None) -> None:
 
         click.echo(render_graph(checked, graph), nl=False)
         return
+    from executor.stream import tune_gc
     from scheduler.embedded import EmbeddedRunner
 
     out = sys.stdout
@@ -164,6 +165,7 @@ def run(flow: Path, graph: str | None, progdefs_dir: Path | None) -> None:
         out.write(export_line(name, message) + "\n")
 
     runner = EmbeddedRunner(checked, on_export=on_export)
+    tune_gc()  # this process is the flow's now
     progress = _Progress(checked.flow.name, runner.progress) if sys.stderr.isatty() else None
     try:
         result = runner.run()

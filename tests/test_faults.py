@@ -325,7 +325,8 @@ def test_a_job_no_executor_will_take_fails_its_flow_instead_of_waiting_forever(
     assert state_of(record) == "failed"
     assert record.failure.kind == failure_pb2.FAILURE_KIND_LOST
     assert record.failure.node == "w"
+    mailbox = cluster.catalogue["slow"].mailbox
     assert record.failure.error.startswith(
-        f"job w (progdef slow) was never taken: no executor pulls {cluster.catalogue['slow'].mailbox}"
+        f"job w (progdef slow) was never taken: no executor pulls {mailbox}"
     )
     assert cluster.flow_queues(record.id) == []
