@@ -83,6 +83,9 @@ FULL_STREAM_BACKOFF_MAX_S = 0.05
 # How long an executor remembers a stopped flow, to drop its jobs still in a mailbox.
 STOPPED_FLOW_MEMORY_S = 600.0
 EXECUTOR_METRICS_PORT = 9100
+# Channels an executor keeps open and set up for its next jobs: opening and setting up a
+# channel costs three broker round trips at the start of every job otherwise.
+CHANNELS_READY = 2
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 
 # --- the scheduler service ----------------------------------------------------------------

@@ -38,7 +38,7 @@ from executor.progdef import Progdef
 from executor.program import Program, load_program
 from executor.settings import ExecutorSettings
 from executor.stream import Flusher, StreamSettings
-from executor.transport.rabbitmq import JobTransport
+from executor.transport.rabbitmq import ChannelPool, JobTransport
 
 log = logging.getLogger("dagyo.executor")
 
@@ -79,6 +79,10 @@ class Executor:
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
         )
+        self._channels = ChannelPool(self.io)
+        # Heartbeats and started events, which are only worth something fresh, go out
+        # without waiting for a confirm; what must arrive (ended, failures) waits for one.
+        self._news: BlockingChannel | None = None
         self.health_port: int | None = None
 
     # --- life ------------------------------------------------------------------------------
@@ -152,23 +156,31 @@ class Executor:
         control.queue_bind(stop_queue, STOP_EXCHANGE)
         control.basic_consume(stop_queue, self._on_stop, auto_ack=True)
         self._control = control
+        self._news = connection.channel()
+        self._channels.clear()
+        self._channels.fill()
         self.mailbox.open(connection)
         self._beat(connection)
 
     def _on_disconnect(self, error: Exception) -> None:
         self._control = None
+        self._news = None
+        self._channels.clear()
         self.mailbox.lost()
         for run in list(self.runs.values()):
             run.request_stop(f"the executor lost its broker connection ({error})")
 
-    def _publish(self, exchange: str, routing_key: str, message: Any) -> None:
-        if self._control is None or not self._control.is_open:
+    def _publish(
+        self, exchange: str, routing_key: str, message: Any, *, confirm: bool = True
+    ) -> None:
+        channel = self._control if confirm else self._news
+        if channel is None or not channel.is_open:
             log.warning("not connected; dropped a %s", message.DESCRIPTOR.full_name)
             return
         properties = pika.BasicProperties(
             content_type=PROTOBUF_CONTENT_TYPE, type=message.DESCRIPTOR.full_name
         )
-        self._control.basic_publish(exchange, routing_key, message.SerializeToString(), properties)
+        channel.basic_publish(exchange, routing_key, message.SerializeToString(), properties)
 
     def _beat(self, connection: pika.BlockingConnection) -> None:
         if not self.io.is_current(connection):
@@ -185,6 +197,7 @@ class Executor:
             EVENTS_EXCHANGE,
             f"heartbeat.{self.settings.executor_id}",
             Event(time=time.time(), heartbeat=heartbeat),
+            confirm=False,
         )
         self._last_beat = time.monotonic()
         self._forget_old_stops()
@@ -227,6 +240,7 @@ class Executor:
                     executor=self.settings.executor_id,
                 ),
             ),
+            confirm=False,
         )
         threading.Thread(
             target=self._job_thread,
@@ -236,7 +250,7 @@ class Executor:
         ).start()
 
     def _job_thread(self, run: JobRun) -> None:
-        transport = JobTransport(self.io, stop=run.stop)
+        transport = JobTransport(self.io, stop=run.stop, channels=self._channels)
         try:
             failure = execute(
                 run,

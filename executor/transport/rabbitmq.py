@@ -24,6 +24,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from executor.amqp import AmqpThread
 from executor.constants import (
+    CHANNELS_READY,
     FULL_STREAM_BACKOFF_MAX_S,
     FULL_STREAM_BACKOFF_S,
     PROTOBUF_CONTENT_TYPE,
@@ -44,25 +45,18 @@ class JobTransport:
     """
 
     def __init__(
-        self,
-        io: AmqpThread,
-        *,
-        stop: threading.Event,
-        prefetch_frames: int = STREAM_PREFETCH_FRAMES,
+        self, io: AmqpThread, *, stop: threading.Event, channels: ChannelPool | None = None
     ) -> None:
         self._io = io
         self._stop = stop
-        self._prefetch = prefetch_frames
+        self._pool = channels or ChannelPool(io, ready=0)
         self._channel: BlockingChannel | None = None
         self._consumers: dict[str, str] = {}
 
     def _open(self) -> BlockingChannel:
-        """Return the job's channel, opening it on first use (I/O thread only)."""
+        """Return the job's channel, taking one on first use (I/O thread only)."""
         if self._channel is None or not self._channel.is_open:
-            channel = self._io._require().channel()
-            channel.confirm_delivery()
-            channel.basic_qos(prefetch_count=self._prefetch)
-            self._channel = channel
+            self._channel = self._pool.take()
         return self._channel
 
     def attach(self, queue: str, inbox: Inbox, port: str) -> None:
@@ -151,6 +145,63 @@ class JobTransport:
             self._io.call(close)
         except Exception:  # the connection is already gone
             pass
+
+
+REFILL_DELAY_S = 0.05
+
+
+class ChannelPool:
+    """Channels set up for jobs: open, in confirm mode, with the stream prefetch.
+
+    Used on the I/O thread only. A little after each take the pool is filled again, so a
+    job starts without the three round trips of opening and setting up its channel.
+
+    Args:
+        ready: how many channels to keep ready.
+    """
+
+    def __init__(
+        self,
+        io: AmqpThread,
+        *,
+        ready: int = CHANNELS_READY,
+        prefetch_frames: int = STREAM_PREFETCH_FRAMES,
+    ) -> None:
+        self._io = io
+        self._wanted = ready
+        self._prefetch = prefetch_frames
+        self._ready: list[BlockingChannel] = []
+
+    def take(self) -> BlockingChannel:
+        """A channel set up for a job: a ready one, else a new one."""
+        while self._ready:
+            channel = self._ready.pop()
+            if channel.is_open:
+                break
+        else:
+            channel = self._open()
+        if self._wanted:
+            # Later, not now: the job that took this channel has its own work queued next.
+            self._io._require().call_later(REFILL_DELAY_S, self.fill)
+        return channel
+
+    def fill(self) -> None:
+        """Open channels until ``ready`` are ready (nothing while disconnected)."""
+        if not self._io.connected.is_set():
+            return
+        self._ready = [channel for channel in self._ready if channel.is_open]
+        while len(self._ready) < self._wanted:
+            self._ready.append(self._open())
+
+    def clear(self) -> None:
+        """Forget the ready channels: the connection they were on is gone."""
+        self._ready = []
+
+    def _open(self) -> BlockingChannel:
+        channel = self._io._require().channel()
+        channel.confirm_delivery()
+        channel.basic_qos(prefetch_count=self._prefetch)
+        return channel
 
 
 class RabbitSink:
