@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from common import (
@@ -53,11 +54,14 @@ def main() -> None:
                 flow_ids = list(pool.map(lambda _: client.submit(flow), range(args.flows)))
             pending = set(flow_ids)
             states: dict[int, int] = {}
+            failures: Counter[str] = Counter()
             while pending:
                 for record in client.list(limit=args.flows * 2):
                     if record.id in pending and record.state in ENDED:
                         pending.discard(record.id)
                         states[record.state] = states.get(record.state, 0) + 1
+                        if record.failure.error:
+                            failures[record.failure.error[:90]] += 1
                 if pending:
                     time.sleep(0.1)
             seconds = now() - started
@@ -74,6 +78,7 @@ def main() -> None:
             "flows_per_s": round(args.flows / seconds, 1),
             "queues_left": flow_queues_left(),
             "scheduler_rss_mb": round(rss / 2**20, 1),
+            **({"failures": dict(failures)} if failures else {}),
         }
     )
 

@@ -239,7 +239,11 @@ class Broker:
         names = list(queues)
         return self.call(lambda: [q for q in names if self._passive(q) is None])  # type: ignore[no-any-return]
 
-    def _passive(self, queue: str) -> int | None:
+    def queue_depth(self, queue: str) -> int | None:
+        """How many messages wait in ``queue``, or None when it does not exist."""
+        return self.call(lambda: self._passive(queue, depth=True))  # type: ignore[no-any-return]
+
+    def _passive(self, queue: str, *, depth: bool = False) -> int | None:
         if self._probe is None or not self._probe.is_open:
             connection = self._channel().connection
             self._probe = connection.channel()
@@ -250,7 +254,7 @@ class Broker:
             if e.reply_code == 404:
                 return None
             raise BrokerError(f"the broker refused to look up queue {queue}: {e}") from e
-        return int(ok.method.consumer_count)
+        return int(ok.method.message_count if depth else ok.method.consumer_count)
 
     def declare_mailbox(self, mailbox: str) -> None:
         """Declare a mailbox (durable: it outlives broker restarts, like its executors).

@@ -25,7 +25,7 @@ from functools import partial
 
 import pika
 
-from executor.constants import AUTOSCALER_FILE, SCHEDULER_APP_ID, failure_queue
+from executor.constants import AUTOSCALER_FILE, EVENTS_QUEUE, SCHEDULER_APP_ID, failure_queue
 from executor.errors import BrokerError, DecodeError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop
@@ -56,6 +56,9 @@ from scheduler.state import (
     FlowStore,
 )
 from scheduler.watch import Watchers
+
+# Events waiting unread past which the scheduler does not judge executors silent.
+EVENTS_BACKLOG_LIMIT = 100
 
 log = logging.getLogger("dagyo.scheduler")
 
@@ -222,10 +225,11 @@ class Lifecycle:
         """Handle one message of the scheduler's events queue."""
         event = Event.FromString(body)
         kind = event.WhichOneof("kind")
+        if kind == "heartbeat" and event.heartbeat.mailbox:
+            beat = event.heartbeat
+            self.liveness.serving(beat.executor, beat.mailbox, draining=beat.draining)
         if kind is not None:
             self.liveness.heard(getattr(event, kind).executor)
-        if kind == "heartbeat" and event.heartbeat.mailbox and not event.heartbeat.draining:
-            self.liveness.serving(event.heartbeat.mailbox)
         done = None
         with self._lock:
             if kind == "started":
@@ -317,6 +321,12 @@ class Lifecycle:
 
     def tick(self) -> None:
         """Fail flows past their deadline and flows with a lost job."""
+        try:
+            backlog = self.broker.queue_depth(EVENTS_QUEUE)
+        except BrokerError:
+            backlog = None
+        # Judge liveness only on fresh news: a backlog of events may hold signs of life.
+        self.liveness.behind(backlog is None or backlog > EVENTS_BACKLOG_LIMIT)
         wall = time.time()
         ends: list[tuple[str, int, str, pb.NodeProgress | None]] = []
         with self._lock:

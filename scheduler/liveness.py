@@ -33,19 +33,32 @@ class Liveness:
         self._lock = threading.Lock()
         self._seen: dict[str, float] = {}
         self._serving: dict[str, float] = {}
+        self._pulls: dict[str, str] = {}  # executor -> the mailbox it pulls
         self._floor = clock()
         self._listening = True
+        self._lagging = False
 
     def heard(self, executor: str) -> None:
-        """Note a sign of life of ``executor`` now."""
+        """Note a sign of life of ``executor`` now (and of the mailbox it pulls)."""
         now = self._clock()
         with self._lock:
             self._seen[executor] = now
+            mailbox = self._pulls.get(executor)
+            if mailbox is not None:
+                self._serving[mailbox] = now
 
-    def serving(self, mailbox: str) -> None:
-        """Note that a live executor, not draining, pulls ``mailbox`` (from a heartbeat)."""
+    def serving(self, executor: str, mailbox: str, *, draining: bool) -> None:
+        """Note, from a heartbeat, which mailbox ``executor`` pulls (none while draining).
+
+        Every later sign of life of the executor counts for the mailbox too: under load its
+        heartbeats queue up behind many job events, which keep coming.
+        """
         now = self._clock()
         with self._lock:
+            if draining:
+                self._pulls.pop(executor, None)
+                return
+            self._pulls[executor] = mailbox
             self._serving[mailbox] = now
 
     def serves(self, mailbox: str, *, since_resume: bool = False) -> bool:
@@ -61,7 +74,7 @@ class Liveness:
         now = self._clock()
         with self._lock:
             seen = self._serving.get(mailbox)
-            if since_resume and (not self._listening or now - self._floor <= self.timeout_s):
+            if since_resume and (not self._judging() or now - self._floor <= self.timeout_s):
                 return True
         return seen is not None and now - seen <= self.timeout_s
 
@@ -76,11 +89,27 @@ class Liveness:
         with self._lock:
             self._listening = False
 
+    def behind(self, lagging: bool) -> None:
+        """Say whether the scheduler's events wait unread in a backlog.
+
+        While they do, what it has not read yet may be any executor's sign of life, so
+        nobody is judged; once it has caught up, silence counts from then.
+        """
+        with self._lock:
+            if lagging:
+                self._lagging = True
+            elif self._lagging:
+                self._lagging = False
+                self._floor = self._clock()
+
+    def _judging(self) -> bool:
+        return self._listening and not self._lagging
+
     def silence(self, executor: str) -> float | None:
         """Seconds ``executor`` has been silent, or None while nobody can be judged."""
         now = self._clock()
         with self._lock:
-            if not self._listening:
+            if not self._judging():
                 return None
             return now - max(self._seen.get(executor, self._floor), self._floor)
 
