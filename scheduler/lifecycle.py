@@ -329,6 +329,7 @@ class Lifecycle:
         self.liveness.behind(backlog is None or backlog > EVENTS_BACKLOG_LIMIT)
         wall = time.time()
         ends: list[tuple[str, int, str, pb.NodeProgress | None]] = []
+        waiting: list[tuple[str, pb.NodeProgress, str]] = []
         with self._lock:
             for flow in self._flows.values():
                 if flow.runtime.finishing or flow.starting:
@@ -339,28 +340,53 @@ class Lifecycle:
                     late = f"the flow passed its deadline of {allowed:g} s"
                     ends.append((flow.id, FAILURE_KIND_DEADLINE, late, None))
                     continue
+                old = wall - flow.record.created > self.heartbeat_timeout_s
                 for node in flow.record.nodes:
                     lost = self.liveness.lost(node.executor) if node.state == NODE_RUNNING else None
-                    if (
-                        node.state == NODE_PENDING
-                        and wall - flow.record.created > self.heartbeat_timeout_s
-                    ):
-                        lost = self._untaken(node, flow.runtime.mailboxes.get(node.node))
                     if lost is not None:
                         ends.append((flow.id, FAILURE_KIND_LOST, lost, node))
                         break
+                    mailbox = flow.runtime.mailboxes.get(node.node)
+                    if (
+                        old
+                        and node.state == NODE_PENDING
+                        and mailbox is not None
+                        and not self.liveness.serves(mailbox, since_resume=True)
+                    ):
+                        waiting.append((flow.id, node, mailbox))
+        ends += self._untaken(waiting)
+        ended: set[str] = set()
         for flow_id, kind, error, lost_node in ends:
-            self._fail(flow_id, kind, error, node=lost_node)
+            if flow_id not in ended:  # one end per flow: the first reason found
+                ended.add(flow_id)
+                self._fail(flow_id, kind, error, node=lost_node)
 
-    def _untaken(self, node: pb.NodeProgress, mailbox: str | None) -> str | None:
-        """Why a job still in its mailbox will never run, or None while it may."""
-        if mailbox is None or self.liveness.serves(mailbox, since_resume=True):
-            return None
-        return (
-            f"job {node.node} (progdef {node.progdef}) was never taken: no executor pulls "
-            f"{mailbox} (none heard for {self.heartbeat_timeout_s:g} s) and it has no "
-            "autoscaler: start one (`dagyo up`, or `python -m executor` on the progdef)"
-        )
+    def _untaken(
+        self, waiting: list[tuple[str, pb.NodeProgress, str]]
+    ) -> list[tuple[str, int, str, pb.NodeProgress | None]]:
+        """The pending jobs that no executor will ever take, as flow ends.
+
+        A job counts only while its mailbox still holds jobs: one taken by an executor
+        that has not said so yet is not waiting (asked outside the lock, which the I/O
+        thread needs).
+        """
+        depths: dict[str, int | None] = {}
+        ends: list[tuple[str, int, str, pb.NodeProgress | None]] = []
+        for flow_id, node, mailbox in waiting:
+            if mailbox not in depths:
+                try:
+                    depths[mailbox] = self.broker.queue_depth(mailbox)
+                except BrokerError:
+                    depths[mailbox] = None
+            if not depths[mailbox]:
+                continue
+            error = (
+                f"job {node.node} (progdef {node.progdef}) was never taken: no executor pulls "
+                f"{mailbox} (none heard for {self.heartbeat_timeout_s:g} s) and it has no "
+                "autoscaler: start one (`dagyo up`, or `python -m executor` on the progdef)"
+            )
+            ends.append((flow_id, FAILURE_KIND_LOST, error, node))
+        return ends
 
     def _fail(
         self,
