@@ -25,20 +25,17 @@ from functools import partial
 
 import pika
 
-from executor.constants import AUTOSCALER_FILE, EVENTS_QUEUE, SCHEDULER_APP_ID, failure_queue
+from executor.constants import EVENTS_QUEUE, SCHEDULER_APP_ID, failure_queue
 from executor.errors import BrokerError, DecodeError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
     FAILURE_KIND_CANCELLED,
-    FAILURE_KIND_DEADLINE,
-    FAILURE_KIND_LOST,
     FAILURE_KIND_PANIC,
     FailureKind,
     FailureReport,
 )
-from executor.progdef import Progdef
 from scheduler.broker import Broker
 from scheduler.exports import read_frame
 from scheduler.liveness import Liveness
@@ -56,6 +53,7 @@ from scheduler.state import (
     FlowStore,
 )
 from scheduler.watch import Watchers
+from scheduler.watchdog import autoscaled, never_taken, overdue
 
 # Events waiting unread past which the scheduler does not judge executors silent.
 EVENTS_BACKLOG_LIMIT = 100
@@ -320,73 +318,23 @@ class Lifecycle:
         return self.store.get(flow_id)
 
     def tick(self) -> None:
-        """Fail flows past their deadline and flows with a lost job."""
+        """Fail flows past their deadline, with a lost job, or with a job never taken."""
         try:
             backlog = self.broker.queue_depth(EVENTS_QUEUE)
         except BrokerError:
             backlog = None
         # Judge liveness only on fresh news: a backlog of events may hold signs of life.
         self.liveness.behind(backlog is None or backlog > EVENTS_BACKLOG_LIMIT)
-        wall = time.time()
-        ends: list[tuple[str, int, str, pb.NodeProgress | None]] = []
-        waiting: list[tuple[str, pb.NodeProgress, str]] = []
         with self._lock:
-            for flow in self._flows.values():
-                if flow.runtime.finishing or flow.starting:
-                    continue
-                deadline = flow.runtime.deadline
-                if deadline and wall >= deadline:
-                    allowed = round(deadline - flow.record.created, 3)
-                    late = f"the flow passed its deadline of {allowed:g} s"
-                    ends.append((flow.id, FAILURE_KIND_DEADLINE, late, None))
-                    continue
-                old = wall - flow.record.created > self.heartbeat_timeout_s
-                for node in flow.record.nodes:
-                    lost = self.liveness.lost(node.executor) if node.state == NODE_RUNNING else None
-                    if lost is not None:
-                        ends.append((flow.id, FAILURE_KIND_LOST, lost, node))
-                        break
-                    mailbox = flow.runtime.mailboxes.get(node.node)
-                    if (
-                        old
-                        and node.state == NODE_PENDING
-                        and mailbox is not None
-                        and not self.liveness.serves(mailbox, since_resume=True)
-                    ):
-                        waiting.append((flow.id, node, mailbox))
-        ends += self._untaken(waiting)
+            running = [f for f in self._flows.values() if not (f.runtime.finishing or f.starting)]
+            ends, waiting = overdue(running, self.liveness, wall=time.time())
+        # Outside the lock, which the I/O thread (answering these) needs.
+        ends += never_taken(waiting, self.broker.queue_depth, self.heartbeat_timeout_s)
         ended: set[str] = set()
-        for flow_id, kind, error, lost_node in ends:
-            if flow_id not in ended:  # one end per flow: the first reason found
-                ended.add(flow_id)
-                self._fail(flow_id, kind, error, node=lost_node)
-
-    def _untaken(
-        self, waiting: list[tuple[str, pb.NodeProgress, str]]
-    ) -> list[tuple[str, int, str, pb.NodeProgress | None]]:
-        """The pending jobs that no executor will ever take, as flow ends.
-
-        A job counts only while its mailbox still holds jobs: one taken by an executor
-        that has not said so yet is not waiting (asked outside the lock, which the I/O
-        thread needs).
-        """
-        depths: dict[str, int | None] = {}
-        ends: list[tuple[str, int, str, pb.NodeProgress | None]] = []
-        for flow_id, node, mailbox in waiting:
-            if mailbox not in depths:
-                try:
-                    depths[mailbox] = self.broker.queue_depth(mailbox)
-                except BrokerError:
-                    depths[mailbox] = None
-            if not depths[mailbox]:
-                continue
-            error = (
-                f"job {node.node} (progdef {node.progdef}) was never taken: no executor pulls "
-                f"{mailbox} (none heard for {self.heartbeat_timeout_s:g} s) and it has no "
-                "autoscaler: start one (`dagyo up`, or `python -m executor` on the progdef)"
-            )
-            ends.append((flow_id, FAILURE_KIND_LOST, error, node))
-        return ends
+        for end in ends:
+            if end.flow_id not in ended:  # one end per flow: the first reason found
+                ended.add(end.flow_id)
+                self._fail(end.flow_id, end.kind, end.error, node=end.node)
 
     def _fail(
         self,
@@ -497,8 +445,3 @@ class Lifecycle:
     def heartbeat_ages(self) -> dict[str, float]:
         """Seconds since each known executor was last heard from."""
         return self.liveness.ages()
-
-
-def autoscaled(progdef: Progdef) -> bool:
-    """True when an autoscaler starts executors for the progdef (an AUTOSCALER file says so)."""
-    return progdef.directory is not None and (progdef.directory / AUTOSCALER_FILE).exists()

@@ -43,10 +43,11 @@ from executor.progdef import Progdef, load_catalogue
 from scheduler.broker import Broker
 from scheduler.config import SchedulerSettings
 from scheduler.flow import CheckedFlow, check_flow, parse_flow
-from scheduler.lifecycle import Lifecycle, autoscaled
+from scheduler.lifecycle import Lifecycle
 from scheduler.metrics import MetricsServer, SchedulerMetrics
 from scheduler.plan import plan_flow
 from scheduler.state import FlowState, FlowStore
+from scheduler.watchdog import autoscaled
 
 log = logging.getLogger("dagyo.scheduler")
 

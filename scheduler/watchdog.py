@@ -1,0 +1,114 @@
+"""The scheduler's periodic check: which running flows must end, and why.
+
+A flow ends here when it passed its deadline, when a started job's executor fell silent
+(LOST), or when a job still waits in a mailbox that no live executor pulls and no
+autoscaler serves (LOST: nothing would ever take it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from executor.constants import AUTOSCALER_FILE
+from executor.errors import BrokerError
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_DEADLINE, FAILURE_KIND_LOST
+from executor.progdef import Progdef
+from scheduler.liveness import Liveness
+from scheduler.state import ActiveFlow
+
+NODE_PENDING = pb.NODE_STATE_PENDING
+NODE_RUNNING = pb.NODE_STATE_RUNNING
+
+
+@dataclass(frozen=True)
+class End:
+    """Why a flow must end: a failure kind, the error, and the node at fault if any."""
+
+    flow_id: str
+    kind: int
+    error: str
+    node: pb.NodeProgress | None = None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A job that has waited in its mailbox past the timeout, with no executor heard."""
+
+    flow_id: str
+    node: pb.NodeProgress
+    mailbox: str
+
+
+def autoscaled(progdef: Progdef) -> bool:
+    """True when an autoscaler starts executors for the progdef (an AUTOSCALER file says so)."""
+    return progdef.directory is not None and (progdef.directory / AUTOSCALER_FILE).exists()
+
+
+def overdue(
+    flows: Iterable[ActiveFlow], liveness: Liveness, *, wall: float
+) -> tuple[list[End], list[Waiting]]:
+    """The flows to end now (deadline, lost job), and the jobs that may never be taken.
+
+    Args:
+        flows: the running flows (not starting, not finishing).
+        wall: Unix time now.
+    """
+    ends: list[End] = []
+    waiting: list[Waiting] = []
+    for flow in flows:
+        deadline = flow.runtime.deadline
+        if deadline and wall >= deadline:
+            allowed = round(deadline - flow.record.created, 3)
+            ends.append(
+                End(
+                    flow.id, FAILURE_KIND_DEADLINE, f"the flow passed its deadline of {allowed:g} s"
+                )
+            )
+            continue
+        old = wall - flow.record.created > liveness.timeout_s
+        for node in flow.record.nodes:
+            lost = liveness.lost(node.executor) if node.state == NODE_RUNNING else None
+            if lost is not None:
+                ends.append(End(flow.id, FAILURE_KIND_LOST, lost, node))
+                break
+            mailbox = flow.runtime.mailboxes.get(node.node)
+            if (
+                old
+                and node.state == NODE_PENDING
+                and mailbox is not None
+                and not liveness.serves(mailbox, since_resume=True)
+            ):
+                waiting.append(Waiting(flow.id, node, mailbox))
+    return ends, waiting
+
+
+def never_taken(
+    waiting: Iterable[Waiting], depth: Callable[[str], int | None], timeout_s: float
+) -> list[End]:
+    """The waiting jobs that no executor will ever take.
+
+    A job counts only while its mailbox still holds jobs: one an executor took but has not
+    reported started yet is not waiting.
+
+    Args:
+        depth: how many messages a queue holds (None when it does not exist).
+    """
+    depths: dict[str, int | None] = {}
+    ends: list[End] = []
+    for job in waiting:
+        if job.mailbox not in depths:
+            try:
+                depths[job.mailbox] = depth(job.mailbox)
+            except BrokerError:
+                depths[job.mailbox] = None
+        if not depths[job.mailbox]:
+            continue
+        error = (
+            f"job {job.node.node} (progdef {job.node.progdef}) was never taken: no executor "
+            f"pulls {job.mailbox} (none heard for {timeout_s:g} s) and it has no autoscaler: "
+            "start one (`dagyo up`, or `python -m executor` on the progdef)"
+        )
+        ends.append(End(job.flow_id, FAILURE_KIND_LOST, error, job.node))
+    return ends
