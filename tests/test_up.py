@@ -1,0 +1,76 @@
+"""`dagyo up` end to end: a real scheduler and executors, a flow submitted, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.cluster import copy_catalogue
+from tests.conftest import EXAMPLES, ROOT
+
+
+def free_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_up_runs_the_catalogue_serves_a_flow_and_stops_cleanly_on_ctrl_c(
+    broker_url: str, tmp_path: Path
+) -> None:
+    catalogue = copy_catalogue(tmp_path / "progdefs", ("source", "greet", "void_sink"))
+    address = free_address()
+    env = {
+        **os.environ,
+        "DAGYO_QUEUE": broker_url,
+        "DAGYO_STATE": str(tmp_path / "s.db"),
+        "DAGYO_SCHEDULER": address,
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("DAGYO_PROGDEFS", None)
+    dagyo = [sys.executable, "-c", "from scheduler.cli import main; main()"]
+    up = subprocess.Popen(
+        [*dagyo, "up", "--progdefs", str(catalogue), "--listen", address],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert up.stderr is not None
+        deadline = time.monotonic() + 60
+        lines = []
+        while time.monotonic() < deadline:
+            line = up.stderr.readline()
+            lines.append(line)
+            if "the cluster is up" in line or not line:
+                break
+        assert "the cluster is up" in lines[-1], "".join(lines)
+        submitted = subprocess.run(
+            [*dagyo, "flow", "submit", str(EXAMPLES / "hello.json"), "--wait"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        assert [json.loads(line)["value"]["text"] for line in submitted.stdout.splitlines()] == [
+            f"hello name-{i}" for i in range(3)
+        ]
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    leftover = subprocess.run(
+        ["pgrep", "-f", f"executor {catalogue}"], capture_output=True, text=True
+    )
+    assert leftover.stdout == "", "an executor outlived `dagyo up`"
