@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +15,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from executor.constants import DEFAULT_QUEUE_URL  # noqa: E402
-from scheduler.local import LocalCluster  # noqa: E402
+from scheduler.local import LocalCluster, private_catalogue  # noqa: E402
 
 QUEUE_URL = os.environ.get("DAGYO_QUEUE", DEFAULT_QUEUE_URL)
 
 
-def private_catalogue(names: tuple[str, ...]) -> Path:
-    """Copy sample progdefs with a fresh version, so no other executor takes their jobs."""
-    target = Path(tempfile.mkdtemp(prefix="dagyo-bench-")) / "progdefs"
-    version = f"bench-{uuid.uuid4().hex[:12]}"
-    for name in names:
-        shutil.copytree(
-            ROOT / "progdefs" / name, target / name, ignore=shutil.ignore_patterns("__pycache__")
-        )
-        (target / name / "VERSION").write_text(version + "\n")
-    return target
-
-
 def start_cluster(names: tuple[str, ...], **options: Any) -> LocalCluster:
     """A started local cluster serving ``names``; stop it with ``.stop()``."""
-    cluster = LocalCluster(progdefs_dir=private_catalogue(names), queue_url=QUEUE_URL, **options)
+    catalogue = Path(tempfile.mkdtemp(prefix="dagyo-bench-")) / "progdefs"
+    private_catalogue(ROOT / "progdefs", catalogue, names, tag="bench")
+    cluster = LocalCluster(progdefs_dir=catalogue, queue_url=QUEUE_URL, **options)
     cluster.start()
     return cluster
 

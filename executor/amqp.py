@@ -17,8 +17,16 @@ from typing import Any, TypeVar
 
 import pika
 import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.constants import AMQP_HEARTBEAT_S, RECONNECT_ATTEMPTS, RECONNECT_DELAY_S
+from executor.constants import (
+    AMQP_HEARTBEAT_S,
+    EVENTS_EXCHANGE,
+    FAILURES_EXCHANGE,
+    RECONNECT_ATTEMPTS,
+    RECONNECT_DELAY_S,
+    STOP_EXCHANGE,
+)
 from executor.errors import BrokerError, BrokerUnavailable
 
 log = logging.getLogger("dagyo.amqp")
@@ -268,3 +276,13 @@ class AmqpThread:
                 connection.close()
             except Exception:  # already going away; nothing left to save
                 pass
+
+
+def declare_exchanges(channel: BlockingChannel) -> None:
+    """Declare the exchanges every dagyo process uses (idempotent).
+
+    Durable, so a broker restart keeps them and every process finds the same names again.
+    """
+    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(FAILURES_EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(STOP_EXCHANGE, "fanout", durable=True)

@@ -15,7 +15,7 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.amqp import AmqpThread
+from executor.amqp import AmqpThread, declare_exchanges
 from executor.constants import (
     EVENTS_EXCHANGE,
     FAILURES_EXCHANGE,
@@ -41,13 +41,6 @@ from executor.stream import Flusher, StreamSettings
 from executor.transport.rabbitmq import ChannelPool, JobTransport
 
 log = logging.getLogger("dagyo.executor")
-
-
-def declare_exchanges(channel: BlockingChannel) -> None:
-    """Declare the exchanges every dagyo process uses (idempotent)."""
-    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
-    channel.exchange_declare(FAILURES_EXCHANGE, "topic", durable=True)
-    channel.exchange_declare(STOP_EXCHANGE, "fanout", durable=True)
 
 
 class Executor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -59,18 +59,27 @@ class ExecutorSettings:
         return cls(
             queue_url=os.environ.get(ENV_QUEUE, DEFAULT_QUEUE_URL),
             mailbox=mailbox or progdef.mailbox,
-            max_jobs=_number("DAGYO_MAX_JOBS", progdef.scaling.max_jobs, int),
-            heartbeat_interval_s=_number("DAGYO_HEARTBEAT_INTERVAL_S", HEARTBEAT_INTERVAL_S, float),
-            drain_grace_s=_number("DAGYO_DRAIN_GRACE_S", progdef.drain_grace_s, float),
-            metrics_port=_number("DAGYO_METRICS_PORT", EXECUTOR_METRICS_PORT, int),
+            max_jobs=env_number(os.environ, "DAGYO_MAX_JOBS", progdef.scaling.max_jobs, int),
+            heartbeat_interval_s=env_number(
+                os.environ, "DAGYO_HEARTBEAT_INTERVAL_S", HEARTBEAT_INTERVAL_S, float
+            ),
+            drain_grace_s=env_number(
+                os.environ, "DAGYO_DRAIN_GRACE_S", progdef.drain_grace_s, float
+            ),
+            metrics_port=env_number(os.environ, "DAGYO_METRICS_PORT", EXECUTOR_METRICS_PORT, int),
             executor_id=f"{progdef.name}-{socket.gethostname()}-{os.getpid()}-"
             f"{uuid.uuid4().hex[:4]}",
             mailbox_derived=not mailbox,
         )
 
 
-def _number(name: str, default: N, kind: Callable[[str], N]) -> N:
-    raw = os.environ.get(name)
+def env_number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
+    """Read a number from an environment; ``default`` when unset or empty.
+
+    Raises:
+        DagyoError: naming the variable when its value is not a number.
+    """
+    raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:

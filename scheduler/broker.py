@@ -26,7 +26,7 @@ import pika.exceptions
 from google.protobuf.message import Message
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.amqp import AmqpThread
+from executor.amqp import AmqpThread, declare_exchanges
 from executor.constants import (
     EVENTS_EXCHANGE,
     EVENTS_QUEUE,
@@ -474,8 +474,6 @@ def declare_topology(channel: BlockingChannel) -> None:
     They are durable so a broker restart keeps them: executors and the scheduler find the
     same names again, and events sent while the scheduler was away wait in its queue.
     """
-    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
-    channel.exchange_declare(FAILURES_EXCHANGE, "topic", durable=True)
-    channel.exchange_declare(STOP_EXCHANGE, "fanout", durable=True)
+    declare_exchanges(channel)
     channel.queue_declare(EVENTS_QUEUE, durable=True)
     channel.queue_bind(EVENTS_QUEUE, EVENTS_EXCHANGE, routing_key="#")

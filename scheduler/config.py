@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from executor.constants import (
     DEFAULT_QUEUE_URL,
@@ -24,8 +23,8 @@ from executor.constants import (
     SCHEDULER_METRICS_PORT,
 )
 from executor.errors import DagyoError
+from executor.settings import env_number
 
-N = TypeVar("N", int, float)
 MEMORY = ":memory:"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -123,11 +122,11 @@ class SchedulerSettings:
             "queue_url": env.get(ENV_QUEUE) or DEFAULT_QUEUE_URL,
             "address": env.get(ENV_SCHEDULER) or DEFAULT_SCHEDULER_ADDRESS,
             "state_path": env.get(ENV_STATE) or default_state_path(env),
-            "heartbeat_timeout_s": _number(
+            "heartbeat_timeout_s": env_number(
                 env, ENV_HEARTBEAT_TIMEOUT_S, HEARTBEAT_TIMEOUT_S, float
             ),
-            "export_cap_bytes": _number(env, ENV_EXPORT_CAP_BYTES, EXPORT_CAP_BYTES, int),
-            "metrics_port": _number(env, ENV_METRICS_PORT, SCHEDULER_METRICS_PORT, int),
+            "export_cap_bytes": env_number(env, ENV_EXPORT_CAP_BYTES, EXPORT_CAP_BYTES, int),
+            "metrics_port": env_number(env, ENV_METRICS_PORT, SCHEDULER_METRICS_PORT, int),
             "require_consumers": _flag(env, ENV_REQUIRE_CONSUMERS, True),
         }
         progdefs = env.get(ENV_PROGDEFS)
@@ -135,16 +134,6 @@ class SchedulerSettings:
             values["progdefs"] = Path(progdefs)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
-
-
-def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise DagyoError(f"{name}={raw!r} is not a number: fix or unset it") from None
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,10 +36,29 @@ from executor.constants import (
 )
 from executor.errors import DagyoError
 from executor.progdef import Progdef, load_catalogue
+from executor.version import VERSION_FILE
 from scheduler.config import MEMORY, SchedulerSettings, default_progdefs_dir
 from scheduler.service import Scheduler
 
 log = logging.getLogger("dagyo.local")
+
+
+def private_catalogue(source: Path, target: Path, names: Iterable[str], *, tag: str) -> Path:
+    """Copy progdefs from ``source`` into ``target`` under a version of their own.
+
+    Each copy gets a ``VERSION`` file naming ``tag`` plus a fresh random part, so its
+    mailbox is its own: a second cluster (a test, a benchmark) on the same broker neither
+    takes nor loses another's jobs.
+
+    Returns:
+        ``target``, a catalogue folder.
+    """
+    version = f"{tag}-{uuid.uuid4().hex[:12]}"
+    for name in names:
+        shutil.copytree(source / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        (target / name / VERSION_FILE).write_text(version + "\n")
+    return target
+
 
 # How long start() waits for every mailbox to have a consumer.
 READY_TIMEOUT_S = 60.0

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import pika.exceptions
 from executor.progdef import load_catalogue
 from scheduler.client import SchedulerClient
 from scheduler.config import SchedulerSettings
+from scheduler.local import private_catalogue
 from scheduler.service import Scheduler
 from tests.conftest import PROGDEFS, ROOT, rabbitmqctl, vhost_of
 
@@ -41,13 +40,7 @@ DONE_STATES = {"FLOW_STATE_SUCCEEDED", "FLOW_STATE_FAILED", "FLOW_STATE_CANCELLE
 
 def copy_catalogue(target: Path, names: tuple[str, ...] = ALL_PROGDEFS) -> Path:
     """Copy progdefs with a fresh version each, so their mailboxes are unique."""
-    version = uuid.uuid4().hex[:16]
-    for name in names:
-        shutil.copytree(
-            PROGDEFS / name, target / name, ignore=shutil.ignore_patterns("__pycache__")
-        )
-        (target / name / "VERSION").write_text(f"test-{version}\n")
-    return target
+    return private_catalogue(PROGDEFS, target, names, tag="test")
 
 
 class LocalCluster:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import signal
 import socket
 import subprocess
@@ -624,14 +623,10 @@ def catalogue(tmp_path: Path, broker_url: str) -> Iterator[Path]:
     """Copies of two sample progdefs with versions of their own, so the executors of these
     tests pull mailboxes no other test publishes to; the mailboxes are deleted after."""
     from executor.progdef import load_catalogue
+    from scheduler.local import private_catalogue
     from tests.conftest import PROGDEFS
 
-    tag = uuid.uuid4().hex[:8]
-    for name in ("greet", "void_sink"):
-        shutil.copytree(PROGDEFS / name, tmp_path / name, ignore=shutil.ignore_patterns("__py*"))
-        metadata = json.loads((tmp_path / name / "progdef.json").read_text())
-        metadata["description"] += f" (test copy {tag})"
-        (tmp_path / name / "progdef.json").write_text(json.dumps(metadata))
+    private_catalogue(PROGDEFS, tmp_path, ("greet", "void_sink"), tag="test")
     yield tmp_path
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
