@@ -119,7 +119,7 @@ class AmqpThread:
         """
         self._connection = connect(self.url)
         self._thread.start()
-        self.call(lambda: self._on_connect(self._require()))
+        self.call(lambda: self._on_connect(self.connection()))
         self.connected.set()
 
     def close(self) -> None:
@@ -214,7 +214,12 @@ class AmqpThread:
             if future is not None:
                 future.set_exception(BrokerError("the broker connection was lost"))
 
-    def _require(self) -> pika.BlockingConnection:
+    def connection(self) -> pika.BlockingConnection:
+        """The current connection, for work on the I/O thread (open channels, timers).
+
+        Raises:
+            BrokerError: while there is none.
+        """
         if self._connection is None:
             raise BrokerError("not connected to the broker")
         return self._connection
@@ -240,7 +245,7 @@ class AmqpThread:
             self._shutdown()
 
     def _serve(self) -> None:
-        connection = self._require()
+        connection = self.connection()
         while not self._closing.is_set():
             connection.process_data_events(time_limit=0.2)
             self._run_calls()

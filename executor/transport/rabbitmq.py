@@ -182,7 +182,7 @@ class ChannelPool:
             channel = self._open()
         if self._wanted:
             # Later, not now: the job that took this channel has its own work queued next.
-            self._io._require().call_later(REFILL_DELAY_S, self.fill)
+            self._io.connection().call_later(REFILL_DELAY_S, self.fill)
         return channel
 
     def fill(self) -> None:
@@ -198,7 +198,7 @@ class ChannelPool:
         self._ready = []
 
     def _open(self) -> BlockingChannel:
-        channel = self._io._require().channel()
+        channel = self._io.connection().channel()
         channel.confirm_delivery()
         channel.basic_qos(prefetch_count=self._prefetch)
         return channel
