@@ -17,7 +17,7 @@ import statistics
 
 from common import delete_mailboxes, emit, hello_flow, now, start_cluster
 
-from scheduler.client import SchedulerClient
+from scheduler.client.api import SchedulerClient
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

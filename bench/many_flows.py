@@ -29,7 +29,7 @@ from common import (
 )
 
 from executor.pb.dagyo.v1 import scheduler_pb2
-from scheduler.client import SchedulerClient
+from scheduler.client.api import SchedulerClient
 
 ENDED = {
     scheduler_pb2.FLOW_STATE_SUCCEEDED,

@@ -24,9 +24,9 @@ from common import QUEUE_URL, ROOT, chain_flow, delete_mailboxes, emit, now, sta
 
 from executor.progdef import load_catalogue
 from executor.stream import tune_gc
-from scheduler.client import SchedulerClient
+from scheduler.client.api import SchedulerClient
 from scheduler.embedded import EmbeddedRunner
-from scheduler.flow import check_flow, parse_flow
+from scheduler.flow.model import check_flow, parse_flow
 
 
 def cluster_run(n: int, repeat: int) -> list[float]:

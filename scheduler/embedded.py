@@ -20,8 +20,8 @@ from executor.sdk import InputStream, merge
 from executor.stream import Flusher, Inbox, StreamSettings
 from executor.transport.memory import MemoryTransport
 from executor.types import message_class
-from scheduler.flow import CheckedFlow
-from scheduler.plan import Plan, plan_flow
+from scheduler.flow.model import CheckedFlow
+from scheduler.flow.plan import Plan, plan_flow
 
 EXECUTOR_ID = "embedded"
 

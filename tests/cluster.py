@@ -20,10 +20,10 @@ import pika
 import pika.exceptions
 
 from executor.progdef import load_catalogue
-from scheduler.client import SchedulerClient
-from scheduler.config import SchedulerSettings
-from scheduler.local import private_catalogue
-from scheduler.service import Scheduler
+from scheduler.client.api import SchedulerClient
+from scheduler.local_cluster import private_catalogue
+from scheduler.service.config import SchedulerSettings
+from scheduler.service.server import Scheduler
 from tests.conftest import PROGDEFS, ROOT, rabbitmqctl, vhost_of
 
 ALL_PROGDEFS = (

@@ -3,7 +3,7 @@
 ``images`` names and plans the images and keeps the image lock; ``builder`` builds and
 pushes them through the Docker SDK; ``manifests`` renders one progdef's objects and
 ``catalogue`` the whole catalogue with the scheduler; ``apply`` sends them to a cluster.
-``dagyo build`` and ``dagyo deploy`` (scheduler/cli_deploy.py) only parse arguments and
+``dagyo build`` and ``dagyo deploy`` (scheduler/cli/deploy.py) only parse arguments and
 call these.
 """
 

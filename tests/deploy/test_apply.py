@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from kubernetes import client
 
 from executor.progdef import load_catalogue
-from scheduler.cli_deploy import deploy
+from scheduler.cli.deploy import deploy
 from scheduler.deploy import (
     ApplyFailed,
     ClusterUnavailable,

@@ -213,7 +213,7 @@ def test_the_root_dockerignore_sends_the_sources_and_nothing_else() -> None:
     sent = {relative for relative, _ in context_files(ROOT)}
     for needed in ["pyproject.toml", "executor/__init__.py", "executor/Dockerfile.base"]:
         assert needed in sent
-    assert "scheduler/cli_deploy.py" in sent and "progdefs/greet/progdef.json" in sent
+    assert "scheduler/cli/deploy.py" in sent and "progdefs/greet/progdef.json" in sent
     for kept_out in [".git/", "tests/", "deploy/", "docs/", "bench/"]:
         assert not [f for f in sent if f.startswith(kept_out)], kept_out
 

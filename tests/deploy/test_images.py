@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from executor.progdef import load_catalogue
-from scheduler.cli_deploy import build, deploy
+from scheduler.cli.deploy import build, deploy
 from scheduler.deploy import DockerUnavailable, ImageBuildFailed, build_all, plan_images
 from scheduler.deploy.builder import connect_docker
 from scheduler.deploy.images import read_lock, record_digest

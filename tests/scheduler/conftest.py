@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.config import SchedulerSettings
+from scheduler.service.config import SchedulerSettings
 from tests.scheduler.fake_executor import EMIT, RELAY, Client, FakeExecutor, mailboxes
 
 # --- a catalogue, a scheduler, an executor --------------------------------------------------

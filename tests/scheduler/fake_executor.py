@@ -35,8 +35,8 @@ from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.progdef import load_catalogue
-from scheduler.config import SchedulerSettings
-from scheduler.service import Scheduler
+from scheduler.service.config import SchedulerSettings
+from scheduler.service.server import Scheduler
 
 # Generous: only catches hangs.
 WAIT_S = 20.0

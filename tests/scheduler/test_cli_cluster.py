@@ -603,7 +603,7 @@ def test_failures_follow_without_a_scheduler_still_follows_the_broker(broker_url
 # itself does: the executor processes on the real broker, readiness, and the stop.
 UP_WITH_A_STUB_SCHEDULER = """
 import sys, types
-service = types.ModuleType("scheduler.service")
+service = types.ModuleType("scheduler.service.server")
 class Scheduler:
     def __init__(self, settings):
         self.address = settings.address
@@ -612,7 +612,7 @@ class Scheduler:
     def stop(self):
         print("stub scheduler stopped", file=sys.stderr, flush=True)
 service.Scheduler = Scheduler
-sys.modules["scheduler.service"] = service
+sys.modules["scheduler.service.server"] = service
 from scheduler.cli import main
 main()
 """
@@ -623,7 +623,7 @@ def catalogue(tmp_path: Path, broker_url: str) -> Iterator[Path]:
     """Copies of two sample progdefs with versions of their own, so the executors of these
     tests pull mailboxes no other test publishes to; the mailboxes are deleted after."""
     from executor.progdef import load_catalogue
-    from scheduler.local import private_catalogue
+    from scheduler.local_cluster import private_catalogue
     from tests.conftest import PROGDEFS
 
     private_catalogue(PROGDEFS, tmp_path, ("greet", "void_sink"), tag="test")

@@ -12,7 +12,7 @@ import pytest
 from executor.errors import FlowInvalid
 from executor.pb.dagyo import types_pb2
 from executor.progdef import Progdef, load_catalogue, parse_progdef
-from scheduler.flow import (
+from scheduler.flow.model import (
     CheckedFlow,
     Const,
     Edge,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.liveness import Liveness
+from scheduler.service.liveness import Liveness
 
 
 class Clock:

@@ -11,7 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from executor.errors import FlowInvalid
-from scheduler.flow import parse_flow, schema_path
+from scheduler.flow.model import parse_flow, schema_path
 
 ROOT = Path(__file__).parents[2]
 PROGDEF_FILES = sorted(ROOT.glob("progdefs/*/progdef.json"))

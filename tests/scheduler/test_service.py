@@ -72,7 +72,7 @@ def test_invalid_flow_is_refused_with_every_problem(client: Client, catalogue: P
         client.submit(bad)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     from executor.errors import FlowInvalid
-    from scheduler.flow import check_flow, parse_flow
+    from scheduler.flow.model import check_flow, parse_flow
 
     with pytest.raises(FlowInvalid) as expected:
         check_flow(

@@ -25,8 +25,8 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_LOST,
     FAILURE_KIND_PANIC,
 )
-from scheduler.config import SchedulerSettings
-from scheduler.service import Scheduler
+from scheduler.service.config import SchedulerSettings
+from scheduler.service.server import Scheduler
 from tests.scheduler.fake_executor import (
     EXPECTED,
     WAIT_S,

@@ -22,9 +22,9 @@ import pytest
 from executor.errors import DagyoError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
-from scheduler.config import SchedulerSettings, default_state_path
-from scheduler.metrics import MetricsServer, SchedulerMetrics
-from scheduler.service import serve
+from scheduler.service.config import SchedulerSettings, default_state_path
+from scheduler.service.metrics import MetricsServer, SchedulerMetrics
+from scheduler.service.server import serve
 from tests.conftest import ROOT
 from tests.scheduler.fake_executor import WAIT_S, Client, end_of
 
@@ -172,8 +172,8 @@ def test_serve_stops_cleanly_on_a_signal(settings: SchedulerSettings, signum: in
         DAGYO_METRICS_PORT="0",
     )
     code = (
-        "from scheduler.config import SchedulerSettings\n"
-        "from scheduler.service import serve\n"
+        "from scheduler.service.config import SchedulerSettings\n"
+        "from scheduler.service.server import serve\n"
         "serve(SchedulerSettings.from_env())\n"
     )
     process = subprocess.Popen(

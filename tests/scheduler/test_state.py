@@ -10,7 +10,7 @@ import pytest
 from executor.errors import DagyoError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_LOST, FAILURE_KIND_PANIC, FailureReport
-from scheduler.state import ExportStream, FlowRuntime, FlowState, FlowStore
+from scheduler.service.state import ExportStream, FlowRuntime, FlowState, FlowStore
 
 
 def record(flow_id: str, created: float, state: FlowState = FlowState.RUNNING) -> pb.FlowRecord:

@@ -36,12 +36,12 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureKind,
     FailureReport,
 )
-from scheduler.broker import Broker
-from scheduler.exports import read_frame
-from scheduler.liveness import Liveness
-from scheduler.metrics import SchedulerMetrics
-from scheduler.plan import Plan
-from scheduler.state import (
+from scheduler.flow.plan import Plan
+from scheduler.service.broker import Broker
+from scheduler.service.exports import read_frame
+from scheduler.service.liveness import Liveness
+from scheduler.service.metrics import SchedulerMetrics
+from scheduler.service.state import (
     NODE_ENDED,
     NODE_FAILED,
     NODE_PENDING,
@@ -52,8 +52,8 @@ from scheduler.state import (
     FlowState,
     FlowStore,
 )
-from scheduler.watch import Watchers
-from scheduler.watchdog import autoscaled, never_taken, overdue
+from scheduler.service.subscriptions import Watchers
+from scheduler.service.watchdog import autoscaled, never_taken, overdue
 
 # Events waiting unread past which the scheduler does not judge executors silent.
 EVENTS_BACKLOG_LIMIT = 100

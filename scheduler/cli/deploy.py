@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from executor.constants import ENV_PROGDEF_VERSION, ENV_PROGDEFS, PREFIX
 from executor.errors import DagyoError, ProgdefInvalid
 from executor.progdef import Progdef, load_catalogue
-from scheduler.config import default_progdefs_dir
+from scheduler.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, fail
 from scheduler.deploy import (
     ApplyFailed,
     ClusterUnavailable,
@@ -37,21 +36,12 @@ from scheduler.deploy import (
 )
 from scheduler.deploy.images import DEFAULT_LOCK, pinned_reference, scheduler_image_tag
 from scheduler.deploy.manifests import AUTOSCALERS, STATE_VOLUMES
-
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_UNREACHABLE = 3
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    for line in message.splitlines() or [""]:
-        click.echo(f"dagyo: {line}", err=True)
-    sys.exit(code)
+from scheduler.service.config import default_progdefs_dir
 
 
 def _catalogue(progdefs_dir: Path | None) -> dict[str, Progdef]:
     if os.environ.get(ENV_PROGDEF_VERSION):
-        _fail(
+        fail(
             f"{ENV_PROGDEF_VERSION} is set: it would stand for every progdef's version; "
             "unset it to build or deploy a catalogue",
             EXIT_INVALID,
@@ -59,14 +49,14 @@ def _catalogue(progdefs_dir: Path | None) -> dict[str, Progdef]:
     try:
         return load_catalogue(progdefs_dir or default_progdefs_dir())
     except ProgdefInvalid as e:
-        _fail(str(e), EXIT_INVALID)
+        fail(str(e), EXIT_INVALID)
 
 
 def _lock(path: Path) -> Mapping[str, str]:
     try:
         return read_lock(path)
     except DagyoError as e:
-        _fail(str(e), EXIT_INVALID)
+        fail(str(e), EXIT_INVALID)
 
 
 def _shared_options(function: Any) -> Any:
@@ -132,7 +122,7 @@ def build(
     try:
         plan = plan_images(catalogue, names, registry=registry, base_image=base_image)
     except DagyoError as e:
-        _fail(str(e), EXIT_INVALID)
+        fail(str(e), EXIT_INVALID)
     if print_plan or as_json:
         if as_json:
             click.echo(json.dumps([image.to_dict() for image in plan], indent=2))
@@ -147,9 +137,9 @@ def build(
         ):
             click.echo(reference if push else image.tag)
     except DockerUnavailable as e:
-        _fail(str(e), EXIT_UNREACHABLE)
+        fail(str(e), EXIT_UNREACHABLE)
     except ImageBuildFailed as e:
-        _fail(str(e), EXIT_FAILED)
+        fail(str(e), EXIT_FAILED)
     if push:
         click.echo(f"dagyo: digests recorded in {lock}", err=True)
 
@@ -216,7 +206,7 @@ def deploy(
         )
         objects = render_catalogue(catalogue, settings)
     except DagyoError as e:
-        _fail(str(e), EXIT_INVALID)
+        fail(str(e), EXIT_INVALID)
     if dry_run:
         click.echo(to_yaml(objects), nl=False)
         return
@@ -227,6 +217,6 @@ def deploy(
                 api_client, objects, on_applied=lambda applied: click.echo(f"{applied} applied")
             )
     except ClusterUnavailable as e:
-        _fail(str(e), EXIT_UNREACHABLE)
+        fail(str(e), EXIT_UNREACHABLE)
     except ApplyFailed as e:
-        _fail(str(e), EXIT_FAILED)
+        fail(str(e), EXIT_FAILED)

@@ -1,9 +1,9 @@
 """The cluster commands: ``dagyo scheduler``, ``dagyo up``, ``dagyo failures``.
 
-They parse arguments and call the scheduler service, scheduler.local or scheduler.failures
-(``dagyo flow …`` is in scheduler.cli_flow). Exit status: 0 done, 1 an executor failed,
-2 a refused request (a bad setting, a malformed catalogue), 3 the scheduler or broker is
-unreachable.
+They parse arguments and call the scheduler service, scheduler.local_cluster or
+scheduler.client.failures (``dagyo flow …`` is in scheduler.cli.flow). Exit status: 0 done,
+1 an executor failed, 2 a refused request (a bad setting, a malformed catalogue), 3 the
+scheduler or broker is unreachable.
 """
 
 from __future__ import annotations
@@ -33,22 +33,24 @@ from executor.constants import (
 from executor.errors import BrokerUnavailable, DagyoError, SchedulerError, SchedulerUnavailable
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from executor.progdef import Progdef
-from scheduler.cli import (
+from scheduler.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,
     EXIT_UNREACHABLE,
     catalogue_of,
-    cli,
-    default_progdefs_dir,
+    connected,
     fail,
+    json_option,
     progdefs_option,
+    scheduler_option,
 )
-from scheduler.cli_flow import connected, failure_dict, failure_line, json_option, scheduler_option
-from scheduler.client import SchedulerClient
+from scheduler.cli.output import failure_dict, failure_line
+from scheduler.client.api import SchedulerClient
+from scheduler.service.config import default_progdefs_dir
 
 if TYPE_CHECKING:
-    from scheduler.local import LocalCluster
+    from scheduler.local_cluster import LocalCluster
 
 
 @contextlib.contextmanager
@@ -104,7 +106,7 @@ def scheduler_settings(**overrides: Any) -> Any:
 
     Exits 2 naming a setting that holds a bad value.
     """
-    from scheduler.config import SchedulerSettings
+    from scheduler.service.config import SchedulerSettings
 
     try:
         return SchedulerSettings.from_env(**{k: v for k, v in overrides.items() if v is not None})
@@ -112,7 +114,7 @@ def scheduler_settings(**overrides: Any) -> Any:
         fail(str(e), EXIT_INVALID)
 
 
-@cli.command("scheduler")
+@click.command("scheduler")
 @listen_option
 @heartbeat_option
 @click.option(
@@ -135,7 +137,7 @@ def scheduler_command(
 
     Exits 0 after SIGTERM or Ctrl-C, 3 when the broker cannot be reached.
     """
-    from scheduler.service import serve
+    from scheduler.service.server import serve
 
     settings = scheduler_settings(
         address=listen,
@@ -150,7 +152,7 @@ def scheduler_command(
             fail(str(e), EXIT_UNREACHABLE)
 
 
-@cli.command("up")
+@click.command("up")
 @progdefs_option
 @listen_option
 @heartbeat_option
@@ -188,7 +190,7 @@ def up_command(
         progdefs=progdefs_dir,
         queue_url=queue_url,
     )
-    from scheduler.local import LocalCluster
+    from scheduler.local_cluster import LocalCluster
 
     cluster = LocalCluster.from_settings(settings, executors_per_progdef=per_progdef)
     code = EXIT_OK
@@ -216,7 +218,7 @@ def up_command(
 
 def _run_until_stopped(cluster: LocalCluster, stop: threading.Event) -> None:
     """Start the cluster step by step, saying so, and run it until ``stop`` or an exit."""
-    from scheduler.local import READY_TIMEOUT_S
+    from scheduler.local_cluster import READY_TIMEOUT_S
 
     for progdef in cluster.catalogue.values():
         for _ in range(cluster.executors_per_progdef):
@@ -249,7 +251,7 @@ def _say_killed(progdef: Progdef, process: subprocess.Popen[bytes]) -> None:
 # --- dagyo failures ---------------------------------------------------------------------------
 
 
-@cli.command("failures")
+@click.command("failures")
 @click.option("--flow", "flow_id", metavar="ID", default="", help="Only the failures of this flow.")
 @json_option
 @click.option(
@@ -282,7 +284,7 @@ def failures_command(flow_id: str, as_json: bool, follow: bool, address: str) ->
 
 
 def _follow_failures(flow_id: str, address: str, show: Callable[[FailureReport], None]) -> None:
-    from scheduler.failures import FailureFollower
+    from scheduler.client.failures import FailureFollower
 
     logging.getLogger("pika").addHandler(logging.NullHandler())
     queue_url = os.environ.get(ENV_QUEUE) or DEFAULT_QUEUE_URL

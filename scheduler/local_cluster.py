@@ -37,8 +37,8 @@ from executor.constants import (
 from executor.errors import DagyoError
 from executor.progdef import Progdef, load_catalogue
 from executor.version import VERSION_FILE
-from scheduler.config import MEMORY, SchedulerSettings, default_progdefs_dir
-from scheduler.service import Scheduler
+from scheduler.service.config import MEMORY, SchedulerSettings, default_progdefs_dir
+from scheduler.service.server import Scheduler
 
 log = logging.getLogger("dagyo.local")
 

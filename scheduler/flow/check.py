@@ -1,6 +1,6 @@
 """Checking a flow against the progdef catalogue: ports, sources, cycles and types.
 
-:func:`scheduler.flow.check_flow` is the entry point; this module holds the rules. A port
+:func:`scheduler.flow.model.check_flow` is the entry point; this module holds the rules. A port
 type is a typename or a type variable such as ``T``. A variable belongs to one node: ``T``
 of one ``slow`` node and ``T`` of another are unrelated, while the ports of one node that
 share ``T`` share its binding. Every edge unifies the types at its two ends (union-find),
@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from executor.errors import UnknownType
 from executor.progdef import Progdef, did_you_mean, is_type_variable
 from executor.types import describe, message_class
-from scheduler.flow import (
+from scheduler.flow.model import (
     IN,
     OUT,
     CheckedFlow,
@@ -38,7 +38,7 @@ _Term = str | _Variable  # a typename, or a node's type variable
 
 
 def typecheck(flow: Flow, catalogue: Mapping[str, Progdef], *, source: str) -> CheckedFlow:
-    """Check a flow against a catalogue; see :func:`scheduler.flow.check_flow`.
+    """Check a flow against a catalogue; see :func:`scheduler.flow.model.check_flow`.
 
     Raises:
         FlowInvalid: with every problem found, one a line.

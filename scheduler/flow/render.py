@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from scheduler.flow import CheckedFlow
+from scheduler.flow.model import CheckedFlow
 
 FORMATS = ("mermaid", "dot")
 

@@ -40,14 +40,14 @@ from executor.errors import (
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.progdef import Progdef, load_catalogue
-from scheduler.broker import Broker
-from scheduler.config import SchedulerSettings
-from scheduler.flow import CheckedFlow, check_flow, parse_flow
-from scheduler.lifecycle import Lifecycle
-from scheduler.metrics import MetricsServer, SchedulerMetrics
-from scheduler.plan import plan_flow
-from scheduler.state import FlowState, FlowStore
-from scheduler.watchdog import autoscaled
+from scheduler.flow.model import CheckedFlow, check_flow, parse_flow
+from scheduler.flow.plan import plan_flow
+from scheduler.service.broker import Broker
+from scheduler.service.config import SchedulerSettings
+from scheduler.service.lifecycle import Lifecycle
+from scheduler.service.metrics import MetricsServer, SchedulerMetrics
+from scheduler.service.state import FlowState, FlowStore
+from scheduler.service.watchdog import autoscaled
 
 log = logging.getLogger("dagyo.scheduler")
 

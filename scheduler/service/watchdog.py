@@ -15,8 +15,8 @@ from executor.errors import BrokerError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_DEADLINE, FAILURE_KIND_LOST
 from executor.progdef import Progdef
-from scheduler.liveness import Liveness
-from scheduler.state import ActiveFlow
+from scheduler.service.liveness import Liveness
+from scheduler.service.state import ActiveFlow
 
 NODE_PENDING = pb.NODE_STATE_PENDING
 NODE_RUNNING = pb.NODE_STATE_RUNNING

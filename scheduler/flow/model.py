@@ -181,7 +181,7 @@ def check_flow(
         FlowInvalid: with every problem found, one a line.
     """
     # The checker builds on this module's model, so it cannot be imported at the top.
-    from scheduler.typecheck import typecheck
+    from scheduler.flow.check import typecheck
 
     return typecheck(flow, catalogue, source=source)
 

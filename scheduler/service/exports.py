@@ -16,7 +16,7 @@ from executor.errors import DecodeError, UnknownType
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.types import message_class
-from scheduler.state import FlowRuntime
+from scheduler.service.state import FlowRuntime
 
 
 def decode_frame(body: bytes, *, export: str, source: str) -> Frame:

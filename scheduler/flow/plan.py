@@ -13,7 +13,7 @@ from executor.constants import (
 )
 from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.progdef import Progdef
-from scheduler.flow import CheckedFlow, Endpoint
+from scheduler.flow.model import CheckedFlow, Endpoint
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,75 @@
+"""The `dagyo` command line. It parses arguments and calls; the work lives elsewhere.
+
+Every command is listed once, in :data:`COMMANDS`, and imported only when it runs (or
+``--help`` lists it): ``dagyo deploy`` needs the kubernetes client, which takes half a
+second to import, and ``dagyo run`` should not pay for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from executor.errors import BrokerUnavailable, DagyoError, SchedulerUnavailable
+from scheduler.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, fail
+
+#: command name -> "module:attribute" of its click command.
+COMMANDS = {
+    "validate": "scheduler.cli.local:validate",
+    "run": "scheduler.cli.local:run",
+    "progdefs": "scheduler.cli.local:progdefs_command",
+    "types": "scheduler.cli.local:types_command",
+    "flow": "scheduler.cli.flow:flow",
+    "failures": "scheduler.cli.cluster:failures_command",
+    "scheduler": "scheduler.cli.cluster:scheduler_command",
+    "up": "scheduler.cli.cluster:up_command",
+    "build": "scheduler.cli.deploy:build",
+    "deploy": "scheduler.cli.deploy:deploy",
+}
+
+
+class _LazyGroup(click.Group):
+    """The top-level group: its commands come from :data:`COMMANDS`, imported on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, _, attribute = COMMANDS[name].partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dagyo")
+def cli() -> None:
+    """dagyo: run typed data-flow graphs of vetted programs (progdefs).
+
+    \b
+    Start here:
+      dagyo run examples/hello.json       run a flow in this process, no broker
+      dagyo validate FLOW.json            type-check a flow against the catalogue
+      dagyo progdefs                      the catalogue and its port types
+    """
+
+
+def main() -> None:
+    """Entry point of the `dagyo` console script."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_INVALID)
+    except click.exceptions.Abort:
+        click.echo("dagyo: interrupted", err=True)
+        sys.exit(130)
+    except (BrokerUnavailable, SchedulerUnavailable) as e:
+        fail(str(e), EXIT_UNREACHABLE)
+    except DagyoError as e:
+        fail(str(e), EXIT_FAILED)

@@ -1,0 +1,108 @@
+"""What every command shares: exit statuses, the shared options, ``fail`` and ``connected``."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from executor.constants import DEFAULT_SCHEDULER_ADDRESS, ENV_PROGDEFS, ENV_SCHEDULER
+from executor.errors import (
+    BrokerUnavailable,
+    FlowInvalid,
+    ProgdefInvalid,
+    SchedulerError,
+    SchedulerRefused,
+    SchedulerUnavailable,
+)
+from executor.progdef import Progdef, load_catalogue
+
+if TYPE_CHECKING:
+    from scheduler.client.api import SchedulerClient
+    from scheduler.flow.model import CheckedFlow
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_UNREACHABLE = 3
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``dagyo: message`` (every line) on stderr and exit with code."""
+    for line in message.splitlines() or [""]:
+        click.echo(f"dagyo: {line}" if line else "", err=True)
+    sys.exit(code)
+
+
+def progdefs_option(function: Any) -> Any:
+    """The shared ``--progdefs DIR`` option (env DAGYO_PROGDEFS)."""
+    return click.option(
+        "--progdefs",
+        "progdefs_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=ENV_PROGDEFS,
+        default=None,
+        show_envvar=True,
+        help="Folder of progdef folders [default: ./progdefs, else the sample catalogue].",
+    )(function)
+
+
+def scheduler_option(function: Any) -> Any:
+    """The shared ``--scheduler ADDRESS`` option (env DAGYO_SCHEDULER)."""
+    return click.option(
+        "--scheduler",
+        "address",
+        envvar=ENV_SCHEDULER,
+        default=DEFAULT_SCHEDULER_ADDRESS,
+        show_default=True,
+        show_envvar=True,
+        metavar="HOST:PORT",
+        help="The scheduler's gRPC address.",
+    )(function)
+
+
+def json_option(function: Any) -> Any:
+    """The shared ``--json`` flag."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON (one object a line) instead of text."
+    )(function)
+
+
+def catalogue_of(progdefs_dir: Path | None) -> dict[str, Progdef]:
+    """Load the catalogue, or exit 2 naming every malformed progdef.json."""
+    from scheduler.service.config import default_progdefs_dir
+
+    try:
+        return load_catalogue(progdefs_dir or default_progdefs_dir())
+    except ProgdefInvalid as e:
+        fail(str(e), EXIT_INVALID)
+
+
+def checked_flow(path: Path, catalogue: dict[str, Progdef]) -> CheckedFlow:
+    """Load and check a flow file, or exit 2 with every problem, one a line."""
+    from scheduler.flow.model import check_flow, load_flow
+
+    try:
+        return check_flow(load_flow(path), catalogue, source=str(path))
+    except FlowInvalid as e:
+        fail(str(e), EXIT_INVALID)
+
+
+@contextlib.contextmanager
+def connected(address: str) -> Iterator[SchedulerClient]:
+    """A client of the scheduler; its errors become one line and an exit status."""
+    from scheduler.client.api import SchedulerClient
+
+    try:
+        with SchedulerClient(address) as client:
+            yield client
+    except (SchedulerUnavailable, BrokerUnavailable) as e:
+        fail(str(e), EXIT_UNREACHABLE)
+    except SchedulerRefused as e:
+        fail(str(e), EXIT_INVALID)
+    except SchedulerError as e:
+        fail(str(e), EXIT_FAILED)

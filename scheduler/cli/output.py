@@ -1,0 +1,156 @@
+"""What commands print: export lines, failure reports, records as JSON, the progress line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import click
+from google.protobuf import json_format
+
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1.failure_pb2 import FailureKind, FailureReport
+
+FLOW_STATES = {
+    number: name.removeprefix("FLOW_STATE_").lower() for name, number in pb.FlowState.items()
+}
+NODE_STATES = {
+    number: name.removeprefix("NODE_STATE_").lower() for name, number in pb.NodeState.items()
+}
+FAILURE_KINDS = {
+    number: name.removeprefix("FAILURE_KIND_").lower() for name, number in FailureKind.items()
+}
+
+
+def export_line(name: str, message: Any) -> str:
+    """One exported item (a protobuf message) as the JSON line every command prints."""
+    value = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return json.dumps({"export": name, "value": value}, ensure_ascii=False)
+
+
+def _value(value_json: str) -> Any:
+    try:
+        return json.loads(value_json)
+    except ValueError:
+        return value_json
+
+
+def export_json(export: pb.Export) -> str:
+    """One export of a flow record as the JSON line ``dagyo run`` prints."""
+    return json.dumps(
+        {"export": export.export, "value": _value(export.value_json)}, ensure_ascii=False
+    )
+
+
+def when(seconds: float) -> str:
+    """A timestamp as local ``YYYY-MM-DD HH:MM:SS``, or ``-`` when unset."""
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S") if seconds else "-"
+
+
+def failure_where(report: FailureReport) -> str:
+    """``node N (progdef P) on executor E: error``: the one sentence naming a failure."""
+    where = f"node {report.node} (progdef {report.progdef})" if report.node else "the flow"
+    on = f" on executor {report.executor}" if report.executor else ""
+    return f"{where}{on}: {report.error}"
+
+
+def print_failure(report: FailureReport) -> None:
+    """The failure report on stderr: node, progdef, executor, error, then the traceback."""
+    click.echo(f"dagyo: flow failed: {failure_where(report)}", err=True)
+    if report.traceback:
+        click.echo(report.traceback.rstrip(), err=True)
+
+
+def failure_line(report: FailureReport) -> str:
+    """``<flow> <node> (<progdef>) on <executor>: <error>``, one line."""
+    where = f" {report.node} ({report.progdef})" if report.node else ""
+    on = f" on {report.executor}" if report.executor else ""
+    error = (report.error.splitlines() or [FAILURE_KINDS.get(report.kind, "failed")])[0]
+    return f"{report.flow_id}{where}{on}: {error}"
+
+
+def _as_dict(message: Any) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message,
+        always_print_fields_with_no_presence=True,
+        preserving_proto_field_name=True,
+        unquote_int64_if_possible=True,
+    )
+
+
+def failure_dict(report: FailureReport) -> dict[str, Any]:
+    """A failure report as JSON, its kind a lowercase word (``panic``, ``lost``, …)."""
+    data = _as_dict(report)
+    data["kind"] = FAILURE_KINDS.get(report.kind, "unspecified")
+    return data
+
+
+def record_dict(record: pb.FlowRecord) -> dict[str, Any]:
+    """A flow record as JSON: states as lowercase words, export values parsed."""
+    data = _as_dict(record)
+    data["state"] = FLOW_STATES.get(record.state, "unspecified")
+    for node, raw in zip(data["nodes"], record.nodes, strict=True):
+        node["state"] = NODE_STATES.get(raw.state, "unspecified")
+    data["failure"] = failure_dict(record.failure) if record.HasField("failure") else None
+    data["exports"] = [{"export": e.export, "value": _value(e.value_json)} for e in record.exports]
+    return data
+
+
+def print_record(record: pb.FlowRecord) -> None:
+    """A flow record as text: state, times, a table of nodes, the failure, the exports kept."""
+    click.echo(f"flow {record.id} ({record.name}): {FLOW_STATES[record.state]}")
+    click.echo(f"created {when(record.created)}, ended {when(record.ended)}")
+    rows = [("node", "progdef", "state", "executor", "items sent")] + [
+        (n.node, n.progdef, NODE_STATES[n.state], n.executor or "-", str(n.items_sent))
+        for n in record.nodes
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[4]
+        )
+    if record.HasField("failure"):
+        f = record.failure
+        click.echo(f"failure ({FAILURE_KINDS[f.kind]}): {failure_where(f)}")
+        if f.traceback:
+            click.echo(f.traceback.rstrip())
+    truncated = " (more were not kept: past the size cap)" if record.exports_truncated else ""
+    click.echo(f"exports kept: {len(record.exports)}{truncated}")
+
+
+class Progress:
+    """A progress line on stderr (a terminal), redrawn a few times a second.
+
+    Args:
+        name: what the line starts with (the flow's name).
+        read: returns the counts to show, node name to items.
+    """
+
+    def __init__(self, name: str, read: Callable[[], Mapping[str, int]]) -> None:
+        self._name = name
+        self._read = read
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(0.25):
+            counts = " · ".join(f"{k} {v}" for k, v in self._read().items())
+            try:
+                width = max(20, os.get_terminal_size(sys.stderr.fileno()).columns - 1)
+            except OSError:  # no longer a terminal
+                return
+            sys.stderr.write(f"\r{self._name}: {counts}"[:width].ljust(width))
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        """Stop redrawing and clear the line."""
+        self._done.set()
+        self._thread.join()
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()

@@ -1,0 +1,16 @@
+"""The flow model: parse Flow JSON, check it against a catalogue, plan its jobs, render it."""
+
+from scheduler.flow.model import CheckedFlow, Flow, check_flow, load_flow, parse_flow
+from scheduler.flow.plan import Plan, plan_flow
+from scheduler.flow.render import render_graph
+
+__all__ = [
+    "CheckedFlow",
+    "Flow",
+    "Plan",
+    "check_flow",
+    "load_flow",
+    "parse_flow",
+    "plan_flow",
+    "render_graph",
+]
