@@ -40,8 +40,8 @@ with atheris.instrument_imports():
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = load_catalogue(ROOT / "progdefs")
 SEEDS = {
-    "flow": [(ROOT / "examples" / name).read_bytes() for name in sorted(os.listdir(ROOT / "examples"))],
-    "progdef": [(ROOT / "progdefs" / name / "progdef.json").read_bytes() for name in sorted(CATALOGUE)],
+    "flow": [path.read_bytes() for path in sorted((ROOT / "examples").glob("*.json"))],
+    "progdef": [(ROOT / "progdefs" / name / "progdef.json").read_bytes() for name in CATALOGUE],
 }
 
 
