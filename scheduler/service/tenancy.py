@@ -1,0 +1,124 @@
+"""The scheduler's one door: every call but health checking names a caller, held to quotas.
+
+:class:`AuthInterceptor` refuses a call without a valid token before any handler runs
+(``UNAUTHENTICATED``); the handlers then ask :func:`caller` who is calling, to see only that
+tenant's flows (another tenant's flow answers like one that does not exist) and to apply
+:func:`admit` — the quotas of its token — at Submit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from executor.errors import DagyoError
+from scheduler.service.auth import OPEN, Authenticator, Principal, Quotas, Unauthenticated
+
+log = logging.getLogger("dagyo.scheduler.auth")
+
+# Health checking answers everyone: Kubernetes probes carry no token.
+_OPEN_SERVICES = ("/grpc.health.v1.Health/",)
+_PRINCIPAL_KEY = "dagyo-principal"
+
+
+class QuotaExceeded(DagyoError):
+    """Raised when a Submit asks for more than its token's quotas allow."""
+
+    def __init__(self, quota: str, limit: float, asked: str) -> None:
+        self.quota = quota
+        super().__init__(f"quota {quota} is {_number(limit)} for this token; {asked}")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _denied(message: str, *, streaming: bool) -> grpc.RpcMethodHandler:
+    def abort(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    if streaming:
+        return grpc.unary_stream_rpc_method_handler(abort)
+    return grpc.unary_unary_rpc_method_handler(abort)
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Refuses every call without a valid bearer token (health checks excepted).
+
+    Args:
+        authenticator: whose token file decides; an open one lets everything through.
+    """
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self.authenticator = authenticator
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if self.authenticator.open or method.startswith(_OPEN_SERVICES):
+            return continuation(handler_call_details)
+        try:
+            self.authenticator.authenticate(
+                handler_call_details.invocation_metadata  # type: ignore[attr-defined]
+            )
+        except Unauthenticated as e:
+            handler = continuation(handler_call_details)
+            streaming = handler is not None and handler.response_streaming
+            return _denied(str(e), streaming=bool(streaming))
+        return continuation(handler_call_details)
+
+
+def caller(authenticator: Authenticator, context: grpc.ServicerContext) -> Principal:
+    """Who makes this call (:data:`OPEN` when the scheduler runs open).
+
+    The interceptor has already refused a call without a valid token; a token revoked in
+    between is refused here.
+    """
+    if authenticator.open:
+        return OPEN
+    try:
+        return authenticator.authenticate(context.invocation_metadata())
+    except Unauthenticated as e:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, str(e))
+        raise  # pragma: no cover - abort raises
+
+
+def admit(principal: Principal, *, nodes: int, deadline_s: float, running: int) -> float:
+    """Apply a token's quotas to a Submit; returns the deadline the flow gets.
+
+    Args:
+        principal: the submitter.
+        nodes: the flow's node count.
+        deadline_s: the deadline asked for; 0 for none.
+        running: the tenant's flows pending or running now.
+
+    Raises:
+        QuotaExceeded: naming the quota, its limit and the value asked.
+    """
+    quotas: Quotas = principal.quotas
+    if quotas.max_nodes is not None and nodes > quotas.max_nodes:
+        raise QuotaExceeded("max_nodes", quotas.max_nodes, f"the flow has {nodes} nodes")
+    if quotas.max_running_flows is not None and running >= quotas.max_running_flows:
+        raise QuotaExceeded(
+            "max_running_flows",
+            quotas.max_running_flows,
+            f"the tenant has {running} flows pending or running; wait for one to end",
+        )
+    if not deadline_s and quotas.default_deadline_s is not None:
+        deadline_s = quotas.default_deadline_s
+    if quotas.max_deadline_s is not None:
+        if not deadline_s:
+            deadline_s = quotas.max_deadline_s
+        elif deadline_s > quotas.max_deadline_s:
+            raise QuotaExceeded(
+                "max_deadline_s",
+                quotas.max_deadline_s,
+                f"the flow asks for a deadline of {_number(deadline_s)} s",
+            )
+    return deadline_s
