@@ -51,10 +51,35 @@ class BrokerUnavailable(BrokerError):
 
     def __init__(self, url: str, reason: str = "") -> None:
         self.url = url
+        self.reason = reason
         detail = f" ({reason})" if reason else ""
         super().__init__(
             f"cannot reach the broker at {redact_url(url)}{detail}: start RabbitMQ "
             "(e.g. `rabbitmq-server -detached`) or set DAGYO_QUEUE to its amqp:// URL"
+        )
+
+
+class BrokerRefused(BrokerUnavailable):
+    """Raised when the broker answers but refuses the connection (credentials, vhost)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        BrokerError.__init__(
+            self, f"the broker at {redact_url(url)} refused the connection: {reason}"
+        )
+
+
+class BrokerUrlInvalid(DagyoError):
+    """Raised when DAGYO_QUEUE (or a broker URL given otherwise) is not a usable amqp:// URL."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"not a valid amqp:// URL: {redact_url(url)} ({reason}); the form is "
+            "amqp://USER:PASSWORD@HOST:PORT/VHOST, with # / ? @ : % in the user name or "
+            "password percent-encoded (%23 %2F %3F %40 %3A %25)"
         )
 
 
@@ -93,20 +118,27 @@ class Panic(DagyoError):
 
 
 def redact_url(url: str) -> str:
-    """Return url with any password replaced by ``***``, for messages and logs."""
-    from urllib.parse import urlsplit, urlunsplit
+    """Return url with any password replaced by ``***``, for messages and logs.
 
-    parts = urlsplit(url)
-    if parts.password is None:
+    Never parses the URL (a malformed one must not raise, nor leak): whatever lies between
+    ``://`` and the last ``@`` is the user information, of which only the user name is kept.
+    A password holding an unencoded ``#``, ``/``, ``?`` or ``@`` is therefore hidden too.
+    """
+    scheme, separator, rest = url.rpartition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    user, colon, _ = userinfo.partition(":")
+    hidden = f"{user}:***" if colon else user
+    return f"{scheme}{separator}{hidden}@{host}"
 
 
 class SchedulerError(DagyoError):
     """Raised when the scheduler fails a request for a reason of its own."""
+
+
+class SchedulerUnauthenticated(SchedulerError):
+    """Raised when the scheduler requires a token and the call had none, or a bad one."""
 
 
 class SchedulerRefused(SchedulerError):

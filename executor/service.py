@@ -182,7 +182,11 @@ class Executor:
             executor=self.settings.executor_id,
             progdef=self.progdef.name,
             version=self.settings.mailbox.rsplit(".", 1)[-1],
-            jobs=[JobRef(flow_id=f, node=n) for f, n in self.runs],
+            # A copy: job threads add and remove runs while the I/O thread beats.
+            jobs=[
+                JobRef(flow_id=f, node=n, items_sent=run.items_sent())
+                for (f, n), run in list(self.runs.items())
+            ],
             draining=self.mailbox.draining,
             mailbox=self.settings.mailbox,
         )

@@ -17,6 +17,7 @@ from executor.errors import (
     ProgdefInvalid,
     SchedulerError,
     SchedulerRefused,
+    SchedulerUnauthenticated,
     SchedulerUnavailable,
 )
 from executor.progdef import Progdef, load_catalogue
@@ -29,6 +30,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_UNREACHABLE = 3
+EXIT_UNAUTHENTICATED = 4
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -102,6 +104,8 @@ def connected(address: str) -> Iterator[SchedulerClient]:
             yield client
     except (SchedulerUnavailable, BrokerUnavailable) as e:
         fail(str(e), EXIT_UNREACHABLE)
+    except SchedulerUnauthenticated as e:
+        fail(str(e), EXIT_UNAUTHENTICATED)
     except SchedulerRefused as e:
         fail(str(e), EXIT_INVALID)
     except SchedulerError as e:

@@ -93,6 +93,7 @@ def failure_dict(report: FailureReport) -> dict[str, Any]:
 def record_dict(record: pb.FlowRecord) -> dict[str, Any]:
     """A flow record as JSON: states as lowercase words, export values parsed."""
     data = _as_dict(record)
+    data.pop("flow_json", None)  # the flow as submitted: the user has it, and it can be large
     data["state"] = FLOW_STATES.get(record.state, "unspecified")
     for node, raw in zip(data["nodes"], record.nodes, strict=True):
         node["state"] = NODE_STATES.get(raw.state, "unspecified")

@@ -20,10 +20,16 @@ from typing import Any, NoReturn
 
 import grpc
 
-from executor.errors import SchedulerError, SchedulerRefused, SchedulerUnavailable
+from executor.errors import (
+    SchedulerError,
+    SchedulerRefused,
+    SchedulerUnauthenticated,
+    SchedulerUnavailable,
+)
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.tls import call_metadata, client_credentials, client_target
 
 # A scheduler that does not accept a connection this soon is reported as unreachable, so
 # a wrong address or a stopped scheduler fails fast instead of hanging.
@@ -35,6 +41,7 @@ _REFUSALS = {
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -42,8 +49,10 @@ class SchedulerClient:
     """One connection to the scheduler at ``address`` (``host:port``), opened on first use.
 
     Args:
-        address: the scheduler's gRPC address.
+        address: the scheduler's gRPC address (``https://host:port`` for TLS with the
+            system roots; see scheduler.tls for the TLS variables).
         call_timeout_s: the deadline of each unary call (``watch`` has none).
+        token: the bearer token to send; ``DAGYO_TOKEN`` when not given.
 
     Every method raises:
         SchedulerUnavailable: the address does not answer, or the connection was lost.
@@ -57,9 +66,13 @@ class SchedulerClient:
         address: str,
         *,
         call_timeout_s: float = CALL_TIMEOUT_S,
+        token: str | None = None,
     ) -> None:
         self.address = address
         self._call_timeout_s = call_timeout_s
+        # DAGYO_TOKEN (and the TLS variables) unless a token is given, e.g. the dashboard
+        # speaking for a browser.
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else call_metadata()
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
 
@@ -114,7 +127,7 @@ class SchedulerClient:
 
     def watch(self, flow_id: str) -> Iterator[pb.WatchEvent]:
         """Follow a flow live: progress, exports and, last, its end (with no deadline)."""
-        stream = self._connect().Watch(pb.WatchRequest(flow_id=flow_id))
+        stream = self._connect().Watch(pb.WatchRequest(flow_id=flow_id), metadata=self._metadata)
         started = False
         try:
             for event in stream:
@@ -131,14 +144,22 @@ class SchedulerClient:
         # No wait for readiness: a call on a new channel connects first and fails fast
         # (UNAVAILABLE) when nothing listens, and a ready-wait polls, adding ~0.2 s to
         # every command.
-        self._channel = grpc.insecure_channel(self.address)
+        credentials = client_credentials(self.address)
+        target = client_target(self.address)
+        self._channel = (
+            grpc.insecure_channel(target)
+            if credentials is None
+            else grpc.secure_channel(target, credentials)
+        )
         self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
         return self._stub
 
     def _call(self, method: str, request: Any) -> Any:
         stub = self._connect()
         try:
-            return getattr(stub, method)(request, timeout=self._call_timeout_s)
+            return getattr(stub, method)(
+                request, timeout=self._call_timeout_s, metadata=self._metadata
+            )
         except grpc.RpcError as e:
             self._raise(e, during_stream=False)
 
@@ -147,6 +168,8 @@ class SchedulerClient:
         details = (error.details() if isinstance(error, grpc.Call) else "") or ""
         if code in _REFUSALS:
             raise SchedulerRefused(details.splitlines(), code=code.name) from error
+        if code is grpc.StatusCode.UNAUTHENTICATED:
+            raise SchedulerUnauthenticated(details) from error
         if code is grpc.StatusCode.UNAVAILABLE:
             reason = "the connection was lost" if during_stream else ""
             raise SchedulerUnavailable(self.address, reason) from error

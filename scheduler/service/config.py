@@ -24,6 +24,10 @@ from executor.constants import (
 )
 from executor.errors import DagyoError
 from executor.settings import env_number
+from scheduler.tls import ENV_TOKENS, ServerTls
+
+ENV_UI = "DAGYO_UI"
+DEFAULT_UI_ADDRESS = "127.0.0.1:8080"
 
 MEMORY = ":memory:"
 _TRUE = {"1", "true", "yes", "on"}
@@ -73,6 +77,12 @@ class SchedulerSettings:
         metrics_port: /metrics and /healthz (``DAGYO_METRICS_PORT``); 0 serves nothing.
         require_consumers: refuse a flow naming a progdef whose mailbox has no consumer
             and no autoscaler (``DAGYO_REQUIRE_CONSUMERS``, on by default).
+        tokens_path: the token file that turns on authentication (``DAGYO_TOKENS``); empty
+            runs open.
+        tls: the certificate and key gRPC serves TLS with (``DAGYO_TLS_CERT``,
+            ``DAGYO_TLS_KEY``, ``DAGYO_TLS_CLIENT_CA``); ``None`` serves plain text.
+        ui_address: where the web dashboard listens (``DAGYO_UI``, ``127.0.0.1:8080`` from
+            the environment); empty serves none.
     """
 
     queue_url: str = DEFAULT_QUEUE_URL
@@ -83,6 +93,9 @@ class SchedulerSettings:
     export_cap_bytes: int = EXPORT_CAP_BYTES
     metrics_port: int = SCHEDULER_METRICS_PORT
     require_consumers: bool = True
+    tokens_path: str = ""
+    tls: ServerTls | None = None
+    ui_address: str = ""
 
     def __post_init__(self) -> None:
         problems = []
@@ -95,6 +108,12 @@ class SchedulerSettings:
         host, _, port = self.address.rpartition(":")
         if not host or not port.isdigit():
             problems.append(f"address {self.address!r} must be host:port, e.g. localhost:50051")
+        if self.ui_address:
+            ui_host, _, ui_port = self.ui_address.rpartition(":")
+            if not ui_host or not ui_port.isdigit() or int(ui_port) > 65535:
+                problems.append(
+                    f"{ENV_UI}={self.ui_address!r} must be host:port, e.g. 127.0.0.1:8080 (or off)"
+                )
         if problems:
             raise DagyoError("; ".join(problems))
 
@@ -128,12 +147,22 @@ class SchedulerSettings:
             "export_cap_bytes": env_number(env, ENV_EXPORT_CAP_BYTES, EXPORT_CAP_BYTES, int),
             "metrics_port": env_number(env, ENV_METRICS_PORT, SCHEDULER_METRICS_PORT, int),
             "require_consumers": _flag(env, ENV_REQUIRE_CONSUMERS, True),
+            "tokens_path": env.get(ENV_TOKENS, ""),
+            "tls": ServerTls.from_env(env),
+            "ui_address": _ui_address(env),
         }
         progdefs = env.get(ENV_PROGDEFS)
         if progdefs:
             values["progdefs"] = Path(progdefs)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _ui_address(env: Mapping[str, str]) -> str:
+    raw = env.get(ENV_UI)
+    if raw is None:
+        return DEFAULT_UI_ADDRESS
+    return "" if raw.strip().lower() in ("", *_FALSE) else raw.strip()
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

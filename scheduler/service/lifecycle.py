@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 
 import pika
@@ -28,7 +28,7 @@ import pika
 from executor.constants import EVENTS_QUEUE, SCHEDULER_APP_ID, failure_queue
 from executor.errors import BrokerError, DecodeError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1.events_pb2 import Event, Stop
+from executor.pb.dagyo.v1.events_pb2 import Event, JobRef, Stop
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
     FAILURE_KIND_CANCELLED,
@@ -105,6 +105,8 @@ class Lifecycle:
         created: float,
         deadline: float,
         sources: Mapping[str, str],
+        tenant: str = "",
+        flow_json: str = "",
     ) -> str:
         """Start a planned flow: record it, declare its queues, publish its jobs.
 
@@ -112,6 +114,8 @@ class Lifecycle:
             created: Unix time of the submission.
             deadline: Unix time the flow fails at; 0 for none.
             sources: export name -> ``node.port`` it exports.
+            tenant: whose flow it is (empty when the scheduler runs open).
+            flow_json: the Flow JSON as submitted, kept with the record.
 
         Raises:
             BrokerError: when the broker failed meanwhile; the flow is then failed.
@@ -119,7 +123,12 @@ class Lifecycle:
         flow_id = plan.flow_id
         nodes = [(job.descriptor.node, job.progdef.name) for job in plan.jobs]
         record = pb.FlowRecord(
-            id=flow_id, name=name, state=FlowState.PENDING.proto, created=created
+            id=flow_id,
+            name=name,
+            state=FlowState.PENDING.proto,
+            created=created,
+            tenant=tenant,
+            flow_json=flow_json,
         )
         for node, progdef in nodes:
             record.nodes.add(node=node, progdef=progdef, state=NODE_PENDING)
@@ -228,6 +237,9 @@ class Lifecycle:
             self.liveness.serving(beat.executor, beat.mailbox, draining=beat.draining)
         if kind is not None:
             self.liveness.heard(getattr(event, kind).executor)
+        if kind == "heartbeat":
+            self._progress(event.heartbeat.jobs)
+            return
         done = None
         with self._lock:
             if kind == "started":
@@ -252,6 +264,22 @@ class Lifecycle:
             self.watchers.progress(flow.id, flow.record)
         if done is not None:
             self._finish(done, FlowState.SUCCEEDED)
+
+    def _progress(self, jobs: Iterable[JobRef]) -> None:
+        """Live item counts of running jobs, from a heartbeat: records and watchers move."""
+        changed: dict[str, ActiveFlow] = {}
+        with self._lock:
+            for job in jobs:
+                flow, node = self._node(job.flow_id, job.node)
+                if flow is None or node is None or node.state != NODE_RUNNING:
+                    continue
+                sent = sum(job.items_sent.values())
+                if sent != node.items_sent:
+                    node.items_sent = sent
+                    changed[flow.id] = flow
+            for flow in changed.values():
+                self._save(flow)
+                self.watchers.progress(flow.id, flow.record)
 
     def _node(self, flow_id: str, name: str) -> tuple[ActiveFlow | None, pb.NodeProgress | None]:
         flow = self._flows.get(flow_id)

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -42,12 +42,17 @@ from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.progdef import Progdef, load_catalogue
 from scheduler.flow.model import CheckedFlow, check_flow, parse_flow
 from scheduler.flow.plan import plan_flow
+from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service.state import FlowState, FlowStore
+from scheduler.service.tenancy import AuthInterceptor, QuotaExceeded, admit, caller
 from scheduler.service.watchdog import autoscaled
+
+if TYPE_CHECKING:
+    from scheduler.service.dashboard import Dashboard
 
 log = logging.getLogger("dagyo.scheduler")
 
@@ -66,6 +71,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
 
     def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
+        self._auth = scheduler.authenticator
+
+    def _visible(self, context: grpc.ServicerContext, flow_id: str) -> pb.FlowRecord:
+        """The record of a flow the caller may see; another tenant's flow is not found."""
+        principal = caller(self._auth, context)
+        record = self._scheduler.store.get(flow_id, with_exports=False)
+        if record is None or not principal.sees(record.tenant):
+            _not_found(context, flow_id)
+        return record
 
     def Submit(self, request: pb.SubmitRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """Check a flow, then start it.
@@ -75,6 +89,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         UNAVAILABLE when the broker is down.
         """
         scheduler = self._scheduler
+        principal = caller(self._auth, context)
         source = request.source or "flow.json"
         try:
             catalogue = load_catalogue(scheduler.settings.progdefs)
@@ -94,12 +109,21 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                 f"deadline_s must be 0 (no deadline) or more, got {request.deadline_s:g}",
             )
         try:
+            deadline_s = admit(
+                principal,
+                nodes=len(flow.nodes),
+                deadline_s=request.deadline_s,
+                running=scheduler.store.running_count(principal.tenant),
+            )
+        except QuotaExceeded as e:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+        try:
             unserved = scheduler.unserved(checked)
             if unserved:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, "\n".join(unserved))
             flow_id = uuid.uuid4().hex[:12]
             created = time.time()
-            deadline = created + request.deadline_s if request.deadline_s else 0.0
+            deadline = created + deadline_s if deadline_s else 0.0
             plan = plan_flow(checked, flow_id=flow_id, deadline=deadline)
             scheduler.lifecycle.submit(
                 plan,
@@ -107,6 +131,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                 created=created,
                 deadline=deadline,
                 sources={name: str(endpoint) for name, endpoint in flow.exports.items()},
+                tenant=principal.tenant,
+                flow_json=request.flow_json,
             )
         except BrokerError as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
@@ -114,6 +140,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
 
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """The record of one flow, with its kept exports."""
+        self._visible(context, request.flow_id)
         record = self._scheduler.store.get(request.flow_id)
         if record is None:
             _not_found(context, request.flow_id)
@@ -121,10 +148,13 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
 
     def List(self, request: pb.ListRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """The newest flows first (``limit``, 0 for 100), without their exports."""
-        return pb.ListResponse(flows=self._scheduler.store.recent(request.limit))
+        principal = caller(self._auth, context)
+        tenant = None if principal.admin else principal.tenant
+        return pb.ListResponse(flows=self._scheduler.store.recent(request.limit, tenant=tenant))
 
     def Cancel(self, request: pb.CancelRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """Cancel a flow and answer its record once its queues are deleted."""
+        self._visible(context, request.flow_id)
         record = self._scheduler.lifecycle.cancel(request.flow_id)
         if record is None:
             _not_found(context, request.flow_id)
@@ -134,6 +164,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         self, request: pb.WatchRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchEvent]:
         """Stream a flow's progress, every export in order, and last its ``end`` record."""
+        self._visible(context, request.flow_id)
         subscription = self._scheduler.lifecycle.watch(request.flow_id)
         if subscription is None:
             _not_found(context, request.flow_id)
@@ -153,9 +184,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
     def Failures(self, request: pb.FailuresRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """The failure reports recorded so far, of one flow or of every flow."""
         store = self._scheduler.store
-        if request.flow_id and store.get(request.flow_id, with_exports=False) is None:
-            _not_found(context, request.flow_id)
-        return pb.FailuresResponse(failures=store.failures(request.flow_id))
+        principal = caller(self._auth, context)
+        if request.flow_id:
+            self._visible(context, request.flow_id)
+        tenant = None if principal.admin else principal.tenant
+        return pb.FailuresResponse(failures=store.failures(request.flow_id, tenant=tenant))
 
 
 def _not_found(context: grpc.ServicerContext, flow_id: str) -> NoReturn:
@@ -191,6 +224,10 @@ class Scheduler:
         self._health = health.HealthServicer()
         self._metrics_server: MetricsServer | None = None
         self._ticker: threading.Thread | None = None
+        self.authenticator = Authenticator(
+            TokenFile(settings.tokens_path) if settings.tokens_path else None
+        )
+        self.dashboard: Dashboard | None = None
 
     @property
     def stopping(self) -> bool:
@@ -243,6 +280,8 @@ class Scheduler:
                     port=settings.metrics_port, metrics=self.metrics, healthy=self._healthy
                 )
                 self._metrics_server.start()
+            if settings.ui_address:
+                self._start_dashboard(settings.ui_address)
         except BaseException:
             self.stop()
             raise
@@ -250,7 +289,9 @@ class Scheduler:
     def _listen(self) -> None:
         # so_reuseport off: a second scheduler on a taken address must fail, not share it.
         server = grpc.server(
-            ThreadPoolExecutor(max_workers=GRPC_WORKERS), options=[("grpc.so_reuseport", 0)]
+            ThreadPoolExecutor(max_workers=GRPC_WORKERS),
+            options=[("grpc.so_reuseport", 0)],
+            interceptors=[AuthInterceptor(self.authenticator)],
         )
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -259,7 +300,12 @@ class Scheduler:
         )
         cause: RuntimeError | None = None
         try:
-            port = server.add_insecure_port(self.settings.address)
+            tls = self.settings.tls
+            port = (
+                server.add_insecure_port(self.settings.address)
+                if tls is None
+                else server.add_secure_port(self.settings.address, tls.credentials())
+            )
         except RuntimeError as e:
             port, cause = 0, e
         if not port:
@@ -271,10 +317,40 @@ class Scheduler:
         server.start()
         self._server = server
         self._set_health(serving=True)
+        if self.authenticator.open:
+            log.warning(
+                "the scheduler runs open: any client reaching %s may submit, see and cancel "
+                "every flow (set DAGYO_TOKENS to require tokens)",
+                self.address,
+            )
+
+    def _start_dashboard(self, address: str) -> None:
+        from scheduler.service.dashboard import Dashboard
+
+        host, _, port = self.address.rpartition(":")
+        local = f"127.0.0.1:{port}" if host in ("", "0.0.0.0", "[::]") else self.address
+        try:
+            dashboard = Dashboard(
+                address=address,
+                scheduler=local,
+                catalogue=lambda: load_catalogue(self.settings.progdefs),
+                open_mode=self.authenticator.open,
+            )
+        except OSError as e:
+            raise DagyoError(
+                f"cannot serve the dashboard on {address} ({e.strerror}): set DAGYO_UI to a "
+                "free host:port, or to off"
+            ) from e
+        dashboard.start()
+        self.dashboard = dashboard
+        log.info("dashboard on %s", dashboard.url)
 
     def stop(self) -> None:
         """Stop gRPC, the broker connection and the state (idempotent); records stay."""
         self._stopping.set()
+        if self.dashboard is not None:
+            self.dashboard.stop()
+            self.dashboard = None
         self._health.enter_graceful_shutdown()
         if self._server is not None:
             self._server.stop(STOP_GRACE_S).wait()

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS flows (
     created REAL NOT NULL,
     state INTEGER NOT NULL,
     record BLOB NOT NULL,
-    runtime TEXT NOT NULL
+    runtime TEXT NOT NULL,
+    tenant TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS flows_by_created ON flows (created);
 CREATE INDEX IF NOT EXISTS flows_by_state ON flows (state);
@@ -191,6 +192,10 @@ class FlowStore:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(flows)")}
+            if "tenant" not in columns:  # a file written before tenants existed
+                self._db.execute("ALTER TABLE flows ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")
+            self._db.execute("CREATE INDEX IF NOT EXISTS flows_by_tenant ON flows (tenant)")
         except (OSError, sqlite3.Error) as e:
             raise DagyoError(
                 f"cannot open the scheduler state at {path} ({e}): set DAGYO_STATE to a "
@@ -208,8 +213,16 @@ class FlowStore:
         """Store a new flow."""
         with self._lock, self._db:
             self._db.execute(
-                "INSERT INTO flows (id, created, state, record, runtime) VALUES (?, ?, ?, ?, ?)",
-                (record.id, record.created, record.state, _bare(record), runtime.to_json()),
+                "INSERT INTO flows (id, created, state, record, runtime, tenant) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.created,
+                    record.state,
+                    _bare(record),
+                    runtime.to_json(),
+                    record.tenant,
+                ),
             )
 
     def save(
@@ -257,12 +270,15 @@ class FlowStore:
             row = self._db.execute("SELECT runtime FROM flows WHERE id = ?", (flow_id,)).fetchone()
         return None if row is None else FlowRuntime.from_json(row[0])
 
-    def recent(self, limit: int = DEFAULT_LIST_LIMIT) -> list[pb.FlowRecord]:
-        """The newest ``limit`` flows, newest first, without their exports."""
+    def recent(
+        self, limit: int = DEFAULT_LIST_LIMIT, *, tenant: str | None = None
+    ) -> list[pb.FlowRecord]:
+        """The newest ``limit`` flows (of one tenant, or of all), newest first, no exports."""
+        where, args = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
         with self._lock:
             rows = self._db.execute(
-                "SELECT record FROM flows ORDER BY created DESC, rowid DESC LIMIT ?",
-                (limit or DEFAULT_LIST_LIMIT,),
+                f"SELECT record FROM flows {where} ORDER BY created DESC, rowid DESC LIMIT ?",
+                (*args, limit or DEFAULT_LIST_LIMIT),
             ).fetchall()
         return [pb.FlowRecord.FromString(row[0]) for row in rows]
 
@@ -275,6 +291,16 @@ class FlowStore:
                 states,
             ).fetchall()
         return [(pb.FlowRecord.FromString(r), FlowRuntime.from_json(t)) for r, t in rows]
+
+    def running_count(self, tenant: str) -> int:
+        """How many flows of one tenant are pending or running."""
+        states = (FlowState.PENDING.proto, FlowState.RUNNING.proto)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM flows WHERE tenant = ? AND state IN (?, ?)",
+                (tenant, *states),
+            ).fetchone()
+        return int(row[0])
 
     def count_by_state(self) -> dict[FlowState, int]:
         """How many flows are in each state."""
@@ -308,12 +334,19 @@ class FlowStore:
                 (report.flow_id, report.flow_id, report.SerializeToString()),
             )
 
-    def failures(self, flow_id: str = "") -> list[FailureReport]:
-        """The failure reports of one flow, or of every flow (``""``), oldest first."""
+    def failures(self, flow_id: str = "", *, tenant: str | None = None) -> list[FailureReport]:
+        """The failure reports of one flow, or of every flow (``""``) of one tenant or of
+        all, oldest first."""
         with self._lock:
             if flow_id:
                 rows: Iterable[tuple[bytes]] = self._db.execute(
                     "SELECT report FROM failures WHERE flow_id = ? ORDER BY position", (flow_id,)
+                ).fetchall()
+            elif tenant is not None:
+                rows = self._db.execute(
+                    "SELECT report FROM failures JOIN flows ON flows.id = failures.flow_id "
+                    "WHERE flows.tenant = ? ORDER BY failures.rowid",
+                    (tenant,),
                 ).fetchall()
             else:
                 rows = self._db.execute("SELECT report FROM failures ORDER BY rowid").fetchall()

@@ -39,6 +39,7 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
         "DAGYO_EXPORT_CAP_BYTES": "1000",
         "DAGYO_METRICS_PORT": "0",
         "DAGYO_REQUIRE_CONSUMERS": "no",
+        "DAGYO_UI": "127.0.0.1:0",
     }
     got = SchedulerSettings.from_env(env)
     assert got == SchedulerSettings(
@@ -50,6 +51,7 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
         export_cap_bytes=1000,
         metrics_port=0,
         require_consumers=False,
+        ui_address="127.0.0.1:0",
     )
     assert (got.host, got.port) == ("0.0.0.0", 6000)
 

@@ -7,12 +7,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class JobRef(_message.Message):
-    __slots__ = ("flow_id", "node")
+    __slots__ = ("flow_id", "node", "items_sent")
+    class ItemsSentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     FLOW_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_SENT_FIELD_NUMBER: _ClassVar[int]
     flow_id: str
     node: str
-    def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
+    items_sent: _containers.ScalarMap[str, int]
+    def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ..., items_sent: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("executor", "progdef", "version", "jobs", "draining", "mailbox")

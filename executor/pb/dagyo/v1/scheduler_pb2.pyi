@@ -59,7 +59,7 @@ class Export(_message.Message):
     def __init__(self, export: _Optional[str] = ..., value_json: _Optional[str] = ...) -> None: ...
 
 class FlowRecord(_message.Message):
-    __slots__ = ("id", "name", "state", "nodes", "failure", "created", "ended", "exports", "exports_truncated")
+    __slots__ = ("id", "name", "state", "nodes", "failure", "created", "ended", "exports", "exports_truncated", "tenant", "flow_json")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,8 @@ class FlowRecord(_message.Message):
     ENDED_FIELD_NUMBER: _ClassVar[int]
     EXPORTS_FIELD_NUMBER: _ClassVar[int]
     EXPORTS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    FLOW_JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: FlowState
@@ -78,7 +80,9 @@ class FlowRecord(_message.Message):
     ended: float
     exports: _containers.RepeatedCompositeFieldContainer[Export]
     exports_truncated: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[FlowState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeProgress, _Mapping]]] = ..., failure: _Optional[_Union[_failure_pb2.FailureReport, _Mapping]] = ..., created: _Optional[float] = ..., ended: _Optional[float] = ..., exports: _Optional[_Iterable[_Union[Export, _Mapping]]] = ..., exports_truncated: _Optional[bool] = ...) -> None: ...
+    tenant: str
+    flow_json: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[FlowState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeProgress, _Mapping]]] = ..., failure: _Optional[_Union[_failure_pb2.FailureReport, _Mapping]] = ..., created: _Optional[float] = ..., ended: _Optional[float] = ..., exports: _Optional[_Iterable[_Union[Export, _Mapping]]] = ..., exports_truncated: _Optional[bool] = ..., tenant: _Optional[str] = ..., flow_json: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("flow_json", "source", "deadline_s")

@@ -1,0 +1,248 @@
+"""The web dashboard: flows, a live graph per flow, failures and the catalogue.
+
+Served by the scheduler on ``DAGYO_UI`` (default ``127.0.0.1:8080``). It is a client of the
+scheduler's own gRPC API, so tokens, tenants and quotas apply to it exactly as to the CLI:
+the browser sends its token (``Authorization: Bearer …``) and the dashboard forwards it.
+Every asset ships in ``static/``; nothing is fetched from elsewhere and nothing is built.
+
+Live updates are server-sent events (``/api/events``): the dashboard reads the scheduler at
+:data:`POLL_S` and sends a record only when it changed. Each event stream holds one thread,
+so at most :data:`MAX_EVENT_STREAMS` are open at once; the next is told to retry later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from executor.errors import DagyoError, SchedulerRefused, SchedulerUnavailable
+from executor.progdef import Progdef
+from scheduler.client.api import SchedulerClient
+from scheduler.service.dashboard.views import catalogue_view, failure_view, flow_view, record_view
+
+log = logging.getLogger("dagyo.scheduler.dashboard")
+
+POLL_S = 0.5
+MAX_EVENT_STREAMS = 32
+# A browser's request body (a cancel) is tiny; anything larger is refused unread.
+MAX_BODY_BYTES = 1024
+LIST_LIMIT = 200
+STATIC = {
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+PAGES = ("/", "/flows", "/failures", "/catalogue")
+
+
+class Dashboard:
+    """The dashboard's HTTP server, in a thread of its own.
+
+    Args:
+        address: ``host:port`` to listen on; port 0 picks a free one (see ``url``).
+        scheduler: the scheduler's gRPC address, as a client reaches it.
+        catalogue: returns the catalogue the scheduler schedules from.
+        open_mode: whether the scheduler runs without tokens (the page says so).
+    """
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        scheduler: str,
+        catalogue: Callable[[], Mapping[str, Progdef]],
+        open_mode: bool,
+    ) -> None:
+        host, _, port = address.rpartition(":")
+        self.scheduler = scheduler
+        self.catalogue = catalogue
+        self.open_mode = open_mode
+        self._streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="dagyo-dashboard", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        """Where a browser finds it."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+    def start(self) -> None:
+        """Serve in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving; open event streams end within :data:`POLL_S`."""
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def client(self, token: str) -> SchedulerClient:
+        """A client of the scheduler that speaks for the browser's token."""
+        return SchedulerClient(self.scheduler, token=token or None, call_timeout_s=10.0)
+
+
+def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "dagyo-dashboard"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("%s " + format, self.address_string(), *args)
+
+        def _token(self) -> str:
+            scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header(
+                "Content-Security-Policy",
+                "default-src 'self'; style-src 'self'; img-src 'self' data:",
+            )
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, data: Any) -> None:
+            self._send(status, json.dumps(data).encode(), "application/json")
+
+        def _error(self, error: DagyoError) -> None:
+            status = HTTPStatus.BAD_GATEWAY
+            if isinstance(error, SchedulerRefused):
+                status = {
+                    "NOT_FOUND": HTTPStatus.NOT_FOUND,
+                    "UNAUTHENTICATED": HTTPStatus.UNAUTHORIZED,
+                }.get(error.code, HTTPStatus.BAD_REQUEST)
+            elif isinstance(error, SchedulerUnavailable):
+                status = HTTPStatus.SERVICE_UNAVAILABLE
+            self._json(status, {"error": str(error)})
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            path, query = url.path, parse_qs(url.query)
+            if path in PAGES or path.startswith("/flows/"):
+                return self._static("index.html", "text/html; charset=utf-8")
+            if path.startswith("/static/") and path[len("/static/") :] in STATIC:
+                name = path[len("/static/") :]
+                return self._static(name, STATIC[name])
+            try:
+                if path == "/api/info":
+                    return self._json(200, {"open": dashboard.open_mode})
+                if path == "/api/catalogue":
+                    return self._json(200, catalogue_view(dashboard.catalogue()))
+                if path == "/api/flows":
+                    return self._json(200, self._flows(query.get("state", [""])[0]))
+                if path == "/api/failures":
+                    with dashboard.client(self._token()) as client:
+                        return self._json(200, [failure_view(f) for f in client.failures()])
+                if path.startswith("/api/flows/"):
+                    return self._flow(path[len("/api/flows/") :])
+                if path == "/api/events":
+                    return self._events(query.get("flow", [""])[0])
+            except DagyoError as e:
+                return self._error(e)
+            self._json(404, {"error": f"no such page: {path}"})
+
+        def do_POST(self) -> None:
+            path = urlsplit(self.path).path
+            if int(self.headers.get("Content-Length") or 0) > MAX_BODY_BYTES:
+                return self._json(413, {"error": "request body too large"})
+            if path.startswith("/api/flows/") and path.endswith("/cancel"):
+                flow_id = path[len("/api/flows/") : -len("/cancel")]
+                try:
+                    with dashboard.client(self._token()) as client:
+                        record = client.cancel(flow_id)
+                except DagyoError as e:
+                    return self._error(e)
+                return self._json(200, record_view(record))
+            self._json(404, {"error": f"no such action: {path}"})
+
+        def _static(self, name: str, content_type: str) -> None:
+            body = resources.files(__package__).joinpath("static", name).read_bytes()
+            self._send(200, body, content_type)
+
+        def _flows(self, state: str) -> list[dict[str, Any]]:
+            with dashboard.client(self._token()) as client:
+                records = client.list(limit=LIST_LIMIT)
+            views = [record_view(r, with_exports=False) for r in records]
+            return [v for v in views if not state or v["state"] == state]
+
+        def _flow(self, rest: str) -> None:
+            flow_id, _, what = rest.partition("/")
+            with dashboard.client(self._token()) as client:
+                record = client.get(flow_id)
+            if what == "exports.jsonl":
+                lines = "".join(
+                    json.dumps({"export": e.export, "value": json.loads(e.value_json)}) + "\n"
+                    for e in record.exports
+                )
+                self.send_response(200)
+                self.send_header("Content-Disposition", f'attachment; filename="{flow_id}.jsonl"')
+                body = lines.encode()
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self._json(200, flow_view(record, dashboard.catalogue()))
+
+        def _events(self, flow_id: str) -> None:
+            if not dashboard._streams.acquire(blocking=False):
+                self.send_response(503)
+                self.send_header("Retry-After", "5")
+                self.end_headers()
+                return
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self._stream(flow_id)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the browser went away
+            finally:
+                dashboard._streams.release()
+
+        def _stream(self, flow_id: str) -> None:
+            last = ""
+            with dashboard.client(self._token()) as client:
+                while not dashboard._stopping.is_set():
+                    try:
+                        if flow_id:
+                            data: Any = flow_view(client.get(flow_id), dashboard.catalogue())
+                        else:
+                            data = {
+                                "flows": [
+                                    record_view(r, with_exports=False)
+                                    for r in client.list(limit=LIST_LIMIT)
+                                ],
+                                "failures": [failure_view(f) for f in client.failures()],
+                            }
+                    except DagyoError as e:
+                        data = {"error": str(e)}
+                    text = json.dumps(data)
+                    if text != last:
+                        self.wfile.write(f"data: {text}\n\n".encode())
+                        self.wfile.flush()
+                        last = text
+                    else:  # a comment keeps proxies from closing an idle stream
+                        self.wfile.write(b": idle\n\n")
+                        self.wfile.flush()
+                    time.sleep(POLL_S)
+
+    return Handler
