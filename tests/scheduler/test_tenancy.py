@@ -1,0 +1,231 @@
+"""Tokens, tenants, quotas and TLS on a real scheduler and RabbitMQ.
+
+Two tenants share one scheduler: each sees only its own flows (another tenant's flow id
+answers like one that does not exist), an admin sees both, quotas hold, a revoked token is
+refused once the file changes, and TLS refuses plain-text and untrusting clients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from executor.errors import SchedulerRefused, SchedulerUnauthenticated, SchedulerUnavailable
+from scheduler.client.api import SchedulerClient
+from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
+from scheduler.service.config import SchedulerSettings
+from scheduler.service.server import Scheduler
+from scheduler.tls import ServerTls
+from tests.scheduler.fake_executor import FLOW, FakeExecutor
+
+TOKENS = {
+    "alice": Principal("team-a", "user", Quotas(max_running_flows=3, max_nodes=5)),
+    "bob": Principal("team-b", "user", Quotas(max_deadline_s=60, default_deadline_s=30)),
+    "root": Principal("ops", "admin", Quotas()),
+}
+
+
+def write_tokens(path: Path, tokens: dict[str, Principal]) -> None:
+    path.write_text(tokens_json({token_digest(t): p for t, p in tokens.items()}))
+    stat = path.stat()  # a rewrite within one clock tick must still look changed
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> Path:
+    path = tmp_path / "tokens.json"
+    write_tokens(path, TOKENS)
+    return path
+
+
+@pytest.fixture
+def scheduler(settings: SchedulerSettings, tokens: Path, fake: FakeExecutor) -> Iterator[Scheduler]:
+    started = Scheduler(dataclasses.replace(settings, tokens_path=str(tokens)))
+    started.start()
+    yield started
+    started.stop()
+
+
+def client(scheduler: Scheduler, token: str) -> SchedulerClient:
+    return SchedulerClient(scheduler.address, token=token, call_timeout_s=20)
+
+
+def dagyo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("DAGYO_")}
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", *args],
+        env={**full, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_call_without_a_valid_token_is_refused_and_the_cli_exits_4(
+    scheduler: Scheduler,
+) -> None:
+    with (
+        SchedulerClient(scheduler.address, token=None) as anonymous,
+        pytest.raises(SchedulerUnauthenticated, match="set DAGYO_TOKEN"),
+    ):
+        anonymous.list()
+    with client(scheduler, "mallory") as mallory, pytest.raises(SchedulerUnauthenticated):
+        mallory.submit(json.dumps(FLOW))
+    result = dagyo("flow", "list", env={"DAGYO_SCHEDULER": scheduler.address})
+    assert result.returncode == 4, result.stderr
+    assert "set DAGYO_TOKEN" in result.stderr and "Traceback" not in result.stderr
+    result = dagyo(
+        "flow", "list", env={"DAGYO_SCHEDULER": scheduler.address, "DAGYO_TOKEN": "alice"}
+    )
+    assert result.returncode == 0, result.stderr
+    # health checking needs no token: Kubernetes probes carry none
+    with grpc.insecure_channel(scheduler.address) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=10
+        )
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_user_sees_only_its_tenants_flows(scheduler: Scheduler) -> None:
+    with client(scheduler, "alice") as alice, client(scheduler, "bob") as bob:
+        mine = alice.submit(json.dumps(FLOW))
+        theirs = bob.submit(json.dumps(FLOW))
+        assert [r.id for r in alice.list()] == [mine]
+        assert alice.get(mine).tenant == "team-a"
+        for reach in (bob.get, bob.cancel, bob.failures, lambda i: list(bob.watch(i))):
+            with pytest.raises(SchedulerRefused) as caught:
+                reach(mine)
+            assert caught.value.code == "NOT_FOUND"
+            nowhere = _refusal(alice, "0123456789ab")
+            assert str(caught.value) == nowhere.replace("0123456789ab", mine)
+        assert [r.id for r in bob.list()] == [theirs]
+    with client(scheduler, "root") as root:
+        assert {(r.id, r.tenant) for r in root.list()} == {(mine, "team-a"), (theirs, "team-b")}
+        assert root.cancel(mine).id == mine
+    result = dagyo(
+        "flow", "status", mine, env={"DAGYO_SCHEDULER": scheduler.address, "DAGYO_TOKEN": "bob"}
+    )
+    assert result.returncode == 2 and mine in result.stderr and "no flow" in result.stderr
+
+
+def _refusal(who: SchedulerClient, flow_id: str) -> str:
+    """The answer for an id that exists nowhere, with the id replaced: the same words."""
+    try:
+        who.get(flow_id)
+    except SchedulerRefused as e:
+        return str(e)
+    raise AssertionError("an unknown id was found")
+
+
+def test_quotas_name_the_quota_its_limit_and_the_value(scheduler: Scheduler) -> None:
+    extra = [f"n{i}" for i in range(5)]
+    big = {
+        **FLOW,
+        "nodes": {**FLOW["nodes"], **{n: {"progdef": "emit"} for n in extra}},
+        "consts": [*FLOW["consts"], *({"to": f"{n}.n", "values": [{"value": 1}]} for n in extra)],
+        "exports": {**FLOW["exports"], **{n: f"{n}.items" for n in extra}},
+    }
+    with client(scheduler, "alice") as alice:
+        with pytest.raises(SchedulerRefused, match="quota max_nodes is 5 .* 7 nodes") as caught:
+            alice.submit(json.dumps(big))
+        assert caught.value.code == "RESOURCE_EXHAUSTED"
+        for _ in range(3):
+            alice.submit(json.dumps(FLOW))
+        with pytest.raises(SchedulerRefused, match="quota max_running_flows is 3"):
+            alice.submit(json.dumps(FLOW))
+    with client(scheduler, "bob") as bob:
+        with pytest.raises(SchedulerRefused, match="quota max_deadline_s is 60 .* 61 s"):
+            bob.submit(json.dumps(FLOW), deadline_s=61)
+        bob.submit(json.dumps(FLOW), deadline_s=60)
+
+
+def test_a_revoked_token_is_refused_without_a_restart(scheduler: Scheduler, tokens: Path) -> None:
+    with client(scheduler, "alice") as alice:
+        alice.list()
+        write_tokens(tokens, {k: v for k, v in TOKENS.items() if k != "alice"})
+        with pytest.raises(SchedulerUnauthenticated, match="unknown or revoked"):
+            alice.list()
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate for localhost signed by it (PEM files)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(
+        subject: str,
+        issuer: x509.Name | None,
+        key: ec.EllipticCurvePrivateKey,
+        signer: ec.EllipticCurvePrivateKey,
+        ca: bool,
+    ) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = build("dagyo test CA", None, ca_key, ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build("localhost", ca.subject, key, ca_key, False)
+    pem = serialization.Encoding.PEM
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(pem))
+    paths[1].write_bytes(cert.public_bytes(pem))
+    paths[2].write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+def test_tls_serves_trusting_clients_only(
+    settings: SchedulerSettings, fake: FakeExecutor, tmp_path: Path
+) -> None:
+    ca, cert, key = _certificates(tmp_path)
+    tls = ServerTls.from_env({"DAGYO_TLS_CERT": str(cert), "DAGYO_TLS_KEY": str(key)})
+    scheduler = Scheduler(dataclasses.replace(settings, tls=tls))
+    scheduler.start()
+    try:
+        port = scheduler.address.rpartition(":")[2]
+        address = f"localhost:{port}"
+        trusting = dagyo("flow", "list", env={"DAGYO_SCHEDULER": address, "DAGYO_TLS_CA": str(ca)})
+        assert trusting.returncode == 0, trusting.stderr
+        plain = dagyo("flow", "list", env={"DAGYO_SCHEDULER": address})
+        assert plain.returncode == 3, plain.stderr
+        assert address in plain.stderr and "Traceback" not in plain.stderr
+        with (
+            SchedulerClient(f"https://{address}", call_timeout_s=5) as untrusting,
+            pytest.raises(SchedulerUnavailable),
+        ):
+            untrusting.list()
+    finally:
+        scheduler.stop()
