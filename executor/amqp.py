@@ -4,7 +4,9 @@ pika connections are not thread-safe. An AmqpThread owns a BlockingConnection an
 only thread that touches it; other threads hand it work with :meth:`AmqpThread.call`
 (wait for the result) or :meth:`AmqpThread.submit` (fire and forget), which go through
 ``add_callback_threadsafe``. When the connection is lost the thread reports it, then
-reconnects (a new connection, never a repaired one) up to RECONNECT_ATTEMPTS times.
+reconnects (a new connection, never a repaired one) for as long as the process runs,
+waiting RECONNECT_DELAY_S after the first failed attempt and twice as long after each
+next one, up to RECONNECT_MAX_DELAY_S; ``connected`` is clear meanwhile.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from executor.constants import (
     AMQP_HEARTBEAT_S,
     EVENTS_EXCHANGE,
     FAILURES_EXCHANGE,
-    RECONNECT_ATTEMPTS,
     RECONNECT_DELAY_S,
     STOP_EXCHANGE,
 )
-from executor.errors import BrokerError, BrokerUnavailable
+from executor.errors import BrokerError, BrokerRefused, BrokerUnavailable, BrokerUrlInvalid
+from executor.settings import check_url, reconnect_max_delay_s, vhost_of
 
 log = logging.getLogger("dagyo.amqp")
 T = TypeVar("T")
@@ -46,12 +48,14 @@ def connection_parameters(url: str) -> pika.URLParameters:
     """Parameters for a dagyo connection to ``url``.
 
     Raises:
-        BrokerUnavailable: when the URL is not an amqp:// URL pika can use.
+        BrokerUrlInvalid: when the URL is not an amqp:// URL pika can use (the message
+            never holds the password).
     """
+    check_url(url)
     try:
         parameters = pika.URLParameters(url)
-    except Exception as e:
-        raise BrokerUnavailable(url, f"not a valid amqp:// URL: {e}") from e
+    except Exception as e:  # pika's own text may quote the URL, password included
+        raise BrokerUrlInvalid(url, type(e).__name__) from None
     parameters.heartbeat = AMQP_HEARTBEAT_S
     parameters.blocked_connection_timeout = 60
     parameters.connection_attempts = 1
@@ -63,15 +67,36 @@ def connect(url: str) -> pika.BlockingConnection:
     """Open one connection, translating pika's errors.
 
     Raises:
+        BrokerUrlInvalid: when the URL is malformed.
+        BrokerRefused: when the broker refuses the credentials or the vhost.
         BrokerUnavailable: naming the URL and how to start a broker.
     """
     parameters = connection_parameters(url)
     try:
         return pika.BlockingConnection(parameters)
     except pika.exceptions.ProbableAuthenticationError as e:
-        raise BrokerUnavailable(url, "the broker refused the user name or password") from e
+        raise BrokerRefused(
+            url, "the user name or password was refused: check the credentials in the URL"
+        ) from e
+    except pika.exceptions.ProbableAccessDeniedError as e:
+        raise BrokerRefused(url, _access_denied(str(e), vhost_of(url))) from e
+    except pika.exceptions.ConnectionClosedByBroker as e:
+        raise BrokerRefused(url, f"{e.reply_code} {e.reply_text}") from e
     except CONNECTION_ERRORS as e:
         raise BrokerUnavailable(url, type(e).__name__) from e
+
+
+def _access_denied(text: str, vhost: str) -> str:
+    """Say why the broker refused a vhost, from the text of its connection.close."""
+    if "not found" in text:
+        return (
+            f"vhost {vhost!r} does not exist: create it (`rabbitmqctl add_vhost {vhost}`) or "
+            "name an existing one in the URL's path"
+        )
+    return (
+        f"the user may not use vhost {vhost!r}: grant it "
+        f"(`rabbitmqctl set_permissions -p {vhost} USER '.*' '.*' '.*'`) or use another user"
+    )
 
 
 class AmqpThread:
@@ -82,8 +107,10 @@ class AmqpThread:
         on_connect: called on the I/O thread with each new connection (declare topology,
             start consumers).
         on_disconnect: called on the I/O thread when the connection is lost.
-        attempts: reconnections tried before giving up (the thread then ends and
-            ``failed`` holds the error).
+        reconnect_delay_s: the wait before the first reconnection attempt; it doubles
+            after each failed one.
+        max_delay_s: the longest wait between attempts (None: DAGYO_RECONNECT_MAX_DELAY_S,
+            else RECONNECT_MAX_DELAY_S).
     """
 
     def __init__(
@@ -93,14 +120,14 @@ class AmqpThread:
         name: str,
         on_connect: Callable[[pika.BlockingConnection], None],
         on_disconnect: Callable[[Exception], None] = lambda e: None,
-        attempts: int = RECONNECT_ATTEMPTS,
         reconnect_delay_s: float = RECONNECT_DELAY_S,
+        max_delay_s: float | None = None,
     ) -> None:
         self.url = url
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
-        self._attempts = attempts
-        self._delay_s = reconnect_delay_s
+        self._max_delay_s = reconnect_max_delay_s() if max_delay_s is None else max_delay_s
+        self._delay_s = min(reconnect_delay_s, self._max_delay_s)
         self._connection: pika.BlockingConnection | None = None
         self._calls: list[tuple[Callable[[], Any], Future[Any] | None]] = []
         self._calls_lock = threading.Lock()
@@ -228,21 +255,27 @@ class AmqpThread:
 
     def _main(self) -> None:
         try:
-            while not self._closing.is_set():
-                try:
-                    self._serve()
-                except CONNECTION_ERRORS as e:
-                    self.connected.clear()
-                    self._connection = None
-                    self._fail_calls()
-                    if self._closing.is_set():
-                        break
-                    log.warning("lost the broker connection (%s); reconnecting", e)
-                    self._on_disconnect(e)
-                    if not self._reconnect():
-                        return
+            self._loop()
+        except BaseException as e:  # a bug, not a lost connection: say it, end the thread
+            self.failed = e
+            log.exception("the broker I/O thread failed")
         finally:
             self._shutdown()
+
+    def _loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self._serve()
+            except CONNECTION_ERRORS as e:
+                self.connected.clear()
+                self._connection = None
+                self._fail_calls()
+                if self._closing.is_set():
+                    break
+                log.warning("lost the broker connection (%r); reconnecting", e)
+                self._on_disconnect(e)
+                if not self._reconnect():
+                    break
 
     def _serve(self) -> None:
         connection = self.connection()
@@ -251,36 +284,52 @@ class AmqpThread:
             self._run_calls()
 
     def _reconnect(self) -> bool:
-        for attempt in range(1, self._attempts + 1):
-            if self._closing.wait(self._delay_s):
-                return False
+        """Reconnect until it works (True) or the thread is closing (False); never gives up."""
+        delay_s = self._delay_s
+        attempt = 0
+        while not self._closing.wait(delay_s):
+            attempt += 1
             try:
                 connection = connect(self.url)
             except BrokerUnavailable as e:
-                log.warning("reconnect %d of %d failed: %s", attempt, self._attempts, e)
+                log.warning(
+                    "reconnect attempt %d failed (%s); next in %g s",
+                    attempt,
+                    e.reason,
+                    min(delay_s * 2, self._max_delay_s),
+                )
+                delay_s = min(delay_s * 2, self._max_delay_s)
                 continue
             self._connection = connection
             try:
                 self._on_connect(connection)
-            except CONNECTION_ERRORS:
+            except (*CONNECTION_ERRORS, pika.exceptions.AMQPError) as e:
+                # A broker still starting may close a channel or the connection under the
+                # set-up: drop this connection and try again later.
+                log.warning("reconnect attempt %d failed while setting up (%r)", attempt, e)
                 self._connection = None
+                _close_quietly(connection)
+                delay_s = min(delay_s * 2, self._max_delay_s)
                 continue
             self.connected.set()
-            log.info("reconnected to the broker")
+            log.info("reconnected to the broker after %d attempts", attempt)
             return True
-        self.failed = BrokerUnavailable(self.url, f"gave up after {self._attempts} attempts")
-        log.error("%s", self.failed)
         return False
 
     def _shutdown(self) -> None:
         self.connected.clear()
         self._fail_calls()
         connection, self._connection = self._connection, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except Exception:  # already going away; nothing left to save
-                pass
+        if connection is not None:
+            _close_quietly(connection)
+
+
+def _close_quietly(connection: pika.BlockingConnection) -> None:
+    if connection.is_open:
+        try:
+            connection.close()
+        except Exception:  # already going away; nothing left to save
+            pass
 
 
 def declare_exchanges(channel: BlockingChannel) -> None:

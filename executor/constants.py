@@ -72,9 +72,12 @@ def failure_queue(flow_id: str) -> str:
 
 
 # --- connections --------------------------------------------------------------------------
-# How often a lost broker connection is retried before an executor or scheduler gives up.
-RECONNECT_ATTEMPTS = 30
-RECONNECT_DELAY_S = 1.0
+# A lost broker connection is retried for as long as the process runs: first after
+# RECONNECT_DELAY_S, the wait doubling after each failed attempt up to RECONNECT_MAX_DELAY_S
+# (DAGYO_RECONNECT_MAX_DELAY_S overrides the cap, so tests can keep it short).
+RECONNECT_DELAY_S = 0.5
+RECONNECT_MAX_DELAY_S = 30.0
+ENV_RECONNECT_MAX_DELAY_S = "DAGYO_RECONNECT_MAX_DELAY_S"
 # pika's AMQP heartbeat: how soon a dead TCP connection is noticed (not dagyo heartbeats).
 AMQP_HEARTBEAT_S = 10
 # A publish into a full stream waits this long first, doubling up to the maximum.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,10 +14,12 @@ from executor.constants import (
     DEFAULT_QUEUE_URL,
     ENV_JOBS,
     ENV_QUEUE,
+    ENV_RECONNECT_MAX_DELAY_S,
     EXECUTOR_METRICS_PORT,
     HEARTBEAT_INTERVAL_S,
+    RECONNECT_MAX_DELAY_S,
 )
-from executor.errors import DagyoError
+from executor.errors import BrokerUrlInvalid, DagyoError
 from executor.progdef import Progdef
 
 N = TypeVar("N", int, float)
@@ -56,8 +59,11 @@ class ExecutorSettings:
             DagyoError: naming the variable that holds a bad value.
         """
         mailbox = os.environ.get(ENV_JOBS, "")
+        queue_url = os.environ.get(ENV_QUEUE) or DEFAULT_QUEUE_URL
+        check_url(queue_url)
+        reconnect_max_delay_s()
         return cls(
-            queue_url=os.environ.get(ENV_QUEUE, DEFAULT_QUEUE_URL),
+            queue_url=queue_url,
             mailbox=mailbox or progdef.mailbox,
             max_jobs=env_number(os.environ, "DAGYO_MAX_JOBS", progdef.scaling.max_jobs, int),
             heartbeat_interval_s=env_number(
@@ -73,6 +79,23 @@ class ExecutorSettings:
         )
 
 
+def reconnect_max_delay_s(env: Mapping[str, str] | None = None) -> float:
+    """The longest wait between two reconnection attempts (DAGYO_RECONNECT_MAX_DELAY_S).
+
+    Raises:
+        DagyoError: naming the variable when its value is not a positive number.
+    """
+    value = env_number(
+        os.environ if env is None else env,
+        ENV_RECONNECT_MAX_DELAY_S,
+        RECONNECT_MAX_DELAY_S,
+        float,
+    )
+    if not value > 0:
+        raise DagyoError(f"{ENV_RECONNECT_MAX_DELAY_S}={value!r} must be more than 0 seconds")
+    return value
+
+
 def env_number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
     """Read a number from an environment; ``default`` when unset or empty.
 
@@ -86,3 +109,30 @@ def env_number(env: Mapping[str, str], name: str, default: N, kind: Callable[[st
         return kind(raw)
     except ValueError:
         raise DagyoError(f"{name}={raw!r} is not a number: fix or unset it") from None
+
+
+def check_url(url: str) -> None:
+    """Check that ``url`` is an amqp:// or amqps:// URL with a host and a valid port.
+
+    Raises:
+        BrokerUrlInvalid: saying what is wrong, the password redacted.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() not in ("amqp", "amqps"):
+        raise BrokerUrlInvalid(url, "it must start with amqp:// or amqps://")
+    userinfo, _, _ = rest.rpartition("@")
+    if any(c in userinfo for c in "/?#@"):
+        raise BrokerUrlInvalid(url, "the user name or password holds an unencoded # / ? or @")
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (raises on a port out of range or not a number)
+    except ValueError:
+        raise BrokerUrlInvalid(url, "the port must be a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise BrokerUrlInvalid(url, "it names no host")
+
+
+def vhost_of(url: str) -> str:
+    """The vhost an amqp:// URL names (``/`` when it names none)."""
+    path = urllib.parse.urlsplit(url).path.lstrip("/")
+    return urllib.parse.unquote(path) or "/"

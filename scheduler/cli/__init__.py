@@ -12,7 +12,12 @@ import sys
 
 import click
 
-from executor.errors import BrokerUnavailable, DagyoError, SchedulerUnavailable
+from executor.errors import (
+    BrokerUnavailable,
+    BrokerUrlInvalid,
+    DagyoError,
+    SchedulerUnavailable,
+)
 from scheduler.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, fail
 
 #: command name -> "module:attribute" of its click command.
@@ -69,6 +74,8 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("dagyo: interrupted", err=True)
         sys.exit(130)
+    except BrokerUrlInvalid as e:
+        fail(str(e), EXIT_INVALID)
     except (BrokerUnavailable, SchedulerUnavailable) as e:
         fail(str(e), EXIT_UNREACHABLE)
     except DagyoError as e:
