@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
+from executor import errorport
 from executor.errors import DecodeError, UnknownType
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.frame_pb2 import Frame
@@ -50,7 +50,7 @@ def export_values(items: Sequence[bytes], typename: str, *, export: str, source:
                 f"export {export} (from {source}): item {index} of a frame does not decode "
                 f"as {typename}: {e}"
             ) from e
-        value = json_format.MessageToDict(message, preserving_proto_field_name=True)
+        value = errorport.to_dict(message)  # an Error's item as JSON, not base64
         values.append(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     return values
 
@@ -75,7 +75,10 @@ def keep_exports(
     kept = []
     for item in every:
         size = len(item.value_json.encode()) + len(export)
-        if not record.exports_truncated and runtime.kept_bytes + size <= cap_bytes:
+        within_items = (
+            not runtime.max_export_items or runtime.kept_count < runtime.max_export_items
+        )
+        if not record.exports_truncated and within_items and runtime.kept_bytes + size <= cap_bytes:
             kept.append(item)
             runtime.kept_bytes += size
             runtime.kept_count += 1

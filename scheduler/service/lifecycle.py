@@ -107,6 +107,7 @@ class Lifecycle:
         sources: Mapping[str, str],
         tenant: str = "",
         flow_json: str = "",
+        max_export_items: int = 0,
     ) -> str:
         """Start a planned flow: record it, declare its queues, publish its jobs.
 
@@ -116,6 +117,8 @@ class Lifecycle:
             sources: export name -> ``node.port`` it exports.
             tenant: whose flow it is (empty when the scheduler runs open).
             flow_json: the Flow JSON as submitted, kept with the record.
+            max_export_items: export items kept with the record at most (0: no limit
+                but the byte cap).
 
         Raises:
             BrokerError: when the broker failed meanwhile; the flow is then failed.
@@ -134,6 +137,7 @@ class Lifecycle:
             record.nodes.add(node=node, progdef=progdef, state=NODE_PENDING)
         runtime = FlowRuntime(
             deadline=deadline,
+            max_export_items=max_export_items,
             queues=[failure_queue(flow_id), *plan.queues],
             exports={
                 export: ExportStream(queue, plan.export_types[export], sources[export])

@@ -46,8 +46,10 @@ from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.lifecycle import Lifecycle
+from scheduler.service.limits import capped_problems, details
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service.state import FlowState, FlowStore
+from scheduler.service.subscriptions import StreamSlots, Watchers
 from scheduler.service.tenancy import AuthInterceptor, QuotaExceeded, admit, caller
 from scheduler.service.watchdog import autoscaled
 
@@ -57,9 +59,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("dagyo.scheduler")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
-# Each Watch call holds a worker thread for its flow's whole life: 100 concurrent
-# `dagyo flow submit --wait` need more than 100 workers, plus room for unary calls.
-GRPC_WORKERS = 256
+# Each Watch call holds a worker thread for its flow's whole life, so Watch streams may
+# take all the workers but these (an eighth, at least 4): unary calls always get a thread.
+def reserved_workers(workers: int) -> int:
+    """The gRPC worker threads kept for unary calls, out of ``workers``."""
+    return max(4, workers // 8)
+
+
 # How often a Watch call looks whether its client or the scheduler went away.
 WATCH_POLL_S = 0.5
 # How long stop() lets running calls finish before cancelling them.
@@ -72,6 +78,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
     def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
         self._auth = scheduler.authenticator
+        workers = scheduler.settings.grpc_workers
+        self._streams = StreamSlots(
+            per_client=scheduler.settings.watches_per_client,
+            total=workers - reserved_workers(workers),
+        )
 
     def _visible(self, context: grpc.ServicerContext, flow_id: str) -> pb.FlowRecord:
         """The record of a flow the caller may see; another tenant's flow is not found."""
@@ -96,13 +107,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         except ProgdefInvalid as e:
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
-                "the scheduler's progdef catalogue is invalid:\n" + "\n".join(e.problems),
+                details(["the scheduler's progdef catalogue is invalid:", *e.problems]),
             )
         try:
             flow = parse_flow(request.flow_json, source=source)
             checked = check_flow(flow, catalogue, source=source)
         except FlowInvalid as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "\n".join(e.problems))
+            # In the answer, not the status: problem lines can outgrow gRPC metadata.
+            return pb.SubmitResponse(problems=capped_problems(e.problems))
         if request.deadline_s < 0:
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -116,11 +128,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                 running=scheduler.store.running_count(principal.tenant),
             )
         except QuotaExceeded as e:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, details([str(e)]))
         try:
             unserved = scheduler.unserved(checked)
             if unserved:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "\n".join(unserved))
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, details(unserved))
             flow_id = uuid.uuid4().hex[:12]
             created = time.time()
             deadline = created + deadline_s if deadline_s else 0.0
@@ -133,9 +145,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                 sources={name: str(endpoint) for name, endpoint in flow.exports.items()},
                 tenant=principal.tenant,
                 flow_json=request.flow_json,
+                max_export_items=principal.quotas.max_export_items or 0,
             )
         except BrokerError as e:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            context.abort(grpc.StatusCode.UNAVAILABLE, details([str(e)]))
         return pb.SubmitResponse(flow_id=flow_id)
 
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
@@ -147,10 +160,16 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         return record
 
     def List(self, request: pb.ListRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """The newest flows first (``limit``, 0 for 100), without their exports."""
+        """A page of flows, newest first (``limit``, 0 for 100), without their exports."""
         principal = caller(self._auth, context)
         tenant = None if principal.admin else principal.tenant
-        return pb.ListResponse(flows=self._scheduler.store.recent(request.limit, tenant=tenant))
+        try:
+            flows, token = self._scheduler.store.recent(
+                request.limit, tenant=tenant, token=request.page_token
+            )
+        except ValueError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        return pb.ListResponse(flows=flows, next_page_token=token)
 
     def Cancel(self, request: pb.CancelRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """Cancel a flow and answer its record once its queues are deleted."""
@@ -163,16 +182,37 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
     def Watch(  # noqa: N802
         self, request: pb.WatchRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchEvent]:
-        """Stream a flow's progress, every export in order, and last its ``end`` record."""
+        """Stream a flow's progress, every export in order, and last its ``end`` record.
+
+        Aborts with RESOURCE_EXHAUSTED when the client (or the scheduler) holds as many
+        streams as it may, or when the client fell too far behind reading.
+        """
         self._visible(context, request.flow_id)
-        subscription = self._scheduler.lifecycle.watch(request.flow_id)
+        client = context.peer()
+        refused = self._streams.take(client)
+        if refused is not None:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
+        try:
+            yield from self._watch(request.flow_id, context)
+        finally:
+            self._streams.give_back(client)
+
+    def _watch(self, flow_id: str, context: grpc.ServicerContext) -> Iterator[pb.WatchEvent]:
+        subscription = self._scheduler.lifecycle.watch(flow_id)
         if subscription is None:
-            _not_found(context, request.flow_id)
+            _not_found(context, flow_id)
         try:
             while context.is_active():
                 if self._scheduler.stopping:
                     context.abort(grpc.StatusCode.UNAVAILABLE, "the scheduler is stopping")
                 event = subscription.next(WATCH_POLL_S)
+                if subscription.overflowed:
+                    context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"this watch of flow {flow_id} fell more than {subscription.limit} "
+                        "events behind and was dropped (DAGYO_WATCHER_EVENTS); watch again to "
+                        "get the kept exports and the end",
+                    )
                 if event is None:
                     continue
                 yield event
@@ -182,13 +222,19 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             subscription.close()
 
     def Failures(self, request: pb.FailuresRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """The failure reports recorded so far, of one flow or of every flow."""
+        """A page of the failure reports recorded so far, of one flow or of every flow."""
         store = self._scheduler.store
         principal = caller(self._auth, context)
         if request.flow_id:
             self._visible(context, request.flow_id)
         tenant = None if principal.admin else principal.tenant
-        return pb.FailuresResponse(failures=store.failures(request.flow_id, tenant=tenant))
+        try:
+            failures, token = store.failures(
+                request.flow_id, tenant=tenant, limit=request.limit, token=request.page_token
+            )
+        except ValueError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        return pb.FailuresResponse(failures=failures, next_page_token=token)
 
 
 def _not_found(context: grpc.ServicerContext, flow_id: str) -> NoReturn:
@@ -255,6 +301,7 @@ class Scheduler:
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             export_cap_bytes=settings.export_cap_bytes,
         )
+        self.lifecycle.watchers = Watchers(settings.watcher_events)
         self.metrics.observe(
             flows_by_state=lambda: {s.value: n for s, n in self.store.count_by_state().items()},
             jobs_running=self.lifecycle.jobs_running,
@@ -288,9 +335,14 @@ class Scheduler:
 
     def _listen(self) -> None:
         # so_reuseport off: a second scheduler on a taken address must fail, not share it.
+        limit = self.settings.max_message_bytes
         server = grpc.server(
-            ThreadPoolExecutor(max_workers=GRPC_WORKERS),
-            options=[("grpc.so_reuseport", 0)],
+            ThreadPoolExecutor(max_workers=self.settings.grpc_workers),
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+            ],
             interceptors=[AuthInterceptor(self.authenticator)],
         )
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self), server)

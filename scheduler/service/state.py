@@ -21,12 +21,14 @@ from typing import Any
 from executor.errors import DagyoError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.service.limits import PAGE_BYTES, bounded_failure
 
 DEFAULT_LIST_LIMIT = 100
 NODE_PENDING = pb.NODE_STATE_PENDING
 NODE_RUNNING = pb.NODE_STATE_RUNNING
 NODE_ENDED = pb.NODE_STATE_ENDED
 NODE_FAILED = pb.NODE_STATE_FAILED
+NODE_STOPPED = pb.NODE_STATE_STOPPED
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS flows (
@@ -121,6 +123,8 @@ class FlowRuntime:
     exports: dict[str, ExportStream] = field(default_factory=dict)
     kept_count: int = 0
     kept_bytes: int = 0
+    # The submitter's quota of export items kept with the record; 0 for none.
+    max_export_items: int = 0
     finishing: int = 0
     announce: bool = False
     # node -> the mailbox of its job, for the nodes no autoscaler serves: a job there that
@@ -259,7 +263,7 @@ class FlowStore:
             row = self._db.execute("SELECT record FROM flows WHERE id = ?", (flow_id,)).fetchone()
             if row is None:
                 return None
-            record = pb.FlowRecord.FromString(row[0])
+            record = _record(row[0])
             if with_exports:
                 record.exports.extend(self._exports(flow_id))
             return record
@@ -271,16 +275,45 @@ class FlowStore:
         return None if row is None else FlowRuntime.from_json(row[0])
 
     def recent(
-        self, limit: int = DEFAULT_LIST_LIMIT, *, tenant: str | None = None
-    ) -> list[pb.FlowRecord]:
-        """The newest ``limit`` flows (of one tenant, or of all), newest first, no exports."""
-        where, args = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
+        self, limit: int = DEFAULT_LIST_LIMIT, *, tenant: str | None = None, token: str = ""
+    ) -> tuple[list[pb.FlowRecord], str]:
+        """A page of flows (of one tenant, or of all), newest first, without exports.
+
+        Args:
+            limit: the page size (0 for DEFAULT_LIST_LIMIT); a page also stops at
+                PAGE_BYTES of records.
+            token: the token of the previous page; empty for the newest flows.
+
+        Returns:
+            (the records, the token of the next page or ``""`` after the last).
+
+        Raises:
+            ValueError: for a token this store did not give.
+        """
+        where, args = ["1"], []
+        if tenant is not None:
+            where.append("tenant = ?")
+            args.append(tenant)
+        if token:
+            created, rowid = _token(token)
+            where.append("(created < ? OR (created = ? AND rowid < ?))")
+            args += [created, created, rowid]
+        limit = limit or DEFAULT_LIST_LIMIT
         with self._lock:
             rows = self._db.execute(
-                f"SELECT record FROM flows {where} ORDER BY created DESC, rowid DESC LIMIT ?",
-                (*args, limit or DEFAULT_LIST_LIMIT),
+                f"SELECT rowid, created, record FROM flows WHERE {' AND '.join(where)} "
+                "ORDER BY created DESC, rowid DESC LIMIT ?",
+                (*args, limit + 1),
             ).fetchall()
-        return [pb.FlowRecord.FromString(row[0]) for row in rows]
+        records: list[pb.FlowRecord] = []
+        size, last = 0, ""
+        for rowid, created, blob in rows[:limit]:
+            if records and size + len(blob) > PAGE_BYTES:
+                return records, last
+            records.append(_record(blob))
+            size += len(blob)
+            last = f"{created!r}:{rowid}"
+        return records, (last if len(rows) > limit else "")
 
     def active(self) -> list[tuple[pb.FlowRecord, FlowRuntime]]:
         """Every flow that has not ended (pending or running), oldest first."""
@@ -331,33 +364,89 @@ class FlowStore:
             self._db.execute(
                 "INSERT INTO failures (flow_id, position, report) VALUES (?, "
                 "(SELECT count(*) FROM failures WHERE flow_id = ?), ?)",
-                (report.flow_id, report.flow_id, report.SerializeToString()),
+                (report.flow_id, report.flow_id, bounded_failure(report).SerializeToString()),
             )
 
-    def failures(self, flow_id: str = "", *, tenant: str | None = None) -> list[FailureReport]:
-        """The failure reports of one flow, or of every flow (``""``) of one tenant or of
-        all, oldest first."""
+    def failures(
+        self,
+        flow_id: str = "",
+        *,
+        tenant: str | None = None,
+        limit: int = DEFAULT_LIST_LIMIT,
+        token: str = "",
+    ) -> tuple[list[FailureReport], str]:
+        """A page of the failure reports of one flow, or of every flow (``""``) of one
+        tenant or of all, oldest first.
+
+        Args:
+            limit: the page size (0 for DEFAULT_LIST_LIMIT); a page also stops at
+                PAGE_BYTES of reports.
+            token: the token of the previous page; empty for the oldest reports.
+
+        Returns:
+            (the reports, the token of the next page or ``""`` after the last).
+
+        Raises:
+            ValueError: for a token this store did not give.
+        """
+        where, args = ["failures.rowid > ?"], [_number(token) if token else 0]
+        if flow_id:
+            where.append("failures.flow_id = ?")
+            args.append(flow_id)
+        elif tenant is not None:
+            where.append("flows.tenant = ?")
+            args.append(tenant)
+        limit = limit or DEFAULT_LIST_LIMIT
         with self._lock:
-            if flow_id:
-                rows: Iterable[tuple[bytes]] = self._db.execute(
-                    "SELECT report FROM failures WHERE flow_id = ? ORDER BY position", (flow_id,)
-                ).fetchall()
-            elif tenant is not None:
-                rows = self._db.execute(
-                    "SELECT report FROM failures JOIN flows ON flows.id = failures.flow_id "
-                    "WHERE flows.tenant = ? ORDER BY failures.rowid",
-                    (tenant,),
-                ).fetchall()
-            else:
-                rows = self._db.execute("SELECT report FROM failures ORDER BY rowid").fetchall()
-        return [FailureReport.FromString(row[0]) for row in rows]
+            rows: list[tuple[int, bytes]] = self._db.execute(
+                "SELECT failures.rowid, report FROM failures "
+                "LEFT JOIN flows ON flows.id = failures.flow_id "
+                f"WHERE {' AND '.join(where)} ORDER BY failures.rowid LIMIT ?",
+                (*args, limit + 1),
+            ).fetchall()
+        reports: list[FailureReport] = []
+        size, last = 0, 0
+        for rowid, blob in rows[:limit]:
+            if reports and size + len(blob) > PAGE_BYTES:
+                return reports, str(last)
+            reports.append(bounded_failure(FailureReport.FromString(blob)))
+            size += len(blob)
+            last = rowid
+        return reports, (str(last) if len(rows) > limit else "")
+
+
+def _number(token: str) -> int:
+    try:
+        return int(token)
+    except ValueError:
+        raise ValueError(f"page token {token[:40]!r} is not one this scheduler gave") from None
+
+
+def _token(token: str) -> tuple[float, int]:
+    created, _, rowid = token.partition(":")
+    try:
+        return float(created), int(rowid)
+    except ValueError:
+        raise ValueError(f"page token {token[:40]!r} is not one this scheduler gave") from None
+
+
+def _record(blob: bytes) -> pb.FlowRecord:
+    """A stored record, its failure text within bounds (a record stored before them)."""
+    record = pb.FlowRecord.FromString(blob)
+    if record.HasField("failure"):
+        record.failure.CopyFrom(bounded_failure(record.failure))
+    return record
 
 
 def _bare(record: pb.FlowRecord) -> bytes:
-    """The record without its exports, which live in their own table."""
-    if not record.exports:
+    """The record without its exports (they live in their own table), its failure text
+    within bounds."""
+    failure = record.failure
+    if not record.exports and bounded_failure(failure) is failure:
         return record.SerializeToString()
     bare = pb.FlowRecord()
     bare.CopyFrom(record)
     del bare.exports[:]
+    if record.HasField("failure"):
+        bare.failure.CopyFrom(bounded_failure(failure))
     return bare.SerializeToString()

@@ -26,12 +26,13 @@ from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
 from scheduler.tls import ServerTls
-from tests.scheduler.fake_executor import FLOW, FakeExecutor
+from tests.scheduler.fake_executor import FLOW, FakeExecutor, run_to_success
 
 TOKENS = {
     "alice": Principal("team-a", "user", Quotas(max_running_flows=3, max_nodes=5)),
     "bob": Principal("team-b", "user", Quotas(max_deadline_s=60, default_deadline_s=30)),
     "root": Principal("ops", "admin", Quotas()),
+    "carol": Principal("team-c", "user", Quotas(max_export_items=2)),
 }
 
 
@@ -147,6 +148,16 @@ def test_quotas_name_the_quota_its_limit_and_the_value(scheduler: Scheduler) -> 
         with pytest.raises(SchedulerRefused, match="quota max_deadline_s is 60 .* 61 s"):
             bob.submit(json.dumps(FLOW), deadline_s=61)
         bob.submit(json.dumps(FLOW), deadline_s=60)
+
+
+def test_export_items_kept_stop_at_the_quota(scheduler: Scheduler, fake: FakeExecutor) -> None:
+    with client(scheduler, "carol") as carol:
+        flow_id = carol.submit(json.dumps(FLOW))
+        run_to_success(fake, fake.next_jobs(2))
+        list(carol.watch(flow_id))  # to its end
+        record = carol.get(flow_id)
+    assert [json.loads(e.value_json) for e in record.exports] == [{"text": "x0"}, {"text": "x1"}]
+    assert record.exports_truncated
 
 
 def test_a_revoked_token_is_refused_without_a_restart(scheduler: Scheduler, tokens: Path) -> None:
