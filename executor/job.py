@@ -12,6 +12,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from executor.errorport import build_error
 from executor.errors import DagyoError, Stopped
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
 from executor.pb.dagyo.v1.job_pb2 import Job as JobDescriptor
@@ -130,6 +131,7 @@ def run_job(
                 logger, {"flow": descriptor.flow_id, "node": descriptor.node}
             ),  # type: ignore[arg-type]
             secrets=read_secrets(program.progdef),
+            errors=program.progdef.errors,
         )
         if program.style == "function":
             _run_function(program, job)
@@ -202,22 +204,38 @@ def author_traceback(error: BaseException) -> str:
 def _run_function(program: Program, job: Job) -> None:
     context = program.context()
     (stream,) = job.inputs.values()
-    output = next(iter(job.outputs.values()), None)
+    errors_port = program.progdef.errors
+    errors = job.outputs.get(errors_port) if errors_port else None
+    output = next((o for p, o in job.outputs.items() if p != errors_port), None)
     handler = program.run
     retries = program.progdef.retries
     while not stream.ended:
         results: list[Any] = []
         for item in stream.next_batch():
             try:
-                result = handler(context, item)
-            except Stopped:
-                raise
-            except Exception:
-                if retries.attempts <= 1:
+                try:
+                    result = handler(context, item)
+                except Stopped:
                     raise
-                result = _retry(
-                    handler, context, item, job, retries.attempts - 1, retries.backoff_s
+                except Exception:
+                    if retries.attempts <= 1:
+                        raise
+                    result = _retry(
+                        handler, context, item, job, retries.attempts - 1, retries.backoff_s
+                    )
+            except Exception as e:  # failed after its retries: an item error, or a panic
+                if errors is None or isinstance(e, Stopped):
+                    raise
+                errors.send(
+                    build_error(
+                        node=job.node,
+                        progdef=job.progdef,
+                        item=item,
+                        error=e,
+                        attempts=retries.attempts,
+                    )
                 )
+                continue
             if result is None:
                 continue
             if isinstance(result, Message):

@@ -30,6 +30,7 @@ TYPE_VARIABLE = re.compile(r"^[A-Z][A-Z0-9]*$")
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 STYLES = ("stream", "function")
+ERROR_TYPE = "dagyo.types.Error"
 
 _TOP_KEYS = {
     "name",
@@ -46,6 +47,7 @@ _TOP_KEYS = {
     "env",
     "secrets",
     "drain_grace_s",
+    "errors",
 }
 _REQUIRED = ("name", "inputs", "outputs", "run")
 _SECTION_KEYS: dict[str, set[str]] = {
@@ -113,6 +115,8 @@ class Progdef:
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     drain_grace_s: float = DRAIN_GRACE_S
+    # The error port: an output of type dagyo.types.Error that failed items go to ("" = none).
+    errors: str = ""
     directory: Path | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -199,7 +203,16 @@ def parse_progdef(
     style = data.get("style", "stream")
     if style not in STYLES:
         problem(f"style {style!r} must be one of {', '.join(STYLES)}")
-    if style == "function" and (len(ports["inputs"]) != 1 or len(ports["outputs"]) > 1):
+    errors = data.get("errors", "")
+    if errors and (not isinstance(errors, str) or ports["outputs"].get(errors) != ERROR_TYPE):
+        problem(
+            f"progdef {name!r}: errors {errors!r} must name an output port of type "
+            f"{ERROR_TYPE}; the outputs "
+            f"are {', '.join(f'{p}: {t}' for p, t in ports['outputs'].items()) or 'none'}"
+        )
+        errors = ""
+    data_outputs = len(ports["outputs"]) - (1 if errors else 0)
+    if style == "function" and (len(ports["inputs"]) != 1 or data_outputs > 1):
         problem(
             "style 'function' needs exactly one input and at most one output; "
             "use style 'stream' for other shapes"
@@ -280,6 +293,7 @@ def parse_progdef(
         env=dict(env),
         secrets=tuple(secrets),
         drain_grace_s=grace,
+        errors=errors,
         directory=directory,
         raw=data,
     )

@@ -27,7 +27,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from executor.errors import DecodeError, Stopped, TypeMismatch
+from executor.errorport import build_error
+from executor.errors import DagyoError, DecodeError, Stopped, TypeMismatch
 from executor.stream import FrameWriter, Inbox, decode_frame
 from executor.types import frame_class
 
@@ -206,6 +207,7 @@ class Job:
         stop: threading.Event,
         logger: logging.Logger,
         secrets: Mapping[str, str],
+        errors: str = "",
     ) -> None:
         self.flow_id = flow_id
         self.node = node
@@ -216,6 +218,23 @@ class Job:
         self.secrets = dict(secrets)
         self._inbox = inbox
         self._stop = stop
+        self._errors = errors
+
+    def fail(self, item: Message, error: BaseException | str) -> None:
+        """Send the Error for one failed item to the progdef's error port, and go on.
+
+        Raises:
+            DagyoError: when the progdef.json names no error port (``"errors"``), or the
+                error is a Stopped or KeyboardInterrupt (a stop is no item's failure).
+        """
+        if not self._errors:
+            raise DagyoError(
+                f"progdef {self.progdef}: job.fail needs an error port: declare an output of "
+                'type dagyo.types.Error and name it in progdef.json ("errors": "<port>")'
+            )
+        self.outputs[self._errors].send(
+            build_error(node=self.node, progdef=self.progdef, item=item, error=error)
+        )
 
     @property
     def stopped(self) -> bool:

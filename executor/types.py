@@ -102,3 +102,4 @@ Int64 = types_pb2.Int64
 Float64 = types_pb2.Float64
 TextPair = types_pb2.TextPair
 Json = types_pb2.Json
+Error = types_pb2.Error

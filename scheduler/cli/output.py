@@ -13,6 +13,7 @@ from typing import Any
 import click
 from google.protobuf import json_format
 
+from executor import errorport
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import FailureKind, FailureReport
 
@@ -29,7 +30,7 @@ FAILURE_KINDS = {
 
 def export_line(name: str, message: Any) -> str:
     """One exported item (a protobuf message) as the JSON line every command prints."""
-    value = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    value = errorport.to_dict(message)  # an Error's item as JSON, not base64
     return json.dumps({"export": name, "value": value}, ensure_ascii=False)
 
 

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from executor.errors import UnknownType
-from executor.progdef import Progdef, did_you_mean, is_type_variable
+from executor.progdef import ERROR_TYPE, Progdef, did_you_mean, is_type_variable
 from executor.types import describe, message_class
 from scheduler.flow.model import (
     IN,
@@ -162,9 +162,17 @@ def _check_sources(flow: Flow, progdefs: Mapping[str, Progdef], problem: Problem
                 )
         for port in progdef.outputs:
             if Endpoint(node, port) not in used:
-                problem(
-                    f"{node}.{port}", "output goes nowhere: connect it to a void_sink or export it"
-                )
+                problem(f"{node}.{port}", _nowhere(progdef.outputs[port]))
+
+
+def _nowhere(port_type: str) -> str:
+    """The problem of an output port that goes nowhere, with what fits its type."""
+    if port_type == ERROR_TYPE:
+        return (
+            "error port goes nowhere: route its Errors to an assert, an ignore_errors or a "
+            "log_errors node, or export it for the submitter to handle"
+        )
+    return "output goes nowhere: connect it to a void_sink or export it"
 
 
 def _topological_order(flow: Flow) -> tuple[list[str], list[list[Edge]]]:

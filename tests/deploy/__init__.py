@@ -25,9 +25,13 @@ K8S = ROOT / "deploy" / "k8s"
 CRDS = Path(__file__).resolve().parent / "crds"
 KUBERNETES_VERSION = "1.30"
 SAMPLE_PROGDEFS = (
+    "assert",
     "count",
     "explode",
     "greet",
+    "ignore_errors",
+    "log_errors",
+    "parse_int",
     "slow",
     "source",
     "unordered_cartesian_product",

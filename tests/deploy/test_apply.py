@@ -233,7 +233,7 @@ def test_apply_objects_takes_another_field_manager(api_server: FakeApiServer) ->
     applied = apply_objects(
         _api_client(api_server.url), objects, field_manager="ci", on_applied=seen.append
     )
-    assert applied == seen == ["configmap/dagyo-catalogue", "deployment/dagyo-count"]
+    assert applied == seen == ["configmap/dagyo-catalogue", "deployment/dagyo-assert"]
     assert [p["query"]["fieldManager"] for p in api_server.patches()] == ["ci", "ci"]
 
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x64\x61gyo/types.proto\x12\x0b\x64\x61gyo.types\x1a\x1cgoogle/protobuf/struct.proto\"\x14\n\x04Text\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x15\n\x05\x42ytes\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x16\n\x05Int64\x12\r\n\x05value\x18\x01 \x01(\x03\"\x18\n\x07\x46loat64\x12\r\n\x05value\x18\x01 \x01(\x01\" \n\x08TextPair\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\".\n\x04Json\x12&\n\x05value\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Structb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x64\x61gyo/types.proto\x12\x0b\x64\x61gyo.types\x1a\x1cgoogle/protobuf/struct.proto\"\x14\n\x04Text\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x15\n\x05\x42ytes\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x16\n\x05Int64\x12\r\n\x05value\x18\x01 \x01(\x03\"\x18\n\x07\x46loat64\x12\r\n\x05value\x18\x01 \x01(\x01\" \n\x08TextPair\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\".\n\x04Json\x12&\n\x05value\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x88\x01\n\x05\x45rror\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07progdef\x18\x02 \x01(\t\x12\x10\n\x08typename\x18\x03 \x01(\t\x12\x0c\n\x04item\x18\x04 \x01(\x0c\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x11\n\ttraceback\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x0c\n\x04time\x18\x08 \x01(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,4 +44,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEXTPAIR']._serialized_end=191
   _globals['_JSON']._serialized_start=193
   _globals['_JSON']._serialized_end=239
+  _globals['_ERROR']._serialized_start=242
+  _globals['_ERROR']._serialized_end=378
 # @@protoc_insertion_point(module_scope)

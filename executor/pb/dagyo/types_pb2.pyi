@@ -43,3 +43,23 @@ class Json(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     value: _struct_pb2.Struct
     def __init__(self, value: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class Error(_message.Message):
+    __slots__ = ("node", "progdef", "typename", "item", "error", "traceback", "attempts", "time")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PROGDEF_FIELD_NUMBER: _ClassVar[int]
+    TYPENAME_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    progdef: str
+    typename: str
+    item: bytes
+    error: str
+    traceback: str
+    attempts: int
+    time: float
+    def __init__(self, node: _Optional[str] = ..., progdef: _Optional[str] = ..., typename: _Optional[str] = ..., item: _Optional[bytes] = ..., error: _Optional[str] = ..., traceback: _Optional[str] = ..., attempts: _Optional[int] = ..., time: _Optional[float] = ...) -> None: ...
