@@ -266,3 +266,13 @@ def test_a_handler_raising_a_stop_panics_and_sends_no_error(raised: str, tmp_pat
     assert result.state == "failed"
     assert result.failure.node == "f"
     assert "errors" not in exports  # a stop is never an item's Error
+
+
+def test_an_item_goes_to_the_error_port_only_after_its_retries(tmp_path: Path) -> None:
+    retried = {"attempts": 3, "backoff_ms": 0}
+    catalogue = catalogue_with(tmp_path, "parse_int", lambda d: d.update(retries=retried))
+    flow = parse(None, {"errors": "p.errors"}, "parse-retried")
+    exports, result = run_flow(flow, catalogue=load_catalogue(catalogue))
+    assert result.state == "succeeded"
+    assert exports["values"] == VALUES
+    assert [(e["error"], e["attempts"]) for e in exports["errors"]] == [(BAD, 3)]
