@@ -26,7 +26,7 @@ from functools import partial
 import pika
 
 from executor.constants import EVENTS_QUEUE, SCHEDULER_APP_ID, failure_queue
-from executor.errors import BrokerError, DecodeError
+from executor.errors import BrokerError, DecodeError, redact_url
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.events_pb2 import Event, JobRef, Stop
 from executor.pb.dagyo.v1.failure_pb2 import (
@@ -121,7 +121,8 @@ class Lifecycle:
                 but the byte cap).
 
         Raises:
-            BrokerError: when the broker failed meanwhile; the flow is then failed.
+            BrokerError: when the broker is not connected (nothing is recorded), or failed
+                meanwhile (the flow is then failed).
         """
         flow_id = plan.flow_id
         nodes = [(job.descriptor.node, job.progdef.name) for job in plan.jobs]
@@ -150,6 +151,13 @@ class Lifecycle:
             },
         )
         flow = ActiveFlow(record, runtime, starting=True)
+        if not self.broker.connected:
+            # Refused before it is recorded: a flow accepted now could only wait, pending,
+            # for a broker that may not come back before its client gives up on it.
+            raise BrokerError(
+                f"the scheduler is not connected to the broker at {redact_url(self.broker.url)}"
+                " (it keeps reconnecting): submit the flow again once the broker is back"
+            )
         with self._lock:
             self.store.create(record, runtime)
             self._flows[flow_id] = flow
