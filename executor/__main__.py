@@ -12,6 +12,7 @@ import sys
 
 from executor.drain import ShutdownSignals
 from executor.errors import BrokerUnavailable, DagyoError, ProgdefInvalid
+from executor.logs import configure_logging
 from executor.progdef import load_progdef
 from executor.service import Executor
 from executor.settings import ExecutorSettings
@@ -25,7 +26,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
         print(__doc__.strip().replace("``", "") if argv else USAGE, file=sys.stderr)
         return 0 if argv else 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        configure_logging()
+    except DagyoError as e:
+        print(f"executor: {e}", file=sys.stderr)
+        return 2
     # pika logs every failed connection attempt as an error; the executor says what failed
     # and what to do in one line of its own (and logs its reconnections).
     logging.getLogger("pika").setLevel(logging.CRITICAL)

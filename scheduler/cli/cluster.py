@@ -137,8 +137,13 @@ def scheduler_command(
 
     Exits 0 after SIGTERM or Ctrl-C, 3 when the broker cannot be reached.
     """
+    from executor.logs import configure_logging
     from scheduler.service.server import serve
 
+    try:
+        configure_logging()
+    except DagyoError as e:
+        fail(str(e), EXIT_INVALID)
     settings = scheduler_settings(
         address=listen,
         heartbeat_timeout_s=heartbeat_timeout,
