@@ -14,6 +14,8 @@ Example:
 from __future__ import annotations
 
 import builtins
+import os
+import re
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, NoReturn
@@ -21,6 +23,7 @@ from typing import Any, NoReturn
 import grpc
 
 from executor.errors import (
+    SchedulerDisconnected,
     SchedulerError,
     SchedulerRefused,
     SchedulerUnauthenticated,
@@ -29,14 +32,19 @@ from executor.errors import (
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.service.limits import ENV_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 from scheduler.tls import call_metadata, client_credentials, client_target
 
 # A scheduler that does not accept a connection this soon is reported as unreachable, so
 # a wrong address or a stopped scheduler fails fast instead of hanging.
 # A unary call on a connected scheduler (submit declares queues and publishes jobs).
 CALL_TIMEOUT_S = 60.0
+# What gRPC says when a message is over the receiver's limit: "(sent vs. limit)".
+_TOO_LARGE = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
 
 # The codes that mean "the scheduler said no": the details are meant for the user.
+# What the scheduler's UNAVAILABLE says when it is up but its broker is not.
+BROKER_AWAY = "not connected to the broker"
 _REFUSALS = {
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.FAILED_PRECONDITION,
@@ -103,6 +111,8 @@ class SchedulerClient:
         """
         request = pb.SubmitRequest(flow_json=flow_json, source=source, deadline_s=deadline_s)
         response = self._call("Submit", request)
+        if response.problems or not response.flow_id:
+            raise SchedulerRefused(list(response.problems), code="INVALID_ARGUMENT")
         return str(response.flow_id)
 
     def get(self, flow_id: str) -> pb.FlowRecord:
@@ -110,10 +120,18 @@ class SchedulerClient:
         record: pb.FlowRecord = self._call("Get", pb.GetRequest(flow_id=flow_id))
         return record
 
-    def list(self, *, limit: int = 0) -> list[pb.FlowRecord]:
-        """The flows the scheduler knows, as it orders them; ``limit`` 0 for its default."""
-        response = self._call("List", pb.ListRequest(limit=limit))
-        return list(response.flows)
+    def list(self, *, limit: int = 0) -> builtins.list[pb.FlowRecord]:
+        """The newest ``limit`` flows (0: every flow), newest first, fetched page by page."""
+        records: builtins.list[pb.FlowRecord] = []
+        token = ""
+        while True:
+            want = min(limit - len(records), 100) if limit else 0
+            request = pb.ListRequest(limit=want, page_token=token)
+            response = self._call("List", request)
+            records += response.flows
+            token = response.next_page_token
+            if not token or (limit and len(records) >= limit):
+                return records[:limit] if limit else records
 
     def cancel(self, flow_id: str) -> pb.FlowRecord:
         """Cancel a flow and return its record afterwards."""
@@ -121,9 +139,17 @@ class SchedulerClient:
         return record
 
     def failures(self, flow_id: str = "") -> builtins.list[FailureReport]:
-        """The failure reports recorded so far, of one flow or (``""``) of every flow."""
-        response = self._call("Failures", pb.FailuresRequest(flow_id=flow_id))
-        return list(response.failures)
+        """The failure reports recorded so far, of one flow or (``""``) of every flow,
+        oldest first, fetched page by page."""
+        reports: builtins.list[FailureReport] = []
+        token = ""
+        while True:
+            request = pb.FailuresRequest(flow_id=flow_id, page_token=token)
+            response = self._call("Failures", request)
+            reports += response.failures
+            token = response.next_page_token
+            if not token:
+                return reports
 
     def watch(self, flow_id: str) -> Iterator[pb.WatchEvent]:
         """Follow a flow live: progress, exports and, last, its end (with no deadline)."""
@@ -146,10 +172,15 @@ class SchedulerClient:
         # every command.
         credentials = client_credentials(self.address)
         target = client_target(self.address)
+        # Send anything (the scheduler's limit decides, and says so); receive up to ours.
+        options = [
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", _max_message_bytes()),
+        ]
         self._channel = (
-            grpc.insecure_channel(target)
+            grpc.insecure_channel(target, options=options)
             if credentials is None
-            else grpc.secure_channel(target, credentials)
+            else grpc.secure_channel(target, credentials, options=options)
         )
         self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
         return self._stub
@@ -161,6 +192,16 @@ class SchedulerClient:
                 request, timeout=self._call_timeout_s, metadata=self._metadata
             )
         except grpc.RpcError as e:
+            too_large = _TOO_LARGE.search(e.details() or "") if isinstance(e, grpc.Call) else None
+            if method == "Submit" and too_large:
+                size, most = len(request.flow_json.encode()), too_large.group(2)
+                raise SchedulerRefused(
+                    [
+                        f"the flow is {size} bytes, more than the {most} the scheduler accepts "
+                        f"in one request ({ENV_MAX_MESSAGE_BYTES} on the scheduler)"
+                    ],
+                    code="RESOURCE_EXHAUSTED",
+                ) from e
             self._raise(e, during_stream=False)
 
     def _raise(self, error: grpc.RpcError, *, during_stream: bool) -> NoReturn:
@@ -170,6 +211,8 @@ class SchedulerClient:
             raise SchedulerRefused(details.splitlines(), code=code.name) from error
         if code is grpc.StatusCode.UNAUTHENTICATED:
             raise SchedulerUnauthenticated(details) from error
+        if code is grpc.StatusCode.UNAVAILABLE and BROKER_AWAY in details:
+            raise SchedulerDisconnected(details) from error
         if code is grpc.StatusCode.UNAVAILABLE:
             reason = "the connection was lost" if during_stream else ""
             raise SchedulerUnavailable(self.address, reason) from error
@@ -179,3 +222,8 @@ class SchedulerClient:
         raise SchedulerError(
             f"the scheduler at {self.address} failed: {code.name}: {details}"
         ) from error
+
+
+def _max_message_bytes() -> int:
+    raw = os.environ.get(ENV_MAX_MESSAGE_BYTES, "")
+    return int(raw) if raw.strip().isdigit() else MAX_MESSAGE_BYTES

@@ -24,9 +24,19 @@ from executor.constants import (
 )
 from executor.errors import DagyoError
 from executor.settings import env_number
+from scheduler.service.limits import ENV_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 from scheduler.tls import ENV_TOKENS, ServerTls
 
 ENV_UI = "DAGYO_UI"
+ENV_GRPC_WORKERS = "DAGYO_GRPC_WORKERS"
+ENV_WATCHES_PER_CLIENT = "DAGYO_WATCHES_PER_CLIENT"
+ENV_WATCHER_EVENTS = "DAGYO_WATCHER_EVENTS"
+# gRPC worker threads; an eighth (at least 4) is kept for unary calls, never for Watch.
+GRPC_WORKERS = 256
+# Open Watch streams of one client connection (one gRPC channel).
+WATCHES_PER_CLIENT = 64
+# Events buffered for one watcher before it is dropped as too slow.
+WATCHER_EVENTS = 10000
 DEFAULT_UI_ADDRESS = "127.0.0.1:8080"
 
 MEMORY = ":memory:"
@@ -83,6 +93,14 @@ class SchedulerSettings:
             ``DAGYO_TLS_KEY``, ``DAGYO_TLS_CLIENT_CA``); ``None`` serves plain text.
         ui_address: where the web dashboard listens (``DAGYO_UI``, ``127.0.0.1:8080`` from
             the environment); empty serves none.
+        max_message_bytes: the largest gRPC message accepted or sent
+            (``DAGYO_MAX_MESSAGE_BYTES``): bounds the Flow JSON of a submit.
+        grpc_workers: gRPC worker threads (``DAGYO_GRPC_WORKERS``); an eighth of them (at
+            least 4) is reserved for unary calls, the rest may hold Watch streams.
+        watches_per_client: open Watch streams of one client connection
+            (``DAGYO_WATCHES_PER_CLIENT``); one more is refused with RESOURCE_EXHAUSTED.
+        watcher_events: events buffered for a watcher that does not read
+            (``DAGYO_WATCHER_EVENTS``); past them it is told and dropped.
     """
 
     queue_url: str = DEFAULT_QUEUE_URL
@@ -96,6 +114,10 @@ class SchedulerSettings:
     tokens_path: str = ""
     tls: ServerTls | None = None
     ui_address: str = ""
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    grpc_workers: int = GRPC_WORKERS
+    watches_per_client: int = WATCHES_PER_CLIENT
+    watcher_events: int = WATCHER_EVENTS
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,6 +127,18 @@ class SchedulerSettings:
             problems.append(f"export_cap_bytes must be at least 0, got {self.export_cap_bytes}")
         if not 0 <= self.metrics_port <= 65535:
             problems.append(f"metrics_port must be 0 to 65535, got {self.metrics_port}")
+        if self.max_message_bytes < 64 * 1024:
+            problems.append(
+                f"{ENV_MAX_MESSAGE_BYTES} must be at least 65536, got {self.max_message_bytes}"
+            )
+        if self.grpc_workers < 8:
+            problems.append(f"{ENV_GRPC_WORKERS} must be at least 8, got {self.grpc_workers}")
+        if self.watches_per_client < 1:
+            problems.append(
+                f"{ENV_WATCHES_PER_CLIENT} must be at least 1, got {self.watches_per_client}"
+            )
+        if self.watcher_events < 16:
+            problems.append(f"{ENV_WATCHER_EVENTS} must be at least 16, got {self.watcher_events}")
         host, _, port = self.address.rpartition(":")
         if not host or not port.isdigit():
             problems.append(f"address {self.address!r} must be host:port, e.g. localhost:50051")
@@ -150,6 +184,10 @@ class SchedulerSettings:
             "tokens_path": env.get(ENV_TOKENS, ""),
             "tls": ServerTls.from_env(env),
             "ui_address": _ui_address(env),
+            "max_message_bytes": env_number(env, ENV_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES, int),
+            "grpc_workers": env_number(env, ENV_GRPC_WORKERS, GRPC_WORKERS, int),
+            "watches_per_client": env_number(env, ENV_WATCHES_PER_CLIENT, WATCHES_PER_CLIENT, int),
+            "watcher_events": env_number(env, ENV_WATCHER_EVENTS, WATCHER_EVENTS, int),
         }
         progdefs = env.get(ENV_PROGDEFS)
         if progdefs:

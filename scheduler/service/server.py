@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("dagyo.scheduler")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
+
+
 # Each Watch call holds a worker thread for its flow's whole life, so Watch streams may
 # take all the workers but these (an eighth, at least 4): unary calls always get a thread.
 def reserved_workers(workers: int) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -290,7 +290,8 @@ class FlowStore:
         Raises:
             ValueError: for a token this store did not give.
         """
-        where, args = ["1"], []
+        where: list[str] = ["1"]
+        args: list[object] = []
         if tenant is not None:
             where.append("tenant = ?")
             args.append(tenant)
@@ -389,7 +390,8 @@ class FlowStore:
         Raises:
             ValueError: for a token this store did not give.
         """
-        where, args = ["failures.rowid > ?"], [_number(token) if token else 0]
+        where = ["failures.rowid > ?"]
+        args: list[object] = [_number(token) if token else 0]
         if flow_id:
             where.append("failures.flow_id = ?")
             args.append(flow_id)

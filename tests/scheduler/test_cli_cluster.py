@@ -397,6 +397,7 @@ def test_status_json_is_the_record(scheduler: tuple[str, FakeScheduler]) -> None
             },
             "exports": [{"export": "greetings", "value": GREETINGS[0]}],
             "exports_truncated": False,
+            "exports_dropped": 0,
             "tenant": "",
         }
     ]

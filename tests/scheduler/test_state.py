@@ -62,7 +62,7 @@ def test_state_round_trip_survives_reopen(tmp_path: Path) -> None:
     ]
     assert got.nodes[0].executor == "e1"
     assert reopened.runtime("f1") == run
-    assert [r.error for r in reopened.failures("f1")] == ["boom"]
+    assert [r.error for r in reopened.failures("f1")[0]] == ["boom"]
     assert [r.id for r, _ in reopened.active()] == ["f1"]
     reopened.close()
 
@@ -83,8 +83,8 @@ def test_recent_active_and_counts(tmp_path: Path) -> None:
     store.create(record("old", 1.0, FlowState.SUCCEEDED), FlowRuntime())
     store.create(record("mid", 2.0, FlowState.PENDING), FlowRuntime())
     store.create(record("new", 3.0, FlowState.RUNNING), FlowRuntime())
-    assert [r.id for r in store.recent()] == ["new", "mid", "old"]
-    assert [r.id for r in store.recent(2)] == ["new", "mid"]
+    assert [r.id for r in store.recent()[0]] == ["new", "mid", "old"]
+    assert [r.id for r in store.recent(2)[0]] == ["new", "mid"]
     assert [r.id for r, _ in store.active()] == ["mid", "new"]
     done = record("new", 3.0, FlowState.FAILED)
     store.save(done)
@@ -99,9 +99,9 @@ def test_failures_of_every_flow_in_order() -> None:
     store.add_failure(FailureReport(flow_id="a", error="first", kind=FAILURE_KIND_PANIC))
     store.add_failure(FailureReport(flow_id="b", error="second", kind=FAILURE_KIND_LOST))
     store.add_failure(FailureReport(flow_id="a", error="third", kind=FAILURE_KIND_PANIC))
-    assert [r.error for r in store.failures()] == ["first", "second", "third"]
-    assert [r.error for r in store.failures("a")] == ["first", "third"]
-    assert store.failures("c") == []
+    assert [r.error for r in store.failures()[0]] == ["first", "second", "third"]
+    assert [r.error for r in store.failures("a")[0]] == ["first", "third"]
+    assert store.failures("c")[0] == []
 
 
 def test_states_match_the_protobuf_enum() -> None:
@@ -123,7 +123,7 @@ def test_concurrent_writers_keep_every_failure() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(store.failures("f")) == 200
+    assert len(store.failures("f", limit=500)[0]) == 200
 
 
 def test_unwritable_state_path_names_the_file(tmp_path: Path) -> None:
@@ -131,3 +131,41 @@ def test_unwritable_state_path_names_the_file(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(DagyoError, match="DAGYO_STATE"):
         FlowStore(str(blocker / "state.sqlite3"))
+
+
+def test_list_and_failures_come_in_pages_that_join_up() -> None:
+    store = FlowStore(":memory:")
+    for i in range(7):
+        store.create(record(f"f{i}", float(i // 2), FlowState.SUCCEEDED), FlowRuntime())
+        store.add_failure(FailureReport(flow_id=f"f{i}", error=f"boom {i}"))
+    seen, token = [], ""
+    while True:
+        page, token = store.recent(3, token=token)
+        seen += [r.id for r in page]
+        if not token:
+            break
+    assert seen == ["f6", "f5", "f4", "f3", "f2", "f1", "f0"]
+    errors, token = [], ""
+    while True:
+        reports, token = store.failures(limit=2, token=token)
+        errors += [r.error for r in reports]
+        if not token:
+            break
+    assert errors == [f"boom {i}" for i in range(7)]
+    with pytest.raises(ValueError, match="page token"):
+        store.recent(token="nonsense")
+
+
+def test_a_huge_failure_text_is_kept_cut_with_a_marker() -> None:
+    store = FlowStore(":memory:")
+    panic = "x" * 2_500_000
+    failed = record("big", 1.0, FlowState.FAILED)
+    failed.failure.CopyFrom(FailureReport(flow_id="big", error=panic, traceback=panic + "End"))
+    store.create(failed, FlowRuntime())
+    store.add_failure(failed.failure)
+    kept = store.get("big")
+    assert kept is not None and kept.ByteSize() < 64 * 1024
+    assert kept.failure.error.startswith("xxx") and "characters not shown" in kept.failure.error
+    assert kept.failure.traceback.endswith("xEnd")
+    (report,), _ = store.failures("big")
+    assert report.ByteSize() < 64 * 1024 and "characters not shown" in report.error

@@ -24,6 +24,7 @@ class NodeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NODE_STATE_RUNNING: _ClassVar[NodeState]
     NODE_STATE_ENDED: _ClassVar[NodeState]
     NODE_STATE_FAILED: _ClassVar[NodeState]
+    NODE_STATE_STOPPED: _ClassVar[NodeState]
 FLOW_STATE_UNSPECIFIED: FlowState
 FLOW_STATE_PENDING: FlowState
 FLOW_STATE_RUNNING: FlowState
@@ -35,20 +36,23 @@ NODE_STATE_PENDING: NodeState
 NODE_STATE_RUNNING: NodeState
 NODE_STATE_ENDED: NodeState
 NODE_STATE_FAILED: NodeState
+NODE_STATE_STOPPED: NodeState
 
 class NodeProgress(_message.Message):
-    __slots__ = ("node", "progdef", "state", "executor", "items_sent")
+    __slots__ = ("node", "progdef", "state", "executor", "items_sent", "version")
     NODE_FIELD_NUMBER: _ClassVar[int]
     PROGDEF_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     ITEMS_SENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     node: str
     progdef: str
     state: NodeState
     executor: str
     items_sent: int
-    def __init__(self, node: _Optional[str] = ..., progdef: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[int] = ...) -> None: ...
+    version: str
+    def __init__(self, node: _Optional[str] = ..., progdef: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
 
 class Export(_message.Message):
     __slots__ = ("export", "value_json")
@@ -59,7 +63,7 @@ class Export(_message.Message):
     def __init__(self, export: _Optional[str] = ..., value_json: _Optional[str] = ...) -> None: ...
 
 class FlowRecord(_message.Message):
-    __slots__ = ("id", "name", "state", "nodes", "failure", "created", "ended", "exports", "exports_truncated", "tenant", "flow_json")
+    __slots__ = ("id", "name", "state", "nodes", "failure", "created", "ended", "exports", "exports_truncated", "exports_dropped", "tenant", "flow_json")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +73,7 @@ class FlowRecord(_message.Message):
     ENDED_FIELD_NUMBER: _ClassVar[int]
     EXPORTS_FIELD_NUMBER: _ClassVar[int]
     EXPORTS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    EXPORTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     FLOW_JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
@@ -80,9 +85,10 @@ class FlowRecord(_message.Message):
     ended: float
     exports: _containers.RepeatedCompositeFieldContainer[Export]
     exports_truncated: bool
+    exports_dropped: int
     tenant: str
     flow_json: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[FlowState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeProgress, _Mapping]]] = ..., failure: _Optional[_Union[_failure_pb2.FailureReport, _Mapping]] = ..., created: _Optional[float] = ..., ended: _Optional[float] = ..., exports: _Optional[_Iterable[_Union[Export, _Mapping]]] = ..., exports_truncated: _Optional[bool] = ..., tenant: _Optional[str] = ..., flow_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[FlowState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeProgress, _Mapping]]] = ..., failure: _Optional[_Union[_failure_pb2.FailureReport, _Mapping]] = ..., created: _Optional[float] = ..., ended: _Optional[float] = ..., exports: _Optional[_Iterable[_Union[Export, _Mapping]]] = ..., exports_truncated: _Optional[bool] = ..., exports_dropped: _Optional[int] = ..., tenant: _Optional[str] = ..., flow_json: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("flow_json", "source", "deadline_s")
@@ -95,10 +101,12 @@ class SubmitRequest(_message.Message):
     def __init__(self, flow_json: _Optional[str] = ..., source: _Optional[str] = ..., deadline_s: _Optional[float] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
-    __slots__ = ("flow_id",)
+    __slots__ = ("flow_id", "problems")
     FLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     flow_id: str
-    def __init__(self, flow_id: _Optional[str] = ...) -> None: ...
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, flow_id: _Optional[str] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("flow_id",)
@@ -107,16 +115,20 @@ class GetRequest(_message.Message):
     def __init__(self, flow_id: _Optional[str] = ...) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ("limit",)
+    __slots__ = ("limit", "page_token")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     limit: int
-    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+    page_token: str
+    def __init__(self, limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListResponse(_message.Message):
-    __slots__ = ("flows",)
+    __slots__ = ("flows", "next_page_token")
     FLOWS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     flows: _containers.RepeatedCompositeFieldContainer[FlowRecord]
-    def __init__(self, flows: _Optional[_Iterable[_Union[FlowRecord, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, flows: _Optional[_Iterable[_Union[FlowRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("flow_id",)
@@ -141,13 +153,19 @@ class WatchEvent(_message.Message):
     def __init__(self, progress: _Optional[_Union[FlowRecord, _Mapping]] = ..., export: _Optional[_Union[Export, _Mapping]] = ..., end: _Optional[_Union[FlowRecord, _Mapping]] = ...) -> None: ...
 
 class FailuresRequest(_message.Message):
-    __slots__ = ("flow_id",)
+    __slots__ = ("flow_id", "limit", "page_token")
     FLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     flow_id: str
-    def __init__(self, flow_id: _Optional[str] = ...) -> None: ...
+    limit: int
+    page_token: str
+    def __init__(self, flow_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class FailuresResponse(_message.Message):
-    __slots__ = ("failures",)
+    __slots__ = ("failures", "next_page_token")
     FAILURES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     failures: _containers.RepeatedCompositeFieldContainer[_failure_pb2.FailureReport]
-    def __init__(self, failures: _Optional[_Iterable[_Union[_failure_pb2.FailureReport, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, failures: _Optional[_Iterable[_Union[_failure_pb2.FailureReport, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,143 @@
+"""The scheduler's bounds, through the real CLI and a real scheduler on the real broker:
+problem lists, message sizes, Watch streams per client and in all, slow watchers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from click.testing import CliRunner, Result
+
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1 import scheduler_pb2_grpc
+from scheduler.cli import cli
+from scheduler.service.config import SchedulerSettings
+from tests.scheduler.fake_executor import FLOW, WAIT_S, Client, FakeExecutor
+
+# Each channel its own connection (grpc shares one between like channels of a process):
+# each is one client to the scheduler, as separate processes are.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+
+
+def dagyo(client: Client, *args: str, env: dict[str, str] | None = None) -> Result:
+    environment = {"DAGYO_SCHEDULER": client.scheduler.address, **(env or {})}
+    return CliRunner(env=environment).invoke(cli, list(args), catch_exceptions=False)
+
+
+def write(tmp_path: Path, flow: dict[str, Any]) -> Path:
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(flow))
+    return path
+
+
+def test_hundreds_of_problems_come_back_as_lines_and_exit_2(client: Client, tmp_path: Path) -> None:
+    nodes = {f"n{i}": {"progdef": "nope"} for i in range(300)}
+    result = dagyo(client, "flow", "submit", str(write(tmp_path, {"name": "big", "nodes": nodes})))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 101
+    assert lines[-1] == "dagyo: … and 200 more problems"
+    assert all("nope" in line for line in lines[:100])
+    assert max(len(line) for line in lines) < 1000
+
+
+def test_a_long_name_is_echoed_cut(client: Client, tmp_path: Path) -> None:
+    flow = {"name": "long", "nodes": {"y" * 20_000: {"progdef": "nope"}}}
+    result = dagyo(client, "flow", "submit", str(write(tmp_path, flow)))
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert "more characters not shown" in line and len(line) < 1000
+
+
+@pytest.fixture
+def small(settings: SchedulerSettings) -> Iterator[Client]:
+    started = Client(
+        dataclasses.replace(settings, max_message_bytes=65536, grpc_workers=8, watches_per_client=3)
+    )
+    yield started
+    started.close()
+
+
+def test_a_flow_over_the_message_limit_is_one_line_and_exit_2(
+    small: Client, tmp_path: Path
+) -> None:
+    flow = dict(FLOW, name="n" * 100_000)
+    result = dagyo(small, "flow", "submit", str(write(tmp_path, flow)))
+    assert result.exit_code == 2, result.output
+    size = len(json.dumps(flow).encode())
+    assert result.stderr == (
+        f"dagyo: the flow is {size} bytes, more than the 65536 the scheduler accepts in one "
+        "request (DAGYO_MAX_MESSAGE_BYTES on the scheduler)\n"
+    )
+
+
+def test_watch_streams_past_the_cap_are_refused_and_others_still_get_answers(
+    small: Client, fake: FakeExecutor, tmp_path: Path
+) -> None:
+    flow_id = small.submit()
+    greedy = grpc.insecure_channel(small.scheduler.address, options=OWN_CONNECTION)
+    stub = scheduler_pb2_grpc.SchedulerStub(greedy)
+    streams = [stub.Watch(pb.WatchRequest(flow_id=flow_id), timeout=WAIT_S) for _ in range(6)]
+    try:
+        outcomes: list[str] = []
+        for stream in streams:
+            try:
+                next(stream)
+                outcomes.append("open")
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                outcomes.append(e.details())
+        assert outcomes[:3] == ["open"] * 3
+        assert (
+            outcomes[3:]
+            == [
+                "this client already has 3 Watch streams open, the most one client may "
+                "(DAGYO_WATCHES_PER_CLIENT): close some first"
+            ]
+            * 3
+        )
+        # Another client: its own watches up to the total (8 workers keep 4 for unary
+        # calls), then List and Submit answer.
+        other = grpc.insecure_channel(small.scheduler.address, options=OWN_CONNECTION)
+        more = scheduler_pb2_grpc.SchedulerStub(other)
+        extra = more.Watch(pb.WatchRequest(flow_id=flow_id), timeout=WAIT_S)
+        next(extra)
+        third = grpc.insecure_channel(small.scheduler.address, options=OWN_CONNECTION)
+        refused = scheduler_pb2_grpc.SchedulerStub(third).Watch(
+            pb.WatchRequest(flow_id=flow_id), timeout=WAIT_S
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            next(refused)
+        assert "the scheduler already serves 4 Watch streams" in caught.value.details()
+        listed = dagyo(small, "flow", "list")
+        assert listed.exit_code == 0 and flow_id in listed.stdout
+        submitted = dagyo(small, "flow", "submit", str(write(tmp_path, FLOW)))
+        assert submitted.exit_code == 0, submitted.output
+        extra.cancel()
+        other.close()
+        third.close()
+    finally:
+        for stream in streams:
+            stream.cancel()
+        greedy.close()
+
+
+def test_a_watcher_that_does_not_read_is_dropped_and_told(settings: SchedulerSettings) -> None:
+    started = Client(dataclasses.replace(settings, watcher_events=16))
+    try:
+        watchers = started.scheduler.lifecycle.watchers
+        record = pb.FlowRecord(id="f")
+        subscription = watchers.subscribe("f", record, [])
+        done = threading.Event()
+        watchers.exports("f", [pb.Export(export="out", value_json='"x"')] * 100)
+        assert subscription.overflowed
+        assert subscription.next(0.01) is None
+        done.set()
+    finally:
+        started.close()
