@@ -25,7 +25,7 @@ from functools import partial
 
 import pika
 
-from executor.constants import EVENTS_QUEUE, SCHEDULER_APP_ID, failure_queue
+from executor.constants import EVENTS_QUEUE, MAILBOX_PREFIX, SCHEDULER_APP_ID, failure_queue
 from executor.errors import BrokerError, DecodeError, redact_url
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.events_pb2 import Event, JobRef, Stop
@@ -125,7 +125,14 @@ class Lifecycle:
                 meanwhile (the flow is then failed).
         """
         flow_id = plan.flow_id
-        nodes = [(job.descriptor.node, job.progdef.name) for job in plan.jobs]
+        nodes = [
+            (
+                job.descriptor.node,
+                job.progdef.name,
+                job.progdef.mailbox.removeprefix(f"{MAILBOX_PREFIX}.{job.progdef.name}."),
+            )
+            for job in plan.jobs
+        ]
         record = pb.FlowRecord(
             id=flow_id,
             name=name,
@@ -134,8 +141,8 @@ class Lifecycle:
             tenant=tenant,
             flow_json=flow_json,
         )
-        for node, progdef in nodes:
-            record.nodes.add(node=node, progdef=progdef, state=NODE_PENDING)
+        for node, progdef, version in nodes:
+            record.nodes.add(node=node, progdef=progdef, version=version, state=NODE_PENDING)
         runtime = FlowRuntime(
             deadline=deadline,
             max_export_items=max_export_items,
