@@ -70,6 +70,15 @@ class BrokerRefused(BrokerUnavailable):
         )
 
 
+class SchedulerDisconnected(BrokerUnavailable):
+    """Raised when the scheduler answers but refuses a call while its broker is away."""
+
+    def __init__(self, message: str) -> None:
+        self.url = ""
+        self.reason = message
+        BrokerError.__init__(self, message)
+
+
 class BrokerUrlInvalid(DagyoError):
     """Raised when DAGYO_QUEUE (or a broker URL given otherwise) is not a usable amqp:// URL."""
 

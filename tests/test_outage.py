@@ -21,6 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from executor.constants import ENV_RECONNECT_MAX_DELAY_S
+from executor.errors import SchedulerDisconnected, redact_url
 from executor.pb.dagyo.v1 import failure_pb2, scheduler_pb2, scheduler_pb2_grpc
 from tests.cluster import LocalCluster, state_of
 from tests.private_broker import PrivateBroker, private_broker  # noqa: F401  (fixture)
@@ -125,7 +126,12 @@ def test_executors_and_the_scheduler_outlive_a_long_outage(
                 scheduler_pb2.SubmitRequest(flow_json=json.dumps(slow_flow(3, 1))), timeout=30
             )
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "broker" in (refused.value.details() or "")
+        with pytest.raises(SchedulerDisconnected) as said:
+            cluster.submit(slow_flow(3, 1))
+        assert str(said.value) == (
+            f"the scheduler is not connected to the broker at {redact_url(private_broker.url)} "
+            "(it keeps reconnecting): submit the flow again once the broker is back"
+        )
         counts = cluster.scheduler.store.count_by_state()
         assert sum(counts.values()) == 1, f"a Submit during the outage left a record: {counts}"
 
