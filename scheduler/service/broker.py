@@ -11,7 +11,8 @@ callbacks run on it. The scheduler uses two channels on that connection:
 * the *probe* channel makes passive declares, which the broker answers with a channel
   error when the queue does not exist; it is simply reopened after each such answer.
 
-After a lost connection the thread reconnects (a new connection, capped attempts), calls
+After a lost connection the thread reconnects (a new connection, retried with capped
+exponential backoff for as long as the scheduler runs: see executor.amqp), calls
 ``on_connect`` again so the lifecycle can check its flows, then consumes the events queue.
 """
 
@@ -130,12 +131,15 @@ class Broker:
 
     @property
     def alive(self) -> bool:
-        """False once the I/O thread gave up reconnecting (see ``failed``)."""
+        """False once the I/O thread ended on an error of its own (see ``failed``).
+
+        A lost connection never ends it: it reconnects for as long as the scheduler runs.
+        """
         return self._io.alive
 
     @property
     def failed(self) -> BaseException | None:
-        """Why the I/O thread gave up, when it did."""
+        """Why the I/O thread ended, when it did (a bug, not a lost connection)."""
         return self._io.failed
 
     def call(self, function: Callable[[], Any]) -> Any:
