@@ -101,6 +101,15 @@ def heartbeat_option(function: Any) -> Any:
     )(function)
 
 
+def ui_option(function: Any) -> Any:
+    """The shared ``--no-ui`` flag (the dashboard is on DAGYO_UI otherwise)."""
+    return click.option(
+        "--no-ui",
+        is_flag=True,
+        help="Serve no web dashboard [default: one on DAGYO_UI, 127.0.0.1:8080].",
+    )(function)
+
+
 def scheduler_settings(**overrides: Any) -> Any:
     """SchedulerSettings.from_env() with every override that is not None.
 
@@ -127,11 +136,13 @@ def scheduler_settings(**overrides: Any) -> Any:
     "none) [default: ~/.local/state/dagyo/scheduler.sqlite3].",
 )
 @progdefs_option
+@ui_option
 def scheduler_command(
     listen: str | None,
     heartbeat_timeout: float | None,
     state: str | None,
     progdefs_dir: Path | None,
+    no_ui: bool,
 ) -> None:
     """Run the scheduler service alone: gRPC on --listen, the broker on DAGYO_QUEUE.
 
@@ -149,6 +160,7 @@ def scheduler_command(
         heartbeat_timeout_s=heartbeat_timeout,
         state_path=state,
         progdefs=progdefs_dir,
+        ui_address="" if no_ui else None,
     )
     with stop_signals() as stop:
         try:
@@ -170,8 +182,13 @@ def scheduler_command(
     show_default=True,
     help="Executor processes per progdef.",
 )
+@ui_option
 def up_command(
-    progdefs_dir: Path | None, listen: str | None, heartbeat_timeout: float | None, per_progdef: int
+    progdefs_dir: Path | None,
+    listen: str | None,
+    heartbeat_timeout: float | None,
+    per_progdef: int,
+    no_ui: bool,
 ) -> None:
     """Run a local cluster on DAGYO_QUEUE: one executor per catalogue progdef and the scheduler.
 
@@ -194,6 +211,7 @@ def up_command(
         heartbeat_timeout_s=heartbeat_timeout,
         progdefs=progdefs_dir,
         queue_url=queue_url,
+        ui_address="" if no_ui else None,
     )
     from scheduler.local_cluster import LocalCluster
 
@@ -240,6 +258,8 @@ def _run_until_stopped(cluster: LocalCluster, stop: threading.Event) -> None:
         return
     service = cluster.start_scheduler()
     click.echo(f"scheduler: listening on {service.address}")
+    if service.dashboard is not None:
+        click.echo(f"dashboard: {service.dashboard.url}")
     click.echo("dagyo: the cluster is up; Ctrl-C drains and stops it", err=True)
     while not stop.wait(0.5) and not cluster.exited():
         if service.failed is not None:

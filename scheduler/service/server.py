@@ -44,7 +44,7 @@ from scheduler.flow.model import CheckedFlow, check_flow, parse_flow
 from scheduler.flow.plan import plan_flow
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
-from scheduler.service.config import SchedulerSettings
+from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings
 from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.limits import capped_problems, details
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
@@ -383,13 +383,22 @@ class Scheduler:
 
         host, _, port = self.address.rpartition(":")
         local = f"127.0.0.1:{port}" if host in ("", "0.0.0.0", "[::]") else self.address
-        try:
-            dashboard = Dashboard(
-                address=address,
+        def serve_on(where: str) -> Dashboard:
+            return Dashboard(
+                address=where,
                 scheduler=local,
                 catalogue=lambda: load_catalogue(self.settings.progdefs),
                 open_mode=self.authenticator.open,
             )
+
+        try:
+            try:
+                dashboard = serve_on(address)
+            except OSError:
+                if address != DEFAULT_UI_ADDRESS:
+                    raise
+                # The default port is taken (another scheduler here): any free one will do.
+                dashboard = serve_on(address.rpartition(":")[0] + ":0")
         except OSError as e:
             raise DagyoError(
                 f"cannot serve the dashboard on {address} ({e.strerror}): set DAGYO_UI to a "

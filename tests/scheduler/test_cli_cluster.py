@@ -383,6 +383,7 @@ def test_status_json_is_the_record(scheduler: tuple[str, FakeScheduler]) -> None
                     "state": "failed",
                     "executor": "explode-host-7",
                     "items_sent": 1,
+                    "version": "",
                 }
             ],
             "failure": {
@@ -607,6 +608,7 @@ UP_WITH_A_STUB_SCHEDULER = """
 import sys, types
 service = types.ModuleType("scheduler.service.server")
 class Scheduler:
+    dashboard = None
     def __init__(self, settings):
         self.address = settings.address
     def start(self):
