@@ -292,13 +292,10 @@ class AmqpThread:
             try:
                 connection = connect(self.url)
             except BrokerUnavailable as e:
-                log.warning(
-                    "reconnect attempt %d failed (%s); next in %g s",
-                    attempt,
-                    e.reason,
-                    min(delay_s * 2, self._max_delay_s),
-                )
                 delay_s = min(delay_s * 2, self._max_delay_s)
+                log.warning(
+                    "reconnect attempt %d failed (%s); next in %g s", attempt, e.reason, delay_s
+                )
                 continue
             self._connection = connection
             try:
