@@ -31,6 +31,8 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_UNREACHABLE = 3
 EXIT_UNAUTHENTICATED = 4
+# The flow succeeded, but exports past the record's cap were not kept and not seen.
+EXIT_EXPORTS_DROPPED = 5
 
 
 def fail(message: str, code: int) -> NoReturn:

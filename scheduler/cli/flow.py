@@ -1,7 +1,8 @@
 """``dagyo flow …``: submit flows to the scheduler and follow, inspect, list or cancel them.
 
 Exit status: 0 done, 1 the flow failed or was cancelled, 2 a refused request (an invalid
-flow, an unknown flow id, an unreadable file), 3 the scheduler is unreachable.
+flow, an unknown flow id, an unreadable file), 3 the scheduler is unreachable, 5 the flow
+succeeded but exports past the scheduler's cap were dropped before this watch saw them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import click
 from executor.errors import SchedulerError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.cli.common import (
+    EXIT_EXPORTS_DROPPED,
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,
@@ -61,8 +63,9 @@ def submit_command(flow_file: Path, wait: bool, deadline: float | None, address:
     """Submit FLOW.json to the scheduler and print its flow id on stdout.
 
     Exits 0; with --wait as `dagyo run`: 0 succeeded, 1 failed or cancelled (the failure
-    report on stderr). 2 when the scheduler refuses the flow (every problem on stderr),
-    3 when it cannot be reached.
+    report on stderr), 5 succeeded but exports past the scheduler's cap were dropped
+    before the watch saw them (how many on stderr). 2 when the scheduler refuses the flow
+    (every problem on stderr), 3 when it cannot be reached.
     """
     try:
         text = flow_file.read_text(encoding="utf-8")
@@ -84,7 +87,9 @@ def watch_command(flow_id: str, address: str) -> None:
 
     A progress line is drawn on stderr when it is a terminal. Exits 0 when the flow
     succeeded, 1 when it failed or was cancelled (the failure report on stderr),
-    2 for an unknown ID, 3 when the scheduler cannot be reached.
+    2 for an unknown ID, 3 when the scheduler cannot be reached, 5 when it succeeded but
+    exports past the scheduler's cap (DAGYO_EXPORT_CAP_BYTES) were dropped before this
+    watch saw them (how many on stderr).
     """
     with connected(address) as client:
         sys.exit(_follow(client, flow_id))
@@ -95,10 +100,12 @@ def _follow(client: SchedulerClient, flow_id: str) -> int:
     progress: Progress | None = None
     end: pb.FlowRecord | None = None
     interrupted = False
+    seen = 0
     try:
         for event in client.watch(flow_id):
             kind = event.WhichOneof("kind")
             if kind == "export":
+                seen += 1
                 sys.stdout.write(export_json(event.export) + "\n")
                 sys.stdout.flush()
             elif kind == "progress":
@@ -128,12 +135,15 @@ def _follow(client: SchedulerClient, flow_id: str) -> int:
                 f"the scheduler at {client.address} ended the watch of flow "
                 f"{flow_id} before the flow ended"
             )
-    if end.exports_truncated:
+    missed = _missed(client, end, seen)
+    if missed:
         click.echo(
-            f"dagyo: flow {flow_id}: exports past the scheduler's size cap were not kept", err=True
+            f"dagyo: flow {flow_id}: {missed} exports past the scheduler's size cap "
+            "(DAGYO_EXPORT_CAP_BYTES) were dropped before this watch saw them",
+            err=True,
         )
     if end.state == pb.FLOW_STATE_SUCCEEDED:
-        return EXIT_OK
+        return EXIT_EXPORTS_DROPPED if missed else EXIT_OK
     if end.state == pb.FLOW_STATE_CANCELLED:
         click.echo(f"dagyo: flow {flow_id} was cancelled", err=True)
     elif end.HasField("failure"):
@@ -141,6 +151,16 @@ def _follow(client: SchedulerClient, flow_id: str) -> int:
     else:
         click.echo(f"dagyo: flow {flow_id} failed", err=True)
     return EXIT_FAILED
+
+
+def _missed(client: SchedulerClient, end: pb.FlowRecord, seen: int) -> int | str:
+    """How many of the flow's exports this watch did not get ("some" when not counted)."""
+    if not end.exports_truncated:
+        return 0
+    if not end.exports_dropped:  # a record of a scheduler that did not count them
+        return "some"
+    kept = len(client.get(end.id).exports)  # the end event carries no exports
+    return max(0, kept + end.exports_dropped - seen)
 
 
 @flow.command("status")

@@ -23,6 +23,8 @@ FLOW_STATES = {
 NODE_STATES = {
     number: name.removeprefix("NODE_STATE_").lower() for name, number in pb.NodeState.items()
 }
+# The executor name of a failure the scheduler decided itself (deadline, cancel, broker).
+SCHEDULER = "scheduler"
 FAILURE_KINDS = {
     number: name.removeprefix("FAILURE_KIND_").lower() for name, number in FailureKind.items()
 }
@@ -54,10 +56,17 @@ def when(seconds: float) -> str:
 
 
 def failure_where(report: FailureReport) -> str:
-    """``node N (progdef P) on executor E: error``: the one sentence naming a failure."""
-    where = f"node {report.node} (progdef {report.progdef})" if report.node else "the flow"
-    on = f" on executor {report.executor}" if report.executor else ""
-    return f"{where}{on}: {report.error}"
+    """The one sentence naming a failure: ``node N (progdef P) on executor E: error``, or
+    for the flow as a whole who ended it and why."""
+    on = f" on executor {report.executor}" if report.executor not in ("", SCHEDULER) else ""
+    if report.node:
+        return f"node {report.node} (progdef {report.progdef}){on}: {report.error}"
+    if report.kind == FailureKind.FAILURE_KIND_CANCELLED:
+        error = report.error
+        return f"the flow was {error}" if error.startswith("cancelled") else f"cancelled: {error}"
+    if on:
+        return f"executor {report.executor} ended the flow: {report.error}"
+    return f"the scheduler ended the flow: {report.error}"
 
 
 def print_failure(report: FailureReport) -> None:
@@ -70,7 +79,7 @@ def print_failure(report: FailureReport) -> None:
 def failure_line(report: FailureReport) -> str:
     """``<flow> <node> (<progdef>) on <executor>: <error>``, one line."""
     where = f" {report.node} ({report.progdef})" if report.node else ""
-    on = f" on {report.executor}" if report.executor else ""
+    on = f" on {report.executor}" if report.executor not in ("", SCHEDULER) else ""
     error = (report.error.splitlines() or [FAILURE_KINDS.get(report.kind, "failed")])[0]
     return f"{report.flow_id}{where}{on}: {error}"
 
@@ -121,7 +130,11 @@ def print_record(record: pb.FlowRecord) -> None:
         click.echo(f"failure ({FAILURE_KINDS[f.kind]}): {failure_where(f)}")
         if f.traceback:
             click.echo(f.traceback.rstrip())
-    truncated = " (more were not kept: past the size cap)" if record.exports_truncated else ""
+    truncated = (
+        f" ({record.exports_dropped or 'more'} not kept: past the size cap)"
+        if record.exports_truncated
+        else ""
+    )
     click.echo(f"exports kept: {len(record.exports)}{truncated}")
 
 

@@ -84,6 +84,7 @@ def keep_exports(
             runtime.kept_count += 1
         else:
             record.exports_truncated = True
+            record.exports_dropped += 1
     return every, kept
 
 

@@ -39,6 +39,7 @@ from executor.pb.dagyo.v1.failure_pb2 import (
 from scheduler.flow.plan import Plan
 from scheduler.service.broker import Broker
 from scheduler.service.exports import read_frame
+from scheduler.service.limits import bounded_failure
 from scheduler.service.liveness import Liveness
 from scheduler.service.metrics import SchedulerMetrics
 from scheduler.service.state import (
@@ -46,6 +47,7 @@ from scheduler.service.state import (
     NODE_FAILED,
     NODE_PENDING,
     NODE_RUNNING,
+    NODE_STOPPED,
     ActiveFlow,
     ExportStream,
     FlowRuntime,
@@ -424,7 +426,7 @@ class Lifecycle:
                 return
             flow.runtime.finishing = state.proto
             if failure is not None:
-                flow.record.failure.CopyFrom(failure)
+                flow.record.failure.CopyFrom(bounded_failure(failure))
                 failed_node = flow.node(failure.node)
                 if failed_node is not None and state == FlowState.FAILED:
                     failed_node.state = NODE_FAILED
@@ -456,6 +458,10 @@ class Lifecycle:
                 return
             flow.record.state = state.proto
             flow.record.ended = time.time()
+            if state != FlowState.SUCCEEDED:  # its jobs were told to stop
+                for node in flow.record.nodes:
+                    if node.state in (NODE_PENDING, NODE_RUNNING):
+                        node.state = NODE_STOPPED
             self._save(flow)
             del self._flows[flow.id]
             self.watchers.end(flow.id, flow.record)

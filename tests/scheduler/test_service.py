@@ -127,10 +127,12 @@ def test_a_panic_fails_the_flow_stops_it_and_leaves_no_queue(
 
     assert end.state == pb.FLOW_STATE_FAILED
     assert end.failure == report
+    # a was told to stop: it is not left running.
     assert {n.node: n.state for n in end.nodes} == {
-        "a": pb.NODE_STATE_RUNNING,
+        "a": pb.NODE_STATE_STOPPED,
         "b": pb.NODE_STATE_FAILED,
     }
+    assert {n.node: n.state for n in client.get(flow_id).nodes}["a"] == pb.NODE_STATE_STOPPED
     assert fake.stop_for(flow_id).reason == "ValueError: bad name"
     failures = client.stub.Failures(pb.FailuresRequest(flow_id=flow_id), timeout=WAIT_S)
     assert list(failures.failures) == [report]
@@ -146,6 +148,11 @@ def test_cancel_stops_the_flow_and_leaves_no_queue(
     record = client.stub.Cancel(pb.CancelRequest(flow_id=flow_id), timeout=WAIT_S)
     assert record.state == pb.FLOW_STATE_CANCELLED
     assert record.failure.error == "cancelled by a user"
+    # The started job and the one not yet started were both told to stop.
+    assert {n.node: n.state for n in record.nodes} == {
+        "a": pb.NODE_STATE_STOPPED,
+        "b": pb.NODE_STATE_STOPPED,
+    }
     assert fake.stop_for(flow_id).flow_id == flow_id
     assert_no_queue_left(broker_url, list(jobs.values()))
     failures = client.stub.Failures(pb.FailuresRequest(flow_id=flow_id), timeout=WAIT_S)

@@ -18,7 +18,14 @@ from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.cli import cli
 from scheduler.service.config import SchedulerSettings
-from tests.scheduler.fake_executor import FLOW, WAIT_S, Client, FakeExecutor
+from tests.scheduler.fake_executor import (
+    FLOW,
+    WAIT_S,
+    Client,
+    FakeExecutor,
+    run_to_success,
+)
+from tests.scheduler.test_service_faults import eventually
 
 # Each channel its own connection (grpc shares one between like channels of a process):
 # each is one client to the scheduler, as separate processes are.
@@ -141,3 +148,47 @@ def test_a_watcher_that_does_not_read_is_dropped_and_told(settings: SchedulerSet
         done.set()
     finally:
         started.close()
+
+
+def test_a_watch_that_missed_exports_past_the_cap_says_how_many_and_exits_5(
+    settings: SchedulerSettings, fake: FakeExecutor
+) -> None:
+    one = len('{"text":"x0"}') + len("out")
+    capped = Client(dataclasses.replace(settings, export_cap_bytes=2 * one))
+    try:
+        flow_id = capped.submit()
+        run_to_success(fake, fake.next_jobs(2))
+        eventually(lambda: capped.get(flow_id).state == pb.FLOW_STATE_SUCCEEDED, "the end")
+        watched = dagyo(capped, "flow", "watch", flow_id)
+        assert watched.exit_code == 5, watched.output
+        assert [json.loads(line)["value"]["text"] for line in watched.stdout.splitlines()] == [
+            "x0",
+            "x1",
+        ]
+        assert watched.stderr == (
+            f"dagyo: flow {flow_id}: 1 exports past the scheduler's size cap "
+            "(DAGYO_EXPORT_CAP_BYTES) were dropped before this watch saw them\n"
+        )
+        status = dagyo(capped, "flow", "status", flow_id)
+        assert "exports kept: 2 (1 not kept: past the size cap)" in status.stdout
+    finally:
+        capped.close()
+
+
+def test_a_cancelled_flow_reads_as_a_sentence_and_its_nodes_are_stopped(
+    client: Client, fake: FakeExecutor
+) -> None:
+    flow_id = client.submit()
+    jobs = fake.next_jobs(2)
+    fake.start_job(jobs["a"])
+    eventually(lambda: client.get(flow_id).nodes[0].state == pb.NODE_STATE_RUNNING, "a running")
+    assert dagyo(client, "flow", "cancel", flow_id).stdout == f"{flow_id} cancelled\n"
+    status = dagyo(client, "flow", "status", flow_id)
+    assert "failure (cancelled): the flow was cancelled by a user" in status.stdout
+    rows = {line.split()[0]: line.split()[2] for line in status.stdout.splitlines()[3:5]}
+    assert rows == {"a": "stopped", "b": "stopped"}
+    watched = dagyo(client, "flow", "watch", flow_id)
+    assert watched.exit_code == 1
+    assert watched.stderr == f"dagyo: flow {flow_id} was cancelled\n"
+    failures = dagyo(client, "failures", "--flow", flow_id)
+    assert failures.stdout == f"{flow_id}: cancelled by a user\n"
