@@ -32,6 +32,10 @@ from executor.errors import BrokerError, BrokerRefused, BrokerUnavailable, Broke
 from executor.settings import check_url, reconnect_max_delay_s, vhost_of
 
 log = logging.getLogger("dagyo.amqp")
+# pika logs each failed connection attempt as errors with tracebacks (every few seconds
+# during an outage); dagyo says what failed and what to do in one line of its own, and
+# logs its reconnections, in every process that connects through this module.
+logging.getLogger("pika").setLevel(logging.CRITICAL)
 T = TypeVar("T")
 
 # What pika raises when the connection (not just a channel) is gone.
