@@ -32,9 +32,15 @@ from tests.scheduler.test_service_faults import eventually
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
-def dagyo(client: Client, *args: str, env: dict[str, str] | None = None) -> Result:
-    environment = {"DAGYO_SCHEDULER": client.scheduler.address, **(env or {})}
-    return CliRunner(env=environment).invoke(cli, list(args), catch_exceptions=False)
+def dagyo(client: Client, *args: str) -> Result:
+    return dagyo_at(client.scheduler.address, *args)
+
+
+def dagyo_at(address: str, *args: str) -> Result:
+    """The CLI, in this process, against the scheduler at ``address``."""
+    return CliRunner(env={"DAGYO_SCHEDULER": address}).invoke(
+        cli, list(args), catch_exceptions=False
+    )
 
 
 def write(tmp_path: Path, flow: dict[str, Any]) -> Path:
