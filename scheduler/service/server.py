@@ -46,7 +46,7 @@ from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
 from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings
 from scheduler.service.lifecycle import Lifecycle
-from scheduler.service.limits import capped_problems, details
+from scheduler.service.limits import capped_problems, cut, details
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service.state import FlowState, FlowStore
 from scheduler.service.subscriptions import StreamSlots, Watchers
@@ -242,7 +242,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
 def _not_found(context: grpc.ServicerContext, flow_id: str) -> NoReturn:
     context.abort(
         grpc.StatusCode.NOT_FOUND,
-        f"no flow {flow_id!r} on this scheduler: `dagyo flow list` shows the flows it knows",
+        f"no flow {cut(flow_id, 100)!r} on this scheduler: `dagyo flow list` shows the flows "
+        "it knows",
     )
     raise AssertionError("context.abort raises")
 
@@ -383,6 +384,7 @@ class Scheduler:
 
         host, _, port = self.address.rpartition(":")
         local = f"127.0.0.1:{port}" if host in ("", "0.0.0.0", "[::]") else self.address
+
         def serve_on(where: str) -> Dashboard:
             return Dashboard(
                 address=where,

@@ -198,3 +198,22 @@ def test_a_cancelled_flow_reads_as_a_sentence_and_its_nodes_are_stopped(
     assert watched.stderr == f"dagyo: flow {flow_id} was cancelled\n"
     failures = dagyo(client, "failures", "--flow", flow_id)
     assert failures.stdout == f"{flow_id}: cancelled by a user\n"
+
+
+def test_list_and_failures_fetch_every_page(client: Client) -> None:
+    empty = json.dumps({"name": "empty", "nodes": {}})
+    ids = {
+        client.stub.Submit(pb.SubmitRequest(flow_json=empty), timeout=WAIT_S).flow_id
+        for _ in range(130)
+    }
+    first = client.stub.List(pb.ListRequest(limit=50), timeout=WAIT_S)
+    assert len(first.flows) == 50 and first.next_page_token
+    listed = dagyo(client, "flow", "list")
+    assert listed.exit_code == 0
+    assert {line.split()[0] for line in listed.stdout.splitlines()} == ids
+
+
+def test_an_unknown_huge_flow_id_is_echoed_cut(client: Client) -> None:
+    result = dagyo(client, "flow", "status", "z" * 100_000)
+    assert result.exit_code == 2
+    assert "more characters not shown" in result.stderr and len(result.stderr) < 1000
