@@ -277,7 +277,8 @@ class FlowStore:
     def recent(
         self, limit: int = DEFAULT_LIST_LIMIT, *, tenant: str | None = None, token: str = ""
     ) -> tuple[list[pb.FlowRecord], str]:
-        """A page of flows (of one tenant, or of all), newest first, without exports.
+        """A page of flows (of one tenant, or of all), newest first, without exports and
+        without their Flow JSON.
 
         Args:
             limit: the page size (0 for DEFAULT_LIST_LIMIT); a page also stops at
@@ -309,10 +310,12 @@ class FlowStore:
         records: list[pb.FlowRecord] = []
         size, last = 0, ""
         for rowid, created, blob in rows[:limit]:
-            if records and size + len(blob) > PAGE_BYTES:
+            record = _record(blob)
+            record.ClearField("flow_json")  # up to a message's size: Get has it
+            if records and size + record.ByteSize() > PAGE_BYTES:
                 return records, last
-            records.append(_record(blob))
-            size += len(blob)
+            records.append(record)
+            size += record.ByteSize()
             last = f"{created!r}:{rowid}"
         return records, (last if len(rows) > limit else "")
 

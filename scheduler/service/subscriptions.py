@@ -23,6 +23,7 @@ def _bare(record: pb.FlowRecord) -> pb.FlowRecord:
     bare = pb.FlowRecord()
     bare.CopyFrom(record)
     del bare.exports[:]
+    bare.ClearField("flow_json")  # as large as a message may be; Get has it
     return bare
 
 

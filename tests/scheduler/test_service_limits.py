@@ -208,6 +208,9 @@ def test_list_and_failures_fetch_every_page(client: Client) -> None:
     }
     first = client.stub.List(pb.ListRequest(limit=50), timeout=WAIT_S)
     assert len(first.flows) == 50 and first.next_page_token
+    # The Flow JSON (up to a message's size) comes with Get only.
+    assert not any(r.flow_json for r in first.flows)
+    assert client.get(first.flows[0].id).flow_json == empty
     listed = dagyo(client, "flow", "list")
     assert listed.exit_code == 0
     assert {line.split()[0] for line in listed.stdout.splitlines()} == ids
