@@ -203,7 +203,7 @@ def parse_progdef(
     style = data.get("style", "stream")
     if style not in STYLES:
         problem(f"style {style!r} must be one of {', '.join(STYLES)}")
-    errors = data.get("errors", "")
+    errors = data.get("errors") or ""  # null, as in DESIGN.md, is no error port
     if errors and (not isinstance(errors, str) or ports["outputs"].get(errors) != ERROR_TYPE):
         problem(
             f"progdef {name!r}: errors {errors!r} must name an output port of type "

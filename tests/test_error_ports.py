@@ -276,3 +276,8 @@ def test_an_item_goes_to_the_error_port_only_after_its_retries(tmp_path: Path) -
     assert result.state == "succeeded"
     assert exports["values"] == VALUES
     assert [(e["error"], e["attempts"]) for e in exports["errors"]] == [(BAD, 3)]
+
+
+def test_errors_null_is_no_error_port(tmp_path: Path) -> None:
+    catalogue = catalogue_with(tmp_path, "greet", lambda d: d.update(errors=None))
+    assert load_catalogue(catalogue)["greet"].errors == ""
