@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 
 
@@ -43,7 +43,9 @@ def serve_health(
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
             if self.path == "/metrics":
-                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+                # The executor's own metrics, then those progdef code registers globally.
+                body = generate_latest(metrics.registry) + generate_latest(REGISTRY)
+                self._send(200, body, CONTENT_TYPE_LATEST)
             elif self.path in ("/healthz", "/readyz"):
                 ok = live() if self.path == "/healthz" else ready()
                 self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n", "text/plain")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from executor.errors import FlowInvalid, ProgdefInvalid
 from executor.progdef import load_catalogue
@@ -281,3 +282,20 @@ def test_an_item_goes_to_the_error_port_only_after_its_retries(tmp_path: Path) -
 def test_errors_null_is_no_error_port(tmp_path: Path) -> None:
     catalogue = catalogue_with(tmp_path, "greet", lambda d: d.update(errors=None))
     assert load_catalogue(catalogue)["greet"].errors == ""
+
+
+def ignored() -> float:
+    """Errors counted by ignore_errors in this process, over every flow."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.name == "dagyo_ignored_errors_total" and sample.labels["failed_node"] == "p"
+    )
+
+
+def test_ignore_errors_counts_what_it_discards() -> None:
+    before = ignored()
+    exports, result = run_flow(parse({"progdef": "ignore_errors"}, {}, "parse-counted"))
+    assert (result.state, exports) == ("succeeded", {"values": VALUES})
+    assert ignored() - before == 1
