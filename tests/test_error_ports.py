@@ -299,3 +299,17 @@ def test_ignore_errors_counts_what_it_discards() -> None:
     exports, result = run_flow(parse({"progdef": "ignore_errors"}, {}, "parse-counted"))
     assert (result.state, exports) == ("succeeded", {"values": VALUES})
     assert ignored() - before == 1
+
+
+def test_job_fail_refuses_a_stop_as_an_item_error(tmp_path: Path) -> None:
+    body = (
+        "def run(job):\n"
+        "    for item in job.inputs['items']:\n"
+        "        job.fail(item, KeyboardInterrupt())\n"
+    )
+    outputs = {"bad": "dagyo.types.Error"}
+    catalogue = stream_progdef(tmp_path, body, outputs, errors="bad")
+    exports, result = run_failing(catalogue, {"bad": "f.bad"})
+    assert result.state == "failed"
+    assert "KeyboardInterrupt is a stop, not an item's failure" in result.failure.error
+    assert exports == {}
