@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,10 @@ def delete_mailboxes(cluster: LocalCluster) -> None:
 
 
 def flow_queues_left() -> int:
-    """How many ``dagyo.flow.*`` queues the broker holds (rabbitmqctl)."""
+    """How many ``dagyo.flow.*`` queues the vhost of DAGYO_QUEUE holds (rabbitmqctl)."""
+    vhost = urllib.parse.unquote(urllib.parse.urlsplit(QUEUE_URL).path.lstrip("/")) or "/"
     out = subprocess.run(
-        ["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name"],
+        ["rabbitmqctl", "list_queues", "-p", vhost, "-q", "--no-table-headers", "name"],
         capture_output=True,
         text=True,
         check=True,
