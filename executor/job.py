@@ -130,7 +130,7 @@ def run_job(
             logger=logging.LoggerAdapter(
                 logger, {"flow": descriptor.flow_id, "node": descriptor.node}
             ),  # type: ignore[arg-type]
-            secrets=read_secrets(program.progdef),
+            secrets=_secrets(program, descriptor.node),
             errors=program.progdef.errors,
         )
         if program.style == "function":
@@ -173,6 +173,8 @@ def execute(
     except BaseException as e:  # a panic: anything the progdef's code raised
         error = f"{type(e).__name__}: {e}"
         trace = author_traceback(e)
+        if isinstance(e, DagyoError) and not _author_frames(e):
+            trace = ""  # the runtime's own message says it all; its frames are noise
     else:
         return None
     return FailureReport(
@@ -201,12 +203,47 @@ def author_traceback(error: BaseException) -> str:
     return "".join(lines)
 
 
+def _author_frames(error: BaseException) -> bool:
+    runtime = str(Path(__file__).parent)
+    frames = traceback_module.extract_tb(error.__traceback__)
+    return any(not f.filename.startswith(runtime) for f in frames)
+
+
+def _secrets(program: Program, node: str) -> dict[str, str]:
+    """The progdef's secrets; a missing one is an error naming the progdef and the node."""
+    try:
+        return read_secrets(program.progdef)
+    except DagyoError as e:
+        prefix = f"progdef {program.progdef.name}"
+        raise DagyoError(str(e).replace(prefix, f"{prefix}, node {node}", 1)) from None
+
+
+def _returned(result: Any, job: Job, output: OutputStream | None, port: str) -> list[Any]:
+    """The messages a handler returned, or a DagyoError saying what to return instead."""
+    if result is None:
+        return []
+    if isinstance(result, Message):
+        return [result]
+    if isinstance(result, list | tuple):
+        wrong = next((r for r in result if not isinstance(r, Message)), None)
+        if wrong is None:
+            return list(result)
+        got = f"a list holding {type(wrong).__name__}"
+    else:
+        got = type(result).__name__
+    wanted = f" (a {output.typename} for port {port})" if output is not None else ""
+    raise DagyoError(
+        f"progdef {job.progdef}, node {job.node}: the handler returned {got}: return a "
+        f"message{wanted}, a list of them, or None"
+    )
+
+
 def _run_function(program: Program, job: Job) -> None:
     context = program.context()
     (stream,) = job.inputs.values()
     errors_port = program.progdef.errors
     errors = job.outputs.get(errors_port) if errors_port else None
-    output = next((o for p, o in job.outputs.items() if p != errors_port), None)
+    port, output = next(((p, o) for p, o in job.outputs.items() if p != errors_port), ("", None))
     handler = program.run
     retries = program.progdef.retries
     while not stream.ended:
@@ -236,12 +273,7 @@ def _run_function(program: Program, job: Job) -> None:
                     )
                 )
                 continue
-            if result is None:
-                continue
-            if isinstance(result, Message):
-                results.append(result)
-            else:
-                results.extend(result)
+            results.extend(_returned(result, job, output, port))
         if results:
             if output is None:
                 raise DagyoError(
