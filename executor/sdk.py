@@ -161,17 +161,28 @@ class OutputStream:
     def send_all(self, items: Any) -> None:
         """Send every item of an iterable, in order (cheaper than ``send`` one by one).
 
+        The iterable is read as it is sent, a frame's worth of items at a time, so a
+        generator of any length costs no more memory than one frame.
+
         Raises:
             TypeMismatch: when an item is not a message of the port's typename; the items
                 before it are sent.
+            Stopped: when the flow is stopped while the stream is full.
         """
-        items = items if isinstance(items, list) else list(items)
         cls = self.message_class
-        if all(type(item) is cls for item in items):
-            self._writer.extend([item.SerializeToString() for item in items])
-            return
-        for item in items:  # send up to the stranger, which raises TypeMismatch
-            self.send(item)
+        extend = self._writer.extend
+        chunk_size = self._writer.chunk_items
+        chunk: list[bytes] = []
+        for item in items:
+            if type(item) is not cls:
+                extend(chunk)
+                self.send(item)  # raises TypeMismatch
+            chunk.append(item.SerializeToString())
+            if len(chunk) >= chunk_size:
+                extend(chunk)
+                chunk = []
+        if chunk:
+            extend(chunk)
 
     @property
     def items_sent(self) -> int:

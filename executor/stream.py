@@ -200,6 +200,8 @@ class FrameWriter:
         self._settings = settings
         self._max_bytes = settings.frame_max_bytes
         self._max_items = settings.frame_max_items
+        # How many items a caller with many to send hands over at once (see extend).
+        self.chunk_items = settings.frame_max_items
         self._flusher = flusher
         self._lock = threading.Lock()
         self._items: list[bytes] = []
