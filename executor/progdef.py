@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from executor.constants import (
 from executor.errors import ProgdefInvalid, ProgdefNotFound
 from executor.version import progdef_version
 
+# A mailbox consumer's prefetch is its free job slots, and an AMQP prefetch count is 16 bits.
+MAX_JOBS_LIMIT = 65535
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TYPENAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 TYPE_VARIABLE = re.compile(r"^[A-Z][A-Z0-9]*$")
@@ -230,16 +233,19 @@ def parse_progdef(
             problem(f"unknown key {section}.{key}{did_you_mean(key, keys)}")
         sections[section] = value
     scaling = _build(Scaling, sections["scaling"], "scaling", problem, int)
-    if scaling.max_jobs < 1:
-        problem("scaling.max_jobs must be at least 1")
+    if not 1 <= scaling.max_jobs <= MAX_JOBS_LIMIT:
+        problem(
+            f"scaling.max_jobs {scaling.max_jobs} is out of bounds: from 1 to {MAX_JOBS_LIMIT} "
+            "(the most jobs a mailbox consumer can prefetch)"
+        )
     if not 0 <= scaling.min_executors <= scaling.max_executors:
         problem("scaling needs 0 <= min_executors <= max_executors")
     resources = _build(Resources, sections["resources"], "resources", problem, None)
     for key in ("cpu", "memory"):
         if not QUANTITY.fullmatch(str(getattr(resources, key))):
             problem(f"resources.{key} {getattr(resources, key)!r} is not a quantity like '100m'")
-    if not isinstance(resources.gpu, int) or resources.gpu < 0:
-        problem("resources.gpu must be a whole number >= 0")
+    if isinstance(resources.gpu, bool) or not isinstance(resources.gpu, int) or resources.gpu < 0:
+        problem(f"resources.gpu {json.dumps(resources.gpu)} must be a whole number >= 0, e.g. 1")
     retries_raw = sections["retries"]
     retries = Retries(
         attempts=_number(
@@ -326,6 +332,9 @@ def _number(value: Any, where: str, problem: Any, *, minimum: float, kind: type 
         or (kind is int and not isinstance(value, int))
     ):
         problem(f"{where} must be a {'whole ' if kind is int else ''}number")
+        return kind(minimum)
+    if not math.isfinite(value):
+        problem(f"{where} must be a finite number")
         return kind(minimum)
     if value < minimum:
         problem(f"{where} must be at least {minimum}")

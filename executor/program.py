@@ -6,6 +6,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import logging
+import math
 import os
 import re
 import sys
@@ -16,6 +17,8 @@ from typing import Any
 from executor.errors import DagyoError
 from executor.progdef import Progdef
 from executor.sdk import Context
+
+IMPORT_TIMEOUT_S = 60.0
 
 
 class Program:
@@ -82,13 +85,7 @@ def load_program(progdef: Progdef) -> Program:
 def _resolve(progdef: Progdef, target: str) -> Callable[..., Any]:
     module_path, _, attribute = target.partition(":")
     package = _context_package(progdef)
-    try:
-        module = importlib.import_module(f"{package}.{module_path}")
-    except Exception as e:
-        raise DagyoError(
-            f"progdef {progdef.name}: cannot import {module_path!r} from {progdef.context_dir}: "
-            f"{type(e).__name__}: {e}"
-        ) from e
+    module = _import(progdef, f"{package}.{module_path}", module_path)
     function = getattr(module, attribute, None)
     if not callable(function):
         raise DagyoError(
@@ -96,6 +93,55 @@ def _resolve(progdef: Progdef, target: str) -> Callable[..., Any]:
             f"{module_path}"
         )
     return function  # type: ignore[no-any-return]
+
+
+def import_timeout_s() -> float:
+    """How long one import of a progdef's module may take (DAGYO_IMPORT_TIMEOUT_S, 60 s)."""
+    text = os.environ.get("DAGYO_IMPORT_TIMEOUT_S", "") or str(IMPORT_TIMEOUT_S)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise DagyoError(f"DAGYO_IMPORT_TIMEOUT_S {text!r} must be a number of seconds > 0")
+    return value
+
+
+def _import(progdef: Progdef, name: str, module_path: str) -> Any:
+    """Import a progdef's module, bounded by :func:`import_timeout_s`.
+
+    The import runs on a daemon thread, so a module that hangs (a model download that
+    never ends) is reported instead of leaving the executor silent before "ready".
+    """
+    timeout = import_timeout_s()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["module"] = importlib.import_module(name)
+        except BaseException as e:  # SystemExit and KeyboardInterrupt are the module's too
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, name=f"import {module_path}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    where = f"progdef {progdef.name}: importing {module_path!r} from {progdef.context_dir}"
+    if thread.is_alive():
+        raise DagyoError(
+            f"{where} did not finish within {timeout:g} s: remove the slow work from import "
+            "time (do it in init), or raise DAGYO_IMPORT_TIMEOUT_S"
+        )
+    error = outcome.get("error")
+    if isinstance(error, SystemExit):
+        raise DagyoError(
+            f"{where} called sys.exit({error.code}): a module must not exit when imported"
+        )
+    if error is not None:
+        raise DagyoError(
+            f"progdef {progdef.name}: cannot import {module_path!r} from {progdef.context_dir}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    return outcome["module"]
 
 
 def _context_package(progdef: Progdef) -> str:

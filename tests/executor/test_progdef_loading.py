@@ -1,0 +1,168 @@
+"""A malformed progdef.json, or a progdef whose modules misbehave at import, is one line
+naming the file (or the module), the key and the bounds: at load, in every program."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from executor.errors import DagyoError, ProgdefInvalid
+from executor.progdef import load_progdef
+from executor.program import load_program
+
+ROOT = Path(__file__).resolve().parents[2]
+GREET = json.loads((ROOT / "progdefs" / "greet" / "progdef.json").read_text())
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "bad") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "main.py").write_text("def handler(ctx, item):\n    return item\n")
+    path = folder / "progdef.json"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return folder
+
+
+def greet_with(section: str | None, key: str, value: Any) -> str:
+    data = json.loads(json.dumps(GREET))
+    (data[section] if section else data)[key] = value
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            greet_with("scaling", "max_jobs", 100_000_000),
+            "scaling.max_jobs 100000000 is out of bounds: from 1 to 65535",
+        ),
+        (greet_with("scaling", "max_jobs", 0), "scaling.max_jobs 0 is out of bounds"),
+        (greet_with("resources", "gpu", True), "resources.gpu true must be a whole number >= 0"),
+        (greet_with(None, "drain_grace_s", "soon"), "drain_grace_s must be a number"),
+        (
+            json.dumps(GREET).replace('"secrets"', '"drain_grace_s": NaN, "secrets"'),
+            "NaN is not a JSON number",
+        ),
+        (
+            json.dumps(GREET).replace('"secrets"', '"drain_grace_s": Infinity, "secrets"'),
+            "Infinity is not a JSON number",
+        ),
+        (
+            json.dumps(GREET).replace('"secrets"', '"name": "again", "secrets"'),
+            "key 'name' appears twice in one object",
+        ),
+        (b'{"name": "\xff"}', "not UTF-8 text (byte 10)"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (
+            greet_with("inputs", "name", "dagyo.types.Txt"),
+            "input 'name': no message named 'dagyo.types.Txt' (did you mean 'dagyo.types.Text'?)",
+        ),
+    ],
+    ids=[
+        "max_jobs-huge",
+        "max_jobs-zero",
+        "gpu-bool",
+        "grace-string",
+        "grace-nan",
+        "grace-inf",
+        "duplicate-key",
+        "not-utf8",
+        "deep",
+        "typename-typo",
+    ],
+)
+def test_a_malformed_progdef_is_one_line_naming_the_file_and_the_key(
+    tmp_path: Path, text: str | bytes, expected: str
+) -> None:
+    folder = write(tmp_path, text)
+    with pytest.raises(ProgdefInvalid) as caught:
+        load_progdef(folder)
+    assert len(caught.value.problems) == 1
+    line = caught.value.problems[0]
+    assert line.startswith(f"{folder / 'progdef.json'}: ")
+    assert expected in line
+
+
+def dagyo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_the_executor_and_the_scheduler_exit_2_with_one_line(tmp_path: Path) -> None:
+    folder = write(tmp_path, greet_with("scaling", "max_jobs", 100_000_000))
+    problem = f"{folder / 'progdef.json'}: scaling.max_jobs 100000000 is out of bounds"
+
+    executor = dagyo("-m", "executor", str(folder))
+    scheduler = dagyo(
+        "-m", "scheduler.cli", "scheduler", "--progdefs", str(tmp_path), "--listen", "127.0.0.1:0"
+    )
+    validate = dagyo(
+        "-m", "scheduler.cli", "validate", "--progdefs", str(tmp_path), "examples/hello.json"
+    )
+
+    for done in (executor, scheduler, validate):
+        assert done.returncode == 2, done.stderr
+        assert problem in done.stderr
+        assert "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def program_importing(tmp_path: Path, code: str) -> Any:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "progdef.json").write_text(
+        json.dumps({**GREET, "name": "odd", "run": "main:handler"})
+    )
+    (folder / "main.py").write_text(code)
+    return load_progdef(folder)
+
+
+def test_an_import_that_exits_is_a_clear_error(tmp_path: Path) -> None:
+    progdef = program_importing(tmp_path, "import sys\nsys.exit(7)\n")
+    with pytest.raises(DagyoError, match=r"progdef odd: importing 'main' .*called sys.exit\(7\)"):
+        load_program(progdef)
+
+
+def test_an_import_that_fails_names_the_module_and_the_error(tmp_path: Path) -> None:
+    progdef = program_importing(tmp_path, "import no_such_module_anywhere\n")
+    with pytest.raises(
+        DagyoError, match=r"progdef odd: cannot import 'main' .*No module named"
+    ) as caught:
+        load_program(progdef)
+    assert "Traceback" not in str(caught.value)
+
+
+def test_an_import_that_hangs_is_bounded_and_names_the_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGYO_IMPORT_TIMEOUT_S", "0.5")
+    progdef = program_importing(tmp_path, "import time\ntime.sleep(3600)\n")
+    with pytest.raises(
+        DagyoError,
+        match=r"progdef odd: importing .main. .* did not finish within 0.5 s.*DAGYO_IMPORT_TIMEOUT",
+    ):
+        load_program(progdef)
+
+
+def test_an_import_timeout_that_is_not_a_number_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGYO_IMPORT_TIMEOUT_S", "nan")
+    progdef = program_importing(tmp_path, "def handler(ctx, item):\n    return item\n")
+    with pytest.raises(DagyoError, match="DAGYO_IMPORT_TIMEOUT_S"):
+        load_program(progdef)
