@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,14 +45,34 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def default_state_path(environ: Mapping[str, str] | None = None) -> str:
-    """The per-user SQLite file: ``$XDG_STATE_HOME/dagyo/scheduler.sqlite3``.
+def broker_identity(queue_url: str) -> str:
+    """The broker a URL names, without its credentials: ``host:port vhost NAME``."""
+    parts = urllib.parse.urlsplit(queue_url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or (5671 if parts.scheme == "amqps" else 5672)
+    vhost = urllib.parse.unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    return f"{(parts.hostname or 'localhost').lower()}:{port} vhost {vhost}"
 
-    ``XDG_STATE_HOME`` defaults to ``~/.local/state``, as the XDG base directory spec says.
+
+def default_state_path(
+    environ: Mapping[str, str] | None = None, queue_url: str = DEFAULT_QUEUE_URL
+) -> str:
+    """The per-user, per-broker SQLite file of flow records.
+
+    ``$XDG_STATE_HOME/dagyo/scheduler-<host>-<port>-<vhost>.sqlite3``, the vhost
+    percent-encoded (``%2F`` for ``/``), so schedulers of different brokers or vhosts never
+    share one. ``XDG_STATE_HOME`` defaults to ``~/.local/state``, as the XDG base
+    directory spec says.
     """
     environ = os.environ if environ is None else environ
     base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(base) / "dagyo" / "scheduler.sqlite3")
+    address, _, vhost = broker_identity(queue_url).partition(" vhost ")
+    host, _, port = address.rpartition(":")
+    name = f"scheduler-{host}-{port}-{urllib.parse.quote(vhost, safe='')}.sqlite3"
+    return str(Path(base) / "dagyo" / name)
 
 
 def default_progdefs_dir() -> Path:
@@ -78,7 +99,7 @@ class SchedulerSettings:
         address: where gRPC listens, ``host:port`` (``DAGYO_SCHEDULER``); port 0 picks a
             free port (see ``Scheduler.address``).
         state_path: the SQLite file of flow records (``DAGYO_STATE``); ``:memory:`` keeps
-            them in this process only.
+            them in this process only; empty: ``default_state_path`` of ``queue_url``.
         progdefs: the catalogue folder (``DAGYO_PROGDEFS``).
         heartbeat_timeout_s: a started job whose executor has been silent this long is
             lost and fails its flow (``DAGYO_HEARTBEAT_TIMEOUT_S``).
@@ -105,7 +126,7 @@ class SchedulerSettings:
 
     queue_url: str = DEFAULT_QUEUE_URL
     address: str = DEFAULT_SCHEDULER_ADDRESS
-    state_path: str = field(default_factory=default_state_path)
+    state_path: str = ""
     progdefs: Path = field(default_factory=default_progdefs_dir)
     heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S
     export_cap_bytes: int = EXPORT_CAP_BYTES
@@ -120,6 +141,8 @@ class SchedulerSettings:
     watcher_events: int = WATCHER_EVENTS
 
     def __post_init__(self) -> None:
+        if not self.state_path:
+            object.__setattr__(self, "state_path", default_state_path(None, self.queue_url))
         problems = []
         if self.heartbeat_timeout_s <= 0:
             problems.append(f"heartbeat_timeout_s must be above 0, got {self.heartbeat_timeout_s}")
@@ -171,10 +194,11 @@ class SchedulerSettings:
             DagyoError: naming the variable that holds a bad value.
         """
         env = os.environ if environ is None else environ
+        queue_url = str(overrides.get("queue_url") or env.get(ENV_QUEUE) or DEFAULT_QUEUE_URL)
         values: dict[str, object] = {
-            "queue_url": env.get(ENV_QUEUE) or DEFAULT_QUEUE_URL,
+            "queue_url": queue_url,
             "address": env.get(ENV_SCHEDULER) or DEFAULT_SCHEDULER_ADDRESS,
-            "state_path": env.get(ENV_STATE) or default_state_path(env),
+            "state_path": env.get(ENV_STATE) or default_state_path(env, queue_url),
             "heartbeat_timeout_s": env_number(
                 env, ENV_HEARTBEAT_TIMEOUT_S, HEARTBEAT_TIMEOUT_S, float
             ),

@@ -44,7 +44,7 @@ from scheduler.flow.model import CheckedFlow, check_flow, parse_flow
 from scheduler.flow.plan import plan_flow
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
-from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings
+from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings, broker_identity
 from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.limits import capped_problems, cut, details
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
@@ -293,7 +293,7 @@ class Scheduler:
         """
         settings = self.settings
         load_catalogue(settings.progdefs)  # fail fast on a bad catalogue
-        self.store = FlowStore(settings.state_path)
+        self.store = FlowStore(settings.state_path, owner=broker_identity(settings.queue_url))
         broker = Broker(
             settings.queue_url, on_connect=self._reconnected, on_disconnect=self._disconnected
         )

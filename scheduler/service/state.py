@@ -177,12 +177,15 @@ class FlowStore:
 
     Args:
         path: the database file (its folder is created), or ``:memory:``.
+        owner: the broker this scheduler serves (``broker_identity``); the first owner is
+            recorded in the file and any other is refused.
 
     Raises:
-        DagyoError: when the file cannot be opened, naming it and how to fix it.
+        DagyoError: when the file cannot be opened, naming it and how to fix it, or when
+            it belongs to the scheduler of another broker.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, owner: str = "") -> None:
         self.path = path
         self._lock = threading.Lock()
         try:
@@ -200,11 +203,26 @@ class FlowStore:
             if "tenant" not in columns:  # a file written before tenants existed
                 self._db.execute("ALTER TABLE flows ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")
             self._db.execute("CREATE INDEX IF NOT EXISTS flows_by_tenant ON flows (tenant)")
+            recorded = self._claim(owner) if owner else owner
         except (OSError, sqlite3.Error) as e:
             raise DagyoError(
                 f"cannot open the scheduler state at {path} ({e}): set DAGYO_STATE to a "
                 "writable file, or to :memory:"
             ) from e
+        if recorded != owner:
+            self._db.close()
+            raise DagyoError(
+                f"the state file {path} belongs to the scheduler of {recorded}, not {owner}: "
+                "give this scheduler a state file of its own (--state or DAGYO_STATE)"
+            )
+
+    def _claim(self, owner: str) -> str:
+        """Record ``owner`` unless the file has one; return the recorded owner."""
+        self._db.execute("CREATE TABLE IF NOT EXISTS owner (broker TEXT NOT NULL)")
+        self._db.execute(
+            "INSERT INTO owner (broker) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM owner)", (owner,)
+        )
+        return str(self._db.execute("SELECT broker FROM owner LIMIT 1").fetchone()[0])
 
     def close(self) -> None:
         """Close the database (idempotent)."""

@@ -60,9 +60,9 @@ def test_settings_defaults() -> None:
     got = SchedulerSettings.from_env({"XDG_STATE_HOME": "/var/lib/x"})
     assert got.queue_url == "amqp://guest:guest@localhost:5672/%2F"
     assert got.address == "localhost:50051"
-    assert got.state_path == "/var/lib/x/dagyo/scheduler.sqlite3"
+    assert got.state_path == "/var/lib/x/dagyo/scheduler-localhost-5672-%2F.sqlite3"
     assert (got.heartbeat_timeout_s, got.metrics_port, got.require_consumers) == (15.0, 9101, True)
-    assert default_state_path({}).endswith("/.local/state/dagyo/scheduler.sqlite3")
+    assert default_state_path({}).endswith("/dagyo/scheduler-localhost-5672-%2F.sqlite3")
     assert SchedulerSettings.from_env({}, address="localhost:0").port == 0
 
 
