@@ -123,18 +123,24 @@ def scheduler_settings(**overrides: Any) -> Any:
         fail(str(e), EXIT_INVALID)
 
 
+def state_option(function: Any) -> Any:
+    """``--state PATH`` (env DAGYO_STATE): the scheduler's SQLite file of flow records."""
+    return click.option(
+        "--state",
+        metavar="PATH",
+        envvar=ENV_STATE,
+        default=None,
+        show_envvar=True,
+        help="The SQLite file of flow records, kept across restarts (`:memory:` keeps "
+        "none); it serves one broker and vhost only [default: "
+        "~/.local/state/dagyo/scheduler-HOST-PORT-VHOST.sqlite3, of DAGYO_QUEUE].",
+    )(function)
+
+
 @click.command("scheduler")
 @listen_option
 @heartbeat_option
-@click.option(
-    "--state",
-    metavar="PATH",
-    envvar=ENV_STATE,
-    default=None,
-    show_envvar=True,
-    help="The SQLite file of flow records, kept across restarts (`:memory:` keeps "
-    "none) [default: ~/.local/state/dagyo/scheduler.sqlite3].",
-)
+@state_option
 @progdefs_option
 @ui_option
 def scheduler_command(
@@ -168,6 +174,8 @@ def scheduler_command(
             serve(settings, stop=stop)
         except BrokerUnavailable as e:
             fail(str(e), EXIT_UNREACHABLE)
+        except DagyoError as e:  # a bad state file, catalogue or listen address
+            fail(str(e), EXIT_INVALID)
 
 
 @click.command("up")
@@ -183,12 +191,14 @@ def scheduler_command(
     show_default=True,
     help="Executor processes per progdef.",
 )
+@state_option
 @ui_option
 def up_command(
     progdefs_dir: Path | None,
     listen: str | None,
     heartbeat_timeout: float | None,
     per_progdef: int,
+    state: str | None,
     no_ui: bool,
 ) -> None:
     """Run a local cluster on DAGYO_QUEUE: one executor per catalogue progdef and the scheduler.
@@ -210,6 +220,7 @@ def up_command(
     settings = scheduler_settings(
         address=listen,
         heartbeat_timeout_s=heartbeat_timeout,
+        state_path=state,
         progdefs=progdefs_dir,
         queue_url=queue_url,
         ui_address="" if no_ui else None,
@@ -224,6 +235,9 @@ def up_command(
         except BrokerUnavailable as e:
             click.echo(f"dagyo: {e}", err=True)
             code = EXIT_UNREACHABLE
+        except DagyoError as e:  # the scheduler's state file or address
+            click.echo(f"dagyo: {e}", err=True)
+            code = EXIT_INVALID
         finally:
             for progdef, process in [] if stop.is_set() else cluster.exited():
                 click.echo(
