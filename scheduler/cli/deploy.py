@@ -1,222 +1,45 @@
-"""``dagyo build`` and ``dagyo deploy``: they parse arguments and call scheduler.deploy.
+"""``dagyo build`` and ``dagyo deploy``, or a one-line hint when the deploy extra is missing.
 
-Exit status: 0 done, 1 a build, push or apply failed, 2 invalid input (a malformed
-progdef.json, an unknown progdef, a catalogue that cannot be rendered), 3 no Docker daemon
-or Kubernetes cluster reachable.
+The commands themselves live in scheduler/cli/deploy_commands.py; they need the kubernetes
+and docker clients, which a core install (``pip install -e .``) leaves out.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
 import click
 
-from executor.constants import ENV_PROGDEF_VERSION, ENV_PROGDEFS, PREFIX
-from executor.errors import DagyoError, ProgdefInvalid
-from executor.progdef import Progdef, load_catalogue
-from scheduler.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, fail
-from scheduler.deploy import (
-    ApplyFailed,
-    ClusterUnavailable,
-    DeploySettings,
-    DockerUnavailable,
-    ImageBuildFailed,
-    apply_objects,
-    build_all,
-    connect_cluster,
-    connect_docker,
-    plan_images,
-    read_lock,
-    render_catalogue,
-    to_yaml,
-)
-from scheduler.deploy.images import DEFAULT_LOCK, pinned_reference, scheduler_image_tag
-from scheduler.deploy.manifests import AUTOSCALERS, STATE_VOLUMES
-from scheduler.service.config import default_progdefs_dir
+from scheduler.cli.common import EXIT_INVALID, fail
+
+#: The top-level modules of the ``deploy`` extra.
+DEPLOY_EXTRA = ("kubernetes", "docker")
 
 
-def _catalogue(progdefs_dir: Path | None) -> dict[str, Progdef]:
-    if os.environ.get(ENV_PROGDEF_VERSION):
+def _needs_extra(name: str, missing: str) -> click.Command:
+    """A stand-in for ``dagyo NAME``: it takes any arguments and prints the install hint."""
+
+    @click.command(
+        name,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+        help=f"(needs the deploy extra: pip install 'dagyo[deploy]'; {missing} is missing)",
+    )
+    @click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+    def command(arguments: tuple[str, ...]) -> None:
         fail(
-            f"{ENV_PROGDEF_VERSION} is set: it would stand for every progdef's version; "
-            "unset it to build or deploy a catalogue",
+            f"{name} needs the deploy extra ({missing} is not installed): "
+            "pip install 'dagyo[deploy]'",
             EXIT_INVALID,
         )
-    try:
-        return load_catalogue(progdefs_dir or default_progdefs_dir())
-    except ProgdefInvalid as e:
-        fail(str(e), EXIT_INVALID)
+
+    return command
 
 
-def _lock(path: Path) -> Mapping[str, str]:
-    try:
-        return read_lock(path)
-    except DagyoError as e:
-        fail(str(e), EXIT_INVALID)
-
-
-def _shared_options(function: Any) -> Any:
-    options = [
-        click.option(
-            "--progdefs",
-            "progdefs_dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            envvar=ENV_PROGDEFS,
-            show_envvar=True,
-            help="Folder of progdef folders [default: ./progdefs, else the sample catalogue].",
-        ),
-        click.option(
-            "--registry",
-            envvar="DAGYO_REGISTRY",
-            show_envvar=True,
-            default="",
-            help="Registry prefix of every image tag, e.g. REGISTRY/team [default: none].",
-        ),
-        click.option(
-            "--lock",
-            type=click.Path(dir_okay=False, path_type=Path),
-            envvar="DAGYO_IMAGES_LOCK",
-            show_envvar=True,
-            default=DEFAULT_LOCK,
-            show_default=True,
-            help="The image lock: pushed digests, written by build --push, read by deploy.",
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-@click.command("build")
-@click.argument("names", nargs=-1, metavar="[PROGDEF]...")
-@_shared_options
-@click.option("--print", "print_plan", is_flag=True, help="Print the build plan; build nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --print: the plan as JSON.")
-@click.option("--push", is_flag=True, help="Push each image and record its digest in the lock.")
-@click.option(
-    "--base-image",
-    metavar="REF",
-    help="Build progdef images on this executor base image instead of building one.",
-)
-def build(
-    names: tuple[str, ...],
-    progdefs_dir: Path | None,
-    registry: str,
-    lock: Path,
-    print_plan: bool,
-    as_json: bool,
-    push: bool,
-    base_image: str | None,
-) -> None:
-    """Build the executor base image, the scheduler image and one image per progdef.
-
-    Each progdef image is tagged REGISTRY/dagyo-<progdef>:<version>, the version being the
-    content hash that also names the progdef's mailbox. Naming PROGDEFs builds only those
-    (and the base image they need).
-    """
-    catalogue = _catalogue(progdefs_dir)
-    try:
-        plan = plan_images(catalogue, names, registry=registry, base_image=base_image)
-    except DagyoError as e:
-        fail(str(e), EXIT_INVALID)
-    if print_plan or as_json:
-        if as_json:
-            click.echo(json.dumps([image.to_dict() for image in plan], indent=2))
-        else:
-            for image in plan:
-                click.echo(image.describe())
-        return
-    try:
-        client = connect_docker()
-        for image, reference in build_all(
-            client, plan, push=push, lock=lock, echo=lambda line: click.echo(line, err=True)
-        ):
-            click.echo(reference if push else image.tag)
-    except DockerUnavailable as e:
-        fail(str(e), EXIT_UNREACHABLE)
-    except ImageBuildFailed as e:
-        fail(str(e), EXIT_FAILED)
-    if push:
-        click.echo(f"dagyo: digests recorded in {lock}", err=True)
-
-
-@click.command("deploy")
-@_shared_options
-@click.option("--dry-run", is_flag=True, help="Print the objects as YAML; apply nothing.")
-@click.option(
-    "--namespace",
-    envvar="DAGYO_NAMESPACE",
-    show_envvar=True,
-    default=PREFIX,
-    show_default=True,
-    help="The namespace of every object (create it with deploy/k8s/ first).",
-)
-@click.option(
-    "--scheduler-image",
-    metavar="REF",
-    help="The scheduler's image [default: the one `dagyo build` makes, pinned when pushed].",
-)
-@click.option(
-    "--autoscaler",
-    type=click.Choice(AUTOSCALERS),
-    default=AUTOSCALERS[0],
-    show_default=True,
-    help="keda: a ScaledObject per progdef; none: fixed replicas (min_executors, at least 1).",
-)
-@click.option(
-    "--state-volume",
-    type=click.Choice(STATE_VOLUMES),
-    default=STATE_VOLUMES[0],
-    show_default=True,
-    help="The scheduler's SQLite state: on the claim from deploy/k8s/, or lost on restart.",
-)
-@click.option("--context", "kube_context", metavar="NAME", help="The kubeconfig context to use.")
-def deploy(
-    progdefs_dir: Path | None,
-    registry: str,
-    lock: Path,
-    dry_run: bool,
-    namespace: str,
-    scheduler_image: str | None,
-    autoscaler: str,
-    state_volume: str,
-    kube_context: str | None,
-) -> None:
-    """Render the catalogue's Kubernetes objects and server-side apply them.
-
-    Per progdef: a Deployment of executors on its mailbox, a PodDisruptionBudget and a
-    KEDA ScaledObject; then the catalogue ConfigMap and the scheduler's Deployment.
-    Images recorded in the lock by `dagyo build --push` are pinned by digest.
-    """
-    catalogue = _catalogue(progdefs_dir)
-    images = _lock(lock)
-    try:
-        settings = DeploySettings(
-            namespace=namespace,
-            registry=registry,
-            images=images,
-            scheduler_image=scheduler_image
-            or pinned_reference(scheduler_image_tag(registry), images),
-            autoscaler=autoscaler,
-            state_volume=state_volume,
-        )
-        objects = render_catalogue(catalogue, settings)
-    except DagyoError as e:
-        fail(str(e), EXIT_INVALID)
-    if dry_run:
-        click.echo(to_yaml(objects), nl=False)
-        return
-    try:
-        api_client = connect_cluster(context=kube_context)
-        with api_client:
-            apply_objects(
-                api_client, objects, on_applied=lambda applied: click.echo(f"{applied} applied")
-            )
-    except ClusterUnavailable as e:
-        fail(str(e), EXIT_UNREACHABLE)
-    except ApplyFailed as e:
-        fail(str(e), EXIT_FAILED)
+build: click.Command
+deploy: click.Command
+try:
+    from scheduler.cli.deploy_commands import build, deploy
+except ImportError as e:
+    if (e.name or "").partition(".")[0] not in DEPLOY_EXTRA:
+        raise
+    build = _needs_extra("build", e.name or "")
+    deploy = _needs_extra("deploy", e.name or "")
