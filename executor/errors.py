@@ -108,6 +108,10 @@ class DecodeError(DagyoError):
     """Raised when an item on a stream does not decode as its port's typename."""
 
 
+class StreamCorrupt(DecodeError):
+    """Raised when a stream's frames are out of order, of another typename, or past its end."""
+
+
 class Stopped(DagyoError):
     """Raised inside a job when its flow was stopped; catch it to clean up, then re-raise."""
 

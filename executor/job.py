@@ -104,7 +104,10 @@ def run_job(
             attached.append(spec.queue)
         for port, out in descriptor.outputs.items():
             writer = FrameWriter(
-                transport.sink(out.queues, stop=run.stop), settings=settings, flusher=flusher
+                transport.sink(out.queues, stop=run.stop),
+                settings=settings,
+                flusher=flusher,
+                typename=out.typename,
             )
             run.outputs[port] = OutputStream(
                 node=descriptor.node,

@@ -28,7 +28,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from executor.errorport import build_error
-from executor.errors import DagyoError, DecodeError, Stopped, TypeMismatch
+from executor.errors import DagyoError, DecodeError, Stopped, StreamCorrupt, TypeMismatch
 from executor.stream import FrameWriter, Inbox, decode_frame
 from executor.types import frame_class
 
@@ -75,6 +75,7 @@ class InputStream:
         self._consts = consts
         self.ended = False
         self.items_received = 0
+        self._next_seq = 0
 
     def __iter__(self) -> Iterator[Any]:
         while not self.ended:
@@ -107,11 +108,34 @@ class InputStream:
             # Which is it: the frame, or an item? Only worth finding out on the error path.
             self.decode(decode_frame(data, self.edge).items)
             raise
+        self._check(frame)
         if frame.end_of_stream:
             self.ended = True
         items = list(frame.items)
         self.items_received += len(items)
         return items
+
+    def _check(self, frame: Any) -> None:
+        """Check a frame's typename and its place in the stream (seq 0, 1, 2, ...).
+
+        Raises:
+            StreamCorrupt: naming the edge, for a frame of another typename, a frame lost
+                (a gap), a frame repeated, or a frame after end-of-stream.
+        """
+        if frame.typename != self.typename:
+            raise StreamCorrupt(
+                f"stream {self.edge}: a frame of {frame.typename or 'no typename'} arrived "
+                f"on a stream of {self.typename}"
+            )
+        if self.ended:
+            raise StreamCorrupt(f"stream {self.edge}: frame {frame.seq} after end-of-stream")
+        if frame.seq != self._next_seq:
+            what = "lost" if frame.seq > self._next_seq else "repeated"
+            raise StreamCorrupt(
+                f"stream {self.edge}: frame {frame.seq} arrived where frame {self._next_seq} "
+                f"was due (a frame was {what})"
+            )
+        self._next_seq += 1
 
     def decode(self, items: Any) -> list[Any]:
         """Decode serialized items as the port's typename."""

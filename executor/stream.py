@@ -195,8 +195,11 @@ def decode_frame(frame: bytes, edge: str) -> Frame:
 class FrameWriter:
     """Batches one output port's serialized items into frames and sends them to a sink."""
 
-    def __init__(self, sink: FrameSink, *, settings: StreamSettings, flusher: Flusher) -> None:
+    def __init__(
+        self, sink: FrameSink, *, settings: StreamSettings, flusher: Flusher, typename: str
+    ) -> None:
         self._sink = sink
+        self.typename = typename
         self._settings = settings
         self._max_bytes = settings.frame_max_bytes
         self._max_items = settings.frame_max_items
@@ -292,7 +295,9 @@ class FrameWriter:
     def _flush_locked(self, *, end: bool, block: bool) -> bool:
         if not self._items and not end:
             return True
-        frame = Frame(items=self._items, end_of_stream=end, seq=self._seq).SerializeToString()
+        frame = Frame(
+            items=self._items, end_of_stream=end, seq=self._seq, typename=self.typename
+        ).SerializeToString()
         if not self._sink.send(frame, block=block):
             return False
         self._seq += 1

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from executor import errorport
-from executor.errors import DecodeError, UnknownType
+from executor.errors import DecodeError, StreamCorrupt, UnknownType
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.types import message_class
@@ -29,6 +29,35 @@ def decode_frame(body: bytes, *, export: str, source: str) -> Frame:
         return Frame.FromString(body)
     except ProtobufDecodeError as e:
         raise DecodeError(f"export {export} (from {source}): a frame does not parse: {e}") from e
+
+
+def check_frame(
+    frame: Frame, typename: str, next_seq: int, *, ended: bool, export: str, source: str
+) -> None:
+    """Check a frame's typename and its place in the export stream.
+
+    A frame below the stream's position is let through (the caller skips it): the broker
+    delivers a frame again when the scheduler's connection dropped before its ack, and the
+    frame was kept already.
+
+    Raises:
+        StreamCorrupt: naming the export, for a frame of another typename, a frame lost (a
+            gap in seq) or a new frame after end-of-stream.
+    """
+    where = f"export {export} (from {source})"
+    if frame.typename != typename:
+        raise StreamCorrupt(
+            f"{where}: a frame of {frame.typename or 'no typename'} arrived on a stream "
+            f"of {typename}"
+        )
+    if frame.seq < next_seq:
+        return
+    if ended:
+        raise StreamCorrupt(f"{where}: frame {frame.seq} after end-of-stream")
+    if frame.seq > next_seq:
+        raise StreamCorrupt(
+            f"{where}: frame {frame.seq} arrived where frame {next_seq} was due (a frame was lost)"
+        )
 
 
 def export_values(items: Sequence[bytes], typename: str, *, export: str, source: str) -> list[str]:
@@ -75,9 +104,7 @@ def keep_exports(
     kept = []
     for item in every:
         size = len(item.value_json.encode()) + len(export)
-        within_items = (
-            not runtime.max_export_items or runtime.kept_count < runtime.max_export_items
-        )
+        within_items = not runtime.max_export_items or runtime.kept_count < runtime.max_export_items
         if not record.exports_truncated and within_items and runtime.kept_bytes + size <= cap_bytes:
             kept.append(item)
             runtime.kept_bytes += size
@@ -102,6 +129,14 @@ def read_frame(
     """
     stream = runtime.exports[export]
     frame = decode_frame(body, export=export, source=stream.source)
+    check_frame(
+        frame,
+        stream.typename,
+        stream.next_seq,
+        ended=stream.ended,
+        export=export,
+        source=stream.source,
+    )
     if frame.seq < stream.next_seq:
         return None
     values = export_values(frame.items, stream.typename, export=export, source=stream.source)

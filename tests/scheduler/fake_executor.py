@@ -193,7 +193,10 @@ class FakeExecutor:
         self._do(lambda ch: self._event(ch, "job.ended", ended=ended))
 
     def send(self, job: Job, port: str, items: list[bytes], *, seq: int, end: bool = False) -> None:
-        frame = Frame(items=items, seq=seq, end_of_stream=end).SerializeToString()
+        typename = job.outputs[port].typename
+        frame = Frame(
+            items=items, seq=seq, end_of_stream=end, typename=typename
+        ).SerializeToString()
 
         def publish(channel: Any) -> None:
             for target in job.outputs[port].queues:

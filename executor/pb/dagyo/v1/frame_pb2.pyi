@@ -7,11 +7,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Frame(_message.Message):
-    __slots__ = ("items", "end_of_stream", "seq")
+    __slots__ = ("items", "end_of_stream", "seq", "typename")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     END_OF_STREAM_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    TYPENAME_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedScalarFieldContainer[bytes]
     end_of_stream: bool
     seq: int
-    def __init__(self, items: _Optional[_Iterable[bytes]] = ..., end_of_stream: _Optional[bool] = ..., seq: _Optional[int] = ...) -> None: ...
+    typename: str
+    def __init__(self, items: _Optional[_Iterable[bytes]] = ..., end_of_stream: _Optional[bool] = ..., seq: _Optional[int] = ..., typename: _Optional[str] = ...) -> None: ...
