@@ -257,11 +257,11 @@ def _run_function(program: Program, job: Job) -> None:
                     result = handler(context, item)
                 except Stopped:
                     raise
-                except Exception:
+                except Exception as first:
                     if retries.attempts <= 1:
                         raise
                     result = _retry(
-                        handler, context, item, job, retries.attempts - 1, retries.backoff_s
+                        handler, context, item, job, first, retries.attempts - 1, retries.backoff_s
                     )
             except Exception as e:  # failed after its retries: an item error, or a panic
                 if errors is None or isinstance(e, Stopped):
@@ -287,16 +287,36 @@ def _run_function(program: Program, job: Job) -> None:
             output.send_all(results)
 
 
-def _retry(handler: Any, context: Any, item: Any, job: Job, attempts: int, backoff_s: float) -> Any:
-    """Call the handler up to ``attempts`` more times; re-raise the last failure."""
+def _retry(
+    handler: Any,
+    context: Any,
+    item: Any,
+    job: Job,
+    error: Exception,
+    attempts: int,
+    backoff_s: float,
+) -> Any:
+    """Call the handler up to ``attempts`` more times after ``error``; re-raise the last one.
+
+    Each retry logs one WARNING naming the node, the attempt and the error it follows.
+    """
     for attempt in range(attempts):
-        job.logger.warning("retrying item (attempt %d of %d)", attempt + 2, attempts + 1)
+        job.logger.warning(
+            "node %s (progdef %s): retrying item (attempt %d of %d) after %s: %s",
+            job.node,
+            job.progdef,
+            attempt + 2,
+            attempts + 1,
+            type(error).__name__,
+            error,
+        )
         job.sleep(backoff_s * (2**attempt))
         try:
             return handler(context, item)
         except Stopped:
             raise
-        except Exception:
+        except Exception as e:
             if attempt == attempts - 1:
                 raise
+            error = e
     return None
