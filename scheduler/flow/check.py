@@ -44,6 +44,7 @@ def typecheck(flow: Flow, catalogue: Mapping[str, Progdef], *, source: str) -> C
         FlowInvalid: with every problem found, one a line.
     """
     problem = Problems(source)
+    problem.lines.extend(flow.problems)  # the shape problems parse_flow let through
     progdefs: dict[str, Progdef] = {}
     for node in flow.nodes.values():
         if node.progdef in catalogue:

@@ -11,9 +11,10 @@ as ``<file>: <where>: <what>; <fix>``::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,9 @@ class Flow:
     edges: tuple[Edge, ...]
     consts: tuple[Const, ...]
     exports: Mapping[str, Endpoint]
+    # Problems of shape that left the model whole (unknown keys): check_flow reports them
+    # with every problem it finds, so one unknown key hides nothing.
+    problems: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -142,11 +146,15 @@ class Problems:
     def __init__(self, source: str) -> None:
         self.source = source
         self.lines: list[str] = []
+        # False once a problem dropped part of the flow (a node, an edge), so the checks
+        # against the catalogue would report its absence as more problems.
+        self.model_whole = True
 
-    def __call__(self, where: str, text: str) -> None:
+    def __call__(self, where: str, text: str, *, keeps_model: bool = False) -> None:
         line = f"{self.source}: {where}: {text}" if where else f"{self.source}: {text}"
         # One problem, one line, even when a name in the flow holds a line break.
         self.lines.append(line.translate(_ESCAPES))
+        self.model_whole = self.model_whole and keeps_model
 
     def raise_any(self) -> None:
         """Raise FlowInvalid with every line collected, if there is any."""
@@ -214,6 +222,9 @@ def parse_flow(text: str, *, source: str = "flow.json") -> Flow:
         text: the JSON document.
         source: the file name that starts every problem line.
 
+    Problems that leave the flow whole (an unknown key) do not raise here: the flow holds
+    them in ``problems`` and :func:`check_flow` reports them with every other problem.
+
     Raises:
         FlowInvalid: with every shape problem, e.g.
             ``hello.json:3:14: malformed JSON: Expecting ',' delimiter``.
@@ -242,8 +253,9 @@ def parse_flow(text: str, *, source: str = "flow.json") -> Flow:
     for key in duplicates:
         problem("", f"key {key!r} appears twice in one object; rename or remove one")
     flow = _build_flow(data, problem)
-    problem.raise_any()
-    return flow
+    if not problem.model_whole:
+        problem.raise_any()
+    return dataclasses.replace(flow, problems=tuple(problem.lines))
 
 
 def _build_flow(data: Any, problem: Problems) -> Flow:
@@ -400,6 +412,7 @@ def _unknown_keys(
             problem(
                 where,
                 f"unknown key {key!r}{did_you_mean(key, known)}; the keys are {', '.join(known)}",
+                keeps_model=True,
             )
 
 

@@ -11,7 +11,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from executor.errors import FlowInvalid
-from scheduler.flow.model import parse_flow, schema_path
+from executor.progdef import load_catalogue
+from scheduler.flow.model import check_flow, parse_flow, schema_path
 
 ROOT = Path(__file__).parents[2]
 PROGDEF_FILES = sorted(ROOT.glob("progdefs/*/progdef.json"))
@@ -98,7 +99,7 @@ def test_the_flow_schema_and_the_checker_reject_unknown_keys(path: tuple[Any, ..
 
     assert not validator("flow").is_valid(flow)
     with pytest.raises(FlowInvalid, match="unknown key"):
-        parse_flow(json.dumps(flow))
+        check_flow(parse_flow(json.dumps(flow)), load_catalogue(ROOT / "progdefs"))
 
 
 @pytest.mark.parametrize(
