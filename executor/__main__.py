@@ -1,8 +1,21 @@
 """``python -m executor PROGDEF_DIR``: one executor for one progdef (the container command).
 
-Reads DAGYO_QUEUE (broker URL) and DAGYO_JOBS (its mailbox; derived from the progdef and
-printed when unset). Exits 0 after a drain (SIGTERM or Ctrl-C), 2 for a bad progdef or
-setting, 3 when the broker cannot be reached.
+Exits 0 after a drain (SIGTERM or Ctrl-C), 2 for a bad progdef or setting (a busy
+DAGYO_METRICS_PORT too), 3 when the broker cannot be reached.
+
+Reads:
+  DAGYO_QUEUE                  the broker's amqp:// URL [amqp://guest:guest@localhost:5672/%2F]
+  DAGYO_JOBS                   its mailbox [derived from the progdef, and printed]
+  DAGYO_METRICS_PORT           /healthz, /readyz and /metrics; 0 any free port, -1 none
+                               [9100, or a free port when 9100 is busy]
+  DAGYO_MAX_JOBS               jobs at once [the progdef's scaling.max_jobs]
+  DAGYO_DRAIN_GRACE_S          how long a drain waits for jobs [the progdef's drain_grace_s]
+  DAGYO_HEARTBEAT_INTERVAL_S   seconds between heartbeats
+  DAGYO_RECONNECT_MAX_DELAY_S  longest wait between two reconnection attempts
+  DAGYO_IMPORT_TIMEOUT_S       longest wait for the progdef's code to import
+  DAGYO_FRAME_MAX_BYTES, DAGYO_FRAME_MAX_ITEMS, DAGYO_FRAME_LINGER_S  stream framing
+  DAGYO_LOG_FORMAT             human or json
+  and the progdef's declared secrets.
 """
 
 from __future__ import annotations
@@ -56,6 +69,9 @@ def main(argv: list[str]) -> int:
     except BrokerUnavailable as e:
         print(f"executor: {e}", file=sys.stderr)
         return 3
+    except DagyoError as e:  # the health port is taken
+        print(f"executor: {e}", file=sys.stderr)
+        return 2
     health = f", health on port {executor.health_port}" if executor.health_port else ""
     print(
         f"executor {progdef.name}: {settings.executor_id} ready, up to {settings.max_jobs} "

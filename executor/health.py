@@ -1,13 +1,18 @@
-"""The executor's HTTP endpoint: /healthz, /readyz and Prometheus /metrics."""
+"""The HTTP endpoint of the executor and the scheduler: /healthz, /readyz and /metrics."""
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
+
+from executor.constants import ENV_METRICS_PORT
+from executor.errors import DagyoError
 
 
 class ExecutorMetrics:
@@ -35,34 +40,118 @@ class ExecutorMetrics:
         )
 
 
+class HealthServer:
+    """The one tiny HTTP server of dagyo: /healthz, /readyz and /metrics on a thread of its own.
+
+    The executor and the scheduler both serve it.
+
+    Args:
+        port: the TCP port; 0 picks a free one (see ``port``).
+        metrics: returns what ``/metrics`` serves, in the Prometheus text format.
+        live: ``/healthz`` answers 200 while it returns True, else 503.
+        ready: ``/readyz`` likewise; None serves no ``/readyz``.
+        fixed: the port was asked for (``DAGYO_METRICS_PORT``): a busy one is an error;
+            else a busy port falls back to a free one.
+        unhealthy: the body of a 503.
+
+    Raises:
+        DagyoError: when ``fixed`` and the port is in use, naming the port and the variable.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        metrics: Callable[[], bytes],
+        live: Callable[[], bool],
+        ready: Callable[[], bool] | None = None,
+        fixed: bool = True,
+        unhealthy: bytes = b"not ready\n",
+    ) -> None:
+        checks = {"/healthz": live, **({"/readyz": ready} if ready is not None else {})}
+        paths = ", ".join([*checks, "/metrics"])
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, metrics(), CONTENT_TYPE_LATEST)
+                elif path in checks:
+                    ok = checks[path]()
+                    self._send(200 if ok else 503, b"ok\n" if ok else unhealthy, "text/plain")
+                else:
+                    self._send(404, f"try {paths}\n".encode(), "text/plain")
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # probes every few seconds would drown the process's own log
+
+        self._server = _bind(port, Handler, fixed=fixed)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="dagyo-health", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> HealthServer:
+        """Serve in the background; return self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+
+
+def port_is_fixed(port: int, default: int, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``port`` was asked for: DAGYO_METRICS_PORT is set, or it is not the default."""
+    environ = os.environ if environ is None else environ
+    return port != default or bool(environ.get(ENV_METRICS_PORT, "").strip())
+
+
+def _bind(port: int, handler: type[BaseHTTPRequestHandler], *, fixed: bool) -> ThreadingHTTPServer:
+    try:
+        return ThreadingHTTPServer(("0.0.0.0", port), handler)
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise DagyoError(f"cannot serve health and metrics on port {port}: {e}") from None
+        if fixed:
+            raise DagyoError(
+                f"port {port} is already in use ({ENV_METRICS_PORT}={port}): set "
+                f"{ENV_METRICS_PORT} to a free port, or to 0 for any free one"
+            ) from None
+    return ThreadingHTTPServer(("0.0.0.0", 0), handler)
+
+
 def serve_health(
-    port: int, *, metrics: ExecutorMetrics, live: Callable[[], bool], ready: Callable[[], bool]
-) -> ThreadingHTTPServer:
-    """Serve the endpoints on ``port`` (0: any free port) in a daemon thread."""
+    port: int,
+    *,
+    metrics: ExecutorMetrics,
+    live: Callable[[], bool],
+    ready: Callable[[], bool],
+    fixed: bool = True,
+) -> HealthServer:
+    """The executor's endpoints on ``port``, served in a daemon thread.
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
-            if self.path == "/metrics":
-                # The executor's own metrics, then those progdef code registers globally.
-                body = generate_latest(metrics.registry) + generate_latest(REGISTRY)
-                self._send(200, body, CONTENT_TYPE_LATEST)
-            elif self.path in ("/healthz", "/readyz"):
-                ok = live() if self.path == "/healthz" else ready()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n", "text/plain")
-            else:
-                self._send(404, b"try /healthz, /readyz or /metrics\n", "text/plain")
-
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # probes every few seconds would drown the executor's own log
-
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="dagyo-health", daemon=True).start()
-    return server
+    ``/metrics`` serves the executor's own metrics, then those progdef code registers in
+    prometheus_client's global registry.
+    """
+    return HealthServer(
+        port,
+        metrics=lambda: generate_latest(metrics.registry) + generate_latest(REGISTRY),
+        live=live,
+        ready=ready,
+        fixed=fixed,
+    ).start()

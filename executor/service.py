@@ -18,13 +18,14 @@ from pika.adapters.blocking_connection import BlockingChannel
 from executor.amqp import AmqpThread, declare_exchanges
 from executor.constants import (
     EVENTS_EXCHANGE,
+    EXECUTOR_METRICS_PORT,
     FAILURES_EXCHANGE,
     PROTOBUF_CONTENT_TYPE,
     STOP_EXCHANGE,
     STOPPED_FLOW_MEMORY_S,
 )
 from executor.drain import ShutdownSignals
-from executor.health import ExecutorMetrics, serve_health
+from executor.health import ExecutorMetrics, port_is_fixed, serve_health
 from executor.job import JobRun, execute
 from executor.mailbox import Mailbox
 from executor.pb.dagyo.v1.events_pb2 import Event, Heartbeat, JobEnded, JobRef, JobStarted, Stop
@@ -38,6 +39,7 @@ from executor.progdef import Progdef
 from executor.program import Program, load_program
 from executor.settings import ExecutorSettings
 from executor.stream import Flusher, StreamSettings
+from executor.topology import consume
 from executor.transport.rabbitmq import ChannelPool, JobTransport
 
 log = logging.getLogger("dagyo.executor")
@@ -93,8 +95,9 @@ class Executor:
                 metrics=self.metrics,
                 live=lambda: self.io.alive,
                 ready=lambda: self.io.connected.is_set() and not self.mailbox.draining,
+                fixed=port_is_fixed(self.settings.metrics_port, EXECUTOR_METRICS_PORT),
             )
-            self.health_port = server.server_address[1]
+            self.health_port = server.port
 
     def run(self, signals: ShutdownSignals) -> int:
         """Serve until a signal, then drain; return the exit status (0 after a drain)."""
@@ -147,7 +150,7 @@ class Executor:
         # One stop consumer per executor process, whatever the number of jobs.
         control.queue_declare(stop_queue, exclusive=True, auto_delete=True)
         control.queue_bind(stop_queue, STOP_EXCHANGE)
-        control.basic_consume(stop_queue, self._on_stop, auto_ack=True)
+        consume(control, stop_queue, Stop, self._on_stop, auto_ack=True)
         self._control = control
         self._news = connection.channel()
         self._channels.clear()
@@ -200,8 +203,7 @@ class Executor:
         self._forget_old_stops()
         connection.call_later(self.settings.heartbeat_interval_s, lambda: self._beat(connection))
 
-    def _on_stop(self, _channel: Any, _method: Any, _properties: Any, body: bytes) -> None:
-        stop = Stop.FromString(body)
+    def _on_stop(self, _channel: Any, _method: Any, _properties: Any, stop: Stop) -> None:
         self._stopped_flows[stop.flow_id] = time.monotonic()
         for (flow_id, _), run in list(self.runs.items()):
             if flow_id == stop.flow_id:
@@ -212,13 +214,7 @@ class Executor:
         for flow_id in [f for f, t in self._stopped_flows.items() if t < horizon]:
             del self._stopped_flows[flow_id]
 
-    def _on_job(self, body: bytes) -> None:
-        try:
-            descriptor = Job.FromString(body)
-        except Exception:
-            log.error("dropped a malformed job descriptor (%d bytes)", len(body))
-            self.mailbox.job_done()
-            return
+    def _on_job(self, descriptor: Job) -> None:
         if descriptor.flow_id in self._stopped_flows:
             log.info("dropped job %s/%s: its flow was stopped", descriptor.flow_id, descriptor.node)
             self.mailbox.job_done()

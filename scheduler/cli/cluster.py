@@ -9,6 +9,7 @@ scheduler or broker is unreachable.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -137,7 +138,55 @@ def state_option(function: Any) -> Any:
     )(function)
 
 
-@click.command("scheduler")
+# The variables a scheduler reads, for the --help of the commands that start one.
+SCHEDULER_VARIABLES = """\b
+Reads:
+  DAGYO_QUEUE         the broker's amqp:// URL [amqp://guest:guest@localhost:5672/%2F]
+  DAGYO_SCHEDULER     where gRPC listens (--listen)
+  DAGYO_STATE         the flow records (--state)
+  DAGYO_PROGDEFS      the catalogue folder (--progdefs)
+  DAGYO_METRICS_PORT  the scheduler's /metrics and /healthz; 0 serves none
+                      [9101, or a free port when 9101 is busy]
+  DAGYO_UI            the dashboard's host:port, or off [127.0.0.1:8080]
+  DAGYO_HEARTBEAT_TIMEOUT_S, DAGYO_EXPORT_CAP_BYTES, DAGYO_REQUIRE_CONSUMERS,
+  DAGYO_TOKENS, DAGYO_TLS_CERT, DAGYO_TLS_KEY, DAGYO_TLS_CLIENT_CA,
+  DAGYO_MAX_MESSAGE_BYTES, DAGYO_GRPC_WORKERS, DAGYO_WATCHES_PER_CLIENT,
+  DAGYO_WATCHER_EVENTS, DAGYO_LOG_FORMAT (see DEVELOPERS.md)
+"""
+
+SCHEDULER_HELP = (
+    inspect.cleandoc(
+        """Run the scheduler service alone: gRPC on --listen, the broker on DAGYO_QUEUE.
+
+    Exits 0 after SIGTERM or Ctrl-C, 2 for a bad setting, catalogue or state file (or a
+    busy DAGYO_METRICS_PORT), 3 when the broker cannot be reached.
+    """
+    )
+    + "\n\n"
+    + SCHEDULER_VARIABLES
+)
+
+UP_HELP = (
+    inspect.cleandoc(
+        """Run a local cluster on DAGYO_QUEUE: one executor per catalogue progdef and the scheduler.
+
+    An executor that exits is started again (after 1 s, doubling to 30 s while it keeps
+    failing); the rest keep running. Ctrl-C or SIGTERM drains every executor and stops
+    the scheduler (press Ctrl-C again to stop running jobs). Exits 0 after a clean stop,
+    1 when an executor did not drain cleanly, 2 for a bad setting or state file, 3 when
+    the broker cannot be reached.
+
+    Each executor gets only its own progdef's declared secrets and env, the DAGYO_*
+    settings, and what a process needs (PATH, HOME, LANG, PYTHON*…), not the whole
+    environment; its health port is a free one.
+    """
+    )
+    + "\n\n"
+    + SCHEDULER_VARIABLES
+)
+
+
+@click.command("scheduler", help=SCHEDULER_HELP)
 @listen_option
 @heartbeat_option
 @state_option
@@ -150,10 +199,6 @@ def scheduler_command(
     progdefs_dir: Path | None,
     no_ui: bool,
 ) -> None:
-    """Run the scheduler service alone: gRPC on --listen, the broker on DAGYO_QUEUE.
-
-    Exits 0 after SIGTERM or Ctrl-C, 3 when the broker cannot be reached.
-    """
     from executor.logs import configure_logging
     from scheduler.service.server import serve
 
@@ -178,7 +223,7 @@ def scheduler_command(
             fail(str(e), EXIT_INVALID)
 
 
-@click.command("up")
+@click.command("up", help=UP_HELP)
 @progdefs_option
 @listen_option
 @heartbeat_option
@@ -201,12 +246,6 @@ def up_command(
     state: str | None,
     no_ui: bool,
 ) -> None:
-    """Run a local cluster on DAGYO_QUEUE: one executor per catalogue progdef and the scheduler.
-
-    Ctrl-C or SIGTERM drains every executor and stops the scheduler (press Ctrl-C again
-    to stop running jobs). Exits 0 after a clean stop, 1 when an executor failed,
-    3 when the broker cannot be reached.
-    """
     from executor.amqp import connect
 
     logging.getLogger("pika").addHandler(logging.NullHandler())

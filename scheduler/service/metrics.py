@@ -1,4 +1,4 @@
-"""The scheduler's Prometheus metrics and the tiny HTTP server that serves them.
+"""The scheduler's Prometheus metrics, served by the executor's HTTP server.
 
 Each :class:`SchedulerMetrics` has its own registry (no process-wide singleton), so tests
 can run several schedulers in one process. Gauges that describe the current state (flows
@@ -7,14 +7,14 @@ by state, jobs running, heartbeat age) are read from the scheduler when scraped.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from executor.health import HealthServer
 
 
 class SchedulerMetrics:
@@ -97,58 +97,31 @@ class _StateCollector(Collector):
         yield ages
 
 
-class MetricsServer:
-    """``/metrics`` and ``/healthz`` over HTTP, on a thread of its own.
+class MetricsServer(HealthServer):
+    """The scheduler's ``/metrics`` and ``/healthz``: the executor's one HTTP server.
 
     Args:
-        port: the TCP port (0 picks a free one; see ``port`` after ``start``).
+        port: the TCP port (0 picks a free one; see ``port``).
         metrics: what ``/metrics`` serves.
         healthy: ``/healthz`` answers 200 while it returns True, else 503.
+        fixed: the port was asked for: a busy one is an error, else a free one is taken.
+
+    Raises:
+        DagyoError: when ``fixed`` and the port is in use, naming the port and the variable.
     """
 
     def __init__(
-        self, *, port: int, metrics: SchedulerMetrics, healthy: Callable[[], bool]
+        self,
+        *,
+        port: int,
+        metrics: SchedulerMetrics,
+        healthy: Callable[[], bool],
+        fixed: bool = True,
     ) -> None:
-        metrics_ref, healthy_ref = metrics, healthy
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._answer(200, metrics_ref.render(), CONTENT_TYPE_LATEST)
-                elif path == "/healthz":
-                    ok = healthy_ref()
-                    body = b"ok\n" if ok else b"the broker connection is down\n"
-                    self._answer(200 if ok else 503, body, "text/plain")
-                else:
-                    self._answer(404, b"try /metrics or /healthz\n", "text/plain")
-
-            def _answer(self, code: int, body: bytes, content_type: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # scrapes every few seconds would drown the scheduler's log
-
-        self._server = ThreadingHTTPServer(("", port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="dagyo-scheduler-metrics", daemon=True
+        super().__init__(
+            port,
+            metrics=metrics.render,
+            live=healthy,
+            fixed=fixed,
+            unhealthy=b"the broker connection is down\n",
         )
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        """Serve in the background."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()

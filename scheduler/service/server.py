@@ -10,6 +10,7 @@
 Besides ``dagyo.v1.Scheduler`` the server speaks the standard gRPC health service
 (``grpc.health.v1.Health``; NOT_SERVING while the broker connection is down) and server
 reflection, so ``grpcurl`` and Kubernetes gRPC probes work without the .proto files.
+It also serves KEDA's external scaler (``externalscaler.ExternalScaler``, see scaler.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from executor.constants import SCHEDULER_TICK_S
+from executor.constants import SCHEDULER_METRICS_PORT, SCHEDULER_TICK_S
 from executor.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -37,8 +38,10 @@ from executor.errors import (
     ProgdefInvalid,
     redact_url,
 )
+from executor.health import port_is_fixed
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
+from executor.pb.externalscaler import externalscaler_pb2_grpc
 from executor.progdef import Progdef, load_catalogue
 from scheduler.flow.model import CheckedFlow, check_flow, parse_flow
 from scheduler.flow.plan import plan_flow
@@ -48,6 +51,8 @@ from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings, brok
 from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.limits import capped_problems, cut, details
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
+from scheduler.service.scaler import SERVICE_NAME as SCALER_SERVICE
+from scheduler.service.scaler import ScalerServicer
 from scheduler.service.state import FlowState, FlowStore
 from scheduler.service.subscriptions import StreamSlots, Watchers
 from scheduler.service.tenancy import AuthInterceptor, QuotaExceeded, admit, caller
@@ -327,7 +332,10 @@ class Scheduler:
             self._listen()
             if settings.metrics_port:
                 self._metrics_server = MetricsServer(
-                    port=settings.metrics_port, metrics=self.metrics, healthy=self._healthy
+                    port=settings.metrics_port,
+                    metrics=self.metrics,
+                    healthy=self._healthy,
+                    fixed=port_is_fixed(settings.metrics_port, SCHEDULER_METRICS_PORT),
                 )
                 self._metrics_server.start()
             if settings.ui_address:
@@ -350,8 +358,9 @@ class Scheduler:
         )
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(ScalerServicer(self), server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (SERVICE_NAME, SCALER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         cause: RuntimeError | None = None
         try:
@@ -458,6 +467,16 @@ class Scheduler:
                 )
         return problems
 
+    def mailbox_depth(self, mailbox: str) -> int | None:
+        """Jobs waiting in ``mailbox``; None when it does not exist.
+
+        Raises:
+            BrokerError: when the broker is down or cannot be asked.
+        """
+        if self._broker is None:
+            raise BrokerError("the scheduler is not connected to the broker")
+        return self._broker.queue_depth(mailbox)
+
     # --- background ------------------------------------------------------------------------
 
     def _tick(self) -> None:
@@ -511,7 +530,7 @@ def serve(settings: SchedulerSettings, *, stop: threading.Event | None = None) -
     print(
         f"dagyo scheduler: gRPC on {scheduler.address}, broker {redact_url(settings.queue_url)}, "
         f"state {settings.state_path}, catalogue {settings.progdefs}"
-        + (f", metrics on :{settings.metrics_port}" if settings.metrics_port else ""),
+        + (f", metrics on :{metrics.port}" if (metrics := scheduler._metrics_server) else ""),
         file=sys.stderr,
         flush=True,
     )
