@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 OUT_DIR = ROOT / "executor" / "pb"
 PACKAGE = "executor.pb"
-IMPORT = re.compile(r"^from dagyo(\.[\w.]+)? import (\w+)", re.MULTILINE)
+# dagyo's own packages and the vendored KEDA external scaler's.
+IMPORT = re.compile(r"^from (dagyo|externalscaler)(\.[\w.]+)? import (\w+)", re.MULTILINE)
 
 
 def generate(out_dir: Path) -> None:
@@ -48,7 +49,7 @@ def generate(out_dir: Path) -> None:
             path.unlink()
     for path in out_dir.rglob("*.py*"):
         text = IMPORT.sub(
-            lambda m: f"from {PACKAGE}.dagyo{m.group(1) or ''} import {m.group(2)}",
+            lambda m: f"from {PACKAGE}.{m.group(1)}{m.group(2) or ''} import {m.group(3)}",
             path.read_text(),
         )
         path.write_text(text)

@@ -495,6 +495,15 @@ class Lifecycle:
                 n.state == NODE_RUNNING for f in self._flows.values() for n in f.record.nodes
             )
 
+    def jobs_running_of(self, progdef: str, version: str) -> int:
+        """Jobs of one progdef version that started and have not ended (the autoscaler's)."""
+        with self._lock:
+            return sum(
+                n.state == NODE_RUNNING and n.progdef == progdef and n.version == version
+                for f in self._flows.values()
+                for n in f.record.nodes
+            )
+
     def heartbeat_ages(self) -> dict[str, float]:
         """Seconds since each known executor was last heard from."""
         return self.liveness.ages()

@@ -19,8 +19,9 @@ from scheduler.service.auth import OPEN, Authenticator, Principal, Quotas, Unaut
 
 log = logging.getLogger("dagyo.scheduler.auth")
 
-# Health checking answers everyone: Kubernetes probes carry no token.
-_OPEN_SERVICES = ("/grpc.health.v1.Health/",)
+# Health checking and KEDA's external scaler answer everyone: Kubernetes probes and KEDA
+# carry no token (and the scaler tells only how many jobs a progdef has, never whose).
+_OPEN_SERVICES = ("/grpc.health.v1.Health/", "/externalscaler.ExternalScaler/")
 _PRINCIPAL_KEY = "dagyo-principal"
 
 

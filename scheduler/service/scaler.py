@@ -1,0 +1,150 @@
+"""KEDA's external scaler, served by the scheduler: a progdef's true demand in job slots.
+
+KEDA's RabbitMQ trigger counts the messages ready in a mailbox, but an executor acks a job
+the moment it starts, so a mailbox of busy executors reads 0 and KEDA would scale them
+down mid-flow. The scheduler knows both halves: the jobs waiting in the mailbox (its
+depth) and the jobs running (the flows' records). :class:`ScalerServicer` answers KEDA's
+``externalscaler.ExternalScaler`` with their sum, and the progdef's ``max_jobs`` as the
+target per replica, so KEDA asks for ``ceil(demand / max_jobs)`` executors.
+
+A ScaledObject's trigger names what to scale in its metadata::
+
+    triggers:
+      - type: external-push
+        metadata: {scalerAddress: "dagyo-scheduler:50051", progdef: "greet"}
+
+``version`` may be added; without it the catalogue's current version is meant.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import grpc
+
+from executor.errors import BrokerError, ProgdefInvalid
+from executor.pb.externalscaler import externalscaler_pb2 as pb
+from executor.pb.externalscaler import externalscaler_pb2_grpc
+from executor.progdef import load_catalogue, mailbox_name
+
+if TYPE_CHECKING:
+    from scheduler.service.server import Scheduler
+
+log = logging.getLogger("dagyo.scheduler.scaler")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+# How often a StreamIsActive call looks at the demand; it answers only when activity changes.
+STREAM_POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One progdef version a trigger scales: its mailbox and its jobs per executor."""
+
+    progdef: str
+    version: str
+    mailbox: str
+    max_jobs: int
+
+    @property
+    def metric(self) -> str:
+        """The metric's name: one per progdef version, as KEDA requires per trigger."""
+        return f"dagyo-jobs-{self.progdef}-{self.version}"
+
+
+class ScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
+    """``externalscaler.ExternalScaler`` over one scheduler's catalogue, broker and records.
+
+    Args:
+        scheduler: whose catalogue folder, mailbox depths and running jobs are read.
+    """
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+
+    def IsActive(self, request: pb.ScaledObjectRef, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """True while a job of the progdef version waits or runs."""
+        target = self._target(request, context)
+        return pb.IsActiveResponse(result=self._demand(target, context) > 0)
+
+    def StreamIsActive(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: grpc.ServicerContext
+    ) -> Iterator[pb.IsActiveResponse]:
+        """The activity now, then again each time it changes, until KEDA hangs up."""
+        target = self._target(request, context)
+        last: bool | None = None
+        while context.is_active() and not self._scheduler.stopping:
+            active = self._demand(target, context) > 0
+            if active != last:
+                last = active
+                yield pb.IsActiveResponse(result=active)
+            time.sleep(STREAM_POLL_S)
+
+    def GetMetricSpec(self, request: pb.ScaledObjectRef, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """One metric, the demand in job slots, with ``max_jobs`` as the target per replica."""
+        target = self._target(request, context)
+        spec = pb.MetricSpec(
+            metricName=target.metric, targetSize=target.max_jobs, targetSizeFloat=target.max_jobs
+        )
+        return pb.GetMetricSpecResponse(metricSpecs=[spec])
+
+    def GetMetrics(self, request: pb.GetMetricsRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """The demand: jobs waiting in the mailbox plus jobs running on its executors."""
+        target = self._target(request.scaledObjectRef, context)
+        demand = self._demand(target, context)
+        value = pb.MetricValue(
+            metricName=request.metricName or target.metric,
+            metricValue=demand,
+            metricValueFloat=demand,
+        )
+        return pb.GetMetricsResponse(metricValues=[value])
+
+    def _target(self, ref: pb.ScaledObjectRef, context: grpc.ServicerContext) -> Target:
+        return resolve(ref.scalerMetadata, self._scheduler, context)
+
+    def _demand(self, target: Target, context: grpc.ServicerContext) -> int:
+        scheduler = self._scheduler
+        try:
+            waiting = scheduler.mailbox_depth(target.mailbox) or 0
+        except BrokerError as e:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+        return waiting + scheduler.lifecycle.jobs_running_of(target.progdef, target.version)
+
+
+def resolve(metadata: Mapping[str, str], scheduler: Scheduler, context: Any) -> Target:
+    """The progdef version a trigger's metadata names, or abort the call saying why."""
+    name = metadata.get("progdef", "")
+    if not name:
+        _abort(
+            context,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "the trigger's metadata names no progdef: add progdef: NAME to it",
+        )
+    try:
+        catalogue = load_catalogue(scheduler.settings.progdefs)
+    except ProgdefInvalid as e:
+        _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
+    progdef = catalogue.get(name)
+    if progdef is None:
+        known = ", ".join(sorted(catalogue)) or "none"
+        _abort(
+            context,
+            grpc.StatusCode.NOT_FOUND,
+            f"no progdef {name} in the scheduler's catalogue (it has: {known})",
+        )
+    version = metadata.get("version") or progdef.version
+    return Target(
+        progdef=name,
+        version=version,
+        mailbox=mailbox_name(name, version),
+        max_jobs=progdef.scaling.max_jobs,
+    )
+
+
+def _abort(context: Any, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover
