@@ -36,6 +36,14 @@ from scheduler.cli.output import (
 )
 from scheduler.client.api import SchedulerClient
 
+
+def _finite_deadline(value: float | None) -> float | None:
+    """Refuse NaN and infinity, which click's range lets through and would mean no deadline."""
+    if value is not None and not value < float("inf"):  # NaN compares false to all
+        raise click.BadParameter(f"{value} is not a number of seconds: give one, e.g. 3600")
+    return value
+
+
 # --- dagyo flow -------------------------------------------------------------------------------
 
 
@@ -54,9 +62,11 @@ def flow() -> None:
 @click.option(
     "--deadline",
     type=click.FloatRange(min=0, min_open=True),
+    callback=lambda _ctx, _param, value: _finite_deadline(value),
     default=None,
     metavar="SECONDS",
-    help="Fail the flow if it runs longer than this.",
+    help="Fail the flow if it runs longer than this many seconds (a finite number). The "
+    "scheduler checks deadlines every 0.25 s, so the flow ends within a second of it.",
 )
 @scheduler_option
 def submit_command(flow_file: Path, wait: bool, deadline: float | None, address: str) -> None:

@@ -122,10 +122,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         except FlowInvalid as e:
             # In the answer, not the status: problem lines can outgrow gRPC metadata.
             return pb.SubmitResponse(problems=capped_problems(e.problems))
-        if request.deadline_s < 0:
+        if not 0 <= request.deadline_s < float("inf"):  # NaN compares false to all
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"deadline_s must be 0 (no deadline) or more, got {request.deadline_s:g}",
+                "deadline_s must be a finite number of seconds, or 0 for no deadline; got "
+                f"{request.deadline_s:g}",
             )
         try:
             deadline_s = admit(
