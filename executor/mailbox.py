@@ -14,6 +14,9 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
+from executor.pb.dagyo.v1.job_pb2 import Job
+from executor.topology import consume
+
 log = logging.getLogger("dagyo.mailbox")
 
 
@@ -23,10 +26,11 @@ class Mailbox:
     Args:
         name: the mailbox queue.
         max_jobs: job slots of this executor.
-        on_job: called with each job's body once it is acked (started).
+        on_job: called with each job once it is acked (started); a body that is not a
+            dagyo.v1.Job is logged and rejected (dropped) on arrival.
     """
 
-    def __init__(self, name: str, *, max_jobs: int, on_job: Callable[[bytes], None]) -> None:
+    def __init__(self, name: str, *, max_jobs: int, on_job: Callable[[Job], None]) -> None:
         self.name = name
         self.max_jobs = max_jobs
         self.running = 0
@@ -34,7 +38,7 @@ class Mailbox:
         self._on_job = on_job
         self._channel: BlockingChannel | None = None
         self._consumer: str | None = None
-        self._held: list[tuple[int, bytes]] = []
+        self._held: list[tuple[int, Job]] = []
 
     @property
     def free(self) -> int:
@@ -81,7 +85,7 @@ class Mailbox:
         # Prefetch = free slots, so the broker hands this executor no more jobs than it can
         # start now; the rest stay in the mailbox for other executors.
         channel.basic_qos(prefetch_count=self.free)
-        self._consumer = channel.basic_consume(self.name, self._deliver, auto_ack=False)
+        self._consumer = consume(channel, self.name, Job, self._deliver)
 
     def _cancel(self) -> None:
         if self._consumer is not None and self._channel is not None and self._channel.is_open:
@@ -89,20 +93,20 @@ class Mailbox:
             self._channel.basic_cancel(self._consumer)
         self._consumer = None
 
-    def _deliver(self, channel: Any, method: Any, _properties: Any, body: bytes) -> None:
+    def _deliver(self, channel: Any, method: Any, _properties: Any, job: Job) -> None:
         if self.draining:
             channel.basic_nack(method.delivery_tag, requeue=True)
         elif self.free <= 0:
             # Acks at start free the prefetch window early, so a job may arrive while every
             # slot is busy; it waits here, unacked, for the next free slot.
-            self._held.append((method.delivery_tag, body))
+            self._held.append((method.delivery_tag, job))
         else:
-            self._start(method.delivery_tag, body)
+            self._start(method.delivery_tag, job)
 
-    def _start(self, tag: int, body: bytes) -> None:
+    def _start(self, tag: int, job: Job) -> None:
         assert self._channel is not None
         self._channel.basic_ack(tag)
         self.running += 1
         if self.free <= 0:
             self._cancel()
-        self._on_job(body)
+        self._on_job(job)
