@@ -11,7 +11,9 @@ import os
 import re
 import sys
 import threading
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from executor.errors import DagyoError
@@ -39,7 +41,14 @@ class Program:
         return self.progdef.style
 
     def context(self) -> Context:
-        """Return the function-style Context, calling ``init(ctx)`` the first time."""
+        """Return the function-style Context, calling ``init(ctx)`` the first time.
+
+        The executor and the embedded runner call it at start-up (see :meth:`start`), so
+        no job waits for ``init``.
+
+        Raises:
+            InitFailed: ``init`` raised; the message holds only the author's frames.
+        """
         with self._lock:
             if self._context is None:
                 context = Context(
@@ -48,9 +57,34 @@ class Program:
                     secrets=read_secrets(self.progdef),
                 )
                 if self.init is not None:
-                    self.init(context)
+                    try:
+                        self.init(context)
+                    except Exception as e:
+                        raise InitFailed(self.progdef, e) from e
                 self._context = context
             return self._context
+
+    def start(self) -> None:
+        """Run ``init(ctx)`` now, when the progdef has one: before the executor is ready."""
+        if self.init is not None:
+            self.context()
+
+
+class InitFailed(DagyoError):
+    """A progdef's ``init`` raised: ``progdef NAME: init failed: Type: message`` and the
+    frames of the progdef's own code, without the runtime's."""
+
+    def __init__(self, progdef: Progdef, error: Exception) -> None:
+        context = progdef.context_dir.resolve()
+        frames = [
+            frame
+            for frame in traceback.extract_tb(error.__traceback__)
+            if Path(frame.filename).resolve().is_relative_to(context)
+        ]
+        super().__init__(
+            f"progdef {progdef.name}: init failed: {type(error).__name__}: {error}\n"
+            + "".join(traceback.format_list(frames)).rstrip()
+        )
 
 
 def read_secrets(progdef: Progdef) -> dict[str, str]:

@@ -59,6 +59,7 @@ class Executor:
         self.settings = settings
         self.stream_settings = stream_settings or StreamSettings()
         self.program: Program = load_program(progdef)
+        self.program.start()  # init before ready: no job pays for it
         self.metrics = ExecutorMetrics()
         self.metrics.heartbeat_age.set_function(lambda: time.monotonic() - self._last_beat)
         self.runs: dict[tuple[str, str], JobRun] = {}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from executor.errors import Stopped
+from executor.errors import DagyoError, Stopped
 from executor.job import JobRun, execute
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_CANCELLED, FailureReport
 from executor.program import Program, load_program
@@ -73,7 +73,12 @@ class EmbeddedRunner:
         """Run every job to its end, delivering exports; stop all at the first panic.
 
         A KeyboardInterrupt stops every job and ends the run as failed (cancelled).
+
+        Raises:
+            DagyoError: a progdef's ``init`` failed (it runs before the first job), or
+                its declared secrets are not set.
         """
+        self._start_programs()
         flusher = Flusher(linger_s=self.settings.linger_s)
         exports = self._attach_exports()
         threads = [
@@ -107,6 +112,19 @@ class EmbeddedRunner:
             flusher.close()
         state = "failed" if self._failure is not None else "succeeded"
         return RunResult(state=state, failure=self._failure, items_sent=self.progress())
+
+    def _start_programs(self) -> None:
+        """Run each progdef's ``init`` before any job, as an executor does at start-up.
+
+        A progdef whose code does not import is left to its jobs, which fail the flow
+        naming their node.
+        """
+        for planned in self.plan.jobs:
+            try:
+                program = self._program(planned.progdef)
+            except DagyoError:
+                continue
+            program.start()
 
     def _program(self, progdef: Any) -> Program:
         with self._lock:

@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from scheduler.cli.common import EXIT_FAILED, catalogue_of, checked_flow, progdefs_option
+from executor.errors import DagyoError
+from scheduler.cli.common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    catalogue_of,
+    checked_flow,
+    fail,
+    progdefs_option,
+)
 from scheduler.cli.output import Progress, export_line, print_failure
 
 
@@ -62,6 +70,11 @@ def run(flow: Path, graph: str | None, progdefs_dir: Path | None) -> None:
     progress = Progress(checked.flow.name, runner.progress) if sys.stderr.isatty() else None
     try:
         result = runner.run()
+    except DagyoError as e:  # a progdef's init failed: a start-up error, like an executor's
+        if progress is not None:
+            progress.close()
+            progress = None
+        fail(str(e), EXIT_INVALID)
     finally:
         if progress is not None:
             progress.close()
