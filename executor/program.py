@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -12,7 +13,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,8 @@ def _import(progdef: Progdef, name: str, module_path: str) -> Any:
 
     def run() -> None:
         try:
-            outcome["module"] = importlib.import_module(name)
+            with own_modules(progdef):
+                outcome["module"] = importlib.import_module(name)
         except BaseException as e:  # SystemExit and KeyboardInterrupt are the module's too
             outcome["error"] = e
 
@@ -176,6 +178,37 @@ def _import(progdef: Progdef, name: str, module_path: str) -> Any:
             f"{type(error).__name__}: {error}"
         ) from error
     return outcome["module"]
+
+
+@contextlib.contextmanager
+def own_modules(progdef: Progdef) -> Iterator[None]:
+    """Let a progdef's code ``import helpers`` for the ``helpers.py`` beside it.
+
+    While its modules load, the progdef's folder is first on ``sys.path`` and the names
+    of its own top-level modules are free in ``sys.modules``; afterwards both are put
+    back. Its modules keep the ``helpers`` they imported, so two progdefs in one process
+    (the embedded runner) each get their own. Import them at module level: a function
+    that imports ``helpers`` when called runs after the folder has left ``sys.path``.
+    """
+    folder = progdef.context_dir.resolve()
+    own = {
+        path.stem if path.suffix == ".py" else path.name
+        for path in folder.iterdir()
+        if path.suffix == ".py" or (path / "__init__.py").is_file()
+    }
+
+    def is_own(module: str) -> bool:
+        return module.partition(".")[0] in own
+
+    hidden = {module: sys.modules.pop(module) for module in list(sys.modules) if is_own(module)}
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+        for module in [module for module in sys.modules if is_own(module)]:
+            del sys.modules[module]
+        sys.modules.update(hidden)
 
 
 def _context_package(progdef: Progdef) -> str:

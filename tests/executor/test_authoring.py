@@ -171,3 +171,48 @@ def test_dagyo_run_reports_a_failing_init_as_a_start_up_error(tmp_path: Path) ->
         "dagyo: progdef broken: init failed: FileNotFoundError: model.bin is missing"
     )
     assert "Traceback" not in result.stderr
+
+
+def _with_helpers(root: Path, name: str, word: str) -> None:
+    make_progdef(
+        root,
+        name,
+        """
+        import helpers
+        from helpers import decorate
+
+        from executor.types import Text
+
+        def handler(ctx, item):
+            return Text(text=decorate(item.text) + helpers.SUFFIX)
+        """,
+        inputs={"items": TEXT},
+        outputs={"out": TEXT},
+        run="main:handler",
+        style="function",
+    )
+    (root / name / "helpers.py").write_text(
+        f"SUFFIX = '.'\n\ndef decorate(text):\n    return '{word} ' + text\n"
+    )
+
+
+def test_two_progdefs_each_import_their_own_helpers_module(tmp_path: Path) -> None:
+    _with_helpers(tmp_path, "shout", "HEY")
+    _with_helpers(tmp_path, "whisper", "psst")
+    exports, result = run_flow(
+        {
+            "name": "helpers-flow",
+            "nodes": {
+                "s": {"progdef": "source"},
+                "a": {"progdef": "shout"},
+                "b": {"progdef": "whisper"},
+            },
+            "edges": [{"from": "s.src", "to": "a.items"}, {"from": "a.out", "to": "b.items"}],
+            "consts": [{"to": "s.count", **source(2)}],
+            "exports": {"out": "b.out"},
+        },
+        catalogue=catalogue_with(tmp_path),
+    )
+    assert result.state == "succeeded", result.failure
+    assert exports == {"out": [{"text": f"psst HEY name-{i}.."} for i in range(2)]}
+    assert "helpers" not in sys.modules  # nothing leaks into the process's own modules
