@@ -38,7 +38,7 @@ from scheduler.deploy import (
     to_yaml,
 )
 from scheduler.deploy.images import DEFAULT_LOCK, pinned_reference, scheduler_image_tag
-from scheduler.deploy.manifests import AUTOSCALERS, STATE_VOLUMES
+from scheduler.deploy.manifests import AUTOSCALERS, SCALERS, STATE_VOLUMES
 from scheduler.service.config import default_progdefs_dir
 
 
@@ -171,6 +171,20 @@ def build(
     help="keda: a ScaledObject per progdef; none: fixed replicas (min_executors, at least 1).",
 )
 @click.option(
+    "--scaler",
+    type=click.Choice(SCALERS),
+    default=SCALERS[0],
+    show_default=True,
+    help="What KEDA asks: external: the scheduler (jobs waiting plus running); "
+    "rabbitmq: the broker (jobs waiting only).",
+)
+@click.option(
+    "--scaler-address",
+    metavar="HOST:PORT",
+    default="",
+    help="The scheduler's gRPC address for KEDA [default: its Service in --namespace].",
+)
+@click.option(
     "--state-volume",
     type=click.Choice(STATE_VOLUMES),
     default=STATE_VOLUMES[0],
@@ -186,6 +200,8 @@ def deploy(
     namespace: str,
     scheduler_image: str | None,
     autoscaler: str,
+    scaler: str,
+    scaler_address: str,
     state_volume: str,
     kube_context: str | None,
 ) -> None:
@@ -205,6 +221,8 @@ def deploy(
             scheduler_image=scheduler_image
             or pinned_reference(scheduler_image_tag(registry), images),
             autoscaler=autoscaler,
+            scaler=scaler,
+            scaler_address=scaler_address,
             state_volume=state_volume,
         )
         objects = render_catalogue(catalogue, settings)

@@ -39,6 +39,14 @@ QUEUE_SECRET_KEY = "url"
 PROGDEF_SECRET_PREFIX = "dagyo-progdef-"
 AUTOSCALER_KEDA = "keda"
 AUTOSCALERS = (AUTOSCALER_KEDA, "none")
+# What a ScaledObject's trigger asks: the scheduler's external scaler (jobs waiting plus
+# running, docs/deploy.md "Autoscaling") or KEDA's RabbitMQ scaler (jobs waiting only).
+SCALER_EXTERNAL = "external"
+SCALER_RABBITMQ = "rabbitmq"
+SCALERS = (SCALER_EXTERNAL, SCALER_RABBITMQ)
+# The scheduler's Service and gRPC port in deploy/k8s/scheduler.yaml.
+SCHEDULER_SERVICE = "dagyo-scheduler"
+SCHEDULER_GRPC_PORT = 50051
 STATE_VOLUMES = ("pvc", "emptydir")
 GPU_RESOURCE = "nvidia.com/gpu"
 # Set by NVIDIA's GPU feature discovery (part of the GPU operator) on nodes with a GPU.
@@ -70,6 +78,10 @@ class DeploySettings:
             pinned by digest.
         scheduler_image: the scheduler's image reference.
         autoscaler: ``keda`` (a ScaledObject per progdef) or ``none`` (fixed replicas).
+        scaler: what the ScaledObjects ask: ``external`` (the scheduler, jobs waiting
+            plus running) or ``rabbitmq`` (the broker, jobs waiting only).
+        scaler_address: ``host:port`` of the scheduler's gRPC for KEDA; empty means the
+            scheduler's Service in ``namespace``.
         state_volume: ``pvc`` (the claim in deploy/k8s/) or ``emptydir`` for the
             scheduler's SQLite state.
         queue_secret: the Secret whose ``url`` key holds the broker URL.
@@ -80,12 +92,16 @@ class DeploySettings:
     images: Mapping[str, str] = field(default_factory=dict)
     scheduler_image: str = f"{SCHEDULER_IMAGE}:latest"
     autoscaler: str = AUTOSCALER_KEDA
+    scaler: str = SCALER_EXTERNAL
+    scaler_address: str = ""
     state_volume: str = "pvc"
     queue_secret: str = QUEUE_SECRET
 
     def __post_init__(self) -> None:
         if self.autoscaler not in AUTOSCALERS:
             raise ManifestError(f"autoscaler {self.autoscaler!r}: use one of {AUTOSCALERS}")
+        if self.scaler not in SCALERS:
+            raise ManifestError(f"scaler {self.scaler!r}: use one of {SCALERS}")
         if self.state_volume not in STATE_VOLUMES:
             raise ManifestError(f"state volume {self.state_volume!r}: use one of {STATE_VOLUMES}")
 
@@ -290,7 +306,7 @@ def disruption_budget(progdef: Progdef, settings: DeploySettings) -> dict[str, A
 
 
 def scaled_object(progdef: Progdef, version: str, settings: DeploySettings) -> dict[str, Any]:
-    """Return the KEDA ScaledObject that scales the progdef's executors on mailbox depth."""
+    """Return the KEDA ScaledObject that scales the progdef's executors on their demand."""
     name = object_name(progdef)
     return {
         "apiVersion": "keda.sh/v1alpha1",
@@ -314,23 +330,43 @@ def scaled_object(progdef: Progdef, version: str, settings: DeploySettings) -> d
                     }
                 }
             },
-            "triggers": [
-                {
-                    "type": "rabbitmq",
-                    "name": "mailbox",
-                    "metadata": {
-                        "protocol": "amqp",
-                        "mode": "QueueLength",
-                        "queueName": progdef.mailbox,
-                        # One more executor per max_jobs jobs waiting for a free slot; any
-                        # waiting job wakes a progdef scaled to zero.
-                        "value": str(progdef.scaling.max_jobs),
-                        "activationValue": "0",
-                        # KEDA reads the broker URL from the executor's own environment.
-                        "hostFromEnv": ENV_QUEUE,
-                    },
-                }
-            ],
+            "triggers": [scaler_trigger(progdef, version, settings)],
+        },
+    }
+
+
+def scaler_trigger(progdef: Progdef, version: str, settings: DeploySettings) -> dict[str, Any]:
+    """Return the ScaledObject trigger that measures the progdef version's demand."""
+    if settings.scaler == SCALER_EXTERNAL:
+        address = (
+            settings.scaler_address
+            or f"{SCHEDULER_SERVICE}.{settings.namespace}.svc:{SCHEDULER_GRPC_PORT}"
+        )
+        # external-push: KEDA also holds a StreamIsActive call open, so the first job of a
+        # progdef scaled to zero wakes it at once, not at the next polling interval.
+        return {
+            "type": "external-push",
+            "name": "demand",
+            "metadata": {
+                "scalerAddress": address,
+                "progdef": progdef.name,
+                # The mailbox's version: an old version keeps its own ScaledObject.
+                "version": progdef.version,
+            },
+        }
+    return {
+        "type": "rabbitmq",
+        "name": "mailbox",
+        "metadata": {
+            "protocol": "amqp",
+            "mode": "QueueLength",
+            "queueName": progdef.mailbox,
+            # One more executor per max_jobs jobs waiting for a free slot; any waiting job
+            # wakes a progdef scaled to zero. Running jobs are acked, so they count as 0.
+            "value": str(progdef.scaling.max_jobs),
+            "activationValue": "0",
+            # KEDA reads the broker URL from the executor's own environment.
+            "hostFromEnv": ENV_QUEUE,
         },
     }
 

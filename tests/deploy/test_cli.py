@@ -43,8 +43,8 @@ def test_deploy_dry_run_prints_valid_objects_for_the_whole_catalogue() -> None:
             assert container["resources"]["requests"]["memory"]
         if document["kind"] == "ScaledObject":
             (trigger,) = document["spec"]["triggers"]
-            assert trigger["type"] == "rabbitmq"
-            assert trigger["metadata"]["queueName"] == catalogue[progdef].mailbox
+            assert trigger["type"] == "external-push"
+            assert trigger["metadata"]["version"] == catalogue[progdef].version
             scalers[progdef] += 1
     assert executors == dict.fromkeys(SAMPLE_PROGDEFS, 1)
     assert scalers == dict.fromkeys(SAMPLE_PROGDEFS, 1)
@@ -104,3 +104,19 @@ def test_the_progdefs_folder_defaults_to_the_working_directory_then_the_samples(
         d["metadata"]["labels"].get("dagyo.io/progdef") for d in yaml.safe_load_all(result.output)
     }
     assert names == {None, *SAMPLE_PROGDEFS}
+
+
+def test_deploy_scaler_rabbitmq_keeps_the_mailbox_trigger() -> None:
+    result = CliRunner().invoke(
+        deploy, ["--dry-run", "--progdefs", str(PROGDEFS), "--scaler", "rabbitmq"]
+    )
+    assert result.exit_code == 0, result.output
+    catalogue = load_catalogue(PROGDEFS)
+    scaled = [d for d in yaml.safe_load_all(result.output) if d["kind"] == "ScaledObject"]
+    assert scaled
+    for document in scaled:
+        validate_any(document)
+        (trigger,) = document["spec"]["triggers"]
+        progdef = document["metadata"]["labels"]["dagyo.io/progdef"]
+        assert trigger["type"] == "rabbitmq"
+        assert trigger["metadata"]["queueName"] == catalogue[progdef].mailbox

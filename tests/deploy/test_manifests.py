@@ -69,11 +69,31 @@ def test_every_rendered_object_of_the_catalogue_validates_strictly() -> None:
 
 @pytest.mark.parametrize("autoscaler", ["keda", "none"])
 @pytest.mark.parametrize("state_volume", ["pvc", "emptydir"])
-def test_every_variant_validates_strictly(autoscaler: str, state_volume: str) -> None:
+@pytest.mark.parametrize("scaler", ["external", "rabbitmq"])
+def test_every_variant_validates_strictly(autoscaler: str, state_volume: str, scaler: str) -> None:
     for obj in _render(
-        autoscaler=autoscaler, state_volume=state_volume, registry="registry.invalid/x"
+        autoscaler=autoscaler,
+        state_volume=state_volume,
+        scaler=scaler,
+        registry="registry.invalid/x",
     ):
         validate_any(obj)
+
+
+def test_the_rabbitmq_scaler_and_a_scaler_address_can_be_chosen() -> None:
+    progdef = load_catalogue(PROGDEFS)["greet"]
+    (trigger,) = _of(_render(scaler="rabbitmq"), "ScaledObject", "greet")["spec"]["triggers"]
+    assert trigger["type"] == "rabbitmq"
+    assert trigger["metadata"]["queueName"] == progdef.mailbox
+    assert trigger["metadata"]["mode"] == "QueueLength"
+    assert trigger["metadata"]["hostFromEnv"] == "DAGYO_QUEUE"
+    objects = _render(scaler_address="scheduler.example:443", namespace="jobs")
+    (trigger,) = _of(objects, "ScaledObject", "greet")["spec"]["triggers"]
+    assert trigger["metadata"]["scalerAddress"] == "scheduler.example:443"
+    (trigger,) = _of(_render(namespace="jobs"), "ScaledObject", "greet")["spec"]["triggers"]
+    assert trigger["metadata"]["scalerAddress"] == "dagyo-scheduler.jobs.svc:50051"
+    with pytest.raises(ManifestError, match="scaler 'kafka': use one of"):
+        DeploySettings(scaler="kafka")
 
 
 def test_the_validators_are_strict() -> None:
@@ -129,10 +149,13 @@ def test_each_progdef_has_a_draining_probed_deployment_on_its_mailbox(name: str)
     assert container["image"] == image_reference("", f"dagyo-{name}", progdef.version)
     assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
     (trigger,) = _of(objects, "ScaledObject", name)["spec"]["triggers"]
-    assert trigger["type"] == "rabbitmq"
-    assert trigger["metadata"]["queueName"] == progdef.mailbox
-    assert trigger["metadata"]["mode"] == "QueueLength"
-    assert trigger["metadata"]["hostFromEnv"] == "DAGYO_QUEUE"
+    # The scheduler's external scaler, pushing activity: jobs waiting plus running.
+    assert trigger["type"] == "external-push"
+    assert trigger["metadata"] == {
+        "scalerAddress": "dagyo-scheduler.dagyo.svc:50051",
+        "progdef": name,
+        "version": progdef.version,
+    }
     scaled = _of(objects, "ScaledObject", name)["spec"]
     assert scaled["minReplicaCount"] == progdef.scaling.min_executors
     assert scaled["maxReplicaCount"] == progdef.scaling.max_executors
@@ -226,7 +249,9 @@ def test_the_scheduler_mounts_the_catalogue_as_one_folder_per_progdef() -> None:
     (volume,) = [v for v in pod["volumes"] if v["name"] == "catalogue"]
     assert volume["configMap"]["name"] == config_map["metadata"]["name"]
     paths = {item["key"]: item["path"] for item in volume["configMap"]["items"]}
-    assert set(paths) == set(data)
+    assert set(paths) == set(data) | set(config_map.get("binaryData", {}))
+    # a progdef with protos brings them compiled, so the scheduler needs no compiler
+    assert "distance.types.binpb" in config_map["binaryData"]
     for name in catalogue:
         assert paths[f"{name}.progdef.json"] == f"{name}/progdef.json"
         assert paths[f"{name}.VERSION"] == f"{name}/VERSION"
