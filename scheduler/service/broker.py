@@ -38,14 +38,17 @@ from executor.constants import (
     STREAM_MAX_FRAMES,
 )
 from executor.errors import BrokerError, redact_url
-from executor.pb.dagyo.v1.events_pb2 import Stop
+from executor.pb.dagyo.v1.events_pb2 import Event, Stop
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from executor.topology import consume
 
 log = logging.getLogger("dagyo.scheduler.broker")
 
-# A handler gets each message's body and properties on the I/O thread; the message is acked
-# after it returns (also when it raises: a message that cannot be handled is not retried).
-Handler = Callable[[bytes, pika.BasicProperties], None]
+# A handler gets each message (its body, or the message decoded as the consumer's message
+# type) and properties on the I/O thread; the message is acked after it returns (also when it
+# raises: a message that cannot be handled is not retried). A body that does not decode as
+# the message type is logged and dropped by executor.topology.consume.
+Handler = Callable[[Any, pika.BasicProperties], None]
 
 # Events are tiny and handled at once; a deep prefetch keeps the broker from waiting on a
 # round trip per heartbeat when hundreds of executors report.
@@ -343,29 +346,55 @@ class Broker:
     def _consume_events(self, handler: Handler) -> None:
         self._channel().basic_qos(prefetch_count=EVENTS_PREFETCH)
         try:
-            self._consume(EVENTS_QUEUE, handler, on_cancel=self._events_cancelled)
+            self._consume(
+                EVENTS_QUEUE, handler, on_cancel=self._events_cancelled, message_type=Event
+            )
         finally:
             self._channel().basic_qos(prefetch_count=EXPORT_PREFETCH_FRAMES)
 
-    def consume(self, queue: str, handler: Handler, *, on_cancel: Callable[[], None]) -> None:
-        """Consume a flow queue; ``on_cancel`` runs (on the I/O thread) if it is deleted."""
-        self.call(lambda: self._consume(queue, handler, on_cancel=on_cancel))
+    def consume(
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        on_cancel: Callable[[], None],
+        message_type: type[Message] | None = None,
+    ) -> None:
+        """Consume a flow queue; ``on_cancel`` runs (on the I/O thread) if it is deleted.
 
-    def _consume(self, queue: str, handler: Handler, *, on_cancel: Callable[[], None]) -> None:
+        Args:
+            message_type: decode each body as this first (a malformed one is dropped);
+                None hands the handler the body (export frames: their reader judges them).
+        """
+        self.call(
+            lambda: self._consume(queue, handler, on_cancel=on_cancel, message_type=message_type)
+        )
+
+    def _consume(
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        on_cancel: Callable[[], None],
+        message_type: type[Message] | None = None,
+    ) -> None:
         if queue in self._consumers:
             return
 
         def on_message(
-            channel: BlockingChannel, method: Any, properties: pika.BasicProperties, body: bytes
+            channel: BlockingChannel, method: Any, properties: pika.BasicProperties, message: Any
         ) -> None:
             try:
-                handler(body, properties)
+                handler(message, properties)
             except Exception:
                 log.exception("a message on %s could not be handled; dropped", queue)
             if channel.is_open:  # else it goes back to its queue with the channel
                 channel.basic_ack(method.delivery_tag)
 
-        tag = self._channel().basic_consume(queue, on_message, auto_ack=False)
+        if message_type is None:
+            tag = self._channel().basic_consume(queue, on_message, auto_ack=False)
+        else:
+            tag = consume(self._channel(), queue, message_type, on_message)
         self._consumers[queue] = tag
         self._on_cancel[tag] = on_cancel
 

@@ -195,6 +195,7 @@ class Lifecycle:
             failure_queue(flow.id),
             partial(self._on_failure, flow.id),
             on_cancel=partial(lost, failure_queue(flow.id)),
+            message_type=FailureReport,
         )
         for export, stream in flow.runtime.exports.items():
             self.broker.consume(
@@ -249,9 +250,8 @@ class Lifecycle:
 
     # --- broker callbacks (on the broker's I/O thread) -------------------------------------
 
-    def on_event(self, body: bytes, properties: pika.BasicProperties) -> None:
+    def on_event(self, event: Event, properties: pika.BasicProperties) -> None:
         """Handle one message of the scheduler's events queue."""
-        event = Event.FromString(body)
         kind = event.WhichOneof("kind")
         if kind == "heartbeat" and event.heartbeat.mailbox:
             beat = event.heartbeat
@@ -308,10 +308,11 @@ class Lifecycle:
             return None, None
         return flow, flow.node(name)
 
-    def _on_failure(self, flow_id: str, body: bytes, properties: pika.BasicProperties) -> None:
+    def _on_failure(
+        self, flow_id: str, report: FailureReport, properties: pika.BasicProperties
+    ) -> None:
         if properties.app_id == SCHEDULER_APP_ID:
             return  # the scheduler's own report, recorded when it was decided
-        report = FailureReport.FromString(body)
         report.flow_id = flow_id
         self.store.add_failure(report)
         self.metrics.panics.labels(report.progdef, FailureKind.Name(report.kind)).inc()
