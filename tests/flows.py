@@ -9,8 +9,9 @@ from typing import Any
 from tests.conftest import EXAMPLES
 
 
-def consts(*values: Any) -> list[dict[str, Any]]:
-    return [{"value": v} for v in values]
+def consts(*values: Any) -> list[Any]:
+    """Const values as a flow writes them: each item in its JSON form (or a scalar)."""
+    return list(values)
 
 
 def names(n: int, prefix: str = "") -> list[dict[str, str]]:

@@ -70,7 +70,7 @@ def test_a_panic_fails_the_flow_with_its_report(make_cluster: Any) -> None:
             "name": "boom",
             "nodes": {"x": {"progdef": "explode"}, "n": {"progdef": "count"}},
             "edges": [{"from": "x.items", "to": "n.items"}],
-            "consts": [{"to": "x.items", "values": [{"value": {"text": "panic here"}}]}],
+            "consts": [{"to": "x.items", "values": [{"text": "panic here"}]}],
             "exports": {"total": "n.total"},
         }
     )
@@ -298,7 +298,7 @@ def test_failures_follow_shows_a_panicking_flows_report_as_it_happens(
                 "name": "boom",
                 "nodes": {"x": {"progdef": "explode"}, "n": {"progdef": "count"}},
                 "edges": [{"from": "x.items", "to": "n.items"}],
-                "consts": [{"to": "x.items", "values": [{"value": {"text": "panic live"}}]}],
+                "consts": [{"to": "x.items", "values": [{"text": "panic live"}]}],
                 "exports": {"total": "n.total"},
             }
         )

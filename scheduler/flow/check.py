@@ -419,6 +419,8 @@ def encode_value(value: Any, cls: type[Message]) -> bytes:
         ValueError: saying what is wrong with the value.
     """
     fields = cls.DESCRIPTOR.fields
+    if value is None:
+        raise ValueError("null is no item: write the item as an object, or as a scalar")
     if not isinstance(value, dict) and len(fields) == 1:
         value = {fields[0].json_name: value}
     if not isinstance(value, dict):
@@ -429,3 +431,5 @@ def encode_value(value: Any, cls: type[Message]) -> bytes:
     # the value does not fit the message.
     except (json_format.ParseError, TypeError, ValueError, RecursionError) as e:
         raise ValueError(" ".join(str(e).split()).rstrip(".")) from e
+    except SystemError as e:  # protobuf's lookup of a key that is not valid UTF-8 text
+        raise ValueError("a key is not valid UTF-8 text (a lone surrogate escape?)") from e

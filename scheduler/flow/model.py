@@ -56,7 +56,7 @@ class Const:
     """Fixed items fed to an input instead of an edge.
 
     Attributes:
-        values: the raw JSON ``"value"`` of each entry of ``"values"``, in order.
+        values: each entry of ``"values"`` as written: the JSON form of one item.
     """
 
     target: Endpoint
@@ -343,30 +343,23 @@ def _parse_consts(value: Any, problem: Problems) -> list[Const]:
         target = _endpoint(spec, "to", where, problem, "an input", "to ")
         entries = spec.get("values")
         if "values" not in spec:
-            problem(where, "missing required key 'values'; list the items: [{\"value\": ...}]")
+            problem(where, 'missing required key \'values\'; list the items: [{"text": "Ada"}]')
         elif not isinstance(entries, list):
-            problem(where, f'values must be a list like [{{"value": 3}}], got {_kind(entries)}')
+            problem(
+                where, f'values must be a list like [{{"value": 3}}] or [3], got {_kind(entries)}'
+            )
         else:
-            values = _parse_values(entries, where, problem)
-            if target is not None and values is not None:
-                consts.append(Const(target=target, values=values))
+            # Each value is checked against its port's type later; null is never an item.
+            nulls = [index for index, entry in enumerate(entries, 1) if entry is None]
+            for index in nulls:
+                problem(
+                    f"{where}: value {index}",
+                    "null is no item: write the item in the JSON form of the port's type, "
+                    'e.g. {"text": "Ada"}, or as a scalar for a type of one field: "Ada", 3',
+                )
+            if target is not None and not nulls:
+                consts.append(Const(target=target, values=tuple(entries)))
     return consts
-
-
-def _parse_values(entries: list[Any], where: str, problem: Problems) -> tuple[Any, ...] | None:
-    values = []
-    for index, entry in enumerate(entries, 1):
-        entry_where = f"{where}: value {index}"
-        fix = 'write each value as {"value": <the item as JSON>}'
-        if not isinstance(entry, dict):
-            problem(entry_where, f"expected an object, got {_kind(entry)}; {fix}")
-        elif set(entry) != {"value"}:
-            _unknown_keys(entry, ("value",), entry_where, problem)
-            if "value" not in entry:
-                problem(entry_where, f"missing required key 'value'; {fix}")
-        else:
-            values.append(entry["value"])
-    return tuple(values) if len(values) == len(entries) else None
 
 
 def _parse_exports(value: Any, problem: Problems) -> dict[str, Endpoint]:

@@ -93,7 +93,7 @@ def test_a_missing_secret_panics_naming_it(tmp_path: Path, monkeypatch: pytest.M
         {
             "name": "needy",
             "nodes": {"n": {"progdef": "needy"}},
-            "consts": [{"to": "n.items", "values": [{"value": {"text": "a"}}]}],
+            "consts": [{"to": "n.items", "values": [{"text": "a"}]}],
             "exports": {"out": "n.items"},
         },
         catalogue=catalogue_with(tmp_path),
@@ -135,7 +135,7 @@ def test_function_style_retries_an_item_before_it_panics(
             "name": "flaky",
             "nodes": {"f": {"progdef": "flaky"}},
             "consts": [
-                {"to": "f.items", "values": [{"value": {"text": "a"}}, {"value": {"text": "b"}}]}
+                {"to": "f.items", "values": [{"text": "a"}, {"text": "b"}]}
             ],
             "exports": {"out": "f.items"},
         },
@@ -217,7 +217,7 @@ def test_stop_surfaces_inside_run_as_stopped(tmp_path: Path) -> None:
             "edges": [{"from": "s.src", "to": "t.items"}, {"from": "x.items", "to": "v.sink"}],
             "consts": [
                 {"to": "s.count", **source(100)},
-                {"to": "x.items", "values": [{"value": {"text": "panic"}}]},
+                {"to": "x.items", "values": [{"text": "panic"}]},
             ],
         },
         catalogue=catalogue_with(tmp_path),

@@ -58,7 +58,7 @@ def test_an_invalid_flow_exits_2_with_every_problem_and_no_traceback(tmp_path: P
                 "name": "bad",
                 "nodes": {"names": {"progdef": "source"}, "hi": {"progdef": "greet"}},
                 "edges": [{"from": "names.src", "to": "hi.nmae"}],
-                "consts": [{"to": "names.count", "values": [{"value": "three"}]}],
+                "consts": [{"to": "names.count", "values": ["three"]}],
             }
         )
     )

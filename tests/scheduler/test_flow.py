@@ -78,7 +78,7 @@ def test_hello_checks_with_bound_types_encoded_consts_and_an_order() -> None:
     assert checked.flow.name == "hello"
     assert checked.flow.nodes["hi"] == Node(name="hi", progdef="greet")
     assert checked.flow.edges[0] == Edge(Endpoint("names", "src"), Endpoint("hi", "name"))
-    assert checked.flow.consts == (Const(Endpoint("names", "count"), (3,)),)
+    assert checked.flow.consts == (Const(Endpoint("names", "count"), ({"value": 3},)),)
     assert checked.order == ("names", "hi", "out")
     assert checked.progdefs["hi"] is CATALOGUE["greet"]
     assert checked.port_types[("out", "in", "sink")] == "dagyo.types.Text"
@@ -178,7 +178,7 @@ def test_a_type_variable_binds_from_downstream_so_a_const_can_feed_it() -> None:
         nodes={"s": {"progdef": "slow"}, "hi": {"progdef": "greet"}},
         edges=[{"from": "s.items", "to": "hi.name"}],
         consts=[
-            {"to": "s.items", "values": [{"value": {"text": "Ada"}}]},
+            {"to": "s.items", "values": [{"text": "Ada"}]},
             {"to": "s.delay_ms", "values": [{"value": 0}]},
         ],
     )
@@ -328,7 +328,7 @@ def test_an_export_of_an_input_is_an_error() -> None:
 
 def test_an_input_with_two_sources_names_them() -> None:
     doc = hello()
-    doc["consts"].append({"to": "hi.name", "values": [{"value": "Ada"}]})
+    doc["consts"].append({"to": "hi.name", "values": ["Ada"]})
 
     assert problems(doc) == [
         "hello.json: hi.name: input has 2 sources (edge names.src -> hi.name, const): give it "
@@ -414,14 +414,25 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_a_const_value_may_be_the_full_json_form_or_the_single_field() -> None:
-    short = check(hello()).const_items
-    full = check(hello(consts=[{"to": "names.count", "values": [{"value": {"value": 3}}]}]))
+    full = check(hello(consts=[{"to": "names.count", "values": [{"value": 3}]}]))
+    short = check(hello(consts=[{"to": "names.count", "values": [3]}]))
 
-    assert full.const_items == short
+    assert full.const_items == short.const_items
+
+
+def test_a_text_const_is_its_json_form_or_a_plain_string() -> None:
+    doc = hello()
+    doc["consts"].append({"to": "hi.name", "values": [{"text": "x"}, "y"]})
+    doc["edges"].pop(0)
+    doc["exports"]["names"] = "names.src"
+
+    items = check(doc).const_items[Endpoint("hi", "name")]
+
+    assert [types_pb2.Text.FromString(item).text for item in items] == ["x", "y"]
 
 
 def test_a_string_to_an_int64_const_is_an_error_naming_the_value() -> None:
-    doc = hello(consts=[{"to": "names.count", "values": [{"value": 2}, {"value": "abc"}]}])
+    doc = hello(consts=[{"to": "names.count", "values": [2, "abc"]}])
 
     [problem] = problems(doc)
 
@@ -433,7 +444,7 @@ def test_a_string_to_an_int64_const_is_an_error_naming_the_value() -> None:
 
 
 def test_a_const_with_an_unknown_field_names_the_field() -> None:
-    doc = hello(consts=[{"to": "names.count", "values": [{"value": {"valu": 3}}]}])
+    doc = hello(consts=[{"to": "names.count", "values": [{"valu": 3}]}])
 
     [problem] = problems(doc)
 
@@ -446,7 +457,7 @@ def test_a_const_with_an_unknown_field_names_the_field() -> None:
 
 def test_a_const_list_instead_of_an_object_is_an_error() -> None:
     doc = hello()
-    doc["consts"].append({"to": "hi.name", "values": [{"value": ["Ada"]}]})
+    doc["consts"].append({"to": "hi.name", "values": [["Ada"]]})
     doc["edges"].pop(0)
     doc["exports"]["names"] = "names.src"
 
@@ -464,7 +475,7 @@ def test_a_const_that_is_not_an_object_for_a_type_of_several_fields() -> None:
     doc = {
         "name": "p",
         "nodes": {"p": {"progdef": "pairs"}},
-        "consts": [{"to": "p.pairs", "values": [{"value": {"a": "x", "b": "y"}}, {"value": []}]}],
+        "consts": [{"to": "p.pairs", "values": [{"a": "x", "b": "y"}, []]}],
     }
 
     assert problems(doc, catalogue) == [
@@ -478,7 +489,7 @@ def test_a_const_into_an_unknown_typename_names_the_typename() -> None:
     doc = {
         "name": "o",
         "nodes": {"o": {"progdef": "odd"}},
-        "consts": [{"to": "o.x", "values": [{"value": {}}]}],
+        "consts": [{"to": "o.x", "values": [{}]}],
     }
 
     assert problems(doc, catalogue) == [
@@ -487,17 +498,19 @@ def test_a_const_into_an_unknown_typename_names_the_typename() -> None:
     ]
 
 
-def test_const_values_must_be_wrapped_in_value() -> None:
-    doc = hello(consts=[{"to": "names.count", "values": [{"valeu": 3}, 3]}])
+def test_const_values_take_no_wrapper_and_null_is_no_item() -> None:
+    values = [{"valeu": 3}, {"value": {"value": 3}}, None]
+    doc = hello(consts=[{"to": "names.count", "values": values}])
 
     assert problems(doc) == [
-        "hello.json: const 1: value 1: unknown key 'valeu' (did you mean 'value'?); the keys "
-        "are value",
-        "hello.json: const 1: value 1: missing required key 'value'; write each value as "
-        '{"value": <the item as JSON>}',
-        "hello.json: const 1: value 2: expected an object, got 3; write each value as "
-        '{"value": <the item as JSON>}',
+        "hello.json: const 1: value 3: null is no item: write the item in the JSON form of the "
+        'port\'s type, e.g. {"text": "Ada"}, or as a scalar for a type of one field: "Ada", 3'
     ]
+    first, second = problems(hello(consts=[{"to": "names.count", "values": values[:2]}]))
+    where = "hello.json: const to names.count"
+    assert first.startswith(f'{where}: value 1 ({{"valeu":3}}) is not the JSON form of ')
+    assert 'no field named "valeu"' in first
+    assert second.startswith(f'{where}: value 2 ({{"value":{{"value":3}}}}) is not the JSON form')
 
 
 # --- the shape of the JSON ----------------------------------------------------------------

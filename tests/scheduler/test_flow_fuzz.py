@@ -54,7 +54,7 @@ VALID_FLOWS: list[dict[str, Any]] = [
             {"from": "s.items", "to": "c.items"},
         ],
         "consts": [
-            {"to": "names.count", "values": [{"value": {"value": 2}}, {"value": 1}]},
+            {"to": "names.count", "values": [{"value": 2}, {"value": 1}]},
             {"to": "s.delay_ms", "values": [{"value": 5}]},
         ],
         "exports": {"total": "c.total", "items": "e.items"},
@@ -67,7 +67,7 @@ VALID_FLOWS: list[dict[str, Any]] = [
         },
         "edges": [{"from": "p.pairs", "to": "sink.sink"}],
         "consts": [
-            {"to": "p.a", "values": [{"value": {"text": "x"}}, {"value": "y"}]},
+            {"to": "p.a", "values": [{"text": "x"}, "y"]},
             {"to": "p.b", "values": []},
         ],
     },
