@@ -66,6 +66,37 @@ READY_TIMEOUT_S = 60.0
 STOP_MARGIN_S = 15.0
 # How often wait_ready() asks the broker for the mailboxes' consumers.
 READY_POLL_S = 0.2
+# An executor that exits is started again after this, doubled at each exit up to
+# RESTART_MAX_S; one that ran RESTART_RESET_S before it exited starts over at the first.
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 30.0
+RESTART_RESET_S = 60.0
+# What an executor gets of this process's environment besides its progdef's secrets:
+# the DAGYO_* settings and what a Python process needs to run.
+_PASSED_PREFIXES = ("DAGYO_", "PYTHON", "LC_")
+_PASSED = frozenset(
+    [
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TERM",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "VIRTUAL_ENV",
+        "CONDA_PREFIX",
+        "LD_LIBRARY_PATH",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "SYSTEMROOT",
+    ]
+)
 
 
 class LocalCluster:
@@ -80,8 +111,11 @@ class LocalCluster:
         heartbeat_timeout_s: a started job whose executor has been silent this long fails
             its flow.
         state_path: the scheduler's SQLite file of flow records; ``:memory:`` keeps none.
-        extra_env: added to each executor's environment, over this process's own
-            (``DAGYO_QUEUE`` and ``DAGYO_JOBS`` are always the cluster's).
+        extra_env: added to each executor's environment (``DAGYO_QUEUE`` and
+            ``DAGYO_JOBS`` are always the cluster's). Of this process's own environment an
+            executor gets only the ``DAGYO_*`` settings, what a process needs (``PATH``,
+            ``HOME``, ``LANG``, ``PYTHON*``…), its progdef's ``env`` and its declared
+            ``secrets``.
 
     Raises:
         ProgdefInvalid: when the catalogue folder is missing or malformed.
@@ -148,6 +182,10 @@ class LocalCluster:
         self.extra_env: dict[str, str] = dict(extra_env or {})
         self.scheduler: Scheduler | None = None
         self._processes: list[tuple[Progdef, subprocess.Popen[bytes]]] = []
+        # By index in _processes: when it started, its last restart delay, when it is due.
+        self._started: dict[int, float] = {}
+        self._delays: dict[int, float] = {}
+        self._due: dict[int, float] = {}
 
     @property
     def address(self) -> str:
@@ -199,18 +237,64 @@ class LocalCluster:
 
     def start_executor(self, progdef: Progdef) -> subprocess.Popen[bytes]:
         """Start one more executor process for ``progdef``; it inherits stdout and stderr."""
+        self._started[len(self._processes)] = time.monotonic()
+        process = self._spawn(progdef)
+        self._processes.append((progdef, process))
+        return process
+
+    def _spawn(self, progdef: Progdef) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "executor", str(progdef.directory)]
-        process = subprocess.Popen(
+        return subprocess.Popen(
             command,
             env=self._executor_environment(progdef),
             process_group=0,
             preexec_fn=_own_process_group,
         )
-        self._processes.append((progdef, process))
-        return process
+
+    def supervise(
+        self,
+        *,
+        on_exit: Callable[[Progdef, subprocess.Popen[bytes], float], None] | None = None,
+        on_start: Callable[[Progdef, subprocess.Popen[bytes]], None] | None = None,
+    ) -> None:
+        """Start again, after its backoff, each executor that exited; call it now and then.
+
+        Args:
+            on_exit: called once for each exit, with the executor and the delay before it
+                is started again; by default a warning is logged.
+            on_start: called with each executor started again.
+        """
+        now = time.monotonic()
+        for index, (progdef, process) in enumerate(self._processes):
+            if process.poll() is None:
+                continue
+            if index not in self._due:
+                ran_s = now - self._started.get(index, now)
+                last = self._delays.get(index)
+                delay = (
+                    RESTART_FIRST_S
+                    if last is None or ran_s >= RESTART_RESET_S
+                    else min(last * 2, RESTART_MAX_S)
+                )
+                self._delays[index] = delay
+                self._due[index] = now + delay
+                (on_exit or _log_exit)(progdef, process, delay)
+            elif now >= self._due[index]:
+                del self._due[index]
+                self._started[index] = now
+                restarted = self._spawn(progdef)
+                self._processes[index] = (progdef, restarted)
+                if on_start is not None:
+                    on_start(progdef, restarted)
 
     def _executor_environment(self, progdef: Progdef) -> dict[str, str]:
-        environment = dict(os.environ)
+        environment = {
+            name: value
+            for name, value in os.environ.items()
+            if name in _PASSED or name.startswith(_PASSED_PREFIXES)
+        }
+        environment.update(progdef.env)
+        environment.update({n: os.environ[n] for n in progdef.secrets if n in os.environ})
         # Several executors share this host: each lets the OS pick its metrics port.
         environment[ENV_METRICS_PORT] = "0"
         environment.update(self.extra_env)
@@ -295,7 +379,9 @@ class LocalCluster:
         grace_s = max((p.drain_grace_s for p, _ in self._processes), default=0.0)
         deadline = time.monotonic() + grace_s + STOP_MARGIN_S
         clean = True
-        for progdef, process in self._processes:
+        for index, (progdef, process) in enumerate(self._processes):
+            if index in self._due:  # exited and reported already, waiting to start again
+                continue
             try:
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -323,6 +409,16 @@ class LocalCluster:
 
 def _log_kill(progdef: Progdef, process: subprocess.Popen[bytes]) -> None:
     log.warning("executor %s (pid %d) did not drain in time; killing it", progdef.name, process.pid)
+
+
+def _log_exit(progdef: Progdef, process: subprocess.Popen[bytes], delay_s: float) -> None:
+    log.warning(
+        "executor %s (pid %d) exited with status %s; starting it again in %g s",
+        progdef.name,
+        process.pid,
+        process.returncode,
+        delay_s,
+    )
 
 
 def _own_process_group() -> None:

@@ -299,8 +299,7 @@ def _run_until_stopped(cluster: LocalCluster, stop: threading.Event) -> None:
 
     for progdef in cluster.catalogue.values():
         for _ in range(cluster.executors_per_progdef):
-            process = cluster.start_executor(progdef)
-            click.echo(f"executor {progdef.name}: pid {process.pid}, mailbox {progdef.mailbox}")
+            _say_started(progdef, cluster.start_executor(progdef))
     waiting = cluster.wait_ready(stop=stop)
     if waiting and not stop.is_set() and not cluster.exited():
         click.echo(
@@ -315,9 +314,22 @@ def _run_until_stopped(cluster: LocalCluster, stop: threading.Event) -> None:
     if service.dashboard is not None:
         click.echo(f"dashboard: {service.dashboard.url}")
     click.echo("dagyo: the cluster is up; Ctrl-C drains and stops it", err=True)
-    while not stop.wait(0.5) and not cluster.exited():
+    while not stop.wait(0.5):
         if service.failed is not None:
             raise service.failed
+        cluster.supervise(on_exit=_say_exited, on_start=_say_started)
+
+
+def _say_exited(progdef: Progdef, process: subprocess.Popen[bytes], delay_s: float) -> None:
+    click.echo(
+        f"dagyo: executor {progdef.name} (pid {process.pid}) exited with status "
+        f"{process.returncode}; starting it again in {delay_s:g} s",
+        err=True,
+    )
+
+
+def _say_started(progdef: Progdef, process: subprocess.Popen[bytes]) -> None:
+    click.echo(f"executor {progdef.name}: pid {process.pid}, mailbox {progdef.mailbox}")
 
 
 def _say_killed(progdef: Progdef, process: subprocess.Popen[bytes]) -> None:

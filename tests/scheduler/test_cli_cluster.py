@@ -609,6 +609,7 @@ import sys, types
 service = types.ModuleType("scheduler.service.server")
 class Scheduler:
     dashboard = None
+    failed = None
     def __init__(self, settings):
         self.address = settings.address
     def start(self):
@@ -721,20 +722,39 @@ def test_up_runs_one_executor_per_progdef_and_stops_cleanly(
         up.close()
 
 
-def test_up_stops_everything_and_exits_1_when_an_executor_dies(
+def wait_for_consumer(broker_url: str, mailbox: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        deadline = time.monotonic() + 60
+        while not connection.channel().queue_declare(mailbox, passive=True).method.consumer_count:
+            assert time.monotonic() < deadline, f"no consumer on {mailbox}"
+            time.sleep(0.2)
+    finally:
+        connection.close()
+
+
+def test_up_starts_a_dead_executor_again_and_keeps_the_rest(
     broker_url: str, catalogue: Path
 ) -> None:
+    from executor.progdef import load_catalogue
+
     up = Up(broker_url, catalogue, free_address())
     try:
         pids = up.pids()
         os.kill(pids["greet"], signal.SIGKILL)
-        _, stderr = up.process.communicate(timeout=120)
-        assert up.process.returncode == 1
+        assert up.process.stdout is not None
+        again = up.process.stdout.readline()
+        assert again.startswith("executor greet: pid "), again
+        new_pid = int(again.split("pid ")[1].split(",")[0])
+        assert new_pid != pids["greet"] and alive(new_pid) and alive(pids["void_sink"])
+        wait_for_consumer(broker_url, load_catalogue(catalogue)["greet"].mailbox)
+        status, stderr = up.stop()
+        assert status == 0, stderr
         assert (
             f"dagyo: executor greet (pid {pids['greet']}) exited with status -9; "
-            "stopping the cluster"
+            "starting it again in 1 s"
         ) in stderr.splitlines()
-        assert not any(alive(pid) for pid in pids.values())
+        assert not any(alive(pid) for pid in (new_pid, pids["void_sink"]))
     finally:
         up.close()
 
