@@ -23,6 +23,8 @@ from executor.constants import (
     MAILBOX_PREFIX,
 )
 from executor.errors import ProgdefInvalid, ProgdefNotFound
+from executor.strictjson import JsonProblems, parse_strict
+from executor.types import unknown_typename
 from executor.version import progdef_version
 
 # A mailbox consumer's prefetch is its free job slots, and an AMQP prefetch count is 16 bits.
@@ -155,13 +157,13 @@ def load_progdef(path: Path | str) -> Progdef:
     if path.is_dir():
         path = path / "progdef.json"
     try:
-        text = path.read_text()
+        text = path.read_bytes()
     except OSError as e:
         raise ProgdefInvalid([f"{path}: cannot read: {e.strerror}"]) from e
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProgdefInvalid([f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}"]) from e
+        data = parse_strict(text, source=str(path))
+    except JsonProblems as e:
+        raise ProgdefInvalid(e.problems) from None
     return parse_progdef(data, source=str(path), directory=path.parent)
 
 
@@ -281,6 +283,12 @@ def parse_progdef(
     if not isinstance(description, str):
         problem("description must be a string")
         description = ""
+    if not problems:
+        for side in ("inputs", "outputs"):
+            for port, port_type in ports[side].items():
+                unknown = "" if is_type_variable(port_type) else unknown_typename(port_type)
+                if unknown:
+                    problem(f"{side[:-1]} {port!r}: {unknown}")
     if problems:
         raise ProgdefInvalid(problems)
     return Progdef(

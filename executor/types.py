@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from functools import cache
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -104,3 +105,22 @@ Float64 = types_pb2.Float64
 TextPair = types_pb2.TextPair
 Json = types_pb2.Json
 Error = types_pb2.Error
+
+
+def unknown_typename(port_type: str) -> str:
+    """Why a typename names no known message ("" when it names one).
+
+    The message names the typename, a did-you-mean over the known types, and the fix.
+    """
+    try:
+        message_class(port_type)
+    except UnknownType:
+        pass
+    else:
+        return ""
+    close = get_close_matches(port_type, STANDARD_TYPES, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"no message named {port_type!r}{hint}: use one of the standard types "
+        "(`dagyo types` lists them)"
+    )

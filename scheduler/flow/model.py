@@ -20,6 +20,7 @@ from typing import Any
 
 from executor.errors import FlowInvalid
 from executor.progdef import NAME, Progdef, did_you_mean
+from executor.strictjson import JsonProblems, parse_strict
 
 FLOW_VERSION = 1
 IN = "in"
@@ -229,29 +230,11 @@ def parse_flow(text: str, *, source: str = "flow.json") -> Flow:
         FlowInvalid: with every shape problem, e.g.
             ``hello.json:3:14: malformed JSON: Expecting ',' delimiter``.
     """
-    duplicates: list[str] = []
-
-    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        # json.loads keeps the last of two equal keys silently; two nodes named alike
-        # would then vanish into one.
-        result: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in result and key not in duplicates:
-                duplicates.append(key)
-            result[key] = value
-        return result
-
     try:
-        data = json.loads(text, object_pairs_hook=unique_keys)
-    except json.JSONDecodeError as e:
-        raise FlowInvalid([f"{source}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}"]) from e
-    except RecursionError as e:
-        raise FlowInvalid([f"{source}: malformed JSON: nested too deeply"]) from e
-    except ValueError as e:  # e.g. a number too long to convert
-        raise FlowInvalid([f"{source}: malformed JSON: {e}"]) from e
+        data = parse_strict(text, source=source)
+    except JsonProblems as e:
+        raise FlowInvalid(e.problems) from None
     problem = Problems(source)
-    for key in duplicates:
-        problem("", f"key {key!r} appears twice in one object; rename or remove one")
     flow = _build_flow(data, problem)
     if not problem.model_whole:
         problem.raise_any()

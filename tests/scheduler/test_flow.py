@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from executor.errors import FlowInvalid
+from executor.errors import FlowInvalid, ProgdefInvalid
 from executor.pb.dagyo import types_pb2
 from executor.progdef import Progdef, load_catalogue, parse_progdef
 from scheduler.flow.model import (
@@ -484,17 +484,13 @@ def test_a_const_that_is_not_an_object_for_a_type_of_several_fields() -> None:
     ]
 
 
-def test_a_const_into_an_unknown_typename_names_the_typename() -> None:
-    catalogue = with_progdefs({"name": "odd", "inputs": {"x": "acme.Unknown"}, "outputs": {}})
-    doc = {
-        "name": "o",
-        "nodes": {"o": {"progdef": "odd"}},
-        "consts": [{"to": "o.x", "values": [{}]}],
-    }
+def test_a_port_naming_no_known_type_is_refused_at_load_with_did_you_mean() -> None:
+    with pytest.raises(ProgdefInvalid) as caught:
+        with_progdefs({"name": "odd", "inputs": {"x": "dagyo.types.Txt"}, "outputs": {}})
 
-    assert problems(doc, catalogue) == [
-        "hello.json: const to o.x: o.x has typename acme.Unknown, which this process does not "
-        "know, so its values cannot be encoded; feed o.x from an edge instead"
+    assert caught.value.problems == [
+        "progdef.json: input 'x': no message named 'dagyo.types.Txt' (did you mean "
+        "'dagyo.types.Text'?): use one of the standard types (`dagyo types` lists them)"
     ]
 
 
