@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 
@@ -43,7 +44,10 @@ def parse_strict(text: str | bytes, *, source: str) -> Any:
         return result
 
     def no_constant(name: str) -> Any:
-        raise JsonProblems([f"{source}: {name} is not a JSON number: write a finite number"])
+        # json.loads does not say where the constant is: name the key that holds it.
+        found = re.search(r'"((?:[^"\\]|\\.)*)"\s*:\s*-?' + name, text)
+        key = f"{found.group(1)}: " if found else ""
+        raise JsonProblems([f"{source}: {key}{name} is not a JSON number: write a finite number"])
 
     try:
         data = json.loads(text, object_pairs_hook=unique_keys, parse_constant=no_constant)

@@ -50,11 +50,11 @@ def greet_with(section: str | None, key: str, value: Any) -> str:
         (greet_with(None, "drain_grace_s", "soon"), "drain_grace_s must be a number"),
         (
             json.dumps(GREET).replace('"secrets"', '"drain_grace_s": NaN, "secrets"'),
-            "NaN is not a JSON number",
+            "drain_grace_s: NaN is not a JSON number",
         ),
         (
             json.dumps(GREET).replace('"secrets"', '"drain_grace_s": Infinity, "secrets"'),
-            "Infinity is not a JSON number",
+            "drain_grace_s: Infinity is not a JSON number",
         ),
         (
             json.dumps(GREET).replace('"secrets"', '"name": "again", "secrets"'),
