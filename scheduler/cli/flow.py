@@ -116,8 +116,11 @@ def _follow(client: SchedulerClient, flow_id: str) -> int:
             kind = event.WhichOneof("kind")
             if kind == "export":
                 seen += 1
-                sys.stdout.write(export_json(event.export) + "\n")
-                sys.stdout.flush()
+                if progress is not None:  # one terminal: the export goes above the line
+                    progress.export(export_json(event.export))
+                else:
+                    sys.stdout.write(export_json(event.export) + "\n")
+                    sys.stdout.flush()
             elif kind == "progress":
                 latest[:] = [event.progress]
                 if progress is None and sys.stderr.isatty():

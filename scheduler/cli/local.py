@@ -61,13 +61,18 @@ def run(flow: Path, graph: str | None, progdefs_dir: Path | None) -> None:
     from scheduler.embedded import EmbeddedRunner
 
     out = sys.stdout
+    progress: Progress | None = None
 
     def on_export(name: str, message: Any) -> None:
-        out.write(export_line(name, message) + "\n")
+        if progress is not None:
+            progress.export(export_line(name, message))
+        else:
+            out.write(export_line(name, message) + "\n")
 
     runner = EmbeddedRunner(checked, on_export=on_export)
     tune_gc()  # this process is the flow's now
-    progress = Progress(checked.flow.name, runner.progress) if sys.stderr.isatty() else None
+    if sys.stderr.isatty():
+        progress = Progress(checked.flow.name, runner.progress)
     try:
         result = runner.run()
     except DagyoError as e:  # a progdef's init failed: a start-up error, like an executor's
@@ -97,9 +102,45 @@ def progdefs_command(progdefs_dir: Path | None) -> None:
 
 
 @click.command("types")
-def types_command() -> None:
-    """List the standard stream types and their fields."""
-    from executor.types import STANDARD_TYPES, describe
+@click.argument("name", metavar="[NAME]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object a line).")
+@click.option("--schema", is_flag=True, help="Print the JSON Schema of NAME's JSON form.")
+@progdefs_option
+def types_command(
+    name: str | None, as_json: bool, schema: bool, progdefs_dir: Path | None
+) -> None:
+    """List every type of the catalogue (built in, well-known, custom) with its fields and
+    docs; with NAME, that one type. --schema prints the JSON Schema of NAME's JSON form.
 
-    for typename in STANDARD_TYPES:
-        click.echo(f"{typename}  {{{describe(typename)}}}")
+    Exits 0; 2 for an unknown NAME (with a did-you-mean).
+    """
+    import json
+
+    from executor.errors import UnknownType
+    from executor.types import unknown_typename
+    from scheduler.flow.typedocs import catalogue_typenames, describe_type, json_schema
+
+    catalogue = catalogue_of(progdefs_dir)
+    if schema and not name:
+        fail("--schema needs a NAME: `dagyo types dagyo.types.Text --schema`", EXIT_INVALID)
+    try:
+        if schema:
+            click.echo(json.dumps(json_schema(str(name)), indent=2))
+            return
+        names = [name] if name else catalogue_typenames(catalogue)
+        for typename in names:
+            info = describe_type(typename, catalogue)
+            if as_json:
+                click.echo(json.dumps(info, ensure_ascii=False))
+                continue
+            fields = ", ".join(f"{f['name']}: {f['type']}" for f in info["fields"])
+            source = f"  ({info['source']})" if info["source"] else ""
+            click.echo(f"{typename}  {{{fields}}}{source}")
+            if info["doc"]:
+                click.echo(f"    {info['doc']}")
+            if name:
+                for field in info["fields"]:
+                    doc = f"  {field['doc']}" if field["doc"] else ""
+                    click.echo(f"    {field['name']}: {field['type']}{doc}")
+    except UnknownType:
+        fail(unknown_typename(str(name)), EXIT_INVALID)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import click
 from google.protobuf import json_format
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
 
 from executor import errorport
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
@@ -139,7 +141,11 @@ def print_record(record: pb.FlowRecord) -> None:
 
 
 class Progress:
-    """A progress line on stderr (a terminal), redrawn a few times a second.
+    """A progress line on stderr (a terminal), redrawn a few times a second (rich ``Live``).
+
+    When stdout is the same terminal, print export lines with :meth:`export`: the line is
+    lifted off, the export printed whole on a line of its own, and the line redrawn below.
+    A terminal that reports no size (a bare pty) is taken as 80 columns wide.
 
     Args:
         name: what the line starts with (the flow's name).
@@ -149,23 +155,49 @@ class Progress:
     def __init__(self, name: str, read: Callable[[], Mapping[str, int]]) -> None:
         self._name = name
         self._read = read
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
+        try:
+            columns = os.get_terminal_size(sys.stderr.fileno()).columns
+        except OSError:
+            columns = 0
+        self._console = Console(
+            file=sys.stderr, force_terminal=True, width=columns or 80, highlight=False
+        )
+        self._shared = _same_terminal(sys.stdout, sys.stderr)
+        self._live = Live(
+            console=self._console,
+            get_renderable=self._line,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._live.start()
+        self._closed = False
 
-    def _loop(self) -> None:
-        while not self._done.wait(0.25):
-            counts = " · ".join(f"{k} {v}" for k, v in self._read().items())
-            try:
-                width = max(20, os.get_terminal_size(sys.stderr.fileno()).columns - 1)
-            except OSError:  # no longer a terminal
-                return
-            sys.stderr.write(f"\r{self._name}: {counts}"[:width].ljust(width))
-            sys.stderr.flush()
+    def _line(self) -> Text:
+        counts = " · ".join(f"{k} {v}" for k, v in self._read().items())
+        return Text(f"{self._name}: {counts}", no_wrap=True, overflow="ellipsis")
+
+    def export(self, line: str) -> None:
+        """Print one export line on stdout, above the progress line when they share a terminal."""
+        if self._shared and not self._closed:
+            self._console.print(Text(line), soft_wrap=True)
+        else:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     def close(self) -> None:
-        """Stop redrawing and clear the line."""
-        self._done.set()
-        self._thread.join()
-        sys.stderr.write("\r\033[K")
-        sys.stderr.flush()
+        """Stop redrawing and clear the line (again: nothing)."""
+        if not self._closed:
+            self._closed = True
+            self._live.stop()
+
+
+def _same_terminal(out: Any, err: Any) -> bool:
+    """Whether two streams are one terminal (``dagyo run`` with nothing redirected)."""
+    try:
+        return bool(
+            out.isatty() and os.path.samestat(os.fstat(out.fileno()), os.fstat(err.fileno()))
+        )
+    except (OSError, ValueError, AttributeError):  # closed, or not a file
+        return False

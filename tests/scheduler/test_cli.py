@@ -171,5 +171,5 @@ def test_run_draws_a_progress_line_when_stderr_is_a_terminal() -> None:
         os.close(leader)
     assert result.returncode == 0
     assert json.loads(result.stdout) == {"export": "total", "value": {"value": "100000"}}
-    assert b"\rcount: names.src " in drawn, drawn
-    assert drawn.endswith(b"\r\x1b[K")  # the line is wiped at the end
+    assert b"count: names.src " in drawn, drawn
+    assert drawn.endswith(b"\x1b[2K")  # the line is wiped at the end
