@@ -64,6 +64,8 @@ class Executor:
         self.metrics.heartbeat_age.set_function(lambda: time.monotonic() - self._last_beat)
         self.runs: dict[tuple[str, str], JobRun] = {}
         self._stopped_flows: dict[str, float] = {}
+        # Set when the scheduler retires this executor's progdef version: drain, exit 0.
+        self.retired = threading.Event()
         self._flusher = Flusher(linger_s=self.stream_settings.linger_s)
         self._control: BlockingChannel | None = None
         self._last_beat = time.monotonic()
@@ -103,6 +105,9 @@ class Executor:
     def run(self, signals: ShutdownSignals) -> int:
         """Serve until a signal, then drain; return the exit status (0 after a drain)."""
         while not signals.drain.wait(0.5):
+            if self.retired.is_set():
+                log.info("the scheduler retired mailbox %s: draining", self.settings.mailbox)
+                break
             if not self.io.alive:
                 log.error("%s", self.io.failed)
                 return 3
@@ -205,6 +210,10 @@ class Executor:
         connection.call_later(self.settings.heartbeat_interval_s, lambda: self._beat(connection))
 
     def _on_stop(self, _channel: Any, _method: Any, _properties: Any, stop: Stop) -> None:
+        if stop.retire_mailbox:
+            if stop.retire_mailbox == self.settings.mailbox:
+                self.retired.set()
+            return
         self._stopped_flows[stop.flow_id] = time.monotonic()
         for (flow_id, _), run in list(self.runs.items()):
             if flow_id == stop.flow_id:

@@ -336,6 +336,26 @@ class Broker:
 
         self.call(delete)
 
+    def delete_if_idle(self, queue: str) -> bool:
+        """Delete ``queue`` only if no message waits and no consumer pulls it (atomic in
+        the broker); True when it is gone."""
+
+        def delete() -> bool:
+            if self._probe is None or not self._probe.is_open:
+                self._probe = self._channel().connection.channel()
+            try:
+                self._probe.queue_delete(queue, if_unused=True, if_empty=True)
+            except pika.exceptions.ChannelClosedByBroker as e:
+                self._probe = None
+                if e.reply_code == 404:
+                    return True
+                if e.reply_code == 406:  # PRECONDITION_FAILED: not empty, or in use
+                    return False
+                raise BrokerError(f"the broker refused to delete queue {queue}: {e}") from e
+            return True
+
+        return bool(self.call(delete))
+
     # --- consuming -------------------------------------------------------------------------
 
     def consume_events(self, handler: Handler) -> None:

@@ -505,6 +505,17 @@ class Lifecycle:
                 for n in f.record.nodes
             )
 
+    def jobs_open_of(self, progdef: str, version: str) -> int:
+        """Jobs of one progdef version not ended yet, started or not (retirement waits)."""
+        with self._lock:
+            return sum(
+                n.state in (NODE_PENDING, NODE_RUNNING)
+                and n.progdef == progdef
+                and n.version == version
+                for f in self._flows.values()
+                for n in f.record.nodes
+            )
+
     def heartbeat_ages(self) -> dict[str, float]:
         """Seconds since each known executor was last heard from."""
         return self.liveness.ages()

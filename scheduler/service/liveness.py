@@ -61,6 +61,12 @@ class Liveness:
             self._pulls[executor] = mailbox
             self._serving[mailbox] = now
 
+    def mailboxes(self) -> list[str]:
+        """The mailboxes an executor was heard pulling within the timeout."""
+        now = self._clock()
+        with self._lock:
+            return sorted(m for m, seen in self._serving.items() if now - seen <= self.timeout_s)
+
     def serves(self, mailbox: str, *, since_resume: bool = False) -> bool:
         """True when an executor pulling ``mailbox`` was heard within the timeout.
 

@@ -56,6 +56,7 @@ from scheduler.service.scaler import ScalerServicer
 from scheduler.service.state import FlowState, FlowStore
 from scheduler.service.subscriptions import StreamSlots, Watchers
 from scheduler.service.tenancy import AuthInterceptor, QuotaExceeded, admit, caller
+from scheduler.service.versions import Versions
 from scheduler.service.watchdog import autoscaled
 
 if TYPE_CHECKING:
@@ -274,6 +275,7 @@ class Scheduler:
         self.metrics = SchedulerMetrics()
         self.store: FlowStore = None  # type: ignore[assignment]  # set by start()
         self.lifecycle: Lifecycle = None  # type: ignore[assignment]
+        self.versions: Versions = None  # type: ignore[assignment]  # set by start()
         self._broker: Broker | None = None
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
@@ -311,6 +313,11 @@ class Scheduler:
             export_cap_bytes=settings.export_cap_bytes,
         )
         self.lifecycle.watchers = Watchers(settings.watcher_events)
+        self.versions = Versions(
+            catalogue=lambda: load_catalogue(settings.progdefs),
+            broker=broker,
+            lifecycle=self.lifecycle,
+        )
         self.metrics.observe(
             flows_by_state=lambda: {s.value: n for s, n in self.store.count_by_state().items()},
             jobs_running=self.lifecycle.jobs_running,
@@ -485,6 +492,8 @@ class Scheduler:
         while not self._stopping.wait(interval):
             try:
                 self.lifecycle.tick()
+                if self._broker is not None and self._broker.connected:
+                    self.versions.tick()
             except Exception:
                 log.exception("the scheduler's periodic check failed")
             broker = self._broker

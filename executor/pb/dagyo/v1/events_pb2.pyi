@@ -77,9 +77,11 @@ class Event(_message.Message):
     def __init__(self, time: _Optional[float] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Union[JobStarted, _Mapping]] = ..., ended: _Optional[_Union[JobEnded, _Mapping]] = ...) -> None: ...
 
 class Stop(_message.Message):
-    __slots__ = ("flow_id", "reason")
+    __slots__ = ("flow_id", "reason", "retire_mailbox")
     FLOW_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    RETIRE_MAILBOX_FIELD_NUMBER: _ClassVar[int]
     flow_id: str
     reason: str
-    def __init__(self, flow_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    retire_mailbox: str
+    def __init__(self, flow_id: _Optional[str] = ..., reason: _Optional[str] = ..., retire_mailbox: _Optional[str] = ...) -> None: ...

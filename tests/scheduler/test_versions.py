@@ -1,0 +1,104 @@
+"""Upgrading a progdef while a flow runs on it: two versions, real executors, real broker.
+
+The old version keeps its executor until its last job ended; then the scheduler retires
+it: the executor drains and exits 0, and its empty mailbox is deleted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.progdef import load_catalogue, mailbox_name
+from tests.cluster import LocalCluster
+from tests.flows import consts, names
+
+WAIT_S = 60.0
+
+
+def slow_flow(count: int, delay_ms: int) -> dict[str, Any]:
+    return {
+        "name": "slow",
+        "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"}},
+        "edges": [{"from": "s.src", "to": "w.items"}],
+        "consts": [
+            {"to": "s.count", "values": consts(count)},
+            {"to": "w.delay_ms", "values": consts(delay_ms)},
+        ],
+        "exports": {"names": "w.items"},
+    }
+
+
+def node(record: Any, name: str) -> Any:
+    (found,) = [n for n in record.nodes if n.node == name]
+    return found
+
+
+def mailbox_exists(url: str, name: str) -> bool:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        connection.channel().queue_declare(name, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def test_an_old_version_drains_its_last_flow_then_retires(broker_url: str, tmp_path: Path) -> None:
+    cluster = LocalCluster(broker_url, tmp_path, names=("source", "slow")).start()
+    old: subprocess.Popen[bytes] | None = None
+    try:
+        v1 = cluster.catalogue["slow"].version
+        first = cluster.submit(slow_flow(10, 300))  # about 3 s of work on v1
+        with cluster.client() as client:
+            deadline = time.monotonic() + WAIT_S
+            while node(client.get(first), "w").state != pb.NODE_STATE_RUNNING:
+                assert time.monotonic() < deadline, "the slow job never started"
+                time.sleep(0.05)
+
+        # The upgrade: a new build of slow, its executor started beside the old one.
+        v2 = f"test-v2-{uuid.uuid4().hex[:12]}"
+        (cluster.catalogue_dir / "slow" / "VERSION").write_text(v2 + "\n")
+        old = cluster.executors["slow"]
+        cluster.start_executor("slow")
+        cluster.catalogue = load_catalogue(cluster.catalogue_dir)
+        assert cluster.catalogue["slow"].version == v2
+        cluster.wait_for_consumer("slow")
+
+        second, exports = cluster.run(slow_flow(3, 1))
+        assert second.state == pb.FLOW_STATE_SUCCEEDED
+        assert node(second, "w").version == v2
+        assert exports == {"names": names(3)}
+
+        # v1 is retired only after its last job ended: the old executor exits 0 then.
+        assert old.wait(WAIT_S) == 0
+        record = cluster.wait(first)
+        assert record.state == pb.FLOW_STATE_SUCCEEDED
+        assert node(record, "w").version == v1
+        assert len(record.exports) == 10
+        assert "retired mailbox" in cluster.executor_log("slow")
+
+        old_mailbox = mailbox_name("slow", v1)
+        deadline = time.monotonic() + WAIT_S
+        while mailbox_exists(broker_url, old_mailbox):
+            assert time.monotonic() < deadline, f"{old_mailbox} was not deleted"
+            time.sleep(0.1)
+        assert mailbox_exists(broker_url, mailbox_name("slow", v2))
+        assert cluster.scheduler is not None
+        states = {(v.progdef, v.version): v.state for v in cluster.scheduler.versions.states()}
+        assert states[("slow", v1)] == "retired"
+        assert states[("slow", v2)] == "current"
+        assert cluster.executors["slow"].poll() is None, "the new version's executor stays"
+    finally:
+        if old is not None and old.poll() is None:
+            old.kill()
+        cluster.close()
