@@ -71,12 +71,19 @@ def item_value(error: Error) -> Any:
         item = message_class(error.typename).FromString(error.item)
     except Exception:  # an unknown typename or bad bytes: show what there is
         return json_format.MessageToDict(error, preserving_proto_field_name=True).get("item", "")
-    return json_format.MessageToDict(item, preserving_proto_field_name=True)
+    return json_format.MessageToDict(
+        item, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 def to_dict(message: Message) -> dict[str, Any]:
-    """A message as the dict exports and logs print; an Error's item as JSON, not base64."""
-    value = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    """A message as the dict exports and logs print; an Error's item as JSON, not base64.
+
+    Fields at their default are printed too: a count of 0 reads ``{"value": "0"}``, not ``{}``.
+    """
+    value = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     if isinstance(message, Error):
         value["item"] = item_value(message)
     return value

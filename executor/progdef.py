@@ -23,6 +23,7 @@ from executor.constants import (
     MAILBOX_PREFIX,
 )
 from executor.errors import ProgdefInvalid, ProgdefNotFound
+from executor.registry import check_proto_paths, load_types
 from executor.strictjson import JsonProblems, parse_strict
 from executor.types import unknown_typename
 from executor.version import progdef_version
@@ -53,6 +54,8 @@ _TOP_KEYS = {
     "secrets",
     "drain_grace_s",
     "errors",
+    "protos",
+    "tenants",
 }
 _REQUIRED = ("name", "inputs", "outputs", "run")
 _SECTION_KEYS: dict[str, set[str]] = {
@@ -122,6 +125,10 @@ class Progdef:
     drain_grace_s: float = DRAIN_GRACE_S
     # The error port: an output of type dagyo.types.Error that failed items go to ("" = none).
     errors: str = ""
+    # .proto files (relative to the folder) defining the messages its ports use.
+    protos: tuple[str, ...] = ()
+    # The tenants that may use it; None for every tenant.
+    tenants: tuple[str, ...] | None = None
     directory: Path | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -283,6 +290,23 @@ def parse_progdef(
     if not isinstance(description, str):
         problem("description must be a string")
         description = ""
+    protos = data.get("protos", [])
+    if not isinstance(protos, list):
+        problem("protos must be a list of .proto file names, relative to the progdef's folder")
+        protos = []
+    elif directory is not None:
+        problems.extend(check_proto_paths(directory, protos, source=source))
+    tenants = data.get("tenants")
+    if tenants is not None and (
+        not isinstance(tenants, list) or not all(isinstance(t, str) and t for t in tenants)
+    ):
+        problem('tenants must be null (every tenant) or a list of tenant names, e.g. ["team-a"]')
+        tenants = None
+    if protos and directory is not None and not problems:
+        try:
+            load_types(directory, protos, source=source, progdef=str(name))
+        except ProgdefInvalid as e:
+            problems.extend(e.problems)
     if not problems:
         for side in ("inputs", "outputs"):
             for port, port_type in ports[side].items():
@@ -308,6 +332,8 @@ def parse_progdef(
         secrets=tuple(secrets),
         drain_grace_s=grace,
         errors=errors,
+        protos=tuple(protos),
+        tenants=None if tenants is None else tuple(tenants),
         directory=directory,
         raw=data,
     )

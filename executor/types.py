@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from difflib import get_close_matches
 from functools import cache
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+# Imported for their side effect: registering the standard stream types and the
+# well-known types a port may name in the pool.
+from google.protobuf import (  # noqa: F401
+    any_pb2,
+    descriptor_pb2,
+    descriptor_pool,
+    duration_pb2,
+    empty_pb2,
+    message_factory,
+    struct_pb2,
+    timestamp_pb2,
+    wrappers_pb2,
+)
 from google.protobuf.message import Message
 
 from executor.errors import UnknownType
-
-# Imported for their side effect: registering the standard stream types in the pool.
 from executor.pb.dagyo import types_pb2
 
 STANDARD_TYPES = tuple(f"dagyo.types.{name}" for name in types_pb2.DESCRIPTOR.message_types_by_name)
@@ -118,9 +127,13 @@ def unknown_typename(port_type: str) -> str:
         pass
     else:
         return ""
-    close = get_close_matches(port_type, STANDARD_TYPES, n=1, cutoff=0.6)
+    from difflib import get_close_matches
+
+    from executor.registry import known_typenames
+
+    close = get_close_matches(port_type, known_typenames(), n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return (
-        f"no message named {port_type!r}{hint}: use one of the standard types "
-        "(`dagyo types` lists them)"
+        f"no message named {port_type!r}{hint}: use a dagyo.types name, a well-known type "
+        "such as google.protobuf.Timestamp, or define it in a .proto listed in protos"
     )

@@ -55,6 +55,8 @@ def generate(out_dir: Path) -> None:
         path.write_text(text)
     for folder in [out_dir, *[p for p in out_dir.rglob("*") if p.is_dir()]]:
         (folder / "__init__.py").touch()
+    # The built-in stream types' source, for the imports of progdefs' own .proto files.
+    shutil.copyfile(PROTO_DIR / "dagyo" / "types.proto", out_dir / "dagyo" / "types.proto")
 
 
 def _same_tree(a: Path, b: Path) -> bool:

@@ -134,10 +134,11 @@ def types_command(
                 click.echo(json.dumps(info, ensure_ascii=False))
                 continue
             fields = ", ".join(f"{f['name']}: {f['type']}" for f in info["fields"])
-            source = f"  ({info['source']})" if info["source"] else ""
-            click.echo(f"{typename}  {{{fields}}}{source}")
+            click.echo(f"{typename}  {{{fields}}}")
             if info["doc"]:
                 click.echo(f"    {info['doc']}")
+            if info["source"] and "built in" not in info["source"]:
+                click.echo(f"    defined in {info['source']}")
             if name:
                 for field in info["fields"]:
                     doc = f"  {field['doc']}" if field["doc"] else ""

@@ -9,6 +9,7 @@ catalogue: adding, removing or upgrading a progdef restarts the scheduler on the
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -16,6 +17,7 @@ from typing import Any
 
 from executor.constants import ENV_PROGDEFS, ENV_SCHEDULER, PREFIX
 from executor.progdef import Progdef
+from executor.registry import COMPILED_FILE, compile_protos
 from scheduler.deploy.manifests import (
     AUTOSCALER_KEDA,
     DeploySettings,
@@ -101,7 +103,13 @@ def catalogue_config_map(
     ScaledObject serves the progdef's mailbox, ``<name>.AUTOSCALER`` (``keda``).
     """
     data: dict[str, str] = {}
+    binary: dict[str, str] = {}
     for progdef in progdefs:
+        if progdef.protos and progdef.directory is not None:
+            # The scheduler checks flows against the progdef's own types: it gets them
+            # compiled, so it needs neither the .proto files nor a compiler.
+            compiled = compile_protos(progdef.directory, progdef.protos, source=progdef.name)
+            binary[f"{progdef.name}.{COMPILED_FILE}"] = base64.b64encode(compiled).decode()
         path = progdef.directory / "progdef.json" if progdef.directory else None
         text = path.read_text() if path and path.is_file() else json.dumps(progdef.raw, indent=2)
         data[f"{progdef.name}.progdef.json"] = text
@@ -113,13 +121,14 @@ def catalogue_config_map(
         "kind": "ConfigMap",
         "metadata": metadata_for(CATALOGUE_CONFIG_MAP, settings, labels_for("scheduler")),
         "data": data,
+        **({"binaryData": binary} if binary else {}),
     }
 
 
 def catalogue_items(config_map: Mapping[str, Any]) -> list[dict[str, str]]:
     """Return the volume ``items`` that mount ``<name>.<file>`` keys as ``<name>/<file>``."""
     items = []
-    for key in sorted(config_map["data"]):
+    for key in sorted([*config_map["data"], *config_map.get("binaryData", {})]):
         name, _, leaf = key.partition(".")
         items.append({"key": key, "path": f"{name}/{leaf}"})
     return items
@@ -127,7 +136,7 @@ def catalogue_items(config_map: Mapping[str, Any]) -> list[dict[str, str]]:
 
 def catalogue_hash(config_map: Mapping[str, Any]) -> str:
     """Return a hash of the ConfigMap's data; as a pod annotation it restarts the scheduler."""
-    text = json.dumps(config_map["data"], sort_keys=True)
+    text = json.dumps([config_map["data"], config_map.get("binaryData", {})], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -27,6 +27,7 @@ KUBERNETES_VERSION = "1.30"
 SAMPLE_PROGDEFS = (
     "assert",
     "count",
+    "distance",
     "explode",
     "greet",
     "ignore_errors",

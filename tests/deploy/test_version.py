@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -161,6 +162,9 @@ def test_the_mounted_catalogue_gives_the_scheduler_the_same_mailboxes(tmp_path: 
         name, _, leaf = key.partition(".")
         (tmp_path / name).mkdir(exist_ok=True)
         (tmp_path / name / leaf).write_text(value)
+    for key, value in config_map.get("binaryData", {}).items():
+        name, _, leaf = key.partition(".")
+        (tmp_path / name / leaf).write_bytes(base64.b64decode(value))
     mounted = load_catalogue(tmp_path)
     assert {name: p.mailbox for name, p in mounted.items()} == {
         name: p.mailbox for name, p in catalogue.items()

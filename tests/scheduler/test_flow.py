@@ -490,7 +490,8 @@ def test_a_port_naming_no_known_type_is_refused_at_load_with_did_you_mean() -> N
 
     assert caught.value.problems == [
         "progdef.json: input 'x': no message named 'dagyo.types.Txt' (did you mean "
-        "'dagyo.types.Text'?): use one of the standard types (`dagyo types` lists them)"
+        "'dagyo.types.Text'?): use a dagyo.types name, a well-known type such as "
+        "google.protobuf.Timestamp, or define it in a .proto listed in protos"
     ]
 
 

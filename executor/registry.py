@@ -1,0 +1,288 @@
+"""Custom stream types: a progdef's ``protos`` compiled and added to the process's registry.
+
+A progdef lists ``.proto`` files (relative to its folder) in ``protos``; their imports
+resolve against the progdef's folder, ``dagyo/types.proto`` and the Google well-known
+types. They are compiled into a ``FileDescriptorSet`` (with the doc comments), which is
+added to protobuf's default descriptor pool, so :func:`executor.types.message_class` finds
+their messages like the built-in ones.
+
+An image needs no protobuf compiler at run time: ``dagyo build`` writes the compiled set
+next to progdef.json as :data:`COMPILED_FILE`, and a progdef folder without one is compiled
+here (which needs ``grpcio-tools``, installed with dagyo's scheduler side).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import descriptor_pb2, descriptor_pool
+
+from executor.errors import ProgdefInvalid
+
+COMPILED_FILE = "types.binpb"
+# proto/generate.py copies dagyo/types.proto beside its generated module, so the imports
+# of a progdef's .proto files resolve in a checkout and in an installed dagyo alike.
+_BUILTIN_PROTO_DIR = Path(__file__).resolve().parent / "pb"
+_COMPILE_TIMEOUT_S = 60.0
+_lock = threading.Lock()
+# file name -> (the FileDescriptorProto as added, the progdef that brought it)
+_added: dict[str, tuple[descriptor_pb2.FileDescriptorProto, str]] = {}
+
+
+@dataclass(frozen=True)
+class TypeDoc:
+    """The documentation of one message: its comment and each field's.
+
+    Attributes:
+        typename: the message's full name.
+        source: the ``.proto`` file and the progdef that defines it (``built in`` for
+            dagyo.types, ``well-known`` for google.protobuf).
+        doc: the comment above the message.
+        fields: (name, type, comment) per field, in order.
+    """
+
+    typename: str
+    source: str
+    doc: str
+    fields: tuple[tuple[str, str, str], ...]
+
+
+def check_proto_paths(directory: Path, protos: Iterable[object], *, source: str) -> list[str]:
+    """Problems with a ``protos`` list: each must be a ``.proto`` file inside the folder.
+
+    With a compiled :data:`COMPILED_FILE` beside progdef.json (an image, the scheduler's
+    mounted catalogue) the sources need not be there.
+    """
+    problems = []
+    root = directory.resolve()
+    compiled = (root / COMPILED_FILE).is_file()
+    for entry in protos:
+        if not isinstance(entry, str) or not entry.endswith(".proto"):
+            problems.append(f"{source}: protos entry {entry!r} must be a .proto file name")
+            continue
+        path = (root / entry).resolve()
+        if Path(entry).is_absolute() or not path.is_relative_to(root):
+            problems.append(
+                f"{source}: protos entry {entry!r} is outside the progdef's folder; "
+                "put the .proto file in the folder and name it relative to it"
+            )
+        elif not compiled and not path.is_file():
+            problems.append(f"{source}: protos entry {entry!r}: no such file in {directory}")
+    return problems
+
+
+def compile_protos(directory: Path, protos: Sequence[str], *, source: str) -> bytes:
+    """Compile ``protos`` into a serialized FileDescriptorSet, imports and comments included.
+
+    Raises:
+        ProgdefInvalid: with the compiler's message (file, line and column), or when no
+            compiler is installed.
+    """
+    try:
+        import grpc_tools
+    except ImportError:
+        raise ProgdefInvalid(
+            [
+                f"{source}: compiling its protos needs grpcio-tools "
+                f"(pip install grpcio-tools), or a compiled {COMPILED_FILE} from `dagyo build`"
+            ]
+        ) from None
+    well_known = Path(grpc_tools.__file__).resolve().parent / "_proto"
+    with tempfile.TemporaryDirectory(prefix="dagyo-protos-") as scratch:
+        out = Path(scratch) / COMPILED_FILE
+        command = [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"--proto_path={directory.resolve()}",
+            f"--proto_path={_builtin_proto_dir()}",
+            f"--proto_path={well_known}",
+            f"--descriptor_set_out={out}",
+            "--include_imports",
+            "--include_source_info",
+            *protos,
+        ]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired:
+            raise ProgdefInvalid(
+                [f"{source}: compiling {', '.join(protos)} took over {_COMPILE_TIMEOUT_S:g} s"]
+            ) from None
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            raise ProgdefInvalid(
+                [f"{source}: {line}" for line in lines] or [f"{source}: the protos do not compile"]
+            )
+        return out.read_bytes()
+
+
+def _builtin_proto_dir() -> Path:
+    """The folder holding ``dagyo/types.proto`` (copied beside its generated module)."""
+    return _BUILTIN_PROTO_DIR
+
+
+def load_types(directory: Path, protos: Sequence[str], *, source: str, progdef: str) -> list[str]:
+    """Compile (or read the compiled set of) a progdef's protos and register them.
+
+    Returns:
+        The full names of the messages its own files define.
+
+    Raises:
+        ProgdefInvalid: a file that does not compile, or a message defined differently
+            by another progdef already registered (naming both files).
+    """
+    if not protos:
+        return []
+    compiled = directory / COMPILED_FILE
+    data = (
+        compiled.read_bytes()
+        if compiled.is_file()
+        else compile_protos(directory, protos, source=source)
+    )
+    return register(data, source=source, progdef=progdef, own=protos)
+
+
+def register(data: bytes, *, source: str, progdef: str, own: Sequence[str] = ()) -> list[str]:
+    """Add a serialized FileDescriptorSet to the default pool (files already there skipped).
+
+    Raises:
+        ProgdefInvalid: when a file or message clashes with a different definition.
+    """
+    files = descriptor_pb2.FileDescriptorSet.FromString(data).file
+    pool = descriptor_pool.Default()
+    defined: list[str] = []
+    with _lock:
+        for file in files:
+            if file.name in _added:
+                earlier, owner = _added[file.name]
+                if _comparable(earlier) != _comparable(file):
+                    raise ProgdefInvalid(
+                        [
+                            f"{source}: {file.name} defines its messages differently from "
+                            f"the {file.name} of progdef {owner}: rename the package of one"
+                        ]
+                    )
+            else:
+                try:
+                    existing = pool.FindFileByName(file.name)
+                except KeyError:
+                    existing = None
+                if existing is None:
+                    try:
+                        pool.Add(file)
+                    except (TypeError, ValueError) as e:
+                        raise ProgdefInvalid(
+                            [f"{source}: {file.name}: {_clash(e, progdef)}"]
+                        ) from None
+                _added[file.name] = (file, progdef)
+            if file.name in own:
+                prefix = f"{file.package}." if file.package else ""
+                defined.extend(prefix + m.name for m in file.message_type)
+    return defined
+
+
+def _comparable(file: descriptor_pb2.FileDescriptorProto) -> bytes:
+    bare = descriptor_pb2.FileDescriptorProto()
+    bare.CopyFrom(file)
+    bare.ClearField("source_code_info")
+    return bare.SerializeToString(deterministic=True)
+
+
+def _clash(error: Exception, progdef: str) -> str:
+    text = str(error)
+    owners = ", ".join(f"{name} (progdef {owner})" for name, (_, owner) in _added.items())
+    return (
+        f"{text.splitlines()[0] if text else 'a message clashes'}: a message of the same full "
+        f"name is already defined{' by ' + owners if owners else ''}; give the package a "
+        "name of its own"
+    )
+
+
+def known_typenames() -> list[str]:
+    """Every message name a port may use: built-ins, well-known types, custom ones added."""
+    from executor.pb.dagyo import types_pb2
+
+    names = [f"dagyo.types.{name}" for name in types_pb2.DESCRIPTOR.message_types_by_name]
+    names += [f"google.protobuf.{name}" for name in _WELL_KNOWN]
+    for file, _ in _added.values():
+        prefix = f"{file.package}." if file.package else ""
+        names += [prefix + m.name for m in file.message_type]
+    return names
+
+
+_WELL_KNOWN = (
+    "Timestamp",
+    "Duration",
+    "Struct",
+    "Value",
+    "ListValue",
+    "Any",
+    "Empty",
+    "StringValue",
+    "Int64Value",
+    "DoubleValue",
+    "BoolValue",
+    "BytesValue",
+)
+
+
+def type_doc(typename: str) -> TypeDoc | None:
+    """The documentation of a message: custom (from its progdef's .proto) or built in."""
+    for name, (file, owner) in list(_added.items()):
+        doc = _doc_in(file, typename, f"{name} (progdef {owner})")
+        if doc is not None:
+            return doc
+    if typename.startswith("dagyo.types."):
+        for file in _builtin_files():
+            doc = _doc_in(file, typename, "dagyo/types.proto (built in)")
+            if doc is not None:
+                return doc
+    return None
+
+
+_builtin: list[descriptor_pb2.FileDescriptorProto] = []
+
+
+def _builtin_files() -> list[descriptor_pb2.FileDescriptorProto]:
+    """dagyo/types.proto with its comments (compiled once; none without a compiler)."""
+    if not _builtin:
+        try:
+            data = compile_protos(_BUILTIN_PROTO_DIR, ["dagyo/types.proto"], source="dagyo")
+        except ProgdefInvalid:
+            return []
+        files = descriptor_pb2.FileDescriptorSet.FromString(data).file
+        _builtin.extend(f for f in files if f.name == "dagyo/types.proto")
+    return _builtin
+
+
+def _doc_in(file: descriptor_pb2.FileDescriptorProto, typename: str, source: str) -> TypeDoc | None:
+    prefix = f"{file.package}." if file.package else ""
+    for index, message in enumerate(file.message_type):
+        if prefix + message.name != typename:
+            continue
+        comments = {
+            tuple(loc.path): " ".join(loc.leading_comments.split())
+            for loc in file.source_code_info.location
+        }
+        kinds = descriptor_pb2.FieldDescriptorProto
+        fields = tuple(
+            (
+                field.name,
+                field.type_name.lstrip(".")
+                or kinds.Type.Name(field.type).removeprefix("TYPE_").lower(),
+                comments.get((4, index, 2, number), ""),
+            )
+            for number, field in enumerate(message.field)
+        )
+        return TypeDoc(
+            typename=typename, source=source, doc=comments.get((4, index), ""), fields=fields
+        )
+    return None

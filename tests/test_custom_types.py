@@ -1,0 +1,210 @@
+"""Progdefs that bring their own protobuf messages: checked at load, the same on both
+transports, documented by `dagyo types`, and every bad input a clear error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from executor.errors import FlowInvalid, ProgdefInvalid
+from executor.progdef import load_catalogue, load_progdef
+from scheduler.embedded import EmbeddedRunner
+from scheduler.flow.model import check_flow, parse_flow
+from tests.cluster import LocalCluster
+from tests.conftest import PROGDEFS, ROOT
+
+GEO = json.loads((ROOT / "examples" / "geo.json").read_text())
+KM = [{"value": 0.0}, {"value": 877.465}, {"value": 343.53}]
+
+
+def run_embedded(flow: dict[str, Any]) -> dict[str, list[Any]]:
+    from google.protobuf import json_format
+
+    exports: dict[str, list[Any]] = {}
+    checked = check_flow(parse_flow(json.dumps(flow)), load_catalogue(PROGDEFS))
+    runner = EmbeddedRunner(
+        checked,
+        on_export=lambda name, message: exports.setdefault(name, []).append(
+            json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+        ),
+    )
+    assert runner.run().failure is None
+    return exports
+
+
+@pytest.fixture(scope="module")
+def cluster(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(broker_url, tmp_path_factory.mktemp("geo"), names=("distance",)).start()
+    yield cluster
+    cluster.close()
+
+
+def test_a_custom_type_flows_the_same_embedded_and_on_the_cluster(cluster: LocalCluster) -> None:
+    assert run_embedded(GEO) == {"km": KM}
+    record, exports = cluster.run(GEO)
+    assert exports == {"km": KM}
+
+
+def test_dagyo_run_of_the_example_prints_the_distances() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", "run", "examples/geo.json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["value"] for line in done.stdout.splitlines()] == KM
+
+
+def test_dagyo_types_documents_a_custom_type() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", "types", "acme.geo.Point", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["typename"] == "acme.geo.Point"
+    assert doc["doc"] == "A point on the Earth's surface, seen at a time."
+    assert doc["fields"][0] == {
+        "name": "lat",
+        "type": "double",
+        "doc": "Degrees north of the equator, -90 to 90.",
+    }
+    assert doc["fields"][2]["type"] == "google.protobuf.Timestamp"
+    assert "distance" in doc["source"]
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def progdef(
+    folder: Path, protos: dict[str, str], port: str, listed: list[str] | None = None
+) -> Path:
+    folder.mkdir(parents=True)
+    for name, text in protos.items():
+        (folder / name).write_text(text)
+    document = {
+        "name": folder.name,
+        "inputs": {"points": port},
+        "outputs": {},
+        "run": "main:run",
+        "protos": list(protos) if listed is None else listed,
+    }
+    (folder / "progdef.json").write_text(json.dumps(document))
+    return folder
+
+
+def package() -> str:
+    """A package name of its own: the registry is one per process."""
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+def test_a_proto_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    pkg = package()
+    folder = progdef(
+        tmp_path / "bad",
+        {"bad.proto": f'syntax = "proto3";\npackage {pkg};\nmessage P {{ int32 x = }}\n'},
+        f"{pkg}.P",
+    )
+    with pytest.raises(ProgdefInvalid) as caught:
+        load_progdef(folder)
+    text = str(caught.value)
+    assert "bad.proto:3" in text and "Traceback" not in text
+
+
+def test_an_import_that_does_not_resolve_is_named(tmp_path: Path) -> None:
+    pkg = package()
+    proto = f'syntax = "proto3";\npackage {pkg};\nimport "nowhere.proto";\nmessage P {{}}\n'
+    folder = progdef(tmp_path / "imp", {"p.proto": proto}, f"{pkg}.P")
+    with pytest.raises(ProgdefInvalid, match="nowhere.proto"):
+        load_progdef(folder)
+
+
+def test_imports_between_files_and_nested_types_round_trip(tmp_path: Path) -> None:
+    pkg = package()
+    base = f'syntax = "proto3";\npackage {pkg};\nmessage Tag {{ string name = 1; }}\n'
+    rich = (
+        f'syntax = "proto3";\npackage {pkg};\nimport "base.proto";\n'
+        'import "google/protobuf/timestamp.proto";\n'
+        "message Row {\n  enum Kind { A = 0; B = 1; }\n  Kind kind = 1;\n"
+        "  repeated Tag tags = 2;\n  map<string, int64> counts = 3;\n"
+        "  oneof id { string name = 4; int64 number = 5; }\n"
+        "  google.protobuf.Timestamp at = 6;\n}\n"
+    )
+    folder = progdef(tmp_path / "rich", {"base.proto": base, "rich.proto": rich}, f"{pkg}.Row")
+    loaded = load_progdef(folder)
+    from executor.types import message_class
+
+    value = {
+        "kind": "B",
+        "tags": [{"name": "x"}],
+        "counts": {"a": "3"},
+        "number": "7",
+        "at": "2026-01-01T00:00:00Z",
+    }
+    from google.protobuf import json_format
+
+    cls = message_class(f"{pkg}.Row")
+    item = json_format.ParseDict(value, cls())
+    assert json_format.MessageToDict(cls.FromString(item.SerializeToString())) == value
+    assert loaded.protos == ("base.proto", "rich.proto")
+
+
+def test_two_progdefs_defining_one_name_differently_are_refused(tmp_path: Path) -> None:
+    pkg = package()
+    first = f'syntax = "proto3";\npackage {pkg};\nmessage P {{ int32 x = 1; }}\n'
+    second = f'syntax = "proto3";\npackage {pkg};\nmessage P {{ string x = 1; }}\n'
+    load_progdef(progdef(tmp_path / "one", {"p.proto": first}, f"{pkg}.P"))
+    load_progdef(progdef(tmp_path / "same", {"p.proto": first}, f"{pkg}.P"))  # the same is fine
+    with pytest.raises(ProgdefInvalid, match="p.proto defines its messages differently .* one"):
+        load_progdef(progdef(tmp_path / "two", {"p.proto": second}, f"{pkg}.P"))
+
+
+@pytest.mark.parametrize("entry", ["../x.proto", "/etc/x.proto"])
+def test_protos_outside_the_folder_are_refused(tmp_path: Path, entry: str) -> None:
+    folder = progdef(tmp_path / "out", {}, "dagyo.types.Text", listed=[entry])
+    with pytest.raises(ProgdefInvalid, match="outside the progdef's folder"):
+        load_progdef(folder)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"lat": 1, "color": "red"}, 'no field named "color"'),
+        ({"lat": "north"}, "lat"),
+        ({"label": 3}, "label"),
+    ],
+)
+def test_a_custom_const_of_the_wrong_shape_names_the_field(value: Any, message: str) -> None:
+    flow = {**GEO, "consts": [{"to": "legs.points", "values": [value]}]}
+    with pytest.raises(FlowInvalid) as caught:
+        check_flow(parse_flow(json.dumps(flow)), load_catalogue(PROGDEFS), source="geo.json")
+    [problem] = caught.value.problems
+    assert problem.startswith("geo.json: const to legs.points: value 1 (")
+    assert "acme.geo.Point" in problem and message in problem
+
+
+def test_an_int64_out_of_range_is_refused(tmp_path: Path) -> None:
+    flow = {**GEO, "consts": [{"to": "legs.points", "values": [{"at": {"seconds": 1}}]}]}
+    with pytest.raises(FlowInvalid, match="acme.geo.Point"):
+        check_flow(parse_flow(json.dumps(flow)), load_catalogue(PROGDEFS))
+    big = {"to": "n.count", "values": [{"value": str(2**63)}]}
+    counted = {
+        "name": "c",
+        "nodes": {"n": {"progdef": "source"}, "v": {"progdef": "void_sink"}},
+        "edges": [{"from": "n.src", "to": "v.sink"}],
+        "consts": [big],
+    }
+    with pytest.raises(FlowInvalid, match="dagyo.types.Int64"):
+        check_flow(parse_flow(json.dumps(counted)), load_catalogue(PROGDEFS))
