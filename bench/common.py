@@ -32,13 +32,7 @@ def start_cluster(names: tuple[str, ...], **options: Any) -> LocalCluster:
 
 def delete_mailboxes(cluster: LocalCluster) -> None:
     """Delete the private mailboxes once the executors are gone."""
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(QUEUE_URL))
-    channel = connection.channel()
-    for progdef in cluster.catalogue.values():
-        channel.queue_delete(progdef.mailbox)
-    connection.close()
+    cluster.delete_mailboxes()
 
 
 def flow_queues_left() -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -25,7 +24,6 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from executor.constants import (
     DEFAULT_QUEUE_URL,
@@ -37,6 +35,7 @@ from executor.constants import (
 from executor.errors import DagyoError
 from executor.progdef import Progdef, load_catalogue
 from executor.version import VERSION_FILE
+from scheduler.local_processes import mailbox_consumers, own_process_group, progdef_environment
 from scheduler.service.config import MEMORY, SchedulerSettings, default_progdefs_dir
 from scheduler.service.server import Scheduler
 
@@ -71,32 +70,6 @@ READY_POLL_S = 0.2
 RESTART_FIRST_S = 1.0
 RESTART_MAX_S = 30.0
 RESTART_RESET_S = 60.0
-# What an executor gets of this process's environment besides its progdef's secrets:
-# the DAGYO_* settings and what a Python process needs to run.
-_PASSED_PREFIXES = ("DAGYO_", "PYTHON", "LC_")
-_PASSED = frozenset(
-    [
-        "PATH",
-        "HOME",
-        "USER",
-        "LOGNAME",
-        "SHELL",
-        "LANG",
-        "LANGUAGE",
-        "TZ",
-        "TERM",
-        "TMPDIR",
-        "TEMP",
-        "TMP",
-        "VIRTUAL_ENV",
-        "CONDA_PREFIX",
-        "LD_LIBRARY_PATH",
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "REQUESTS_CA_BUNDLE",
-        "SYSTEMROOT",
-    ]
-)
 
 
 class LocalCluster:
@@ -116,6 +89,9 @@ class LocalCluster:
             executor gets only the ``DAGYO_*`` settings, what a process needs (``PATH``,
             ``HOME``, ``LANG``, ``PYTHON*``…), its progdef's ``env`` and its declared
             ``secrets``.
+        log_dir: when set, each executor runs in this folder and writes its output to
+            ``executor-<progdef>.log`` there (see :meth:`executor_log`), instead of
+            inheriting stdout and stderr.
 
     Raises:
         ProgdefInvalid: when the catalogue folder is missing or malformed.
@@ -137,6 +113,7 @@ class LocalCluster:
         heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S,
         state_path: str = MEMORY,
         extra_env: Mapping[str, str] | None = None,
+        log_dir: Path | None = None,
     ) -> None:
         settings = SchedulerSettings(
             queue_url=queue_url,
@@ -147,7 +124,7 @@ class LocalCluster:
             # Several local clusters (or a cluster and `dagyo scheduler`) may share a host.
             metrics_port=0,
         )
-        self._setup(settings, executors_per_progdef, extra_env)
+        self._setup(settings, executors_per_progdef, extra_env, log_dir)
 
     @classmethod
     def from_settings(
@@ -171,6 +148,7 @@ class LocalCluster:
         settings: SchedulerSettings,
         executors_per_progdef: int,
         extra_env: Mapping[str, str] | None,
+        log_dir: Path | None = None,
     ) -> None:
         if executors_per_progdef < 1:
             raise DagyoError(
@@ -180,6 +158,7 @@ class LocalCluster:
         self.catalogue: dict[str, Progdef] = load_catalogue(settings.progdefs)
         self.executors_per_progdef = executors_per_progdef
         self.extra_env: dict[str, str] = dict(extra_env or {})
+        self.log_dir = log_dir
         self.scheduler: Scheduler | None = None
         self._processes: list[tuple[Progdef, subprocess.Popen[bytes]]] = []
         # By index in _processes: when it started, its last restart delay, when it is due.
@@ -244,12 +223,44 @@ class LocalCluster:
 
     def _spawn(self, progdef: Progdef) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "executor", str(progdef.directory)]
-        return subprocess.Popen(
-            command,
-            env=self._executor_environment(progdef),
-            process_group=0,
-            preexec_fn=_own_process_group,
-        )
+        if self.log_dir is None:
+            return subprocess.Popen(
+                command,
+                env=self._executor_environment(progdef),
+                process_group=0,
+                preexec_fn=own_process_group,
+            )
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / f"executor-{progdef.name}.log", "ab") as log_file:
+            return subprocess.Popen(
+                command,
+                env=self._executor_environment(progdef),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.log_dir,
+                process_group=0,
+                preexec_fn=own_process_group,
+            )
+
+    def executor_log(self, name: str) -> str:
+        """What the executors of progdef ``name`` wrote so far (with ``log_dir`` set)."""
+        if self.log_dir is None:
+            raise DagyoError("the executors' output is not kept: give the cluster a log_dir")
+        path = self.log_dir / f"executor-{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def delete_mailboxes(self) -> None:
+        """Delete the catalogue's mailboxes (once its executors are gone)."""
+        from executor.amqp import connect
+
+        connection = connect(self.settings.queue_url)
+        try:
+            channel = connection.channel()
+            for progdef in self.catalogue.values():
+                channel.queue_delete(progdef.mailbox)
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def supervise(
         self,
@@ -288,13 +299,7 @@ class LocalCluster:
                     on_start(progdef, restarted)
 
     def _executor_environment(self, progdef: Progdef) -> dict[str, str]:
-        environment = {
-            name: value
-            for name, value in os.environ.items()
-            if name in _PASSED or name.startswith(_PASSED_PREFIXES)
-        }
-        environment.update(progdef.env)
-        environment.update({n: os.environ[n] for n in progdef.secrets if n in os.environ})
+        environment = progdef_environment(progdef)
         # Several executors share this host: each lets the OS pick its metrics port.
         environment[ENV_METRICS_PORT] = "0"
         environment.update(self.extra_env)
@@ -326,7 +331,7 @@ class LocalCluster:
         connection = connect(self.settings.queue_url)
         try:
             while waiting and not stop.is_set() and not self.exited():
-                waiting = {m for m in waiting if not _mailbox_consumers(connection, m)}
+                waiting = {m for m in waiting if not mailbox_consumers(connection, m)}
                 if waiting and time.monotonic() > deadline:
                     break
                 stop.wait(READY_POLL_S)
@@ -346,6 +351,12 @@ class LocalCluster:
         self.scheduler = Scheduler(self.settings)
         self.scheduler.start()
         return self.scheduler
+
+    def stop_scheduler(self) -> None:
+        """Stop the scheduler service, leaving the executors running (idempotent)."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
 
     # --- watch and stop ----------------------------------------------------------------------
 
@@ -390,8 +401,7 @@ class LocalCluster:
                 process.wait()
             if process.returncode != 0:
                 clean = False
-        if self.scheduler is not None:
-            self.scheduler.stop()
+        self.stop_scheduler()
         return clean
 
     def __enter__(self) -> LocalCluster:
@@ -419,26 +429,3 @@ def _log_exit(progdef: Progdef, process: subprocess.Popen[bytes], delay_s: float
         process.returncode,
         delay_s,
     )
-
-
-def _own_process_group() -> None:
-    """In an executor before exec: Ctrl-C reaches only our process, which sends SIGTERM; and
-    on Linux the executor gets SIGTERM (drains) should our process die without stopping it."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError):
-            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def _mailbox_consumers(connection: Any, mailbox: str) -> int:
-    import pika.exceptions
-
-    channel = connection.channel()
-    try:
-        return int(channel.queue_declare(mailbox, passive=True).method.consumer_count)
-    except pika.exceptions.ChannelClosedByBroker:  # 404: no executor declared it yet
-        return 0
-    finally:
-        if channel.is_open:
-            channel.close()

@@ -7,10 +7,7 @@ mailboxes are its own, and deletes them when it closes.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -19,10 +16,9 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from executor.progdef import load_catalogue
 from scheduler.client.api import SchedulerClient
+from scheduler.local_cluster import LocalCluster as RealLocalCluster
 from scheduler.local_cluster import private_catalogue
-from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
 from tests.conftest import PROGDEFS, ROOT, rabbitmqctl, vhost_of
 
@@ -44,7 +40,11 @@ def copy_catalogue(target: Path, names: tuple[str, ...] = ALL_PROGDEFS) -> Path:
 
 
 class LocalCluster:
-    """The scheduler (in-process) and one executor process per progdef."""
+    """The scheduler (in-process) and one executor process per progdef.
+
+    Built on scheduler.local_cluster.LocalCluster (``dagyo up``): this adds the knobs tests
+    turn (fast heartbeats, a short drain, no health ports) and a name -> process view.
+    """
 
     def __init__(
         self,
@@ -62,15 +62,28 @@ class LocalCluster:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.catalogue_dir = copy_catalogue(workdir / "progdefs", names)
-        self.catalogue = load_catalogue(self.catalogue_dir)
-        self.heartbeat_interval_s = heartbeat_interval_s
-        self.drain_grace_s = drain_grace_s
-        self.max_jobs = max_jobs
-        self.env = env or {}
-        self.state_path = workdir / "scheduler.sqlite3"
-        self.heartbeat_timeout_s = heartbeat_timeout_s
+        knobs = {
+            "DAGYO_METRICS_PORT": "-1",
+            "DAGYO_HEARTBEAT_INTERVAL_S": str(heartbeat_interval_s),
+            "DAGYO_DRAIN_GRACE_S": str(drain_grace_s),
+            "PYTHONPATH": str(ROOT),
+            **({"DAGYO_MAX_JOBS": str(max_jobs)} if max_jobs is not None else {}),
+            **(env or {}),
+        }
+        self.local = RealLocalCluster(
+            progdefs_dir=self.catalogue_dir,
+            queue_url=amqp_url,
+            heartbeat_timeout_s=heartbeat_timeout_s,
+            state_path=str(workdir / "scheduler.sqlite3"),
+            extra_env=knobs,
+            log_dir=workdir,
+        )
+        self.catalogue = self.local.catalogue
         self.executors: dict[str, subprocess.Popen[bytes]] = {}
-        self.scheduler: Scheduler | None = None
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        return self.local.scheduler
 
     # --- parts -----------------------------------------------------------------------------
 
@@ -83,48 +96,18 @@ class LocalCluster:
         return self
 
     def start_scheduler(self) -> None:
-        settings = SchedulerSettings(
-            queue_url=self.amqp_url,
-            address="127.0.0.1:0",
-            state_path=str(self.state_path),
-            progdefs=self.catalogue_dir,
-            heartbeat_timeout_s=self.heartbeat_timeout_s,
-            metrics_port=0,
-        )
-        self.scheduler = Scheduler(settings)
-        self.scheduler.start()
+        self.local.start_scheduler()
 
     def stop_scheduler(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.stop()
-            self.scheduler = None
+        self.local.stop_scheduler()
 
     def start_executor(self, name: str) -> subprocess.Popen[bytes]:
-        env = dict(
-            os.environ,
-            DAGYO_QUEUE=self.amqp_url,
-            DAGYO_METRICS_PORT="-1",
-            DAGYO_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s),
-            DAGYO_DRAIN_GRACE_S=str(self.drain_grace_s),
-            PYTHONPATH=str(ROOT),
-        )
-        env.pop("DAGYO_JOBS", None)
-        env.update(self.env)
-        if self.max_jobs is not None:
-            env["DAGYO_MAX_JOBS"] = str(self.max_jobs)
-        log = open(self.workdir / f"executor-{name}.log", "ab")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "executor", str(self.catalogue_dir / name)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-        )
+        process = self.local.start_executor(self.catalogue[name])
         self.executors[name] = process
         return process
 
     def executor_log(self, name: str) -> str:
-        return (self.workdir / f"executor-{name}.log").read_text()
+        return self.local.executor_log(name)
 
     def wait_for_consumer(self, name: str, timeout_s: float = 30.0) -> None:
         mailbox = self.catalogue[name].mailbox
@@ -139,18 +122,8 @@ class LocalCluster:
         raise AssertionError(f"no executor consumes {mailbox}")
 
     def close(self) -> None:
-        for process in self.executors.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.executors.values():
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        self.stop_scheduler()
-        with self.channel() as channel:
-            for progdef in self.catalogue.values():
-                channel.queue_delete(progdef.mailbox)
+        self.local.stop()
+        self.local.delete_mailboxes()
 
     # --- the broker ------------------------------------------------------------------------
 
