@@ -55,7 +55,13 @@ from scheduler.service.scaler import SERVICE_NAME as SCALER_SERVICE
 from scheduler.service.scaler import ScalerServicer
 from scheduler.service.state import FlowState, FlowStore
 from scheduler.service.subscriptions import StreamSlots, Watchers
-from scheduler.service.tenancy import AuthInterceptor, QuotaExceeded, admit, caller
+from scheduler.service.tenancy import (
+    AuthInterceptor,
+    QuotaExceeded,
+    admit,
+    caller,
+    visible_catalogue,
+)
 from scheduler.service.versions import Versions
 from scheduler.service.watchdog import autoscaled
 
@@ -119,7 +125,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             )
         try:
             flow = parse_flow(request.flow_json, source=source)
-            checked = check_flow(flow, catalogue, source=source)
+            checked = check_flow(flow, visible_catalogue(catalogue, principal), source=source)
         except FlowInvalid as e:
             # In the answer, not the status: problem lines can outgrow gRPC metadata.
             return pb.SubmitResponse(problems=capped_problems(e.problems))
@@ -244,6 +250,17 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         except ValueError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         return pb.FailuresResponse(failures=failures, next_page_token=token)
+
+    def Versions(self, request: pb.VersionsRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """Each progdef version known (current, draining, retired), its jobs waiting, running."""
+        caller(self._auth, context)
+        try:
+            versions = self._scheduler.versions.report()
+        except ProgdefInvalid as e:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, details([str(e)]))
+        except BrokerError as e:
+            context.abort(grpc.StatusCode.UNAVAILABLE, details([str(e)]))
+        return pb.VersionsResponse(versions=versions)
 
 
 def _not_found(context: grpc.ServicerContext, flow_id: str) -> NoReturn:

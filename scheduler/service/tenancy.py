@@ -9,12 +9,13 @@ tenant's flows (another tenant's flow answers like one that does not exist) and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
 
 from executor.errors import DagyoError
+from executor.progdef import Progdef
 from scheduler.service.auth import OPEN, Authenticator, Principal, Quotas, Unauthenticated
 
 log = logging.getLogger("dagyo.scheduler.auth")
@@ -88,6 +89,19 @@ def caller(authenticator: Authenticator, context: grpc.ServicerContext) -> Princ
     except Unauthenticated as e:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, str(e))
         raise  # pragma: no cover - abort raises
+
+
+def visible_catalogue(
+    catalogue: Mapping[str, Progdef], principal: Principal
+) -> dict[str, Progdef]:
+    """The progdefs a caller may use: a progdef limited to other tenants does not exist for
+    it (a flow naming one gets the usual "no progdef named …", so the catalogue does not
+    leak)."""
+    return {
+        name: progdef
+        for name, progdef in catalogue.items()
+        if progdef.tenants is None or principal.admin or principal.tenant in progdef.tenants
+    }
 
 
 def admit(principal: Principal, *, nodes: int, deadline_s: float, running: int) -> float:

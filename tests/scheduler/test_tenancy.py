@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
 from scheduler.tls import ServerTls
-from tests.scheduler.fake_executor import FLOW, FakeExecutor, run_to_success
+from tests.scheduler.conftest import write_progdef
+from tests.scheduler.fake_executor import EMIT, FLOW, RELAY, FakeExecutor, run_to_success
 
 TOKENS = {
     "alice": Principal("team-a", "user", Quotas(max_running_flows=3, max_nodes=5)),
@@ -40,6 +42,17 @@ def write_tokens(path: Path, tokens: dict[str, Principal]) -> None:
     path.write_text(tokens_json({token_digest(t): p for t, p in tokens.items()}))
     stat = path.stat()  # a rewrite within one clock tick must still look changed
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+
+
+@pytest.fixture
+def catalogue(tmp_path: Path) -> Path:
+    """emit and relay, and ``private``: a relay only team-a may use."""
+    folder = tmp_path / "progdefs"
+    version = uuid.uuid4().hex[:16]
+    write_progdef(folder / "emit", EMIT, version)
+    write_progdef(folder / "relay", RELAY, version)
+    write_progdef(folder / "private", {**RELAY, "name": "private", "tenants": ["team-a"]}, version)
+    return folder
 
 
 @pytest.fixture
@@ -158,6 +171,15 @@ def test_export_items_kept_stop_at_the_quota(scheduler: Scheduler, fake: FakeExe
         record = carol.get(flow_id)
     assert [json.loads(e.value_json) for e in record.exports] == [{"text": "x0"}, {"text": "x1"}]
     assert record.exports_truncated
+
+
+def test_a_progdef_limited_to_a_tenant_does_not_exist_for_another(scheduler: Scheduler) -> None:
+    flow = {**FLOW, "nodes": {"a": {"progdef": "emit"}, "b": {"progdef": "private"}}}
+    with client(scheduler, "alice") as alice:
+        assert alice.submit(json.dumps(flow))
+    with client(scheduler, "bob") as bob, pytest.raises(SchedulerRefused) as caught:
+        bob.submit(json.dumps(flow))
+    assert "no progdef named 'private' in the catalogue" in str(caught.value)
 
 
 def test_a_revoked_token_is_refused_without_a_restart(scheduler: Scheduler, tokens: Path) -> None:
