@@ -207,7 +207,8 @@ def author_traceback(error: BaseException) -> str:
 
 
 def _author_frames(error: BaseException) -> bool:
-    runtime = str(Path(__file__).parent)
+    # The embedded runner (scheduler/) calls the loader too: its frames are not the author's.
+    runtime = (str(Path(__file__).parent), str(Path(__file__).parents[1] / "scheduler"))
     frames = traceback_module.extract_tb(error.__traceback__)
     return any(not f.filename.startswith(runtime) for f in frames)
 

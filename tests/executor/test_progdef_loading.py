@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,34 @@ def test_an_import_timeout_that_is_not_a_number_is_refused(
     progdef = program_importing(tmp_path, "def handler(ctx, item):\n    return item\n")
     with pytest.raises(DagyoError, match="DAGYO_IMPORT_TIMEOUT_S"):
         load_program(progdef)
+
+
+def test_dagyo_run_of_a_progdef_whose_import_hangs_is_one_message(tmp_path: Path) -> None:
+    program_importing(tmp_path, "import time\ntime.sleep(3600)\n")
+    shutil.copytree(ROOT / "progdefs" / "void_sink", tmp_path / "void_sink")
+    flow = tmp_path / "f.json"
+    flow.write_text(
+        json.dumps(
+            {
+                "name": "f",
+                "nodes": {"x": {"progdef": "odd"}, "v": {"progdef": "void_sink"}},
+                "edges": [{"from": "x.greeting", "to": "v.sink"}],
+                "consts": [{"to": "x.name", "values": ["a"]}],
+            }
+        )
+    )
+
+    done = dagyo(
+        "-m",
+        "scheduler.cli",
+        "run",
+        "--progdefs",
+        str(tmp_path),
+        str(flow),
+        env={"DAGYO_IMPORT_TIMEOUT_S": "0.5"},
+    )
+
+    assert done.returncode == 1
+    assert "importing 'main'" in done.stderr
+    assert "did not finish within 0.5 s" in done.stderr
+    assert "Traceback" not in done.stderr
