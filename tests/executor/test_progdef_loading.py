@@ -198,3 +198,18 @@ def test_dagyo_run_of_a_progdef_whose_import_hangs_is_one_message(tmp_path: Path
     assert "importing 'main'" in done.stderr
     assert "did not finish within 0.5 s" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [("scaling", "max_jobs", 100_000_000), ("resources", "gpu", True)],
+)
+def test_the_progdef_schema_states_the_same_bounds(section: str, key: str, value: Any) -> None:
+    from jsonschema import Draft202012Validator
+
+    from scheduler.flow.model import schema_path
+
+    schema = json.loads(schema_path("progdef").read_text())
+    validator = Draft202012Validator(schema)
+    assert validator.is_valid(json.loads(json.dumps(GREET)))
+    assert not validator.is_valid(json.loads(greet_with(section, key, value)))
