@@ -20,7 +20,7 @@ from executor.constants import (
     RECONNECT_MAX_DELAY_S,
 )
 from executor.errors import BrokerUrlInvalid, DagyoError
-from executor.progdef import Progdef
+from executor.progdef import MAX_JOBS_LIMIT, Progdef
 
 N = TypeVar("N", int, float)
 
@@ -62,10 +62,16 @@ class ExecutorSettings:
         queue_url = os.environ.get(ENV_QUEUE) or DEFAULT_QUEUE_URL
         check_url(queue_url)
         reconnect_max_delay_s()
+        max_jobs = env_number(os.environ, "DAGYO_MAX_JOBS", progdef.scaling.max_jobs, int)
+        if not 1 <= max_jobs <= MAX_JOBS_LIMIT:
+            raise DagyoError(
+                f"DAGYO_MAX_JOBS={max_jobs} is out of bounds: from 1 to {MAX_JOBS_LIMIT} (the "
+                "most jobs a mailbox consumer can prefetch)"
+            )
         return cls(
             queue_url=queue_url,
             mailbox=mailbox or progdef.mailbox,
-            max_jobs=env_number(os.environ, "DAGYO_MAX_JOBS", progdef.scaling.max_jobs, int),
+            max_jobs=max_jobs,
             heartbeat_interval_s=env_number(
                 os.environ, "DAGYO_HEARTBEAT_INTERVAL_S", HEARTBEAT_INTERVAL_S, float
             ),

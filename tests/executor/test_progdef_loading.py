@@ -213,3 +213,13 @@ def test_the_progdef_schema_states_the_same_bounds(section: str, key: str, value
     validator = Draft202012Validator(schema)
     assert validator.is_valid(json.loads(json.dumps(GREET)))
     assert not validator.is_valid(json.loads(greet_with(section, key, value)))
+
+
+def test_a_max_jobs_override_past_the_bound_is_one_line_exit_2() -> None:
+    done = dagyo(
+        "-m", "executor", str(ROOT / "progdefs" / "greet"), env={"DAGYO_MAX_JOBS": "100000000"}
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert "DAGYO_MAX_JOBS=100000000 is out of bounds: from 1 to 65535" in done.stderr
+    assert "Traceback" not in done.stderr
