@@ -24,7 +24,7 @@ NO_SCHEDULER = "127.0.0.1:1"
 COMMANDS = {
     "executor": [sys.executable, "-m", "executor", str(PROGDEFS / "greet")],
     "scheduler": ["dagyo", "scheduler", "--listen", "127.0.0.1:0"],
-    "failures": ["dagyo", "failures", "--follow", "--scheduler", NO_SCHEDULER],
+    "failures": ["dagyo", "failures", "--follow", "--broker", "--scheduler", NO_SCHEDULER],
     "up": ["dagyo", "up", "--listen", "127.0.0.1:0"],
 }
 

@@ -348,15 +348,25 @@ def _say_killed(progdef: Progdef, process: subprocess.Popen[bytes]) -> None:
 @click.option(
     "--follow",
     is_flag=True,
-    help="Then keep printing new failures live, from the broker, until Ctrl-C.",
+    help="Then keep printing new failures live, until Ctrl-C.",
+)
+@click.option(
+    "--broker",
+    is_flag=True,
+    help="Operators: follow the failure exchange on DAGYO_QUEUE directly (broker "
+    "credentials), instead of the scheduler's API.",
 )
 @scheduler_option
-def failures_command(flow_id: str, as_json: bool, follow: bool, address: str) -> None:
+def failures_command(
+    flow_id: str, as_json: bool, follow: bool, broker: bool, address: str
+) -> None:
     """Print the failures recorded so far, one a line: `FLOW NODE (PROGDEF) on EXECUTOR: ERROR`.
 
-    With --follow it then prints each new failure as it is published on DAGYO_QUEUE, until
-    Ctrl-C; without a reachable scheduler it says so and follows the broker alone. Exits 0;
-    3 when the scheduler cannot be reached (with --follow: when the broker cannot).
+    With --follow it then prints each new failure as the scheduler records it (your
+    tenant's only, when tokens are on), until Ctrl-C. --follow --broker watches the broker's
+    failure exchange instead (every failure; needs the broker's credentials in DAGYO_QUEUE;
+    without a reachable scheduler it says so and follows the broker alone). Exits 0; 3 when
+    the scheduler (with --broker: the broker) cannot be reached; 4 without a valid token.
     """
 
     def show(report: FailureReport) -> None:
@@ -371,7 +381,23 @@ def failures_command(flow_id: str, as_json: bool, follow: bool, address: str) ->
         for report in reports:
             show(report)
         return
-    _follow_failures(flow_id, address, show)
+    if broker:
+        _follow_failures(flow_id, address, show)
+        return
+    with connected(address) as client, stop_signals() as stop:
+        shown = 0
+        while True:
+            reports = client.failures(flow_id)
+            for report in reports[shown:]:
+                show(report)
+            sys.stdout.flush()
+            shown = len(reports)
+            if stop.wait(FOLLOW_POLL_S):
+                return
+
+
+# How often `failures --follow` asks the scheduler for new failures.
+FOLLOW_POLL_S = 0.5
 
 
 def _follow_failures(flow_id: str, address: str, show: Callable[[FailureReport], None]) -> None:

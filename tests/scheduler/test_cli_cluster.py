@@ -242,7 +242,7 @@ def test_the_console_script_says_the_same_without_a_traceback() -> None:
     ]
 
 
-@pytest.mark.parametrize("args", [["up"], ["failures", "--follow"]])
+@pytest.mark.parametrize("args", [["up"], ["failures", "--follow", "--broker"]])
 def test_an_unreachable_broker_is_one_line_and_exit_3(args: list[str]) -> None:
     done = run_dagyo(
         *args, env={"DAGYO_QUEUE": UNREACHABLE_QUEUE, "DAGYO_SCHEDULER": free_address()}
@@ -482,6 +482,7 @@ class Following:
                 "from scheduler.cli import main; main()",
                 "failures",
                 "--follow",
+                "--broker",
                 *args,
             ],
             cwd=ROOT,

@@ -11,8 +11,10 @@ import dataclasses
 import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -262,3 +264,37 @@ def test_tls_serves_trusting_clients_only(
             untrusting.list()
     finally:
         scheduler.stop()
+
+
+def test_failures_follow_goes_through_the_scheduler_and_sees_its_tenant_only(
+    scheduler: Scheduler, fake: FakeExecutor
+) -> None:
+    env = {"DAGYO_SCHEDULER": scheduler.address}
+    command = [sys.executable, "-m", "scheduler.cli", "failures", "--follow", "--json"]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DAGYO_")}
+    followers = {
+        who: subprocess.Popen(
+            command,
+            env={**base, **env, "DAGYO_TOKEN": who},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for who in ("alice", "bob")
+    }
+    try:
+        with client(scheduler, "alice") as alice:
+            flow_id = alice.submit(json.dumps(FLOW))
+            jobs = fake.next_jobs(2)
+            fake.start_job(jobs["a"])
+            fake.panic(jobs["a"], "ValueError: only for alice", "Traceback …")
+            line = followers["alice"].stdout.readline()  # type: ignore[union-attr]
+        report = json.loads(line)
+        assert (report["flow_id"], report["error"]) == (flow_id, "ValueError: only for alice")
+        time.sleep(1.5)  # three polls of bob's follower
+    finally:
+        for follower in followers.values():
+            follower.send_signal(signal.SIGINT)
+        outputs = {who: f.communicate(timeout=20) for who, f in followers.items()}
+    assert outputs["bob"][0] == ""
+    assert followers["alice"].returncode == 0 and followers["bob"].returncode == 0
