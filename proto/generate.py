@@ -83,11 +83,49 @@ def main() -> int:
             if not _same_tree(fresh, OUT_DIR):
                 print("executor/pb/ is stale: run `python proto/generate.py`", file=sys.stderr)
                 return 1
-            return 0
+            stale = compile_sample_types(check=True)
+            for path in stale:
+                print(
+                    f"{path.relative_to(ROOT)} is stale: run `python proto/generate.py`",
+                    file=sys.stderr,
+                )
+            return 1 if stale else 0
         shutil.rmtree(OUT_DIR, ignore_errors=True)
         shutil.copytree(fresh, OUT_DIR)
     print(f"wrote {OUT_DIR.relative_to(ROOT)}")
+    stale = compile_sample_types(check=args.check)
+    if stale:
+        for path in stale:
+            print(
+                f"{path.relative_to(ROOT)} is stale: run `python proto/generate.py`",
+                file=sys.stderr,
+            )
+        return 1
     return 0
+
+
+def compile_sample_types(*, check: bool) -> list[Path]:
+    """Compile the protos of each sample progdef into its types.binpb (checked in, so
+    neither an image nor ``dagyo run`` needs a protobuf compiler); return the stale ones."""
+    import json
+
+    sys.path.insert(0, str(ROOT))
+    from executor.registry import COMPILED_FILE, compile_protos
+
+    stale = []
+    for progdef_json in sorted((ROOT / "progdefs").glob("*/progdef.json")):
+        protos = json.loads(progdef_json.read_text()).get("protos") or []
+        if not protos:
+            continue
+        folder = progdef_json.parent
+        target = folder / COMPILED_FILE
+        data = compile_protos(folder, protos, source=str(progdef_json))
+        if check:
+            if not target.is_file() or target.read_bytes() != data:
+                stale.append(target)
+        else:
+            target.write_bytes(data)
+    return stale
 
 
 if __name__ == "__main__":
