@@ -14,8 +14,10 @@ from scheduler.cli.common import (
     EXIT_INVALID,
     catalogue_of,
     checked_flow,
+    connected,
     fail,
     progdefs_option,
+    scheduler_option,
 )
 from scheduler.cli.output import Progress, export_line, print_failure
 
@@ -91,8 +93,25 @@ def run(flow: Path, graph: str | None, progdefs_dir: Path | None) -> None:
 
 @click.command("progdefs")
 @progdefs_option
-def progdefs_command(progdefs_dir: Path | None) -> None:
-    """List the catalogue: each progdef with its port types."""
+@click.option(
+    "--versions",
+    is_flag=True,
+    help="Ask the scheduler for each version: current, draining or retired, with its jobs.",
+)
+@scheduler_option
+def progdefs_command(progdefs_dir: Path | None, versions: bool, address: str) -> None:
+    """List the catalogue: each progdef with its port types; with --versions, each
+    version the scheduler knows (state, jobs waiting, jobs running)."""
+    if versions:
+        with connected(address) as client:
+            rows = [("progdef", "version", "state", "waiting", "running")] + [
+                (v.progdef, v.version, v.state, str(v.waiting), str(v.running))
+                for v in client.versions()
+            ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        return
     for progdef in catalogue_of(progdefs_dir).values():
         inputs = ", ".join(f"{p}: {t}" for p, t in progdef.inputs.items())
         outputs = ", ".join(f"{p}: {t}" for p, t in progdef.outputs.items())

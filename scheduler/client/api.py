@@ -138,6 +138,11 @@ class SchedulerClient:
         record: pb.FlowRecord = self._call("Cancel", pb.CancelRequest(flow_id=flow_id))
         return record
 
+    def versions(self) -> builtins.list[pb.ProgdefVersion]:
+        """Each progdef version the scheduler knows, with its state and jobs."""
+        response: pb.VersionsResponse = self._call("Versions", pb.VersionsRequest())
+        return builtins.list(response.versions)
+
     def failures(self, flow_id: str = "") -> builtins.list[FailureReport]:
         """The failure reports recorded so far, of one flow or (``""``) of every flow,
         oldest first, fetched page by page."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.events_pb2 import Stop
 from executor.progdef import Progdef, mailbox_name
 
@@ -83,6 +84,27 @@ class Versions:
             retired = list(self._retired.values())
         draining = [v for v in self.old_versions() if v.mailbox not in self._retired]
         return sorted(current + draining + retired, key=lambda v: (v.progdef, v.state))
+
+    def report(self) -> list[pb.ProgdefVersion]:
+        """:meth:`states` with each version's jobs waiting and running, for the API.
+
+        Raises:
+            BrokerError: when the broker cannot be asked.
+        """
+        report = []
+        for known in self.states():
+            waiting = 0 if known.state == RETIRED else self._broker.queue_depth(known.mailbox)
+            running = self._lifecycle.jobs_running_of(known.progdef, known.version)
+            report.append(
+                pb.ProgdefVersion(
+                    progdef=known.progdef,
+                    version=known.version,
+                    state=known.state,
+                    waiting=waiting or 0,
+                    running=running,
+                )
+            )
+        return report
 
     def tick(self) -> None:
         """Retire each old version with no job waiting or running; delete idle mailboxes.

@@ -14,9 +14,11 @@ from typing import Any
 
 import pika
 import pika.exceptions
+from click.testing import CliRunner
 
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.progdef import load_catalogue, mailbox_name
+from scheduler.cli.local import progdefs_command
 from tests.cluster import LocalCluster
 from tests.flows import consts, names
 
@@ -94,9 +96,16 @@ def test_an_old_version_drains_its_last_flow_then_retires(broker_url: str, tmp_p
             time.sleep(0.1)
         assert mailbox_exists(broker_url, mailbox_name("slow", v2))
         assert cluster.scheduler is not None
-        states = {(v.progdef, v.version): v.state for v in cluster.scheduler.versions.states()}
-        assert states[("slow", v1)] == "retired"
-        assert states[("slow", v2)] == "current"
+        result = CliRunner().invoke(
+            progdefs_command, ["--versions", "--scheduler", cluster.scheduler.address]
+        )
+        assert result.exit_code == 0, result.output
+        rows = [line.split() for line in result.output.splitlines()]
+        assert rows[0] == ["progdef", "version", "state", "waiting", "running"]
+        assert ["slow", v1, "retired", "0", "0"] in rows
+        assert ["slow", v2, "current", "0", "0"] in rows
+        source = cluster.catalogue["source"].version
+        assert ["source", source, "current", "0", "0"] in rows
         assert cluster.executors["slow"].poll() is None, "the new version's executor stays"
     finally:
         if old is not None and old.poll() is None:

@@ -169,3 +169,27 @@ class FailuresResponse(_message.Message):
     failures: _containers.RepeatedCompositeFieldContainer[_failure_pb2.FailureReport]
     next_page_token: str
     def __init__(self, failures: _Optional[_Iterable[_Union[_failure_pb2.FailureReport, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class VersionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProgdefVersion(_message.Message):
+    __slots__ = ("progdef", "version", "state", "waiting", "running")
+    PROGDEF_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    progdef: str
+    version: str
+    state: str
+    waiting: int
+    running: int
+    def __init__(self, progdef: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., waiting: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+
+class VersionsResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[ProgdefVersion]
+    def __init__(self, versions: _Optional[_Iterable[_Union[ProgdefVersion, _Mapping]]] = ...) -> None: ...

@@ -64,6 +64,11 @@ class SchedulerStub:
                 request_serializer=dagyo_dot_v1_dot_scheduler__pb2.FailuresRequest.SerializeToString,
                 response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.FailuresResponse.FromString,
                 _registered_method=True)
+        self.Versions = channel.unary_unary(
+                '/dagyo.v1.Scheduler/Versions',
+                request_serializer=dagyo_dot_v1_dot_scheduler__pb2.VersionsRequest.SerializeToString,
+                response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.VersionsResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServicer:
@@ -105,6 +110,14 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Versions(self, request, context):
+        """Each progdef version the scheduler knows: the catalogue's, and the older ones
+        executors still pull (draining) or that it retired.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +150,11 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.Failures,
                     request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.FailuresRequest.FromString,
                     response_serializer=dagyo_dot_v1_dot_scheduler__pb2.FailuresResponse.SerializeToString,
+            ),
+            'Versions': grpc.unary_unary_rpc_method_handler(
+                    servicer.Versions,
+                    request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.VersionsRequest.FromString,
+                    response_serializer=dagyo_dot_v1_dot_scheduler__pb2.VersionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +319,33 @@ class Scheduler:
             '/dagyo.v1.Scheduler/Failures',
             dagyo_dot_v1_dot_scheduler__pb2.FailuresRequest.SerializeToString,
             dagyo_dot_v1_dot_scheduler__pb2.FailuresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Versions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dagyo.v1.Scheduler/Versions',
+            dagyo_dot_v1_dot_scheduler__pb2.VersionsRequest.SerializeToString,
+            dagyo_dot_v1_dot_scheduler__pb2.VersionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
