@@ -118,14 +118,22 @@ def print_record(record: pb.FlowRecord) -> None:
     """A flow record as text: state, times, a table of nodes, the failure, the exports kept."""
     click.echo(f"flow {record.id} ({record.name}): {FLOW_STATES[record.state]}")
     click.echo(f"created {when(record.created)}, ended {when(record.ended)}")
-    rows = [("node", "progdef", "state", "executor", "items sent")] + [
-        (n.node, n.progdef, NODE_STATES[n.state], n.executor or "-", str(n.items_sent))
+    # The version says which build of the progdef ran the node.
+    rows = [("node", "progdef", "version", "state", "executor", "items sent")] + [
+        (
+            n.node,
+            n.progdef,
+            n.version or "-",
+            NODE_STATES[n.state],
+            n.executor or "-",
+            str(n.items_sent),
+        )
         for n in record.nodes
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         click.echo(
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[4]
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5]
         )
     if record.HasField("failure"):
         f = record.failure

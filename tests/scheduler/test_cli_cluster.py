@@ -60,7 +60,12 @@ def export(value: dict[str, Any]) -> pb.Export:
 
 def node(name: str, progdef: str, state: int, sent: int) -> pb.NodeProgress:
     return pb.NodeProgress(
-        node=name, progdef=progdef, state=state, executor=f"{progdef}-host-7", items_sent=sent
+        node=name,
+        progdef=progdef,
+        version="0123abcd",
+        state=state,
+        executor=f"{progdef}-host-7",
+        items_sent=sent,
     )
 
 
@@ -352,8 +357,8 @@ def test_status_shows_state_nodes_and_failure(scheduler: tuple[str, FakeSchedule
     assert result.stdout == (
         f"flow {BOOM} (boom): failed\n"
         f"created {when(CREATED + 10)}, ended {when(CREATED + 12)}\n"
-        "node  progdef  state   executor        items sent\n"
-        "hi    explode  failed  explode-host-7  1\n"
+        "node  progdef  version   state   executor        items sent\n"
+        "hi    explode  0123abcd  failed  explode-host-7  1\n"
         "failure (panic): node hi (progdef explode) on executor explode-host-7: "
         f"ValueError: panic-1\n{TRACEBACK}"
         "exports kept: 1\n"
@@ -383,7 +388,7 @@ def test_status_json_is_the_record(scheduler: tuple[str, FakeScheduler]) -> None
                     "state": "failed",
                     "executor": "explode-host-7",
                     "items_sent": 1,
-                    "version": "",
+                    "version": "0123abcd",
                 }
             ],
             "failure": {
