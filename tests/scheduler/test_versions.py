@@ -56,11 +56,16 @@ def mailbox_exists(url: str, name: str) -> bool:
 
 
 def test_an_old_version_drains_its_last_flow_then_retires(broker_url: str, tmp_path: Path) -> None:
-    cluster = LocalCluster(broker_url, tmp_path, names=("source", "slow")).start()
+    # One job per executor, so a second v1 job waits in the v1 mailbox; a drain grace of
+    # 1 s, so a retirement while the 3 s v1 job runs would stop it and fail its flow.
+    cluster = LocalCluster(
+        broker_url, tmp_path, names=("source", "slow"), max_jobs=1, drain_grace_s=1.0
+    ).start()
     old: subprocess.Popen[bytes] | None = None
     try:
         v1 = cluster.catalogue["slow"].version
         first = cluster.submit(slow_flow(10, 300))  # about 3 s of work on v1
+        queued = cluster.submit(slow_flow(2, 1))  # waits in the v1 mailbox meanwhile
         with cluster.client() as client:
             deadline = time.monotonic() + WAIT_S
             while node(client.get(first), "w").state != pb.NODE_STATE_RUNNING:
@@ -71,9 +76,9 @@ def test_an_old_version_drains_its_last_flow_then_retires(broker_url: str, tmp_p
         v2 = f"test-v2-{uuid.uuid4().hex[:12]}"
         (cluster.catalogue_dir / "slow" / "VERSION").write_text(v2 + "\n")
         old = cluster.executors["slow"]
-        cluster.start_executor("slow")
         cluster.catalogue = load_catalogue(cluster.catalogue_dir)
         assert cluster.catalogue["slow"].version == v2
+        cluster.start_executor("slow")
         cluster.wait_for_consumer("slow")
 
         second, exports = cluster.run(slow_flow(3, 1))
@@ -87,6 +92,10 @@ def test_an_old_version_drains_its_last_flow_then_retires(broker_url: str, tmp_p
         assert record.state == pb.FLOW_STATE_SUCCEEDED
         assert node(record, "w").version == v1
         assert len(record.exports) == 10
+        record = cluster.wait(queued)
+        assert record.state == pb.FLOW_STATE_SUCCEEDED
+        assert node(record, "w").version == v1
+        assert len(record.exports) == 2
         assert "retired mailbox" in cluster.executor_log("slow")
 
         old_mailbox = mailbox_name("slow", v1)
