@@ -35,7 +35,8 @@ with atheris.instrument_imports():
     from executor.pb.dagyo.v1.job_pb2 import Job
     from executor.progdef import load_catalogue, load_progdef
     from executor.stream import decode_frame
-    from scheduler.flow.model import check_flow, parse_flow
+    from scheduler.flow.check import check_flow
+    from scheduler.flow.model import parse_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = load_catalogue(ROOT / "progdefs")

@@ -26,7 +26,8 @@ from executor.progdef import load_catalogue
 from executor.stream import tune_gc
 from scheduler.client.api import SchedulerClient
 from scheduler.embedded import EmbeddedRunner
-from scheduler.flow.model import check_flow, parse_flow
+from scheduler.flow.check import check_flow
+from scheduler.flow.model import parse_flow
 
 
 def cluster_run(n: int, repeat: int) -> list[float]:

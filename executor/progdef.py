@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -138,12 +139,13 @@ class Progdef:
         base = self.directory if self.directory is not None else Path.cwd()
         return (base / self.context).resolve()
 
-    @property
+    @cached_property
     def version(self) -> str:
-        """The content hash naming this progdef's mailbox (see :func:`progdef_version`)."""
+        """The content hash naming this progdef's mailbox (see :func:`progdef_version`),
+        computed once per loaded progdef: hashing reads its whole build context."""
         return progdef_version(self)
 
-    @property
+    @cached_property
     def mailbox(self) -> str:
         """The mailbox queue of this progdef version."""
         return mailbox_name(self.name, self.version)

@@ -12,17 +12,30 @@ import os
 import posixpath
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from executor.constants import ENV_PROGDEF_VERSION
-
-if TYPE_CHECKING:
-    from executor.progdef import Progdef
 
 VERSION_FILE = "VERSION"
 
 
-def progdef_version(progdef: Progdef) -> str:
+class Hashable(Protocol):
+    """What the version is computed from: a progdef as loaded (executor.progdef.Progdef)."""
+
+    @property
+    def directory(self) -> Path | None: ...
+
+    @property
+    def raw(self) -> Any: ...
+
+    @property
+    def context_dir(self) -> Path: ...
+
+    @property
+    def dockerfile(self) -> str: ...
+
+
+def progdef_version(progdef: Hashable) -> str:
     """Return the progdef's version: a content hash of its progdef.json and build context.
 
     The hash covers the canonical JSON of progdef.json, then every file of the image build

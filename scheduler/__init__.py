@@ -34,7 +34,7 @@ __getattr__ = lazy_exports(
         "Scheduler": "scheduler.service.server",
         "SchedulerClient": "scheduler.client.api",
         "SchedulerSettings": "scheduler.service.config",
-        "check_flow": "scheduler.flow.model",
+        "check_flow": "scheduler.flow.check",
         "load_flow": "scheduler.flow.model",
         "serve": "scheduler.service.server",
     },
@@ -43,7 +43,8 @@ __getattr__ = lazy_exports(
 if TYPE_CHECKING:
     from scheduler.client.api import SchedulerClient
     from scheduler.embedded import EmbeddedRunner
-    from scheduler.flow.model import check_flow, load_flow
+    from scheduler.flow.check import check_flow
+    from scheduler.flow.model import load_flow
     from scheduler.local_cluster import LocalCluster
     from scheduler.service.config import SchedulerSettings
     from scheduler.service.server import Scheduler, serve

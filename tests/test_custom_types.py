@@ -16,7 +16,8 @@ import pytest
 from executor.errors import FlowInvalid, ProgdefInvalid
 from executor.progdef import load_catalogue, load_progdef
 from scheduler.embedded import EmbeddedRunner
-from scheduler.flow.model import check_flow, parse_flow
+from scheduler.flow.check import check_flow
+from scheduler.flow.model import parse_flow
 from tests.cluster import LocalCluster
 from tests.conftest import PROGDEFS, ROOT
 

@@ -14,7 +14,8 @@ from prometheus_client import REGISTRY
 
 from executor.errors import FlowInvalid, ProgdefInvalid
 from executor.progdef import load_catalogue
-from scheduler.flow.model import check_flow, parse_flow
+from scheduler.flow.check import check_flow
+from scheduler.flow.model import parse_flow
 from tests.cluster import LocalCluster, state_of
 from tests.conftest import EXAMPLES, PROGDEFS
 from tests.flows import consts

@@ -88,7 +88,8 @@ def catalogue_of(progdefs_dir: Path | None) -> dict[str, Progdef]:
 
 def checked_flow(path: Path, catalogue: dict[str, Progdef]) -> CheckedFlow:
     """Load and check a flow file, or exit 2 with every problem, one a line."""
-    from scheduler.flow.model import check_flow, load_flow
+    from scheduler.flow.check import check_flow
+    from scheduler.flow.model import load_flow
 
     try:
         return check_flow(load_flow(path), catalogue, source=str(path))

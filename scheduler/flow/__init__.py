@@ -1,6 +1,7 @@
 """The flow model: parse Flow JSON, check it against a catalogue, plan its jobs, render it."""
 
-from scheduler.flow.model import CheckedFlow, Flow, check_flow, load_flow, parse_flow
+from scheduler.flow.check import check_flow
+from scheduler.flow.model import CheckedFlow, Flow, load_flow, parse_flow
 from scheduler.flow.plan import Plan, plan_flow
 from scheduler.flow.render import render_graph
 

@@ -37,6 +37,26 @@ _Variable = tuple[str, str]  # (node, variable name)
 _Term = str | _Variable  # a typename, or a node's type variable
 
 
+def check_flow(
+    flow: Flow, catalogue: Mapping[str, Progdef], *, source: str = "flow.json"
+) -> CheckedFlow:
+    """Check a flow against the progdef catalogue, bind its type variables, encode its consts.
+
+    Checks every rule of DESIGN.md, "Flow JSON": progdefs and ports exist, every input has
+    exactly one source, every output goes somewhere, edges type-check, consts decode, and
+    the graph has no cycle.
+
+    Args:
+        flow: the flow, from :func:`parse_flow` or :func:`load_flow`.
+        catalogue: progdef name -> progdef, from ``load_catalogue``.
+        source: the file name that starts every problem line.
+
+    Raises:
+        FlowInvalid: with every problem found, one a line.
+    """
+    return typecheck(flow, catalogue, source=source)
+
+
 def typecheck(flow: Flow, catalogue: Mapping[str, Progdef], *, source: str) -> CheckedFlow:
     """Check a flow against a catalogue; see :func:`scheduler.flow.model.check_flow`.
 

@@ -172,29 +172,6 @@ def json_excerpt(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def check_flow(
-    flow: Flow, catalogue: Mapping[str, Progdef], *, source: str = "flow.json"
-) -> CheckedFlow:
-    """Check a flow against the progdef catalogue, bind its type variables, encode its consts.
-
-    Checks every rule of DESIGN.md, "Flow JSON": progdefs and ports exist, every input has
-    exactly one source, every output goes somewhere, edges type-check, consts decode, and
-    the graph has no cycle.
-
-    Args:
-        flow: the flow, from :func:`parse_flow` or :func:`load_flow`.
-        catalogue: progdef name -> progdef, from ``load_catalogue``.
-        source: the file name that starts every problem line.
-
-    Raises:
-        FlowInvalid: with every problem found, one a line.
-    """
-    # The checker builds on this module's model, so it cannot be imported at the top.
-    from scheduler.flow.check import typecheck
-
-    return typecheck(flow, catalogue, source=source)
-
-
 # --- parsing ------------------------------------------------------------------------------
 
 

@@ -43,7 +43,8 @@ from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.externalscaler import externalscaler_pb2_grpc
 from executor.progdef import Progdef, load_catalogue
-from scheduler.flow.model import CheckedFlow, check_flow, parse_flow
+from scheduler.flow.check import check_flow
+from scheduler.flow.model import CheckedFlow, parse_flow
 from scheduler.flow.plan import plan_flow
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker

@@ -134,9 +134,7 @@ def test_function_style_retries_an_item_before_it_panics(
         {
             "name": "flaky",
             "nodes": {"f": {"progdef": "flaky"}},
-            "consts": [
-                {"to": "f.items", "values": [{"text": "a"}, {"text": "b"}]}
-            ],
+            "consts": [{"to": "f.items", "values": [{"text": "a"}, {"text": "b"}]}],
             "exports": {"out": "f.items"},
         },
         catalogue=catalogue_with(tmp_path),

@@ -12,7 +12,8 @@ import pytest
 from executor.errors import FlowInvalid
 from executor.pb.dagyo import types_pb2
 from executor.progdef import load_catalogue, parse_progdef
-from scheduler.flow.model import Endpoint, check_flow, parse_flow
+from scheduler.flow.check import check_flow
+from scheduler.flow.model import Endpoint, parse_flow
 
 ROOT = Path(__file__).parents[2]
 TAKES = {

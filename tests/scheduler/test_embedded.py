@@ -16,7 +16,8 @@ from google.protobuf import json_format
 from executor.progdef import load_catalogue
 from executor.stream import StreamSettings
 from scheduler.embedded import EmbeddedRunner, RunResult
-from scheduler.flow.model import check_flow, parse_flow
+from scheduler.flow.check import check_flow
+from scheduler.flow.model import parse_flow
 from tests.conftest import PROGDEFS
 from tests.flows import CASES, same_exports
 

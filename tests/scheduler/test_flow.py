@@ -12,13 +12,13 @@ import pytest
 from executor.errors import FlowInvalid, ProgdefInvalid
 from executor.pb.dagyo import types_pb2
 from executor.progdef import Progdef, load_catalogue, parse_progdef
+from scheduler.flow.check import check_flow
 from scheduler.flow.model import (
     CheckedFlow,
     Const,
     Edge,
     Endpoint,
     Node,
-    check_flow,
     load_flow,
     parse_flow,
     schema_path,

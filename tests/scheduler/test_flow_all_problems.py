@@ -11,7 +11,8 @@ import pytest
 
 from executor.errors import FlowInvalid
 from executor.progdef import load_catalogue
-from scheduler.flow.model import check_flow, parse_flow
+from scheduler.flow.check import check_flow
+from scheduler.flow.model import parse_flow
 
 ROOT = Path(__file__).parents[2]
 CATALOGUE = load_catalogue(ROOT / "progdefs")

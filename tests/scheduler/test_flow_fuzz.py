@@ -14,7 +14,8 @@ from jsonschema import Draft202012Validator
 
 from executor.errors import FlowInvalid
 from executor.progdef import is_type_variable, load_catalogue
-from scheduler.flow.model import CheckedFlow, Endpoint, check_flow, parse_flow, schema_path
+from scheduler.flow.check import check_flow
+from scheduler.flow.model import CheckedFlow, Endpoint, parse_flow, schema_path
 
 CATALOGUE = load_catalogue(Path(__file__).parents[2] / "progdefs")
 FLOW_SCHEMA = Draft202012Validator(json.loads(schema_path("flow").read_text()))

@@ -8,7 +8,8 @@ import pytest
 
 from executor.errors import DagyoError, FlowInvalid, ProgdefInvalid
 from executor.progdef import load_catalogue, load_progdef
-from scheduler.flow.model import check_flow, parse_flow
+from scheduler.flow.check import check_flow
+from scheduler.flow.model import parse_flow
 
 ROOT = Path(__file__).resolve().parents[2]
 

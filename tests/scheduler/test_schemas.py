@@ -12,7 +12,8 @@ from jsonschema import Draft202012Validator
 
 from executor.errors import FlowInvalid
 from executor.progdef import load_catalogue
-from scheduler.flow.model import check_flow, parse_flow, schema_path
+from scheduler.flow.check import check_flow
+from scheduler.flow.model import parse_flow, schema_path
 
 ROOT = Path(__file__).parents[2]
 PROGDEF_FILES = sorted(ROOT.glob("progdefs/*/progdef.json"))

@@ -72,7 +72,8 @@ def test_invalid_flow_is_refused_with_every_problem(client: Client, catalogue: P
     response = client.stub.Submit(request, timeout=WAIT_S)
     assert not response.flow_id
     from executor.errors import FlowInvalid
-    from scheduler.flow.model import check_flow, parse_flow
+    from scheduler.flow.check import check_flow
+    from scheduler.flow.model import parse_flow
 
     with pytest.raises(FlowInvalid) as expected:
         check_flow(

@@ -6,6 +6,7 @@ it: the executor drains and exits 0, and its empty mailbox is deleted.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.progdef import load_catalogue, mailbox_name
 from scheduler.cli.local import progdefs_command
+from scheduler.client.api import SchedulerClient
 from tests.cluster import LocalCluster
 from tests.flows import consts, names
 
@@ -120,3 +122,41 @@ def test_an_old_version_drains_its_last_flow_then_retires(broker_url: str, tmp_p
         if old is not None and old.poll() is None:
             old.kill()
         cluster.close()
+
+
+def test_dagyo_up_starts_the_edited_version_after_retiring_the_old(
+    broker_url: str, tmp_path: Path
+) -> None:
+    from scheduler.local_cluster import LocalCluster as UpCluster
+    from scheduler.local_cluster import private_catalogue
+    from tests.conftest import PROGDEFS
+
+    catalogue = private_catalogue(PROGDEFS, tmp_path / "progdefs", ("source", "slow"), tag="up")
+    cluster = UpCluster(
+        progdefs_dir=catalogue, queue_url=broker_url, heartbeat_timeout_s=4.0, log_dir=tmp_path
+    )
+    try:
+        cluster.start()
+        assert cluster.wait_ready(timeout_s=WAIT_S) == []
+        v1 = load_catalogue(catalogue)["slow"].version
+        v2 = f"up-v2-{uuid.uuid4().hex[:12]}"
+        (catalogue / "slow" / "VERSION").write_text(v2 + "\n")
+        # The idle v1 executor is retired, exits 0, and is started again on v2.
+        deadline = time.monotonic() + WAIT_S
+        while mailbox_exists(broker_url, mailbox_name("slow", v1)) or not mailbox_exists(
+            broker_url, mailbox_name("slow", v2)
+        ):
+            assert time.monotonic() < deadline, "the edited progdef's executor never started"
+            cluster.supervise(on_exit=lambda *_: None)
+            time.sleep(0.1)
+        assert cluster.wait_ready(timeout_s=WAIT_S) == []
+        assert cluster.scheduler is not None
+        with SchedulerClient(cluster.address) as client:
+            flow_id = client.submit(json.dumps(slow_flow(2, 1)), source="slow.json")
+            deadline = time.monotonic() + WAIT_S
+            while client.get(flow_id).state != pb.FLOW_STATE_SUCCEEDED:
+                assert time.monotonic() < deadline, "the flow did not succeed"
+                time.sleep(0.05)
+            assert node(client.get(flow_id), "w").version == v2
+    finally:
+        cluster.stop()

@@ -66,7 +66,8 @@ def _port_types(flow_json: str, catalogue: Mapping[str, Progdef]) -> dict[tuple[
     """Output ``node.port`` -> typename, type variables bound when the flow still checks."""
     if not flow_json:
         return {}
-    from scheduler.flow.model import check_flow, parse_flow
+    from scheduler.flow.check import check_flow
+    from scheduler.flow.model import parse_flow
 
     try:
         checked = check_flow(parse_flow(flow_json), catalogue)
