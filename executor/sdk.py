@@ -29,7 +29,8 @@ from google.protobuf.message import Message
 
 from executor.errorport import build_error
 from executor.errors import DagyoError, DecodeError, Stopped, StreamCorrupt, TypeMismatch
-from executor.stream import FrameWriter, Inbox, decode_frame
+from executor.inbox import Inbox
+from executor.stream import FrameWriter, decode_frame
 from executor.types import frame_class
 
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from executor.errors import DagyoError, Stopped
+from executor.inbox import Inbox
 from executor.job import JobRun, execute
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_CANCELLED, FailureReport
 from executor.program import Program, load_program
 from executor.sdk import InputStream, merge
-from executor.stream import Flusher, Inbox, StreamSettings
+from executor.stream import Flusher, StreamSettings
 from executor.transport.memory import MemoryTransport
 from executor.types import message_class
 from scheduler.flow.model import CheckedFlow

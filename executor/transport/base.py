@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from executor.stream import Inbox
+    from executor.inbox import Inbox
 
 
 class FrameSink(Protocol):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from executor.constants import STOP_POLL_S, STREAM_MAX_FRAMES
 from executor.errors import Stopped
-from executor.stream import Inbox
+from executor.inbox import Inbox
 
 
 class MemoryTransport:

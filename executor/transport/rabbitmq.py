@@ -31,7 +31,7 @@ from executor.constants import (
     STREAM_PREFETCH_FRAMES,
 )
 from executor.errors import BrokerError, Stopped
-from executor.stream import Inbox
+from executor.inbox import Inbox
 
 FRAME_PROPERTIES = pika.BasicProperties(content_type=PROTOBUF_CONTENT_TYPE, type="dagyo.v1.Frame")
 

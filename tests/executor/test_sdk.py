@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from executor.errors import DecodeError
+from executor.inbox import Inbox
 from executor.progdef import load_catalogue
 from executor.sdk import InputStream
-from executor.stream import Inbox
 from executor.types import Text
 from tests.conftest import PROGDEFS
 from tests.scheduler.test_embedded import run_flow, source

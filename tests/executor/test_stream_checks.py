@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from executor.errors import StreamCorrupt
+from executor.inbox import Inbox
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.sdk import InputStream
-from executor.stream import Inbox
 from executor.types import Text
 
 TEXT = "dagyo.types.Text"

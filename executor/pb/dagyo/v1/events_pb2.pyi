@@ -24,20 +24,30 @@ class JobRef(_message.Message):
     def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ..., items_sent: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("executor", "progdef", "version", "jobs", "draining", "mailbox")
+    __slots__ = ("executor", "progdef", "version", "jobs", "draining", "mailbox", "slots")
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     PROGDEF_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
     MAILBOX_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
     executor: str
     progdef: str
     version: str
     jobs: _containers.RepeatedCompositeFieldContainer[JobRef]
     draining: bool
     mailbox: str
-    def __init__(self, executor: _Optional[str] = ..., progdef: _Optional[str] = ..., version: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobRef, _Mapping]]] = ..., draining: _Optional[bool] = ..., mailbox: _Optional[str] = ...) -> None: ...
+    slots: int
+    def __init__(self, executor: _Optional[str] = ..., progdef: _Optional[str] = ..., version: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobRef, _Mapping]]] = ..., draining: _Optional[bool] = ..., mailbox: _Optional[str] = ..., slots: _Optional[int] = ...) -> None: ...
+
+class Goodbye(_message.Message):
+    __slots__ = ("executor", "mailbox")
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    MAILBOX_FIELD_NUMBER: _ClassVar[int]
+    executor: str
+    mailbox: str
+    def __init__(self, executor: _Optional[str] = ..., mailbox: _Optional[str] = ...) -> None: ...
 
 class JobStarted(_message.Message):
     __slots__ = ("job", "executor")
@@ -65,16 +75,18 @@ class JobEnded(_message.Message):
     def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("time", "heartbeat", "started", "ended")
+    __slots__ = ("time", "heartbeat", "started", "ended", "goodbye")
     TIME_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
+    GOODBYE_FIELD_NUMBER: _ClassVar[int]
     time: float
     heartbeat: Heartbeat
     started: JobStarted
     ended: JobEnded
-    def __init__(self, time: _Optional[float] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Union[JobStarted, _Mapping]] = ..., ended: _Optional[_Union[JobEnded, _Mapping]] = ...) -> None: ...
+    goodbye: Goodbye
+    def __init__(self, time: _Optional[float] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Union[JobStarted, _Mapping]] = ..., ended: _Optional[_Union[JobEnded, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
 
 class Stop(_message.Message):
     __slots__ = ("flow_id", "reason", "retire_mailbox")
