@@ -32,8 +32,8 @@ from executor.constants import (
     ENV_QUEUE,
     HEARTBEAT_TIMEOUT_S,
 )
-from executor.errors import DagyoError
-from executor.progdef import Progdef, load_catalogue
+from executor.errors import DagyoError, ProgdefInvalid
+from executor.progdef import Progdef, load_catalogue, load_progdef
 from executor.version import VERSION_FILE
 from scheduler.local_processes import mailbox_consumers, own_process_group, progdef_environment
 from scheduler.service.config import MEMORY, SchedulerSettings, default_progdefs_dir
@@ -293,6 +293,9 @@ class LocalCluster:
             elif now >= self._due[index]:
                 del self._due[index]
                 self._started[index] = now
+                # Its folder may have been edited: start the current version (the scheduler
+                # retires an old one once idle, which is why an executor exits 0 here).
+                progdef = _reloaded(progdef)
                 restarted = self._spawn(progdef)
                 self._processes[index] = (progdef, restarted)
                 if on_start is not None:
@@ -415,6 +418,17 @@ class LocalCluster:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _reloaded(progdef: Progdef) -> Progdef:
+    """The progdef as its folder has it now; as it was when the folder no longer loads."""
+    if progdef.directory is None:
+        return progdef
+    try:
+        return load_progdef(progdef.directory)
+    except ProgdefInvalid as e:
+        log.warning("progdef %s: %s; starting its last good version", progdef.name, e)
+        return progdef
 
 
 def _log_kill(progdef: Progdef, process: subprocess.Popen[bytes]) -> None:
