@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 import click
-from google.protobuf import json_format
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -18,18 +17,17 @@ from rich.text import Text
 from executor import errorport
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import FailureKind, FailureReport
+from scheduler.client.records import (  # noqa: F401 - the CLI's JSON forms, re-exported
+    FAILURE_KINDS,
+    FLOW_STATES,
+    NODE_STATES,
+    export_value,
+    failure_dict,
+    record_dict,
+)
 
-FLOW_STATES = {
-    number: name.removeprefix("FLOW_STATE_").lower() for name, number in pb.FlowState.items()
-}
-NODE_STATES = {
-    number: name.removeprefix("NODE_STATE_").lower() for name, number in pb.NodeState.items()
-}
 # The executor name of a failure the scheduler decided itself (deadline, cancel, broker).
 SCHEDULER = "scheduler"
-FAILURE_KINDS = {
-    number: name.removeprefix("FAILURE_KIND_").lower() for name, number in FailureKind.items()
-}
 
 
 def export_line(name: str, message: Any) -> str:
@@ -38,17 +36,10 @@ def export_line(name: str, message: Any) -> str:
     return json.dumps({"export": name, "value": value}, ensure_ascii=False)
 
 
-def _value(value_json: str) -> Any:
-    try:
-        return json.loads(value_json)
-    except ValueError:
-        return value_json
-
-
 def export_json(export: pb.Export) -> str:
     """One export of a flow record as the JSON line ``dagyo run`` prints."""
     return json.dumps(
-        {"export": export.export, "value": _value(export.value_json)}, ensure_ascii=False
+        {"export": export.export, "value": export_value(export.value_json)}, ensure_ascii=False
     )
 
 
@@ -84,34 +75,6 @@ def failure_line(report: FailureReport) -> str:
     on = f" on {report.executor}" if report.executor not in ("", SCHEDULER) else ""
     error = (report.error.splitlines() or [FAILURE_KINDS.get(report.kind, "failed")])[0]
     return f"{report.flow_id}{where}{on}: {error}"
-
-
-def _as_dict(message: Any) -> dict[str, Any]:
-    return json_format.MessageToDict(
-        message,
-        always_print_fields_with_no_presence=True,
-        preserving_proto_field_name=True,
-        unquote_int64_if_possible=True,
-    )
-
-
-def failure_dict(report: FailureReport) -> dict[str, Any]:
-    """A failure report as JSON, its kind a lowercase word (``panic``, ``lost``, …)."""
-    data = _as_dict(report)
-    data["kind"] = FAILURE_KINDS.get(report.kind, "unspecified")
-    return data
-
-
-def record_dict(record: pb.FlowRecord) -> dict[str, Any]:
-    """A flow record as JSON: states as lowercase words, export values parsed."""
-    data = _as_dict(record)
-    data.pop("flow_json", None)  # the flow as submitted: the user has it, and it can be large
-    data["state"] = FLOW_STATES.get(record.state, "unspecified")
-    for node, raw in zip(data["nodes"], record.nodes, strict=True):
-        node["state"] = NODE_STATES.get(raw.state, "unspecified")
-    data["failure"] = failure_dict(record.failure) if record.HasField("failure") else None
-    data["exports"] = [{"export": e.export, "value": _value(e.value_json)} for e in record.exports]
-    return data
 
 
 def print_record(record: pb.FlowRecord) -> None:
