@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -86,15 +86,34 @@ def catalogue_of(progdefs_dir: Path | None) -> dict[str, Progdef]:
         fail(str(e), EXIT_INVALID)
 
 
-def checked_flow(path: Path, catalogue: dict[str, Progdef]) -> CheckedFlow:
-    """Load and check a flow file, or exit 2 with every problem, one a line."""
+def checked_flow(
+    path: Path, catalogue: dict[str, Progdef], sets: Sequence[str] = ()
+) -> CheckedFlow:
+    """Load and check a flow file (with its ``--set`` consts), or exit 2 with every
+    problem, one a line."""
     from scheduler.flow.check import check_flow
-    from scheduler.flow.model import load_flow
+    from scheduler.flow.model import load_flow, parse_flow
+    from scheduler.flow.overrides import apply_sets
 
     try:
-        return check_flow(load_flow(path), catalogue, source=str(path))
+        flow = load_flow(path)
+        if sets:
+            flow = parse_flow(apply_sets(path.read_text(encoding="utf-8"), sets), source=str(path))
+        return check_flow(flow, catalogue, source=str(path))
     except FlowInvalid as e:
         fail(str(e), EXIT_INVALID)
+
+
+def set_option(function: Any) -> Any:
+    """The shared ``--set NODE.PORT=JSON`` option (repeatable)."""
+    return click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="NODE.PORT=JSON",
+        help="Give input NODE.PORT these const items (one JSON item, or a JSON list), "
+        "replacing its const or supplying a missing one; repeatable.",
+    )(function)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from scheduler.cli.common import (
     fail,
     json_option,
     scheduler_option,
+    set_option,
 )
 from scheduler.cli.output import (
     FLOW_STATES,
@@ -68,8 +69,11 @@ def flow() -> None:
     help="Fail the flow if it runs longer than this many seconds (a finite number). The "
     "scheduler checks deadlines every 0.25 s, so the flow ends within a second of it.",
 )
+@set_option
 @scheduler_option
-def submit_command(flow_file: Path, wait: bool, deadline: float | None, address: str) -> None:
+def submit_command(
+    flow_file: Path, wait: bool, deadline: float | None, sets: tuple[str, ...], address: str
+) -> None:
     """Submit FLOW.json to the scheduler and print its flow id on stdout.
 
     Exits 0; with --wait as `dagyo run`: 0 succeeded, 1 failed or cancelled (the failure
@@ -83,7 +87,7 @@ def submit_command(flow_file: Path, wait: bool, deadline: float | None, address:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         fail(f"{flow_file}: cannot read the flow file: {reason}", EXIT_INVALID)
     with connected(address) as client:
-        flow_id = client.submit(text, source=str(flow_file), deadline_s=deadline or 0.0)
+        flow_id = client.submit(text, source=str(flow_file), deadline_s=deadline or 0.0, sets=sets)
         click.echo(flow_id, err=wait)
         if wait:
             sys.exit(_follow(client, flow_id))

@@ -18,6 +18,7 @@ from scheduler.cli.common import (
     fail,
     progdefs_option,
     scheduler_option,
+    set_option,
 )
 from scheduler.cli.output import Progress, export_line, print_failure
 
@@ -46,14 +47,15 @@ def validate(flow: Path, progdefs_dir: Path | None) -> None:
     default=None,
     help="Print the flow as a Mermaid or Graphviz DOT graph instead of running it.",
 )
+@set_option
 @progdefs_option
-def run(flow: Path, graph: str | None, progdefs_dir: Path | None) -> None:
+def run(flow: Path, graph: str | None, sets: tuple[str, ...], progdefs_dir: Path | None) -> None:
     """Run FLOW in this process (no broker); exported items to stdout as JSON lines.
 
     Exits 0 when the flow succeeded, 1 when it failed (the failure report on stderr),
     2 when it is invalid.
     """
-    checked = checked_flow(flow, catalogue_of(progdefs_dir))
+    checked = checked_flow(flow, catalogue_of(progdefs_dir), sets)
     if graph:
         from scheduler.flow.render import render_graph
 
@@ -125,9 +127,7 @@ def progdefs_command(progdefs_dir: Path | None, versions: bool, address: str) ->
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object a line).")
 @click.option("--schema", is_flag=True, help="Print the JSON Schema of NAME's JSON form.")
 @progdefs_option
-def types_command(
-    name: str | None, as_json: bool, schema: bool, progdefs_dir: Path | None
-) -> None:
+def types_command(name: str | None, as_json: bool, schema: bool, progdefs_dir: Path | None) -> None:
     """List every type of the catalogue (built in, well-known, custom) with its fields and
     docs; with NAME, that one type. --schema prints the JSON Schema of NAME's JSON form.
 

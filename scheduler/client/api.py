@@ -16,7 +16,7 @@ from __future__ import annotations
 import builtins
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, NoReturn
 
@@ -102,14 +102,24 @@ class SchedulerClient:
             self._channel = None
             self._stub = None
 
-    def submit(self, flow_json: str, *, source: str = "", deadline_s: float = 0.0) -> str:
+    def submit(
+        self,
+        flow_json: str,
+        *,
+        source: str = "",
+        deadline_s: float = 0.0,
+        sets: Sequence[str] = (),
+    ) -> str:
         """Submit a flow (Flow JSON v1 text) and return its id.
 
         Args:
             source: names the flow in error messages, e.g. its file name.
             deadline_s: seconds after which the flow fails; 0 for none.
+            sets: consts given at submit, each ``NODE.PORT=JSON``.
         """
-        request = pb.SubmitRequest(flow_json=flow_json, source=source, deadline_s=deadline_s)
+        request = pb.SubmitRequest(
+            flow_json=flow_json, source=source, deadline_s=deadline_s, set=list(sets)
+        )
         response = self._call("Submit", request)
         if response.problems or not response.flow_id:
             raise SchedulerRefused(list(response.problems), code="INVALID_ARGUMENT")

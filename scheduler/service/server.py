@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -45,6 +46,7 @@ from executor.pb.externalscaler import externalscaler_pb2_grpc
 from executor.progdef import Progdef, load_catalogue
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import CheckedFlow, parse_flow
+from scheduler.flow.overrides import apply_sets
 from scheduler.flow.plan import plan_flow
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
@@ -125,7 +127,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                 details(["the scheduler's progdef catalogue is invalid:", *e.problems]),
             )
         try:
-            flow = parse_flow(request.flow_json, source=source)
+            flow_json = apply_sets(request.flow_json, request.set)
+            flow = parse_flow(flow_json, source=source)
             checked = check_flow(flow, visible_catalogue(catalogue, principal), source=source)
         except FlowInvalid as e:
             # In the answer, not the status: problem lines can outgrow gRPC metadata.
@@ -160,7 +163,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                 deadline=deadline,
                 sources={name: str(endpoint) for name, endpoint in flow.exports.items()},
                 tenant=principal.tenant,
-                flow_json=request.flow_json,
+                flow_json=flow_json,
                 max_export_items=principal.quotas.max_export_items or 0,
             )
         except BrokerError as e:
@@ -479,6 +482,7 @@ class Scheduler:
             return []
         problems = []
         progdefs: dict[str, Progdef] = {p.name: p for p in checked.progdefs.values()}
+        jobs = Counter(p.name for p in checked.progdefs.values())
         for name, progdef in sorted(progdefs.items()):
             if autoscaled(progdef):
                 continue
@@ -490,6 +494,15 @@ class Scheduler:
                     f"progdef {name}: no executor serves mailbox {mailbox} and it has no "
                     f"autoscaler: start one with `dagyo up` or "
                     f"`python -m executor {progdef.directory or name}`"
+                )
+                continue
+            slots = self.lifecycle.liveness.slots(mailbox)
+            if slots and jobs[name] > slots:
+                # Every job of a flow runs at once: the ones left waiting would block the rest.
+                problems.append(
+                    f"progdef {name}: the flow has {jobs[name]} jobs of it but its executors "
+                    f"hold {slots} at once and it has no autoscaler: start more executors "
+                    "or raise DAGYO_MAX_JOBS"
                 )
         return problems
 

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from executor.pb.dagyo.v1 import failure_pb2 as dagyo_dot_v1_dot_failure__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x61gyo/v1/scheduler.proto\x12\x08\x64\x61gyo.v1\x1a\x16\x64\x61gyo/v1/failure.proto\"\x88\x01\n\x0cNodeProgress\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07progdef\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.NodeState\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x12\n\nitems_sent\x18\x05 \x01(\x04\x12\x0f\n\x07version\x18\x14 \x01(\t\",\n\x06\x45xport\x12\x0e\n\x06\x65xport\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\"\xb5\x02\n\nFlowRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.FlowState\x12%\n\x05nodes\x18\x04 \x03(\x0b\x32\x16.dagyo.v1.NodeProgress\x12(\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x01\x12\r\n\x05\x65nded\x18\x07 \x01(\x01\x12!\n\x07\x65xports\x18\x08 \x03(\x0b\x32\x10.dagyo.v1.Export\x12\x19\n\x11\x65xports_truncated\x18\t \x01(\x08\x12\x17\n\x0f\x65xports_dropped\x18\n \x01(\x04\x12\x0e\n\x06tenant\x18\x14 \x01(\t\x12\x11\n\tflow_json\x18\x15 \x01(\t\"F\n\rSubmitRequest\x12\x11\n\tflow_json\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\ndeadline_s\x18\x03 \x01(\x01\"3\n\x0eSubmitResponse\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x03(\t\"\x1d\n\nGetRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"0\n\x0bListRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x0cListResponse\x12#\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x14.dagyo.v1.FlowRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\rCancelRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x1f\n\x0cWatchRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x87\x01\n\nWatchEvent\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x12\"\n\x06\x65xport\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.ExportH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x42\x06\n\x04kind\"E\n\x0f\x46\x61iluresRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x10\x46\x61iluresResponse\x12)\n\x08\x66\x61ilures\x18\x01 \x03(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x11\n\x0fVersionsRequest\"c\n\x0eProgdefVersion\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07waiting\x18\x04 \x01(\x04\x12\x0f\n\x07running\x18\x05 \x01(\x04\">\n\x10VersionsResponse\x12*\n\x08versions\x18\x01 \x03(\x0b\x32\x18.dagyo.v1.ProgdefVersion*\xa2\x01\n\tFlowState\x12\x1a\n\x16\x46LOW_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46LOW_STATE_PENDING\x10\x01\x12\x16\n\x12\x46LOW_STATE_RUNNING\x10\x02\x12\x18\n\x14\x46LOW_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11\x46LOW_STATE_FAILED\x10\x04\x12\x18\n\x14\x46LOW_STATE_CANCELLED\x10\x05*\x9c\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATE_PENDING\x10\x01\x12\x16\n\x12NODE_STATE_RUNNING\x10\x02\x12\x14\n\x10NODE_STATE_ENDED\x10\x03\x12\x15\n\x11NODE_STATE_FAILED\x10\x04\x12\x16\n\x12NODE_STATE_STOPPED\x10\x05\x32\xaa\x03\n\tScheduler\x12;\n\x06Submit\x12\x17.dagyo.v1.SubmitRequest\x1a\x18.dagyo.v1.SubmitResponse\x12\x31\n\x03Get\x12\x14.dagyo.v1.GetRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x35\n\x04List\x12\x15.dagyo.v1.ListRequest\x1a\x16.dagyo.v1.ListResponse\x12\x37\n\x06\x43\x61ncel\x12\x17.dagyo.v1.CancelRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x37\n\x05Watch\x12\x16.dagyo.v1.WatchRequest\x1a\x14.dagyo.v1.WatchEvent0\x01\x12\x41\n\x08\x46\x61ilures\x12\x19.dagyo.v1.FailuresRequest\x1a\x1a.dagyo.v1.FailuresResponse\x12\x41\n\x08Versions\x12\x19.dagyo.v1.VersionsRequest\x1a\x1a.dagyo.v1.VersionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x61gyo/v1/scheduler.proto\x12\x08\x64\x61gyo.v1\x1a\x16\x64\x61gyo/v1/failure.proto\"\x88\x01\n\x0cNodeProgress\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07progdef\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.NodeState\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x12\n\nitems_sent\x18\x05 \x01(\x04\x12\x0f\n\x07version\x18\x14 \x01(\t\",\n\x06\x45xport\x12\x0e\n\x06\x65xport\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\"\xb5\x02\n\nFlowRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.FlowState\x12%\n\x05nodes\x18\x04 \x03(\x0b\x32\x16.dagyo.v1.NodeProgress\x12(\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x01\x12\r\n\x05\x65nded\x18\x07 \x01(\x01\x12!\n\x07\x65xports\x18\x08 \x03(\x0b\x32\x10.dagyo.v1.Export\x12\x19\n\x11\x65xports_truncated\x18\t \x01(\x08\x12\x17\n\x0f\x65xports_dropped\x18\n \x01(\x04\x12\x0e\n\x06tenant\x18\x14 \x01(\t\x12\x11\n\tflow_json\x18\x15 \x01(\t\"S\n\rSubmitRequest\x12\x0b\n\x03set\x18\x14 \x03(\t\x12\x11\n\tflow_json\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\ndeadline_s\x18\x03 \x01(\x01\"3\n\x0eSubmitResponse\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x03(\t\"\x1d\n\nGetRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"0\n\x0bListRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x0cListResponse\x12#\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x14.dagyo.v1.FlowRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\rCancelRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x1f\n\x0cWatchRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x87\x01\n\nWatchEvent\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x12\"\n\x06\x65xport\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.ExportH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x42\x06\n\x04kind\"E\n\x0f\x46\x61iluresRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x10\x46\x61iluresResponse\x12)\n\x08\x66\x61ilures\x18\x01 \x03(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x11\n\x0fVersionsRequest\"c\n\x0eProgdefVersion\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07waiting\x18\x04 \x01(\x04\x12\x0f\n\x07running\x18\x05 \x01(\x04\">\n\x10VersionsResponse\x12*\n\x08versions\x18\x01 \x03(\x0b\x32\x18.dagyo.v1.ProgdefVersion*\xa2\x01\n\tFlowState\x12\x1a\n\x16\x46LOW_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46LOW_STATE_PENDING\x10\x01\x12\x16\n\x12\x46LOW_STATE_RUNNING\x10\x02\x12\x18\n\x14\x46LOW_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11\x46LOW_STATE_FAILED\x10\x04\x12\x18\n\x14\x46LOW_STATE_CANCELLED\x10\x05*\x9c\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATE_PENDING\x10\x01\x12\x16\n\x12NODE_STATE_RUNNING\x10\x02\x12\x14\n\x10NODE_STATE_ENDED\x10\x03\x12\x15\n\x11NODE_STATE_FAILED\x10\x04\x12\x16\n\x12NODE_STATE_STOPPED\x10\x05\x32\xaa\x03\n\tScheduler\x12;\n\x06Submit\x12\x17.dagyo.v1.SubmitRequest\x1a\x18.dagyo.v1.SubmitResponse\x12\x31\n\x03Get\x12\x14.dagyo.v1.GetRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x35\n\x04List\x12\x15.dagyo.v1.ListRequest\x1a\x16.dagyo.v1.ListResponse\x12\x37\n\x06\x43\x61ncel\x12\x17.dagyo.v1.CancelRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x37\n\x05Watch\x12\x16.dagyo.v1.WatchRequest\x1a\x14.dagyo.v1.WatchEvent0\x01\x12\x41\n\x08\x46\x61ilures\x12\x19.dagyo.v1.FailuresRequest\x1a\x1a.dagyo.v1.FailuresResponse\x12\x41\n\x08Versions\x12\x19.dagyo.v1.VersionsRequest\x1a\x1a.dagyo.v1.VersionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dagyo.v1.scheduler_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FLOWSTATE']._serialized_start=1392
-  _globals['_FLOWSTATE']._serialized_end=1554
-  _globals['_NODESTATE']._serialized_start=1557
-  _globals['_NODESTATE']._serialized_end=1713
+  _globals['_FLOWSTATE']._serialized_start=1405
+  _globals['_FLOWSTATE']._serialized_end=1567
+  _globals['_NODESTATE']._serialized_start=1570
+  _globals['_NODESTATE']._serialized_end=1726
   _globals['_NODEPROGRESS']._serialized_start=63
   _globals['_NODEPROGRESS']._serialized_end=199
   _globals['_EXPORT']._serialized_start=201
@@ -43,31 +43,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLOWRECORD']._serialized_start=248
   _globals['_FLOWRECORD']._serialized_end=557
   _globals['_SUBMITREQUEST']._serialized_start=559
-  _globals['_SUBMITREQUEST']._serialized_end=629
-  _globals['_SUBMITRESPONSE']._serialized_start=631
-  _globals['_SUBMITRESPONSE']._serialized_end=682
-  _globals['_GETREQUEST']._serialized_start=684
-  _globals['_GETREQUEST']._serialized_end=713
-  _globals['_LISTREQUEST']._serialized_start=715
-  _globals['_LISTREQUEST']._serialized_end=763
-  _globals['_LISTRESPONSE']._serialized_start=765
-  _globals['_LISTRESPONSE']._serialized_end=841
-  _globals['_CANCELREQUEST']._serialized_start=843
-  _globals['_CANCELREQUEST']._serialized_end=875
-  _globals['_WATCHREQUEST']._serialized_start=877
-  _globals['_WATCHREQUEST']._serialized_end=908
-  _globals['_WATCHEVENT']._serialized_start=911
-  _globals['_WATCHEVENT']._serialized_end=1046
-  _globals['_FAILURESREQUEST']._serialized_start=1048
-  _globals['_FAILURESREQUEST']._serialized_end=1117
-  _globals['_FAILURESRESPONSE']._serialized_start=1119
-  _globals['_FAILURESRESPONSE']._serialized_end=1205
-  _globals['_VERSIONSREQUEST']._serialized_start=1207
-  _globals['_VERSIONSREQUEST']._serialized_end=1224
-  _globals['_PROGDEFVERSION']._serialized_start=1226
-  _globals['_PROGDEFVERSION']._serialized_end=1325
-  _globals['_VERSIONSRESPONSE']._serialized_start=1327
-  _globals['_VERSIONSRESPONSE']._serialized_end=1389
-  _globals['_SCHEDULER']._serialized_start=1716
-  _globals['_SCHEDULER']._serialized_end=2142
+  _globals['_SUBMITREQUEST']._serialized_end=642
+  _globals['_SUBMITRESPONSE']._serialized_start=644
+  _globals['_SUBMITRESPONSE']._serialized_end=695
+  _globals['_GETREQUEST']._serialized_start=697
+  _globals['_GETREQUEST']._serialized_end=726
+  _globals['_LISTREQUEST']._serialized_start=728
+  _globals['_LISTREQUEST']._serialized_end=776
+  _globals['_LISTRESPONSE']._serialized_start=778
+  _globals['_LISTRESPONSE']._serialized_end=854
+  _globals['_CANCELREQUEST']._serialized_start=856
+  _globals['_CANCELREQUEST']._serialized_end=888
+  _globals['_WATCHREQUEST']._serialized_start=890
+  _globals['_WATCHREQUEST']._serialized_end=921
+  _globals['_WATCHEVENT']._serialized_start=924
+  _globals['_WATCHEVENT']._serialized_end=1059
+  _globals['_FAILURESREQUEST']._serialized_start=1061
+  _globals['_FAILURESREQUEST']._serialized_end=1130
+  _globals['_FAILURESRESPONSE']._serialized_start=1132
+  _globals['_FAILURESRESPONSE']._serialized_end=1218
+  _globals['_VERSIONSREQUEST']._serialized_start=1220
+  _globals['_VERSIONSREQUEST']._serialized_end=1237
+  _globals['_PROGDEFVERSION']._serialized_start=1239
+  _globals['_PROGDEFVERSION']._serialized_end=1338
+  _globals['_VERSIONSRESPONSE']._serialized_start=1340
+  _globals['_VERSIONSRESPONSE']._serialized_end=1402
+  _globals['_SCHEDULER']._serialized_start=1729
+  _globals['_SCHEDULER']._serialized_end=2155
 # @@protoc_insertion_point(module_scope)

@@ -91,14 +91,16 @@ class FlowRecord(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[FlowState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeProgress, _Mapping]]] = ..., failure: _Optional[_Union[_failure_pb2.FailureReport, _Mapping]] = ..., created: _Optional[float] = ..., ended: _Optional[float] = ..., exports: _Optional[_Iterable[_Union[Export, _Mapping]]] = ..., exports_truncated: _Optional[bool] = ..., exports_dropped: _Optional[int] = ..., tenant: _Optional[str] = ..., flow_json: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("flow_json", "source", "deadline_s")
+    __slots__ = ("set", "flow_json", "source", "deadline_s")
+    SET_FIELD_NUMBER: _ClassVar[int]
     FLOW_JSON_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    set: _containers.RepeatedScalarFieldContainer[str]
     flow_json: str
     source: str
     deadline_s: float
-    def __init__(self, flow_json: _Optional[str] = ..., source: _Optional[str] = ..., deadline_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, set: _Optional[_Iterable[str]] = ..., flow_json: _Optional[str] = ..., source: _Optional[str] = ..., deadline_s: _Optional[float] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
     __slots__ = ("flow_id", "problems")

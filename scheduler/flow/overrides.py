@@ -1,0 +1,65 @@
+"""Consts given at submit: ``--set NODE.PORT=JSON`` replaces or supplies an input's const."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from executor.errors import FlowInvalid
+from executor.strictjson import JsonProblems, parse_strict
+from scheduler.flow.model import json_excerpt
+
+
+def parse_set(option: str) -> tuple[str, list[Any]]:
+    """``NODE.PORT=JSON`` as (``node.port``, its items): one JSON value is one item, a JSON
+    list is several.
+
+    Raises:
+        FlowInvalid: naming the option and what to write instead.
+    """
+    target, equals, value = option.partition("=")
+    target = target.strip()
+    node, dot, port = target.partition(".")
+    if not equals or not dot or not node or not port:
+        raise FlowInvalid(
+            [f"--set {json_excerpt(option)}: write NODE.PORT=JSON, e.g. --set names.count=3"]
+        )
+    try:
+        parsed = parse_strict(value, source=f"--set {target}")
+    except JsonProblems as e:
+        raise FlowInvalid(
+            [
+                f"{problem} (a text must be quoted: --set {target}='\"Ada\"')"
+                for problem in e.problems
+            ]
+        ) from None
+    items = parsed if isinstance(parsed, list) else [parsed]
+    return target, items
+
+
+def apply_sets(text: str, sets: Sequence[str]) -> str:
+    """The Flow JSON text with each ``--set`` replacing (or adding) its input's const.
+
+    A text that is not a JSON object is returned as it is, for the parser to report.
+
+    Raises:
+        FlowInvalid: for a malformed ``--set``.
+    """
+    if not sets:
+        return text
+    overrides = [parse_set(option) for option in sets]
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(data, dict):
+        return text
+    consts = data.get("consts", [])
+    if not isinstance(consts, list):
+        return text
+    for target, items in overrides:
+        consts = [c for c in consts if not (isinstance(c, dict) and c.get("to") == target)]
+        consts.append({"to": target, "values": items})
+    data["consts"] = consts
+    return json.dumps(data, ensure_ascii=False)
