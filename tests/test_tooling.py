@@ -48,3 +48,62 @@ def test_every_sample_progdef_loads_and_has_code() -> None:
     }
     for progdef in catalogue.values():
         assert callable(load_program(progdef).run)
+
+
+def _imports(package_roots: tuple[str, ...]) -> dict[str, set[str]]:
+    """Module -> the project modules it imports (at the top, in functions, or for typing)."""
+    import ast
+
+    modules = {}
+    for root in package_roots:
+        for path in (ROOT / root).rglob("*.py"):
+            if "pb" in path.relative_to(ROOT).parts:
+                continue
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            found: list[str] = []
+            if isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            graph[name] |= {m for m in found if m in modules and m != name}
+    return graph
+
+
+def test_no_import_cycle_among_the_projects_modules() -> None:
+    graph = _imports(("scheduler", "executor"))
+    cycles = []
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph[start]:
+            if nxt == goal:
+                return True
+            if nxt not in seen:
+                seen.add(nxt)
+                if reaches(nxt, goal, seen):
+                    return True
+        return False
+
+    for module, imported in graph.items():
+        for other in imported:
+            # a package may import its own modules (its __init__ re-exports them)
+            if module.startswith(other + ".") or other.startswith(module + "."):
+                continue
+            if reaches(other, module, set()):
+                cycles.append(f"{module} -> {other}")
+    assert cycles == []
+
+
+def test_the_executor_imports_no_scheduler_code() -> None:
+    graph = _imports(("scheduler", "executor"))
+    leaks = {
+        f"{module} -> {other}"
+        for module, imported in graph.items()
+        if module.startswith("executor")
+        for other in imported
+        if other.startswith("scheduler")
+    }
+    assert leaks == set()

@@ -22,7 +22,8 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from pathlib import Path
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
@@ -31,8 +32,30 @@ from executor.pb.externalscaler import externalscaler_pb2 as pb
 from executor.pb.externalscaler import externalscaler_pb2_grpc
 from executor.progdef import load_catalogue, mailbox_name
 
-if TYPE_CHECKING:
-    from scheduler.service.server import Scheduler
+
+class _Jobs(Protocol):
+    def jobs_running_of(self, progdef: str, version: str) -> int: ...
+
+
+class _Settings(Protocol):
+    @property
+    def progdefs(self) -> Path: ...
+
+
+class Demand(Protocol):
+    """What the scaler reads of a scheduler (scheduler.service.server.Scheduler)."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def settings(self) -> _Settings: ...
+
+    @property
+    def lifecycle(self) -> _Jobs: ...
+
+    def mailbox_depth(self, mailbox: str) -> int | None: ...
+
 
 log = logging.getLogger("dagyo.scheduler.scaler")
 
@@ -63,7 +86,7 @@ class ScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
         scheduler: whose catalogue folder, mailbox depths and running jobs are read.
     """
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Demand) -> None:
         self._scheduler = scheduler
 
     def IsActive(self, request: pb.ScaledObjectRef, context: grpc.ServicerContext) -> Any:  # noqa: N802
@@ -115,7 +138,7 @@ class ScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
         return waiting + scheduler.lifecycle.jobs_running_of(target.progdef, target.version)
 
 
-def resolve(metadata: Mapping[str, str], scheduler: Scheduler, context: Any) -> Target:
+def resolve(metadata: Mapping[str, str], scheduler: Demand, context: Any) -> Target:
     """The progdef version a trigger's metadata names, or abort the call saying why."""
     name = metadata.get("progdef", "")
     if not name:
