@@ -28,7 +28,15 @@ from executor.drain import ShutdownSignals
 from executor.health import ExecutorMetrics, port_is_fixed, serve_health
 from executor.job import JobRun, execute
 from executor.mailbox import Mailbox
-from executor.pb.dagyo.v1.events_pb2 import Event, Heartbeat, JobEnded, JobRef, JobStarted, Stop
+from executor.pb.dagyo.v1.events_pb2 import (
+    Event,
+    Goodbye,
+    Heartbeat,
+    JobEnded,
+    JobRef,
+    JobStarted,
+    Stop,
+)
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
     FAILURE_KIND_PANIC,
@@ -142,8 +150,19 @@ class Executor:
             end = time.monotonic() + 10
             while self.runs and time.monotonic() < end:
                 self._idle.wait(0.2)
+        self._goodbye()
         self.io.close()
         log.info("drained")
+
+    def _goodbye(self) -> None:
+        """Tell the scheduler at once that this executor pulls its mailbox no more."""
+        goodbye = Goodbye(executor=self.settings.executor_id, mailbox=self.settings.mailbox)
+        event = Event(time=time.time(), goodbye=goodbye)
+        key = f"goodbye.{self.settings.executor_id}"
+        try:
+            self.io.call(lambda: self._publish(EVENTS_EXCHANGE, key, event))
+        except Exception as e:  # broker gone: the heartbeat timeout tells the scheduler
+            log.warning("could not say goodbye: %s", e)
 
     # --- I/O thread ------------------------------------------------------------------------
 
@@ -198,6 +217,7 @@ class Executor:
             ],
             draining=self.mailbox.draining,
             mailbox=self.settings.mailbox,
+            slots=self.settings.max_jobs,
         )
         self._publish(
             EVENTS_EXCHANGE,

@@ -255,7 +255,12 @@ class Lifecycle:
         kind = event.WhichOneof("kind")
         if kind == "heartbeat" and event.heartbeat.mailbox:
             beat = event.heartbeat
-            self.liveness.serving(beat.executor, beat.mailbox, draining=beat.draining)
+            self.liveness.serving(
+                beat.executor, beat.mailbox, draining=beat.draining, slots=beat.slots
+            )
+        if kind == "goodbye":
+            self.liveness.gone(event.goodbye.executor, event.goodbye.mailbox)
+            return
         if kind is not None:
             self.liveness.heard(getattr(event, kind).executor)
         if kind == "heartbeat":

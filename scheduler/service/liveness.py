@@ -34,6 +34,7 @@ class Liveness:
         self._seen: dict[str, float] = {}
         self._serving: dict[str, float] = {}
         self._pulls: dict[str, str] = {}  # executor -> the mailbox it pulls
+        self._slots: dict[str, int] = {}  # executor -> how many jobs it runs at once
         self._floor = clock()
         self._listening = True
         self._lagging = False
@@ -47,7 +48,7 @@ class Liveness:
             if mailbox is not None:
                 self._serving[mailbox] = now
 
-    def serving(self, executor: str, mailbox: str, *, draining: bool) -> None:
+    def serving(self, executor: str, mailbox: str, *, draining: bool, slots: int = 0) -> None:
         """Note, from a heartbeat, which mailbox ``executor`` pulls (none while draining).
 
         Every later sign of life of the executor counts for the mailbox too: under load its
@@ -57,9 +58,39 @@ class Liveness:
         with self._lock:
             if draining:
                 self._pulls.pop(executor, None)
+                self._slots.pop(executor, None)
                 return
             self._pulls[executor] = mailbox
+            self._slots[executor] = slots
             self._serving[mailbox] = now
+
+    def gone(self, executor: str, mailbox: str) -> None:
+        """``executor`` drained and exits (it said goodbye): it serves ``mailbox`` no more.
+
+        The mailbox counts as unserved at once unless another executor pulls it.
+        """
+        with self._lock:
+            self._pulls.pop(executor, None)
+            self._slots.pop(executor, None)
+            self._seen.pop(executor, None)
+            if mailbox not in self._pulls.values():
+                self._serving.pop(mailbox, None)
+
+    def slots(self, mailbox: str) -> int | None:
+        """Job slots of the executors heard pulling ``mailbox`` within the timeout.
+
+        None when one of them did not say (an older executor): its capacity is unknown.
+        """
+        now = self._clock()
+        with self._lock:
+            total = 0
+            for executor, pulled in self._pulls.items():
+                if pulled != mailbox or now - self._seen.get(executor, 0.0) > self.timeout_s:
+                    continue
+                if not self._slots.get(executor):
+                    return None
+                total += self._slots[executor]
+            return total
 
     def mailboxes(self) -> list[str]:
         """The mailboxes an executor was heard pulling within the timeout."""
