@@ -19,6 +19,7 @@ exponential backoff for as long as the scheduler runs: see executor.amqp), calls
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -438,7 +439,7 @@ class Broker:
 
     # --- publishing ------------------------------------------------------------------------
 
-    def publish_jobs(self, jobs: Iterable[tuple[str, Message]]) -> None:
+    def publish_jobs(self, jobs: Iterable[tuple[str, Message]], *, expires: float = 0.0) -> None:
         """Declare each mailbox and publish each (mailbox, job descriptor), all at once.
 
         The jobs go out on a channel without confirms, back to back, then one passive
@@ -450,10 +451,23 @@ class Broker:
         not durable, so a job surviving a broker restart could only fail; and persisting
         costs a disk sync per job on the submit path.
 
+        Args:
+            expires: Unix time the broker drops jobs still waiting (their flow's deadline);
+                0 for never.
+
         Raises:
             BrokerError: when a mailbox took no job, or the broker is gone.
         """
         pending = list(jobs)
+        properties = JOB_PROPERTIES
+        if expires:
+            ttl_ms = max(1, int((expires - time.time()) * 1000))
+            properties = pika.BasicProperties(
+                content_type=JOB_PROPERTIES.content_type,
+                type=JOB_PROPERTIES.type,
+                app_id=JOB_PROPERTIES.app_id,
+                expiration=str(ttl_ms),
+            )
         for mailbox, _ in pending:
             self.declare_mailbox(mailbox)
 
@@ -461,9 +475,7 @@ class Broker:
             lane = self._jobs_lane()
             self._returned.clear()
             for mailbox, job in pending:
-                lane.basic_publish(
-                    "", mailbox, job.SerializeToString(), JOB_PROPERTIES, mandatory=True
-                )
+                lane.basic_publish("", mailbox, job.SerializeToString(), properties, mandatory=True)
             lane.queue_declare(pending[-1][0], passive=True)
             if self._returned:
                 raise BrokerError(f"no mailbox took the jobs for {', '.join(self._returned)}")

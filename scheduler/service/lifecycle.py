@@ -173,7 +173,9 @@ class Lifecycle:
         try:
             self.broker.declare_flow_queues(flow_id, failure_queue(flow_id), plan.queues)
             self._consume(flow)
-            self.broker.publish_jobs((job.progdef.mailbox, job.descriptor) for job in plan.jobs)
+            self.broker.publish_jobs(
+                ((job.progdef.mailbox, job.descriptor) for job in plan.jobs), expires=deadline
+            )
         except BrokerError as e:
             with self._lock:
                 flow.starting = False

@@ -3,13 +3,20 @@ flow whose progdef's last executor drained and said goodbye."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
+import time
 from pathlib import Path
 
+import pika
+import pika.exceptions
 import pytest
 
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.client.api import SchedulerRefused
+from scheduler.service.config import SchedulerSettings
 from tests.cluster import LocalCluster
+from tests.scheduler.fake_executor import WAIT_S, Client, mailboxes
 
 # Long enough that only a goodbye, not the heartbeat timeout, can explain a prompt refusal.
 HEARTBEAT_TIMEOUT_S = 60.0
@@ -74,3 +81,36 @@ def test_submit_is_refused_at_once_after_the_last_executor_drained(
         assert "progdef greet: no executor serves mailbox" in str(refused.value)
     finally:
         cluster.close()
+
+
+def test_a_job_no_executor_took_leaves_its_mailbox_at_the_flow_deadline(
+    settings: SchedulerSettings, catalogue: Path
+) -> None:
+    # Nothing serves the mailboxes: the jobs wait there until the flow's deadline.
+    client = Client(dataclasses.replace(settings, require_consumers=False))
+    try:
+        flow_id = client.submit(deadline_s=1.0)
+        deadline = time.monotonic() + WAIT_S
+        while client.get(flow_id).state != pb.FLOW_STATE_FAILED:
+            assert time.monotonic() < deadline, "the flow did not fail at its deadline"
+            time.sleep(0.05)
+        left = {}
+        while time.monotonic() < deadline:
+            left = {m: _depth(settings.queue_url, m) for m in mailboxes(catalogue)}
+            if not any(left.values()):
+                break
+            time.sleep(0.1)
+        assert not any(left.values()), f"jobs left in the mailboxes: {left}"
+    finally:
+        client.close()
+
+
+def _depth(url: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        try:
+            return connection.channel().queue_declare(queue, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker:
+            return 0
+    finally:
+        connection.close()
