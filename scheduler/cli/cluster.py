@@ -357,9 +357,7 @@ def _say_killed(progdef: Progdef, process: subprocess.Popen[bytes]) -> None:
     "credentials), instead of the scheduler's API.",
 )
 @scheduler_option
-def failures_command(
-    flow_id: str, as_json: bool, follow: bool, broker: bool, address: str
-) -> None:
+def failures_command(flow_id: str, as_json: bool, follow: bool, broker: bool, address: str) -> None:
     """Print the failures recorded so far, one a line: `FLOW NODE (PROGDEF) on EXECUTOR: ERROR`.
 
     With --follow it then prints each new failure as the scheduler records it (your
