@@ -64,16 +64,30 @@ class Versions:
         self._lock = threading.Lock()
         self._retiring: set[str] = set()  # mailboxes told to retire, not yet deleted
         self._retired: dict[str, VersionState] = {}
+        # Mailboxes that were this scheduler's current version at some check. Only those
+        # are retired when the catalogue moves on: an executor of a version this scheduler
+        # never scheduled (another scheduler's catalogue on the same vhost, a canary) is
+        # none of its business.
+        self._ever_current: set[str] = {p.mailbox for p in catalogue().values()}
 
     def old_versions(self) -> list[VersionState]:
-        """The versions executors are heard pulling that are not the catalogue's current."""
+        """The versions executors are heard pulling that were this scheduler's current
+        version once and are not any more."""
         catalogue = self._catalogue()
+        with self._lock:
+            self._ever_current.update(p.mailbox for p in catalogue.values())
+            ever_current = set(self._ever_current)
         found = []
         for mailbox in self._lifecycle.liveness.mailboxes():
             for name, progdef in catalogue.items():
                 prefix = mailbox_name(name, "")
                 version = mailbox[len(prefix) :] if mailbox.startswith(prefix) else ""
-                if version and "." not in version and version != progdef.version:
+                if (
+                    version
+                    and "." not in version
+                    and version != progdef.version
+                    and mailbox in ever_current
+                ):
                     found.append(VersionState(name, version, DRAINING))
         return found
 

@@ -191,7 +191,9 @@ def test_a_cancelled_flow_reads_as_a_sentence_and_its_nodes_are_stopped(
     assert dagyo(client, "flow", "cancel", flow_id).stdout == f"{flow_id} cancelled\n"
     status = dagyo(client, "flow", "status", flow_id)
     assert "failure (cancelled): the flow was cancelled by a user" in status.stdout
-    rows = {line.split()[0]: line.split()[2] for line in status.stdout.splitlines()[3:5]}
+    lines = status.stdout.splitlines()
+    column = lines[2].split().index("state")  # the table's header names its columns
+    rows = {line.split()[0]: line.split()[column] for line in lines[3:5]}
     assert rows == {"a": "stopped", "b": "stopped"}
     watched = dagyo(client, "flow", "watch", flow_id)
     assert watched.exit_code == 1
