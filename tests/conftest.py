@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+# The tests start executors with subprocess.Popen from a process with live gRPC channels and
+# servers; with gRPC's fork handlers on, the child can die before it execs (grpc/grpc#43055:
+# "epoll_wait error: Bad file descriptor"). Set before anything imports grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 ROOT = Path(__file__).resolve().parent.parent
 PROGDEFS = ROOT / "progdefs"
 EXAMPLES = ROOT / "examples"

@@ -8,7 +8,12 @@ second to import, and ``dagyo run`` should not pay for it.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# `dagyo up` starts executor processes while its scheduler serves gRPC; with gRPC's fork
+# handlers on, such a child can die before it execs (grpc/grpc#43055). Set before grpc loads.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import click
 
