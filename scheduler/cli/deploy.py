@@ -10,8 +10,8 @@ import click
 
 from scheduler.cli.common import EXIT_INVALID, fail
 
-#: The top-level modules of the ``deploy`` extra.
-DEPLOY_EXTRA = ("kubernetes", "docker")
+#: The top-level modules of the ``deploy`` extra (urllib3 comes with the kubernetes client).
+DEPLOY_EXTRA = ("kubernetes", "docker", "urllib3")
 
 
 def _needs_extra(name: str, missing: str) -> click.Command:
