@@ -284,7 +284,14 @@ class AmqpThread:
     def _serve(self) -> None:
         connection = self.connection()
         while not self._closing.is_set():
-            connection.process_data_events(time_limit=0.2)
+            try:
+                connection.process_data_events(time_limit=0.2)
+            except ValueError as e:
+                # pika raises "Timeout closed before call" when the broker closed the
+                # connection while it armed its timer: that is a lost connection, not a bug.
+                if connection.is_open:
+                    raise
+                raise pika.exceptions.ConnectionClosed(320, f"the connection closed: {e}") from e
             self._run_calls()
 
     def _reconnect(self) -> bool:
