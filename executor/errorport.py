@@ -56,7 +56,10 @@ def build_error(
 
 
 def author_traceback(error: BaseException) -> str:
-    """The traceback of an exception from the author's first frame on (none of the runtime's)."""
+    """The traceback of an exception from the author's first frame on (none of the runtime's).
+
+    A panic inside the runtime (a decode error, a wrong type sent) keeps every frame.
+    """
     frames = traceback_module.extract_tb(error.__traceback__)
     first = next((i for i, f in enumerate(frames) if not f.filename.startswith(_RUNTIME)), 0)
     lines = ["Traceback (most recent call last):\n"]

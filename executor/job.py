@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from executor.errorport import build_error
+from executor.errorport import author_traceback, build_error
 from executor.errors import DagyoError, Stopped
 from executor.inbox import Inbox
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
@@ -191,20 +191,6 @@ def execute(
         kind=FAILURE_KIND_PANIC,
         time=time.time(),
     )
-
-
-def author_traceback(error: BaseException) -> str:
-    """The traceback of a panic, without the runtime's own frames above the author's code.
-
-    A panic inside the runtime (a decode error, a wrong type sent) keeps every frame.
-    """
-    frames = traceback_module.extract_tb(error.__traceback__)
-    runtime = str(Path(__file__).parent)
-    first = next((i for i, f in enumerate(frames) if not f.filename.startswith(runtime)), 0)
-    lines = ["Traceback (most recent call last):\n"]
-    lines += traceback_module.format_list(frames[first:])
-    lines += traceback_module.format_exception_only(type(error), error)
-    return "".join(lines)
 
 
 def _author_frames(error: BaseException) -> bool:
