@@ -195,3 +195,65 @@ class VersionsResponse(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     versions: _containers.RepeatedCompositeFieldContainer[ProgdefVersion]
     def __init__(self, versions: _Optional[_Iterable[_Union[ProgdefVersion, _Mapping]]] = ...) -> None: ...
+
+class InvokeRequest(_message.Message):
+    __slots__ = ("progdef", "input")
+    PROGDEF_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    progdef: str
+    input: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, progdef: _Optional[str] = ..., input: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class InvokeEvent(_message.Message):
+    __slots__ = ("flow_id", "output", "end")
+    FLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    flow_id: str
+    output: Export
+    end: FlowRecord
+    def __init__(self, flow_id: _Optional[str] = ..., output: _Optional[_Union[Export, _Mapping]] = ..., end: _Optional[_Union[FlowRecord, _Mapping]] = ...) -> None: ...
+
+class TriggersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TriggerFiring(_message.Message):
+    __slots__ = ("event_id", "event_source", "flow_ids", "time")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FLOW_IDS_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    event_source: str
+    flow_ids: _containers.RepeatedScalarFieldContainer[str]
+    time: float
+    def __init__(self, event_id: _Optional[str] = ..., event_source: _Optional[str] = ..., flow_ids: _Optional[_Iterable[str]] = ..., time: _Optional[float] = ...) -> None: ...
+
+class Trigger(_message.Message):
+    __slots__ = ("name", "file", "flow", "events", "match", "tenant", "problems", "firings", "fired")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    FLOW_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    FIRINGS_FIELD_NUMBER: _ClassVar[int]
+    FIRED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    file: str
+    flow: str
+    events: str
+    match: str
+    tenant: str
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    firings: _containers.RepeatedCompositeFieldContainer[TriggerFiring]
+    fired: int
+    def __init__(self, name: _Optional[str] = ..., file: _Optional[str] = ..., flow: _Optional[str] = ..., events: _Optional[str] = ..., match: _Optional[str] = ..., tenant: _Optional[str] = ..., problems: _Optional[_Iterable[str]] = ..., firings: _Optional[_Iterable[_Union[TriggerFiring, _Mapping]]] = ..., fired: _Optional[int] = ...) -> None: ...
+
+class TriggersResponse(_message.Message):
+    __slots__ = ("triggers",)
+    TRIGGERS_FIELD_NUMBER: _ClassVar[int]
+    triggers: _containers.RepeatedCompositeFieldContainer[Trigger]
+    def __init__(self, triggers: _Optional[_Iterable[_Union[Trigger, _Mapping]]] = ...) -> None: ...

@@ -69,6 +69,16 @@ class SchedulerStub:
                 request_serializer=dagyo_dot_v1_dot_scheduler__pb2.VersionsRequest.SerializeToString,
                 response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.VersionsResponse.FromString,
                 _registered_method=True)
+        self.Invoke = channel.unary_stream(
+                '/dagyo.v1.Scheduler/Invoke',
+                request_serializer=dagyo_dot_v1_dot_scheduler__pb2.InvokeRequest.SerializeToString,
+                response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.InvokeEvent.FromString,
+                _registered_method=True)
+        self.Triggers = channel.unary_unary(
+                '/dagyo.v1.Scheduler/Triggers',
+                request_serializer=dagyo_dot_v1_dot_scheduler__pb2.TriggersRequest.SerializeToString,
+                response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.TriggersResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServicer:
@@ -118,6 +128,21 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Invoke(self, request, context):
+        """Run one progdef on the given items, as a one-node flow every output of which is
+        exported: its flow id, then each output item, then its end.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Triggers(self, request, context):
+        """The triggers the scheduler read from DAGYO_TRIGGERS, with their last firings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +180,16 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.Versions,
                     request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.VersionsRequest.FromString,
                     response_serializer=dagyo_dot_v1_dot_scheduler__pb2.VersionsResponse.SerializeToString,
+            ),
+            'Invoke': grpc.unary_stream_rpc_method_handler(
+                    servicer.Invoke,
+                    request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.InvokeRequest.FromString,
+                    response_serializer=dagyo_dot_v1_dot_scheduler__pb2.InvokeEvent.SerializeToString,
+            ),
+            'Triggers': grpc.unary_unary_rpc_method_handler(
+                    servicer.Triggers,
+                    request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.TriggersRequest.FromString,
+                    response_serializer=dagyo_dot_v1_dot_scheduler__pb2.TriggersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -346,6 +381,60 @@ class Scheduler:
             '/dagyo.v1.Scheduler/Versions',
             dagyo_dot_v1_dot_scheduler__pb2.VersionsRequest.SerializeToString,
             dagyo_dot_v1_dot_scheduler__pb2.VersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Invoke(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dagyo.v1.Scheduler/Invoke',
+            dagyo_dot_v1_dot_scheduler__pb2.InvokeRequest.SerializeToString,
+            dagyo_dot_v1_dot_scheduler__pb2.InvokeEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Triggers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dagyo.v1.Scheduler/Triggers',
+            dagyo_dot_v1_dot_scheduler__pb2.TriggersRequest.SerializeToString,
+            dagyo_dot_v1_dot_scheduler__pb2.TriggersResponse.FromString,
             options,
             channel_credentials,
             insecure,
