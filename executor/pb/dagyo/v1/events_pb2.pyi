@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class JobRef(_message.Message):
-    __slots__ = ("flow_id", "node", "items_sent")
+    __slots__ = ("flow_id", "node", "items_sent", "blocked_s")
     class ItemsSentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -18,10 +18,12 @@ class JobRef(_message.Message):
     FLOW_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ITEMS_SENT_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_S_FIELD_NUMBER: _ClassVar[int]
     flow_id: str
     node: str
     items_sent: _containers.ScalarMap[str, int]
-    def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ..., items_sent: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    blocked_s: float
+    def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ..., items_sent: _Optional[_Mapping[str, int]] = ..., blocked_s: _Optional[float] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("executor", "progdef", "version", "jobs", "draining", "mailbox", "slots")

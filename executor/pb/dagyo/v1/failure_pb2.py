@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x64\x61gyo/v1/failure.proto\x12\x08\x64\x61gyo.v1\"\xa6\x01\n\rFailureReport\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0f\n\x07progdef\x18\x03 \x01(\t\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x11\n\ttraceback\x18\x06 \x01(\t\x12#\n\x04kind\x18\x07 \x01(\x0e\x32\x15.dagyo.v1.FailureKind\x12\x0c\n\x04time\x18\x08 \x01(\x01*\xaa\x01\n\x0b\x46\x61ilureKind\x12\x1c\n\x18\x46\x41ILURE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46\x41ILURE_KIND_PANIC\x10\x01\x12\x15\n\x11\x46\x41ILURE_KIND_LOST\x10\x02\x12\x19\n\x15\x46\x41ILURE_KIND_DEADLINE\x10\x03\x12\x1a\n\x16\x46\x41ILURE_KIND_CANCELLED\x10\x04\x12\x17\n\x13\x46\x41ILURE_KIND_BROKER\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x64\x61gyo/v1/failure.proto\x12\x08\x64\x61gyo.v1\"\xa6\x01\n\rFailureReport\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0f\n\x07progdef\x18\x03 \x01(\t\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x11\n\ttraceback\x18\x06 \x01(\t\x12#\n\x04kind\x18\x07 \x01(\x0e\x32\x15.dagyo.v1.FailureKind\x12\x0c\n\x04time\x18\x08 \x01(\x01*\xc5\x01\n\x0b\x46\x61ilureKind\x12\x1c\n\x18\x46\x41ILURE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46\x41ILURE_KIND_PANIC\x10\x01\x12\x15\n\x11\x46\x41ILURE_KIND_LOST\x10\x02\x12\x19\n\x15\x46\x41ILURE_KIND_DEADLINE\x10\x03\x12\x1a\n\x16\x46\x41ILURE_KIND_CANCELLED\x10\x04\x12\x17\n\x13\x46\x41ILURE_KIND_BROKER\x10\x05\x12\x19\n\x15\x46\x41ILURE_KIND_DEADLOCK\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dagyo.v1.failure_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FAILUREKIND']._serialized_start=206
-  _globals['_FAILUREKIND']._serialized_end=376
+  _globals['_FAILUREKIND']._serialized_end=403
   _globals['_FAILUREREPORT']._serialized_start=37
   _globals['_FAILUREREPORT']._serialized_end=203
 # @@protoc_insertion_point(module_scope)

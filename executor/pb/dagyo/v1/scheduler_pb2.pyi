@@ -63,7 +63,7 @@ class Export(_message.Message):
     def __init__(self, export: _Optional[str] = ..., value_json: _Optional[str] = ...) -> None: ...
 
 class FlowRecord(_message.Message):
-    __slots__ = ("id", "name", "state", "nodes", "failure", "created", "ended", "exports", "exports_truncated", "exports_dropped", "tenant", "flow_json")
+    __slots__ = ("id", "name", "state", "nodes", "failure", "created", "ended", "exports", "exports_truncated", "exports_dropped", "tenant", "flow_json", "waiting")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class FlowRecord(_message.Message):
     EXPORTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     FLOW_JSON_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: FlowState
@@ -88,7 +89,8 @@ class FlowRecord(_message.Message):
     exports_dropped: int
     tenant: str
     flow_json: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[FlowState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeProgress, _Mapping]]] = ..., failure: _Optional[_Union[_failure_pb2.FailureReport, _Mapping]] = ..., created: _Optional[float] = ..., ended: _Optional[float] = ..., exports: _Optional[_Iterable[_Union[Export, _Mapping]]] = ..., exports_truncated: _Optional[bool] = ..., exports_dropped: _Optional[int] = ..., tenant: _Optional[str] = ..., flow_json: _Optional[str] = ...) -> None: ...
+    waiting: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[FlowState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeProgress, _Mapping]]] = ..., failure: _Optional[_Union[_failure_pb2.FailureReport, _Mapping]] = ..., created: _Optional[float] = ..., ended: _Optional[float] = ..., exports: _Optional[_Iterable[_Union[Export, _Mapping]]] = ..., exports_truncated: _Optional[bool] = ..., exports_dropped: _Optional[int] = ..., tenant: _Optional[str] = ..., flow_json: _Optional[str] = ..., waiting: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("set", "flow_json", "source", "deadline_s")
