@@ -3,7 +3,8 @@
 One SQLite file (or ``:memory:``) holds everything a restarted scheduler needs: each
 flow's record (a ``dagyo.v1.FlowRecord`` without its exports), the *runtime* a running
 flow is resumed from (its queues, export streams and deadline), the exports kept so far,
-and every failure report. All methods are thread-safe: one connection, one lock.
+every failure report, and the progdef versions it knows (so a restarted scheduler still
+retires an old version). All methods are thread-safe: one connection, one lock.
 :class:`ActiveFlow` is a flow that has not ended, as the scheduler holds it in memory.
 """
 
@@ -53,6 +54,12 @@ CREATE TABLE IF NOT EXISTS failures (
     position INTEGER NOT NULL,
     report BLOB NOT NULL,
     PRIMARY KEY (flow_id, position)
+);
+CREATE TABLE IF NOT EXISTS versions (
+    mailbox TEXT PRIMARY KEY,
+    progdef TEXT NOT NULL,
+    version TEXT NOT NULL,
+    state TEXT NOT NULL
 );
 """
 
@@ -436,6 +443,25 @@ class FlowStore:
             size += len(blob)
             last = rowid
         return reports, (str(last) if len(rows) > limit else "")
+
+    # --- progdef versions ------------------------------------------------------------------
+
+    def save_version(self, mailbox: str, *, progdef: str, version: str, state: str) -> None:
+        """Record (or update) the state of one progdef version, keyed by its mailbox."""
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO versions (mailbox, progdef, version, state) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (mailbox) DO UPDATE SET state = excluded.state",
+                (mailbox, progdef, version, state),
+            )
+
+    def versions(self) -> list[tuple[str, str, str, str]]:
+        """Every version recorded: (mailbox, progdef, version, state), by mailbox."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT mailbox, progdef, version, state FROM versions ORDER BY mailbox"
+            ).fetchall()
+        return [(str(m), str(p), str(v), str(s)) for m, p, v, s in rows]
 
 
 def _number(token: str) -> int:

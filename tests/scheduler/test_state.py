@@ -169,3 +169,16 @@ def test_a_huge_failure_text_is_kept_cut_with_a_marker() -> None:
     assert kept.failure.traceback.endswith("xEnd")
     (report,), _ = store.failures("big")
     assert report.ByteSize() < 64 * 1024 and "characters not shown" in report.error
+
+
+def test_progdef_versions_survive_a_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.sqlite3")
+    store = FlowStore(path)
+    store.save_version("dagyo.mailbox.greet.v1", progdef="greet", version="v1", state="current")
+    store.save_version("dagyo.mailbox.greet.v1", progdef="greet", version="v1", state="retired")
+    store.save_version("dagyo.mailbox.greet.v2", progdef="greet", version="v2", state="current")
+    store.close()
+    assert FlowStore(path).versions() == [
+        ("dagyo.mailbox.greet.v1", "greet", "v1", "retired"),
+        ("dagyo.mailbox.greet.v2", "greet", "v2", "current"),
+    ]
