@@ -191,6 +191,11 @@ def build(
     show_default=True,
     help="The scheduler's SQLite state: on the claim from deploy/k8s/, or lost on restart.",
 )
+@click.option(
+    "--allow-tags",
+    is_flag=True,
+    help="Deploy an image the lock has no digest for by its tag (refused otherwise).",
+)
 @click.option("--context", "kube_context", metavar="NAME", help="The kubeconfig context to use.")
 def deploy(
     progdefs_dir: Path | None,
@@ -203,13 +208,15 @@ def deploy(
     scaler: str,
     scaler_address: str,
     state_volume: str,
+    allow_tags: bool,
     kube_context: str | None,
 ) -> None:
     """Render the catalogue's Kubernetes objects and server-side apply them.
 
     Per progdef: a Deployment of executors on its mailbox, a PodDisruptionBudget and a
     KEDA ScaledObject; then the catalogue ConfigMap and the scheduler's Deployment.
-    Images recorded in the lock by `dagyo build --push` are pinned by digest.
+    Every image runs by the digest `dagyo build --push` recorded in the lock; an image
+    with none is refused (exit 2), unless --allow-tags deploys it by its tag.
     """
     catalogue = _catalogue(progdefs_dir)
     images = _lock(lock)
@@ -224,6 +231,7 @@ def deploy(
             scaler=scaler,
             scaler_address=scaler_address,
             state_volume=state_volume,
+            allow_tags=allow_tags,
         )
         objects = render_catalogue(catalogue, settings)
     except DagyoError as e:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +22,9 @@ from scheduler.cli.common import (
     set_option,
 )
 from scheduler.cli.output import Progress, export_line, print_failure
+
+if TYPE_CHECKING:
+    from scheduler.flow.model import CheckedFlow
 
 
 @click.command()
@@ -61,6 +65,12 @@ def run(flow: Path, graph: str | None, sets: tuple[str, ...], progdefs_dir: Path
 
         click.echo(render_graph(checked, graph), nl=False)
         return
+    run_embedded(checked, export_line)
+
+
+def run_embedded(checked: CheckedFlow, line: Callable[[str, Any], str]) -> None:
+    """Run a checked flow in this process, printing ``line(export, item)`` for each export;
+    exit 1 (the failure report on stderr) when it fails, 2 when a progdef cannot start."""
     from executor.stream import tune_gc
     from scheduler.embedded import EmbeddedRunner
 
@@ -69,9 +79,9 @@ def run(flow: Path, graph: str | None, sets: tuple[str, ...], progdefs_dir: Path
 
     def on_export(name: str, message: Any) -> None:
         if progress is not None:
-            progress.export(export_line(name, message))
+            progress.export(line(name, message))
         else:
-            out.write(export_line(name, message) + "\n")
+            out.write(line(name, message) + "\n")
 
     runner = EmbeddedRunner(checked, on_export=on_export)
     tune_gc()  # this process is the flow's now

@@ -18,8 +18,10 @@ from typing import Any
 from executor.constants import ENV_PROGDEFS, ENV_SCHEDULER, PREFIX
 from executor.progdef import Progdef
 from executor.registry import COMPILED_FILE, compile_protos
+from scheduler.deploy.images import ImagesNotPinned, is_pinned
 from scheduler.deploy.manifests import (
     AUTOSCALER_KEDA,
+    LABEL_PROGDEF,
     DeploySettings,
     ManifestError,
     container_security,
@@ -53,6 +55,7 @@ def render_catalogue(catalogue: Mapping[str, Progdef], settings: DeploySettings)
 
     Raises:
         ManifestError: naming the progdef that cannot be rendered.
+        ImagesNotPinned: when an image would run by tag and ``settings.allow_tags`` is off.
     """
     progdefs = [catalogue[name] for name in sorted(catalogue)]
     check_catalogue(progdefs)
@@ -62,7 +65,28 @@ def render_catalogue(catalogue: Mapping[str, Progdef], settings: DeploySettings)
     for progdef in progdefs:
         objects.extend(render_progdef(progdef, versions[progdef.name], settings))
     objects.append(scheduler_deployment(config_map, settings))
+    if not settings.allow_tags:
+        check_pinned(objects)
     return objects
+
+
+def check_pinned(objects: Iterable[Mapping[str, Any]]) -> None:
+    """Check that every container of the rendered Deployments runs an image by digest.
+
+    Raises:
+        ImagesNotPinned: naming each image that has only a tag, and what runs it.
+    """
+    unpinned = []
+    for obj in objects:
+        if obj["kind"] != "Deployment":
+            continue
+        progdef = obj["metadata"]["labels"].get(LABEL_PROGDEF)
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            if not is_pinned(container["image"]):
+                what = f"progdef {progdef}" if progdef else "the scheduler"
+                unpinned.append((container["image"], what))
+    if unpinned:
+        raise ImagesNotPinned(unpinned)
 
 
 def check_catalogue(progdefs: Iterable[Progdef]) -> None:

@@ -13,7 +13,9 @@ Three kinds of image make a deployment:
 :mod:`scheduler.deploy.builder` builds and pushes the plan. After a push, the
 registry's digest of each image is recorded in the image lock
 (``deploy/images.lock.json`` by default) as ``{"images": {TAG: REPOSITORY@DIGEST}}``;
-``dagyo deploy`` then pins every image it finds there by digest.
+``dagyo deploy`` then pins every image it finds there by digest, and refuses an image
+it would run by tag alone unless told ``--allow-tags``: the digest is what an operator
+approved, and a tag can be pushed again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import hashlib
 import importlib.metadata
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,10 @@ _REFERENCE = re.compile(
     r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
     r"(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$"
 )
+# A reference pinned by digest ends in @sha256:<64 hex digits> (a tag may come before it).
+_PINNED = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+# How many unpinned images a refusal names before it counts the rest.
+UNPINNED_NAMED = 5
 
 
 class RuntimeSourcesMissing(DagyoError):
@@ -295,3 +301,29 @@ def record_digest(path: Path, tag: str, pinned: str) -> None:
 def pinned_reference(tag: str, lock: Mapping[str, str]) -> str:
     """Return the digest-pinned reference recorded for tag, else the tag itself."""
     return lock.get(tag, tag)
+
+
+def is_pinned(reference: str) -> bool:
+    """Whether an image reference names a digest, ``REPOSITORY[:TAG]@sha256:<64 hex>``."""
+    return bool(_PINNED.match(reference))
+
+
+class ImagesNotPinned(DagyoError):
+    """Raised when ``dagyo deploy`` would run an image by tag, without a digest.
+
+    Attributes:
+        unpinned: each such image as ``(reference, what runs it)``, e.g.
+            ``("REGISTRY/dagyo-greet:0123…", "progdef greet")``.
+    """
+
+    def __init__(self, unpinned: Sequence[tuple[str, str]]) -> None:
+        self.unpinned = list(unpinned)
+        named = ", ".join(f"{ref} ({what})" for ref, what in self.unpinned[:UNPINNED_NAMED])
+        rest = len(self.unpinned) - UNPINNED_NAMED
+        more = f" and {rest} more" if rest > 0 else ""
+        super().__init__(
+            f"{len(self.unpinned)} image(s) would run by tag, without a digest: {named}{more}; "
+            "push them with `dagyo build --push` (it records each digest in the image lock, "
+            "--lock), give --scheduler-image as REPOSITORY@sha256:…, or pass --allow-tags "
+            "to deploy by tag"
+        )

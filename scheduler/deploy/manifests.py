@@ -85,6 +85,8 @@ class DeploySettings:
         state_volume: ``pvc`` (the claim in deploy/k8s/) or ``emptydir`` for the
             scheduler's SQLite state.
         queue_secret: the Secret whose ``url`` key holds the broker URL.
+        allow_tags: render an image the lock has no digest for by its tag; when False
+            (the default) such an image is refused (:class:`ImagesNotPinned`).
     """
 
     namespace: str = PREFIX
@@ -96,6 +98,7 @@ class DeploySettings:
     scaler_address: str = ""
     state_volume: str = "pvc"
     queue_secret: str = QUEUE_SECRET
+    allow_tags: bool = False
 
     def __post_init__(self) -> None:
         if self.autoscaler not in AUTOSCALERS:

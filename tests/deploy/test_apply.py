@@ -194,6 +194,7 @@ def _kubeconfig(path: Path, server: str) -> Path:
 def _objects(**settings: Any) -> list[dict[str, Any]]:
     """What `dagyo deploy` renders by default: the scheduler image is the one build makes."""
     settings.setdefault("scheduler_image", scheduler_image_tag(""))
+    settings.setdefault("allow_tags", True)
     return render_catalogue(load_catalogue(PROGDEFS), DeploySettings(**settings))
 
 
@@ -207,7 +208,7 @@ def test_every_object_is_server_side_applied_as_dagyo(
     api_server: FakeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "config", api_server.url)))
-    result = CliRunner().invoke(deploy, ["--progdefs", str(PROGDEFS)])
+    result = CliRunner().invoke(deploy, ["--allow-tags", "--progdefs", str(PROGDEFS)])
     assert result.exit_code == 0, result.output
     objects = _objects()
     patches = api_server.patches()
@@ -252,7 +253,7 @@ def test_a_missing_namespace_points_at_deploy_k8s(
     api_server: FakeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "config", api_server.url)))
-    result = CliRunner().invoke(deploy, ["--namespace", "elsewhere"])
+    result = CliRunner().invoke(deploy, ["--allow-tags", "--namespace", "elsewhere"])
     assert result.exit_code == 1
     assert "applying ConfigMap/dagyo-catalogue failed: 404" in result.output
     assert 'namespaces "elsewhere" not found' in result.output
@@ -268,7 +269,7 @@ def test_no_cluster_configured_exits_3_with_one_line(
         from scheduler.deploy import connect_cluster
 
         connect_cluster()
-    result = CliRunner().invoke(deploy, [])
+    result = CliRunner().invoke(deploy, ["--allow-tags"])
     assert result.exit_code == 3
     assert result.output.count("\n") == 1
     assert result.output.startswith("dagyo: no Kubernetes cluster configured")
@@ -283,7 +284,7 @@ def test_an_unreachable_api_server_exits_3_with_one_line(
     with pytest.raises(ClusterUnavailable, match="cannot reach the Kubernetes API"):
         apply_objects(_api_client(unreachable), _objects())
     monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "config", unreachable)))
-    result = CliRunner().invoke(deploy, [])
+    result = CliRunner().invoke(deploy, ["--allow-tags"])
     assert result.exit_code == 3
     assert result.output.count("\n") == 1
     assert result.output.startswith(f"dagyo: cannot reach the Kubernetes API at {unreachable}")
@@ -292,7 +293,7 @@ def test_an_unreachable_api_server_exits_3_with_one_line(
 
 def test_dry_run_needs_no_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
-    result = CliRunner().invoke(deploy, ["--dry-run", "--namespace", "team-a"])
+    result = CliRunner().invoke(deploy, ["--dry-run", "--allow-tags", "--namespace", "team-a"])
     assert result.exit_code == 0, result.output
     documents = list(yaml.safe_load_all(result.output))
     assert documents == _objects(namespace="team-a")

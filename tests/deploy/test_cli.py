@@ -22,8 +22,20 @@ def _no_baked_version(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DAGYO_IMAGES_LOCK", str(tmp_path / "images.lock.json"))
 
 
+def test_deploy_refuses_images_without_a_digest_unless_tags_are_allowed() -> None:
+    for args in (["--dry-run"], []):
+        result = CliRunner().invoke(deploy, [*args, "--progdefs", str(PROGDEFS)])
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.splitlines()
+        assert line.startswith("dagyo: 13 image(s) would run by tag, without a digest: ")
+        assert "dagyo build --push" in line and "--allow-tags" in line
+    result = CliRunner().invoke(deploy, ["--dry-run", "--allow-tags", "--progdefs", str(PROGDEFS)])
+    assert result.exit_code == 0, result.output
+    assert "--allow-tags" in CliRunner().invoke(deploy, ["--help"]).output
+
+
 def test_deploy_dry_run_prints_valid_objects_for_the_whole_catalogue() -> None:
-    result = CliRunner().invoke(deploy, ["--dry-run", "--progdefs", str(PROGDEFS)])
+    result = CliRunner().invoke(deploy, ["--dry-run", "--allow-tags", "--progdefs", str(PROGDEFS)])
     assert result.exit_code == 0, result.output
     documents = list(yaml.safe_load_all(result.output))
     for document in documents:
@@ -68,7 +80,7 @@ def test_build_print_tags_follow_the_content_hash(tmp_path: Path) -> None:
 
 def test_a_baked_version_in_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAGYO_PROGDEF_VERSION", "0123456789abcdef")
-    for command, args in [(build, ["--print"]), (deploy, ["--dry-run"])]:
+    for command, args in [(build, ["--print"]), (deploy, ["--dry-run", "--allow-tags"])]:
         result = CliRunner().invoke(command, [*args, "--progdefs", str(PROGDEFS)])
         assert result.exit_code == 2
         assert "DAGYO_PROGDEF_VERSION is set" in result.output
@@ -77,7 +89,7 @@ def test_a_baked_version_in_the_environment_is_refused(monkeypatch: pytest.Monke
 def test_a_malformed_progdef_is_reported_with_exit_2(tmp_path: Path) -> None:
     catalogue = copy_catalogue(tmp_path, ("greet",))
     (catalogue / "greet" / "progdef.json").write_text("{")
-    result = CliRunner().invoke(deploy, ["--dry-run", "--progdefs", str(catalogue)])
+    result = CliRunner().invoke(deploy, ["--dry-run", "--allow-tags", "--progdefs", str(catalogue)])
     assert result.exit_code == 2
     assert "malformed JSON" in result.output and "Traceback" not in result.output
 
@@ -92,14 +104,14 @@ def test_the_progdefs_folder_defaults_to_the_working_directory_then_the_samples(
     assert default_progdefs_dir().resolve() == PROGDEFS, "the installed sample catalogue"
     copy_catalogue(tmp_path, ("greet",))
     assert default_progdefs_dir().resolve() == (tmp_path / "progdefs").resolve()
-    result = CliRunner().invoke(deploy, ["--dry-run"])
+    result = CliRunner().invoke(deploy, ["--dry-run", "--allow-tags"])
     assert result.exit_code == 0, result.output
     names = {
         d["metadata"]["labels"].get("dagyo.io/progdef") for d in yaml.safe_load_all(result.output)
     }
     assert names == {None, "greet"}
     monkeypatch.setenv("DAGYO_PROGDEFS", str(PROGDEFS))
-    result = CliRunner().invoke(deploy, ["--dry-run"])
+    result = CliRunner().invoke(deploy, ["--dry-run", "--allow-tags"])
     names = {
         d["metadata"]["labels"].get("dagyo.io/progdef") for d in yaml.safe_load_all(result.output)
     }
@@ -108,7 +120,7 @@ def test_the_progdefs_folder_defaults_to_the_working_directory_then_the_samples(
 
 def test_deploy_scaler_rabbitmq_keeps_the_mailbox_trigger() -> None:
     result = CliRunner().invoke(
-        deploy, ["--dry-run", "--progdefs", str(PROGDEFS), "--scaler", "rabbitmq"]
+        deploy, ["--dry-run", "--allow-tags", "--progdefs", str(PROGDEFS), "--scaler", "rabbitmq"]
     )
     assert result.exit_code == 0, result.output
     catalogue = load_catalogue(PROGDEFS)

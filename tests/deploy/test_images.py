@@ -28,7 +28,7 @@ from executor.progdef import load_catalogue
 from scheduler.cli.deploy import build, deploy
 from scheduler.deploy import DockerUnavailable, ImageBuildFailed, build_all, plan_images
 from scheduler.deploy.builder import connect_docker
-from scheduler.deploy.images import read_lock, record_digest
+from scheduler.deploy.images import read_lock, record_digest, scheduler_image_tag
 from tests.deploy import PROGDEFS, SAMPLE_PROGDEFS, copy_catalogue
 
 API_VERSION = "1.45"
@@ -310,12 +310,32 @@ def test_push_records_the_digest_and_deploy_pins_it(
     assert push["path"] == "/images/registry.invalid:5000/team/dagyo-greet/push"
     assert push["query"]["tag"] == version
     assert read_lock(lock) == {tag: pinned}
-    result = CliRunner().invoke(
-        deploy, ["--dry-run", "--registry", "registry.invalid:5000/team", "--lock", str(lock)]
-    )
+    args = ["--dry-run", "--registry", "registry.invalid:5000/team", "--lock", str(lock)]
+    # The other progdefs were not pushed: they have no digest, so deploy refuses them...
+    result = CliRunner().invoke(deploy, args)
+    assert result.exit_code == 2, result.output
+    assert "registry.invalid:5000/team/dagyo-count:" in result.output
+    assert "(progdef greet)" not in result.output
+    # ...unless told to deploy them by tag.
+    result = CliRunner().invoke(deploy, [*args, "--allow-tags"])
     assert result.exit_code == 0, result.output
     assert f"image: {pinned}\n" in result.output
     assert "image: registry.invalid:5000/team/dagyo-count:" in result.output
+
+
+def test_deploy_runs_every_image_by_the_digest_in_the_lock(tmp_path: Path) -> None:
+    registry = "registry.invalid:5000/team"
+    lock = tmp_path / "images.lock.json"
+    plan = plan_images(load_catalogue(PROGDEFS), registry=registry, base_image="b@" + DIGEST)
+    tags = [image.tag for image in plan] + [scheduler_image_tag(registry)]
+    for tag in tags:
+        record_digest(lock, tag, f"{tag.rpartition(':')[0]}@{DIGEST}")
+    result = CliRunner().invoke(deploy, ["--dry-run", "--registry", registry, "--lock", str(lock)])
+    assert result.exit_code == 0, result.output
+    images = [line.split("image: ")[1] for line in result.output.splitlines() if "image: " in line]
+    assert len(images) == len(SAMPLE_PROGDEFS) + 1
+    assert all(image.endswith(f"@{DIGEST}") for image in images), images
+    assert f"{registry}/dagyo-scheduler@{DIGEST}" in images
 
 
 def test_a_failed_build_names_the_image_and_exits_1(
@@ -342,5 +362,5 @@ def test_the_lock_keeps_one_digest_per_repository(tmp_path: Path) -> None:
         "registry.invalid:5000/dagyo-greet:bbbb": "r/dagyo-greet@sha256:3",
     }
     lock.write_text("not json")
-    result = CliRunner().invoke(deploy, ["--dry-run", "--lock", str(lock)])
+    result = CliRunner().invoke(deploy, ["--dry-run", "--allow-tags", "--lock", str(lock)])
     assert result.exit_code == 2 and "not an image lock" in result.output

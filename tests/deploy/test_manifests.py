@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import yaml
 from executor.progdef import load_catalogue
 from scheduler.deploy import DeploySettings, ManifestError, render_catalogue, to_yaml
 from scheduler.deploy.catalogue import CATALOGUE_MOUNT
-from scheduler.deploy.images import image_reference
+from scheduler.deploy.images import ImagesNotPinned, image_reference
 from tests.deploy import (
     CRDS,
     PROGDEFS,
@@ -34,6 +35,8 @@ def _no_baked_version(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _render(catalogue_dir: Path = PROGDEFS, **settings: Any) -> list[dict[str, Any]]:
+    # Most tests look at other things than digests: tags are allowed unless a test says not.
+    settings.setdefault("allow_tags", True)
     return render_catalogue(load_catalogue(catalogue_dir), DeploySettings(**settings))
 
 
@@ -216,6 +219,57 @@ def test_recorded_digests_pin_images_and_the_rest_go_by_tag() -> None:
     assert _container(_of(objects, "Deployment", "greet"))["image"] == pinned
     other = _container(_of(objects, "Deployment", "count"))["image"]
     assert other == image_reference("registry.invalid", "dagyo-count", catalogue["count"].version)
+
+
+def _images(objects: list[dict[str, Any]]) -> list[str]:
+    return [
+        container["image"]
+        for obj in objects
+        if obj["kind"] == "Deployment"
+        for container in obj["spec"]["template"]["spec"]["containers"]
+    ]
+
+
+def test_an_image_without_a_digest_is_refused_unless_tags_are_allowed() -> None:
+    catalogue = load_catalogue(PROGDEFS)
+    registry = "registry.invalid/team"
+    tags = {
+        name: image_reference(registry, f"dagyo-{name}", progdef.version)
+        for name, progdef in catalogue.items()
+    }
+    lock = {tag: tag.rpartition(":")[0] + "@sha256:" + "a" * 64 for tag in tags.values()}
+    scheduler = "registry.invalid/team/dagyo-scheduler@sha256:" + "b" * 64
+    objects = _render(registry=registry, images=lock, scheduler_image=scheduler, allow_tags=False)
+    images = _images(objects)
+    assert len(images) == len(SAMPLE_PROGDEFS) + 1
+    assert all(re.fullmatch(r"[^@]+@sha256:[0-9a-f]{64}", image) for image in images), images
+
+    # One progdef missing from the lock: refused, and named with its tag.
+    without_greet = {tag: pin for tag, pin in lock.items() if tag != tags["greet"]}
+    with pytest.raises(ImagesNotPinned) as caught:
+        _render(
+            registry=registry, images=without_greet, scheduler_image=scheduler, allow_tags=False
+        )
+    message = str(caught.value)
+    assert f"{tags['greet']} (progdef greet)" in message
+    assert "(progdef count)" not in message and "(the scheduler)" not in message
+    assert "dagyo build --push" in message and "--allow-tags" in message
+    assert "\n" not in message
+
+    # The scheduler's image by tag, and something that only looks like a digest.
+    with pytest.raises(ImagesNotPinned, match=r"registry.invalid/s:1 \(the scheduler\)"):
+        _render(
+            registry=registry, images=lock, scheduler_image="registry.invalid/s:1", allow_tags=False
+        )
+    with pytest.raises(ImagesNotPinned, match="the scheduler"):
+        _render(registry=registry, images=lock, scheduler_image="s@sha256:abc", allow_tags=False)
+
+    # Nothing pinned at all: the first few are named, the rest counted.
+    with pytest.raises(ImagesNotPinned, match=r"and \d+ more"):
+        _render(allow_tags=False)
+    assert DeploySettings().allow_tags is False, "refused by default"
+    # Allowed: deployed by tag.
+    assert _images(_render(registry=registry))[0].startswith(f"{registry}/dagyo-")
 
 
 def test_without_an_autoscaler_replicas_are_fixed_and_the_catalogue_says_so() -> None:

@@ -67,7 +67,7 @@ def test_the_namespace_matches_what_deploy_renders_into() -> None:
 
 def test_the_static_parts_serve_the_rendered_scheduler_and_executors() -> None:
     objects = _static_objects()
-    rendered = render_catalogue(load_catalogue(PROGDEFS), DeploySettings())
+    rendered = render_catalogue(load_catalogue(PROGDEFS), DeploySettings(allow_tags=True))
     by_kind: dict[str, dict[str, dict[str, Any]]] = {}
     for obj in objects:
         by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj

@@ -129,7 +129,7 @@ def test_a_baked_version_wins_over_the_hash(greet: Path, monkeypatch: pytest.Mon
 
 def test_scheduler_executor_build_and_deploy_agree_on_each_mailbox() -> None:
     catalogue = load_catalogue(PROGDEFS)
-    objects = render_catalogue(catalogue, DeploySettings())
+    objects = render_catalogue(catalogue, DeploySettings(allow_tags=True))
     plan = {image.progdef: image for image in plan_images(catalogue) if image.progdef}
     (config_map,) = [obj for obj in objects if obj["kind"] == "ConfigMap"]
     for name, progdef in catalogue.items():
@@ -155,7 +155,9 @@ def test_scheduler_executor_build_and_deploy_agree_on_each_mailbox() -> None:
 def test_the_mounted_catalogue_gives_the_scheduler_the_same_mailboxes(tmp_path: Path) -> None:
     catalogue = load_catalogue(PROGDEFS)
     (config_map,) = [
-        obj for obj in render_catalogue(catalogue, DeploySettings()) if obj["kind"] == "ConfigMap"
+        obj
+        for obj in render_catalogue(catalogue, DeploySettings(allow_tags=True))
+        if obj["kind"] == "ConfigMap"
     ]
     # Lay the ConfigMap out as the kubelet does with the scheduler's volume items.
     for key, value in config_map["data"].items():
