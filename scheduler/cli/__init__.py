@@ -29,6 +29,7 @@ from scheduler.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, fa
 COMMANDS = {
     "validate": "scheduler.cli.local:validate",
     "run": "scheduler.cli.local:run",
+    "invoke": "scheduler.cli.invoke:invoke",
     "progdefs": "scheduler.cli.local:progdefs_command",
     "types": "scheduler.cli.local:types_command",
     "flow": "scheduler.cli.flow:flow",

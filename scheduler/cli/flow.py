@@ -145,6 +145,16 @@ def _follow(client: SchedulerClient, flow_id: str) -> int:
             f"stopped watching flow {flow_id}; it goes on (`dagyo flow cancel {flow_id}` stops it)",
             130,
         )
+    return end_status(client, flow_id, end, seen)
+
+
+def end_status(client: SchedulerClient, flow_id: str, end: pb.FlowRecord | None, seen: int) -> int:
+    """The exit status of a followed flow that ended (``end``; None: ask for the record),
+    after saying on stderr how it failed and what it dropped; ``seen`` exports were printed.
+
+    Raises:
+        SchedulerError: the flow had not ended.
+    """
     if end is None:
         end = client.get(flow_id)
         if end.state in (pb.FLOW_STATE_PENDING, pb.FLOW_STATE_RUNNING):

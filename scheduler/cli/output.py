@@ -36,6 +36,18 @@ def export_line(name: str, message: Any) -> str:
     return json.dumps({"export": name, "value": value}, ensure_ascii=False)
 
 
+def output_line(port: str, message: Any) -> str:
+    """One output item of ``dagyo invoke --local`` (a protobuf message) as its JSON line."""
+    return json.dumps({"output": port, "value": errorport.to_dict(message)}, ensure_ascii=False)
+
+
+def output_json(output: pb.Export) -> str:
+    """One output item streamed by the gRPC Invoke as the JSON line ``dagyo invoke`` prints."""
+    return json.dumps(
+        {"output": output.export, "value": export_value(output.value_json)}, ensure_ascii=False
+    )
+
+
 def export_json(export: pb.Export) -> str:
     """One export of a flow record as the JSON line ``dagyo run`` prints."""
     return json.dumps(

@@ -168,7 +168,15 @@ class SchedulerClient:
 
     def watch(self, flow_id: str) -> Iterator[pb.WatchEvent]:
         """Follow a flow live: progress, exports and, last, its end (with no deadline)."""
-        stream = self._connect().Watch(pb.WatchRequest(flow_id=flow_id), metadata=self._metadata)
+        yield from self._stream("Watch", pb.WatchRequest(flow_id=flow_id))
+
+    def invoke(self, progdef: str, inputs: Sequence[str] = ()) -> Iterator[pb.InvokeEvent]:
+        """Run one progdef on items (each ``PORT=JSON``) as a one-node flow: its flow id,
+        then each output item, then its end (with no deadline)."""
+        yield from self._stream("Invoke", pb.InvokeRequest(progdef=progdef, input=list(inputs)))
+
+    def _stream(self, method: str, request: Any) -> Iterator[Any]:
+        stream = getattr(self._connect(), method)(request, metadata=self._metadata)
         started = False
         try:
             for event in stream:

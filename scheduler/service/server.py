@@ -51,6 +51,7 @@ from scheduler.flow.plan import plan_flow
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
 from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings, broker_identity
+from scheduler.service.invoke import invoke
 from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.limits import capped_problems, cut, details
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
@@ -266,6 +267,20 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, details([str(e)]))
         return pb.VersionsResponse(versions=versions)
 
+    def Invoke(  # noqa: N802
+        self, request: pb.InvokeRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.InvokeEvent]:
+        """Run one progdef as a one-node flow: its flow id, each output item, its end."""
+        principal = caller(self._auth, context)
+        progdefs = self._scheduler.settings.progdefs
+        yield from invoke(
+            request,
+            context,
+            catalogue=lambda: visible_catalogue(load_catalogue(progdefs), principal),
+            submit=self.Submit,
+            watch=self.Watch,
+        )
+
 
 def _not_found(context: grpc.ServicerContext, flow_id: str) -> NoReturn:
     context.abort(
@@ -338,6 +353,7 @@ class Scheduler:
             catalogue=lambda: load_catalogue(settings.progdefs),
             broker=broker,
             lifecycle=self.lifecycle,
+            unserved_mailbox_s=settings.unserved_mailbox_s,
         )
         self.metrics.observe(
             flows_by_state=lambda: {s.value: n for s, n in self.store.count_by_state().items()},
