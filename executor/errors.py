@@ -22,6 +22,25 @@ class ProgdefInvalid(DagyoError):
         super().__init__("\n".join(self.problems))
 
 
+class ProtosInvalid(ProgdefInvalid):
+    """Raised when a progdef's protos do not load: a .proto that does not compile, an
+    import that does not resolve, a file outside its folder, or a message another progdef
+    defines differently. The rest of its progdef.json is valid; a catalogue leaves it out.
+
+    Attributes:
+        progdef: the progdef's name.
+        tenants: its ``tenants`` (None for every tenant), so a listing shows it only to
+            the callers who could use it.
+    """
+
+    def __init__(
+        self, problems: Sequence[str], *, progdef: str, tenants: tuple[str, ...] | None
+    ) -> None:
+        self.progdef = progdef
+        self.tenants = tenants
+        super().__init__(problems)
+
+
 class FlowInvalid(DagyoError):
     """Raised when a flow fails its checks; carries every problem found, one a line."""
 

@@ -23,7 +23,7 @@ from executor.constants import (
     DRAIN_GRACE_S,
     MAILBOX_PREFIX,
 )
-from executor.errors import ProgdefInvalid, ProgdefNotFound
+from executor.errors import ProgdefInvalid, ProgdefNotFound, ProtosInvalid
 from executor.registry import check_proto_paths, load_types
 from executor.strictjson import JsonProblems, parse_strict
 from executor.types import unknown_typename
@@ -293,30 +293,36 @@ def parse_progdef(
         problem("description must be a string")
         description = ""
     protos = data.get("protos", [])
+    # Kept apart: a progdef whose only problems are its protos is left out of a catalogue.
+    proto_problems: list[str] = []
     if not isinstance(protos, list):
         problem("protos must be a list of .proto file names, relative to the progdef's folder")
         protos = []
     elif directory is not None:
-        problems.extend(check_proto_paths(directory, protos, source=source))
+        proto_problems = check_proto_paths(directory, protos, source=source)
     tenants = data.get("tenants")
     if tenants is not None and (
         not isinstance(tenants, list) or not all(isinstance(t, str) and t for t in tenants)
     ):
         problem('tenants must be null (every tenant) or a list of tenant names, e.g. ["team-a"]')
         tenants = None
-    if protos and directory is not None and not problems:
+    if protos and directory is not None and not problems and not proto_problems:
         try:
             load_types(directory, protos, source=source, progdef=str(name))
         except ProgdefInvalid as e:
-            problems.extend(e.problems)
-    if not problems:
+            proto_problems.extend(e.problems)
+    if not problems and not proto_problems:
         for side in ("inputs", "outputs"):
             for port, port_type in ports[side].items():
                 unknown = "" if is_type_variable(port_type) else unknown_typename(port_type)
                 if unknown:
                     problem(f"{side[:-1]} {port!r}: {unknown}")
     if problems:
-        raise ProgdefInvalid(problems)
+        raise ProgdefInvalid(problems + proto_problems)
+    if proto_problems:
+        raise ProtosInvalid(
+            proto_problems, progdef=name, tenants=None if tenants is None else tuple(tenants)
+        )
     return Progdef(
         name=name,
         inputs=ports["inputs"],
@@ -399,8 +405,52 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 # --- the catalogue ------------------------------------------------------------------------
 
 
-def load_catalogue(directory: Path | str) -> dict[str, Progdef]:
+@dataclass(frozen=True)
+class LeftOut:
+    """A progdef left out of its catalogue because its protos do not load.
+
+    Attributes:
+        name: the progdef's name.
+        problems: what is wrong, one a line, each naming its progdef.json and .proto file.
+        tenants: the progdef's ``tenants`` (None for every tenant).
+    """
+
+    name: str
+    problems: tuple[str, ...]
+    tenants: tuple[str, ...] | None = None
+
+    def lines(self) -> list[str]:
+        """One line per problem, naming the progdef, the file and the fix."""
+        return [
+            f"progdef {self.name} is left out of the catalogue: {problem}; fix its .proto "
+            'files, or take them out of "protos"'
+            for problem in self.problems
+        ]
+
+
+class Catalogue(dict[str, Progdef]):
+    """Progdef name -> progdef, as loaded, and the progdefs left out of it.
+
+    Attributes:
+        left_out: name -> :class:`LeftOut`, for each progdef whose protos do not load: a
+            flow naming one is told so, and ``dagyo progdefs`` says why.
+    """
+
+    def __init__(
+        self,
+        progdefs: Mapping[str, Progdef] | None = None,
+        *,
+        left_out: Mapping[str, LeftOut] | None = None,
+    ) -> None:
+        super().__init__(progdefs or {})
+        self.left_out: dict[str, LeftOut] = dict(left_out or {})
+
+
+def load_catalogue(directory: Path | str) -> Catalogue:
     """Load every ``*/progdef.json`` under directory, keyed by progdef name.
+
+    A progdef whose protos do not load (see :class:`ProtosInvalid`) is left out, with its
+    problems in ``left_out``; the others still load.
 
     Raises:
         ProgdefInvalid: listing the problems of every malformed progdef.json, and any two
@@ -414,11 +464,14 @@ def load_catalogue(directory: Path | str) -> dict[str, Progdef]:
                 "DAGYO_PROGDEFS to a folder of progdef folders)"
             ]
         )
-    catalogue: dict[str, Progdef] = {}
+    catalogue = Catalogue()
     problems: list[str] = []
     for path in sorted(directory.glob("*/progdef.json")):
         try:
             progdef = load_progdef(path)
+        except ProtosInvalid as e:
+            catalogue.left_out[e.progdef] = LeftOut(e.progdef, tuple(e.problems), e.tenants)
+            continue
         except ProgdefInvalid as e:
             problems.extend(e.problems)
             continue

@@ -117,7 +117,9 @@ def compile_protos(directory: Path, protos: Sequence[str], *, source: str) -> by
                 [f"{source}: compiling {', '.join(protos)} took over {_COMPILE_TIMEOUT_S:g} s"]
             ) from None
         if done.returncode != 0:
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            # protoc names a file by its path on disk; the folder is in ``source`` already.
+            folder = f"{directory.resolve()}/"
+            lines = [line.replace(folder, "") for line in done.stderr.splitlines() if line.strip()]
             raise ProgdefInvalid(
                 [f"{source}: {line}" for line in lines] or [f"{source}: the protos do not compile"]
             )
@@ -167,7 +169,9 @@ def register(data: bytes, *, source: str, progdef: str, own: Sequence[str] = ())
                     raise ProgdefInvalid(
                         [
                             f"{source}: {file.name} defines its messages differently from "
-                            f"the {file.name} of progdef {owner}: rename the package of one"
+                            f"the {file.name} of progdef {owner}, and one catalogue holds one "
+                            "file of a name: give one of them another file name (and its "
+                            "messages another package)"
                         ]
                     )
             else:

@@ -209,3 +209,85 @@ def test_an_int64_out_of_range_is_refused(tmp_path: Path) -> None:
     }
     with pytest.raises(FlowInvalid, match="dagyo.types.Int64"):
         check_flow(parse_flow(json.dumps(counted)), load_catalogue(PROGDEFS))
+
+
+# --- a progdef whose protos fail is left out ---------------------------------------------------
+
+
+def broken_catalogue(root: Path) -> tuple[Path, str]:
+    """A catalogue of ``good`` (a custom type that compiles) and ``broken`` (a syntax error)."""
+    pkg = package()
+    good = f'syntax = "proto3";\npackage {pkg};\nmessage P {{ int32 x = 1; }}\n'
+    bad = f'syntax = "proto3";\npackage {pkg}.b;\nmessage Q {{ int32 x = }}\n'
+    # A file name of its own too: the registry is one per process, keyed by file name.
+    progdef(root / "good", {f"{pkg}.proto": good}, f"{pkg}.P")
+    progdef(root / "broken", {"broken.proto": bad}, f"{pkg}.b.Q")
+    return root, pkg
+
+
+def test_a_progdef_whose_protos_fail_is_left_out_and_the_others_load(tmp_path: Path) -> None:
+    folder, _ = broken_catalogue(tmp_path / "catalogue")
+    catalogue = load_catalogue(folder)
+    assert list(catalogue) == ["good"]
+    left = catalogue.left_out["broken"]
+    assert left.name == "broken"
+    [line] = left.lines()
+    assert line.startswith("progdef broken is left out of the catalogue: ")
+    assert "broken.proto:3:" in line and "Traceback" not in line
+    assert line.endswith('fix its .proto files, or take them out of "protos"')
+
+
+def test_a_malformed_progdef_json_still_fails_the_whole_catalogue(tmp_path: Path) -> None:
+    folder, _ = broken_catalogue(tmp_path / "catalogue")
+    (folder / "odd").mkdir()
+    (folder / "odd" / "progdef.json").write_text('{"name": "odd"}')
+    with pytest.raises(ProgdefInvalid, match="missing required key 'inputs'"):
+        load_catalogue(folder)
+
+
+def dagyo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_dagyo_progdefs_shows_which_progdef_is_left_out_and_why(tmp_path: Path) -> None:
+    folder, _ = broken_catalogue(tmp_path / "catalogue")
+    done = dagyo("progdefs", "--progdefs", str(folder))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("good  (points: ")
+    [left] = [line for line in lines if line.startswith("broken")]
+    assert left.startswith("broken  left out: ") and "broken.proto:3:" in left
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_flow_naming_a_left_out_progdef_is_told_why(tmp_path: Path) -> None:
+    folder, _ = broken_catalogue(tmp_path / "catalogue")
+    flow = tmp_path / "flow.json"
+    flow.write_text(json.dumps({"name": "f", "nodes": {"b": {"progdef": "broken"}}}))
+    done = dagyo("validate", str(flow), "--progdefs", str(folder))
+    assert done.returncode == 2
+    assert (
+        f"dagyo: {flow}: node b: progdef 'broken' is left out of the catalogue: its protos "
+        "do not load (`dagyo progdefs` says why)"
+    ) in done.stderr.splitlines()
+    assert "Traceback" not in done.stderr
+
+
+def test_a_progdef_left_out_for_its_protos_stops_build_and_deploy(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from scheduler.cli.deploy import build, deploy
+
+    folder, _ = broken_catalogue(tmp_path / "catalogue")
+    for command, args in ((deploy, ["--dry-run"]), (build, ["--print"])):
+        result = CliRunner().invoke(command, [*args, "--progdefs", str(folder)])
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.splitlines()
+        assert line.startswith("dagyo: progdef broken is left out of the catalogue: ")
+        assert "broken.proto:3:" in line and "Traceback" not in result.output

@@ -213,7 +213,8 @@ def scheduler_command(
         progdefs=progdefs_dir,
         ui_address="" if no_ui else None,
     )
-    catalogue_of(settings.progdefs)  # exits 2 naming every malformed progdef.json
+    # Exits 2 naming every malformed progdef.json; the scheduler logs the ones left out.
+    catalogue_of(settings.progdefs, warn=False)
     with stop_signals() as stop:
         try:
             serve(settings, stop=stop)
@@ -255,7 +256,8 @@ def up_command(
     except BrokerUnavailable as e:
         fail(str(e), EXIT_UNREACHABLE)
     progdefs_dir = progdefs_dir or default_progdefs_dir()
-    catalogue_of(progdefs_dir)  # exits 2 naming every malformed progdef.json
+    # Exits 2 naming every malformed progdef.json; the scheduler logs the ones left out.
+    catalogue_of(progdefs_dir, warn=False)
     settings = scheduler_settings(
         address=listen,
         heartbeat_timeout_s=heartbeat_timeout,

@@ -20,7 +20,7 @@ from executor.errors import (
     SchedulerUnauthenticated,
     SchedulerUnavailable,
 )
-from executor.progdef import Progdef, load_catalogue
+from executor.progdef import Catalogue, Progdef, load_catalogue
 
 if TYPE_CHECKING:
     from scheduler.client.api import SchedulerClient
@@ -76,14 +76,23 @@ def json_option(function: Any) -> Any:
     )(function)
 
 
-def catalogue_of(progdefs_dir: Path | None) -> dict[str, Progdef]:
-    """Load the catalogue, or exit 2 naming every malformed progdef.json."""
+def catalogue_of(progdefs_dir: Path | None, *, warn: bool = True) -> Catalogue:
+    """Load the catalogue, or exit 2 naming every malformed progdef.json.
+
+    Each progdef left out because its protos do not load is one warning line on stderr
+    (unless ``warn`` is off: ``dagyo progdefs`` lists them itself).
+    """
     from scheduler.service.config import default_progdefs_dir
 
     try:
-        return load_catalogue(progdefs_dir or default_progdefs_dir())
+        catalogue = load_catalogue(progdefs_dir or default_progdefs_dir())
     except ProgdefInvalid as e:
         fail(str(e), EXIT_INVALID)
+    if warn:
+        for left in catalogue.left_out.values():
+            for line in left.lines():
+                click.echo(f"dagyo: warning: {line}", err=True)
+    return catalogue
 
 
 def checked_flow(

@@ -50,9 +50,14 @@ def _catalogue(progdefs_dir: Path | None) -> dict[str, Progdef]:
             EXIT_INVALID,
         )
     try:
-        return load_catalogue(progdefs_dir or default_progdefs_dir())
+        catalogue = load_catalogue(progdefs_dir or default_progdefs_dir())
     except ProgdefInvalid as e:
         fail(str(e), EXIT_INVALID)
+    # An image or a deployment of a catalogue with a broken progdef would ship it broken.
+    lines = [line for left in catalogue.left_out.values() for line in left.lines()]
+    if lines:
+        fail("\n".join(lines), EXIT_INVALID)
+    return catalogue
 
 
 def _lock(path: Path) -> Mapping[str, str]:

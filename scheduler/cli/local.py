@@ -124,12 +124,17 @@ def progdefs_command(progdefs_dir: Path | None, versions: bool, address: str) ->
         for row in rows:
             click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         return
-    for progdef in catalogue_of(progdefs_dir).values():
+    catalogue = catalogue_of(progdefs_dir, warn=False)
+    for progdef in catalogue.values():
         inputs = ", ".join(f"{p}: {t}" for p, t in progdef.inputs.items())
         outputs = ", ".join(f"{p}: {t}" for p, t in progdef.outputs.items())
         click.echo(f"{progdef.name}  ({inputs}) -> ({outputs})")
         if progdef.description:
             click.echo(f"    {progdef.description}")
+    for left in catalogue.left_out.values():
+        for problem in left.problems:
+            click.echo(f"{left.name}  left out: {problem}")
+        click.echo('    fix its .proto files, or take them out of "protos"')
 
 
 @click.command("types")

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from executor.errors import UnknownType
-from executor.progdef import ERROR_TYPE, Progdef, did_you_mean, is_type_variable
+from executor.progdef import ERROR_TYPE, Catalogue, Progdef, did_you_mean, is_type_variable
 from executor.types import describe, message_class
 from scheduler.flow.model import (
     IN,
@@ -69,6 +69,12 @@ def typecheck(flow: Flow, catalogue: Mapping[str, Progdef], *, source: str) -> C
     for node in flow.nodes.values():
         if node.progdef in catalogue:
             progdefs[node.name] = catalogue[node.progdef]
+        elif isinstance(catalogue, Catalogue) and node.progdef in catalogue.left_out:
+            problem(
+                f"node {node.name}",
+                f"progdef {node.progdef!r} is left out of the catalogue: its protos do not "
+                "load (`dagyo progdefs` says why)",
+            )
         else:
             hint = did_you_mean(node.progdef, catalogue) or "; `dagyo progdefs` lists them"
             where = f"node {node.name}"

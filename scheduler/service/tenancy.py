@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from executor.errors import DagyoError
-from executor.progdef import Progdef
+from executor.progdef import Catalogue, Progdef
 from scheduler.service.auth import OPEN, Authenticator, Principal, Quotas, Unauthenticated
 
 log = logging.getLogger("dagyo.scheduler.auth")
@@ -91,17 +91,19 @@ def caller(authenticator: Authenticator, context: grpc.ServicerContext) -> Princ
         raise  # pragma: no cover - abort raises
 
 
-def visible_catalogue(
-    catalogue: Mapping[str, Progdef], principal: Principal
-) -> dict[str, Progdef]:
+def visible_catalogue(catalogue: Mapping[str, Progdef], principal: Principal) -> Catalogue:
     """The progdefs a caller may use: a progdef limited to other tenants does not exist for
     it (a flow naming one gets the usual "no progdef named …", so the catalogue does not
-    leak)."""
-    return {
-        name: progdef
-        for name, progdef in catalogue.items()
-        if progdef.tenants is None or principal.admin or principal.tenant in progdef.tenants
-    }
+    leak), nor does its entry among those left out."""
+
+    def visible(tenants: tuple[str, ...] | None) -> bool:
+        return tenants is None or principal.admin or principal.tenant in tenants
+
+    left_out = catalogue.left_out if isinstance(catalogue, Catalogue) else {}
+    return Catalogue(
+        {name: progdef for name, progdef in catalogue.items() if visible(progdef.tenants)},
+        left_out={name: left for name, left in left_out.items() if visible(left.tenants)},
+    )
 
 
 def admit(principal: Principal, *, nodes: int, deadline_s: float, running: int) -> float:
