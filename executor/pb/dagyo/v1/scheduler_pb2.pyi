@@ -1,4 +1,5 @@
 from executor.pb.dagyo.v1 import failure_pb2 as _failure_pb2
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -259,3 +260,79 @@ class TriggersResponse(_message.Message):
     TRIGGERS_FIELD_NUMBER: _ClassVar[int]
     triggers: _containers.RepeatedCompositeFieldContainer[Trigger]
     def __init__(self, triggers: _Optional[_Iterable[_Union[Trigger, _Mapping]]] = ...) -> None: ...
+
+class CatalogueRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Port(_message.Message):
+    __slots__ = ("name", "type")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
+
+class CatalogueProgdef(_message.Message):
+    __slots__ = ("name", "description", "version", "inputs", "outputs", "style", "errors")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    STYLE_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    version: str
+    inputs: _containers.RepeatedCompositeFieldContainer[Port]
+    outputs: _containers.RepeatedCompositeFieldContainer[Port]
+    style: str
+    errors: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., version: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., style: _Optional[str] = ..., errors: _Optional[str] = ...) -> None: ...
+
+class TypeField(_message.Message):
+    __slots__ = ("name", "type", "doc")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DOC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    doc: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., doc: _Optional[str] = ...) -> None: ...
+
+class CatalogueType(_message.Message):
+    __slots__ = ("typename", "source", "doc", "fields", "used_by", "json_schema")
+    TYPENAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DOC_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    USED_BY_FIELD_NUMBER: _ClassVar[int]
+    JSON_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    typename: str
+    source: str
+    doc: str
+    fields: _containers.RepeatedCompositeFieldContainer[TypeField]
+    used_by: _containers.RepeatedScalarFieldContainer[str]
+    json_schema: str
+    def __init__(self, typename: _Optional[str] = ..., source: _Optional[str] = ..., doc: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[TypeField, _Mapping]]] = ..., used_by: _Optional[_Iterable[str]] = ..., json_schema: _Optional[str] = ...) -> None: ...
+
+class LeftOutProgdef(_message.Message):
+    __slots__ = ("progdef", "problems")
+    PROGDEF_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    progdef: str
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, progdef: _Optional[str] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CatalogueResponse(_message.Message):
+    __slots__ = ("progdefs", "types", "descriptor_set", "left_out")
+    PROGDEFS_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTOR_SET_FIELD_NUMBER: _ClassVar[int]
+    LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
+    progdefs: _containers.RepeatedCompositeFieldContainer[CatalogueProgdef]
+    types: _containers.RepeatedCompositeFieldContainer[CatalogueType]
+    descriptor_set: _descriptor_pb2.FileDescriptorSet
+    left_out: _containers.RepeatedCompositeFieldContainer[LeftOutProgdef]
+    def __init__(self, progdefs: _Optional[_Iterable[_Union[CatalogueProgdef, _Mapping]]] = ..., types: _Optional[_Iterable[_Union[CatalogueType, _Mapping]]] = ..., descriptor_set: _Optional[_Union[_descriptor_pb2.FileDescriptorSet, _Mapping]] = ..., left_out: _Optional[_Iterable[_Union[LeftOutProgdef, _Mapping]]] = ...) -> None: ...

@@ -79,6 +79,11 @@ class SchedulerStub:
                 request_serializer=dagyo_dot_v1_dot_scheduler__pb2.TriggersRequest.SerializeToString,
                 response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.TriggersResponse.FromString,
                 _registered_method=True)
+        self.Catalogue = channel.unary_unary(
+                '/dagyo.v1.Scheduler/Catalogue',
+                request_serializer=dagyo_dot_v1_dot_scheduler__pb2.CatalogueRequest.SerializeToString,
+                response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.CatalogueResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServicer:
@@ -143,6 +148,15 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Catalogue(self, request, context):
+        """The catalogue the caller may use: each progdef with its ports, every type its ports
+        name (documented), and the descriptor set defining them, so a client without the
+        catalogue folder, in any language, can build and read items.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +204,11 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.Triggers,
                     request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.TriggersRequest.FromString,
                     response_serializer=dagyo_dot_v1_dot_scheduler__pb2.TriggersResponse.SerializeToString,
+            ),
+            'Catalogue': grpc.unary_unary_rpc_method_handler(
+                    servicer.Catalogue,
+                    request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.CatalogueRequest.FromString,
+                    response_serializer=dagyo_dot_v1_dot_scheduler__pb2.CatalogueResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -435,6 +454,33 @@ class Scheduler:
             '/dagyo.v1.Scheduler/Triggers',
             dagyo_dot_v1_dot_scheduler__pb2.TriggersRequest.SerializeToString,
             dagyo_dot_v1_dot_scheduler__pb2.TriggersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Catalogue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dagyo.v1.Scheduler/Catalogue',
+            dagyo_dot_v1_dot_scheduler__pb2.CatalogueRequest.SerializeToString,
+            dagyo_dot_v1_dot_scheduler__pb2.CatalogueResponse.FromString,
             options,
             channel_credentials,
             insecure,
