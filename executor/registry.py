@@ -17,9 +17,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool
 
@@ -31,8 +32,10 @@ COMPILED_FILE = "types.binpb"
 _BUILTIN_PROTO_DIR = Path(__file__).resolve().parent / "pb"
 _COMPILE_TIMEOUT_S = 60.0
 _lock = threading.Lock()
-# file name -> (the FileDescriptorProto as added, the progdef that brought it)
+# file name -> (the FileDescriptorProto as added, the progdef that brought it first)
 _added: dict[str, tuple[descriptor_pb2.FileDescriptorProto, str]] = {}
+# file name -> every progdef that brought it, in load order
+_owners: dict[str, list[str]] = {}
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,9 @@ def register(data: bytes, *, source: str, progdef: str, own: Sequence[str] = ())
                             [f"{source}: {file.name}: {_clash(e, progdef)}"]
                         ) from None
                 _added[file.name] = (file, progdef)
+            owners = _owners.setdefault(file.name, [])
+            if progdef not in owners:
+                owners.append(progdef)
             if file.name in own:
                 prefix = f"{file.package}." if file.package else ""
                 defined.extend(prefix + m.name for m in file.message_type)
@@ -238,10 +244,16 @@ _WELL_KNOWN = (
 )
 
 
-def type_doc(typename: str) -> TypeDoc | None:
-    """The documentation of a message: custom (from its progdef's .proto) or built in."""
-    for name, (file, owner) in list(_added.items()):
-        doc = _doc_in(file, typename, f"{name} (progdef {owner})")
+def type_doc(typename: str, *, progdefs: Collection[str] | None = None) -> TypeDoc | None:
+    """The documentation of a message: custom (from its progdef's .proto) or built in.
+
+    Args:
+        progdefs: the progdefs its source may name (those a caller may see); by default
+            any. A file only progdefs outside them brought is named without a progdef.
+    """
+    for name, (file, _) in list(_added.items()):
+        owners = [o for o in _owners.get(name, []) if progdefs is None or o in progdefs]
+        doc = _doc_in(file, typename, f"{name} (progdef {owners[0]})" if owners else name)
         if doc is not None:
             return doc
     if typename.startswith("dagyo.types."):
@@ -250,6 +262,41 @@ def type_doc(typename: str) -> TypeDoc | None:
             if doc is not None:
                 return doc
     return None
+
+
+def descriptor_set(typenames: Iterable[str]) -> descriptor_pb2.FileDescriptorSet:
+    """The files defining ``typenames``, each after the files it imports, with their doc
+    comments where the registry has them: what ``protoc --include_imports`` writes.
+
+    Raises:
+        KeyError: for a typename no loaded .proto defines.
+    """
+    pool = descriptor_pool.Default()
+    answer = descriptor_pb2.FileDescriptorSet()
+    done: set[str] = set()
+
+    def add(file: Any) -> None:
+        if file.name in done:
+            return
+        done.add(file.name)
+        for dependency in file.dependencies:
+            add(dependency)
+        answer.file.append(_file_proto(file))
+
+    for typename in typenames:
+        add(pool.FindMessageTypeByName(typename).file)
+    return answer
+
+
+def _file_proto(file: Any) -> descriptor_pb2.FileDescriptorProto:
+    """A file of the pool as a FileDescriptorProto, with its comments when known."""
+    if file.name in _added:
+        return _added[file.name][0]
+    for builtin in _builtin_files() if file.name == "dagyo/types.proto" else []:
+        return builtin
+    proto = descriptor_pb2.FileDescriptorProto()
+    file.CopyToProto(proto)
+    return proto
 
 
 _builtin: list[descriptor_pb2.FileDescriptorProto] = []

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from executor.errors import DagyoError
+from executor.progdef import did_you_mean
 from scheduler.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -103,6 +104,14 @@ def run_embedded(checked: CheckedFlow, line: Callable[[str, Any], str]) -> None:
         sys.exit(EXIT_FAILED)
 
 
+remote_option = click.option(
+    "--remote",
+    is_flag=True,
+    help="Ask the scheduler (--scheduler) for its catalogue, as your token sees it, "
+    "instead of reading --progdefs.",
+)
+
+
 @click.command("progdefs")
 @progdefs_option
 @click.option(
@@ -110,10 +119,12 @@ def run_embedded(checked: CheckedFlow, line: Callable[[str, Any], str]) -> None:
     is_flag=True,
     help="Ask the scheduler for each version: current, draining or retired, with its jobs.",
 )
+@remote_option
 @scheduler_option
-def progdefs_command(progdefs_dir: Path | None, versions: bool, address: str) -> None:
-    """List the catalogue: each progdef with its port types; with --versions, each
-    version the scheduler knows (state, jobs waiting, jobs running)."""
+def progdefs_command(progdefs_dir: Path | None, versions: bool, remote: bool, address: str) -> None:
+    """List the catalogue: each progdef with its port types, then the progdefs left out
+    (their protos do not load) and why; with --versions, each version the scheduler knows
+    (state, jobs waiting, jobs running)."""
     if versions:
         with connected(address) as client:
             rows = [("progdef", "version", "state", "waiting", "running")] + [
@@ -124,16 +135,35 @@ def progdefs_command(progdefs_dir: Path | None, versions: bool, address: str) ->
         for row in rows:
             click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         return
-    catalogue = catalogue_of(progdefs_dir, warn=False)
-    for progdef in catalogue.values():
-        inputs = ", ".join(f"{p}: {t}" for p, t in progdef.inputs.items())
-        outputs = ", ".join(f"{p}: {t}" for p, t in progdef.outputs.items())
-        click.echo(f"{progdef.name}  ({inputs}) -> ({outputs})")
-        if progdef.description:
-            click.echo(f"    {progdef.description}")
-    for left in catalogue.left_out.values():
-        for problem in left.problems:
-            click.echo(f"{left.name}  left out: {problem}")
+    if remote:
+        with connected(address) as client:
+            answer = client.catalogue()
+        progdefs = [
+            (
+                p.name,
+                [(port.name, port.type) for port in p.inputs],
+                [(port.name, port.type) for port in p.outputs],
+                p.description,
+            )
+            for p in answer.progdefs
+        ]
+        left_out = [(left.progdef, list(left.problems)) for left in answer.left_out]
+    else:
+        catalogue = catalogue_of(progdefs_dir, warn=False)
+        progdefs = [
+            (p.name, list(p.inputs.items()), list(p.outputs.items()), p.description)
+            for p in catalogue.values()
+        ]
+        left_out = [(left.name, list(left.problems)) for left in catalogue.left_out.values()]
+    for name, inputs, outputs, description in progdefs:
+        ins = ", ".join(f"{port}: {type_}" for port, type_ in inputs)
+        outs = ", ".join(f"{port}: {type_}" for port, type_ in outputs)
+        click.echo(f"{name}  ({ins}) -> ({outs})")
+        if description:
+            click.echo(f"    {description}")
+    for name, problems in left_out:
+        for problem in problems:
+            click.echo(f"{name}  left out: {problem}")
         click.echo('    fix its .proto files, or take them out of "protos"')
 
 
@@ -142,7 +172,16 @@ def progdefs_command(progdefs_dir: Path | None, versions: bool, address: str) ->
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object a line).")
 @click.option("--schema", is_flag=True, help="Print the JSON Schema of NAME's JSON form.")
 @progdefs_option
-def types_command(name: str | None, as_json: bool, schema: bool, progdefs_dir: Path | None) -> None:
+@remote_option
+@scheduler_option
+def types_command(
+    name: str | None,
+    as_json: bool,
+    schema: bool,
+    progdefs_dir: Path | None,
+    remote: bool,
+    address: str,
+) -> None:
     """List every type of the catalogue (built in, well-known, custom) with its fields and
     docs; with NAME, that one type. --schema prints the JSON Schema of NAME's JSON form.
 
@@ -150,32 +189,76 @@ def types_command(name: str | None, as_json: bool, schema: bool, progdefs_dir: P
     """
     import json
 
+    if schema and not name:
+        fail("--schema needs a NAME: `dagyo types dagyo.types.Text --schema`", EXIT_INVALID)
+    if remote:
+        infos, schemas = _remote_types(address)
+        if name is not None and name not in infos:
+            fail(
+                f"no type named {name!r} in the scheduler's catalogue"
+                f"{did_you_mean(name, infos)}: `dagyo types --remote` lists them",
+                EXIT_INVALID,
+            )
+        if schema:
+            click.echo(json.dumps(schemas[str(name)], indent=2))
+            return
+        for info in [infos[name]] if name else infos.values():
+            _print_type(info, as_json=as_json, detailed=bool(name))
+        return
+
     from executor.errors import UnknownType
     from executor.types import unknown_typename
     from scheduler.flow.typedocs import catalogue_typenames, describe_type, json_schema
 
     catalogue = catalogue_of(progdefs_dir)
-    if schema and not name:
-        fail("--schema needs a NAME: `dagyo types dagyo.types.Text --schema`", EXIT_INVALID)
     try:
         if schema:
             click.echo(json.dumps(json_schema(str(name)), indent=2))
             return
-        names = [name] if name else catalogue_typenames(catalogue)
-        for typename in names:
-            info = describe_type(typename, catalogue)
-            if as_json:
-                click.echo(json.dumps(info, ensure_ascii=False))
-                continue
-            fields = ", ".join(f"{f['name']}: {f['type']}" for f in info["fields"])
-            click.echo(f"{typename}  {{{fields}}}")
-            if info["doc"]:
-                click.echo(f"    {info['doc']}")
-            if info["source"] and "built in" not in info["source"]:
-                click.echo(f"    defined in {info['source']}")
-            if name:
-                for field in info["fields"]:
-                    doc = f"  {field['doc']}" if field["doc"] else ""
-                    click.echo(f"    {field['name']}: {field['type']}{doc}")
+        for typename in [name] if name else catalogue_typenames(catalogue):
+            _print_type(describe_type(typename, catalogue), as_json=as_json, detailed=bool(name))
     except UnknownType:
         fail(unknown_typename(str(name)), EXIT_INVALID)
+
+
+def _remote_types(address: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The scheduler's types, as :func:`describe_type` gives them, and their JSON Schemas;
+    its left-out progdefs as warnings on stderr, as from a folder."""
+    import json
+
+    from executor.progdef import LeftOut
+
+    with connected(address) as client:
+        answer = client.catalogue()
+    for left in answer.left_out:
+        for line in LeftOut(left.progdef, tuple(left.problems)).lines():
+            click.echo(f"dagyo: warning: {line}", err=True)
+    infos = {
+        t.typename: {
+            "typename": t.typename,
+            "source": t.source,
+            "doc": t.doc,
+            "fields": [{"name": f.name, "type": f.type, "doc": f.doc} for f in t.fields],
+            "used_by": list(t.used_by),
+        }
+        for t in answer.types
+    }
+    return infos, {t.typename: json.loads(t.json_schema) for t in answer.types}
+
+
+def _print_type(info: dict[str, Any], *, as_json: bool, detailed: bool) -> None:
+    import json
+
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+        return
+    fields = ", ".join(f"{f['name']}: {f['type']}" for f in info["fields"])
+    click.echo(f"{info['typename']}  {{{fields}}}")
+    if info["doc"]:
+        click.echo(f"    {info['doc']}")
+    if info["source"] and "built in" not in info["source"]:
+        click.echo(f"    defined in {info['source']}")
+    if detailed:
+        for field in info["fields"]:
+            doc = f"  {field['doc']}" if field["doc"] else ""
+            click.echo(f"    {field['name']}: {field['type']}{doc}")

@@ -153,6 +153,11 @@ class SchedulerClient:
         response: pb.VersionsResponse = self._call("Versions", pb.VersionsRequest())
         return builtins.list(response.versions)
 
+    def catalogue(self) -> pb.CatalogueResponse:
+        """The catalogue this caller may use: progdefs, documented types, descriptor set."""
+        response: pb.CatalogueResponse = self._call("Catalogue", pb.CatalogueRequest())
+        return response
+
     def failures(self, flow_id: str = "") -> builtins.list[FailureReport]:
         """The failure reports recorded so far, of one flow or (``""``) of every flow,
         oldest first, fetched page by page."""

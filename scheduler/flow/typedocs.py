@@ -52,7 +52,7 @@ def describe_type(typename: str, catalogue: Mapping[str, Progdef]) -> dict[str, 
         UnknownType: when no loaded .proto defines it.
     """
     descriptor = message_class(typename).DESCRIPTOR
-    doc = type_doc(typename)
+    doc = type_doc(typename, progdefs=catalogue.keys())
     comments = {name: comment for name, _, comment in doc.fields} if doc else {}
     source = doc.source if doc else ("well-known" if typename.startswith("google.") else "")
     return {

@@ -50,6 +50,7 @@ from scheduler.flow.overrides import apply_sets
 from scheduler.flow.plan import plan_flow
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
+from scheduler.service.catalogue import catalogue_answer
 from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings, broker_identity
 from scheduler.service.invoke import invoke
 from scheduler.service.lifecycle import Lifecycle
@@ -281,6 +282,18 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             watch=self.Watch,
         )
 
+    def Catalogue(self, request: pb.CatalogueRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """The catalogue the caller may use, its types documented, their descriptor set."""
+        principal = caller(self._auth, context)
+        try:
+            catalogue = load_catalogue(self._scheduler.settings.progdefs)
+        except ProgdefInvalid as e:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                details(["the scheduler's progdef catalogue is invalid:", *e.problems]),
+            )
+        return catalogue_answer(visible_catalogue(catalogue, principal))
+
 
 def _not_found(context: grpc.ServicerContext, flow_id: str) -> NoReturn:
     context.abort(
@@ -336,7 +349,10 @@ class Scheduler:
             DagyoError: when the state file cannot be opened or the address is taken.
         """
         settings = self.settings
-        load_catalogue(settings.progdefs)  # fail fast on a bad catalogue
+        # Fail fast on a bad catalogue; say once which progdefs it leaves out, and why.
+        for left in load_catalogue(settings.progdefs).left_out.values():
+            for line in left.lines():
+                log.warning("%s", line)
         self.store = FlowStore(settings.state_path, owner=broker_identity(settings.queue_url))
         broker = Broker(
             settings.queue_url, on_connect=self._reconnected, on_disconnect=self._disconnected
