@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from executor.constants import (
-    DEFAULT_METRICS_HOST,
     DEFAULT_QUEUE_URL,
     DEFAULT_SCHEDULER_ADDRESS,
     ENV_EXPORT_CAP_BYTES,
@@ -25,7 +24,7 @@ from executor.constants import (
     SCHEDULER_METRICS_PORT,
 )
 from executor.errors import DagyoError
-from executor.settings import env_number, metrics_host
+from executor.settings import env_number
 from scheduler.service.limits import ENV_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 from scheduler.tls import ENV_TOKENS, ServerTls
 
@@ -33,11 +32,6 @@ ENV_UI = "DAGYO_UI"
 ENV_GRPC_WORKERS = "DAGYO_GRPC_WORKERS"
 ENV_WATCHES_PER_CLIENT = "DAGYO_WATCHES_PER_CLIENT"
 ENV_WATCHER_EVENTS = "DAGYO_WATCHER_EVENTS"
-ENV_TRIGGERS = "DAGYO_TRIGGERS"
-ENV_TRIGGERS_HTTP = "DAGYO_TRIGGERS_HTTP"
-ENV_TRIGGERS_WAITING = "DAGYO_TRIGGERS_WAITING"
-# Trigger events accepted and not yet submitted as flows; past it a source is told to retry.
-TRIGGERS_WAITING = 1000
 ENV_UNSERVED_MAILBOX_S = "DAGYO_UNSERVED_MAILBOX_S"
 # gRPC worker threads; an eighth (at least 4) is kept for unary calls, never for Watch.
 GRPC_WORKERS = 256
@@ -116,8 +110,6 @@ class SchedulerSettings:
         export_cap_bytes: JSON bytes of exports kept with each flow record
             (``DAGYO_EXPORT_CAP_BYTES``); later items are still streamed to watchers.
         metrics_port: /metrics and /healthz (``DAGYO_METRICS_PORT``); 0 serves nothing.
-        metrics_host: the interface they listen on (``DAGYO_METRICS_ADDR``; every one,
-            ``0.0.0.0``, by default; ``dagyo up`` uses loopback).
         require_consumers: refuse a flow naming a progdef whose mailbox has no consumer
             and no autoscaler (``DAGYO_REQUIRE_CONSUMERS``, on by default).
         tokens_path: the token file that turns on authentication (``DAGYO_TOKENS``); empty
@@ -134,11 +126,6 @@ class SchedulerSettings:
             (``DAGYO_WATCHES_PER_CLIENT``); one more is refused with RESOURCE_EXHAUSTED.
         watcher_events: events buffered for a watcher that does not read
             (``DAGYO_WATCHER_EVENTS``); past them it is told and dropped.
-        triggers_dir: the folder of trigger files (``DAGYO_TRIGGERS``); None: no triggers.
-        triggers_http: where CloudEvents are POSTed, ``host:port``
-            (``DAGYO_TRIGGERS_HTTP``); empty: no HTTP endpoint.
-        triggers_waiting: trigger events accepted and not yet started as flows, at most
-            (``DAGYO_TRIGGERS_WAITING``); past it a source is told to send again.
         unserved_mailbox_s: an old progdef version's mailbox that no executor pulled for
             this long, empty and with no job of it open, is deleted
             (``DAGYO_UNSERVED_MAILBOX_S``).
@@ -151,7 +138,6 @@ class SchedulerSettings:
     heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S
     export_cap_bytes: int = EXPORT_CAP_BYTES
     metrics_port: int = SCHEDULER_METRICS_PORT
-    metrics_host: str = DEFAULT_METRICS_HOST
     require_consumers: bool = True
     tokens_path: str = ""
     tls: ServerTls | None = None
@@ -160,9 +146,6 @@ class SchedulerSettings:
     grpc_workers: int = GRPC_WORKERS
     watches_per_client: int = WATCHES_PER_CLIENT
     watcher_events: int = WATCHER_EVENTS
-    triggers_dir: Path | None = None
-    triggers_http: str = ""
-    triggers_waiting: int = TRIGGERS_WAITING
     unserved_mailbox_s: float = UNSERVED_MAILBOX_S
 
     def __post_init__(self) -> None:
@@ -200,17 +183,6 @@ class SchedulerSettings:
             problems.append(
                 f"{ENV_UNSERVED_MAILBOX_S} must be at least 0, got {self.unserved_mailbox_s}"
             )
-        if self.triggers_http:
-            http_host, _, http_port = self.triggers_http.rpartition(":")
-            if not http_host or not http_port.isdigit() or int(http_port) > 65535:
-                problems.append(
-                    f"{ENV_TRIGGERS_HTTP}={self.triggers_http!r} must be host:port, e.g. "
-                    "0.0.0.0:8090"
-                )
-        if self.triggers_waiting < 1:
-            problems.append(
-                f"{ENV_TRIGGERS_WAITING} must be at least 1, got {self.triggers_waiting}"
-            )
         if problems:
             raise DagyoError("; ".join(problems))
 
@@ -244,7 +216,6 @@ class SchedulerSettings:
             ),
             "export_cap_bytes": env_number(env, ENV_EXPORT_CAP_BYTES, EXPORT_CAP_BYTES, int),
             "metrics_port": env_number(env, ENV_METRICS_PORT, SCHEDULER_METRICS_PORT, int),
-            "metrics_host": metrics_host(env),
             "require_consumers": _flag(env, ENV_REQUIRE_CONSUMERS, True),
             "tokens_path": env.get(ENV_TOKENS, ""),
             "tls": ServerTls.from_env(env),
@@ -253,9 +224,6 @@ class SchedulerSettings:
             "grpc_workers": env_number(env, ENV_GRPC_WORKERS, GRPC_WORKERS, int),
             "watches_per_client": env_number(env, ENV_WATCHES_PER_CLIENT, WATCHES_PER_CLIENT, int),
             "watcher_events": env_number(env, ENV_WATCHER_EVENTS, WATCHER_EVENTS, int),
-            "triggers_dir": Path(env[ENV_TRIGGERS]) if env.get(ENV_TRIGGERS) else None,
-            "triggers_http": env.get(ENV_TRIGGERS_HTTP, "").strip(),
-            "triggers_waiting": env_number(env, ENV_TRIGGERS_WAITING, TRIGGERS_WAITING, int),
             "unserved_mailbox_s": env_number(
                 env, ENV_UNSERVED_MAILBOX_S, UNSERVED_MAILBOX_S, float
             ),
