@@ -17,9 +17,11 @@ holding it, because the broker's I/O thread takes it in its callbacks.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 
@@ -36,7 +38,10 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureKind,
     FailureReport,
 )
+from executor.pb.dagyo.v1.job_pb2 import Job
+from executor.progdef import mailbox_name
 from scheduler.flow.plan import Plan
+from scheduler.service.admission import Need, admit, ceiling
 from scheduler.service.broker import Broker
 from scheduler.service.exports import read_frame
 from scheduler.service.limits import bounded_failure
@@ -59,6 +64,14 @@ from scheduler.service.watchdog import autoscaled, never_taken, overdue
 
 # Events waiting unread past which the scheduler does not judge executors silent.
 EVENTS_BACKLOG_LIMIT = 100
+
+# How often waiting flows are looked at again without news (executors heard anew).
+ADMISSION_INTERVAL_S = 0.5
+# A published job of a progdef without autoscaler that waits longer than this many
+# heartbeat timeouts (and at least JOB_EXPIRY_MIN_S) is dropped by the broker: its slot
+# was free when the flow was admitted, so an executor that took none is not coming.
+JOB_EXPIRY_TIMEOUTS = 10
+JOB_EXPIRY_MIN_S = 60.0
 
 log = logging.getLogger("dagyo.scheduler")
 
@@ -96,6 +109,8 @@ class Lifecycle:
         self._flows: dict[str, ActiveFlow] = {}
         self.watchers = Watchers()
         self.liveness = Liveness(heartbeat_timeout_s, clock=clock)
+        self._admission = threading.Lock()  # one admission pass at a time, in order
+        self._wake = threading.Event()  # set when slots may have come free
 
     # --- starting --------------------------------------------------------------------------
 
@@ -159,6 +174,15 @@ class Lifecycle:
                 if not autoscaled(job.progdef)
             },
         )
+        runtime.held_jobs = [
+            [job.progdef.mailbox, base64.b64encode(job.descriptor.SerializeToString()).decode()]
+            for job in plan.jobs
+        ]
+        runtime.ceilings = {
+            job.progdef.mailbox: ceiling(job.progdef)
+            for job in plan.jobs
+            if autoscaled(job.progdef)
+        }
         flow = ActiveFlow(record, runtime, starting=True)
         if not self.broker.connected:
             # Refused before it is recorded: a flow accepted now could only wait, pending,
@@ -172,10 +196,9 @@ class Lifecycle:
             self._flows[flow_id] = flow
         try:
             self.broker.declare_flow_queues(flow_id, failure_queue(flow_id), plan.queues)
+            for mailbox in sorted({job.progdef.mailbox for job in plan.jobs}):
+                self.broker.declare_mailbox(mailbox)  # a refused one fails the submit now
             self._consume(flow)
-            self.broker.publish_jobs(
-                ((job.progdef.mailbox, job.descriptor) for job in plan.jobs), expires=deadline
-            )
         except BrokerError as e:
             with self._lock:
                 flow.starting = False
@@ -183,13 +206,125 @@ class Lifecycle:
             raise
         with self._lock:
             flow.starting = False
-            if not flow.runtime.finishing:
-                record.state = FlowState.RUNNING.proto
-                self._save(flow)
-            done = flow.complete() and not flow.runtime.finishing
-        if done:  # a flow without nodes or exports
-            self._finish(flow_id, FlowState.SUCCEEDED)
+            runtime.waiting = not runtime.finishing
+            self._save(flow)
+        self.admit_waiting()
         return flow_id
+
+    # --- admitting -------------------------------------------------------------------------
+
+    def admit_waiting(self) -> None:
+        """Publish the jobs of the waiting flows that fit now (docs/protocol.md, admission).
+
+        The others keep waiting, their records saying why. Never on the broker's I/O thread:
+        it asks the broker for consumer counts.
+        """
+        with self._admission:
+            with self._lock:
+                if not any(f.runtime.waiting for f in self._flows.values()):
+                    return
+                ceilings: dict[str, int] = {}
+                for flow in self._flows.values():
+                    ceilings.update(flow.runtime.ceilings)
+                mailboxes = {m for f in self._waiting() for m in _needs(f)}
+            capacities = {m: ceilings.get(m, self._capacity(m)) for m in mailboxes}
+            with self._lock:
+                waiting = self._waiting()
+                admitted, reasons = admit(
+                    [Need(f.id, _needs(f)) for f in waiting],
+                    lambda m: capacities.get(m),
+                    self._slots_used(),
+                )
+                chosen = []
+                now = time.monotonic()
+                for flow in waiting:
+                    reason = reasons.get(flow.id, "")
+                    if flow.id in admitted:
+                        flow.runtime.waiting = False
+                        flow.admitted_at = flow.moved_at = now
+                        chosen.append(flow)
+                    if flow.record.waiting != reason:
+                        flow.record.waiting = reason
+                        self._save(flow)
+                        self.watchers.progress(flow.id, flow.record)
+            for flow in chosen:
+                self._publish(flow)
+
+    def _waiting(self) -> list[ActiveFlow]:
+        """The flows waiting for admission, oldest first (under the lock)."""
+        flows = [f for f in self._flows.values() if f.runtime.waiting and not f.runtime.finishing]
+        return sorted(flows, key=lambda f: f.record.created)
+
+    def _slots_used(self) -> Counter[str]:
+        """Per mailbox, the jobs of admitted flows that have not ended (under the lock)."""
+        used: Counter[str] = Counter()
+        for flow in self._flows.values():
+            if not flow.runtime.waiting:
+                used.update(
+                    mailbox_name(n.progdef, n.version)
+                    for n in flow.record.nodes
+                    if n.state in (NODE_PENDING, NODE_RUNNING)
+                )
+        return used
+
+    def _capacity(self, mailbox: str) -> int | None:
+        """The job slots of the executors pulling ``mailbox``; None when unknown.
+
+        Executors that announce no slots (another implementation) but consume the mailbox
+        make it unknown: a flow is never held for a capacity nobody said.
+        """
+        slots = self.liveness.slots(mailbox)
+        if slots:
+            return slots
+        if slots is None:
+            return None
+        try:
+            return None if self.broker.consumer_count(mailbox) else 0
+        except BrokerError:
+            return 0
+
+    def _publish(self, flow: ActiveFlow) -> None:
+        """Publish an admitted flow's jobs; then it runs (or fails, when the broker did)."""
+        with self._lock:
+            if flow.runtime.finishing:
+                return
+            held = list(flow.runtime.held_jobs)
+        now = time.time()
+        deadline = flow.runtime.deadline
+        expiry = now + max(JOB_EXPIRY_MIN_S, JOB_EXPIRY_TIMEOUTS * self.heartbeat_timeout_s)
+        groups: dict[float, list[tuple[str, Job]]] = {}
+        for mailbox, descriptor in held:
+            if mailbox in flow.runtime.ceilings:  # an autoscaler may take long to start one
+                expires = deadline
+            else:
+                expires = min(deadline, expiry) if deadline else expiry
+            job = Job.FromString(base64.b64decode(descriptor))
+            groups.setdefault(expires, []).append((mailbox, job))
+        try:
+            for expires, jobs in groups.items():
+                self.broker.publish_jobs(jobs, expires=expires)
+        except BrokerError as e:
+            self._fail(flow.id, FAILURE_KIND_BROKER, str(e))
+            return
+        with self._lock:
+            flow.runtime.held_jobs = []
+            if not flow.runtime.finishing:
+                flow.record.state = FlowState.RUNNING.proto
+                self.watchers.progress(flow.id, flow.record)
+            self._save(flow)
+            done = flow.complete() and not flow.runtime.finishing
+        if done:  # a flow without nodes
+            self._finish(flow.id, FlowState.SUCCEEDED)
+
+    def admission_loop(self, stop: threading.Event) -> None:
+        """Admit waiting flows whenever slots may have come free, until ``stop`` is set."""
+        while not stop.is_set():
+            self._wake.wait(ADMISSION_INTERVAL_S)
+            self._wake.clear()
+            try:
+                self.admit_waiting()
+            except Exception:
+                log.exception("admitting waiting flows failed")
 
     def _consume(self, flow: ActiveFlow) -> None:
         lost = partial(self._queue_lost, flow.id)
@@ -228,7 +363,7 @@ class Lifecycle:
             if flow.runtime.finishing:
                 self.broker.submit(partial(self._clean_up, flow))
                 continue
-            if flow.record.state == FlowState.PENDING.proto:
+            if flow.record.state == FlowState.PENDING.proto and not flow.runtime.waiting:
                 error = "the scheduler stopped while starting the flow: resubmit it"
                 self._fail(flow.id, FAILURE_KIND_BROKER, error)
                 continue
@@ -245,6 +380,7 @@ class Lifecycle:
                     "resubmit the flow"
                 )
                 self._fail(flow.id, FAILURE_KIND_BROKER, error)
+        self._wake.set()
 
     def on_disconnect(self, error: Exception) -> None:
         """The broker connection was lost: stop judging executors until it is back."""
@@ -277,6 +413,7 @@ class Lifecycle:
                     return
                 node.state = NODE_RUNNING
                 node.executor = started.executor
+                flow.moved_at = time.monotonic()
             elif kind == "ended":
                 ended = event.ended
                 flow, node = self._node(ended.job.flow_id, ended.job.node)
@@ -285,6 +422,9 @@ class Lifecycle:
                 node.state = NODE_ENDED
                 node.executor = node.executor or ended.executor
                 node.items_sent = sum(ended.items_sent.values())
+                flow.moved_at = time.monotonic()
+                flow.blocked.pop(node.node, None)
+                self._wake.set()  # its slot is free: a waiting flow may fit now
                 done = flow.id if flow.complete() and not flow.starting else None
             else:
                 return
@@ -301,9 +441,11 @@ class Lifecycle:
                 flow, node = self._node(job.flow_id, job.node)
                 if flow is None or node is None or node.state != NODE_RUNNING:
                     continue
+                flow.blocked[node.node] = job.blocked_s
                 sent = sum(job.items_sent.values())
                 if sent != node.items_sent:
                     node.items_sent = sent
+                    flow.moved_at = time.monotonic()
                     changed[flow.id] = flow
             for flow in changed.values():
                 self._save(flow)
@@ -384,7 +526,7 @@ class Lifecycle:
         self.liveness.behind(backlog is None or backlog > EVENTS_BACKLOG_LIMIT)
         with self._lock:
             running = [f for f in self._flows.values() if not (f.runtime.finishing or f.starting)]
-            ends, waiting = overdue(running, self.liveness, wall=time.time())
+            ends, waiting = overdue(running, self.liveness, wall=time.time(), now=time.monotonic())
         # Outside the lock, which the I/O thread (answering these) needs.
         ends += never_taken(waiting, self.broker.queue_depth, self.heartbeat_timeout_s)
         ended: set[str] = set()
@@ -466,6 +608,7 @@ class Lifecycle:
                 return
             flow.record.state = state.proto
             flow.record.ended = time.time()
+            flow.record.waiting = ""
             if state != FlowState.SUCCEEDED:  # its jobs were told to stop
                 for node in flow.record.nodes:
                     if node.state in (NODE_PENDING, NODE_RUNNING):
@@ -473,6 +616,7 @@ class Lifecycle:
             self._save(flow)
             del self._flows[flow.id]
             self.watchers.end(flow.id, flow.record)
+        self._wake.set()  # its slots are free
         self.metrics.flows_ended.labels(state.value).inc()
         flow.ended.set()
 
@@ -512,6 +656,16 @@ class Lifecycle:
                 for n in f.record.nodes
             )
 
+    def jobs_held_of(self, progdef: str, version: str) -> int:
+        """Jobs of one progdef version in flows waiting for admission (not published yet)."""
+        with self._lock:
+            return sum(
+                n.progdef == progdef and n.version == version
+                for f in self._flows.values()
+                if f.runtime.waiting
+                for n in f.record.nodes
+            )
+
     def jobs_open_of(self, progdef: str, version: str) -> int:
         """Jobs of one progdef version not ended yet, started or not (retirement waits)."""
         with self._lock:
@@ -526,3 +680,8 @@ class Lifecycle:
     def heartbeat_ages(self) -> dict[str, float]:
         """Seconds since each known executor was last heard from."""
         return self.liveness.ages()
+
+
+def _needs(flow: ActiveFlow) -> Counter[str]:
+    """The job slots a flow needs: mailbox -> its jobs there."""
+    return Counter(mailbox_name(n.progdef, n.version) for n in flow.record.nodes)

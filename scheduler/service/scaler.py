@@ -36,6 +36,8 @@ from executor.progdef import load_catalogue, mailbox_name
 class _Jobs(Protocol):
     def jobs_running_of(self, progdef: str, version: str) -> int: ...
 
+    def jobs_held_of(self, progdef: str, version: str) -> int: ...
+
 
 class _Settings(Protocol):
     @property
@@ -116,7 +118,7 @@ class ScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
         return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
     def GetMetrics(self, request: pb.GetMetricsRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """The demand: jobs waiting in the mailbox plus jobs running on its executors."""
+        """The demand: jobs waiting in the mailbox or for admission, plus jobs running."""
         target = self._target(request.scaledObjectRef, context)
         demand = self._demand(target, context)
         value = pb.MetricValue(
@@ -135,7 +137,9 @@ class ScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
             waiting = scheduler.mailbox_depth(target.mailbox) or 0
         except BrokerError as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
-        return waiting + scheduler.lifecycle.jobs_running_of(target.progdef, target.version)
+        lifecycle = scheduler.lifecycle
+        held = lifecycle.jobs_held_of(target.progdef, target.version)
+        return waiting + held + lifecycle.jobs_running_of(target.progdef, target.version)
 
 
 def resolve(metadata: Mapping[str, str], scheduler: Demand, context: Any) -> Target:

@@ -123,6 +123,11 @@ class FlowRuntime:
         announce: True when the scheduler decided the failure itself (lost, deadline,
             cancel, broker) and publishes it on the flow's failure exchange.
         mailboxes: node -> its job's mailbox, for nodes without an autoscaler.
+        waiting: True while the flow waits to be admitted (its queues exist, its jobs are
+            not published yet).
+        held_jobs: the jobs not published yet, each [mailbox, base64 of the descriptor].
+        ceilings: mailbox -> the most jobs its autoscaler can run at once, for the
+            autoscaled progdefs of the flow.
     """
 
     deadline: float = 0.0
@@ -137,6 +142,9 @@ class FlowRuntime:
     # node -> the mailbox of its job, for the nodes no autoscaler serves: a job there that
     # no live executor pulls fails the flow instead of waiting forever.
     mailboxes: dict[str, str] = field(default_factory=dict)
+    waiting: bool = False
+    held_jobs: list[list[str]] = field(default_factory=list)
+    ceilings: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The runtime as JSON text, for the ``runtime`` column."""
@@ -159,6 +167,12 @@ class ActiveFlow:
     ended: threading.Event = field(default_factory=threading.Event)
     # Set while Submit is still declaring queues and publishing jobs.
     starting: bool = False
+    # Monotonic times: when its jobs were published, and when it last moved (a job
+    # started, ended or sent items); and the seconds each running job last said it
+    # waits on a full stream. In memory only: a restart counts again.
+    admitted_at: float = 0.0
+    moved_at: float = 0.0
+    blocked: dict[str, float] = field(default_factory=dict)
 
     @property
     def id(self) -> str:

@@ -1,8 +1,9 @@
 """The scheduler's periodic check: which running flows must end, and why.
 
 A flow ends here when it passed its deadline, when a started job's executor fell silent
-(LOST), or when a job still waits in a mailbox that no live executor pulls and no
-autoscaler serves (LOST: nothing would ever take it).
+(LOST), when a job still waits in a mailbox that no live executor pulls and no
+autoscaler serves (LOST: nothing would ever take it), or when its started jobs wait on
+full streams for a job that cannot start (DEADLOCK).
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from dataclasses import dataclass
 from executor.constants import AUTOSCALER_FILE
 from executor.errors import BrokerError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_DEADLINE, FAILURE_KIND_LOST
+from executor.pb.dagyo.v1.failure_pb2 import (
+    FAILURE_KIND_DEADLINE,
+    FAILURE_KIND_DEADLOCK,
+    FAILURE_KIND_LOST,
+)
 from executor.progdef import Progdef
 from scheduler.service.liveness import Liveness
 from scheduler.service.state import ActiveFlow
@@ -47,13 +52,14 @@ def autoscaled(progdef: Progdef) -> bool:
 
 
 def overdue(
-    flows: Iterable[ActiveFlow], liveness: Liveness, *, wall: float
+    flows: Iterable[ActiveFlow], liveness: Liveness, *, wall: float, now: float
 ) -> tuple[list[End], list[Waiting]]:
-    """The flows to end now (deadline, lost job), and the jobs that may never be taken.
+    """The flows to end now (deadline, lost job, deadlock), and the jobs that may never be taken.
 
     Args:
-        flows: the running flows (not starting, not finishing).
+        flows: the running and the waiting flows (not starting, not finishing).
         wall: Unix time now.
+        now: monotonic time now.
     """
     ends: list[End] = []
     waiting: list[Waiting] = []
@@ -68,6 +74,15 @@ def overdue(
             )
             continue
         old = wall - flow.record.created > liveness.timeout_s
+        if flow.runtime.waiting:
+            unserved = _never_served(flow, liveness) if old else None
+            if unserved is not None:
+                ends.append(unserved)
+            continue
+        stuck = deadlocked(flow, liveness.timeout_s, now=now)
+        if stuck is not None:
+            ends.append(stuck)
+            continue
         for node in flow.record.nodes:
             lost = liveness.lost(node.executor) if node.state == NODE_RUNNING else None
             if lost is not None:
@@ -82,6 +97,51 @@ def overdue(
             ):
                 waiting.append(Waiting(flow.id, node, mailbox))
     return ends, waiting
+
+
+def _never_served(flow: ActiveFlow, liveness: Liveness) -> End | None:
+    """A waiting flow with a job no executor will ever take: none pulls its mailbox."""
+    for node in flow.record.nodes:
+        mailbox = flow.runtime.mailboxes.get(node.node)
+        if mailbox is not None and not liveness.serves(mailbox, since_resume=True):
+            error = _never_taken_error(node, mailbox, liveness.timeout_s)
+            return End(flow.id, FAILURE_KIND_LOST, error, node)
+    return None
+
+
+def deadlocked(flow: ActiveFlow, timeout_s: float, *, now: float) -> End | None:
+    """The last line of defence against a flow that cannot go on, or None.
+
+    A flow is deadlocked when a job of it has not started a timeout after the flow was
+    admitted, nothing of it moved (no job started, ended or sent an item) for a timeout,
+    and at least one started job has waited on a full stream for a timeout: the streams
+    it fills are read by the job that cannot start. Admission makes it rare (executors
+    that announce no slots, or slots taken by another scheduler's jobs).
+    """
+    if now - flow.admitted_at <= timeout_s or now - flow.moved_at <= timeout_s:
+        return None
+    unstarted = [n for n in flow.record.nodes if n.state == NODE_PENDING]
+    started = [n.node for n in flow.record.nodes if n.state == NODE_RUNNING]
+    blocked = [name for name in started if flow.blocked.get(name, 0.0) > timeout_s]
+    if not unstarted or not blocked:
+        return None
+    node = unstarted[0]
+    error = (
+        f"deadlock: job {node.node} (progdef {node.progdef}) never started while every "
+        f"started job ({', '.join(started)}) waits on a full stream or on it, and nothing "
+        f"moved for {now - flow.moved_at:.1f} s ({', '.join(blocked)} blocked on output): "
+        f"the executors of {node.progdef} had no free slot for it; start more of them or "
+        "raise DAGYO_MAX_JOBS"
+    )
+    return End(flow.id, FAILURE_KIND_DEADLOCK, error, node)
+
+
+def _never_taken_error(node: pb.NodeProgress, mailbox: str, timeout_s: float) -> str:
+    return (
+        f"job {node.node} (progdef {node.progdef}) was never taken: no executor "
+        f"pulls {mailbox} (none heard for {timeout_s:g} s) and it has no autoscaler: "
+        "start one (`dagyo up`, or `python -m executor` on the progdef)"
+    )
 
 
 def never_taken(
@@ -105,10 +165,6 @@ def never_taken(
                 depths[job.mailbox] = None
         if not depths[job.mailbox]:
             continue
-        error = (
-            f"job {job.node.node} (progdef {job.node.progdef}) was never taken: no executor "
-            f"pulls {job.mailbox} (none heard for {timeout_s:g} s) and it has no autoscaler: "
-            "start one (`dagyo up`, or `python -m executor` on the progdef)"
-        )
+        error = _never_taken_error(job.node, job.mailbox, timeout_s)
         ends.append(End(job.flow_id, FAILURE_KIND_LOST, error, job.node))
     return ends

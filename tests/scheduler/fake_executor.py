@@ -97,10 +97,15 @@ def assert_no_queue_left(url: str, jobs: list[Job]) -> None:
 class FakeExecutor:
     """An executor's side of the protocol on raw pika, one step at a time."""
 
-    def __init__(self, url: str, mailboxes: list[str]) -> None:
+    def __init__(self, url: str, mailboxes: list[str], *, slots: int = 0) -> None:
         self.id = f"fake-{uuid.uuid4().hex[:6]}"
         self.url = url
         self.mailboxes = mailboxes
+        # With slots, its heartbeats say it runs that many jobs of each mailbox at once
+        # (as a real executor's do); without, they name no mailbox (capacity unknown).
+        self.slots = slots
+        # (flow id, node) -> monotonic time since which the job waits on a full stream.
+        self.blocked: dict[tuple[str, str], float] = {}
         self.jobs: queue.Queue[Job] = queue.Queue()
         self.stops: queue.Queue[Stop] = queue.Queue()
         self.heartbeating = True
@@ -142,7 +147,8 @@ class FakeExecutor:
             connection.process_data_events(time_limit=0.05)
             if self.heartbeating and time.monotonic() - last_beat > HEARTBEAT_S:
                 last_beat = time.monotonic()
-                self._event(channel, "heartbeat." + self.id, heartbeat=self._heartbeat())
+                for beat in self._heartbeats():
+                    self._event(channel, "heartbeat." + beat.executor, heartbeat=beat)
             while not self._commands.empty():
                 command, done = self._commands.get()
                 command(channel)
@@ -153,10 +159,21 @@ class FakeExecutor:
         channel.basic_ack(method.delivery_tag)  # acked at start: never redelivered
         self.jobs.put(Job.FromString(body))
 
-    def _heartbeat(self) -> Any:
-        from executor.pb.dagyo.v1.events_pb2 import Heartbeat
+    def _heartbeats(self) -> list[Any]:
+        from executor.pb.dagyo.v1.events_pb2 import Heartbeat, JobRef
 
-        return Heartbeat(executor=self.id, progdef="emit")
+        now = time.monotonic()
+        jobs = [
+            JobRef(flow_id=flow_id, node=node, blocked_s=now - since)
+            for (flow_id, node), since in list(self.blocked.items())
+        ]
+        beats = [Heartbeat(executor=self.id, progdef="emit", jobs=jobs)]
+        if self.slots:
+            beats += [
+                Heartbeat(executor=f"{self.id}-{i}", mailbox=mailbox, slots=self.slots)
+                for i, mailbox in enumerate(self.mailboxes)
+            ]
+        return beats
 
     def _event(self, channel: Any, key: str, **kind: Message) -> None:
         event = Event(time=time.time(), **kind)  # type: ignore[arg-type]
@@ -181,6 +198,10 @@ class FakeExecutor:
 
         started = JobStarted(job=JobRef(flow_id=job.flow_id, node=job.node), executor=self.id)
         self._do(lambda ch: self._event(ch, "job.started", started=started))
+
+    def block(self, job: Job) -> None:
+        """From now on its heartbeats say the job waits on a full output stream."""
+        self.blocked[(job.flow_id, job.node)] = time.monotonic()
 
     def end_job(self, job: Job, items_sent: dict[str, int] | None = None) -> None:
         from executor.pb.dagyo.v1.events_pb2 import JobEnded, JobRef

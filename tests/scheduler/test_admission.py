@@ -4,19 +4,34 @@ flow whose progdef's last executor drained and said goodbye."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pika
 import pika.exceptions
 import pytest
 
+from executor.constants import AUTOSCALER_FILE
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_DEADLOCK, FAILURE_KIND_LOST
+from executor.pb.dagyo.v1.job_pb2 import Job
 from scheduler.client.api import SchedulerRefused
 from scheduler.service.config import SchedulerSettings
 from tests.cluster import LocalCluster
-from tests.scheduler.fake_executor import WAIT_S, Client, mailboxes
+from tests.scheduler.fake_executor import (
+    EXPECTED,
+    WAIT_S,
+    Client,
+    FakeExecutor,
+    end_of,
+    exports_of,
+    mailboxes,
+    run_to_success,
+)
 
 # Long enough that only a goodbye, not the heartbeat timeout, can explain a prompt refusal.
 HEARTBEAT_TIMEOUT_S = 60.0
@@ -114,3 +129,141 @@ def _depth(url: str, queue: str) -> int:
             return 0
     finally:
         connection.close()
+
+
+# --- gang admission: every job of a flow starts at once, or none is published -------------
+
+CHAIN = {
+    "name": "chain",
+    "nodes": {"a": {"progdef": "emit"}, "b": {"progdef": "relay"}, "c": {"progdef": "relay"}},
+    "edges": [{"from": "a.items", "to": "b.text"}, {"from": "b.text", "to": "c.text"}],
+    "consts": [{"to": "a.n", "values": [{"value": 3}]}],
+    "exports": {"out": "c.text"},
+}
+
+
+def _eventually(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def _by_flow(fake: FakeExecutor, count: int) -> dict[str, dict[str, Job]]:
+    jobs: dict[str, dict[str, Job]] = {}
+    for _ in range(count):
+        job = fake.jobs.get(timeout=WAIT_S)
+        jobs.setdefault(job.flow_id, {})[job.node] = job
+    return jobs
+
+
+def test_a_flow_waits_pending_until_all_its_jobs_can_start(
+    settings: SchedulerSettings, catalogue: Path, broker_url: str
+) -> None:
+    fake = FakeExecutor(broker_url, mailboxes(catalogue), slots=2).start()
+    client = Client(settings)
+    try:
+        _eventually(
+            lambda: client.scheduler.lifecycle.liveness.slots(mailboxes(catalogue)[0]) == 2,
+            "the scheduler never heard the executor's slots",
+        )
+        first, second = client.submit(), client.submit()
+        taken = _by_flow(fake, 4)
+        jobs, later = taken[first], taken[second]
+        third = client.submit()
+        waiting = client.get(third)
+        assert waiting.state == pb.FLOW_STATE_PENDING
+        assert waiting.waiting == (
+            "waiting for 1 slot of emit, 0 free; waiting for 1 slot of relay, 0 free"
+        )
+        assert all(n.state == pb.NODE_STATE_PENDING for n in waiting.nodes)
+        fourth = client.submit()
+        cancelled = client.stub.Cancel(pb.CancelRequest(flow_id=fourth), timeout=WAIT_S)
+        assert cancelled.state == pb.FLOW_STATE_CANCELLED
+        time.sleep(1.0)  # the waiting flows' jobs are not published: none arrives
+        assert fake.jobs.empty(), "a job of a flow that was not admitted was published"
+        assert not any(_depth(broker_url, m) for m in mailboxes(catalogue))
+
+        run_to_success(fake, jobs)
+        assert end_of(client.watch(first)).state == pb.FLOW_STATE_SUCCEEDED
+        third_jobs = _by_flow(fake, 2)[third]  # admitted once the first's slots are free
+        assert client.get(third).waiting == ""
+        run_to_success(fake, later)
+        run_to_success(fake, third_jobs)
+        for flow_id in (second, third):
+            events = client.watch(flow_id)
+            assert end_of(events).state == pb.FLOW_STATE_SUCCEEDED
+            assert exports_of(events) == EXPECTED
+        assert fake.jobs.empty(), "the cancelled flow's jobs were published"
+    finally:
+        client.close()
+        fake.close()
+
+
+def test_a_flow_an_autoscaler_could_never_hold_is_refused(
+    settings: SchedulerSettings, catalogue: Path
+) -> None:
+    emit = catalogue / "emit"
+    data = json.loads((emit / "progdef.json").read_text())
+    data["scaling"] = {"max_jobs": 1, "max_executors": 1}
+    (emit / "progdef.json").write_text(json.dumps(data))
+    (emit / AUTOSCALER_FILE).write_text("keda\n")
+    flow = {
+        "name": "two-emits",
+        "nodes": {"a": {"progdef": "emit"}, "z": {"progdef": "emit"}},
+        "consts": [{"to": "a.n", "values": [3]}, {"to": "z.n", "values": [3]}],
+        "exports": {"a": "a.items", "z": "z.items"},
+    }
+    client = Client(settings)
+    try:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.submit(flow)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert (
+            "progdef emit: the flow has 2 jobs of it but its autoscaler runs at most 1 at once "
+            "(scaling.max_executors 1 × max_jobs 1)" in str(refused.value.details())
+        )
+    finally:
+        client.close()
+
+
+def test_a_waiting_flow_no_executor_will_ever_serve_fails_as_never_taken(
+    settings: SchedulerSettings, catalogue: Path, broker_url: str
+) -> None:
+    client = Client(dataclasses.replace(settings, require_consumers=False, heartbeat_timeout_s=1.5))
+    try:
+        flow_id = client.submit()
+        assert client.get(flow_id).waiting.startswith("waiting for 1 slot of emit, 0 free")
+        record = end_of(client.watch(flow_id))
+        assert record.state == pb.FLOW_STATE_FAILED
+        assert record.failure.kind == FAILURE_KIND_LOST
+        assert "was never taken: no executor pulls" in record.failure.error
+        assert not any(_depth(broker_url, m) for m in mailboxes(catalogue))
+    finally:
+        client.close()
+
+
+def test_a_flow_whose_started_jobs_all_wait_on_a_job_that_cannot_start_fails_as_deadlocked(
+    settings: SchedulerSettings, catalogue: Path, broker_url: str
+) -> None:
+    # Its heartbeats give no slots, so admission cannot tell; the last line holds instead.
+    fake = FakeExecutor(broker_url, mailboxes(catalogue)).start()
+    client = Client(dataclasses.replace(settings, heartbeat_timeout_s=1.5))
+    try:
+        flow_id = client.submit(CHAIN)
+        jobs = fake.next_jobs(3)
+        for node in ("a", "b"):
+            fake.start_job(jobs[node])
+            fake.block(jobs[node])
+        record = end_of(client.watch(flow_id))
+        assert record.state == pb.FLOW_STATE_FAILED
+        assert record.failure.kind == FAILURE_KIND_DEADLOCK
+        assert record.failure.node == "c"
+        assert record.failure.error.startswith(
+            "deadlock: job c (progdef relay) never started while every started job (a, b) "
+            "waits on a full stream"
+        )
+        assert fake.stop_for(flow_id).reason == record.failure.error
+    finally:
+        client.close()
+        fake.close()

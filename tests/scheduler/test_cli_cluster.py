@@ -405,6 +405,7 @@ def test_status_json_is_the_record(scheduler: tuple[str, FakeScheduler]) -> None
             "exports_truncated": False,
             "exports_dropped": 0,
             "tenant": "",
+            "waiting": "",
         }
     ]
 
