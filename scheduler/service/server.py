@@ -48,6 +48,7 @@ from scheduler.flow.check import check_flow
 from scheduler.flow.model import CheckedFlow, parse_flow
 from scheduler.flow.overrides import apply_sets
 from scheduler.flow.plan import plan_flow
+from scheduler.service.admission import never_fits
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
 from scheduler.service.catalogue import catalogue_answer
@@ -338,6 +339,7 @@ class Scheduler:
     @property
     def stopping(self) -> bool:
         """True once ``stop`` was called."""
+        self._admitter: threading.Thread | None = None
         return self._stopping.is_set()
 
     def start(self) -> None:
@@ -399,6 +401,13 @@ class Scheduler:
                     fixed=port_is_fixed(settings.metrics_port, SCHEDULER_METRICS_PORT),
                 )
                 self._metrics_server.start()
+            self._admitter = threading.Thread(
+                target=self.lifecycle.admission_loop,
+                args=(self._stopping,),
+                name="dagyo-scheduler-admission",
+                daemon=True,
+            )
+            self._admitter.start()
             if settings.ui_address:
                 self._start_dashboard(settings.ui_address)
         except BaseException:
@@ -493,9 +502,10 @@ class Scheduler:
         if self._metrics_server is not None:
             self._metrics_server.stop()
             self._metrics_server = None
-        if self._ticker is not None:
-            self._ticker.join()
-            self._ticker = None
+        for thread in (self._ticker, self._admitter):
+            if thread is not None:
+                thread.join()
+        self._ticker = self._admitter = None
         if self._broker is not None:
             self._broker.close()
             self._broker = None
@@ -505,37 +515,34 @@ class Scheduler:
     # --- for the servicer ------------------------------------------------------------------
 
     def unserved(self, checked: CheckedFlow) -> list[str]:
-        """One line per progdef of the flow that no executor and no autoscaler serves.
+        """One line per progdef of the flow that nothing serves, or that could never hold it.
 
         Raises:
             BrokerError: when the broker cannot be asked.
         """
-        if not self.settings.require_consumers or self._broker is None:
-            return []
+        asks = self.settings.require_consumers and self._broker is not None
         problems = []
         progdefs: dict[str, Progdef] = {p.name: p for p in checked.progdefs.values()}
         jobs = Counter(p.name for p in checked.progdefs.values())
         for name, progdef in sorted(progdefs.items()):
-            if autoscaled(progdef):
-                continue
-            mailbox = progdef.mailbox
-            if not self.lifecycle.liveness.serves(mailbox) and not self._broker.consumer_count(
-                mailbox
-            ):
-                problems.append(
-                    f"progdef {name}: no executor serves mailbox {mailbox} and it has no "
-                    f"autoscaler: start one with `dagyo up` or "
-                    f"`python -m executor {progdef.directory or name}`"
-                )
-                continue
-            slots = self.lifecycle.liveness.slots(mailbox)
-            if slots and jobs[name] > slots:
-                # Every job of a flow runs at once: the ones left waiting would block the rest.
-                problems.append(
-                    f"progdef {name}: the flow has {jobs[name]} jobs of it but its executors "
-                    f"hold {slots} at once and it has no autoscaler: start more executors "
-                    "or raise DAGYO_MAX_JOBS"
-                )
+            if autoscaled(progdef) or not asks:
+                capacity = None
+            else:
+                mailbox = progdef.mailbox
+                served = self.lifecycle.liveness.serves(mailbox)
+                if not served and not self._broker.consumer_count(mailbox):  # type: ignore[union-attr]
+                    problems.append(
+                        f"progdef {name}: no executor serves mailbox {mailbox} and it has no "
+                        f"autoscaler: start one with `dagyo up` or "
+                        f"`python -m executor {progdef.directory or name}`"
+                    )
+                    continue
+                capacity = self.lifecycle.liveness.slots(mailbox)
+            problem = never_fits(
+                progdef, jobs[name], capacity=capacity, autoscaled=autoscaled(progdef)
+            )
+            if problem:
+                problems.append(problem)
         return problems
 
     def mailbox_depth(self, mailbox: str) -> int | None:
