@@ -1,21 +1,26 @@
 """Retiring old progdef versions: upgrades that never strand a job.
 
 A changed progdef gets a new version, so a new mailbox; new flows go to the catalogue's
-current version only. An older version (a mailbox executors are heard pulling whose
-version the catalogue no longer has) keeps being served while jobs of it wait or run.
-Once none does, :class:`Versions` *retires* it: a Stop with ``retire_mailbox`` tells its
-executors to drain and exit 0, and the mailbox is deleted once it is empty and unused
-(the broker checks both atomically, so a job published in between is never lost).
+current version only. An *old* version is any other version of a catalogue progdef whose
+mailbox this scheduler knows: one it had as current (before a restart too: the state
+store keeps them), or one executors are heard pulling, whoever scheduled it. An old
+version is *draining* while jobs of it wait or run. Once none does, :class:`Versions`
+*retires* it: when executors still pull its mailbox, a Stop with ``retire_mailbox`` tells
+them to drain and exit 0; the mailbox is deleted once it is empty and unused (the broker
+checks both atomically, so a job published in between is never lost). An old mailbox no
+executor has pulled for ``unserved_mailbox_s`` is deleted the same way, without a Stop.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from executor.constants import MAILBOX_PREFIX
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.events_pb2 import Stop
 from executor.progdef import Progdef, mailbox_name
@@ -28,7 +33,11 @@ log = logging.getLogger("dagyo.scheduler.versions")
 
 CURRENT = "current"
 DRAINING = "draining"
+RETIRING = "retiring"  # told to retire, its mailbox not deleted yet; reported as draining
 RETIRED = "retired"
+# How often the retire message is sent again while executors still pull a retiring
+# mailbox (one reconnecting when it was first sent never saw it).
+RETIRE_REPEAT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -45,59 +54,62 @@ class VersionState:
         return mailbox_name(self.progdef, self.version)
 
 
+def parse_mailbox(mailbox: str) -> tuple[str, str] | None:
+    """The (progdef, version) a mailbox name stands for, or None for another queue."""
+    prefix = f"{MAILBOX_PREFIX}."
+    progdef, dot, version = mailbox.removeprefix(prefix).partition(".")
+    if not mailbox.startswith(prefix) or not dot or not progdef or not version or "." in version:
+        return None
+    return progdef, version
+
+
 class Versions:
-    """Watches the versions executors serve and retires the old ones once idle.
+    """Knows every progdef version's state and retires the old ones once idle.
 
     Args:
         catalogue: the current catalogue, read at each check.
-        broker: to publish the retire message and delete the mailbox.
-        lifecycle: whose flows' records say which jobs of a version are not ended, and
-            whose heartbeats say which mailboxes are served.
+        broker: to publish the retire message and delete mailboxes.
+        lifecycle: whose flows' records say which jobs of a version are not ended, whose
+            heartbeats say which mailboxes are pulled, and whose store keeps the versions.
+        unserved_mailbox_s: how long an old mailbox no executor pulls is kept (empty, and
+            no job of it open) before it is deleted.
+        clock: monotonic seconds.
     """
 
     def __init__(
-        self, *, catalogue: Callable[[], dict[str, Progdef]], broker: Broker, lifecycle: Lifecycle
+        self,
+        *,
+        catalogue: Callable[[], dict[str, Progdef]],
+        broker: Broker,
+        lifecycle: Lifecycle,
+        unserved_mailbox_s: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._catalogue = catalogue
         self._broker = broker
         self._lifecycle = lifecycle
+        self._store = lifecycle.store
+        self._unserved_s = unserved_mailbox_s
+        self._clock = clock
         self._lock = threading.Lock()
-        self._retiring: set[str] = set()  # mailboxes told to retire, not yet deleted
-        self._retired: dict[str, VersionState] = {}
-        # Mailboxes that were this scheduler's current version at some check. Only those
-        # are retired when the catalogue moves on: an executor of a version this scheduler
-        # never scheduled (another scheduler's catalogue on the same vhost, a canary) is
-        # none of its business.
-        self._ever_current: set[str] = {p.mailbox for p in catalogue().values()}
-
-    def old_versions(self) -> list[VersionState]:
-        """The versions executors are heard pulling that were this scheduler's current
-        version once and are not any more."""
-        catalogue = self._catalogue()
-        with self._lock:
-            self._ever_current.update(p.mailbox for p in catalogue.values())
-            ever_current = set(self._ever_current)
-        found = []
-        for mailbox in self._lifecycle.liveness.mailboxes():
-            for name, progdef in catalogue.items():
-                prefix = mailbox_name(name, "")
-                version = mailbox[len(prefix) :] if mailbox.startswith(prefix) else ""
-                if (
-                    version
-                    and "." not in version
-                    and version != progdef.version
-                    and mailbox in ever_current
-                ):
-                    found.append(VersionState(name, version, DRAINING))
-        return found
+        self._known: dict[str, VersionState] = {
+            mailbox: VersionState(progdef, version, state)
+            for mailbox, progdef, version, state in self._store.versions()
+        }
+        now = clock()
+        # Mailbox -> when an executor was last heard pulling it; after a start, counted
+        # from then (what happened before it is not known).
+        self._served: dict[str, float] = dict.fromkeys(self._known, now)
+        self._retire_sent: dict[str, float] = {}
+        self._update(catalogue())
 
     def states(self) -> list[VersionState]:
         """Every version known: current ones, draining ones, and those retired."""
-        current = [VersionState(p.name, p.version, CURRENT) for p in self._catalogue().values()]
+        self._update(self._catalogue())
         with self._lock:
-            retired = list(self._retired.values())
-        draining = [v for v in self.old_versions() if v.mailbox not in self._retired]
-        return sorted(current + draining + retired, key=lambda v: (v.progdef, v.state))
+            known = list(self._known.values())
+        shown = [replace(v, state=DRAINING) if v.state == RETIRING else v for v in known]
+        return sorted(shown, key=lambda v: (v.progdef, v.state, v.version))
 
     def report(self) -> list[pb.ProgdefVersion]:
         """:meth:`states` with each version's jobs waiting and running, for the API.
@@ -126,38 +138,90 @@ class Versions:
         Raises:
             BrokerError: when the broker cannot be asked.
         """
-        for old in self.old_versions():
-            if old.mailbox in self._retiring or old.mailbox in self._retired:
+        heard = self._update(self._catalogue())
+        now = self._clock()
+        with self._lock:
+            known = list(self._known.values())
+        for old in known:
+            if old.state in (DRAINING, RETIRING) and self._lifecycle.jobs_open_of(
+                old.progdef, old.version
+            ):
                 continue
-            if self._lifecycle.jobs_open_of(old.progdef, old.version):
-                continue
-            if self._broker.queue_depth(old.mailbox):
-                continue
-            log.info(
-                "retiring progdef %s version %s: no job of it waits or runs",
-                old.progdef,
-                old.version,
-            )
-            with self._lock:
-                self._retiring.add(old.mailbox)
-            self._broker.publish_stop(
-                Stop(
-                    retire_mailbox=old.mailbox,
-                    reason=f"progdef {old.progdef} version {old.version} is retired",
-                )
-            )
-        for mailbox in sorted(self._retiring):
-            if self._broker.delete_if_idle(mailbox):
-                progdef, version = _split(mailbox, self._catalogue())
-                log.info("deleted the retired mailbox %s", mailbox)
-                with self._lock:
-                    self._retiring.discard(mailbox)
-                    self._retired[mailbox] = VersionState(progdef, version, RETIRED)
+            if old.state == DRAINING:
+                depth = self._broker.queue_depth(old.mailbox)
+                if depth is None:
+                    self._set(old, RETIRED, "its mailbox is gone")
+                elif depth:
+                    continue  # never taken: the watchdog fails its flow as lost
+                elif old.mailbox in heard:
+                    log.info(
+                        "retiring progdef %s version %s: no job of it waits or runs",
+                        old.progdef,
+                        old.version,
+                    )
+                    self._set(old, RETIRING)
+                    self._retire(old, now)
+                elif now - self._served.get(old.mailbox, now) >= self._unserved_s:
+                    if self._broker.delete_if_idle(old.mailbox):
+                        self._set(old, RETIRED, "no executor pulled its empty mailbox")
+            elif old.state == RETIRING:
+                if self._broker.delete_if_idle(old.mailbox):
+                    self._set(old, RETIRED, "its executors drained")
+                elif old.mailbox in heard and now - self._retire_sent.get(
+                    old.mailbox, float("-inf")
+                ) >= (RETIRE_REPEAT_S):
+                    self._retire(old, now)
 
+    def _update(self, catalogue: dict[str, Progdef]) -> set[str]:
+        """Take in the catalogue's current versions and the mailboxes executors pull;
+        return the latter."""
+        heard = set(self._lifecycle.liveness.mailboxes())
+        now = self._clock()
+        current = {p.mailbox: VersionState(p.name, p.version, CURRENT) for p in catalogue.values()}
+        changes: list[tuple[VersionState, str]] = []
+        back: list[VersionState] = []
+        with self._lock:
+            for mailbox in heard:
+                self._served[mailbox] = now
+            for mailbox, version in current.items():
+                if self._known.get(mailbox) != version:
+                    changes.append((version, CURRENT))
+            for mailbox, known in self._known.items():
+                if known.state == CURRENT and mailbox not in current:
+                    changes.append((known, DRAINING))
+            for mailbox in heard - current.keys():
+                parsed = parse_mailbox(mailbox)
+                pulled = self._known.get(mailbox)
+                if parsed is None or parsed[0] not in catalogue:
+                    continue  # not a version of this scheduler's progdefs
+                if pulled is None:
+                    changes.append((VersionState(*parsed, DRAINING), DRAINING))
+                elif pulled.state == RETIRED:
+                    back.append(pulled)
+        for known in back:
+            # An executor of a retired version started again and declared its mailbox anew
+            # (not one whose last heartbeat is merely still recent).
+            if self._broker.queue_depth(known.mailbox) is not None:
+                changes.append((known, DRAINING))
+        for version, state in changes:
+            self._set(version, state)
+        return heard
 
-def _split(mailbox: str, catalogue: dict[str, Progdef]) -> tuple[str, str]:
-    for name in catalogue:
-        prefix = mailbox_name(name, "")
-        if mailbox.startswith(prefix):
-            return name, mailbox[len(prefix) :]
-    return "", mailbox
+    def _set(self, version: VersionState, state: str, why: str = "") -> None:
+        with self._lock:
+            self._known[version.mailbox] = replace(version, state=state)
+            self._served.setdefault(version.mailbox, self._clock())
+        self._store.save_version(
+            version.mailbox, progdef=version.progdef, version=version.version, state=state
+        )
+        if state == RETIRED:
+            log.info("progdef %s version %s retired: %s", version.progdef, version.version, why)
+
+    def _retire(self, old: VersionState, now: float) -> None:
+        self._retire_sent[old.mailbox] = now
+        self._broker.publish_stop(
+            Stop(
+                retire_mailbox=old.mailbox,
+                reason=f"progdef {old.progdef} version {old.version} is retired",
+            )
+        )

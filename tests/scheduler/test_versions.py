@@ -6,6 +6,7 @@ it: the executor drains and exits 0, and its empty mailbox is deleted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -18,6 +19,7 @@ import pika.exceptions
 from click.testing import CliRunner
 
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_LOST
 from executor.progdef import load_catalogue, mailbox_name
 from scheduler.cli.local import progdefs_command
 from scheduler.client.api import SchedulerClient
@@ -160,3 +162,124 @@ def test_dagyo_up_starts_the_edited_version_after_retiring_the_old(
             assert node(client.get(flow_id), "w").version == v2
     finally:
         cluster.stop()
+
+
+def upgrade(cluster: LocalCluster, name: str, tag: str) -> str:
+    """Give progdef ``name`` a new version in the cluster's catalogue; return it."""
+    version = f"{tag}-{uuid.uuid4().hex[:12]}"
+    (cluster.catalogue_dir / name / "VERSION").write_text(version + "\n")
+    cluster.catalogue = load_catalogue(cluster.catalogue_dir)
+    cluster.local.catalogue = cluster.catalogue
+    assert cluster.catalogue[name].version == version
+    return version
+
+
+def versions_table(cluster: LocalCluster) -> list[list[str]]:
+    assert cluster.scheduler is not None
+    result = CliRunner().invoke(
+        progdefs_command, ["--versions", "--scheduler", cluster.scheduler.address]
+    )
+    assert result.exit_code == 0, result.output
+    return [line.split() for line in result.output.splitlines()]
+
+
+def wait_gone(broker_url: str, mailbox: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while mailbox_exists(broker_url, mailbox):
+        assert time.monotonic() < deadline, f"{mailbox} was not deleted"
+        time.sleep(0.1)
+
+
+def test_a_version_this_scheduler_never_had_as_current_is_retired(
+    broker_url: str, tmp_path: Path
+) -> None:
+    # The catalogue changed while no scheduler ran, and the new one starts afresh: it finds
+    # the old version by its executor's heartbeats alone.
+    cluster = LocalCluster(broker_url, tmp_path, names=("source", "slow"), max_jobs=1).start()
+    old: subprocess.Popen[bytes] | None = cluster.executors["slow"]
+    try:
+        v1 = cluster.catalogue["slow"].version
+        cluster.stop_scheduler()
+        v2 = upgrade(cluster, "slow", "fresh")
+        cluster.local.settings = dataclasses.replace(
+            cluster.local.settings, state_path=str(tmp_path / "fresh.sqlite3")
+        )
+        cluster.start_scheduler()
+        cluster.start_executor("slow")
+        assert old is not None and old.wait(WAIT_S) == 0
+        wait_gone(broker_url, mailbox_name("slow", v1))
+        rows = versions_table(cluster)
+        assert ["slow", v1, "retired", "0", "0"] in rows
+        assert ["slow", v2, "current", "0", "0"] in rows
+        _, exports = cluster.run(slow_flow(2, 1))
+        assert exports == {"names": names(2)}
+    finally:
+        if old is not None and old.poll() is None:
+            old.kill()
+        cluster.close()
+
+
+def test_a_restarted_scheduler_deletes_an_old_mailbox_no_executor_pulls(
+    broker_url: str, tmp_path: Path
+) -> None:
+    cluster = LocalCluster(broker_url, tmp_path, names=("source", "slow"), max_jobs=1).start()
+    try:
+        v1 = cluster.catalogue["slow"].version
+        old = cluster.executors["slow"]
+        old.terminate()  # drains, says goodbye and exits: its mailbox stays, empty
+        assert old.wait(WAIT_S) == 0
+        assert mailbox_exists(broker_url, mailbox_name("slow", v1))
+        cluster.stop_scheduler()
+        v2 = upgrade(cluster, "slow", "restart")
+        cluster.local.settings = dataclasses.replace(cluster.local.settings, unserved_mailbox_s=1.0)
+        cluster.start_scheduler()  # on the same state: it knows v1 was current
+        cluster.start_executor("slow")
+        wait_gone(broker_url, mailbox_name("slow", v1))
+        assert ["slow", v1, "retired", "0", "0"] in versions_table(cluster)
+        cluster.stop_scheduler()
+        cluster.start_scheduler()
+        rows = versions_table(cluster)
+        assert ["slow", v1, "retired", "0", "0"] in rows
+        assert ["slow", v2, "current", "0", "0"] in rows
+    finally:
+        cluster.close()
+
+
+def test_a_job_left_in_an_old_mailbox_without_executors_fails_its_flow_as_lost(
+    broker_url: str, tmp_path: Path
+) -> None:
+    cluster = LocalCluster(
+        broker_url, tmp_path, names=("source", "slow"), max_jobs=1, heartbeat_timeout_s=3.0
+    ).start()
+    old = cluster.executors["slow"]
+    v1 = cluster.catalogue["slow"].version
+    try:
+        running = cluster.submit(slow_flow(100, 100))
+        queued = cluster.submit(slow_flow(2, 1))  # waits in the v1 mailbox
+        with cluster.client() as client:
+            deadline = time.monotonic() + WAIT_S
+            while node(client.get(running), "w").state != pb.NODE_STATE_RUNNING:
+                assert time.monotonic() < deadline, "the slow job never started"
+                time.sleep(0.05)
+        upgrade(cluster, "slow", "lost")
+        cluster.start_executor("slow")
+        cluster.wait_for_consumer("slow")
+        old.kill()  # v1's only executor dies: nothing will take the queued job
+        started = time.monotonic()
+        for flow_id in (running, queued):
+            record = cluster.wait(flow_id)
+            assert record.state == pb.FLOW_STATE_FAILED
+            assert record.failure.kind == FAILURE_KIND_LOST, record.failure.error
+            assert node(record, "w").version == v1
+        assert time.monotonic() - started < WAIT_S
+        assert "was never taken" in cluster.wait(queued).failure.error
+        # The job is still in the mailbox: never silently dropped, and the mailbox is kept.
+        with cluster.channel() as channel:
+            depth = channel.queue_declare(mailbox_name("slow", v1), passive=True)
+        assert depth.method.message_count == 1
+    finally:
+        if old.poll() is None:
+            old.kill()
+        with cluster.channel() as channel:
+            channel.queue_delete(mailbox_name("slow", v1))
+        cluster.close()
