@@ -1,15 +1,21 @@
-"""``python -m executor PROGDEF_DIR``: one executor for one progdef (the container command).
+"""``python -m executor PROGDEF_DIR [--one-job]``: one executor for one progdef (the
+container command).
 
 Exits 0 after a drain (SIGTERM or Ctrl-C), 2 for a bad progdef or setting (a busy
 DAGYO_METRICS_PORT too), 3 when the broker cannot be reached.
+
+--one-job: take exactly one job, run it, and exit 0 once it ended (the pods of a progdef
+of scaling.mode job); exit 0 as well when no job came within DAGYO_ONE_JOB_IDLE_S.
 
 Reads:
   DAGYO_QUEUE                  the broker's amqp:// URL [amqp://guest:guest@localhost:5672/%2F]
   DAGYO_JOBS                   its mailbox [derived from the progdef, and printed]
   DAGYO_METRICS_PORT           /healthz, /readyz and /metrics; 0 any free port, -1 none
                                [9100, or a free port when 9100 is busy]
+  DAGYO_METRICS_ADDR           the interface they listen on [0.0.0.0: every one]
   DAGYO_MAX_JOBS               jobs at once [the progdef's scaling.max_jobs]
   DAGYO_DRAIN_GRACE_S          how long a drain waits for jobs [the progdef's drain_grace_s]
+  DAGYO_ONE_JOB_IDLE_S         --one-job: exit when no job came this long [60]
   DAGYO_HEARTBEAT_INTERVAL_S   seconds between heartbeats
   DAGYO_RECONNECT_MAX_DELAY_S  longest wait between two reconnection attempts
   DAGYO_IMPORT_TIMEOUT_S       longest wait for the progdef's code to import
@@ -31,14 +37,20 @@ from executor.service import Executor
 from executor.settings import ExecutorSettings
 from executor.stream import StreamSettings, tune_gc
 
-USAGE = "usage: python -m executor PROGDEF_DIR"
+USAGE = "usage: python -m executor PROGDEF_DIR [--one-job]"
+ONE_JOB = "--one-job"
 
 
 def main(argv: list[str]) -> int:
     """Run one executor until it has drained; return the exit status."""
-    if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print(__doc__.strip().replace("``", "") if argv else USAGE, file=sys.stderr)
-        return 0 if argv else 2
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(__doc__.strip().replace("``", ""), file=sys.stderr)
+        return 0
+    one_job = ONE_JOB in argv
+    argv = [arg for arg in argv if arg != ONE_JOB]
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
+        return 2
     try:
         configure_logging()
     except DagyoError as e:
@@ -49,7 +61,7 @@ def main(argv: list[str]) -> int:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
     try:
         progdef = load_progdef(argv[0])
-        settings = ExecutorSettings.from_env(progdef)
+        settings = ExecutorSettings.from_env(progdef, one_job=one_job)
         executor = Executor(progdef, settings, stream_settings=StreamSettings.from_env())
     except (ProgdefInvalid, DagyoError) as e:
         print(f"executor: {e}", file=sys.stderr)

@@ -83,6 +83,10 @@ AMQP_HEARTBEAT_S = 10
 # A publish into a full stream waits this long first, doubling up to the maximum.
 FULL_STREAM_BACKOFF_S = 0.001
 FULL_STREAM_BACKOFF_MAX_S = 0.05
+# An executor of --one-job (a pod of a progdef of scaling.mode job) that got no job for this
+# long exits 0 (DAGYO_ONE_JOB_IDLE_S): another pod took the job it was started for.
+ENV_ONE_JOB_IDLE_S = "DAGYO_ONE_JOB_IDLE_S"
+ONE_JOB_IDLE_S = 60.0
 # How long an executor remembers a stopped flow, to drop its jobs still in a mailbox.
 STOPPED_FLOW_MEMORY_S = 600.0
 EXECUTOR_METRICS_PORT = 9100

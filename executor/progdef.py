@@ -11,7 +11,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ TYPE_VARIABLE = re.compile(r"^[A-Z][A-Z0-9]*$")
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 STYLES = ("stream", "function")
+# deployment: long-lived executors; job: one job per pod (its executor runs --one-job).
+SCALING_MODES = ("deployment", "job")
 ERROR_TYPE = "dagyo.types.Error"
 
 _TOP_KEYS = {
@@ -61,7 +63,7 @@ _TOP_KEYS = {
 _REQUIRED = ("name", "inputs", "outputs", "run")
 _SECTION_KEYS: dict[str, set[str]] = {
     "image": {"dockerfile", "context"},
-    "scaling": {"max_jobs", "min_executors", "max_executors"},
+    "scaling": {"max_jobs", "min_executors", "max_executors", "mode"},
     "resources": {"cpu", "memory", "gpu"},
     "retries": {"attempts", "backoff_ms"},
 }
@@ -79,6 +81,8 @@ class Scaling:
     max_jobs: int = DEFAULT_MAX_JOBS
     min_executors: int = 0
     max_executors: int = 10
+    # ``deployment`` (long-lived executors) or ``job`` (one job per pod, max_jobs 1).
+    mode: str = SCALING_MODES[0]
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,17 @@ def parse_progdef(
         for key in sorted(set(value) - keys):
             problem(f"unknown key {section}.{key}{did_you_mean(key, keys)}")
         sections[section] = value
-    scaling = _build(Scaling, sections["scaling"], "scaling", problem, int)
+    scaling_values = dict(sections["scaling"])
+    mode = scaling_values.pop("mode", SCALING_MODES[0])
+    if mode not in SCALING_MODES:
+        problem(f"scaling.mode {mode!r} must be one of {', '.join(SCALING_MODES)}")
+        mode = SCALING_MODES[0]
+    elif mode == "job" and scaling_values.setdefault("max_jobs", 1) != 1:
+        problem(
+            f"scaling.max_jobs {scaling_values['max_jobs']}: a progdef of mode job runs one "
+            "job per pod; leave max_jobs out (or set it to 1)"
+        )
+    scaling = replace(_build(Scaling, scaling_values, "scaling", problem, int), mode=mode)
     if not 1 <= scaling.max_jobs <= MAX_JOBS_LIMIT:
         problem(
             f"scaling.max_jobs {scaling.max_jobs} is out of bounds: from 1 to {MAX_JOBS_LIMIT} "

@@ -74,6 +74,8 @@ class Executor:
         self._stopped_flows: dict[str, float] = {}
         # Set when the scheduler retires this executor's progdef version: drain, exit 0.
         self.retired = threading.Event()
+        # With --one-job: set once its one job was taken (the mailbox is then drained).
+        self.took_job = threading.Event()
         self._flusher = Flusher(linger_s=self.stream_settings.linger_s)
         self._control: BlockingChannel | None = None
         self._last_beat = time.monotonic()
@@ -111,16 +113,35 @@ class Executor:
             self.health_port = server.port
 
     def run(self, signals: ShutdownSignals) -> int:
-        """Serve until a signal, then drain; return the exit status (0 after a drain)."""
-        while not signals.drain.wait(0.5):
+        """Serve until a signal, then drain; return the exit status (0 after a drain).
+
+        With ``one_job``, also until its one job ended, or no job came within
+        ``one_job_idle_s``.
+        """
+        idle_until = time.monotonic() + self.settings.one_job_idle_s
+        while not signals.drain.wait(0.5 if not self.settings.one_job else 0.1):
             if self.retired.is_set():
                 log.info("the scheduler retired mailbox %s: draining", self.settings.mailbox)
+                break
+            if self.settings.one_job and self._one_job_over(idle_until):
                 break
             if not self.io.alive:
                 log.error("%s", self.io.failed)
                 return 3
         self.drain(force=signals.force)
         return 0
+
+    def _one_job_over(self, idle_until: float) -> bool:
+        if self.took_job.is_set():
+            with self._idle:
+                if self.runs:
+                    return False
+            log.info("ran its one job: exiting")
+            return True
+        if time.monotonic() >= idle_until:
+            log.info("no job came within %g s of start: exiting", self.settings.one_job_idle_s)
+            return True
+        return False
 
     def drain(self, *, force: threading.Event | None = None) -> None:
         """Take no new jobs, let the running ones finish, then close.
@@ -252,6 +273,10 @@ class Executor:
         run = JobRun(descriptor)
         with self._idle:
             self.runs[run.key] = run
+        if self.settings.one_job:
+            # Its one job: take no other, now or after it ends.
+            self.took_job.set()
+            self.mailbox.drain()
         self.metrics.jobs_running.set(len(self.runs))
         self._publish(
             EVENTS_EXCHANGE,

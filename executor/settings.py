@@ -13,10 +13,12 @@ from typing import TypeVar
 from executor.constants import (
     DEFAULT_QUEUE_URL,
     ENV_JOBS,
+    ENV_ONE_JOB_IDLE_S,
     ENV_QUEUE,
     ENV_RECONNECT_MAX_DELAY_S,
     EXECUTOR_METRICS_PORT,
     HEARTBEAT_INTERVAL_S,
+    ONE_JOB_IDLE_S,
     RECONNECT_MAX_DELAY_S,
 )
 from executor.errors import BrokerUrlInvalid, DagyoError
@@ -40,6 +42,10 @@ class ExecutorSettings:
             port, -1 serves nothing).
         executor_id: names this process in heartbeats and failure reports.
         mailbox_derived: True when DAGYO_JOBS was unset.
+        one_job: run one job, then drain and exit (``--one-job``, a pod of a progdef of
+            scaling.mode job); max_jobs is then 1.
+        one_job_idle_s: with ``one_job``, exit when no job came for this long
+            (DAGYO_ONE_JOB_IDLE_S).
     """
 
     queue_url: str
@@ -50,10 +56,15 @@ class ExecutorSettings:
     metrics_port: int
     executor_id: str
     mailbox_derived: bool = False
+    one_job: bool = False
+    one_job_idle_s: float = ONE_JOB_IDLE_S
 
     @classmethod
-    def from_env(cls, progdef: Progdef) -> ExecutorSettings:
+    def from_env(cls, progdef: Progdef, *, one_job: bool = False) -> ExecutorSettings:
         """Read the settings for ``progdef`` from the environment.
+
+        Args:
+            one_job: run exactly one job, then exit (``--one-job``).
 
         Raises:
             DagyoError: naming the variable that holds a bad value.
@@ -63,6 +74,11 @@ class ExecutorSettings:
         check_url(queue_url)
         reconnect_max_delay_s()
         max_jobs = env_number(os.environ, "DAGYO_MAX_JOBS", progdef.scaling.max_jobs, int)
+        idle_s = env_number(os.environ, ENV_ONE_JOB_IDLE_S, ONE_JOB_IDLE_S, float)
+        if not idle_s > 0:
+            raise DagyoError(f"{ENV_ONE_JOB_IDLE_S}={idle_s!r} must be more than 0 seconds")
+        if one_job:
+            max_jobs = 1  # one job per process: its one slot
         if not 1 <= max_jobs <= MAX_JOBS_LIMIT:
             raise DagyoError(
                 f"DAGYO_MAX_JOBS={max_jobs} is out of bounds: from 1 to {MAX_JOBS_LIMIT} (the "
@@ -82,6 +98,8 @@ class ExecutorSettings:
             executor_id=f"{progdef.name}-{socket.gethostname()}-{os.getpid()}-"
             f"{uuid.uuid4().hex[:4]}",
             mailbox_derived=not mailbox,
+            one_job=one_job,
+            one_job_idle_s=idle_s,
         )
 
 
