@@ -233,7 +233,7 @@ class Executor:
             version=self.settings.mailbox.rsplit(".", 1)[-1],
             # A copy: job threads add and remove runs while the I/O thread beats.
             jobs=[
-                JobRef(flow_id=f, node=n, items_sent=run.items_sent())
+                JobRef(flow_id=f, node=n, items_sent=run.items_sent(), blocked_s=run.blocked_s())
                 for (f, n), run in list(self.runs.items())
             ],
             draining=self.mailbox.draining,
