@@ -46,6 +46,11 @@ class JobRun:
         """Items sent so far per output port."""
         return {port: out.items_sent for port, out in self.outputs.items()}
 
+    def blocked_s(self) -> float:
+        """Seconds the job has been waiting, now, for a full output stream (0: it is not)."""
+        now = time.monotonic()
+        return max((out._writer.blocked_s(now) for out in self.outputs.values()), default=0.0)
+
     def frames_sent(self) -> dict[str, int]:
         """Frames sent so far per output port."""
         return {port: out._writer.frames_sent for port, out in self.outputs.items()}

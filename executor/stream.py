@@ -94,6 +94,9 @@ class FrameWriter:
         self.items_sent = 0
         self.frames_sent = 0
         self.closed = False
+        # Monotonic time a blocking send began, 0.0 while none is under way: a send that
+        # lasts is a stream that is full (see blocked_s).
+        self._sending_since = 0.0
 
     def append(self, data: bytes) -> None:
         """Add one serialized item; flush when the frame is full.
@@ -164,6 +167,11 @@ class FrameWriter:
             finally:
                 self._lock.release()
 
+    def blocked_s(self, now: float) -> float:
+        """Seconds the port has waited, as of ``now``, for a full stream to take a frame."""
+        since = self._sending_since
+        return now - since if since else 0.0
+
     def close(self) -> None:
         """Send what is left and end-of-stream, waiting for room."""
         with self._lock:
@@ -178,7 +186,13 @@ class FrameWriter:
         frame = Frame(
             items=self._items, end_of_stream=end, seq=self._seq, typename=self.typename
         ).SerializeToString()
-        if not self._sink.send(frame, block=block):
+        if block:
+            self._sending_since = time.monotonic()
+            try:
+                self._sink.send(frame, block=True)
+            finally:
+                self._sending_since = 0.0
+        elif not self._sink.send(frame, block=False):
             return False
         self._seq += 1
         self.frames_sent += 1
