@@ -90,6 +90,11 @@ ONE_JOB_IDLE_S = 60.0
 # How long an executor remembers a stopped flow, to drop its jobs still in a mailbox.
 STOPPED_FLOW_MEMORY_S = 600.0
 EXECUTOR_METRICS_PORT = 9100
+# The interface health and metrics listen on (DAGYO_METRICS_ADDR): every one by default, as
+# Kubernetes probes and Prometheus reach a pod on its own address; `dagyo up` uses loopback.
+ENV_METRICS_ADDR = "DAGYO_METRICS_ADDR"
+DEFAULT_METRICS_HOST = "0.0.0.0"
+LOOPBACK_METRICS_HOST = "127.0.0.1"
 # Channels an executor keeps open and set up for its next jobs: opening and setting up a
 # channel costs three broker round trips at the start of every job otherwise.
 CHANNELS_READY = 2

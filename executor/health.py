@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 
-from executor.constants import ENV_METRICS_PORT
+from executor.constants import DEFAULT_METRICS_HOST, ENV_METRICS_ADDR, ENV_METRICS_PORT
 from executor.errors import DagyoError
 
 
@@ -47,6 +48,8 @@ class HealthServer:
 
     Args:
         port: the TCP port; 0 picks a free one (see ``port``).
+        host: the interface to listen on (``DAGYO_METRICS_ADDR``): an IPv4 or IPv6 address
+            or a name; ``0.0.0.0`` is every one.
         metrics: returns what ``/metrics`` serves, in the Prometheus text format.
         live: ``/healthz`` answers 200 while it returns True, else 503.
         ready: ``/readyz`` likewise; None serves no ``/readyz``.
@@ -55,13 +58,15 @@ class HealthServer:
         unhealthy: the body of a 503.
 
     Raises:
-        DagyoError: when ``fixed`` and the port is in use, naming the port and the variable.
+        DagyoError: when ``fixed`` and the port is in use, naming the port and the variable;
+            when no interface has the address ``host``, naming it and its variable.
     """
 
     def __init__(
         self,
         port: int,
         *,
+        host: str = DEFAULT_METRICS_HOST,
         metrics: Callable[[], bytes],
         live: Callable[[], bool],
         ready: Callable[[], bool] | None = None,
@@ -92,7 +97,7 @@ class HealthServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # probes every few seconds would drown the process's own log
 
-        self._server = _bind(port, Handler, fixed=fixed)
+        self._server = _bind(host, port, Handler, fixed=fixed)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="dagyo-health", daemon=True
@@ -121,35 +126,51 @@ def port_is_fixed(port: int, default: int, environ: Mapping[str, str] | None = N
     return port != default or bool(environ.get(ENV_METRICS_PORT, "").strip())
 
 
-def _bind(port: int, handler: type[BaseHTTPRequestHandler], *, fixed: bool) -> ThreadingHTTPServer:
+class _HTTPServer6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _bind(
+    host: str, port: int, handler: type[BaseHTTPRequestHandler], *, fixed: bool
+) -> ThreadingHTTPServer:
+    server = _HTTPServer6 if ":" in host else ThreadingHTTPServer
     try:
-        return ThreadingHTTPServer(("0.0.0.0", port), handler)
+        return server((host, port), handler)
     except OSError as e:
+        if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(e, socket.gaierror):
+            raise DagyoError(
+                f"{ENV_METRICS_ADDR}={host!r}: no interface of this machine has that address "
+                f"({e.strerror or e}); set it to one of its addresses, 127.0.0.1 or 0.0.0.0"
+            ) from None
         if e.errno != errno.EADDRINUSE:
-            raise DagyoError(f"cannot serve health and metrics on port {port}: {e}") from None
+            raise DagyoError(
+                f"cannot serve health and metrics on {host} port {port}: {e}"
+            ) from None
         if fixed:
             raise DagyoError(
                 f"port {port} is already in use ({ENV_METRICS_PORT}={port}): set "
                 f"{ENV_METRICS_PORT} to a free port, or to 0 for any free one"
             ) from None
-    return ThreadingHTTPServer(("0.0.0.0", 0), handler)
+    return server((host, 0), handler)
 
 
 def serve_health(
     port: int,
     *,
+    host: str = DEFAULT_METRICS_HOST,
     metrics: ExecutorMetrics,
     live: Callable[[], bool],
     ready: Callable[[], bool],
     fixed: bool = True,
 ) -> HealthServer:
-    """The executor's endpoints on ``port``, served in a daemon thread.
+    """The executor's endpoints on ``host``:``port``, served in a daemon thread.
 
     ``/metrics`` serves the executor's own metrics, then those progdef code registers in
     prometheus_client's global registry.
     """
     return HealthServer(
         port,
+        host=host,
         metrics=lambda: generate_latest(metrics.registry) + generate_latest(REGISTRY),
         live=live,
         ready=ready,

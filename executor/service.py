@@ -105,6 +105,7 @@ class Executor:
         if self.settings.metrics_port >= 0:
             server = serve_health(
                 self.settings.metrics_port,
+                host=self.settings.metrics_host,
                 metrics=self.metrics,
                 live=lambda: self.io.alive,
                 ready=lambda: self.io.connected.is_set() and not self.mailbox.draining,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import socket
 import urllib.parse
 import uuid
@@ -11,8 +13,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from executor.constants import (
+    DEFAULT_METRICS_HOST,
     DEFAULT_QUEUE_URL,
     ENV_JOBS,
+    ENV_METRICS_ADDR,
+    ENV_METRICS_PORT,
     ENV_ONE_JOB_IDLE_S,
     ENV_QUEUE,
     ENV_RECONNECT_MAX_DELAY_S,
@@ -25,6 +30,10 @@ from executor.errors import BrokerUrlInvalid, DagyoError
 from executor.progdef import MAX_JOBS_LIMIT, Progdef
 
 N = TypeVar("N", int, float)
+# A DNS host name (RFC 1123 labels), for DAGYO_METRICS_ADDR given as a name.
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,8 @@ class ExecutorSettings:
             the progdef's drain_grace_s).
         metrics_port: /healthz, /readyz and /metrics (DAGYO_METRICS_PORT; 0 picks a free
             port, -1 serves nothing).
+        metrics_host: the interface they listen on (DAGYO_METRICS_ADDR; every one,
+            ``0.0.0.0``, by default).
         executor_id: names this process in heartbeats and failure reports.
         mailbox_derived: True when DAGYO_JOBS was unset.
         one_job: run one job, then drain and exit (``--one-job``, a pod of a progdef of
@@ -56,6 +67,7 @@ class ExecutorSettings:
     metrics_port: int
     executor_id: str
     mailbox_derived: bool = False
+    metrics_host: str = DEFAULT_METRICS_HOST
     one_job: bool = False
     one_job_idle_s: float = ONE_JOB_IDLE_S
 
@@ -94,7 +106,8 @@ class ExecutorSettings:
             drain_grace_s=env_number(
                 os.environ, "DAGYO_DRAIN_GRACE_S", progdef.drain_grace_s, float
             ),
-            metrics_port=env_number(os.environ, "DAGYO_METRICS_PORT", EXECUTOR_METRICS_PORT, int),
+            metrics_port=env_number(os.environ, ENV_METRICS_PORT, EXECUTOR_METRICS_PORT, int),
+            metrics_host=metrics_host(os.environ),
             executor_id=f"{progdef.name}-{socket.gethostname()}-{os.getpid()}-"
             f"{uuid.uuid4().hex[:4]}",
             mailbox_derived=not mailbox,
@@ -118,6 +131,36 @@ def reconnect_max_delay_s(env: Mapping[str, str] | None = None) -> float:
     if not value > 0:
         raise DagyoError(f"{ENV_RECONNECT_MAX_DELAY_S}={value!r} must be more than 0 seconds")
     return value
+
+
+def metrics_host(env: Mapping[str, str]) -> str:
+    """The interface health and metrics listen on: DAGYO_METRICS_ADDR, else every one.
+
+    It is a host alone, an IP address (``127.0.0.1``, ``::1``, ``[::1]``) or a name; the
+    port is DAGYO_METRICS_PORT.
+
+    Raises:
+        DagyoError: naming the variable when its value is not a host.
+    """
+    raw = env.get(ENV_METRICS_ADDR, "").strip()
+    if not raw:
+        return DEFAULT_METRICS_HOST
+    host = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if _HOST_NAME.match(host) and not host.replace(".", "").isdigit():
+        return host
+    start = f"{ENV_METRICS_ADDR}={raw!r}"
+    if re.match(r"^(\[[^]]*\]|[^:]*):\d+$", raw):
+        raise DagyoError(
+            f"{start} holds a port: give the host alone; the port is {ENV_METRICS_PORT}"
+        )
+    raise DagyoError(
+        f"{start} is not a host name or IP address: give the interface health and metrics "
+        "listen on, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+    )
 
 
 def env_number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:

@@ -28,9 +28,11 @@ from types import TracebackType
 from executor.constants import (
     DEFAULT_QUEUE_URL,
     ENV_JOBS,
+    ENV_METRICS_ADDR,
     ENV_METRICS_PORT,
     ENV_QUEUE,
     HEARTBEAT_TIMEOUT_S,
+    LOOPBACK_METRICS_HOST,
 )
 from executor.errors import DagyoError, ProgdefInvalid
 from executor.progdef import Progdef, load_catalogue, load_progdef
@@ -305,6 +307,8 @@ class LocalCluster:
         environment = progdef_environment(progdef)
         # Several executors share this host: each lets the OS pick its metrics port.
         environment[ENV_METRICS_PORT] = "0"
+        # ...on loopback: a local cluster is for this machine (DAGYO_METRICS_ADDR overrides).
+        environment.setdefault(ENV_METRICS_ADDR, LOOPBACK_METRICS_HOST)
         environment.update(self.extra_env)
         environment[ENV_QUEUE] = self.settings.queue_url
         environment[ENV_JOBS] = progdef.mailbox

@@ -1,5 +1,6 @@
 """Health and metrics ports: a busy default port falls back to a free one, a busy asked-for
-port is one line naming it and its variable (exit 2)."""
+port is one line naming it and its variable (exit 2); DAGYO_METRICS_ADDR is the interface
+they listen on (every one by default)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from executor.constants import EXECUTOR_METRICS_PORT, SCHEDULER_METRICS_PORT
 from tests.conftest import ROOT
 from tests.executor.test_executor import read_until
+from tests.listening import listening_addresses
 from tests.scheduler.test_cli_cluster import dagyo, free_address
 
 GREET = ROOT / "progdefs" / "greet"
@@ -40,7 +43,8 @@ def busy_port(request: pytest.FixtureRequest) -> Iterator[int]:
 
 
 def environment(broker_url: str, **env: str) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if k != "DAGYO_METRICS_PORT"}
+    unset = ("DAGYO_METRICS_PORT", "DAGYO_METRICS_ADDR")
+    environ = {k: v for k, v in os.environ.items() if k not in unset}
     return {**environ, "PYTHONPATH": str(ROOT), "DAGYO_QUEUE": broker_url, **env}
 
 
@@ -120,7 +124,87 @@ def test_a_busy_asked_for_port_is_one_line_and_exit_2(
         assert "Traceback" not in stderr
 
 
-VARIABLES = ("DAGYO_QUEUE", "DAGYO_METRICS_PORT", "DAGYO_STATE", "DAGYO_SCHEDULER", "DAGYO_UI")
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
+def _health_port(process: subprocess.Popen[str]) -> int:
+    ready = read_until(process, "ready")
+    return int(re.search(r"health on port (\d+)", ready).group(1))  # type: ignore[union-attr]
+
+
+def _metrics_port(process: subprocess.Popen[str]) -> int:
+    ready = read_until(process, "dagyo scheduler: gRPC on")
+    return int(re.search(r"metrics on :(\d+)", ready).group(1))  # type: ignore[union-attr]
+
+
+def _on(pid: int, port: int) -> set[str]:
+    return {address for address, listening in listening_addresses(pid) if listening == port}
+
+
+def _status(host: str, port: int, path: str) -> int:
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}{path}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return int(response.status)
+
+
+@pytest.mark.parametrize(
+    ("address", "bound"), [(None, "0.0.0.0"), ("127.0.0.1", "127.0.0.1"), ("::1", "::1")]
+)
+def test_the_metrics_address_is_the_interface_health_and_metrics_listen_on(
+    broker_url: str, tmp_path: Path, address: str | None, bound: str
+) -> None:
+    env = {} if address is None else {"DAGYO_METRICS_ADDR": address}
+    process = executor(broker_url, tmp_path, DAGYO_METRICS_PORT="0", **env)
+    try:
+        port = _health_port(process)
+        assert _on(process.pid, port) == {bound}
+        assert _status("::1" if bound == "::1" else "127.0.0.1", port, "/healthz") == 200
+    finally:
+        assert stopped(process) == 0
+    port = free_port()
+    process = scheduler(broker_url, tmp_path, DAGYO_METRICS_PORT=str(port), **env)
+    try:
+        assert _metrics_port(process) == port
+        assert _on(process.pid, port) == {bound}
+        assert _status("::1" if bound == "::1" else "127.0.0.1", port, "/metrics") == 200
+    finally:
+        assert stopped(process) == 0
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("127.0.0.1:9100", "give the host alone; the port is DAGYO_METRICS_PORT"),
+        ("not a host", "is not a host name or IP address"),
+        # TEST-NET-1 (RFC 5737): an address no interface of this machine has.
+        ("192.0.2.1", "no interface of this machine has that address"),
+    ],
+)
+def test_a_bad_metrics_address_is_one_line_and_exit_2(
+    broker_url: str, tmp_path: Path, address: str, problem: str
+) -> None:
+    for start, prefix in ((executor, "executor"), (scheduler, "dagyo")):
+        port = str(free_port())  # the scheduler serves nothing on port 0
+        process = start(broker_url, tmp_path, DAGYO_METRICS_ADDR=address, DAGYO_METRICS_PORT=port)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 2, stderr
+        last = stderr.splitlines()[-1]
+        assert last.startswith(f"{prefix}: DAGYO_METRICS_ADDR={address!r}"), last
+        assert problem in last
+        assert "Traceback" not in stderr
+
+
+VARIABLES = (
+    "DAGYO_QUEUE",
+    "DAGYO_METRICS_PORT",
+    "DAGYO_METRICS_ADDR",
+    "DAGYO_STATE",
+    "DAGYO_SCHEDULER",
+    "DAGYO_UI",
+)
 
 
 @pytest.mark.parametrize("command", ["up", "scheduler"])
@@ -136,5 +220,11 @@ def test_the_executors_help_lists_the_variables_it_reads() -> None:
         [sys.executable, "-m", "executor", "--help"], capture_output=True, text=True, cwd=ROOT
     )
     assert done.returncode == 0
-    for variable in ("DAGYO_QUEUE", "DAGYO_JOBS", "DAGYO_METRICS_PORT", "DAGYO_MAX_JOBS"):
+    for variable in (
+        "DAGYO_QUEUE",
+        "DAGYO_JOBS",
+        "DAGYO_METRICS_PORT",
+        "DAGYO_METRICS_ADDR",
+        "DAGYO_MAX_JOBS",
+    ):
         assert variable in done.stderr

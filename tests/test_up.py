@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.cluster import copy_catalogue
 from tests.conftest import EXAMPLES, ROOT
+from tests.listening import listening_addresses
 
 
 def free_address() -> str:
@@ -74,3 +75,35 @@ def test_up_runs_the_catalogue_serves_a_flow_and_stops_cleanly_on_ctrl_c(
         ["pgrep", "-f", f"executor {catalogue}"], capture_output=True, text=True
     )
     assert leftover.stdout == "", "an executor outlived `dagyo up`"
+
+
+def test_up_listens_on_loopback_only(broker_url: str, tmp_path: Path) -> None:
+    catalogue = copy_catalogue(tmp_path / "progdefs", ("greet",))
+    address = free_address()
+    unset = ("DAGYO_PROGDEFS", "DAGYO_METRICS_ADDR", "DAGYO_METRICS_PORT", "DAGYO_UI")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(DAGYO_QUEUE=broker_url, DAGYO_STATE=":memory:", PYTHONPATH=str(ROOT))
+    up = subprocess.Popen(
+        [sys.executable, "-c", "from scheduler.cli import main; main()", "up"]
+        + ["--progdefs", str(catalogue), "--listen", address],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert up.stderr is not None
+        lines = [up.stderr.readline()]
+        while "the cluster is up" not in lines[-1] and lines[-1]:
+            lines.append(up.stderr.readline())
+        assert "the cluster is up" in lines[-1], "".join(lines)
+        listening = listening_addresses(up.pid)
+        # gRPC, the dashboard, the scheduler's metrics and the executor's health at least.
+        assert len(listening) >= 4, listening
+        assert {host for host, _ in listening} == {"127.0.0.1"}, listening
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()

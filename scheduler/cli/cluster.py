@@ -26,10 +26,12 @@ import click
 from executor.constants import (
     DEFAULT_QUEUE_URL,
     DEFAULT_SCHEDULER_ADDRESS,
+    ENV_METRICS_ADDR,
     ENV_QUEUE,
     ENV_SCHEDULER,
     ENV_STATE,
     FAILURES_EXCHANGE,
+    LOOPBACK_METRICS_HOST,
 )
 from executor.errors import BrokerUnavailable, DagyoError, SchedulerError, SchedulerUnavailable
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
@@ -147,6 +149,8 @@ Reads:
   DAGYO_PROGDEFS      the catalogue folder (--progdefs)
   DAGYO_METRICS_PORT  the scheduler's /metrics and /healthz; 0 serves none
                       [9101, or a free port when 9101 is busy]
+  DAGYO_METRICS_ADDR  the interface they listen on [0.0.0.0: every one;
+                      127.0.0.1 under dagyo up]
   DAGYO_UI            the dashboard's host:port, or off [127.0.0.1:8080]
   DAGYO_HEARTBEAT_TIMEOUT_S, DAGYO_EXPORT_CAP_BYTES, DAGYO_REQUIRE_CONSUMERS,
   DAGYO_TOKENS, DAGYO_TLS_CERT, DAGYO_TLS_KEY, DAGYO_TLS_CLIENT_CA,
@@ -265,6 +269,8 @@ def up_command(
         progdefs=progdefs_dir,
         queue_url=queue_url,
         ui_address="" if no_ui else None,
+        # A local cluster is for this machine: health and metrics on loopback unless asked.
+        metrics_host=None if os.environ.get(ENV_METRICS_ADDR) else LOOPBACK_METRICS_HOST,
     )
     from scheduler.local_cluster import LocalCluster
 

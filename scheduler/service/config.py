@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from executor.constants import (
+    DEFAULT_METRICS_HOST,
     DEFAULT_QUEUE_URL,
     DEFAULT_SCHEDULER_ADDRESS,
     ENV_EXPORT_CAP_BYTES,
@@ -24,7 +25,7 @@ from executor.constants import (
     SCHEDULER_METRICS_PORT,
 )
 from executor.errors import DagyoError
-from executor.settings import env_number
+from executor.settings import env_number, metrics_host
 from scheduler.service.limits import ENV_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 from scheduler.tls import ENV_TOKENS, ServerTls
 
@@ -110,6 +111,8 @@ class SchedulerSettings:
         export_cap_bytes: JSON bytes of exports kept with each flow record
             (``DAGYO_EXPORT_CAP_BYTES``); later items are still streamed to watchers.
         metrics_port: /metrics and /healthz (``DAGYO_METRICS_PORT``); 0 serves nothing.
+        metrics_host: the interface they listen on (``DAGYO_METRICS_ADDR``; every one,
+            ``0.0.0.0``, by default; ``dagyo up`` uses loopback).
         require_consumers: refuse a flow naming a progdef whose mailbox has no consumer
             and no autoscaler (``DAGYO_REQUIRE_CONSUMERS``, on by default).
         tokens_path: the token file that turns on authentication (``DAGYO_TOKENS``); empty
@@ -138,6 +141,7 @@ class SchedulerSettings:
     heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S
     export_cap_bytes: int = EXPORT_CAP_BYTES
     metrics_port: int = SCHEDULER_METRICS_PORT
+    metrics_host: str = DEFAULT_METRICS_HOST
     require_consumers: bool = True
     tokens_path: str = ""
     tls: ServerTls | None = None
@@ -216,6 +220,7 @@ class SchedulerSettings:
             ),
             "export_cap_bytes": env_number(env, ENV_EXPORT_CAP_BYTES, EXPORT_CAP_BYTES, int),
             "metrics_port": env_number(env, ENV_METRICS_PORT, SCHEDULER_METRICS_PORT, int),
+            "metrics_host": metrics_host(env),
             "require_consumers": _flag(env, ENV_REQUIRE_CONSUMERS, True),
             "tokens_path": env.get(ENV_TOKENS, ""),
             "tls": ServerTls.from_env(env),

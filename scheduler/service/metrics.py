@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from executor.constants import DEFAULT_METRICS_HOST
 from executor.health import HealthServer
 
 
@@ -102,6 +103,7 @@ class MetricsServer(HealthServer):
 
     Args:
         port: the TCP port (0 picks a free one; see ``port``).
+        host: the interface to listen on (``DAGYO_METRICS_ADDR``).
         metrics: what ``/metrics`` serves.
         healthy: ``/healthz`` answers 200 while it returns True, else 503.
         fixed: the port was asked for: a busy one is an error, else a free one is taken.
@@ -114,12 +116,14 @@ class MetricsServer(HealthServer):
         self,
         *,
         port: int,
+        host: str = DEFAULT_METRICS_HOST,
         metrics: SchedulerMetrics,
         healthy: Callable[[], bool],
         fixed: bool = True,
     ) -> None:
         super().__init__(
             port,
+            host=host,
             metrics=metrics.render,
             live=healthy,
             fixed=fixed,

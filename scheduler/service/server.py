@@ -396,6 +396,7 @@ class Scheduler:
             if settings.metrics_port:
                 self._metrics_server = MetricsServer(
                     port=settings.metrics_port,
+                    host=settings.metrics_host,
                     metrics=self.metrics,
                     healthy=self._healthy,
                     fixed=port_is_fixed(settings.metrics_port, SCHEDULER_METRICS_PORT),
