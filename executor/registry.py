@@ -6,13 +6,16 @@ types. They are compiled into a ``FileDescriptorSet`` (with the doc comments), w
 added to protobuf's default descriptor pool, so :func:`executor.types.message_class` finds
 their messages like the built-in ones.
 
-An image needs no protobuf compiler at run time: ``dagyo build`` writes the compiled set
-next to progdef.json as :data:`COMPILED_FILE`, and a progdef folder without one is compiled
-here (which needs ``grpcio-tools``, installed with dagyo's scheduler side).
+An image needs no protobuf compiler at run time: ``dagyo build`` puts the compiled set
+next to progdef.json in the image as :data:`COMPILED_FILE` (the author's folder is left as
+it is), and a progdef folder without one is compiled here (which needs ``grpcio-tools``, a
+dependency of dagyo's scheduler side and CLI; the executor base image has none). A folder
+that holds a compiled set is read from it, not from its .proto files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import tempfile
@@ -36,6 +39,9 @@ _lock = threading.Lock()
 _added: dict[str, tuple[descriptor_pb2.FileDescriptorProto, str]] = {}
 # file name -> every progdef that brought it, in load order
 _owners: dict[str, list[str]] = {}
+# (folder, protos, hash of the folder's .proto files) -> the FileDescriptorSet compiled
+# from them: a catalogue is loaded again at every Submit, and protoc takes a tenth of a second.
+_compiled: dict[tuple[Path, tuple[str, ...], str], bytes] = {}
 
 
 @dataclass(frozen=True)
@@ -150,9 +156,30 @@ def load_types(directory: Path, protos: Sequence[str], *, source: str, progdef: 
     data = (
         compiled.read_bytes()
         if compiled.is_file()
-        else compile_protos(directory, protos, source=source)
+        else compiled_types(directory, protos, source=source)
     )
     return register(data, source=source, progdef=progdef, own=protos)
+
+
+def compiled_types(directory: Path, protos: Sequence[str], *, source: str) -> bytes:
+    """The serialized FileDescriptorSet of a folder's protos, compiled again only when a
+    .proto file in the folder changed.
+
+    Raises:
+        ProgdefInvalid: see :func:`compile_protos`.
+    """
+    root = directory.resolve()
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.proto")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    key = (root, tuple(protos), digest.hexdigest())
+    with _lock:
+        data = _compiled.get(key)
+    if data is None:
+        data = compile_protos(directory, protos, source=source)
+        with _lock:
+            _compiled[key] = data
+    return data
 
 
 def register(data: bytes, *, source: str, progdef: str, own: Sequence[str] = ()) -> list[str]:
@@ -168,6 +195,14 @@ def register(data: bytes, *, source: str, progdef: str, own: Sequence[str] = ())
         for file in files:
             if file.name in _added:
                 earlier, owner = _added[file.name]
+                if _comparable(earlier) != _comparable(file) and owner == progdef:
+                    raise ProgdefInvalid(
+                        [
+                            f"{source}: {file.name} changed since this process loaded it, "
+                            "and a loaded message cannot change: restart the process (the "
+                            "scheduler, dagyo up) to load the new definition"
+                        ]
+                    )
                 if _comparable(earlier) != _comparable(file):
                     raise ProgdefInvalid(
                         [

@@ -291,3 +291,21 @@ def test_a_progdef_left_out_for_its_protos_stops_build_and_deploy(tmp_path: Path
         (line,) = result.output.splitlines()
         assert line.startswith("dagyo: progdef broken is left out of the catalogue: ")
         assert "broken.proto:3:" in line and "Traceback" not in result.output
+
+
+def test_a_proto_edited_after_this_process_loaded_it_says_to_restart(tmp_path: Path) -> None:
+    pkg = package()
+    name = f"{pkg}.proto"
+    folder = progdef(
+        tmp_path / "catalogue" / "edited",
+        {name: f'syntax = "proto3";\npackage {pkg};\nmessage P {{ int32 x = 1; }}\n'},
+        f"{pkg}.P",
+    )
+    assert list(load_catalogue(folder.parent)) == ["edited"]
+    (folder / name).write_text(
+        f'syntax = "proto3";\npackage {pkg};\nmessage P {{ string x = 1; }}\n'
+    )
+    catalogue = load_catalogue(folder.parent)
+    [line] = catalogue.left_out["edited"].lines()
+    assert f"{name} changed since this process loaded it" in line
+    assert "restart the process" in line

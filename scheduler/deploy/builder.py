@@ -1,14 +1,19 @@
 """Building and pushing the build plan through the Docker SDK.
 
 Every call goes to the daemon ``docker.from_env()`` finds (``DOCKER_HOST``, else the local
-socket). What the daemon says is translated at this boundary: a daemon that is not there
+socket). An image that adds files to its build context (a progdef's compiled types) is sent
+a context made here: the context's files as ``.dockerignore`` leaves them
+(:func:`executor.version.context_files`, the files its version hashes), its Dockerfile and
+the added files. What the daemon says is translated at this boundary: a daemon that is not there
 is :class:`DockerUnavailable`, a failed build or push is :class:`ImageBuildFailed` with
 the tail of its log, never a Docker SDK traceback.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -18,11 +23,14 @@ import docker.errors
 import requests.exceptions
 
 from executor.errors import DagyoError
+from executor.version import context_files
 from scheduler.deploy.images import DEFAULT_LOCK, ImageBuild, record_digest, split_reference
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # How many lines of a failed build's log the error repeats.
 BUILD_LOG_TAIL_LINES = 15
+# Where a made context holds a Dockerfile from outside the build context.
+OUTSIDE_DOCKERFILE = ".dagyo.Dockerfile"
 
 
 class DockerUnavailable(DagyoError):
@@ -87,13 +95,13 @@ def build_image(
         ImageBuildFailed: with the tail of the build log when the build fails.
         DockerUnavailable: when the daemon goes away.
     """
+    source: dict[str, Any] = {"path": str(image.context), "dockerfile": image.dockerfile}
+    if image.files:
+        context, dockerfile = build_context(image)
+        source = {"fileobj": context, "custom_context": True, "dockerfile": dockerfile}
     try:
         built, log = client.images.build(
-            path=str(image.context),
-            dockerfile=image.dockerfile,
-            tag=image.tag,
-            buildargs=dict(image.buildargs),
-            rm=True,
+            **source, tag=image.tag, buildargs=dict(image.buildargs), rm=True
         )
     except docker.errors.BuildError as e:
         tail = _log_lines(e.build_log)[-BUILD_LOG_TAIL_LINES:]
@@ -108,6 +116,31 @@ def build_image(
         for line in _log_lines(log):
             echo(line)
     return str(built.id)
+
+
+def build_context(image: ImageBuild) -> tuple[io.BytesIO, str]:
+    """The build context of an image as a tar, with its added files; and its Dockerfile's
+    name in it."""
+    buffer = io.BytesIO()
+    dockerfile = image.dockerfile
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        names = set()
+        for relative, path in context_files(image.context):
+            if relative not in image.files:
+                tar.add(path, arcname=relative, recursive=False)
+                names.add(relative)
+        if Path(dockerfile).is_absolute():
+            tar.add(dockerfile, arcname=OUTSIDE_DOCKERFILE, recursive=False)
+            dockerfile = OUTSIDE_DOCKERFILE
+        elif dockerfile not in names:  # .dockerignored: Docker sends it all the same
+            tar.add(image.context / dockerfile, arcname=dockerfile, recursive=False)
+        for name, data in sorted(image.files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer, dockerfile
 
 
 def push_image(client: docker.DockerClient, tag: str) -> str:

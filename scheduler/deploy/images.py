@@ -8,7 +8,9 @@ Three kinds of image make a deployment:
   content hash of the distribution's sources;
 * ``dagyo-<progdef>``, one per progdef, built FROM the base image out of the progdef's
   build context and tagged with the progdef's version (:func:`executor.version.progdef_version`),
-  the same hash that names its mailbox.
+  the same hash that names its mailbox. A progdef with ``protos`` and no compiled
+  ``types.binpb`` in its folder gets one compiled into its build context, beside
+  progdef.json, so its executor needs no protobuf compiler.
 
 :mod:`scheduler.deploy.builder` builds and pushes the plan. After a push, the
 registry's digest of each image is recorded in the image lock
@@ -32,6 +34,7 @@ from typing import Any
 import executor.progdef
 from executor.errors import DagyoError
 from executor.progdef import Progdef, find_progdef
+from executor.registry import COMPILED_FILE, compiled_types
 from executor.version import context_files
 
 BASE_IMAGE = "dagyo-executor"
@@ -70,6 +73,8 @@ class ImageBuild:
             when inside it, else absolute.
         buildargs: the ``--build-arg`` values.
         progdef: the progdef's name; empty for the base and scheduler images.
+        files: files added to the build context, by their path in it (a progdef's
+            compiled types); the folder itself is not changed.
     """
 
     image: str
@@ -78,6 +83,7 @@ class ImageBuild:
     dockerfile: str
     buildargs: Mapping[str, str] = field(default_factory=dict)
     progdef: str = ""
+    files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the plan entry as JSON-ready data (paths relative to the working directory)."""
@@ -88,13 +94,15 @@ class ImageBuild:
             "context": display_path(self.context),
             "dockerfile": self.dockerfile,
             "buildargs": dict(self.buildargs),
+            "adds": sorted(self.files),
         }
 
     def describe(self) -> str:
         """Return the one-line form ``dagyo build --print`` shows."""
         args = " ".join(f"{key}={value}" for key, value in sorted(self.buildargs.items()))
         line = f"{self.tag}  context={display_path(self.context)}  dockerfile={self.dockerfile}"
-        return f"{line}  {args}" if args else line
+        line = f"{line}  {args}" if args else line
+        return "".join([line, *(f"  adds={name}" for name in sorted(self.files))])
 
 
 def display_path(path: Path) -> str:
@@ -201,11 +209,29 @@ def scheduler_image_tag(registry: str, root: Path | None = None) -> str:
 
 
 def progdef_image_build(progdef: Progdef, *, registry: str, base_image: str) -> ImageBuild:
-    """Return the plan entry of one progdef's image."""
+    """Return the plan entry of one progdef's image.
+
+    Raises:
+        RuntimeSourcesMissing: when the progdef has no folder.
+        ProgdefInvalid: when its protos do not compile.
+        DagyoError: when its compiled types would fall outside its build context.
+    """
     if progdef.directory is None:
         raise RuntimeSourcesMissing(f"progdef {progdef.name}: no folder to build an image from")
     version = progdef.version
     context = progdef.context_dir
+    files = {}
+    if progdef.protos and not (progdef.directory / COMPILED_FILE).is_file():
+        target = progdef.directory.resolve() / COMPILED_FILE
+        if not target.is_relative_to(context):
+            raise DagyoError(
+                f"progdef {progdef.name}: its folder is outside its build context {context}, "
+                f"so its compiled types ({COMPILED_FILE}) cannot go beside its progdef.json "
+                "in the image: set image.context to its folder or a folder above it"
+            )
+        source = str(progdef.directory / "progdef.json")
+        compiled = compiled_types(progdef.directory, progdef.protos, source=source)
+        files[target.relative_to(context).as_posix()] = compiled
     dockerfile = (progdef.directory / progdef.dockerfile).resolve()
     try:
         dockerfile_arg = dockerfile.relative_to(context).as_posix()
@@ -218,6 +244,7 @@ def progdef_image_build(progdef: Progdef, *, registry: str, base_image: str) -> 
         dockerfile=dockerfile_arg,
         buildargs={"BASE_IMAGE": base_image, "DAGYO_PROGDEF_VERSION": version},
         progdef=progdef.name,
+        files=files,
     )
 
 

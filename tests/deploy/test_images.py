@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import socketserver
+import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -29,7 +31,7 @@ from scheduler.cli.deploy import build, deploy
 from scheduler.deploy import DockerUnavailable, ImageBuildFailed, build_all, plan_images
 from scheduler.deploy.builder import connect_docker
 from scheduler.deploy.images import read_lock, record_digest, scheduler_image_tag
-from tests.deploy import PROGDEFS, SAMPLE_PROGDEFS, copy_catalogue
+from tests.deploy import PROGDEFS, ROOT, SAMPLE_PROGDEFS, copy_catalogue
 
 API_VERSION = "1.45"
 DIGEST = "sha256:" + "d" * 64
@@ -292,6 +294,52 @@ def test_the_context_leaves_out_what_dockerignore_names(daemon: FakeDaemon, tmp_
     names = _context_names(daemon.builds()[0]["body"])
     assert not [name for name in names if "__pycache__" in name]
     assert load_catalogue(catalogue_dir)["greet"].version == before
+
+
+def test_a_progdefs_protos_are_compiled_into_its_image(daemon: FakeDaemon, tmp_path: Path) -> None:
+    catalogue_dir = copy_catalogue(tmp_path, ("distance",))
+    folder = catalogue_dir / "distance"
+    (folder / "types.binpb").unlink()  # a progdef as its author writes it: .proto files only
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"\0")
+    catalogue = load_catalogue(catalogue_dir)
+    before = catalogue["distance"].version
+    plan = plan_images(catalogue, ["distance"], base_image="b:1")
+    build_all(connect_docker(base_url=daemon.base_url), plan)
+    [request] = daemon.builds()
+    assert request["query"]["dockerfile"] == "Dockerfile"
+    image = tmp_path / "image"  # what COPY . /progdef puts in the image
+    with tarfile.open(fileobj=io.BytesIO(request["body"])) as tar:
+        tar.extractall(image, filter="data")
+    names = {p.relative_to(image).as_posix() for p in image.rglob("*") if p.is_file()}
+    assert names == {
+        "Dockerfile",
+        "__init__.py",
+        "geo.proto",
+        "main.py",
+        "progdef.json",
+        "types.binpb",
+    }
+    # compiled as proto/generate.py compiles the checked-in one
+    assert (image / "types.binpb").read_bytes() == (
+        PROGDEFS / "distance" / "types.binpb"
+    ).read_bytes()
+    assert not (folder / "types.binpb").exists(), "the author's folder is left as it was"
+    assert load_catalogue(catalogue_dir)["distance"].version == before
+    # The image's executor loads its types with no protobuf compiler and no .proto source.
+    (image / "geo.proto").unlink()
+    script = (
+        "import sys; sys.modules['grpc_tools'] = None\n"
+        "from executor.progdef import load_progdef\n"
+        "from executor.types import message_class\n"
+        f"load_progdef({str(image)!r})\n"
+        "print(message_class('acme.geo.Point').DESCRIPTOR.fields_by_name['at'].message_type.full_name)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "google.protobuf.Timestamp"
 
 
 def test_push_records_the_digest_and_deploy_pins_it(
