@@ -91,7 +91,8 @@ def failure_line(report: FailureReport) -> str:
 
 def print_record(record: pb.FlowRecord) -> None:
     """A flow record as text: state, times, a table of nodes, the failure, the exports kept."""
-    click.echo(f"flow {record.id} ({record.name}): {FLOW_STATES[record.state]}")
+    waiting = f" ({record.waiting})" if record.waiting else ""
+    click.echo(f"flow {record.id} ({record.name}): {FLOW_STATES[record.state]}{waiting}")
     click.echo(f"created {when(record.created)}, ended {when(record.ended)}")
     # The version says which build of the progdef ran the node.
     rows = [("node", "progdef", "version", "state", "executor", "items sent")] + [

@@ -14,11 +14,13 @@ import grpc
 import pika
 import pika.exceptions
 import pytest
+from click.testing import CliRunner
 
 from executor.constants import AUTOSCALER_FILE
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_DEADLOCK, FAILURE_KIND_LOST
 from executor.pb.dagyo.v1.job_pb2 import Job
+from scheduler.cli import cli
 from scheduler.client.api import SchedulerRefused
 from scheduler.service.config import SchedulerSettings
 from tests.cluster import LocalCluster
@@ -177,6 +179,13 @@ def test_a_flow_waits_pending_until_all_its_jobs_can_start(
             "waiting for 1 slot of emit, 0 free; waiting for 1 slot of relay, 0 free"
         )
         assert all(n.state == pb.NODE_STATE_PENDING for n in waiting.nodes)
+        status = CliRunner(env={"DAGYO_SCHEDULER": client.scheduler.address}).invoke(
+            cli, ["flow", "status", third]
+        )
+        assert status.output.splitlines()[0] == (
+            f"flow {third} (fake): pending (waiting for 1 slot of emit, 0 free; "
+            "waiting for 1 slot of relay, 0 free)"
+        )
         fourth = client.submit()
         cancelled = client.stub.Cancel(pb.CancelRequest(flow_id=fourth), timeout=WAIT_S)
         assert cancelled.state == pb.FLOW_STATE_CANCELLED

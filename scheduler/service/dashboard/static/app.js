@@ -213,6 +213,7 @@ function flowPage(flowId) {
       el("div", { class: "toolbar" }, el("span", { class: "muted" },
         `${record.id} · tenant ${record.tenant || "-"} · started ${when(record.created)} · ${duration(record)}`),
         active ? cancel : ""),
+      record.waiting ? el("p", { class: "muted", id: "waiting" }, record.waiting) : "",
       el("div", { class: "card" }, graphView(record)),
       el("h2", {}, "Nodes"),
       el("table", { id: "nodes" }, el("thead", {}, el("tr", {},
