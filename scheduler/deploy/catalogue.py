@@ -34,6 +34,7 @@ from scheduler.deploy.manifests import (
     render_progdef,
     selector_for,
 )
+from scheduler.deploy.scaled_job import MODE_JOB, render_scaled_job
 
 ENV_STATE = "DAGYO_STATE"
 SCHEDULER_NAME = "dagyo-scheduler"
@@ -63,7 +64,8 @@ def render_catalogue(catalogue: Mapping[str, Progdef], settings: DeploySettings)
     config_map = catalogue_config_map(progdefs, versions, settings)
     objects: list[Any] = [config_map]
     for progdef in progdefs:
-        objects.extend(render_progdef(progdef, versions[progdef.name], settings))
+        render = render_scaled_job if progdef.scaling.mode == MODE_JOB else render_progdef
+        objects.extend(render(progdef, versions[progdef.name], settings))
     objects.append(scheduler_deployment(config_map, settings))
     if not settings.allow_tags:
         check_pinned(objects)
@@ -71,17 +73,19 @@ def render_catalogue(catalogue: Mapping[str, Progdef], settings: DeploySettings)
 
 
 def check_pinned(objects: Iterable[Mapping[str, Any]]) -> None:
-    """Check that every container of the rendered Deployments runs an image by digest.
+    """Check that every container of the rendered Deployments and ScaledJobs runs an
+    image by digest.
 
     Raises:
         ImagesNotPinned: naming each image that has only a tag, and what runs it.
     """
     unpinned = []
     for obj in objects:
-        if obj["kind"] != "Deployment":
+        if obj["kind"] not in ("Deployment", "ScaledJob"):
             continue
         progdef = obj["metadata"]["labels"].get(LABEL_PROGDEF)
-        for container in obj["spec"]["template"]["spec"]["containers"]:
+        spec = obj["spec"].get("jobTargetRef", obj["spec"])
+        for container in spec["template"]["spec"]["containers"]:
             if not is_pinned(container["image"]):
                 what = f"progdef {progdef}" if progdef else "the scheduler"
                 unpinned.append((container["image"], what))

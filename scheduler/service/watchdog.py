@@ -20,7 +20,6 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_LOST,
 )
 from executor.progdef import Progdef
-from scheduler.service.admission import job_expiry_s
 from scheduler.service.liveness import Liveness
 from scheduler.service.state import ActiveFlow
 
@@ -84,10 +83,6 @@ def overdue(
         if stuck is not None:
             ends.append(stuck)
             continue
-        expired = _expired(flow, job_expiry_s(liveness.timeout_s), now=now)
-        if expired is not None:
-            ends.append(expired)
-            continue
         for node in flow.record.nodes:
             lost = liveness.lost(node.executor) if node.state == NODE_RUNNING else None
             if lost is not None:
@@ -114,23 +109,6 @@ def _never_served(flow: ActiveFlow, liveness: Liveness) -> End | None:
     return None
 
 
-def _expired(flow: ActiveFlow, expiry_s: float, *, now: float) -> End | None:
-    """An admitted flow with a job of a progdef without autoscaler its broker dropped unrun."""
-    if not flow.admitted_at or now - flow.admitted_at <= expiry_s:
-        return None
-    for node in flow.record.nodes:
-        mailbox = flow.runtime.mailboxes.get(node.node)
-        if node.state == NODE_PENDING and mailbox is not None:
-            error = (
-                f"job {node.node} (progdef {node.progdef}) was not taken within {expiry_s:g} s "
-                f"of the flow's admission, though its executors had a free slot, and expired "
-                f"from {mailbox}: its executors are stuck stopping old jobs, or hung; "
-                "restart them and resubmit the flow"
-            )
-            return End(flow.id, FAILURE_KIND_LOST, error, node)
-    return None
-
-
 def deadlocked(flow: ActiveFlow, timeout_s: float, *, now: float) -> End | None:
     """The last line of defence against a flow that cannot go on, or None.
 
@@ -140,8 +118,6 @@ def deadlocked(flow: ActiveFlow, timeout_s: float, *, now: float) -> End | None:
     it fills are read by the job that cannot start. Admission makes it rare (executors
     that announce no slots, or slots taken by another scheduler's jobs).
     """
-    if not flow.admitted_at:
-        return None  # loaded after a restart: its admission time is not known
     if now - flow.admitted_at <= timeout_s or now - flow.moved_at <= timeout_s:
         return None
     unstarted = [n for n in flow.record.nodes if n.state == NODE_PENDING]

@@ -1,8 +1,9 @@
 """Tests of `dagyo build`, `dagyo deploy` and the static manifests, and their validators.
 
 Kubernetes objects are validated strictly against the Kubernetes 1.30 OpenAPI schemas
-(kubernetes-validate); KEDA ScaledObjects against the openAPIV3Schema of KEDA's CRD shipped
-in crds/, made strict the way an API server with strict field validation treats it.
+(kubernetes-validate); KEDA ScaledObjects and ScaledJobs against the openAPIV3Schema of
+KEDA's CRDs shipped in crds/, made strict the way an API server with strict field
+validation treats it (a ScaledJob's jobTargetRef against Kubernetes' JobSpec).
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ def _strict(schema: Any) -> Any:
 
 
 @functools.cache
-def scaled_object_validator() -> jsonschema.protocols.Validator:
-    """Return a validator for keda.sh/v1alpha1 ScaledObjects from the shipped CRD."""
-    crd = yaml.safe_load((CRDS / "keda-scaledobject.yaml").read_text())
+def scaled_object_validator(kind: str = "ScaledObject") -> jsonschema.protocols.Validator:
+    """Return a validator for keda.sh/v1alpha1 objects of a kind, from the shipped CRD."""
+    crd = yaml.safe_load((CRDS / f"keda-{kind.lower()}.yaml").read_text())
+    assert crd["spec"]["names"]["kind"] == kind
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
     schema = _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
     jsonschema.Draft7Validator.check_schema(schema)
@@ -88,10 +90,33 @@ def validate_scaled_object(obj: Mapping[str, Any]) -> None:
     validate_kubernetes({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]})
 
 
+def validate_scaled_job(obj: Mapping[str, Any]) -> None:
+    """Validate a ScaledJob against the CRD schema, its jobTargetRef as a Job's spec, and
+    its metadata as an ObjectMeta.
+
+    Raises:
+        jsonschema.ValidationError: for a field the CRD does not allow.
+        kubernetes_validate.ValidationError: for a malformed JobSpec or metadata.
+    """
+    assert obj["apiVersion"] == "keda.sh/v1alpha1" and obj["kind"] == "ScaledJob"
+    scaled_object_validator("ScaledJob").validate(dict(obj))
+    # KEDA's CRD embeds Kubernetes' JobSpec schema there: the same check.
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": obj["metadata"],
+        "spec": obj["spec"]["jobTargetRef"],
+    }
+    validate_kubernetes(job)
+
+
 def validate_any(obj: Mapping[str, Any]) -> str:
     """Validate any object dagyo renders; return the name of the schema used."""
     if obj.get("apiVersion", "").startswith("keda.sh/"):
-        validate_scaled_object(obj)
+        if obj["kind"] == "ScaledJob":
+            validate_scaled_job(obj)
+        else:
+            validate_scaled_object(obj)
         return "keda"
     validate_kubernetes(obj)
     return "kubernetes"

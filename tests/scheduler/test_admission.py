@@ -276,26 +276,3 @@ def test_a_flow_whose_started_jobs_all_wait_on_a_job_that_cannot_start_fails_as_
     finally:
         client.close()
         fake.close()
-
-
-def test_a_job_admitted_but_never_taken_expires_and_fails_its_flow(
-    settings: SchedulerSettings, catalogue: Path, broker_url: str
-) -> None:
-    # The executor announces free slots but takes nothing (stuck): its jobs expire.
-    fake = FakeExecutor(broker_url, mailboxes(catalogue), slots=2).start()
-    fake._do(lambda channel: channel.stop_consuming())
-    client = Client(dataclasses.replace(settings, heartbeat_timeout_s=0.8))
-    try:
-        _eventually(
-            lambda: client.scheduler.lifecycle.liveness.slots(mailboxes(catalogue)[0]) == 2,
-            "the scheduler never heard the executor's slots",
-        )
-        flow_id = client.submit()
-        record = end_of(client.watch(flow_id))
-        assert record.state == pb.FLOW_STATE_FAILED
-        assert record.failure.kind == FAILURE_KIND_LOST
-        assert "was not taken within 8 s of the flow's admission" in record.failure.error
-        assert not any(_depth(broker_url, m) for m in mailboxes(catalogue))
-    finally:
-        client.close()
-        fake.close()
