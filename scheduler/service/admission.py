@@ -27,6 +27,16 @@ from dataclasses import dataclass
 from executor.constants import MAILBOX_PREFIX
 from executor.progdef import Progdef
 
+# A published job of a progdef without autoscaler expires this many heartbeat timeouts
+# (150 s by default) after admission: its slot was free when the flow was admitted, so an
+# executor that has not taken it by then is not coming.
+JOB_EXPIRY_TIMEOUTS = 10
+
+
+def job_expiry_s(heartbeat_timeout_s: float) -> float:
+    """How long a published job of a progdef without autoscaler may wait in its mailbox."""
+    return JOB_EXPIRY_TIMEOUTS * heartbeat_timeout_s
+
 
 @dataclass(frozen=True)
 class Need:

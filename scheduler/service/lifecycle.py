@@ -41,7 +41,7 @@ from executor.pb.dagyo.v1.failure_pb2 import (
 from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.progdef import mailbox_name
 from scheduler.flow.plan import Plan
-from scheduler.service.admission import Need, admit, ceiling
+from scheduler.service.admission import Need, admit, ceiling, job_expiry_s
 from scheduler.service.broker import Broker
 from scheduler.service.exports import read_frame
 from scheduler.service.limits import bounded_failure
@@ -67,11 +67,6 @@ EVENTS_BACKLOG_LIMIT = 100
 
 # How often waiting flows are looked at again without news (executors heard anew).
 ADMISSION_INTERVAL_S = 0.5
-# A published job of a progdef without autoscaler that waits longer than this many
-# heartbeat timeouts (and at least JOB_EXPIRY_MIN_S) is dropped by the broker: its slot
-# was free when the flow was admitted, so an executor that took none is not coming.
-JOB_EXPIRY_TIMEOUTS = 10
-JOB_EXPIRY_MIN_S = 60.0
 
 log = logging.getLogger("dagyo.scheduler")
 
@@ -291,7 +286,7 @@ class Lifecycle:
             held = list(flow.runtime.held_jobs)
         now = time.time()
         deadline = flow.runtime.deadline
-        expiry = now + max(JOB_EXPIRY_MIN_S, JOB_EXPIRY_TIMEOUTS * self.heartbeat_timeout_s)
+        expiry = now + job_expiry_s(self.heartbeat_timeout_s)
         groups: dict[float, list[tuple[str, Job]]] = {}
         for mailbox, descriptor in held:
             if mailbox in flow.runtime.ceilings:  # an autoscaler may take long to start one
@@ -528,7 +523,9 @@ class Lifecycle:
             running = [f for f in self._flows.values() if not (f.runtime.finishing or f.starting)]
             ends, waiting = overdue(running, self.liveness, wall=time.time(), now=time.monotonic())
         # Outside the lock, which the I/O thread (answering these) needs.
-        ends += never_taken(waiting, self.broker.queue_depth, self.heartbeat_timeout_s)
+        ends += never_taken(
+            waiting, self.broker.queue_depth, self.heartbeat_timeout_s, self.broker.consumer_count
+        )
         ended: set[str] = set()
         for end in ends:
             if end.flow_id not in ended:  # one end per flow: the first reason found

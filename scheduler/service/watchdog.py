@@ -20,6 +20,7 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_LOST,
 )
 from executor.progdef import Progdef
+from scheduler.service.admission import job_expiry_s
 from scheduler.service.liveness import Liveness
 from scheduler.service.state import ActiveFlow
 
@@ -83,6 +84,10 @@ def overdue(
         if stuck is not None:
             ends.append(stuck)
             continue
+        expired = _expired(flow, job_expiry_s(liveness.timeout_s), now=now)
+        if expired is not None:
+            ends.append(expired)
+            continue
         for node in flow.record.nodes:
             lost = liveness.lost(node.executor) if node.state == NODE_RUNNING else None
             if lost is not None:
@@ -109,6 +114,23 @@ def _never_served(flow: ActiveFlow, liveness: Liveness) -> End | None:
     return None
 
 
+def _expired(flow: ActiveFlow, expiry_s: float, *, now: float) -> End | None:
+    """An admitted flow with a job of a progdef without autoscaler its broker dropped unrun."""
+    if not flow.admitted_at or now - flow.admitted_at <= expiry_s:
+        return None
+    for node in flow.record.nodes:
+        mailbox = flow.runtime.mailboxes.get(node.node)
+        if node.state == NODE_PENDING and mailbox is not None:
+            error = (
+                f"job {node.node} (progdef {node.progdef}) was not taken within {expiry_s:g} s "
+                f"of the flow's admission, though its executors had a free slot, and expired "
+                f"from {mailbox}: its executors are stuck stopping old jobs, or hung; "
+                "restart them and resubmit the flow"
+            )
+            return End(flow.id, FAILURE_KIND_LOST, error, node)
+    return None
+
+
 def deadlocked(flow: ActiveFlow, timeout_s: float, *, now: float) -> End | None:
     """The last line of defence against a flow that cannot go on, or None.
 
@@ -118,6 +140,8 @@ def deadlocked(flow: ActiveFlow, timeout_s: float, *, now: float) -> End | None:
     it fills are read by the job that cannot start. Admission makes it rare (executors
     that announce no slots, or slots taken by another scheduler's jobs).
     """
+    if not flow.admitted_at:
+        return None  # loaded after a restart: its admission time is not known
     if now - flow.admitted_at <= timeout_s or now - flow.moved_at <= timeout_s:
         return None
     unstarted = [n for n in flow.record.nodes if n.state == NODE_PENDING]
@@ -145,22 +169,27 @@ def _never_taken_error(node: pb.NodeProgress, mailbox: str, timeout_s: float) ->
 
 
 def never_taken(
-    waiting: Iterable[Waiting], depth: Callable[[str], int | None], timeout_s: float
+    waiting: Iterable[Waiting],
+    depth: Callable[[str], int | None],
+    timeout_s: float,
+    consumers: Callable[[str], int | None] = lambda _: 0,
 ) -> list[End]:
-    """The waiting jobs that no executor will ever take.
+    """The waiting jobs that no executor will ever take, on evidence, not one late heartbeat.
 
-    A job counts only while its mailbox still holds jobs: one an executor took but has not
-    reported started yet is not waiting.
+    A job counts only while its mailbox still holds jobs (one an executor took but has not
+    reported started yet is not waiting) and has no consumer: a busy executor's heartbeat
+    may come late under load, but while anything consumes the mailbox it is pulled.
 
     Args:
         depth: how many messages a queue holds (None when it does not exist).
+        consumers: how many consumers a queue has (None when it does not exist).
     """
     depths: dict[str, int | None] = {}
     ends: list[End] = []
     for job in waiting:
         if job.mailbox not in depths:
             try:
-                depths[job.mailbox] = depth(job.mailbox)
+                depths[job.mailbox] = depth(job.mailbox) and not consumers(job.mailbox)
             except BrokerError:
                 depths[job.mailbox] = None
         if not depths[job.mailbox]:

@@ -276,3 +276,49 @@ def test_a_flow_whose_started_jobs_all_wait_on_a_job_that_cannot_start_fails_as_
     finally:
         client.close()
         fake.close()
+
+
+def test_a_job_admitted_but_never_taken_expires_and_fails_its_flow(
+    settings: SchedulerSettings, catalogue: Path, broker_url: str
+) -> None:
+    # The executor announces free slots but takes nothing (stuck): its jobs expire.
+    fake = FakeExecutor(broker_url, mailboxes(catalogue), slots=2).start()
+    fake._do(lambda channel: channel.stop_consuming())
+    client = Client(dataclasses.replace(settings, heartbeat_timeout_s=0.8))
+    try:
+        _eventually(
+            lambda: client.scheduler.lifecycle.liveness.slots(mailboxes(catalogue)[0]) == 2,
+            "the scheduler never heard the executor's slots",
+        )
+        flow_id = client.submit()
+        record = end_of(client.watch(flow_id))
+        assert record.state == pb.FLOW_STATE_FAILED
+        assert record.failure.kind == FAILURE_KIND_LOST
+        assert "was not taken within 8 s of the flow's admission" in record.failure.error
+        assert not any(_depth(broker_url, m) for m in mailboxes(catalogue))
+    finally:
+        client.close()
+        fake.close()
+
+
+def test_flows_that_need_every_slot_run_one_after_another_on_real_executors(
+    broker_url: str, tmp_path: Path
+) -> None:
+    cluster = LocalCluster(
+        broker_url,
+        tmp_path,
+        names=("source", "greet"),
+        max_jobs=2,
+        heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S,
+    ).start()
+    try:
+        flows = [cluster.submit(_greets(2)) for _ in range(4)]
+        for flow_id in flows:
+            record = cluster.wait(flow_id)
+            assert record.state == pb.FLOW_STATE_SUCCEEDED, record.failure.error
+            assert record.waiting == ""
+            assert [e.value_json for e in record.exports] == [
+                f'{{"text":"hello hello {name}"}}' for name in ("name-0", "name-1", "name-2")
+            ]
+    finally:
+        cluster.close()

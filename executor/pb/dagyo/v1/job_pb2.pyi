@@ -1,3 +1,4 @@
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -33,7 +34,7 @@ class Output(_message.Message):
     def __init__(self, typename: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("flow_id", "node", "progdef", "version", "inputs", "outputs", "deadline", "events_exchange", "failures_exchange")
+    __slots__ = ("flow_id", "node", "progdef", "version", "inputs", "outputs", "deadline", "events_exchange", "failures_exchange", "types")
     class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +58,7 @@ class Job(_message.Message):
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     EVENTS_EXCHANGE_FIELD_NUMBER: _ClassVar[int]
     FAILURES_EXCHANGE_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
     flow_id: str
     node: str
     progdef: str
@@ -66,4 +68,5 @@ class Job(_message.Message):
     deadline: float
     events_exchange: str
     failures_exchange: str
-    def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ..., progdef: _Optional[str] = ..., version: _Optional[str] = ..., inputs: _Optional[_Mapping[str, Input]] = ..., outputs: _Optional[_Mapping[str, Output]] = ..., deadline: _Optional[float] = ..., events_exchange: _Optional[str] = ..., failures_exchange: _Optional[str] = ...) -> None: ...
+    types: _descriptor_pb2.FileDescriptorSet
+    def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ..., progdef: _Optional[str] = ..., version: _Optional[str] = ..., inputs: _Optional[_Mapping[str, Input]] = ..., outputs: _Optional[_Mapping[str, Output]] = ..., deadline: _Optional[float] = ..., events_exchange: _Optional[str] = ..., failures_exchange: _Optional[str] = ..., types: _Optional[_Union[_descriptor_pb2.FileDescriptorSet, _Mapping]] = ...) -> None: ...
