@@ -322,3 +322,37 @@ def test_flows_that_need_every_slot_run_one_after_another_on_real_executors(
             ]
     finally:
         cluster.close()
+
+
+def test_a_job_waiting_in_a_mailbox_that_has_a_consumer_is_not_called_never_taken(
+    settings: SchedulerSettings, catalogue: Path, broker_url: str
+) -> None:
+    # A consumer that sends no heartbeat naming the mailbox (late, under load, or another
+    # implementation) and holds one job at a time: the other waits, and is pulled.
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=1)
+    for mailbox in mailboxes(catalogue):
+        channel.queue_declare(mailbox, durable=True)
+        channel.basic_consume(mailbox, lambda *_: None)  # takes one, never acks
+    client = Client(dataclasses.replace(settings, require_consumers=False, heartbeat_timeout_s=1.0))
+    try:
+        flows = [client.submit(), client.submit()]
+        _eventually(
+            lambda: all(_depth(broker_url, m) == 1 for m in mailboxes(catalogue)),
+            "one job of each progdef did not wait in its mailbox",
+        )
+        deadline = time.monotonic() + 4.0  # four heartbeat timeouts
+        while time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.1)
+        records = [client.get(f) for f in flows]
+        assert [r.state for r in records] == [pb.FLOW_STATE_RUNNING] * 2, [
+            r.failure.error for r in records
+        ]
+        for flow_id in flows:
+            client.stub.Cancel(pb.CancelRequest(flow_id=flow_id), timeout=WAIT_S)
+    finally:
+        client.close()
+        for mailbox in mailboxes(catalogue):
+            channel.queue_delete(mailbox)
+        connection.close()
