@@ -23,6 +23,7 @@ EVENTS_EXCHANGE = f"{PREFIX}.events"  # topic: executor -> scheduler events
 EVENTS_QUEUE = f"{PREFIX}.scheduler.events"
 FAILURES_EXCHANGE = f"{PREFIX}.failures"  # topic, routing key = flow id
 STOP_EXCHANGE = f"{PREFIX}.stop"  # fanout: scheduler -> every executor
+TRIGGER_QUEUE_PREFIX = f"{PREFIX}.triggers"  # + ".{trigger}": an AMQP trigger's CloudEvents
 
 # --- streams ------------------------------------------------------------------------------
 # A frame is flushed when it holds this many bytes of items or this many items…

@@ -34,6 +34,7 @@ COMMANDS = {
     "types": "scheduler.cli.local:types_command",
     "flow": "scheduler.cli.flow:flow",
     "failures": "scheduler.cli.cluster:failures_command",
+    "triggers": "scheduler.cli.triggers:triggers_command",
     "scheduler": "scheduler.cli.cluster:scheduler_command",
     "up": "scheduler.cli.cluster:up_command",
     "build": "scheduler.cli.deploy:build",

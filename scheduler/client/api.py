@@ -158,6 +158,11 @@ class SchedulerClient:
         response: pb.CatalogueResponse = self._call("Catalogue", pb.CatalogueRequest())
         return response
 
+    def triggers(self) -> builtins.list[pb.Trigger]:
+        """The triggers the scheduler read, with their last firings."""
+        response: pb.TriggersResponse = self._call("Triggers", pb.TriggersRequest())
+        return builtins.list(response.triggers)
+
     def failures(self, flow_id: str = "") -> builtins.list[FailureReport]:
         """The failure reports recorded so far, of one flow or (``""``) of every flow,
         oldest first, fetched page by page."""

@@ -33,6 +33,11 @@ ENV_UI = "DAGYO_UI"
 ENV_GRPC_WORKERS = "DAGYO_GRPC_WORKERS"
 ENV_WATCHES_PER_CLIENT = "DAGYO_WATCHES_PER_CLIENT"
 ENV_WATCHER_EVENTS = "DAGYO_WATCHER_EVENTS"
+ENV_TRIGGERS = "DAGYO_TRIGGERS"
+ENV_TRIGGERS_HTTP = "DAGYO_TRIGGERS_HTTP"
+ENV_TRIGGERS_WAITING = "DAGYO_TRIGGERS_WAITING"
+# Trigger events accepted and not yet submitted as flows; past it a source is told to retry.
+TRIGGERS_WAITING = 1000
 ENV_UNSERVED_MAILBOX_S = "DAGYO_UNSERVED_MAILBOX_S"
 # gRPC worker threads; an eighth (at least 4) is kept for unary calls, never for Watch.
 GRPC_WORKERS = 256
@@ -129,6 +134,11 @@ class SchedulerSettings:
             (``DAGYO_WATCHES_PER_CLIENT``); one more is refused with RESOURCE_EXHAUSTED.
         watcher_events: events buffered for a watcher that does not read
             (``DAGYO_WATCHER_EVENTS``); past them it is told and dropped.
+        triggers_dir: the folder of trigger files (``DAGYO_TRIGGERS``); None: no triggers.
+        triggers_http: where CloudEvents are POSTed, ``host:port``
+            (``DAGYO_TRIGGERS_HTTP``); empty: no HTTP endpoint.
+        triggers_waiting: trigger events accepted and not yet started as flows, at most
+            (``DAGYO_TRIGGERS_WAITING``); past it a source is told to send again.
         unserved_mailbox_s: an old progdef version's mailbox that no executor pulled for
             this long, empty and with no job of it open, is deleted
             (``DAGYO_UNSERVED_MAILBOX_S``).
@@ -150,6 +160,9 @@ class SchedulerSettings:
     grpc_workers: int = GRPC_WORKERS
     watches_per_client: int = WATCHES_PER_CLIENT
     watcher_events: int = WATCHER_EVENTS
+    triggers_dir: Path | None = None
+    triggers_http: str = ""
+    triggers_waiting: int = TRIGGERS_WAITING
     unserved_mailbox_s: float = UNSERVED_MAILBOX_S
 
     def __post_init__(self) -> None:
@@ -186,6 +199,17 @@ class SchedulerSettings:
         if self.unserved_mailbox_s < 0:
             problems.append(
                 f"{ENV_UNSERVED_MAILBOX_S} must be at least 0, got {self.unserved_mailbox_s}"
+            )
+        if self.triggers_http:
+            http_host, _, http_port = self.triggers_http.rpartition(":")
+            if not http_host or not http_port.isdigit() or int(http_port) > 65535:
+                problems.append(
+                    f"{ENV_TRIGGERS_HTTP}={self.triggers_http!r} must be host:port, e.g. "
+                    "0.0.0.0:8090"
+                )
+        if self.triggers_waiting < 1:
+            problems.append(
+                f"{ENV_TRIGGERS_WAITING} must be at least 1, got {self.triggers_waiting}"
             )
         if problems:
             raise DagyoError("; ".join(problems))
@@ -229,6 +253,9 @@ class SchedulerSettings:
             "grpc_workers": env_number(env, ENV_GRPC_WORKERS, GRPC_WORKERS, int),
             "watches_per_client": env_number(env, ENV_WATCHES_PER_CLIENT, WATCHES_PER_CLIENT, int),
             "watcher_events": env_number(env, ENV_WATCHER_EVENTS, WATCHER_EVENTS, int),
+            "triggers_dir": Path(env[ENV_TRIGGERS]) if env.get(ENV_TRIGGERS) else None,
+            "triggers_http": env.get(ENV_TRIGGERS_HTTP, "").strip(),
+            "triggers_waiting": env_number(env, ENV_TRIGGERS_WAITING, TRIGGERS_WAITING, int),
             "unserved_mailbox_s": env_number(
                 env, ENV_UNSERVED_MAILBOX_S, UNSERVED_MAILBOX_S, float
             ),

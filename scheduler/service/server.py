@@ -73,6 +73,7 @@ from scheduler.service.watchdog import autoscaled
 
 if TYPE_CHECKING:
     from scheduler.service.dashboard import Dashboard
+    from scheduler.service.trigger_sources import TriggerService
 
 log = logging.getLogger("dagyo.scheduler")
 
@@ -283,6 +284,13 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             watch=self.Watch,
         )
 
+    def Triggers(self, request: pb.TriggersRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """The triggers read from DAGYO_TRIGGERS (another tenant's left out), with their
+        last firings."""
+        principal = caller(self._auth, context)
+        triggers = self._scheduler.triggers
+        return pb.TriggersResponse(triggers=triggers.report(principal) if triggers else [])
+
     def Catalogue(self, request: pb.CatalogueRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """The catalogue the caller may use, its types documented, their descriptor set."""
         principal = caller(self._auth, context)
@@ -335,6 +343,7 @@ class Scheduler:
             TokenFile(settings.tokens_path) if settings.tokens_path else None
         )
         self.dashboard: Dashboard | None = None
+        self.triggers: TriggerService | None = None
 
     @property
     def stopping(self) -> bool:
@@ -393,6 +402,8 @@ class Scheduler:
             )
             self._ticker.start()
             self._listen()
+            if settings.triggers_dir is not None:
+                self._start_triggers()
             if settings.metrics_port:
                 self._metrics_server = MetricsServer(
                     port=settings.metrics_port,
@@ -459,6 +470,15 @@ class Scheduler:
                 self.address,
             )
 
+    def _start_triggers(self) -> None:
+        from scheduler.service.trigger_sources import TriggerService
+
+        # Its own servicer: triggers submit through Submit, as their tenant.
+        self.triggers = TriggerService(
+            self.settings, submit=SchedulerServicer(self).Submit, authenticator=self.authenticator
+        )
+        self.triggers.start()
+
     def _start_dashboard(self, address: str) -> None:
         from scheduler.service.dashboard import Dashboard
 
@@ -493,6 +513,9 @@ class Scheduler:
     def stop(self) -> None:
         """Stop gRPC, the broker connection and the state (idempotent); records stay."""
         self._stopping.set()
+        if self.triggers is not None:  # it submits the batches it holds: first
+            self.triggers.stop()
+            self.triggers = None
         if self.dashboard is not None:
             self.dashboard.stop()
             self.dashboard = None
