@@ -18,6 +18,7 @@ from executor.inbox import Inbox
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
 from executor.pb.dagyo.v1.job_pb2 import Job as JobDescriptor
 from executor.program import Program, read_secrets
+from executor.registry import register
 from executor.sdk import InputStream, Job, OutputStream
 from executor.stream import Flusher, FrameWriter, StreamSettings
 from executor.transport.base import Transport
@@ -88,6 +89,11 @@ def run_job(
     attached = []
     logger = logging.getLogger(f"dagyo.job.{descriptor.progdef}")
     try:
+        if descriptor.types.file:  # a type variable bound to another progdef's type
+            source = f"job {descriptor.flow_id}/{descriptor.node}"
+            register(
+                descriptor.types.SerializeToString(), source=source, progdef=descriptor.progdef
+            )
         for port, spec in descriptor.inputs.items():
             cls = message_class(spec.typename)
             if spec.WhichOneof("source") == "consts":

@@ -299,9 +299,15 @@ def type_doc(typename: str, *, progdefs: Collection[str] | None = None) -> TypeD
     return None
 
 
-def descriptor_set(typenames: Iterable[str]) -> descriptor_pb2.FileDescriptorSet:
+def descriptor_set(
+    typenames: Iterable[str], *, for_job: bool = False
+) -> descriptor_pb2.FileDescriptorSet:
     """The files defining ``typenames``, each after the files it imports, with their doc
     comments where the registry has them: what ``protoc --include_imports`` writes.
+
+    Args:
+        for_job: leave out what every executor has (``dagyo/types.proto`` and the
+            well-known types) and the comments, for a job descriptor.
 
     Raises:
         KeyError: for a typename no loaded .proto defines.
@@ -311,16 +317,24 @@ def descriptor_set(typenames: Iterable[str]) -> descriptor_pb2.FileDescriptorSet
     done: set[str] = set()
 
     def add(file: Any) -> None:
-        if file.name in done:
+        if file.name in done or (for_job and file.name.startswith(_EVERY_EXECUTORS)):
             return
         done.add(file.name)
         for dependency in file.dependencies:
             add(dependency)
-        answer.file.append(_file_proto(file))
+        proto = _file_proto(file)
+        if for_job:
+            proto = descriptor_pb2.FileDescriptorProto.FromString(proto.SerializeToString())
+            proto.ClearField("source_code_info")
+        answer.file.append(proto)
 
     for typename in typenames:
         add(pool.FindMessageTypeByName(typename).file)
     return answer
+
+
+# The files of the types every executor has: built in, and the well-known ones.
+_EVERY_EXECUTORS = ("dagyo/", "google/protobuf/")
 
 
 def _file_proto(file: Any) -> descriptor_pb2.FileDescriptorProto:

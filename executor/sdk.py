@@ -169,6 +169,19 @@ class OutputStream:
         self._writer = writer
         self._append = writer.append
 
+    def new(self, **fields: Any) -> Message:
+        """A new message of the port's typename, any type of the registry (built in,
+        well-known or the progdef's own): ``job.outputs["points"].new(lat=1.0, lon=2.0)``.
+
+        Raises:
+            ValueError: naming the typename, for a field it does not have.
+            TypeError: for a value of the wrong type.
+        """
+        try:
+            return self.message_class(**fields)
+        except ValueError as e:
+            raise ValueError(f"{self.node}.{self.port} ({self.typename}): {e}") from None
+
     def send(self, item: Message) -> None:
         """Send one item.
 

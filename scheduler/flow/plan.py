@@ -13,6 +13,7 @@ from executor.constants import (
 )
 from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.progdef import Progdef
+from executor.registry import descriptor_set
 from scheduler.flow.model import CheckedFlow, Endpoint
 
 
@@ -92,6 +93,9 @@ def plan_flow(checked: CheckedFlow, *, flow_id: str, deadline: float = 0.0) -> P
                 stream_queue(flow_id, t.node, t.port) for t in checked.consumers_of(source)
             )
             spec_out.queues.extend(export_queues[e] for e in checked.exports_of(source))
+        typenames = {spec.typename for spec in job.inputs.values()}
+        typenames |= {spec.typename for spec in job.outputs.values()}
+        job.types.CopyFrom(descriptor_set(sorted(typenames), for_job=True))
         jobs.append(PlannedJob(progdef, job))
     return Plan(
         flow_id=flow_id,
