@@ -536,3 +536,56 @@ def test_a_job_carries_the_types_of_its_ports_that_are_not_built_in() -> None:
         files = jobs[node].types.file
         assert [file.name for file in files] == ["geo.proto"], node
         assert not files[0].HasField("source_code_info")
+
+
+def points_stream(frame: Any) -> Any:
+    import threading
+
+    from executor.inbox import Inbox
+    from executor.sdk import InputStream
+    from executor.types import message_class
+
+    load_catalogue(PROGDEFS)
+    inbox = Inbox(threading.Event())
+    inbox.add_port("points")
+    inbox.put("points", frame.SerializeToString())
+    point = message_class("acme.geo.Point")
+    return InputStream(port="points", edge="p.out -> legs.points", message_class=point, inbox=inbox)
+
+
+def test_items_of_another_type_on_a_custom_stream_panic_naming_the_edge() -> None:
+    from executor.errors import DecodeError, StreamCorrupt
+    from executor.pb.dagyo.v1.frame_pb2 import Frame
+    from executor.types import Text
+
+    # A Text item happens to parse as a Point: the frame's typename is what catches it.
+    text = Text(text="abcdefgh").SerializeToString()
+    stream = points_stream(Frame(items=[text], typename="dagyo.types.Text"))
+    with pytest.raises(
+        StreamCorrupt,
+        match=r"^stream p.out -> legs.points: a frame of dagyo.types.Text arrived on a stream "
+        r"of acme.geo.Point",
+    ):
+        stream.next_batch()
+    stream = points_stream(Frame(items=[b"\x09\x01\x02"], typename="acme.geo.Point"))
+    with pytest.raises(DecodeError, match=r"^stream p.out -> legs.points: .*acme.geo.Point"):
+        stream.next_batch()
+
+
+def test_a_custom_int64_const_out_of_range_is_refused(tmp_path: Path) -> None:
+    pkg = package()
+    folder = progdef(
+        tmp_path / "catalogue" / "counter",
+        {f"{pkg}.proto": f'syntax = "proto3";\npackage {pkg};\nmessage N {{ int64 n = 1; }}\n'},
+        f"{pkg}.N",
+    )
+    flow = {
+        "name": "big",
+        "nodes": {"c": {"progdef": "counter"}},
+        "consts": [{"to": "c.points", "values": [{"n": str(2**63)}]}],
+    }
+    with pytest.raises(FlowInvalid) as caught:
+        check_flow(parse_flow(json.dumps(flow)), load_catalogue(folder.parent), source="big.json")
+    [problem] = caught.value.problems
+    assert problem.startswith("big.json: const to c.points: value 1 (")
+    assert f"{pkg}.N" in problem and "n" in problem and "Traceback" not in problem
