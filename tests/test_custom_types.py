@@ -589,3 +589,12 @@ def test_a_custom_int64_const_out_of_range_is_refused(tmp_path: Path) -> None:
     [problem] = caught.value.problems
     assert problem.startswith("big.json: const to c.points: value 1 (")
     assert f"{pkg}.N" in problem and "n" in problem and "Traceback" not in problem
+
+
+def test_editing_a_proto_gives_the_progdef_a_new_version_and_mailbox(tmp_path: Path) -> None:
+    folder = tmp_path / "distance"
+    shutil.copytree(PROGDEFS / "distance", folder, ignore=shutil.ignore_patterns("__*"))
+    before = load_progdef(folder).mailbox
+    proto = folder / "geo.proto"
+    proto.write_text(proto.read_text().replace("// When the point was seen.", "// Seen at."))
+    assert load_progdef(folder).mailbox != before
