@@ -117,18 +117,19 @@ remote_option = click.option(
 @click.option(
     "--versions",
     is_flag=True,
-    help="Ask the scheduler for each version: current, draining or retired, with its jobs.",
+    help="Ask the scheduler for each version: current, draining or retired, with its jobs "
+    "and executors.",
 )
 @remote_option
 @scheduler_option
 def progdefs_command(progdefs_dir: Path | None, versions: bool, remote: bool, address: str) -> None:
     """List the catalogue: each progdef with its port types, then the progdefs left out
     (their protos do not load) and why; with --versions, each version the scheduler knows
-    (state, jobs waiting, jobs running)."""
+    (state, jobs waiting, jobs running, executors pulling its mailbox)."""
     if versions:
         with connected(address) as client:
-            rows = [("progdef", "version", "state", "waiting", "running")] + [
-                (v.progdef, v.version, v.state, str(v.waiting), str(v.running))
+            rows = [("progdef", "version", "state", "waiting", "running", "executors")] + [
+                (v.progdef, v.version, v.state, str(v.waiting), str(v.running), str(v.executors))
                 for v in client.versions()
             ]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

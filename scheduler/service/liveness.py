@@ -92,6 +92,15 @@ class Liveness:
                 total += self._slots[executor]
             return total
 
+    def executors(self, mailbox: str) -> int:
+        """How many executors were heard pulling ``mailbox`` within the timeout."""
+        now = self._clock()
+        with self._lock:
+            return sum(
+                pulled == mailbox and now - self._seen.get(executor, 0.0) <= self.timeout_s
+                for executor, pulled in self._pulls.items()
+            )
+
     def mailboxes(self) -> list[str]:
         """The mailboxes an executor was heard pulling within the timeout."""
         now = self._clock()

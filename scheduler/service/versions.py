@@ -128,6 +128,7 @@ class Versions:
                     state=known.state,
                     waiting=waiting or 0,
                     running=running,
+                    executors=self._lifecycle.liveness.executors(known.mailbox),
                 )
             )
         return report
@@ -161,9 +162,8 @@ class Versions:
                     )
                     self._set(old, RETIRING)
                     self._retire(old, now)
-                elif now - self._served.get(old.mailbox, now) >= self._unserved_s:
-                    if self._broker.delete_if_idle(old.mailbox):
-                        self._set(old, RETIRED, "no executor pulled its empty mailbox")
+                elif self._unserved(old, now) and self._broker.delete_if_idle(old.mailbox):
+                    self._set(old, RETIRED, "no executor pulled its empty mailbox")
             elif old.state == RETIRING:
                 if self._broker.delete_if_idle(old.mailbox):
                     self._set(old, RETIRED, "its executors drained")
@@ -206,6 +206,12 @@ class Versions:
         for version, state in changes:
             self._set(version, state)
         return heard
+
+    def _unserved(self, old: VersionState, now: float) -> bool:
+        """True once no executor has been heard pulling the mailbox for the set time."""
+        with self._lock:
+            served = self._served.get(old.mailbox, now)
+        return now - served >= self._unserved_s
 
     def _set(self, version: VersionState, state: str, why: str = "") -> None:
         with self._lock:

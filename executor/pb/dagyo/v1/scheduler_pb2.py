@@ -26,17 +26,17 @@ from executor.pb.dagyo.v1 import failure_pb2 as dagyo_dot_v1_dot_failure__pb2
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x61gyo/v1/scheduler.proto\x12\x08\x64\x61gyo.v1\x1a\x16\x64\x61gyo/v1/failure.proto\x1a google/protobuf/descriptor.proto\"\x88\x01\n\x0cNodeProgress\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07progdef\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.NodeState\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x12\n\nitems_sent\x18\x05 \x01(\x04\x12\x0f\n\x07version\x18\x14 \x01(\t\",\n\x06\x45xport\x12\x0e\n\x06\x65xport\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\"\xc6\x02\n\nFlowRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.FlowState\x12%\n\x05nodes\x18\x04 \x03(\x0b\x32\x16.dagyo.v1.NodeProgress\x12(\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x01\x12\r\n\x05\x65nded\x18\x07 \x01(\x01\x12!\n\x07\x65xports\x18\x08 \x03(\x0b\x32\x10.dagyo.v1.Export\x12\x19\n\x11\x65xports_truncated\x18\t \x01(\x08\x12\x17\n\x0f\x65xports_dropped\x18\n \x01(\x04\x12\x0e\n\x06tenant\x18\x14 \x01(\t\x12\x11\n\tflow_json\x18\x15 \x01(\t\x12\x0f\n\x07waiting\x18\x16 \x01(\t\"S\n\rSubmitRequest\x12\x0b\n\x03set\x18\x14 \x03(\t\x12\x11\n\tflow_json\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\ndeadline_s\x18\x03 \x01(\x01\"3\n\x0eSubmitResponse\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x03(\t\"\x1d\n\nGetRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"0\n\x0bListRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x0cListResponse\x12#\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x14.dagyo.v1.FlowRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\rCancelRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x1f\n\x0cWatchRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x87\x01\n\nWatchEvent\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x12\"\n\x06\x65xport\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.ExportH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x42\x06\n\x04kind\"E\n\x0f\x46\x61iluresRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x10\x46\x61iluresResponse\x12)\n\x08\x66\x61ilures\x18\x01 \x03(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x11\n\x0fVersionsRequest\"c\n\x0eProgdefVersion\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07waiting\x18\x04 \x01(\x04\x12\x0f\n\x07running\x18\x05 \x01(\x04\">\n\x10VersionsResponse\x12*\n\x08versions\x18\x01 \x03(\x0b\x32\x18.dagyo.v1.ProgdefVersion\"/\n\rInvokeRequest\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x03(\t\"q\n\x0bInvokeEvent\x12\x11\n\x07\x66low_id\x18\x01 \x01(\tH\x00\x12\"\n\x06output\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.ExportH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x42\x06\n\x04kind\"\x11\n\x0fTriggersRequest\"W\n\rTriggerFiring\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65vent_source\x18\x02 \x01(\t\x12\x10\n\x08\x66low_ids\x18\x03 \x03(\t\x12\x0c\n\x04time\x18\x04 \x01(\x01\"\xad\x01\n\x07Trigger\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04\x66low\x18\x03 \x01(\t\x12\x0e\n\x06\x65vents\x18\x04 \x01(\t\x12\r\n\x05match\x18\x05 \x01(\t\x12\x0e\n\x06tenant\x18\x06 \x01(\t\x12\x10\n\x08problems\x18\x07 \x03(\t\x12(\n\x07\x66irings\x18\x08 \x03(\x0b\x32\x17.dagyo.v1.TriggerFiring\x12\r\n\x05\x66ired\x18\t \x01(\x04\"7\n\x10TriggersResponse\x12#\n\x08triggers\x18\x01 \x03(\x0b\x32\x11.dagyo.v1.Trigger\"\x12\n\x10\x43\x61talogueRequest\"\"\n\x04Port\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"\xa6\x01\n\x10\x43\x61talogueProgdef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x1e\n\x06inputs\x18\x04 \x03(\x0b\x32\x0e.dagyo.v1.Port\x12\x1f\n\x07outputs\x18\x05 \x03(\x0b\x32\x0e.dagyo.v1.Port\x12\r\n\x05style\x18\x06 \x01(\t\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\t\"4\n\tTypeField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0b\n\x03\x64oc\x18\x03 \x01(\t\"\x89\x01\n\rCatalogueType\x12\x10\n\x08typename\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0b\n\x03\x64oc\x18\x03 \x01(\t\x12#\n\x06\x66ields\x18\x04 \x03(\x0b\x32\x13.dagyo.v1.TypeField\x12\x0f\n\x07used_by\x18\x05 \x03(\t\x12\x13\n\x0bjson_schema\x18\x06 \x01(\t\"3\n\x0eLeftOutProgdef\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x03(\t\"\xd1\x01\n\x11\x43\x61talogueResponse\x12,\n\x08progdefs\x18\x01 \x03(\x0b\x32\x1a.dagyo.v1.CatalogueProgdef\x12&\n\x05types\x18\x02 \x03(\x0b\x32\x17.dagyo.v1.CatalogueType\x12:\n\x0e\x64\x65scriptor_set\x18\x03 \x01(\x0b\x32\".google.protobuf.FileDescriptorSet\x12*\n\x08left_out\x18\x04 \x03(\x0b\x32\x18.dagyo.v1.LeftOutProgdef*\xa2\x01\n\tFlowState\x12\x1a\n\x16\x46LOW_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46LOW_STATE_PENDING\x10\x01\x12\x16\n\x12\x46LOW_STATE_RUNNING\x10\x02\x12\x18\n\x14\x46LOW_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11\x46LOW_STATE_FAILED\x10\x04\x12\x18\n\x14\x46LOW_STATE_CANCELLED\x10\x05*\x9c\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATE_PENDING\x10\x01\x12\x16\n\x12NODE_STATE_RUNNING\x10\x02\x12\x14\n\x10NODE_STATE_ENDED\x10\x03\x12\x15\n\x11NODE_STATE_FAILED\x10\x04\x12\x16\n\x12NODE_STATE_STOPPED\x10\x05\x32\xef\x04\n\tScheduler\x12;\n\x06Submit\x12\x17.dagyo.v1.SubmitRequest\x1a\x18.dagyo.v1.SubmitResponse\x12\x31\n\x03Get\x12\x14.dagyo.v1.GetRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x35\n\x04List\x12\x15.dagyo.v1.ListRequest\x1a\x16.dagyo.v1.ListResponse\x12\x37\n\x06\x43\x61ncel\x12\x17.dagyo.v1.CancelRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x37\n\x05Watch\x12\x16.dagyo.v1.WatchRequest\x1a\x14.dagyo.v1.WatchEvent0\x01\x12\x41\n\x08\x46\x61ilures\x12\x19.dagyo.v1.FailuresRequest\x1a\x1a.dagyo.v1.FailuresResponse\x12\x41\n\x08Versions\x12\x19.dagyo.v1.VersionsRequest\x1a\x1a.dagyo.v1.VersionsResponse\x12:\n\x06Invoke\x12\x17.dagyo.v1.InvokeRequest\x1a\x15.dagyo.v1.InvokeEvent0\x01\x12\x41\n\x08Triggers\x12\x19.dagyo.v1.TriggersRequest\x1a\x1a.dagyo.v1.TriggersResponse\x12\x44\n\tCatalogue\x12\x1a.dagyo.v1.CatalogueRequest\x1a\x1b.dagyo.v1.CatalogueResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x61gyo/v1/scheduler.proto\x12\x08\x64\x61gyo.v1\x1a\x16\x64\x61gyo/v1/failure.proto\x1a google/protobuf/descriptor.proto\"\x88\x01\n\x0cNodeProgress\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07progdef\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.NodeState\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x12\n\nitems_sent\x18\x05 \x01(\x04\x12\x0f\n\x07version\x18\x14 \x01(\t\",\n\x06\x45xport\x12\x0e\n\x06\x65xport\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\"\xc6\x02\n\nFlowRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.FlowState\x12%\n\x05nodes\x18\x04 \x03(\x0b\x32\x16.dagyo.v1.NodeProgress\x12(\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x01\x12\r\n\x05\x65nded\x18\x07 \x01(\x01\x12!\n\x07\x65xports\x18\x08 \x03(\x0b\x32\x10.dagyo.v1.Export\x12\x19\n\x11\x65xports_truncated\x18\t \x01(\x08\x12\x17\n\x0f\x65xports_dropped\x18\n \x01(\x04\x12\x0e\n\x06tenant\x18\x14 \x01(\t\x12\x11\n\tflow_json\x18\x15 \x01(\t\x12\x0f\n\x07waiting\x18\x16 \x01(\t\"S\n\rSubmitRequest\x12\x0b\n\x03set\x18\x14 \x03(\t\x12\x11\n\tflow_json\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\ndeadline_s\x18\x03 \x01(\x01\"3\n\x0eSubmitResponse\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x03(\t\"\x1d\n\nGetRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"0\n\x0bListRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x0cListResponse\x12#\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x14.dagyo.v1.FlowRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\rCancelRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x1f\n\x0cWatchRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x87\x01\n\nWatchEvent\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x12\"\n\x06\x65xport\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.ExportH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x42\x06\n\x04kind\"E\n\x0f\x46\x61iluresRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x10\x46\x61iluresResponse\x12)\n\x08\x66\x61ilures\x18\x01 \x03(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x11\n\x0fVersionsRequest\"v\n\x0eProgdefVersion\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07waiting\x18\x04 \x01(\x04\x12\x0f\n\x07running\x18\x05 \x01(\x04\x12\x11\n\texecutors\x18\x06 \x01(\r\">\n\x10VersionsResponse\x12*\n\x08versions\x18\x01 \x03(\x0b\x32\x18.dagyo.v1.ProgdefVersion\"/\n\rInvokeRequest\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x03(\t\"q\n\x0bInvokeEvent\x12\x11\n\x07\x66low_id\x18\x01 \x01(\tH\x00\x12\"\n\x06output\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.ExportH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x42\x06\n\x04kind\"\x11\n\x0fTriggersRequest\"W\n\rTriggerFiring\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65vent_source\x18\x02 \x01(\t\x12\x10\n\x08\x66low_ids\x18\x03 \x03(\t\x12\x0c\n\x04time\x18\x04 \x01(\x01\"\xad\x01\n\x07Trigger\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04\x66low\x18\x03 \x01(\t\x12\x0e\n\x06\x65vents\x18\x04 \x01(\t\x12\r\n\x05match\x18\x05 \x01(\t\x12\x0e\n\x06tenant\x18\x06 \x01(\t\x12\x10\n\x08problems\x18\x07 \x03(\t\x12(\n\x07\x66irings\x18\x08 \x03(\x0b\x32\x17.dagyo.v1.TriggerFiring\x12\r\n\x05\x66ired\x18\t \x01(\x04\"7\n\x10TriggersResponse\x12#\n\x08triggers\x18\x01 \x03(\x0b\x32\x11.dagyo.v1.Trigger\"\x12\n\x10\x43\x61talogueRequest\"\"\n\x04Port\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"\xa6\x01\n\x10\x43\x61talogueProgdef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x1e\n\x06inputs\x18\x04 \x03(\x0b\x32\x0e.dagyo.v1.Port\x12\x1f\n\x07outputs\x18\x05 \x03(\x0b\x32\x0e.dagyo.v1.Port\x12\r\n\x05style\x18\x06 \x01(\t\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\t\"4\n\tTypeField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0b\n\x03\x64oc\x18\x03 \x01(\t\"\x89\x01\n\rCatalogueType\x12\x10\n\x08typename\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0b\n\x03\x64oc\x18\x03 \x01(\t\x12#\n\x06\x66ields\x18\x04 \x03(\x0b\x32\x13.dagyo.v1.TypeField\x12\x0f\n\x07used_by\x18\x05 \x03(\t\x12\x13\n\x0bjson_schema\x18\x06 \x01(\t\"3\n\x0eLeftOutProgdef\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x03(\t\"\xd1\x01\n\x11\x43\x61talogueResponse\x12,\n\x08progdefs\x18\x01 \x03(\x0b\x32\x1a.dagyo.v1.CatalogueProgdef\x12&\n\x05types\x18\x02 \x03(\x0b\x32\x17.dagyo.v1.CatalogueType\x12:\n\x0e\x64\x65scriptor_set\x18\x03 \x01(\x0b\x32\".google.protobuf.FileDescriptorSet\x12*\n\x08left_out\x18\x04 \x03(\x0b\x32\x18.dagyo.v1.LeftOutProgdef*\xa2\x01\n\tFlowState\x12\x1a\n\x16\x46LOW_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46LOW_STATE_PENDING\x10\x01\x12\x16\n\x12\x46LOW_STATE_RUNNING\x10\x02\x12\x18\n\x14\x46LOW_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11\x46LOW_STATE_FAILED\x10\x04\x12\x18\n\x14\x46LOW_STATE_CANCELLED\x10\x05*\x9c\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATE_PENDING\x10\x01\x12\x16\n\x12NODE_STATE_RUNNING\x10\x02\x12\x14\n\x10NODE_STATE_ENDED\x10\x03\x12\x15\n\x11NODE_STATE_FAILED\x10\x04\x12\x16\n\x12NODE_STATE_STOPPED\x10\x05\x32\xef\x04\n\tScheduler\x12;\n\x06Submit\x12\x17.dagyo.v1.SubmitRequest\x1a\x18.dagyo.v1.SubmitResponse\x12\x31\n\x03Get\x12\x14.dagyo.v1.GetRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x35\n\x04List\x12\x15.dagyo.v1.ListRequest\x1a\x16.dagyo.v1.ListResponse\x12\x37\n\x06\x43\x61ncel\x12\x17.dagyo.v1.CancelRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x37\n\x05Watch\x12\x16.dagyo.v1.WatchRequest\x1a\x14.dagyo.v1.WatchEvent0\x01\x12\x41\n\x08\x46\x61ilures\x12\x19.dagyo.v1.FailuresRequest\x1a\x1a.dagyo.v1.FailuresResponse\x12\x41\n\x08Versions\x12\x19.dagyo.v1.VersionsRequest\x1a\x1a.dagyo.v1.VersionsResponse\x12:\n\x06Invoke\x12\x17.dagyo.v1.InvokeRequest\x1a\x15.dagyo.v1.InvokeEvent0\x01\x12\x41\n\x08Triggers\x12\x19.dagyo.v1.TriggersRequest\x1a\x1a.dagyo.v1.TriggersResponse\x12\x44\n\tCatalogue\x12\x1a.dagyo.v1.CatalogueRequest\x1a\x1b.dagyo.v1.CatalogueResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dagyo.v1.scheduler_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FLOWSTATE']._serialized_start=2645
-  _globals['_FLOWSTATE']._serialized_end=2807
-  _globals['_NODESTATE']._serialized_start=2810
-  _globals['_NODESTATE']._serialized_end=2966
+  _globals['_FLOWSTATE']._serialized_start=2664
+  _globals['_FLOWSTATE']._serialized_end=2826
+  _globals['_NODESTATE']._serialized_start=2829
+  _globals['_NODESTATE']._serialized_end=2985
   _globals['_NODEPROGRESS']._serialized_start=97
   _globals['_NODEPROGRESS']._serialized_end=233
   _globals['_EXPORT']._serialized_start=235
@@ -66,35 +66,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERSIONSREQUEST']._serialized_start=1271
   _globals['_VERSIONSREQUEST']._serialized_end=1288
   _globals['_PROGDEFVERSION']._serialized_start=1290
-  _globals['_PROGDEFVERSION']._serialized_end=1389
-  _globals['_VERSIONSRESPONSE']._serialized_start=1391
-  _globals['_VERSIONSRESPONSE']._serialized_end=1453
-  _globals['_INVOKEREQUEST']._serialized_start=1455
-  _globals['_INVOKEREQUEST']._serialized_end=1502
-  _globals['_INVOKEEVENT']._serialized_start=1504
-  _globals['_INVOKEEVENT']._serialized_end=1617
-  _globals['_TRIGGERSREQUEST']._serialized_start=1619
-  _globals['_TRIGGERSREQUEST']._serialized_end=1636
-  _globals['_TRIGGERFIRING']._serialized_start=1638
-  _globals['_TRIGGERFIRING']._serialized_end=1725
-  _globals['_TRIGGER']._serialized_start=1728
-  _globals['_TRIGGER']._serialized_end=1901
-  _globals['_TRIGGERSRESPONSE']._serialized_start=1903
-  _globals['_TRIGGERSRESPONSE']._serialized_end=1958
-  _globals['_CATALOGUEREQUEST']._serialized_start=1960
-  _globals['_CATALOGUEREQUEST']._serialized_end=1978
-  _globals['_PORT']._serialized_start=1980
-  _globals['_PORT']._serialized_end=2014
-  _globals['_CATALOGUEPROGDEF']._serialized_start=2017
-  _globals['_CATALOGUEPROGDEF']._serialized_end=2183
-  _globals['_TYPEFIELD']._serialized_start=2185
-  _globals['_TYPEFIELD']._serialized_end=2237
-  _globals['_CATALOGUETYPE']._serialized_start=2240
-  _globals['_CATALOGUETYPE']._serialized_end=2377
-  _globals['_LEFTOUTPROGDEF']._serialized_start=2379
-  _globals['_LEFTOUTPROGDEF']._serialized_end=2430
-  _globals['_CATALOGUERESPONSE']._serialized_start=2433
-  _globals['_CATALOGUERESPONSE']._serialized_end=2642
-  _globals['_SCHEDULER']._serialized_start=2969
-  _globals['_SCHEDULER']._serialized_end=3592
+  _globals['_PROGDEFVERSION']._serialized_end=1408
+  _globals['_VERSIONSRESPONSE']._serialized_start=1410
+  _globals['_VERSIONSRESPONSE']._serialized_end=1472
+  _globals['_INVOKEREQUEST']._serialized_start=1474
+  _globals['_INVOKEREQUEST']._serialized_end=1521
+  _globals['_INVOKEEVENT']._serialized_start=1523
+  _globals['_INVOKEEVENT']._serialized_end=1636
+  _globals['_TRIGGERSREQUEST']._serialized_start=1638
+  _globals['_TRIGGERSREQUEST']._serialized_end=1655
+  _globals['_TRIGGERFIRING']._serialized_start=1657
+  _globals['_TRIGGERFIRING']._serialized_end=1744
+  _globals['_TRIGGER']._serialized_start=1747
+  _globals['_TRIGGER']._serialized_end=1920
+  _globals['_TRIGGERSRESPONSE']._serialized_start=1922
+  _globals['_TRIGGERSRESPONSE']._serialized_end=1977
+  _globals['_CATALOGUEREQUEST']._serialized_start=1979
+  _globals['_CATALOGUEREQUEST']._serialized_end=1997
+  _globals['_PORT']._serialized_start=1999
+  _globals['_PORT']._serialized_end=2033
+  _globals['_CATALOGUEPROGDEF']._serialized_start=2036
+  _globals['_CATALOGUEPROGDEF']._serialized_end=2202
+  _globals['_TYPEFIELD']._serialized_start=2204
+  _globals['_TYPEFIELD']._serialized_end=2256
+  _globals['_CATALOGUETYPE']._serialized_start=2259
+  _globals['_CATALOGUETYPE']._serialized_end=2396
+  _globals['_LEFTOUTPROGDEF']._serialized_start=2398
+  _globals['_LEFTOUTPROGDEF']._serialized_end=2449
+  _globals['_CATALOGUERESPONSE']._serialized_start=2452
+  _globals['_CATALOGUERESPONSE']._serialized_end=2661
+  _globals['_SCHEDULER']._serialized_start=2988
+  _globals['_SCHEDULER']._serialized_end=3611
 # @@protoc_insertion_point(module_scope)

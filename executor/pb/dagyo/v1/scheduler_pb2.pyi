@@ -180,18 +180,20 @@ class VersionsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ProgdefVersion(_message.Message):
-    __slots__ = ("progdef", "version", "state", "waiting", "running")
+    __slots__ = ("progdef", "version", "state", "waiting", "running", "executors")
     PROGDEF_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     WAITING_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    EXECUTORS_FIELD_NUMBER: _ClassVar[int]
     progdef: str
     version: str
     state: str
     waiting: int
     running: int
-    def __init__(self, progdef: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., waiting: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+    executors: int
+    def __init__(self, progdef: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., waiting: _Optional[int] = ..., running: _Optional[int] = ..., executors: _Optional[int] = ...) -> None: ...
 
 class VersionsResponse(_message.Message):
     __slots__ = ("versions",)
