@@ -598,3 +598,19 @@ def test_editing_a_proto_gives_the_progdef_a_new_version_and_mailbox(tmp_path: P
     proto = folder / "geo.proto"
     proto.write_text(proto.read_text().replace("// When the point was seen.", "// Seen at."))
     assert load_progdef(folder).mailbox != before
+
+
+def test_build_print_shows_the_compiled_types_an_image_adds(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from scheduler.cli.deploy import build
+
+    catalogue = tmp_path / "catalogue"
+    shutil.copytree(PROGDEFS / "distance", catalogue / "distance")
+    (catalogue / "distance" / "types.binpb").unlink()
+    result = CliRunner().invoke(
+        build, ["--print", "--base-image", "b:1", "--progdefs", str(catalogue)]
+    )
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if "dagyo-distance:" in line]
+    assert line.endswith("  adds=types.binpb")
