@@ -38,7 +38,7 @@ from scheduler.service.tenancy import CallAborted
 from scheduler.service.trigger_firing import Firing, FiringFailed, FiringStore
 from scheduler.service.triggers import EventRefused, bind, load_triggers, parse_trigger
 from tests.cluster import LocalCluster, state_of
-from tests.conftest import PROGDEFS, ROOT
+from tests.conftest import EXAMPLES, PROGDEFS, ROOT
 
 GREET_FLOW = {
     "name": "greet-key",
@@ -112,6 +112,11 @@ def test_trigger_files_in_json_and_yaml_load_and_an_invalid_one_stops_no_other(
     assert "match: type is required" in problems["broken"]
     assert "set.hii.name: no node 'hii' in the flow (did you mean 'hi'?)" in problems["typo"]
     assert "no attribute 'dta' (did you mean 'data'?)" in problems["typo"]
+
+
+def test_the_example_triggers_of_the_readme_load() -> None:
+    triggers, invalid = load_triggers(EXAMPLES / "triggers", tenant_required=False)
+    assert (sorted(t.name for t in triggers), invalid) == (["on-upload", "uploads-batched"], [])
 
 
 def test_tokens_on_a_trigger_names_its_tenant(tmp_path: Path) -> None:
@@ -456,3 +461,50 @@ def test_a_burst_of_1000_events_waits_bounded_and_loses_none(cluster: LocalClust
     assert busy > 0  # 150 senders against room for 100: the bound held
     for flow_id in list(flow_of.values())[-20:]:
         assert state_of(cluster.wait(flow_id, timeout_s=120)) == "succeeded"
+
+
+def test_with_tokens_on_an_event_needs_a_token_and_reaches_only_its_tenants_triggers(
+    tmp_path: Path,
+) -> None:
+    from scheduler.service.trigger_sources import HttpSource
+
+    folder = write_triggers(tmp_path / "triggers")
+    (folder / "on-upload.json").write_text(json.dumps({**UPLOAD, "tenant": "team-a"}))
+    (folder / "batched.yaml").unlink()
+    tokens = tmp_path / "tokens.json"
+    table = {
+        token_digest("alice"): Principal("team-a", "user", Quotas()),
+        token_digest("bob"): Principal("team-b", "user", Quotas()),
+    }
+    tokens.write_text(tokens_json(table))
+    authenticator = Authenticator(TokenFile(tokens))
+    triggers, _ = load_triggers(folder, tenant_required=True)
+
+    def submit(request: pb.SubmitRequest, context: Any) -> pb.SubmitResponse:
+        return pb.SubmitResponse(flow_id=f"flow-of-{context.principal.tenant}")
+
+    firing = Firing(
+        triggers=triggers,
+        invalid=[],
+        submit=submit,
+        catalogue=lambda: load_catalogue(PROGDEFS),
+        authenticator=authenticator,
+        store=FiringStore(":memory:"),
+        max_waiting=10,
+    )
+    http = HttpSource("127.0.0.1:0", firing=firing, authenticator=authenticator)
+    firing.start()
+    http.start()
+    try:
+        url = f"http://{http.address}/"
+        message = binary("t1", {"key": "a.jpg"})
+        status, answer = post(url, **message)
+        assert status == 401 and "requires a token" in answer["error"]
+        bob = {**message["headers"], "Authorization": "Bearer bob"}
+        status, answer = post(url, message["body"], bob)
+        assert status == 400 and "no triggers for these events" in answer["error"]
+        alice = {**message["headers"], "Authorization": "Bearer alice"}
+        assert post(url, message["body"], alice) == (202, {"flow_ids": ["flow-of-team-a"]})
+    finally:
+        http.stop()
+        firing.stop()
