@@ -181,3 +181,21 @@ def test_the_scaler_needs_no_token(
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         client.close()
+
+
+def test_a_progdef_of_one_job_per_pod_is_scaled_one_pod_per_job(
+    settings: SchedulerSettings, tmp_path: Path, catalogue: Path
+) -> None:
+    folder = tmp_path / "one-job"
+    version = (catalogue / "emit" / "VERSION").read_text()
+    write_progdef(folder / "emit", {**EMIT, "scaling": {"mode": "job"}}, version)
+    write_progdef(folder / "relay", RELAY, version)
+    client = Client(dataclasses.replace(settings, progdefs=folder, require_consumers=False))
+    try:
+        stub = externalscaler_pb2_grpc.ExternalScalerStub(client.channel)
+        (spec,) = stub.GetMetricSpec(ref("emit"), timeout=WAIT_S).metricSpecs
+        assert (spec.targetSize, spec.targetSizeFloat) == (1, 1)
+        submit(client, 2)
+        until(lambda: demand(stub, "emit"), 2)  # two jobs waiting: two pods wanted
+    finally:
+        client.close()
