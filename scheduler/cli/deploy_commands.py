@@ -37,9 +37,13 @@ from scheduler.deploy import (
     render_catalogue,
     to_yaml,
 )
+from scheduler.deploy.credentials import TLS_SECRET, TOKENS_SECRET
 from scheduler.deploy.images import DEFAULT_LOCK, pinned_reference, scheduler_image_tag
 from scheduler.deploy.manifests import AUTOSCALERS, SCALERS, STATE_VOLUMES
 from scheduler.service.config import default_progdefs_dir
+
+# What --tls-secret and --tokens-secret take to turn TLS or tokens off.
+NONE = "none"
 
 
 def _catalogue(progdefs_dir: Path | None) -> dict[str, Progdef]:
@@ -197,6 +201,21 @@ def build(
     help="The scheduler's SQLite state: on the claim from deploy/k8s/, or lost on restart.",
 )
 @click.option(
+    "--tls-secret",
+    metavar="NAME",
+    default=TLS_SECRET,
+    show_default=True,
+    help="The Secret of the scheduler's certificate (tls.crt, tls.key; ca.crt for KEDA); "
+    "none serves plain text.",
+)
+@click.option(
+    "--tokens-secret",
+    metavar="NAME",
+    default=TOKENS_SECRET,
+    show_default=True,
+    help="The Secret whose tokens.yaml is the scheduler's token file; none runs it open.",
+)
+@click.option(
     "--allow-tags",
     is_flag=True,
     help="Deploy an image the lock has no digest for by its tag (refused otherwise).",
@@ -213,13 +232,16 @@ def deploy(
     scaler: str,
     scaler_address: str,
     state_volume: str,
+    tls_secret: str,
+    tokens_secret: str,
     allow_tags: bool,
     kube_context: str | None,
 ) -> None:
     """Render the catalogue's Kubernetes objects and server-side apply them.
 
     Per progdef: a Deployment of executors on its mailbox, a PodDisruptionBudget and a
-    KEDA ScaledObject; then the catalogue ConfigMap and the scheduler's Deployment.
+    KEDA ScaledObject; then the catalogue ConfigMap and the scheduler's Deployment, which
+    reads its certificate, token file and broker URL from Secrets (docs/security.md).
     Every image runs by the digest `dagyo build --push` recorded in the lock; an image
     with none is refused (exit 2), unless --allow-tags deploys it by its tag.
     """
@@ -236,6 +258,8 @@ def deploy(
             scaler=scaler,
             scaler_address=scaler_address,
             state_volume=state_volume,
+            tls_secret="" if tls_secret == NONE else tls_secret,
+            tokens_secret="" if tokens_secret == NONE else tokens_secret,
             allow_tags=allow_tags,
         )
         objects = render_catalogue(catalogue, settings)

@@ -18,10 +18,16 @@ from typing import Any
 from executor.constants import ENV_PROGDEFS, ENV_SCHEDULER, PREFIX
 from executor.progdef import Progdef
 from executor.registry import COMPILED_FILE, compile_protos
+from scheduler.deploy.credentials import (
+    SCALER_AUTHENTICATION,
+    scaler_authentication_spec,
+    scheduler_credentials,
+)
 from scheduler.deploy.images import ImagesNotPinned, is_pinned
 from scheduler.deploy.manifests import (
     AUTOSCALER_KEDA,
     LABEL_PROGDEF,
+    SCALER_EXTERNAL,
     DeploySettings,
     ManifestError,
     container_security,
@@ -63,6 +69,11 @@ def render_catalogue(catalogue: Mapping[str, Progdef], settings: DeploySettings)
     versions = {progdef.name: progdef.version for progdef in progdefs}
     config_map = catalogue_config_map(progdefs, versions, settings)
     objects: list[Any] = [config_map]
+    keda_asks_scheduler = (
+        settings.autoscaler == AUTOSCALER_KEDA and settings.scaler == SCALER_EXTERNAL
+    )
+    if settings.tls_secret and keda_asks_scheduler:
+        objects.append(scaler_authentication(settings))
     for progdef in progdefs:
         render = render_scaled_job if progdef.scaling.mode == MODE_JOB else render_progdef
         objects.extend(render(progdef, versions[progdef.name], settings))
@@ -153,6 +164,16 @@ def catalogue_config_map(
     }
 
 
+def scaler_authentication(settings: DeploySettings) -> dict[str, Any]:
+    """Return the TriggerAuthentication by which KEDA trusts the scheduler's certificate."""
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": metadata_for(SCALER_AUTHENTICATION, settings, labels_for("scheduler")),
+        "spec": scaler_authentication_spec(settings.tls_secret),
+    }
+
+
 def catalogue_items(config_map: Mapping[str, Any]) -> list[dict[str, str]]:
     """Return the volume ``items`` that mount ``<name>.<file>`` keys as ``<name>/<file>``."""
     items = []
@@ -178,6 +199,21 @@ def scheduler_deployment(config_map: Mapping[str, Any], settings: DeploySettings
     else:
         state = {"emptyDir": {}}
     labels = labels_for("scheduler")
+    credentials = scheduler_credentials(
+        tls_secret=settings.tls_secret, tokens_secret=settings.tokens_secret
+    )
+    # Ready when the gRPC health service answers SERVING; the kubelet's gRPC probe speaks
+    # no TLS, so with TLS the health endpoint says it (503 while the broker is away).
+    readiness: dict[str, Any] = (
+        http_probe("/healthz", "metrics", period_s=5, failures=2)
+        if settings.tls_secret
+        else {
+            "grpc": {"port": SCHEDULER_GRPC_PORT},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 2,
+        }
+    )
     container = {
         "name": "scheduler",
         "image": settings.scheduler_image,
@@ -187,6 +223,7 @@ def scheduler_deployment(config_map: Mapping[str, Any], settings: DeploySettings
             {"name": ENV_SCHEDULER, "value": f"0.0.0.0:{SCHEDULER_GRPC_PORT}"},
             {"name": ENV_PROGDEFS, "value": CATALOGUE_MOUNT},
             {"name": ENV_STATE, "value": f"{STATE_DIR}/scheduler.sqlite3"},
+            *credentials.env,
         ],
         "ports": [
             {"name": "grpc", "containerPort": SCHEDULER_GRPC_PORT, "protocol": "TCP"},
@@ -198,18 +235,13 @@ def scheduler_deployment(config_map: Mapping[str, Any], settings: DeploySettings
         },
         "startupProbe": http_probe("/healthz", "metrics", period_s=2, failures=30),
         "livenessProbe": http_probe("/healthz", "metrics", period_s=10, failures=3),
-        # Ready when the gRPC health service answers SERVING.
-        "readinessProbe": {
-            "grpc": {"port": SCHEDULER_GRPC_PORT},
-            "periodSeconds": 5,
-            "timeoutSeconds": 2,
-            "failureThreshold": 2,
-        },
+        "readinessProbe": readiness,
         "securityContext": container_security(),
         "volumeMounts": [
             {"name": "catalogue", "mountPath": CATALOGUE_MOUNT, "readOnly": True},
             {"name": "state", "mountPath": STATE_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
+            *credentials.volume_mounts,
         ],
     }
     return {
@@ -246,6 +278,7 @@ def scheduler_deployment(config_map: Mapping[str, Any], settings: DeploySettings
                         },
                         {"name": "state", **state},
                         {"name": "tmp", "emptyDir": {}},
+                        *credentials.volumes,
                     ],
                 },
             },

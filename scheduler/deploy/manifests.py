@@ -19,6 +19,12 @@ import yaml
 from executor.constants import ENV_JOBS, ENV_PROGDEF_VERSION, ENV_QUEUE, PREFIX
 from executor.errors import DagyoError
 from executor.progdef import Progdef
+from scheduler.deploy.credentials import (
+    SCALER_AUTHENTICATION,
+    TLS_SECRET,
+    TOKENS_SECRET,
+    check_secret_name,
+)
 from scheduler.deploy.images import (
     SCHEDULER_IMAGE,
     image_reference,
@@ -85,6 +91,10 @@ class DeploySettings:
         state_volume: ``pvc`` (the claim in deploy/k8s/) or ``emptydir`` for the
             scheduler's SQLite state.
         queue_secret: the Secret whose ``url`` key holds the broker URL.
+        tls_secret: the ``kubernetes.io/tls`` Secret of the scheduler's certificate
+            (``tls.crt``, ``tls.key``, and ``ca.crt`` for KEDA); empty serves plain text.
+        tokens_secret: the Secret whose ``tokens.yaml`` is the scheduler's token file;
+            empty runs it open.
         allow_tags: render an image the lock has no digest for by its tag; when False
             (the default) such an image is refused (:class:`ImagesNotPinned`).
     """
@@ -98,6 +108,8 @@ class DeploySettings:
     scaler_address: str = ""
     state_volume: str = "pvc"
     queue_secret: str = QUEUE_SECRET
+    tls_secret: str = TLS_SECRET
+    tokens_secret: str = TOKENS_SECRET
     allow_tags: bool = False
 
     def __post_init__(self) -> None:
@@ -107,6 +119,11 @@ class DeploySettings:
             raise ManifestError(f"scaler {self.scaler!r}: use one of {SCALERS}")
         if self.state_volume not in STATE_VOLUMES:
             raise ManifestError(f"state volume {self.state_volume!r}: use one of {STATE_VOLUMES}")
+        for option in ("queue_secret", "tls_secret", "tokens_secret"):
+            try:
+                check_secret_name(option, getattr(self, option))
+            except DagyoError as e:
+                raise ManifestError(str(e)) from None
 
 
 def object_name(progdef: Progdef) -> str:
@@ -347,7 +364,7 @@ def scaler_trigger(progdef: Progdef, version: str, settings: DeploySettings) -> 
         )
         # external-push: KEDA also holds a StreamIsActive call open, so the first job of a
         # progdef scaled to zero wakes it at once, not at the next polling interval.
-        return {
+        trigger: dict[str, Any] = {
             "type": "external-push",
             "name": "demand",
             "metadata": {
@@ -357,6 +374,10 @@ def scaler_trigger(progdef: Progdef, version: str, settings: DeploySettings) -> 
                 "version": progdef.version,
             },
         }
+        if settings.tls_secret:
+            # The scheduler serves TLS only: KEDA verifies it with the CA of its Secret.
+            trigger["authenticationRef"] = {"name": SCALER_AUTHENTICATION}
+        return trigger
     return {
         "type": "rabbitmq",
         "name": "mailbox",

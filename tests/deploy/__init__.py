@@ -110,8 +110,33 @@ def validate_scaled_job(obj: Mapping[str, Any]) -> None:
     validate_kubernetes(job)
 
 
+@functools.cache
+def trigger_authentication_validator() -> jsonschema.protocols.Validator:
+    """Return a validator for keda.sh/v1alpha1 TriggerAuthentications from the shipped CRD."""
+    crd = yaml.safe_load((CRDS / "keda-triggerauthentication.yaml").read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    schema = _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def validate_trigger_authentication(obj: Mapping[str, Any]) -> None:
+    """Validate a TriggerAuthentication against the CRD schema, its metadata as an ObjectMeta.
+
+    Raises:
+        jsonschema.ValidationError: for a field the CRD does not allow.
+        kubernetes_validate.ValidationError: for malformed metadata.
+    """
+    assert obj["apiVersion"] == "keda.sh/v1alpha1" and obj["kind"] == "TriggerAuthentication"
+    trigger_authentication_validator().validate(dict(obj))
+    validate_kubernetes({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]})
+
+
 def validate_any(obj: Mapping[str, Any]) -> str:
     """Validate any object dagyo renders; return the name of the schema used."""
+    if obj.get("kind") == "TriggerAuthentication":
+        validate_trigger_authentication(obj)
+        return "keda"
     if obj.get("apiVersion", "").startswith("keda.sh/"):
         if obj["kind"] == "ScaledJob":
             validate_scaled_job(obj)

@@ -38,7 +38,10 @@ RESOURCES = {
     "/api/v1": [("configmaps", "ConfigMap", True), ("namespaces", "Namespace", False)],
     "/apis/apps/v1": [("deployments", "Deployment", True)],
     "/apis/policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
-    "/apis/keda.sh/v1alpha1": [("scaledobjects", "ScaledObject", True)],
+    "/apis/keda.sh/v1alpha1": [
+        ("scaledobjects", "ScaledObject", True),
+        ("triggerauthentications", "TriggerAuthentication", True),
+    ],
 }
 
 
@@ -229,7 +232,7 @@ def test_every_object_is_server_side_applied_as_dagyo(
 
 
 def test_apply_objects_takes_another_field_manager(api_server: FakeApiServer) -> None:
-    objects = _objects(namespace="dagyo")[:2]
+    objects = _objects(namespace="dagyo", tls_secret="")[:2]
     seen: list[str] = []
     applied = apply_objects(
         _api_client(api_server.url), objects, field_manager="ci", on_applied=seen.append
@@ -241,10 +244,14 @@ def test_apply_objects_takes_another_field_manager(api_server: FakeApiServer) ->
 def test_a_cluster_without_keda_is_told_to_install_it(api_server: FakeApiServer) -> None:
     api_server.with_keda = False
     with pytest.raises(ApplyFailed, match="serves no ScaledObject .*install KEDA first"):
-        apply_objects(_api_client(api_server.url), _objects())
+        apply_objects(_api_client(api_server.url), _objects(tls_secret=""))
     # Everything before the first ScaledObject went through; nothing after it.
     kinds = [patch["body"]["kind"] for patch in api_server.patches()]
     assert kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget"]
+    # With TLS, KEDA's first object is the TriggerAuthentication: before any executor.
+    with pytest.raises(ApplyFailed, match="serves no TriggerAuthentication .*install KEDA"):
+        apply_objects(_api_client(api_server.url), _objects())
+    assert [patch["body"]["kind"] for patch in api_server.patches()][3:] == ["ConfigMap"]
     applied = apply_objects(_api_client(api_server.url), _objects(autoscaler="none"))
     assert not [name for name in applied if name.startswith("scaledobject/")]
 

@@ -66,19 +66,24 @@ def test_every_rendered_object_of_the_catalogue_validates_strictly() -> None:
     per_progdef = len(SAMPLE_PROGDEFS)
     # A Deployment and a PodDisruptionBudget per progdef, the ConfigMap, the scheduler...
     assert used.count("kubernetes") == 2 * per_progdef + 2
-    # ...and a ScaledObject per progdef.
-    assert used.count("keda") == per_progdef
+    # ...and a ScaledObject per progdef, and the TriggerAuthentication KEDA trusts TLS by.
+    assert used.count("keda") == per_progdef + 1
 
 
 @pytest.mark.parametrize("autoscaler", ["keda", "none"])
 @pytest.mark.parametrize("state_volume", ["pvc", "emptydir"])
 @pytest.mark.parametrize("scaler", ["external", "rabbitmq"])
-def test_every_variant_validates_strictly(autoscaler: str, state_volume: str, scaler: str) -> None:
+@pytest.mark.parametrize("tls_secret", ["dagyo-scheduler-tls", ""])
+def test_every_variant_validates_strictly(
+    autoscaler: str, state_volume: str, scaler: str, tls_secret: str
+) -> None:
     for obj in _render(
         autoscaler=autoscaler,
         state_volume=state_volume,
         scaler=scaler,
         registry="registry.invalid/x",
+        tls_secret=tls_secret,
+        tokens_secret=tls_secret and "dagyo-tokens",
     ):
         validate_any(obj)
 

@@ -99,6 +99,8 @@ def test_mode_job_renders_one_valid_scaled_job_and_no_deployment(
                 "progdef": "greet",
                 "version": progdef.version,
             },
+            # The scheduler serves TLS: KEDA trusts it by the CA of its Secret.
+            "authenticationRef": {"name": "dagyo-scheduler-ca"},
         }
         assert spec["scalingStrategy"] == {"strategy": "default"}
     else:

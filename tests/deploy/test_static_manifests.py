@@ -10,10 +10,14 @@ import yaml
 
 from executor.progdef import load_catalogue
 from scheduler.deploy import DeploySettings, render_catalogue
+from scheduler.service.auth import parse_tokens
 from tests.deploy import K8S, PROGDEFS, check_names_and_labels, validate_kubernetes
 
 KUSTOMIZATION = K8S / "kustomization.yaml"
 SECRET_TEMPLATE = K8S / "queue-secret.example.yaml"
+# Secrets applied once by hand, never by the kustomization: the broker's, the scheduler's
+# certificate and its token file.
+SECRET_TEMPLATES = sorted(K8S.glob("*.example.yaml"))
 ALTERNATIVES = K8S / "alternatives"
 
 
@@ -50,7 +54,7 @@ def test_the_kustomization_names_every_manifest_but_the_secret_template() -> Non
     assert set(kustomization) <= {"apiVersion", "kind", "namespace", "resources"}
     resources = kustomization["resources"]
     assert len(resources) == len(set(resources))
-    expected = {path.name for path in _manifest_files()} - {SECRET_TEMPLATE.name}
+    expected = {path.name for path in _manifest_files()} - {t.name for t in SECRET_TEMPLATES}
     assert set(resources) == expected
     # Re-applying the kustomization must never overwrite the real broker Secret.
     assert not [
@@ -62,7 +66,13 @@ def test_the_namespace_matches_what_deploy_renders_into() -> None:
     kustomization = yaml.safe_load(KUSTOMIZATION.read_text())
     (namespace,) = [obj for obj in _static_objects() if obj["kind"] == "Namespace"]
     assert namespace["metadata"]["name"] == kustomization["namespace"] == DeploySettings().namespace
-    assert yaml.safe_load(SECRET_TEMPLATE.read_text())["metadata"]["namespace"] == "dagyo"
+    assert {path.name for path in SECRET_TEMPLATES} == {
+        "queue-secret.example.yaml",
+        "scheduler-tls-secret.example.yaml",
+        "tokens-secret.example.yaml",
+    }
+    for template in SECRET_TEMPLATES:
+        assert yaml.safe_load(template.read_text())["metadata"]["namespace"] == "dagyo"
 
 
 def test_the_static_parts_serve_the_rendered_scheduler_and_executors() -> None:
@@ -84,16 +94,52 @@ def test_the_static_parts_serve_the_rendered_scheduler_and_executors() -> None:
     binding = by_kind["RoleBinding"]["dagyo-scheduler"]
     assert binding["roleRef"]["name"] in by_kind["Role"]
     assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
-    # Every secretKeyRef that deploy renders names a key of the Secret template.
-    secret = by_kind["Secret"]["dagyo-queue"]
+    # Every Secret key that deploy renders a reference to is a key of a Secret template
+    # (a progdef's own secrets excepted: its author declares them).
+    secrets = by_kind["Secret"]
+    referenced = []
     for obj in rendered:
+        if obj["kind"] == "TriggerAuthentication":
+            referenced += [(ref["name"], ref["key"]) for ref in obj["spec"]["secretTargetRef"]]
         if obj["kind"] != "Deployment":
             continue
-        for container in obj["spec"]["template"]["spec"]["containers"]:
+        pod = obj["spec"]["template"]["spec"]
+        for container in pod["containers"]:
             for var in container["env"]:
                 ref = var.get("valueFrom", {}).get("secretKeyRef")
-                if ref and ref["name"] == "dagyo-queue":
-                    assert ref["key"] in secret["stringData"]
+                if ref and not ref["name"].startswith("dagyo-progdef-"):
+                    referenced.append((ref["name"], ref["key"]))
+        for volume in pod["volumes"]:
+            if "secret" in volume:
+                name = volume["secret"]["secretName"]
+                referenced += [(name, item["key"]) for item in volume["secret"]["items"]]
+    assert {name for name, _ in referenced} == {
+        "dagyo-queue",
+        "dagyo-scheduler-tls",
+        "dagyo-tokens",
+    }
+    for name, key in referenced:
+        assert key in secrets[name]["stringData"], (name, key)
+
+
+def test_the_secret_templates_hold_what_the_scheduler_reads() -> None:
+    by_name = {obj["metadata"]["name"]: obj for obj in _static_objects() if obj["kind"] == "Secret"}
+    tls = by_name["dagyo-scheduler-tls"]
+    assert tls["type"] == "kubernetes.io/tls"
+    assert set(tls["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}
+    for pem in tls["stringData"].values():
+        assert pem.startswith("-----BEGIN ") and "CHANGE-ME" in pem
+    # The token file is the scheduler's format once each placeholder is a real sha256.
+    text = by_name["dagyo-tokens"]["stringData"]["tokens.yaml"]
+    assert text.count('"CHANGE-ME"') == 2
+    filled = text.replace('"CHANGE-ME"', '"' + "a" * 64 + '"', 1).replace(
+        '"CHANGE-ME"', '"' + "b" * 64 + '"'
+    )
+    table = parse_tokens(filled, source="tokens-secret.example.yaml")
+    assert {(p.tenant, p.role) for p in table.values()} == {
+        ("team-a", "user"),
+        ("operators", "admin"),
+    }
 
 
 def test_rabbitmq_is_a_stateful_set_with_a_volume_behind_both_services() -> None:
