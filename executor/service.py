@@ -26,6 +26,7 @@ from executor.constants import (
 )
 from executor.drain import ShutdownSignals
 from executor.health import ExecutorMetrics, port_is_fixed, serve_health
+from executor.heartbeat import Heartbeats
 from executor.job import JobRun, execute
 from executor.mailbox import Mailbox
 from executor.pb.dagyo.v1.events_pb2 import (
@@ -88,6 +89,14 @@ class Executor:
             on_disconnect=self._on_disconnect,
         )
         self._channels = ChannelPool(self.io)
+        # Their own thread and connection: no burst of stream work can hold them back.
+        self.heartbeats = Heartbeats(
+            settings.queue_url,
+            routing_key=f"heartbeat.{settings.executor_id}",
+            interval_s=settings.heartbeat_interval_s,
+            beat=self._heartbeat,
+            on_sent=self._beaten,
+        )
         # Heartbeats and started events, which are only worth something fresh, go out
         # without waiting for a confirm; what must arrive (ended, failures) waits for one.
         self._news: BlockingChannel | None = None
@@ -102,6 +111,7 @@ class Executor:
             BrokerUnavailable: when the broker cannot be reached.
         """
         self.io.start()
+        self.heartbeats.start()
         if self.settings.metrics_port >= 0:
             server = serve_health(
                 self.settings.metrics_port,
@@ -172,6 +182,7 @@ class Executor:
             end = time.monotonic() + 10
             while self.runs and time.monotonic() < end:
                 self._idle.wait(0.2)
+        self.heartbeats.stop()  # before goodbye: no heartbeat may follow it
         self._goodbye()
         self.io.close()
         log.info("drained")
@@ -203,7 +214,7 @@ class Executor:
         self._channels.clear()
         self._channels.fill()
         self.mailbox.open(connection)
-        self._beat(connection)
+        self._housekeep(connection)
 
     def _on_disconnect(self, error: Exception) -> None:
         self._control = None
@@ -225,14 +236,15 @@ class Executor:
         )
         channel.basic_publish(exchange, routing_key, message.SerializeToString(), properties)
 
-    def _beat(self, connection: pika.BlockingConnection) -> None:
-        if not self.io.is_current(connection):
-            return  # a timer of an old connection: the new one runs its own
+    def _heartbeat(self) -> Event | None:
+        """The heartbeat to send now (heartbeat thread); None while disconnected."""
+        if not self.io.connected.is_set():
+            return None
         heartbeat = Heartbeat(
             executor=self.settings.executor_id,
             progdef=self.progdef.name,
             version=self.settings.mailbox.rsplit(".", 1)[-1],
-            # A copy: job threads add and remove runs while the I/O thread beats.
+            # A copy: job threads add and remove runs meanwhile.
             jobs=[
                 JobRef(flow_id=f, node=n, items_sent=run.items_sent(), blocked_s=run.blocked_s())
                 for (f, n), run in list(self.runs.items())
@@ -241,15 +253,18 @@ class Executor:
             mailbox=self.settings.mailbox,
             slots=self.settings.max_jobs,
         )
-        self._publish(
-            EVENTS_EXCHANGE,
-            f"heartbeat.{self.settings.executor_id}",
-            Event(time=time.time(), heartbeat=heartbeat),
-            confirm=False,
-        )
+        return Event(time=time.time(), heartbeat=heartbeat)
+
+    def _beaten(self) -> None:
         self._last_beat = time.monotonic()
+
+    def _housekeep(self, connection: pika.BlockingConnection) -> None:
+        if not self.io.is_current(connection):
+            return  # a timer of an old connection: the new one runs its own
         self._forget_old_stops()
-        connection.call_later(self.settings.heartbeat_interval_s, lambda: self._beat(connection))
+        connection.call_later(
+            self.settings.heartbeat_interval_s, lambda: self._housekeep(connection)
+        )
 
     def _on_stop(self, _channel: Any, _method: Any, _properties: Any, stop: Stop) -> None:
         if stop.retire_mailbox:
