@@ -47,8 +47,12 @@ GC_GEN0_THRESHOLD = 10_000
 HEARTBEAT_INTERVAL_S = 2.0
 HEARTBEAT_TIMEOUT_S = 15.0
 DRAIN_GRACE_S = 60.0
-# How often a blocked reader or writer looks at its job's stop signal.
+# How often a writer waiting for room looks at its job's stop signal.
 STOP_POLL_S = 0.1
+# How long a reader waiting for a frame sleeps between looks at its stop signal: a stop
+# wakes it at once (Inbox.wake), so this is only a safety net. Short, it made thousands
+# of idle readers (a wide fan-out) wake thousands of times a second.
+IDLE_WAIT_S = 2.0
 
 # --- the SDK ------------------------------------------------------------------------------
 DEFAULT_MAX_JOBS = 100

@@ -11,7 +11,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from executor.constants import STOP_POLL_S
+from executor.constants import IDLE_WAIT_S, STOP_POLL_S
 from executor.errors import Stopped
 
 
@@ -117,7 +117,7 @@ class Inbox:
                     return port, frame, on_taken
             if not wait:
                 return None
-            self._cond.wait(STOP_POLL_S)
+            self._cond.wait(IDLE_WAIT_S)  # a stop wakes it: see wake
 
     def close_port(self, port: str) -> None:
         """Drop a port's frames from now on: its job no longer reads it."""

@@ -61,6 +61,7 @@ class EmbeddedRunner:
         self._failure: FailureReport | None = None
         self.runs = [JobRun(planned.descriptor) for planned in self.plan.jobs]
         self._programs: dict[str, Program] = {}
+        self._exports: Inbox | None = None
 
     def progress(self) -> dict[str, int]:
         """Items sent so far per ``node.port``."""
@@ -153,9 +154,11 @@ class EmbeddedRunner:
         self._stop.set()
         for run in self.runs:
             run.request_stop()
+        if self._exports is not None:
+            self._exports.wake()
 
     def _attach_exports(self) -> tuple[Inbox, list[InputStream]]:
-        inbox = Inbox(self._stop)
+        inbox = self._exports = Inbox(self._stop)
         streams = []
         for name, queue in self.plan.export_queues.items():
             inbox.add_port(name)

@@ -125,13 +125,15 @@ def test_a_draining_executor_leaves_unstarted_jobs_for_another(make_cluster: Any
     first = cluster.submit(slow_flow(40, 25, "first"))
     wait_for_node(cluster, first, "w")
     second = cluster.submit(slow_flow(3, 1, "second"))
-    time.sleep(0.5)  # the second job waits in the mailbox: the only slot is busy
+    # The only slot is busy: the second flow waits to be admitted, its job not published.
     old = cluster.executors["slow"]
     old.send_signal(signal.SIGTERM)
     assert old.wait(30) == 0
     assert state_of(cluster.wait(first)) == "succeeded"
     with cluster.client() as client:
-        assert state_of(client.get(second)) == "running"
+        waiting = client.get(second)
+    assert state_of(waiting) == "pending"
+    assert waiting.waiting.startswith("waiting for 1 slot of slow, 0 free")
     cluster.start_executor("slow")
     record = cluster.wait(second)
     assert state_of(record) == "succeeded" and total(record) == "3"

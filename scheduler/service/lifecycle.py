@@ -423,7 +423,7 @@ class Lifecycle:
                 done = flow.id if flow.complete() and not flow.starting else None
             else:
                 return
-            self._save(flow)
+            self._save(flow, runtime=False)
             self.watchers.progress(flow.id, flow.record)
         if done is not None:
             self._finish(done, FlowState.SUCCEEDED)
@@ -443,7 +443,7 @@ class Lifecycle:
                     flow.moved_at = time.monotonic()
                     changed[flow.id] = flow
             for flow in changed.values():
-                self._save(flow)
+                self._save(flow, runtime=False)
                 self.watchers.progress(flow.id, flow.record)
 
     def _node(self, flow_id: str, name: str) -> tuple[ActiveFlow | None, pb.NodeProgress | None]:
@@ -617,8 +617,10 @@ class Lifecycle:
         self.metrics.flows_ended.labels(state.value).inc()
         flow.ended.set()
 
-    def _save(self, flow: ActiveFlow) -> None:
-        self.store.save(flow.record, flow.runtime)
+    def _save(self, flow: ActiveFlow, *, runtime: bool = True) -> None:
+        """Store the flow's record, and its runtime unless only its nodes moved (a job
+        event: the runtime of a wide flow is large, and it has not changed)."""
+        self.store.save(flow.record, flow.runtime if runtime else None)
 
     # --- reading ---------------------------------------------------------------------------
 

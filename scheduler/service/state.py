@@ -14,7 +14,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,9 @@ class FlowRuntime:
 
     def to_json(self) -> str:
         """The runtime as JSON text, for the ``runtime`` column."""
-        return json.dumps(asdict(self), sort_keys=True)
+        # Not dataclasses.asdict: it deep-copies, and a wide flow's runtime is large.
+        data = {**vars(self), "exports": {n: vars(e) for n, e in self.exports.items()}}
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> FlowRuntime:

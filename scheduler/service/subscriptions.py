@@ -51,11 +51,14 @@ class Watchers:
             with self._ready:
                 if self.overflowed:
                     return
-                if bounded and self.limit and len(self._events) >= self.limit:
+                events = self._events
+                if event.HasField("progress") and events and events[-1].HasField("progress"):
+                    events[-1] = event  # the newer record says all the older one did
+                elif bounded and self.limit and len(events) >= self.limit:
                     self.overflowed = True
-                    self._events.clear()
+                    events.clear()
                 else:
-                    self._events.append(event)
+                    events.append(event)
                 self._ready.notify()
             if self.overflowed:
                 self.close()
@@ -104,8 +107,9 @@ class Watchers:
         return subscription
 
     def progress(self, flow_id: str, record: pb.FlowRecord) -> None:
-        """Tell the flow's watchers its record changed."""
-        self._send(flow_id, [pb.WatchEvent(progress=_bare(record))])
+        """Tell the flow's watchers its record changed (nothing to copy when it has none)."""
+        if flow_id in self._by_flow:  # a racy look is enough: subscribe sends the record
+            self._send(flow_id, [pb.WatchEvent(progress=_bare(record))])
 
     def exports(self, flow_id: str, exports: Iterable[pb.Export]) -> None:
         """Give the flow's watchers newly arrived exports, in order."""

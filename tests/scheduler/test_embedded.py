@@ -108,3 +108,48 @@ def test_a_bounded_stream_holds_at_most_its_bound_while_a_slow_consumer_lags() -
     assert max(depths) <= 3
     assert max(depths) == 3, "the producer should have filled the stream and waited"
     assert runner.progress()["s.src"] == 60
+
+
+def fan_out(width: int, *, sink: str = "void_sink", port: str = "sink") -> dict[str, Any]:
+    nodes: dict[str, Any] = {"names": {"progdef": "source"}}
+    nodes.update({f"s{i}": {"progdef": sink} for i in range(width)})
+    return {
+        "name": "wide",
+        "nodes": nodes,
+        "edges": [{"from": "names.src", "to": f"s{i}.{port}"} for i in range(width)],
+        "consts": [{"to": "names.count", **source(5)}],
+    }
+
+
+def test_a_fan_out_into_three_thousand_sinks_runs_every_job_to_its_end() -> None:
+    # Idle readers sleep until a frame or a stop wakes them: 3000 of them once woke 30 000
+    # times a second between them and the flow did not end.
+    exports, result = run_flow(fan_out(3000))
+    assert result.state == "succeeded", result.failure
+    assert result.items_sent["names.src"] == 5
+
+
+def test_a_panic_in_a_wide_fan_out_stops_every_idle_reader_at_once() -> None:
+    # The sinks wait on a slow relay (a minute per item) when the panic stops the flow.
+    flow = fan_out(500)
+    flow["nodes"]["relay"] = {"progdef": "slow"}
+    for edge in flow["edges"]:
+        edge["from"] = "relay.items"
+    flow["edges"].append({"from": "names.src", "to": "relay.items"})
+    flow["nodes"]["boom"] = {"progdef": "explode"}
+    flow["consts"] += [
+        {"to": "relay.delay_ms", "values": [60_000]},
+        {"to": "boom.items", "values": ["panic-now"]},
+    ]
+    flow["exports"] = {"out": "boom.items"}
+    done = threading.Event()
+    outcome: list[RunResult] = []
+
+    def run() -> None:
+        outcome.append(run_flow(flow)[1])
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(60), "the readers did not stop after the panic"
+    assert outcome[0].state == "failed"
+    assert outcome[0].failure is not None and outcome[0].failure.node == "boom"
