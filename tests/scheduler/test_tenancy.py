@@ -165,6 +165,18 @@ def test_quotas_name_the_quota_its_limit_and_the_value(scheduler: Scheduler) -> 
         bob.submit(json.dumps(FLOW), deadline_s=60)
 
 
+def test_a_flow_submitted_without_a_deadline_gets_the_tokens_default(
+    scheduler: Scheduler, fake: FakeExecutor
+) -> None:
+    with client(scheduler, "bob") as bob:
+        before = time.time()
+        flow_id = bob.submit(json.dumps(FLOW))  # bob's default_deadline_s is 30
+        jobs = fake.next_jobs(2)
+    assert {job.flow_id for job in jobs.values()} == {flow_id}
+    for job in jobs.values():
+        assert before + 30 <= job.deadline <= time.time() + 30
+
+
 def test_export_items_kept_stop_at_the_quota(scheduler: Scheduler, fake: FakeExecutor) -> None:
     with client(scheduler, "carol") as carol:
         flow_id = carol.submit(json.dumps(FLOW))
