@@ -216,17 +216,23 @@ def status_command(flow_id: str, as_json: bool, address: str) -> None:
 def list_command(as_json: bool, address: str) -> None:
     """List the flows the scheduler knows, one a line: id, state, name, created.
 
-    Exits 0; 3 when the scheduler cannot be reached.
+    With tokens on, an admin sees every tenant's flows and a tenant column after the
+    state; a user sees its own tenant's flows only. Exits 0; 3 when the scheduler cannot
+    be reached.
     """
     with connected(address) as client:
-        records = client.list()
+        listing = client.listing()
+    records = listing.records
     width = max((len(r.name) for r in records), default=0)
+    tenants = listing.every_tenant and any(r.tenant for r in records)
+    tenant_width = max((len(r.tenant) for r in records), default=0)
     for record in records:
         if as_json:
             click.echo(json.dumps(record_dict(record), ensure_ascii=False))
         else:
+            tenant = f"{record.tenant or '-':<{tenant_width}}  " if tenants else ""
             click.echo(
-                f"{record.id}  {FLOW_STATES[record.state]:<9}  {record.name:<{width}}  "
+                f"{record.id}  {FLOW_STATES[record.state]:<9}  {tenant}{record.name:<{width}}  "
                 f"{when(record.created)}"
             )
 

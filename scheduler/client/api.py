@@ -17,6 +17,7 @@ import builtins
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NoReturn
 
@@ -51,6 +52,20 @@ _REFUSALS = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The flows a List call answered.
+
+    Attributes:
+        records: the flow records, newest first.
+        every_tenant: the caller sees every tenant's flows (an admin, or a scheduler
+            running open); a user sees its own tenant's only.
+    """
+
+    records: builtins.list[pb.FlowRecord]
+    every_tenant: bool
 
 
 class SchedulerClient:
@@ -132,6 +147,10 @@ class SchedulerClient:
 
     def list(self, *, limit: int = 0) -> builtins.list[pb.FlowRecord]:
         """The newest ``limit`` flows (0: every flow), newest first, fetched page by page."""
+        return self.listing(limit=limit).records
+
+    def listing(self, *, limit: int = 0) -> Listing:
+        """The newest ``limit`` flows (0: every flow), and whether they span every tenant."""
         records: builtins.list[pb.FlowRecord] = []
         token = ""
         while True:
@@ -141,7 +160,10 @@ class SchedulerClient:
             records += response.flows
             token = response.next_page_token
             if not token or (limit and len(records) >= limit):
-                return records[:limit] if limit else records
+                return Listing(
+                    records=records[:limit] if limit else records,
+                    every_tenant=response.every_tenant,
+                )
 
     def cancel(self, flow_id: str) -> pb.FlowRecord:
         """Cancel a flow and return its record afterwards."""

@@ -192,7 +192,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             )
         except ValueError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        return pb.ListResponse(flows=flows, next_page_token=token)
+        return pb.ListResponse(flows=flows, next_page_token=token, every_tenant=principal.admin)
 
     def Cancel(self, request: pb.CancelRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """Cancel a flow and answer its record once its queues are deleted."""

@@ -134,6 +134,20 @@ def test_a_user_sees_only_its_tenants_flows(scheduler: Scheduler) -> None:
     assert result.returncode == 2 and mine in result.stderr and "no flow" in result.stderr
 
 
+def test_flow_list_shows_the_tenant_column_to_admins_only(scheduler: Scheduler) -> None:
+    with client(scheduler, "alice") as alice, client(scheduler, "bob") as bob:
+        mine, theirs = alice.submit(json.dumps(FLOW)), bob.submit(json.dumps(FLOW))
+    env = {"DAGYO_SCHEDULER": scheduler.address}
+    admin = dagyo("flow", "list", env={**env, "DAGYO_TOKEN": "root"})
+    assert admin.returncode == 0, admin.stderr
+    rows = {line.split()[0]: line.split() for line in admin.stdout.splitlines()}
+    assert (rows[mine][2], rows[theirs][2]) == ("team-a", "team-b"), admin.stdout
+    user = dagyo("flow", "list", env={**env, "DAGYO_TOKEN": "alice"})
+    assert user.returncode == 0, user.stderr
+    (line,) = user.stdout.splitlines()
+    assert line.split()[0] == mine and "team-a" not in line
+
+
 def _refusal(who: SchedulerClient, flow_id: str) -> str:
     """The answer for an id that exists nowhere, with the id replaced: the same words."""
     try:

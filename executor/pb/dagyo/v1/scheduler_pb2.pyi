@@ -128,12 +128,14 @@ class ListRequest(_message.Message):
     def __init__(self, limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListResponse(_message.Message):
-    __slots__ = ("flows", "next_page_token")
+    __slots__ = ("flows", "next_page_token", "every_tenant")
     FLOWS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EVERY_TENANT_FIELD_NUMBER: _ClassVar[int]
     flows: _containers.RepeatedCompositeFieldContainer[FlowRecord]
     next_page_token: str
-    def __init__(self, flows: _Optional[_Iterable[_Union[FlowRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    every_tenant: bool
+    def __init__(self, flows: _Optional[_Iterable[_Union[FlowRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., every_tenant: _Optional[bool] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("flow_id",)
