@@ -272,7 +272,11 @@ class AmqpThread:
                 self._serve()
             except CONNECTION_ERRORS as e:
                 self.connected.clear()
-                self._connection = None
+                lost, self._connection = self._connection, None
+                if lost is not None:
+                    # A client-side error (no free channel) leaves it open, holding its
+                    # exclusive queues: a new connection could not declare them again.
+                    _close_quietly(lost)
                 self._fail_calls()
                 if self._closing.is_set():
                     break

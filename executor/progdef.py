@@ -29,8 +29,10 @@ from executor.strictjson import JsonProblems, parse_strict
 from executor.types import unknown_typename
 from executor.version import progdef_version
 
-# A mailbox consumer's prefetch is its free job slots, and an AMQP prefetch count is 16 bits.
-MAX_JOBS_LIMIT = 65535
+# Each running job holds one AMQP channel of its executor's connection, and RabbitMQ
+# allows 2047 per connection by default (the executor keeps a few for itself): past
+# this a job's channel cannot open and the whole connection is lost.
+MAX_JOBS_LIMIT = 2000
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TYPENAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 TYPE_VARIABLE = re.compile(r"^[A-Z][A-Z0-9]*$")

@@ -67,9 +67,9 @@ class ExecutorSettings:
     metrics_port: int
     executor_id: str
     mailbox_derived: bool = False
-    metrics_host: str = DEFAULT_METRICS_HOST
     one_job: bool = False
     one_job_idle_s: float = ONE_JOB_IDLE_S
+    metrics_host: str = DEFAULT_METRICS_HOST
 
     @classmethod
     def from_env(cls, progdef: Progdef, *, one_job: bool = False) -> ExecutorSettings:
@@ -93,8 +93,8 @@ class ExecutorSettings:
             max_jobs = 1  # one job per process: its one slot
         if not 1 <= max_jobs <= MAX_JOBS_LIMIT:
             raise DagyoError(
-                f"DAGYO_MAX_JOBS={max_jobs} is out of bounds: from 1 to {MAX_JOBS_LIMIT} (the "
-                "most jobs a mailbox consumer can prefetch)"
+                f"DAGYO_MAX_JOBS={max_jobs} is out of bounds: from 1 to {MAX_JOBS_LIMIT} (each "
+                "running job holds one of the connection's AMQP channels): run more executors"
             )
         return cls(
             queue_url=queue_url,
