@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64\x61gyo/v1/events.proto\x12\x08\x64\x61gyo.v1\"\xa1\x01\n\x06JobRef\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x33\n\nitems_sent\x18\x03 \x03(\x0b\x32\x1f.dagyo.v1.JobRef.ItemsSentEntry\x12\x11\n\tblocked_s\x18\x04 \x01(\x01\x1a\x30\n\x0eItemsSentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x91\x01\n\tHeartbeat\x12\x10\n\x08\x65xecutor\x18\x01 \x01(\t\x12\x0f\n\x07progdef\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x1e\n\x04jobs\x18\x04 \x03(\x0b\x32\x10.dagyo.v1.JobRef\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\x12\x0f\n\x07mailbox\x18\x06 \x01(\t\x12\r\n\x05slots\x18\x07 \x01(\r\",\n\x07Goodbye\x12\x10\n\x08\x65xecutor\x18\x01 \x01(\t\x12\x0f\n\x07mailbox\x18\x02 \x01(\t\"=\n\nJobStarted\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.dagyo.v1.JobRef\x12\x10\n\x08\x65xecutor\x18\x02 \x01(\t\"\xa4\x01\n\x08JobEnded\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.dagyo.v1.JobRef\x12\x10\n\x08\x65xecutor\x18\x02 \x01(\t\x12\x35\n\nitems_sent\x18\x03 \x03(\x0b\x32!.dagyo.v1.JobEnded.ItemsSentEntry\x1a\x30\n\x0eItemsSentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xbb\x01\n\x05\x45vent\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.dagyo.v1.HeartbeatH\x00\x12\'\n\x07started\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.JobStartedH\x00\x12#\n\x05\x65nded\x18\x04 \x01(\x0b\x32\x12.dagyo.v1.JobEndedH\x00\x12$\n\x07goodbye\x18\x05 \x01(\x0b\x32\x11.dagyo.v1.GoodbyeH\x00\x42\x06\n\x04kind\"?\n\x04Stop\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x16\n\x0eretire_mailbox\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64\x61gyo/v1/events.proto\x12\x08\x64\x61gyo.v1\"\x94\x02\n\x06JobRef\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x33\n\nitems_sent\x18\x03 \x03(\x0b\x32\x1f.dagyo.v1.JobRef.ItemsSentEntry\x12\x11\n\tblocked_s\x18\x04 \x01(\x01\x12;\n\x0eitems_received\x18\x05 \x03(\x0b\x32#.dagyo.v1.JobRef.ItemsReceivedEntry\x1a\x30\n\x0eItemsSentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x34\n\x12ItemsReceivedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x91\x01\n\tHeartbeat\x12\x10\n\x08\x65xecutor\x18\x01 \x01(\t\x12\x0f\n\x07progdef\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x1e\n\x04jobs\x18\x04 \x03(\x0b\x32\x10.dagyo.v1.JobRef\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\x12\x0f\n\x07mailbox\x18\x06 \x01(\t\x12\r\n\x05slots\x18\x07 \x01(\r\",\n\x07Goodbye\x12\x10\n\x08\x65xecutor\x18\x01 \x01(\t\x12\x0f\n\x07mailbox\x18\x02 \x01(\t\"=\n\nJobStarted\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.dagyo.v1.JobRef\x12\x10\n\x08\x65xecutor\x18\x02 \x01(\t\"\x99\x02\n\x08JobEnded\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.dagyo.v1.JobRef\x12\x10\n\x08\x65xecutor\x18\x02 \x01(\t\x12\x35\n\nitems_sent\x18\x03 \x03(\x0b\x32!.dagyo.v1.JobEnded.ItemsSentEntry\x12=\n\x0eitems_received\x18\x04 \x03(\x0b\x32%.dagyo.v1.JobEnded.ItemsReceivedEntry\x1a\x30\n\x0eItemsSentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x34\n\x12ItemsReceivedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xbb\x01\n\x05\x45vent\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.dagyo.v1.HeartbeatH\x00\x12\'\n\x07started\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.JobStartedH\x00\x12#\n\x05\x65nded\x18\x04 \x01(\x0b\x32\x12.dagyo.v1.JobEndedH\x00\x12$\n\x07goodbye\x18\x05 \x01(\x0b\x32\x11.dagyo.v1.GoodbyeH\x00\x42\x06\n\x04kind\"?\n\x04Stop\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x16\n\x0eretire_mailbox\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,24 +33,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOBREF_ITEMSSENTENTRY']._loaded_options = None
   _globals['_JOBREF_ITEMSSENTENTRY']._serialized_options = b'8\001'
+  _globals['_JOBREF_ITEMSRECEIVEDENTRY']._loaded_options = None
+  _globals['_JOBREF_ITEMSRECEIVEDENTRY']._serialized_options = b'8\001'
   _globals['_JOBENDED_ITEMSSENTENTRY']._loaded_options = None
   _globals['_JOBENDED_ITEMSSENTENTRY']._serialized_options = b'8\001'
+  _globals['_JOBENDED_ITEMSRECEIVEDENTRY']._loaded_options = None
+  _globals['_JOBENDED_ITEMSRECEIVEDENTRY']._serialized_options = b'8\001'
   _globals['_JOBREF']._serialized_start=36
-  _globals['_JOBREF']._serialized_end=197
-  _globals['_JOBREF_ITEMSSENTENTRY']._serialized_start=149
-  _globals['_JOBREF_ITEMSSENTENTRY']._serialized_end=197
-  _globals['_HEARTBEAT']._serialized_start=200
-  _globals['_HEARTBEAT']._serialized_end=345
-  _globals['_GOODBYE']._serialized_start=347
-  _globals['_GOODBYE']._serialized_end=391
-  _globals['_JOBSTARTED']._serialized_start=393
-  _globals['_JOBSTARTED']._serialized_end=454
-  _globals['_JOBENDED']._serialized_start=457
-  _globals['_JOBENDED']._serialized_end=621
-  _globals['_JOBENDED_ITEMSSENTENTRY']._serialized_start=149
-  _globals['_JOBENDED_ITEMSSENTENTRY']._serialized_end=197
-  _globals['_EVENT']._serialized_start=624
-  _globals['_EVENT']._serialized_end=811
-  _globals['_STOP']._serialized_start=813
-  _globals['_STOP']._serialized_end=876
+  _globals['_JOBREF']._serialized_end=312
+  _globals['_JOBREF_ITEMSSENTENTRY']._serialized_start=210
+  _globals['_JOBREF_ITEMSSENTENTRY']._serialized_end=258
+  _globals['_JOBREF_ITEMSRECEIVEDENTRY']._serialized_start=260
+  _globals['_JOBREF_ITEMSRECEIVEDENTRY']._serialized_end=312
+  _globals['_HEARTBEAT']._serialized_start=315
+  _globals['_HEARTBEAT']._serialized_end=460
+  _globals['_GOODBYE']._serialized_start=462
+  _globals['_GOODBYE']._serialized_end=506
+  _globals['_JOBSTARTED']._serialized_start=508
+  _globals['_JOBSTARTED']._serialized_end=569
+  _globals['_JOBENDED']._serialized_start=572
+  _globals['_JOBENDED']._serialized_end=853
+  _globals['_JOBENDED_ITEMSSENTENTRY']._serialized_start=210
+  _globals['_JOBENDED_ITEMSSENTENTRY']._serialized_end=258
+  _globals['_JOBENDED_ITEMSRECEIVEDENTRY']._serialized_start=260
+  _globals['_JOBENDED_ITEMSRECEIVEDENTRY']._serialized_end=312
+  _globals['_EVENT']._serialized_start=856
+  _globals['_EVENT']._serialized_end=1043
+  _globals['_STOP']._serialized_start=1045
+  _globals['_STOP']._serialized_end=1108
 # @@protoc_insertion_point(module_scope)

@@ -7,8 +7,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class JobRef(_message.Message):
-    __slots__ = ("flow_id", "node", "items_sent", "blocked_s")
+    __slots__ = ("flow_id", "node", "items_sent", "blocked_s", "items_received")
     class ItemsSentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ItemsReceivedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -19,11 +26,13 @@ class JobRef(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     ITEMS_SENT_FIELD_NUMBER: _ClassVar[int]
     BLOCKED_S_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     flow_id: str
     node: str
     items_sent: _containers.ScalarMap[str, int]
     blocked_s: float
-    def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ..., items_sent: _Optional[_Mapping[str, int]] = ..., blocked_s: _Optional[float] = ...) -> None: ...
+    items_received: _containers.ScalarMap[str, int]
+    def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ..., items_sent: _Optional[_Mapping[str, int]] = ..., blocked_s: _Optional[float] = ..., items_received: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("executor", "progdef", "version", "jobs", "draining", "mailbox", "slots")
@@ -60,8 +69,15 @@ class JobStarted(_message.Message):
     def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., executor: _Optional[str] = ...) -> None: ...
 
 class JobEnded(_message.Message):
-    __slots__ = ("job", "executor", "items_sent")
+    __slots__ = ("job", "executor", "items_sent", "items_received")
     class ItemsSentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ItemsReceivedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -71,10 +87,12 @@ class JobEnded(_message.Message):
     JOB_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     ITEMS_SENT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     job: JobRef
     executor: str
     items_sent: _containers.ScalarMap[str, int]
-    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    items_received: _containers.ScalarMap[str, int]
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[_Mapping[str, int]] = ..., items_received: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("time", "heartbeat", "started", "ended", "goodbye")

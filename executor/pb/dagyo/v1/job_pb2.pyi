@@ -34,7 +34,7 @@ class Output(_message.Message):
     def __init__(self, typename: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("flow_id", "node", "progdef", "version", "inputs", "outputs", "deadline", "events_exchange", "failures_exchange", "types")
+    __slots__ = ("flow_id", "node", "progdef", "version", "inputs", "outputs", "deadline", "events_exchange", "failures_exchange", "types", "trace_context", "published")
     class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,13 @@ class Job(_message.Message):
         key: str
         value: Output
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Output, _Mapping]] = ...) -> None: ...
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     FLOW_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     PROGDEF_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +66,8 @@ class Job(_message.Message):
     EVENTS_EXCHANGE_FIELD_NUMBER: _ClassVar[int]
     FAILURES_EXCHANGE_FIELD_NUMBER: _ClassVar[int]
     TYPES_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     flow_id: str
     node: str
     progdef: str
@@ -69,4 +78,6 @@ class Job(_message.Message):
     events_exchange: str
     failures_exchange: str
     types: _descriptor_pb2.FileDescriptorSet
-    def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ..., progdef: _Optional[str] = ..., version: _Optional[str] = ..., inputs: _Optional[_Mapping[str, Input]] = ..., outputs: _Optional[_Mapping[str, Output]] = ..., deadline: _Optional[float] = ..., events_exchange: _Optional[str] = ..., failures_exchange: _Optional[str] = ..., types: _Optional[_Union[_descriptor_pb2.FileDescriptorSet, _Mapping]] = ...) -> None: ...
+    trace_context: _containers.ScalarMap[str, str]
+    published: float
+    def __init__(self, flow_id: _Optional[str] = ..., node: _Optional[str] = ..., progdef: _Optional[str] = ..., version: _Optional[str] = ..., inputs: _Optional[_Mapping[str, Input]] = ..., outputs: _Optional[_Mapping[str, Output]] = ..., deadline: _Optional[float] = ..., events_exchange: _Optional[str] = ..., failures_exchange: _Optional[str] = ..., types: _Optional[_Union[_descriptor_pb2.FileDescriptorSet, _Mapping]] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., published: _Optional[float] = ...) -> None: ...

@@ -40,20 +40,44 @@ NODE_STATE_FAILED: NodeState
 NODE_STATE_STOPPED: NodeState
 
 class NodeProgress(_message.Message):
-    __slots__ = ("node", "progdef", "state", "executor", "items_sent", "version")
+    __slots__ = ("node", "progdef", "state", "executor", "items_sent", "items_received", "published", "started", "ended", "version")
     NODE_FIELD_NUMBER: _ClassVar[int]
     PROGDEF_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     ITEMS_SENT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     node: str
     progdef: str
     state: NodeState
     executor: str
     items_sent: int
+    items_received: int
+    published: float
+    started: float
+    ended: float
     version: str
-    def __init__(self, node: _Optional[str] = ..., progdef: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+    def __init__(self, node: _Optional[str] = ..., progdef: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[int] = ..., items_received: _Optional[int] = ..., published: _Optional[float] = ..., started: _Optional[float] = ..., ended: _Optional[float] = ..., version: _Optional[str] = ...) -> None: ...
+
+class EdgeProgress(_message.Message):
+    __slots__ = ("source", "target", "items_sent", "items_received", "queue_depth", "sampled")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_SENT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    target: str
+    items_sent: int
+    items_received: int
+    queue_depth: int
+    sampled: float
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., items_sent: _Optional[int] = ..., items_received: _Optional[int] = ..., queue_depth: _Optional[int] = ..., sampled: _Optional[float] = ...) -> None: ...
 
 class Export(_message.Message):
     __slots__ = ("export", "value_json")
@@ -64,7 +88,7 @@ class Export(_message.Message):
     def __init__(self, export: _Optional[str] = ..., value_json: _Optional[str] = ...) -> None: ...
 
 class FlowRecord(_message.Message):
-    __slots__ = ("id", "name", "state", "nodes", "failure", "created", "ended", "exports", "exports_truncated", "exports_dropped", "tenant", "flow_json", "waiting")
+    __slots__ = ("id", "name", "state", "nodes", "failure", "created", "ended", "exports", "exports_truncated", "exports_dropped", "tenant", "flow_json", "waiting", "edges")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +102,7 @@ class FlowRecord(_message.Message):
     TENANT_FIELD_NUMBER: _ClassVar[int]
     FLOW_JSON_FIELD_NUMBER: _ClassVar[int]
     WAITING_FIELD_NUMBER: _ClassVar[int]
+    EDGES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: FlowState
@@ -91,7 +116,8 @@ class FlowRecord(_message.Message):
     tenant: str
     flow_json: str
     waiting: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[FlowState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeProgress, _Mapping]]] = ..., failure: _Optional[_Union[_failure_pb2.FailureReport, _Mapping]] = ..., created: _Optional[float] = ..., ended: _Optional[float] = ..., exports: _Optional[_Iterable[_Union[Export, _Mapping]]] = ..., exports_truncated: _Optional[bool] = ..., exports_dropped: _Optional[int] = ..., tenant: _Optional[str] = ..., flow_json: _Optional[str] = ..., waiting: _Optional[str] = ...) -> None: ...
+    edges: _containers.RepeatedCompositeFieldContainer[EdgeProgress]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[FlowState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeProgress, _Mapping]]] = ..., failure: _Optional[_Union[_failure_pb2.FailureReport, _Mapping]] = ..., created: _Optional[float] = ..., ended: _Optional[float] = ..., exports: _Optional[_Iterable[_Union[Export, _Mapping]]] = ..., exports_truncated: _Optional[bool] = ..., exports_dropped: _Optional[int] = ..., tenant: _Optional[str] = ..., flow_json: _Optional[str] = ..., waiting: _Optional[str] = ..., edges: _Optional[_Iterable[_Union[EdgeProgress, _Mapping]]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("set", "flow_json", "source", "deadline_s")
