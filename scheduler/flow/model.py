@@ -23,6 +23,10 @@ from executor.progdef import NAME, Progdef, did_you_mean
 from executor.strictjson import JsonProblems, parse_strict
 
 FLOW_VERSION = 1
+# The largest flow: every node is a job and every edge a queue, all live at once (a
+# 3000-wide fan-out runs embedded in about 3 s: bench/fanout.py).
+MAX_FLOW_NODES = 5000
+MAX_FLOW_EDGES = 10000
 IN = "in"
 OUT = "out"
 Port = tuple[str, str, str]  # (node, IN or OUT, port): the key of CheckedFlow.port_types
@@ -250,6 +254,14 @@ def _parse_nodes(value: Any, problem: Problems) -> dict[str, Node]:
     if not isinstance(value, dict):
         problem("", f'nodes must be an object of name -> {{"progdef": ...}}, got {_kind(value)}')
         return {}
+    if len(value) > MAX_FLOW_NODES:
+        problem(
+            "",
+            f"the flow has {len(value)} nodes, more than the {MAX_FLOW_NODES} a flow may have "
+            "(every node is a job, and all of a flow's jobs run at once): split it into "
+            "several flows",
+        )
+        return {}
     nodes = {}
     for name, spec in value.items():
         where = f"node {name}" if NAME.fullmatch(name) else f"node {name!r}"
@@ -272,6 +284,13 @@ def _parse_nodes(value: Any, problem: Problems) -> dict[str, Node]:
 def _parse_edges(value: Any, problem: Problems) -> list[Edge]:
     if not isinstance(value, list):
         problem("", f'edges must be a list of {{"from": ..., "to": ...}}, got {_kind(value)}')
+        return []
+    if len(value) > MAX_FLOW_EDGES:
+        problem(
+            "",
+            f"the flow has {len(value)} edges, more than the {MAX_FLOW_EDGES} a flow may have "
+            "(every edge is a queue): split it into several flows",
+        )
         return []
     edges = []
     for index, spec in enumerate(value, 1):

@@ -652,3 +652,16 @@ def test_schema_path_finds_the_shipped_schemas() -> None:
     assert schema_path("progdef").is_file()
     with pytest.raises(ValueError, match="the schemas are flow, progdef"):
         schema_path("job")
+
+
+def test_a_flow_past_the_largest_size_is_refused_saying_the_limit() -> None:
+    from scheduler.flow.model import MAX_FLOW_NODES
+
+    nodes = {f"s{i}": {"progdef": "void_sink"} for i in range(MAX_FLOW_NODES + 1)}
+    with pytest.raises(FlowInvalid) as refused:
+        parse_flow(json.dumps({"name": "huge", "nodes": nodes}), source="huge.json")
+    assert refused.value.problems == [
+        f"huge.json: the flow has {MAX_FLOW_NODES + 1} nodes, more than the {MAX_FLOW_NODES} "
+        "a flow may have (every node is a job, and all of a flow's jobs run at once): split it "
+        "into several flows"
+    ]
