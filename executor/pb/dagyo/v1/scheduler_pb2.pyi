@@ -40,7 +40,7 @@ NODE_STATE_FAILED: NodeState
 NODE_STATE_STOPPED: NodeState
 
 class NodeProgress(_message.Message):
-    __slots__ = ("node", "progdef", "state", "executor", "items_sent", "items_received", "published", "started", "ended", "version")
+    __slots__ = ("node", "progdef", "state", "executor", "items_sent", "items_received", "published", "started", "ended", "errors_sent", "version")
     NODE_FIELD_NUMBER: _ClassVar[int]
     PROGDEF_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class NodeProgress(_message.Message):
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_SENT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     node: str
     progdef: str
@@ -60,8 +61,9 @@ class NodeProgress(_message.Message):
     published: float
     started: float
     ended: float
+    errors_sent: int
     version: str
-    def __init__(self, node: _Optional[str] = ..., progdef: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[int] = ..., items_received: _Optional[int] = ..., published: _Optional[float] = ..., started: _Optional[float] = ..., ended: _Optional[float] = ..., version: _Optional[str] = ...) -> None: ...
+    def __init__(self, node: _Optional[str] = ..., progdef: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[int] = ..., items_received: _Optional[int] = ..., published: _Optional[float] = ..., started: _Optional[float] = ..., ended: _Optional[float] = ..., errors_sent: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
 
 class EdgeProgress(_message.Message):
     __slots__ = ("source", "target", "items_sent", "items_received", "queue_depth", "sampled")
