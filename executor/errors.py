@@ -114,13 +114,13 @@ class BrokerUrlInvalid(DagyoError):
 class SchedulerUnavailable(DagyoError):
     """Raised when the scheduler's gRPC address does not answer."""
 
-    def __init__(self, address: str, reason: str = "") -> None:
+    def __init__(self, address: str, reason: str = "", fix: str = "") -> None:
         self.address = address
         detail = f" ({reason})" if reason else ""
-        super().__init__(
-            f"cannot reach the scheduler at {address}{detail}: start it with `dagyo up` or "
-            "`dagyo scheduler`, or set DAGYO_SCHEDULER to its host:port"
+        fix = fix or (
+            "start it with `dagyo up` or `dagyo scheduler`, or set DAGYO_SCHEDULER to its host:port"
         )
+        super().__init__(f"cannot reach the scheduler at {address}{detail}: {fix}")
 
 
 class DecodeError(DagyoError):

@@ -14,6 +14,9 @@ import sys
 # `dagyo up` starts executor processes while its scheduler serves gRPC; with gRPC's fork
 # handlers on, such a child can die before it execs (grpc/grpc#43055). Set before grpc loads.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+# gRPC's own log lines (a failed TLS handshake, at each attempt) only repeat what dagyo
+# says in one line; its errors still show.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import click
 

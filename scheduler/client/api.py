@@ -38,6 +38,14 @@ from scheduler.tls import call_metadata, client_credentials, client_target
 
 # A scheduler that does not accept a connection this soon is reported as unreachable, so
 # a wrong address or a stopped scheduler fails fast instead of hanging.
+# What gRPC's details say when the peer closes a new connection at once, and when a
+# certificate does not name the host dialled.
+_CLOSED_AT_ONCE = "Socket closed"
+_UNTRUSTED = re.compile(
+    r"CERTIFICATE_VERIFY_FAILED|certificate signature failure|unable to get local issuer|"
+    r"self[- ]signed certificate"
+)
+_WRONG_NAME = re.compile(r"Hostname Verification Check failed|[Pp]eer name .* not in peer")
 # A unary call on a connected scheduler (submit declares queues and publishes jobs).
 CALL_TIMEOUT_S = 60.0
 # What gRPC says when a message is over the receiver's limit: "(sent vs. limit)".
@@ -98,6 +106,7 @@ class SchedulerClient:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else call_metadata()
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
+        self._tls = False
 
     def __enter__(self) -> SchedulerClient:
         return self
@@ -226,6 +235,7 @@ class SchedulerClient:
         # (UNAVAILABLE) when nothing listens, and a ready-wait polls, adding ~0.2 s to
         # every command.
         credentials = client_credentials(self.address)
+        self._tls = credentials is not None
         target = client_target(self.address)
         # Send anything (the scheduler's limit decides, and says so); receive up to ours.
         options = [
@@ -268,15 +278,48 @@ class SchedulerClient:
             raise SchedulerUnauthenticated(details) from error
         if code is grpc.StatusCode.UNAVAILABLE and BROKER_AWAY in details:
             raise SchedulerDisconnected(details) from error
+        if code is grpc.StatusCode.UNAVAILABLE and not during_stream:
+            reason, fix = self._tls_problem(details)
+            raise SchedulerUnavailable(self.address, reason, fix) from error
         if code is grpc.StatusCode.UNAVAILABLE:
-            reason = "the connection was lost" if during_stream else ""
-            raise SchedulerUnavailable(self.address, reason) from error
+            raise SchedulerUnavailable(self.address, "the connection was lost") from error
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             reason = f"no answer within {self._call_timeout_s:g} s"
             raise SchedulerUnavailable(self.address, reason) from error
         raise SchedulerError(
             f"the scheduler at {self.address} failed: {code.name}: {details}"
         ) from error
+
+    def _tls_problem(self, details: str) -> tuple[str, str]:
+        """What an unreachable scheduler's details say of TLS: (reason, fix), else empty."""
+        if not self._tls:
+            if _CLOSED_AT_ONCE in details:
+                # What a TLS-only scheduler does to a plain-text client: it hangs up.
+                return "", (
+                    "start it with `dagyo up` or `dagyo scheduler`, or set DAGYO_SCHEDULER "
+                    "to its host:port; if it serves TLS, set DAGYO_TLS_CA to the CA that "
+                    "signed its certificate (or write the address https://HOST:PORT)"
+                )
+            return "", ""
+        host = client_target(self.address).rpartition(":")[0]
+        if _UNTRUSTED.search(details):
+            return (
+                "the TLS handshake failed: its certificate is not signed by a CA this client "
+                "trusts",
+                "set DAGYO_TLS_CA to the CA that signed it",
+            )
+        if _WRONG_NAME.search(details):
+            return (
+                f"the TLS handshake failed: its certificate does not name {host}",
+                f"dial it by a name its certificate holds, or give it a certificate for {host}",
+            )
+        if "handshake failed" in details.lower():
+            return (
+                "the TLS handshake failed",
+                "check that it serves TLS, and DAGYO_TLS_CA (and DAGYO_TLS_CERT, DAGYO_TLS_KEY "
+                "when it asks for a client certificate)",
+            )
+        return "", ""
 
 
 def _max_message_bytes() -> int:

@@ -282,7 +282,25 @@ def test_tls_serves_trusting_clients_only(
         assert trusting.returncode == 0, trusting.stderr
         plain = dagyo("flow", "list", env={"DAGYO_SCHEDULER": address})
         assert plain.returncode == 3, plain.stderr
-        assert address in plain.stderr and "Traceback" not in plain.stderr
+        (line,) = plain.stderr.splitlines()
+        assert address in line and "if it serves TLS, set DAGYO_TLS_CA" in line
+        (tmp_path / "other").mkdir()
+        other_ca, _, _ = _certificates(tmp_path / "other")
+        untrusting_cli = dagyo(
+            "flow", "list", env={"DAGYO_SCHEDULER": address, "DAGYO_TLS_CA": str(other_ca)}
+        )
+        assert untrusting_cli.returncode == 3, untrusting_cli.stderr
+        (line,) = untrusting_cli.stderr.splitlines()  # nothing of gRPC's own log
+        assert address in line
+        assert "its certificate is not signed by a CA this client trusts" in line
+        assert "set DAGYO_TLS_CA to the CA that signed it" in line
+        by_address = f"127.0.0.1:{port}"  # the certificate names localhost only
+        wrong_name = dagyo(
+            "flow", "list", env={"DAGYO_SCHEDULER": by_address, "DAGYO_TLS_CA": str(ca)}
+        )
+        assert wrong_name.returncode == 3, wrong_name.stderr
+        (line,) = wrong_name.stderr.splitlines()
+        assert "its certificate does not name 127.0.0.1" in line
         with (
             SchedulerClient(f"https://{address}", call_timeout_s=5) as untrusting,
             pytest.raises(SchedulerUnavailable),
