@@ -11,7 +11,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from executor.constants import IDLE_WAIT_S, STOP_POLL_S
+from executor.constants import IDLE_WAIT_S
 from executor.errors import Stopped
 
 
@@ -26,7 +26,6 @@ class Inbox:
         self._stop = stop
         self._cond = threading.Condition()
         self._frames: dict[str, deque[tuple[bytes, Callable[[], None] | None]]] = {}
-        self._closed: set[str] = set()
         # Called (in the job's thread) when the job is about to wait for input.
         self.on_idle: Callable[[], None] | None = None
 
@@ -35,42 +34,15 @@ class Inbox:
         with self._cond:
             self._frames.setdefault(port, deque())
 
-    def depth(self, port: str) -> int:
-        """Return how many frames wait for the job on this port."""
-        with self._cond:
-            return len(self._frames[port])
-
     def put(self, port: str, frame: bytes, on_taken: Callable[[], None] | None = None) -> None:
-        """Add a frame without waiting (the transport bounds how many arrive).
+        """Add a frame without waiting (the transport bounds how many arrive: its prefetch).
 
         Args:
             on_taken: called once the job has taken the frame (e.g. to ack it).
         """
         with self._cond:
-            if port in self._closed:
-                return
             self._frames[port].append((frame, on_taken))
             self._cond.notify_all()
-
-    def has_room(self, port: str, capacity: int) -> bool:
-        """Return True when the port holds fewer than ``capacity`` frames."""
-        with self._cond:
-            return port in self._closed or len(self._frames[port]) < capacity
-
-    def put_wait(self, port: str, frame: bytes, capacity: int, stop: threading.Event) -> None:
-        """Add a frame, waiting while the port already holds ``capacity`` frames.
-
-        Raises:
-            Stopped: when ``stop`` (the producer's signal) is set while waiting.
-        """
-        with self._cond:
-            while len(self._frames[port]) >= capacity and port not in self._closed:
-                if stop.is_set():
-                    raise Stopped("the flow was stopped")
-                self._cond.wait(STOP_POLL_S)
-            if port not in self._closed:
-                self._frames[port].append((frame, None))
-                self._cond.notify_all()
 
     def take(self, port: str) -> bytes:
         """Return the next frame of a port, waiting for it.
@@ -118,13 +90,6 @@ class Inbox:
             if not wait:
                 return None
             self._cond.wait(IDLE_WAIT_S)  # a stop wakes it: see wake
-
-    def close_port(self, port: str) -> None:
-        """Drop a port's frames from now on: its job no longer reads it."""
-        with self._cond:
-            self._closed.add(port)
-            self._frames[port].clear()
-            self._cond.notify_all()
 
     def wake(self) -> None:
         """Wake every waiter so it looks at its stop signal now."""

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 import traceback as traceback_module
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,8 @@ def run_job(
     """
     descriptor = run.descriptor
     inbox = run.inbox = Inbox(run.stop)
-    attached = []
     logger = logging.getLogger(f"dagyo.job.{descriptor.progdef}")
-    try:
+    with closing(transport.open(stop=run.stop)) as streams:
         if descriptor.types.file:  # a type variable bound to another progdef's type
             source = f"job {descriptor.flow_id}/{descriptor.node}"
             register(
@@ -112,11 +112,10 @@ def run_job(
                 message_class=cls,
                 inbox=inbox,
             )
-            transport.attach(spec.queue, inbox, port)
-            attached.append(spec.queue)
+            streams.attach(spec.queue, inbox, port)
         for port, out in descriptor.outputs.items():
             writer = FrameWriter(
-                transport.sink(out.queues, stop=run.stop),
+                streams.sink(out.queues),
                 settings=settings,
                 flusher=flusher,
                 typename=out.typename,
@@ -156,9 +155,6 @@ def run_job(
             output._writer.close()
         for stream in run.inputs.values():
             stream.drain()
-    finally:
-        for queue in attached:
-            transport.detach(queue)
 
 
 def execute(

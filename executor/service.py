@@ -49,7 +49,7 @@ from executor.program import Program, load_program
 from executor.settings import ExecutorSettings
 from executor.stream import Flusher, StreamSettings
 from executor.topology import consume
-from executor.transport.rabbitmq import ChannelPool, JobTransport
+from executor.transport.rabbitmq import ChannelPool, RabbitTransport
 
 log = logging.getLogger("dagyo.executor")
 
@@ -89,6 +89,7 @@ class Executor:
             on_disconnect=self._on_disconnect,
         )
         self._channels = ChannelPool(self.io)
+        self._transport = RabbitTransport(self._channels)
         # Their own thread and connection: no burst of stream work can hold them back.
         self.heartbeats = Heartbeats(
             settings.queue_url,
@@ -314,18 +315,14 @@ class Executor:
         ).start()
 
     def _job_thread(self, run: JobRun) -> None:
-        transport = JobTransport(self.io, stop=run.stop, channels=self._channels)
-        try:
-            failure = execute(
-                run,
-                lambda: self.program,
-                transport,
-                flusher=self._flusher,
-                settings=self.stream_settings,
-                executor_id=self.settings.executor_id,
-            )
-        finally:
-            transport.close()
+        failure = execute(
+            run,
+            lambda: self.program,
+            self._transport,
+            flusher=self._flusher,
+            settings=self.stream_settings,
+            executor_id=self.settings.executor_id,
+        )
         self.io.submit(lambda: self._job_done(run, failure))
 
     def _job_done(self, run: JobRun, failure: FailureReport | None) -> None:

@@ -159,6 +159,7 @@ class EmbeddedRunner:
 
     def _attach_exports(self) -> tuple[Inbox, list[InputStream]]:
         inbox = self._exports = Inbox(self._stop)
+        exported = self.transport.open(stop=self._stop)
         streams = []
         for name, queue in self.plan.export_queues.items():
             inbox.add_port(name)
@@ -170,7 +171,7 @@ class EmbeddedRunner:
                     message_class=message_class(self.plan.export_types[name]),
                 )
             )
-            self.transport.attach(queue, inbox, name)
+            exported.attach(queue, inbox, name)
         return inbox, streams
 
     def _deliver_exports(self, exports: tuple[Inbox, list[InputStream]]) -> None:

@@ -1,85 +1,177 @@
 """The in-memory transport: every job of a flow in one process (the embedded runner).
 
-A stream queue is the consuming job's Inbox port, bounded to ``max_frames`` frames: a
-producer that finds it full waits, exactly as it would on a full RabbitMQ stream queue.
+A stream queue here behaves as a RabbitMQ stream queue does: it holds up to
+``max_frames`` frames waiting for its consumer, the consumer takes up to
+``prefetch_frames`` more ahead of the job reading them (each counts until the job takes
+it, as an unacked delivery does), and a producer that finds the queue full waits.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Sequence
 
-from executor.constants import STOP_POLL_S, STREAM_MAX_FRAMES
+from executor.constants import STOP_POLL_S, STREAM_MAX_FRAMES, STREAM_PREFETCH_FRAMES
 from executor.errors import Stopped
 from executor.inbox import Inbox
 
 
-class MemoryTransport:
-    """Streams between jobs of one process, each bounded to ``max_frames`` frames."""
+class MemoryQueue:
+    """One stream queue: the frames waiting for its consumer, and where they go."""
 
-    def __init__(self, *, max_frames: int = STREAM_MAX_FRAMES) -> None:
-        self.max_frames = max_frames
-        self._routes: dict[str, tuple[Inbox, str]] = {}
+    def __init__(self, name: str, *, max_frames: int, prefetch_frames: int) -> None:
+        self.name = name
+        self._max_frames = max_frames
+        self._prefetch_frames = prefetch_frames
         self._cond = threading.Condition()
+        self._waiting: deque[bytes] = deque()
+        self._inbox: Inbox | None = None
+        self._port = ""
+        self._delivered = 0  # delivered to the inbox and not yet taken by the job
 
-    def attach(self, queue: str, inbox: Inbox, port: str) -> None:
-        """Deliver the frames sent to ``queue`` into ``inbox`` under ``port``."""
+    def attach(self, inbox: Inbox, port: str) -> None:
+        """Deliver the waiting frames, then every new one, into ``inbox`` under ``port``."""
         with self._cond:
-            self._routes[queue] = (inbox, port)
-            self._cond.notify_all()
+            self._inbox, self._port, self._delivered = inbox, port, 0
+            self._deliver_locked()
 
-    def detach(self, queue: str) -> None:
-        """Drop frames sent to ``queue`` from now on: its job has ended."""
+    def detach(self, inbox: Inbox) -> None:
+        """Stop delivering into ``inbox``; frames sent from now on wait here."""
         with self._cond:
-            route = self._routes.get(queue)
-        if route is not None:
-            route[0].close_port(route[1])
+            if self._inbox is inbox:
+                self._inbox = None
 
-    def depth(self, queue: str) -> int:
-        """Return how many frames ``queue`` holds now (0 before it is attached)."""
+    def depth(self) -> int:
+        """Return how many frames wait for the consumer (delivered ones not counted)."""
         with self._cond:
-            route = self._routes.get(queue)
-        return route[0].depth(route[1]) if route else 0
+            return len(self._waiting)
 
-    def sink(self, queues: Sequence[str], *, stop: threading.Event) -> MemorySink:
-        """Return a sink sending every frame to each of ``queues``."""
-        return MemorySink(self, tuple(queues), stop)
+    def offer(self, frame: bytes) -> bool:
+        """Add the frame if the queue has room; return False when it is full."""
+        with self._cond:
+            return self._offer_locked(frame)
 
-    def route(self, queue: str, stop: threading.Event) -> tuple[Inbox, str]:
-        """Return where ``queue`` delivers, waiting until its consumer has attached.
+    def put(self, frame: bytes, stop: threading.Event) -> None:
+        """Add the frame, waiting while the queue is full.
 
         Raises:
-            Stopped: when ``stop`` is set while waiting.
+            Stopped: when ``stop`` (the producer's signal) is set while waiting.
         """
         with self._cond:
-            while queue not in self._routes:
+            while not self._offer_locked(frame):
                 if stop.is_set():
                     raise Stopped("the flow was stopped")
                 self._cond.wait(STOP_POLL_S)
-            return self._routes[queue]
+
+    def _offer_locked(self, frame: bytes) -> bool:
+        if len(self._waiting) >= self._max_frames:
+            return False
+        self._waiting.append(frame)
+        self._deliver_locked()
+        return True
+
+    def _deliver_locked(self) -> None:
+        inbox = self._inbox
+        if inbox is None:
+            return
+        while self._waiting and self._delivered < self._prefetch_frames:
+            self._delivered += 1
+            inbox.put(self._port, self._waiting.popleft(), on_taken=lambda: self._taken(inbox))
+        self._cond.notify_all()  # room for a waiting producer
+
+    def _taken(self, inbox: Inbox) -> None:
+        with self._cond:
+            if self._inbox is inbox:
+                self._delivered -= 1
+                self._deliver_locked()
+
+
+class MemoryTransport:
+    """The stream queues of one process, created on first use.
+
+    Args:
+        max_frames: how many frames a queue holds for its consumer before a producer waits.
+        prefetch_frames: how many more frames a consumer takes ahead of its job.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_frames: int = STREAM_MAX_FRAMES,
+        prefetch_frames: int = STREAM_PREFETCH_FRAMES,
+    ) -> None:
+        self.max_frames = max_frames
+        self.prefetch_frames = prefetch_frames
+        self._queues: dict[str, MemoryQueue] = {}
+        self._lock = threading.Lock()
+
+    def open(self, *, stop: threading.Event) -> MemoryStreams:
+        """Return the streams of one job."""
+        return MemoryStreams(self, stop)
+
+    def queue(self, name: str) -> MemoryQueue:
+        """Return the queue named ``name``, made empty on first use."""
+        with self._lock:
+            queue = self._queues.get(name)
+            if queue is None:
+                queue = self._queues[name] = MemoryQueue(
+                    name, max_frames=self.max_frames, prefetch_frames=self.prefetch_frames
+                )
+            return queue
+
+    def depth(self, name: str) -> int:
+        """Return how many frames wait in queue ``name`` for its consumer.
+
+        The twin of a RabbitMQ queue's message count: frames delivered to the consumer and
+        not yet taken are not counted.
+        """
+        return self.queue(name).depth()
+
+
+class MemoryStreams:
+    """The streams of one job on a :class:`MemoryTransport`."""
+
+    def __init__(self, transport: MemoryTransport, stop: threading.Event) -> None:
+        self._transport = transport
+        self._stop = stop
+        self._attached: dict[str, Inbox] = {}
+
+    def attach(self, queue: str, inbox: Inbox, port: str) -> None:
+        """Deliver the frames of ``queue`` into ``inbox`` under ``port``, in order."""
+        self._transport.queue(queue).attach(inbox, port)
+        self._attached[queue] = inbox
+
+    def detach(self, queue: str) -> None:
+        """Stop delivering ``queue``; frames sent from now on wait in the queue."""
+        inbox = self._attached.pop(queue, None)
+        if inbox is not None:
+            self._transport.queue(queue).detach(inbox)
+
+    def sink(self, queues: Sequence[str]) -> MemorySink:
+        """Return a sink sending every frame to each of ``queues``."""
+        return MemorySink([self._transport.queue(name) for name in queues], self._stop)
+
+    def close(self) -> None:
+        """Detach every queue still attached."""
+        for queue in list(self._attached):
+            self.detach(queue)
 
 
 class MemorySink:
-    """Sends frames into the inboxes of the consumers of one output, in order."""
+    """Sends an output's frames to its stream queues, waiting while one is full."""
 
-    def __init__(
-        self, transport: MemoryTransport, queues: tuple[str, ...], stop: threading.Event
-    ) -> None:
-        self._transport = transport
+    def __init__(self, queues: list[MemoryQueue], stop: threading.Event) -> None:
         self._queues = queues
         self._stop = stop
-        self._routes: list[tuple[Inbox, str]] | None = None
 
     def send(self, frame: bytes, *, block: bool = True) -> bool:
-        """Put the frame in every consumer's inbox, waiting while one is full."""
-        if self._routes is None:
-            self._routes = [self._transport.route(q, self._stop) for q in self._queues]
-        capacity = self._transport.max_frames
-        # Each stream has exactly one producer (this sink), so room seen here stays free.
-        if not block and not all(inbox.has_room(port, capacity) for inbox, port in self._routes):
+        """Put the frame in every queue, waiting for the full ones (see FrameSink.send)."""
+        full = [queue for queue in self._queues if not queue.offer(frame)]
+        if full and not block and len(full) == len(self._queues):
             return False
-        for inbox, port in self._routes:
-            inbox.put_wait(port, frame, capacity, self._stop)
+        for queue in full:
+            queue.put(frame, self._stop)
         return True
 
     def close(self) -> None:

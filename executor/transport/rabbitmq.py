@@ -1,7 +1,8 @@
 """The RabbitMQ transport: streams as bounded queues, frames published with confirms.
 
-Each job gets a :class:`JobTransport` with one channel of its own on the executor's
-connection (opened and used only on the I/O thread). Why each setting is what it is:
+:meth:`RabbitTransport.open` gives each job :class:`JobStreams` with one channel of its own
+on the executor's connection (opened and used only on the I/O thread). Why each setting is
+what it is:
 
 * publisher confirms + ``mandatory``: a frame counts as sent only when the broker has it;
   a nack means the stream is full (its queue has ``x-overflow: reject-publish``), a return
@@ -36,20 +37,33 @@ from executor.inbox import Inbox
 FRAME_PROPERTIES = pika.BasicProperties(content_type=PROTOBUF_CONTENT_TYPE, type="dagyo.v1.Frame")
 
 
-class JobTransport:
+class RabbitTransport:
+    """Streams on one executor's connection, each job on a channel of its own.
+
+    Args:
+        channels: where a job's channel comes from (the pool of the executor's connection).
+    """
+
+    def __init__(self, channels: ChannelPool) -> None:
+        self.channels = channels
+
+    def open(self, *, stop: threading.Event) -> JobStreams:
+        """Return the streams of one job; its channel is taken on first use."""
+        return JobStreams(self.channels, stop=stop)
+
+
+class JobStreams:
     """The streams of one job on the executor's connection.
 
     Args:
-        io: the executor's I/O thread.
+        channels: the pool the job's channel is taken from.
         stop: the job's stop signal; set here too when a stream turns out to be gone.
     """
 
-    def __init__(
-        self, io: AmqpThread, *, stop: threading.Event, channels: ChannelPool | None = None
-    ) -> None:
-        self._io = io
+    def __init__(self, channels: ChannelPool, *, stop: threading.Event) -> None:
+        self._io = channels.io
         self._stop = stop
-        self._pool = channels or ChannelPool(io, ready=0)
+        self._pool = channels
         self._channel: BlockingChannel | None = None
         self._consumers: dict[str, str] = {}
 
@@ -85,7 +99,11 @@ class JobTransport:
         self._io.submit(ack)
 
     def detach(self, queue: str) -> None:
-        """Stop consuming ``queue``; unacked frames go back to it (the flow is ending)."""
+        """Stop consuming ``queue``; frames sent from now on wait in it.
+
+        Frames already delivered and not taken stay unacked until the job's channel
+        closes, which returns them to the queue.
+        """
         tag = self._consumers.pop(queue, None)
         if tag is None:
             return
@@ -99,9 +117,9 @@ class JobTransport:
         except BrokerError:
             pass  # the connection is gone, and the consumer with it
 
-    def sink(self, queues: Sequence[str], *, stop: threading.Event) -> RabbitSink:
+    def sink(self, queues: Sequence[str]) -> RabbitSink:
         """Return a sink that publishes every frame to each of ``queues``."""
-        return RabbitSink(self, tuple(queues), stop)
+        return RabbitSink(self, tuple(queues), self._stop)
 
     def publish(self, queues: Sequence[str], frame: bytes) -> list[str]:
         """Publish one frame to each queue; return the queues that were full.
@@ -135,6 +153,7 @@ class JobTransport:
 
     def close(self) -> None:
         """Close the job's channel: consumers end and unacked frames return to queues."""
+        self._consumers.clear()
 
         def close() -> None:
             if self._channel is not None and self._channel.is_open:
@@ -157,7 +176,9 @@ class ChannelPool:
     job starts without the three round trips of opening and setting up its channel.
 
     Args:
+        io: the I/O thread of the connection the channels are on.
         ready: how many channels to keep ready.
+        prefetch_frames: how many frames a job's consumer takes ahead of the job.
     """
 
     def __init__(
@@ -167,7 +188,7 @@ class ChannelPool:
         ready: int = CHANNELS_READY,
         prefetch_frames: int = STREAM_PREFETCH_FRAMES,
     ) -> None:
-        self._io = io
+        self.io = io
         self._wanted = ready
         self._prefetch = prefetch_frames
         self._ready: list[BlockingChannel] = []
@@ -182,12 +203,12 @@ class ChannelPool:
             channel = self._open()
         if self._wanted:
             # Later, not now: the job that took this channel has its own work queued next.
-            self._io.connection().call_later(REFILL_DELAY_S, self.fill)
+            self.io.connection().call_later(REFILL_DELAY_S, self.fill)
         return channel
 
     def fill(self) -> None:
         """Open channels until ``ready`` are ready (nothing while disconnected)."""
-        if not self._io.connected.is_set():
+        if not self.io.connected.is_set():
             return
         self._ready = [channel for channel in self._ready if channel.is_open]
         while len(self._ready) < self._wanted:
@@ -198,7 +219,7 @@ class ChannelPool:
         self._ready = []
 
     def _open(self) -> BlockingChannel:
-        channel = self._io.connection().channel()
+        channel = self.io.connection().channel()
         channel.confirm_delivery()
         channel.basic_qos(prefetch_count=self._prefetch)
         return channel
@@ -208,18 +229,14 @@ class RabbitSink:
     """Publishes an output's frames to its stream queues, waiting while one is full."""
 
     def __init__(
-        self, transport: JobTransport, queues: tuple[str, ...], stop: threading.Event
+        self, transport: JobStreams, queues: tuple[str, ...], stop: threading.Event
     ) -> None:
         self._transport = transport
         self._queues = queues
         self._stop = stop
 
     def send(self, frame: bytes, *, block: bool = True) -> bool:
-        """Publish the frame to every queue, retrying the full ones until they take it.
-
-        With ``block=False`` nothing is retried when *every* queue was full (returns
-        False); once any queue took the frame, the rest are waited for, so each queue
-        gets the same frames in the same order.
+        """Publish the frame to every queue, retrying the full ones (see FrameSink.send).
 
         Raises:
             Stopped: when the job is stopped while waiting, or a queue is gone.
