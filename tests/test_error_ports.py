@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
 from executor.errors import FlowInvalid, ProgdefInvalid
 from executor.progdef import load_catalogue
+from scheduler.cli import cli
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 from tests.cluster import LocalCluster, state_of
@@ -314,3 +316,15 @@ def test_job_fail_refuses_a_stop_as_an_item_error(tmp_path: Path) -> None:
     assert result.state == "failed"
     assert "KeyboardInterrupt is a stop, not an item's failure" in result.failure.error
     assert exports == {}
+
+
+def test_the_record_counts_each_nodes_errors_and_status_shows_them(cluster: LocalCluster) -> None:
+    record, _ = cluster.run(parse({"progdef": "ignore_errors"}, {}, "parse-counted"))
+    (p,) = [n for n in record.nodes if n.node == "p"]
+    assert (p.items_sent, p.errors_sent) == (3, 1)
+    assert cluster.scheduler is not None
+    status = CliRunner(env={"DAGYO_SCHEDULER": cluster.scheduler.address}).invoke(
+        cli, ["flow", "status", record.id]
+    )
+    (row,) = [line.split() for line in status.output.splitlines() if line.startswith("p ")]
+    assert row[0:2] + row[-3:] == ["p", "parse_int", "3", "(1", "error)"]

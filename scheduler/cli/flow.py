@@ -30,6 +30,7 @@ from scheduler.cli.output import (
     FLOW_STATES,
     Progress,
     export_json,
+    items_of,
     print_failure,
     print_record,
     record_dict,
@@ -130,7 +131,7 @@ def _follow(client: SchedulerClient, flow_id: str) -> int:
                 if progress is None and sys.stderr.isatty():
                     progress = Progress(
                         f"{event.progress.name or 'flow'} {flow_id}",
-                        lambda: {n.node: n.items_sent for n in latest[0].nodes},
+                        lambda: {n.node: items_of(n) for n in latest[0].nodes},
                     )
             elif kind == "end":
                 end = event.end

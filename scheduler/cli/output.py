@@ -89,6 +89,16 @@ def failure_line(report: FailureReport) -> str:
     return f"{report.flow_id}{where}{on}: {error}"
 
 
+def items_of(node: pb.NodeProgress) -> str:
+    """A node's items sent, and of them those sent to its error port: ``5 (2 errors)``."""
+    errors = node.errors_sent
+    return (
+        f"{node.items_sent} ({errors} error{'' if errors == 1 else 's'})"
+        if errors
+        else str(node.items_sent)
+    )
+
+
 def print_record(record: pb.FlowRecord) -> None:
     """A flow record as text: state, times, a table of nodes, the failure, the exports kept."""
     waiting = f" ({record.waiting})" if record.waiting else ""
@@ -102,7 +112,7 @@ def print_record(record: pb.FlowRecord) -> None:
             n.version or "-",
             NODE_STATES[n.state],
             n.executor or "-",
-            str(n.items_sent),
+            items_of(n),
         )
         for n in record.nodes
     ]
@@ -136,7 +146,7 @@ class Progress:
         read: returns the counts to show, node name to items.
     """
 
-    def __init__(self, name: str, read: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(self, name: str, read: Callable[[], Mapping[str, object]]) -> None:
         self._name = name
         self._read = read
         try:

@@ -41,6 +41,7 @@ from executor.pb.dagyo.v1.failure_pb2 import (
 from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.progdef import mailbox_name
 from scheduler.flow.plan import Plan
+from scheduler.service import progress
 from scheduler.service.admission import Need, admit, ceiling, job_expiry_s
 from scheduler.service.broker import Broker
 from scheduler.service.exports import read_frame
@@ -155,6 +156,7 @@ class Lifecycle:
         )
         for node, progdef, version in nodes:
             record.nodes.add(node=node, progdef=progdef, version=version, state=NODE_PENDING)
+        progress.add_edges(record, plan)
         runtime = FlowRuntime(
             deadline=deadline,
             max_export_items=max_export_items,
@@ -173,6 +175,9 @@ class Lifecycle:
             [job.progdef.mailbox, base64.b64encode(job.descriptor.SerializeToString()).decode()]
             for job in plan.jobs
         ]
+        runtime.error_ports = {
+            job.descriptor.node: job.progdef.errors for job in plan.jobs if job.progdef.errors
+        }
         runtime.ceilings = {
             job.progdef.mailbox: ceiling(job.progdef)
             for job in plan.jobs
@@ -294,6 +299,7 @@ class Lifecycle:
             else:
                 expires = min(deadline, expiry) if deadline else expiry
             job = Job.FromString(base64.b64decode(descriptor))
+            job.published = now
             groups.setdefault(expires, []).append((mailbox, job))
         try:
             for expires, jobs in groups.items():
@@ -303,6 +309,7 @@ class Lifecycle:
             return
         with self._lock:
             flow.runtime.held_jobs = []
+            progress.published(flow.record, now)
             if not flow.runtime.finishing:
                 flow.record.state = FlowState.RUNNING.proto
                 self.watchers.progress(flow.id, flow.record)
@@ -408,6 +415,7 @@ class Lifecycle:
                     return
                 node.state = NODE_RUNNING
                 node.executor = started.executor
+                progress.started(node, event.time or time.time(), self.metrics)
                 flow.moved_at = time.monotonic()
             elif kind == "ended":
                 ended = event.ended
@@ -416,7 +424,18 @@ class Lifecycle:
                     return
                 node.state = NODE_ENDED
                 node.executor = node.executor or ended.executor
+                progress.ended(
+                    flow.record,
+                    node,
+                    event.time or time.time(),
+                    self.metrics,
+                    items_sent=ended.items_sent,
+                    items_received=ended.items_received,
+                )
                 node.items_sent = sum(ended.items_sent.values())
+                node.errors_sent = ended.items_sent.get(
+                    flow.runtime.error_ports.get(node.node, ""), 0
+                )
                 flow.moved_at = time.monotonic()
                 flow.blocked.pop(node.node, None)
                 self._wake.set()  # its slot is free: a waiting flow may fit now
@@ -437,9 +456,16 @@ class Lifecycle:
                 if flow is None or node is None or node.state != NODE_RUNNING:
                     continue
                 flow.blocked[node.node] = job.blocked_s
+                received = job.items_sent, job.items_received
+                if progress.counted(flow.record, node, *received, self.metrics):
+                    flow.moved_at = time.monotonic()
+                    changed[flow.id] = flow
                 sent = sum(job.items_sent.values())
                 if sent != node.items_sent:
                     node.items_sent = sent
+                    node.errors_sent = job.items_sent.get(
+                        flow.runtime.error_ports.get(node.node, ""), 0
+                    )
                     flow.moved_at = time.monotonic()
                     changed[flow.id] = flow
             for flow in changed.values():
@@ -614,7 +640,7 @@ class Lifecycle:
             del self._flows[flow.id]
             self.watchers.end(flow.id, flow.record)
         self._wake.set()  # its slots are free
-        self.metrics.flows_ended.labels(state.value).inc()
+        self.metrics.flow_ended(state.value, flow.record.ended - flow.record.created)
         flow.ended.set()
 
     def _save(self, flow: ActiveFlow, *, runtime: bool = True) -> None:
@@ -675,6 +701,23 @@ class Lifecycle:
                 for f in self._flows.values()
                 for n in f.record.nodes
             )
+
+    def sample_edges(self) -> dict[str, list[str]]:
+        """Flow id -> its edges' targets, for each running flow (the queue sampler's)."""
+        with self._lock:
+            return {
+                f.id: [e.target for e in f.record.edges]
+                for f in self._flows.values()
+                if f.record.state == FlowState.RUNNING.proto and not f.runtime.finishing
+            }
+
+    def edges_sampled(self, flow_id: str, depths: Mapping[str, int]) -> None:
+        """Take the queue depths sampled for a flow's edges (edge target -> frames)."""
+        with self._lock:
+            flow, _ = self._node(flow_id, "")
+            if flow is not None and progress.sampled(flow.record, depths, time.time()):
+                self._save(flow, runtime=False)
+                self.watchers.progress(flow.id, flow.record)
 
     def heartbeat_ages(self) -> dict[str, float]:
         """Seconds since each known executor was last heard from."""

@@ -128,6 +128,7 @@ class FlowRuntime:
         held_jobs: the jobs not published yet, each [mailbox, base64 of the descriptor].
         ceilings: mailbox -> the most jobs its autoscaler can run at once, for the
             autoscaled progdefs of the flow.
+        error_ports: node -> its progdef's error port, for the nodes that have one.
     """
 
     deadline: float = 0.0
@@ -145,6 +146,7 @@ class FlowRuntime:
     waiting: bool = False
     held_jobs: list[list[str]] = field(default_factory=list)
     ceilings: dict[str, int] = field(default_factory=dict)
+    error_ports: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The runtime as JSON text, for the ``runtime`` column."""

@@ -389,6 +389,11 @@ def test_status_json_is_the_record(scheduler: tuple[str, FakeScheduler]) -> None
                     "executor": "explode-host-7",
                     "items_sent": 1,
                     "version": "0123abcd",
+                    "items_received": 0,
+                    "published": 0.0,
+                    "started": 0.0,
+                    "ended": 0.0,
+                    "errors_sent": 0,
                 }
             ],
             "failure": {
@@ -406,6 +411,7 @@ def test_status_json_is_the_record(scheduler: tuple[str, FakeScheduler]) -> None
             "exports_dropped": 0,
             "tenant": "",
             "waiting": "",
+            "edges": [],
         }
     ]
 
