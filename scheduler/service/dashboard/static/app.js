@@ -221,7 +221,9 @@ function flowPage(flowId) {
         el("tbody", {}, record.nodes.map((n) => el("tr", { "data-node": n.node },
           el("td", {}, n.node), el("td", {}, n.progdef), el("td", {}, n.version || "-"),
           el("td", {}, stateBadge(n.state)), el("td", {}, n.executor || "-"),
-          el("td", { class: "items" }, n.items_sent))))),
+          el("td", { class: "items" }, n.errors_sent
+            ? `${n.items_sent} (${n.errors_sent} error${n.errors_sent === 1 ? "" : "s"})`
+            : n.items_sent))))),
     ];
     if (record.failure) {
       const f = record.failure;
