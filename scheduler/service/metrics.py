@@ -10,21 +10,31 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from executor.constants import DEFAULT_METRICS_HOST
 from executor.health import HealthServer
 
+# Seconds: from a job that takes milliseconds to a flow that runs for hours.
+DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
+# Seconds a job waits in its mailbox: near 0 while executors keep up, then seconds to minutes.
+QUEUE_WAIT_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
+
 
 class SchedulerMetrics:
-    """The scheduler's metrics.
+    """The scheduler's metrics (docs/observability.md lists them all).
 
     Attributes:
         panics: failure reports received, by progdef and kind.
         exported_items: items read off export queues.
         flows_ended: flows that ended, by end state.
+        flow_duration: seconds from submit to end, by end state.
+        job_duration: seconds from a job's start to its end, by progdef and outcome.
+        queue_wait: seconds from a job's publish to its start, by progdef.
+        edge_items: items sent into each edge, by flow name and edge (``rate()`` of it is
+            items per second).
     """
 
     def __init__(self) -> None:
@@ -46,6 +56,39 @@ class SchedulerMetrics:
             ["state"],
             registry=self.registry,
         )
+        self.flow_duration = Histogram(
+            "dagyo_scheduler_flow_duration_seconds",
+            "Seconds from a flow's submit to its end, by end state.",
+            ["state"],
+            buckets=DURATION_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.job_duration = Histogram(
+            "dagyo_scheduler_job_duration_seconds",
+            "Seconds from a job's start to its end, by progdef and outcome.",
+            ["progdef", "outcome"],
+            buckets=DURATION_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "dagyo_scheduler_queue_wait_seconds",
+            "Seconds from a job's publish to its mailbox to its start on an executor, by progdef.",
+            ["progdef"],
+            buckets=QUEUE_WAIT_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.edge_items = Counter(
+            "dagyo_scheduler_edge_items",
+            "Items sent into each edge of running flows, by flow name and edge "
+            "('node.port -> node.port'), counted live from heartbeats.",
+            ["flow", "edge"],
+            registry=self.registry,
+        )
+
+    def flow_ended(self, state: str, duration_s: float) -> None:
+        """Count a flow that ended in ``state`` after ``duration_s`` seconds."""
+        self.flows_ended.labels(state).inc()
+        self.flow_duration.labels(state).observe(max(0.0, duration_s))
 
     def observe(
         self,

@@ -57,6 +57,7 @@ from scheduler.service.invoke import invoke
 from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.limits import capped_problems, cut, details
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
+from scheduler.service.sampler import QueueSampler
 from scheduler.service.scaler import SERVICE_NAME as SCALER_SERVICE
 from scheduler.service.scaler import ScalerServicer
 from scheduler.service.state import FlowState, FlowStore
@@ -344,6 +345,7 @@ class Scheduler:
         )
         self.dashboard: Dashboard | None = None
         self.triggers: TriggerService | None = None
+        self._sampler: threading.Thread | None = None
 
     @property
     def stopping(self) -> bool:
@@ -397,6 +399,11 @@ class Scheduler:
             self.lifecycle.load()
             self.lifecycle.resume()
             broker.consume_events(self.lifecycle.on_event)
+            self._sampler = QueueSampler(
+                edges=self.lifecycle.sample_edges,
+                depth=broker.queue_depth,
+                record=self.lifecycle.edges_sampled,
+            ).start(self._stopping)
             self._ticker = threading.Thread(
                 target=self._tick, name="dagyo-scheduler-tick", daemon=True
             )
@@ -526,10 +533,10 @@ class Scheduler:
         if self._metrics_server is not None:
             self._metrics_server.stop()
             self._metrics_server = None
-        for thread in (self._ticker, self._admitter):
+        for thread in (self._ticker, self._admitter, self._sampler):
             if thread is not None:
                 thread.join()
-        self._ticker = self._admitter = None
+        self._ticker = self._admitter = self._sampler = None
         if self._broker is not None:
             self._broker.close()
             self._broker = None

@@ -106,6 +106,9 @@ class FakeExecutor:
         self.slots = slots
         # (flow id, node) -> monotonic time since which the job waits on a full stream.
         self.blocked: dict[tuple[str, str], float] = {}
+        # (flow id, node) -> (items sent per output port, items received per input port),
+        # as its heartbeats say.
+        self.counts: dict[tuple[str, str], tuple[dict[str, int], dict[str, int]]] = {}
         self.jobs: queue.Queue[Job] = queue.Queue()
         self.stops: queue.Queue[Stop] = queue.Queue()
         self.heartbeating = True
@@ -167,6 +170,10 @@ class FakeExecutor:
             JobRef(flow_id=flow_id, node=node, blocked_s=now - since)
             for (flow_id, node), since in list(self.blocked.items())
         ]
+        jobs += [
+            JobRef(flow_id=flow_id, node=node, items_sent=sent, items_received=received)
+            for (flow_id, node), (sent, received) in list(self.counts.items())
+        ]
         beats = [Heartbeat(executor=self.id, progdef="emit", jobs=jobs)]
         if self.slots:
             beats += [
@@ -203,13 +210,26 @@ class FakeExecutor:
         """From now on its heartbeats say the job waits on a full output stream."""
         self.blocked[(job.flow_id, job.node)] = time.monotonic()
 
-    def end_job(self, job: Job, items_sent: dict[str, int] | None = None) -> None:
+    def report(
+        self, job: Job, sent: dict[str, int] | None = None, received: dict[str, int] | None = None
+    ) -> None:
+        """From now on its heartbeats say the job sent and received these items so far."""
+        self.counts[(job.flow_id, job.node)] = (sent or {}, received or {})
+
+    def end_job(
+        self,
+        job: Job,
+        items_sent: dict[str, int] | None = None,
+        items_received: dict[str, int] | None = None,
+    ) -> None:
         from executor.pb.dagyo.v1.events_pb2 import JobEnded, JobRef
 
+        self.counts.pop((job.flow_id, job.node), None)
         ended = JobEnded(
             job=JobRef(flow_id=job.flow_id, node=job.node),
             executor=self.id,
             items_sent=items_sent or {},
+            items_received=items_received or {},
         )
         self._do(lambda ch: self._event(ch, "job.ended", ended=ended))
 
