@@ -10,10 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from executor.progdef import Progdef
+from scheduler.tls import ENV_TLS_CERT, ENV_TLS_CLIENT_CA, ENV_TLS_KEY, ENV_TOKEN, ENV_TOKENS
 
 # What an executor gets of this process's environment besides its progdef's secrets:
 # the DAGYO_* settings and what a Python process needs to run.
 PASSED_PREFIXES = ("DAGYO_", "PYTHON", "LC_")
+# ...but not the scheduler's own credentials (its key, its token file) nor a caller's token.
+WITHHELD = frozenset([ENV_TLS_CERT, ENV_TLS_KEY, ENV_TLS_CLIENT_CA, ENV_TOKENS, ENV_TOKEN])
 PASSED = frozenset(
     [
         "PATH",
@@ -44,14 +47,15 @@ def progdef_environment(
 ) -> dict[str, str]:
     """What an executor of ``progdef`` gets of ``environ`` (this process's by default).
 
-    The ``DAGYO_*`` settings, what a process needs (PATH, HOME, LANG, PYTHON*…), the
-    progdef's ``env`` and its declared ``secrets``; no other progdef's secrets.
+    The ``DAGYO_*`` settings but the scheduler's credentials (``WITHHELD``), what a process
+    needs (PATH, HOME, LANG, PYTHON*…), the progdef's ``env`` and its declared ``secrets``;
+    no other progdef's secrets.
     """
     environ = os.environ if environ is None else environ
     environment = {
         name: value
         for name, value in environ.items()
-        if name in PASSED or name.startswith(PASSED_PREFIXES)
+        if (name in PASSED or name.startswith(PASSED_PREFIXES)) and name not in WITHHELD
     }
     environment.update(progdef.env)
     environment.update({n: environ[n] for n in progdef.secrets if n in environ})

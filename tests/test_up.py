@@ -107,3 +107,64 @@ def test_up_listens_on_loopback_only(broker_url: str, tmp_path: Path) -> None:
         if up.poll() is None:
             up.kill()
             up.wait()
+
+
+def test_up_passes_tls_and_tokens_to_its_scheduler_and_not_to_executors(
+    broker_url: str, tmp_path: Path
+) -> None:
+    from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
+    from tests.listening import process_tree
+    from tests.scheduler.test_tenancy import _certificates
+
+    catalogue = copy_catalogue(tmp_path / "progdefs", ("greet",))
+    ca, cert, key = _certificates(tmp_path)
+    tokens = tmp_path / "tokens.json"
+    principal = Principal("team-a", "user", Quotas())
+    tokens.write_text(tokens_json({token_digest("a-token"): principal}))
+    port = free_address().rpartition(":")[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGYO_")}
+    env.update(DAGYO_QUEUE=broker_url, DAGYO_STATE=":memory:", PYTHONPATH=str(ROOT))
+    env.update(DAGYO_UI="off", DAGYO_TOKENS=str(tokens), DAGYO_TOKEN="a-token")
+    env.update(DAGYO_TLS_CERT=str(cert), DAGYO_TLS_KEY=str(key))
+    dagyo = [sys.executable, "-c", "from scheduler.cli import main; main()"]
+    up = subprocess.Popen(
+        [*dagyo, "up", "--progdefs", str(catalogue), "--listen", f"127.0.0.1:{port}"],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert up.stderr is not None
+        lines = [up.stderr.readline()]
+        while "the cluster is up" not in lines[-1] and lines[-1]:
+            lines.append(up.stderr.readline())
+        assert "the cluster is up" in lines[-1], "".join(lines)
+        client = {k: v for k, v in env.items() if not k.startswith("DAGYO_")}
+        client.update(DAGYO_SCHEDULER=f"localhost:{port}", DAGYO_TLS_CA=str(ca))
+        calls = {
+            token: subprocess.run(
+                [*dagyo, "flow", "list"],
+                env={**client, **({"DAGYO_TOKEN": token} if token else {})},
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            for token in ("", "a-token")
+        }
+        assert calls[""].returncode == 4, calls[""].stderr
+        assert calls["a-token"].returncode == 0, calls["a-token"].stderr
+        executors = [pid for pid in process_tree(up.pid) if pid != up.pid]
+        assert executors
+        for pid in executors:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            names = {entry.partition(b"=")[0].decode() for entry in environ if entry}
+            withheld = {"DAGYO_TOKENS", "DAGYO_TLS_CERT", "DAGYO_TLS_KEY", "DAGYO_TOKEN"}
+            assert not names & withheld, names
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()

@@ -181,8 +181,10 @@ UP_HELP = (
     the broker cannot be reached.
 
     Each executor gets only its own progdef's declared secrets and env, the DAGYO_*
-    settings, and what a process needs (PATH, HOME, LANG, PYTHON*…), not the whole
-    environment; its health port is a free one.
+    settings but the scheduler's credentials (DAGYO_TLS_CERT, DAGYO_TLS_KEY,
+    DAGYO_TLS_CLIENT_CA, DAGYO_TOKENS) and DAGYO_TOKEN, and what a process needs (PATH,
+    HOME, LANG, PYTHON*…), not the whole environment; its health port is a free one, on
+    loopback.
     """
     )
     + "\n\n"
