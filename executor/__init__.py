@@ -9,7 +9,7 @@ A progdef is written against this package only::
             job.outputs["greeting"].send(Text(text="hello " + item.text))
 """
 
-from executor.errors import DecodeError, Panic, Stopped
+from executor.errors import DecodeError, Stopped
 from executor.sdk import Context, InputStream, Job, OutputStream
 
-__all__ = ["Context", "DecodeError", "InputStream", "Job", "OutputStream", "Panic", "Stopped"]
+__all__ = ["Context", "DecodeError", "InputStream", "Job", "OutputStream", "Stopped"]

@@ -1,25 +1,45 @@
 """The one error tree of dagyo, rooted at DagyoError.
 
-The scheduler and the CLI import these from here: the executor side owns them because
-every progdef image installs it, and the scheduler may depend on the executor, not the
-reverse.
+Every program of dagyo (the executor, the scheduler, the CLI, the deploy tools) raises
+errors from here: the executor side owns them because every progdef image installs it, and
+the scheduler may depend on the executor, not the reverse. Two bases carry what several
+errors share: :class:`Invalid` the list of problems found (one a line), and
+:class:`Unreachable` what could not be reached, where, why and what to do.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 
 class DagyoError(Exception):
     """Raised when dagyo itself reports a problem; the message is meant for a person."""
 
 
-class ProgdefInvalid(DagyoError):
-    """Raised when a progdef.json file is malformed; carries every problem found."""
+# --- problems found -------------------------------------------------------------------------
+
+
+class Invalid(DagyoError):
+    """Raised when something read (a file, a flow, a request) has problems; carries each.
+
+    Attributes:
+        problems: one line each, naming the file, node or field and the fix.
+    """
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class JsonProblems(Invalid, ValueError):
+    """Raised when a document is not strict JSON; ``problems`` holds one line each."""
+
+
+class ProgdefInvalid(Invalid):
+    """Raised when a progdef.json file is malformed; carries every problem found."""
 
 
 class ProtosInvalid(ProgdefInvalid):
@@ -41,12 +61,8 @@ class ProtosInvalid(ProgdefInvalid):
         super().__init__(problems)
 
 
-class FlowInvalid(DagyoError):
+class FlowInvalid(Invalid):
     """Raised when a flow fails its checks; carries every problem found, one a line."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
 
 
 class ProgdefNotFound(DagyoError):
@@ -61,20 +77,54 @@ class UnknownType(DagyoError):
     """Raised when a typename is not a protobuf message this process knows."""
 
 
+class TlsInvalid(DagyoError):
+    """Raised when a TLS variable names a file that cannot be read or is not PEM."""
+
+
+class TokensInvalid(DagyoError):
+    """Raised when the ``DAGYO_TOKENS`` file cannot be read or is malformed."""
+
+
+# --- what cannot be reached -----------------------------------------------------------------
+
+
+class Unreachable(DagyoError):
+    """Raised when a service dagyo needs does not answer.
+
+    The message is ``cannot reach WHAT at WHERE (REASON): FIX``.
+
+    Attributes:
+        what: the service, e.g. ``the broker``.
+        where: the address tried, without any password.
+        reason: why it failed, when known (e.g. the error's type).
+        fix: what to do about it.
+    """
+
+    def __init__(self, what: str, where: str, reason: str = "", *, fix: str) -> None:
+        self.what = what
+        self.where = where
+        self.reason = reason
+        self.fix = fix
+        detail = f" ({reason})" if reason else ""
+        super().__init__(f"cannot reach {what} at {where}{detail}: {fix}")
+
+
 class BrokerError(DagyoError):
     """Raised when the broker refuses or fails an operation."""
 
 
-class BrokerUnavailable(BrokerError):
+class BrokerUnavailable(BrokerError, Unreachable):
     """Raised when the broker cannot be reached at all."""
 
     def __init__(self, url: str, reason: str = "") -> None:
         self.url = url
-        self.reason = reason
-        detail = f" ({reason})" if reason else ""
-        super().__init__(
-            f"cannot reach the broker at {redact_url(url)}{detail}: start RabbitMQ "
-            "(e.g. `rabbitmq-server -detached`) or set DAGYO_QUEUE to its amqp:// URL"
+        Unreachable.__init__(
+            self,
+            "the broker",
+            redact_url(url),
+            reason,
+            fix="start RabbitMQ (e.g. `rabbitmq-server -detached`) or set DAGYO_QUEUE to its "
+            "amqp:// URL",
         )
 
 
@@ -83,7 +133,7 @@ class BrokerRefused(BrokerUnavailable):
 
     def __init__(self, url: str, reason: str) -> None:
         self.url = url
-        self.reason = reason
+        self.what, self.where, self.reason, self.fix = "the broker", redact_url(url), reason, ""
         BrokerError.__init__(
             self, f"the broker at {redact_url(url)} refused the connection: {reason}"
         )
@@ -94,7 +144,7 @@ class SchedulerDisconnected(BrokerUnavailable):
 
     def __init__(self, message: str) -> None:
         self.url = ""
-        self.reason = message
+        self.what, self.where, self.reason, self.fix = "the broker", "", message, ""
         BrokerError.__init__(self, message)
 
 
@@ -111,16 +161,40 @@ class BrokerUrlInvalid(DagyoError):
         )
 
 
-class SchedulerUnavailable(DagyoError):
+class SchedulerUnavailable(Unreachable):
     """Raised when the scheduler's gRPC address does not answer."""
 
     def __init__(self, address: str, reason: str = "", fix: str = "") -> None:
         self.address = address
-        detail = f" ({reason})" if reason else ""
-        fix = fix or (
-            "start it with `dagyo up` or `dagyo scheduler`, or set DAGYO_SCHEDULER to its host:port"
+        super().__init__(
+            "the scheduler",
+            address,
+            reason,
+            fix=fix
+            or "start it with `dagyo up` or `dagyo scheduler`, or set DAGYO_SCHEDULER to its "
+            "host:port",
         )
-        super().__init__(f"cannot reach the scheduler at {address}{detail}: {fix}")
+
+
+class DockerUnavailable(Unreachable):
+    """Raised when no Docker daemon answers where the Docker SDK looked for one."""
+
+    def __init__(self, where: str, reason: str = "") -> None:
+        super().__init__(
+            "the Docker daemon",
+            where,
+            reason,
+            fix="start Docker, or set DOCKER_HOST to a daemon you can reach (e.g. "
+            "unix:///var/run/docker.sock, ssh://USER@HOST, tcp://HOST:2376); `dagyo build "
+            "--print` shows the build plan without a daemon",
+        )
+
+
+class ClusterUnavailable(DagyoError):
+    """Raised when no Kubernetes cluster is configured or its API server does not answer."""
+
+
+# --- jobs and streams -----------------------------------------------------------------------
 
 
 class DecodeError(DagyoError):
@@ -135,18 +209,23 @@ class Stopped(DagyoError):
     """Raised inside a job when its flow was stopped; catch it to clean up, then re-raise."""
 
 
-class Panic(DagyoError):
-    """Raised when a job failed fatally; carries the failure report's fields."""
+class InitFailed(DagyoError):
+    """Raised when a progdef's ``init`` raised: ``progdef NAME: init failed: Type: message``
+    and the frames of the progdef's own code (those under its folder), without the
+    runtime's.
+    """
 
-    def __init__(
-        self, *, node: str, progdef: str, error: str, traceback: str = "", executor: str = ""
-    ) -> None:
-        self.node = node
-        self.progdef = progdef
-        self.error = error
-        self.traceback = traceback
-        self.executor = executor
-        super().__init__(f"node {node} (progdef {progdef}) panicked: {error}")
+    def __init__(self, progdef: str, context_dir: Path, error: Exception) -> None:
+        context = context_dir.resolve()
+        frames = [
+            frame
+            for frame in traceback.extract_tb(error.__traceback__)
+            if Path(frame.filename).resolve().is_relative_to(context)
+        ]
+        super().__init__(
+            f"progdef {progdef}: init failed: {type(error).__name__}: {error}\n"
+            + "".join(traceback.format_list(frames)).rstrip()
+        )
 
 
 def redact_url(url: str) -> str:
@@ -165,6 +244,9 @@ def redact_url(url: str) -> str:
     return f"{scheme}{separator}{hidden}@{host}"
 
 
+# --- the scheduler --------------------------------------------------------------------------
+
+
 class SchedulerError(DagyoError):
     """Raised when the scheduler fails a request for a reason of its own."""
 
@@ -173,10 +255,111 @@ class SchedulerUnauthenticated(SchedulerError):
     """Raised when the scheduler requires a token and the call had none, or a bad one."""
 
 
-class SchedulerRefused(SchedulerError):
+class SchedulerRefused(Invalid, SchedulerError):
     """Raised when the scheduler refuses a request; carries its problem lines, one a line."""
 
     def __init__(self, problems: Sequence[str], *, code: str = "") -> None:
-        self.problems = list(problems) or ["the scheduler refused the request"]
         self.code = code
-        super().__init__("\n".join(self.problems))
+        super().__init__(list(problems) or ["the scheduler refused the request"])
+
+
+class Unauthenticated(DagyoError):
+    """Raised when a call carries no token, or one the token file does not know."""
+
+
+class QuotaExceeded(DagyoError):
+    """Raised when a Submit asks for more than its token's quotas allow."""
+
+    def __init__(self, quota: str, limit: float, asked: str) -> None:
+        self.quota = quota
+        shown = str(int(limit)) if float(limit).is_integer() else str(limit)
+        super().__init__(f"quota {quota} is {shown} for this token; {asked}")
+
+
+class CallAborted(DagyoError):
+    """Raised when a call the scheduler makes on its own API is refused (the abort).
+
+    Attributes:
+        code: the ``grpc.StatusCode`` the handler aborted with.
+        details: the abort's message.
+    """
+
+    def __init__(self, code: Any, details: str) -> None:
+        self.code = code
+        self.details = details
+        super().__init__(details)
+
+
+# --- triggers -------------------------------------------------------------------------------
+
+
+class EventNotParsed(DagyoError):
+    """Raised when a message is not a CloudEvent in a content mode dagyo reads."""
+
+
+class EventRefused(DagyoError):
+    """Raised when a CloudEvent is malformed, matches no trigger, or does not bind."""
+
+
+class Busy(DagyoError):
+    """Raised when more events wait than the scheduler holds: the source should retry."""
+
+
+class FiringFailed(DagyoError):
+    """Raised (in a firing's future) when the scheduler refused the flow of a batch.
+
+    Attributes:
+        retryable: the refusal may pass later (a quota, no executor, the broker away).
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+# --- deploy ---------------------------------------------------------------------------------
+
+
+class ManifestError(DagyoError):
+    """Raised when a catalogue cannot be rendered as valid Kubernetes objects."""
+
+
+class ApplyFailed(DagyoError):
+    """Raised when the API server refuses an object; names the object and the reason."""
+
+
+class RuntimeSourcesMissing(DagyoError):
+    """Raised when the base or scheduler image is asked for without a dagyo source checkout."""
+
+
+class InvalidReference(DagyoError):
+    """Raised when a registry or tag would make an image reference Docker refuses."""
+
+
+class ImageBuildFailed(DagyoError):
+    """Raised when the Docker daemon fails to build or push an image; names the image."""
+
+
+# How many unpinned images a refusal names before it counts the rest.
+UNPINNED_NAMED = 5
+
+
+class ImagesNotPinned(DagyoError):
+    """Raised when ``dagyo deploy`` would run an image by tag, without a digest.
+
+    Attributes:
+        unpinned: each such image as ``(reference, what runs it)``, e.g.
+            ``("REGISTRY/dagyo-greet:0123…", "progdef greet")``.
+    """
+
+    def __init__(self, unpinned: Sequence[tuple[str, str]]) -> None:
+        self.unpinned = list(unpinned)
+        named = ", ".join(f"{ref} ({what})" for ref, what in self.unpinned[:UNPINNED_NAMED])
+        rest = len(self.unpinned) - UNPINNED_NAMED
+        more = f" and {rest} more" if rest > 0 else ""
+        super().__init__(
+            f"{len(self.unpinned)} image(s) would run by tag, without a digest: {named}{more}; "
+            "push them with `dagyo build --push` (it records each digest in the image lock, "
+            "--lock), give --scheduler-image as REPOSITORY@sha256:…, or pass --allow-tags "
+            "to deploy by tag"
+        )

@@ -23,9 +23,9 @@ from executor.constants import (
     DRAIN_GRACE_S,
     MAILBOX_PREFIX,
 )
-from executor.errors import ProgdefInvalid, ProgdefNotFound, ProtosInvalid
+from executor.errors import JsonProblems, ProgdefInvalid, ProgdefNotFound, ProtosInvalid
 from executor.registry import check_proto_paths, load_types
-from executor.strictjson import JsonProblems, parse_strict
+from executor.strictjson import parse_strict
 from executor.types import unknown_typename
 from executor.version import progdef_version
 

@@ -12,12 +12,10 @@ import os
 import re
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-from executor.errors import DagyoError
+from executor.errors import DagyoError, InitFailed
 from executor.progdef import Progdef
 from executor.sdk import Context
 
@@ -61,7 +59,7 @@ class Program:
                     try:
                         self.init(context)
                     except Exception as e:
-                        raise InitFailed(self.progdef, e) from e
+                        raise InitFailed(self.progdef.name, self.progdef.context_dir, e) from e
                 self._context = context
             return self._context
 
@@ -69,23 +67,6 @@ class Program:
         """Run ``init(ctx)`` now, when the progdef has one: before the executor is ready."""
         if self.init is not None:
             self.context()
-
-
-class InitFailed(DagyoError):
-    """A progdef's ``init`` raised: ``progdef NAME: init failed: Type: message`` and the
-    frames of the progdef's own code, without the runtime's."""
-
-    def __init__(self, progdef: Progdef, error: Exception) -> None:
-        context = progdef.context_dir.resolve()
-        frames = [
-            frame
-            for frame in traceback.extract_tb(error.__traceback__)
-            if Path(frame.filename).resolve().is_relative_to(context)
-        ]
-        super().__init__(
-            f"progdef {progdef.name}: init failed: {type(error).__name__}: {error}\n"
-            + "".join(traceback.format_list(frames)).rstrip()
-        )
 
 
 def read_secrets(progdef: Progdef) -> dict[str, str]:

@@ -6,13 +6,7 @@ import json
 import re
 from typing import Any
 
-
-class JsonProblems(ValueError):
-    """Raised when a document is not strict JSON; ``problems`` holds one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+from executor.errors import JsonProblems
 
 
 def parse_strict(text: str | bytes, *, source: str) -> Any:

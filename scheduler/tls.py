@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from executor.errors import DagyoError
+from executor.errors import TlsInvalid
 
 ENV_TLS_CERT = "DAGYO_TLS_CERT"
 ENV_TLS_KEY = "DAGYO_TLS_KEY"
@@ -26,10 +26,6 @@ ENV_TLS_CA = "DAGYO_TLS_CA"
 ENV_TOKEN = "DAGYO_TOKEN"
 ENV_TOKENS = "DAGYO_TOKENS"
 HTTPS = "https://"
-
-
-class TlsInvalid(DagyoError):
-    """Raised when a TLS variable names a file that cannot be read or is not PEM."""
 
 
 def _pem(environ: Mapping[str, str], name: str) -> bytes | None:

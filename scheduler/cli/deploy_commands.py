@@ -19,15 +19,18 @@ from typing import Any
 import click
 
 from executor.constants import ENV_PROGDEF_VERSION, ENV_PROGDEFS, PREFIX
-from executor.errors import DagyoError, ProgdefInvalid
+from executor.errors import (
+    ApplyFailed,
+    ClusterUnavailable,
+    DagyoError,
+    DockerUnavailable,
+    ImageBuildFailed,
+    ProgdefInvalid,
+)
 from executor.progdef import Progdef, load_catalogue
 from scheduler.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, fail
 from scheduler.deploy import (
-    ApplyFailed,
-    ClusterUnavailable,
     DeploySettings,
-    DockerUnavailable,
-    ImageBuildFailed,
     apply_objects,
     build_all,
     connect_cluster,

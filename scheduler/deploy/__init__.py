@@ -7,11 +7,19 @@ pushes them through the Docker SDK; ``manifests`` renders one progdef's objects 
 call these.
 """
 
-from scheduler.deploy.apply import ApplyFailed, ClusterUnavailable, apply_objects, connect_cluster
-from scheduler.deploy.builder import DockerUnavailable, ImageBuildFailed, build_all, connect_docker
+from executor.errors import (
+    ApplyFailed,
+    ClusterUnavailable,
+    DockerUnavailable,
+    ImageBuildFailed,
+    ManifestError,
+    RuntimeSourcesMissing,
+)
+from scheduler.deploy.apply import apply_objects, connect_cluster
+from scheduler.deploy.builder import build_all, connect_docker
 from scheduler.deploy.catalogue import render_catalogue
-from scheduler.deploy.images import ImageBuild, RuntimeSourcesMissing, plan_images, read_lock
-from scheduler.deploy.manifests import DeploySettings, ManifestError, to_yaml
+from scheduler.deploy.images import ImageBuild, plan_images, read_lock
+from scheduler.deploy.manifests import DeploySettings, to_yaml
 
 __all__ = [
     "ApplyFailed",

@@ -18,21 +18,13 @@ from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
-from executor.errors import DagyoError
+from executor.errors import ApplyFailed, ClusterUnavailable
 
 FIELD_MANAGER = "dagyo"
 # Objects dagyo does not create itself, and what to do when the cluster lacks them.
 _MISSING_KIND_HINTS = {
     "keda.sh": "install KEDA first (see docs/deploy.md), or deploy with --autoscaler none",
 }
-
-
-class ClusterUnavailable(DagyoError):
-    """Raised when no Kubernetes cluster is configured or its API server does not answer."""
-
-
-class ApplyFailed(DagyoError):
-    """Raised when the API server refuses an object; names the object and the reason."""
 
 
 def connect_cluster(*, context: str | None = None) -> client.ApiClient:

@@ -22,7 +22,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from executor.errors import DagyoError
+from executor.errors import DockerUnavailable, ImageBuildFailed
 from executor.version import context_files
 from scheduler.deploy.images import DEFAULT_LOCK, ImageBuild, record_digest, split_reference
 
@@ -31,24 +31,6 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 BUILD_LOG_TAIL_LINES = 15
 # Where a made context holds a Dockerfile from outside the build context.
 OUTSIDE_DOCKERFILE = ".dagyo.Dockerfile"
-
-
-class DockerUnavailable(DagyoError):
-    """Raised when no Docker daemon answers where the Docker SDK looked for one."""
-
-    def __init__(self, where: str, reason: str = "") -> None:
-        self.where = where
-        detail = f" ({reason})" if reason else ""
-        super().__init__(
-            f"cannot reach the Docker daemon at {where}{detail}: start Docker, or set "
-            "DOCKER_HOST to a daemon you can reach (e.g. unix:///var/run/docker.sock, "
-            "ssh://USER@HOST, tcp://HOST:2376); `dagyo build --print` shows the build plan "
-            "without a daemon"
-        )
-
-
-class ImageBuildFailed(DagyoError):
-    """Raised when the Docker daemon fails to build or push an image; names the image."""
 
 
 def connect_docker(base_url: str | None = None) -> docker.DockerClient:

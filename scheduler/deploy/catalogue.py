@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from executor.constants import ENV_PROGDEFS, ENV_SCHEDULER, PREFIX
+from executor.errors import ImagesNotPinned, ManifestError
 from executor.progdef import Progdef
 from executor.registry import COMPILED_FILE, compile_protos
 from scheduler.deploy.credentials import (
@@ -23,13 +24,12 @@ from scheduler.deploy.credentials import (
     scaler_authentication_spec,
     scheduler_credentials,
 )
-from scheduler.deploy.images import ImagesNotPinned, is_pinned
+from scheduler.deploy.images import is_pinned
 from scheduler.deploy.manifests import (
     AUTOSCALER_KEDA,
     LABEL_PROGDEF,
     SCALER_EXTERNAL,
     DeploySettings,
-    ManifestError,
     container_security,
     http_probe,
     labels_for,

@@ -26,13 +26,13 @@ import hashlib
 import importlib.metadata
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import executor.progdef
-from executor.errors import DagyoError
+from executor.errors import DagyoError, InvalidReference, RuntimeSourcesMissing
 from executor.progdef import Progdef, find_progdef
 from executor.registry import COMPILED_FILE, compiled_types
 from executor.version import context_files
@@ -53,12 +53,6 @@ _REFERENCE = re.compile(
 )
 # A reference pinned by digest ends in @sha256:<64 hex digits> (a tag may come before it).
 _PINNED = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
-# How many unpinned images a refusal names before it counts the rest.
-UNPINNED_NAMED = 5
-
-
-class RuntimeSourcesMissing(DagyoError):
-    """Raised when the base or scheduler image is asked for without a dagyo source checkout."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,10 +105,6 @@ def display_path(path: Path) -> str:
         return path.resolve().relative_to(Path.cwd().resolve()).as_posix() or "."
     except ValueError:
         return path.as_posix()
-
-
-class InvalidReference(DagyoError):
-    """Raised when a registry or tag would make an image reference Docker refuses."""
 
 
 def image_reference(registry: str, image: str, tag: str) -> str:
@@ -333,24 +323,3 @@ def pinned_reference(tag: str, lock: Mapping[str, str]) -> str:
 def is_pinned(reference: str) -> bool:
     """Whether an image reference names a digest, ``REPOSITORY[:TAG]@sha256:<64 hex>``."""
     return bool(_PINNED.match(reference))
-
-
-class ImagesNotPinned(DagyoError):
-    """Raised when ``dagyo deploy`` would run an image by tag, without a digest.
-
-    Attributes:
-        unpinned: each such image as ``(reference, what runs it)``, e.g.
-            ``("REGISTRY/dagyo-greet:0123…", "progdef greet")``.
-    """
-
-    def __init__(self, unpinned: Sequence[tuple[str, str]]) -> None:
-        self.unpinned = list(unpinned)
-        named = ", ".join(f"{ref} ({what})" for ref, what in self.unpinned[:UNPINNED_NAMED])
-        rest = len(self.unpinned) - UNPINNED_NAMED
-        more = f" and {rest} more" if rest > 0 else ""
-        super().__init__(
-            f"{len(self.unpinned)} image(s) would run by tag, without a digest: {named}{more}; "
-            "push them with `dagyo build --push` (it records each digest in the image lock, "
-            "--lock), give --scheduler-image as REPOSITORY@sha256:…, or pass --allow-tags "
-            "to deploy by tag"
-        )

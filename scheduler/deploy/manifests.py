@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from executor.constants import ENV_JOBS, ENV_PROGDEF_VERSION, ENV_QUEUE, PREFIX
-from executor.errors import DagyoError
+from executor.errors import DagyoError, ManifestError
 from executor.progdef import Progdef
 from scheduler.deploy.credentials import (
     SCALER_AUTHENTICATION,
@@ -67,10 +67,6 @@ SCALE_DOWN_STABILIZATION_S = 600
 LABEL_PROGDEF = "dagyo.io/progdef"
 LABEL_VERSION = "dagyo.io/version"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
-
-class ManifestError(DagyoError):
-    """Raised when a catalogue cannot be rendered as valid Kubernetes objects."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from executor.errors import ManifestError
 from executor.progdef import Progdef
 from scheduler.deploy.manifests import (
     AUTOSCALER_KEDA,
     KEDA_POLLING_INTERVAL_S,
     SCALER_EXTERNAL,
     DeploySettings,
-    ManifestError,
     executor_deployment,
     labels_for,
     metadata_for,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor.errors import FlowInvalid
+from executor.errors import FlowInvalid, JsonProblems
 from executor.progdef import NAME, Progdef, did_you_mean
-from executor.strictjson import JsonProblems, parse_strict
+from executor.strictjson import parse_strict
 
 FLOW_VERSION = 1
 # The largest flow: every node is a job and every edge a queue, all live at once (a

@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from executor.errors import FlowInvalid
-from executor.strictjson import JsonProblems, parse_strict
+from executor.errors import FlowInvalid, JsonProblems
+from executor.strictjson import parse_strict
 from scheduler.flow.model import json_excerpt
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from executor.errors import DagyoError
+from executor.errors import TokensInvalid, Unauthenticated
 
 log = logging.getLogger("dagyo.scheduler.auth")
 
@@ -42,14 +42,6 @@ _TOKEN_KEYS = {"sha256", "tenant", "role", "quotas"}
 _INT_QUOTAS = ("max_running_flows", "max_nodes", "max_export_items")
 _SECONDS_QUOTAS = ("max_deadline_s", "default_deadline_s")
 _TENANT_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-.")
-
-
-class TokensInvalid(DagyoError):
-    """Raised when the ``DAGYO_TOKENS`` file cannot be read or is malformed."""
-
-
-class Unauthenticated(DagyoError):
-    """Raised when a call carries no token, or one the token file does not know."""
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from typing import Any
 
 import grpc
 
-from executor.errors import DagyoError
+from executor.errors import CallAborted, QuotaExceeded, Unauthenticated
 from executor.progdef import Catalogue, Progdef
-from scheduler.service.auth import OPEN, Authenticator, Principal, Quotas, Unauthenticated
+from scheduler.service.auth import OPEN, Authenticator, Principal, Quotas
 
 log = logging.getLogger("dagyo.scheduler.auth")
 
@@ -24,14 +24,6 @@ log = logging.getLogger("dagyo.scheduler.auth")
 # carry no token (and the scaler tells only how many jobs a progdef has, never whose).
 _OPEN_SERVICES = ("/grpc.health.v1.Health/", "/externalscaler.ExternalScaler/")
 _PRINCIPAL_KEY = "dagyo-principal"
-
-
-class QuotaExceeded(DagyoError):
-    """Raised when a Submit asks for more than its token's quotas allow."""
-
-    def __init__(self, quota: str, limit: float, asked: str) -> None:
-        self.quota = quota
-        super().__init__(f"quota {quota} is {_number(limit)} for this token; {asked}")
 
 
 def _number(value: float) -> str:
@@ -74,15 +66,6 @@ class AuthInterceptor(grpc.ServerInterceptor):
             streaming = handler is not None and handler.response_streaming
             return _denied(str(e), streaming=bool(streaming))
         return continuation(handler_call_details)
-
-
-class CallAborted(DagyoError):
-    """Raised when a call the scheduler makes on its own API is refused (the abort)."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        self.code = code
-        self.details = details
-        super().__init__(details)
 
 
 class InProcessCall:

@@ -27,22 +27,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from executor.errors import DagyoError, FlowInvalid
+from executor.errors import Busy, CallAborted, DagyoError, EventRefused, FiringFailed, FlowInvalid
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.progdef import Progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 from scheduler.flow.overrides import apply_sets
 from scheduler.service.auth import OPEN, ROLE_USER, Authenticator, Principal
-from scheduler.service.tenancy import CallAborted, InProcessCall, visible_catalogue
-from scheduler.service.triggers import (
-    EventRefused,
-    InvalidTrigger,
-    Trigger,
-    attribute,
-    bind,
-    describe,
-)
+from scheduler.service.tenancy import InProcessCall, visible_catalogue
+from scheduler.service.triggers import InvalidTrigger, Trigger, attribute, bind, describe
 
 log = logging.getLogger("dagyo.scheduler.triggers")
 
@@ -68,22 +61,6 @@ CREATE INDEX IF NOT EXISTS trigger_firings_by_time ON trigger_firings (trigger, 
 """
 
 Submit = Callable[[pb.SubmitRequest, Any], Any]
-
-
-class Busy(DagyoError):
-    """Raised when more events wait than the scheduler holds: the source should retry."""
-
-
-class FiringFailed(DagyoError):
-    """Raised (in a firing's future) when the scheduler refused the flow of a batch.
-
-    Attributes:
-        retryable: the refusal may pass later (a quota, no executor, the broker away).
-    """
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        self.retryable = retryable
-        super().__init__(message)
 
 
 @dataclass

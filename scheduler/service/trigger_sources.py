@@ -35,10 +35,17 @@ from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 
 from executor.amqp import AmqpThread
 from executor.constants import TRIGGER_QUEUE_PREFIX
-from executor.errors import DagyoError
-from scheduler.service.auth import OPEN, Authenticator, Principal, Unauthenticated
-from scheduler.service.trigger_firing import Busy, Firing, FiringFailed
-from scheduler.service.triggers import MAX_BATCH_WAIT_S, EventRefused, Trigger
+from executor.errors import (
+    Busy,
+    DagyoError,
+    EventNotParsed,
+    EventRefused,
+    FiringFailed,
+    Unauthenticated,
+)
+from scheduler.service.auth import OPEN, Authenticator, Principal
+from scheduler.service.trigger_firing import Firing
+from scheduler.service.triggers import MAX_BATCH_WAIT_S, Trigger
 
 log = logging.getLogger("dagyo.scheduler.triggers")
 
@@ -59,10 +66,6 @@ HTTP_BACKLOG = 1024
 class _Server(ThreadingHTTPServer):
     request_queue_size = HTTP_BACKLOG
     daemon_threads = True
-
-
-class EventNotParsed(DagyoError):
-    """Raised when a message is not a CloudEvent in a content mode dagyo reads."""
 
 
 def parse_event(read: Any, message: Any) -> Any:

@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
-from executor.errors import DagyoError, FlowInvalid
+from executor.errors import DagyoError, EventRefused, FlowInvalid, JsonProblems
 from executor.progdef import NAME, did_you_mean
-from executor.strictjson import JsonProblems, parse_strict
+from executor.strictjson import parse_strict
 from scheduler.flow.model import Flow, json_excerpt, parse_flow
 
 SUFFIXES = (".json", ".yaml", ".yml")
@@ -44,10 +44,6 @@ MAX_BATCH_EVENTS = 1000
 MAX_BATCH_WAIT_S = 60.0
 # How long a batch of several events waits for more when the trigger does not say.
 DEFAULT_BATCH_WAIT_S = 1.0
-
-
-class EventRefused(DagyoError):
-    """Raised when a CloudEvent is malformed, matches no trigger, or does not bind."""
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,10 @@ import yaml
 from click.testing import CliRunner
 from kubernetes import client
 
+from executor.errors import ApplyFailed, ClusterUnavailable
 from executor.progdef import load_catalogue
 from scheduler.cli.deploy import deploy
-from scheduler.deploy import (
-    ApplyFailed,
-    ClusterUnavailable,
-    DeploySettings,
-    apply_objects,
-    render_catalogue,
-)
+from scheduler.deploy import DeploySettings, apply_objects, render_catalogue
 from scheduler.deploy.images import scheduler_image_tag
 from tests.deploy import PROGDEFS
 

@@ -13,15 +13,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from executor.errors import ManifestError, Unauthenticated
 from executor.progdef import load_catalogue
 from scheduler.cli.deploy import deploy
-from scheduler.deploy import DeploySettings, ManifestError, render_catalogue
+from scheduler.deploy import DeploySettings, render_catalogue
 from scheduler.service.auth import (
     Authenticator,
     Principal,
     Quotas,
     TokenFile,
-    Unauthenticated,
     token_digest,
     tokens_json,
 )
@@ -83,6 +83,8 @@ def test_the_scheduler_reads_its_certificate_tokens_and_broker_url_from_secrets(
     assert env["DAGYO_QUEUE"] == {"secretKeyRef": {"name": "dagyo-queue", "key": "url"}}
     assert _file_of(pod, env["DAGYO_TLS_CERT"]) == ("dagyo-scheduler-tls", "tls.crt")
     assert _file_of(pod, env["DAGYO_TLS_KEY"]) == ("dagyo-scheduler-tls", "tls.key")
+    # The dashboard in the scheduler's process is a client of it: it trusts the same CA.
+    assert _file_of(pod, env["DAGYO_TLS_CA"]) == ("dagyo-scheduler-tls", "ca.crt")
     assert _file_of(pod, env["DAGYO_TOKENS"]) == ("dagyo-tokens", "tokens.yaml")
     # Readable by the scheduler's group (the pod's fsGroup) only.
     for volume in pod["volumes"]:

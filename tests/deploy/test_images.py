@@ -26,9 +26,10 @@ import docker
 import pytest
 from click.testing import CliRunner
 
+from executor.errors import DockerUnavailable, ImageBuildFailed
 from executor.progdef import load_catalogue
 from scheduler.cli.deploy import build, deploy
-from scheduler.deploy import DockerUnavailable, ImageBuildFailed, build_all, plan_images
+from scheduler.deploy import build_all, plan_images
 from scheduler.deploy.builder import connect_docker
 from scheduler.deploy.images import read_lock, record_digest, scheduler_image_tag
 from tests.deploy import PROGDEFS, ROOT, SAMPLE_PROGDEFS, copy_catalogue

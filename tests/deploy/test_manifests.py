@@ -12,10 +12,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from executor.errors import ImagesNotPinned, ManifestError
 from executor.progdef import load_catalogue
-from scheduler.deploy import DeploySettings, ManifestError, render_catalogue, to_yaml
+from scheduler.deploy import DeploySettings, render_catalogue, to_yaml
 from scheduler.deploy.catalogue import CATALOGUE_MOUNT
-from scheduler.deploy.images import ImagesNotPinned, image_reference
+from scheduler.deploy.images import image_reference
 from tests.deploy import (
     CRDS,
     PROGDEFS,

@@ -11,9 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from executor.errors import ImagesNotPinned, ManifestError
 from executor.progdef import load_catalogue
-from scheduler.deploy import DeploySettings, ManifestError, render_catalogue
-from scheduler.deploy.images import ImagesNotPinned
+from scheduler.deploy import DeploySettings, render_catalogue
 from tests.deploy import (
     CRDS,
     check_names_and_labels,

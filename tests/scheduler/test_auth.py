@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from executor.errors import TokensInvalid, Unauthenticated
 from scheduler.service.auth import (
     OPEN,
     Authenticator,
     Principal,
     Quotas,
     TokenFile,
-    TokensInvalid,
-    Unauthenticated,
     bearer_token,
     token_digest,
     tokens_json,

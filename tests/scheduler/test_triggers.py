@@ -22,7 +22,7 @@ import pika
 import pytest
 from cloudevents.core.v1.event import CloudEvent
 
-from executor.errors import FlowInvalid
+from executor.errors import CallAborted, EventRefused, FiringFailed, FlowInvalid
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.progdef import load_catalogue
 from scheduler.client.api import SchedulerClient
@@ -34,9 +34,8 @@ from scheduler.service.auth import (
     token_digest,
     tokens_json,
 )
-from scheduler.service.tenancy import CallAborted
-from scheduler.service.trigger_firing import Firing, FiringFailed, FiringStore
-from scheduler.service.triggers import EventRefused, bind, load_triggers, parse_trigger
+from scheduler.service.trigger_firing import Firing, FiringStore
+from scheduler.service.triggers import bind, load_triggers, parse_trigger
 from tests.cluster import LocalCluster, state_of
 from tests.conftest import EXAMPLES, PROGDEFS, ROOT
 
