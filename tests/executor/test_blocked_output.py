@@ -27,9 +27,7 @@ class FullSink:
         pass
 
 
-def test_a_port_waiting_on_a_full_stream_says_how_long_then_zero_once_it_took_the_frame() -> (
-    None
-):
+def test_a_port_waiting_on_a_full_stream_says_how_long_then_zero_once_it_took_the_frame() -> None:
     sink = FullSink()
     flusher = Flusher()
     writer = FrameWriter(
