@@ -1,7 +1,8 @@
 """The scheduler's credentials in Kubernetes, each read from a Secret.
 
 * its certificate and key (``DAGYO_TLS_CERT``, ``DAGYO_TLS_KEY``): keys ``tls.crt`` and
-  ``tls.key`` of a ``kubernetes.io/tls`` Secret, mounted as files;
+  ``tls.key`` of a ``kubernetes.io/tls`` Secret, mounted as files, with ``ca.crt`` as
+  ``DAGYO_TLS_CA``: the dashboard it serves is a client of its gRPC API on 127.0.0.1;
 * the token file (``DAGYO_TOKENS``): key ``tokens.yaml`` of a Secret, mounted as a file in
   a folder (never a ``subPath``), so the kubelet updates it in place and a token deleted
   from the Secret is revoked without a restart;
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from executor.errors import DagyoError
-from scheduler.tls import ENV_TLS_CERT, ENV_TLS_KEY, ENV_TOKENS
+from scheduler.tls import ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, ENV_TOKENS
 
 TLS_SECRET = "dagyo-scheduler-tls"
 TOKENS_SECRET = "dagyo-tokens"
@@ -91,7 +92,7 @@ def scheduler_credentials(*, tls_secret: str, tokens_secret: str) -> Mounted:
             volume="tls",
             secret=tls_secret,
             folder=TLS_MOUNT,
-            files={ENV_TLS_CERT: TLS_CERT_KEY, ENV_TLS_KEY: TLS_KEY_KEY},
+            files={ENV_TLS_CERT: TLS_CERT_KEY, ENV_TLS_KEY: TLS_KEY_KEY, ENV_TLS_CA: TLS_CA_KEY},
         )
     if tokens_secret:
         mounted.mount(
