@@ -6,21 +6,38 @@ import errno
 import os
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 from prometheus_client.exposition import generate_latest
 
 from executor.constants import DEFAULT_METRICS_HOST, ENV_METRICS_ADDR, ENV_METRICS_PORT
 from executor.errors import DagyoError
 
+# Seconds: from a job that takes milliseconds to one that streams for hours.
+JOB_DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
+# Seconds a job waited in its mailbox: near 0 while executors keep up.
+QUEUE_WAIT_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
+
 
 class ExecutorMetrics:
-    """The executor's Prometheus metrics, in a registry of its own."""
+    """The executor's Prometheus metrics, in a registry of its own (docs/observability.md).
+
+    Items sent and received are counted live (at each heartbeat, and the rest when a job
+    ends), so ``rate()`` of them is items per second on each port.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._counting = threading.Lock()
         self.jobs_running = Gauge(
             "dagyo_executor_jobs_running", "Jobs running now", registry=self.registry
         )
@@ -29,7 +46,29 @@ class ExecutorMetrics:
         )
         self.panics = Counter("dagyo_executor_panics", "Jobs that panicked", registry=self.registry)
         self.items = Counter(
-            "dagyo_executor_items_sent", "Items sent, per edge", ["edge"], registry=self.registry
+            "dagyo_executor_items_sent",
+            "Items sent, per output port ('node.port'), counted live",
+            ["edge"],
+            registry=self.registry,
+        )
+        self.items_received = Counter(
+            "dagyo_executor_items_received",
+            "Items received, per input port ('node.port'), counted live",
+            ["edge"],
+            registry=self.registry,
+        )
+        self.job_duration = Histogram(
+            "dagyo_executor_job_duration_seconds",
+            "Seconds from taking a job to its end, by outcome",
+            ["outcome"],
+            buckets=JOB_DURATION_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "dagyo_executor_queue_wait_seconds",
+            "Seconds a job waited in its mailbox, from the scheduler's publish to its taking",
+            buckets=QUEUE_WAIT_BUCKETS_S,
+            registry=self.registry,
         )
         self.frames = Counter(
             "dagyo_executor_frames_sent", "Frames sent, per edge", ["edge"], registry=self.registry
@@ -39,6 +78,30 @@ class ExecutorMetrics:
             "Seconds since the last heartbeat was sent",
             registry=self.registry,
         )
+
+    def count_items(
+        self,
+        node: str,
+        sent: Mapping[str, int],
+        received: Mapping[str, int],
+        counted: MutableMapping[tuple[str, str], int],
+    ) -> None:
+        """Add a job's items since it was last counted to the per-port counters.
+
+        Args:
+            sent, received: the job's counts so far, per output and input port.
+            counted: what was counted of this job already (kept by the caller, per job).
+        """
+        with self._counting:  # the heartbeat thread and the I/O thread both count
+            for side, counts, counter in (
+                ("out", sent, self.items),
+                ("in", received, self.items_received),
+            ):
+                for port, count in counts.items():
+                    delta = count - counted.get((side, port), 0)
+                    if delta > 0:
+                        counter.labels(f"{node}.{port}").inc(delta)
+                        counted[(side, port)] = count
 
 
 class HealthServer:

@@ -38,6 +38,12 @@ class JobRun:
     # Why the executor stopped the job itself (drain past its grace, broker lost); empty
     # when the flow was stopped, which is not this job's failure to report.
     stop_reason: str = ""
+    # When the executor took it (monotonic seconds): its duration.
+    taken: float = field(default_factory=time.monotonic)
+    # Its trace span while it runs (executor.tracing); None when tracing is off.
+    span: Any = None
+    # Its items already counted in the executor's metrics: (side, port) -> items.
+    counted: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -46,7 +52,12 @@ class JobRun:
 
     def items_sent(self) -> dict[str, int]:
         """Items sent so far per output port."""
-        return {port: out.items_sent for port, out in self.outputs.items()}
+        # list(): a copy made at once, as the job thread may be adding ports meanwhile.
+        return {port: out.items_sent for port, out in list(self.outputs.items())}
+
+    def items_received(self) -> dict[str, int]:
+        """Items received so far per input port (consts included)."""
+        return {port: stream.items_received for port, stream in list(self.inputs.items())}
 
     def blocked_s(self) -> float:
         """Seconds the job has been waiting, now, for a full output stream (0: it is not)."""

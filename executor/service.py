@@ -49,6 +49,7 @@ from executor.program import Program, load_program
 from executor.settings import ExecutorSettings
 from executor.stream import Flusher, StreamSettings
 from executor.topology import consume
+from executor.tracing import Tracing
 from executor.transport.rabbitmq import ChannelPool, RabbitTransport
 
 log = logging.getLogger("dagyo.executor")
@@ -63,8 +64,11 @@ class Executor:
         settings: ExecutorSettings,
         *,
         stream_settings: StreamSettings | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.progdef = progdef
+        # OpenTelemetry: a span per job when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+        self.tracing = tracing or Tracing.from_env(f"dagyo-executor-{progdef.name}")
         self.settings = settings
         self.stream_settings = stream_settings or StreamSettings()
         self.program: Program = load_program(progdef)
@@ -186,6 +190,7 @@ class Executor:
         self.heartbeats.stop()  # before goodbye: no heartbeat may follow it
         self._goodbye()
         self.io.close()
+        self.tracing.shutdown()
         log.info("drained")
 
     def _goodbye(self) -> None:
@@ -246,15 +251,25 @@ class Executor:
             progdef=self.progdef.name,
             version=self.settings.mailbox.rsplit(".", 1)[-1],
             # A copy: job threads add and remove runs meanwhile.
-            jobs=[
-                JobRef(flow_id=f, node=n, items_sent=run.items_sent(), blocked_s=run.blocked_s())
-                for (f, n), run in list(self.runs.items())
-            ],
+            jobs=[self._progress(run) for run in list(self.runs.values())],
             draining=self.mailbox.draining,
             mailbox=self.settings.mailbox,
             slots=self.settings.max_jobs,
         )
         return Event(time=time.time(), heartbeat=heartbeat)
+
+    def _progress(self, run: JobRun) -> JobRef:
+        """A running job's live progress for a heartbeat; its items counted in the metrics."""
+        sent, received = run.items_sent(), run.items_received()
+        self.metrics.count_items(run.descriptor.node, sent, received, run.counted)
+        flow_id, node = run.key
+        return JobRef(
+            flow_id=flow_id,
+            node=node,
+            items_sent=sent,
+            items_received=received,
+            blocked_s=run.blocked_s(),
+        )
 
     def _beaten(self) -> None:
         self._last_beat = time.monotonic()
@@ -288,6 +303,9 @@ class Executor:
             self.mailbox.job_done()
             return
         run = JobRun(descriptor)
+        if descriptor.published:
+            self.metrics.queue_wait.observe(max(0.0, time.time() - descriptor.published))
+        run.span = self.tracing.start_job(descriptor, executor=self.settings.executor_id)
         with self._idle:
             self.runs[run.key] = run
         if self.settings.one_job:
@@ -339,30 +357,29 @@ class Executor:
                 kind=kind,
                 time=time.time(),
             )
+        sent, received = run.items_sent(), run.items_received()
+        outcome = "panicked" if failure else "stopped" if run.stop.is_set() else "ended"
+        self.metrics.count_items(descriptor.node, sent, received, run.counted)
+        self.metrics.jobs.labels(outcome).inc()
+        self.metrics.job_duration.labels(outcome).observe(time.monotonic() - run.taken)
+        self.tracing.end_job(
+            run.span, outcome=outcome, items_in=received, items_out=sent, failure=failure
+        )
         try:
             if failure is not None:
                 self.metrics.panics.inc()
-                self.metrics.jobs.labels("panicked").inc()
                 self._publish(FAILURES_EXCHANGE, descriptor.flow_id, failure)
-            elif run.stop.is_set():
-                self.metrics.jobs.labels("stopped").inc()
-            else:
-                self.metrics.jobs.labels("ended").inc()
-                sent = run.items_sent()
+            elif outcome == "ended":
                 frames = run.frames_sent()
-                for port, count in sent.items():
-                    self.metrics.items.labels(f"{descriptor.node}.{port}").inc(count)
+                for port in sent:
                     self.metrics.frames.labels(f"{descriptor.node}.{port}").inc(frames[port])
-                self._publish(
-                    EVENTS_EXCHANGE,
-                    "job.ended",
-                    Event(
-                        time=time.time(),
-                        ended=JobEnded(
-                            job=ref, executor=self.settings.executor_id, items_sent=sent
-                        ),
-                    ),
+                ended = JobEnded(
+                    job=ref,
+                    executor=self.settings.executor_id,
+                    items_sent=sent,
+                    items_received=received,
                 )
+                self._publish(EVENTS_EXCHANGE, "job.ended", Event(time=time.time(), ended=ended))
         finally:
             with self._idle:
                 self.runs.pop(run.key, None)
