@@ -44,6 +44,7 @@ from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.externalscaler import externalscaler_pb2_grpc
 from executor.progdef import Progdef, load_catalogue
+from executor.tracing import Tracing
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import CheckedFlow, parse_flow
 from scheduler.flow.overrides import apply_sets
@@ -161,16 +162,20 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             created = time.time()
             deadline = created + deadline_s if deadline_s else 0.0
             plan = plan_flow(checked, flow_id=flow_id, deadline=deadline)
-            scheduler.lifecycle.submit(
-                plan,
-                name=flow.name,
-                created=created,
-                deadline=deadline,
-                sources={name: str(endpoint) for name, endpoint in flow.exports.items()},
-                tenant=principal.tenant,
-                flow_json=flow_json,
-                max_export_items=principal.quotas.max_export_items or 0,
-            )
+            jobs = [job.descriptor for job in plan.jobs]  # each gets the trace context
+            with scheduler.tracing.submit(
+                flow_id=flow_id, name=flow.name, tenant=principal.tenant, jobs=jobs
+            ):
+                scheduler.lifecycle.submit(
+                    plan,
+                    name=flow.name,
+                    created=created,
+                    deadline=deadline,
+                    sources={name: str(endpoint) for name, endpoint in flow.exports.items()},
+                    tenant=principal.tenant,
+                    flow_json=flow_json,
+                    max_export_items=principal.quotas.max_export_items or 0,
+                )
         except BrokerError as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, details([str(e)]))
         return pb.SubmitResponse(flow_id=flow_id)
@@ -332,6 +337,8 @@ class Scheduler:
         self.failed: BaseException | None = None
         self._stopping = threading.Event()
         self.metrics = SchedulerMetrics()
+        # OpenTelemetry: a span per submit when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+        self.tracing = Tracing.from_env("dagyo-scheduler")
         self.store: FlowStore = None  # type: ignore[assignment]  # set by start()
         self.lifecycle: Lifecycle = None  # type: ignore[assignment]
         self.versions: Versions = None  # type: ignore[assignment]  # set by start()
@@ -537,6 +544,7 @@ class Scheduler:
             if thread is not None:
                 thread.join()
         self._ticker = self._admitter = self._sampler = None
+        self.tracing.shutdown()
         if self._broker is not None:
             self._broker.close()
             self._broker = None
