@@ -100,26 +100,41 @@ def items_of(node: pb.NodeProgress) -> str:
 
 
 def print_record(record: pb.FlowRecord) -> None:
-    """A flow record as text: state, times, a table of nodes, the failure, the exports kept."""
+    """A flow record as text: state, times, a table of nodes and one of edges (items and
+    queue depth), the failure, the exports kept."""
     waiting = f" ({record.waiting})" if record.waiting else ""
     click.echo(f"flow {record.id} ({record.name}): {FLOW_STATES[record.state]}{waiting}")
     click.echo(f"created {when(record.created)}, ended {when(record.ended)}")
     # The version says which build of the progdef ran the node.
-    rows = [("node", "progdef", "version", "state", "executor", "items sent")] + [
-        (
-            n.node,
-            n.progdef,
-            n.version or "-",
-            NODE_STATES[n.state],
-            n.executor or "-",
-            items_of(n),
-        )
-        for n in record.nodes
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5]
+    header = ("node", "progdef", "version", "state", "executor", "items received", "items sent")
+    _print_table(
+        [header]
+        + [
+            (
+                n.node,
+                n.progdef,
+                n.version or "-",
+                NODE_STATES[n.state],
+                n.executor or "-",
+                str(n.items_received),
+                items_of(n),
+            )
+            for n in record.nodes
+        ]
+    )
+    if record.edges:
+        # The depth is the frames waiting in the edge's stream queue when last sampled.
+        _print_table(
+            [("edge", "items sent", "items received", "queue depth")]
+            + [
+                (
+                    f"{e.source} -> {e.target}",
+                    str(e.items_sent),
+                    str(e.items_received),
+                    str(e.queue_depth) if e.sampled else "-",
+                )
+                for e in record.edges
+            ]
         )
     if record.HasField("failure"):
         f = record.failure
@@ -132,6 +147,15 @@ def print_record(record: pb.FlowRecord) -> None:
         else ""
     )
     click.echo(f"exports kept: {len(record.exports)}{truncated}")
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    """Rows in columns two spaces apart, the last one not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        )
 
 
 class Progress:

@@ -58,7 +58,7 @@ def export(value: dict[str, Any]) -> pb.Export:
     return pb.Export(export="greetings", value_json=json.dumps(value))
 
 
-def node(name: str, progdef: str, state: int, sent: int) -> pb.NodeProgress:
+def node(name: str, progdef: str, state: int, sent: int, received: int = 0) -> pb.NodeProgress:
     return pb.NodeProgress(
         node=name,
         progdef=progdef,
@@ -66,6 +66,7 @@ def node(name: str, progdef: str, state: int, sent: int) -> pb.NodeProgress:
         state=state,
         executor=f"{progdef}-host-7",
         items_sent=sent,
+        items_received=received,
     )
 
 
@@ -78,8 +79,18 @@ RECORDS = {
         ended=CREATED + 1,
         exports=[export(v) for v in GREETINGS],
         nodes=[
-            node("names", "source", pb.NODE_STATE_ENDED, 3),
-            node("hi", "greet", pb.NODE_STATE_ENDED, 3),
+            node("names", "source", pb.NODE_STATE_ENDED, 3, 1),
+            node("hi", "greet", pb.NODE_STATE_ENDED, 3, 3),
+        ],
+        edges=[
+            pb.EdgeProgress(
+                source="names.src",
+                target="hi.name",
+                items_sent=3,
+                items_received=3,
+                queue_depth=0,
+                sampled=CREATED + 0.5,
+            ),
         ],
     ),
     BOOM: pb.FlowRecord(
@@ -357,8 +368,8 @@ def test_status_shows_state_nodes_and_failure(scheduler: tuple[str, FakeSchedule
     assert result.stdout == (
         f"flow {BOOM} (boom): failed\n"
         f"created {when(CREATED + 10)}, ended {when(CREATED + 12)}\n"
-        "node  progdef  version   state   executor        items sent\n"
-        "hi    explode  0123abcd  failed  explode-host-7  1\n"
+        "node  progdef  version   state   executor        items received  items sent\n"
+        "hi    explode  0123abcd  failed  explode-host-7  0               1\n"
         "failure (panic): node hi (progdef explode) on executor explode-host-7: "
         f"ValueError: panic-1\n{TRACEBACK}"
         "exports kept: 1\n"
@@ -369,6 +380,20 @@ def test_status_of_a_succeeded_flow_exits_0(scheduler: tuple[str, FakeScheduler]
     result = dagyo("flow", "status", HELLO, address=scheduler[0])
     assert result.exit_code == 0
     assert result.stdout.splitlines()[0] == f"flow {HELLO} (hello): succeeded"
+
+
+def test_status_shows_each_edge_with_its_items_and_queue_depth(
+    scheduler: tuple[str, FakeScheduler],
+) -> None:
+    result = dagyo("flow", "status", HELLO, address=scheduler[0])
+    assert result.stdout.splitlines()[2:] == [
+        "node   progdef  version   state  executor       items received  items sent",
+        "names  source   0123abcd  ended  source-host-7  1               3",
+        "hi     greet    0123abcd  ended  greet-host-7   3               3",
+        "edge                  items sent  items received  queue depth",
+        "names.src -> hi.name  3           3               0",
+        "exports kept: 3",
+    ]
 
 
 def test_status_json_is_the_record(scheduler: tuple[str, FakeScheduler]) -> None:
