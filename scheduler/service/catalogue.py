@@ -1,19 +1,92 @@
-"""The answer of the Catalogue call: the progdefs a caller may use, with their types.
+"""The scheduler's catalogue: loaded once and again on change, and the Catalogue call's answer.
 
-The caller's view comes in already cut to its tenant (``visible_catalogue``): the answer
-names no progdef outside it, no type only such a progdef uses, and no file only such a
-progdef brought. ``dagyo progdefs --remote`` and ``dagyo types --remote`` print from it
-exactly what they print from a catalogue folder.
+:class:`CatalogueCache` is the one loader of the scheduler: Submit, Catalogue, Invoke, the
+version watch, the scaler, triggers and the dashboard all call it.
+
+The Catalogue call's caller's view comes in already cut to its tenant
+(``visible_catalogue``): the answer names no progdef outside it, no type only such a
+progdef uses, and no file only such a progdef brought. ``dagyo progdefs --remote`` and
+``dagyo types --remote`` print from it exactly what they print from a catalogue folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import threading
+from pathlib import Path
 
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.progdef import Catalogue, Progdef
+from executor.progdef import Catalogue, Progdef, load_catalogue
 from executor.registry import descriptor_set
 from scheduler.flow.typedocs import catalogue_typenames, describe_type, json_schema
+
+# A file as last seen: its path, modification time and size.
+_Stamp = tuple[tuple[str, int, int], ...]
+
+
+class CatalogueCache:
+    """The catalogue of a folder, loaded on the first call and again once a file changed.
+
+    Every file a progdef's load reads or its version hashes counts: progdef.json,
+    ``VERSION``, ``AUTOSCALER``, its protos, and every file of its build context (skipping
+    ``__pycache__``). A file changed when it appeared, went, or its modification time or
+    size differs; a call costs a ``stat`` of each, not a load. A catalogue that does not
+    load is not kept: each call tries again, so a fixed file is picked up at once.
+
+    Args:
+        directory: the catalogue folder (``DAGYO_PROGDEFS``).
+    """
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        self._lock = threading.Lock()
+        self._catalogue: Catalogue | None = None
+        self._roots: tuple[Path, ...] = (self.directory,)
+        self._stamp: _Stamp = ()
+
+    def __call__(self) -> Catalogue:
+        """Return the catalogue as the files are now.
+
+        Raises:
+            ProgdefInvalid: listing the problems of every malformed progdef.json.
+        """
+        with self._lock:
+            stamp = _stamp(self._roots)
+            if self._catalogue is None or stamp != self._stamp:
+                catalogue = load_catalogue(self.directory)
+                roots = _roots(self.directory, catalogue)
+                if roots != self._roots:
+                    self._roots, stamp = roots, _stamp(roots)
+                self._catalogue, self._stamp = catalogue, stamp
+            return self._catalogue
+
+
+def _roots(directory: Path, catalogue: Catalogue) -> tuple[Path, ...]:
+    """The catalogue folder and each build context outside it."""
+    inside = directory.resolve()
+    outside = {
+        progdef.context_dir.resolve()
+        for progdef in catalogue.values()
+        if not progdef.context_dir.resolve().is_relative_to(inside)
+    }
+    return (directory, *sorted(outside))
+
+
+def _stamp(roots: tuple[Path, ...]) -> _Stamp:
+    seen = []
+    for root in roots:
+        # Links followed: a progdef folder may be a link (a ConfigMap volume's are).
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for filename in sorted(filenames):
+                path = os.path.join(dirpath, filename)
+                try:
+                    status = os.stat(path)
+                except OSError:  # gone between the listing and the stat: a change
+                    continue
+                seen.append((path, status.st_mtime_ns, status.st_size))
+    return tuple(seen)
 
 
 def catalogue_answer(catalogue: Catalogue) -> pb.CatalogueResponse:

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 import grpc
@@ -30,18 +29,18 @@ import grpc
 from executor.errors import BrokerError, ProgdefInvalid
 from executor.pb.externalscaler import externalscaler_pb2 as pb
 from executor.pb.externalscaler import externalscaler_pb2_grpc
-from executor.progdef import load_catalogue, mailbox_name
+from executor.progdef import Catalogue, mailbox_name
+
+
+class _Lifecycle(Protocol):
+    @property
+    def table(self) -> _Jobs: ...
 
 
 class _Jobs(Protocol):
     def jobs_running_of(self, progdef: str, version: str) -> int: ...
 
     def jobs_held_of(self, progdef: str, version: str) -> int: ...
-
-
-class _Settings(Protocol):
-    @property
-    def progdefs(self) -> Path: ...
 
 
 class Demand(Protocol):
@@ -51,10 +50,10 @@ class Demand(Protocol):
     def stopping(self) -> bool: ...
 
     @property
-    def settings(self) -> _Settings: ...
+    def catalogue(self) -> Callable[[], Catalogue]: ...
 
     @property
-    def lifecycle(self) -> _Jobs: ...
+    def lifecycle(self) -> _Lifecycle: ...
 
     def mailbox_depth(self, mailbox: str) -> int | None: ...
 
@@ -137,9 +136,9 @@ class ScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
             waiting = scheduler.mailbox_depth(target.mailbox) or 0
         except BrokerError as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
-        lifecycle = scheduler.lifecycle
-        held = lifecycle.jobs_held_of(target.progdef, target.version)
-        return waiting + held + lifecycle.jobs_running_of(target.progdef, target.version)
+        flows = scheduler.lifecycle.table
+        held = flows.jobs_held_of(target.progdef, target.version)
+        return waiting + held + flows.jobs_running_of(target.progdef, target.version)
 
 
 def resolve(metadata: Mapping[str, str], scheduler: Demand, context: Any) -> Target:
@@ -152,7 +151,7 @@ def resolve(metadata: Mapping[str, str], scheduler: Demand, context: Any) -> Tar
             "the trigger's metadata names no progdef: add progdef: NAME to it",
         )
     try:
-        catalogue = load_catalogue(scheduler.settings.progdefs)
+        catalogue = scheduler.catalogue()
     except ProgdefInvalid as e:
         _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
     progdef = catalogue.get(name)

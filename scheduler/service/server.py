@@ -43,7 +43,7 @@ from executor.health import port_is_fixed
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.externalscaler import externalscaler_pb2_grpc
-from executor.progdef import Progdef, load_catalogue
+from executor.progdef import Progdef
 from executor.tracing import Tracing
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import CheckedFlow, parse_flow
@@ -52,7 +52,7 @@ from scheduler.flow.plan import plan_flow
 from scheduler.service.admission import never_fits
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
-from scheduler.service.catalogue import catalogue_answer
+from scheduler.service.catalogue import CatalogueCache, catalogue_answer
 from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings, broker_identity
 from scheduler.service.invoke import invoke
 from scheduler.service.lifecycle import Lifecycle
@@ -126,7 +126,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         principal = caller(self._auth, context)
         source = request.source or "flow.json"
         try:
-            catalogue = load_catalogue(scheduler.settings.progdefs)
+            catalogue = scheduler.catalogue()
         except ProgdefInvalid as e:
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -281,11 +281,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
     ) -> Iterator[pb.InvokeEvent]:
         """Run one progdef as a one-node flow: its flow id, each output item, its end."""
         principal = caller(self._auth, context)
-        progdefs = self._scheduler.settings.progdefs
         yield from invoke(
             request,
             context,
-            catalogue=lambda: visible_catalogue(load_catalogue(progdefs), principal),
+            catalogue=lambda: visible_catalogue(self._scheduler.catalogue(), principal),
             submit=self.Submit,
             watch=self.Watch,
         )
@@ -301,7 +300,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         """The catalogue the caller may use, its types documented, their descriptor set."""
         principal = caller(self._auth, context)
         try:
-            catalogue = load_catalogue(self._scheduler.settings.progdefs)
+            catalogue = self._scheduler.catalogue()
         except ProgdefInvalid as e:
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -334,6 +333,8 @@ class Scheduler:
     def __init__(self, settings: SchedulerSettings) -> None:
         self.settings = settings
         self.address = settings.address
+        # Loaded once, and again when a file of the catalogue folder changes.
+        self.catalogue = CatalogueCache(settings.progdefs)
         self.failed: BaseException | None = None
         self._stopping = threading.Event()
         self.metrics = SchedulerMetrics()
@@ -370,7 +371,7 @@ class Scheduler:
         """
         settings = self.settings
         # Fail fast on a bad catalogue; say once which progdefs it leaves out, and why.
-        for left in load_catalogue(settings.progdefs).left_out.values():
+        for left in self.catalogue().left_out.values():
             for line in left.lines():
                 log.warning("%s", line)
         self.store = FlowStore(settings.state_path, owner=broker_identity(settings.queue_url))
@@ -386,7 +387,7 @@ class Scheduler:
         )
         self.lifecycle.watchers = Watchers(settings.watcher_events)
         self.versions = Versions(
-            catalogue=lambda: load_catalogue(settings.progdefs),
+            catalogue=self.catalogue,
             broker=broker,
             lifecycle=self.lifecycle,
             unserved_mailbox_s=settings.unserved_mailbox_s,
@@ -489,7 +490,10 @@ class Scheduler:
 
         # Its own servicer: triggers submit through Submit, as their tenant.
         self.triggers = TriggerService(
-            self.settings, submit=SchedulerServicer(self).Submit, authenticator=self.authenticator
+            self.settings,
+            submit=SchedulerServicer(self).Submit,
+            authenticator=self.authenticator,
+            catalogue=self.catalogue,
         )
         self.triggers.start()
 
@@ -503,7 +507,7 @@ class Scheduler:
             return Dashboard(
                 address=where,
                 scheduler=local,
-                catalogue=lambda: load_catalogue(self.settings.progdefs),
+                catalogue=self.catalogue,
                 open_mode=self.authenticator.open,
             )
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,7 @@ from executor.errors import (
     FiringFailed,
     Unauthenticated,
 )
+from executor.progdef import Catalogue
 from scheduler.service.auth import OPEN, Authenticator, Principal
 from scheduler.service.trigger_firing import Firing
 from scheduler.service.triggers import MAX_BATCH_WAIT_S, Trigger
@@ -303,13 +305,20 @@ class TriggerService:
             the broker, the catalogue and the state file (where firings are kept).
         submit: the servicer's ``Submit``.
         authenticator: decides tenants (tokens on) and who may POST events.
+        catalogue: the scheduler's catalogue loader.
 
     Raises:
         DagyoError: the folder cannot be read, or the HTTP address is taken.
     """
 
-    def __init__(self, settings: Any, *, submit: Any, authenticator: Authenticator) -> None:
-        from executor.progdef import load_catalogue
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        submit: Any,
+        authenticator: Authenticator,
+        catalogue: Callable[[], Catalogue],
+    ) -> None:
         from scheduler.service.trigger_firing import FiringStore
         from scheduler.service.triggers import load_triggers
 
@@ -324,7 +333,7 @@ class TriggerService:
             triggers=triggers,
             invalid=invalid,
             submit=submit,
-            catalogue=lambda: load_catalogue(settings.progdefs),
+            catalogue=catalogue,
             authenticator=authenticator,
             store=self._store,
             max_waiting=settings.triggers_waiting,
