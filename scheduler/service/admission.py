@@ -20,12 +20,33 @@ A flow that could never fit is refused at submit (:func:`never_fits`); one that 
 
 from __future__ import annotations
 
+import base64
+import logging
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from executor.constants import MAILBOX_PREFIX
+from executor.errors import BrokerError
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER
+from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.progdef import Progdef
+from scheduler.service import progress as records
+from scheduler.service.flows import FlowTable, needs
+from scheduler.service.liveness import Liveness
+from scheduler.service.state import ActiveFlow, FlowState
+
+if TYPE_CHECKING:
+    from scheduler.service.broker import Broker
+
+log = logging.getLogger("dagyo.scheduler")
+
+# How often waiting flows are looked at again without news (executors heard anew).
+ADMISSION_INTERVAL_S = 0.5
 
 # A published job of a progdef without autoscaler expires this many heartbeat timeouts
 # (150 s by default) after admission: its slot was free when the flow was admitted, so an
@@ -124,3 +145,141 @@ def _reason(mailbox: str, jobs: int, free: int, *, behind: bool) -> str:
     slots = "slot" if jobs == 1 else "slots"
     reason = f"waiting for {jobs} {slots} of {progdef_of(mailbox)}, {free} free"
     return reason + (", behind an older waiting flow" if behind else "")
+
+
+class Admitter:
+    """Admits waiting flows: publishes their jobs once all of them fit (see the module).
+
+    Args:
+        table: the flows; admission reads and marks them under its lock.
+        save: stores a flow (its record and runtime).
+        progress: tells a flow's watchers its record changed.
+        fail: ends a flow for a reason (flow id, failure kind, error).
+        finish: ends a flow in a state (flow id, state).
+    """
+
+    def __init__(
+        self,
+        table: FlowTable,
+        liveness: Liveness,
+        broker: Broker,
+        *,
+        heartbeat_timeout_s: float,
+        save: Callable[[ActiveFlow], None],
+        progress: Callable[[str, pb.FlowRecord], None],
+        fail: Callable[[str, int, str], None],
+        finish: Callable[[str, FlowState], None],
+    ) -> None:
+        self._table = table
+        self._liveness = liveness
+        self._broker = broker
+        self._heartbeat_timeout_s = heartbeat_timeout_s
+        self._save = save
+        self._progress = progress
+        self._fail = fail
+        self._finish = finish
+        self._pass = threading.Lock()  # one admission pass at a time, in order
+        self._wake = threading.Event()  # set when slots may have come free
+
+    def wake(self) -> None:
+        """Slots may have come free (a job or a flow ended): look at the waiting flows."""
+        self._wake.set()
+
+    def loop(self, stop: threading.Event) -> None:
+        """Admit waiting flows whenever slots may have come free, until ``stop`` is set."""
+        while not stop.is_set():
+            self._wake.wait(ADMISSION_INTERVAL_S)
+            self._wake.clear()
+            try:
+                self.admit_waiting()
+            except Exception:
+                log.exception("admitting waiting flows failed")
+
+    def admit_waiting(self) -> None:
+        """Publish the jobs of the waiting flows that fit now (docs/protocol.md, admission).
+
+        The others keep waiting, their records saying why. Never on the broker's I/O thread:
+        it asks the broker for consumer counts.
+        """
+        table = self._table
+        with self._pass:
+            with table.lock:
+                if not any(f.runtime.waiting for f in table.flows.values()):
+                    return
+                ceilings: dict[str, int] = {}
+                for flow in table.flows.values():
+                    ceilings.update(flow.runtime.ceilings)
+                mailboxes = {m for f in table.waiting() for m in needs(f)}
+            capacities = {m: ceilings.get(m, self._capacity(m)) for m in mailboxes}
+            with table.lock:
+                waiting = table.waiting()
+                admitted, reasons = admit(
+                    [Need(f.id, needs(f)) for f in waiting],
+                    lambda m: capacities.get(m),
+                    table.slots_used(),
+                )
+                chosen = []
+                now = time.monotonic()
+                for flow in waiting:
+                    reason = reasons.get(flow.id, "")
+                    if flow.id in admitted:
+                        flow.runtime.waiting = False
+                        flow.admitted_at = flow.moved_at = now
+                        chosen.append(flow)
+                    if flow.record.waiting != reason:
+                        flow.record.waiting = reason
+                        self._save(flow)
+                        self._progress(flow.id, flow.record)
+            for flow in chosen:
+                self._publish(flow)
+
+    def _capacity(self, mailbox: str) -> int | None:
+        """The job slots of the executors pulling ``mailbox``; None when unknown.
+
+        Executors that announce no slots (another implementation) but consume the mailbox
+        make it unknown: a flow is never held for a capacity nobody said.
+        """
+        slots = self._liveness.slots(mailbox)
+        if slots:
+            return slots
+        if slots is None:
+            return None
+        try:
+            return None if self._broker.consumer_count(mailbox) else 0
+        except BrokerError:
+            return 0
+
+    def _publish(self, flow: ActiveFlow) -> None:
+        """Publish an admitted flow's jobs; then it runs (or fails, when the broker did)."""
+        with self._table.lock:
+            if flow.runtime.finishing:
+                return
+            held = list(flow.runtime.held_jobs)
+            now = time.time()
+            records.published(flow.record, now)  # before a started event can come
+        deadline = flow.runtime.deadline
+        expiry = now + job_expiry_s(self._heartbeat_timeout_s)
+        groups: dict[float, list[tuple[str, Job]]] = {}
+        for mailbox, descriptor in held:
+            if mailbox in flow.runtime.ceilings:  # an autoscaler may take long to start one
+                expires = deadline
+            else:
+                expires = min(deadline, expiry) if deadline else expiry
+            job = Job.FromString(base64.b64decode(descriptor))
+            job.published = now
+            groups.setdefault(expires, []).append((mailbox, job))
+        try:
+            for expires, jobs in groups.items():
+                self._broker.publish_jobs(jobs, expires=expires)
+        except BrokerError as e:
+            self._fail(flow.id, FAILURE_KIND_BROKER, str(e))
+            return
+        with self._table.lock:
+            flow.runtime.held_jobs = []
+            if not flow.runtime.finishing:
+                flow.record.state = FlowState.RUNNING.proto
+                self._progress(flow.id, flow.record)
+            self._save(flow)
+            done = flow.complete() and not flow.runtime.finishing
+        if done:  # a flow without nodes
+            self._finish(flow.id, FlowState.SUCCEEDED)

@@ -21,7 +21,6 @@ import base64
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 
@@ -38,13 +37,12 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureKind,
     FailureReport,
 )
-from executor.pb.dagyo.v1.job_pb2 import Job
-from executor.progdef import mailbox_name
 from scheduler.flow.plan import Plan
 from scheduler.service import progress
-from scheduler.service.admission import Need, admit, ceiling, job_expiry_s
+from scheduler.service.admission import Admitter, ceiling
 from scheduler.service.broker import Broker
 from scheduler.service.exports import read_frame
+from scheduler.service.flows import FlowTable
 from scheduler.service.limits import bounded_failure
 from scheduler.service.liveness import Liveness
 from scheduler.service.metrics import SchedulerMetrics
@@ -66,8 +64,6 @@ from scheduler.service.watchdog import autoscaled, never_taken, overdue
 # Events waiting unread past which the scheduler does not judge executors silent.
 EVENTS_BACKLOG_LIMIT = 100
 
-# How often waiting flows are looked at again without news (executors heard anew).
-ADMISSION_INTERVAL_S = 0.5
 
 log = logging.getLogger("dagyo.scheduler")
 
@@ -101,12 +97,21 @@ class Lifecycle:
         self.metrics = metrics
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.export_cap_bytes = export_cap_bytes
-        self._lock = threading.RLock()
-        self._flows: dict[str, ActiveFlow] = {}
+        self.table = FlowTable()
+        self._lock = self.table.lock
+        self._flows = self.table.flows
         self.watchers = Watchers()
         self.liveness = Liveness(heartbeat_timeout_s, clock=clock)
-        self._admission = threading.Lock()  # one admission pass at a time, in order
-        self._wake = threading.Event()  # set when slots may have come free
+        self.admitter = Admitter(
+            self.table,
+            self.liveness,
+            broker,
+            heartbeat_timeout_s=heartbeat_timeout_s,
+            save=self._save,
+            progress=self.watchers.progress,
+            fail=self._fail,
+            finish=self._finish,
+        )
 
     # --- starting --------------------------------------------------------------------------
 
@@ -208,125 +213,8 @@ class Lifecycle:
             flow.starting = False
             runtime.waiting = not runtime.finishing
             self._save(flow)
-        self.admit_waiting()
+        self.admitter.admit_waiting()
         return flow_id
-
-    # --- admitting -------------------------------------------------------------------------
-
-    def admit_waiting(self) -> None:
-        """Publish the jobs of the waiting flows that fit now (docs/protocol.md, admission).
-
-        The others keep waiting, their records saying why. Never on the broker's I/O thread:
-        it asks the broker for consumer counts.
-        """
-        with self._admission:
-            with self._lock:
-                if not any(f.runtime.waiting for f in self._flows.values()):
-                    return
-                ceilings: dict[str, int] = {}
-                for flow in self._flows.values():
-                    ceilings.update(flow.runtime.ceilings)
-                mailboxes = {m for f in self._waiting() for m in _needs(f)}
-            capacities = {m: ceilings.get(m, self._capacity(m)) for m in mailboxes}
-            with self._lock:
-                waiting = self._waiting()
-                admitted, reasons = admit(
-                    [Need(f.id, _needs(f)) for f in waiting],
-                    lambda m: capacities.get(m),
-                    self._slots_used(),
-                )
-                chosen = []
-                now = time.monotonic()
-                for flow in waiting:
-                    reason = reasons.get(flow.id, "")
-                    if flow.id in admitted:
-                        flow.runtime.waiting = False
-                        flow.admitted_at = flow.moved_at = now
-                        chosen.append(flow)
-                    if flow.record.waiting != reason:
-                        flow.record.waiting = reason
-                        self._save(flow)
-                        self.watchers.progress(flow.id, flow.record)
-            for flow in chosen:
-                self._publish(flow)
-
-    def _waiting(self) -> list[ActiveFlow]:
-        """The flows waiting for admission, oldest first (under the lock)."""
-        flows = [f for f in self._flows.values() if f.runtime.waiting and not f.runtime.finishing]
-        return sorted(flows, key=lambda f: f.record.created)
-
-    def _slots_used(self) -> Counter[str]:
-        """Per mailbox, the jobs of admitted flows that have not ended (under the lock)."""
-        used: Counter[str] = Counter()
-        for flow in self._flows.values():
-            if not flow.runtime.waiting:
-                used.update(
-                    mailbox_name(n.progdef, n.version)
-                    for n in flow.record.nodes
-                    if n.state in (NODE_PENDING, NODE_RUNNING)
-                )
-        return used
-
-    def _capacity(self, mailbox: str) -> int | None:
-        """The job slots of the executors pulling ``mailbox``; None when unknown.
-
-        Executors that announce no slots (another implementation) but consume the mailbox
-        make it unknown: a flow is never held for a capacity nobody said.
-        """
-        slots = self.liveness.slots(mailbox)
-        if slots:
-            return slots
-        if slots is None:
-            return None
-        try:
-            return None if self.broker.consumer_count(mailbox) else 0
-        except BrokerError:
-            return 0
-
-    def _publish(self, flow: ActiveFlow) -> None:
-        """Publish an admitted flow's jobs; then it runs (or fails, when the broker did)."""
-        with self._lock:
-            if flow.runtime.finishing:
-                return
-            held = list(flow.runtime.held_jobs)
-            now = time.time()
-            progress.published(flow.record, now)  # before a started event can come
-        deadline = flow.runtime.deadline
-        expiry = now + job_expiry_s(self.heartbeat_timeout_s)
-        groups: dict[float, list[tuple[str, Job]]] = {}
-        for mailbox, descriptor in held:
-            if mailbox in flow.runtime.ceilings:  # an autoscaler may take long to start one
-                expires = deadline
-            else:
-                expires = min(deadline, expiry) if deadline else expiry
-            job = Job.FromString(base64.b64decode(descriptor))
-            job.published = now
-            groups.setdefault(expires, []).append((mailbox, job))
-        try:
-            for expires, jobs in groups.items():
-                self.broker.publish_jobs(jobs, expires=expires)
-        except BrokerError as e:
-            self._fail(flow.id, FAILURE_KIND_BROKER, str(e))
-            return
-        with self._lock:
-            flow.runtime.held_jobs = []
-            if not flow.runtime.finishing:
-                flow.record.state = FlowState.RUNNING.proto
-                self.watchers.progress(flow.id, flow.record)
-            self._save(flow)
-            done = flow.complete() and not flow.runtime.finishing
-        if done:  # a flow without nodes
-            self._finish(flow.id, FlowState.SUCCEEDED)
-
-    def admission_loop(self, stop: threading.Event) -> None:
-        """Admit waiting flows whenever slots may have come free, until ``stop`` is set."""
-        while not stop.is_set():
-            self._wake.wait(ADMISSION_INTERVAL_S)
-            self._wake.clear()
-            try:
-                self.admit_waiting()
-            except Exception:
-                log.exception("admitting waiting flows failed")
 
     def _consume(self, flow: ActiveFlow) -> None:
         lost = partial(self._queue_lost, flow.id)
@@ -382,7 +270,7 @@ class Lifecycle:
                     "resubmit the flow"
                 )
                 self._fail(flow.id, FAILURE_KIND_BROKER, error)
-        self._wake.set()
+        self.admitter.wake()
 
     def on_disconnect(self, error: Exception) -> None:
         """The broker connection was lost: stop judging executors until it is back."""
@@ -438,7 +326,7 @@ class Lifecycle:
                 )
                 flow.moved_at = time.monotonic()
                 flow.blocked.pop(node.node, None)
-                self._wake.set()  # its slot is free: a waiting flow may fit now
+                self.admitter.wake()  # its slot is free: a waiting flow may fit now
                 done = flow.id if flow.complete() and not flow.starting else None
             else:
                 return
@@ -639,7 +527,7 @@ class Lifecycle:
             self._save(flow)
             del self._flows[flow.id]
             self.watchers.end(flow.id, flow.record)
-        self._wake.set()  # its slots are free
+        self.admitter.wake()  # its slots are free
         self.metrics.flow_ended(state.value, flow.record.ended - flow.record.created)
         flow.ended.set()
 
@@ -665,43 +553,6 @@ class Lifecycle:
             return None
         return self.watchers.replay(record)
 
-    def jobs_running(self) -> int:
-        """Jobs that started and have not ended, in flows that have not ended."""
-        with self._lock:
-            return sum(
-                n.state == NODE_RUNNING for f in self._flows.values() for n in f.record.nodes
-            )
-
-    def jobs_running_of(self, progdef: str, version: str) -> int:
-        """Jobs of one progdef version that started and have not ended (the autoscaler's)."""
-        with self._lock:
-            return sum(
-                n.state == NODE_RUNNING and n.progdef == progdef and n.version == version
-                for f in self._flows.values()
-                for n in f.record.nodes
-            )
-
-    def jobs_held_of(self, progdef: str, version: str) -> int:
-        """Jobs of one progdef version in flows waiting for admission (not published yet)."""
-        with self._lock:
-            return sum(
-                n.progdef == progdef and n.version == version
-                for f in self._flows.values()
-                if f.runtime.waiting
-                for n in f.record.nodes
-            )
-
-    def jobs_open_of(self, progdef: str, version: str) -> int:
-        """Jobs of one progdef version not ended yet, started or not (retirement waits)."""
-        with self._lock:
-            return sum(
-                n.state in (NODE_PENDING, NODE_RUNNING)
-                and n.progdef == progdef
-                and n.version == version
-                for f in self._flows.values()
-                for n in f.record.nodes
-            )
-
     def sample_edges(self) -> dict[str, list[str]]:
         """Flow id -> its edges' targets, for each running flow (the queue sampler's)."""
         with self._lock:
@@ -719,11 +570,14 @@ class Lifecycle:
                 self._save(flow, runtime=False)
                 self.watchers.progress(flow.id, flow.record)
 
+    def jobs_running(self) -> int:
+        """Jobs that started and have not ended, in flows that have not ended."""
+        return self.table.jobs_running()
+
+    def admission_loop(self, stop: threading.Event) -> None:
+        """Admit waiting flows whenever slots may have come free, until ``stop`` is set."""
+        self.admitter.loop(stop)
+
     def heartbeat_ages(self) -> dict[str, float]:
         """Seconds since each known executor was last heard from."""
         return self.liveness.ages()
-
-
-def _needs(flow: ActiveFlow) -> Counter[str]:
-    """The job slots a flow needs: mailbox -> its jobs there."""
-    return Counter(mailbox_name(n.progdef, n.version) for n in flow.record.nodes)

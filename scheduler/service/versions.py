@@ -120,7 +120,7 @@ class Versions:
         report = []
         for known in self.states():
             waiting = 0 if known.state == RETIRED else self._broker.queue_depth(known.mailbox)
-            running = self._lifecycle.jobs_running_of(known.progdef, known.version)
+            running = self._lifecycle.table.jobs_running_of(known.progdef, known.version)
             report.append(
                 pb.ProgdefVersion(
                     progdef=known.progdef,
@@ -144,7 +144,7 @@ class Versions:
         with self._lock:
             known = list(self._known.values())
         for old in known:
-            if old.state in (DRAINING, RETIRING) and self._lifecycle.jobs_open_of(
+            if old.state in (DRAINING, RETIRING) and self._lifecycle.table.jobs_open_of(
                 old.progdef, old.version
             ):
                 continue

@@ -1,0 +1,79 @@
+"""The flows the scheduler follows (those that have not ended), and what is asked of them.
+
+One table, one lock: the lifecycle changes the flows under it, and the admission, the
+autoscaler, retirement and metrics count their jobs under it. Broker calls are never
+made while holding it (the broker's I/O thread takes it in its callbacks).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from executor.progdef import mailbox_name
+from scheduler.service.state import NODE_PENDING, NODE_RUNNING, ActiveFlow
+
+
+class FlowTable:
+    """Flow id -> the flow, for every flow that has not ended; ``lock`` guards both."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.flows: dict[str, ActiveFlow] = {}
+
+    def waiting(self) -> list[ActiveFlow]:
+        """The flows waiting for admission, oldest first (under the lock)."""
+        flows = [f for f in self.flows.values() if f.runtime.waiting and not f.runtime.finishing]
+        return sorted(flows, key=lambda f: f.record.created)
+
+    def slots_used(self) -> Counter[str]:
+        """Per mailbox, the jobs of admitted flows that have not ended (under the lock)."""
+        used: Counter[str] = Counter()
+        for flow in self.flows.values():
+            if not flow.runtime.waiting:
+                used.update(
+                    mailbox_name(n.progdef, n.version)
+                    for n in flow.record.nodes
+                    if n.state in (NODE_PENDING, NODE_RUNNING)
+                )
+        return used
+
+    def jobs_running(self) -> int:
+        """Jobs that started and have not ended, in flows that have not ended."""
+        with self.lock:
+            return sum(n.state == NODE_RUNNING for f in self.flows.values() for n in f.record.nodes)
+
+    def jobs_running_of(self, progdef: str, version: str) -> int:
+        """Jobs of one progdef version that started and have not ended (the autoscaler's)."""
+        with self.lock:
+            return sum(
+                n.state == NODE_RUNNING and n.progdef == progdef and n.version == version
+                for f in self.flows.values()
+                for n in f.record.nodes
+            )
+
+    def jobs_held_of(self, progdef: str, version: str) -> int:
+        """Jobs of one progdef version in flows waiting for admission (not published yet)."""
+        with self.lock:
+            return sum(
+                n.progdef == progdef and n.version == version
+                for f in self.flows.values()
+                if f.runtime.waiting
+                for n in f.record.nodes
+            )
+
+    def jobs_open_of(self, progdef: str, version: str) -> int:
+        """Jobs of one progdef version not ended yet, started or not (retirement waits)."""
+        with self.lock:
+            return sum(
+                n.state in (NODE_PENDING, NODE_RUNNING)
+                and n.progdef == progdef
+                and n.version == version
+                for f in self.flows.values()
+                for n in f.record.nodes
+            )
+
+
+def needs(flow: ActiveFlow) -> Counter[str]:
+    """The job slots a flow needs: mailbox -> its jobs there."""
+    return Counter(mailbox_name(n.progdef, n.version) for n in flow.record.nodes)
