@@ -348,6 +348,7 @@ class Scheduler:
         self._health = health.HealthServicer()
         self._metrics_server: MetricsServer | None = None
         self._ticker: threading.Thread | None = None
+        self._admitter: threading.Thread | None = None
         self.authenticator = Authenticator(
             TokenFile(settings.tokens_path) if settings.tokens_path else None
         )
@@ -358,7 +359,6 @@ class Scheduler:
     @property
     def stopping(self) -> bool:
         """True once ``stop`` was called."""
-        self._admitter: threading.Thread | None = None
         return self._stopping.is_set()
 
     def start(self) -> None:
@@ -416,6 +416,13 @@ class Scheduler:
                 target=self._tick, name="dagyo-scheduler-tick", daemon=True
             )
             self._ticker.start()
+            self._admitter = threading.Thread(
+                target=self.lifecycle.admission_loop,
+                args=(self._stopping,),
+                name="dagyo-scheduler-admission",
+                daemon=True,
+            )
+            self._admitter.start()
             self._listen()
             if settings.triggers_dir is not None:
                 self._start_triggers()
@@ -428,13 +435,6 @@ class Scheduler:
                     fixed=port_is_fixed(settings.metrics_port, SCHEDULER_METRICS_PORT),
                 )
                 self._metrics_server.start()
-            self._admitter = threading.Thread(
-                target=self.lifecycle.admission_loop,
-                args=(self._stopping,),
-                name="dagyo-scheduler-admission",
-                daemon=True,
-            )
-            self._admitter.start()
             if settings.ui_address:
                 self._start_dashboard(settings.ui_address)
         except BaseException:
