@@ -6,6 +6,7 @@ kept in the test's folder (``dashboard-*.png``).
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,10 +127,25 @@ def test_a_running_flow_shows_its_graph_and_rising_counts(
         f"() => Number(document.querySelector('#nodes tr[data-node=\"lag\"] td.items')"
         f"?.textContent) > {first}"
     )
+    # The edge into hi counts its items live and says how many frames wait in its queue.
+    edge = '#graph g.edge[data-edge="lag.items → hi.name"]'
+    page.wait_for_function(
+        f"() => Number(document.querySelector('{edge}')?.dataset.items) > 0"
+        f" && document.querySelector('{edge}')?.dataset.depth !== ''"
+    )
+    items_line, depth_line = page.locator(f"{edge} tspan").all_text_contents()
+    assert re.fullmatch(r"Text · \d+ items", items_line), items_line
+    assert re.fullmatch(r"\d+ queued", depth_line), depth_line
+    passed = int(page.locator(edge).get_attribute("data-items") or 0)
+    page.wait_for_function(
+        f"() => Number(document.querySelector('{edge}')?.dataset.items) > {passed}"
+    )
     page.screenshot(path=str(tmp_path / "dashboard-flow.png"))
     cluster.wait(flow_id)
     page.locator("h1 .s-succeeded").wait_for()
     assert int(items.inner_text()) == 400
+    page.wait_for_function(f"() => document.querySelector('{edge}')?.dataset.items === '400'")
+    assert page.locator('#nodes tr[data-node="hi"] td.received').inner_text() == "400"
     assert '"hello name-0"' in page.locator("#exports").inner_text()
 
 

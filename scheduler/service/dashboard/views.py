@@ -53,6 +53,8 @@ def _graph(record: pb.FlowRecord, catalogue: Mapping[str, Progdef]) -> dict[str,
                 "from": source.partition(".")[0],
                 "to": target.partition(".")[0],
                 "label": f"{source} → {target}",
+                "source": source,
+                "target": target,
                 "typename": types.get(("out", source), ""),
             }
         )

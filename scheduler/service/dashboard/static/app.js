@@ -153,7 +153,7 @@ function layout(graph) {
   for (const n of graph.nodes) {
     const l = layer[n.name];
     rows[l] = (rows[l] || 0) + 1;
-    at[n.name] = { x: 30 + l * 240, y: 30 + (rows[l] - 1) * 90 };
+    at[n.name] = { x: 30 + l * 300, y: 30 + (rows[l] - 1) * 90 };
   }
   return at;
 }
@@ -168,15 +168,23 @@ function graphView(record) {
     el("svg:defs", {}, el("svg:marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5,
       markerWidth: 7, markerHeight: 7, orient: "auto" },
       el("svg:path", { d: "M0,0 L10,5 L0,10 z", fill: "#6b7280" }))));
+  // Live per edge: the items its source port sent, and the frames waiting in its queue
+  // when the scheduler last sampled it ("" until then).
+  const progress = Object.fromEntries((record.edges || []).map((e) => [e.target, e]));
   for (const e of graph.edges) {
     const a = at[e.from], b = at[e.to];
     if (!a || !b) continue;
     const x1 = a.x + 170, y1 = a.y + 25, x2 = b.x, y2 = b.y + 25, mx = (x1 + x2) / 2;
-    const count = nodes[e.from] ? nodes[e.from].items_sent : 0;
-    svg.append(el("svg:g", { class: "edge", "data-edge": e.label },
+    const live = progress[e.target] || { items_sent: 0, queue_depth: 0, sampled: 0 };
+    const depth = live.sampled ? String(live.queue_depth) : "";
+    const typename = (e.typename || "").replace("dagyo.types.", "");
+    const my = (y1 + y2) / 2;
+    svg.append(el("svg:g", { class: "edge", "data-edge": e.label, "data-items": live.items_sent,
+      "data-depth": depth },
       el("svg:path", { d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}` }),
-      el("svg:text", { x: mx, y: (y1 + y2) / 2 - 6, "text-anchor": "middle" },
-        `${(e.typename || "").replace("dagyo.types.", "")} · ${count}`)));
+      el("svg:text", { x: mx, y: my - 6, "text-anchor": "middle" },
+        el("svg:tspan", {}, [typename, `${live.items_sent} items`].filter(Boolean).join(" · ")),
+        depth ? el("svg:tspan", { x: mx, dy: 17, class: "depth" }, `${depth} queued`) : "")));
   }
   for (const n of graph.nodes) {
     const p = at[n.name];
@@ -217,10 +225,12 @@ function flowPage(flowId) {
       el("div", { class: "card" }, graphView(record)),
       el("h2", {}, "Nodes"),
       el("table", { id: "nodes" }, el("thead", {}, el("tr", {},
-        ["node", "progdef", "version", "state", "executor", "items sent"].map((h) => el("th", {}, h)))),
+        ["node", "progdef", "version", "state", "executor", "items received", "items sent"]
+          .map((h) => el("th", {}, h)))),
         el("tbody", {}, record.nodes.map((n) => el("tr", { "data-node": n.node },
           el("td", {}, n.node), el("td", {}, n.progdef), el("td", {}, n.version || "-"),
           el("td", {}, stateBadge(n.state)), el("td", {}, n.executor || "-"),
+          el("td", { class: "received" }, n.items_received),
           el("td", { class: "items" }, n.errors_sent
             ? `${n.items_sent} (${n.errors_sent} error${n.errors_sent === 1 ? "" : "s"})`
             : n.items_sent))))),
