@@ -29,13 +29,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import scheduler.service.progress as records
 from executor.constants import MAILBOX_PREFIX
 from executor.errors import BrokerError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER
 from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.progdef import Progdef
-from scheduler.service import progress as records
 from scheduler.service.flows import FlowTable, needs
 from scheduler.service.liveness import Liveness
 from scheduler.service.state import ActiveFlow, FlowState

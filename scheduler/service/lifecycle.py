@@ -26,6 +26,7 @@ from functools import partial
 
 import pika
 
+import scheduler.service.progress as progress
 from executor.constants import EVENTS_QUEUE, MAILBOX_PREFIX, SCHEDULER_APP_ID, failure_queue
 from executor.errors import BrokerError, DecodeError, redact_url
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
@@ -38,7 +39,6 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureReport,
 )
 from scheduler.flow.plan import Plan
-from scheduler.service import progress
 from scheduler.service.admission import Admitter, ceiling
 from scheduler.service.broker import Broker
 from scheduler.service.exports import read_frame
