@@ -1,8 +1,8 @@
 """Wide flows: one source feeding --width void_sinks, embedded and on a local cluster.
 
 Times `dagyo run` of the flow in one process, then, on a local cluster whose void_sink
-executor holds every job (DAGYO_MAX_JOBS = width), the Submit call and the flow from
-submit to its end. Prints one JSON line:
+executors hold every job between them (at most 2000 each), the Submit call and the flow
+from submit to its end. Prints one JSON line:
 
     {"width": 3000, "embedded_s": …, "submit_s": …, "cluster_s": …, "state": "succeeded"}
 
@@ -25,6 +25,7 @@ from typing import Any
 from common import ROOT, delete_mailboxes, emit, now, start_cluster
 
 from executor.pb.dagyo.v1 import scheduler_pb2
+from executor.progdef import MAX_JOBS_LIMIT
 from scheduler.client.api import SchedulerClient
 
 ENDED = (
@@ -63,7 +64,15 @@ def embedded(flow: dict[str, Any]) -> float:
 
 def cluster(flow: dict[str, Any], width: int) -> dict[str, Any]:
     """Submit seconds, submit-to-end seconds and end state on a local cluster."""
-    local = start_cluster(("source", "void_sink"), extra_env={"DAGYO_MAX_JOBS": str(width + 1)})
+    # An executor holds at most MAX_JOBS_LIMIT jobs: enough executors for every sink.
+    executors = -(-(width + 1) // MAX_JOBS_LIMIT)
+    slots = -(-(width + 1) // executors)
+    local = start_cluster(
+        ("source", "void_sink"),
+        executors_per_progdef=executors,
+        extra_env={"DAGYO_MAX_JOBS": str(slots)},
+    )
+
     try:
         with SchedulerClient(local.address) as client:
             started = now()
