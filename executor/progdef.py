@@ -1,0 +1,516 @@
+"""The progdef model: loading and checking progdef.json, and a progdef's version.
+
+This module is shared by the executor and the scheduler, so it depends on nothing but the
+standard library.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from executor.constants import (
+    DEFAULT_MAX_JOBS,
+    DEFAULT_RETRY_ATTEMPTS,
+    DEFAULT_RETRY_BACKOFF_S,
+    DRAIN_GRACE_S,
+    MAILBOX_PREFIX,
+)
+from executor.errors import JsonProblems, ProgdefInvalid, ProgdefNotFound, ProtosInvalid
+from executor.registry import check_proto_paths, load_types
+from executor.strictjson import parse_strict
+from executor.types import unknown_typename
+from executor.version import progdef_version
+
+# Each running job holds one AMQP channel of its executor's connection, and RabbitMQ
+# allows 2047 per connection by default (the executor keeps a few for itself): past
+# this a job's channel cannot open and the whole connection is lost.
+MAX_JOBS_LIMIT = 2000
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+TYPENAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+TYPE_VARIABLE = re.compile(r"^[A-Z][A-Z0-9]*$")
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+STYLES = ("stream", "function")
+# deployment: long-lived executors; job: one job per pod (its executor runs --one-job).
+SCALING_MODES = ("deployment", "job")
+ERROR_TYPE = "dagyo.types.Error"
+
+_TOP_KEYS = {
+    "name",
+    "description",
+    "inputs",
+    "outputs",
+    "run",
+    "style",
+    "init",
+    "retries",
+    "image",
+    "scaling",
+    "resources",
+    "env",
+    "secrets",
+    "drain_grace_s",
+    "errors",
+    "protos",
+    "tenants",
+}
+_REQUIRED = ("name", "inputs", "outputs", "run")
+_SECTION_KEYS: dict[str, set[str]] = {
+    "image": {"dockerfile", "context"},
+    "scaling": {"max_jobs", "min_executors", "max_executors", "mode"},
+    "resources": {"cpu", "memory", "gpu"},
+    "retries": {"attempts", "backoff_ms"},
+}
+
+
+def is_type_variable(port_type: str) -> bool:
+    """Return True when a port type is a type variable such as ``T``, not a typename."""
+    return bool(TYPE_VARIABLE.fullmatch(port_type))
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How many jobs one executor runs and how many executors may serve the progdef."""
+
+    max_jobs: int = DEFAULT_MAX_JOBS
+    min_executors: int = 0
+    max_executors: int = 10
+    # ``deployment`` (long-lived executors) or ``job`` (one job per pod, max_jobs 1).
+    mode: str = SCALING_MODES[0]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one executor of the progdef asks the cluster for."""
+
+    cpu: str = "100m"
+    memory: str = "128Mi"
+    gpu: int = 0
+
+
+@dataclass(frozen=True)
+class Retries:
+    """Function style: how often an item is tried before the job panics."""
+
+    attempts: int = DEFAULT_RETRY_ATTEMPTS
+    backoff_s: float = DEFAULT_RETRY_BACKOFF_S
+
+
+@dataclass(frozen=True)
+class Progdef:
+    """One progdef, as read from its progdef.json.
+
+    Attributes:
+        directory: the folder holding progdef.json (None when loaded from a mapping).
+        inputs / outputs: port name -> typename or type variable.
+        run: ``module:attribute`` relative to the image build context.
+        style: ``stream`` (``run(job)``) or ``function`` (``handler(ctx, item)``).
+    """
+
+    name: str
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+    run: str
+    description: str = ""
+    style: str = "stream"
+    init: str = ""
+    retries: Retries = field(default_factory=Retries)
+    dockerfile: str = "Dockerfile"
+    context: str = "."
+    scaling: Scaling = field(default_factory=Scaling)
+    resources: Resources = field(default_factory=Resources)
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    drain_grace_s: float = DRAIN_GRACE_S
+    # The error port: an output of type dagyo.types.Error that failed items go to ("" = none).
+    errors: str = ""
+    # .proto files (relative to the folder) defining the messages its ports use.
+    protos: tuple[str, ...] = ()
+    # The tenants that may use it; None for every tenant.
+    tenants: tuple[str, ...] | None = None
+    directory: Path | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def context_dir(self) -> Path:
+        """The image build context, where the ``run`` module's path starts."""
+        base = self.directory if self.directory is not None else Path.cwd()
+        return (base / self.context).resolve()
+
+    @cached_property
+    def version(self) -> str:
+        """The content hash naming this progdef's mailbox (see :func:`progdef_version`),
+        computed once per loaded progdef: hashing reads its whole build context."""
+        return progdef_version(self)
+
+    @cached_property
+    def mailbox(self) -> str:
+        """The mailbox queue of this progdef version."""
+        return mailbox_name(self.name, self.version)
+
+
+def mailbox_name(progdef: str, version: str) -> str:
+    """Return the mailbox queue name of one progdef version."""
+    return f"{MAILBOX_PREFIX}.{progdef}.{version}"
+
+
+def load_progdef(path: Path | str) -> Progdef:
+    """Load and check one progdef.json (or a folder holding one).
+
+    Raises:
+        ProgdefInvalid: naming the file and every problem in it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "progdef.json"
+    try:
+        text = path.read_bytes()
+    except OSError as e:
+        raise ProgdefInvalid([f"{path}: cannot read: {e.strerror}"]) from e
+    try:
+        data = parse_strict(text, source=str(path))
+    except JsonProblems as e:
+        raise ProgdefInvalid(e.problems) from None
+    return parse_progdef(data, source=str(path), directory=path.parent)
+
+
+def parse_progdef(
+    data: Any, *, source: str = "progdef.json", directory: Path | None = None
+) -> Progdef:
+    """Check a decoded progdef.json document and build the Progdef.
+
+    Raises:
+        ProgdefInvalid: with one line per problem, each prefixed by ``source``.
+    """
+    problems: list[str] = []
+
+    def problem(text: str) -> None:
+        problems.append(f"{source}: {text}")
+
+    if not isinstance(data, dict):
+        raise ProgdefInvalid([f"{source}: expected a JSON object at the top level"])
+    for key in sorted(set(data) - _TOP_KEYS):
+        problem(f"unknown key {key!r}{did_you_mean(key, _TOP_KEYS)}")
+    for key in _REQUIRED:
+        if key not in data:
+            problem(f"missing required key {key!r}")
+    name = data.get("name", "")
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        problem(f"name {name!r} must match {NAME.pattern}")
+    ports = {}
+    for side in ("inputs", "outputs"):
+        ports[side] = _check_ports(data.get(side, {}), side, problem)
+    unbound = {t for t in ports["outputs"].values() if is_type_variable(t)} - {
+        t for t in ports["inputs"].values() if is_type_variable(t)
+    }
+    for port, port_type in ports["outputs"].items():
+        if port_type in unbound:
+            problem(
+                f"output {port!r} has type variable {port_type} that no input binds: "
+                "use a typename, or give an input the same variable"
+            )
+    run = data.get("run", "")
+    if not isinstance(run, str) or not re.fullmatch(r"[\w.]+:\w+", run):
+        problem(f"run {run!r} must be 'module:attribute', e.g. 'main:run'")
+    style = data.get("style", "stream")
+    if style not in STYLES:
+        problem(f"style {style!r} must be one of {', '.join(STYLES)}")
+    errors = data.get("errors") or ""  # null, as in DESIGN.md, is no error port
+    if errors and (not isinstance(errors, str) or ports["outputs"].get(errors) != ERROR_TYPE):
+        problem(
+            f"progdef {name!r}: errors {errors!r} must name an output port of type "
+            f"{ERROR_TYPE}; the outputs "
+            f"are {', '.join(f'{p}: {t}' for p, t in ports['outputs'].items()) or 'none'}"
+        )
+        errors = ""
+    data_outputs = len(ports["outputs"]) - (1 if errors else 0)
+    if style == "function" and (len(ports["inputs"]) != 1 or data_outputs > 1):
+        problem(
+            "style 'function' needs exactly one input and at most one output; "
+            "use style 'stream' for other shapes"
+        )
+    init = data.get("init", "")
+    if init and (style != "function" or not re.fullmatch(r"[\w.]+:\w+", str(init))):
+        problem("init must be 'module:attribute' and is only for style 'function'")
+    sections = {}
+    for section, keys in _SECTION_KEYS.items():
+        value = data.get(section, {})
+        if not isinstance(value, dict):
+            problem(f"{section} must be an object")
+            value = {}
+        for key in sorted(set(value) - keys):
+            problem(f"unknown key {section}.{key}{did_you_mean(key, keys)}")
+        sections[section] = value
+    scaling_values = dict(sections["scaling"])
+    mode = scaling_values.pop("mode", SCALING_MODES[0])
+    if mode not in SCALING_MODES:
+        problem(f"scaling.mode {mode!r} must be one of {', '.join(SCALING_MODES)}")
+        mode = SCALING_MODES[0]
+    elif mode == "job" and scaling_values.setdefault("max_jobs", 1) != 1:
+        problem(
+            f"scaling.max_jobs {scaling_values['max_jobs']}: a progdef of mode job runs one "
+            "job per pod; leave max_jobs out (or set it to 1)"
+        )
+    scaling = replace(_build(Scaling, scaling_values, "scaling", problem, int), mode=mode)
+    if not 1 <= scaling.max_jobs <= MAX_JOBS_LIMIT:
+        problem(
+            f"scaling.max_jobs {scaling.max_jobs} is out of bounds: from 1 to {MAX_JOBS_LIMIT} "
+            "(the most jobs a mailbox consumer can prefetch)"
+        )
+    if not 0 <= scaling.min_executors <= scaling.max_executors:
+        problem("scaling needs 0 <= min_executors <= max_executors")
+    resources = _build(Resources, sections["resources"], "resources", problem, None)
+    for key in ("cpu", "memory"):
+        if not QUANTITY.fullmatch(str(getattr(resources, key))):
+            problem(f"resources.{key} {getattr(resources, key)!r} is not a quantity like '100m'")
+    if isinstance(resources.gpu, bool) or not isinstance(resources.gpu, int) or resources.gpu < 0:
+        problem(f"resources.gpu {json.dumps(resources.gpu)} must be a whole number >= 0, e.g. 1")
+    retries_raw = sections["retries"]
+    retries = Retries(
+        attempts=_number(
+            retries_raw.get("attempts", DEFAULT_RETRY_ATTEMPTS),
+            "retries.attempts",
+            problem,
+            minimum=1,
+            kind=int,
+        ),
+        backoff_s=_number(
+            retries_raw.get("backoff_ms", DEFAULT_RETRY_BACKOFF_S * 1000),
+            "retries.backoff_ms",
+            problem,
+            minimum=0,
+        )
+        / 1000,
+    )
+    env = data.get("env", {})
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        problem("env must be an object of string values")
+        env = {}
+    secrets = data.get("secrets", [])
+    if not isinstance(secrets, list) or not all(
+        isinstance(s, str) and SECRET_NAME.fullmatch(s) for s in secrets
+    ):
+        problem("secrets must be a list of environment variable names")
+        secrets = []
+    image = sections["image"]
+    grace = _number(data.get("drain_grace_s", DRAIN_GRACE_S), "drain_grace_s", problem, minimum=0)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        problem("description must be a string")
+        description = ""
+    protos = data.get("protos", [])
+    # Kept apart: a progdef whose only problems are its protos is left out of a catalogue.
+    proto_problems: list[str] = []
+    if not isinstance(protos, list):
+        problem("protos must be a list of .proto file names, relative to the progdef's folder")
+        protos = []
+    elif directory is not None:
+        proto_problems = check_proto_paths(directory, protos, source=source)
+    tenants = data.get("tenants")
+    if tenants is not None and (
+        not isinstance(tenants, list) or not all(isinstance(t, str) and t for t in tenants)
+    ):
+        problem('tenants must be null (every tenant) or a list of tenant names, e.g. ["team-a"]')
+        tenants = None
+    if protos and directory is not None and not problems and not proto_problems:
+        try:
+            load_types(directory, protos, source=source, progdef=str(name))
+        except ProgdefInvalid as e:
+            proto_problems.extend(e.problems)
+    if not problems and not proto_problems:
+        for side in ("inputs", "outputs"):
+            for port, port_type in ports[side].items():
+                unknown = "" if is_type_variable(port_type) else unknown_typename(port_type)
+                if unknown:
+                    problem(f"{side[:-1]} {port!r}: {unknown}")
+    if problems:
+        raise ProgdefInvalid(problems + proto_problems)
+    if proto_problems:
+        raise ProtosInvalid(
+            proto_problems, progdef=name, tenants=None if tenants is None else tuple(tenants)
+        )
+    return Progdef(
+        name=name,
+        inputs=ports["inputs"],
+        outputs=ports["outputs"],
+        run=run,
+        description=description,
+        style=style,
+        init=init,
+        retries=retries,
+        dockerfile=str(image.get("dockerfile", "Dockerfile")),
+        context=str(image.get("context", ".")),
+        scaling=scaling,
+        resources=resources,
+        env=dict(env),
+        secrets=tuple(secrets),
+        drain_grace_s=grace,
+        errors=errors,
+        protos=tuple(protos),
+        tenants=None if tenants is None else tuple(tenants),
+        directory=directory,
+        raw=data,
+    )
+
+
+def _check_ports(value: Any, side: str, problem: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        problem(f"{side} must be an object of port name -> typename")
+        return {}
+    ports: dict[str, str] = {}
+    for port, port_type in value.items():
+        if not NAME.fullmatch(port):
+            problem(f"{side} port {port!r} must match {NAME.pattern}")
+        elif not isinstance(port_type, str) or not (
+            TYPENAME.fullmatch(port_type) or is_type_variable(port_type)
+        ):
+            problem(
+                f"{side}.{port}: {port_type!r} is neither a protobuf full name such as "
+                "'dagyo.types.Text' nor a type variable such as 'T'"
+            )
+        else:
+            ports[port] = port_type
+    return ports
+
+
+def _number(value: Any, where: str, problem: Any, *, minimum: float, kind: type = float) -> Any:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (kind is int and not isinstance(value, int))
+    ):
+        problem(f"{where} must be a {'whole ' if kind is int else ''}number")
+        return kind(minimum)
+    if not math.isfinite(value):
+        problem(f"{where} must be a finite number")
+        return kind(minimum)
+    if value < minimum:
+        problem(f"{where} must be at least {minimum}")
+    return value
+
+
+def _build(cls: Any, values: dict[str, Any], section: str, problem: Any, kind: Any) -> Any:
+    defaults = cls()
+    kwargs = {}
+    for key in values:
+        if key not in cls.__dataclass_fields__:
+            continue
+        value = values[key]
+        if kind is int:
+            value = _number(value, f"{section}.{key}", problem, minimum=0, kind=int)
+        kwargs[key] = value
+    return cls(**{**defaults.__dict__, **kwargs})
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return `` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --- the catalogue ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A progdef left out of its catalogue because its protos do not load.
+
+    Attributes:
+        name: the progdef's name.
+        problems: what is wrong, one a line, each naming its progdef.json and .proto file.
+        tenants: the progdef's ``tenants`` (None for every tenant).
+    """
+
+    name: str
+    problems: tuple[str, ...]
+    tenants: tuple[str, ...] | None = None
+
+    def lines(self) -> list[str]:
+        """One line per problem, naming the progdef, the file and the fix."""
+        return [
+            f"progdef {self.name} is left out of the catalogue: {problem}; fix its .proto "
+            'files, or take them out of "protos"'
+            for problem in self.problems
+        ]
+
+
+class Catalogue(dict[str, Progdef]):
+    """Progdef name -> progdef, as loaded, and the progdefs left out of it.
+
+    Attributes:
+        left_out: name -> :class:`LeftOut`, for each progdef whose protos do not load: a
+            flow naming one is told so, and ``dagyo progdefs`` says why.
+    """
+
+    def __init__(
+        self,
+        progdefs: Mapping[str, Progdef] | None = None,
+        *,
+        left_out: Mapping[str, LeftOut] | None = None,
+    ) -> None:
+        super().__init__(progdefs or {})
+        self.left_out: dict[str, LeftOut] = dict(left_out or {})
+
+
+def load_catalogue(directory: Path | str) -> Catalogue:
+    """Load every ``*/progdef.json`` under directory, keyed by progdef name.
+
+    A progdef whose protos do not load (see :class:`ProtosInvalid`) is left out, with its
+    problems in ``left_out``; the others still load.
+
+    Raises:
+        ProgdefInvalid: listing the problems of every malformed progdef.json, and any two
+            progdefs that share a name.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ProgdefInvalid(
+            [
+                f"{directory}: no such catalogue folder (set --progdefs or "
+                "DAGYO_PROGDEFS to a folder of progdef folders)"
+            ]
+        )
+    catalogue = Catalogue()
+    problems: list[str] = []
+    for path in sorted(directory.glob("*/progdef.json")):
+        try:
+            progdef = load_progdef(path)
+        except ProtosInvalid as e:
+            catalogue.left_out[e.progdef] = LeftOut(e.progdef, tuple(e.problems), e.tenants)
+            continue
+        except ProgdefInvalid as e:
+            problems.extend(e.problems)
+            continue
+        if progdef.name in catalogue:
+            problems.append(
+                f"{path}: progdef name {progdef.name!r} is already used by "
+                f"{catalogue[progdef.name].directory}"
+            )
+        catalogue[progdef.name] = progdef
+    if problems:
+        raise ProgdefInvalid(problems)
+    return catalogue
+
+
+def find_progdef(catalogue: Mapping[str, Progdef], name: str) -> Progdef:
+    """Return the named progdef.
+
+    Raises:
+        ProgdefNotFound: with a did-you-mean when a name is close.
+    """
+    try:
+        return catalogue[name]
+    except KeyError:
+        raise ProgdefNotFound(
+            f"no progdef named {name!r} in the catalogue{did_you_mean(name, catalogue)}"
+        ) from None
