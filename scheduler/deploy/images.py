@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import executor.progdef
+import executor
 from executor.errors import DagyoError, InvalidReference, RuntimeSourcesMissing
 from executor.progdef import Progdef, find_progdef
 from executor.registry import COMPILED_FILE, compiled_types
@@ -143,7 +143,7 @@ def progdef_image(progdef: Progdef) -> str:
 
 def source_root() -> Path | None:
     """Return the dagyo source checkout this code runs from, or None when installed."""
-    root = Path(executor.progdef.__file__).resolve().parent.parent
+    root = Path(executor.__file__).resolve().parent.parent
     if (root / BASE_DOCKERFILE).is_file() and (root / SCHEDULER_DOCKERFILE).is_file():
         return root
     return None

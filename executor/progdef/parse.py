@@ -1,47 +1,35 @@
-"""The progdef model: loading and checking progdef.json, and a progdef's version.
-
-This module is shared by the executor and the scheduler, so it depends on nothing but the
-standard library.
-"""
+"""Reading and checking progdef.json: every problem of a file at once, each naming it."""
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from executor.constants import (
-    DEFAULT_MAX_JOBS,
-    DEFAULT_RETRY_ATTEMPTS,
-    DEFAULT_RETRY_BACKOFF_S,
-    DRAIN_GRACE_S,
-    MAILBOX_PREFIX,
+from executor.constants import DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_BACKOFF_S, DRAIN_GRACE_S
+from executor.errors import JsonProblems, ProgdefInvalid, ProtosInvalid
+from executor.progdef.model import (
+    ERROR_TYPE,
+    MAX_JOBS_LIMIT,
+    NAME,
+    QUANTITY,
+    SCALING_MODES,
+    SECRET_NAME,
+    STYLES,
+    TYPENAME,
+    Progdef,
+    Resources,
+    Retries,
+    Scaling,
+    did_you_mean,
+    is_type_variable,
 )
-from executor.errors import JsonProblems, ProgdefInvalid, ProgdefNotFound, ProtosInvalid
 from executor.registry import check_proto_paths, load_types
 from executor.strictjson import parse_strict
 from executor.types import unknown_typename
-from executor.version import progdef_version
-
-# Each running job holds one AMQP channel of its executor's connection, and RabbitMQ
-# allows 2047 per connection by default (the executor keeps a few for itself): past
-# this a job's channel cannot open and the whole connection is lost.
-MAX_JOBS_LIMIT = 2000
-NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-TYPENAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-TYPE_VARIABLE = re.compile(r"^[A-Z][A-Z0-9]*$")
-SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
-STYLES = ("stream", "function")
-# deployment: long-lived executors; job: one job per pod (its executor runs --one-job).
-SCALING_MODES = ("deployment", "job")
-ERROR_TYPE = "dagyo.types.Error"
 
 _TOP_KEYS = {
     "name",
@@ -69,97 +57,6 @@ _SECTION_KEYS: dict[str, set[str]] = {
     "resources": {"cpu", "memory", "gpu"},
     "retries": {"attempts", "backoff_ms"},
 }
-
-
-def is_type_variable(port_type: str) -> bool:
-    """Return True when a port type is a type variable such as ``T``, not a typename."""
-    return bool(TYPE_VARIABLE.fullmatch(port_type))
-
-
-@dataclass(frozen=True)
-class Scaling:
-    """How many jobs one executor runs and how many executors may serve the progdef."""
-
-    max_jobs: int = DEFAULT_MAX_JOBS
-    min_executors: int = 0
-    max_executors: int = 10
-    # ``deployment`` (long-lived executors) or ``job`` (one job per pod, max_jobs 1).
-    mode: str = SCALING_MODES[0]
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one executor of the progdef asks the cluster for."""
-
-    cpu: str = "100m"
-    memory: str = "128Mi"
-    gpu: int = 0
-
-
-@dataclass(frozen=True)
-class Retries:
-    """Function style: how often an item is tried before the job panics."""
-
-    attempts: int = DEFAULT_RETRY_ATTEMPTS
-    backoff_s: float = DEFAULT_RETRY_BACKOFF_S
-
-
-@dataclass(frozen=True)
-class Progdef:
-    """One progdef, as read from its progdef.json.
-
-    Attributes:
-        directory: the folder holding progdef.json (None when loaded from a mapping).
-        inputs / outputs: port name -> typename or type variable.
-        run: ``module:attribute`` relative to the image build context.
-        style: ``stream`` (``run(job)``) or ``function`` (``handler(ctx, item)``).
-    """
-
-    name: str
-    inputs: Mapping[str, str]
-    outputs: Mapping[str, str]
-    run: str
-    description: str = ""
-    style: str = "stream"
-    init: str = ""
-    retries: Retries = field(default_factory=Retries)
-    dockerfile: str = "Dockerfile"
-    context: str = "."
-    scaling: Scaling = field(default_factory=Scaling)
-    resources: Resources = field(default_factory=Resources)
-    env: Mapping[str, str] = field(default_factory=dict)
-    secrets: tuple[str, ...] = ()
-    drain_grace_s: float = DRAIN_GRACE_S
-    # The error port: an output of type dagyo.types.Error that failed items go to ("" = none).
-    errors: str = ""
-    # .proto files (relative to the folder) defining the messages its ports use.
-    protos: tuple[str, ...] = ()
-    # The tenants that may use it; None for every tenant.
-    tenants: tuple[str, ...] | None = None
-    directory: Path | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def context_dir(self) -> Path:
-        """The image build context, where the ``run`` module's path starts."""
-        base = self.directory if self.directory is not None else Path.cwd()
-        return (base / self.context).resolve()
-
-    @cached_property
-    def version(self) -> str:
-        """The content hash naming this progdef's mailbox (see :func:`progdef_version`),
-        computed once per loaded progdef: hashing reads its whole build context."""
-        return progdef_version(self)
-
-    @cached_property
-    def mailbox(self) -> str:
-        """The mailbox queue of this progdef version."""
-        return mailbox_name(self.name, self.version)
-
-
-def mailbox_name(progdef: str, version: str) -> str:
-    """Return the mailbox queue name of one progdef version."""
-    return f"{MAILBOX_PREFIX}.{progdef}.{version}"
 
 
 def load_progdef(path: Path | str) -> Progdef:
@@ -410,107 +307,3 @@ def _build(cls: Any, values: dict[str, Any], section: str, problem: Any, kind: A
             value = _number(value, f"{section}.{key}", problem, minimum=0, kind=int)
         kwargs[key] = value
     return cls(**{**defaults.__dict__, **kwargs})
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """Return `` (did you mean 'x'?)`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-# --- the catalogue ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LeftOut:
-    """A progdef left out of its catalogue because its protos do not load.
-
-    Attributes:
-        name: the progdef's name.
-        problems: what is wrong, one a line, each naming its progdef.json and .proto file.
-        tenants: the progdef's ``tenants`` (None for every tenant).
-    """
-
-    name: str
-    problems: tuple[str, ...]
-    tenants: tuple[str, ...] | None = None
-
-    def lines(self) -> list[str]:
-        """One line per problem, naming the progdef, the file and the fix."""
-        return [
-            f"progdef {self.name} is left out of the catalogue: {problem}; fix its .proto "
-            'files, or take them out of "protos"'
-            for problem in self.problems
-        ]
-
-
-class Catalogue(dict[str, Progdef]):
-    """Progdef name -> progdef, as loaded, and the progdefs left out of it.
-
-    Attributes:
-        left_out: name -> :class:`LeftOut`, for each progdef whose protos do not load: a
-            flow naming one is told so, and ``dagyo progdefs`` says why.
-    """
-
-    def __init__(
-        self,
-        progdefs: Mapping[str, Progdef] | None = None,
-        *,
-        left_out: Mapping[str, LeftOut] | None = None,
-    ) -> None:
-        super().__init__(progdefs or {})
-        self.left_out: dict[str, LeftOut] = dict(left_out or {})
-
-
-def load_catalogue(directory: Path | str) -> Catalogue:
-    """Load every ``*/progdef.json`` under directory, keyed by progdef name.
-
-    A progdef whose protos do not load (see :class:`ProtosInvalid`) is left out, with its
-    problems in ``left_out``; the others still load.
-
-    Raises:
-        ProgdefInvalid: listing the problems of every malformed progdef.json, and any two
-            progdefs that share a name.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ProgdefInvalid(
-            [
-                f"{directory}: no such catalogue folder (set --progdefs or "
-                "DAGYO_PROGDEFS to a folder of progdef folders)"
-            ]
-        )
-    catalogue = Catalogue()
-    problems: list[str] = []
-    for path in sorted(directory.glob("*/progdef.json")):
-        try:
-            progdef = load_progdef(path)
-        except ProtosInvalid as e:
-            catalogue.left_out[e.progdef] = LeftOut(e.progdef, tuple(e.problems), e.tenants)
-            continue
-        except ProgdefInvalid as e:
-            problems.extend(e.problems)
-            continue
-        if progdef.name in catalogue:
-            problems.append(
-                f"{path}: progdef name {progdef.name!r} is already used by "
-                f"{catalogue[progdef.name].directory}"
-            )
-        catalogue[progdef.name] = progdef
-    if problems:
-        raise ProgdefInvalid(problems)
-    return catalogue
-
-
-def find_progdef(catalogue: Mapping[str, Progdef], name: str) -> Progdef:
-    """Return the named progdef.
-
-    Raises:
-        ProgdefNotFound: with a did-you-mean when a name is close.
-    """
-    try:
-        return catalogue[name]
-    except KeyError:
-        raise ProgdefNotFound(
-            f"no progdef named {name!r} in the catalogue{did_you_mean(name, catalogue)}"
-        ) from None
