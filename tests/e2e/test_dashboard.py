@@ -189,4 +189,6 @@ def test_the_catalogue_lists_progdefs_and_types(
     text = page.locator("#progdefs").inner_text()
     assert "greet" in text and "name: dagyo.types.Text" in text
     assert "dagyo.types.TextPair" in page.locator("#types").inner_text()
+    pair = page.locator('#types tr[data-type="dagyo.types.TextPair"]').inner_text()
+    assert "Two texts, e.g. one pair of a cartesian product." in pair  # its doc comment
     page.screenshot(path=str(tmp_path / "dashboard-catalogue.png"))

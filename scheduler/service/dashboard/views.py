@@ -83,7 +83,8 @@ def _port_types(flow_json: str, catalogue: Mapping[str, Progdef]) -> dict[tuple[
 
 
 def catalogue_view(catalogue: Mapping[str, Progdef]) -> dict[str, Any]:
-    """The progdefs with their ports, and every typename their ports use with its fields."""
+    """The progdefs with their ports, and every typename their ports use with its fields and
+    its doc comment."""
     from executor.types import STANDARD_TYPES, describe
 
     typenames = set(STANDARD_TYPES)
@@ -100,11 +101,14 @@ def catalogue_view(catalogue: Mapping[str, Progdef]) -> dict[str, Any]:
         typenames.update(
             t for t in (*progdef.inputs.values(), *progdef.outputs.values()) if "." in t
         )
+    from scheduler.flow.typedocs import describe_type
+
     types = []
     for typename in sorted(typenames):
         try:
             fields = describe(typename)
+            doc = describe_type(typename, catalogue)["doc"]  # the comment in its .proto
         except DagyoError:
-            fields = ""
-        types.append({"typename": typename, "fields": fields})
+            fields, doc = "", ""
+        types.append({"typename": typename, "fields": fields, "doc": doc})
     return {"progdefs": progdefs, "types": types}

@@ -275,8 +275,9 @@ async function cataloguePage() {
       el("tbody", {}, data.progdefs.map((p) => el("tr", {}, el("td", {}, p.name), el("td", {}, ports(p.inputs)),
         el("td", {}, ports(p.outputs)), el("td", {}, p.description))))),
     el("h2", {}, "Types"),
-    el("table", { id: "types" }, el("thead", {}, el("tr", {}, ["typename", "fields"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, data.types.map((t) => el("tr", {}, el("td", {}, t.typename), el("td", {}, t.fields))))));
+    el("table", { id: "types" }, el("thead", {}, el("tr", {}, ["typename", "fields", "doc"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, data.types.map((t) => el("tr", { "data-type": t.typename }, el("td", {}, t.typename),
+        el("td", {}, t.fields), el("td", {}, t.doc || ""))))));
   return () => {};
 }
 
