@@ -13,11 +13,8 @@ The executors are ``python -m executor PROGDEF_DIR`` processes on the broker at
 from __future__ import annotations
 
 import contextlib
-import logging
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,23 +22,13 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from executor.constants import (
-    DEFAULT_QUEUE_URL,
-    ENV_JOBS,
-    ENV_METRICS_ADDR,
-    ENV_METRICS_PORT,
-    ENV_QUEUE,
-    HEARTBEAT_TIMEOUT_S,
-    LOOPBACK_METRICS_HOST,
-)
-from executor.errors import DagyoError, ProgdefInvalid
-from executor.progdef import Progdef, load_catalogue, load_progdef
+from executor.constants import DEFAULT_QUEUE_URL, HEARTBEAT_TIMEOUT_S
+from executor.errors import DagyoError
+from executor.progdef import Progdef, load_catalogue
 from executor.version import VERSION_FILE
-from scheduler.local_processes import mailbox_consumers, own_process_group, progdef_environment
+from scheduler.local_processes import ExecutorProcesses, mailbox_consumers
 from scheduler.service.config import MEMORY, SchedulerSettings, default_progdefs_dir
 from scheduler.service.server import Scheduler
-
-log = logging.getLogger("dagyo.local")
 
 
 def private_catalogue(source: Path, target: Path, names: Iterable[str], *, tag: str) -> Path:
@@ -63,15 +50,8 @@ def private_catalogue(source: Path, target: Path, names: Iterable[str], *, tag: 
 
 # How long start() waits for every mailbox to have a consumer.
 READY_TIMEOUT_S = 60.0
-# On stop, executors get their drain grace plus this before they are killed.
-STOP_MARGIN_S = 15.0
 # How often wait_ready() asks the broker for the mailboxes' consumers.
 READY_POLL_S = 0.2
-# An executor that exits is started again after this, doubled at each exit up to
-# RESTART_MAX_S; one that ran RESTART_RESET_S before it exited starts over at the first.
-RESTART_FIRST_S = 1.0
-RESTART_MAX_S = 30.0
-RESTART_RESET_S = 60.0
 
 
 class LocalCluster:
@@ -162,11 +142,9 @@ class LocalCluster:
         self.extra_env: dict[str, str] = dict(extra_env or {})
         self.log_dir = log_dir
         self.scheduler: Scheduler | None = None
-        self._processes: list[tuple[Progdef, subprocess.Popen[bytes]]] = []
-        # By index in _processes: when it started, its last restart delay, when it is due.
-        self._started: dict[int, float] = {}
-        self._delays: dict[int, float] = {}
-        self._due: dict[int, float] = {}
+        self._executors = ExecutorProcesses(
+            queue_url=settings.queue_url, extra_env=self.extra_env, log_dir=log_dir
+        )
 
     @property
     def address(self) -> str:
@@ -176,10 +154,7 @@ class LocalCluster:
     @property
     def executors(self) -> dict[str, list[subprocess.Popen[bytes]]]:
         """The executor processes started so far, by progdef name."""
-        executors: dict[str, list[subprocess.Popen[bytes]]] = {}
-        for progdef, process in self._processes:
-            executors.setdefault(progdef.name, []).append(process)
-        return executors
+        return self._executors.by_name()
 
     # --- start -------------------------------------------------------------------------------
 
@@ -218,38 +193,11 @@ class LocalCluster:
 
     def start_executor(self, progdef: Progdef) -> subprocess.Popen[bytes]:
         """Start one more executor process for ``progdef``; it inherits stdout and stderr."""
-        self._started[len(self._processes)] = time.monotonic()
-        process = self._spawn(progdef)
-        self._processes.append((progdef, process))
-        return process
-
-    def _spawn(self, progdef: Progdef) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "executor", str(progdef.directory)]
-        if self.log_dir is None:
-            return subprocess.Popen(
-                command,
-                env=self._executor_environment(progdef),
-                process_group=0,
-                preexec_fn=own_process_group,
-            )
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / f"executor-{progdef.name}.log", "ab") as log_file:
-            return subprocess.Popen(
-                command,
-                env=self._executor_environment(progdef),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=self.log_dir,
-                process_group=0,
-                preexec_fn=own_process_group,
-            )
+        return self._executors.start(progdef)
 
     def executor_log(self, name: str) -> str:
         """What the executors of progdef ``name`` wrote so far (with ``log_dir`` set)."""
-        if self.log_dir is None:
-            raise DagyoError("the executors' output is not kept: give the cluster a log_dir")
-        path = self.log_dir / f"executor-{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self._executors.log(name)
 
     def delete_mailboxes(self) -> None:
         """Delete the catalogue's mailboxes (once its executors are gone)."""
@@ -277,42 +225,7 @@ class LocalCluster:
                 is started again; by default a warning is logged.
             on_start: called with each executor started again.
         """
-        now = time.monotonic()
-        for index, (progdef, process) in enumerate(self._processes):
-            if process.poll() is None:
-                continue
-            if index not in self._due:
-                ran_s = now - self._started.get(index, now)
-                last = self._delays.get(index)
-                delay = (
-                    RESTART_FIRST_S
-                    if last is None or ran_s >= RESTART_RESET_S
-                    else min(last * 2, RESTART_MAX_S)
-                )
-                self._delays[index] = delay
-                self._due[index] = now + delay
-                (on_exit or _log_exit)(progdef, process, delay)
-            elif now >= self._due[index]:
-                del self._due[index]
-                self._started[index] = now
-                # Its folder may have been edited: start the current version (the scheduler
-                # retires an old one once idle, which is why an executor exits 0 here).
-                progdef = _reloaded(progdef)
-                restarted = self._spawn(progdef)
-                self._processes[index] = (progdef, restarted)
-                if on_start is not None:
-                    on_start(progdef, restarted)
-
-    def _executor_environment(self, progdef: Progdef) -> dict[str, str]:
-        environment = progdef_environment(progdef)
-        # Several executors share this host: each lets the OS pick its metrics port.
-        environment[ENV_METRICS_PORT] = "0"
-        # ...on loopback: a local cluster is for this machine (DAGYO_METRICS_ADDR overrides).
-        environment.setdefault(ENV_METRICS_ADDR, LOOPBACK_METRICS_HOST)
-        environment.update(self.extra_env)
-        environment[ENV_QUEUE] = self.settings.queue_url
-        environment[ENV_JOBS] = progdef.mailbox
-        return environment
+        self._executors.supervise(on_exit=on_exit, on_start=on_start)
 
     def wait_ready(
         self, *, timeout_s: float = READY_TIMEOUT_S, stop: threading.Event | None = None
@@ -333,7 +246,7 @@ class LocalCluster:
         from executor.amqp import connect
 
         stop = stop or threading.Event()
-        waiting = {progdef.mailbox for progdef, _ in self._processes}
+        waiting = {progdef.mailbox for progdef, _ in self._executors.processes}
         deadline = time.monotonic() + timeout_s
         connection = connect(self.settings.queue_url)
         try:
@@ -369,22 +282,19 @@ class LocalCluster:
 
     def exited(self) -> list[tuple[Progdef, subprocess.Popen[bytes]]]:
         """The executors that have exited, with their progdefs, in the order started."""
-        return [(p, process) for p, process in self._processes if process.poll() is not None]
+        return self._executors.exited()
 
     def terminate(self) -> None:
         """SIGTERM every live executor: the first drains it, a second stops its jobs."""
-        for _, process in self._processes:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
+        self._executors.terminate()
 
     def stop(
         self, *, on_kill: Callable[[Progdef, subprocess.Popen[bytes]], None] | None = None
     ) -> bool:
         """Drain and wait for every executor, then stop the scheduler (idempotent).
 
-        An executor still running after the longest drain grace plus ``STOP_MARGIN_S`` is
-        killed.
+        An executor still running after the longest drain grace plus
+        :data:`~scheduler.local_processes.STOP_MARGIN_S` is killed.
 
         Args:
             on_kill: called with an executor about to be killed; by default a warning is
@@ -393,21 +303,7 @@ class LocalCluster:
         Returns:
             True when every executor exited with status 0.
         """
-        self.terminate()
-        grace_s = max((p.drain_grace_s for p, _ in self._processes), default=0.0)
-        deadline = time.monotonic() + grace_s + STOP_MARGIN_S
-        clean = True
-        for index, (progdef, process) in enumerate(self._processes):
-            if index in self._due:  # exited and reported already, waiting to start again
-                continue
-            try:
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                (on_kill or _log_kill)(progdef, process)
-                process.kill()
-                process.wait()
-            if process.returncode != 0:
-                clean = False
+        clean = self._executors.stop(on_kill=on_kill)
         self.stop_scheduler()
         return clean
 
@@ -422,28 +318,3 @@ class LocalCluster:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _reloaded(progdef: Progdef) -> Progdef:
-    """The progdef as its folder has it now; as it was when the folder no longer loads."""
-    if progdef.directory is None:
-        return progdef
-    try:
-        return load_progdef(progdef.directory)
-    except ProgdefInvalid as e:
-        log.warning("progdef %s: %s; starting its last good version", progdef.name, e)
-        return progdef
-
-
-def _log_kill(progdef: Progdef, process: subprocess.Popen[bytes]) -> None:
-    log.warning("executor %s (pid %d) did not drain in time; killing it", progdef.name, process.pid)
-
-
-def _log_exit(progdef: Progdef, process: subprocess.Popen[bytes], delay_s: float) -> None:
-    log.warning(
-        "executor %s (pid %d) exited with status %s; starting it again in %g s",
-        progdef.name,
-        process.pid,
-        process.returncode,
-        delay_s,
-    )
