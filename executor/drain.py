@@ -1,10 +1,17 @@
-"""Signals: the first SIGTERM (or Ctrl-C) drains, a second one stops what still runs."""
+"""Signals: the first SIGTERM (or Ctrl-C) drains, a second one stops what still runs.
+
+The one home of signal handling: :class:`ShutdownSignals` for an executor,
+:func:`stop_signals` for a command that runs until it is stopped.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 
 class ShutdownSignals:
@@ -23,3 +30,25 @@ class ShutdownSignals:
         if self.drain.is_set():
             self.force.set()
         self.drain.set()
+
+
+@contextlib.contextmanager
+def stop_signals(
+    on_signal: Callable[[int], None] = lambda count: None,
+) -> Iterator[threading.Event]:
+    """While open, SIGINT and SIGTERM set the yielded event (and call ``on_signal(count)``)."""
+    stop = threading.Event()
+    count = 0
+
+    def handle(signum: int, frame: Any) -> None:
+        nonlocal count
+        count += 1
+        stop.set()
+        on_signal(count)
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -36,7 +36,7 @@ COMMANDS = {
     "progdefs": "scheduler.cli.local:progdefs_command",
     "types": "scheduler.cli.local:types_command",
     "flow": "scheduler.cli.flow:flow",
-    "failures": "scheduler.cli.cluster:failures_command",
+    "failures": "scheduler.cli.failures:failures_command",
     "triggers": "scheduler.cli.triggers:triggers_command",
     "scheduler": "scheduler.cli.cluster:scheduler_command",
     "up": "scheduler.cli.cluster:up_command",

@@ -1,23 +1,19 @@
-"""The cluster commands: ``dagyo scheduler``, ``dagyo up``, ``dagyo failures``.
+"""The cluster commands: ``dagyo scheduler`` and ``dagyo up``.
 
-They parse arguments and call the scheduler service, scheduler.local_cluster or
-scheduler.client.failures (``dagyo flow …`` is in scheduler.cli.flow). Exit status: 0 done,
-1 an executor failed, 2 a refused request (a bad setting, a malformed catalogue), 3 the
-scheduler or broker is unreachable.
+They parse arguments and call the scheduler service or scheduler.local_cluster
+(``dagyo flow …`` is in scheduler.cli.flow, ``dagyo failures`` in scheduler.cli.failures).
+Exit status: 0 done, 1 an executor failed, 2 a refused request (a bad setting, a malformed
+catalogue), 3 the scheduler or broker is unreachable.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +26,10 @@ from executor.constants import (
     ENV_QUEUE,
     ENV_SCHEDULER,
     ENV_STATE,
-    FAILURES_EXCHANGE,
     LOOPBACK_METRICS_HOST,
 )
-from executor.errors import BrokerUnavailable, DagyoError, SchedulerError, SchedulerUnavailable
-from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from executor.drain import stop_signals
+from executor.errors import BrokerUnavailable, DagyoError
 from executor.progdef import Progdef
 from scheduler.cli.common import (
     EXIT_FAILED,
@@ -42,40 +37,13 @@ from scheduler.cli.common import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     catalogue_of,
-    connected,
     fail,
-    json_option,
     progdefs_option,
-    scheduler_option,
 )
-from scheduler.cli.output import failure_dict, failure_line
-from scheduler.client.api import SchedulerClient
 from scheduler.service.config import default_progdefs_dir
 
 if TYPE_CHECKING:
     from scheduler.local_cluster import LocalCluster
-
-
-@contextlib.contextmanager
-def stop_signals(
-    on_signal: Callable[[int], None] = lambda count: None,
-) -> Iterator[threading.Event]:
-    """While open, SIGINT and SIGTERM set the yielded event (and call ``on_signal(count)``)."""
-    stop = threading.Event()
-    count = 0
-
-    def handle(signum: int, frame: Any) -> None:
-        nonlocal count
-        count += 1
-        stop.set()
-        on_signal(count)
-
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 # --- dagyo scheduler / dagyo up -------------------------------------------------------------
@@ -156,6 +124,8 @@ Reads:
   DAGYO_TOKENS, DAGYO_TLS_CERT, DAGYO_TLS_KEY, DAGYO_TLS_CLIENT_CA,
   DAGYO_MAX_MESSAGE_BYTES, DAGYO_GRPC_WORKERS, DAGYO_WATCHES_PER_CLIENT,
   DAGYO_WATCHER_EVENTS, DAGYO_LOG_FORMAT (see DEVELOPERS.md)
+  OTEL_EXPORTER_OTLP_ENDPOINT  traces over OTLP (pip install 'dagyo[otel]';
+                      docs/observability.md)
 """
 
 SCHEDULER_HELP = (
@@ -347,101 +317,3 @@ def _say_killed(progdef: Progdef, process: subprocess.Popen[bytes]) -> None:
         f"dagyo: executor {progdef.name} (pid {process.pid}) did not drain in time; killing it",
         err=True,
     )
-
-
-# --- dagyo failures ---------------------------------------------------------------------------
-
-
-@click.command("failures")
-@click.option("--flow", "flow_id", metavar="ID", default="", help="Only the failures of this flow.")
-@json_option
-@click.option(
-    "--follow",
-    is_flag=True,
-    help="Then keep printing new failures live, until Ctrl-C.",
-)
-@click.option(
-    "--broker",
-    is_flag=True,
-    help="Operators: follow the failure exchange on DAGYO_QUEUE directly (broker "
-    "credentials), instead of the scheduler's API.",
-)
-@scheduler_option
-def failures_command(flow_id: str, as_json: bool, follow: bool, broker: bool, address: str) -> None:
-    """Print the failures recorded so far, one a line: `FLOW NODE (PROGDEF) on EXECUTOR: ERROR`.
-
-    With --follow it then prints each new failure as the scheduler records it (your
-    tenant's only, when tokens are on), until Ctrl-C. --follow --broker watches the broker's
-    failure exchange instead (every failure; needs the broker's credentials in DAGYO_QUEUE;
-    without a reachable scheduler it says so and follows the broker alone). Exits 0; 3 when
-    the scheduler (with --broker: the broker) cannot be reached; 4 without a valid token.
-    """
-
-    def show(report: FailureReport) -> None:
-        if as_json:
-            click.echo(json.dumps(failure_dict(report), ensure_ascii=False))
-        else:
-            click.echo(failure_line(report))
-
-    if not follow:
-        with connected(address) as client:
-            reports = client.failures(flow_id)
-        for report in reports:
-            show(report)
-        return
-    if broker:
-        _follow_failures(flow_id, address, show)
-        return
-    with connected(address) as client, stop_signals() as stop:
-        shown = 0
-        while True:
-            reports = client.failures(flow_id)
-            for report in reports[shown:]:
-                show(report)
-            sys.stdout.flush()
-            shown = len(reports)
-            if stop.wait(FOLLOW_POLL_S):
-                return
-
-
-# How often `failures --follow` asks the scheduler for new failures.
-FOLLOW_POLL_S = 0.5
-
-
-def _follow_failures(flow_id: str, address: str, show: Callable[[FailureReport], None]) -> None:
-    from scheduler.client.failures import FailureFollower
-
-    logging.getLogger("pika").addHandler(logging.NullHandler())
-    queue_url = os.environ.get(ENV_QUEUE) or DEFAULT_QUEUE_URL
-    follower = FailureFollower(queue_url, flow_id=flow_id)
-    try:
-        follower.connect()
-    except BrokerUnavailable as e:
-        fail(str(e), EXIT_UNREACHABLE)
-
-    def past() -> list[FailureReport]:
-        try:
-            with SchedulerClient(address) as client:
-                return client.failures(flow_id)
-        except (SchedulerUnavailable, SchedulerError) as e:
-            click.echo(f"dagyo: {e}", err=True)
-            click.echo(
-                "dagyo: past failures are unavailable; following new ones on the broker",
-                err=True,
-            )
-            return []
-
-    def skipped(routing_key: str) -> None:
-        click.echo(
-            f"dagyo: skipped a message on {FAILURES_EXCHANGE} that is not a "
-            f"FailureReport (routing key {routing_key})",
-            err=True,
-        )
-
-    with stop_signals() as stop:
-        try:
-            follower.follow(show, stop=stop, past=past, on_undecodable=skipped)
-        except BrokerUnavailable as e:
-            fail(str(e), EXIT_UNREACHABLE)
-        finally:
-            follower.close()
