@@ -22,6 +22,7 @@ Reads:
   DAGYO_IMPORT_TIMEOUT_S       longest wait for the progdef's code to import
   DAGYO_FRAME_MAX_BYTES, DAGYO_FRAME_MAX_ITEMS, DAGYO_FRAME_LINGER_S  stream framing
   DAGYO_LOG_FORMAT             human or json
+  OTEL_EXPORTER_OTLP_ENDPOINT  a span per job over OTLP (needs pip install 'dagyo[otel]')
   and the progdef's declared secrets.
 """
 
