@@ -19,14 +19,10 @@ from typing import Any, TypeVar
 
 import pika
 import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel
 
 from executor.constants import (
     AMQP_HEARTBEAT_S,
-    EVENTS_EXCHANGE,
-    FAILURES_EXCHANGE,
     RECONNECT_DELAY_S,
-    STOP_EXCHANGE,
 )
 from executor.errors import BrokerError, BrokerRefused, BrokerUnavailable, BrokerUrlInvalid
 from executor.settings import check_url, reconnect_max_delay_s, vhost_of
@@ -342,13 +338,3 @@ def _close_quietly(connection: pika.BlockingConnection) -> None:
             connection.close()
         except Exception:  # already going away; nothing left to save
             pass
-
-
-def declare_exchanges(channel: BlockingChannel) -> None:
-    """Declare the exchanges every dagyo process uses (idempotent).
-
-    Durable, so a broker restart keeps them and every process finds the same names again.
-    """
-    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
-    channel.exchange_declare(FAILURES_EXCHANGE, "topic", durable=True)
-    channel.exchange_declare(STOP_EXCHANGE, "fanout", durable=True)

@@ -15,7 +15,7 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.amqp import AmqpThread, declare_exchanges
+from executor.amqp import AmqpThread
 from executor.constants import (
     EVENTS_EXCHANGE,
     EXECUTOR_METRICS_PORT,
@@ -48,7 +48,7 @@ from executor.progdef import Progdef
 from executor.program import Program, load_program
 from executor.settings import ExecutorSettings
 from executor.stream import Flusher, StreamSettings
-from executor.topology import consume
+from executor.topology import consume, declare_exchanges
 from executor.tracing import Tracing
 from executor.transport.rabbitmq import ChannelPool, RabbitTransport
 

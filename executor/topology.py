@@ -1,4 +1,8 @@
-"""Guarded consuming: every consumer of dagyo's shared queues decodes through ``consume``.
+"""The wire topology of docs/protocol.md in code: exchanges, queue arguments, consuming.
+
+:func:`declare_exchanges` and :func:`declare_topology` declare what every flow relies on,
+:func:`stream_arguments` are a stream queue's arguments, and every consumer of dagyo's
+shared queues decodes through :func:`consume`.
 
 A body that does not decode as the queue's message type (garbage published by hand, a
 peer of another version) is logged and dropped — acked away or, on a manual-ack consumer,
@@ -14,6 +18,14 @@ from typing import Any, TypeVar
 import pika
 from google.protobuf.message import Message
 from pika.adapters.blocking_connection import BlockingChannel
+
+from executor.constants import (
+    EVENTS_EXCHANGE,
+    EVENTS_QUEUE,
+    FAILURES_EXCHANGE,
+    STOP_EXCHANGE,
+    STREAM_MAX_FRAMES,
+)
 
 log = logging.getLogger("dagyo.consume")
 
@@ -66,3 +78,34 @@ def consume(
             log.exception("a %s on %s could not be handled", typename, queue)
 
     return channel.basic_consume(queue, on_message, auto_ack=auto_ack)
+
+
+def declare_exchanges(channel: BlockingChannel) -> None:
+    """Declare the exchanges every dagyo process uses (idempotent).
+
+    Durable, so a broker restart keeps them and every process finds the same names again.
+    """
+    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(FAILURES_EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(STOP_EXCHANGE, "fanout", durable=True)
+
+
+def declare_topology(channel: BlockingChannel) -> None:
+    """Declare the exchanges and the events queue every flow relies on (idempotent).
+
+    They are durable so a broker restart keeps them: executors and the scheduler find the
+    same names again, and events sent while the scheduler was away wait in its queue.
+    """
+    declare_exchanges(channel)
+    channel.queue_declare(EVENTS_QUEUE, durable=True)
+    channel.queue_bind(EVENTS_QUEUE, EVENTS_EXCHANGE, routing_key="#")
+
+
+def stream_arguments(max_frames: int = STREAM_MAX_FRAMES) -> dict[str, Any]:
+    """The arguments of a stream or export queue (see docs/protocol.md, Streams).
+
+    ``x-max-length`` bounds the frames a stream holds; ``reject-publish`` makes the broker
+    nack a publish into a full stream instead of dropping its oldest frame, so the producer
+    waits and nothing is lost (backpressure).
+    """
+    return {"x-max-length": max_frames, "x-overflow": "reject-publish"}

@@ -28,28 +28,23 @@ import pika.exceptions
 from google.protobuf.message import Message
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.amqp import AmqpThread, declare_exchanges
+from executor.amqp import AmqpThread
 from executor.constants import (
-    EVENTS_EXCHANGE,
     EVENTS_QUEUE,
     FAILURES_EXCHANGE,
     PROTOBUF_CONTENT_TYPE,
     SCHEDULER_APP_ID,
     STOP_EXCHANGE,
-    STREAM_MAX_FRAMES,
 )
 from executor.errors import BrokerError, redact_url
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
-from executor.topology import consume
+from executor.topology import declare_topology
+from scheduler.service.channels import DeclareLanes, JobsChannel, ProbeChannel
+from scheduler.service.consumers import Consumers, Handler
 
 log = logging.getLogger("dagyo.scheduler.broker")
 
-# A handler gets each message (its body, or the message decoded as the consumer's message
-# type) and properties on the I/O thread; the message is acked after it returns (also when it
-# raises: a message that cannot be handled is not retried). A body that does not decode as
-# the message type is logged and dropped by executor.topology.consume.
-Handler = Callable[[Any, pika.BasicProperties], None]
 
 # Events are tiny and handled at once; a deep prefetch keeps the broker from waiting on a
 # round trip per heartbeat when hundreds of executors report.
@@ -57,23 +52,11 @@ EVENTS_PREFETCH = 256
 # Export frames are written to SQLite before they are acked; a few frames in flight hide the
 # ack round trip, and the stream's bound (x-max-length) still holds the rest in the broker.
 EXPORT_PREFETCH_FRAMES = 8
-# Channels used side by side to declare a flow's queues in parallel.
-LANES = 8
 
 
 JOB_PROPERTIES = pika.BasicProperties(
     content_type=PROTOBUF_CONTENT_TYPE, type="dagyo.v1.Job", app_id=SCHEDULER_APP_ID
 )
-
-
-def stream_arguments(max_frames: int = STREAM_MAX_FRAMES) -> dict[str, Any]:
-    """The arguments of a stream or export queue (see docs/protocol.md, Streams).
-
-    ``x-max-length`` bounds the frames a stream holds; ``reject-publish`` makes the broker
-    nack a publish into a full stream instead of dropping its oldest frame, so the producer
-    waits and nothing is lost (backpressure).
-    """
-    return {"x-max-length": max_frames, "x-overflow": "reject-publish"}
 
 
 class Broker:
@@ -101,18 +84,15 @@ class Broker:
             url, name="dagyo-scheduler-amqp", on_connect=self._on_connect, on_disconnect=self._lost
         )
         self._work: BlockingChannel | None = None
-        self._probe: BlockingChannel | None = None
+        self._probe = ProbeChannel(self._side_channel)
         self._first = True
         self._recovering = False
         self._events_handler: Handler | None = None
-        # queue -> consumer tag, and consumer tag -> what to call when the broker cancels it
-        self._consumers: dict[str, str] = {}
-        self._on_cancel: dict[str, Callable[[], None]] = {}
-        # Mailboxes declared on this connection, and the channels of parallel declares.
+        self._consumers = Consumers(self._channel)
+        # Mailboxes declared on this connection.
         self._mailboxes: set[str] = set()
-        self._lane_pool: list[BlockingChannel] = []
-        self._jobs: BlockingChannel | None = None
-        self._returned: list[str] = []
+        self._lanes = DeclareLanes(self._side_channel)
+        self._jobs = JobsChannel(self._side_channel)
 
     # --- life ------------------------------------------------------------------------------
 
@@ -169,19 +149,16 @@ class Broker:
 
     def _on_connect(self, connection: pika.BlockingConnection) -> None:
         self._consumers.clear()
-        self._on_cancel.clear()
         self._mailboxes.clear()
-        self._lane_pool = []
-        self._jobs = None
+        self._lanes.reset()
+        self._jobs.reset()
         work = connection.channel()
         # Confirms: a job or stop signal counts as sent only once the broker has it.
         work.confirm_delivery()
         work.basic_qos(prefetch_count=EXPORT_PREFETCH_FRAMES)
-        work.add_on_cancel_callback(self._cancelled)
+        work.add_on_cancel_callback(self._consumers.cancelled)
         self._work = work
-        if self._probe is not None and self._probe.is_open:
-            self._probe.close()  # a channel recovery: the connection stays
-        self._probe = None
+        self._probe.reset(close=True)  # after a channel recovery the connection stays
         declare_topology(work)
         if self._first:
             self._first = False
@@ -192,12 +169,11 @@ class Broker:
 
     def _lost(self, error: Exception) -> None:
         self._mailboxes.clear()
-        self._lane_pool = []
-        self._jobs = None
+        self._lanes.reset()
+        self._jobs.reset()
         self._work = None
-        self._probe = None
+        self._probe.reset()
         self._consumers.clear()
-        self._on_cancel.clear()
         self._on_disconnect_hook(error)
 
     def _channel(self) -> BlockingChannel:
@@ -212,6 +188,10 @@ class Broker:
             connection = work.connection
             connection.add_callback_threadsafe(lambda: self._recover(connection))
         raise BrokerError(f"not connected to the broker at {redact_url(self.url)}")
+
+    def _side_channel(self) -> BlockingChannel:
+        """A new channel on the work channel's connection (see scheduler.service.channels)."""
+        return self._channel().connection.channel()
 
     def _ensure_channel(self) -> None:
         try:
@@ -240,29 +220,16 @@ class Broker:
 
     def consumer_count(self, queue: str) -> int | None:
         """How many consumers ``queue`` has, or None when it does not exist."""
-        return self.call(lambda: self._passive(queue))  # type: ignore[no-any-return]
+        return self.call(lambda: self._probe.count(queue))  # type: ignore[no-any-return]
 
     def missing_queues(self, queues: Iterable[str]) -> list[str]:
         """The queues of ``queues`` that do not exist."""
         names = list(queues)
-        return self.call(lambda: [q for q in names if self._passive(q) is None])  # type: ignore[no-any-return]
+        return self.call(lambda: [q for q in names if self._probe.count(q) is None])  # type: ignore[no-any-return]
 
     def queue_depth(self, queue: str) -> int | None:
         """How many messages wait in ``queue``, or None when it does not exist."""
-        return self.call(lambda: self._passive(queue, depth=True))  # type: ignore[no-any-return]
-
-    def _passive(self, queue: str, *, depth: bool = False) -> int | None:
-        if self._probe is None or not self._probe.is_open:
-            connection = self._channel().connection
-            self._probe = connection.channel()
-        try:
-            ok = self._probe.queue_declare(queue, passive=True)
-        except pika.exceptions.ChannelClosedByBroker as e:
-            self._probe = None
-            if e.reply_code == 404:
-                return None
-            raise BrokerError(f"the broker refused to look up queue {queue}: {e}") from e
-        return int(ok.method.message_count if depth else ok.method.consumer_count)
+        return self.call(lambda: self._probe.count(queue, depth=True))  # type: ignore[no-any-return]
 
     def declare_mailbox(self, mailbox: str) -> None:
         """Declare a mailbox (durable: it outlives broker restarts, like its executors).
@@ -279,14 +246,6 @@ class Broker:
 
         self.call(declare)
 
-    def _lanes(self, wanted: int) -> list[BlockingChannel]:
-        """Up to LANES open channels for parallel declares, opened on first use (I/O thread)."""
-        connection = self._channel().connection
-        self._lane_pool = [lane for lane in self._lane_pool if lane.is_open]
-        while len(self._lane_pool) < min(wanted, LANES):
-            self._lane_pool.append(connection.channel())
-        return self._lane_pool[: max(1, min(wanted, LANES))]
-
     def declare_flow_queues(
         self, flow_id: str, failure_queue: str, stream_queues: Iterable[str]
     ) -> None:
@@ -300,29 +259,12 @@ class Broker:
 
         def declare() -> None:
             self._channel()  # fail fast (and recover) when the work channel is gone
-            lanes = self._lanes(1 + len(streams))
-            # The broker creates queues declared on different channels in parallel, so each
-            # queue goes on a lane of its own, sent without waiting for its answer (pika's
-            # BlockingChannel has no nowait, its underlying channel does); then one passive
-            # declare per lane waits for everything sent on it, and raises if any failed.
-            # A flow's queues then cost about one declare's time instead of one per queue.
-            last: dict[int, str] = {}
-            for index, queue in enumerate([failure_queue, *streams]):
-                lane = lanes[index % len(lanes)]
-                arguments = None if queue == failure_queue else stream_arguments()
-                lane._impl.queue_declare(queue, arguments=arguments, callback=None)
-                if queue == failure_queue:
-                    lane._impl.queue_bind(
-                        failure_queue, FAILURES_EXCHANGE, routing_key=flow_id, callback=None
-                    )
-                last[index % len(lanes)] = queue
-            for index, queue in last.items():
-                lanes[index].queue_declare(queue, passive=True)
+            self._lanes.declare(flow_id, failure_queue, streams)
 
         try:
             self.call(declare)
         except BrokerError:
-            self._lane_pool = []  # a refused declare closed its lane
+            self._lanes.reset()  # a refused declare closed its lane
             raise
 
     def delete_queues(self, queues: Iterable[str]) -> None:
@@ -332,7 +274,7 @@ class Broker:
         def delete() -> None:
             channel = self._channel()
             for queue in names:
-                self._cancel(queue)
+                self._consumers.cancel(queue)
                 channel.queue_delete(queue)
 
         self.call(delete)
@@ -341,21 +283,7 @@ class Broker:
         """Delete ``queue`` only if no message waits and no consumer pulls it (atomic in
         the broker); True when it is gone."""
 
-        def delete() -> bool:
-            if self._probe is None or not self._probe.is_open:
-                self._probe = self._channel().connection.channel()
-            try:
-                self._probe.queue_delete(queue, if_unused=True, if_empty=True)
-            except pika.exceptions.ChannelClosedByBroker as e:
-                self._probe = None
-                if e.reply_code == 404:
-                    return True
-                if e.reply_code == 406:  # PRECONDITION_FAILED: not empty, or in use
-                    return False
-                raise BrokerError(f"the broker refused to delete queue {queue}: {e}") from e
-            return True
-
-        return bool(self.call(delete))
+        return bool(self.call(lambda: self._probe.delete_if_idle(queue)))
 
     # --- consuming -------------------------------------------------------------------------
 
@@ -367,7 +295,7 @@ class Broker:
     def _consume_events(self, handler: Handler) -> None:
         self._channel().basic_qos(prefetch_count=EVENTS_PREFETCH)
         try:
-            self._consume(
+            self._consumers.consume(
                 EVENTS_QUEUE, handler, on_cancel=self._events_cancelled, message_type=Event
             )
         finally:
@@ -388,54 +316,10 @@ class Broker:
                 None hands the handler the body (export frames: their reader judges them).
         """
         self.call(
-            lambda: self._consume(queue, handler, on_cancel=on_cancel, message_type=message_type)
+            lambda: self._consumers.consume(
+                queue, handler, on_cancel=on_cancel, message_type=message_type
+            )
         )
-
-    def _consume(
-        self,
-        queue: str,
-        handler: Handler,
-        *,
-        on_cancel: Callable[[], None],
-        message_type: type[Message] | None = None,
-    ) -> None:
-        if queue in self._consumers:
-            return
-
-        def on_message(
-            channel: BlockingChannel, method: Any, properties: pika.BasicProperties, message: Any
-        ) -> None:
-            try:
-                handler(message, properties)
-            except Exception:
-                log.exception("a message on %s could not be handled; dropped", queue)
-            if channel.is_open:  # else it goes back to its queue with the channel
-                channel.basic_ack(method.delivery_tag)
-
-        if message_type is None:
-            tag = self._channel().basic_consume(queue, on_message, auto_ack=False)
-        else:
-            tag = consume(self._channel(), queue, message_type, on_message)
-        self._consumers[queue] = tag
-        self._on_cancel[tag] = on_cancel
-
-    def _cancel(self, queue: str) -> None:
-        tag = self._consumers.pop(queue, None)
-        if tag is None:
-            return
-        self._on_cancel.pop(tag, None)
-        channel = self._channel()
-        channel.basic_cancel(tag)
-
-    def _cancelled(self, method: Any) -> None:
-        # The broker cancels a consumer when its queue is deleted under it.
-        tag = method.method.consumer_tag
-        for queue, known in list(self._consumers.items()):
-            if known == tag:
-                del self._consumers[queue]
-        callback = self._on_cancel.pop(tag, None)
-        if callback is not None:
-            callback()
 
     # --- publishing ------------------------------------------------------------------------
 
@@ -471,29 +355,8 @@ class Broker:
         for mailbox, _ in pending:
             self.declare_mailbox(mailbox)
 
-        def publish() -> None:
-            lane = self._jobs_lane()
-            self._returned.clear()
-            for mailbox, job in pending:
-                lane.basic_publish("", mailbox, job.SerializeToString(), properties, mandatory=True)
-            lane.queue_declare(pending[-1][0], passive=True)
-            if self._returned:
-                raise BrokerError(f"no mailbox took the jobs for {', '.join(self._returned)}")
-
         if pending:
-            self.call(publish)
-
-    def _jobs_lane(self) -> BlockingChannel:
-        if self._jobs is None or not self._jobs.is_open:
-            self._jobs = self._channel().connection.channel()
-            # On the underlying channel, so a return is seen as it arrives, before the
-            # passive declare that follows the publishes answers.
-            self._jobs._impl.add_on_return_callback(
-                lambda _channel, method, _properties, _body: self._returned.append(
-                    method.routing_key
-                )
-            )
-        return self._jobs
+            self.call(lambda: self._jobs.publish(pending, properties))
 
     def publish_stop(self, stop: Stop) -> None:
         """Broadcast a stop signal to every executor (none listening is no error)."""
@@ -531,14 +394,3 @@ class Broker:
                 raise BrokerError(f"the broker returned a message for {routing_key}") from e
         except pika.exceptions.NackError as e:
             raise BrokerError(f"the broker refused a message for {routing_key}") from e
-
-
-def declare_topology(channel: BlockingChannel) -> None:
-    """Declare the exchanges and the events queue every flow relies on (idempotent).
-
-    They are durable so a broker restart keeps them: executors and the scheduler find the
-    same names again, and events sent while the scheduler was away wait in its queue.
-    """
-    declare_exchanges(channel)
-    channel.queue_declare(EVENTS_QUEUE, durable=True)
-    channel.queue_bind(EVENTS_QUEUE, EVENTS_EXCHANGE, routing_key="#")

@@ -25,10 +25,10 @@ from executor.inbox import Inbox
 from executor.pb.dagyo.types_pb2 import Text
 from executor.sdk import InputStream
 from executor.stream import Flusher, FrameWriter, StreamSettings
+from executor.topology import stream_arguments
 from executor.transport.base import Streams, Transport
 from executor.transport.memory import MemoryTransport
 from executor.transport.rabbitmq import ChannelPool, RabbitTransport
-from scheduler.service.broker import stream_arguments
 
 # Small bounds, the same on both transports, so that filling a stream is quick.
 MAX_FRAMES = 3

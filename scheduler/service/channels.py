@@ -1,0 +1,187 @@
+"""The scheduler's side channels, each for one kind of AMQP work the work channel must not do.
+
+Every one is used on the broker's I/O thread only, opens its channel(s) on first use from
+``open_channel`` (a new channel on the current connection), and is told to ``reset``
+when the connection is lost (or recovered): its channels went with it.
+
+* :class:`ProbeChannel` makes passive declares and conditional deletes, which the broker
+  answers with a channel error when the answer is "no": it is reopened after each one;
+* :class:`DeclareLanes` declares a flow's queues on several channels side by side;
+* :class:`JobsChannel` publishes jobs without confirms and learns of returned ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pika
+import pika.channel
+import pika.exceptions
+from google.protobuf.message import Message
+from pika.adapters.blocking_connection import BlockingChannel
+
+from executor.constants import FAILURES_EXCHANGE
+from executor.errors import BrokerError
+from executor.topology import stream_arguments
+
+# Channels used side by side to declare a flow's queues in parallel.
+LANES = 8
+
+
+def nowait(channel: BlockingChannel) -> pika.channel.Channel:
+    """The asynchronous channel under a BlockingChannel: the one reach into pika's privates.
+
+    pika's BlockingChannel waits for the broker's answer to every method and has no
+    ``nowait``; the channel it wraps (its ``_impl``) sends a method with ``callback=None``
+    and goes on, and registers callbacks (a return) that run as frames arrive.
+    """
+    return channel._impl
+
+
+class ProbeChannel:
+    """Passive declares and conditional deletes on a channel of their own.
+
+    Args:
+        open_channel: opens a channel on the current connection.
+    """
+
+    def __init__(self, open_channel: Callable[[], BlockingChannel]) -> None:
+        self._open_channel = open_channel
+        self._channel: BlockingChannel | None = None
+
+    def reset(self, *, close: bool = False) -> None:
+        """Forget the channel (closing it first when its connection stays)."""
+        if close and self._channel is not None and self._channel.is_open:
+            self._channel.close()
+        self._channel = None
+
+    def _open(self) -> BlockingChannel:
+        if self._channel is None or not self._channel.is_open:
+            self._channel = self._open_channel()
+        return self._channel
+
+    def count(self, queue: str, *, depth: bool = False) -> int | None:
+        """The consumers of ``queue`` (its messages with ``depth``); None when it does not
+        exist.
+
+        Raises:
+            BrokerError: when the broker refuses the look-up for another reason.
+        """
+        try:
+            ok = self._open().queue_declare(queue, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            self._channel = None
+            if e.reply_code == 404:
+                return None
+            raise BrokerError(f"the broker refused to look up queue {queue}: {e}") from e
+        return int(ok.method.message_count if depth else ok.method.consumer_count)
+
+    def delete_if_idle(self, queue: str) -> bool:
+        """Delete ``queue`` only if no message waits and no consumer pulls it (atomic in
+        the broker); True when it is gone.
+
+        Raises:
+            BrokerError: when the broker refuses the delete for another reason.
+        """
+        try:
+            self._open().queue_delete(queue, if_unused=True, if_empty=True)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            self._channel = None
+            if e.reply_code == 404:
+                return True
+            if e.reply_code == 406:  # PRECONDITION_FAILED: not empty, or in use
+                return False
+            raise BrokerError(f"the broker refused to delete queue {queue}: {e}") from e
+        return True
+
+
+class DeclareLanes:
+    """Up to LANES channels on which a flow's queues are declared in parallel.
+
+    Args:
+        open_channel: opens a channel on the current connection.
+    """
+
+    def __init__(self, open_channel: Callable[[], BlockingChannel]) -> None:
+        self._open_channel = open_channel
+        self._pool: list[BlockingChannel] = []
+
+    def reset(self) -> None:
+        """Forget the channels: their connection is gone, or a refused declare closed one."""
+        self._pool = []
+
+    def _lanes(self, wanted: int) -> list[BlockingChannel]:
+        self._pool = [lane for lane in self._pool if lane.is_open]
+        while len(self._pool) < min(wanted, LANES):
+            self._pool.append(self._open_channel())
+        return self._pool[: max(1, min(wanted, LANES))]
+
+    def declare(self, flow_id: str, failure_queue: str, streams: Sequence[str]) -> None:
+        """Declare the failure queue (bound to ``flow_id``) and the bounded streams.
+
+        Raises:
+            pika.exceptions.AMQPChannelError: when the broker refused a declare.
+        """
+        lanes = self._lanes(1 + len(streams))
+        # The broker creates queues declared on different channels in parallel, so each
+        # queue goes on a lane of its own, sent without waiting for its answer; then one
+        # passive declare per lane waits for everything sent on it, and raises if any
+        # failed. A flow's queues then cost about one declare's time instead of one each.
+        last: dict[int, str] = {}
+        for index, queue in enumerate([failure_queue, *streams]):
+            lane = lanes[index % len(lanes)]
+            arguments = None if queue == failure_queue else stream_arguments()
+            nowait(lane).queue_declare(queue, arguments=arguments, callback=None)
+            if queue == failure_queue:
+                nowait(lane).queue_bind(
+                    failure_queue, FAILURES_EXCHANGE, routing_key=flow_id, callback=None
+                )
+            last[index % len(lanes)] = queue
+        for index, queue in last.items():
+            lanes[index].queue_declare(queue, passive=True)
+
+
+class JobsChannel:
+    """A channel without confirms for publishing jobs back to back.
+
+    Args:
+        open_channel: opens a channel on the current connection.
+    """
+
+    def __init__(self, open_channel: Callable[[], BlockingChannel]) -> None:
+        self._open_channel = open_channel
+        self._channel: BlockingChannel | None = None
+        self._returned: list[str] = []
+
+    def reset(self) -> None:
+        """Forget the channel: its connection is gone."""
+        self._channel = None
+
+    def _open(self) -> BlockingChannel:
+        if self._channel is None or not self._channel.is_open:
+            self._channel = self._open_channel()
+            # On the underlying channel, so a return is seen as it arrives, before the
+            # passive declare that follows the publishes answers.
+            nowait(self._channel).add_on_return_callback(self._on_return)
+        return self._channel
+
+    def _on_return(self, _channel: Any, method: Any, _properties: Any, _body: bytes) -> None:
+        self._returned.append(method.routing_key)
+
+    def publish(
+        self, jobs: Sequence[tuple[str, Message]], properties: pika.BasicProperties
+    ) -> None:
+        """Publish each (mailbox, job descriptor), then wait once for the broker to have
+        handled them all.
+
+        Raises:
+            BrokerError: when a mailbox took no job.
+        """
+        lane = self._open()
+        self._returned.clear()
+        for mailbox, job in jobs:
+            lane.basic_publish("", mailbox, job.SerializeToString(), properties, mandatory=True)
+        lane.queue_declare(jobs[-1][0], passive=True)
+        if self._returned:
+            raise BrokerError(f"no mailbox took the jobs for {', '.join(self._returned)}")

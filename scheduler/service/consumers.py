@@ -1,0 +1,98 @@
+"""The consumers on the scheduler's work channel, and what to do when the broker cancels one.
+
+Used on the broker's I/O thread only. The broker cancels a consumer when its queue is
+deleted under it; :meth:`Consumers.cancelled` then calls what the consumer was given.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pika
+from google.protobuf.message import Message
+from pika.adapters.blocking_connection import BlockingChannel
+
+from executor.topology import consume
+
+log = logging.getLogger("dagyo.scheduler.broker")
+
+# A handler gets each message (its body, or the message decoded as the consumer's message
+# type) and properties on the I/O thread; the message is acked after it returns (also when it
+# raises: a message that cannot be handled is not retried). A body that does not decode as
+# the message type is logged and dropped by executor.topology.consume.
+Handler = Callable[[Any, pika.BasicProperties], None]
+
+
+class Consumers:
+    """Queue -> consumer tag on the work channel, and tag -> what to call on a cancel.
+
+    Args:
+        work: the work channel (it raises BrokerError while there is none).
+    """
+
+    def __init__(self, work: Callable[[], BlockingChannel]) -> None:
+        self._work = work
+        self._consumers: dict[str, str] = {}
+        self._on_cancel: dict[str, Callable[[], None]] = {}
+
+    def clear(self) -> None:
+        """Forget every consumer: the channel they were on is gone."""
+        self._consumers.clear()
+        self._on_cancel.clear()
+
+    def consume(
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        on_cancel: Callable[[], None],
+        message_type: type[Message] | None = None,
+    ) -> None:
+        """Consume ``queue`` (once: a queue consumed already is left as it is).
+
+        Args:
+            handler: gets each message, then it is acked.
+            on_cancel: called if the broker cancels the consumer.
+            message_type: decode each body as this first (a malformed one is dropped);
+                None hands the handler the body.
+        """
+        if queue in self._consumers:
+            return
+
+        def on_message(
+            channel: BlockingChannel, method: Any, properties: pika.BasicProperties, message: Any
+        ) -> None:
+            try:
+                handler(message, properties)
+            except Exception:
+                log.exception("a message on %s could not be handled; dropped", queue)
+            if channel.is_open:  # else it goes back to its queue with the channel
+                channel.basic_ack(method.delivery_tag)
+
+        if message_type is None:
+            tag = self._work().basic_consume(queue, on_message, auto_ack=False)
+        else:
+            tag = consume(self._work(), queue, message_type, on_message)
+        self._consumers[queue] = tag
+        self._on_cancel[tag] = on_cancel
+
+    def cancel(self, queue: str) -> None:
+        """Stop consuming ``queue``, if it is consumed; its ``on_cancel`` is not called."""
+        tag = self._consumers.pop(queue, None)
+        if tag is None:
+            return
+        self._on_cancel.pop(tag, None)
+        channel = self._work()
+        channel.basic_cancel(tag)
+
+    def cancelled(self, method: Any) -> None:
+        """The work channel's cancel callback: forget the consumer, call its ``on_cancel``."""
+        tag = method.method.consumer_tag
+        for queue, known in list(self._consumers.items()):
+            if known == tag:
+                del self._consumers[queue]
+        callback = self._on_cancel.pop(tag, None)
+        if callback is not None:
+            callback()
