@@ -205,6 +205,10 @@ class StreamCorrupt(DecodeError):
     """Raised when a stream's frames are out of order, of another typename, or past its end."""
 
 
+class ItemChanged(DagyoError):
+    """Raised when an item was changed after it was sent (found with DAGYO_EMBEDDED_SERIALIZE=1)."""
+
+
 class Stopped(DagyoError):
     """Raised inside a job when its flow was stopped; catch it to clean up, then re-raise."""
 

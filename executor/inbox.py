@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from executor.constants import IDLE_WAIT_S
 from executor.errors import Stopped
+from executor.frames import StreamFrame
 
 
 class Inbox:
@@ -25,7 +26,7 @@ class Inbox:
     def __init__(self, stop: threading.Event) -> None:
         self._stop = stop
         self._cond = threading.Condition()
-        self._frames: dict[str, deque[tuple[bytes, Callable[[], None] | None]]] = {}
+        self._frames: dict[str, deque[tuple[StreamFrame, Callable[[], None] | None]]] = {}
         # Called (in the job's thread) when the job is about to wait for input.
         self.on_idle: Callable[[], None] | None = None
 
@@ -34,7 +35,9 @@ class Inbox:
         with self._cond:
             self._frames.setdefault(port, deque())
 
-    def put(self, port: str, frame: bytes, on_taken: Callable[[], None] | None = None) -> None:
+    def put(
+        self, port: str, frame: StreamFrame, on_taken: Callable[[], None] | None = None
+    ) -> None:
         """Add a frame without waiting (the transport bounds how many arrive: its prefetch).
 
         Args:
@@ -44,7 +47,7 @@ class Inbox:
             self._frames[port].append((frame, on_taken))
             self._cond.notify_all()
 
-    def take(self, port: str) -> bytes:
+    def take(self, port: str) -> StreamFrame:
         """Return the next frame of a port, waiting for it.
 
         Raises:
@@ -52,7 +55,7 @@ class Inbox:
         """
         return self.take_any((port,))[1]
 
-    def take_any(self, ports: Iterable[str]) -> tuple[str, bytes]:
+    def take_any(self, ports: Iterable[str]) -> tuple[str, StreamFrame]:
         """Return (port, frame) for the first of ``ports`` that has a frame, waiting.
 
         Raises:
@@ -77,7 +80,7 @@ class Inbox:
 
     def _take_locked(
         self, ports: tuple[str, ...], *, wait: bool
-    ) -> tuple[str, bytes, Callable[[], None] | None] | None:
+    ) -> tuple[str, StreamFrame, Callable[[], None] | None] | None:
         while True:
             if self._stop.is_set():
                 raise Stopped("the flow was stopped")

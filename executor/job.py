@@ -122,6 +122,7 @@ def run_job(
                 edge=f"{spec.edge} -> {descriptor.node}.{port}",
                 message_class=cls,
                 inbox=inbox,
+                node=descriptor.node,
             )
             streams.attach(spec.queue, inbox, port)
         for port, out in descriptor.outputs.items():
@@ -255,6 +256,8 @@ def _run_function(program: Program, job: Job) -> None:
     port, output = next(((p, o) for p, o in job.outputs.items() if p != errors_port), ("", None))
     handler = program.run
     retries = program.progdef.retries
+    # What a handler returns most often; anything else goes through _returned.
+    one_item = output.message_class if output is not None else None
     while not stream.ended:
         results: list[Any] = []
         for item in stream.next_batch():
@@ -282,7 +285,10 @@ def _run_function(program: Program, job: Job) -> None:
                     )
                 )
                 continue
-            results.extend(_returned(result, job, output, port))
+            if type(result) is one_item:
+                results.append(result)
+            else:
+                results.extend(_returned(result, job, output, port))
         if results:
             if output is None:
                 raise DagyoError(

@@ -23,12 +23,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Mapping
+from itertools import islice
 from typing import Any
 
 from google.protobuf.message import Message
 
 from executor.errorport import build_error
-from executor.errors import DagyoError, DecodeError, Stopped, StreamCorrupt, TypeMismatch
+from executor.errors import (
+    DagyoError,
+    DecodeError,
+    ItemChanged,
+    Stopped,
+    StreamCorrupt,
+    TypeMismatch,
+)
+from executor.frames import FrameForm, MessageFrame, StreamFrame, first_changed
 from executor.inbox import Inbox
 from executor.stream import FrameWriter, decode_frame
 from executor.types import frame_class
@@ -55,7 +64,12 @@ class Context:
 class InputStream:
     """One input port: iterate it for its items, in the order they were sent.
 
-    Iteration ends at end-of-stream. Each input can be iterated once.
+    Iteration ends at end-of-stream. Each input can be iterated once. Within one process
+    the items are the very messages sent (see :mod:`executor.frames`): never change one.
+
+    Args:
+        node: the receiving node, named when it changed an item it received (checked
+            frames, ``DAGYO_EMBEDDED_SERIALIZE=1``).
     """
 
     def __init__(
@@ -66,9 +80,11 @@ class InputStream:
         message_class: type[Message],
         inbox: Inbox | None,
         consts: tuple[bytes, ...] | None = None,
+        node: str = "",
     ) -> None:
         self.port = port
         self.edge = edge
+        self.node = node
         self.message_class = message_class
         self.typename = message_class.DESCRIPTOR.full_name
         self._frame_class = frame_class(self.typename)
@@ -77,6 +93,9 @@ class InputStream:
         self.ended = False
         self.items_received = 0
         self._next_seq = 0
+        # Checked frames: the last one taken (its messages, their bytes, our copies, its
+        # seq), checked again when the next is taken and at the end.
+        self._taken: tuple[list[Any], list[bytes], list[Any], int] | None = None
 
     def __iter__(self) -> Iterator[Any]:
         while not self.ended:
@@ -97,12 +116,24 @@ class InputStream:
         assert self._inbox is not None
         return self.decode_frame(self._inbox.take(self.port))
 
-    def decode_frame(self, data: bytes) -> list[Any]:
+    def decode_frame(self, data: StreamFrame) -> list[Any]:
         """Decode one frame taken from the inbox for this port, with all its items.
 
         Raises:
             DecodeError: naming the edge, for a malformed frame or item.
+            ItemChanged: naming the edge, for a checked frame whose sender changed an item
+                after sending it, or when this job changed an item of the frame before.
         """
+        if type(data) is MessageFrame:
+            if data.data:
+                return self._decode_checked(data)
+            self._check(data)
+            if data.end_of_stream:
+                self.ended = True
+            items = list(data.items)
+            self.items_received += len(items)
+            return items
+        assert isinstance(data, bytes)
         try:
             frame: Any = self._frame_class.FromString(data)
         except Exception:
@@ -115,6 +146,49 @@ class InputStream:
         items = list(frame.items)
         self.items_received += len(items)
         return items
+
+    def _decode_checked(self, frame: MessageFrame) -> list[Any]:
+        """The items of a checked frame: copies parsed from its bytes, as on a cluster."""
+        self.check_unchanged()
+        parsed = decode_frame(frame.data, self.edge)
+        self._check(parsed)
+        sent = list(parsed.items)
+        items = self.decode(sent)
+        self._check_sent(frame.items, sent, parsed.seq)
+        if parsed.end_of_stream:
+            self.ended = True
+        self._taken = (frame.items, sent, items, parsed.seq)
+        return items
+
+    def check_unchanged(self) -> None:
+        """Check that the last checked frame taken still holds what was sent (else nothing).
+
+        Raises:
+            ItemChanged: naming the edge and who changed which item.
+        """
+        if self._taken is None:
+            return
+        messages, sent, copies, seq = self._taken
+        self._taken = None
+        self._check_sent(messages, sent, seq)
+        index = first_changed(copies, sent)
+        if index >= 0:
+            raise ItemChanged(
+                f"stream {self.edge}: {self.node or 'the receiver'} changed item {index} of "
+                f"frame {seq} it received on port {self.port}: an item must not be changed "
+                "once it was sent; return a new message (or change a copy: new = "
+                "type(item)(); new.CopyFrom(item))"
+            )
+
+    def _check_sent(self, messages: list[Any], sent: list[bytes], seq: int) -> None:
+        index = first_changed(messages, sent)
+        if index >= 0:
+            sender = self.edge.partition(" -> ")[0]
+            raise ItemChanged(
+                f"stream {self.edge}: {sender} changed item {index} of frame {seq} after "
+                "sending it: an item must not be changed once it was sent; build a new "
+                "message for each send"
+            )
 
     def _check(self, frame: Any) -> None:
         """Check a frame's typename and its place in the stream (seq 0, 1, 2, ...).
@@ -151,9 +225,14 @@ class InputStream:
         return decoded
 
     def drain(self) -> None:
-        """Read and discard the rest of the stream, so its producer never waits on us."""
+        """Read and discard the rest of the stream, so its producer never waits on us.
+
+        Raises:
+            ItemChanged: for checked frames, as :meth:`check_unchanged`.
+        """
         while not self.ended:
             self.next_batch()
+        self.check_unchanged()
 
 
 class OutputStream:
@@ -167,7 +246,7 @@ class OutputStream:
         self.message_class = message_class
         self.typename = message_class.DESCRIPTOR.full_name
         self._writer = writer
-        self._append = writer.append
+        self._add = writer.add
 
     def new(self, **fields: Any) -> Message:
         """A new message of the port's typename, any type of the registry (built in,
@@ -194,7 +273,7 @@ class OutputStream:
                 f"{self.node}.{self.port} sends {self.typename} but got "
                 f"{_typename_of(item)}: send a {self.typename.rsplit('.', 1)[-1]}"
             )
-        self._append(item.SerializeToString())
+        self._add(item)
 
     def send_all(self, items: Any) -> None:
         """Send every item of an iterable, in order (cheaper than ``send`` one by one).
@@ -208,8 +287,21 @@ class OutputStream:
             Stopped: when the flow is stopped while the stream is full.
         """
         cls = self.message_class
-        extend = self._writer.extend
         chunk_size = self._writer.chunk_items
+        if self._writer.form is not FrameForm.BYTES:
+            # Messages are kept, not serialized: take a frame's worth at a time and check
+            # their types in one go.
+            add_all = self._writer.add_all
+            iterator = iter(items)
+            while batch := list(islice(iterator, chunk_size)):
+                if set(map(type, batch)) == {cls}:
+                    add_all(batch)
+                else:
+                    for item in batch:
+                        self.send(item)  # up to the wrong one, which raises TypeMismatch
+            return
+        # Serialized as they are read: each message is dropped while it is still in cache.
+        extend = self._writer.extend
         chunk: list[bytes] = []
         for item in items:
             if type(item) is not cls:

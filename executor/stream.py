@@ -1,9 +1,10 @@
 """Streams inside a job: frames in (the Inbox), frames out (the FrameWriter), batching.
 
-Items travel in frames: many serialized items per message. A FrameWriter collects a
-port's items and flushes a frame when it holds FRAME_MAX_BYTES or FRAME_MAX_ITEMS, when
-its first item has lingered FRAME_LINGER_S (the Flusher thread sees to that, whatever the
-job is doing), and at end-of-stream, which is an explicit frame.
+Items travel in frames: many serialized items per message (or, within one process, the
+messages themselves: see :mod:`executor.frames`). A FrameWriter collects a port's items and
+flushes a frame when it holds FRAME_MAX_BYTES or FRAME_MAX_ITEMS, when its first item has
+lingered FRAME_LINGER_S (the Flusher thread sees to that, whatever the job is doing), and
+at end-of-stream, which is an explicit frame.
 """
 
 from __future__ import annotations
@@ -12,27 +13,37 @@ import gc
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
 
 from executor.constants import (
     FRAME_LINGER_S,
     FRAME_MAX_BYTES,
     FRAME_MAX_ITEMS,
+    FRAME_SIZE_SAMPLE_ITEMS,
     GC_GEN0_THRESHOLD,
     STREAM_MAX_FRAMES,
 )
 from executor.errors import DagyoError, DecodeError
+from executor.frames import FrameForm, MessageFrame, StreamFrame
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.transport.base import FrameSink
 
 
 @dataclass(frozen=True)
 class StreamSettings:
-    """Frame batching and stream bounds; tests and benchmarks shorten or widen them."""
+    """Frame batching and stream bounds; tests and benchmarks shorten or widen them.
+
+    ``frames`` says what frames are made of: bytes for a cluster (the default), messages
+    or checked ones only on the memory transport (the embedded runner sets it).
+    """
 
     frame_max_bytes: int = FRAME_MAX_BYTES
     frame_max_items: int = FRAME_MAX_ITEMS
     linger_s: float = FRAME_LINGER_S
     max_frames: int = STREAM_MAX_FRAMES
+    frames: FrameForm = FrameForm.BYTES
 
     @classmethod
     def from_env(cls) -> StreamSettings:
@@ -73,7 +84,15 @@ def decode_frame(frame: bytes, edge: str) -> Frame:
 
 
 class FrameWriter:
-    """Batches one output port's serialized items into frames and sends them to a sink."""
+    """Batches one output port's items into frames and sends them to a sink.
+
+    :meth:`add` and :meth:`add_all` take messages, whatever ``settings.frames`` is:
+    serialized for bytes frames (:meth:`append` and :meth:`extend` take those bytes), kept
+    as they are for message frames, both for checked frames. A frame of messages counts
+    its bytes from every FRAME_SIZE_SAMPLE_ITEMS-th item's size (the first one's
+    included), so sizing costs no serialize per item: frames of items alike in size split
+    where frames of bytes do.
+    """
 
     def __init__(
         self, sink: FrameSink, *, settings: StreamSettings, flusher: Flusher, typename: str
@@ -86,9 +105,14 @@ class FrameWriter:
         # How many items a caller with many to send hands over at once (see extend).
         self.chunk_items = settings.frame_max_items
         self._flusher = flusher
+        self.form = settings.frames
         self._lock = threading.Lock()
-        self._items: list[bytes] = []
+        # Serialized items (bytes and checked frames) or messages (message frames).
+        self._items: list[Any] = []
+        # Checked frames: the messages of _items, sent along to be checked.
+        self._messages: list[Message] = []
         self._bytes = 0
+        self._sample = 0  # message frames: the size of the last item sized
         self._first_at = 0.0
         self._seq = 0
         self.items_sent = 0
@@ -108,16 +132,82 @@ class FrameWriter:
             Stopped: when the flow is stopped while the stream is full.
         """
         with self._lock:
-            items = self._items
-            items.append(data)
-            self._bytes += len(data)
-            count = len(items)
-            if count == 1:
-                self._first_at = time.monotonic()
-                # After the append: the flusher forgets writers it finds empty.
-                self._flusher.watch(self)
-            if self._bytes >= self._max_bytes or count >= self._max_items:
+            self._append_locked(data)
+
+    def _append_locked(self, data: bytes) -> None:
+        items = self._items
+        items.append(data)
+        self._bytes += len(data)
+        count = len(items)
+        if count == 1:
+            self._first_at = time.monotonic()
+            # After the append: the flusher forgets writers it finds empty.
+            self._flusher.watch(self)
+        if self._bytes >= self._max_bytes or count >= self._max_items:
+            self._flush_locked(end=False, block=True)
+
+    def add(self, message: Message) -> None:
+        """Add one message (see the class); flush when the frame is full.
+
+        Raises:
+            Stopped: when the flow is stopped while the stream is full.
+        """
+        form = self.form
+        if form is FrameForm.BYTES:
+            self.append(message.SerializeToString())
+        elif form is FrameForm.MESSAGES:
+            self.add_all([message])
+        else:
+            with self._lock:
+                self._messages.append(message)
+                self._append_locked(message.SerializeToString())
+
+    def add_all(self, messages: list[Message]) -> None:
+        """Add several messages, flushing each time a frame fills up.
+
+        Raises:
+            Stopped: when the flow is stopped while the stream is full.
+        """
+        form = self.form
+        if form is FrameForm.BYTES:
+            self.extend([message.SerializeToString() for message in messages])
+        elif form is FrameForm.CHECKED:
+            with self._lock:
+                for message in messages:
+                    self._messages.append(message)
+                    self._append_locked(message.SerializeToString())
+        else:
+            with self._lock:
+                self._add_messages_locked(messages)
+
+    def _add_messages_locked(self, messages: list[Message]) -> None:
+        items, size, sample = self._items, self._bytes, self._sample
+        fresh = not items
+        max_bytes, max_items = self._max_bytes, self._max_items
+        done, count = 0, len(messages)
+        while done < count:
+            position = len(items)
+            if position % FRAME_SIZE_SAMPLE_ITEMS == 0:
+                sample = messages[done].ByteSize()
+            # The items up to the next one sized, as many as the frame takes.
+            take = min(
+                FRAME_SIZE_SAMPLE_ITEMS - position % FRAME_SIZE_SAMPLE_ITEMS,
+                count - done,
+                max_items - position,
+            )
+            if sample:
+                take = min(take, -(-(max_bytes - size) // sample))  # until size >= max_bytes
+            items.extend(messages[done : done + take])
+            done += take
+            size += take * sample
+            if size >= max_bytes or len(items) >= max_items:
+                self._bytes, self._sample = size, sample
                 self._flush_locked(end=False, block=True)
+                items, size, fresh = self._items, 0, True
+        self._bytes, self._sample = size, sample
+        if items and fresh:
+            self._first_at = time.monotonic()
+            self._flusher.watch(self)  # after the items are in: see Flusher
 
     def extend(self, data: list[bytes]) -> None:
         """Add several serialized items, flushing each time a frame fills up.
@@ -183,9 +273,7 @@ class FrameWriter:
     def _flush_locked(self, *, end: bool, block: bool) -> bool:
         if not self._items and not end:
             return True
-        frame = Frame(
-            items=self._items, end_of_stream=end, seq=self._seq, typename=self.typename
-        ).SerializeToString()
+        frame = self._frame(end)
         if block:
             self._sending_since = time.monotonic()
             try:
@@ -198,8 +286,23 @@ class FrameWriter:
         self.frames_sent += 1
         self.items_sent += len(self._items)
         self._items = []
+        self._messages = []
         self._bytes = 0
         return True
+
+    def _frame(self, end: bool) -> StreamFrame:
+        if self.form is FrameForm.MESSAGES:
+            return MessageFrame(
+                self._items, end_of_stream=end, seq=self._seq, typename=self.typename
+            )
+        data = Frame(
+            items=self._items, end_of_stream=end, seq=self._seq, typename=self.typename
+        ).SerializeToString()
+        if self.form is FrameForm.BYTES:
+            return data
+        return MessageFrame(
+            self._messages, end_of_stream=end, seq=self._seq, typename=self.typename, data=data
+        )
 
 
 def tune_gc() -> None:

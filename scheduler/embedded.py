@@ -1,21 +1,36 @@
 """The embedded runner: a whole flow in one process, on the in-memory transport.
 
 It runs each job with the executor's own job code (``executor.job.execute``); only the
-transport differs from a cluster, so a flow behaves here as it will there.
+transport differs from a cluster, so a flow behaves here as it will there. Frames carry the
+messages themselves, not their bytes (see :mod:`executor.frames`): an item must not be
+changed once it was sent. ``DAGYO_EMBEDDED_SERIALIZE=1`` serializes every item as a cluster
+does and catches an item changed after it was sent.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from executor.constants import (
+    ENV_EMBEDDED_SERIALIZE,
+    FRAME_MAX_ITEMS,
+    MESSAGE_FRAME_MAX_ITEMS,
+)
 from executor.errors import DagyoError, Stopped
+from executor.frames import FrameForm
 from executor.inbox import Inbox
 from executor.job import JobRun, execute
-from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_CANCELLED, FailureReport
+from executor.pb.dagyo.v1.failure_pb2 import (
+    FAILURE_KIND_CANCELLED,
+    FAILURE_KIND_PANIC,
+    FailureReport,
+)
 from executor.program import Program, load_program
 from executor.sdk import InputStream, merge
 from executor.stream import Flusher, StreamSettings
@@ -41,8 +56,14 @@ class EmbeddedRunner:
 
     Args:
         on_export: called in the calling thread with (export name, message) for every
-            exported item, in the order each export's items were sent.
-        settings: frame batching and stream bounds.
+            exported item, in the order each export's items were sent. The message is
+            the one its job sent: do not change it.
+        settings: frame batching and stream bounds (their ``frames`` is the runner's).
+        serialize: serialize every item as a cluster does, checking that no item is
+            changed once sent; None reads DAGYO_EMBEDDED_SERIALIZE (``1``: on).
+
+    Raises:
+        DagyoError: when DAGYO_EMBEDDED_SERIALIZE is neither 1 nor 0.
     """
 
     def __init__(
@@ -51,9 +72,20 @@ class EmbeddedRunner:
         *,
         on_export: Callable[[str, Any], None],
         settings: StreamSettings | None = None,
+        serialize: bool | None = None,
     ) -> None:
-        self.settings = settings or StreamSettings()
+        if serialize is None:
+            serialize = serialize_from_env()
+        if settings is None:
+            # Frames of messages stay small: the items a job makes are still in the CPU's
+            # cache when the next job reads them. Serialized ones are framed as on a cluster.
+            settings = StreamSettings(
+                frame_max_items=FRAME_MAX_ITEMS if serialize else MESSAGE_FRAME_MAX_ITEMS
+            )
+        form = FrameForm.CHECKED if serialize else FrameForm.MESSAGES
+        self.settings = dataclasses.replace(settings, frames=form)
         self.plan: Plan = plan_flow(checked, flow_id=uuid.uuid4().hex[:12])
+        self._export_sources = {name: str(source) for name, source in checked.flow.exports.items()}
         self.transport = MemoryTransport(max_frames=self.settings.max_frames)
         self._on_export = on_export
         self._stop = threading.Event()
@@ -166,7 +198,7 @@ class EmbeddedRunner:
             streams.append(
                 InputStream(
                     port=name,
-                    edge=f"export {name}",
+                    edge=f"{self._export_sources[name]} -> export {name}",
                     inbox=inbox,
                     message_class=message_class(self.plan.export_types[name]),
                 )
@@ -179,5 +211,31 @@ class EmbeddedRunner:
         try:
             for name, item in merge(inbox, streams):
                 self._on_export(name, item)
+            for stream in streams:
+                stream.check_unchanged()
         except Stopped:
             pass
+        except DagyoError as e:  # an export's item does not decode, or was changed
+            self._fail(
+                FailureReport(
+                    flow_id=self.plan.flow_id,
+                    executor=EXECUTOR_ID,
+                    error=f"{type(e).__name__}: {e}",
+                    kind=FAILURE_KIND_PANIC,
+                )
+            )
+
+
+def serialize_from_env() -> bool:
+    """Whether DAGYO_EMBEDDED_SERIALIZE asks to serialize every item (``1``) or not.
+
+    Raises:
+        DagyoError: naming the variable, when it is set to neither 1 nor 0.
+    """
+    raw = os.environ.get(ENV_EMBEDDED_SERIALIZE, "")
+    if raw not in ("", "0", "1"):
+        raise DagyoError(
+            f"{ENV_EMBEDDED_SERIALIZE}={raw!r}: set it to 1 or 0 (1 serializes every item "
+            "as a cluster does, to test that a progdef never changes an item it sent)"
+        )
+    return raw == "1"

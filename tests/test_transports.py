@@ -1,4 +1,8 @@
-"""The same flows give the same exports embedded (memory) and on a cluster (rabbitmq)."""
+"""The same flows give the same exports embedded (memory) and on a cluster (rabbitmq).
+
+Embedded, they run as `dagyo run` runs them (frames of messages) and as with
+DAGYO_EMBEDDED_SERIALIZE=1 (every item serialized, and checked unchanged once sent).
+"""
 
 from __future__ import annotations
 
@@ -21,12 +25,12 @@ def cluster(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-@pytest.mark.parametrize("transport", ["memory", "rabbitmq"])
+@pytest.mark.parametrize("transport", ["memory", "memory-serialized", "rabbitmq"])
 def test_a_flow_gives_the_same_exports_on_every_transport(
     transport: str, case: Case, request: pytest.FixtureRequest
 ) -> None:
-    if transport == "memory":
-        exports, result = run_flow(case.flow)
+    if transport.startswith("memory"):
+        exports, result = run_flow(case.flow, serialize=transport == "memory-serialized")
         state = result.state
         failed_node = result.failure.node if result.failure else ""
     else:

@@ -2,9 +2,10 @@
 
 A job is run by the same code in the embedded runner and in a cluster executor; only the
 transport differs (``memory`` in one process, ``rabbitmq`` across executors). A transport
-moves opaque frames (serialized ``dagyo.v1.Frame``) between named stream queues, and both
-transports give each method the same meaning (tests/executor/test_transport_contract.py
-holds them to it):
+moves opaque frames between named stream queues: serialized ``dagyo.v1.Frame`` on every
+transport, and on the memory transport also :class:`~executor.frames.MessageFrame`, the
+messages themselves (see :mod:`executor.frames`). Both transports give each method the same
+meaning (tests/executor/test_transport_contract.py holds them to it):
 
 * a stream queue holds at most ``max_frames`` frames waiting for its consumer, and the
   consumer holds at most ``prefetch_frames`` more, delivered to its inbox but not yet
@@ -24,17 +25,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from executor.frames import StreamFrame
     from executor.inbox import Inbox
 
 
 class FrameSink(Protocol):
     """Where an output port's frames go."""
 
-    def send(self, frame: bytes, *, block: bool = True) -> bool:
+    def send(self, frame: StreamFrame, *, block: bool = True) -> bool:
         """Send one frame to every queue of the output, in order.
 
         Args:
-            frame: a serialized ``dagyo.v1.Frame``.
+            frame: a serialized ``dagyo.v1.Frame`` (a MessageFrame on the memory transport).
             block: wait while a queue is full. When False and *no* queue has room, send
                 nothing and return False; once any queue took the frame, the full ones
                 are waited for, so every queue gets the same frames in the same order.

@@ -3,7 +3,8 @@
 A stream queue here behaves as a RabbitMQ stream queue does: it holds up to
 ``max_frames`` frames waiting for its consumer, the consumer takes up to
 ``prefetch_frames`` more ahead of the job reading them (each counts until the job takes
-it, as an unacked delivery does), and a producer that finds the queue full waits.
+it, as an unacked delivery does), and a producer that finds the queue full waits. Frames
+are handed over as they are: serialized, or MessageFrames holding the messages themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 from executor.constants import STOP_POLL_S, STREAM_MAX_FRAMES, STREAM_PREFETCH_FRAMES
 from executor.errors import Stopped
+from executor.frames import StreamFrame
 from executor.inbox import Inbox
 
 
@@ -25,7 +27,7 @@ class MemoryQueue:
         self._max_frames = max_frames
         self._prefetch_frames = prefetch_frames
         self._cond = threading.Condition()
-        self._waiting: deque[bytes] = deque()
+        self._waiting: deque[StreamFrame] = deque()
         self._inbox: Inbox | None = None
         self._port = ""
         self._delivered = 0  # delivered to the inbox and not yet taken by the job
@@ -47,12 +49,12 @@ class MemoryQueue:
         with self._cond:
             return len(self._waiting)
 
-    def offer(self, frame: bytes) -> bool:
+    def offer(self, frame: StreamFrame) -> bool:
         """Add the frame if the queue has room; return False when it is full."""
         with self._cond:
             return self._offer_locked(frame)
 
-    def put(self, frame: bytes, stop: threading.Event) -> None:
+    def put(self, frame: StreamFrame, stop: threading.Event) -> None:
         """Add the frame, waiting while the queue is full.
 
         Raises:
@@ -64,7 +66,7 @@ class MemoryQueue:
                     raise Stopped("the flow was stopped")
                 self._cond.wait(STOP_POLL_S)
 
-    def _offer_locked(self, frame: bytes) -> bool:
+    def _offer_locked(self, frame: StreamFrame) -> bool:
         if len(self._waiting) >= self._max_frames:
             return False
         self._waiting.append(frame)
@@ -165,7 +167,7 @@ class MemorySink:
         self._queues = queues
         self._stop = stop
 
-    def send(self, frame: bytes, *, block: bool = True) -> bool:
+    def send(self, frame: StreamFrame, *, block: bool = True) -> bool:
         """Put the frame in every queue, waiting for the full ones (see FrameSink.send)."""
         full = [queue for queue in self._queues if not queue.offer(frame)]
         if full and not block and len(full) == len(self._queues):

@@ -32,6 +32,7 @@ from executor.constants import (
     STREAM_PREFETCH_FRAMES,
 )
 from executor.errors import BrokerError, Stopped
+from executor.frames import StreamFrame
 from executor.inbox import Inbox
 
 FRAME_PROPERTIES = pika.BasicProperties(content_type=PROTOBUF_CONTENT_TYPE, type="dagyo.v1.Frame")
@@ -235,12 +236,18 @@ class RabbitSink:
         self._queues = queues
         self._stop = stop
 
-    def send(self, frame: bytes, *, block: bool = True) -> bool:
+    def send(self, frame: StreamFrame, *, block: bool = True) -> bool:
         """Publish the frame to every queue, retrying the full ones (see FrameSink.send).
 
         Raises:
             Stopped: when the job is stopped while waiting, or a queue is gone.
+            TypeError: for a MessageFrame, which only crosses an edge within one process.
         """
+        if not isinstance(frame, bytes):
+            raise TypeError(
+                "the rabbitmq transport carries serialized frames only: run jobs on it with "
+                "StreamSettings(frames=FrameForm.BYTES)"
+            )
         pending: Sequence[str] = self._queues
         delay = FULL_STREAM_BACKOFF_S
         first = True

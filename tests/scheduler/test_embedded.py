@@ -25,7 +25,11 @@ CATALOGUE = load_catalogue(PROGDEFS)
 
 
 def run_flow(
-    flow: dict[str, Any], *, catalogue: Any = None, settings: StreamSettings | None = None
+    flow: dict[str, Any],
+    *,
+    catalogue: Any = None,
+    settings: StreamSettings | None = None,
+    serialize: bool = False,
 ) -> tuple[dict[str, list[Any]], RunResult]:
     checked = check_flow(parse_flow(json.dumps(flow)), catalogue or CATALOGUE)
     exports: dict[str, list[Any]] = defaultdict(list)
@@ -33,7 +37,8 @@ def run_flow(
     def on_export(name: str, message: Any) -> None:
         exports[name].append(json_format.MessageToDict(message))
 
-    result = EmbeddedRunner(checked, on_export=on_export, settings=settings).run()
+    runner = EmbeddedRunner(checked, on_export=on_export, settings=settings, serialize=serialize)
+    result = runner.run()
     return dict(exports), result
 
 
