@@ -23,6 +23,7 @@ from scheduler.cli.common import (
     set_option,
 )
 from scheduler.cli.output import Progress, export_line, print_failure
+from scheduler.flow.render import FORMATS
 
 if TYPE_CHECKING:
     from scheduler.flow.model import CheckedFlow
@@ -48,7 +49,7 @@ def validate(flow: Path, progdefs_dir: Path | None) -> None:
 @click.argument("flow", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--graph",
-    type=click.Choice(["mermaid", "dot"]),
+    type=click.Choice(FORMATS),
     default=None,
     help="Print the flow as a Mermaid or Graphviz DOT graph instead of running it.",
 )
@@ -56,6 +57,10 @@ def validate(flow: Path, progdefs_dir: Path | None) -> None:
 @progdefs_option
 def run(flow: Path, graph: str | None, sets: tuple[str, ...], progdefs_dir: Path | None) -> None:
     """Run FLOW in this process (no broker); exported items to stdout as JSON lines.
+
+    Jobs share the items they send and receive (never change one once sent):
+    DAGYO_EMBEDDED_SERIALIZE=1 serializes every item as a cluster does and fails the
+    flow when one was changed after it was sent.
 
     Exits 0 when the flow succeeded, 1 when it failed (the failure report on stderr),
     2 when it is invalid.

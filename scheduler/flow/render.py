@@ -6,6 +6,7 @@ import json
 
 from scheduler.flow.model import CheckedFlow
 
+# The formats render_graph draws (the choices of `dagyo run --graph`).
 FORMATS = ("mermaid", "dot")
 
 

@@ -360,7 +360,7 @@ class Broker:
 
     def publish_stop(self, stop: Stop) -> None:
         """Broadcast a stop signal to every executor (none listening is no error)."""
-        self.call(lambda: self._publish(STOP_EXCHANGE, "", stop, persistent=False))
+        self.call(lambda: self._publish(STOP_EXCHANGE, "", stop))
 
     def publish_failure(self, report: FailureReport) -> None:
         """Publish a failure report the scheduler decided (lost, deadline, cancel, broker).
@@ -369,28 +369,17 @@ class Broker:
         """
         self.call(lambda: self._publish(FAILURES_EXCHANGE, report.flow_id, report))
 
-    def _publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        message: Message,
-        *,
-        persistent: bool = False,
-        required: bool = False,
-    ) -> None:
+    def _publish(self, exchange: str, routing_key: str, message: Message) -> None:
         properties = pika.BasicProperties(
             content_type=PROTOBUF_CONTENT_TYPE,
             type=message.DESCRIPTOR.full_name,
             app_id=SCHEDULER_APP_ID,
-            delivery_mode=pika.DeliveryMode.Persistent if persistent else None,
         )
         try:
-            # mandatory: a job whose mailbox vanished comes back instead of being lost.
             self._channel().basic_publish(
                 exchange, routing_key, message.SerializeToString(), properties, mandatory=True
             )
-        except pika.exceptions.UnroutableError as e:
-            if required:
-                raise BrokerError(f"the broker returned a message for {routing_key}") from e
+        except pika.exceptions.UnroutableError:
+            pass  # no queue took it: no executor listens, or the flow has no watcher left
         except pika.exceptions.NackError as e:
             raise BrokerError(f"the broker refused a message for {routing_key}") from e
