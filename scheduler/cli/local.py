@@ -89,7 +89,10 @@ def run_embedded(checked: CheckedFlow, line: Callable[[str, Any], str]) -> None:
         else:
             out.write(line(name, message) + "\n")
 
-    runner = EmbeddedRunner(checked, on_export=on_export)
+    try:
+        runner = EmbeddedRunner(checked, on_export=on_export)
+    except DagyoError as e:  # DAGYO_EMBEDDED_SERIALIZE is neither 1 nor 0
+        fail(str(e), EXIT_INVALID)
     tune_gc()  # this process is the flow's now
     if sys.stderr.isatty():
         progress = Progress(checked.flow.name, runner.progress)

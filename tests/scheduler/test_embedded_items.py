@@ -4,6 +4,8 @@ serializes every item as a cluster does and catches an item changed after it was
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from executor.stream import StreamSettings
 from scheduler.embedded import EmbeddedRunner
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
-from tests.conftest import PROGDEFS
+from tests.conftest import EXAMPLES, PROGDEFS, ROOT
 from tests.executor.test_sdk import make_progdef
 from tests.scheduler.test_embedded import source
 
@@ -199,3 +201,30 @@ def test_a_frame_of_messages_splits_where_a_frame_of_bytes_does(tmp_path: Path) 
         (blobs,) = [r for r in run.runs if r.descriptor.node == "a"]
         frames[serialize] = blobs.frames_sent()["blobs"]
     assert frames[False] == frames[True] == 11  # ten of three items, then end-of-stream
+
+
+def dagyo_run(flow: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from scheduler.cli import main; main()", "run", str(flow)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "", "PYTHONPATH": str(ROOT), **env},
+    )
+
+
+def test_dagyo_run_with_serialize_gives_the_same_lines() -> None:
+    plain = dagyo_run(EXAMPLES / "hello.json")
+    serialized = dagyo_run(EXAMPLES / "hello.json", DAGYO_EMBEDDED_SERIALIZE="1")
+    assert plain.returncode == serialized.returncode == 0, serialized.stderr
+    assert plain.stdout == serialized.stdout
+    assert len(plain.stdout.splitlines()) == 3
+
+
+def test_dagyo_run_with_a_bad_serialize_says_so_in_one_line_and_exits_2() -> None:
+    result = dagyo_run(EXAMPLES / "hello.json", DAGYO_EMBEDDED_SERIALIZE="yes")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert "DAGYO_EMBEDDED_SERIALIZE='yes': set it to 1 or 0" in line
