@@ -94,7 +94,9 @@ def test_counts_move_per_node_and_edge_while_the_flow_runs_and_metrics_rate_them
             while True:  # seen mid-way: counts come from heartbeats, not only job ends
                 record = client.get(flow_id)
                 out = record.nodes[2]  # lag sends one item every 30 ms: a few a frame
-                if out.state == pb.NODE_STATE_RUNNING and 0 < out.items_received < ITEMS:
+                sent = record.edges[1].items_sent  # from lag's heartbeat, counted as it went
+                running = out.state == pb.NODE_STATE_RUNNING
+                if running and 0 < out.items_received < ITEMS and 0 < sent < ITEMS:
                     break
                 assert time.monotonic() < deadline, f"no live count seen:\n{record}"
                 time.sleep(0.05)
