@@ -28,7 +28,14 @@ from executor.errors import (
     ProgdefInvalid,
 )
 from executor.progdef import Progdef, load_catalogue
-from scheduler.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, fail
+from scheduler.cli.common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_UNREACHABLE,
+    connected,
+    fail,
+    scheduler_option,
+)
 from scheduler.deploy import (
     DeploySettings,
     apply_objects,
@@ -43,6 +50,7 @@ from scheduler.deploy import (
 from scheduler.deploy.credentials import TLS_SECRET, TOKENS_SECRET
 from scheduler.deploy.images import DEFAULT_LOCK, pinned_reference, scheduler_image_tag
 from scheduler.deploy.manifests import AUTOSCALERS, SCALERS, STATE_VOLUMES
+from scheduler.deploy.prune import delete_objects, retired_objects
 from scheduler.service.config import default_progdefs_dir
 
 # What --tls-secret and --tokens-secret take to turn TLS or tokens off.
@@ -180,7 +188,8 @@ def build(
     type=click.Choice(AUTOSCALERS),
     default=AUTOSCALERS[0],
     show_default=True,
-    help="keda: a ScaledObject per progdef; none: fixed replicas (min_executors, at least 1).",
+    help="keda: a ScaledObject per progdef version; none: fixed replicas (min_executors, "
+    "at least 1).",
 )
 @click.option(
     "--scaler",
@@ -223,6 +232,13 @@ def build(
     is_flag=True,
     help="Deploy an image the lock has no digest for by its tag (refused otherwise).",
 )
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Then delete the objects of each progdef version the scheduler (--scheduler) "
+    "reports retired.",
+)
+@scheduler_option
 @click.option("--context", "kube_context", metavar="NAME", help="The kubeconfig context to use.")
 def deploy(
     progdefs_dir: Path | None,
@@ -238,16 +254,23 @@ def deploy(
     tls_secret: str,
     tokens_secret: str,
     allow_tags: bool,
+    prune: bool,
+    address: str,
     kube_context: str | None,
 ) -> None:
     """Render the catalogue's Kubernetes objects and server-side apply them.
 
-    Per progdef: a Deployment of executors on its mailbox, a PodDisruptionBudget and a
-    KEDA ScaledObject; then the catalogue ConfigMap and the scheduler's Deployment, which
-    reads its certificate, token file and broker URL from Secrets (docs/security.md).
-    Every image runs by the digest `dagyo build --push` recorded in the lock; an image
-    with none is refused (exit 2), unless --allow-tags deploys it by its tag.
+    Per progdef version: a Deployment of executors on its mailbox, a PodDisruptionBudget
+    and a KEDA ScaledObject, named dagyo-<progdef>-<version>, so an upgrade leaves the old
+    version's executors draining its mailbox; then the catalogue ConfigMap and the
+    scheduler's Deployment, which reads its certificate, token file and broker URL from
+    Secrets (docs/security.md). Every image runs by the digest `dagyo build --push`
+    recorded in the lock; an image with none is refused (exit 2), unless --allow-tags
+    deploys it by its tag. --prune then deletes the objects of the old versions the
+    scheduler retired (no job of them waits or runs), and of no other.
     """
+    if prune and dry_run:
+        fail("--prune deletes objects from the cluster: drop --dry-run", EXIT_INVALID)
     catalogue = _catalogue(progdefs_dir)
     images = _lock(lock)
     try:
@@ -277,6 +300,14 @@ def deploy(
             apply_objects(
                 api_client, objects, on_applied=lambda applied: click.echo(f"{applied} applied")
             )
+            if prune:
+                with connected(address) as scheduler:
+                    versions = scheduler.versions()
+                delete_objects(
+                    api_client,
+                    retired_objects(versions, catalogue, settings),
+                    on_deleted=lambda deleted: click.echo(f"{deleted} deleted"),
+                )
     except ClusterUnavailable as e:
         fail(str(e), EXIT_UNREACHABLE)
     except ApplyFailed as e:

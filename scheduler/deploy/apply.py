@@ -81,16 +81,7 @@ def apply_objects(
         ApplyFailed: at the first object the API server refuses.
     """
     host = api_client.configuration.host
-    try:
-        dynamic = DynamicClient(
-            api_client, cache_file=str(discovery_cache) if discovery_cache else None
-        )
-    except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
-        raise ClusterUnavailable(_unreachable(host, e)) from e
-    except DynamicApiError as e:
-        raise ClusterUnavailable(
-            f"the Kubernetes API at {host} refused discovery: {_status(e)}"
-        ) from e
+    dynamic = dynamic_client(api_client, discovery_cache=discovery_cache)
     applied = []
     for obj in objects:
         api_version, kind = obj["apiVersion"], obj["kind"]
@@ -117,14 +108,34 @@ def apply_objects(
         except DynamicApiError as e:
             raise ApplyFailed(_refused(kind, name, namespace, e)) from e
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise ClusterUnavailable(_unreachable(host, e)) from e
+            raise ClusterUnavailable(unreachable_text(host, e)) from e
         applied.append(f"{kind.lower()}/{name}")
         if on_applied is not None:
             on_applied(applied[-1])
     return applied
 
 
-def _unreachable(host: str, error: BaseException) -> str:
+def dynamic_client(api_client: client.ApiClient, *, discovery_cache: Path | None = None) -> Any:
+    """Return a dynamic client of the cluster, its API discovery done.
+
+    Raises:
+        ClusterUnavailable: when the API server does not answer, or refuses discovery.
+    """
+    host = api_client.configuration.host
+    try:
+        return DynamicClient(
+            api_client, cache_file=str(discovery_cache) if discovery_cache else None
+        )
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+        raise ClusterUnavailable(unreachable_text(host, e)) from e
+    except DynamicApiError as e:
+        raise ClusterUnavailable(
+            f"the Kubernetes API at {host} refused discovery: {status_text(e)}"
+        ) from e
+
+
+def unreachable_text(host: str, error: BaseException) -> str:
+    """Return what to say of an API server that did not answer, and what to do."""
     reason = getattr(error, "reason", None) or error
     text = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
     return (
@@ -134,7 +145,8 @@ def _unreachable(host: str, error: BaseException) -> str:
     )
 
 
-def _status(error: DynamicApiError) -> str:
+def status_text(error: DynamicApiError) -> str:
+    """Return an API server's refusal as ``STATUS REASON: message``."""
     try:
         body = json.loads(error.body or "{}")
     except (TypeError, ValueError):
@@ -144,7 +156,7 @@ def _status(error: DynamicApiError) -> str:
 
 
 def _refused(kind: str, name: str, namespace: str | None, error: DynamicApiError) -> str:
-    text = f"applying {kind}/{name} failed: {_status(error)}"
+    text = f"applying {kind}/{name} failed: {status_text(error)}"
     if error.status == 404 and namespace:
         text += f" (does namespace {namespace} exist? apply deploy/k8s/ first, see docs/deploy.md)"
     elif error.status in (401, 403):

@@ -1,9 +1,12 @@
 """The Kubernetes objects of one progdef, rendered as plain dicts, and the shared pieces.
 
-Per progdef: a Deployment of executors, a PodDisruptionBudget and (with KEDA) a
-ScaledObject on its mailbox depth. :mod:`scheduler.deploy.catalogue` adds the catalogue
-ConfigMap and the scheduler's Deployment; the static parts (namespace, RabbitMQ, the
-scheduler's Service, ServiceAccount, RBAC and state volume) live in deploy/k8s/.
+Per progdef version: a Deployment of executors, a PodDisruptionBudget and (with KEDA) a
+ScaledObject on its demand, each named for the version, so an upgrade starts the new
+version beside the old one, whose executors drain its mailbox until the scheduler retires
+it (:mod:`scheduler.deploy.prune` then deletes them). :mod:`scheduler.deploy.catalogue`
+adds the catalogue ConfigMap and the scheduler's Deployment; the static parts (namespace,
+RabbitMQ, the scheduler's Service, ServiceAccount, RBAC and state volume) live in
+deploy/k8s/.
 """
 
 from __future__ import annotations
@@ -123,8 +126,23 @@ class DeploySettings:
 
 
 def object_name(progdef: Progdef) -> str:
-    """Return the Kubernetes name of a progdef's objects: ``dagyo-<name>``, ``_`` as ``-``."""
-    return f"{PREFIX}-" + progdef.name.replace("_", "-").rstrip("-")
+    """Return the Kubernetes name of a progdef: ``dagyo-<name>``, ``_`` as ``-``."""
+    return base_name(progdef.name)
+
+
+def base_name(progdef: str) -> str:
+    """Return the Kubernetes name of the progdef named ``progdef``: ``dagyo-<name>``."""
+    return f"{PREFIX}-" + progdef.replace("_", "-").rstrip("-")
+
+
+def version_name(progdef: str, version: str) -> str:
+    """Return the name of one progdef version's executor objects: ``dagyo-<name>-<version>``.
+
+    Example:
+        ``version_name("parse_int", "3f2a9c0d1e4b5a6f")`` is
+        ``dagyo-parse-int-3f2a9c0d1e4b5a6f``.
+    """
+    return f"{base_name(progdef)}-{version}"
 
 
 def progdef_secret(progdef: Progdef) -> str:
@@ -138,10 +156,11 @@ def grace_period_s(progdef: Progdef) -> int:
 
 
 def render_progdef(progdef: Progdef, version: str, settings: DeploySettings) -> list[Any]:
-    """Return one progdef's Deployment, PodDisruptionBudget and (with KEDA) ScaledObject."""
+    """Return one progdef version's Deployment, PodDisruptionBudget and (with KEDA)
+    ScaledObject, all named :func:`version_name`."""
     objects = [
         executor_deployment(progdef, version, settings),
-        disruption_budget(progdef, settings),
+        disruption_budget(progdef, version, settings),
     ]
     if settings.autoscaler == AUTOSCALER_KEDA:
         objects.append(scaled_object(progdef, version, settings))
@@ -169,12 +188,17 @@ def labels_for(component: str, progdef: Progdef | None = None, version: str = ""
     return labels
 
 
-def selector_for(component: str, progdef: Progdef | None = None) -> dict[str, str]:
-    """Return the pod selector of a component (and progdef): never the version."""
-    # A Deployment's selector never changes, so it names the progdef but not its version.
+def selector_for(
+    component: str, progdef: Progdef | None = None, version: str = ""
+) -> dict[str, str]:
+    """Return the pod selector of a component (and progdef, and version)."""
+    # Each version has its own Deployment and budget, so each selects its own pods only:
+    # the old version's draining executors are never counted against the new one's.
     selector = {"app.kubernetes.io/name": f"{PREFIX}-{component}"}
     if progdef is not None:
         selector[LABEL_PROGDEF] = progdef.name
+    if version:
+        selector[LABEL_VERSION] = version
     return selector
 
 
@@ -276,8 +300,9 @@ def executor_deployment(progdef: Progdef, version: str, settings: DeploySettings
         pod["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     labels = labels_for("executor", progdef, version)
     spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector_for("executor", progdef)},
-        # New executors (on the new mailbox) are up before old ones are sent SIGTERM.
+        "selector": {"matchLabels": selector_for("executor", progdef, version)},
+        # A new version is a new Deployment; this rolls only what keeps the version (an
+        # image rebuilt to a new digest): new executors are up before old ones drain.
         "strategy": {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
@@ -302,28 +327,32 @@ def executor_deployment(progdef: Progdef, version: str, settings: DeploySettings
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata_for(object_name(progdef), settings, labels),
+        "metadata": metadata_for(version_name(progdef.name, version), settings, labels),
         "spec": spec,
     }
 
 
-def disruption_budget(progdef: Progdef, settings: DeploySettings) -> dict[str, Any]:
-    """Return the PodDisruptionBudget that evicts one executor of the progdef at a time."""
+def disruption_budget(progdef: Progdef, version: str, settings: DeploySettings) -> dict[str, Any]:
+    """Return the PodDisruptionBudget that evicts one executor of the version at a time."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": metadata_for(object_name(progdef), settings, labels_for("executor", progdef)),
+        "metadata": metadata_for(
+            version_name(progdef.name, version),
+            settings,
+            labels_for("executor", progdef, version),
+        ),
         "spec": {
             "maxUnavailable": 1,
-            "selector": {"matchLabels": selector_for("executor", progdef)},
+            "selector": {"matchLabels": selector_for("executor", progdef, version)},
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }
 
 
 def scaled_object(progdef: Progdef, version: str, settings: DeploySettings) -> dict[str, Any]:
-    """Return the KEDA ScaledObject that scales the progdef's executors on their demand."""
-    name = object_name(progdef)
+    """Return the KEDA ScaledObject that scales the version's executors on their demand."""
+    name = version_name(progdef.name, version)
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -367,7 +396,7 @@ def scaler_trigger(progdef: Progdef, version: str, settings: DeploySettings) -> 
                 "scalerAddress": address,
                 "progdef": progdef.name,
                 # The mailbox's version: an old version keeps its own ScaledObject.
-                "version": progdef.version,
+                "version": version,
             },
         }
         if settings.tls_secret:

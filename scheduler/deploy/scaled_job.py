@@ -22,8 +22,8 @@ from scheduler.deploy.manifests import (
     executor_deployment,
     labels_for,
     metadata_for,
-    object_name,
     scaler_trigger,
+    version_name,
 )
 
 MODE_JOB = "job"
@@ -69,7 +69,7 @@ def scaled_job(progdef: Progdef, version: str, settings: DeploySettings) -> dict
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledJob",
         "metadata": metadata_for(
-            object_name(progdef), settings, labels_for("executor", progdef, version)
+            version_name(progdef.name, version), settings, labels_for("executor", progdef, version)
         ),
         "spec": {
             "jobTargetRef": {
@@ -85,8 +85,9 @@ def scaled_job(progdef: Progdef, version: str, settings: DeploySettings) -> dict
             "maxReplicaCount": progdef.scaling.max_executors,
             "successfulJobsHistoryLimit": JOBS_HISTORY,
             "failedJobsHistoryLimit": JOBS_HISTORY,
-            # gradual: an upgrade never deletes a running Job (KEDA's default would, and
-            # with it a job in the middle of its flow); new Jobs get the new version.
+            # A new version is a new ScaledJob; gradual: a change that keeps the version
+            # (an image rebuilt to a new digest) never deletes a running Job (KEDA's
+            # default would, and with it a job in the middle of its flow).
             "rollout": {"strategy": "gradual"},
             "scalingStrategy": {"strategy": strategy},
             "triggers": [scaler_trigger(progdef, version, settings)],

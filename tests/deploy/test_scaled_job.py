@@ -72,7 +72,7 @@ def test_mode_job_renders_one_valid_scaled_job_and_no_deployment(
     ]
     (scaled,) = greet["ScaledJob"]
     progdef = load_catalogue(catalogue)["greet"]
-    assert scaled["metadata"]["name"] == "dagyo-greet"
+    assert scaled["metadata"]["name"] == f"dagyo-greet-{progdef.version}"
     assert scaled["metadata"]["labels"]["dagyo.io/version"] == progdef.version
     spec = scaled["spec"]
     job = spec["jobTargetRef"]
