@@ -14,10 +14,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import grpc
+from typing import TYPE_CHECKING
 
 from executor.errors import TlsInvalid
+
+if TYPE_CHECKING:
+    import grpc
 
 ENV_TLS_CERT = "DAGYO_TLS_CERT"
 ENV_TLS_KEY = "DAGYO_TLS_KEY"
@@ -69,6 +71,8 @@ class ServerTls:
 
     def credentials(self) -> grpc.ServerCredentials:
         """gRPC server credentials; client certificates are required when a CA is set."""
+        import grpc  # here: commands that need no gRPC (`dagyo run`) do not pay its import
+
         return grpc.ssl_server_credentials(
             [(self.key, self.cert)],
             root_certificates=self.client_ca,
@@ -94,6 +98,8 @@ def client_credentials(
     cert, key = _pem(env, ENV_TLS_CERT), _pem(env, ENV_TLS_KEY)
     if ca is None and cert is None and not address.startswith(HTTPS):
         return None
+    import grpc  # here: see ServerTls.credentials
+
     return grpc.ssl_channel_credentials(
         root_certificates=ca, private_key=key, certificate_chain=cert
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -107,3 +108,47 @@ def test_the_executor_imports_no_scheduler_code() -> None:
         if other.startswith("scheduler")
     }
     assert leaks == set()
+
+
+def test_no_test_module_imports_another() -> None:
+    # What tests share lives in helper modules (tests/cluster.py, tests/commands.py, …),
+    # so a test module can be moved or deleted without breaking another.
+    graph = _imports(("tests",))
+    imports = {
+        f"{module} -> {other}"
+        for module, imported in graph.items()
+        for other in imported
+        if other.rpartition(".")[2].startswith("test_")
+    }
+    assert imports == set()
+
+
+# Libraries `dagyo run` has no use for: each costs milliseconds to tens of them to import,
+# and the whole command should take a fraction of a second.
+NOT_IMPORTED_BY_RUN = (
+    "cloudevents",
+    "docker",
+    "grpc",
+    "jsonschema",
+    "kubernetes",
+    "pika",
+    "prometheus_client",
+    "rich",
+    "yaml",
+)
+
+# Runs `dagyo run` and, at its exit, prints the top-level modules it had imported.
+RUN_AND_LIST_MODULES = """
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(sorted({m.split(".")[0] for m in sys.modules}))))
+from scheduler.cli import main
+main()
+"""
+
+
+def test_dagyo_run_imports_no_library_it_does_not_use() -> None:
+    result = run(sys.executable, "-c", RUN_AND_LIST_MODULES, "run", "examples/hello.json")
+    assert result.returncode == 0, result.stderr
+    *exports, modules = result.stdout.splitlines()
+    assert len(exports) == 3
+    assert sorted(set(json.loads(modules)) & set(NOT_IMPORTED_BY_RUN)) == []

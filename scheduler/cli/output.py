@@ -7,12 +7,9 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
 from executor import errorport
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
@@ -25,6 +22,9 @@ from scheduler.client.records import (  # noqa: F401 - the CLI's JSON forms, re-
     failure_dict,
     record_dict,
 )
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 # The executor name of a failure the scheduler decided itself (deadline, cancel, broker).
 SCHEDULER = "scheduler"
@@ -171,6 +171,12 @@ class Progress:
     """
 
     def __init__(self, name: str, read: Callable[[], Mapping[str, object]]) -> None:
+        # Imported here, for a terminal only: rich is a good part of a command's start-up.
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
+        self._text = Text
         self._name = name
         self._read = read
         try:
@@ -194,12 +200,12 @@ class Progress:
 
     def _line(self) -> Text:
         counts = " · ".join(f"{k} {v}" for k, v in self._read().items())
-        return Text(f"{self._name}: {counts}", no_wrap=True, overflow="ellipsis")
+        return self._text(f"{self._name}: {counts}", no_wrap=True, overflow="ellipsis")
 
     def export(self, line: str) -> None:
         """Print one export line on stdout, above the progress line when they share a terminal."""
         if self._shared and not self._closed:
-            self._console.print(Text(line), soft_wrap=True)
+            self._console.print(self._text(line), soft_wrap=True)
         else:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
