@@ -51,7 +51,7 @@ from scheduler.deploy.credentials import TLS_SECRET, TOKENS_SECRET
 from scheduler.deploy.images import DEFAULT_LOCK, pinned_reference, scheduler_image_tag
 from scheduler.deploy.manifests import AUTOSCALERS, SCALERS, STATE_VOLUMES
 from scheduler.deploy.prune import delete_objects, retired_objects
-from scheduler.service.config import default_progdefs_dir
+from scheduler.service.config import ENV_TRIGGERS, ENV_TRIGGERS_HTTP, default_progdefs_dir
 
 # What --tls-secret and --tokens-secret take to turn TLS or tokens off.
 NONE = "none"
@@ -80,6 +80,20 @@ def _lock(path: Path) -> Mapping[str, str]:
         return read_lock(path)
     except DagyoError as e:
         fail(str(e), EXIT_INVALID)
+
+
+def _port(address: str) -> int:
+    """The port of ``--triggers-http``: ``PORT`` or ``HOST:PORT``; 0 when not given."""
+    if not address:
+        return 0
+    port = address.rpartition(":")[2]
+    if not port.isdigit() or int(port) == 0:
+        fail(
+            f"--triggers-http {address!r}: a port, or host:port, e.g. 8090 (the scheduler "
+            "listens on every address of its pod)",
+            EXIT_INVALID,
+        )
+    return int(port)
 
 
 def _shared_options(function: Any) -> Any:
@@ -233,6 +247,24 @@ def build(
     help="Deploy an image the lock has no digest for by its tag (refused otherwise).",
 )
 @click.option(
+    "--triggers",
+    "triggers_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=ENV_TRIGGERS,
+    show_envvar=True,
+    help="The scheduler's folder of trigger files (and the flows they name), deployed as "
+    "the ConfigMap dagyo-triggers [default: no triggers].",
+)
+@click.option(
+    "--triggers-http",
+    metavar="[HOST:]PORT",
+    envvar=ENV_TRIGGERS_HTTP,
+    show_envvar=True,
+    default="",
+    help="Take CloudEvents by HTTP POST on this port of the scheduler, behind the Service "
+    "dagyo-triggers (a host is ignored: the pod listens on all its addresses).",
+)
+@click.option(
     "--prune",
     is_flag=True,
     help="Then delete the objects of each progdef version the scheduler (--scheduler) "
@@ -254,6 +286,8 @@ def deploy(
     tls_secret: str,
     tokens_secret: str,
     allow_tags: bool,
+    triggers_dir: Path | None,
+    triggers_http: str,
     prune: bool,
     address: str,
     kube_context: str | None,
@@ -266,7 +300,9 @@ def deploy(
     scheduler's Deployment, which reads its certificate, token file and broker URL from
     Secrets (docs/security.md). Every image runs by the digest `dagyo build --push`
     recorded in the lock; an image with none is refused (exit 2), unless --allow-tags
-    deploys it by its tag. --prune then deletes the objects of the old versions the
+    deploys it by its tag. --triggers deploys the scheduler's trigger files (checked as
+    the scheduler checks them), --triggers-http a Service for CloudEvents. --prune then
+    deletes the objects of the old versions the
     scheduler retired (no job of them waits or runs), and of no other.
     """
     if prune and dry_run:
@@ -287,6 +323,8 @@ def deploy(
             tls_secret="" if tls_secret == NONE else tls_secret,
             tokens_secret="" if tokens_secret == NONE else tokens_secret,
             allow_tags=allow_tags,
+            triggers_dir=triggers_dir,
+            triggers_port=_port(triggers_http),
         )
         objects = render_catalogue(catalogue, settings)
     except DagyoError as e:

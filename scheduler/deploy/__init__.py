@@ -2,7 +2,8 @@
 
 ``images`` names and plans the images and keeps the image lock; ``builder`` builds and
 pushes them through the Docker SDK; ``manifests`` renders one progdef's objects and
-``catalogue`` the whole catalogue with the scheduler; ``apply`` sends them to a cluster;
+``catalogue`` the whole catalogue with the scheduler (``triggers`` its trigger folder and
+HTTP endpoint); ``apply`` sends them to a cluster;
 ``prune`` deletes the objects of the progdef versions the scheduler retired.
 ``dagyo build`` and ``dagyo deploy`` (scheduler/cli/deploy.py) only parse arguments and
 call these.

@@ -41,6 +41,7 @@ from scheduler.deploy.manifests import (
     selector_for,
 )
 from scheduler.deploy.scaled_job import MODE_JOB, render_scaled_job
+from scheduler.deploy.triggers import scheduler_triggers, triggers_config_map, triggers_service
 
 ENV_STATE = "DAGYO_STATE"
 SCHEDULER_NAME = "dagyo-scheduler"
@@ -69,6 +70,10 @@ def render_catalogue(catalogue: Mapping[str, Progdef], settings: DeploySettings)
     versions = {progdef.name: progdef.version for progdef in progdefs}
     config_map = catalogue_config_map(progdefs, versions, settings)
     objects: list[Any] = [config_map]
+    triggers = None
+    if settings.triggers_dir is not None:
+        triggers = triggers_config_map(settings.triggers_dir, settings)
+        objects.append(triggers)
     keda_asks_scheduler = (
         settings.autoscaler == AUTOSCALER_KEDA and settings.scaler == SCALER_EXTERNAL
     )
@@ -77,7 +82,9 @@ def render_catalogue(catalogue: Mapping[str, Progdef], settings: DeploySettings)
     for progdef in progdefs:
         render = render_scaled_job if progdef.scaling.mode == MODE_JOB else render_progdef
         objects.extend(render(progdef, versions[progdef.name], settings))
-    objects.append(scheduler_deployment(config_map, settings))
+    if settings.triggers_port:
+        objects.append(triggers_service(settings))
+    objects.append(scheduler_deployment(config_map, settings, triggers=triggers))
     if not settings.allow_tags:
         check_pinned(objects)
     return objects
@@ -189,8 +196,14 @@ def catalogue_hash(config_map: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def scheduler_deployment(config_map: Mapping[str, Any], settings: DeploySettings) -> dict[str, Any]:
-    """Return the scheduler's Deployment, with the catalogue mounted as one folder per progdef.
+def scheduler_deployment(
+    config_map: Mapping[str, Any],
+    settings: DeploySettings,
+    *,
+    triggers: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the scheduler's Deployment, with the catalogue mounted as one folder per progdef
+    and, given its ConfigMap, the triggers folder.
 
     One replica, replaced rather than rolled: its SQLite state has one writer.
     """
@@ -202,6 +215,7 @@ def scheduler_deployment(config_map: Mapping[str, Any], settings: DeploySettings
     credentials = scheduler_credentials(
         tls_secret=settings.tls_secret, tokens_secret=settings.tokens_secret
     )
+    triggered = scheduler_triggers(triggers, settings)
     # Ready when the gRPC health service answers SERVING; the kubelet's gRPC probe speaks
     # no TLS, so with TLS the health endpoint says it (503 while the broker is away).
     readiness: dict[str, Any] = (
@@ -224,10 +238,12 @@ def scheduler_deployment(config_map: Mapping[str, Any], settings: DeploySettings
             {"name": ENV_PROGDEFS, "value": CATALOGUE_MOUNT},
             {"name": ENV_STATE, "value": f"{STATE_DIR}/scheduler.sqlite3"},
             *credentials.env,
+            *triggered.env,
         ],
         "ports": [
             {"name": "grpc", "containerPort": SCHEDULER_GRPC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": SCHEDULER_METRICS_PORT, "protocol": "TCP"},
+            *triggered.ports,
         ],
         "resources": {
             "requests": {"cpu": "100m", "memory": "256Mi"},
@@ -242,6 +258,7 @@ def scheduler_deployment(config_map: Mapping[str, Any], settings: DeploySettings
             {"name": "state", "mountPath": STATE_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
             *credentials.volume_mounts,
+            *triggered.volume_mounts,
         ],
     }
     return {
@@ -261,6 +278,7 @@ def scheduler_deployment(config_map: Mapping[str, Any], settings: DeploySettings
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(SCHEDULER_METRICS_PORT),
                         "prometheus.io/path": "/metrics",
+                        **triggered.annotations,
                     },
                 },
                 "spec": {
@@ -279,6 +297,7 @@ def scheduler_deployment(config_map: Mapping[str, Any], settings: DeploySettings
                         {"name": "state", **state},
                         {"name": "tmp", "emptyDir": {}},
                         *credentials.volumes,
+                        *triggered.volumes,
                     ],
                 },
             },

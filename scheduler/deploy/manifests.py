@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -96,6 +97,10 @@ class DeploySettings:
             empty runs it open.
         allow_tags: render an image the lock has no digest for by its tag; when False
             (the default) such an image is refused (:class:`ImagesNotPinned`).
+        triggers_dir: the scheduler's folder of trigger files, rendered as a ConfigMap
+            (:mod:`scheduler.deploy.triggers`); None: no triggers.
+        triggers_port: the port the scheduler takes CloudEvents on over HTTP, behind a
+            Service; 0: none.
     """
 
     namespace: str = PREFIX
@@ -110,6 +115,8 @@ class DeploySettings:
     tls_secret: str = TLS_SECRET
     tokens_secret: str = TOKENS_SECRET
     allow_tags: bool = False
+    triggers_dir: Path | None = None
+    triggers_port: int = 0
 
     def __post_init__(self) -> None:
         if self.autoscaler not in AUTOSCALERS:
@@ -123,6 +130,12 @@ class DeploySettings:
                 check_secret_name(option, getattr(self, option))
             except DagyoError as e:
                 raise ManifestError(str(e)) from None
+        if self.triggers_port and self.triggers_dir is None:
+            raise ManifestError(
+                "--triggers-http needs --triggers: the folder of the triggers its events match"
+            )
+        if not 0 <= self.triggers_port <= 65535:
+            raise ManifestError(f"--triggers-http {self.triggers_port}: a port from 1 to 65535")
 
 
 def object_name(progdef: Progdef) -> str:
