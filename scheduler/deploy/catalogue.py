@@ -19,6 +19,7 @@ from executor.constants import ENV_PROGDEFS, ENV_SCHEDULER, PREFIX
 from executor.errors import ImagesNotPinned, ManifestError
 from executor.progdef import Progdef
 from executor.registry import COMPILED_FILE, compile_protos
+from scheduler.deploy.autoscaling import scaled_object
 from scheduler.deploy.credentials import (
     SCALER_AUTHENTICATION,
     scaler_authentication_spec,
@@ -31,13 +32,14 @@ from scheduler.deploy.manifests import (
     SCALER_EXTERNAL,
     DeploySettings,
     container_security,
+    disruption_budget,
+    executor_deployment,
     http_probe,
     labels_for,
     metadata_for,
     object_name,
     pod_security,
     queue_env,
-    render_progdef,
     selector_for,
 )
 from scheduler.deploy.scaled_job import MODE_JOB, render_scaled_job
@@ -87,6 +89,18 @@ def render_catalogue(catalogue: Mapping[str, Progdef], settings: DeploySettings)
     objects.append(scheduler_deployment(config_map, settings, triggers=triggers))
     if not settings.allow_tags:
         check_pinned(objects)
+    return objects
+
+
+def render_progdef(progdef: Progdef, version: str, settings: DeploySettings) -> list[Any]:
+    """Return one progdef version's Deployment, PodDisruptionBudget and (with KEDA)
+    ScaledObject, all named :func:`version_name`."""
+    objects = [
+        executor_deployment(progdef, version, settings),
+        disruption_budget(progdef, version, settings),
+    ]
+    if settings.autoscaler == AUTOSCALER_KEDA:
+        objects.append(scaled_object(progdef, version, settings))
     return objects
 
 

@@ -1,12 +1,12 @@
 """The Kubernetes objects of one progdef, rendered as plain dicts, and the shared pieces.
 
-Per progdef version: a Deployment of executors, a PodDisruptionBudget and (with KEDA) a
-ScaledObject on its demand, each named for the version, so an upgrade starts the new
-version beside the old one, whose executors drain its mailbox until the scheduler retires
-it (:mod:`scheduler.deploy.prune` then deletes them). :mod:`scheduler.deploy.catalogue`
-adds the catalogue ConfigMap and the scheduler's Deployment; the static parts (namespace,
-RabbitMQ, the scheduler's Service, ServiceAccount, RBAC and state volume) live in
-deploy/k8s/.
+Per progdef version: a Deployment of executors and a PodDisruptionBudget, each named for
+the version (and, with KEDA, a ScaledObject: :mod:`scheduler.deploy.autoscaling`), so an
+upgrade starts the new version beside the old one, whose executors drain its mailbox
+until the scheduler retires it (:mod:`scheduler.deploy.prune` then deletes them).
+:mod:`scheduler.deploy.catalogue` adds the catalogue ConfigMap and the scheduler's
+Deployment; the static parts (namespace, RabbitMQ, the scheduler's Service,
+ServiceAccount, RBAC and state volume) live in deploy/k8s/.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from executor.constants import ENV_JOBS, ENV_PROGDEF_VERSION, ENV_QUEUE, PREFIX
 from executor.errors import DagyoError, ManifestError
 from executor.progdef import Progdef
 from scheduler.deploy.credentials import (
-    SCALER_AUTHENTICATION,
     TLS_SECRET,
     TOKENS_SECRET,
     check_secret_name,
@@ -54,20 +53,10 @@ AUTOSCALERS = (AUTOSCALER_KEDA, "none")
 SCALER_EXTERNAL = "external"
 SCALER_RABBITMQ = "rabbitmq"
 SCALERS = (SCALER_EXTERNAL, SCALER_RABBITMQ)
-# The scheduler's Service and gRPC port in deploy/k8s/scheduler.yaml.
-SCHEDULER_SERVICE = "dagyo-scheduler"
-SCHEDULER_GRPC_PORT = 50051
 STATE_VOLUMES = ("pvc", "emptydir")
 GPU_RESOURCE = "nvidia.com/gpu"
 # Set by NVIDIA's GPU feature discovery (part of the GPU operator) on nodes with a GPU.
 GPU_NODE_LABEL = "nvidia.com/gpu.present"
-# KEDA polls the mailbox depth this often; a new job waits at most this long for scale-up.
-KEDA_POLLING_INTERVAL_S = 10
-KEDA_COOLDOWN_S = 300
-# The AMQP protocol reports only jobs no executor has taken yet, not the running ones,
-# so an idle-looking mailbox does not mean idle executors: scale down slowly, since every
-# executor that goes drains its running jobs for up to its grace period.
-SCALE_DOWN_STABILIZATION_S = 600
 LABEL_PROGDEF = "dagyo.io/progdef"
 LABEL_VERSION = "dagyo.io/version"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -166,18 +155,6 @@ def progdef_secret(progdef: Progdef) -> str:
 def grace_period_s(progdef: Progdef) -> int:
     """Return terminationGracePeriodSeconds: the drain grace (at least 60 s) plus a margin."""
     return math.ceil(max(MIN_GRACE_S, progdef.drain_grace_s)) + GRACE_MARGIN_S
-
-
-def render_progdef(progdef: Progdef, version: str, settings: DeploySettings) -> list[Any]:
-    """Return one progdef version's Deployment, PodDisruptionBudget and (with KEDA)
-    ScaledObject, all named :func:`version_name`."""
-    objects = [
-        executor_deployment(progdef, version, settings),
-        disruption_budget(progdef, version, settings),
-    ]
-    if settings.autoscaler == AUTOSCALER_KEDA:
-        objects.append(scaled_object(progdef, version, settings))
-    return objects
 
 
 def labels_for(component: str, progdef: Progdef | None = None, version: str = "") -> dict[str, str]:
@@ -359,76 +336,6 @@ def disruption_budget(progdef: Progdef, version: str, settings: DeploySettings) 
             "maxUnavailable": 1,
             "selector": {"matchLabels": selector_for("executor", progdef, version)},
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
-        },
-    }
-
-
-def scaled_object(progdef: Progdef, version: str, settings: DeploySettings) -> dict[str, Any]:
-    """Return the KEDA ScaledObject that scales the version's executors on their demand."""
-    name = version_name(progdef.name, version)
-    return {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
-        "metadata": metadata_for(name, settings, labels_for("executor", progdef, version)),
-        "spec": {
-            "scaleTargetRef": {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "name": name,
-                "envSourceContainerName": "executor",
-            },
-            "minReplicaCount": progdef.scaling.min_executors,
-            "maxReplicaCount": progdef.scaling.max_executors,
-            "pollingInterval": KEDA_POLLING_INTERVAL_S,
-            "cooldownPeriod": KEDA_COOLDOWN_S,
-            "advanced": {
-                "horizontalPodAutoscalerConfig": {
-                    "behavior": {
-                        "scaleDown": {"stabilizationWindowSeconds": SCALE_DOWN_STABILIZATION_S}
-                    }
-                }
-            },
-            "triggers": [scaler_trigger(progdef, version, settings)],
-        },
-    }
-
-
-def scaler_trigger(progdef: Progdef, version: str, settings: DeploySettings) -> dict[str, Any]:
-    """Return the ScaledObject trigger that measures the progdef version's demand."""
-    if settings.scaler == SCALER_EXTERNAL:
-        address = (
-            settings.scaler_address
-            or f"{SCHEDULER_SERVICE}.{settings.namespace}.svc:{SCHEDULER_GRPC_PORT}"
-        )
-        # external-push: KEDA also holds a StreamIsActive call open, so the first job of a
-        # progdef scaled to zero wakes it at once, not at the next polling interval.
-        trigger: dict[str, Any] = {
-            "type": "external-push",
-            "name": "demand",
-            "metadata": {
-                "scalerAddress": address,
-                "progdef": progdef.name,
-                # The mailbox's version: an old version keeps its own ScaledObject.
-                "version": version,
-            },
-        }
-        if settings.tls_secret:
-            # The scheduler serves TLS only: KEDA verifies it with the CA of its Secret.
-            trigger["authenticationRef"] = {"name": SCALER_AUTHENTICATION}
-        return trigger
-    return {
-        "type": "rabbitmq",
-        "name": "mailbox",
-        "metadata": {
-            "protocol": "amqp",
-            "mode": "QueueLength",
-            "queueName": progdef.mailbox,
-            # One more executor per max_jobs jobs waiting for a free slot; any waiting job
-            # wakes a progdef scaled to zero. Running jobs are acked, so they count as 0.
-            "value": str(progdef.scaling.max_jobs),
-            "activationValue": "0",
-            # KEDA reads the broker URL from the executor's own environment.
-            "hostFromEnv": ENV_QUEUE,
         },
     }
 

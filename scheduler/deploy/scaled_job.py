@@ -14,15 +14,14 @@ from typing import Any
 
 from executor.errors import ManifestError
 from executor.progdef import Progdef
+from scheduler.deploy.autoscaling import KEDA_POLLING_INTERVAL_S, scaler_trigger
 from scheduler.deploy.manifests import (
     AUTOSCALER_KEDA,
-    KEDA_POLLING_INTERVAL_S,
     SCALER_EXTERNAL,
     DeploySettings,
     executor_deployment,
     labels_for,
     metadata_for,
-    scaler_trigger,
     version_name,
 )
 
