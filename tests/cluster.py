@@ -16,6 +16,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from executor.pb.dagyo.v1 import scheduler_pb2
 from scheduler.client.api import SchedulerClient
 from scheduler.local_cluster import LocalCluster as RealLocalCluster
 from scheduler.local_cluster import private_catalogue
@@ -198,3 +199,16 @@ class _Channel:
 
     def __exit__(self, *exc: object) -> None:
         self._connection.close()
+
+
+def wait_for_node(cluster: LocalCluster, flow_id: str, node: str, timeout_s: float = 30) -> Any:
+    """Wait until a node's job has started; return the flow record."""
+    deadline = time.monotonic() + timeout_s
+    with cluster.client() as client:
+        while time.monotonic() < deadline:
+            record = client.get(flow_id)
+            for progress in record.nodes:
+                if progress.node == node and progress.state == scheduler_pb2.NODE_STATE_RUNNING:
+                    return record
+            time.sleep(0.05)
+    raise AssertionError(f"node {node} of flow {flow_id} never started")

@@ -143,3 +143,16 @@ def same_exports(case: Case, exports: dict[str, list[Any]]) -> bool:
         if got != expected:
             return False
     return True
+
+
+def slow_flow(count: int, delay_ms: int, name: str = "slowly") -> dict[str, Any]:
+    return {
+        "name": name,
+        "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"}, "n": {"progdef": "count"}},
+        "edges": [{"from": "s.src", "to": "w.items"}, {"from": "w.items", "to": "n.items"}],
+        "consts": [
+            {"to": "s.count", "values": [{"value": count}]},
+            {"to": "w.delay_ms", "values": [{"value": delay_ms}]},
+        ],
+        "exports": {"total": "n.total"},
+    }

@@ -19,10 +19,10 @@ from scheduler.cli import cli
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 from tests.cluster import LocalCluster, state_of
+from tests.commands import dagyo_bare
 from tests.conftest import EXAMPLES, PROGDEFS
+from tests.embedded import run_flow
 from tests.flows import consts
-from tests.scheduler.test_cli import dagyo
-from tests.scheduler.test_embedded import run_flow
 
 NAMES = ("parse_int", "assert", "ignore_errors", "log_errors", "source", "greet", "count")
 TEXTS = consts({"text": "1"}, {"text": "two"}, {"text": "3"})
@@ -65,7 +65,7 @@ def run_both(
     if transport == "memory":
         path = tmp_path / "flow.json"
         path.write_text(json.dumps(flow))
-        result = dagyo("run", str(path))
+        result = dagyo_bare("run", str(path))
         exports: dict[str, list[Any]] = {}
         for line in result.stdout.splitlines():
             value = json.loads(line)
@@ -143,7 +143,7 @@ def test_assert_fails_the_flow_naming_itself_the_failed_node_and_error(
 
 
 def test_the_example_flow_runs(tmp_path: Path) -> None:
-    result = dagyo("run", str(EXAMPLES / "parse.json"))
+    result = dagyo_bare("run", str(EXAMPLES / "parse.json"))
     assert result.returncode == 0, result.stderr
     exports = [json.loads(line) for line in result.stdout.splitlines()]
     assert {e["export"] for e in exports} == {"numbers", "errors"}

@@ -13,8 +13,9 @@ import pika
 import pytest
 
 from executor.constants import stream_queue
-from executor.pb.dagyo.v1 import failure_pb2, scheduler_pb2
-from tests.cluster import LocalCluster, state_of
+from executor.pb.dagyo.v1 import failure_pb2
+from tests.cluster import LocalCluster, state_of, wait_for_node
+from tests.flows import slow_flow
 
 
 @pytest.fixture
@@ -29,32 +30,6 @@ def make_cluster(broker_url: str, tmp_path: Path) -> Iterator[Any]:
     yield make
     for cluster in clusters:
         cluster.close()
-
-
-def slow_flow(count: int, delay_ms: int, name: str = "slowly") -> dict[str, Any]:
-    return {
-        "name": name,
-        "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"}, "n": {"progdef": "count"}},
-        "edges": [{"from": "s.src", "to": "w.items"}, {"from": "w.items", "to": "n.items"}],
-        "consts": [
-            {"to": "s.count", "values": [{"value": count}]},
-            {"to": "w.delay_ms", "values": [{"value": delay_ms}]},
-        ],
-        "exports": {"total": "n.total"},
-    }
-
-
-def wait_for_node(cluster: LocalCluster, flow_id: str, node: str, timeout_s: float = 30) -> Any:
-    """Wait until a node's job has started; return the flow record."""
-    deadline = time.monotonic() + timeout_s
-    with cluster.client() as client:
-        while time.monotonic() < deadline:
-            record = client.get(flow_id)
-            for progress in record.nodes:
-                if progress.node == node and progress.state == scheduler_pb2.NODE_STATE_RUNNING:
-                    return record
-            time.sleep(0.05)
-    raise AssertionError(f"node {node} of flow {flow_id} never started")
 
 
 def total(record: Any) -> str:

@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from executor.constants import EXECUTOR_METRICS_PORT, SCHEDULER_METRICS_PORT
+from tests.commands import dagyo, free_address, read_until
 from tests.conftest import ROOT
-from tests.executor.test_executor import read_until
 from tests.listening import listening_addresses
-from tests.scheduler.test_cli_cluster import dagyo, free_address
 
 GREET = ROOT / "progdefs" / "greet"
 

@@ -15,8 +15,8 @@ from executor.constants import export_queue, stream_queue
 from executor.pb.dagyo.v1 import failure_pb2
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.types import Int64
-from tests.cluster import LocalCluster, state_of
-from tests.test_faults import slow_flow, wait_for_node
+from tests.cluster import LocalCluster, state_of, wait_for_node
+from tests.flows import slow_flow
 
 
 @pytest.fixture

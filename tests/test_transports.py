@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import LocalCluster, state_of
+from tests.embedded import run_flow
 from tests.flows import CASES, Case, same_exports
-from tests.scheduler.test_embedded import run_flow
 
 
 @pytest.fixture(scope="module")

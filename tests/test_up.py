@@ -5,28 +5,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tests.cluster import copy_catalogue
+from tests.commands import free_address
 from tests.conftest import EXAMPLES, ROOT
 from tests.listening import listening_addresses
-
-
-def free_address() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
 
 
 def test_up_runs_the_catalogue_serves_a_flow_and_stops_cleanly_on_ctrl_c(
     broker_url: str, tmp_path: Path
 ) -> None:
     catalogue = copy_catalogue(tmp_path / "progdefs", ("source", "greet", "void_sink"))
-    address = free_address()
+    address = free_address("127.0.0.1")
     env = {
         **os.environ,
         "DAGYO_QUEUE": broker_url,
@@ -79,7 +73,7 @@ def test_up_runs_the_catalogue_serves_a_flow_and_stops_cleanly_on_ctrl_c(
 
 def test_up_listens_on_loopback_only(broker_url: str, tmp_path: Path) -> None:
     catalogue = copy_catalogue(tmp_path / "progdefs", ("greet",))
-    address = free_address()
+    address = free_address("127.0.0.1")
     unset = ("DAGYO_PROGDEFS", "DAGYO_METRICS_ADDR", "DAGYO_METRICS_PORT", "DAGYO_UI")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(DAGYO_QUEUE=broker_url, DAGYO_STATE=":memory:", PYTHONPATH=str(ROOT))
@@ -113,15 +107,15 @@ def test_up_passes_tls_and_tokens_to_its_scheduler_and_not_to_executors(
     broker_url: str, tmp_path: Path
 ) -> None:
     from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
+    from tests.certificates import certificates
     from tests.listening import process_tree
-    from tests.scheduler.test_tenancy import _certificates
 
     catalogue = copy_catalogue(tmp_path / "progdefs", ("greet",))
-    ca, cert, key = _certificates(tmp_path)
+    ca, cert, key = certificates(tmp_path)
     tokens = tmp_path / "tokens.json"
     principal = Principal("team-a", "user", Quotas())
     tokens.write_text(tokens_json({token_digest("a-token"): principal}))
-    port = free_address().rpartition(":")[2]
+    port = free_address("127.0.0.1").rpartition(":")[2]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAGYO_")}
     env.update(DAGYO_QUEUE=broker_url, DAGYO_STATE=":memory:", PYTHONPATH=str(ROOT))
     env.update(DAGYO_UI="off", DAGYO_TOKENS=str(tokens), DAGYO_TOKEN="a-token")

@@ -20,10 +20,9 @@ from executor.progdef import load_catalogue
 from executor.version import VERSION_FILE
 from scheduler.local_cluster import LocalCluster
 from tests.cluster import copy_catalogue, state_of
+from tests.commands import free_address
 from tests.conftest import EXAMPLES, ROOT
-from tests.executor.test_sdk import TEXT, make_progdef
-from tests.scheduler.test_embedded import source
-from tests.test_up import free_address
+from tests.embedded import TEXT, make_progdef, source
 
 
 def lines_until(stream: object, pattern: str, seen: list[str], timeout_s: float = 60) -> str:
@@ -51,7 +50,7 @@ def test_up_starts_a_killed_executor_again_and_then_serves_a_flow(
 ) -> None:
     catalogue = copy_catalogue(tmp_path / "progdefs", ("source", "greet", "void_sink"))
     mailboxes = {name: p.mailbox for name, p in load_catalogue(catalogue).items()}
-    address = free_address()
+    address = free_address("127.0.0.1")
     env = {
         **os.environ,
         "DAGYO_QUEUE": broker_url,

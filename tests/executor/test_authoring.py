@@ -15,10 +15,9 @@ import pika
 import pytest
 
 from tests.cluster import copy_catalogue
+from tests.commands import get, read_until, start_executor
 from tests.conftest import ROOT
-from tests.executor.test_executor import get, read_until, start
-from tests.executor.test_sdk import TEXT, catalogue_with, make_progdef
-from tests.scheduler.test_embedded import run_flow, source
+from tests.embedded import TEXT, catalogue_with, make_progdef, run_flow, source
 
 
 def _flaky(tmp_path: Path) -> None:
@@ -107,7 +106,7 @@ def _with_init(tmp_path: Path, name: str, code: str) -> Path:
 
 
 def test_an_executor_runs_init_before_it_says_ready(broker_url: str, tmp_path: Path) -> None:
-    process = start(_with_init(tmp_path, "warm", SLOW_INIT), DAGYO_QUEUE=broker_url)
+    process = start_executor(_with_init(tmp_path, "warm", SLOW_INIT), DAGYO_QUEUE=broker_url)
     mailbox = ""
     try:
         read_until(process, "init finished")  # before any job: init runs at start
@@ -129,7 +128,7 @@ def test_an_executor_runs_init_before_it_says_ready(broker_url: str, tmp_path: P
 def test_an_executor_whose_init_fails_exits_2_naming_the_progdef(
     broker_url: str, tmp_path: Path
 ) -> None:
-    process = start(_with_init(tmp_path, "broken", FAILING_INIT), DAGYO_QUEUE=broker_url)
+    process = start_executor(_with_init(tmp_path, "broken", FAILING_INIT), DAGYO_QUEUE=broker_url)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2, stderr
     lines = [line for line in stderr.splitlines() if "pulling" not in line]

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.executor.test_sdk import TEXT, catalogue_with, make_progdef
-from tests.scheduler.test_embedded import run_flow, source
+from tests.embedded import TEXT, catalogue_with, make_progdef, run_flow, source
 
 
 def _run_one(tmp_path: Path, name: str) -> tuple[str, str]:

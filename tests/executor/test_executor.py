@@ -2,58 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from tests.cluster import copy_catalogue
-from tests.conftest import ROOT
-
-
-def start(progdef_dir: Path, **env: str) -> subprocess.Popen[str]:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "DAGYO_METRICS_PORT": "0", **env}
-    environment.pop("DAGYO_JOBS", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "executor", str(progdef_dir)],
-        env=environment,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-
-
-def read_until(process: subprocess.Popen[str], pattern: str, timeout_s: float = 30) -> str:
-    assert process.stderr is not None
-    deadline = time.monotonic() + timeout_s
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if re.search(pattern, line):
-            return line
-    raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(seen)}")
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+from tests.commands import get, read_until, start_executor
 
 
 def test_it_derives_its_mailbox_serves_health_and_drains_on_sigterm(
     broker_url: str, tmp_path: Path
 ) -> None:
     catalogue = copy_catalogue(tmp_path, ("greet",))
-    process = start(catalogue / "greet", DAGYO_QUEUE=broker_url)
+    process = start_executor(catalogue / "greet", DAGYO_QUEUE=broker_url)
     try:
         version = (catalogue / "greet" / "VERSION").read_text().strip()
         line = read_until(process, "pulling")
@@ -80,7 +41,7 @@ def test_it_derives_its_mailbox_serves_health_and_drains_on_sigterm(
 
 def test_an_unreachable_broker_is_one_line_and_exit_3(tmp_path: Path) -> None:
     catalogue = copy_catalogue(tmp_path, ("greet",))
-    process = start(catalogue / "greet", DAGYO_QUEUE="amqp://guest:secret@localhost:1/%2F")
+    process = start_executor(catalogue / "greet", DAGYO_QUEUE="amqp://guest:secret@localhost:1/%2F")
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 3
     lines = [line for line in stderr.splitlines() if not line.startswith("executor greet:")]
@@ -93,7 +54,7 @@ def test_an_unreachable_broker_is_one_line_and_exit_3(tmp_path: Path) -> None:
 
 def test_a_bad_progdef_exits_2_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "progdef.json").write_text('{"name": "Bad Name"}')
-    process = start(tmp_path)
+    process = start_executor(tmp_path)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2
     assert f"{tmp_path / 'progdef.json'}: name 'Bad Name' must match" in stderr

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from executor.errors import DecodeError
 from executor.inbox import Inbox
-from executor.progdef import load_catalogue
 from executor.sdk import InputStream
 from executor.types import Text
-from tests.conftest import PROGDEFS
-from tests.scheduler.test_embedded import run_flow, source
-
-
-def make_progdef(root: Path, name: str, code: str, **fields: Any) -> None:
-    folder = root / name
-    folder.mkdir()
-    (folder / "progdef.json").write_text(json.dumps({"name": name, **fields}))
-    (folder / "main.py").write_text(textwrap.dedent(code))
-
-
-def catalogue_with(root: Path) -> dict[str, Any]:
-    return {**load_catalogue(PROGDEFS), **load_catalogue(root)}
-
-
-TEXT = "dagyo.types.Text"
+from tests.embedded import TEXT, catalogue_with, make_progdef, run_flow, source
 
 
 def test_function_style_init_secrets_and_many_items(

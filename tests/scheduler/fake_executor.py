@@ -31,7 +31,10 @@ from executor.pb.dagyo.types_pb2 import Text
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop
-from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
+from executor.pb.dagyo.v1.failure_pb2 import (
+    FAILURE_KIND_PANIC,
+    FailureReport,
+)
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.progdef import load_catalogue
@@ -334,3 +337,21 @@ def run_to_success(fake: FakeExecutor, jobs: dict[str, Job]) -> None:
 
 
 EXPECTED = [("out", {"text": "x0"}), ("out", {"text": "x1"}), ("out", {"text": "x2"})]
+
+
+TICK = {
+    "name": "tick",
+    "description": "Emits three ticks; takes no input.",
+    "inputs": {},
+    "outputs": {"ticks": "dagyo.types.Int64"},
+    "run": "main:run",
+}
+
+
+def eventually(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -7,22 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.commands import dagyo_bare
 from tests.conftest import EXAMPLES, ROOT
 
 
-def dagyo(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from scheduler.cli import main; main()", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "", "PYTHONPATH": str(ROOT)},
-    )
-
-
 def test_run_prints_each_export_as_a_json_line_and_exits_0() -> None:
-    result = dagyo("run", str(EXAMPLES / "hello.json"))
+    result = dagyo_bare("run", str(EXAMPLES / "hello.json"))
     assert result.returncode == 0, result.stderr
     assert [json.loads(line) for line in result.stdout.splitlines()] == [
         {"export": "greetings", "value": {"text": f"hello name-{i}"}} for i in range(3)
@@ -31,7 +21,7 @@ def test_run_prints_each_export_as_a_json_line_and_exits_0() -> None:
 
 
 def test_run_of_a_panicking_flow_exits_1_with_the_report() -> None:
-    result = dagyo("run", str(EXAMPLES / "boom.json"))
+    result = dagyo_bare("run", str(EXAMPLES / "boom.json"))
     assert result.returncode == 1
     assert result.stdout == ""
     first, *trace = result.stderr.splitlines()
@@ -46,7 +36,7 @@ def test_run_of_a_panicking_flow_exits_1_with_the_report() -> None:
 def test_the_empty_flow_exits_0_with_no_output(tmp_path: Path) -> None:
     flow = tmp_path / "empty.json"
     flow.write_text('{"name": "empty"}')
-    result = dagyo("run", str(flow))
+    result = dagyo_bare("run", str(flow))
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
@@ -63,7 +53,7 @@ def test_an_invalid_flow_exits_2_with_every_problem_and_no_traceback(tmp_path: P
         )
     )
     for command in ("validate", "run"):
-        result = dagyo(command, str(flow))
+        result = dagyo_bare(command, str(flow))
         assert result.returncode == 2
         assert result.stdout == ""
         lines = result.stderr.splitlines()
@@ -81,44 +71,44 @@ def test_an_invalid_flow_exits_2_with_every_problem_and_no_traceback(tmp_path: P
 def test_malformed_json_names_the_line_and_column(tmp_path: Path) -> None:
     flow = tmp_path / "broken.json"
     flow.write_text('{"name": "x",\n "nodes": {]\n}')
-    result = dagyo("validate", str(flow))
+    result = dagyo_bare("validate", str(flow))
     assert result.returncode == 2
     assert result.stderr.startswith(f"dagyo: {flow}:2:12: malformed JSON: ")
 
 
 def test_a_missing_flow_file_exits_2_naming_it(tmp_path: Path) -> None:
-    result = dagyo("run", str(tmp_path / "nowhere.json"))
+    result = dagyo_bare("run", str(tmp_path / "nowhere.json"))
     assert result.returncode == 2
     assert "nowhere.json" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_validate_says_valid_and_exits_0() -> None:
-    result = dagyo("validate", str(EXAMPLES / "hello.json"))
+    result = dagyo_bare("validate", str(EXAMPLES / "hello.json"))
     assert result.returncode == 0
     assert "valid (3 nodes, 2 edges)" in result.stderr
 
 
 def test_graph_prints_mermaid_or_dot_instead_of_running() -> None:
-    mermaid = dagyo("run", str(EXAMPLES / "hello.json"), "--graph", "mermaid")
+    mermaid = dagyo_bare("run", str(EXAMPLES / "hello.json"), "--graph", "mermaid")
     assert mermaid.returncode == 0
     assert mermaid.stdout.startswith("flowchart LR\n")
     assert '-->|"src → name: dagyo.types.Text"| node_hi' in mermaid.stdout
-    dot = dagyo("run", str(EXAMPLES / "hello.json"), "--graph", "dot")
+    dot = dagyo_bare("run", str(EXAMPLES / "hello.json"), "--graph", "dot")
     assert dot.stdout.startswith('digraph "hello" {')
     assert 'node_names -> node_hi [label="src → name: dagyo.types.Text"];' in dot.stdout
 
 
 def test_progdefs_and_types_list_the_catalogue_and_the_stream_types() -> None:
-    progdefs = dagyo("progdefs")
+    progdefs = dagyo_bare("progdefs")
     assert progdefs.returncode == 0
     assert "greet  (name: dagyo.types.Text) -> (greeting: dagyo.types.Text)" in progdefs.stdout
     assert "void_sink  (sink: T) -> ()" in progdefs.stdout
-    types = dagyo("types")
+    types = dagyo_bare("types")
     assert "dagyo.types.TextPair  {a: string, b: string}" in types.stdout.splitlines()
 
 
 def test_the_installed_sample_catalogue_is_used_outside_a_checkout(tmp_path: Path) -> None:
-    result = dagyo("run", str(EXAMPLES / "hello.json"), cwd=tmp_path)
+    result = dagyo_bare("run", str(EXAMPLES / "hello.json"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 3
 
@@ -129,7 +119,9 @@ def test_a_malformed_progdef_exits_2_naming_its_file(tmp_path: Path) -> None:
     (bad / "progdef.json").write_text(
         '{"name": "oops", "inputs": {}, "outputs": {}, "run": "main:run", "scalling": {}}'
     )
-    result = dagyo("run", str(EXAMPLES / "hello.json"), "--progdefs", str(tmp_path / "progdefs"))
+    result = dagyo_bare(
+        "run", str(EXAMPLES / "hello.json"), "--progdefs", str(tmp_path / "progdefs")
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"dagyo: {bad / 'progdef.json'}: unknown key 'scalling' (did you mean 'scaling'?)"

@@ -10,7 +10,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,13 +24,12 @@ from typing import Any
 import grpc
 import pika
 import pytest
-from click.testing import CliRunner, Result
 
 from executor.constants import FAILURES_EXCHANGE
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
-from scheduler.cli import cli
+from tests.commands import dagyo, free_address, run_dagyo
 from tests.conftest import EXAMPLES, ROOT
 
 HELLO = "a1b2c3d4e5f6"
@@ -181,17 +179,6 @@ def scheduler() -> Iterator[tuple[str, FakeScheduler]]:
     server.stop(0)
 
 
-def free_address() -> str:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return f"localhost:{s.getsockname()[1]}"
-
-
-def dagyo(*args: str, address: str = "", env: dict[str, str] | None = None) -> Result:
-    environment = {"DAGYO_SCHEDULER": address or free_address(), **(env or {})}
-    return CliRunner(env=environment).invoke(cli, list(args), catch_exceptions=False)
-
-
 def write(tmp_path: Path, flow: dict[str, Any]) -> Path:
     path = tmp_path / f"{flow['name']}.json"
     path.write_text(json.dumps(flow))
@@ -234,17 +221,6 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_3(args: list[str]) -> Non
     assert result.stderr == (
         f"dagyo: cannot reach the scheduler at {address}: start it with `dagyo up` or "
         "`dagyo scheduler`, or set DAGYO_SCHEDULER to its host:port\n"
-    )
-
-
-def run_dagyo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from scheduler.cli import main; main()", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
 

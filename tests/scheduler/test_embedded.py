@@ -8,43 +8,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import defaultdict
 from typing import Any
 
-from google.protobuf import json_format
-
-from executor.progdef import load_catalogue
 from executor.stream import StreamSettings
 from scheduler.embedded import EmbeddedRunner, RunResult
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
-from tests.conftest import PROGDEFS
+from tests.embedded import CATALOGUE, run_flow, source
 from tests.flows import CASES, same_exports
-
-CATALOGUE = load_catalogue(PROGDEFS)
-
-
-def run_flow(
-    flow: dict[str, Any],
-    *,
-    catalogue: Any = None,
-    settings: StreamSettings | None = None,
-    serialize: bool = False,
-) -> tuple[dict[str, list[Any]], RunResult]:
-    checked = check_flow(parse_flow(json.dumps(flow)), catalogue or CATALOGUE)
-    exports: dict[str, list[Any]] = defaultdict(list)
-
-    def on_export(name: str, message: Any) -> None:
-        exports[name].append(json_format.MessageToDict(message))
-
-    runner = EmbeddedRunner(checked, on_export=on_export, settings=settings, serialize=serialize)
-    result = runner.run()
-    return dict(exports), result
-
-
-def source(count: int | list[int]) -> dict[str, Any]:
-    counts = count if isinstance(count, list) else [count]
-    return {"values": [{"value": c} for c in counts]}
 
 
 def test_fan_out_holds_with_tiny_frames_and_streams() -> None:

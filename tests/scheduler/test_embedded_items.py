@@ -18,8 +18,7 @@ from scheduler.embedded import EmbeddedRunner
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 from tests.conftest import EXAMPLES, PROGDEFS, ROOT
-from tests.executor.test_sdk import make_progdef
-from tests.scheduler.test_embedded import source
+from tests.embedded import make_progdef, source
 
 TEXT = "dagyo.types.Text"
 BYTES = "dagyo.types.Bytes"

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
+from tests.certificates import certificates
 from tests.conftest import EXAMPLES, ROOT, rabbitmqctl, vhost_of
-from tests.scheduler.test_tenancy import _certificates
 
 DAGYO = [sys.executable, "-c", "from scheduler.cli import main; main()"]
 COMMANDS = (
@@ -128,7 +128,7 @@ def test_no_credential_in_logs_errors_records_failures_metrics_or_help(
     url, password = broker_user
     user_token, admin_token = f"tok{uuid.uuid4().hex}", f"adm{uuid.uuid4().hex}"
     progdef_secret = f"sec{uuid.uuid4().hex}"
-    ca, cert, key = _certificates(tmp_path)
+    ca, cert, key = certificates(tmp_path)
     key_lines = [line for line in key.read_text().splitlines() if not line.startswith("-----")]
     secrets = {"token": user_token, "admin token": admin_token, "progdef secret": progdef_secret}
     secrets.update({f"TLS key line {i}": line for i, line in enumerate(key_lines)})

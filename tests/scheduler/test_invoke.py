@@ -22,16 +22,10 @@ from scheduler.flow.invoke import invocation_flow
 from tests.cluster import LocalCluster
 from tests.conftest import PROGDEFS, ROOT
 from tests.scheduler.conftest import write_progdef
+from tests.scheduler.fake_executor import TICK
 
 CATALOGUE = load_catalogue(PROGDEFS)
 ADA = '{"text": "Ada"}'
-TICK = {
-    "name": "tick",
-    "description": "Emits three ticks; takes no input.",
-    "inputs": {},
-    "outputs": {"ticks": "dagyo.types.Int64"},
-    "run": "main:run",
-}
 TICK_CODE = """
 from executor.types import Int64
 

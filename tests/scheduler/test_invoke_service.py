@@ -22,8 +22,7 @@ from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
 from tests.scheduler.conftest import write_progdef
-from tests.scheduler.fake_executor import FakeExecutor, mailboxes, texts
-from tests.scheduler.test_invoke import TICK
+from tests.scheduler.fake_executor import TICK, FakeExecutor, mailboxes, texts
 
 
 @pytest.fixture

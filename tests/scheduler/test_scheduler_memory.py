@@ -19,9 +19,8 @@ import pytest
 
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
+from tests.commands import dagyo_at, free_address
 from tests.scheduler.fake_executor import FLOW, WAIT_S, FakeExecutor, texts
-from tests.scheduler.test_cli_cluster import free_address
-from tests.scheduler.test_service_limits import dagyo_at
 
 MB = 1024 * 1024
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import time
 import urllib.parse
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -34,21 +32,13 @@ from tests.scheduler.fake_executor import (
     FakeExecutor,
     assert_no_queue_left,
     end_of,
+    eventually,
     exports_of,
     mailboxes,
     queue_exists,
     run_to_success,
     texts,
 )
-
-
-def eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_silent_executor_fails_its_flow_as_lost(

@@ -12,20 +12,20 @@ from typing import Any
 
 import grpc
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
-from scheduler.cli import cli
 from scheduler.service.config import SchedulerSettings
+from tests.commands import dagyo_at
 from tests.scheduler.fake_executor import (
     FLOW,
     WAIT_S,
     Client,
     FakeExecutor,
+    eventually,
     run_to_success,
 )
-from tests.scheduler.test_service_faults import eventually
 
 # Each channel its own connection (grpc shares one between like channels of a process):
 # each is one client to the scheduler, as separate processes are.
@@ -34,13 +34,6 @@ OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 def dagyo(client: Client, *args: str) -> Result:
     return dagyo_at(client.scheduler.address, *args)
-
-
-def dagyo_at(address: str, *args: str) -> Result:
-    """The CLI, in this process, against the scheduler at ``address``."""
-    return CliRunner(env={"DAGYO_SCHEDULER": address}).invoke(
-        cli, list(args), catch_exceptions=False
-    )
 
 
 def write(tmp_path: Path, flow: dict[str, Any]) -> Path:

@@ -9,7 +9,7 @@ import pytest
 from executor.errors import DagyoError
 from scheduler.service.config import SchedulerSettings, broker_identity, default_state_path
 from scheduler.service.state import FlowStore
-from tests.scheduler.test_cli_cluster import dagyo, free_address, run_dagyo
+from tests.commands import dagyo, free_address, run_dagyo
 
 
 def test_the_default_state_file_is_specific_to_host_port_and_vhost(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ refused once the file changes, and TLS refuses plain-text and untrusting clients
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
 from scheduler.tls import ServerTls
+from tests.certificates import certificates
 from tests.scheduler.conftest import write_progdef
 from tests.scheduler.fake_executor import EMIT, FLOW, RELAY, FakeExecutor, run_to_success
 
@@ -221,57 +221,10 @@ def test_a_revoked_token_is_refused_without_a_restart(scheduler: Scheduler, toke
 # --- TLS ---------------------------------------------------------------------------------------
 
 
-def _certificates(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA, and a server certificate for localhost signed by it (PEM files)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def build(
-        subject: str,
-        issuer: x509.Name | None,
-        key: ec.EllipticCurvePrivateKey,
-        signer: ec.EllipticCurvePrivateKey,
-        ca: bool,
-    ) -> x509.Certificate:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(issuer or name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-            )
-        return builder.sign(signer, hashes.SHA256())
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = build("dagyo test CA", None, ca_key, ca_key, True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = build("localhost", ca.subject, key, ca_key, False)
-    pem = serialization.Encoding.PEM
-    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
-    paths[0].write_bytes(ca.public_bytes(pem))
-    paths[1].write_bytes(cert.public_bytes(pem))
-    paths[2].write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return paths
-
-
 def test_tls_serves_trusting_clients_only(
     settings: SchedulerSettings, fake: FakeExecutor, tmp_path: Path
 ) -> None:
-    ca, cert, key = _certificates(tmp_path)
+    ca, cert, key = certificates(tmp_path)
     tls = ServerTls.from_env({"DAGYO_TLS_CERT": str(cert), "DAGYO_TLS_KEY": str(key)})
     scheduler = Scheduler(dataclasses.replace(settings, tls=tls))
     scheduler.start()
@@ -285,7 +238,7 @@ def test_tls_serves_trusting_clients_only(
         (line,) = plain.stderr.splitlines()
         assert address in line and "if it serves TLS, set DAGYO_TLS_CA" in line
         (tmp_path / "other").mkdir()
-        other_ca, _, _ = _certificates(tmp_path / "other")
+        other_ca, _, _ = certificates(tmp_path / "other")
         untrusting_cli = dagyo(
             "flow", "list", env={"DAGYO_SCHEDULER": address, "DAGYO_TLS_CA": str(other_ca)}
         )

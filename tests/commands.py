@@ -1,0 +1,98 @@
+"""Running dagyo and ``python -m executor`` as a user does, for tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from scheduler.cli import cli
+from tests.conftest import ROOT
+
+
+def free_address(host: str = "localhost") -> str:
+    """``host:port`` with a port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return f"{host}:{s.getsockname()[1]}"
+
+
+def dagyo(*args: str, address: str = "", env: dict[str, str] | None = None) -> Result:
+    """The CLI, in this process, against ``address`` (by default one nothing answers on)."""
+    environment = {"DAGYO_SCHEDULER": address or free_address(), **(env or {})}
+    return CliRunner(env=environment).invoke(cli, list(args), catch_exceptions=False)
+
+
+def run_dagyo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The console script as a process, with this environment and ``env``."""
+    return subprocess.run(
+        [sys.executable, "-c", "from scheduler.cli import main; main()", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def dagyo_at(address: str, *args: str) -> Result:
+    """The CLI, in this process, against the scheduler at ``address``."""
+    return CliRunner(env={"DAGYO_SCHEDULER": address}).invoke(
+        cli, list(args), catch_exceptions=False
+    )
+
+
+def start_executor(progdef_dir: Path, **env: str) -> subprocess.Popen[str]:
+    """``python -m executor PROGDEF_DIR``, its stderr piped (see :func:`read_until`)."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "DAGYO_METRICS_PORT": "0", **env}
+    environment.pop("DAGYO_JOBS", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "executor", str(progdef_dir)],
+        env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def read_until(process: subprocess.Popen[str], pattern: str, timeout_s: float = 30) -> str:
+    """The first line of the process's stderr matching ``pattern``; fails the test if none."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return line
+    raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(seen)}")
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    """(status, body) of an HTTP GET of ``path`` on a loopback port."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def dagyo_bare(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """The console script as a process in ``cwd``, with no environment but PYTHONPATH."""
+    return subprocess.run(
+        [sys.executable, "-c", "from scheduler.cli import main; main()", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "", "PYTHONPATH": str(ROOT)},
+    )
