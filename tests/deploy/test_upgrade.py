@@ -23,10 +23,10 @@ from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.progdef import Catalogue, load_catalogue
 from scheduler.cli.deploy import deploy
-from scheduler.deploy import DeploySettings, render_catalogue
-from scheduler.deploy.prune import retired_objects
+from scheduler.deploy import DeploySettings, apply_objects, render_catalogue
+from scheduler.deploy.prune import delete_objects, retired_objects
 from tests.deploy import check_names_and_labels, copy_catalogue, validate_any
-from tests.deploy.fake_api import FakeApiServer, kubeconfig
+from tests.deploy.fake_api import FakeApiServer, api_client, kubeconfig
 
 
 @pytest.fixture(autouse=True)
@@ -218,3 +218,21 @@ def test_prune_needs_the_cluster_and_the_scheduler(
     assert result.exit_code == 3, result.output
     assert "127.0.0.1:9" in result.output
     assert api_server.deletes() == []
+
+
+def test_prune_without_keda_deletes_the_deployment_and_budget(
+    api_server: FakeApiServer, tmp_path: Path
+) -> None:
+    api_server.with_keda = False
+    _, old, new = _builds(tmp_path)
+    cluster = api_client(api_server.url)
+    apply_objects(cluster, _render(old, autoscaler="none", tls_secret=""))
+    apply_objects(cluster, _render(new, autoscaler="none", tls_secret=""))
+    versions = [_version("greet", old["greet"].version, "retired")]
+    name = f"dagyo-greet-{old['greet'].version}"
+    deleted = delete_objects(cluster, retired_objects(versions, new, DeploySettings()))
+    assert deleted == [f"deployment/{name}", f"poddisruptionbudget/{name}"]
+    assert not [d for d in api_server.deletes() if "keda.sh" in d["path"]]
+    assert {path.rsplit("/", 1)[-1] for path in api_server.objects} >= {
+        f"dagyo-greet-{new['greet'].version}"
+    }
