@@ -1,12 +1,18 @@
-"""Streaming throughput: source(count=N) -> greet -> count on a local cluster.
+"""Streaming throughput: source(count=N) -> greet -> count, by four contenders side by side.
 
-Starts the scheduler and one executor per progdef on DAGYO_QUEUE, submits the flow, and
-measures submit -> flow finished. Then runs the same flow on the embedded runner, and the
-hand-written pika baseline (bench/handwritten.py) in the same run, each --repeat times (the
-best run counts; medians are shown too), and prints one JSON line:
+Starts the scheduler and one executor per progdef on DAGYO_QUEUE and measures submit ->
+flow finished of the flow on that cluster; then the same flow on the embedded runner, the
+hand-written pika baseline (bench/handwritten.py) and, when Ray is installed (the bench
+extra), what a Ray user would write (bench/ray_pipeline.py). The contenders take turns:
+each round runs every one once, --repeat rounds; the best run of each counts (a shared
+machine only ever slows a run down) and medians are shown too. Prints one JSON line:
 
     {"items": N, "seconds": …, "items_per_s": …, "embedded_items_per_s": …,
-     "handwritten_items_per_s": …, "ratio": …, "embedded_ratio": …, …}
+     "handwritten_items_per_s": …, "ray_items_per_s": …, "ratio": …, "embedded_ratio": …,
+     "ray_ratio": …, "embedded_ray_ratio": …, …}
+
+``ratio`` and ``embedded_ratio`` are the cluster's and the embedded runner's speed over
+the hand-written baseline's, ``ray_ratio`` and ``embedded_ray_ratio`` over Ray's.
 
 Usage:
     python bench/stream.py --items 300000
@@ -15,10 +21,12 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 
 from common import QUEUE_URL, ROOT, chain_flow, delete_mailboxes, emit, now, start_cluster
 
@@ -28,98 +36,105 @@ from scheduler.client.api import SchedulerClient
 from scheduler.embedded import EmbeddedRunner
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
+from scheduler.local_cluster import LocalCluster
+
+# contender -> the prefix of its figures
+PREFIXES = {"cluster": "", "embedded": "embedded_", "handwritten": "handwritten_", "ray": "ray_"}
 
 
-def cluster_run(n: int, repeat: int) -> list[float]:
-    cluster = start_cluster(("source", "greet", "count"))
-    try:
-        with SchedulerClient(cluster.address) as client:
-            for _ in range(2):  # warm up: imports, channels, the first job of each executor
-                flow_id = client.submit(json.dumps(chain_flow(1000)))
-                list(client.watch(flow_id))
-            runs = []
-            for _ in range(repeat):
-                started = now()
-                flow_id = client.submit(json.dumps(chain_flow(n)))
-                exports = [
-                    e.export for e in client.watch(flow_id) if e.WhichOneof("kind") == "export"
-                ]
-                runs.append(now() - started)
-                total = json.loads(exports[0].value_json)["value"] if exports else None
-                if total != str(n):
-                    record = client.get(flow_id)
-                    sys.exit(f"the cluster flow ended {record.state} with total {total}, not {n}")
-        return runs
-    finally:
-        cluster.stop()
-        delete_mailboxes(cluster)
+def cluster_once(client: SchedulerClient, n: int) -> float:
+    started = now()
+    flow_id = client.submit(json.dumps(chain_flow(n)))
+    exports = [e.export for e in client.watch(flow_id) if e.WhichOneof("kind") == "export"]
+    seconds = now() - started
+    total = json.loads(exports[0].value_json)["value"] if exports else None
+    if total != str(n):
+        record = client.get(flow_id)
+        sys.exit(f"the cluster flow ended {record.state} with total {total}, not {n}")
+    return seconds
 
 
-def embedded_run(n: int, repeat: int) -> list[float]:
+def embedded_once(n: int) -> float:
     checked = check_flow(parse_flow(json.dumps(chain_flow(n))), load_catalogue(ROOT / "progdefs"))
-    tune_gc()  # as `dagyo run` does
-    runs = []
-    for _ in range(repeat):
-        totals: list[int] = []
-        runner = EmbeddedRunner(
-            checked, on_export=lambda _, m, totals=totals: totals.append(m.value)
-        )
-        started = now()
-        result = runner.run()
-        runs.append(now() - started)
-        if result.state != "succeeded" or totals != [n]:
-            sys.exit(f"the embedded flow ended {result.state} with {totals}")
-    return runs
+    totals: list[int] = []
+    runner = EmbeddedRunner(checked, on_export=lambda _, m: totals.append(m.value))
+    started = now()
+    result = runner.run()
+    seconds = now() - started
+    if result.state != "succeeded" or totals != [n]:
+        sys.exit(f"the embedded flow ended {result.state} with {totals}")
+    return seconds
 
 
-def handwritten_run(n: int, repeat: int) -> list[float]:
-    runs = []
-    for _ in range(repeat):
-        out = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "handwritten.py"), "--items", str(n)],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"DAGYO_QUEUE": QUEUE_URL, "PATH": ""},
-        )
-        runs.append(float(json.loads(out.stdout)["seconds"]))
-    return runs
+def script_once(script: str, n: int) -> float:
+    """Run a contender of its own (bench/handwritten.py, bench/ray_pipeline.py) once."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--items", str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"DAGYO_QUEUE": QUEUE_URL, "PATH": ""},
+    )
+    return float(json.loads(out.stdout.splitlines()[-1])["seconds"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=300_000)
     parser.add_argument("--no-baseline", action="store_true", help="skip the hand-written baseline")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray contender")
     parser.add_argument(
         "--repeat",
         type=int,
         default=3,
-        help="runs of each; the best counts (a shared machine only ever slows "
-        "a run down), the median is shown too",
+        help="rounds, each running every contender once; the best run of each counts (a "
+        "shared machine only ever slows a run down), the median is shown too",
     )
     args = parser.parse_args()
     n, repeat = args.items, args.repeat
-    runs = {"cluster": cluster_run(n, repeat), "embedded": embedded_run(n, repeat)}
-    if not args.no_baseline:
-        runs["handwritten"] = handwritten_run(n, repeat)
-    best = {name: min(seconds) for name, seconds in runs.items()}
+    with_ray = not args.no_ray and importlib.util.find_spec("ray") is not None
+    if not args.no_ray and not with_ray:
+        print(
+            "bench/stream.py: no Ray, so no Ray contender (pip install -e '.[bench]')",
+            file=sys.stderr,
+        )
+    runs: dict[str, list[float]] = {name: [] for name in PREFIXES}
+    cluster: LocalCluster = start_cluster(("source", "greet", "count"))
+    tune_gc()  # as `dagyo run` does, for the embedded runner in this process
+    try:
+        with SchedulerClient(cluster.address) as client:
+            for _ in range(2):  # warm up: imports, channels, the first job of each executor
+                cluster_once(client, 1000)
+            embedded_once(1000)
+            contenders: dict[str, Callable[[], float]] = {
+                "cluster": lambda: cluster_once(client, n),
+                "embedded": lambda: embedded_once(n),
+            }
+            if not args.no_baseline:
+                contenders["handwritten"] = lambda: script_once("handwritten.py", n)
+            if with_ray:
+                contenders["ray"] = lambda: script_once("ray_pipeline.py", n)
+            for _ in range(repeat):
+                for name, once in contenders.items():
+                    runs[name].append(once())
+    finally:
+        cluster.stop()
+        delete_mailboxes(cluster)
+    best = {name: min(seconds) for name, seconds in runs.items() if seconds}
     figures: dict[str, object] = {
         "bench": "stream",
         "items": n,
         "repeat": repeat,
         "seconds": round(best["cluster"], 3),
     }
-    for name, prefix in (
-        ("cluster", ""),
-        ("embedded", "embedded_"),
-        ("handwritten", "handwritten_"),
-    ):
-        if name in runs:
+    for name, prefix in PREFIXES.items():
+        if name in best:
             figures[f"{prefix}items_per_s"] = round(n / best[name])
             figures[f"{prefix}median_items_per_s"] = round(n / statistics.median(runs[name]))
-    if "handwritten" in best:
-        figures["ratio"] = round(best["handwritten"] / best["cluster"], 2)
-        figures["embedded_ratio"] = round(best["handwritten"] / best["embedded"], 2)
+    for baseline, suffix in (("handwritten", ""), ("ray", "ray_")):
+        if baseline in best:
+            figures[f"{suffix}ratio"] = round(best[baseline] / best["cluster"], 2)
+            figures[f"embedded_{suffix}ratio"] = round(best[baseline] / best["embedded"], 2)
     emit(figures)
 
 
