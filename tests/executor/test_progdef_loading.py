@@ -16,6 +16,7 @@ import pytest
 from executor.errors import DagyoError, ProgdefInvalid
 from executor.progdef import load_progdef
 from executor.program import load_program
+from tests.scheduler.checking import with_progdefs
 
 ROOT = Path(__file__).resolve().parents[2]
 GREET = json.loads((ROOT / "progdefs" / "greet" / "progdef.json").read_text())
@@ -223,3 +224,14 @@ def test_a_max_jobs_override_past_the_bound_is_one_line_exit_2() -> None:
     assert done.returncode == 2, done.stderr
     assert "DAGYO_MAX_JOBS=100000000 is out of bounds: from 1 to 2000" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_port_naming_no_known_type_is_refused_at_load_with_did_you_mean() -> None:
+    with pytest.raises(ProgdefInvalid) as caught:
+        with_progdefs({"name": "odd", "inputs": {"x": "dagyo.types.Txt"}, "outputs": {}})
+
+    assert caught.value.problems == [
+        "progdef.json: input 'x': no message named 'dagyo.types.Txt' (did you mean "
+        "'dagyo.types.Text'?): use a dagyo.types name, a well-known type such as "
+        "google.protobuf.Timestamp, or define it in a .proto listed in protos"
+    ]

@@ -14,6 +14,7 @@ from executor.pb.dagyo import types_pb2
 from executor.progdef import load_catalogue, parse_progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import Endpoint, parse_flow
+from tests.scheduler.checking import check, hello, problems, with_progdefs
 
 ROOT = Path(__file__).parents[2]
 TAKES = {
@@ -92,3 +93,92 @@ def test_a_const_of_the_wrong_shape_names_the_const_the_value_and_the_error() ->
         "dagyo.types.Text: "
     )
     assert 'no field named "value"' in line
+
+
+# --- consts in a whole flow ---------------------------------------------------------------
+
+
+def test_a_const_value_may_be_the_full_json_form_or_the_single_field() -> None:
+    full = check(hello(consts=[{"to": "names.count", "values": [{"value": 3}]}]))
+    short = check(hello(consts=[{"to": "names.count", "values": [3]}]))
+
+    assert full.const_items == short.const_items
+
+
+def test_a_text_const_is_its_json_form_or_a_plain_string() -> None:
+    doc = hello()
+    doc["consts"].append({"to": "hi.name", "values": [{"text": "x"}, "y"]})
+    doc["edges"].pop(0)
+    doc["exports"]["names"] = "names.src"
+
+    items = check(doc).const_items[Endpoint("hi", "name")]
+
+    assert [types_pb2.Text.FromString(item).text for item in items] == ["x", "y"]
+
+
+def test_a_string_to_an_int64_const_is_an_error_naming_the_value() -> None:
+    doc = hello(consts=[{"to": "names.count", "values": [2, "abc"]}])
+
+    [problem] = problems(doc)
+
+    assert problem.startswith(
+        'hello.json: const to names.count: value 2 ("abc") is not the JSON form of '
+        "dagyo.types.Int64: "
+    )
+    assert problem.endswith("; dagyo.types.Int64 has the fields value: int64")
+
+
+def test_a_const_with_an_unknown_field_names_the_field() -> None:
+    doc = hello(consts=[{"to": "names.count", "values": [{"valu": 3}]}])
+
+    [problem] = problems(doc)
+
+    assert problem.startswith(
+        'hello.json: const to names.count: value 1 ({"valu":3}) is not the JSON form of '
+        "dagyo.types.Int64: "
+    )
+    assert 'no field named "valu"' in problem
+
+
+def test_a_const_list_instead_of_an_object_is_an_error() -> None:
+    doc = hello()
+    doc["consts"].append({"to": "hi.name", "values": [["Ada"]]})
+    doc["edges"].pop(0)
+    doc["exports"]["names"] = "names.src"
+
+    [problem] = problems(doc)
+
+    assert problem.startswith(
+        'hello.json: const to hi.name: value 1 (["Ada"]) is not the JSON form of dagyo.types.Text: '
+    )
+
+
+def test_a_const_that_is_not_an_object_for_a_type_of_several_fields() -> None:
+    catalogue = with_progdefs(
+        {"name": "pairs", "inputs": {"pairs": "dagyo.types.TextPair"}, "outputs": {}}
+    )
+    doc = {
+        "name": "p",
+        "nodes": {"p": {"progdef": "pairs"}},
+        "consts": [{"to": "p.pairs", "values": [{"a": "x", "b": "y"}, []]}],
+    }
+
+    assert problems(doc, catalogue) == [
+        "hello.json: const to p.pairs: value 2 ([]) is not the JSON form of dagyo.types.TextPair:"
+        " expected an object, got []; dagyo.types.TextPair has the fields a: string, b: string"
+    ]
+
+
+def test_const_values_take_no_wrapper_and_null_is_no_item() -> None:
+    values = [{"valeu": 3}, {"value": {"value": 3}}, None]
+    doc = hello(consts=[{"to": "names.count", "values": values}])
+
+    assert problems(doc) == [
+        "hello.json: const 1: value 3: null is no item: write the item in the JSON form of the "
+        'port\'s type, e.g. {"text": "Ada"}, or as a scalar for a type of one field: "Ada", 3'
+    ]
+    first, second = problems(hello(consts=[{"to": "names.count", "values": values[:2]}]))
+    where = "hello.json: const to names.count"
+    assert first.startswith(f'{where}: value 1 ({{"valeu":3}}) is not the JSON form of ')
+    assert 'no field named "valeu"' in first
+    assert second.startswith(f'{where}: value 2 ({{"value":{{"value":3}}}}) is not the JSON form')
