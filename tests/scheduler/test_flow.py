@@ -1,4 +1,4 @@
-"""The flow checker: every rule of a flow against the catalogue, as the user reads its problems.
+"""The flow checker: every rule of a flow against the catalogue, as the user reads its problems."""
 
 from __future__ import annotations
 
