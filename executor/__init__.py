@@ -10,6 +10,7 @@ A progdef is written against this package only::
 """
 
 from executor.errors import DecodeError, Stopped
-from executor.sdk import Context, InputStream, Job, OutputStream
+from executor.inputs import InputStream
+from executor.sdk import Context, Job, OutputStream
 
 __all__ = ["Context", "DecodeError", "InputStream", "Job", "OutputStream", "Stopped"]

@@ -16,11 +16,12 @@ from google.protobuf.message import Message
 from executor.errorport import author_traceback, build_error
 from executor.errors import DagyoError, Stopped
 from executor.inbox import Inbox
+from executor.inputs import InputStream
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
 from executor.pb.dagyo.v1.job_pb2 import Job as JobDescriptor
 from executor.program import Program, read_secrets
 from executor.registry import register
-from executor.sdk import InputStream, Job, OutputStream
+from executor.sdk import Job, OutputStream
 from executor.stream import Flusher, FrameWriter, StreamSettings
 from executor.transport.base import Transport
 from executor.types import message_class

@@ -31,16 +31,13 @@ from google.protobuf.message import Message
 from executor.errorport import build_error
 from executor.errors import (
     DagyoError,
-    DecodeError,
-    ItemChanged,
     Stopped,
-    StreamCorrupt,
     TypeMismatch,
 )
-from executor.frames import FrameForm, MessageFrame, StreamFrame, first_changed
+from executor.frames import FrameForm
 from executor.inbox import Inbox
-from executor.stream import FrameWriter, decode_frame
-from executor.types import frame_class
+from executor.inputs import InputStream, merge
+from executor.stream import FrameWriter
 
 
 class Context:
@@ -59,180 +56,6 @@ class Context:
         self.progdef = progdef
         self.logger = logger
         self.secrets = dict(secrets)
-
-
-class InputStream:
-    """One input port: iterate it for its items, in the order they were sent.
-
-    Iteration ends at end-of-stream. Each input can be iterated once. Within one process
-    the items are the very messages sent (see :mod:`executor.frames`): never change one.
-
-    Args:
-        node: the receiving node, named when it changed an item it received (checked
-            frames, ``DAGYO_EMBEDDED_SERIALIZE=1``).
-    """
-
-    def __init__(
-        self,
-        *,
-        port: str,
-        edge: str,
-        message_class: type[Message],
-        inbox: Inbox | None,
-        consts: tuple[bytes, ...] | None = None,
-        node: str = "",
-    ) -> None:
-        self.port = port
-        self.edge = edge
-        self.node = node
-        self.message_class = message_class
-        self.typename = message_class.DESCRIPTOR.full_name
-        self._frame_class = frame_class(self.typename)
-        self._inbox = inbox
-        self._consts = consts
-        self.ended = False
-        self.items_received = 0
-        self._next_seq = 0
-        # Checked frames: the last one taken (its messages, their bytes, our copies, its
-        # seq), checked again when the next is taken and at the end.
-        self._taken: tuple[list[Any], list[bytes], list[Any], int] | None = None
-
-    def __iter__(self) -> Iterator[Any]:
-        while not self.ended:
-            yield from self.next_batch()
-
-    def next_batch(self) -> list[Any]:
-        """Return the items of the next frame (possibly none); sets ``ended`` at the end.
-
-        Raises:
-            DecodeError: naming the edge, when an item is not of the port's typename.
-            Stopped: when the flow is stopped while waiting.
-        """
-        if self.ended:
-            return []
-        if self._consts is not None:
-            self.ended = True
-            return self.decode(list(self._consts))
-        assert self._inbox is not None
-        return self.decode_frame(self._inbox.take(self.port))
-
-    def decode_frame(self, data: StreamFrame) -> list[Any]:
-        """Decode one frame taken from the inbox for this port, with all its items.
-
-        Raises:
-            DecodeError: naming the edge, for a malformed frame or item.
-            ItemChanged: naming the edge, for a checked frame whose sender changed an item
-                after sending it, or when this job changed an item of the frame before.
-        """
-        if type(data) is MessageFrame:
-            if data.data:
-                return self._decode_checked(data)
-            self._check(data)
-            if data.end_of_stream:
-                self.ended = True
-            items = list(data.items)
-            self.items_received += len(items)
-            return items
-        assert isinstance(data, bytes)
-        try:
-            frame: Any = self._frame_class.FromString(data)
-        except Exception:
-            # Which is it: the frame, or an item? Only worth finding out on the error path.
-            self.decode(decode_frame(data, self.edge).items)
-            raise
-        self._check(frame)
-        if frame.end_of_stream:
-            self.ended = True
-        items = list(frame.items)
-        self.items_received += len(items)
-        return items
-
-    def _decode_checked(self, frame: MessageFrame) -> list[Any]:
-        """The items of a checked frame: copies parsed from its bytes, as on a cluster."""
-        self.check_unchanged()
-        parsed = decode_frame(frame.data, self.edge)
-        self._check(parsed)
-        sent = list(parsed.items)
-        items = self.decode(sent)
-        self._check_sent(frame.items, sent, parsed.seq)
-        if parsed.end_of_stream:
-            self.ended = True
-        self._taken = (frame.items, sent, items, parsed.seq)
-        return items
-
-    def check_unchanged(self) -> None:
-        """Check that the last checked frame taken still holds what was sent (else nothing).
-
-        Raises:
-            ItemChanged: naming the edge and who changed which item.
-        """
-        if self._taken is None:
-            return
-        messages, sent, copies, seq = self._taken
-        self._taken = None
-        self._check_sent(messages, sent, seq)
-        index = first_changed(copies, sent)
-        if index >= 0:
-            raise ItemChanged(
-                f"stream {self.edge}: {self.node or 'the receiver'} changed item {index} of "
-                f"frame {seq} it received on port {self.port}: an item must not be changed "
-                "once it was sent; return a new message (or change a copy: new = "
-                "type(item)(); new.CopyFrom(item))"
-            )
-
-    def _check_sent(self, messages: list[Any], sent: list[bytes], seq: int) -> None:
-        index = first_changed(messages, sent)
-        if index >= 0:
-            sender = self.edge.partition(" -> ")[0]
-            raise ItemChanged(
-                f"stream {self.edge}: {sender} changed item {index} of frame {seq} after "
-                "sending it: an item must not be changed once it was sent; build a new "
-                "message for each send"
-            )
-
-    def _check(self, frame: Any) -> None:
-        """Check a frame's typename and its place in the stream (seq 0, 1, 2, ...).
-
-        Raises:
-            StreamCorrupt: naming the edge, for a frame of another typename, a frame lost
-                (a gap), a frame repeated, or a frame after end-of-stream.
-        """
-        if frame.typename != self.typename:
-            raise StreamCorrupt(
-                f"stream {self.edge}: a frame of {frame.typename or 'no typename'} arrived "
-                f"on a stream of {self.typename}"
-            )
-        if self.ended:
-            raise StreamCorrupt(f"stream {self.edge}: frame {frame.seq} after end-of-stream")
-        if frame.seq != self._next_seq:
-            what = "lost" if frame.seq > self._next_seq else "repeated"
-            raise StreamCorrupt(
-                f"stream {self.edge}: frame {frame.seq} arrived where frame {self._next_seq} "
-                f"was due (a frame was {what})"
-            )
-        self._next_seq += 1
-
-    def decode(self, items: Any) -> list[Any]:
-        """Decode serialized items as the port's typename."""
-        parse = self.message_class.FromString
-        try:
-            decoded = [parse(item) for item in items]
-        except Exception as e:
-            raise DecodeError(
-                f"stream {self.edge}: an item does not decode as {self.typename} ({e})"
-            ) from e
-        self.items_received += len(decoded)
-        return decoded
-
-    def drain(self) -> None:
-        """Read and discard the rest of the stream, so its producer never waits on us.
-
-        Raises:
-            ItemChanged: for checked frames, as :meth:`check_unchanged`.
-        """
-        while not self.ended:
-            self.next_batch()
-        self.check_unchanged()
 
 
 class OutputStream:
@@ -401,19 +224,3 @@ class Job:
                 ...
         """
         return merge(self._inbox, [self.inputs[port] for port in (ports or tuple(self.inputs))])
-
-
-def merge(inbox: Inbox, streams: list[InputStream]) -> Iterator[tuple[str, Any]]:
-    """Yield (port, item) from several input streams of one inbox as items arrive."""
-    for stream in streams:
-        if stream._consts is not None:
-            for item in stream.next_batch():
-                yield stream.port, item
-    waiting = {s.port: s for s in streams if not s.ended}
-    while waiting:
-        port, data = inbox.take_any(waiting)
-        stream = waiting[port]
-        for item in stream.decode_frame(data):
-            yield port, item
-        if stream.ended:
-            del waiting[port]

@@ -25,6 +25,7 @@ from executor.constants import (
 from executor.errors import DagyoError, Stopped
 from executor.frames import FrameForm
 from executor.inbox import Inbox
+from executor.inputs import InputStream, merge
 from executor.job import JobRun, execute
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_CANCELLED,
@@ -32,7 +33,6 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureReport,
 )
 from executor.program import Program, load_program
-from executor.sdk import InputStream, merge
 from executor.stream import Flusher, StreamSettings
 from executor.transport.memory import MemoryTransport
 from executor.types import message_class

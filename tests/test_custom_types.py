@@ -542,7 +542,7 @@ def points_stream(frame: Any) -> Any:
     import threading
 
     from executor.inbox import Inbox
-    from executor.sdk import InputStream
+    from executor.inputs import InputStream
     from executor.types import message_class
 
     load_catalogue(PROGDEFS)

@@ -8,7 +8,7 @@ import pytest
 
 from executor.errors import DecodeError
 from executor.inbox import Inbox
-from executor.sdk import InputStream
+from executor.inputs import InputStream
 from executor.types import Text
 from tests.embedded import TEXT, catalogue_with, make_progdef, run_flow, source
 

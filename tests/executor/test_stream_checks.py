@@ -8,8 +8,8 @@ import pytest
 
 from executor.errors import StreamCorrupt
 from executor.inbox import Inbox
+from executor.inputs import InputStream
 from executor.pb.dagyo.v1.frame_pb2 import Frame
-from executor.sdk import InputStream
 from executor.types import Text
 
 TEXT = "dagyo.types.Text"
