@@ -63,6 +63,7 @@ class Heartbeats:
         self._on_sent = on_sent
         self._max_delay_s = reconnect_max_delay_s() if max_delay_s is None else max_delay_s
         self._stop = threading.Event()
+        self._kick = threading.Event()  # set to beat at once
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._thread = threading.Thread(target=self._main, name="dagyo-heartbeat", daemon=True)
@@ -71,16 +72,25 @@ class Heartbeats:
         """Start beating (the first heartbeat goes out at once)."""
         self._thread.start()
 
+    def now(self) -> None:
+        """Send a heartbeat now, not at the next interval (the executor just connected)."""
+        self._kick.set()
+
     def stop(self) -> None:
         """Stop beating and close the connection (idempotent)."""
         self._stop.set()
+        self._kick.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(self._interval_s + 5)
 
     def _main(self) -> None:
         delay = RECONNECT_DELAY_S
         wait = 0.0
-        while not self._stop.wait(wait):
+        while True:
+            self._kick.wait(wait)
+            self._kick.clear()
+            if self._stop.is_set():
+                break
             try:
                 self._send()
             except CONNECTION_ERRORS + (pika.exceptions.AMQPError,) as e:

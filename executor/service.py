@@ -84,6 +84,8 @@ class Executor:
         self._flusher = Flusher(linger_s=self.stream_settings.linger_s)
         self._control: BlockingChannel | None = None
         self._last_beat = time.monotonic()
+        # Set while its connection is up and set up (it pulls its mailbox): heartbeats go out.
+        self._online = threading.Event()
         self._idle = threading.Condition()
         self.mailbox = Mailbox(settings.mailbox, max_jobs=settings.max_jobs, on_job=self._on_job)
         self.io = AmqpThread(
@@ -221,8 +223,11 @@ class Executor:
         self._channels.fill()
         self.mailbox.open(connection)
         self._housekeep(connection)
+        self._online.set()
+        self.heartbeats.now()  # the scheduler hears at once which mailbox it pulls
 
     def _on_disconnect(self, error: Exception) -> None:
+        self._online.clear()
         self._control = None
         self._news = None
         self._channels.clear()
@@ -244,7 +249,7 @@ class Executor:
 
     def _heartbeat(self) -> Event | None:
         """The heartbeat to send now (heartbeat thread); None while disconnected."""
-        if not self.io.connected.is_set():
+        if not self._online.is_set():
             return None
         heartbeat = Heartbeat(
             executor=self.settings.executor_id,
