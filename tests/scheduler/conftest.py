@@ -1,4 +1,4 @@
-"""Fixtures of the scheduler tests: a catalogue, a scheduler, a fake executor.
+"""Fixtures of the scheduler tests: a catalogue, a scheduler, a fake executor, a fake scheduler.
 
 Every test runs in its own catalogue (unique mailboxes) on the suite's vhost (the
 ``broker_url`` fixture of tests/conftest.py); the fake executor is in fake_executor.py.
@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
+from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.config import SchedulerSettings
 from tests.scheduler.fake_executor import EMIT, RELAY, Client, FakeExecutor, mailboxes
+from tests.scheduler.fake_scheduler import FakeScheduler
 
 # --- a catalogue, a scheduler, an executor --------------------------------------------------
 
@@ -60,3 +64,15 @@ def client(settings: SchedulerSettings) -> Iterator[Client]:
     started = Client(settings)
     yield started
     started.close()
+
+
+@pytest.fixture
+def fake_scheduler() -> Iterator[tuple[str, FakeScheduler]]:
+    """A test double of the scheduler on a free port: (address, servicer)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    fake = FakeScheduler()
+    scheduler_pb2_grpc.add_SchedulerServicer_to_server(fake, server)
+    port = server.add_insecure_port("localhost:0")
+    server.start()
+    yield f"localhost:{port}", fake
+    server.stop(0)
