@@ -30,12 +30,12 @@ def dagyo(*args: str, address: str = "", env: dict[str, str] | None = None) -> R
     return CliRunner(env=environment).invoke(cli, list(args), catch_exceptions=False)
 
 
-def run_dagyo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_dagyo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The console script as a process, with this environment and ``env``."""
     return subprocess.run(
         [sys.executable, "-c", "from scheduler.cli import main; main()", *args],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,

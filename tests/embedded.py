@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,26 @@ def catalogue_with(root: Path) -> dict[str, Any]:
 
 # The typename of the sample catalogue's text items.
 TEXT = "dagyo.types.Text"
+
+
+def proto_progdef(
+    folder: Path, protos: dict[str, str], port: str, listed: list[str] | None = None
+) -> Path:
+    """Write a progdef taking ``points`` of type ``port``, with ``protos`` (name -> text)."""
+    folder.mkdir(parents=True)
+    for name, text in protos.items():
+        (folder / name).write_text(text)
+    document = {
+        "name": folder.name,
+        "inputs": {"points": port},
+        "outputs": {},
+        "run": "main:run",
+        "protos": list(protos) if listed is None else listed,
+    }
+    (folder / "progdef.json").write_text(json.dumps(document))
+    return folder
+
+
+def package() -> str:
+    """A package name of its own: the registry is one per process."""
+    return f"t{uuid.uuid4().hex[:8]}"
