@@ -220,10 +220,8 @@ class LocalCluster:
     ) -> None:
         """Start again, after its backoff, each executor that exited; call it now and then.
 
-        Args:
-            on_exit: called once for each exit, with the executor and the delay before it
-                is started again; by default a warning is logged.
-            on_start: called with each executor started again.
+        ``on_exit`` and ``on_start`` are as for
+        :meth:`~scheduler.local_processes.ExecutorProcesses.supervise`.
         """
         self._executors.supervise(on_exit=on_exit, on_start=on_start)
 

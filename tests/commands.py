@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from click.testing import CliRunner, Result
 
@@ -38,7 +39,7 @@ def run_dagyo(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
 
 
@@ -65,10 +66,15 @@ def start_executor(progdef_dir: Path, **env: str) -> subprocess.Popen[str]:
 def read_until(process: subprocess.Popen[str], pattern: str, timeout_s: float = 30) -> str:
     """The first line of the process's stderr matching ``pattern``; fails the test if none."""
     assert process.stderr is not None
+    return lines_until(process.stderr, pattern, [], timeout_s)
+
+
+def lines_until(stream: IO[str], pattern: str, seen: list[str], timeout_s: float = 60) -> str:
+    """The first line of ``stream`` matching ``pattern``, each line read added to ``seen``;
+    fails the test if none comes within ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    seen = []
     while time.monotonic() < deadline:
-        line = process.stderr.readline()
+        line = stream.readline()
         if not line:
             break
         seen.append(line)

@@ -24,6 +24,7 @@ from executor.constants import ENV_RECONNECT_MAX_DELAY_S
 from executor.errors import SchedulerDisconnected, redact_url
 from executor.pb.dagyo.v1 import failure_pb2, scheduler_pb2, scheduler_pb2_grpc
 from tests.cluster import LocalCluster, state_of
+from tests.flows import slow_flow
 from tests.private_broker import PrivateBroker, private_broker  # noqa: F401  (fixture)
 
 # At this cap 30 attempts take under 15 s of waiting; the outage lasts longer than the
@@ -31,19 +32,6 @@ from tests.private_broker import PrivateBroker, private_broker  # noqa: F401  (f
 MAX_DELAY_S = "0.2"
 OUTAGE_S = 8.0
 NAMES = ("source", "slow", "count")
-
-
-def slow_flow(count: int, delay_ms: int) -> dict[str, Any]:
-    return {
-        "name": "slowly",
-        "nodes": {"s": {"progdef": "source"}, "w": {"progdef": "slow"}, "n": {"progdef": "count"}},
-        "edges": [{"from": "s.src", "to": "w.items"}, {"from": "w.items", "to": "n.items"}],
-        "consts": [
-            {"to": "s.count", "values": [{"value": count}]},
-            {"to": "w.delay_ms", "values": [{"value": delay_ms}]},
-        ],
-        "exports": {"total": "n.total"},
-    }
 
 
 @pytest.fixture

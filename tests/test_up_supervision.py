@@ -20,21 +20,9 @@ from executor.progdef import load_catalogue
 from executor.version import VERSION_FILE
 from scheduler.local_cluster import LocalCluster
 from tests.cluster import copy_catalogue, state_of
-from tests.commands import free_address
+from tests.commands import free_address, lines_until
 from tests.conftest import EXAMPLES, ROOT
 from tests.embedded import TEXT, make_progdef, source
-
-
-def lines_until(stream: object, pattern: str, seen: list[str], timeout_s: float = 60) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = stream.readline()  # type: ignore[attr-defined]
-        if not line:
-            break
-        seen.append(line)
-        if re.search(pattern, line):
-            return line
-    raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(seen)}")
 
 
 def consumers(url: str, mailbox: str) -> int:

@@ -39,8 +39,8 @@ def nowait(channel: BlockingChannel) -> pika.channel.Channel:
     return channel._impl
 
 
-class ProbeChannel:
-    """Passive declares and conditional deletes on a channel of their own.
+class _OneChannel:
+    """A channel opened on first use, and again once it closed.
 
     Args:
         open_channel: opens a channel on the current connection.
@@ -59,7 +59,15 @@ class ProbeChannel:
     def _open(self) -> BlockingChannel:
         if self._channel is None or not self._channel.is_open:
             self._channel = self._open_channel()
+            self._set_up(self._channel)
         return self._channel
+
+    def _set_up(self, channel: BlockingChannel) -> None:
+        """Prepare a channel just opened (nothing by default)."""
+
+
+class ProbeChannel(_OneChannel):
+    """Passive declares and conditional deletes on a channel of their own."""
 
     def count(self, queue: str, *, depth: bool = False) -> int | None:
         """The consumers of ``queue`` (its messages with ``depth``); None when it does not
@@ -142,7 +150,7 @@ class DeclareLanes:
             lanes[index].queue_declare(queue, passive=True)
 
 
-class JobsChannel:
+class JobsChannel(_OneChannel):
     """A channel without confirms for publishing jobs back to back.
 
     Args:
@@ -150,21 +158,13 @@ class JobsChannel:
     """
 
     def __init__(self, open_channel: Callable[[], BlockingChannel]) -> None:
-        self._open_channel = open_channel
-        self._channel: BlockingChannel | None = None
+        super().__init__(open_channel)
         self._returned: list[str] = []
 
-    def reset(self) -> None:
-        """Forget the channel: its connection is gone."""
-        self._channel = None
-
-    def _open(self) -> BlockingChannel:
-        if self._channel is None or not self._channel.is_open:
-            self._channel = self._open_channel()
-            # On the underlying channel, so a return is seen as it arrives, before the
-            # passive declare that follows the publishes answers.
-            nowait(self._channel).add_on_return_callback(self._on_return)
-        return self._channel
+    def _set_up(self, channel: BlockingChannel) -> None:
+        # On the underlying channel, so a return is seen as it arrives, before the
+        # passive declare that follows the publishes answers.
+        nowait(channel).add_on_return_callback(self._on_return)
 
     def _on_return(self, _channel: Any, method: Any, _properties: Any, _body: bytes) -> None:
         self._returned.append(method.routing_key)

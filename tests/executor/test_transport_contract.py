@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,12 +107,26 @@ def take_all(inbox: Inbox, port: str, count: int) -> list[bytes]:
     return [inbox.take(port) for _ in range(count)]
 
 
-def attached(twin: Twin, queue: str, port: str = "in") -> Inbox:
+@dataclass
+class Reader:
+    """A job reading one queue: its stop signal, its inbox and its streams."""
+
+    stop: threading.Event
+    inbox: Inbox
+    streams: Streams
+
+
+def reader(twin: Twin, queue: str, port: str = "in") -> Reader:
     stop = threading.Event()
     inbox = Inbox(stop)
     inbox.add_port(port)
-    twin.open(stop).attach(queue, inbox, port)
-    return inbox
+    streams = twin.open(stop)
+    streams.attach(queue, inbox, port)
+    return Reader(stop, inbox, streams)
+
+
+def attached(twin: Twin, queue: str, port: str = "in") -> Inbox:
+    return reader(twin, queue, port).inbox
 
 
 def in_thread(function: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -216,17 +229,13 @@ def test_a_blocking_send_to_a_full_stream_waits_then_raises_stopped_on_stop(twin
 
 
 def test_a_reader_waiting_for_a_frame_raises_stopped_on_stop(twin: Twin) -> None:
-    queue = twin.queue()
-    stop = threading.Event()
-    inbox = Inbox(stop)
-    inbox.add_port("in")
-    twin.open(stop).attach(queue, inbox, "in")
-    reader, outcome = in_thread(lambda: inbox.take("in"))
-    reader.join(0.3)
-    assert reader.is_alive()
-    stop.set()
-    inbox.wake()
-    reader.join(DEADLINE_S)
+    waiting = reader(twin, twin.queue())
+    thread, outcome = in_thread(lambda: waiting.inbox.take("in"))
+    thread.join(0.3)
+    assert thread.is_alive()
+    waiting.stop.set()
+    waiting.inbox.wake()
+    thread.join(DEADLINE_S)
     assert len(outcome) == 1 and isinstance(outcome[0], Stopped)
 
 
@@ -255,16 +264,12 @@ def test_a_non_blocking_send_one_queue_took_waits_for_the_others(twin: Twin) -> 
 
 def test_after_detach_frames_wait_in_the_stream_for_another_consumer(twin: Twin) -> None:
     queue = twin.queue()
-    stop = threading.Event()
-    inbox = Inbox(stop)
-    inbox.add_port("in")
-    consumer = twin.open(stop)
-    consumer.attach(queue, inbox, "in")
+    consumer = reader(twin, queue)
     sink = twin.open().sink([queue])
     for frame in frames(3):
         sink.send(frame)
-    assert take_all(inbox, "in", 3) == frames(3)
-    consumer.detach(queue)
+    assert take_all(consumer.inbox, "in", 3) == frames(3)
+    consumer.streams.detach(queue)
     sink.send(b"after-0")
     sink.send(b"after-1")
     assert eventually(lambda: twin.depth(queue) == 2), "nothing is delivered after detach"
@@ -274,10 +279,7 @@ def test_after_detach_frames_wait_in_the_stream_for_another_consumer(twin: Twin)
 
 def test_items_arrive_in_order_then_end_of_stream(twin: Twin) -> None:
     queue = twin.queue()
-    stop = threading.Event()
-    inbox = Inbox(stop)
-    inbox.add_port("in")
-    twin.open(stop).attach(queue, inbox, "in")
+    inbox = attached(twin, queue)
     stream = InputStream(port="in", edge="a.out -> b.in", message_class=Text, inbox=inbox)
     flusher = Flusher()
     writer = FrameWriter(
@@ -305,11 +307,7 @@ def test_items_arrive_in_order_then_end_of_stream(twin: Twin) -> None:
 
 def test_closing_a_jobs_streams_stops_their_delivery(twin: Twin) -> None:
     queue = twin.queue()
-    stop = threading.Event()
-    inbox = Inbox(stop)
-    inbox.add_port("in")
-    with closing(twin.open(stop)) as streams:
-        streams.attach(queue, inbox, "in")
+    reader(twin, queue).streams.close()
     sink = twin.open().sink([queue])
     sink.send(b"later")
     assert eventually(lambda: twin.depth(queue) == 1)

@@ -33,6 +33,17 @@ PANIC = FailureReport(
     kind=FAILURE_KIND_PANIC,
     time=CREATED + 2,
 )
+# PANIC as the CLI prints it in JSON (`failures --json`, a record's failure).
+PANIC_JSON = {
+    "flow_id": BOOM,
+    "node": "hi",
+    "progdef": "explode",
+    "executor": "explode-host-7",
+    "error": "ValueError: panic-1",
+    "traceback": TRACEBACK,
+    "kind": "panic",
+    "time": CREATED + 2,
+}
 GREETINGS = [{"text": f"hello name-{i}"} for i in range(3)]
 
 

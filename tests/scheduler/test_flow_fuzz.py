@@ -16,6 +16,7 @@ from executor.errors import FlowInvalid
 from executor.progdef import is_type_variable, load_catalogue
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import CheckedFlow, Endpoint, parse_flow, schema_path
+from tests.scheduler.checking import HELLO
 
 CATALOGUE = load_catalogue(Path(__file__).parents[2] / "progdefs")
 FLOW_SCHEMA = Draft202012Validator(json.loads(schema_path("flow").read_text()))
@@ -26,21 +27,7 @@ PORT_NAMES = sorted(
 
 VALID_FLOWS: list[dict[str, Any]] = [
     {"name": "empty"},
-    {
-        "name": "hello",
-        "version": 1,
-        "nodes": {
-            "names": {"progdef": "source"},
-            "hi": {"progdef": "greet"},
-            "out": {"progdef": "void_sink"},
-        },
-        "edges": [
-            {"from": "names.src", "to": "hi.name"},
-            {"from": "hi.greeting", "to": "out.sink"},
-        ],
-        "consts": [{"to": "names.count", "values": [{"value": 3}]}],
-        "exports": {"greetings": "hi.greeting"},
-    },
+    {**HELLO, "version": 1},
     {
         "name": "chain",
         "nodes": {

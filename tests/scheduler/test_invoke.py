@@ -7,9 +7,6 @@ The gRPC Invoke is played against the fake executor where a test must hold a job
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +17,8 @@ from executor.progdef import load_catalogue
 from scheduler.client.api import SchedulerClient
 from scheduler.flow.invoke import invocation_flow
 from tests.cluster import LocalCluster
-from tests.conftest import PROGDEFS, ROOT
+from tests.commands import run_dagyo
+from tests.conftest import PROGDEFS
 from tests.scheduler.conftest import write_progdef
 from tests.scheduler.fake_executor import TICK
 
@@ -34,17 +32,6 @@ def run(job):
     for n in range(3):
         job.outputs["ticks"].send(Int64(value=n))
 """
-
-
-def dagyo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scheduler.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def lines(stdout: str) -> list[dict[str, object]]:
@@ -88,7 +75,7 @@ def test_a_bad_invocation_names_the_progdef_or_port(
 
 
 def test_local_invoke_prints_each_output_item() -> None:
-    done = dagyo("invoke", "greet", "--input", "name=" + ADA, "--local")
+    done = run_dagyo("invoke", "greet", "--input", "name=" + ADA, "--local")
     assert (done.returncode, done.stdout) == (
         0,
         '{"output": "greeting", "value": {"text": "hello Ada"}}\n',
@@ -96,15 +83,15 @@ def test_local_invoke_prints_each_output_item() -> None:
 
 
 def test_local_invoke_checks_types_and_ports() -> None:
-    wrong = dagyo("invoke", "greet", "--input", 'name={"value": 3}', "--local")
+    wrong = run_dagyo("invoke", "greet", "--input", 'name={"value": 3}', "--local")
     assert wrong.returncode == 2 and "is not the JSON form of dagyo.types.Text" in wrong.stderr
-    unknown = dagyo("invoke", "greet", "--input", "nmae=" + ADA, "--local")
+    unknown = run_dagyo("invoke", "greet", "--input", "nmae=" + ADA, "--local")
     assert unknown.returncode == 2 and "(did you mean 'name'?)" in unknown.stderr
     assert "Traceback" not in wrong.stderr + unknown.stderr
 
 
 def test_local_invoke_of_a_panicking_progdef_exits_1_with_the_failure() -> None:
-    done = dagyo("invoke", "explode", "--input", 'items=["ok", "panic now"]', "--local")
+    done = run_dagyo("invoke", "explode", "--input", 'items=["ok", "panic now"]', "--local")
     assert done.returncode == 1
     # A panic stops the flow: items sent before it may or may not have been delivered.
     assert lines(done.stdout) in ([], [{"output": "items", "value": {"text": "ok"}}])
@@ -115,11 +102,11 @@ def test_local_invoke_of_progdefs_without_inputs_or_without_outputs(tmp_path: Pa
     catalogue = tmp_path / "progdefs"
     write_progdef(catalogue / "tick", TICK, "1")
     (catalogue / "tick" / "main.py").write_text(TICK_CODE)
-    no_inputs = dagyo("invoke", "tick", "--local", "--progdefs", str(catalogue))
+    no_inputs = run_dagyo("invoke", "tick", "--local", "--progdefs", str(catalogue))
     assert lines(no_inputs.stdout) == [
         {"output": "ticks", "value": {"value": str(n)}} for n in range(3)
     ], no_inputs.stderr
-    no_outputs = dagyo("invoke", "ignore_errors", "--input", 'errors={"error": "x"}', "--local")
+    no_outputs = run_dagyo("invoke", "ignore_errors", "--input", 'errors={"error": "x"}', "--local")
     assert (no_outputs.returncode, no_outputs.stdout) == (0, ""), no_outputs.stderr
 
 
@@ -143,7 +130,7 @@ def on(cluster: LocalCluster) -> dict[str, str]:
 
 
 def test_invoke_greet_through_the_scheduler(cluster: LocalCluster) -> None:
-    done = dagyo("invoke", "greet", "--input", "name=" + ADA, env=on(cluster))
+    done = run_dagyo("invoke", "greet", "--input", "name=" + ADA, env=on(cluster))
     assert (done.returncode, done.stdout) == (
         0,
         '{"output": "greeting", "value": {"text": "hello Ada"}}\n',
@@ -155,13 +142,15 @@ def test_invoke_greet_through_the_scheduler(cluster: LocalCluster) -> None:
 def test_invoke_through_the_scheduler_fails_refuses_and_runs_without_outputs(
     cluster: LocalCluster,
 ) -> None:
-    failed = dagyo("invoke", "explode", "--input", 'items="panic-1"', env=on(cluster))
+    failed = run_dagyo("invoke", "explode", "--input", 'items="panic-1"', env=on(cluster))
     assert failed.returncode == 1 and "panic-1" in failed.stderr
-    refused = dagyo("invoke", "greet", "--input", "nmae=" + ADA, env=on(cluster))
+    refused = run_dagyo("invoke", "greet", "--input", "nmae=" + ADA, env=on(cluster))
     assert refused.returncode == 2 and "(did you mean 'name'?)" in refused.stderr
-    wrong = dagyo("invoke", "greet", "--input", "name=3", env=on(cluster))
+    wrong = run_dagyo("invoke", "greet", "--input", "name=3", env=on(cluster))
     assert wrong.returncode == 2 and "is not the JSON form of dagyo.types.Text" in wrong.stderr
-    silent = dagyo("invoke", "ignore_errors", "--input", 'errors={"error": "x"}', env=on(cluster))
+    silent = run_dagyo(
+        "invoke", "ignore_errors", "--input", 'errors={"error": "x"}', env=on(cluster)
+    )
     assert (silent.returncode, silent.stdout) == (0, ""), silent.stderr
 
 

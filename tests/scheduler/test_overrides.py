@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,20 +11,10 @@ import pytest
 from executor.errors import FlowInvalid
 from scheduler.flow.overrides import apply_sets, parse_set
 from tests.cluster import LocalCluster
+from tests.commands import run_dagyo
 from tests.conftest import ROOT
 
 HELLO = ROOT / "examples" / "hello.json"
-
-
-def dagyo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scheduler.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def greetings(stdout: str) -> list[str]:
@@ -35,9 +22,9 @@ def greetings(stdout: str) -> list[str]:
 
 
 def test_run_set_replaces_a_const_with_one_item_or_a_list() -> None:
-    done = dagyo("run", str(HELLO), "--set", "names.count=2")
+    done = run_dagyo("run", str(HELLO), "--set", "names.count=2")
     assert (done.returncode, greetings(done.stdout)) == (0, ["hello name-0", "hello name-1"])
-    done = dagyo("run", str(HELLO), "--set", "names.count=[1, 2]")
+    done = run_dagyo("run", str(HELLO), "--set", "names.count=[1, 2]")
     assert greetings(done.stdout) == ["hello name-0", "hello name-0", "hello name-1"]
 
 
@@ -46,11 +33,11 @@ def test_set_supplies_a_missing_const_checked_like_any_other(tmp_path: Path) -> 
     del flow["consts"]
     path = tmp_path / "open.json"
     path.write_text(json.dumps(flow))
-    missing = dagyo("run", str(path))
+    missing = run_dagyo("run", str(path))
     assert missing.returncode == 2 and "names.count: input has no source" in missing.stderr
-    done = dagyo("run", str(path), "--set", 'names.count={"value": 1}')
+    done = run_dagyo("run", str(path), "--set", 'names.count={"value": 1}')
     assert (done.returncode, greetings(done.stdout)) == (0, ["hello name-0"])
-    wrong = dagyo("run", str(path), "--set", 'names.count="x"')
+    wrong = run_dagyo("run", str(path), "--set", 'names.count="x"')
     assert wrong.returncode == 2
     assert 'const to names.count: value 1 ("x") is not the JSON form of dagyo.types.Int64' in (
         wrong.stderr
@@ -64,7 +51,7 @@ def test_set_supplies_a_missing_const_checked_like_any_other(tmp_path: Path) -> 
 def test_a_malformed_set_names_itself(option: str, message: str) -> None:
     with pytest.raises(FlowInvalid, match=message):
         parse_set(option)
-    done = dagyo("run", str(HELLO), "--set", option)
+    done = run_dagyo("run", str(HELLO), "--set", option)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
@@ -87,7 +74,7 @@ def cluster(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def test_submit_set_goes_to_the_scheduler(cluster: LocalCluster) -> None:
     assert cluster.scheduler is not None
-    done = dagyo(
+    done = run_dagyo(
         "flow",
         "submit",
         str(HELLO),

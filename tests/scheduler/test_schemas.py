@@ -14,25 +14,16 @@ from executor.errors import FlowInvalid
 from executor.progdef import load_catalogue
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow, schema_path
+from tests.scheduler import checking
 
 ROOT = Path(__file__).parents[2]
 PROGDEF_FILES = sorted(ROOT.glob("progdefs/*/progdef.json"))
 EXAMPLE_FILES = sorted(ROOT.glob("examples/*.json"))
 
 HELLO: dict[str, Any] = {
-    "name": "hello",
+    **checking.HELLO,
     "version": 1,
-    "nodes": {
-        "names": {"progdef": "source"},
-        "hi": {"progdef": "greet"},
-        "out": {"progdef": "void_sink"},
-    },
-    "edges": [
-        {"from": "names.src", "to": "hi.name"},
-        {"from": "hi.greeting", "to": "out.sink"},
-    ],
     "consts": [{"to": "names.count", "values": [{"value": 3}, {"value": 4}]}],
-    "exports": {"greetings": "hi.greeting"},
 }
 
 GREET: dict[str, Any] = json.loads((ROOT / "progdefs" / "greet" / "progdef.json").read_text())
