@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import scheduler.service.progress as records
-from executor.constants import MAILBOX_PREFIX
+from executor.constants import AUTOSCALER_FILE, MAILBOX_PREFIX
 from executor.errors import BrokerError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER
@@ -41,6 +41,7 @@ from scheduler.service.liveness import Liveness
 from scheduler.service.state import ActiveFlow, FlowState
 
 if TYPE_CHECKING:
+    from scheduler.flow.model import CheckedFlow
     from scheduler.service.broker import Broker
 
 log = logging.getLogger("dagyo.scheduler")
@@ -75,6 +76,11 @@ def progdef_of(mailbox: str) -> str:
 def ceiling(progdef: Progdef) -> int:
     """The most jobs of an autoscaled progdef that can ever run at once."""
     return progdef.scaling.max_executors * progdef.scaling.max_jobs
+
+
+def autoscaled(progdef: Progdef) -> bool:
+    """True when an autoscaler starts executors for the progdef (an AUTOSCALER file says so)."""
+    return progdef.directory is not None and (progdef.directory / AUTOSCALER_FILE).exists()
 
 
 def never_fits(progdef: Progdef, jobs: int, *, capacity: int | None, autoscaled: bool) -> str:
@@ -145,6 +151,38 @@ def _reason(mailbox: str, jobs: int, free: int, *, behind: bool) -> str:
     slots = "slot" if jobs == 1 else "slots"
     reason = f"waiting for {jobs} {slots} of {progdef_of(mailbox)}, {free} free"
     return reason + (", behind an older waiting flow" if behind else "")
+
+
+def unserved(checked: CheckedFlow, liveness: Liveness, broker: Broker | None) -> list[str]:
+    """One line per progdef of a flow that nothing serves, or that could never hold it.
+
+    Args:
+        broker: asked whether a mailbox has consumers; None to take every progdef without
+            autoscaler as served (only the autoscalers' limits are checked then).
+
+    Raises:
+        BrokerError: when the broker cannot be asked.
+    """
+    problems = []
+    progdefs: dict[str, Progdef] = {p.name: p for p in checked.progdefs.values()}
+    jobs = Counter(p.name for p in checked.progdefs.values())
+    for name, progdef in sorted(progdefs.items()):
+        scaled = autoscaled(progdef)
+        capacity = None
+        if not scaled and broker is not None:
+            mailbox = progdef.mailbox
+            if not liveness.serves(mailbox) and not broker.consumer_count(mailbox):
+                problems.append(
+                    f"progdef {name}: no executor serves mailbox {mailbox} and it has no "
+                    f"autoscaler: start one with `dagyo up` or "
+                    f"`python -m executor {progdef.directory or name}`"
+                )
+                continue
+            capacity = liveness.slots(mailbox)
+        problem = never_fits(progdef, jobs[name], capacity=capacity, autoscaled=scaled)
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 class Admitter:

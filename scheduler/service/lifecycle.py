@@ -39,7 +39,7 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureReport,
 )
 from scheduler.flow.plan import Plan
-from scheduler.service.admission import Admitter, ceiling
+from scheduler.service.admission import Admitter, autoscaled, ceiling
 from scheduler.service.broker import Broker
 from scheduler.service.exports import read_frame
 from scheduler.service.flows import FlowTable
@@ -59,7 +59,7 @@ from scheduler.service.state import (
     FlowStore,
 )
 from scheduler.service.subscriptions import Watchers
-from scheduler.service.watchdog import autoscaled, never_taken, overdue
+from scheduler.service.watchdog import never_taken, overdue
 
 # Events waiting unread past which the scheduler does not judge executors silent.
 EVENTS_BACKLOG_LIMIT = 100

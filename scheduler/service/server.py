@@ -19,12 +19,8 @@ import logging
 import signal
 import sys
 import threading
-import time
-import uuid
-from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -35,43 +31,30 @@ from executor.errors import (
     BrokerError,
     BrokerUnavailable,
     DagyoError,
-    FlowInvalid,
-    ProgdefInvalid,
     redact_url,
 )
 from executor.health import port_is_fixed
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.externalscaler import externalscaler_pb2_grpc
-from executor.progdef import Progdef
 from executor.tracing import Tracing
-from scheduler.flow.check import check_flow
-from scheduler.flow.model import CheckedFlow, parse_flow
-from scheduler.flow.overrides import apply_sets
-from scheduler.flow.plan import plan_flow
-from scheduler.service.admission import never_fits
+from scheduler.flow.model import CheckedFlow
+from scheduler.service.admission import unserved
+from scheduler.service.api import SERVICE_NAME, SchedulerServicer
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
-from scheduler.service.catalogue import CatalogueCache, catalogue_answer
+from scheduler.service.catalogue import CatalogueCache
 from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings, broker_identity
-from scheduler.service.invoke import invoke
 from scheduler.service.lifecycle import Lifecycle
-from scheduler.service.limits import capped_problems, cut, details
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service.sampler import QueueSampler
 from scheduler.service.scaler import SERVICE_NAME as SCALER_SERVICE
 from scheduler.service.scaler import ScalerServicer
 from scheduler.service.state import FlowState, FlowStore
-from scheduler.service.subscriptions import StreamSlots, Watchers
+from scheduler.service.subscriptions import Watchers
 from scheduler.service.tenancy import (
     AuthInterceptor,
-    QuotaExceeded,
-    admit,
-    caller,
-    visible_catalogue,
 )
 from scheduler.service.versions import Versions
-from scheduler.service.watchdog import autoscaled
 
 if TYPE_CHECKING:
     from scheduler.service.dashboard import Dashboard
@@ -79,243 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dagyo.scheduler")
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
-
-
-# Each Watch call holds a worker thread for its flow's whole life, so Watch streams may
-# take all the workers but these (an eighth, at least 4): unary calls always get a thread.
-def reserved_workers(workers: int) -> int:
-    """The gRPC worker threads kept for unary calls, out of ``workers``."""
-    return max(4, workers // 8)
-
-
-# How often a Watch call looks whether its client or the scheduler went away.
-WATCH_POLL_S = 0.5
 # How long stop() lets running calls finish before cancelling them.
 STOP_GRACE_S = 1.0
-
-
-class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
-    """The ``dagyo.v1.Scheduler`` gRPC API of one :class:`Scheduler`."""
-
-    def __init__(self, scheduler: Scheduler) -> None:
-        self._scheduler = scheduler
-        self._auth = scheduler.authenticator
-        workers = scheduler.settings.grpc_workers
-        self._streams = StreamSlots(
-            per_client=scheduler.settings.watches_per_client,
-            total=workers - reserved_workers(workers),
-        )
-
-    def _visible(self, context: grpc.ServicerContext, flow_id: str) -> pb.FlowRecord:
-        """The record of a flow the caller may see; another tenant's flow is not found."""
-        principal = caller(self._auth, context)
-        record = self._scheduler.store.get(flow_id, with_exports=False)
-        if record is None or not principal.sees(record.tenant):
-            _not_found(context, flow_id)
-        return record
-
-    def Submit(self, request: pb.SubmitRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """Check a flow, then start it.
-
-        Aborts with INVALID_ARGUMENT (the problem lines, joined by newlines) for an invalid
-        flow, FAILED_PRECONDITION for a progdef no executor or autoscaler serves, and
-        UNAVAILABLE when the broker is down.
-        """
-        scheduler = self._scheduler
-        principal = caller(self._auth, context)
-        source = request.source or "flow.json"
-        try:
-            catalogue = scheduler.catalogue()
-        except ProgdefInvalid as e:
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                details(["the scheduler's progdef catalogue is invalid:", *e.problems]),
-            )
-        try:
-            flow_json = apply_sets(request.flow_json, request.set)
-            flow = parse_flow(flow_json, source=source)
-            checked = check_flow(flow, visible_catalogue(catalogue, principal), source=source)
-        except FlowInvalid as e:
-            # In the answer, not the status: problem lines can outgrow gRPC metadata.
-            return pb.SubmitResponse(problems=capped_problems(e.problems))
-        if not 0 <= request.deadline_s < float("inf"):  # NaN compares false to all
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "deadline_s must be a finite number of seconds, or 0 for no deadline; got "
-                f"{request.deadline_s:g}",
-            )
-        try:
-            deadline_s = admit(
-                principal,
-                nodes=len(flow.nodes),
-                deadline_s=request.deadline_s,
-                running=scheduler.store.running_count(principal.tenant),
-            )
-        except QuotaExceeded as e:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, details([str(e)]))
-        try:
-            unserved = scheduler.unserved(checked)
-            if unserved:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, details(unserved))
-            flow_id = uuid.uuid4().hex[:12]
-            created = time.time()
-            deadline = created + deadline_s if deadline_s else 0.0
-            plan = plan_flow(checked, flow_id=flow_id, deadline=deadline)
-            jobs = [job.descriptor for job in plan.jobs]  # each gets the trace context
-            with scheduler.tracing.submit(
-                flow_id=flow_id, name=flow.name, tenant=principal.tenant, jobs=jobs
-            ):
-                scheduler.lifecycle.submit(
-                    plan,
-                    name=flow.name,
-                    created=created,
-                    deadline=deadline,
-                    sources={name: str(endpoint) for name, endpoint in flow.exports.items()},
-                    tenant=principal.tenant,
-                    flow_json=flow_json,
-                    max_export_items=principal.quotas.max_export_items or 0,
-                )
-        except BrokerError as e:
-            context.abort(grpc.StatusCode.UNAVAILABLE, details([str(e)]))
-        return pb.SubmitResponse(flow_id=flow_id)
-
-    def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """The record of one flow, with its kept exports."""
-        self._visible(context, request.flow_id)
-        record = self._scheduler.store.get(request.flow_id)
-        if record is None:
-            _not_found(context, request.flow_id)
-        return record
-
-    def List(self, request: pb.ListRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """A page of flows, newest first (``limit``, 0 for 100), without their exports."""
-        principal = caller(self._auth, context)
-        tenant = None if principal.admin else principal.tenant
-        try:
-            flows, token = self._scheduler.store.recent(
-                request.limit, tenant=tenant, token=request.page_token
-            )
-        except ValueError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        return pb.ListResponse(flows=flows, next_page_token=token, every_tenant=principal.admin)
-
-    def Cancel(self, request: pb.CancelRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """Cancel a flow and answer its record once its queues are deleted."""
-        self._visible(context, request.flow_id)
-        record = self._scheduler.lifecycle.cancel(request.flow_id)
-        if record is None:
-            _not_found(context, request.flow_id)
-        return record
-
-    def Watch(  # noqa: N802
-        self, request: pb.WatchRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.WatchEvent]:
-        """Stream a flow's progress, every export in order, and last its ``end`` record.
-
-        Aborts with RESOURCE_EXHAUSTED when the client (or the scheduler) holds as many
-        streams as it may, or when the client fell too far behind reading.
-        """
-        self._visible(context, request.flow_id)
-        client = context.peer()
-        refused = self._streams.take(client)
-        if refused is not None:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
-        try:
-            yield from self._watch(request.flow_id, context)
-        finally:
-            self._streams.give_back(client)
-
-    def _watch(self, flow_id: str, context: grpc.ServicerContext) -> Iterator[pb.WatchEvent]:
-        subscription = self._scheduler.lifecycle.watch(flow_id)
-        if subscription is None:
-            _not_found(context, flow_id)
-        try:
-            while context.is_active():
-                if self._scheduler.stopping:
-                    context.abort(grpc.StatusCode.UNAVAILABLE, "the scheduler is stopping")
-                event = subscription.next(WATCH_POLL_S)
-                if subscription.overflowed:
-                    context.abort(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"this watch of flow {flow_id} fell more than {subscription.limit} "
-                        "events behind and was dropped (DAGYO_WATCHER_EVENTS); watch again to "
-                        "get the kept exports and the end",
-                    )
-                if event is None:
-                    continue
-                yield event
-                if event.HasField("end"):
-                    return
-        finally:
-            subscription.close()
-
-    def Failures(self, request: pb.FailuresRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """A page of the failure reports recorded so far, of one flow or of every flow."""
-        store = self._scheduler.store
-        principal = caller(self._auth, context)
-        if request.flow_id:
-            self._visible(context, request.flow_id)
-        tenant = None if principal.admin else principal.tenant
-        try:
-            failures, token = store.failures(
-                request.flow_id, tenant=tenant, limit=request.limit, token=request.page_token
-            )
-        except ValueError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        return pb.FailuresResponse(failures=failures, next_page_token=token)
-
-    def Versions(self, request: pb.VersionsRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """Each progdef version known (current, draining, retired), its jobs waiting, running."""
-        caller(self._auth, context)
-        try:
-            versions = self._scheduler.versions.report()
-        except ProgdefInvalid as e:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, details([str(e)]))
-        except BrokerError as e:
-            context.abort(grpc.StatusCode.UNAVAILABLE, details([str(e)]))
-        return pb.VersionsResponse(versions=versions)
-
-    def Invoke(  # noqa: N802
-        self, request: pb.InvokeRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.InvokeEvent]:
-        """Run one progdef as a one-node flow: its flow id, each output item, its end."""
-        principal = caller(self._auth, context)
-        yield from invoke(
-            request,
-            context,
-            catalogue=lambda: visible_catalogue(self._scheduler.catalogue(), principal),
-            submit=self.Submit,
-            watch=self.Watch,
-        )
-
-    def Triggers(self, request: pb.TriggersRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """The triggers read from DAGYO_TRIGGERS (another tenant's left out), with their
-        last firings."""
-        principal = caller(self._auth, context)
-        triggers = self._scheduler.triggers
-        return pb.TriggersResponse(triggers=triggers.report(principal) if triggers else [])
-
-    def Catalogue(self, request: pb.CatalogueRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """The catalogue the caller may use, its types documented, their descriptor set."""
-        principal = caller(self._auth, context)
-        try:
-            catalogue = self._scheduler.catalogue()
-        except ProgdefInvalid as e:
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                details(["the scheduler's progdef catalogue is invalid:", *e.problems]),
-            )
-        return catalogue_answer(visible_catalogue(catalogue, principal))
-
-
-def _not_found(context: grpc.ServicerContext, flow_id: str) -> NoReturn:
-    context.abort(
-        grpc.StatusCode.NOT_FOUND,
-        f"no flow {cut(flow_id, 100)!r} on this scheduler: `dagyo flow list` shows the flows "
-        "it knows",
-    )
-    raise AssertionError("context.abort raises")
 
 
 class Scheduler:
@@ -564,29 +312,7 @@ class Scheduler:
             BrokerError: when the broker cannot be asked.
         """
         asks = self.settings.require_consumers and self._broker is not None
-        problems = []
-        progdefs: dict[str, Progdef] = {p.name: p for p in checked.progdefs.values()}
-        jobs = Counter(p.name for p in checked.progdefs.values())
-        for name, progdef in sorted(progdefs.items()):
-            if autoscaled(progdef) or not asks:
-                capacity = None
-            else:
-                mailbox = progdef.mailbox
-                served = self.lifecycle.liveness.serves(mailbox)
-                if not served and not self._broker.consumer_count(mailbox):  # type: ignore[union-attr]
-                    problems.append(
-                        f"progdef {name}: no executor serves mailbox {mailbox} and it has no "
-                        f"autoscaler: start one with `dagyo up` or "
-                        f"`python -m executor {progdef.directory or name}`"
-                    )
-                    continue
-                capacity = self.lifecycle.liveness.slots(mailbox)
-            problem = never_fits(
-                progdef, jobs[name], capacity=capacity, autoscaled=autoscaled(progdef)
-            )
-            if problem:
-                problems.append(problem)
-        return problems
+        return unserved(checked, self.lifecycle.liveness, self._broker if asks else None)
 
     def mailbox_depth(self, mailbox: str) -> int | None:
         """Jobs waiting in ``mailbox``; None when it does not exist.

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from executor.constants import AUTOSCALER_FILE
 from executor.errors import BrokerError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import (
@@ -19,7 +18,6 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_DEADLOCK,
     FAILURE_KIND_LOST,
 )
-from executor.progdef import Progdef
 from scheduler.service.admission import job_expiry_s
 from scheduler.service.liveness import Liveness
 from scheduler.service.state import ActiveFlow
@@ -45,11 +43,6 @@ class Waiting:
     flow_id: str
     node: pb.NodeProgress
     mailbox: str
-
-
-def autoscaled(progdef: Progdef) -> bool:
-    """True when an autoscaler starts executors for the progdef (an AUTOSCALER file says so)."""
-    return progdef.directory is not None and (progdef.directory / AUTOSCALER_FILE).exists()
 
 
 def overdue(
