@@ -17,7 +17,6 @@ holding it, because the broker's I/O thread takes it in its callbacks.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
@@ -27,7 +26,7 @@ from functools import partial
 import pika
 
 import scheduler.service.progress as progress
-from executor.constants import EVENTS_QUEUE, MAILBOX_PREFIX, SCHEDULER_APP_ID, failure_queue
+from executor.constants import EVENTS_QUEUE, SCHEDULER_APP_ID, failure_queue
 from executor.errors import BrokerError, DecodeError, redact_url
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.events_pb2 import Event, JobRef, Stop
@@ -39,22 +38,21 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureReport,
 )
 from scheduler.flow.plan import Plan
-from scheduler.service.admission import Admitter, autoscaled, ceiling
+from scheduler.service.admission import Admitter
 from scheduler.service.broker import Broker
 from scheduler.service.exports import read_frame
 from scheduler.service.flows import FlowTable
+from scheduler.service.jobevents import job_ended, job_started, jobs_heard, node_of
 from scheduler.service.limits import bounded_failure
 from scheduler.service.liveness import Liveness
 from scheduler.service.metrics import SchedulerMetrics
+from scheduler.service.newflow import new_flow
 from scheduler.service.state import (
-    NODE_ENDED,
     NODE_FAILED,
     NODE_PENDING,
     NODE_RUNNING,
     NODE_STOPPED,
     ActiveFlow,
-    ExportStream,
-    FlowRuntime,
     FlowState,
     FlowStore,
 )
@@ -143,52 +141,17 @@ class Lifecycle:
                 meanwhile (the flow is then failed).
         """
         flow_id = plan.flow_id
-        nodes = [
-            (
-                job.descriptor.node,
-                job.progdef.name,
-                job.progdef.mailbox.removeprefix(f"{MAILBOX_PREFIX}.{job.progdef.name}."),
-            )
-            for job in plan.jobs
-        ]
-        record = pb.FlowRecord(
-            id=flow_id,
+        flow = new_flow(
+            plan,
             name=name,
-            state=FlowState.PENDING.proto,
             created=created,
+            deadline=deadline,
+            sources=sources,
             tenant=tenant,
             flow_json=flow_json,
-        )
-        for node, progdef, version in nodes:
-            record.nodes.add(node=node, progdef=progdef, version=version, state=NODE_PENDING)
-        progress.add_edges(record, plan)
-        runtime = FlowRuntime(
-            deadline=deadline,
             max_export_items=max_export_items,
-            queues=[failure_queue(flow_id), *plan.queues],
-            exports={
-                export: ExportStream(queue, plan.export_types[export], sources[export])
-                for export, queue in plan.export_queues.items()
-            },
-            mailboxes={
-                job.descriptor.node: job.progdef.mailbox
-                for job in plan.jobs
-                if not autoscaled(job.progdef)
-            },
         )
-        runtime.held_jobs = [
-            [job.progdef.mailbox, base64.b64encode(job.descriptor.SerializeToString()).decode()]
-            for job in plan.jobs
-        ]
-        runtime.error_ports = {
-            job.descriptor.node: job.progdef.errors for job in plan.jobs if job.progdef.errors
-        }
-        runtime.ceilings = {
-            job.progdef.mailbox: ceiling(job.progdef)
-            for job in plan.jobs
-            if autoscaled(job.progdef)
-        }
-        flow = ActiveFlow(record, runtime, starting=True)
+        record, runtime = flow.record, flow.runtime
         if not self.broker.connected:
             # Refused before it is recorded: a flow accepted now could only wait, pending,
             # for a broker that may not come back before its client gives up on it.
@@ -296,39 +259,17 @@ class Lifecycle:
             return
         done = None
         with self._lock:
+            at = event.time or time.time()
             if kind == "started":
-                started = event.started
-                flow, node = self._node(started.job.flow_id, started.job.node)
-                if flow is None or node is None or node.state != NODE_PENDING:
-                    return
-                node.state = NODE_RUNNING
-                node.executor = started.executor
-                progress.started(node, event.time or time.time(), self.metrics)
-                flow.moved_at = time.monotonic()
+                flow = job_started(self.table, event.started, at, self.metrics)
             elif kind == "ended":
-                ended = event.ended
-                flow, node = self._node(ended.job.flow_id, ended.job.node)
-                if flow is None or node is None or node.state in (NODE_ENDED, NODE_FAILED):
-                    return
-                node.state = NODE_ENDED
-                node.executor = node.executor or ended.executor
-                progress.ended(
-                    flow.record,
-                    node,
-                    event.time or time.time(),
-                    self.metrics,
-                    items_sent=ended.items_sent,
-                    items_received=ended.items_received,
-                )
-                node.items_sent = sum(ended.items_sent.values())
-                node.errors_sent = ended.items_sent.get(
-                    flow.runtime.error_ports.get(node.node, ""), 0
-                )
-                flow.moved_at = time.monotonic()
-                flow.blocked.pop(node.node, None)
-                self.admitter.wake()  # its slot is free: a waiting flow may fit now
-                done = flow.id if flow.complete() and not flow.starting else None
+                flow = job_ended(self.table, event.ended, at, self.metrics)
+                if flow is not None:
+                    self.admitter.wake()  # its slot is free: a waiting flow may fit now
+                    done = flow.id if flow.complete() and not flow.starting else None
             else:
+                return
+            if flow is None:
                 return
             self._save(flow, runtime=False)
             self.watchers.progress(flow.id, flow.record)
@@ -337,34 +278,10 @@ class Lifecycle:
 
     def _progress(self, jobs: Iterable[JobRef]) -> None:
         """Live item counts of running jobs, from a heartbeat: records and watchers move."""
-        changed: dict[str, ActiveFlow] = {}
         with self._lock:
-            for job in jobs:
-                flow, node = self._node(job.flow_id, job.node)
-                if flow is None or node is None or node.state != NODE_RUNNING:
-                    continue
-                flow.blocked[node.node] = job.blocked_s
-                received = job.items_sent, job.items_received
-                if progress.counted(flow.record, node, *received, self.metrics):
-                    flow.moved_at = time.monotonic()
-                    changed[flow.id] = flow
-                sent = sum(job.items_sent.values())
-                if sent != node.items_sent:
-                    node.items_sent = sent
-                    node.errors_sent = job.items_sent.get(
-                        flow.runtime.error_ports.get(node.node, ""), 0
-                    )
-                    flow.moved_at = time.monotonic()
-                    changed[flow.id] = flow
-            for flow in changed.values():
+            for flow in jobs_heard(self.table, jobs, self.metrics):
                 self._save(flow, runtime=False)
                 self.watchers.progress(flow.id, flow.record)
-
-    def _node(self, flow_id: str, name: str) -> tuple[ActiveFlow | None, pb.NodeProgress | None]:
-        flow = self._flows.get(flow_id)
-        if flow is None or flow.runtime.finishing:
-            return None, None
-        return flow, flow.node(name)
 
     def _on_failure(
         self, flow_id: str, report: FailureReport, properties: pika.BasicProperties
@@ -565,7 +482,7 @@ class Lifecycle:
     def edges_sampled(self, flow_id: str, depths: Mapping[str, int]) -> None:
         """Take the queue depths sampled for a flow's edges (edge target -> frames)."""
         with self._lock:
-            flow, _ = self._node(flow_id, "")
+            flow, _ = node_of(self.table, flow_id, "")
             if flow is not None and progress.sampled(flow.record, depths, time.time()):
                 self._save(flow, runtime=False)
                 self.watchers.progress(flow.id, flow.record)

@@ -1,0 +1,94 @@
+"""What job events do to the flows' records: a job started, ended, or sent items.
+
+Each function runs under the flow table's lock, changes the flow's record (node states,
+times, items, errors) and its liveness marks (``moved_at``, ``blocked``), and returns the
+flows changed; the lifecycle then stores them and tells their watchers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import scheduler.service.progress as progress
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1.events_pb2 import JobEnded, JobRef, JobStarted
+from scheduler.service.flows import FlowTable
+from scheduler.service.metrics import SchedulerMetrics
+from scheduler.service.state import (
+    NODE_ENDED,
+    NODE_FAILED,
+    NODE_PENDING,
+    NODE_RUNNING,
+    ActiveFlow,
+)
+
+
+def node_of(
+    table: FlowTable, flow_id: str, name: str
+) -> tuple[ActiveFlow | None, pb.NodeProgress | None]:
+    """A flow that is not ending, and its node ``name`` (None for either when unknown)."""
+    flow = table.flows.get(flow_id)
+    if flow is None or flow.runtime.finishing:
+        return None, None
+    return flow, flow.node(name)
+
+
+def job_started(
+    table: FlowTable, started: JobStarted, at: float, metrics: SchedulerMetrics
+) -> ActiveFlow | None:
+    """A pending job started (at Unix time ``at``): its node runs; the flow changed."""
+    flow, node = node_of(table, started.job.flow_id, started.job.node)
+    if flow is None or node is None or node.state != NODE_PENDING:
+        return None
+    node.state = NODE_RUNNING
+    node.executor = started.executor
+    progress.started(node, at, metrics)
+    flow.moved_at = time.monotonic()
+    return flow
+
+
+def job_ended(
+    table: FlowTable, ended: JobEnded, at: float, metrics: SchedulerMetrics
+) -> ActiveFlow | None:
+    """A job ended: its node ended with its final counts; the flow changed."""
+    flow, node = node_of(table, ended.job.flow_id, ended.job.node)
+    if flow is None or node is None or node.state in (NODE_ENDED, NODE_FAILED):
+        return None
+    node.state = NODE_ENDED
+    node.executor = node.executor or ended.executor
+    progress.ended(
+        flow.record,
+        node,
+        at,
+        metrics,
+        items_sent=ended.items_sent,
+        items_received=ended.items_received,
+    )
+    node.items_sent = sum(ended.items_sent.values())
+    node.errors_sent = ended.items_sent.get(flow.runtime.error_ports.get(node.node, ""), 0)
+    flow.moved_at = time.monotonic()
+    flow.blocked.pop(node.node, None)
+    return flow
+
+
+def jobs_heard(
+    table: FlowTable, jobs: Iterable[JobRef], metrics: SchedulerMetrics
+) -> list[ActiveFlow]:
+    """The running jobs a heartbeat names, with their live counts: the flows that moved."""
+    changed: dict[str, ActiveFlow] = {}
+    for job in jobs:
+        flow, node = node_of(table, job.flow_id, job.node)
+        if flow is None or node is None or node.state != NODE_RUNNING:
+            continue
+        flow.blocked[node.node] = job.blocked_s
+        if progress.counted(flow.record, node, job.items_sent, job.items_received, metrics):
+            flow.moved_at = time.monotonic()
+            changed[flow.id] = flow
+        sent = sum(job.items_sent.values())
+        if sent != node.items_sent:
+            node.items_sent = sent
+            node.errors_sent = job.items_sent.get(flow.runtime.error_ports.get(node.node, ""), 0)
+            flow.moved_at = time.monotonic()
+            changed[flow.id] = flow
+    return list(changed.values())
