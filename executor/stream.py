@@ -184,30 +184,9 @@ class FrameWriter:
         items, size, sample = self._items, self._bytes, self._sample
         fresh = not items
         max_bytes, max_items = self._max_bytes, self._max_items
-        every = FRAME_SIZE_SAMPLE_ITEMS
         done, count = 0, len(messages)
         while done < count:
             position = len(items)
-            # Most often the items the frame has room for stay under max_bytes: size the
-            # ones due and take them all at once.
-            part = messages[done : done + max_items - position]
-            first = -position % every  # the index in part of the first item to size
-            sizes = [message.ByteSize() for message in part[first::every]]
-            added = min(first, len(part)) * sample
-            if sizes:
-                last_stands_for = len(part) - first - (len(sizes) - 1) * every
-                added += every * (sum(sizes) - sizes[-1]) + sizes[-1] * last_stands_for
-            if size + added < max_bytes:
-                items += part
-                done += len(part)
-                size += added
-                sample = sizes[-1] if sizes else sample
-                if len(items) >= max_items:
-                    self._bytes, self._sample = size, sample
-                    self._flush_locked(end=False, block=True)
-                    items, size, fresh = self._items, 0, True
-                continue
-            # They reach max_bytes: take them a sized item at a time, up to where they do.
             if position % FRAME_SIZE_SAMPLE_ITEMS == 0:
                 sample = messages[done].ByteSize()
             # The items up to the next one sized, as many as the frame takes.
