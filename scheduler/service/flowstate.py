@@ -1,0 +1,155 @@
+"""A flow's states, and the flow as the scheduler follows it until it ends.
+
+:class:`FlowRuntime` is what a running flow is resumed from after a scheduler restart
+(stored as JSON beside its record); :class:`ActiveFlow` is a flow that has not ended, as
+the scheduler holds it in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+
+NODE_PENDING = pb.NODE_STATE_PENDING
+NODE_RUNNING = pb.NODE_STATE_RUNNING
+NODE_ENDED = pb.NODE_STATE_ENDED
+NODE_FAILED = pb.NODE_STATE_FAILED
+NODE_STOPPED = pb.NODE_STATE_STOPPED
+
+
+class FlowState(StrEnum):
+    """A flow's state, kept in step with ``dagyo.v1.FlowState``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def proto(self) -> pb.FlowState:
+        """The ``dagyo.v1.FlowState`` number."""
+        return pb.FlowState.Value(f"FLOW_STATE_{self.name}")  # type: ignore[return-value]
+
+    @classmethod
+    def from_proto(cls, number: int) -> FlowState:
+        """The state of a ``dagyo.v1.FlowState`` number."""
+        return cls[pb.FlowState.Name(number).removeprefix("FLOW_STATE_")]  # type: ignore[arg-type]
+
+    @property
+    def active(self) -> bool:
+        """True while the flow has not ended."""
+        return self in (FlowState.PENDING, FlowState.RUNNING)
+
+
+@dataclass
+class ExportStream:
+    """Where one export of a flow arrives, and how far the scheduler has read it.
+
+    Attributes:
+        queue: the export queue.
+        typename: what its items decode as.
+        source: ``node.port`` of the exported output, for messages.
+        next_seq: the seq of the next frame; a frame below it was already kept (it came
+            again after a reconnect) and is skipped.
+        ended: True once the end-of-stream frame arrived.
+    """
+
+    queue: str
+    typename: str
+    source: str
+    next_seq: int = 0
+    ended: bool = False
+
+
+@dataclass
+class FlowRuntime:
+    """What a running flow is resumed from after a scheduler restart.
+
+    Attributes:
+        deadline: Unix time the flow fails at; 0 for none.
+        queues: every queue the flow owns (failure, stream and export queues).
+        exports: export name -> its stream.
+        kept_count / kept_bytes: the exports kept with the record so far.
+        finishing: the ``dagyo.v1.FlowState`` the flow is ending with while its queues are
+            cleaned up; 0 while it runs.
+        announce: True when the scheduler decided the failure itself (lost, deadline,
+            cancel, broker) and publishes it on the flow's failure exchange.
+        mailboxes: node -> its job's mailbox, for nodes without an autoscaler.
+        waiting: True while the flow waits to be admitted (its queues exist, its jobs are
+            not published yet).
+        held_jobs: the jobs not published yet, each [mailbox, base64 of the descriptor].
+        ceilings: mailbox -> the most jobs its autoscaler can run at once, for the
+            autoscaled progdefs of the flow.
+        error_ports: node -> its progdef's error port, for the nodes that have one.
+    """
+
+    deadline: float = 0.0
+    queues: list[str] = field(default_factory=list)
+    exports: dict[str, ExportStream] = field(default_factory=dict)
+    kept_count: int = 0
+    kept_bytes: int = 0
+    # The submitter's quota of export items kept with the record; 0 for none.
+    max_export_items: int = 0
+    finishing: int = 0
+    announce: bool = False
+    # node -> the mailbox of its job, for the nodes no autoscaler serves: a job there that
+    # no live executor pulls fails the flow instead of waiting forever.
+    mailboxes: dict[str, str] = field(default_factory=dict)
+    waiting: bool = False
+    held_jobs: list[list[str]] = field(default_factory=list)
+    ceilings: dict[str, int] = field(default_factory=dict)
+    error_ports: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The runtime as JSON text, for the ``runtime`` column."""
+        # Not dataclasses.asdict: it deep-copies, and a wide flow's runtime is large.
+        data = {**vars(self), "exports": {n: vars(e) for n, e in self.exports.items()}}
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FlowRuntime:
+        """The runtime stored by :meth:`to_json`."""
+        data: dict[str, Any] = json.loads(text)
+        exports = {name: ExportStream(**spec) for name, spec in data.pop("exports", {}).items()}
+        return cls(exports=exports, **data)
+
+
+@dataclass
+class ActiveFlow:
+    """A flow that has not ended, as the scheduler follows it."""
+
+    record: pb.FlowRecord
+    runtime: FlowRuntime
+    ended: threading.Event = field(default_factory=threading.Event)
+    # Set while Submit is still declaring queues and publishing jobs.
+    starting: bool = False
+    # Monotonic times: when its jobs were published, and when it last moved (a job
+    # started, ended or sent items); and the seconds each running job last said it
+    # waits on a full stream. In memory only: a restart counts again.
+    admitted_at: float = 0.0
+    moved_at: float = 0.0
+    blocked: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """The flow id."""
+        return self.record.id
+
+    def node(self, name: str) -> pb.NodeProgress | None:
+        """The progress entry of one node, or None."""
+        for node in self.record.nodes:
+            if node.node == name:
+                return node
+        return None
+
+    def complete(self) -> bool:
+        """True when every job ended and every export stream reached end-of-stream."""
+        return all(n.state == NODE_ENDED for n in self.record.nodes) and all(
+            s.ended for s in self.runtime.exports.values()
+        )
