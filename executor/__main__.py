@@ -13,7 +13,6 @@ Reads:
   DAGYO_METRICS_PORT           /healthz, /readyz and /metrics; 0 any free port, -1 none
                                [9100, or a free port when 9100 is busy]
   DAGYO_METRICS_ADDR           the interface they listen on [0.0.0.0: every one]
-  DAGYO_METRICS_ADDR           the interface they listen on [0.0.0.0: every one]
   DAGYO_MAX_JOBS               jobs at once [the progdef's scaling.max_jobs]
   DAGYO_DRAIN_GRACE_S          how long a drain waits for jobs [the progdef's drain_grace_s]
   DAGYO_ONE_JOB_IDLE_S         --one-job: exit when no job came this long [60]

@@ -100,10 +100,15 @@ def test_watch_streams_past_the_cap_are_refused_and_others_still_get_answers(
                 assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                 outcomes.append(e.details())
         # The six calls reach the scheduler in any order: three open, three are refused.
-        assert sorted(outcomes) == ["open"] * 3 + [
-            "this client already has 3 Watch streams open, the most one client may "
-            "(DAGYO_WATCHES_PER_CLIENT): close some first"
-        ] * 3
+        assert (
+            sorted(outcomes)
+            == ["open"] * 3
+            + [
+                "this client already has 3 Watch streams open, the most one client may "
+                "(DAGYO_WATCHES_PER_CLIENT): close some first"
+            ]
+            * 3
+        )
         # Another client: its own watches up to the total (8 workers keep 4 for unary
         # calls), then List and Submit answer.
         other = grpc.insecure_channel(small.scheduler.address, options=OWN_CONNECTION)
