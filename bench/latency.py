@@ -5,6 +5,9 @@ another on one client connection:
 
     {"flows": 200, "first_export_ms": {"p50": …, "p99": …}, "finished_ms": {…}}
 
+With --samples it adds every flow's submit -> first export, in milliseconds, in the order
+run ("first_export_samples_ms"), for bench/report.py's latency CDF.
+
 Usage:
     python bench/latency.py
 """
@@ -32,6 +35,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=200)
+    parser.add_argument("--samples", action="store_true", help="add every flow's latency")
     args = parser.parse_args()
     cluster = start_cluster(("source", "greet", "void_sink"))
     flow = json.dumps(hello_flow())
@@ -63,6 +67,11 @@ def main() -> None:
             "flows": args.flows,
             "first_export_ms": percentiles(first),
             "finished_ms": percentiles(finished),
+            **(
+                {"first_export_samples_ms": [round(s * 1000, 2) for s in first]}
+                if args.samples
+                else {}
+            ),
         }
     )
 

@@ -6,6 +6,10 @@ flow's end, the flow queues left in the broker (must be 0) and the scheduler's R
     {"flows": 1000, "succeeded": 1000, "seconds": …, "flows_per_s": …,
      "queues_left": 0, "scheduler_rss_mb": …}
 
+With --timeline it adds, for every flow, the seconds from the first submit until it was
+seen ended ("ended_at_s", sorted), looked for every 0.1 s from the first submit on, for
+bench/report.py's flows/s over time.
+
 Usage:
     python bench/many_flows.py --flows 1000
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -38,18 +43,41 @@ ENDED = {
 }
 
 
+def watch(
+    client: SchedulerClient,
+    flows: int,
+    started: float,
+    ended_at: dict[str, float],
+    done: threading.Event,
+) -> None:
+    """Note when each flow is first seen ended, every 0.1 s, until ``done``."""
+    while not done.is_set():
+        for record in client.list(limit=flows * 2):
+            if record.state in ENDED and record.id not in ended_at:
+                ended_at[record.id] = now() - started
+        done.wait(0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=1000)
     parser.add_argument(
         "--submitters", type=int, default=16, help="client threads submitting at once"
     )
+    parser.add_argument("--timeline", action="store_true", help="add when each flow ended")
     args = parser.parse_args()
     cluster = start_cluster(("source", "greet", "void_sink"))
     flow = json.dumps(hello_flow())
     try:
         with SchedulerClient(cluster.address) as client:
             started = now()
+            ended_at: dict[str, float] = {}
+            watching = threading.Event()
+            if args.timeline:
+                watcher = threading.Thread(
+                    target=watch, args=(client, args.flows, started, ended_at, watching)
+                )
+                watcher.start()
             with ThreadPoolExecutor(args.submitters) as pool:
                 flow_ids = list(pool.map(lambda _: client.submit(flow), range(args.flows)))
             pending = set(flow_ids)
@@ -65,6 +93,9 @@ def main() -> None:
                 if pending:
                     time.sleep(0.1)
             seconds = now() - started
+            if args.timeline:
+                watching.set()
+                watcher.join()
         rss = rss_bytes()
     finally:
         cluster.stop()
@@ -79,6 +110,11 @@ def main() -> None:
             "queues_left": flow_queues_left(),
             "scheduler_rss_mb": round(rss / 2**20, 1),
             **({"failures": dict(failures)} if failures else {}),
+            **(
+                {"ended_at_s": sorted(round(ended_at.get(f, seconds), 3) for f in flow_ids)}
+                if args.timeline
+                else {}
+            ),
         }
     )
 
