@@ -26,47 +26,33 @@ from functools import partial
 import pika
 
 import scheduler.service.progress as progress
-from executor.constants import EVENTS_QUEUE, SCHEDULER_APP_ID, failure_queue
-from executor.errors import BrokerError, DecodeError, redact_url
+from executor.constants import failure_queue
+from executor.errors import BrokerError, redact_url
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1.events_pb2 import Event, JobRef, Stop
+from executor.pb.dagyo.v1.events_pb2 import Event, JobRef
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
     FAILURE_KIND_CANCELLED,
-    FAILURE_KIND_PANIC,
-    FailureKind,
-    FailureReport,
 )
 from scheduler.flow.plan import Plan
 from scheduler.service.admission import Admitter
 from scheduler.service.broker import Broker
-from scheduler.service.exports import read_frame
+from scheduler.service.ending import Ending
+from scheduler.service.flowqueues import FlowQueues
 from scheduler.service.flows import FlowTable
 from scheduler.service.jobevents import job_ended, job_started, jobs_heard, node_of
-from scheduler.service.limits import bounded_failure
 from scheduler.service.liveness import Liveness
 from scheduler.service.metrics import SchedulerMetrics
 from scheduler.service.newflow import new_flow
 from scheduler.service.state import (
-    NODE_FAILED,
-    NODE_PENDING,
-    NODE_RUNNING,
-    NODE_STOPPED,
     ActiveFlow,
     FlowState,
     FlowStore,
 )
 from scheduler.service.subscriptions import Watchers
-from scheduler.service.watchdog import never_taken, overdue
-
-# Events waiting unread past which the scheduler does not judge executors silent.
-EVENTS_BACKLOG_LIMIT = 100
-
+from scheduler.service.watchdog import due
 
 log = logging.getLogger("dagyo.scheduler")
-
-# The executor named by failure reports the scheduler decides itself (deadline, cancel…).
-SCHEDULER_EXECUTOR = "scheduler"
 
 
 class Lifecycle:
@@ -77,6 +63,7 @@ class Lifecycle:
         broker: the scheduler's AMQP side.
         heartbeat_timeout_s: how long a started job's executor may be silent.
         export_cap_bytes: JSON bytes of exports kept per flow.
+        watcher_events: live events queued for one watcher before it is dropped; 0 none.
         clock: monotonic seconds (heartbeat ages).
     """
 
@@ -88,6 +75,7 @@ class Lifecycle:
         *,
         heartbeat_timeout_s: float,
         export_cap_bytes: int,
+        watcher_events: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -98,8 +86,24 @@ class Lifecycle:
         self.table = FlowTable()
         self._lock = self.table.lock
         self._flows = self.table.flows
-        self.watchers = Watchers()
+        self.watchers = Watchers(watcher_events)
         self.liveness = Liveness(heartbeat_timeout_s, clock=clock)
+        self.ending = Ending(
+            self.table, store, broker, metrics, self.watchers, freed=lambda: self.admitter.wake()
+        )
+        self._fail = self.ending.fail
+        self._finish = self.ending.finish
+        self._clean_up = self.ending.clean_up
+        self.queues = FlowQueues(
+            self.table,
+            store,
+            broker,
+            metrics,
+            self.watchers,
+            export_cap_bytes=export_cap_bytes,
+            fail=self._fail,
+            finish=self._finish,
+        )
         self.admitter = Admitter(
             self.table,
             self.liveness,
@@ -166,7 +170,7 @@ class Lifecycle:
             self.broker.declare_flow_queues(flow_id, failure_queue(flow_id), plan.queues)
             for mailbox in sorted({job.progdef.mailbox for job in plan.jobs}):
                 self.broker.declare_mailbox(mailbox)  # a refused one fails the submit now
-            self._consume(flow)
+            self.queues.consume(flow)
         except BrokerError as e:
             with self._lock:
                 flow.starting = False
@@ -178,21 +182,6 @@ class Lifecycle:
             self._save(flow)
         self.admitter.admit_waiting()
         return flow_id
-
-    def _consume(self, flow: ActiveFlow) -> None:
-        lost = partial(self._queue_lost, flow.id)
-        self.broker.consume(
-            failure_queue(flow.id),
-            partial(self._on_failure, flow.id),
-            on_cancel=partial(lost, failure_queue(flow.id)),
-            message_type=FailureReport,
-        )
-        for export, stream in flow.runtime.exports.items():
-            self.broker.consume(
-                stream.queue,
-                partial(self._on_export, flow.id, export),
-                on_cancel=partial(lost, stream.queue),
-            )
 
     # --- resuming --------------------------------------------------------------------------
 
@@ -223,7 +212,7 @@ class Lifecycle:
             try:
                 missing = self.broker.missing_queues(flow.runtime.queues)
                 if not missing:
-                    self._consume(flow)
+                    self.queues.consume(flow)
             except BrokerError as e:
                 log.warning("cannot resume flow %s yet: %s", flow.id, e)
                 continue
@@ -283,48 +272,6 @@ class Lifecycle:
                 self._save(flow, runtime=False)
                 self.watchers.progress(flow.id, flow.record)
 
-    def _on_failure(
-        self, flow_id: str, report: FailureReport, properties: pika.BasicProperties
-    ) -> None:
-        if properties.app_id == SCHEDULER_APP_ID:
-            return  # the scheduler's own report, recorded when it was decided
-        report.flow_id = flow_id
-        self.store.add_failure(report)
-        self.metrics.panics.labels(report.progdef, FailureKind.Name(report.kind)).inc()
-        self._finish(flow_id, FlowState.FAILED, report, record=False)
-
-    def _on_export(
-        self, flow_id: str, export: str, body: bytes, properties: pika.BasicProperties
-    ) -> None:
-        with self._lock:
-            flow = self._flows.get(flow_id)
-            if flow is None or flow.runtime.finishing:
-                return
-            try:
-                read = read_frame(
-                    flow.record, flow.runtime, export, body, cap_bytes=self.export_cap_bytes
-                )
-            except DecodeError as e:  # a bug in the producer: it panics the flow
-                error = str(e)
-                producer = flow.node(flow.runtime.exports[export].source.partition(".")[0])
-                read = None
-            else:
-                error = ""
-            if read is not None:  # else kept already, delivered again after a reconnection
-                every, kept = read
-                self.store.save(flow.record, flow.runtime, kept)
-                self.metrics.exported_items.inc(len(every))
-                self.watchers.exports(flow_id, every)
-            done = flow.complete() and not flow.starting
-        if error:
-            self._fail(flow_id, FAILURE_KIND_PANIC, error, node=producer)
-        elif done:
-            self._finish(flow_id, FlowState.SUCCEEDED)
-
-    def _queue_lost(self, flow_id: str, queue: str) -> None:
-        error = f"queue {queue} was deleted while the flow ran (by hand, or the broker lost it)"
-        self._fail(flow_id, FAILURE_KIND_BROKER, error)
-
     # --- ending ----------------------------------------------------------------------------
 
     def cancel(self, flow_id: str, *, wait_s: float = 30.0) -> pb.FlowRecord | None:
@@ -344,109 +291,8 @@ class Lifecycle:
 
     def tick(self) -> None:
         """Fail flows past their deadline, with a lost job, or with a job never taken."""
-        try:
-            backlog = self.broker.queue_depth(EVENTS_QUEUE)
-        except BrokerError:
-            backlog = None
-        # Judge liveness only on fresh news: a backlog of events may hold signs of life.
-        self.liveness.behind(backlog is None or backlog > EVENTS_BACKLOG_LIMIT)
-        with self._lock:
-            running = [f for f in self._flows.values() if not (f.runtime.finishing or f.starting)]
-            ends, waiting = overdue(running, self.liveness, wall=time.time(), now=time.monotonic())
-        # Outside the lock, which the I/O thread (answering these) needs.
-        ends += never_taken(
-            waiting, self.broker.queue_depth, self.heartbeat_timeout_s, self.broker.consumer_count
-        )
-        ended: set[str] = set()
-        for end in ends:
-            if end.flow_id not in ended:  # one end per flow: the first reason found
-                ended.add(end.flow_id)
-                self._fail(end.flow_id, end.kind, end.error, node=end.node)
-
-    def _fail(
-        self,
-        flow_id: str,
-        kind: int,
-        error: str,
-        *,
-        node: pb.NodeProgress | None = None,
-    ) -> None:
-        """End a flow for a reason the scheduler found itself (not a failure report)."""
-        report = FailureReport(
-            flow_id=flow_id,
-            executor=SCHEDULER_EXECUTOR,
-            error=error,
-            kind=kind,  # type: ignore[arg-type]
-            time=time.time(),
-        )
-        if node is not None:
-            report.node, report.progdef, report.executor = node.node, node.progdef, node.executor
-        state = FlowState.CANCELLED if kind == FAILURE_KIND_CANCELLED else FlowState.FAILED
-        self._finish(flow_id, state, report)
-
-    def _finish(
-        self,
-        flow_id: str,
-        state: FlowState,
-        failure: FailureReport | None = None,
-        *,
-        record: bool = True,
-    ) -> None:
-        """Begin ending a flow: note why, then clean up on the broker's I/O thread.
-
-        Args:
-            record: False when ``failure`` came off the failure queue (already recorded
-                and already published).
-        """
-        with self._lock:
-            flow = self._flows.get(flow_id)
-            if flow is None or flow.runtime.finishing:
-                return
-            flow.runtime.finishing = state.proto
-            if failure is not None:
-                flow.record.failure.CopyFrom(bounded_failure(failure))
-                failed_node = flow.node(failure.node)
-                if failed_node is not None and state == FlowState.FAILED:
-                    failed_node.state = NODE_FAILED
-                flow.runtime.announce = record
-                if record:
-                    self.store.add_failure(failure)
-            self._save(flow)
-        self.broker.submit(partial(self._clean_up, flow))
-
-    def _clean_up(self, flow: ActiveFlow) -> None:
-        """Stop the flow's jobs and delete its queues, then record its end (I/O thread)."""
-        with self._lock:
-            if self._flows.get(flow.id) is not flow:
-                return  # cleaned up already (a resume asked again)
-        state = FlowState.from_proto(flow.runtime.finishing)
-        failure = flow.record.failure
-        try:
-            if state != FlowState.SUCCEEDED:
-                self.broker.publish_stop(Stop(flow_id=flow.id, reason=failure.error))
-                if flow.runtime.announce:
-                    self.broker.publish_failure(failure)
-            self.broker.delete_queues(flow.runtime.queues)
-        except BrokerError as e:
-            # Left as "finishing" in the store: the next resume cleans up again.
-            log.warning("flow %s: clean-up waits for the broker: %s", flow.id, e)
-            return
-        with self._lock:
-            if self._flows.get(flow.id) is not flow:
-                return
-            flow.record.state = state.proto
-            flow.record.ended = time.time()
-            flow.record.waiting = ""
-            if state != FlowState.SUCCEEDED:  # its jobs were told to stop
-                for node in flow.record.nodes:
-                    if node.state in (NODE_PENDING, NODE_RUNNING):
-                        node.state = NODE_STOPPED
-            self._save(flow)
-            del self._flows[flow.id]
-            self.watchers.end(flow.id, flow.record)
-        self.admitter.wake()  # its slots are free
-        self.metrics.flow_ended(state.value, flow.record.ended - flow.record.created)
-        flow.ended.set()
+        for end in due(self.table, self.liveness, self.broker, self.heartbeat_timeout_s):
+            self._fail(end.flow_id, end.kind, end.error, node=end.node)
 
     def _save(self, flow: ActiveFlow, *, runtime: bool = True) -> None:
         """Store the flow's record, and its runtime unless only its nodes moved (a job

@@ -50,7 +50,6 @@ from scheduler.service.sampler import QueueSampler
 from scheduler.service.scaler import SERVICE_NAME as SCALER_SERVICE
 from scheduler.service.scaler import ScalerServicer
 from scheduler.service.state import FlowState, FlowStore
-from scheduler.service.subscriptions import Watchers
 from scheduler.service.tenancy import (
     AuthInterceptor,
 )
@@ -132,8 +131,8 @@ class Scheduler:
             self.metrics,
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             export_cap_bytes=settings.export_cap_bytes,
+            watcher_events=settings.watcher_events,
         )
-        self.lifecycle.watchers = Watchers(settings.watcher_events)
         self.versions = Versions(
             catalogue=self.catalogue,
             broker=broker,

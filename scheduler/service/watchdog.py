@@ -8,9 +8,12 @@ full streams for a job that cannot start (DEADLOCK).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from executor.constants import EVENTS_QUEUE
 from executor.errors import BrokerError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import (
@@ -19,8 +22,15 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_LOST,
 )
 from scheduler.service.admission import job_expiry_s
+from scheduler.service.flows import FlowTable
 from scheduler.service.liveness import Liveness
 from scheduler.service.state import ActiveFlow
+
+if TYPE_CHECKING:
+    from scheduler.service.broker import Broker
+
+# Events waiting unread past which the scheduler does not judge executors silent.
+EVENTS_BACKLOG_LIMIT = 100
 
 NODE_PENDING = pb.NODE_STATE_PENDING
 NODE_RUNNING = pb.NODE_STATE_RUNNING
@@ -190,3 +200,25 @@ def never_taken(
         error = _never_taken_error(job.node, job.mailbox, timeout_s)
         ends.append(End(job.flow_id, FAILURE_KIND_LOST, error, job.node))
     return ends
+
+
+def due(table: FlowTable, liveness: Liveness, broker: Broker, timeout_s: float) -> list[End]:
+    """The flows to end now, each with the first reason found (the lifecycle's tick).
+
+    Raises nothing: a broker that cannot be asked makes the check judge nobody silent.
+    """
+    try:
+        backlog = broker.queue_depth(EVENTS_QUEUE)
+    except BrokerError:
+        backlog = None
+    # Judge liveness only on fresh news: a backlog of events may hold signs of life.
+    liveness.behind(backlog is None or backlog > EVENTS_BACKLOG_LIMIT)
+    with table.lock:
+        running = [f for f in table.flows.values() if not (f.runtime.finishing or f.starting)]
+        ends, waiting = overdue(running, liveness, wall=time.time(), now=time.monotonic())
+    # Outside the lock, which the I/O thread (answering these) needs.
+    ends += never_taken(waiting, broker.queue_depth, timeout_s, broker.consumer_count)
+    first: dict[str, End] = {}
+    for end in ends:
+        first.setdefault(end.flow_id, end)  # one end per flow: the first reason found
+    return list(first.values())

@@ -1,0 +1,150 @@
+"""Ending a flow: note why, stop its jobs, delete its queues, then record its end.
+
+Whatever the end, the scheduler publishes stop (unless the flow succeeded) and deletes
+every queue of the flow, and only then records the end state and tells watchers; a
+clean-up the broker cannot do now is left "finishing" in the store for the next resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from executor.errors import BrokerError
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1.events_pb2 import Stop
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_CANCELLED, FailureReport
+from scheduler.service.flows import FlowTable
+from scheduler.service.limits import bounded_failure
+from scheduler.service.metrics import SchedulerMetrics
+from scheduler.service.state import (
+    NODE_FAILED,
+    NODE_PENDING,
+    NODE_RUNNING,
+    NODE_STOPPED,
+    ActiveFlow,
+    FlowState,
+    FlowStore,
+)
+from scheduler.service.subscriptions import Watchers
+
+if TYPE_CHECKING:
+    from scheduler.service.broker import Broker
+
+log = logging.getLogger("dagyo.scheduler")
+
+# The executor named by failure reports the scheduler decides itself (deadline, cancel…).
+SCHEDULER_EXECUTOR = "scheduler"
+
+
+class Ending:
+    """Ends flows for the lifecycle.
+
+    Args:
+        freed: called once a flow's end freed its job slots (admission looks again).
+    """
+
+    def __init__(
+        self,
+        table: FlowTable,
+        store: FlowStore,
+        broker: Broker,
+        metrics: SchedulerMetrics,
+        watchers: Watchers,
+        *,
+        freed: Callable[[], None],
+    ) -> None:
+        self._table = table
+        self._store = store
+        self._broker = broker
+        self._metrics = metrics
+        self._watchers = watchers
+        self._freed = freed
+
+    def fail(
+        self,
+        flow_id: str,
+        kind: int,
+        error: str,
+        *,
+        node: pb.NodeProgress | None = None,
+    ) -> None:
+        """End a flow for a reason the scheduler found itself (not a failure report)."""
+        report = FailureReport(
+            flow_id=flow_id,
+            executor=SCHEDULER_EXECUTOR,
+            error=error,
+            kind=kind,  # type: ignore[arg-type]
+            time=time.time(),
+        )
+        if node is not None:
+            report.node, report.progdef, report.executor = node.node, node.progdef, node.executor
+        state = FlowState.CANCELLED if kind == FAILURE_KIND_CANCELLED else FlowState.FAILED
+        self.finish(flow_id, state, report)
+
+    def finish(
+        self,
+        flow_id: str,
+        state: FlowState,
+        failure: FailureReport | None = None,
+        *,
+        record: bool = True,
+    ) -> None:
+        """Begin ending a flow: note why, then clean up on the broker's I/O thread.
+
+        Args:
+            record: False when ``failure`` came off the failure queue (already recorded
+                and already published).
+        """
+        with self._table.lock:
+            flow = self._table.flows.get(flow_id)
+            if flow is None or flow.runtime.finishing:
+                return
+            flow.runtime.finishing = state.proto
+            if failure is not None:
+                flow.record.failure.CopyFrom(bounded_failure(failure))
+                failed_node = flow.node(failure.node)
+                if failed_node is not None and state == FlowState.FAILED:
+                    failed_node.state = NODE_FAILED
+                flow.runtime.announce = record
+                if record:
+                    self._store.add_failure(failure)
+            self._store.save(flow.record, flow.runtime)
+        self._broker.submit(partial(self.clean_up, flow))
+
+    def clean_up(self, flow: ActiveFlow) -> None:
+        """Stop the flow's jobs and delete its queues, then record its end (I/O thread)."""
+        with self._table.lock:
+            if self._table.flows.get(flow.id) is not flow:
+                return  # cleaned up already (a resume asked again)
+        state = FlowState.from_proto(flow.runtime.finishing)
+        failure = flow.record.failure
+        try:
+            if state != FlowState.SUCCEEDED:
+                self._broker.publish_stop(Stop(flow_id=flow.id, reason=failure.error))
+                if flow.runtime.announce:
+                    self._broker.publish_failure(failure)
+            self._broker.delete_queues(flow.runtime.queues)
+        except BrokerError as e:
+            # Left as "finishing" in the store: the next resume cleans up again.
+            log.warning("flow %s: clean-up waits for the broker: %s", flow.id, e)
+            return
+        with self._table.lock:
+            if self._table.flows.get(flow.id) is not flow:
+                return
+            flow.record.state = state.proto
+            flow.record.ended = time.time()
+            flow.record.waiting = ""
+            if state != FlowState.SUCCEEDED:  # its jobs were told to stop
+                for node in flow.record.nodes:
+                    if node.state in (NODE_PENDING, NODE_RUNNING):
+                        node.state = NODE_STOPPED
+            self._store.save(flow.record, flow.runtime)
+            del self._table.flows[flow.id]
+            self._watchers.end(flow.id, flow.record)
+        self._freed()  # its slots are free
+        self._metrics.flow_ended(state.value, flow.record.ended - flow.record.created)
+        flow.ended.set()

@@ -1,0 +1,119 @@
+"""The queues the scheduler consumes of each flow: its failure queue and export queues.
+
+A failure report ends the flow as failed; an export frame is read (its seq and typename
+checked, its items kept up to the cap) and handed to watchers; a queue deleted under the
+flow fails it (BROKER). The handlers run on the broker's I/O thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+import pika
+
+from executor.constants import SCHEDULER_APP_ID, failure_queue
+from executor.errors import DecodeError
+from executor.pb.dagyo.v1.failure_pb2 import (
+    FAILURE_KIND_BROKER,
+    FAILURE_KIND_PANIC,
+    FailureKind,
+    FailureReport,
+)
+from scheduler.service.exports import read_frame
+from scheduler.service.flows import FlowTable
+from scheduler.service.metrics import SchedulerMetrics
+from scheduler.service.state import ActiveFlow, FlowState, FlowStore
+from scheduler.service.subscriptions import Watchers
+
+if TYPE_CHECKING:
+    from scheduler.service.broker import Broker
+
+
+class FlowQueues:
+    """Consumes each flow's failure and export queues for the lifecycle.
+
+    Args:
+        fail: ends a flow for a reason the scheduler found (flow id, kind, error, node=).
+        finish: ends a flow in a state (flow id, state, failure report, record=).
+    """
+
+    def __init__(
+        self,
+        table: FlowTable,
+        store: FlowStore,
+        broker: Broker,
+        metrics: SchedulerMetrics,
+        watchers: Watchers,
+        *,
+        export_cap_bytes: int,
+        fail: Callable[..., None],
+        finish: Callable[..., None],
+    ) -> None:
+        self._table = table
+        self._store = store
+        self._broker = broker
+        self._metrics = metrics
+        self._watchers = watchers
+        self._export_cap_bytes = export_cap_bytes
+        self._fail = fail
+        self._finish = finish
+
+    def consume(self, flow: ActiveFlow) -> None:
+        """Consume a flow's failure queue and its export queues (again, after a resume)."""
+        lost = partial(self._queue_lost, flow.id)
+        self._broker.consume(
+            failure_queue(flow.id),
+            partial(self._on_failure, flow.id),
+            on_cancel=partial(lost, failure_queue(flow.id)),
+            message_type=FailureReport,
+        )
+        for export, stream in flow.runtime.exports.items():
+            self._broker.consume(
+                stream.queue,
+                partial(self._on_export, flow.id, export),
+                on_cancel=partial(lost, stream.queue),
+            )
+
+    def _on_failure(
+        self, flow_id: str, report: FailureReport, properties: pika.BasicProperties
+    ) -> None:
+        if properties.app_id == SCHEDULER_APP_ID:
+            return  # the scheduler's own report, recorded when it was decided
+        report.flow_id = flow_id
+        self._store.add_failure(report)
+        self._metrics.panics.labels(report.progdef, FailureKind.Name(report.kind)).inc()
+        self._finish(flow_id, FlowState.FAILED, report, record=False)
+
+    def _on_export(
+        self, flow_id: str, export: str, body: bytes, properties: pika.BasicProperties
+    ) -> None:
+        with self._table.lock:
+            flow = self._table.flows.get(flow_id)
+            if flow is None or flow.runtime.finishing:
+                return
+            try:
+                read = read_frame(
+                    flow.record, flow.runtime, export, body, cap_bytes=self._export_cap_bytes
+                )
+            except DecodeError as e:  # a bug in the producer: it panics the flow
+                error = str(e)
+                producer = flow.node(flow.runtime.exports[export].source.partition(".")[0])
+                read = None
+            else:
+                error = ""
+            if read is not None:  # else kept already, delivered again after a reconnection
+                every, kept = read
+                self._store.save(flow.record, flow.runtime, kept)
+                self._metrics.exported_items.inc(len(every))
+                self._watchers.exports(flow_id, every)
+            done = flow.complete() and not flow.starting
+        if error:
+            self._fail(flow_id, FAILURE_KIND_PANIC, error, node=producer)
+        elif done:
+            self._finish(flow_id, FlowState.SUCCEEDED)
+
+    def _queue_lost(self, flow_id: str, queue: str) -> None:
+        error = f"queue {queue} was deleted while the flow ran (by hand, or the broker lost it)"
+        self._fail(flow_id, FAILURE_KIND_BROKER, error)
