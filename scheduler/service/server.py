@@ -1,5 +1,4 @@
-"""The scheduler service: the gRPC API over the flow lifecycle, and ``serve``.
-
+"""The scheduler service (the gRPC API of api.py over the flow lifecycle) and ``serve``.
 ``dagyo scheduler`` calls :func:`serve`; tests start a :class:`Scheduler` in-process::
 
     scheduler = Scheduler(SchedulerSettings.from_env(address="localhost:0"))
@@ -9,8 +8,8 @@
 
 Besides ``dagyo.v1.Scheduler`` the server speaks the standard gRPC health service
 (``grpc.health.v1.Health``; NOT_SERVING while the broker connection is down) and server
-reflection, so ``grpcurl`` and Kubernetes gRPC probes work without the .proto files.
-It also serves KEDA's external scaler (``externalscaler.ExternalScaler``, see scaler.py).
+reflection, so ``grpcurl`` and Kubernetes gRPC probes work without the .proto files, and
+KEDA's external scaler (``externalscaler.ExternalScaler``, see scaler.py).
 """
 
 from __future__ import annotations

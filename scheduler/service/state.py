@@ -4,9 +4,8 @@ One SQLite file (or ``:memory:``) holds everything a restarted scheduler needs: 
 flow's record (a ``dagyo.v1.FlowRecord`` without its exports), the *runtime* a running
 flow is resumed from (its queues, export streams and deadline), the exports kept so far,
 every failure report, and the progdef versions it knows (so a restarted scheduler still
-retires an old version). All methods are thread-safe: one connection, one lock.
-The flows' states and what a running flow is resumed from live in flowstate.py (and are
-exported from here too).
+retires an old version). All methods are thread-safe: one connection, one lock. The
+flows' states and runtimes live in flowstate.py (exported from here too).
 """
 
 from __future__ import annotations
