@@ -74,8 +74,8 @@ class FlowStore:
             recorded in the file and any other is refused.
 
     Raises:
-        DagyoError: when the file cannot be opened, naming it and how to fix it, or when
-            it belongs to the scheduler of another broker.
+        DagyoError: when the file cannot be opened (naming it and the fix), or belongs to
+            the scheduler of another broker.
     """
 
     def __init__(self, path: str, *, owner: str = "") -> None:
