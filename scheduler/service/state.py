@@ -74,8 +74,7 @@ class FlowStore:
             recorded in the file and any other is refused.
 
     Raises:
-        DagyoError: when the file cannot be opened (naming it and the fix), or belongs to
-            the scheduler of another broker.
+        DagyoError: the file cannot be opened, or belongs to another broker's scheduler.
     """
 
     def __init__(self, path: str, *, owner: str = "") -> None:
