@@ -16,6 +16,7 @@ from executor.progdef.model import (
     did_you_mean,
     is_type_variable,
     mailbox_name,
+    parse_mailbox,
 )
 from executor.progdef.parse import load_progdef, parse_progdef
 
@@ -35,5 +36,6 @@ __all__ = [
     "load_catalogue",
     "load_progdef",
     "mailbox_name",
+    "parse_mailbox",
     "parse_progdef",
 ]

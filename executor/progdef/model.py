@@ -129,6 +129,16 @@ def mailbox_name(progdef: str, version: str) -> str:
     return f"{MAILBOX_PREFIX}.{progdef}.{version}"
 
 
+def parse_mailbox(mailbox: str) -> tuple[str, str] | None:
+    """The (progdef, version) a mailbox name stands for (see mailbox_name), or None for
+    another queue."""
+    prefix = f"{MAILBOX_PREFIX}."
+    progdef, dot, version = mailbox.removeprefix(prefix).partition(".")
+    if not mailbox.startswith(prefix) or not dot or not progdef or not version or "." in version:
+        return None
+    return progdef, version
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return `` (did you mean 'x'?)`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import scheduler.service.progress as records
-from executor.constants import AUTOSCALER_FILE, MAILBOX_PREFIX
+from executor.constants import AUTOSCALER_FILE
 from executor.errors import BrokerError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER
 from executor.pb.dagyo.v1.job_pb2 import Job
-from executor.progdef import Progdef
+from executor.progdef import Progdef, parse_mailbox
 from scheduler.service.flows import FlowTable, needs
 from scheduler.service.liveness import Liveness
 from scheduler.service.state import ActiveFlow, FlowState
@@ -66,11 +66,6 @@ class Need:
 
     flow_id: str
     jobs: Mapping[str, int]
-
-
-def progdef_of(mailbox: str) -> str:
-    """The progdef name in a mailbox's name (``dagyo.jobs.<progdef>.<version>``)."""
-    return mailbox.removeprefix(f"{MAILBOX_PREFIX}.").rpartition(".")[0] or mailbox
 
 
 def ceiling(progdef: Progdef) -> int:
@@ -110,13 +105,13 @@ def never_fits(progdef: Progdef, jobs: int, *, capacity: int | None, autoscaled:
 
 
 def admit(
-    waiting: Iterable[Need], capacity: Callable[[str], int | None], used: Counter[str]
+    waiting: Iterable[Need], capacity: Mapping[str, int | None], used: Counter[str]
 ) -> tuple[list[str], dict[str, str]]:
     """Decide which waiting flows start now, first come, first served.
 
     Args:
         waiting: the flows waiting, oldest first.
-        capacity: a mailbox's job slots (None: unknown, never waited for).
+        capacity: each mailbox's job slots (None, or absent: unknown, never waited for).
         used: the slots of each mailbox taken by admitted flows' unended jobs.
 
     Returns:
@@ -124,15 +119,12 @@ def admit(
     """
     used = Counter(used)
     held: set[str] = set()  # the mailboxes an older waiting flow waits for
-    capacities: dict[str, int | None] = {}
     admitted: list[str] = []
     reasons: dict[str, str] = {}
     for need in waiting:
         short = []
         for mailbox, jobs in sorted(need.jobs.items()):
-            if mailbox not in capacities:
-                capacities[mailbox] = capacity(mailbox)
-            slots = capacities[mailbox]
+            slots = capacity.get(mailbox)
             if slots is None:
                 continue
             free = max(0, slots - used[mailbox])
@@ -149,7 +141,8 @@ def admit(
 
 def _reason(mailbox: str, jobs: int, free: int, *, behind: bool) -> str:
     slots = "slot" if jobs == 1 else "slots"
-    reason = f"waiting for {jobs} {slots} of {progdef_of(mailbox)}, {free} free"
+    progdef = (parse_mailbox(mailbox) or (mailbox, ""))[0]
+    reason = f"waiting for {jobs} {slots} of {progdef}, {free} free"
     return reason + (", behind an older waiting flow" if behind else "")
 
 
@@ -248,12 +241,13 @@ class Admitter:
                 for flow in table.flows.values():
                     ceilings.update(flow.runtime.ceilings)
                 mailboxes = {m for f in table.waiting() for m in needs(f)}
-            capacities = {m: ceilings.get(m, self._capacity(m)) for m in mailboxes}
+            # An autoscaled mailbox's ceiling is known: only the others ask liveness/broker.
+            capacities = {m: ceilings[m] if m in ceilings else self._capacity(m) for m in mailboxes}
             with table.lock:
                 waiting = table.waiting()
                 admitted, reasons = admit(
                     [Need(f.id, needs(f)) for f in waiting],
-                    lambda m: capacities.get(m),
+                    capacities,
                     table.slots_used(),
                 )
                 chosen = []

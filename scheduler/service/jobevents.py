@@ -8,7 +8,7 @@ flows changed; the lifecycle then stores them and tells their watchers.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import scheduler.service.progress as progress
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
@@ -66,7 +66,7 @@ def job_ended(
         items_received=ended.items_received,
     )
     node.items_sent = sum(ended.items_sent.values())
-    node.errors_sent = ended.items_sent.get(flow.runtime.error_ports.get(node.node, ""), 0)
+    node.errors_sent = _errors_sent(flow, node, ended.items_sent)
     flow.moved_at = time.monotonic()
     flow.blocked.pop(node.node, None)
     return flow
@@ -88,7 +88,12 @@ def jobs_heard(
         sent = sum(job.items_sent.values())
         if sent != node.items_sent:
             node.items_sent = sent
-            node.errors_sent = job.items_sent.get(flow.runtime.error_ports.get(node.node, ""), 0)
+            node.errors_sent = _errors_sent(flow, node, job.items_sent)
             flow.moved_at = time.monotonic()
             changed[flow.id] = flow
     return list(changed.values())
+
+
+def _errors_sent(flow: ActiveFlow, node: pb.NodeProgress, items_sent: Mapping[str, int]) -> int:
+    """Of a node's items sent per port, those sent to its progdef's error port."""
+    return items_sent.get(flow.runtime.error_ports.get(node.node, ""), 0)

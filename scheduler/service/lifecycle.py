@@ -18,7 +18,6 @@ holding it, because the broker's I/O thread takes it in its callbacks.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
@@ -332,14 +331,6 @@ class Lifecycle:
             if flow is not None and progress.sampled(flow.record, depths, time.time()):
                 self._save(flow, runtime=False)
                 self.watchers.progress(flow.id, flow.record)
-
-    def jobs_running(self) -> int:
-        """Jobs that started and have not ended, in flows that have not ended."""
-        return self.table.jobs_running()
-
-    def admission_loop(self, stop: threading.Event) -> None:
-        """Admit waiting flows whenever slots may have come free, until ``stop`` is set."""
-        self.admitter.loop(stop)
 
     def heartbeat_ages(self) -> dict[str, float]:
         """Seconds since each known executor was last heard from."""

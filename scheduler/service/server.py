@@ -140,7 +140,7 @@ class Scheduler:
         )
         self.metrics.observe(
             flows_by_state=lambda: {s.value: n for s, n in self.store.count_by_state().items()},
-            jobs_running=self.lifecycle.jobs_running,
+            jobs_running=self.lifecycle.table.jobs_running,
             heartbeat_ages=self.lifecycle.heartbeat_ages,
         )
         try:
@@ -163,7 +163,7 @@ class Scheduler:
             )
             self._ticker.start()
             self._admitter = threading.Thread(
-                target=self.lifecycle.admission_loop,
+                target=self.lifecycle.admitter.loop,
                 args=(self._stopping,),
                 name="dagyo-scheduler-admission",
                 daemon=True,

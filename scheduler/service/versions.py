@@ -20,10 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from executor.constants import MAILBOX_PREFIX
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.events_pb2 import Stop
-from executor.progdef import Progdef, mailbox_name
+from executor.progdef import Progdef, mailbox_name, parse_mailbox
 
 if TYPE_CHECKING:
     from scheduler.service.broker import Broker
@@ -52,15 +51,6 @@ class VersionState:
     def mailbox(self) -> str:
         """The version's mailbox."""
         return mailbox_name(self.progdef, self.version)
-
-
-def parse_mailbox(mailbox: str) -> tuple[str, str] | None:
-    """The (progdef, version) a mailbox name stands for, or None for another queue."""
-    prefix = f"{MAILBOX_PREFIX}."
-    progdef, dot, version = mailbox.removeprefix(prefix).partition(".")
-    if not mailbox.startswith(prefix) or not dot or not progdef or not version or "." in version:
-        return None
-    return progdef, version
 
 
 class Versions:
