@@ -7,7 +7,6 @@ import dataclasses
 import json
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -30,6 +29,7 @@ from tests.scheduler.fake_executor import (
     Client,
     FakeExecutor,
     end_of,
+    eventually,
     exports_of,
     mailboxes,
     run_to_success,
@@ -56,16 +56,21 @@ def _greets(n: int) -> dict[str, object]:
     }
 
 
-def test_a_flow_with_more_jobs_of_a_progdef_than_its_slots_is_refused(
-    broker_url: str, tmp_path: Path
-) -> None:
-    cluster = LocalCluster(
+def _two_slots_of_greet(broker_url: str, tmp_path: Path) -> LocalCluster:
+    """source and greet, each executor running two jobs at once."""
+    return LocalCluster(
         broker_url,
         tmp_path,
         names=("source", "greet"),
         max_jobs=2,
         heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S,
     ).start()
+
+
+def test_a_flow_with_more_jobs_of_a_progdef_than_its_slots_is_refused(
+    broker_url: str, tmp_path: Path
+) -> None:
+    cluster = _two_slots_of_greet(broker_url, tmp_path)
     try:
         with pytest.raises(SchedulerRefused) as refused:
             cluster.submit(_greets(3))
@@ -144,13 +149,6 @@ CHAIN = {
 }
 
 
-def _eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 def _by_flow(fake: FakeExecutor, count: int) -> dict[str, dict[str, Job]]:
     jobs: dict[str, dict[str, Job]] = {}
     for _ in range(count):
@@ -165,9 +163,9 @@ def test_a_flow_waits_pending_until_all_its_jobs_can_start(
     fake = FakeExecutor(broker_url, mailboxes(catalogue), slots=2).start()
     client = Client(settings)
     try:
-        _eventually(
+        eventually(
             lambda: client.scheduler.lifecycle.liveness.slots(mailboxes(catalogue)[0]) == 2,
-            "the scheduler never heard the executor's slots",
+            "the scheduler to hear the executor's slots",
         )
         first, second = client.submit(), client.submit()
         taken = _by_flow(fake, 4)
@@ -286,9 +284,9 @@ def test_a_job_admitted_but_never_taken_expires_and_fails_its_flow(
     fake._do(lambda channel: channel.stop_consuming())
     client = Client(dataclasses.replace(settings, heartbeat_timeout_s=0.8))
     try:
-        _eventually(
+        eventually(
             lambda: client.scheduler.lifecycle.liveness.slots(mailboxes(catalogue)[0]) == 2,
-            "the scheduler never heard the executor's slots",
+            "the scheduler to hear the executor's slots",
         )
         flow_id = client.submit()
         record = end_of(client.watch(flow_id))
@@ -304,13 +302,7 @@ def test_a_job_admitted_but_never_taken_expires_and_fails_its_flow(
 def test_flows_that_need_every_slot_run_one_after_another_on_real_executors(
     broker_url: str, tmp_path: Path
 ) -> None:
-    cluster = LocalCluster(
-        broker_url,
-        tmp_path,
-        names=("source", "greet"),
-        max_jobs=2,
-        heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S,
-    ).start()
+    cluster = _two_slots_of_greet(broker_url, tmp_path)
     try:
         flows = [cluster.submit(_greets(2)) for _ in range(4)]
         for flow_id in flows:
@@ -338,9 +330,9 @@ def test_a_job_waiting_in_a_mailbox_that_has_a_consumer_is_not_called_never_take
     client = Client(dataclasses.replace(settings, require_consumers=False, heartbeat_timeout_s=1.0))
     try:
         flows = [client.submit(), client.submit()]
-        _eventually(
+        eventually(
             lambda: all(_depth(broker_url, m) == 1 for m in mailboxes(catalogue)),
-            "one job of each progdef did not wait in its mailbox",
+            "one job of each progdef to wait in its mailbox",
         )
         deadline = time.monotonic() + 4.0  # four heartbeat timeouts
         while time.monotonic() < deadline:
