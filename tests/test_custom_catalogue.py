@@ -21,6 +21,7 @@ from executor.errors import FlowInvalid
 from executor.progdef import load_catalogue, load_progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
+from tests.commands import read_until
 from tests.conftest import PROGDEFS, ROOT
 from tests.embedded import package, proto_progdef
 
@@ -200,11 +201,7 @@ def test_a_catalogue_of_custom_types_runs_the_same_embedded_and_on_dagyo_up(
         text=True,
     )
     try:
-        assert up.stderr is not None
-        lines = [up.stderr.readline()]
-        while lines[-1] and "the cluster is up" not in lines[-1]:
-            lines.append(up.stderr.readline())
-        assert "the cluster is up" in lines[-1], "".join(lines)
+        read_until(up, "the cluster is up", timeout_s=60)
         clustered = run_dagyo("flow", "submit", str(flow), "--wait")
         assert clustered.returncode == 0, clustered.stderr
         assert exports_of(clustered.stdout) == exports

@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.cluster import copy_catalogue
-from tests.commands import free_address
+from tests.commands import free_address, read_until
 from tests.conftest import EXAMPLES, ROOT
 from tests.listening import listening_addresses
 
@@ -38,15 +37,7 @@ def test_up_runs_the_catalogue_serves_a_flow_and_stops_cleanly_on_ctrl_c(
         text=True,
     )
     try:
-        assert up.stderr is not None
-        deadline = time.monotonic() + 60
-        lines = []
-        while time.monotonic() < deadline:
-            line = up.stderr.readline()
-            lines.append(line)
-            if "the cluster is up" in line or not line:
-                break
-        assert "the cluster is up" in lines[-1], "".join(lines)
+        read_until(up, "the cluster is up", timeout_s=60)
         submitted = subprocess.run(
             [*dagyo, "flow", "submit", str(EXAMPLES / "hello.json"), "--wait"],
             env=env,
@@ -86,11 +77,7 @@ def test_up_listens_on_loopback_only(broker_url: str, tmp_path: Path) -> None:
         text=True,
     )
     try:
-        assert up.stderr is not None
-        lines = [up.stderr.readline()]
-        while "the cluster is up" not in lines[-1] and lines[-1]:
-            lines.append(up.stderr.readline())
-        assert "the cluster is up" in lines[-1], "".join(lines)
+        read_until(up, "the cluster is up", timeout_s=60)
         listening = listening_addresses(up.pid)
         # gRPC, the dashboard, the scheduler's metrics and the executor's health at least.
         assert len(listening) >= 4, listening
@@ -129,11 +116,7 @@ def test_up_passes_tls_and_tokens_to_its_scheduler_and_not_to_executors(
         text=True,
     )
     try:
-        assert up.stderr is not None
-        lines = [up.stderr.readline()]
-        while "the cluster is up" not in lines[-1] and lines[-1]:
-            lines.append(up.stderr.readline())
-        assert "the cluster is up" in lines[-1], "".join(lines)
+        read_until(up, "the cluster is up", timeout_s=60)
         client = {k: v for k, v in env.items() if not k.startswith("DAGYO_")}
         client.update(DAGYO_SCHEDULER=f"localhost:{port}", DAGYO_TLS_CA=str(ca))
         calls = {
