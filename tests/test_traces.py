@@ -253,7 +253,8 @@ def test_a_flow_is_one_trace_from_its_submit_to_each_job_on_its_executor(
         3,
     )
 
-    panicked = receiver.jobs_of(boom, 1)["fuse"]
+    # Both jobs end (count is stopped): whichever span the executors export first.
+    panicked = receiver.jobs_of(boom, 2)["fuse"]
     assert int.from_bytes(panicked.trace_id, "big") == submits[boom].context.trace_id
     (event,) = panicked.events
     event_attributes = {a.key: a.value.string_value for a in event.attributes}
