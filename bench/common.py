@@ -55,6 +55,61 @@ def rss_bytes(pid: int | str = "self") -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def cpu_seconds(pid: int | str = "self") -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """The local RabbitMQ node's process (beam.smp), when one runs on this machine."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "beam.smp":
+                cmdline = (entry / "cmdline").read_bytes()
+                if b"rabbit" in cmdline:
+                    return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+class CpuMeter:
+    """CPU time used by named processes between ``start`` and ``stop``, per unit of work.
+
+    A process gone before ``stop`` counts as far as it was last read.
+    """
+
+    def __init__(self, processes: dict[str, list[int | str]]) -> None:
+        self._processes = {name: pids for name, pids in processes.items() if pids}
+        self._at_start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        used = {}
+        for name, pids in self._processes.items():
+            total = 0.0
+            for pid in pids:
+                try:
+                    total += cpu_seconds(pid)
+                except OSError:
+                    pass
+            used[name] = total
+        return used
+
+    def start(self) -> None:
+        self._at_start = self._read()
+
+    def stop(self) -> None:
+        self.used = {n: v - self._at_start[n] for n, v in self._read().items()}
+
+    def per_unit_ms(self, units: int) -> dict[str, float]:
+        """Milliseconds of CPU per unit, by process, and their total."""
+        per = {name: round(v * 1000 / units, 2) for name, v in self.used.items()}
+        per["total"] = round(sum(self.used.values()) * 1000 / units, 2)
+        return per
+
+
 def chain_flow(count: int, *, name: str = "stream") -> dict[str, Any]:
     """source(count) -> greet -> count, exporting the total."""
     return {

@@ -4,7 +4,14 @@ Prints one JSON line: how many succeeded, the wall time from the first submit to
 flow's end, the flow queues left in the broker (must be 0) and the scheduler's RSS:
 
     {"flows": 1000, "succeeded": 1000, "seconds": …, "flows_per_s": …,
-     "queues_left": 0, "scheduler_rss_mb": …}
+     "queues_left": 0, "scheduler_rss_mb": …,
+     "cpu_ms_per_flow": {"broker": …, "scheduler": …, "executors": …, "total": …},
+     "cores_busy": …}
+
+cpu_ms_per_flow is the CPU time each part used while the flows ran, over the flows: the
+RabbitMQ node (when it runs on this machine), this process (the scheduler, and the client
+threads submitting and watching), the executor processes. cores_busy is their sum over the
+wall time: on a machine of N cores, a figure near N means the flows/s are CPU-bound.
 
 With --timeline it adds, for every flow, the seconds from the first submit until it was
 seen ended ("ended_at_s", sorted), looked for every 0.1 s from the first submit on, for
@@ -24,6 +31,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from common import (
+    CpuMeter,
+    broker_pid,
     delete_mailboxes,
     emit,
     flow_queues_left,
@@ -68,8 +77,14 @@ def main() -> None:
     args = parser.parse_args()
     cluster = start_cluster(("source", "greet", "void_sink"))
     flow = json.dumps(hello_flow())
+    executors: list[int | str] = [p.pid for ps in cluster.executors.values() for p in ps]
+    broker = broker_pid()
+    cpu = CpuMeter(
+        {"broker": [broker] if broker else [], "scheduler": ["self"], "executors": executors}
+    )
     try:
         with SchedulerClient(cluster.address) as client:
+            cpu.start()
             started = now()
             ended_at: dict[str, float] = {}
             watching = threading.Event()
@@ -93,6 +108,7 @@ def main() -> None:
                 if pending:
                     time.sleep(0.1)
             seconds = now() - started
+            cpu.stop()
             if args.timeline:
                 watching.set()
                 watcher.join()
@@ -109,6 +125,8 @@ def main() -> None:
             "flows_per_s": round(args.flows / seconds, 1),
             "queues_left": flow_queues_left(),
             "scheduler_rss_mb": round(rss / 2**20, 1),
+            "cpu_ms_per_flow": cpu.per_unit_ms(args.flows),
+            "cores_busy": round(sum(cpu.used.values()) / seconds, 2),
             **({"failures": dict(failures)} if failures else {}),
             **(
                 {"ended_at_s": sorted(round(ended_at.get(f, seconds), 3) for f in flow_ids)}

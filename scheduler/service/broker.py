@@ -40,7 +40,7 @@ from executor.errors import BrokerError, redact_url
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from executor.topology import declare_topology
-from scheduler.service.channels import DeclareLanes, JobsChannel, ProbeChannel
+from scheduler.service.channels import JobsChannel, ProbeChannel, QueueLanes
 from scheduler.service.consumers import Consumers, Handler
 
 log = logging.getLogger("dagyo.scheduler.broker")
@@ -91,7 +91,7 @@ class Broker:
         self._consumers = Consumers(self._channel)
         # Mailboxes declared on this connection.
         self._mailboxes: set[str] = set()
-        self._lanes = DeclareLanes(self._side_channel)
+        self._lanes = QueueLanes(self._side_channel)
         self._jobs = JobsChannel(self._side_channel)
 
     # --- life ------------------------------------------------------------------------------
@@ -268,16 +268,25 @@ class Broker:
             raise
 
     def delete_queues(self, queues: Iterable[str]) -> None:
-        """Stop consuming and delete each queue; a queue already gone is no error."""
+        """Stop consuming and delete each queue; a queue already gone is no error.
+
+        The queues go side by side on the lanes; a consumer of one is forgotten, not
+        cancelled (a round trip each): the broker cancels it with its queue, and that
+        cancel then calls nothing.
+        """
         names = list(queues)
 
         def delete() -> None:
-            channel = self._channel()
+            self._channel()  # fail fast (and recover) when the work channel is gone
             for queue in names:
-                self._consumers.cancel(queue)
-                channel.queue_delete(queue)
+                self._consumers.forget(queue)
+            self._lanes.delete(names)
 
-        self.call(delete)
+        try:
+            self.call(delete)
+        except BrokerError:
+            self._lanes.reset()  # a refused delete closed its lane
+            raise
 
     def delete_if_idle(self, queue: str) -> bool:
         """Delete ``queue`` only if no message waits and no consumer pulls it (atomic in

@@ -6,7 +6,7 @@ when the connection is lost (or recovered): its channels went with it.
 
 * :class:`ProbeChannel` makes passive declares and conditional deletes, which the broker
   answers with a channel error when the answer is "no": it is reopened after each one;
-* :class:`DeclareLanes` declares a flow's queues on several channels side by side;
+* :class:`QueueLanes` declares and deletes a flow's queues on several channels side by side;
 * :class:`JobsChannel` publishes jobs without confirms and learns of returned ones.
 """
 
@@ -25,7 +25,7 @@ from executor.constants import FAILURES_EXCHANGE
 from executor.errors import BrokerError
 from executor.topology import stream_arguments
 
-# Channels used side by side to declare a flow's queues in parallel.
+# Channels used side by side to declare or delete a flow's queues in parallel.
 LANES = 8
 
 
@@ -104,8 +104,8 @@ class ProbeChannel(_OneChannel):
         return True
 
 
-class DeclareLanes:
-    """Up to LANES channels on which a flow's queues are declared in parallel.
+class QueueLanes:
+    """Up to LANES channels on which a flow's queues are declared and deleted in parallel.
 
     Args:
         open_channel: opens a channel on the current connection.
@@ -116,7 +116,7 @@ class DeclareLanes:
         self._pool: list[BlockingChannel] = []
 
     def reset(self) -> None:
-        """Forget the channels: their connection is gone, or a refused declare closed one."""
+        """Forget the channels: their connection is gone, or a refused method closed one."""
         self._pool = []
 
     def _lanes(self, wanted: int) -> list[BlockingChannel]:
@@ -148,6 +148,27 @@ class DeclareLanes:
             last[index % len(lanes)] = queue
         for index, queue in last.items():
             lanes[index].queue_declare(queue, passive=True)
+
+    def delete(self, queues: Sequence[str]) -> None:
+        """Delete each queue (one already gone is no error, as in RabbitMQ); return once
+        the broker has deleted them all.
+
+        Raises:
+            pika.exceptions.AMQPChannelError: when the broker refused a delete.
+        """
+        if not queues:
+            return
+        lanes = self._lanes(len(queues))
+        # As in declare: each lane's deletes go out without waiting, but its last one waits,
+        # and a channel's methods are handled in order, so its answer means all are done.
+        spread: dict[int, list[str]] = {}
+        for index, queue in enumerate(queues):
+            spread.setdefault(index % len(lanes), []).append(queue)
+        for index, names in spread.items():
+            for queue in names[:-1]:
+                nowait(lanes[index]).queue_delete(queue, callback=None)
+        for index, names in spread.items():
+            lanes[index].queue_delete(names[-1])
 
 
 class JobsChannel(_OneChannel):

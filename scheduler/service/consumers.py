@@ -78,14 +78,12 @@ class Consumers:
         self._consumers[queue] = tag
         self._on_cancel[tag] = on_cancel
 
-    def cancel(self, queue: str) -> None:
-        """Stop consuming ``queue``, if it is consumed; its ``on_cancel`` is not called."""
+    def forget(self, queue: str) -> None:
+        """Forget the consumer of ``queue`` (about to be deleted, which cancels it in the
+        broker); the broker's cancel then calls nothing."""
         tag = self._consumers.pop(queue, None)
-        if tag is None:
-            return
-        self._on_cancel.pop(tag, None)
-        channel = self._work()
-        channel.basic_cancel(tag)
+        if tag is not None:
+            self._on_cancel.pop(tag, None)
 
     def cancelled(self, method: Any) -> None:
         """The work channel's cancel callback: forget the consumer, call its ``on_cancel``."""

@@ -1,0 +1,111 @@
+"""The scheduler's Broker creating and deleting a flow's queues on a real RabbitMQ.
+
+A flow's queues go side by side on several channels (docs/performance.md): these tests hold
+what that must keep — every queue made, every queue gone, a consumer on a deleted queue
+forgotten without its flow being judged lost, and a refused delete reported.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pika
+import pika.exceptions
+import pytest
+
+from executor.constants import failure_queue, stream_queue
+from executor.errors import BrokerError
+from scheduler.service.broker import Broker
+
+
+def exists(url: str, queue: str) -> bool:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        connection.channel().queue_declare(queue, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker as e:
+        assert e.reply_code == 404, e
+        return False
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+@pytest.fixture
+def broker(broker_url: str) -> Iterator[Broker]:
+    broker = Broker(broker_url)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+def flow_queues(flow_id: str, streams: int) -> tuple[str, list[str]]:
+    return failure_queue(flow_id), [stream_queue(flow_id, f"n{i}", "in") for i in range(streams)]
+
+
+@pytest.mark.parametrize("streams", [1, 3, 20])
+def test_a_flows_queues_are_all_made_and_all_deleted(
+    broker: Broker, broker_url: str, streams: int
+) -> None:
+    flow_id = uuid.uuid4().hex
+    failures, stream_queues = flow_queues(flow_id, streams)
+    broker.declare_flow_queues(flow_id, failures, stream_queues)
+    assert all(exists(broker_url, q) for q in [failures, *stream_queues])
+
+    broker.delete_queues([failures, *stream_queues])
+
+    # delete_queues returns once the broker has deleted every one, not just been sent them
+    assert [q for q in [failures, *stream_queues] if exists(broker_url, q)] == []
+
+
+def test_deleting_a_consumed_queue_forgets_its_consumer_without_calling_it_lost(
+    broker: Broker, broker_url: str
+) -> None:
+    flow_id = uuid.uuid4().hex
+    failures, stream_queues = flow_queues(flow_id, 2)
+    broker.declare_flow_queues(flow_id, failures, stream_queues)
+    lost = threading.Event()
+    broker.consume(failures, lambda *_: None, on_cancel=lost.set)
+
+    broker.delete_queues([failures, *stream_queues])
+    # The broker's cancel of the consumer has arrived by the time a later call returns.
+    broker.declare_flow_queues(uuid.uuid4().hex, failures, [])
+    broker.delete_queues([failures])
+
+    assert not lost.is_set()
+    assert not exists(broker_url, failures)
+
+
+def test_deleting_queues_already_gone_is_no_error(broker: Broker, broker_url: str) -> None:
+    flow_id = uuid.uuid4().hex
+    failures, stream_queues = flow_queues(flow_id, 3)
+    broker.declare_flow_queues(flow_id, failures, stream_queues[:1])
+
+    broker.delete_queues([failures, *stream_queues])  # two of them never existed
+
+    assert not exists(broker_url, failures)
+
+
+def test_a_refused_delete_is_a_broker_error_and_the_next_delete_works(
+    broker: Broker, broker_url: str
+) -> None:
+    flow_id = uuid.uuid4().hex
+    failures, stream_queues = flow_queues(flow_id, 2)
+    broker.declare_flow_queues(flow_id, failures, stream_queues)
+    # An exclusive queue of another connection: the broker refuses to let anyone delete it.
+    other = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        exclusive = f"dagyo.test.exclusive.{uuid.uuid4().hex}"
+        other.channel().queue_declare(exclusive, exclusive=True)
+        with pytest.raises(BrokerError, match="refused"):
+            broker.delete_queues([exclusive])
+    finally:
+        other.close()
+
+    broker.delete_queues([failures, *stream_queues])
+
+    assert [q for q in [failures, *stream_queues] if exists(broker_url, q)] == []
