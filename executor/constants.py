@@ -24,6 +24,7 @@ FLOW_PREFIX = f"{PREFIX}.flow"  # + ".{flow_id}.…": every queue a flow owns
 EVENTS_EXCHANGE = f"{PREFIX}.events"  # topic: executor -> scheduler events
 EVENTS_QUEUE = f"{PREFIX}.scheduler.events"
 FAILURES_EXCHANGE = f"{PREFIX}.failures"  # topic, routing key = flow id
+FAILURES_QUEUE = f"{PREFIX}.scheduler.failures"  # bound with "#": every flow's reports
 STOP_EXCHANGE = f"{PREFIX}.stop"  # fanout: scheduler -> every executor
 TRIGGER_QUEUE_PREFIX = f"{PREFIX}.triggers"  # + ".{trigger}": an AMQP trigger's CloudEvents
 
@@ -81,11 +82,6 @@ def export_queue(flow_id: str, export: str) -> str:
     return f"{FLOW_PREFIX}.{flow_id}.export.{export}"
 
 
-def failure_queue(flow_id: str) -> str:
-    """The scheduler's failure queue of one flow, bound to FAILURES_EXCHANGE by flow id."""
-    return f"{FLOW_PREFIX}.{flow_id}.failures"
-
-
 # --- connections --------------------------------------------------------------------------
 # A lost broker connection is retried for as long as the process runs: first after
 # RECONNECT_DELAY_S, the wait doubling after each failed attempt up to RECONNECT_MAX_DELAY_S
@@ -129,7 +125,7 @@ EXPORT_CAP_BYTES = 1024 * 1024
 # for its mailbox, so Submit accepts the progdef even when no executor consumes it yet.
 AUTOSCALER_FILE = "AUTOSCALER"
 # The AMQP app_id of what the scheduler publishes: it skips its own failure reports when
-# they come back on a flow's failure queue.
+# they come back on its failures queue.
 SCHEDULER_APP_ID = "dagyo-scheduler"
 # How often the scheduler looks for lost jobs and passed deadlines (at most).
 SCHEDULER_TICK_S = 0.25

@@ -23,6 +23,7 @@ from executor.constants import (
     EVENTS_EXCHANGE,
     EVENTS_QUEUE,
     FAILURES_EXCHANGE,
+    FAILURES_QUEUE,
     STOP_EXCHANGE,
     STREAM_MAX_FRAMES,
 )
@@ -91,14 +92,18 @@ def declare_exchanges(channel: BlockingChannel) -> None:
 
 
 def declare_topology(channel: BlockingChannel) -> None:
-    """Declare the exchanges and the events queue every flow relies on (idempotent).
+    """Declare the exchanges and the scheduler's two queues every flow relies on (idempotent).
 
     They are durable so a broker restart keeps them: executors and the scheduler find the
-    same names again, and events sent while the scheduler was away wait in its queue.
+    same names again, and events and failure reports sent while the scheduler was away
+    wait in its queues. The failures queue takes every flow's reports (``#``): a flow
+    needs no failure queue, nor binding, of its own.
     """
     declare_exchanges(channel)
     channel.queue_declare(EVENTS_QUEUE, durable=True)
     channel.queue_bind(EVENTS_QUEUE, EVENTS_EXCHANGE, routing_key="#")
+    channel.queue_declare(FAILURES_QUEUE, durable=True)
+    channel.queue_bind(FAILURES_QUEUE, FAILURES_EXCHANGE, routing_key="#")
 
 
 def stream_arguments(max_frames: int = STREAM_MAX_FRAMES) -> dict[str, Any]:

@@ -293,7 +293,7 @@ def test_failures_follow_shows_a_panicking_flows_report_as_it_happens(
 def test_a_job_no_executor_will_take_fails_its_flow_instead_of_waiting_forever(
     make_cluster: Any,
 ) -> None:
-    cluster = make_cluster("source", "slow", "count", heartbeat_timeout_s=2.0)
+    cluster = make_cluster("source", "slow", "count", heartbeat_timeout_s=4.0)
     executor = cluster.executors["slow"]
     executor.send_signal(signal.SIGKILL)  # gone without a goodbye, heard from a moment ago
     assert executor.wait(30) == -signal.SIGKILL

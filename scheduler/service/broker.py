@@ -4,16 +4,17 @@ Every AMQP call runs on the I/O thread of an :class:`executor.amqp.AmqpThread`; 
 threads hand work to it (``call`` waits, ``submit`` does not), and the consumers'
 callbacks run on it. The scheduler uses two channels on that connection:
 
-* the *work* channel, in publisher-confirm mode, declares and deletes queues, publishes
-  jobs and stop signals, and carries every consumer (the events queue, each flow's
-  failure and export queues). A broker error on it (it should never have one) is treated
+* the *work* channel, in publisher-confirm mode, publishes stop signals and failure
+  reports and carries every consumer (the events and failures queues, each flow's export
+  queues). A broker error on it (it should never have one) is treated
   as a lost connection;
 * the *probe* channel makes passive declares, which the broker answers with a channel
   error when the queue does not exist; it is simply reopened after each such answer.
 
 After a lost connection the thread reconnects (a new connection, retried with capped
 exponential backoff for as long as the scheduler runs: see executor.amqp), calls
-``on_connect`` again so the lifecycle can check its flows, then consumes the events queue.
+``on_connect`` again so the lifecycle can check its flows, then consumes the events and
+failures queues again.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pika
@@ -32,6 +35,7 @@ from executor.amqp import AmqpThread
 from executor.constants import (
     EVENTS_QUEUE,
     FAILURES_EXCHANGE,
+    FAILURES_QUEUE,
     PROTOBUF_CONTENT_TYPE,
     SCHEDULER_APP_ID,
     STOP_EXCHANGE,
@@ -41,17 +45,27 @@ from executor.pb.dagyo.v1.events_pb2 import Event, Stop
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from executor.topology import declare_topology
 from scheduler.service.channels import JobsChannel, ProbeChannel, QueueLanes
-from scheduler.service.consumers import Consumers, Handler
+from scheduler.service.consumers import Consumers, Handler, KeyedHandler
 
 log = logging.getLogger("dagyo.scheduler.broker")
 
 
-# Events are tiny and handled at once; a deep prefetch keeps the broker from waiting on a
-# round trip per heartbeat when hundreds of executors report.
+# Events and failure reports are small and handled at once; a deep prefetch keeps the broker
+# from waiting on a round trip per heartbeat when hundreds of executors report.
 EVENTS_PREFETCH = 256
 # Export frames are written to SQLite before they are acked; a few frames in flight hide the
 # ack round trip, and the stream's bound (x-max-length) still holds the rest in the broker.
 EXPORT_PREFETCH_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class _Standing:
+    """A consumer of one of the scheduler's own queues, kept for as long as it runs."""
+
+    queue: str
+    message_type: type[Message]
+    handler: Handler | None = None
+    keyed: KeyedHandler | None = None  # gets the routing key first
 
 
 JOB_PROPERTIES = pika.BasicProperties(
@@ -87,7 +101,7 @@ class Broker:
         self._probe = ProbeChannel(self._side_channel)
         self._first = True
         self._recovering = False
-        self._events_handler: Handler | None = None
+        self._standing: dict[str, _Standing] = {}  # the events and failures consumers
         self._consumers = Consumers(self._channel)
         # Mailboxes declared on this connection.
         self._mailboxes: set[str] = set()
@@ -164,8 +178,8 @@ class Broker:
             self._first = False
             return
         self._on_connect_hook()
-        if self._events_handler is not None:
-            self._consume_events(self._events_handler)
+        for standing in list(self._standing.values()):
+            self._consume_standing(standing)
 
     def _lost(self, error: Exception) -> None:
         self._mailboxes.clear()
@@ -209,12 +223,11 @@ class Broker:
         except pika.exceptions.AMQPChannelError:
             log.exception("cannot restore the scheduler's channel")
 
-    def _events_cancelled(self) -> None:
-        # The events queue was deleted under the scheduler: declare it again and go on.
-        log.warning("%s was deleted; declaring it again", EVENTS_QUEUE)
+    def _standing_cancelled(self, standing: _Standing) -> None:
+        # One of the scheduler's own queues was deleted under it: declare it again, go on.
+        log.warning("%s was deleted; declaring it again", standing.queue)
         declare_topology(self._channel())
-        if self._events_handler is not None:
-            self._consume_events(self._events_handler)
+        self._consume_standing(standing)
 
     # --- queues ----------------------------------------------------------------------------
 
@@ -246,10 +259,8 @@ class Broker:
 
         self.call(declare)
 
-    def declare_flow_queues(
-        self, flow_id: str, failure_queue: str, stream_queues: Iterable[str]
-    ) -> None:
-        """Declare a flow's failure queue (bound to its flow id) and its bounded streams.
+    def declare_flow_queues(self, stream_queues: Iterable[str]) -> None:
+        """Declare a flow's bounded stream and export queues.
 
         Flow queues are neither durable nor auto-delete: they live exactly as long as the
         flow, the scheduler deletes them when it ends, and a broker restart loses them,
@@ -259,7 +270,7 @@ class Broker:
 
         def declare() -> None:
             self._channel()  # fail fast (and recover) when the work channel is gone
-            self._lanes.declare(flow_id, failure_queue, streams)
+            self._lanes.declare(streams)
 
         try:
             self.call(declare)
@@ -298,14 +309,28 @@ class Broker:
 
     def consume_events(self, handler: Handler) -> None:
         """Consume the scheduler's events queue now and after every reconnection."""
-        self._events_handler = handler
-        self.call(lambda: self._consume_events(handler))
+        self._stand(_Standing(EVENTS_QUEUE, Event, handler=handler))
 
-    def _consume_events(self, handler: Handler) -> None:
+    def consume_failures(self, handler: KeyedHandler) -> None:
+        """Consume the scheduler's failures queue now and after every reconnection.
+
+        ``handler`` gets each report's routing key (the flow id it was sent for) first.
+        """
+        self._stand(_Standing(FAILURES_QUEUE, FailureReport, keyed=handler))
+
+    def _stand(self, standing: _Standing) -> None:
+        self._standing[standing.queue] = standing
+        self.call(lambda: self._consume_standing(standing))
+
+    def _consume_standing(self, standing: _Standing) -> None:
         self._channel().basic_qos(prefetch_count=EVENTS_PREFETCH)
         try:
             self._consumers.consume(
-                EVENTS_QUEUE, handler, on_cancel=self._events_cancelled, message_type=Event
+                standing.queue,
+                standing.handler,
+                keyed=standing.keyed,
+                on_cancel=partial(self._standing_cancelled, standing),
+                message_type=standing.message_type,
             )
         finally:
             self._channel().basic_qos(prefetch_count=EXPORT_PREFETCH_FRAMES)

@@ -21,7 +21,6 @@ import pika.exceptions
 from google.protobuf.message import Message
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.constants import FAILURES_EXCHANGE
 from executor.errors import BrokerError
 from executor.topology import stream_arguments
 
@@ -125,26 +124,23 @@ class QueueLanes:
             self._pool.append(self._open_channel())
         return self._pool[: max(1, min(wanted, LANES))]
 
-    def declare(self, flow_id: str, failure_queue: str, streams: Sequence[str]) -> None:
-        """Declare the failure queue (bound to ``flow_id``) and the bounded streams.
+    def declare(self, streams: Sequence[str]) -> None:
+        """Declare the bounded stream (and export) queues of a flow.
 
         Raises:
             pika.exceptions.AMQPChannelError: when the broker refused a declare.
         """
-        lanes = self._lanes(1 + len(streams))
+        if not streams:
+            return
+        lanes = self._lanes(len(streams))
         # The broker creates queues declared on different channels in parallel, so each
         # queue goes on a lane of its own, sent without waiting for its answer; then one
         # passive declare per lane waits for everything sent on it, and raises if any
         # failed. A flow's queues then cost about one declare's time instead of one each.
         last: dict[int, str] = {}
-        for index, queue in enumerate([failure_queue, *streams]):
+        for index, queue in enumerate(streams):
             lane = lanes[index % len(lanes)]
-            arguments = None if queue == failure_queue else stream_arguments()
-            nowait(lane).queue_declare(queue, arguments=arguments, callback=None)
-            if queue == failure_queue:
-                nowait(lane).queue_bind(
-                    failure_queue, FAILURES_EXCHANGE, routing_key=flow_id, callback=None
-                )
+            nowait(lane).queue_declare(queue, arguments=stream_arguments(), callback=None)
             last[index % len(lanes)] = queue
         for index, queue in last.items():
             lanes[index].queue_declare(queue, passive=True)

@@ -23,6 +23,8 @@ log = logging.getLogger("dagyo.scheduler.broker")
 # raises: a message that cannot be handled is not retried). A body that does not decode as
 # the message type is logged and dropped by executor.topology.consume.
 Handler = Callable[[Any, pika.BasicProperties], None]
+# The same, given the message's routing key first (the failures queue: the flow id).
+KeyedHandler = Callable[[str, Any, pika.BasicProperties], None]
 
 
 class Consumers:
@@ -45,15 +47,17 @@ class Consumers:
     def consume(
         self,
         queue: str,
-        handler: Handler,
+        handler: Handler | None,
         *,
         on_cancel: Callable[[], None],
         message_type: type[Message] | None = None,
+        keyed: KeyedHandler | None = None,
     ) -> None:
         """Consume ``queue`` (once: a queue consumed already is left as it is).
 
         Args:
             handler: gets each message, then it is acked.
+            keyed: instead of ``handler``, gets each message's routing key and the message.
             on_cancel: called if the broker cancels the consumer.
             message_type: decode each body as this first (a malformed one is dropped);
                 None hands the handler the body.
@@ -65,7 +69,10 @@ class Consumers:
             channel: BlockingChannel, method: Any, properties: pika.BasicProperties, message: Any
         ) -> None:
             try:
-                handler(message, properties)
+                if keyed is not None:
+                    keyed(method.routing_key, message, properties)
+                elif handler is not None:
+                    handler(message, properties)
             except Exception:
                 log.exception("a message on %s could not be handled; dropped", queue)
             if channel.is_open:  # else it goes back to its queue with the channel

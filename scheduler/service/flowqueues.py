@@ -1,8 +1,10 @@
-"""The queues the scheduler consumes of each flow: its failure queue and export queues.
+"""What the scheduler consumes for its flows: every flow's failure reports (on its one
+failures queue) and each flow's export queues.
 
-A failure report ends the flow as failed; an export frame is read (its seq and typename
-checked, its items kept up to the cap) and handed to watchers; a queue deleted under the
-flow fails it (BROKER). The handlers run on the broker's I/O thread.
+A failure report ends the flow its routing key names as failed; an export frame is read
+(its seq and typename checked, its items kept up to the cap) and handed to watchers; an
+export queue deleted under the flow fails it (BROKER). The handlers run on the broker's
+I/O thread.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pika
 
-from executor.constants import SCHEDULER_APP_ID, failure_queue
+from executor.constants import SCHEDULER_APP_ID
 from executor.errors import DecodeError
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
 
 class FlowQueues:
-    """Consumes each flow's failure and export queues for the lifecycle.
+    """Handles every flow's failure reports and consumes its export queues for the lifecycle.
 
     Args:
         fail: ends a flow for a reason the scheduler found (flow id, kind, error, node=).
@@ -61,14 +63,8 @@ class FlowQueues:
         self._finish = finish
 
     def consume(self, flow: ActiveFlow) -> None:
-        """Consume a flow's failure queue and its export queues (again, after a resume)."""
+        """Consume a flow's export queues (again, after a resume)."""
         lost = partial(self._queue_lost, flow.id)
-        self._broker.consume(
-            failure_queue(flow.id),
-            partial(self._on_failure, flow.id),
-            on_cancel=partial(lost, failure_queue(flow.id)),
-            message_type=FailureReport,
-        )
         for export, stream in flow.runtime.exports.items():
             self._broker.consume(
                 stream.queue,
@@ -76,11 +72,15 @@ class FlowQueues:
                 on_cancel=partial(lost, stream.queue),
             )
 
-    def _on_failure(
+    def on_failure(
         self, flow_id: str, report: FailureReport, properties: pika.BasicProperties
     ) -> None:
+        """A report off the failures queue, for the flow its routing key names."""
         if properties.app_id == SCHEDULER_APP_ID:
             return  # the scheduler's own report, recorded when it was decided
+        with self._table.lock:
+            if flow_id not in self._table.flows:
+                return  # a late report of a flow that ended, or of one never run here
         report.flow_id = flow_id
         self._store.add_failure(report)
         self._metrics.panics.labels(report.progdef, FailureKind.Name(report.kind)).inc()

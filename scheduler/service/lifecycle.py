@@ -25,7 +25,6 @@ from functools import partial
 import pika
 
 import scheduler.service.progress as progress
-from executor.constants import failure_queue
 from executor.errors import BrokerError, redact_url
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.events_pb2 import Event, JobRef
@@ -166,7 +165,7 @@ class Lifecycle:
             self.store.create(record, runtime)
             self._flows[flow_id] = flow
         try:
-            self.broker.declare_flow_queues(flow_id, failure_queue(flow_id), plan.queues)
+            self.broker.declare_flow_queues(plan.queues)
             for mailbox in sorted({job.progdef.mailbox for job in plan.jobs}):
                 self.broker.declare_mailbox(mailbox)  # a refused one fails the submit now
             self.queues.consume(flow)

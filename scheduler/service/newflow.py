@@ -11,7 +11,7 @@ import base64
 from collections.abc import Mapping
 
 import scheduler.service.progress as progress
-from executor.constants import MAILBOX_PREFIX, failure_queue
+from executor.constants import MAILBOX_PREFIX
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.flow.plan import Plan
 from scheduler.service.admission import autoscaled, ceiling
@@ -53,7 +53,7 @@ def new_flow(
     runtime = FlowRuntime(
         deadline=deadline,
         max_export_items=max_export_items,
-        queues=[failure_queue(flow_id), *plan.queues],
+        queues=list(plan.queues),
         exports={
             export: ExportStream(queue, plan.export_types[export], sources[export])
             for export, queue in plan.export_queues.items()

@@ -153,6 +153,7 @@ class Scheduler:
             self.lifecycle.load()
             self.lifecycle.resume()
             broker.consume_events(self.lifecycle.on_event)
+            broker.consume_failures(self.lifecycle.queues.on_failure)
             self._sampler = QueueSampler(
                 edges=self.lifecycle.sample_edges,
                 depth=broker.queue_depth,

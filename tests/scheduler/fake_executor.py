@@ -25,7 +25,6 @@ from executor.constants import (
     EVENTS_EXCHANGE,
     FAILURES_EXCHANGE,
     STOP_EXCHANGE,
-    failure_queue,
 )
 from executor.pb.dagyo.types_pb2 import Text
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
@@ -82,7 +81,7 @@ def queue_exists(url: str, name: str) -> bool:
 
 
 def flow_queues(job: Job) -> set[str]:
-    queues = {failure_queue(job.flow_id)}
+    queues: set[str] = set()
     queues.update(spec.queue for spec in job.inputs.values() if spec.queue)
     for spec in job.outputs.values():
         queues.update(spec.queues)

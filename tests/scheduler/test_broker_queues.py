@@ -15,7 +15,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from executor.constants import failure_queue, stream_queue
+from executor.constants import stream_queue
 from executor.errors import BrokerError
 from scheduler.service.broker import Broker
 
@@ -43,59 +43,56 @@ def broker(broker_url: str) -> Iterator[Broker]:
         broker.close()
 
 
-def flow_queues(flow_id: str, streams: int) -> tuple[str, list[str]]:
-    return failure_queue(flow_id), [stream_queue(flow_id, f"n{i}", "in") for i in range(streams)]
+def flow_queues(streams: int) -> list[str]:
+    flow_id = uuid.uuid4().hex[:12]
+    return [stream_queue(flow_id, f"n{i}", "in") for i in range(streams)]
 
 
 @pytest.mark.parametrize("streams", [1, 3, 20])
 def test_a_flows_queues_are_all_made_and_all_deleted(
     broker: Broker, broker_url: str, streams: int
 ) -> None:
-    flow_id = uuid.uuid4().hex
-    failures, stream_queues = flow_queues(flow_id, streams)
-    broker.declare_flow_queues(flow_id, failures, stream_queues)
-    assert all(exists(broker_url, q) for q in [failures, *stream_queues])
+    queues = flow_queues(streams)
+    broker.declare_flow_queues(queues)
+    assert all(exists(broker_url, q) for q in queues)
 
-    broker.delete_queues([failures, *stream_queues])
+    broker.delete_queues(queues)
 
     # delete_queues returns once the broker has deleted every one, not just been sent them
-    assert [q for q in [failures, *stream_queues] if exists(broker_url, q)] == []
+    assert [q for q in queues if exists(broker_url, q)] == []
 
 
 def test_deleting_a_consumed_queue_forgets_its_consumer_without_calling_it_lost(
     broker: Broker, broker_url: str
 ) -> None:
-    flow_id = uuid.uuid4().hex
-    failures, stream_queues = flow_queues(flow_id, 2)
-    broker.declare_flow_queues(flow_id, failures, stream_queues)
+    consumed, other = flow_queues(2)
+    broker.declare_flow_queues([consumed, other])
     lost = threading.Event()
-    broker.consume(failures, lambda *_: None, on_cancel=lost.set)
+    broker.consume(consumed, lambda *_: None, on_cancel=lost.set)
 
-    broker.delete_queues([failures, *stream_queues])
+    broker.delete_queues([consumed, other])
     # The broker's cancel of the consumer has arrived by the time a later call returns.
-    broker.declare_flow_queues(uuid.uuid4().hex, failures, [])
-    broker.delete_queues([failures])
+    broker.declare_flow_queues([consumed])
+    broker.delete_queues([consumed])
 
     assert not lost.is_set()
-    assert not exists(broker_url, failures)
+    assert not exists(broker_url, consumed)
 
 
 def test_deleting_queues_already_gone_is_no_error(broker: Broker, broker_url: str) -> None:
-    flow_id = uuid.uuid4().hex
-    failures, stream_queues = flow_queues(flow_id, 3)
-    broker.declare_flow_queues(flow_id, failures, stream_queues[:1])
+    queues = flow_queues(3)
+    broker.declare_flow_queues(queues[:1])
 
-    broker.delete_queues([failures, *stream_queues])  # two of them never existed
+    broker.delete_queues(queues)  # two of them never existed
 
-    assert not exists(broker_url, failures)
+    assert not exists(broker_url, queues[0])
 
 
 def test_a_refused_delete_is_a_broker_error_and_the_next_delete_works(
     broker: Broker, broker_url: str
 ) -> None:
-    flow_id = uuid.uuid4().hex
-    failures, stream_queues = flow_queues(flow_id, 2)
-    broker.declare_flow_queues(flow_id, failures, stream_queues)
+    queues = flow_queues(2)
+    broker.declare_flow_queues(queues)
     # An exclusive queue of another connection: the broker refuses to let anyone delete it.
     other = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
@@ -106,6 +103,6 @@ def test_a_refused_delete_is_a_broker_error_and_the_next_delete_works(
     finally:
         other.close()
 
-    broker.delete_queues([failures, *stream_queues])
+    broker.delete_queues(queues)
 
-    assert [q for q in [failures, *stream_queues] if exists(broker_url, q)] == []
+    assert [q for q in queues if exists(broker_url, q)] == []

@@ -1,0 +1,118 @@
+"""The scheduler hears every flow's failure reports on one queue of its own.
+
+`dagyo.scheduler.failures` is bound to `dagyo.failures` with `#` (docs/protocol.md,
+Topology): a flow costs the broker no failure queue and no binding of its own, and a
+report is the failure of the flow its routing key names. These tests hold that a panic
+still fails its flow, that what comes for no flow the scheduler runs (or does not decode)
+is dropped without stopping the consumer, and that the queue deleted by hand comes back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pika
+
+from executor.constants import FAILURES_EXCHANGE, FAILURES_QUEUE, PREFIX
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
+from tests.conftest import rabbitmqctl, vhost_of
+from tests.scheduler.fake_executor import (
+    Client,
+    FakeExecutor,
+    assert_no_queue_left,
+    end_of,
+    eventually,
+    flow_queues,
+    queue_exists,
+)
+
+
+def publish(url: str, routing_key: str, body: bytes) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(FAILURES_EXCHANGE, routing_key, body, mandatory=True)
+    finally:
+        connection.close()
+
+
+def depth(url: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def flow_queues_in_broker(url: str, flow_id: str) -> list[str]:
+    names = rabbitmqctl("list_queues", "-p", vhost_of(url), "-q", "--no-table-headers", "name")
+    return sorted(n for n in names.split() if n.startswith(f"{PREFIX}.flow.{flow_id}."))
+
+
+def report(flow_id: str, node: str = "b", error: str = "ValueError: bad name") -> FailureReport:
+    return FailureReport(
+        flow_id=flow_id, node=node, progdef="p", executor="x", error=error,
+        kind=FAILURE_KIND_PANIC, time=time.time(),
+    )  # fmt: skip
+
+
+def test_a_flow_declares_no_failure_queue_and_a_panic_still_fails_it(
+    client: Client, fake: FakeExecutor, broker_url: str
+) -> None:
+    flow_id = client.submit()
+    jobs = fake.next_jobs(2)
+
+    # Only its streams and exports: no dagyo.flow.{flow}.failures any more.
+    streams = set().union(*(flow_queues(job) for job in jobs.values()))
+    assert flow_queues_in_broker(broker_url, flow_id) == sorted(streams)
+    assert any(".export." in q for q in streams) and any(".in." in q for q in streams)
+    assert not queue_exists(broker_url, f"{PREFIX}.flow.{flow_id}.failures")
+
+    for job in jobs.values():
+        fake.start_job(job)
+    sent = fake.panic(jobs["b"], "ValueError: bad name", "Traceback (most recent call last):")
+    end = end_of(client.watch(flow_id))
+    assert end.state == pb.FLOW_STATE_FAILED and end.failure == sent
+    assert_no_queue_left(broker_url, list(jobs.values()))
+
+
+def test_reports_for_no_running_flow_or_undecodable_are_dropped_and_the_next_one_counts(
+    client: Client, fake: FakeExecutor, broker_url: str
+) -> None:
+    flow_id = client.submit()
+    jobs = fake.next_jobs(2)
+    for job in jobs.values():
+        fake.start_job(job)
+    publish(broker_url, uuid.uuid4().hex[:12], report("nobody").SerializeToString())
+    publish(broker_url, flow_id, b"\xff\xff not a report")
+
+    # The routing key names the flow, whatever the body says.
+    publish(broker_url, flow_id, report("another-flow", error="RuntimeError").SerializeToString())
+    end = end_of(client.watch(flow_id))
+
+    assert end.state == pb.FLOW_STATE_FAILED
+    assert (end.failure.flow_id, end.failure.error) == (flow_id, "RuntimeError")
+    eventually(lambda: depth(broker_url, FAILURES_QUEUE) == 0, "the failures queue to drain")
+    assert_no_queue_left(broker_url, list(jobs.values()))
+
+
+def test_the_failures_queue_deleted_by_hand_is_declared_again(
+    client: Client, fake: FakeExecutor, broker_url: str
+) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        connection.channel().queue_delete(FAILURES_QUEUE)
+    finally:
+        connection.close()
+    eventually(lambda: queue_exists(broker_url, FAILURES_QUEUE), "the failures queue again")
+
+    flow_id = client.submit()
+    jobs = fake.next_jobs(2)
+    for job in jobs.values():
+        fake.start_job(job)
+    fake.panic(jobs["b"], "ValueError: bad name", "")
+
+    assert end_of(client.watch(flow_id)).state == pb.FLOW_STATE_FAILED
