@@ -8,6 +8,11 @@ another on one client connection:
 With --samples it adds every flow's submit -> first export, in milliseconds, in the order
 run ("first_export_samples_ms"), for bench/report.py's latency CDF.
 
+With --phases it adds where a submit's time goes ("phases_ms": p50 per flow of each step,
+timed around the scheduler's own functions, in this process): the gRPC call as the client
+sees it, the servicer's Submit, the flow's queues declared, its export consumers, its jobs
+published, the SQLite writes, and the queues deleted at its end (off the submit path).
+
 Usage:
     python bench/latency.py
 """
@@ -15,8 +20,13 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 from common import delete_mailboxes, emit, hello_flow, now, start_cluster
 
@@ -32,11 +42,66 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+# (owner, function name, phase) timed with --phases.
+PHASES = (
+    ("scheduler.service.api:SchedulerServicer", "Submit", "servicer_submit"),
+    ("scheduler.service.lifecycle:Lifecycle", "submit", "lifecycle_submit"),
+    ("scheduler.service.broker:Broker", "declare_flow_queues", "declare_queues"),
+    ("scheduler.service.broker:Broker", "consume", "consume_exports"),
+    ("scheduler.service.broker:Broker", "publish_jobs", "publish_jobs"),
+    ("scheduler.service.state:FlowStore", "save", "sqlite_saves"),
+    ("scheduler.service.broker:Broker", "delete_queues", "delete_queues"),
+)
+
+
+def time_phases() -> dict[str, list[float]]:
+    """Wrap each function of PHASES to add its duration to the returned lists."""
+    import importlib
+
+    spent: dict[str, list[float]] = defaultdict(list)
+
+    def timed(function: Callable[..., Any], phase: str) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[phase].append(time.perf_counter() - started)
+
+        return wrapper
+
+    for owner, name, phase in PHASES:
+        module, _, cls = owner.partition(":")
+        target = getattr(importlib.import_module(module), cls)
+        setattr(target, name, timed(getattr(target, name), phase))
+    return spent
+
+
+def phases(spent: dict[str, list[float]], client_submit: list[float], flows: int) -> dict:
+    """The client's submit and each phase's p50 in ms; a phase run several times per flow
+    (the SQLite saves) gives its mean total per flow instead, and how many calls."""
+    out: dict[str, Any] = {"client_submit": round(statistics.median(client_submit) * 1000, 2)}
+    calls = {}
+    for phase, samples in spent.items():
+        if len(samples) > flows * 1.5:
+            out[phase] = round(sum(samples) / flows * 1000, 2)
+            calls[phase] = round(len(samples) / flows, 1)
+        else:
+            out[phase] = round(statistics.median(samples) * 1000, 2)
+    if calls:
+        out["calls_per_flow"] = calls
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=200)
     parser.add_argument("--samples", action="store_true", help="add every flow's latency")
+    parser.add_argument("--phases", action="store_true", help="add where a submit's time goes")
     args = parser.parse_args()
+    spent = time_phases() if args.phases else {}
+    client_submit: list[float] = []
     cluster = start_cluster(("source", "greet", "void_sink"))
     flow = json.dumps(hello_flow())
     first: list[float] = []
@@ -44,8 +109,11 @@ def main() -> None:
     try:
         with SchedulerClient(cluster.address) as client:
             for i in range(args.flows + 10):
+                if i == 10:
+                    spent.clear()  # the first flows warm up imports and channels
                 started = now()
                 flow_id = client.submit(flow)
+                client_submit.append(now() - started)
                 first_at = None
                 for event in client.watch(flow_id):
                     kind = event.WhichOneof("kind")
@@ -54,7 +122,7 @@ def main() -> None:
                     elif kind == "end":
                         break
                 ended = now()
-                if i >= 10:  # the first flows warm up imports and channels
+                if i >= 10:
                     assert first_at is not None, "the hello flow exported nothing"
                     first.append(first_at - started)
                     finished.append(ended - started)
@@ -72,6 +140,7 @@ def main() -> None:
                 if args.samples
                 else {}
             ),
+            **({"phases_ms": phases(spent, client_submit[10:], args.flows)} if spent else {}),
         }
     )
 

@@ -10,7 +10,11 @@ what it is:
 * one frame in flight per queue: a nacked frame is published again before the next, so
   order holds without sequence games on the consumer side;
 * consumer prefetch STREAM_PREFETCH_FRAMES with acks when the job *takes* a frame: the
-  executor never holds more than a few frames per input, so the bound stays in the broker.
+  executor never holds more than a few frames per input, so the bound stays in the broker;
+* a job's channel goes back to the :class:`ChannelPool` when the job ends clean (every
+  frame delivered to it taken and acked, its consumers cancelled), for the next job: a
+  channel costs three round trips to set up and a process in the broker. One that holds
+  unacked frames is closed instead, which returns them to their queues.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class JobStreams:
         self._pool = channels
         self._channel: BlockingChannel | None = None
         self._consumers: dict[str, str] = {}
+        self._unacked = 0  # frames delivered to the job and not acked yet (I/O thread)
 
     def _open(self) -> BlockingChannel:
         """Return the job's channel, taking one on first use (I/O thread only)."""
@@ -86,6 +91,7 @@ class JobStreams:
 
             def on_frame(ch: Any, method: Any, _properties: Any, body: bytes) -> None:
                 tag = method.delivery_tag
+                self._unacked += 1
                 inbox.put(port, body, on_taken=lambda: self._ack(ch, tag))
 
             self._consumers[queue] = channel.basic_consume(queue, on_frame, auto_ack=False)
@@ -96,6 +102,7 @@ class JobStreams:
         def ack() -> None:
             if channel.is_open:
                 channel.basic_ack(tag)
+                self._unacked -= 1
 
         self._io.submit(ack)
 
@@ -145,7 +152,7 @@ class JobStreams:
         try:
             return self._io.call(function)
         except (pika.exceptions.UnroutableError, pika.exceptions.ChannelClosedByBroker) as e:
-            self._channel = None
+            # A return leaves the channel open (close() deals with it); a 404 closed it.
             self._stop.set()
             raise Stopped(f"stream queue {queue} is gone: the flow has ended") from e
         except BrokerError as e:
@@ -153,13 +160,27 @@ class JobStreams:
             raise Stopped(f"lost the broker connection: {e}") from e
 
     def close(self) -> None:
-        """Close the job's channel: consumers end and unacked frames return to queues."""
+        """End the job's streams: its channel goes back to the pool when clean, else it is
+        closed (consumers end and unacked frames return to their queues)."""
+        tags = list(self._consumers.values())
         self._consumers.clear()
 
         def close() -> None:
-            if self._channel is not None and self._channel.is_open:
-                self._channel.close()
-            self._channel = None
+            channel, self._channel = self._channel, None
+            if channel is None or not channel.is_open:
+                return
+            if self._unacked:
+                channel.close()
+                return
+            live = set(channel.consumer_tags)  # not those the broker cancelled (queue gone)
+            for tag in tags:  # frames delivered meanwhile are rejected back to the queue
+                if tag in live:
+                    channel.basic_cancel(tag)
+            if self._unacked or not channel.is_open:
+                if channel.is_open:
+                    channel.close()
+                return
+            self._pool.give_back(channel)
 
         try:
             self._io.call(close)
@@ -168,6 +189,9 @@ class JobStreams:
 
 
 REFILL_DELAY_S = 0.05
+# Clean channels kept for the next jobs, besides the ``ready`` ones: enough for jobs that
+# come and go steadily; a burst's channels beyond it are closed as its jobs end.
+CHANNELS_KEPT = 32
 
 
 class ChannelPool:
@@ -193,6 +217,7 @@ class ChannelPool:
         self._wanted = ready
         self._prefetch = prefetch_frames
         self._ready: list[BlockingChannel] = []
+        self.opened = 0  # channels opened so far (each costs three round trips)
 
     def take(self) -> BlockingChannel:
         """A channel set up for a job: a ready one, else a new one."""
@@ -215,11 +240,19 @@ class ChannelPool:
         while len(self._ready) < self._wanted:
             self._ready.append(self._open())
 
+    def give_back(self, channel: BlockingChannel) -> None:
+        """Keep a job's clean channel (open, no consumer, nothing unacked) for the next job."""
+        if channel.is_open and len(self._ready) < self._wanted + CHANNELS_KEPT:
+            self._ready.append(channel)
+        elif channel.is_open:
+            channel.close()
+
     def clear(self) -> None:
         """Forget the ready channels: the connection they were on is gone."""
         self._ready = []
 
     def _open(self) -> BlockingChannel:
+        self.opened += 1
         channel = self.io.connection().channel()
         channel.confirm_delivery()
         channel.basic_qos(prefetch_count=self._prefetch)
