@@ -150,16 +150,23 @@ class FlowStore:
         The exports are numbered from ``runtime.kept_count - len(exports)``: update the
         runtime's counts before saving.
         """
-        with self._lock, self._db:
-            self._db.execute("BEGIN")
-            self._db.execute(
-                "UPDATE flows SET state = ?, record = ? WHERE id = ?",
-                (record.state, _bare(record), record.id),
-            )
-            if runtime is not None:
+        bare = _bare(record)
+        if runtime is None:
+            with self._lock:  # one statement: atomic without a transaction of its own
                 self._db.execute(
-                    "UPDATE flows SET runtime = ? WHERE id = ?", (runtime.to_json(), record.id)
+                    "UPDATE flows SET state = ?, record = ? WHERE id = ?",
+                    (record.state, bare, record.id),
                 )
+            return
+        state = runtime.to_json()
+        with self._lock, self._db:
+            if exports:
+                self._db.execute("BEGIN")
+            self._db.execute(
+                "UPDATE flows SET state = ?, record = ?, runtime = ? WHERE id = ?",
+                (record.state, bare, state, record.id),
+            )
+            if exports:
                 first = runtime.kept_count - len(exports)
                 self._db.executemany(
                     "INSERT INTO exports (flow_id, position, export, value_json) "
