@@ -1,7 +1,7 @@
 """Runs the benchmarks and writes their figures into docs/performance.md and a plot.
 
 Runs, each as a child process printing its JSON line: bench/stream.py, bench/latency.py
---samples, bench/many_flows.py --timeline, bench/many_jobs.py, and times `dagyo run
+--samples --phases, bench/many_flows.py --timeline, bench/many_jobs.py, and times `dagyo run
 examples/hello.json`. Writes the table of this run between the ``<!-- report: begin -->``
 and ``<!-- report: end -->`` lines of docs/performance.md, with the machine, the date and
 each command, and the plot beside it (docs/performance.png): items/s by contender, the
@@ -41,8 +41,8 @@ BENCHES = {
         ["bench/stream.py", "--items", "100000", "--repeat", "1"],
     ),
     "latency": (
-        ["bench/latency.py", "--samples"],
-        ["bench/latency.py", "--samples", "--flows", "30"],
+        ["bench/latency.py", "--samples", "--phases"],
+        ["bench/latency.py", "--samples", "--phases", "--flows", "30"],
     ),
     "many_flows": (
         ["bench/many_flows.py", "--flows", "1000", "--timeline"],
@@ -155,6 +155,12 @@ def table(results: dict[str, Any], commands: dict[str, list[str]]) -> list[str]:
             f"| hello flow, submit → finished | (same) | p50 {ended['p50']} ms, "
             f"p99 {ended['p99']} ms |"
         )
+        phases = latency.get("phases_ms")
+        if phases:
+            shown = ", ".join(
+                f"{name} {ms}" for name, ms in phases.items() if isinstance(ms, (int, float))
+            )
+            rows.append(f"| where a submit goes, ms (p50) | (same) | {shown} |")
     flows = results.get("many_flows")
     if flows:
         rows.append(
@@ -163,6 +169,13 @@ def table(results: dict[str, Any], commands: dict[str, list[str]]) -> list[str]:
             f"({flows['flows_per_s']} flows/s), {flows['queues_left']} queues left, "
             f"scheduler RSS {flows['scheduler_rss_mb']} MB |"
         )
+        cpu = flows.get("cpu_ms_per_flow")
+        if cpu:
+            parts = ", ".join(f"{name} {ms}" for name, ms in cpu.items() if name != "total")
+            rows.append(
+                f"| CPU per hello flow, while they ran | (same) | {cpu['total']} ms ({parts}), "
+                f"{flows['cores_busy']} cores busy |"
+            )
     jobs = results.get("many_jobs")
     if jobs:
         rows.append(
