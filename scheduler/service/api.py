@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
@@ -29,6 +28,7 @@ from scheduler.flow.plan import plan_flow
 from scheduler.service.catalogue import catalogue_answer
 from scheduler.service.invoke import invoke
 from scheduler.service.limits import capped_problems, cut, details
+from scheduler.service.spares import new_flow_id, shape_of
 from scheduler.service.subscriptions import StreamSlots
 from scheduler.service.tenancy import (
     QuotaExceeded,
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from scheduler.service.catalogue import CatalogueCache
     from scheduler.service.config import SchedulerSettings
     from scheduler.service.lifecycle import Lifecycle
+    from scheduler.service.spares import Spares
     from scheduler.service.state import FlowStore
     from scheduler.service.trigger_sources import TriggerService
     from scheduler.service.versions import Versions
@@ -72,6 +73,7 @@ class Scheduler(Protocol):
     store: FlowStore
     lifecycle: Lifecycle
     versions: Versions
+    spares: Spares
     tracing: Tracing
     triggers: TriggerService | None
     catalogue: CatalogueCache
@@ -149,10 +151,16 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             unserved = scheduler.unserved(checked)
             if unserved:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, details(unserved))
-            flow_id = uuid.uuid4().hex[:12]
+            flow_id = new_flow_id()
             created = time.time()
             deadline = created + deadline_s if deadline_s else 0.0
             plan = plan_flow(checked, flow_id=flow_id, deadline=deadline)
+            # A flow shaped like a recent one takes the flow id whose queues were declared
+            # ahead for it (scheduler.service.spares).
+            spare = scheduler.spares.take(shape_of(flow_id, plan.queues))
+            if spare is not None:
+                flow_id = spare
+                plan = plan_flow(checked, flow_id=flow_id, deadline=deadline)
             jobs = [job.descriptor for job in plan.jobs]  # each gets the trace context
             with scheduler.tracing.submit(
                 flow_id=flow_id, name=flow.name, tenant=principal.tenant, jobs=jobs
@@ -166,6 +174,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                     tenant=principal.tenant,
                     flow_json=flow_json,
                     max_export_items=principal.quotas.max_export_items or 0,
+                    declared=spare is not None,
                 )
         except BrokerError as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, details([str(e)]))

@@ -39,6 +39,7 @@ ENV_TRIGGERS_WAITING = "DAGYO_TRIGGERS_WAITING"
 # Trigger events accepted and not yet submitted as flows; past it a source is told to retry.
 TRIGGERS_WAITING = 1000
 ENV_UNSERVED_MAILBOX_S = "DAGYO_UNSERVED_MAILBOX_S"
+ENV_SPARE_IDLE_S = "DAGYO_SPARE_IDLE_S"
 # gRPC worker threads; an eighth (at least 4) is kept for unary calls, never for Watch.
 GRPC_WORKERS = 256
 # Open Watch streams of one client connection (one gRPC channel).
@@ -49,6 +50,9 @@ DEFAULT_UI_ADDRESS = "127.0.0.1:8080"
 # An old version's mailbox that no executor pulled for this long, empty and with no job of
 # it open, is deleted: long enough for a restarting executor to come back to it.
 UNSERVED_MAILBOX_S = 300.0
+# A flow shape's spare queues (scheduler.service.spares) are deleted once no flow of that
+# shape came for this long.
+SPARE_IDLE_S = 60.0
 
 MEMORY = ":memory:"
 _TRUE = {"1", "true", "yes", "on"}
@@ -142,6 +146,9 @@ class SchedulerSettings:
         unserved_mailbox_s: an old progdef version's mailbox that no executor pulled for
             this long, empty and with no job of it open, is deleted
             (``DAGYO_UNSERVED_MAILBOX_S``).
+        spare_idle_s: after a flow, the queues of one more flow of its shape are declared
+            ahead, and deleted once no flow of that shape came for this long
+            (``DAGYO_SPARE_IDLE_S``); 0 declares nothing ahead.
     """
 
     queue_url: str = DEFAULT_QUEUE_URL
@@ -164,6 +171,7 @@ class SchedulerSettings:
     triggers_http: str = ""
     triggers_waiting: int = TRIGGERS_WAITING
     unserved_mailbox_s: float = UNSERVED_MAILBOX_S
+    spare_idle_s: float = SPARE_IDLE_S
 
     def __post_init__(self) -> None:
         if not self.state_path:
@@ -199,6 +207,11 @@ class SchedulerSettings:
         if self.unserved_mailbox_s < 0:
             problems.append(
                 f"{ENV_UNSERVED_MAILBOX_S} must be at least 0, got {self.unserved_mailbox_s}"
+            )
+        if not 0 <= self.spare_idle_s < float("inf"):
+            problems.append(
+                f"{ENV_SPARE_IDLE_S} must be a number of seconds, at least 0 (0: no spares), "
+                f"got {self.spare_idle_s}"
             )
         if self.triggers_http:
             http_host, _, http_port = self.triggers_http.rpartition(":")
@@ -259,6 +272,7 @@ class SchedulerSettings:
             "unserved_mailbox_s": env_number(
                 env, ENV_UNSERVED_MAILBOX_S, UNSERVED_MAILBOX_S, float
             ),
+            "spare_idle_s": env_number(env, ENV_SPARE_IDLE_S, SPARE_IDLE_S, float),
         }
         progdefs = env.get(ENV_PROGDEFS)
         if progdefs:

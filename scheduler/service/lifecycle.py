@@ -126,6 +126,7 @@ class Lifecycle:
         tenant: str = "",
         flow_json: str = "",
         max_export_items: int = 0,
+        declared: bool = False,
     ) -> str:
         """Start a planned flow: record it, declare its queues, publish its jobs.
 
@@ -137,6 +138,7 @@ class Lifecycle:
             flow_json: the Flow JSON as submitted, kept with the record.
             max_export_items: export items kept with the record at most (0: no limit
                 but the byte cap).
+            declared: its queues exist already (a spare's, see scheduler.service.spares).
 
         Raises:
             BrokerError: when the broker is not connected (nothing is recorded), or failed
@@ -165,7 +167,8 @@ class Lifecycle:
             self.store.create(record, runtime)
             self._flows[flow_id] = flow
         try:
-            self.broker.declare_flow_queues(plan.queues)
+            if not declared:
+                self.broker.declare_flow_queues(plan.queues)
             for mailbox in sorted({job.progdef.mailbox for job in plan.jobs}):
                 self.broker.declare_mailbox(mailbox)  # a refused one fails the submit now
             self.queues.consume(flow)

@@ -48,6 +48,7 @@ from scheduler.service.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service.sampler import QueueSampler
 from scheduler.service.scaler import SERVICE_NAME as SCALER_SERVICE
 from scheduler.service.scaler import ScalerServicer
+from scheduler.service.spares import Spares
 from scheduler.service.state import FlowState, FlowStore
 from scheduler.service.tenancy import (
     AuthInterceptor,
@@ -89,12 +90,14 @@ class Scheduler:
         self.store: FlowStore = None  # type: ignore[assignment]  # set by start()
         self.lifecycle: Lifecycle = None  # type: ignore[assignment]
         self.versions: Versions = None  # type: ignore[assignment]  # set by start()
+        self.spares: Spares = None  # type: ignore[assignment]  # set by start()
         self._broker: Broker | None = None
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
         self._metrics_server: MetricsServer | None = None
         self._ticker: threading.Thread | None = None
         self._admitter: threading.Thread | None = None
+        self._spares_thread: threading.Thread | None = None
         self.authenticator = Authenticator(
             TokenFile(settings.tokens_path) if settings.tokens_path else None
         )
@@ -132,6 +135,7 @@ class Scheduler:
             export_cap_bytes=settings.export_cap_bytes,
             watcher_events=settings.watcher_events,
         )
+        self.spares = Spares(broker, self.store, idle_s=settings.spare_idle_s)
         self.versions = Versions(
             catalogue=self.catalogue,
             broker=broker,
@@ -170,6 +174,13 @@ class Scheduler:
                 daemon=True,
             )
             self._admitter.start()
+            self._spares_thread = threading.Thread(
+                target=self.spares.loop,
+                args=(self._stopping,),
+                name="dagyo-scheduler-spares",
+                daemon=True,
+            )
+            self._spares_thread.start()
             self._listen()
             if settings.triggers_dir is not None:
                 self._start_triggers()
@@ -291,12 +302,13 @@ class Scheduler:
         if self._metrics_server is not None:
             self._metrics_server.stop()
             self._metrics_server = None
-        for thread in (self._ticker, self._admitter, self._sampler):
+        for thread in (self._ticker, self._admitter, self._sampler, self._spares_thread):
             if thread is not None:
                 thread.join()
-        self._ticker = self._admitter = self._sampler = None
+        self._ticker = self._admitter = self._sampler = self._spares_thread = None
         self.tracing.shutdown()
         if self._broker is not None:
+            self.spares.close()
             self._broker.close()
             self._broker = None
         if self.store is not None:
@@ -345,6 +357,7 @@ class Scheduler:
 
     def _disconnected(self, error: Exception) -> None:
         self.lifecycle.on_disconnect(error)
+        self.spares.disconnected()
         self._set_health(serving=False)
 
     def _healthy(self) -> bool:

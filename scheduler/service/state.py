@@ -10,6 +10,7 @@ flows' states and runtimes live in flowstate.py (exported from here too).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -61,6 +62,10 @@ CREATE TABLE IF NOT EXISTS versions (
     progdef TEXT NOT NULL,
     version TEXT NOT NULL,
     state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spares (
+    flow_id TEXT PRIMARY KEY,
+    queues TEXT NOT NULL
 );
 """
 
@@ -335,6 +340,31 @@ class FlowStore:
             size += len(blob)
             last = rowid
         return reports, (str(last) if len(rows) > limit else "")
+
+    # --- spares (scheduler.service.spares) ---------------------------------------------------
+
+    def add_spare(self, flow_id: str, queues: Sequence[str]) -> None:
+        """Note a flow id whose queues are about to be declared ahead of its flow."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO spares (flow_id, queues) VALUES (?, ?)",
+                (flow_id, json.dumps(list(queues))),
+            )
+
+    def remove_spares(self, flow_ids: Sequence[str]) -> None:
+        """Forget spares: deleted, or taken by a flow (whose record now holds the queues)."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM spares WHERE flow_id = ?", [(f,) for f in flow_ids])
+
+    def spares(self) -> list[tuple[str, list[str], bool]]:
+        """Every spare noted: its flow id, its queues, and whether a flow took it since."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.flow_id, s.queues, f.id IS NOT NULL FROM spares s "
+                "LEFT JOIN flows f ON f.id = s.flow_id ORDER BY s.flow_id"
+            ).fetchall()
+        return [(flow_id, json.loads(queues), bool(taken)) for flow_id, queues, taken in rows]
 
     # --- progdef versions ------------------------------------------------------------------
 

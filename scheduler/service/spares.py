@@ -1,0 +1,192 @@
+"""Queues declared ahead of the flows that will use them (docs/protocol.md, "Queues declared
+ahead").
+
+Declaring a flow's queues is the largest part of a submit: RabbitMQ creates a queue in
+about a millisecond of its own time, and a small broker does not create many at once. So
+once a flow of some *shape* (its queue names without the ``dagyo.flow.{flow}.`` prefix) has
+been submitted, the scheduler declares the queues of one more flow of that shape under a
+fresh flow id, in the background: the *spare*. The next submit of that shape takes the
+spare's flow id, and its queues exist already. The names stay what they always are
+(``dagyo.flow.{flow}.in.{node}.{port}``), so nothing on the wire changes.
+
+Bounds: one spare per shape, SPARE_SHAPES shapes at most (the least recently submitted goes
+first), and a shape's spare is deleted once no flow of that shape came for ``idle_s``.
+Every spare is noted in the state before its queues are declared, so a scheduler that died
+with spares ready deletes them at its next start; a stopping scheduler deletes its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from executor.constants import FLOW_PREFIX
+from executor.errors import BrokerError
+
+if TYPE_CHECKING:
+    from scheduler.service.broker import Broker
+    from scheduler.service.state import FlowStore
+
+log = logging.getLogger("dagyo.scheduler.spares")
+
+# Shapes kept ready at once, at most: each costs the broker its queues while it waits.
+SPARE_SHAPES = 4
+# After a submit took a spare, the next one is declared this much later: declaring holds the
+# broker's I/O thread, which the submit still needs to publish its jobs.
+SPARE_AFTER_S = 0.03
+
+# A flow's queue names without their "dagyo.flow.{flow}." prefix, in the plan's order.
+Shape = tuple[str, ...]
+
+
+def new_flow_id() -> str:
+    """A fresh flow id: 12 lowercase hex characters (docs/protocol.md)."""
+    return uuid.uuid4().hex[:12]
+
+
+def shape_of(flow_id: str, queues: Sequence[str]) -> Shape:
+    """The shape of a flow's queues (see Shape)."""
+    prefix = f"{FLOW_PREFIX}.{flow_id}."
+    return tuple(queue.removeprefix(prefix) for queue in queues)
+
+
+def queues_of(flow_id: str, shape: Shape) -> list[str]:
+    """The queue names of a flow of ``shape``."""
+    return [f"{FLOW_PREFIX}.{flow_id}.{rest}" for rest in shape]
+
+
+@dataclass(frozen=True)
+class _Spare:
+    flow_id: str
+    shape: Shape
+
+
+class Spares:
+    """The spares of one scheduler: taken by submits, tended by their own thread.
+
+    Args:
+        idle_s: a shape's spare is deleted once no flow of that shape came this long;
+            0 keeps no spares at all.
+    """
+
+    def __init__(self, broker: Broker, store: FlowStore, *, idle_s: float) -> None:
+        self._broker = broker
+        self._store = store
+        self._idle_s = idle_s
+        self._lock = threading.Lock()
+        self._ready: dict[Shape, _Spare] = {}
+        self._wanted: OrderedDict[Shape, float] = OrderedDict()  # -> last submitted (monotonic)
+        self._doomed: list[_Spare] = []  # to delete once the broker is there
+        self._taken: list[str] = []  # their rows to forget
+        self._wake = threading.Event()
+
+    def take(self, shape: Shape) -> str | None:
+        """The flow id of a spare of ``shape`` (its queues exist), or None; either way the
+        next flow of that shape will find one."""
+        if not self._idle_s or not shape:
+            return None
+        with self._lock:
+            spare = self._ready.pop(shape, None)
+            self._wanted[shape] = time.monotonic()
+            self._wanted.move_to_end(shape)
+            while len(self._wanted) > SPARE_SHAPES:
+                oldest, _ = self._wanted.popitem(last=False)
+                if oldest in self._ready:
+                    self._doomed.append(self._ready.pop(oldest))
+            if spare is not None:
+                self._taken.append(spare.flow_id)
+        self._wake.set()
+        return spare.flow_id if spare is not None else None
+
+    def disconnected(self) -> None:
+        """The broker went away, and may have lost the spares' queues: none is ready now."""
+        with self._lock:
+            self._doomed.extend(self._ready.values())
+            self._ready.clear()
+
+    def loop(self, stop: threading.Event) -> None:
+        """Delete what a previous scheduler left, then tend the spares until ``stop``."""
+        if not self._idle_s:
+            return
+        left = True
+        while not stop.is_set():
+            try:
+                if left:
+                    self._delete_left()
+                    left = False
+                self._tend()
+            except BrokerError as e:
+                log.debug("spares wait for the broker: %s", e)
+            except Exception:
+                log.exception("tending the spares failed")
+            if self._wake.wait(min(self._idle_s / 2, 1.0)):
+                stop.wait(SPARE_AFTER_S)
+            self._wake.clear()
+
+    def close(self) -> None:
+        """Delete every spare's queues (the scheduler stops); its rows go with them."""
+        with self._lock:
+            doomed = [*self._doomed, *self._ready.values()]
+            self._doomed, self._ready = [], {}
+            self._wanted.clear()
+        try:
+            self._delete(doomed)
+        except BrokerError as e:
+            log.warning("left spares for the next start to delete: %s", e)
+
+    def _delete_left(self) -> None:
+        """Delete the spares a scheduler left that no flow took (it died with them ready)."""
+        rows = self._store.spares()
+        for _, queues, taken in rows:
+            if not taken:
+                self._broker.delete_queues(queues)
+        if rows:
+            self._store.remove_spares([flow_id for flow_id, _, _ in rows])
+
+    def _tend(self) -> None:
+        if not self._broker.connected:
+            return
+        now = time.monotonic()
+        with self._lock:
+            taken, self._taken = self._taken, []
+            for shape, last in list(self._wanted.items()):
+                if now - last >= self._idle_s:  # no flow of this shape came for idle_s
+                    del self._wanted[shape]
+                    if shape in self._ready:
+                        self._doomed.append(self._ready.pop(shape))
+            doomed, self._doomed = self._doomed, []
+            missing = [shape for shape in self._wanted if shape not in self._ready]
+        if taken:
+            self._store.remove_spares(taken)
+        self._delete(doomed)
+        for shape in missing:
+            self._make(shape)
+
+    def _make(self, shape: Shape) -> None:
+        flow_id = new_flow_id()
+        queues = queues_of(flow_id, shape)
+        self._store.add_spare(flow_id, queues)  # first: a crash leaves a row, not lost queues
+        try:
+            self._broker.declare_flow_queues(queues)
+        except BrokerError:
+            with self._lock:  # some of them may exist: delete them once the broker is back
+                self._doomed.append(_Spare(flow_id, shape))
+            raise
+        with self._lock:
+            if shape in self._wanted and shape not in self._ready:
+                self._ready[shape] = _Spare(flow_id, shape)
+                return
+        self._delete([_Spare(flow_id, shape)])  # no longer wanted meanwhile
+
+    def _delete(self, spares: Sequence[_Spare]) -> None:
+        if not spares:
+            return
+        queues = [q for spare in spares for q in queues_of(spare.flow_id, spare.shape)]
+        self._broker.delete_queues(queues)
+        self._store.remove_spares([spare.flow_id for spare in spares])

@@ -1,0 +1,168 @@
+"""Queues declared ahead: a flow shaped like a recent one starts on queues that exist.
+
+After a flow starts, the scheduler declares the queues of one more flow of the same shape
+(the same stream and export queue names but for the flow id) under a fresh flow id: the
+*spare*. The next submit of that shape takes the spare's id and skips declaring its queues
+(docs/protocol.md, "Queues declared ahead"). These tests hold that a spare is used, that
+nothing of it is left once it idled, at a stop, or after a crash, and that a flow of
+another shape still declares its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+
+from executor.constants import FLOW_PREFIX
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.topology import stream_arguments
+from scheduler.service.config import SchedulerSettings
+from scheduler.service.state import FlowStore
+from tests.conftest import rabbitmqctl, vhost_of
+from tests.scheduler.fake_executor import (
+    Client,
+    FakeExecutor,
+    assert_no_queue_left,
+    end_of,
+    eventually,
+    flow_queues,
+    run_to_success,
+)
+
+
+def queues_by_flow(url: str) -> dict[str, set[str]]:
+    names = rabbitmqctl("list_queues", "-p", vhost_of(url), "-q", "--no-table-headers", "name")
+    flows: dict[str, set[str]] = {}
+    for name in names.split():
+        if name.startswith(FLOW_PREFIX + "."):
+            flow_id, _, rest = name[len(FLOW_PREFIX) + 1 :].partition(".")
+            flows.setdefault(flow_id, set()).add(rest)
+    return flows
+
+
+def run_one(client: Client, fake: FakeExecutor) -> tuple[str, set[str]]:
+    flow_id = client.submit()
+    jobs = fake.next_jobs(2)
+    queues = set().union(*(flow_queues(job) for job in jobs.values()))
+    watch = client.watch
+    run_to_success(fake, jobs)
+    assert end_of(watch(flow_id)).state == pb.FLOW_STATE_SUCCEEDED
+    assert_no_queue_left(client.settings.queue_url, list(jobs.values()))
+    return flow_id, queues
+
+
+def spares(url: str, shape: set[str], but: frozenset[str] = frozenset()) -> list[str]:
+    """The flow ids whose queues have ``shape`` (and are not in ``but``)."""
+    return [f for f, rests in queues_by_flow(url).items() if rests == shape and f not in but]
+
+
+@pytest.fixture
+def spare_settings(settings: SchedulerSettings) -> SchedulerSettings:
+    return dataclasses.replace(settings, spare_idle_s=30.0)
+
+
+@pytest.fixture
+def spare_client(spare_settings: SchedulerSettings) -> Iterator[Client]:
+    client = Client(spare_settings)
+    yield client
+    client.close()
+
+
+def test_the_next_flow_of_a_shape_takes_the_spare_declared_for_it(
+    spare_client: Client, fake: FakeExecutor, broker_url: str
+) -> None:
+    others = frozenset(queues_by_flow(broker_url))  # other tests' schedulers may have left some
+    first, queues = run_one(spare_client, fake)
+    shape = {q.removeprefix(f"{FLOW_PREFIX}.{first}.") for q in queues}
+
+    eventually(lambda: len(spares(broker_url, shape, others)) == 1, "a spare for the next flow")
+    (spare,) = spares(broker_url, shape, others)
+
+    second, _ = run_one(spare_client, fake)
+    assert second == spare  # its queues were there before it was submitted
+    # and the one after it has a spare again; the used one's queues went with its flow
+    eventually(lambda: spares(broker_url, shape, others | {spare}) != [], "the next spare")
+    assert spare not in queues_by_flow(broker_url)
+
+
+def test_a_stopped_scheduler_leaves_no_spare(
+    spare_settings: SchedulerSettings, fake: FakeExecutor, broker_url: str
+) -> None:
+    others = frozenset(queues_by_flow(broker_url))
+    client = Client(spare_settings)
+    try:
+        first, queues = run_one(client, fake)
+        shape = {q.removeprefix(f"{FLOW_PREFIX}.{first}.") for q in queues}
+        eventually(lambda: len(spares(broker_url, shape, others)) == 1, "a spare")
+        (spare,) = spares(broker_url, shape, others)
+    finally:
+        client.close()
+
+    assert spare not in queues_by_flow(broker_url)
+
+
+def test_a_spare_nobody_takes_is_deleted_once_it_idled(
+    settings: SchedulerSettings, fake: FakeExecutor, broker_url: str
+) -> None:
+    others = frozenset(queues_by_flow(broker_url))
+    client = Client(dataclasses.replace(settings, spare_idle_s=2.0))
+    try:
+        first, queues = run_one(client, fake)
+        shape = {q.removeprefix(f"{FLOW_PREFIX}.{first}.") for q in queues}
+        seen: list[str] = []
+
+        def a_spare() -> bool:
+            seen.extend(spares(broker_url, shape, others))
+            return bool(seen)
+
+        eventually(a_spare, "a spare")  # caught while it lives: it idles out within seconds
+        spare = seen[0]
+        eventually(lambda: spare not in queues_by_flow(broker_url), "the idle spare deleted")
+        time.sleep(1.5)  # and none made again: no flow of that shape came since
+        assert spares(broker_url, shape, others) == []
+    finally:
+        client.close()
+
+
+def test_spares_left_by_a_scheduler_that_died_are_deleted_at_the_next_start(
+    spare_settings: SchedulerSettings, broker_url: str, tmp_path: Path
+) -> None:
+    # What a scheduler killed with spares ready leaves: their queues, and their rows.
+    left = "0123456789ab"
+    names = [f"{FLOW_PREFIX}.{left}.in.b.text", f"{FLOW_PREFIX}.{left}.export.out"]
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = connection.channel()
+        for name in names:
+            channel.queue_declare(name, arguments=stream_arguments())
+    finally:
+        connection.close()
+    store = FlowStore(spare_settings.state_path)
+    store.add_spare(left, names)
+    store.close()
+
+    client = Client(spare_settings)
+    try:
+        eventually(lambda: left not in queues_by_flow(broker_url), "the dead one's spare gone")
+        assert client.scheduler.store.spares() == []
+    finally:
+        client.close()
+
+
+def test_spares_off_declares_every_flow_at_submit(
+    settings: SchedulerSettings, fake: FakeExecutor, broker_url: str
+) -> None:
+    others = frozenset(queues_by_flow(broker_url))
+    client = Client(dataclasses.replace(settings, spare_idle_s=0.0))
+    try:
+        first, queues = run_one(client, fake)
+        shape = {q.removeprefix(f"{FLOW_PREFIX}.{first}.") for q in queues}
+        time.sleep(0.5)
+        assert spares(broker_url, shape, others) == []
+    finally:
+        client.close()
