@@ -40,6 +40,7 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
         "DAGYO_METRICS_PORT": "0",
         "DAGYO_REQUIRE_CONSUMERS": "no",
         "DAGYO_UI": "127.0.0.1:0",
+        "DAGYO_SPARE_IDLE_S": "0",
     }
     got = SchedulerSettings.from_env(env)
     assert got == SchedulerSettings(
@@ -52,6 +53,7 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
         metrics_port=0,
         require_consumers=False,
         ui_address="127.0.0.1:0",
+        spare_idle_s=0.0,
     )
     assert (got.host, got.port) == ("0.0.0.0", 6000)
 
@@ -62,6 +64,7 @@ def test_settings_defaults() -> None:
     assert got.address == "localhost:50051"
     assert got.state_path == "/var/lib/x/dagyo/scheduler-localhost-5672-%2F.sqlite3"
     assert (got.heartbeat_timeout_s, got.metrics_port, got.require_consumers) == (15.0, 9101, True)
+    assert got.spare_idle_s == 60.0
     assert default_state_path({}).endswith("/dagyo/scheduler-localhost-5672-%2F.sqlite3")
     assert SchedulerSettings.from_env({}, address="localhost:0").port == 0
 
@@ -74,6 +77,8 @@ def test_settings_defaults() -> None:
         ("DAGYO_METRICS_PORT", "70000", "metrics_port must be 0 to 65535"),
         ("DAGYO_SCHEDULER", "localhost", "must be host:port"),
         ("DAGYO_REQUIRE_CONSUMERS", "maybe", "DAGYO_REQUIRE_CONSUMERS='maybe' is not a yes/no"),
+        ("DAGYO_SPARE_IDLE_S", "-1", "DAGYO_SPARE_IDLE_S must be a number of seconds, at least 0"),
+        ("DAGYO_SPARE_IDLE_S", "inf", "DAGYO_SPARE_IDLE_S must be a number of seconds"),
     ],
 )
 def test_bad_settings_name_the_variable(name: str, value: str, message: str) -> None:
