@@ -176,6 +176,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                     max_export_items=principal.quotas.max_export_items or 0,
                     declared=spare is not None,
                 )
+            scheduler.spares.submitted()
         except BrokerError as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, details([str(e)]))
         return pb.SubmitResponse(flow_id=flow_id)

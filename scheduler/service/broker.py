@@ -278,6 +278,24 @@ class Broker:
             self._lanes.reset()  # a refused declare closed its lane
             raise
 
+    def declare_ahead(self, stream_queues: Iterable[str], done: Callable[[], None]) -> None:
+        """Send the declares of queues no flow uses yet, without waiting for the broker:
+        ``done`` runs on the I/O thread once every one exists (scheduler.service.spares).
+
+        The I/O thread goes on with the flows meanwhile; a refused declare closes its lane,
+        and ``done`` then never runs.
+        """
+        streams = list(stream_queues)
+        if not streams:
+            done()
+            return
+
+        def declare() -> None:
+            self._channel()  # fail fast (and recover) when the work channel is gone
+            self._lanes.declare_ahead(streams, done)
+
+        self.call(declare)
+
     def delete_queues(self, queues: Iterable[str]) -> None:
         """Stop consuming and delete each queue; a queue already gone is no error.
 

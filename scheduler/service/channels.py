@@ -145,6 +145,23 @@ class QueueLanes:
         for index, queue in last.items():
             lanes[index].queue_declare(queue, passive=True)
 
+    def declare_ahead(self, streams: Sequence[str], done: Callable[[], None]) -> None:
+        """Declare stream queues without waiting for them: ``done`` runs (on the I/O thread)
+        once the broker has made every one, and never when it refused one (which closes
+        that lane: the caller gives up after a while)."""
+        lanes = self._lanes(len(streams))
+        left = len(streams)
+
+        def made(_frame: Any) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                done()
+
+        for index, queue in enumerate(streams):
+            lane = nowait(lanes[index % len(lanes)])
+            lane.queue_declare(queue, arguments=stream_arguments(), callback=made)
+
     def delete(self, queues: Sequence[str]) -> None:
         """Delete each queue (one already gone is no error, as in RabbitMQ); return once
         the broker has deleted them all.

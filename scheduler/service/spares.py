@@ -24,6 +24,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from executor.constants import FLOW_PREFIX
@@ -37,9 +38,9 @@ log = logging.getLogger("dagyo.scheduler.spares")
 
 # Shapes kept ready at once, at most: each costs the broker its queues while it waits.
 SPARE_SHAPES = 4
-# After a submit took a spare, the next one is declared this much later: declaring holds the
-# broker's I/O thread, which the submit still needs to publish its jobs.
-SPARE_AFTER_S = 0.03
+# A spare whose queues the broker has not all made within this long is given up (a refused
+# declare closed its lane) and deleted.
+SPARE_MADE_S = 10.0
 
 # A flow's queue names without their "dagyo.flow.{flow}." prefix, in the plan's order.
 Shape = tuple[str, ...]
@@ -81,6 +82,7 @@ class Spares:
         self._idle_s = idle_s
         self._lock = threading.Lock()
         self._ready: dict[Shape, _Spare] = {}
+        self._making: dict[Shape, tuple[_Spare, float]] = {}  # declared, not all made yet
         self._wanted: OrderedDict[Shape, float] = OrderedDict()  # -> last submitted (monotonic)
         self._doomed: list[_Spare] = []  # to delete once the broker is there
         self._taken: list[str] = []  # their rows to forget
@@ -101,14 +103,20 @@ class Spares:
                     self._doomed.append(self._ready.pop(oldest))
             if spare is not None:
                 self._taken.append(spare.flow_id)
-        self._wake.set()
         return spare.flow_id if spare is not None else None
+
+    def submitted(self) -> None:
+        """A submit is done with the broker: make the spares it asked for now (not before:
+        the broker would make their queues while it routes that submit's jobs)."""
+        self._wake.set()
 
     def disconnected(self) -> None:
         """The broker went away, and may have lost the spares' queues: none is ready now."""
         with self._lock:
             self._doomed.extend(self._ready.values())
+            self._doomed.extend(spare for spare, _ in self._making.values())
             self._ready.clear()
+            self._making.clear()
 
     def loop(self, stop: threading.Event) -> None:
         """Delete what a previous scheduler left, then tend the spares until ``stop``."""
@@ -125,15 +133,15 @@ class Spares:
                 log.debug("spares wait for the broker: %s", e)
             except Exception:
                 log.exception("tending the spares failed")
-            if self._wake.wait(min(self._idle_s / 2, 1.0)):
-                stop.wait(SPARE_AFTER_S)
+            self._wake.wait(min(self._idle_s / 2, 1.0))
             self._wake.clear()
 
     def close(self) -> None:
         """Delete every spare's queues (the scheduler stops); its rows go with them."""
         with self._lock:
             doomed = [*self._doomed, *self._ready.values()]
-            self._doomed, self._ready = [], {}
+            doomed += [spare for spare, _ in self._making.values()]
+            self._doomed, self._ready, self._making = [], {}, {}
             self._wanted.clear()
         try:
             self._delete(doomed)
@@ -160,8 +168,16 @@ class Spares:
                     del self._wanted[shape]
                     if shape in self._ready:
                         self._doomed.append(self._ready.pop(shape))
+            for shape, (spare, since) in list(self._making.items()):
+                if now - since >= SPARE_MADE_S:
+                    del self._making[shape]
+                    self._doomed.append(spare)
             doomed, self._doomed = self._doomed, []
-            missing = [shape for shape in self._wanted if shape not in self._ready]
+            missing = [
+                shape
+                for shape in self._wanted
+                if shape not in self._ready and shape not in self._making
+            ]
         if taken:
             self._store.remove_spares(taken)
         self._delete(doomed)
@@ -169,20 +185,32 @@ class Spares:
             self._make(shape)
 
     def _make(self, shape: Shape) -> None:
-        flow_id = new_flow_id()
-        queues = queues_of(flow_id, shape)
-        self._store.add_spare(flow_id, queues)  # first: a crash leaves a row, not lost queues
+        spare = _Spare(new_flow_id(), shape)
+        queues = queues_of(spare.flow_id, shape)
+        self._store.add_spare(spare.flow_id, queues)  # first: a crash leaves a row, not queues
+        with self._lock:
+            self._making[shape] = (spare, time.monotonic())
         try:
-            self._broker.declare_flow_queues(queues)
+            # Without waiting: the broker's I/O thread goes on with the flows meanwhile.
+            self._broker.declare_ahead(queues, partial(self._made, spare))
         except BrokerError:
             with self._lock:  # some of them may exist: delete them once the broker is back
-                self._doomed.append(_Spare(flow_id, shape))
+                if self._making.get(shape, (None, 0.0))[0] == spare:
+                    del self._making[shape]
+                self._doomed.append(spare)
             raise
+
+    def _made(self, spare: _Spare) -> None:
+        """Every queue of ``spare`` exists (on the broker's I/O thread)."""
         with self._lock:
-            if shape in self._wanted and shape not in self._ready:
-                self._ready[shape] = _Spare(flow_id, shape)
+            if self._making.get(spare.shape, (None, 0.0))[0] != spare:
+                return  # given up meanwhile (a lost connection, or too slow): doomed already
+            del self._making[spare.shape]
+            if spare.shape in self._wanted and spare.shape not in self._ready:
+                self._ready[spare.shape] = spare
                 return
-        self._delete([_Spare(flow_id, shape)])  # no longer wanted meanwhile
+            self._doomed.append(spare)  # no longer wanted meanwhile
+        self._wake.set()
 
     def _delete(self, spares: Sequence[_Spare]) -> None:
         if not spares:
