@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
+import subprocess
 import threading
 import time
 import uuid
@@ -78,6 +79,18 @@ def queue_exists(url: str, name: str) -> bool:
         return False
     finally:
         connection.close()
+
+
+def connections(vhost: str) -> set[str]:
+    """The broker's connections (their pids) on ``vhost``, from rabbitmqctl."""
+    out = subprocess.run(
+        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "pid", "vhost"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return {line.split("\t")[0] for line in out.splitlines() if line.endswith("\t" + vhost)}
 
 
 def flow_queues(job: Job) -> set[str]:

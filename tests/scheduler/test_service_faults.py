@@ -31,6 +31,7 @@ from tests.scheduler.fake_executor import (
     Client,
     FakeExecutor,
     assert_no_queue_left,
+    connections,
     end_of,
     eventually,
     exports_of,
@@ -176,17 +177,6 @@ def test_a_queue_deleted_under_a_flow_fails_it(
     assert_no_queue_left(broker_url, list(jobs.values()))
 
 
-def _connections(vhost: str) -> set[str]:
-    out = subprocess.run(
-        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "pid", "vhost"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    return {line.split("\t")[0] for line in out.splitlines() if line.endswith("\t" + vhost)}
-
-
 def _vhost(url: str) -> str:
     return urllib.parse.unquote(urllib.parse.urlsplit(url).path[1:])
 
@@ -197,10 +187,10 @@ def test_after_a_lost_connection_flows_resume_or_fail_cleanly(
     vhost = _vhost(broker_url)
     if not vhost.startswith("dagyo-test-"):
         pytest.fail("this test needs rabbitmqctl and a vhost of its own (see broker_url)")
-    before = _connections(vhost)
+    before = connections(vhost)
     client = Client(settings)
     try:
-        scheduler_connections = _connections(vhost) - before
+        scheduler_connections = connections(vhost) - before
         assert len(scheduler_connections) == 1
         survivor = client.submit()
         survivor_jobs = fake.next_jobs(2)

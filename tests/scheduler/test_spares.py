@@ -28,6 +28,7 @@ from tests.scheduler.fake_executor import (
     Client,
     FakeExecutor,
     assert_no_queue_left,
+    connections,
     end_of,
     eventually,
     flow_queues,
@@ -164,5 +165,29 @@ def test_spares_off_declares_every_flow_at_submit(
         shape = {q.removeprefix(f"{FLOW_PREFIX}.{first}.") for q in queues}
         time.sleep(0.5)
         assert spares(broker_url, shape, others) == []
+    finally:
+        client.close()
+
+
+def test_after_a_lost_connection_spares_are_deleted_and_the_next_flow_runs(
+    spare_settings: SchedulerSettings, fake: FakeExecutor, broker_url: str
+) -> None:
+    vhost = vhost_of(broker_url)
+    before = connections(vhost)
+    others = frozenset(queues_by_flow(broker_url))
+    client = Client(spare_settings)
+    try:
+        (scheduler_connection,) = connections(vhost) - before
+        first, queues = run_one(client, fake)
+        shape = {q.removeprefix(f"{FLOW_PREFIX}.{first}.") for q in queues}
+        eventually(lambda: len(spares(broker_url, shape, others)) == 1, "a spare")
+        (spare,) = spares(broker_url, shape, others)
+
+        rabbitmqctl("close_connection", scheduler_connection, "test: broker went away")
+
+        # Its queues may have been lost with the broker: not trusted, deleted once back.
+        eventually(lambda: spare not in queues_by_flow(broker_url), "the spare deleted")
+        second, _ = run_one(client, fake)
+        assert second != spare
     finally:
         client.close()
