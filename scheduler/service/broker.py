@@ -317,6 +317,27 @@ class Broker:
             self._lanes.reset()  # a refused delete closed its lane
             raise
 
+    def delete_queues_then(self, queues: Iterable[str], then: Callable[[], None]) -> None:
+        """Delete each queue as ``delete_queues`` does, without waiting for the broker:
+        ``then`` runs on the I/O thread once every one is gone (at once when there are
+        none), and never when the broker refused one or the connection was lost first.
+
+        Raises:
+            BrokerError: when the connection is down.
+        """
+        names = list(queues)
+
+        def delete() -> None:
+            self._channel()  # fail fast (and recover) when the work channel is gone
+            for queue in names:
+                self._consumers.forget(queue)
+            if names:
+                self._lanes.delete_ahead(names, then)
+            else:
+                then()
+
+        self.call(delete)
+
     def delete_if_idle(self, queue: str) -> bool:
         """Delete ``queue`` only if no message waits and no consumer pulls it (atomic in
         the broker); True when it is gone."""

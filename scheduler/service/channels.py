@@ -162,6 +162,21 @@ class QueueLanes:
             lane = nowait(lanes[index % len(lanes)])
             lane.queue_declare(queue, arguments=stream_arguments(), callback=made)
 
+    def delete_ahead(self, queues: Sequence[str], done: Callable[[], None]) -> None:
+        """Delete queues without waiting: ``done`` runs (on the I/O thread) once the broker
+        has deleted every one, and never when it refused one (which closes that lane)."""
+        lanes = self._lanes(len(queues))
+        left = len(queues)
+
+        def deleted(_frame: Any) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                done()
+
+        for index, queue in enumerate(queues):
+            nowait(lanes[index % len(lanes)]).queue_delete(queue, callback=deleted)
+
     def delete(self, queues: Sequence[str]) -> None:
         """Delete each queue (one already gone is no error, as in RabbitMQ); return once
         the broker has deleted them all.

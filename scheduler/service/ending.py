@@ -1,8 +1,9 @@
 """Ending a flow: note why, stop its jobs, delete its queues, then record its end.
 
 Whatever the end, the scheduler publishes stop (unless the flow succeeded) and deletes
-every queue of the flow, and only then records the end state and tells watchers; a
-clean-up the broker cannot do now is left "finishing" in the store for the next resume.
+every queue of the flow, and only once the broker says they are all gone records the end
+state and tells watchers; a clean-up the broker cannot do now is left "finishing" in the
+store for the next resume.
 """
 
 from __future__ import annotations
@@ -127,11 +128,15 @@ class Ending:
                 self._broker.publish_stop(Stop(flow_id=flow.id, reason=failure.error))
                 if flow.runtime.announce:
                     self._broker.publish_failure(failure)
-            self._broker.delete_queues(flow.runtime.queues)
+            # Not waiting on the broker's answers: the I/O thread goes on with other flows,
+            # and the end is recorded once every queue is gone.
+            self._broker.delete_queues_then(flow.runtime.queues, partial(self._ended, flow, state))
         except BrokerError as e:
             # Left as "finishing" in the store: the next resume cleans up again.
             log.warning("flow %s: clean-up waits for the broker: %s", flow.id, e)
-            return
+
+    def _ended(self, flow: ActiveFlow, state: FlowState) -> None:
+        """Every queue of the flow is gone: record its end and tell its watchers."""
         with self._table.lock:
             if self._table.flows.get(flow.id) is not flow:
                 return
