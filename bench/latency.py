@@ -10,8 +10,9 @@ run ("first_export_samples_ms"), for bench/report.py's latency CDF.
 
 With --phases it adds where a submit's time goes ("phases_ms": p50 per flow of each step,
 timed around the scheduler's own functions, in this process): the gRPC call as the client
-sees it, the servicer's Submit, the flow's queues declared, its export consumers, its jobs
-published, the SQLite writes, and the queues deleted at its end (off the submit path).
+sees it, the servicer's Submit, the flow's queues declared (only by the submits that found
+no spare: "calls_per_flow" says how many did), its export consumers, its jobs published,
+and the SQLite writes.
 
 Usage:
     python bench/latency.py
@@ -50,7 +51,6 @@ PHASES = (
     ("scheduler.service.broker:Broker", "consume", "consume_exports"),
     ("scheduler.service.broker:Broker", "publish_jobs", "publish_jobs"),
     ("scheduler.service.state:FlowStore", "save", "sqlite_saves"),
-    ("scheduler.service.broker:Broker", "delete_queues", "delete_queues"),
 )
 
 
@@ -80,15 +80,17 @@ def time_phases() -> dict[str, list[float]]:
 
 def phases(spent: dict[str, list[float]], client_submit: list[float], flows: int) -> dict:
     """The client's submit and each phase's p50 in ms; a phase run several times per flow
-    (the SQLite saves) gives its mean total per flow instead, and how many calls."""
+    (the SQLite saves) gives its mean total per flow instead; "calls_per_flow" says how
+    often a phase ran per flow where that is not once."""
     out: dict[str, Any] = {"client_submit": round(statistics.median(client_submit) * 1000, 2)}
     calls = {}
     for phase, samples in spent.items():
         if len(samples) > flows * 1.5:
             out[phase] = round(sum(samples) / flows * 1000, 2)
-            calls[phase] = round(len(samples) / flows, 1)
         else:
             out[phase] = round(statistics.median(samples) * 1000, 2)
+        if len(samples) != flows:
+            calls[phase] = round(len(samples) / flows, 2)
     if calls:
         out["calls_per_flow"] = calls
     return out
