@@ -39,6 +39,9 @@ log = logging.getLogger("dagyo.scheduler")
 
 # The executor named by failure reports the scheduler decides itself (deadline, cancel…).
 SCHEDULER_EXECUTOR = "scheduler"
+# A flow whose queues' deletes got no answer this long has them sent again: a delete the
+# broker refused closes its channel, and the deletes behind it on that channel are lost.
+DELETE_RETRY_S = 5.0
 
 
 class Ending:
@@ -128,11 +131,40 @@ class Ending:
                 self._broker.publish_stop(Stop(flow_id=flow.id, reason=failure.error))
                 if flow.runtime.announce:
                     self._broker.publish_failure(failure)
-            # Not waiting on the broker's answers: the I/O thread goes on with other flows,
-            # and the end is recorded once every queue is gone.
-            self._broker.delete_queues_then(flow.runtime.queues, partial(self._ended, flow, state))
+            self._delete(flow, state)
         except BrokerError as e:
             # Left as "finishing" in the store: the next resume cleans up again.
+            log.warning("flow %s: clean-up waits for the broker: %s", flow.id, e)
+
+    def _delete(self, flow: ActiveFlow, state: FlowState) -> None:
+        # Not waiting on the broker's answers: the I/O thread goes on with other flows,
+        # and the end is recorded once every queue is gone.
+        flow.deleting_since = time.monotonic()
+        self._broker.delete_queues_then(flow.runtime.queues, partial(self._ended, flow, state))
+
+    def retry_deletes(self) -> None:
+        """Send again the deletes of flows whose deletes got no answer for DELETE_RETRY_S."""
+        now = time.monotonic()
+        with self._table.lock:
+            stuck = [
+                flow
+                for flow in self._table.flows.values()
+                if flow.deleting_since and now - flow.deleting_since >= DELETE_RETRY_S
+            ]
+            for flow in stuck:
+                flow.deleting_since = now
+        for flow in stuck:
+            log.warning("flow %s: its queues' deletes got no answer; sending them again", flow.id)
+            state = FlowState.from_proto(flow.runtime.finishing)
+            self._broker.submit(partial(self._delete_again, flow, state))
+
+    def _delete_again(self, flow: ActiveFlow, state: FlowState) -> None:
+        with self._table.lock:
+            if self._table.flows.get(flow.id) is not flow:
+                return  # its end came meanwhile
+        try:
+            self._delete(flow, state)
+        except BrokerError as e:
             log.warning("flow %s: clean-up waits for the broker: %s", flow.id, e)
 
     def _ended(self, flow: ActiveFlow, state: FlowState) -> None:

@@ -135,6 +135,8 @@ class ActiveFlow:
     admitted_at: float = 0.0
     moved_at: float = 0.0
     blocked: dict[str, float] = field(default_factory=dict)
+    # Monotonic time its queues' deletes were last sent (0: not yet).
+    deleting_since: float = 0.0
 
     @property
     def id(self) -> str:

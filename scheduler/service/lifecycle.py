@@ -291,9 +291,12 @@ class Lifecycle:
         return self.store.get(flow_id)
 
     def tick(self) -> None:
-        """Fail flows past their deadline, with a lost job, or with a job never taken."""
+        """Fail flows past their deadline, with a lost job, or with a job never taken; send
+        again the deletes of ended flows the broker did not answer."""
         for end in due(self.table, self.liveness, self.broker, self.heartbeat_timeout_s):
             self._fail(end.flow_id, end.kind, end.error, node=end.node)
+        if self.broker.connected:
+            self.ending.retry_deletes()
 
     def _save(self, flow: ActiveFlow, *, runtime: bool = True) -> None:
         """Store the flow's record, and its runtime unless only its nodes moved (a job

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -306,4 +307,31 @@ def test_a_refused_declare_fails_the_submit_and_the_scheduler_carries_on(
     finally:
         client.close()
         connection.close()
+    assert_no_queue_left(broker_url, list(jobs.values()))
+
+
+def test_deletes_the_broker_refused_are_sent_again_and_the_flow_then_ends(
+    client: Client, fake: FakeExecutor, broker_url: str
+) -> None:
+    flow_id = client.submit()
+    jobs = fake.next_jobs(2)
+    stream = jobs["b"].inputs["text"].queue
+    # Someone holds the flow's stream queue as an exclusive one of their own connection:
+    # the broker refuses the scheduler's delete of it (RESOURCE_LOCKED), which closes the
+    # channel it went on, and the deletes behind it on that channel are never answered.
+    holder = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = holder.channel()
+        channel.queue_delete(stream)
+        channel.queue_declare(stream, exclusive=True)
+        watch = client.stub.Watch(pb.WatchRequest(flow_id=flow_id), timeout=WAIT_S)
+        run_to_success(fake, jobs)
+        time.sleep(1.0)
+        assert client.get(flow_id).state == pb.FLOW_STATE_RUNNING  # not ended: queues remain
+    finally:
+        holder.close()  # the exclusive queue goes with its connection
+
+    events = list(watch)  # the deletes, sent again, now all succeed
+    assert end_of(events).state == pb.FLOW_STATE_SUCCEEDED
+    assert exports_of(events) == EXPECTED
     assert_no_queue_left(broker_url, list(jobs.values()))
