@@ -103,6 +103,19 @@ class ProbeChannel(_OneChannel):
         return True
 
 
+def _after_all(answers: int, done: Callable[[], None]) -> Callable[[Any], None]:
+    """A callback for each of ``answers`` broker answers that calls ``done`` on the last."""
+    left = answers
+
+    def answered(_frame: Any) -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            done()
+
+    return answered
+
+
 class QueueLanes:
     """Up to LANES channels on which a flow's queues are declared and deleted in parallel.
 
@@ -150,14 +163,7 @@ class QueueLanes:
         once the broker has made every one, and never when it refused one (which closes
         that lane: the caller gives up after a while)."""
         lanes = self._lanes(len(streams))
-        left = len(streams)
-
-        def made(_frame: Any) -> None:
-            nonlocal left
-            left -= 1
-            if left == 0:
-                done()
-
+        made = _after_all(len(streams), done)
         for index, queue in enumerate(streams):
             lane = nowait(lanes[index % len(lanes)])
             lane.queue_declare(queue, arguments=stream_arguments(), callback=made)
@@ -166,14 +172,7 @@ class QueueLanes:
         """Delete queues without waiting: ``done`` runs (on the I/O thread) once the broker
         has deleted every one, and never when it refused one (which closes that lane)."""
         lanes = self._lanes(len(queues))
-        left = len(queues)
-
-        def deleted(_frame: Any) -> None:
-            nonlocal left
-            left -= 1
-            if left == 0:
-                done()
-
+        deleted = _after_all(len(queues), done)
         for index, queue in enumerate(queues):
             nowait(lanes[index % len(lanes)]).queue_delete(queue, callback=deleted)
 
