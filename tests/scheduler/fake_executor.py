@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import queue
-import subprocess
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from google.protobuf.message import Message
 from executor.constants import (
     EVENTS_EXCHANGE,
     FAILURES_EXCHANGE,
+    FLOW_PREFIX,
     STOP_EXCHANGE,
 )
 from executor.pb.dagyo.types_pb2 import Text
@@ -40,6 +40,7 @@ from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.progdef import load_catalogue
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
+from tests.conftest import rabbitmqctl, vhost_of
 
 # Generous: only catches hangs.
 WAIT_S = 20.0
@@ -83,14 +84,20 @@ def queue_exists(url: str, name: str) -> bool:
 
 def connections(vhost: str) -> set[str]:
     """The broker's connections (their pids) on ``vhost``, from rabbitmqctl."""
-    out = subprocess.run(
-        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "pid", "vhost"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    out = rabbitmqctl("list_connections", "-q", "--no-table-headers", "pid", "vhost")
     return {line.split("\t")[0] for line in out.splitlines() if line.endswith("\t" + vhost)}
+
+
+def queues_by_flow(url: str) -> dict[str, set[str]]:
+    """Every ``dagyo.flow.*`` queue of the vhost of ``url``: flow id -> the rest of each
+    name (``in.b.text``, ``export.out``), from rabbitmqctl."""
+    out = rabbitmqctl("list_queues", "-p", vhost_of(url), "-q", "--no-table-headers", "name")
+    flows: dict[str, set[str]] = {}
+    for name in out.split():
+        if name.startswith(FLOW_PREFIX + "."):
+            flow_id, _, rest = name[len(FLOW_PREFIX) + 1 :].partition(".")
+            flows.setdefault(flow_id, set()).add(rest)
+    return flows
 
 
 def flow_queues(job: Job) -> set[str]:

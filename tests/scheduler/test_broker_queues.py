@@ -12,25 +12,12 @@ import uuid
 from collections.abc import Iterator
 
 import pika
-import pika.exceptions
 import pytest
 
 from executor.constants import stream_queue
 from executor.errors import BrokerError
 from scheduler.service.broker import Broker
-
-
-def exists(url: str, queue: str) -> bool:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        connection.channel().queue_declare(queue, passive=True)
-        return True
-    except pika.exceptions.ChannelClosedByBroker as e:
-        assert e.reply_code == 404, e
-        return False
-    finally:
-        if connection.is_open:
-            connection.close()
+from tests.scheduler.fake_executor import queue_exists
 
 
 @pytest.fixture
@@ -54,12 +41,12 @@ def test_a_flows_queues_are_all_made_and_all_deleted(
 ) -> None:
     queues = flow_queues(streams)
     broker.declare_flow_queues(queues)
-    assert all(exists(broker_url, q) for q in queues)
+    assert all(queue_exists(broker_url, q) for q in queues)
 
     broker.delete_queues(queues)
 
     # delete_queues returns once the broker has deleted every one, not just been sent them
-    assert [q for q in queues if exists(broker_url, q)] == []
+    assert [q for q in queues if queue_exists(broker_url, q)] == []
 
 
 def test_deleting_a_consumed_queue_forgets_its_consumer_without_calling_it_lost(
@@ -76,7 +63,7 @@ def test_deleting_a_consumed_queue_forgets_its_consumer_without_calling_it_lost(
     broker.delete_queues([consumed])
 
     assert not lost.is_set()
-    assert not exists(broker_url, consumed)
+    assert not queue_exists(broker_url, consumed)
 
 
 def test_deleting_queues_already_gone_is_no_error(broker: Broker, broker_url: str) -> None:
@@ -85,7 +72,7 @@ def test_deleting_queues_already_gone_is_no_error(broker: Broker, broker_url: st
 
     broker.delete_queues(queues)  # two of them never existed
 
-    assert not exists(broker_url, queues[0])
+    assert not queue_exists(broker_url, queues[0])
 
 
 def test_a_refused_delete_is_a_broker_error_and_the_next_delete_works(
@@ -105,4 +92,4 @@ def test_a_refused_delete_is_a_broker_error_and_the_next_delete_works(
 
     broker.delete_queues(queues)
 
-    assert [q for q in queues if exists(broker_url, q)] == []
+    assert [q for q in queues if queue_exists(broker_url, q)] == []

@@ -32,18 +32,9 @@ from tests.scheduler.fake_executor import (
     end_of,
     eventually,
     flow_queues,
+    queues_by_flow,
     run_to_success,
 )
-
-
-def queues_by_flow(url: str) -> dict[str, set[str]]:
-    names = rabbitmqctl("list_queues", "-p", vhost_of(url), "-q", "--no-table-headers", "name")
-    flows: dict[str, set[str]] = {}
-    for name in names.split():
-        if name.startswith(FLOW_PREFIX + "."):
-            flow_id, _, rest = name[len(FLOW_PREFIX) + 1 :].partition(".")
-            flows.setdefault(flow_id, set()).add(rest)
-    return flows
 
 
 def run_one(client: Client, fake: FakeExecutor) -> tuple[str, set[str]]:
