@@ -38,19 +38,33 @@ from tests.scheduler.fake_executor import (
 
 
 def run_one(client: Client, fake: FakeExecutor) -> tuple[str, set[str]]:
+    """Run FLOW to success; its flow id and its shape (its queue names past the flow id)."""
     flow_id = client.submit()
     jobs = fake.next_jobs(2)
     queues = set().union(*(flow_queues(job) for job in jobs.values()))
-    watch = client.watch
     run_to_success(fake, jobs)
-    assert end_of(watch(flow_id)).state == pb.FLOW_STATE_SUCCEEDED
+    assert end_of(client.watch(flow_id)).state == pb.FLOW_STATE_SUCCEEDED
     assert_no_queue_left(client.settings.queue_url, list(jobs.values()))
-    return flow_id, queues
+    return flow_id, {q.removeprefix(f"{FLOW_PREFIX}.{flow_id}.") for q in queues}
 
 
 def spares(url: str, shape: set[str], but: frozenset[str] = frozenset()) -> list[str]:
     """The flow ids whose queues have ``shape`` (and are not in ``but``)."""
     return [f for f, rests in queues_by_flow(url).items() if rests == shape and f not in but]
+
+
+def the_spare(url: str, shape: set[str], but: frozenset[str]) -> str:
+    """Wait for the one spare of ``shape`` (not in ``but``), and return its flow id; caught
+    in the very look-up that finds it, as one that idles out may be gone by the next."""
+    seen: list[list[str]] = []
+
+    def found() -> bool:
+        seen.append(spares(url, shape, but))
+        return bool(seen[-1])
+
+    eventually(found, "a spare")
+    (spare,) = seen[-1]
+    return spare
 
 
 @pytest.fixture
@@ -69,11 +83,9 @@ def test_the_next_flow_of_a_shape_takes_the_spare_declared_for_it(
     spare_client: Client, fake: FakeExecutor, broker_url: str
 ) -> None:
     others = frozenset(queues_by_flow(broker_url))  # other tests' schedulers may have left some
-    first, queues = run_one(spare_client, fake)
-    shape = {q.removeprefix(f"{FLOW_PREFIX}.{first}.") for q in queues}
+    _, shape = run_one(spare_client, fake)
 
-    eventually(lambda: len(spares(broker_url, shape, others)) == 1, "a spare for the next flow")
-    (spare,) = spares(broker_url, shape, others)
+    spare = the_spare(broker_url, shape, others)
 
     second, _ = run_one(spare_client, fake)
     assert second == spare  # its queues were there before it was submitted
@@ -88,10 +100,8 @@ def test_a_stopped_scheduler_leaves_no_spare(
     others = frozenset(queues_by_flow(broker_url))
     client = Client(spare_settings)
     try:
-        first, queues = run_one(client, fake)
-        shape = {q.removeprefix(f"{FLOW_PREFIX}.{first}.") for q in queues}
-        eventually(lambda: len(spares(broker_url, shape, others)) == 1, "a spare")
-        (spare,) = spares(broker_url, shape, others)
+        _, shape = run_one(client, fake)
+        spare = the_spare(broker_url, shape, others)
     finally:
         client.close()
 
@@ -104,16 +114,8 @@ def test_a_spare_nobody_takes_is_deleted_once_it_idled(
     others = frozenset(queues_by_flow(broker_url))
     client = Client(dataclasses.replace(settings, spare_idle_s=2.0))
     try:
-        first, queues = run_one(client, fake)
-        shape = {q.removeprefix(f"{FLOW_PREFIX}.{first}.") for q in queues}
-        seen: list[str] = []
-
-        def a_spare() -> bool:
-            seen.extend(spares(broker_url, shape, others))
-            return bool(seen)
-
-        eventually(a_spare, "a spare")  # caught while it lives: it idles out within seconds
-        spare = seen[0]
+        _, shape = run_one(client, fake)
+        spare = the_spare(broker_url, shape, others)  # it idles out within seconds
         eventually(lambda: spare not in queues_by_flow(broker_url), "the idle spare deleted")
         time.sleep(1.5)  # and none made again: no flow of that shape came since
         assert spares(broker_url, shape, others) == []
@@ -152,8 +154,7 @@ def test_spares_off_declares_every_flow_at_submit(
     others = frozenset(queues_by_flow(broker_url))
     client = Client(dataclasses.replace(settings, spare_idle_s=0.0))
     try:
-        first, queues = run_one(client, fake)
-        shape = {q.removeprefix(f"{FLOW_PREFIX}.{first}.") for q in queues}
+        _, shape = run_one(client, fake)
         time.sleep(0.5)
         assert spares(broker_url, shape, others) == []
     finally:
@@ -169,10 +170,8 @@ def test_after_a_lost_connection_spares_are_deleted_and_the_next_flow_runs(
     client = Client(spare_settings)
     try:
         (scheduler_connection,) = connections(vhost) - before
-        first, queues = run_one(client, fake)
-        shape = {q.removeprefix(f"{FLOW_PREFIX}.{first}.") for q in queues}
-        eventually(lambda: len(spares(broker_url, shape, others)) == 1, "a spare")
-        (spare,) = spares(broker_url, shape, others)
+        _, shape = run_one(client, fake)
+        spare = the_spare(broker_url, shape, others)
 
         rabbitmqctl("close_connection", scheduler_connection, "test: broker went away")
 
