@@ -98,6 +98,10 @@ class Heartbeats:
                 log.warning("heartbeat not sent (%s); retrying in %.1f s", type(e).__name__, delay)
                 wait, delay = delay, min(delay * 2, self._max_delay_s)
                 continue
+            except Exception:  # a bug building one beat must not silence every later one
+                log.exception("heartbeat not sent")
+                wait = self._interval_s
+                continue
             delay = RECONNECT_DELAY_S
             wait = self._interval_s
         self._close()

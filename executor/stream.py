@@ -10,6 +10,7 @@ at end-of-stream, which is an explicit frame.
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from executor.errors import DagyoError, DecodeError
 from executor.frames import FrameForm, MessageFrame, StreamFrame
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.transport.base import FrameSink
+
+log = logging.getLogger("dagyo.stream")
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,9 @@ class FrameWriter:
         self.items_sent = 0
         self.frames_sent = 0
         self.closed = False
+        # What the Flusher met flushing this writer's frame (see Flusher._flush); raised
+        # to the job at its next add or close.
+        self.failed: BaseException | None = None
         # Monotonic time a blocking send began, 0.0 while none is under way: a send that
         # lasts is a stream that is full (see blocked_s).
         self._sending_since = 0.0
@@ -271,6 +277,9 @@ class FrameWriter:
         self._sink.close()
 
     def _flush_locked(self, *, end: bool, block: bool) -> bool:
+        failed = self.failed
+        if failed is not None:
+            raise failed
         if not self._items and not end:
             return True
         frame = self._frame(end)
@@ -353,10 +362,25 @@ class Flusher:
             now = time.monotonic()
             with self._lock:
                 writers = list(self._pending.values())
-            done = [writer for writer in writers if writer.flush_if_lingering(now)]
+            done = [writer for writer in writers if self._flush(writer, now)]
             with self._lock:
                 for writer in done:
-                    if not writer._items or writer.closed:
+                    if not writer._items or writer.closed or writer.failed is not None:
                         self._pending.pop(id(writer), None)
                 if not self._pending and not self._closed:
                     self._wake.clear()
+
+    @staticmethod
+    def _flush(writer: FrameWriter, now: float) -> bool:
+        """Flush one writer's lingering frame; its failure is its job's, never this thread's.
+
+        A flush that fails (its stream gone with its flow, the broker lost) leaves the
+        error with the writer, which raises it to its job at the next add or close (a
+        stream gone has set the job's stop already); the writer is then forgotten here.
+        """
+        try:
+            return writer.flush_if_lingering(now)
+        except Exception as e:
+            writer.failed = e
+            log.info("a lingering frame of %s was not sent: %s", writer.typename, e)
+            return True
