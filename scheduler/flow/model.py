@@ -12,7 +12,6 @@ as ``<file>: <where>: <what>; <fix>``::
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from executor.errors import FlowInvalid, JsonProblems
 from executor.progdef import NAME, Progdef, did_you_mean
 from executor.strictjson import parse_strict
+from scheduler.flow.problems import Problems, json_excerpt
 
 FLOW_VERSION = 1
 # The largest flow: every node is a job and every edge a queue, all live at once (a
@@ -33,7 +33,6 @@ Port = tuple[str, str, str]  # (node, IN or OUT, port): the key of CheckedFlow.p
 SCHEMA_NAMES = ("flow", "progdef")
 _SCHEMAS_DIR = Path(__file__).parent / "schemas"
 _TOP_KEYS = ("name", "version", "nodes", "edges", "consts", "exports")
-_ESCAPES = {c: f"\\u{c:04x}" for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 _NAME_RULE = f"must match {NAME.pattern} (lower case letters, digits, '_' and '-')"
 
 
@@ -112,19 +111,30 @@ class CheckedFlow:
     port_types: Mapping[Port, str]
     const_items: Mapping[Endpoint, tuple[bytes, ...]]
     order: tuple[str, ...]
+    # Edges and exports indexed by port once, so planning looks each port up and stays linear
+    # up to the largest flow (a scan of every edge per port took 15 s at the limits).
+    _sources: dict[Endpoint, Endpoint] = field(default_factory=dict, init=False, repr=False)
+    _consumers: dict[Endpoint, list[Endpoint]] = field(default_factory=dict, init=False, repr=False)
+    _exports: dict[Endpoint, list[str]] = field(default_factory=dict, init=False, repr=False)
 
-    # Linear scans: a flow has tens of edges, and these run once per job, not per item.
+    def __post_init__(self) -> None:
+        for edge in self.flow.edges:
+            self._sources.setdefault(edge.target, edge.source)
+            self._consumers.setdefault(edge.source, []).append(edge.target)
+        for name, endpoint in self.flow.exports.items():
+            self._exports.setdefault(endpoint, []).append(name)
+
     def source_of(self, target: Endpoint) -> Endpoint | None:
         """Return the output feeding an input, or None when a const feeds it."""
-        return next((edge.source for edge in self.flow.edges if edge.target == target), None)
+        return self._sources.get(target)
 
     def consumers_of(self, source: Endpoint) -> tuple[Endpoint, ...]:
         """Return the inputs an output feeds, in edge order."""
-        return tuple(edge.target for edge in self.flow.edges if edge.source == source)
+        return tuple(self._consumers.get(source, ()))
 
     def exports_of(self, source: Endpoint) -> tuple[str, ...]:
         """Return the export names of an output, in the order of the JSON."""
-        return tuple(name for name, export in self.flow.exports.items() if export == source)
+        return tuple(self._exports.get(source, ()))
 
 
 def schema_path(name: str) -> Path:
@@ -139,41 +149,6 @@ def schema_path(name: str) -> Path:
     if name not in SCHEMA_NAMES:
         raise ValueError(f"no schema named {name!r}; the schemas are {', '.join(SCHEMA_NAMES)}")
     return _SCHEMAS_DIR / f"{name}.schema.json"
-
-
-class Problems:
-    """Collects problem lines, each prefixed by the file they are about.
-
-    Call it as ``problems(where, text)``; ``where`` names the node, port or edge, or is
-    empty for the flow as a whole.
-    """
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.lines: list[str] = []
-        # False once a problem dropped part of the flow (a node, an edge), so the checks
-        # against the catalogue would report its absence as more problems.
-        self.model_whole = True
-
-    def __call__(self, where: str, text: str, *, keeps_model: bool = False) -> None:
-        line = f"{self.source}: {where}: {text}" if where else f"{self.source}: {text}"
-        # One problem, one line, even when a name in the flow holds a line break.
-        self.lines.append(line.translate(_ESCAPES))
-        self.model_whole = self.model_whole and keeps_model
-
-    def raise_any(self) -> None:
-        """Raise FlowInvalid with every line collected, if there is any."""
-        if self.lines:
-            raise FlowInvalid(self.lines)
-
-
-def json_excerpt(value: Any, limit: int = 60) -> str:
-    """Return value as compact JSON, cut to about ``limit`` characters, for a message."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- parsing ------------------------------------------------------------------------------
