@@ -212,7 +212,7 @@ class Firing:
         ]
         matching = [t for t in candidates if t.matches(event)]
         if not matching:
-            known = "; ".join(f"{t.name} takes type {t.match['type']}" for t in candidates)
+            known = "; ".join(f"{t.name} {t.mismatch(event)}" for t in candidates)
             raise EventRefused(
                 f"{describe(event)} matches no trigger"
                 + (f" ({known})" if known else ": there are no triggers for these events")

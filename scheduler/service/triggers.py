@@ -82,9 +82,16 @@ class Trigger:
 
     def matches(self, event: Any) -> bool:
         """Whether a CloudEvent is one this trigger takes."""
-        return all(
-            _matches(pattern, attribute(event, key) or "") for key, pattern in self.match.items()
-        )
+        return not self.mismatch(event)
+
+    def mismatch(self, event: Any) -> str:
+        """Why it does not take a CloudEvent, naming the first field that differs
+        (``takes source "s3://photos*", not "s3://videos"``); "" when it takes it."""
+        for key, pattern in self.match.items():
+            value = attribute(event, key) or ""
+            if not _matches(pattern, value):
+                return f"takes {key} {json_excerpt(pattern)}, not {json_excerpt(value)}"
+        return ""
 
 
 @dataclass(frozen=True)

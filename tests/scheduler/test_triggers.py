@@ -154,3 +154,28 @@ def pb_code(name: str) -> Any:
     import grpc
 
     return grpc.StatusCode[name]
+
+
+def test_an_event_matching_no_trigger_is_told_which_field_of_each_trigger_failed(
+    tmp_path: Path,
+) -> None:
+    triggers, _ = load_triggers(EXAMPLES / "triggers", tenant_required=False)
+    firing = Firing(
+        triggers=triggers,
+        invalid=[],
+        submit=lambda request, context: pb.SubmitResponse(flow_id="f1"),
+        catalogue=lambda: load_catalogue(PROGDEFS),
+        authenticator=Authenticator(None),
+        store=FiringStore(":memory:"),
+        max_waiting=10,
+    )
+    open_principal = Principal("", "admin", Quotas())
+    wrong_source = event("e1", {"key": "a"}, type="com.example.object.batch", source="s3://videos")
+    with pytest.raises(EventRefused) as refused:
+        firing.accept(wrong_source, principal=open_principal)
+    message = str(refused.value)
+    assert 'uploads-batched takes source "s3://photos*", not "s3://videos"' in message, message
+    assert 'on-upload takes type "com.example.object.created", not "com.example.object.batch"' in (
+        message
+    ), message
+    assert "uploads-batched takes type" not in message, message
