@@ -101,13 +101,13 @@ def checked_flow(
     """Load and check a flow file (with its ``--set`` consts), or exit 2 with every
     problem, one a line."""
     from scheduler.flow.check import check_flow
-    from scheduler.flow.model import load_flow, parse_flow
-    from scheduler.flow.overrides import apply_sets
+    from scheduler.flow.model import load_flow
+    from scheduler.flow.overrides import parse_with_sets
 
     try:
         flow = load_flow(path)
         if sets:
-            flow = parse_flow(apply_sets(path.read_text(encoding="utf-8"), sets), source=str(path))
+            flow = parse_with_sets(path.read_text(encoding="utf-8"), sets, source=str(path))
         return check_flow(flow, catalogue, source=str(path))
     except FlowInvalid as e:
         fail(str(e), EXIT_INVALID)

@@ -137,7 +137,7 @@ def bind_port_types(
         variable = unbound.get((const.target.node, IN, const.target.port))
         if variable is not None:
             problem(
-                f"const to {const.target}",
+                const.where,
                 f"port has type variable {variable[1]}, which a const cannot bind; "
                 "feed it from an edge",
             )

@@ -88,7 +88,7 @@ def typecheck(flow: Flow, catalogue: Mapping[str, Progdef], *, source: str) -> C
     for const in flow.consts:
         text = ports.problem(const.target, IN, "a const feeds an input")
         if text:
-            problem(f"const to {const.target}", text)
+            problem(const.where, text)
         elif const.target.node in progdefs:
             good_consts.append(const)
     for name, endpoint in flow.exports.items():
@@ -271,7 +271,7 @@ def encode_consts(
         typename = port_types.get((const.target.node, IN, const.target.port))
         if typename is None:
             continue
-        where = f"const to {const.target}"
+        where = const.where
         try:
             cls = message_class(typename)
         except UnknownType:

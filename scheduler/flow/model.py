@@ -20,7 +20,7 @@ from typing import Any
 from executor.errors import FlowInvalid, JsonProblems
 from executor.progdef import NAME, Progdef, did_you_mean
 from executor.strictjson import parse_strict
-from scheduler.flow.problems import Problems, json_excerpt
+from scheduler.flow.problems import SET_OPTION, Problems, json_excerpt
 
 FLOW_VERSION = 1
 # The largest flow: every node is a job and every edge a queue, all live at once (a
@@ -61,10 +61,18 @@ class Const:
 
     Attributes:
         values: each entry of ``"values"`` as written: the JSON form of one item.
+        from_set: given at submit by ``--set``, not written in the flow file.
     """
 
     target: Endpoint
     values: tuple[Any, ...]
+    from_set: bool = False
+
+    @property
+    def where(self) -> str:
+        """What its problems are about: ``const to names.count``, or ``--set names.count``
+        for a const given at submit (then a problem line does not name the flow file)."""
+        return f"{SET_OPTION} {self.target}" if self.from_set else f"const to {self.target}"
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from executor.errors import FlowInvalid, JsonProblems
 from executor.strictjson import parse_strict
-from scheduler.flow.model import json_excerpt
+from scheduler.flow.model import Flow, json_excerpt, parse_flow
 
 
 def parse_set(option: str) -> tuple[str, list[Any]]:
@@ -35,7 +36,30 @@ def parse_set(option: str) -> tuple[str, list[Any]]:
             ]
         ) from None
     items = parsed if isinstance(parsed, list) else [parsed]
+    if any(item is None for item in items):
+        raise FlowInvalid(
+            [
+                f"--set {target}: null is no item: write the item in the JSON form of the "
+                f"port's type, e.g. --set {target}=3 or --set {target}='\"Ada\"'"
+            ]
+        )
     return target, items
+
+
+def parse_with_sets(text: str, sets: Sequence[str], *, source: str) -> Flow:
+    """Parse Flow JSON with each ``--set`` replacing (or adding) its input's const; the
+    problems of those consts name ``--set``, not the flow file.
+
+    Raises:
+        FlowInvalid: for a malformed ``--set`` or flow.
+    """
+    flow = parse_flow(apply_sets(text, sets), source=source)
+    given = {parse_set(option)[0] for option in sets}
+    consts = tuple(
+        dataclasses.replace(const, from_set=True) if str(const.target) in given else const
+        for const in flow.consts
+    )
+    return dataclasses.replace(flow, consts=consts)
 
 
 def apply_sets(text: str, sets: Sequence[str]) -> str:

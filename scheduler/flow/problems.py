@@ -7,6 +7,8 @@ from typing import Any
 
 from executor.errors import FlowInvalid
 
+# The option giving consts at submit; problems of such a const name it, not the flow file.
+SET_OPTION = "--set"
 _ESCAPES = {c: f"\\u{c:04x}" for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 
 
@@ -25,7 +27,10 @@ class Problems:
         self.model_whole = True
 
     def __call__(self, where: str, text: str, *, keeps_model: bool = False) -> None:
-        line = f"{self.source}: {where}: {text}" if where else f"{self.source}: {text}"
+        if where.startswith(f"{SET_OPTION} "):  # about the command line, not the file
+            line = f"{where}: {text}"
+        else:
+            line = f"{self.source}: {where}: {text}" if where else f"{self.source}: {text}"
         # One problem, one line, even when a name in the flow holds a line break.
         self.lines.append(line.translate(_ESCAPES))
         self.model_whole = self.model_whole and keeps_model

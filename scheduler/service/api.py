@@ -22,8 +22,7 @@ from executor.errors import (
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
-from scheduler.flow.overrides import apply_sets
+from scheduler.flow.overrides import apply_sets, parse_with_sets
 from scheduler.flow.plan import plan_flow
 from scheduler.service.catalogue import catalogue_answer
 from scheduler.service.invoke import invoke
@@ -127,7 +126,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             )
         try:
             flow_json = apply_sets(request.flow_json, request.set)
-            flow = parse_flow(flow_json, source=source)
+            flow = parse_with_sets(request.flow_json, request.set, source=source)
             checked = check_flow(flow, visible_catalogue(catalogue, principal), source=source)
         except FlowInvalid as e:
             # In the answer, not the status: problem lines can outgrow gRPC metadata.

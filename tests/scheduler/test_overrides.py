@@ -39,9 +39,27 @@ def test_set_supplies_a_missing_const_checked_like_any_other(tmp_path: Path) -> 
     assert (done.returncode, greetings(done.stdout)) == (0, ["hello name-0"])
     wrong = run_dagyo("run", str(path), "--set", 'names.count="x"')
     assert wrong.returncode == 2
-    assert 'const to names.count: value 1 ("x") is not the JSON form of dagyo.types.Int64' in (
+    assert '--set names.count: value 1 ("x") is not the JSON form of dagyo.types.Int64' in (
         wrong.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        ('names.count="x"', 'value 1 ("x") is not the JSON form of dagyo.types.Int64'),
+        ("names.cuont=3", "names.cuont: no such input on progdef source (did you mean 'count'?)"),
+        ("names.count=null", "null is no item"),
+    ],
+    ids=["wrong-type", "no-such-input", "null"],
+)
+def test_a_bad_set_is_blamed_on_set_not_on_the_flow_file(option: str, problem: str) -> None:
+    done = run_dagyo("run", str(HELLO), "--set", option)
+    target = option.partition("=")[0]
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"dagyo: --set {target}: "), line
+    assert problem in line and "hello.json" not in line, line
 
 
 @pytest.mark.parametrize(
@@ -84,3 +102,18 @@ def test_submit_set_goes_to_the_scheduler(cluster: LocalCluster) -> None:
         env={"DAGYO_SCHEDULER": cluster.scheduler.address},
     )
     assert (done.returncode, greetings(done.stdout)) == (0, ["hello name-0"]), done.stderr
+
+
+def test_a_bad_set_on_submit_is_blamed_on_set(cluster: LocalCluster) -> None:
+    assert cluster.scheduler is not None
+    done = run_dagyo(
+        "flow",
+        "submit",
+        str(HELLO),
+        "--set",
+        'names.count="x"',
+        env={"DAGYO_SCHEDULER": cluster.scheduler.address},
+    )
+    assert done.returncode == 2, done.stderr
+    assert '--set names.count: value 1 ("x") is not the JSON form' in done.stderr, done.stderr
+    assert "const to names.count" not in done.stderr, done.stderr
