@@ -16,6 +16,7 @@ that holds a compiled set is read from it, not from its .proto files.
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -288,7 +289,11 @@ def type_doc(typename: str, *, progdefs: Collection[str] | None = None) -> TypeD
     """
     for name, (file, _) in list(_added.items()):
         owners = [o for o in _owners.get(name, []) if progdefs is None or o in progdefs]
-        doc = _doc_in(file, typename, f"{name} (progdef {owners[0]})" if owners else name)
+        if name.startswith(_WELL_KNOWN_FILES):  # a progdef's .proto imported it
+            source = f"{name} (well-known)"
+        else:
+            source = f"{name} (progdef {owners[0]})" if owners else name
+        doc = _doc_in(file, typename, source)
         if doc is not None:
             return doc
     if typename.startswith("dagyo.types."):
@@ -334,7 +339,8 @@ def descriptor_set(
 
 
 # The files of the types every executor has: built in, and the well-known ones.
-_EVERY_EXECUTORS = ("dagyo/", "google/protobuf/")
+_WELL_KNOWN_FILES = "google/protobuf/"
+_EVERY_EXECUTORS = ("dagyo/", _WELL_KNOWN_FILES)
 
 
 def _file_proto(file: Any) -> descriptor_pb2.FileDescriptorProto:
@@ -369,7 +375,7 @@ def _doc_in(file: descriptor_pb2.FileDescriptorProto, typename: str, source: str
         if prefix + message.name != typename:
             continue
         comments = {
-            tuple(loc.path): " ".join(loc.leading_comments.split())
+            tuple(loc.path): _paragraphs(loc.leading_comments)
             for loc in file.source_code_info.location
         }
         kinds = descriptor_pb2.FieldDescriptorProto
@@ -386,3 +392,9 @@ def _doc_in(file: descriptor_pb2.FileDescriptorProto, typename: str, source: str
             typename=typename, source=source, doc=comments.get((4, index), ""), fields=fields
         )
     return None
+
+
+def _paragraphs(comment: str) -> str:
+    """A doc comment with its lines joined, its paragraphs kept apart by a blank line."""
+    paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", comment))
+    return "\n\n".join(p for p in paragraphs if p)

@@ -131,7 +131,11 @@ def unknown_typename(port_type: str) -> str:
 
     from executor.registry import known_typenames
 
-    close = get_close_matches(port_type, known_typenames(), n=1, cutoff=0.6)
+    known = known_typenames()
+    # A short name ("Text") means the full name ending in it ("dagyo.types.Text").
+    short = port_type.rsplit(".", 1)[-1].lower()
+    ending = [name for name in known if name.rsplit(".", 1)[-1].lower() == short]
+    close = ending or get_close_matches(port_type, known, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return (
         f"no message named {port_type!r}{hint}: use a dagyo.types name, a well-known type "

@@ -264,10 +264,25 @@ def _print_type(info: dict[str, Any], *, as_json: bool, detailed: bool) -> None:
     fields = ", ".join(f"{f['name']}: {f['type']}" for f in info["fields"])
     click.echo(f"{info['typename']}  {{{fields}}}")
     if info["doc"]:
-        click.echo(f"    {info['doc']}")
+        click.echo("\n\n".join(_wrapped(p, "    ") for p in info["doc"].split("\n\n")))
     if info["source"] and "built in" not in info["source"]:
         click.echo(f"    defined in {info['source']}")
     if detailed:
         for field in info["fields"]:
-            doc = f"  {field['doc']}" if field["doc"] else ""
-            click.echo(f"    {field['name']}: {field['type']}{doc}")
+            doc = f"  {' '.join(field['doc'].split())}" if field["doc"] else ""
+            click.echo(_wrapped(f"{field['name']}: {field['type']}{doc}", "    ", "        "))
+
+
+def _wrapped(text: str, indent: str, subsequent: str | None = None) -> str:
+    """Text wrapped to the terminal (at most 100 columns), each line indented."""
+    import shutil
+    import textwrap
+
+    width = min(shutil.get_terminal_size().columns, 100)
+    return textwrap.fill(
+        text,
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=indent if subsequent is None else subsequent,
+        break_on_hyphens=False,
+    )

@@ -107,6 +107,24 @@ def test_progdefs_and_types_list_the_catalogue_and_the_stream_types() -> None:
     assert "dagyo.types.TextPair  {a: string, b: string}" in types.stdout.splitlines()
 
 
+def test_types_suggests_the_full_name_of_a_short_one() -> None:
+    done = dagyo_bare("types", "Text")
+    assert done.returncode == 2
+    assert "no message named 'Text' (did you mean 'dagyo.types.Text'?)" in done.stderr, done.stderr
+
+
+def test_types_says_a_well_known_type_is_well_known_and_wraps_its_docs() -> None:
+    done = dagyo_bare("types", "google.protobuf.Timestamp")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "    defined in google/protobuf/timestamp.proto (well-known)" in lines, done.stdout
+    assert "progdef" not in done.stdout
+    assert max(len(line) for line in lines) <= 100, done.stdout
+    # Its doc comment's paragraphs stay paragraphs, each wrapped under the heading.
+    assert "    # Examples" in lines, done.stdout
+    assert "" in lines[1:], done.stdout
+
+
 def test_the_installed_sample_catalogue_is_used_outside_a_checkout(tmp_path: Path) -> None:
     result = dagyo_bare("run", str(EXAMPLES / "hello.json"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
