@@ -1,7 +1,7 @@
 """``dagyo build`` and ``dagyo deploy``: they parse arguments and call scheduler.deploy.
 
-They need the ``deploy`` extra (kubernetes, docker); scheduler/cli/deploy.py stands in
-for them with a hint when it is not installed.
+They need the ``deploy`` extra (kubernetes, docker), imported only when a command runs: on
+a core install ``--help`` works and a command prints how to add the extra (exit 2).
 
 Exit status: 0 done, 1 a build, push or apply failed, 2 invalid input (a malformed
 progdef.json, an unknown progdef, a catalogue that cannot be rendered), 3 no Docker daemon
@@ -10,6 +10,7 @@ or Kubernetes cluster reachable.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Mapping
@@ -36,25 +37,41 @@ from scheduler.cli.common import (
     fail,
     scheduler_option,
 )
-from scheduler.deploy import (
-    DeploySettings,
-    apply_objects,
-    build_all,
-    connect_cluster,
-    connect_docker,
+from scheduler.deploy.catalogue import render_catalogue
+from scheduler.deploy.credentials import TLS_SECRET, TOKENS_SECRET
+from scheduler.deploy.images import (
+    DEFAULT_LOCK,
+    pinned_reference,
     plan_images,
     read_lock,
-    render_catalogue,
+    scheduler_image_tag,
+)
+from scheduler.deploy.manifests import (
+    AUTOSCALERS,
+    SCALERS,
+    STATE_VOLUMES,
+    DeploySettings,
     to_yaml,
 )
-from scheduler.deploy.credentials import TLS_SECRET, TOKENS_SECRET
-from scheduler.deploy.images import DEFAULT_LOCK, pinned_reference, scheduler_image_tag
-from scheduler.deploy.manifests import AUTOSCALERS, SCALERS, STATE_VOLUMES
-from scheduler.deploy.prune import delete_objects, retired_objects
 from scheduler.service.config import ENV_TRIGGERS, ENV_TRIGGERS_HTTP, default_progdefs_dir
 
 # What --tls-secret and --tokens-secret take to turn TLS or tokens off.
 NONE = "none"
+#: The top-level modules of the ``deploy`` extra (urllib3 comes with the kubernetes client).
+DEPLOY_EXTRA = ("kubernetes", "docker", "urllib3")
+
+
+def _require_extra(command: str) -> None:
+    """Exit 2 with the install hint when a module of the deploy extra is missing."""
+    for module in DEPLOY_EXTRA:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            fail(
+                f"{command} needs the deploy extra ({e.name or module} is not installed): "
+                "pip install 'dagyo[deploy]'",
+                EXIT_INVALID,
+            )
 
 
 def _catalogue(progdefs_dir: Path | None) -> dict[str, Progdef]:
@@ -153,8 +170,14 @@ def build(
 
     Each progdef image is tagged REGISTRY/dagyo-<progdef>:<version>, the version being the
     content hash that also names the progdef's mailbox. Naming PROGDEFs builds only those
-    (and the base image they need).
+    (and the base image they need). A progdef whose folder has no Dockerfile (and that names no
+    other in image.dockerfile) gets the default one: its folder on the executor base image.
+
+    Needs the deploy extra: pip install 'dagyo[deploy]'.
     """
+    _require_extra("build")
+    from scheduler.deploy.builder import build_all, connect_docker
+
     catalogue = _catalogue(progdefs_dir)
     try:
         plan = plan_images(catalogue, names, registry=registry, base_image=base_image)
@@ -304,7 +327,13 @@ def deploy(
     the scheduler checks them), --triggers-http a Service for CloudEvents. --prune then
     deletes the objects of the old versions the
     scheduler retired (no job of them waits or runs), and of no other.
+
+    Needs the deploy extra: pip install 'dagyo[deploy]'.
     """
+    _require_extra("deploy")
+    from scheduler.deploy.apply import apply_objects, connect_cluster
+    from scheduler.deploy.prune import delete_objects, retired_objects
+
     if prune and dry_run:
         fail("--prune deletes objects from the cluster: drop --dry-run", EXIT_INVALID)
     catalogue = _catalogue(progdefs_dir)

@@ -38,9 +38,10 @@ def validate(flow: Path, progdefs_dir: Path | None) -> None:
     Exits 0 when the flow is valid, 2 when it is not.
     """
     checked = checked_flow(flow, catalogue_of(progdefs_dir))
-    n = len(checked.flow.nodes)
+    nodes, edges = len(checked.flow.nodes), len(checked.flow.edges)
     click.echo(
-        f"{flow}: valid ({n} node{'s' if n != 1 else ''}, {len(checked.flow.edges)} edges)",
+        f"{flow}: valid ({nodes} node{'s' if nodes != 1 else ''}, "
+        f"{edges} edge{'s' if edges != 1 else ''})",
         err=True,
     )
 

@@ -6,7 +6,8 @@ pushes them through the Docker SDK; ``manifests`` renders one progdef's objects 
 HTTP endpoint); ``apply`` sends them to a cluster;
 ``prune`` deletes the objects of the progdef versions the scheduler retired.
 ``dagyo build`` and ``dagyo deploy`` (scheduler/cli/deploy.py) only parse arguments and
-call these.
+call these. ``apply`` and ``builder`` need the deploy extra (kubernetes, docker): they are
+imported on first use, so the rest works on a core install.
 """
 
 from executor.errors import (
@@ -17,8 +18,7 @@ from executor.errors import (
     ManifestError,
     RuntimeSourcesMissing,
 )
-from scheduler.deploy.apply import apply_objects, connect_cluster
-from scheduler.deploy.builder import build_all, connect_docker
+from scheduler._lazy import lazy_exports
 from scheduler.deploy.catalogue import render_catalogue
 from scheduler.deploy.images import ImageBuild, plan_images, read_lock
 from scheduler.deploy.manifests import DeploySettings, to_yaml
@@ -41,3 +41,13 @@ __all__ = [
     "render_catalogue",
     "to_yaml",
 ]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "apply_objects": "scheduler.deploy.apply",
+        "connect_cluster": "scheduler.deploy.apply",
+        "build_all": "scheduler.deploy.builder",
+        "connect_docker": "scheduler.deploy.builder",
+    },
+)

@@ -114,7 +114,8 @@ def build_context(image: ImageBuild) -> tuple[io.BytesIO, str]:
         if Path(dockerfile).is_absolute():
             tar.add(dockerfile, arcname=OUTSIDE_DOCKERFILE, recursive=False)
             dockerfile = OUTSIDE_DOCKERFILE
-        elif dockerfile not in names:  # .dockerignored: Docker sends it all the same
+        elif dockerfile not in names and dockerfile not in image.files:
+            # .dockerignored: Docker sends it all the same
             tar.add(image.context / dockerfile, arcname=dockerfile, recursive=False)
         for name, data in sorted(image.files.items()):
             info = tarfile.TarInfo(name)

@@ -51,6 +51,19 @@ _REFERENCE = re.compile(
     r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
     r"(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$"
 )
+# The Dockerfile of a progdef whose folder has none (and that names no other): its folder on
+# the base image, as every sample progdef's Dockerfile says. Added to its build context.
+DEFAULT_DOCKERFILE_NAME = ".dagyo.default.Dockerfile"
+DEFAULT_DOCKERFILE = """\
+ARG BASE_IMAGE=dagyo-executor:latest
+FROM ${BASE_IMAGE}
+ARG DAGYO_PROGDEF_VERSION
+ENV DAGYO_PROGDEF_VERSION=${DAGYO_PROGDEF_VERSION}
+COPY . /progdef
+USER 10001:10001
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "executor", "/progdef"]
+"""
 # A reference pinned by digest ends in @sha256:<64 hex digits> (a tag may come before it).
 _PINNED = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 
@@ -94,9 +107,15 @@ class ImageBuild:
     def describe(self) -> str:
         """Return the one-line form ``dagyo build --print`` shows."""
         args = " ".join(f"{key}={value}" for key, value in sorted(self.buildargs.items()))
-        line = f"{self.tag}  context={display_path(self.context)}  dockerfile={self.dockerfile}"
+        dockerfile = (
+            "(default: the progdef has no Dockerfile)"
+            if self.dockerfile == DEFAULT_DOCKERFILE_NAME
+            else self.dockerfile
+        )
+        line = f"{self.tag}  context={display_path(self.context)}  dockerfile={dockerfile}"
         line = f"{line}  {args}" if args else line
-        return "".join([line, *(f"  adds={name}" for name in sorted(self.files))])
+        added = sorted(name for name in self.files if name != DEFAULT_DOCKERFILE_NAME)
+        return "".join([line, *(f"  adds={name}" for name in added)])
 
 
 def display_path(path: Path) -> str:
@@ -227,6 +246,14 @@ def progdef_image_build(progdef: Progdef, *, registry: str, base_image: str) -> 
         dockerfile_arg = dockerfile.relative_to(context).as_posix()
     except ValueError:
         dockerfile_arg = str(dockerfile)
+    if not dockerfile.is_file():
+        if progdef.dockerfile != "Dockerfile":
+            raise DagyoError(
+                f"progdef {progdef.name}: its image.dockerfile {progdef.dockerfile!r} is not "
+                f"in {progdef.directory}: write it, or leave image.dockerfile out for the default"
+            )
+        files[DEFAULT_DOCKERFILE_NAME] = DEFAULT_DOCKERFILE.encode()
+        dockerfile_arg = DEFAULT_DOCKERFILE_NAME
     return ImageBuild(
         image=progdef_image(progdef),
         tag=image_reference(registry, progdef_image(progdef), version),

@@ -174,7 +174,11 @@ def _check_sources(flow: Flow, progdefs: Mapping[str, Progdef], problem: Problem
             where = f"{node}.{port}"
             sources = feeds.get(Endpoint(node, port), [])
             if not sources:
-                problem(where, "input has no source: connect an edge to it or give it a const")
+                problem(
+                    where,
+                    "input has no source: connect an edge to it or give it a const (in the "
+                    f"flow, or at run time with --set {where}=JSON)",
+                )
             elif len(sources) > 1:
                 problem(
                     where,

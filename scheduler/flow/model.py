@@ -209,6 +209,9 @@ def _build_flow(data: Any, problem: Problems) -> Flow:
     if not isinstance(data, dict):
         problem("", f"expected a JSON object with a name and nodes, got {_kind(data)}")
         return Flow(name="", nodes={}, edges=(), consts=(), exports={})
+    if "nodes" not in data and {"flow", "match"} <= set(data):
+        problem("", _trigger_file(data, problem.source))
+        return Flow(name="", nodes={}, edges=(), consts=(), exports={})
     _unknown_keys(data, _TOP_KEYS, "", problem)
     name = data.get("name")
     if "name" not in data:
@@ -230,6 +233,18 @@ def _build_flow(data: Any, problem: Problems) -> Flow:
         edges=tuple(_parse_edges(data.get("edges", []), problem)),
         consts=tuple(_parse_consts(data.get("consts", []), problem)),
         exports=_parse_exports(data.get("exports", {}), problem),
+    )
+
+
+def _trigger_file(data: dict[str, Any], source: str) -> str:
+    """The problem of a trigger file given where a flow was expected, and what to do."""
+    folder = Path(source).parent
+    sets = data["set"] if isinstance(data.get("set"), dict) else {}
+    flow = data["flow"] if isinstance(data["flow"], str) else "FLOW.json"
+    run = " ".join(["dagyo run", str(folder / flow), *(f"--set {port}=JSON" for port in sets)])
+    return (
+        "this is a trigger file, not a flow: put it in the folder DAGYO_TRIGGERS names "
+        f"(`DAGYO_TRIGGERS={folder} dagyo up`), or run the flow it names: {run}"
     )
 
 

@@ -225,9 +225,10 @@ def test_an_edge_to_a_misspelt_input_gets_a_did_you_mean() -> None:
         "hello.json: edge names.src -> hi.nmae: hi.nmae: no such input on progdef greet "
         "(did you mean 'name'?)"
     ) in found
-    assert "hello.json: hi.name: input has no source: connect an edge to it or give it a const" in (
-        found
-    )
+    assert (
+        "hello.json: hi.name: input has no source: connect an edge to it or give it a const "
+        "(in the flow, or at run time with --set hi.name=JSON)"
+    ) in found
 
 
 def test_an_edge_from_a_missing_output_lists_the_outputs() -> None:
@@ -292,7 +293,8 @@ def test_an_input_with_no_source() -> None:
     doc = hello(consts=[])
 
     assert problems(doc) == [
-        "hello.json: names.count: input has no source: connect an edge to it or give it a const"
+        "hello.json: names.count: input has no source: connect an edge to it or give it a const "
+        "(in the flow, or at run time with --set names.count=JSON)"
     ]
 
 
@@ -356,7 +358,9 @@ def test_every_problem_is_reported_at_once() -> None:
         "hello.json: node hi: no progdef named 'greeet' in the catalogue (did you mean 'greet'?)",
         "hello.json: edge names.src -> c.itmes: c.itmes: no such input on progdef count (did "
         "you mean 'items'?)",
-        "hello.json: names.count: input has no source: connect an edge to it or give it a const",
-        "hello.json: c.items: input has no source: connect an edge to it or give it a const",
+        "hello.json: names.count: input has no source: connect an edge to it or give it a const "
+        "(in the flow, or at run time with --set names.count=JSON)",
+        "hello.json: c.items: input has no source: connect an edge to it or give it a const "
+        "(in the flow, or at run time with --set c.items=JSON)",
         "hello.json: c.total: output goes nowhere: connect it to a void_sink or export it",
     ]
