@@ -102,3 +102,29 @@ def dagyo_bare(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]
         timeout=120,
         env={"PATH": "", "PYTHONPATH": str(ROOT)},
     )
+
+
+# Installed as sitecustomize: every import of kubernetes fails, as on a core install.
+BLOCKER = """
+import sys
+
+class _NoKubernetes:
+    def find_spec(self, name, path=None, target=None):
+        if name == "kubernetes" or name.startswith("kubernetes."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, _NoKubernetes())
+"""
+
+
+def dagyo_without_kubernetes(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
+    return subprocess.run(
+        [sys.executable, "-c", "from scheduler.cli import main; main()", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "", "PYTHONPATH": f"{tmp_path}:{ROOT}"},
+    )

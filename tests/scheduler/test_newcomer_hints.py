@@ -8,9 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.commands import dagyo_bare
+from tests.commands import dagyo_bare, dagyo_without_kubernetes
 from tests.conftest import EXAMPLES, PROGDEFS
-from tests.scheduler.test_install import dagyo_without_kubernetes
 
 
 def test_run_of_a_trigger_file_says_it_is_one_and_how_to_use_it() -> None:
