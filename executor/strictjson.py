@@ -1,4 +1,5 @@
-"""JSON as dagyo reads files people write: no repeated keys, no NaN, no endless nesting."""
+"""JSON as dagyo reads files people write: no repeated keys, no NaN, no endless nesting, no
+lone surrogate."""
 
 from __future__ import annotations
 
@@ -8,13 +9,23 @@ from typing import Any
 
 from executor.errors import JsonProblems
 
+# A lone surrogate, raw or as a JSON escape (a pair of escapes decodes to one character, so
+# only a lone one is left in the parsed text): no UTF-8 encodes it, so no protobuf string
+# and no answer could carry it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+# The places named when many strings hold a lone surrogate.
+MAX_SURROGATE_PLACES = 10
+
 
 def parse_strict(text: str | bytes, *, source: str) -> Any:
     """Parse JSON text, refusing what ``json.loads`` lets through silently.
 
     Two equal keys in one object (``json.loads`` keeps the last: two nodes named alike
     would vanish into one), ``NaN`` and ``Infinity`` (not JSON, and no bound holds them),
-    bytes that are not UTF-8, and nesting too deep to read are each a problem naming
+    bytes that are not UTF-8, nesting too deep to read, and a key or text holding a lone
+    surrogate (``"\\ud800"``: no character, and no UTF-8 encodes it) are each a problem naming
     ``source``.
 
     Raises:
@@ -60,4 +71,42 @@ def parse_strict(text: str | bytes, *, source: str) -> Any:
                 for key in duplicates
             ]
         )
+    if _SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text):
+        places = _lone_surrogates(data)
+        if places:
+            raise JsonProblems(
+                [
+                    f"{source}: {place}holds a lone surrogate, which is no character: write the "
+                    "character itself, or both halves of a surrogate pair"
+                    for place in places
+                ]
+            )
     return data
+
+
+def _lone_surrogates(data: Any) -> list[str]:
+    """Where keys and texts of ``data`` hold a lone surrogate: ``consts[0].values[2]: the
+    text "a\\ud800" ``, at most MAX_SURROGATE_PLACES of them."""
+    places: list[str] = []
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack and len(places) < MAX_SURROGATE_PLACES:
+        value, path = stack.pop()
+        at = f"{path}: " if path else ""
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                places.append(f"{at}the text {_shown(value)} ")
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                if _SURROGATE.search(key):
+                    places.append(f"{at}the key {_shown(key)} ")
+                step = f".{key}" if _PLAIN_KEY.fullmatch(key) else f"[{_shown(key)}]"
+                stack.append((item, (path + step).lstrip(".")))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(value))))
+    return places[:MAX_SURROGATE_PLACES]
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """A key or text for a message: quoted, each surrogate escaped, cut to about ``limit``."""
+    cut = text if len(text) <= limit else text[:limit] + "…"
+    return '"' + cut.encode("utf-8", "backslashreplace").decode("utf-8") + '"'

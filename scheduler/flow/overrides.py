@@ -53,7 +53,7 @@ def parse_with_sets(text: str, sets: Sequence[str], *, source: str) -> Flow:
     Raises:
         FlowInvalid: for a malformed ``--set`` or flow.
     """
-    flow = parse_flow(apply_sets(text, sets), source=source)
+    flow = parse_flow(apply_sets(text, sets, source=source), source=source)
     given = {parse_set(option)[0] for option in sets}
     consts = tuple(
         dataclasses.replace(const, from_set=True) if str(const.target) in given else const
@@ -62,21 +62,24 @@ def parse_with_sets(text: str, sets: Sequence[str], *, source: str) -> Flow:
     return dataclasses.replace(flow, consts=consts)
 
 
-def apply_sets(text: str, sets: Sequence[str]) -> str:
+def apply_sets(text: str, sets: Sequence[str], *, source: str = "flow.json") -> str:
     """The Flow JSON text with each ``--set`` replacing (or adding) its input's const.
 
-    A text that is not a JSON object is returned as it is, for the parser to report.
+    The text is read as strictly as :func:`~scheduler.flow.model.parse_flow` reads it (a key
+    given twice is a problem, not the last one kept). A JSON value that is not an object is
+    returned as it is, for the parser to report.
 
     Raises:
-        FlowInvalid: for a malformed ``--set``.
+        FlowInvalid: for a malformed ``--set``, or a text that is not strict JSON; each
+            problem starts with ``source``.
     """
     if not sets:
         return text
     overrides = [parse_set(option) for option in sets]
     try:
-        data = json.loads(text)
-    except ValueError:
-        return text
+        data = parse_strict(text, source=source)
+    except JsonProblems as e:
+        raise FlowInvalid(e.problems) from None
     if not isinstance(data, dict):
         return text
     consts = data.get("consts", [])
@@ -86,4 +89,7 @@ def apply_sets(text: str, sets: Sequence[str]) -> str:
         consts = [c for c in consts if not (isinstance(c, dict) and c.get("to") == target)]
         consts.append({"to": target, "values": items})
     data["consts"] = consts
-    return json.dumps(data, ensure_ascii=False)
+    try:
+        return json.dumps(data, ensure_ascii=False)
+    except RecursionError:  # parsed near the stack's limit, written from deeper in it
+        raise FlowInvalid([f"{source}: malformed JSON: nested too deeply"]) from None

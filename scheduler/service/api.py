@@ -125,7 +125,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                 details(["the scheduler's progdef catalogue is invalid:", *e.problems]),
             )
         try:
-            flow_json = apply_sets(request.flow_json, request.set)
+            flow_json = apply_sets(request.flow_json, request.set, source=source)
             flow = parse_with_sets(request.flow_json, request.set, source=source)
             checked = check_flow(flow, visible_catalogue(catalogue, principal), source=source)
         except FlowInvalid as e:

@@ -255,7 +255,7 @@ class Firing:
         sets = [f"{target}={json.dumps([value])}" for target, value in values.items()]
         source = f"{trigger.flow_path} (trigger {trigger.name})"
         try:
-            flow = parse_flow(apply_sets(trigger.flow_text, sets), source=source)
+            flow = parse_flow(apply_sets(trigger.flow_text, sets, source=source), source=source)
             check_flow(flow, visible_catalogue(self._catalogue(), principal), source=source)
         except FlowInvalid as e:
             raise EventRefused("\n".join(e.problems)) from None

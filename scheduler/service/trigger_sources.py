@@ -179,7 +179,8 @@ class HttpSource:
         return 202, {"flow_ids": flow_ids}
 
     def _answer(self, request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode()
+        # ASCII: an error may echo an event's text, and a lone surrogate has no UTF-8.
+        data = json.dumps(body).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
         request.send_header("Content-Length", str(len(data)))
