@@ -9,6 +9,11 @@ values. Each firing is recorded in SQLite (trigger, event source and id, flow id
 the same event id from the same source never starts a second flow of a trigger, even
 across restarts, since sources deliver at least once.
 
+An event of a batching trigger (``max_events`` > 1 and ``max_wait_s`` > 0) is answered as
+soon as it is accepted, so one sender's events in a row share a batch as concurrent ones do;
+from then on the firing owns it: it is kept in SQLite until its flow starts (a restart
+starts its batch again), and a batch whose flow could not start yet is tried again later.
+
 Events waiting (in batches or for a submitter) are bounded: past ``max_waiting`` an event
 is refused as :class:`Busy` for its source to retry, so a burst waits at the source (or in
 its AMQP queue) and is not lost.
@@ -19,15 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from executor.errors import Busy, CallAborted, DagyoError, EventRefused, FiringFailed, FlowInvalid
+from executor.errors import Busy, CallAborted, EventRefused, FiringFailed, FlowInvalid
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.progdef import Progdef
 from scheduler.flow.check import check_flow
@@ -35,30 +39,21 @@ from scheduler.flow.model import parse_flow
 from scheduler.flow.overrides import apply_sets
 from scheduler.service.auth import OPEN, ROLE_USER, Authenticator, Principal
 from scheduler.service.tenancy import InProcessCall, visible_catalogue
+from scheduler.service.trigger_store import FiringStore
 from scheduler.service.triggers import InvalidTrigger, Trigger, attribute, bind, describe
 
 log = logging.getLogger("dagyo.scheduler.triggers")
 
 # Flows submitted at once; each Submit declares queues and publishes jobs on the broker.
 SUBMITTERS = 4
-# The firings of each trigger `dagyo triggers` shows.
-LAST_FIRINGS = 5
 # A batch that is due is looked for this often.
 BATCH_TICK_S = 0.05
 # Codes of a Submit refusal that may pass if the event comes again later.
 _RETRYABLE = {"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "UNAVAILABLE"}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS trigger_firings (
-    trigger TEXT NOT NULL,
-    event_source TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    flow_ids TEXT NOT NULL,
-    time REAL NOT NULL,
-    PRIMARY KEY (trigger, event_source, event_id)
-);
-CREATE INDEX IF NOT EXISTS trigger_firings_by_time ON trigger_firings (trigger, time);
-"""
+# A batch whose flow could not start yet (its events answered already) is tried again
+# after this wait, doubled at each refusal up to the longest.
+RETRY_FIRST_S = 1.0
+RETRY_LONGEST_S = 30.0
 
 Submit = Callable[[pb.SubmitRequest, Any], Any]
 
@@ -71,61 +66,14 @@ class _Batch:
     keys: list[tuple[str, str]] = field(default_factory=list)
     values: list[dict[str, Any]] = field(default_factory=list)
     futures: list[Future[list[str]]] = field(default_factory=list)
+    retry_s: float = RETRY_FIRST_S
 
 
-class FiringStore:
-    """The firings of every trigger, in the scheduler's SQLite file (thread-safe)."""
+class Accepted(NamedTuple):
+    """An event taken by one trigger: the future of the flow ids it starts."""
 
-    def __init__(self, path: str) -> None:
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as e:
-            raise DagyoError(f"cannot open the trigger firings in {path} ({e})") from e
-
-    def flow_ids(self, trigger: str, source: str, event_id: str) -> list[str] | None:
-        """The flows an event already started, or None when it never fired."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT flow_ids FROM trigger_firings WHERE trigger=? AND event_source=? "
-                "AND event_id=?",
-                (trigger, source, event_id),
-            ).fetchone()
-        return None if row is None else list(json.loads(row[0]))
-
-    def add(self, trigger: str, keys: list[tuple[str, str]], flow_ids: list[str]) -> None:
-        """Record that the events ``keys`` (source, id) of a trigger started ``flow_ids``."""
-        now = time.time()
-        with self._lock:
-            self._db.executemany(
-                "INSERT OR IGNORE INTO trigger_firings VALUES (?, ?, ?, ?, ?)",
-                [
-                    (trigger, source, event_id, json.dumps(flow_ids), now)
-                    for source, event_id in keys
-                ],
-            )
-
-    def last(self, trigger: str) -> tuple[int, list[pb.TriggerFiring]]:
-        """How many events a trigger took, and its last firings, newest first."""
-        with self._lock:
-            count = self._db.execute(
-                "SELECT COUNT(*) FROM trigger_firings WHERE trigger=?", (trigger,)
-            ).fetchone()[0]
-            rows = self._db.execute(
-                "SELECT event_id, event_source, flow_ids, time FROM trigger_firings "
-                "WHERE trigger=? ORDER BY time DESC, rowid DESC LIMIT ?",
-                (trigger, LAST_FIRINGS),
-            ).fetchall()
-        return int(count), [
-            pb.TriggerFiring(event_id=i, event_source=s, flow_ids=json.loads(f), time=t)
-            for i, s, f, t in rows
-        ]
-
-    def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._db.close()
+    trigger: Trigger
+    future: Future[list[str]]
 
 
 class Firing:
@@ -163,6 +111,7 @@ class Firing:
         self._inflight: dict[tuple[str, str, str], Future[list[str]]] = {}
         self._waiting = 0
         self._ready: queue.Queue[_Batch | None] = queue.Queue()
+        self._retrying: list[tuple[float, _Batch]] = []
         self._stopping = threading.Event()
         self._threads = [
             threading.Thread(target=self._submitter, name=f"dagyo-trigger-submit-{n}", daemon=True)
@@ -173,7 +122,22 @@ class Firing:
         )
 
     def start(self) -> None:
-        """Start submitting."""
+        """Start submitting, after taking back the batches a previous run left unstarted."""
+        by_name = {t.name: t for t in self.triggers}
+        with self._lock:
+            for name, key, values in self._store.waiting():
+                trigger = by_name.get(name)
+                if trigger is None or not trigger.batches:
+                    log.warning(
+                        "trigger %s: event %s from %s waited in a batch, but the trigger no "
+                        "longer batches: its flow is not started",
+                        name,
+                        key[1],
+                        key[0],
+                    )
+                    self._store.unbatched(name, [key])
+                    continue
+                self._add(trigger, (name, *key), values, kept=True)
         for thread in self._threads:
             thread.start()
 
@@ -184,6 +148,9 @@ class Firing:
             for batch in self._batches.values():
                 self._ready.put(batch)
             self._batches.clear()
+            for _, batch in self._retrying:  # a last try; unstarted, they wait in SQLite
+                self._ready.put(batch)
+            self._retrying.clear()
         for _ in range(SUBMITTERS):
             self._ready.put(None)
         for thread in self._threads:
@@ -193,8 +160,9 @@ class Firing:
 
     def accept(
         self, event: Any, *, principal: Principal, trigger: str | None = None
-    ) -> list[Future[list[str]]]:
-        """Take one CloudEvent; one future per trigger it fires, each giving its flow ids.
+    ) -> list[Accepted]:
+        """Take one CloudEvent; one :class:`Accepted` per trigger it fires, whose future
+        gives its flow ids.
 
         Args:
             principal: who sent it; it reaches only the triggers of its tenant.
@@ -221,7 +189,7 @@ class Firing:
         for t, values in bound:
             self._check(t, values)
         source, event_id = attribute(event, "source") or "", attribute(event, "id") or ""
-        futures = []
+        accepted = []
         with self._lock:
             fresh = [
                 (t, values)
@@ -239,16 +207,31 @@ class Firing:
             for t, values in bound:
                 key = (t.name, source, event_id)
                 if key in self._inflight:
-                    futures.append(self._inflight[key])
+                    accepted.append(Accepted(t, self._inflight[key]))
                     continue
                 done = self._store.flow_ids(*key)
                 if done is not None:
                     already: Future[list[str]] = Future()
                     already.set_result(done)
-                    futures.append(already)
+                    accepted.append(Accepted(t, already))
                     continue
-                futures.append(self._add(t, key, values))
-        return futures
+                accepted.append(Accepted(t, self._add(t, key, values)))
+        return accepted
+
+    def status(self, source: str, event_id: str, principal: Principal) -> dict[str, list[str]]:
+        """What became of an event, over the triggers the caller sees: ``flow_ids`` it
+        started and the triggers whose batch it still ``waits`` in (both empty: unknown)."""
+        flow_ids: list[str] = []
+        waiting: list[str] = []
+        with self._lock:
+            for t in self.triggers:
+                if not principal.sees(t.tenant):
+                    continue
+                if (t.name, source, event_id) in self._inflight:
+                    waiting.append(t.name)
+                else:
+                    flow_ids += self._store.flow_ids(t.name, source, event_id) or []
+        return {"flow_ids": flow_ids, "waiting": waiting}
 
     def _check(self, trigger: Trigger, values: dict[str, Any]) -> None:
         principal = self._principal(trigger)
@@ -261,9 +244,20 @@ class Firing:
             raise EventRefused("\n".join(e.problems)) from None
 
     def _add(
-        self, trigger: Trigger, key: tuple[str, str, str], values: dict[str, Any]
+        self,
+        trigger: Trigger,
+        key: tuple[str, str, str],
+        values: dict[str, Any],
+        *,
+        kept: bool = False,
     ) -> Future[list[str]]:
-        """Add an event to its trigger's batch (holding the lock)."""
+        """Add an event to its trigger's batch (holding the lock).
+
+        Args:
+            kept: it is in the store's batched events already (taken back at start).
+        """
+        if trigger.batches and not kept:
+            self._store.batched(trigger.name, key[1:], values)
         batch = self._batches.get(trigger.name)
         if batch is None:
             batch = _Batch(trigger, self._principal(trigger), time.monotonic())
@@ -302,6 +296,10 @@ class Firing:
                     if now - batch.opened >= batch.trigger.max_wait_s:
                         del self._batches[name]
                         self._ready.put(batch)
+                due = [batch for when, batch in self._retrying if when <= now]
+                self._retrying = [(w, b) for w, b in self._retrying if w > now]
+                for batch in due:
+                    self._ready.put(batch)
 
     def _submitter(self) -> None:
         while True:
@@ -311,6 +309,12 @@ class Firing:
             try:
                 flow_ids = [self._fire(batch)]
             except FiringFailed as e:
+                if batch.trigger.batches and e.retryable and not self._stopping.is_set():
+                    self._retry(batch, e)  # its events were answered: the sender won't
+                    continue
+                if batch.trigger.batches and not e.retryable:
+                    log.error("trigger %s: its batch's flow was refused: %s", batch.trigger.name, e)
+                    self._store.unbatched(batch.trigger.name, batch.keys)
                 self._settle(batch, error=e)
             except Exception as e:  # a bug must not leave the event's source waiting
                 log.exception("trigger %s: firing failed", batch.trigger.name)
@@ -345,6 +349,17 @@ class Firing:
         )
         return flow_id
 
+    def _retry(self, batch: _Batch, error: FiringFailed) -> None:
+        log.warning(
+            "trigger %s: its batch's flow could not start yet (%s): trying again in %gs",
+            batch.trigger.name,
+            error,
+            batch.retry_s,
+        )
+        with self._lock:
+            self._retrying.append((time.monotonic() + batch.retry_s, batch))
+        batch.retry_s = min(batch.retry_s * 2, RETRY_LONGEST_S)
+
     def _settle(
         self,
         batch: _Batch,
@@ -361,30 +376,3 @@ class Firing:
                 future.set_exception(error)
             else:
                 future.set_result(list(flow_ids or []))
-
-    # --- the report --------------------------------------------------------------------------
-
-    def report(self, principal: Principal) -> list[pb.Trigger]:
-        """Every trigger the caller may see, valid or not, with its last firings."""
-        rows = []
-        for trigger in self.triggers:
-            if not principal.sees(trigger.tenant):
-                continue
-            fired, firings = self._store.last(trigger.name)
-            rows.append(
-                pb.Trigger(
-                    name=trigger.name,
-                    file=str(trigger.file),
-                    flow=str(trigger.flow_path),
-                    events=trigger.events,
-                    match=" ".join(f"{k}={v}" for k, v in trigger.match.items()),
-                    tenant=trigger.tenant,
-                    firings=firings,
-                    fired=fired,
-                )
-            )
-        if principal.admin:  # an invalid file's tenant is unknown: operators see them
-            rows += [
-                pb.Trigger(name=t.name, file=str(t.file), problems=t.problems) for t in self.invalid
-            ]
-        return sorted(rows, key=lambda row: row.name)

@@ -1,15 +1,5 @@
-"""Where trigger events come from: HTTP POSTs and AMQP queues, both CloudEvents bindings.
-
-:class:`HttpSource` serves ``POST /`` on ``DAGYO_TRIGGERS_HTTP``: a CloudEvent in binary
-(``ce-*`` headers) or structured (``application/cloudevents+json``) content mode. It
-answers once the event's flows are submitted (a batch may wait ``max_wait_s``):
-
-* 202 ``{"flow_ids": [...]}``; the same event again: 200 with the same ids and
-  ``"duplicate": true``;
-* 400 ``{"error": ...}`` for a body that is not a CloudEvent, or one that matches no
-  trigger or does not bind; 401 without a valid token (tokens on);
-* 503 (with ``Retry-After``) when too many events wait or the flow could not start yet
-  (a quota, no executor, the broker away): the source sends it again.
+"""Where trigger events come from: HTTP POSTs (``trigger_http.py``) and AMQP queues, both
+CloudEvents bindings, and the service that runs the triggers of one scheduler.
 
 :class:`AmqpSource` consumes, for each trigger naming ``"amqp"``, the queue
 ``dagyo.triggers.<name>`` bound to its exchange and routing key (the exchange is declared
@@ -20,174 +10,36 @@ could not start yet.
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pika
 import pika.exceptions
-from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 
 from executor.amqp import AmqpThread
 from executor.constants import TRIGGER_QUEUE_PREFIX
 from executor.errors import (
     Busy,
-    DagyoError,
     EventNotParsed,
     EventRefused,
     FiringFailed,
-    Unauthenticated,
 )
+from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.progdef import Catalogue
 from scheduler.service.auth import OPEN, Authenticator, Principal
 from scheduler.service.trigger_firing import Firing
-from scheduler.service.triggers import MAX_BATCH_WAIT_S, Trigger
+from scheduler.service.trigger_http import HttpSource, parse_event
+from scheduler.service.triggers import Trigger
 
 log = logging.getLogger("dagyo.scheduler.triggers")
 
-# The largest event body taken; CloudEvents carry references to data, not the data.
-MAX_EVENT_BYTES = 1024 * 1024
-# How long an HTTP answer waits for its flows: the longest batch, and a submit.
-ANSWER_WAIT_S = MAX_BATCH_WAIT_S + 30.0
-RETRY_AFTER_S = 1
 # Unacked events per AMQP trigger queue: the rest wait in the broker, not in the scheduler.
 AMQP_PREFETCH = 64
 # A message whose flow could not start yet goes back to its queue after this wait.
 AMQP_RETRY_S = 1.0
-# Connections the kernel holds for accept(): a burst of senders is queued, not reset
-# (the standard library's 5 resets a sender in a burst of a few dozen).
-HTTP_BACKLOG = 1024
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = HTTP_BACKLOG
-    daemon_threads = True
-
-
-def parse_event(read: Any, message: Any) -> Any:
-    """A CloudEvent from a binding's message, its SDK errors made one :class:`EventNotParsed`."""
-    try:
-        return read(message)
-    except Exception as e:  # the SDK raises its own, json's, and AttributeError on a list
-        raise EventNotParsed(
-            f"not a CloudEvent ({type(e).__name__}: {str(e)[:300]}): send the binary mode "
-            "(ce-id, ce-source, ce-type, ce-specversion headers) or the structured mode "
-            "(content-type application/cloudevents+json)"
-        ) from None
-
-
-def wait_flow_ids(futures: list[Future[list[str]]], timeout_s: float) -> list[str]:
-    """The flow ids of every future, in order.
-
-    Raises:
-        FiringFailed: a flow was refused (or none came within ``timeout_s``).
-    """
-    flow_ids: list[str] = []
-    for future in futures:
-        try:
-            flow_ids += future.result(timeout_s)
-        except FutureTimeout:
-            raise FiringFailed("the flow did not start in time", retryable=True) from None
-    return flow_ids
-
-
-class HttpSource:
-    """The HTTP endpoint of the triggers: CloudEvents POSTed to ``/``.
-
-    Args:
-        address: ``host:port`` to listen on (port 0: any free one, see ``address``).
-        firing: where accepted events go.
-        authenticator: with tokens on, a POST needs ``Authorization: Bearer <token>``.
-    """
-
-    def __init__(self, address: str, *, firing: Firing, authenticator: Authenticator) -> None:
-        host, _, port = address.rpartition(":")
-        source = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                source._post(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("trigger http: " + format, *args)
-
-        try:
-            self._server = _Server((host, int(port)), Handler)
-        except OSError as e:
-            raise DagyoError(
-                f"cannot take CloudEvents on {address} ({e.strerror}): set DAGYO_TRIGGERS_HTTP "
-                "to a free host:port"
-            ) from e
-        self.address = f"{host}:{self._server.server_address[1]}"
-        self._firing = firing
-        self._authenticator = authenticator
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="dagyo-trigger-http", daemon=True
-        )
-
-    def start(self) -> None:
-        """Serve in a thread."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _post(self, request: BaseHTTPRequestHandler) -> None:
-        if request.path.split("?")[0] != "/":
-            self._answer(request, 404, {"error": "POST CloudEvents to /"})
-            return
-        try:
-            principal = self._authenticator.authenticate(
-                [("authorization", request.headers.get("Authorization", ""))]
-            )
-        except Unauthenticated as e:
-            self._answer(request, 401, {"error": str(e).replace("DAGYO_TOKEN", "a token")})
-            return
-        length = int(request.headers.get("Content-Length") or 0)
-        if length > MAX_EVENT_BYTES:
-            self._answer(request, 413, {"error": f"an event is at most {MAX_EVENT_BYTES} bytes"})
-            return
-        body = request.rfile.read(length)
-        headers = {key.lower(): value for key, value in request.headers.items()}
-        self._answer(request, *self.handle(headers, body, principal))
-
-    def handle(
-        self, headers: dict[str, str], body: bytes, principal: Principal
-    ) -> tuple[int, dict[str, Any]]:
-        """The status and JSON answer for one POSTed event."""
-        try:
-            event = parse_event(ce_http.from_http_event, ce_http.HTTPMessage(headers, body))
-            futures = self._firing.accept(event, principal=principal)
-            duplicate = all(future.done() for future in futures)
-            flow_ids = wait_flow_ids(futures, ANSWER_WAIT_S)
-        except (EventNotParsed, EventRefused) as e:
-            return 400, {"error": str(e)}
-        except Busy as e:
-            return 503, {"error": str(e)}
-        except FiringFailed as e:
-            return (503 if e.retryable else 400), {"error": str(e)}
-        if duplicate:
-            return 200, {"flow_ids": flow_ids, "duplicate": True}
-        return 202, {"flow_ids": flow_ids}
-
-    def _answer(self, request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
-        # ASCII: an error may echo an event's text, and a lone surrogate has no UTF-8.
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        if status == 503:
-            request.send_header("Retry-After", str(RETRY_AFTER_S))
-        request.end_headers()
-        request.wfile.write(data)
 
 
 class AmqpSource:
@@ -259,7 +111,7 @@ class AmqpSource:
         message = ce_rabbitmq.RabbitMQMessage(headers, properties.content_type, body)
         try:
             event = parse_event(ce_rabbitmq.from_rabbitmq_event, message)
-            futures = self._firing.accept(event, principal=self._principal, trigger=trigger.name)
+            accepted = self._firing.accept(event, principal=self._principal, trigger=trigger.name)
         except (EventNotParsed, EventRefused) as e:
             log.warning("trigger %s: dropped a message: %s", trigger.name, e)
             channel.basic_reject(method.delivery_tag, requeue=False)
@@ -272,8 +124,8 @@ class AmqpSource:
         def settle(done: Future[list[str]]) -> None:
             self._io.submit(lambda: self._settle(channel, tag, done, trigger))
 
-        for future in futures:  # one: the queue is this trigger's alone
-            future.add_done_callback(settle)
+        for one in accepted:  # one: the queue is this trigger's alone
+            one.future.add_done_callback(settle)
 
     def _settle(self, channel: Any, tag: int, future: Future[list[str]], trigger: Trigger) -> None:
         if not channel.is_open:  # the message went back to its queue with the channel
@@ -320,7 +172,7 @@ class TriggerService:
         authenticator: Authenticator,
         catalogue: Callable[[], Catalogue],
     ) -> None:
-        from scheduler.service.trigger_firing import FiringStore
+        from scheduler.service.trigger_store import FiringStore
         from scheduler.service.triggers import load_triggers
 
         triggers, invalid = load_triggers(
@@ -380,6 +232,28 @@ class TriggerService:
         self.firing.stop()
         self._store.close()
 
-    def report(self, principal: Principal) -> list[Any]:
-        """The triggers the caller may see, with their last firings (``dagyo.v1.Trigger``)."""
-        return self.firing.report(principal)
+    def report(self, principal: Principal) -> list[pb.Trigger]:
+        """Every trigger the caller may see, valid or not, with its last firings."""
+        rows = []
+        for trigger in self.firing.triggers:
+            if not principal.sees(trigger.tenant):
+                continue
+            fired, firings = self._store.last(trigger.name)
+            rows.append(
+                pb.Trigger(
+                    name=trigger.name,
+                    file=str(trigger.file),
+                    flow=str(trigger.flow_path),
+                    events=trigger.events,
+                    match=" ".join(f"{k}={v}" for k, v in trigger.match.items()),
+                    tenant=trigger.tenant,
+                    firings=firings,
+                    fired=fired,
+                )
+            )
+        if principal.admin:  # an invalid file's tenant is unknown: operators see them
+            rows += [
+                pb.Trigger(name=t.name, file=str(t.file), problems=t.problems)
+                for t in self.firing.invalid
+            ]
+        return sorted(rows, key=lambda row: row.name)

@@ -76,6 +76,11 @@ class Trigger:
     tenant: str = ""
 
     @property
+    def batches(self) -> bool:
+        """Whether its events wait for others to share a flow (``max_wait_s``)."""
+        return self.max_events > 1 and self.max_wait_s > 0
+
+    @property
     def events(self) -> str:
         """Where its events come from: ``http`` or ``amqp EXCHANGE ROUTING_KEY``."""
         return "http" if self.amqp is None else f"amqp {self.amqp[0]} {self.amqp[1]}"

@@ -32,7 +32,8 @@ from scheduler.service.auth import (
     token_digest,
     tokens_json,
 )
-from scheduler.service.trigger_firing import Firing, FiringStore
+from scheduler.service.trigger_firing import Firing
+from scheduler.service.trigger_store import FiringStore
 from scheduler.service.triggers import load_triggers
 from tests.cluster import LocalCluster, state_of
 from tests.conftest import PROGDEFS, ROOT
@@ -158,7 +159,22 @@ def test_a_bad_event_is_refused_with_the_reason(
     assert answer_status == status and error in answer["error"], answer
 
 
-def test_a_batch_of_events_starts_one_flow_with_list_consts(cluster: LocalCluster) -> None:
+def started_flows(url: str, answer: dict[str, Any]) -> list[str]:
+    """The flows of an event answered as waiting in a batch, once they started (its status)."""
+    status_url = url.rstrip("/") + answer["status"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(status_url, timeout=30) as reply:
+            status = json.loads(reply.read())
+        if not status["waiting"]:
+            return list(status["flow_ids"])
+        time.sleep(0.1)
+    raise AssertionError(f"the batch of {answer} did not start its flow")
+
+
+def test_a_batch_of_concurrent_events_starts_one_flow_with_list_consts(
+    cluster: LocalCluster,
+) -> None:
     answers: list[tuple[int, dict[str, Any]]] = []
     keys = [f"k{n}" for n in range(3)]
 
@@ -175,9 +191,38 @@ def test_a_batch_of_events_starts_one_flow_with_list_consts(cluster: LocalCluste
     for thread in threads:
         thread.join()
     assert {status for status, _ in answers} == {202}, answers
-    flow_ids = {answer["flow_ids"][0] for _, answer in answers}
-    assert len(flow_ids) == 1
-    assert sorted(greetings(cluster, flow_ids.pop())) == [f"hello {key}" for key in keys]
+    flow_ids = {tuple(started_flows(url_of(cluster), answer)) for _, answer in answers}
+    assert len(flow_ids) == 1, flow_ids
+    (flow_id,) = flow_ids.pop()
+    assert sorted(greetings(cluster, flow_id)) == [f"hello {key}" for key in keys]
+
+
+def test_events_sent_one_after_another_are_answered_at_once_and_share_a_batch(
+    cluster: LocalCluster,
+) -> None:
+    """The batched trigger waits 10 s for 3 events: a sender posting them in a row is
+    answered at each (not when the flow starts), and the three start one flow."""
+    keys = [f"seq{n}" for n in range(3)]
+    answers = []
+    for key in keys:
+        status, answer = post(
+            url_of(cluster), **binary(uuid.uuid4().hex, {"key": key}, kind="com.example.batch")
+        )
+        assert status == 202, answer
+        assert answer["waiting"] == ["batched"] and answer["status"].startswith("/events?"), answer
+        answers.append(answer)
+    flow_ids = {tuple(started_flows(url_of(cluster), answer)) for answer in answers}
+    assert len(flow_ids) == 1, flow_ids
+    (flow_id,) = flow_ids.pop()
+    assert sorted(greetings(cluster, flow_id)) == [f"hello {key}" for key in keys]
+
+
+def test_the_status_of_an_event_no_trigger_took_is_404(cluster: LocalCluster) -> None:
+    url = url_of(cluster) + "events?source=s3%3A%2F%2Fnowhere&id=never-sent"
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(url, timeout=30)
+    assert answer.value.code == 404
+    assert "no trigger took event 'never-sent'" in json.loads(answer.value.read())["error"]
 
 
 def firing_of(cluster: LocalCluster, trigger: str, event_id: str) -> pb.TriggerFiring:
@@ -306,7 +351,7 @@ def test_a_burst_of_1000_events_waits_bounded_and_loses_none(cluster: LocalClust
 def test_with_tokens_on_an_event_needs_a_token_and_reaches_only_its_tenants_triggers(
     tmp_path: Path,
 ) -> None:
-    from scheduler.service.trigger_sources import HttpSource
+    from scheduler.service.trigger_http import HttpSource
 
     folder = write_triggers(tmp_path / "triggers")
     (folder / "on-upload.json").write_text(json.dumps({**UPLOAD, "tenant": "team-a"}))

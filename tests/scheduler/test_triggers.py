@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from scheduler.service.auth import (
     token_digest,
     tokens_json,
 )
-from scheduler.service.trigger_firing import Firing, FiringStore
+from scheduler.service.trigger_firing import Firing
+from scheduler.service.trigger_store import FiringStore
 from scheduler.service.triggers import bind, load_triggers, parse_trigger
 from tests.conftest import EXAMPLES, PROGDEFS
 from tests.scheduler.trigger_files import UPLOAD, write_triggers
@@ -137,12 +139,12 @@ def test_flows_of_a_trigger_go_as_its_tenant_and_a_quota_refusal_can_be_retried(
     try:
         admin = Principal("ops", "admin", Quotas())
         (first,) = firing.accept(event("e1", {"key": "a.jpg"}), principal=admin)
-        assert first.result(10) == ["f1"]
+        assert first.future.result(10) == ["f1"]
         request, principal = calls[0]
         assert (principal.tenant, principal.quotas) == ("team-a", quotas)
         assert list(request.set) == ['hi.name=["a.jpg"]']
         (second,) = firing.accept(event("e2", {"key": "b.jpg"}), principal=admin)
-        error = second.exception(10)
+        error = second.future.exception(10)
         assert isinstance(error, FiringFailed) and error.retryable
         with pytest.raises(EventRefused, match="matches no trigger"):
             firing.accept(event("e3", {"key": "c"}), principal=Principal("team-b", "user", quotas))
@@ -179,3 +181,79 @@ def test_an_event_matching_no_trigger_is_told_which_field_of_each_trigger_failed
         message
     ), message
     assert "uploads-batched takes type" not in message, message
+
+
+def batching_firing(folder: Path, store: FiringStore, submit: Any, wait_s: float) -> Firing:
+    """The test triggers, ``batched`` (3 events of com.example.batch) waiting ``wait_s``."""
+    triggers, _ = load_triggers(folder, tenant_required=False)
+    triggers = [
+        dataclasses.replace(t, max_wait_s=wait_s) if t.name == "batched" else t for t in triggers
+    ]
+    return Firing(
+        triggers=triggers,
+        invalid=[],
+        submit=submit,
+        catalogue=lambda: load_catalogue(PROGDEFS),
+        authenticator=Authenticator(None),
+        store=store,
+        max_waiting=10,
+    )
+
+
+def test_an_event_accepted_into_a_batch_starts_its_flow_after_a_restart(tmp_path: Path) -> None:
+    folder = write_triggers(tmp_path / "triggers")
+    state = str(tmp_path / "state.db")
+    submitted: list[pb.SubmitRequest] = []
+
+    def submit(request: pb.SubmitRequest, context: Any) -> pb.SubmitResponse:
+        submitted.append(request)
+        return pb.SubmitResponse(flow_id="f1")
+
+    admin = Principal("", "admin", Quotas())
+    first = batching_firing(folder, FiringStore(state), submit, wait_s=60)
+    first.start()
+    (accepted,) = first.accept(
+        event("b1", {"key": "kept"}, type="com.example.batch"), principal=admin
+    )
+    assert not accepted.future.done()  # it waits for more; the scheduler dies here
+    again = batching_firing(folder, FiringStore(state), submit, wait_s=0.1)
+    again.start()
+    try:
+        assert again.status("s3://photos/bucket", "b1", admin) == {
+            "flow_ids": [],
+            "waiting": ["batched"],
+        }
+        deadline = time.monotonic() + 30
+        while not submitted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [list(r.set) for r in submitted] == [['hi.name=["kept"]']]
+        deadline = time.monotonic() + 30
+        while again.status("s3://photos/bucket", "b1", admin)["waiting"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert again.status("s3://photos/bucket", "b1", admin)["flow_ids"] == ["f1"]
+    finally:
+        again.stop()
+
+
+def test_a_batch_whose_flow_cannot_start_yet_is_tried_again(tmp_path: Path) -> None:
+    folder = write_triggers(tmp_path / "triggers")
+    calls: list[pb.SubmitRequest] = []
+
+    def submit(request: pb.SubmitRequest, context: Any) -> pb.SubmitResponse:
+        calls.append(request)
+        if len(calls) == 1:
+            raise CallAborted(pb_code("RESOURCE_EXHAUSTED"), "quota max_running_flows is 2")
+        return pb.SubmitResponse(flow_id="f2")
+
+    firing = batching_firing(folder, FiringStore(":memory:"), submit, wait_s=0.1)
+    firing.start()
+    try:
+        admin = Principal("", "admin", Quotas())
+        (accepted,) = firing.accept(
+            event("r1", {"key": "later"}, type="com.example.batch"), principal=admin
+        )
+        assert accepted.future.result(30) == ["f2"]
+        assert len(calls) == 2
+    finally:
+        firing.stop()
