@@ -44,6 +44,17 @@ FRAME_SIZE_SAMPLE_ITEMS = 16
 # items a job makes are still in the CPU's cache when the next job reads them, which made
 # source -> greet -> count 15-25 % faster than frames of FRAME_MAX_ITEMS (bench/stream.py).
 MESSAGE_FRAME_MAX_ITEMS = 128
+# What a consumer takes in one frame at most, checked before it decodes anything
+# (docs/protocol.md, Streams): FRAME_MAX_ITEMS items, and FRAME_MAX_BYTES of items plus
+# one item of up to ITEM_MAX_BYTES (the item that filled the frame). A producer may not be
+# configured past them (DAGYO_FRAME_MAX_ITEMS, DAGYO_FRAME_MAX_BYTES). Half the broker's
+# default largest message (128 MiB), so a frame the bound lets through is one it takes.
+ITEM_MAX_BYTES = 64 * 1024 * 1024
+FRAME_RECEIVE_MAX_BYTES = FRAME_MAX_BYTES + ITEM_MAX_BYTES + 4096
+# A consumer remembers the CRC-32 and size of this many of the last frames it took, so a
+# frame delivered again (a reconnection, a producer publishing it again after an alarm) is
+# told apart from a different frame under a seq already taken.
+REPEAT_WINDOW_FRAMES = 32
 # How many frames a stream holds before its producer waits (backpressure).
 STREAM_MAX_FRAMES = 16
 # How many frames a consumer takes ahead of the job reading them.

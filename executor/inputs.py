@@ -15,8 +15,8 @@ from google.protobuf.message import Message
 from executor.errors import (
     DecodeError,
     ItemChanged,
-    StreamCorrupt,
 )
+from executor.framecheck import StreamPosition, admit, check_count, check_size
 from executor.frames import MessageFrame, StreamFrame, first_changed
 from executor.inbox import Inbox
 from executor.stream import decode_frame
@@ -32,6 +32,8 @@ class InputStream:
     Args:
         node: the receiving node, named when it changed an item it received (checked
             frames, ``DAGYO_EMBEDDED_SERIALIZE=1``).
+        token: the producer token the stream's frames must carry (the job descriptor's
+            ``Input.token``); empty: none is checked.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class InputStream:
         inbox: Inbox | None,
         consts: tuple[bytes, ...] | None = None,
         node: str = "",
+        token: str = "",
     ) -> None:
         self.port = port
         self.edge = edge
@@ -54,7 +57,7 @@ class InputStream:
         self._consts = consts
         self.ended = False
         self.items_received = 0
-        self._next_seq = 0
+        self._position = StreamPosition(self.typename, token)
         # Checked frames: the last one taken (its messages, their bytes, our copies, its
         # seq), checked again when the next is taken and at the end.
         self._taken: tuple[list[Any], list[bytes], list[Any], int] | None = None
@@ -89,20 +92,23 @@ class InputStream:
         if type(data) is MessageFrame:
             if data.data:
                 return self._decode_checked(data)
-            self._check(data)
+            self._check(data, None)
             if data.end_of_stream:
                 self.ended = True
             items = list(data.items)
             self.items_received += len(items)
             return items
         assert isinstance(data, bytes)
+        check_size(data, self.where)
         try:
             frame: Any = self._frame_class.FromString(data)
         except Exception:
             # Which is it: the frame, or an item? Only worth finding out on the error path.
             self.decode(decode_frame(data, self.edge).items)
             raise
-        self._check(frame)
+        check_count(len(frame.items), self.where)
+        if not self._check(frame, data):
+            return []  # the very frame taken already, delivered again: dropped
         if frame.end_of_stream:
             self.ended = True
         items = list(frame.items)
@@ -112,8 +118,11 @@ class InputStream:
     def _decode_checked(self, frame: MessageFrame) -> list[Any]:
         """The items of a checked frame: copies parsed from its bytes, as on a cluster."""
         self.check_unchanged()
+        check_size(frame.data, self.where)
         parsed = decode_frame(frame.data, self.edge)
-        self._check(parsed)
+        check_count(len(parsed.items), self.where)
+        if not self._check(parsed, frame.data):
+            return []
         sent = list(parsed.items)
         items = self.decode(sent)
         self._check_sent(frame.items, sent, parsed.seq)
@@ -152,27 +161,23 @@ class InputStream:
                 "message for each send"
             )
 
-    def _check(self, frame: Any) -> None:
-        """Check a frame's typename and its place in the stream (seq 0, 1, 2, ...).
+    @property
+    def where(self) -> str:
+        """The stream as its errors name it: ``stream NODE.PORT -> NODE.PORT``."""
+        return f"stream {self.edge}"
+
+    def _check(self, frame: Any, data: bytes | None) -> bool:
+        """Check a frame's token, typename and place in the stream (see executor.framecheck).
+
+        Returns:
+            False for a frame taken already, delivered again with the same bytes.
 
         Raises:
-            StreamCorrupt: naming the edge, for a frame of another typename, a frame lost
-                (a gap), a frame repeated, or a frame after end-of-stream.
+            StreamCorrupt: naming the edge, for a frame without the stream's producer
+                token, of another typename, a frame lost (a gap), a different frame under
+                a seq taken already, or a frame after end-of-stream.
         """
-        if frame.typename != self.typename:
-            raise StreamCorrupt(
-                f"stream {self.edge}: a frame of {frame.typename or 'no typename'} arrived "
-                f"on a stream of {self.typename}"
-            )
-        if self.ended:
-            raise StreamCorrupt(f"stream {self.edge}: frame {frame.seq} after end-of-stream")
-        if frame.seq != self._next_seq:
-            what = "lost" if frame.seq > self._next_seq else "repeated"
-            raise StreamCorrupt(
-                f"stream {self.edge}: frame {frame.seq} arrived where frame {self._next_seq} "
-                f"was due (a frame was {what})"
-            )
-        self._next_seq += 1
+        return admit(self._position, frame, data, self.where)
 
     def decode(self, items: Any) -> list[Any]:
         """Decode serialized items as the port's typename."""

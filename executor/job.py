@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from executor.errorport import author_traceback, build_error
 from executor.errors import DagyoError, Stopped
+from executor.flusher import Flusher
 from executor.inbox import Inbox
 from executor.inputs import InputStream
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
@@ -22,7 +23,7 @@ from executor.pb.dagyo.v1.job_pb2 import Job as JobDescriptor
 from executor.program import Program, read_secrets
 from executor.registry import register
 from executor.sdk import Job, OutputStream
-from executor.stream import Flusher, FrameWriter, StreamSettings
+from executor.stream import FrameWriter, StreamSettings
 from executor.transport.base import Transport
 from executor.types import message_class
 
@@ -124,6 +125,7 @@ def run_job(
                 message_class=cls,
                 inbox=inbox,
                 node=descriptor.node,
+                token=spec.token,
             )
             streams.attach(spec.queue, inbox, port)
         for port, out in descriptor.outputs.items():
@@ -132,6 +134,7 @@ def run_job(
                 settings=settings,
                 flusher=flusher,
                 typename=out.typename,
+                token=out.token,
             )
             run.outputs[port] = OutputStream(
                 node=descriptor.node,

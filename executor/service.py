@@ -25,6 +25,7 @@ from executor.constants import (
     STOPPED_FLOW_MEMORY_S,
 )
 from executor.drain import ShutdownSignals
+from executor.flusher import Flusher
 from executor.health import ExecutorMetrics, port_is_fixed, serve_health
 from executor.heartbeat import Heartbeats
 from executor.job import JobRun, execute
@@ -47,7 +48,7 @@ from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.progdef import Progdef
 from executor.program import Program, load_program
 from executor.settings import ExecutorSettings
-from executor.stream import Flusher, StreamSettings
+from executor.stream import StreamSettings
 from executor.topology import consume, declare_exchanges
 from executor.tracing import Tracing
 from executor.transport.rabbitmq import ChannelPool, RabbitTransport

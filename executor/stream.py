@@ -10,7 +10,6 @@ at end-of-stream, which is an explicit frame.
 from __future__ import annotations
 
 import gc
-import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -22,16 +21,17 @@ from executor.constants import (
     FRAME_LINGER_S,
     FRAME_MAX_BYTES,
     FRAME_MAX_ITEMS,
+    FRAME_RECEIVE_MAX_BYTES,
     FRAME_SIZE_SAMPLE_ITEMS,
     GC_GEN0_THRESHOLD,
+    ITEM_MAX_BYTES,
     STREAM_MAX_FRAMES,
 )
 from executor.errors import DagyoError, DecodeError
+from executor.flusher import Flusher
 from executor.frames import FrameForm, MessageFrame, StreamFrame
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.transport.base import FrameSink
-
-log = logging.getLogger("dagyo.stream")
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,12 @@ class StreamSettings:
         """Read DAGYO_FRAME_MAX_BYTES, DAGYO_FRAME_MAX_ITEMS and DAGYO_FRAME_LINGER_S.
 
         Raises:
-            DagyoError: naming a variable that is not a positive number.
+            DagyoError: naming a variable that is not a positive number, or past what a
+                consumer takes in one frame (FRAME_MAX_ITEMS items, ITEM_MAX_BYTES bytes).
         """
         import os
 
-        def number(name: str, default: float) -> float:
+        def number(name: str, default: float, most: float = float("inf")) -> float:
             raw = os.environ.get(name, "")
             try:
                 value = float(raw) if raw else default
@@ -65,11 +66,16 @@ class StreamSettings:
                 value = -1
             if value <= 0:
                 raise DagyoError(f"{name}={raw!r} is not a positive number: fix or unset it")
+            if value > most:
+                raise DagyoError(
+                    f"{name}={raw!r} is more than {most:g}, the most a consumer takes in one "
+                    "frame (docs/protocol.md, Streams): lower it or unset it"
+                )
             return value
 
         return cls(
-            frame_max_bytes=int(number("DAGYO_FRAME_MAX_BYTES", FRAME_MAX_BYTES)),
-            frame_max_items=int(number("DAGYO_FRAME_MAX_ITEMS", FRAME_MAX_ITEMS)),
+            frame_max_bytes=int(number("DAGYO_FRAME_MAX_BYTES", FRAME_MAX_BYTES, ITEM_MAX_BYTES)),
+            frame_max_items=int(number("DAGYO_FRAME_MAX_ITEMS", FRAME_MAX_ITEMS, FRAME_MAX_ITEMS)),
             linger_s=number("DAGYO_FRAME_LINGER_S", FRAME_LINGER_S),
         )
 
@@ -98,10 +104,18 @@ class FrameWriter:
     """
 
     def __init__(
-        self, sink: FrameSink, *, settings: StreamSettings, flusher: Flusher, typename: str
+        self,
+        sink: FrameSink,
+        *,
+        settings: StreamSettings,
+        flusher: Flusher,
+        typename: str,
+        token: str = "",
     ) -> None:
         self._sink = sink
         self.typename = typename
+        # The producer token every frame carries (the job descriptor's Output.token).
+        self.token = token
         self._settings = settings
         self._max_bytes = settings.frame_max_bytes
         self._max_items = settings.frame_max_items
@@ -305,8 +319,18 @@ class FrameWriter:
                 self._items, end_of_stream=end, seq=self._seq, typename=self.typename
             )
         data = Frame(
-            items=self._items, end_of_stream=end, seq=self._seq, typename=self.typename
+            items=self._items,
+            end_of_stream=end,
+            seq=self._seq,
+            typename=self.typename,
+            token=self.token,
         ).SerializeToString()
+        if len(data) > FRAME_RECEIVE_MAX_BYTES:
+            raise DagyoError(
+                f"a frame of {self.typename} items came to {len(data)} bytes, more than the "
+                f"{FRAME_RECEIVE_MAX_BYTES} a consumer takes (docs/protocol.md, Streams): send "
+                f"items of at most {ITEM_MAX_BYTES} bytes"
+            )
         if self.form is FrameForm.BYTES:
             return data
         return MessageFrame(
@@ -324,63 +348,3 @@ def tune_gc() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, older, oldest)
-
-
-class Flusher:
-    """One thread per process that flushes frames whose first item has lingered.
-
-    Only writers holding items are watched, so idle jobs cost nothing.
-    """
-
-    def __init__(self, *, linger_s: float = FRAME_LINGER_S) -> None:
-        self._linger_s = linger_s
-        self._pending: dict[int, FrameWriter] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="dagyo-flusher", daemon=True)
-        self._thread.start()
-
-    def watch(self, writer: FrameWriter) -> None:
-        """Flush this writer once its frame lingers (called when it gets a first item)."""
-        with self._lock:
-            if not self._pending:
-                self._wake.set()
-            self._pending[id(writer)] = writer
-
-    def close(self) -> None:
-        """End the thread (writers still watched are left to their own closing flush)."""
-        self._closed = True
-        self._wake.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._closed:
-            if not self._wake.wait(1.0):
-                continue
-            time.sleep(self._linger_s)
-            now = time.monotonic()
-            with self._lock:
-                writers = list(self._pending.values())
-            done = [writer for writer in writers if self._flush(writer, now)]
-            with self._lock:
-                for writer in done:
-                    if not writer._items or writer.closed or writer.failed is not None:
-                        self._pending.pop(id(writer), None)
-                if not self._pending and not self._closed:
-                    self._wake.clear()
-
-    @staticmethod
-    def _flush(writer: FrameWriter, now: float) -> bool:
-        """Flush one writer's lingering frame; its failure is its job's, never this thread's.
-
-        A flush that fails (its stream gone with its flow, the broker lost) leaves the
-        error with the writer, which raises it to its job at the next add or close (a
-        stream gone has set the job's stop already); the writer is then forgotten here.
-        """
-        try:
-            return writer.flush_if_lingering(now)
-        except Exception as e:
-            writer.failed = e
-            log.info("a lingering frame of %s was not sent: %s", writer.typename, e)
-            return True

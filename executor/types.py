@@ -76,6 +76,7 @@ def frame_class(typename: str) -> type[Message]:
     message.field.add(name="end_of_stream", number=2, label=optional, type=kinds.TYPE_BOOL)
     message.field.add(name="seq", number=3, label=optional, type=kinds.TYPE_UINT64)
     message.field.add(name="typename", number=4, label=optional, type=kinds.TYPE_STRING)
+    message.field.add(name="token", number=5, label=optional, type=kinds.TYPE_STRING)
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"dagyo.internal.{name}"))
 

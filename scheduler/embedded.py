@@ -23,6 +23,7 @@ from executor.constants import (
     MESSAGE_FRAME_MAX_ITEMS,
 )
 from executor.errors import DagyoError, Stopped
+from executor.flusher import Flusher
 from executor.frames import FrameForm
 from executor.inbox import Inbox
 from executor.inputs import InputStream, merge
@@ -33,7 +34,7 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureReport,
 )
 from executor.program import Program, load_program
-from executor.stream import Flusher, StreamSettings
+from executor.stream import StreamSettings
 from executor.transport.memory import MemoryTransport
 from executor.types import message_class
 from scheduler.flow.model import CheckedFlow

@@ -1,5 +1,7 @@
 """Forged frames in a running flow's queues fail the flow naming the stream, never a wrong
-count or a hang: a stray end-of-stream, a lost frame, a frame of another typename."""
+count, a wrong result or a hang: a frame without the stream's producer token (a stray
+end-of-stream, a forged result), and, from a producer holding it, a lost frame or a frame
+of another typename."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 from executor.constants import export_queue, stream_queue
 from executor.pb.dagyo.v1 import failure_pb2
 from executor.pb.dagyo.v1.frame_pb2 import Frame
-from executor.types import Int64
+from executor.types import Int64, Text
 from tests.cluster import LocalCluster, state_of, wait_for_node
 from tests.flows import slow_flow
 
@@ -49,25 +51,52 @@ def failed_with(cluster: LocalCluster, flow_id: str, node: str) -> Any:
     return record.failure.error
 
 
-def test_a_forged_end_of_stream_fails_the_flow_naming_the_edge(cluster: LocalCluster) -> None:
-    flow_id = cluster.submit(slow_flow(100, 50))
-    wait_for_node(cluster, flow_id, "w")
-    forged = Frame(end_of_stream=True, seq=1_000_000, typename="dagyo.types.Text")
-    forge(cluster, stream_queue(flow_id, "w", "items"), forged)
-    error = failed_with(cluster, flow_id, "w")
-    assert "stream s.src -> w.items: frame 1000000 arrived where frame" in error
-    assert "(a frame was lost)" in error
+def export_token(cluster: LocalCluster, flow_id: str, export: str) -> str:
+    """The producer token the scheduler gave an export stream: a buggy producer's frames
+    carry it, a forger's do not."""
+    assert cluster.scheduler is not None
+    with cluster.scheduler.lifecycle.table.lock:
+        return cluster.scheduler.lifecycle.table.flows[flow_id].runtime.exports[export].token
+
+
+def test_a_forged_end_of_stream_ahead_of_the_items_fails_the_flow_not_the_count(
+    cluster: LocalCluster,
+) -> None:
+    # Forged before the first real frame: it made the count of 4 items report 0.
+    flow_id = cluster.submit(slow_flow(4, 300))
+    forged = Frame(end_of_stream=True, seq=0, typename="dagyo.types.Text")
+    forge(cluster, stream_queue(flow_id, "n", "items"), forged)
+    error = failed_with(cluster, flow_id, "n")
+    assert "stream w.items -> n.items: a frame without the producer token" in error
+
+
+def test_a_forged_export_frame_never_replaces_the_result(cluster: LocalCluster) -> None:
+    flow_id = cluster.submit(slow_flow(4, 300))
+    forged = Frame(
+        items=[Int64(value=999999).SerializeToString()],
+        seq=0,
+        end_of_stream=True,
+        typename="dagyo.types.Int64",
+    )
+    forge(cluster, export_queue(flow_id, "total"), forged)
+    error = failed_with(cluster, flow_id, "n")
+    assert "export total (from n.total): a frame without the producer token" in error
+    assert all("999999" not in export.value_json for export in cluster.wait(flow_id).exports)
 
 
 def test_a_frame_of_another_typename_fails_the_flow_naming_both(cluster: LocalCluster) -> None:
     flow_id = cluster.submit(slow_flow(100, 50))
     wait_for_node(cluster, flow_id, "w")
-    forged = Frame(items=[Int64(value=7).SerializeToString()], typename="dagyo.types.Int64")
-    forge(cluster, stream_queue(flow_id, "w", "items"), forged)
-    error = failed_with(cluster, flow_id, "w")
+    forged = Frame(
+        items=[Text(text="x").SerializeToString()],
+        typename="dagyo.types.Text",
+        token=export_token(cluster, flow_id, "total"),
+    )
+    forge(cluster, export_queue(flow_id, "total"), forged)
+    error = failed_with(cluster, flow_id, "n")
     assert (
-        "stream s.src -> w.items: a frame of dagyo.types.Int64 arrived on a stream of "
-        "dagyo.types.Text" in error
+        "export total (from n.total): a frame of dagyo.types.Text arrived on a stream of "
+        "dagyo.types.Int64" in error
     )
 
 
@@ -75,7 +104,10 @@ def test_an_export_frame_out_of_sequence_fails_the_flow(cluster: LocalCluster) -
     flow_id = cluster.submit(slow_flow(100, 50))
     wait_for_node(cluster, flow_id, "w")
     forged = Frame(
-        items=[Int64(value=7).SerializeToString()], seq=10**9, typename="dagyo.types.Int64"
+        items=[Int64(value=7).SerializeToString()],
+        seq=10**9,
+        typename="dagyo.types.Int64",
+        token=export_token(cluster, flow_id, "total"),
     )
     forge(cluster, export_queue(flow_id, "total"), forged)
     error = failed_with(cluster, flow_id, "n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ class Plan:
         stream_queues: every stream queue of the flow (inputs fed by edges).
         export_queues: export name -> the queue its items arrive on.
         export_types: export name -> typename.
+        export_tokens: export name -> the producer token its frames carry.
     """
 
     flow_id: str
@@ -41,6 +43,7 @@ class Plan:
     stream_queues: tuple[str, ...]
     export_queues: Mapping[str, str]
     export_types: Mapping[str, str]
+    export_tokens: Mapping[str, str]
 
     @property
     def queues(self) -> tuple[str, ...]:
@@ -61,6 +64,13 @@ def plan_flow(checked: CheckedFlow, *, flow_id: str, deadline: float = 0.0) -> P
         name: checked.port_types[(source.node, "out", source.port)]
         for name, source in flow.exports.items()
     }
+    # A producer token per output, the secret that lets its job, and no one else, write
+    # its streams (docs/security.md): its readers are told it in their job descriptors.
+    tokens: dict[Endpoint, str] = {}
+
+    def token_of(output: Endpoint) -> str:
+        return tokens.setdefault(output, secrets.token_hex(16))
+
     stream_queues: list[str] = []
     jobs = []
     for node_name in checked.order:
@@ -84,11 +94,13 @@ def plan_flow(checked: CheckedFlow, *, flow_id: str, deadline: float = 0.0) -> P
             else:
                 spec.queue = stream_queue(flow_id, node_name, port)
                 spec.edge = str(source)
+                spec.token = token_of(source)
                 stream_queues.append(spec.queue)
         for port in progdef.outputs:
             source = Endpoint(node_name, port)
             spec_out = job.outputs[port]
             spec_out.typename = checked.port_types[(node_name, "out", port)]
+            spec_out.token = token_of(source)
             spec_out.queues.extend(
                 stream_queue(flow_id, t.node, t.port) for t in checked.consumers_of(source)
             )
@@ -103,4 +115,5 @@ def plan_flow(checked: CheckedFlow, *, flow_id: str, deadline: float = 0.0) -> P
         stream_queues=tuple(stream_queues),
         export_queues=export_queues,
         export_types=export_types,
+        export_tokens={name: token_of(source) for name, source in flow.exports.items()},
     )

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from executor import errorport
-from executor.errors import DecodeError, StreamCorrupt, UnknownType
+from executor.errors import DecodeError, UnknownType
+from executor.framecheck import admit, check_count, check_size
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.types import message_class
@@ -20,44 +22,20 @@ from scheduler.service.state import FlowRuntime
 
 
 def decode_frame(body: bytes, *, export: str, source: str) -> Frame:
-    """Parse one export frame.
+    """Parse one export frame, once it is within the bounds of a frame.
 
     Raises:
-        DecodeError: naming the export and the output it comes from.
-    """
-    try:
-        return Frame.FromString(body)
-    except ProtobufDecodeError as e:
-        raise DecodeError(f"export {export} (from {source}): a frame does not parse: {e}") from e
-
-
-def check_frame(
-    frame: Frame, typename: str, next_seq: int, *, ended: bool, export: str, source: str
-) -> None:
-    """Check a frame's typename and its place in the export stream.
-
-    A frame below the stream's position is let through (the caller skips it): the broker
-    delivers a frame again when the scheduler's connection dropped before its ack, and the
-    frame was kept already.
-
-    Raises:
-        StreamCorrupt: naming the export, for a frame of another typename, a frame lost (a
-            gap in seq) or a new frame after end-of-stream.
+        DecodeError: naming the export and the output it comes from (StreamCorrupt for a
+            frame past the bounds, refused unread).
     """
     where = f"export {export} (from {source})"
-    if frame.typename != typename:
-        raise StreamCorrupt(
-            f"{where}: a frame of {frame.typename or 'no typename'} arrived on a stream "
-            f"of {typename}"
-        )
-    if frame.seq < next_seq:
-        return
-    if ended:
-        raise StreamCorrupt(f"{where}: frame {frame.seq} after end-of-stream")
-    if frame.seq > next_seq:
-        raise StreamCorrupt(
-            f"{where}: frame {frame.seq} arrived where frame {next_seq} was due (a frame was lost)"
-        )
+    check_size(body, where)
+    try:
+        frame = Frame.FromString(body)
+    except ProtobufDecodeError as e:
+        raise DecodeError(f"{where}: a frame does not parse: {e}") from e
+    check_count(len(frame.items), where)
+    return frame
 
 
 def export_values(items: Sequence[bytes], typename: str, *, export: str, source: str) -> list[str]:
@@ -121,26 +99,23 @@ def read_frame(
     """Read one frame of an export stream, moving the stream's position on.
 
     Returns:
-        None for a frame read already (a seq below the stream's position: delivered again
-        after a reconnection); else (every export of the frame, the ones to keep).
+        None for a frame read already (a seq below the stream's position, with the bytes
+        kept: delivered again after a reconnection); else (every export of the frame, the
+        ones to keep).
 
     Raises:
-        DecodeError: when the frame or an item does not parse, naming the export.
+        DecodeError: when the frame or an item does not parse, naming the export;
+            StreamCorrupt for a frame past the bounds, without the stream's producer token,
+            of another typename, out of sequence, a different frame under a seq kept, or
+            after end-of-stream (executor.framecheck).
     """
     stream = runtime.exports[export]
     frame = decode_frame(body, export=export, source=stream.source)
-    check_frame(
-        frame,
-        stream.typename,
-        stream.next_seq,
-        ended=stream.ended,
-        export=export,
-        source=stream.source,
-    )
-    if frame.seq < stream.next_seq:
+    # Checked and decoded before the position moves: a frame that fails leaves it as it was.
+    moved = replace(stream, recent=list(stream.recent))
+    if not admit(moved, frame, body, f"export {export} (from {stream.source})"):
         return None
     values = export_values(frame.items, stream.typename, export=export, source=stream.source)
     exports = keep_exports(record, runtime, export, values, cap_bytes=cap_bytes)
-    stream.next_seq = frame.seq + 1
-    stream.ended = stream.ended or frame.end_of_stream
+    stream.next_seq, stream.ended, stream.recent = moved.next_seq, moved.ended, moved.recent
     return exports

@@ -56,8 +56,10 @@ class ExportStream:
         typename: what its items decode as.
         source: ``node.port`` of the exported output, for messages.
         next_seq: the seq of the next frame; a frame below it was already kept (it came
-            again after a reconnect) and is skipped.
+            again after a reconnect) and is skipped when its bytes are those kept.
         ended: True once the end-of-stream frame arrived.
+        token: the producer token its frames must carry (empty: none is checked).
+        recent: ``[seq, crc32, size]`` of the last frames kept (executor.framecheck).
     """
 
     queue: str
@@ -65,6 +67,8 @@ class ExportStream:
     source: str
     next_seq: int = 0
     ended: bool = False
+    token: str = ""
+    recent: list[list[int]] = field(default_factory=list)
 
 
 @dataclass

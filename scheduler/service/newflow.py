@@ -55,7 +55,12 @@ def new_flow(
         max_export_items=max_export_items,
         queues=list(plan.queues),
         exports={
-            export: ExportStream(queue, plan.export_types[export], sources[export])
+            export: ExportStream(
+                queue,
+                plan.export_types[export],
+                sources[export],
+                token=plan.export_tokens[export],
+            )
             for export, queue in plan.export_queues.items()
         },
         mailboxes={

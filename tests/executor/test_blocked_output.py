@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
-from executor.stream import Flusher, FrameWriter, StreamSettings
+from executor.flusher import Flusher
+from executor.stream import FrameWriter, StreamSettings
 
 
 class FullSink:

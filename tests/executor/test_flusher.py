@@ -11,9 +11,10 @@ import pika
 import pytest
 
 from executor.amqp import AmqpThread
+from executor.flusher import Flusher
 from executor.inbox import Inbox
 from executor.pb.dagyo.types_pb2 import Text
-from executor.stream import Flusher, FrameWriter, StreamSettings
+from executor.stream import FrameWriter, StreamSettings
 from executor.topology import stream_arguments
 from executor.transport.rabbitmq import ChannelPool, RabbitTransport
 

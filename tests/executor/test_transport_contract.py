@@ -20,10 +20,11 @@ import pytest
 
 from executor.amqp import AmqpThread
 from executor.errors import Stopped
+from executor.flusher import Flusher
 from executor.inbox import Inbox
 from executor.inputs import InputStream
 from executor.pb.dagyo.types_pb2 import Text
-from executor.stream import Flusher, FrameWriter, StreamSettings
+from executor.stream import FrameWriter, StreamSettings
 from executor.topology import stream_arguments
 from executor.transport.base import Streams, Transport
 from executor.transport.memory import MemoryTransport

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x64\x61gyo/v1/frame.proto\x12\x08\x64\x61gyo.v1\"L\n\x05\x46rame\x12\r\n\x05items\x18\x01 \x03(\x0c\x12\x15\n\rend_of_stream\x18\x02 \x01(\x08\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x10\n\x08typename\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x64\x61gyo/v1/frame.proto\x12\x08\x64\x61gyo.v1\"[\n\x05\x46rame\x12\r\n\x05items\x18\x01 \x03(\x0c\x12\x15\n\rend_of_stream\x18\x02 \x01(\x08\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x10\n\x08typename\x18\x04 \x01(\t\x12\r\n\x05token\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dagyo.v1.frame_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FRAME']._serialized_start=34
-  _globals['_FRAME']._serialized_end=110
+  _globals['_FRAME']._serialized_end=125
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x64\x61gyo/v1/job.proto\x12\x08\x64\x61gyo.v1\x1a google/protobuf/descriptor.proto\"f\n\x05Input\x12\x10\n\x08typename\x18\x01 \x01(\t\x12\x0f\n\x05queue\x18\x02 \x01(\tH\x00\x12\"\n\x06\x63onsts\x18\x03 \x01(\x0b\x32\x10.dagyo.v1.ConstsH\x00\x12\x0c\n\x04\x65\x64ge\x18\x04 \x01(\tB\x08\n\x06source\"\x17\n\x06\x43onsts\x12\r\n\x05items\x18\x01 \x03(\x0c\"*\n\x06Output\x12\x10\n\x08typename\x18\x01 \x01(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\"\x99\x04\n\x03Job\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0f\n\x07progdef\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12)\n\x06inputs\x18\x05 \x03(\x0b\x32\x19.dagyo.v1.Job.InputsEntry\x12+\n\x07outputs\x18\x06 \x03(\x0b\x32\x1a.dagyo.v1.Job.OutputsEntry\x12\x10\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x01\x12\x17\n\x0f\x65vents_exchange\x18\x08 \x01(\t\x12\x19\n\x11\x66\x61ilures_exchange\x18\t \x01(\t\x12\x31\n\x05types\x18\n \x01(\x0b\x32\".google.protobuf.FileDescriptorSet\x12\x36\n\rtrace_context\x18\x0b \x03(\x0b\x32\x1f.dagyo.v1.Job.TraceContextEntry\x12\x11\n\tpublished\x18\x0c \x01(\x01\x1a>\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.dagyo.v1.Input:\x02\x38\x01\x1a@\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.Output:\x02\x38\x01\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x64\x61gyo/v1/job.proto\x12\x08\x64\x61gyo.v1\x1a google/protobuf/descriptor.proto\"u\n\x05Input\x12\x10\n\x08typename\x18\x01 \x01(\t\x12\x0f\n\x05queue\x18\x02 \x01(\tH\x00\x12\"\n\x06\x63onsts\x18\x03 \x01(\x0b\x32\x10.dagyo.v1.ConstsH\x00\x12\x0c\n\x04\x65\x64ge\x18\x04 \x01(\t\x12\r\n\x05token\x18\x05 \x01(\tB\x08\n\x06source\"\x17\n\x06\x43onsts\x12\r\n\x05items\x18\x01 \x03(\x0c\"9\n\x06Output\x12\x10\n\x08typename\x18\x01 \x01(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\x12\r\n\x05token\x18\x03 \x01(\t\"\x99\x04\n\x03Job\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0f\n\x07progdef\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12)\n\x06inputs\x18\x05 \x03(\x0b\x32\x19.dagyo.v1.Job.InputsEntry\x12+\n\x07outputs\x18\x06 \x03(\x0b\x32\x1a.dagyo.v1.Job.OutputsEntry\x12\x10\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x01\x12\x17\n\x0f\x65vents_exchange\x18\x08 \x01(\t\x12\x19\n\x11\x66\x61ilures_exchange\x18\t \x01(\t\x12\x31\n\x05types\x18\n \x01(\x0b\x32\".google.protobuf.FileDescriptorSet\x12\x36\n\rtrace_context\x18\x0b \x03(\x0b\x32\x1f.dagyo.v1.Job.TraceContextEntry\x12\x11\n\tpublished\x18\x0c \x01(\x01\x1a>\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.dagyo.v1.Input:\x02\x38\x01\x1a@\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.Output:\x02\x38\x01\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,17 +39,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_JOB_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_INPUT']._serialized_start=66
-  _globals['_INPUT']._serialized_end=168
-  _globals['_CONSTS']._serialized_start=170
-  _globals['_CONSTS']._serialized_end=193
-  _globals['_OUTPUT']._serialized_start=195
-  _globals['_OUTPUT']._serialized_end=237
-  _globals['_JOB']._serialized_start=240
-  _globals['_JOB']._serialized_end=777
-  _globals['_JOB_INPUTSENTRY']._serialized_start=596
-  _globals['_JOB_INPUTSENTRY']._serialized_end=658
-  _globals['_JOB_OUTPUTSENTRY']._serialized_start=660
-  _globals['_JOB_OUTPUTSENTRY']._serialized_end=724
-  _globals['_JOB_TRACECONTEXTENTRY']._serialized_start=726
-  _globals['_JOB_TRACECONTEXTENTRY']._serialized_end=777
+  _globals['_INPUT']._serialized_end=183
+  _globals['_CONSTS']._serialized_start=185
+  _globals['_CONSTS']._serialized_end=208
+  _globals['_OUTPUT']._serialized_start=210
+  _globals['_OUTPUT']._serialized_end=267
+  _globals['_JOB']._serialized_start=270
+  _globals['_JOB']._serialized_end=807
+  _globals['_JOB_INPUTSENTRY']._serialized_start=626
+  _globals['_JOB_INPUTSENTRY']._serialized_end=688
+  _globals['_JOB_OUTPUTSENTRY']._serialized_start=690
+  _globals['_JOB_OUTPUTSENTRY']._serialized_end=754
+  _globals['_JOB_TRACECONTEXTENTRY']._serialized_start=756
+  _globals['_JOB_TRACECONTEXTENTRY']._serialized_end=807
 # @@protoc_insertion_point(module_scope)

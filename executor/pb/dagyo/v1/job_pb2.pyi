@@ -8,16 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Input(_message.Message):
-    __slots__ = ("typename", "queue", "consts", "edge")
+    __slots__ = ("typename", "queue", "consts", "edge", "token")
     TYPENAME_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     CONSTS_FIELD_NUMBER: _ClassVar[int]
     EDGE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
     typename: str
     queue: str
     consts: Consts
     edge: str
-    def __init__(self, typename: _Optional[str] = ..., queue: _Optional[str] = ..., consts: _Optional[_Union[Consts, _Mapping]] = ..., edge: _Optional[str] = ...) -> None: ...
+    token: str
+    def __init__(self, typename: _Optional[str] = ..., queue: _Optional[str] = ..., consts: _Optional[_Union[Consts, _Mapping]] = ..., edge: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
 
 class Consts(_message.Message):
     __slots__ = ("items",)
@@ -26,12 +28,14 @@ class Consts(_message.Message):
     def __init__(self, items: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("typename", "queues")
+    __slots__ = ("typename", "queues", "token")
     TYPENAME_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
     typename: str
     queues: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, typename: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ...) -> None: ...
+    token: str
+    def __init__(self, typename: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., token: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("flow_id", "node", "progdef", "version", "inputs", "outputs", "deadline", "events_exchange", "failures_exchange", "types", "trace_context", "published")
