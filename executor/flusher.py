@@ -11,14 +11,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from executor.constants import FRAME_LINGER_S
 
-if TYPE_CHECKING:
-    from executor.stream import FrameWriter
-
 log = logging.getLogger("dagyo.stream")
+
+
+class FrameWriter(Protocol):
+    """What the Flusher needs of a writer (executor.stream.FrameWriter)."""
+
+    typename: str
+    closed: bool
+    failed: Exception | None
+
+    @property
+    def holds_items(self) -> bool:
+        """True while items wait in the frame being filled."""
+        ...
+
+    def flush_if_lingering(self, now: float) -> bool:
+        """Flush a frame that lingered; True when nothing lingers any more."""
+        ...
 
 
 class Flusher:
@@ -60,7 +74,7 @@ class Flusher:
             done = [writer for writer in writers if self._flush(writer, now)]
             with self._lock:
                 for writer in done:
-                    if not writer._items or writer.closed or writer.failed is not None:
+                    if not writer.holds_items or writer.closed or writer.failed is not None:
                         self._pending.pop(id(writer), None)
                 if not self._pending and not self._closed:
                     self._wake.clear()

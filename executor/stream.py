@@ -137,7 +137,7 @@ class FrameWriter:
         self.closed = False
         # What the Flusher met flushing this writer's frame (see Flusher._flush); raised
         # to the job at its next add or close.
-        self.failed: BaseException | None = None
+        self.failed: Exception | None = None
         # Monotonic time a blocking send began, 0.0 while none is under way: a send that
         # lasts is a stream that is full (see blocked_s).
         self._sending_since = 0.0
@@ -250,6 +250,11 @@ class FrameWriter:
             if items and fresh:
                 self._first_at = time.monotonic()
                 self._flusher.watch(self)  # after the items are in: see Flusher
+
+    @property
+    def holds_items(self) -> bool:
+        """True while items wait in the frame being filled."""
+        return bool(self._items)
 
     def flush_if_lingering(self, now: float) -> bool:
         """Flush a lingering frame if the stream has room; never waits.
