@@ -4,6 +4,7 @@ lone surrogate."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -23,9 +24,10 @@ def parse_strict(text: str | bytes, *, source: str) -> Any:
     """Parse JSON text, refusing what ``json.loads`` lets through silently.
 
     Two equal keys in one object (``json.loads`` keeps the last: two nodes named alike
-    would vanish into one), ``NaN`` and ``Infinity`` (not JSON, and no bound holds them),
-    bytes that are not UTF-8, nesting too deep to read, and a key or text holding a lone
-    surrogate (``"\\ud800"``: no character, and no UTF-8 encodes it) are each a problem naming
+    would vanish into one), ``NaN`` and ``Infinity`` (not JSON, and no bound holds them), a
+    number out of a double's range (``1e400``, which would read as Infinity), bytes that are
+    not UTF-8, nesting too deep to read, and a key or text holding a lone surrogate
+    (``"\\ud800"``: no character, and no UTF-8 encodes it) are each a problem naming
     ``source``.
 
     Raises:
@@ -54,8 +56,21 @@ def parse_strict(text: str | bytes, *, source: str) -> Any:
         key = f"{found.group(1)}: " if found else ""
         raise JsonProblems([f"{source}: {key}{name} is not a JSON number: write a finite number"])
 
+    def finite(literal: str) -> float:
+        number = float(literal)
+        if math.isinf(number):  # 1e400: json.loads would make it Infinity
+            raise JsonProblems(
+                [
+                    f"{source}: {literal[:40]} is a number out of range: write a number between "
+                    "-1.7e308 and 1.7e308"
+                ]
+            )
+        return number
+
     try:
-        data = json.loads(text, object_pairs_hook=unique_keys, parse_constant=no_constant)
+        data = json.loads(
+            text, object_pairs_hook=unique_keys, parse_constant=no_constant, parse_float=finite
+        )
     except json.JSONDecodeError as e:
         raise JsonProblems([f"{source}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}"]) from None
     except RecursionError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -101,16 +102,32 @@ def checked_flow(
     """Load and check a flow file (with its ``--set`` consts), or exit 2 with every
     problem, one a line."""
     from scheduler.flow.check import check_flow
-    from scheduler.flow.model import load_flow
+    from scheduler.flow.model import parse_flow
     from scheduler.flow.overrides import parse_with_sets
+    from scheduler.service.limits import capped_problems
 
     try:
-        flow = load_flow(path)
+        text = flow_text(path)
+        flow = parse_flow(text, source=str(path))
         if sets:
-            flow = parse_with_sets(path.read_text(encoding="utf-8"), sets, source=str(path))
+            flow = parse_with_sets(text, sets, source=str(path))
         return check_flow(flow, catalogue, source=str(path))
     except FlowInvalid as e:
-        fail(str(e), EXIT_INVALID)
+        # Cut as the scheduler cuts them: a problem may echo a name of any length.
+        fail("\n".join(capped_problems(e.problems)), EXIT_INVALID)
+
+
+def flow_text(path: Path) -> str:
+    """The text of a flow file, read no further than the scheduler's message limit
+    (``DAGYO_MAX_MESSAGE_BYTES``).
+
+    Raises:
+        FlowInvalid: naming the file, when it cannot be read, is not UTF-8 or is too long.
+    """
+    from scheduler.flow.model import read_flow_text
+    from scheduler.service.limits import max_message_bytes
+
+    return read_flow_text(path, max_bytes=max_message_bytes(os.environ))
 
 
 def set_option(function: Any) -> Any:

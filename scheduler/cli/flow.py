@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from executor.errors import SchedulerError
+from executor.errors import FlowInvalid, SchedulerError
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.cli.common import (
     EXIT_EXPORTS_DROPPED,
@@ -22,6 +22,7 @@ from scheduler.cli.common import (
     EXIT_OK,
     connected,
     fail,
+    flow_text,
     json_option,
     scheduler_option,
     set_option,
@@ -83,10 +84,9 @@ def submit_command(
     (every problem on stderr), 3 when it cannot be reached.
     """
     try:
-        text = flow_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        fail(f"{flow_file}: cannot read the flow file: {reason}", EXIT_INVALID)
+        text = flow_text(flow_file)
+    except FlowInvalid as e:
+        fail(str(e), EXIT_INVALID)
     with connected(address) as client:
         flow_id = client.submit(text, source=str(flow_file), deadline_s=deadline or 0.0, sets=sets)
         click.echo(flow_id, err=wait)

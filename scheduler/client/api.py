@@ -33,7 +33,7 @@ from executor.errors import (
 from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
-from scheduler.service.limits import ENV_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
+from scheduler.service.limits import ENV_MAX_MESSAGE_BYTES, max_message_bytes
 from scheduler.tls import call_metadata, client_credentials, client_target
 
 # A scheduler that does not accept a connection this soon is reported as unreachable, so
@@ -240,7 +240,7 @@ class SchedulerClient:
         # Send anything (the scheduler's limit decides, and says so); receive up to ours.
         options = [
             ("grpc.max_send_message_length", -1),
-            ("grpc.max_receive_message_length", _max_message_bytes()),
+            ("grpc.max_receive_message_length", max_message_bytes(os.environ)),
         ]
         self._channel = (
             grpc.insecure_channel(target, options=options)
@@ -320,8 +320,3 @@ class SchedulerClient:
                 "when it asks for a client certificate)",
             )
         return "", ""
-
-
-def _max_message_bytes() -> int:
-    raw = os.environ.get(ENV_MAX_MESSAGE_BYTES, "")
-    return int(raw) if raw.strip().isdigit() else MAX_MESSAGE_BYTES

@@ -162,20 +162,45 @@ def schema_path(name: str) -> Path:
 # --- parsing ------------------------------------------------------------------------------
 
 
-def load_flow(path: Path | str) -> Flow:
+def load_flow(path: Path | str, *, max_bytes: int | None = None) -> Flow:
     """Read and parse a Flow JSON file; problems name the file as given.
+
+    Args:
+        max_bytes: a file longer than this is refused unread past it (see
+            :func:`read_flow_text`).
 
     Raises:
         FlowInvalid: when the file cannot be read or is not a well-formed flow.
     """
-    path = Path(path)
+    return parse_flow(read_flow_text(path, max_bytes=max_bytes), source=str(path))
+
+
+def read_flow_text(path: Path | str, *, max_bytes: int | None = None) -> str:
+    """The text of a Flow JSON file, read up to ``max_bytes`` (None: all of it).
+
+    A flow is sent to the scheduler in one gRPC message, so a CLI bounds it by
+    ``DAGYO_MAX_MESSAGE_BYTES``: a larger file (or an endless one, ``/dev/zero``) could
+    never be submitted, and is not read past the bound.
+
+    Raises:
+        FlowInvalid: naming the file, when it cannot be read, is not UTF-8 or is too long.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            data = file.read() if max_bytes is None else file.read(max_bytes + 1)
     except OSError as e:
-        raise FlowInvalid([f"{path}: cannot read the flow: {e.strerror or e}"]) from e
+        raise FlowInvalid([f"{path}: cannot read the flow file: {e.strerror or e}"]) from e
+    if max_bytes is not None and len(data) > max_bytes:
+        raise FlowInvalid(
+            [
+                f"{path}: the flow is more than {max_bytes} bytes, the most the scheduler "
+                "accepts in one request (DAGYO_MAX_MESSAGE_BYTES)"
+            ]
+        )
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise FlowInvalid([f"{path}: not UTF-8 text: {e.reason} at byte {e.start}"]) from e
-    return parse_flow(text, source=str(path))
 
 
 def parse_flow(text: str, *, source: str = "flow.json") -> Flow:

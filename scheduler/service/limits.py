@@ -7,7 +7,7 @@ input cannot make an answer too large to deliver, for its sender or anyone else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 
@@ -25,6 +25,12 @@ MAX_ERROR_CHARS = 4000
 MAX_TRACEBACK_CHARS = 16000
 # A page of List or Failures stops at this many serialized bytes (and at its limit).
 PAGE_BYTES = 1024 * 1024
+
+
+def max_message_bytes(environ: Mapping[str, str]) -> int:
+    """A client's largest gRPC message: ``DAGYO_MAX_MESSAGE_BYTES``, else the default."""
+    raw = environ.get(ENV_MAX_MESSAGE_BYTES, "")
+    return int(raw) if raw.strip().isdigit() else MAX_MESSAGE_BYTES
 
 
 def cut(text: str, limit: int) -> str:

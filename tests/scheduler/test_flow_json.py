@@ -147,7 +147,7 @@ def test_load_flow_of_a_missing_file_is_flow_invalid(tmp_path: Path) -> None:
     with pytest.raises(FlowInvalid) as info:
         load_flow(path)
 
-    assert info.value.problems == [f"{path}: cannot read the flow: No such file or directory"]
+    assert info.value.problems == [f"{path}: cannot read the flow file: No such file or directory"]
 
 
 def test_schema_path_finds_the_shipped_schemas() -> None:

@@ -23,7 +23,12 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from executor.errors import DagyoError, SchedulerRefused, SchedulerUnavailable
+from executor.errors import (
+    DagyoError,
+    SchedulerRefused,
+    SchedulerUnauthenticated,
+    SchedulerUnavailable,
+)
 from executor.progdef import Progdef
 from scheduler.client.api import SchedulerClient
 from scheduler.service.dashboard.views import catalogue_view, failure_view, flow_view, record_view
@@ -123,6 +128,10 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
 
         def _error(self, error: DagyoError) -> None:
             status = HTTPStatus.BAD_GATEWAY
+            if isinstance(error, SchedulerUnauthenticated):
+                # The page asks for a token again on 401 (and only then).
+                message = str(error).replace("set DAGYO_TOKEN", "give the dashboard a token")
+                return self._json(HTTPStatus.UNAUTHORIZED, {"error": message})
             if isinstance(error, SchedulerRefused):
                 status = {
                     "NOT_FOUND": HTTPStatus.NOT_FOUND,
@@ -160,7 +169,12 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             path = urlsplit(self.path).path
-            if int(self.headers.get("Content-Length") or 0) > MAX_BODY_BYTES:
+            length = self.headers.get("Content-Length") or "0"
+            if not (length.isascii() and length.isdigit()):
+                self.close_connection = True  # where its body ends is unknown
+                return self._json(400, {"error": f"Content-Length {length[:40]!r} is no length"})
+            if int(length) > MAX_BODY_BYTES:
+                self.close_connection = True
                 return self._json(413, {"error": "request body too large"})
             if path.startswith("/api/flows/") and path.endswith("/cancel"):
                 flow_id = path[len("/api/flows/") : -len("/cancel")]
