@@ -1,8 +1,8 @@
 """Custom stream types: a progdef's ``protos`` compiled and added to the process's registry.
 
-A progdef lists ``.proto`` files (relative to its folder) in ``protos``; their imports
-resolve against the progdef's folder, ``dagyo/types.proto`` and the Google well-known
-types. They are compiled into a ``FileDescriptorSet`` (with the doc comments), which is
+A progdef lists ``.proto`` files (in its folder, or in its catalogue's ``protos/`` folder)
+in ``protos``; :mod:`executor.protoc` compiles them into a ``FileDescriptorSet`` (with the
+doc comments), which is
 added to protobuf's default descriptor pool, so :func:`executor.types.message_class` finds
 their messages like the built-in ones.
 
@@ -15,11 +15,7 @@ that holds a compiled set is read from it, not from its .proto files.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,20 +25,14 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool
 
 from executor.errors import ProgdefInvalid
+from executor.protoc import BUILTIN_PROTO_DIR, COMPILED_FILE, compile_protos, compiled_types
 
-COMPILED_FILE = "types.binpb"
-# proto/generate.py copies dagyo/types.proto beside its generated module, so the imports
-# of a progdef's .proto files resolve in a checkout and in an installed dagyo alike.
-_BUILTIN_PROTO_DIR = Path(__file__).resolve().parent / "pb"
-_COMPILE_TIMEOUT_S = 60.0
+__all__ = ["COMPILED_FILE", "compile_protos", "compiled_types"]  # re-exported for callers
 _lock = threading.Lock()
 # file name -> (the FileDescriptorProto as added, the progdef that brought it first)
 _added: dict[str, tuple[descriptor_pb2.FileDescriptorProto, str]] = {}
 # file name -> every progdef that brought it, in load order
 _owners: dict[str, list[str]] = {}
-# (folder, protos, hash of the folder's .proto files) -> the FileDescriptorSet compiled
-# from them: a catalogue is loaded again at every Submit, and protoc takes a tenth of a second.
-_compiled: dict[tuple[Path, tuple[str, ...], str], bytes] = {}
 
 
 @dataclass(frozen=True)
@@ -63,124 +53,59 @@ class TypeDoc:
     fields: tuple[tuple[str, str, str], ...]
 
 
-def check_proto_paths(directory: Path, protos: Iterable[object], *, source: str) -> list[str]:
-    """Problems with a ``protos`` list: each must be a ``.proto`` file inside the folder.
-
-    With a compiled :data:`COMPILED_FILE` beside progdef.json (an image, the scheduler's
-    mounted catalogue) the sources need not be there.
-    """
-    problems = []
-    root = directory.resolve()
-    compiled = (root / COMPILED_FILE).is_file()
-    for entry in protos:
-        if not isinstance(entry, str) or not entry.endswith(".proto"):
-            problems.append(f"{source}: protos entry {entry!r} must be a .proto file name")
-            continue
-        path = (root / entry).resolve()
-        if Path(entry).is_absolute() or not path.is_relative_to(root):
-            problems.append(
-                f"{source}: protos entry {entry!r} is outside the progdef's folder; "
-                "put the .proto file in the folder and name it relative to it"
-            )
-        elif not compiled and not path.is_file():
-            problems.append(f"{source}: protos entry {entry!r}: no such file in {directory}")
-    return problems
-
-
-def compile_protos(directory: Path, protos: Sequence[str], *, source: str) -> bytes:
-    """Compile ``protos`` into a serialized FileDescriptorSet, imports and comments included.
-
-    Raises:
-        ProgdefInvalid: with the compiler's message (file, line and column), or when no
-            compiler is installed.
-    """
-    try:
-        import grpc_tools
-    except ImportError:
-        raise ProgdefInvalid(
-            [
-                f"{source}: compiling its protos needs grpcio-tools "
-                f"(pip install grpcio-tools), or a compiled {COMPILED_FILE} from `dagyo build`"
-            ]
-        ) from None
-    well_known = Path(grpc_tools.__file__).resolve().parent / "_proto"
-    with tempfile.TemporaryDirectory(prefix="dagyo-protos-") as scratch:
-        out = Path(scratch) / COMPILED_FILE
-        command = [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"--proto_path={directory.resolve()}",
-            f"--proto_path={_builtin_proto_dir()}",
-            f"--proto_path={well_known}",
-            f"--descriptor_set_out={out}",
-            "--include_imports",
-            "--include_source_info",
-            *protos,
-        ]
-        try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S
-            )
-        except subprocess.TimeoutExpired:
-            raise ProgdefInvalid(
-                [f"{source}: compiling {', '.join(protos)} took over {_COMPILE_TIMEOUT_S:g} s"]
-            ) from None
-        if done.returncode != 0:
-            # protoc names a file by its path on disk; the folder is in ``source`` already.
-            folder = f"{directory.resolve()}/"
-            lines = [line.replace(folder, "") for line in done.stderr.splitlines() if line.strip()]
-            raise ProgdefInvalid(
-                [f"{source}: {line}" for line in lines] or [f"{source}: the protos do not compile"]
-            )
-        return out.read_bytes()
-
-
-def _builtin_proto_dir() -> Path:
-    """The folder holding ``dagyo/types.proto`` (copied beside its generated module)."""
-    return _BUILTIN_PROTO_DIR
-
-
-def load_types(directory: Path, protos: Sequence[str], *, source: str, progdef: str) -> list[str]:
+def load_types(directory: Path, protos: Sequence[str], *, source: str, progdef: str) -> set[str]:
     """Compile (or read the compiled set of) a progdef's protos and register them.
 
     Returns:
-        The full names of the messages its own files define.
+        The full names of every message (nested ones too) of its files and their imports:
+        the custom types its ports may use.
 
     Raises:
         ProgdefInvalid: a file that does not compile, or a message defined differently
             by another progdef already registered (naming both files).
     """
     if not protos:
-        return []
-    compiled = directory / COMPILED_FILE
-    data = (
-        compiled.read_bytes()
-        if compiled.is_file()
-        else compiled_types(directory, protos, source=source)
-    )
-    return register(data, source=source, progdef=progdef, own=protos)
+        return set()
+    data = types_of(directory, protos, source=source)
+    register(data, source=source, progdef=progdef, own=protos)
+    return message_names(data)
 
 
-def compiled_types(directory: Path, protos: Sequence[str], *, source: str) -> bytes:
-    """The serialized FileDescriptorSet of a folder's protos, compiled again only when a
-    .proto file in the folder changed.
+def types_of(directory: Path, protos: Sequence[str], *, source: str) -> bytes:
+    """A progdef's serialized FileDescriptorSet: its compiled :data:`COMPILED_FILE` when
+    its folder has one, else its protos compiled.
 
     Raises:
         ProgdefInvalid: see :func:`compile_protos`.
     """
-    root = directory.resolve()
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.proto")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    key = (root, tuple(protos), digest.hexdigest())
-    with _lock:
-        data = _compiled.get(key)
-    if data is None:
-        data = compile_protos(directory, protos, source=source)
-        with _lock:
-            _compiled[key] = data
-    return data
+    compiled = directory / COMPILED_FILE
+    if compiled.is_file():
+        return compiled.read_bytes()
+    return compiled_types(directory, protos, source=source)
+
+
+def message_names(data: bytes) -> set[str]:
+    """The full name of every message, nested ones too, of a serialized FileDescriptorSet."""
+    names: set[str] = set()
+
+    def add(prefix: str, messages: Iterable[descriptor_pb2.DescriptorProto]) -> None:
+        for message in messages:
+            names.add(prefix + message.name)
+            add(f"{prefix}{message.name}.", message.nested_type)
+
+    for file in descriptor_pb2.FileDescriptorSet.FromString(data).file:
+        add(f"{file.package}." if file.package else "", file.message_type)
+    return names
+
+
+def defined_by(typename: str) -> tuple[str, str] | None:
+    """The .proto file defining a custom message this process registered, and the first
+    progdef that brought it; None for another name."""
+    try:
+        file = descriptor_pool.Default().FindMessageTypeByName(typename).file.name
+    except KeyError:
+        return None
+    return (file, _added[file][1]) if file in _added else None
 
 
 def register(data: bytes, *, source: str, progdef: str, own: Sequence[str] = ()) -> list[str]:
@@ -361,7 +286,7 @@ def _builtin_files() -> list[descriptor_pb2.FileDescriptorProto]:
     """dagyo/types.proto with its comments (compiled once; none without a compiler)."""
     if not _builtin:
         try:
-            data = compile_protos(_BUILTIN_PROTO_DIR, ["dagyo/types.proto"], source="dagyo")
+            data = compile_protos(BUILTIN_PROTO_DIR, ["dagyo/types.proto"], source="dagyo")
         except ProgdefInvalid:
             return []
         files = descriptor_pb2.FileDescriptorSet.FromString(data).file

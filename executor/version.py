@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from executor.constants import ENV_PROGDEF_VERSION
+from executor.protoc import SHARED_PROTOS_DIR, shared_protos_dir
 
 VERSION_FILE = "VERSION"
 
@@ -40,7 +41,8 @@ def progdef_version(progdef: Hashable) -> str:
 
     The hash covers the canonical JSON of progdef.json, then every file of the image build
     context in sorted path order (path and contents), skipping what ``.dockerignore`` at
-    the context root excludes, then the Dockerfile if the context leaves it out. Inside an
+    the context root excludes, then the Dockerfile if the context leaves it out, then the
+    catalogue's shared .proto files when it lists one of them. Inside an
     image, where the context is gone, the version baked in at build time is used:
     ``DAGYO_PROGDEF_VERSION``, else a ``VERSION`` file next to progdef.json.
     """
@@ -58,10 +60,31 @@ def progdef_version(progdef: Hashable) -> str:
         dockerfile = (progdef.directory / progdef.dockerfile).resolve()
         if dockerfile.is_file() and dockerfile not in {path.resolve() for _, path in files}:
             files.append(("\0dockerfile", dockerfile))
+        files.extend(_shared_protos(progdef.directory, progdef.raw.get("protos")))
         for relative, path in files:
             digest.update(b"\0" + relative.encode() + b"\0")
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _shared_protos(directory: Path, protos: Any) -> list[tuple[str, Path]]:
+    """The .proto files of the catalogue's protos/ folder, when the progdef lists one of
+    them: outside its build context, they shape its types all the same."""
+    shared = shared_protos_dir(directory)
+    entries = protos if isinstance(protos, list) else []
+    listed = [
+        entry
+        for entry in entries
+        if isinstance(entry, str)
+        and not (directory / entry).is_file()
+        and (shared / entry).is_file()
+    ]
+    if not listed:
+        return []
+    return [
+        (f"\0{SHARED_PROTOS_DIR}/{path.relative_to(shared).as_posix()}", path)
+        for path in sorted(shared.rglob("*.proto"))
+    ]
 
 
 def context_files(root: Path) -> list[tuple[str, Path]]:

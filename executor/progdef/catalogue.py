@@ -9,6 +9,8 @@ from pathlib import Path
 from executor.errors import ProgdefInvalid, ProgdefNotFound, ProtosInvalid
 from executor.progdef.model import Progdef, did_you_mean
 from executor.progdef.parse import load_progdef
+from executor.progdef.protos import proto_clashes
+from executor.strictjson import parse_strict
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,14 @@ def load_catalogue(directory: Path | str) -> Catalogue:
         )
     catalogue = Catalogue()
     problems: list[str] = []
-    for path in sorted(directory.glob("*/progdef.json")):
+    paths = sorted(directory.glob("*/progdef.json"))
+    # Left out before any is loaded: a file loaded into this process cannot be taken back.
+    clashes = proto_clashes(paths)
+    for path in paths:
+        clash = _clash(path, clashes)
+        if clash is not None:
+            catalogue.left_out[clash.name] = clash
+            continue
         try:
             progdef = load_progdef(path)
         except ProtosInvalid as e:
@@ -90,6 +99,18 @@ def load_catalogue(directory: Path | str) -> Catalogue:
     if problems:
         raise ProgdefInvalid(problems)
     return catalogue
+
+
+def _clash(path: Path, clashes: Mapping[str, list[str]]) -> LeftOut | None:
+    """The progdef of ``path`` left out for its clashing protos, if it is among them."""
+    if not clashes:
+        return None
+    data = parse_strict(path.read_bytes(), source=str(path))
+    name = data.get("name")
+    if name not in clashes:
+        return None
+    tenants = data.get("tenants")
+    return LeftOut(name, tuple(clashes[name]), None if tenants is None else tuple(tenants))
 
 
 def find_progdef(catalogue: Mapping[str, Progdef], name: str) -> Progdef:

@@ -27,7 +27,8 @@ from executor.progdef.model import (
     did_you_mean,
     is_type_variable,
 )
-from executor.registry import check_proto_paths, load_types
+from executor.progdef.protos import check_proto_paths, foreign_type
+from executor.registry import load_types
 from executor.strictjson import parse_strict
 from executor.types import unknown_typename
 
@@ -219,15 +220,21 @@ def parse_progdef(
     ):
         problem('tenants must be null (every tenant) or a list of tenant names, e.g. ["team-a"]')
         tenants = None
+    # The custom types its ports may use: those of its own protos (None: any known one).
+    own_types: set[str] | None = None if directory is None else set()
     if protos and directory is not None and not problems and not proto_problems:
         try:
-            load_types(directory, protos, source=source, progdef=str(name))
+            own_types = load_types(directory, protos, source=source, progdef=str(name))
         except ProgdefInvalid as e:
             proto_problems.extend(e.problems)
     if not problems and not proto_problems:
         for side in ("inputs", "outputs"):
             for port, port_type in ports[side].items():
-                unknown = "" if is_type_variable(port_type) else unknown_typename(port_type)
+                if is_type_variable(port_type):
+                    continue
+                unknown = unknown_typename(port_type)
+                if not unknown and own_types is not None and directory is not None:
+                    unknown = "" if port_type in own_types else foreign_type(port_type, directory)
                 if unknown:
                     problem(f"{side[:-1]} {port!r}: {unknown}")
     if problems:

@@ -18,7 +18,7 @@ from typing import Any
 from executor.constants import ENV_PROGDEFS, ENV_SCHEDULER, PREFIX
 from executor.errors import ImagesNotPinned, ManifestError
 from executor.progdef import Progdef
-from executor.registry import COMPILED_FILE, compile_protos
+from executor.registry import COMPILED_FILE, compiled_types
 from scheduler.deploy.autoscaling import scaled_object
 from scheduler.deploy.credentials import (
     SCALER_AUTHENTICATION,
@@ -168,7 +168,7 @@ def catalogue_config_map(
         if progdef.protos and progdef.directory is not None:
             # The scheduler checks flows against the progdef's own types: it gets them
             # compiled, so it needs neither the .proto files nor a compiler.
-            compiled = compile_protos(progdef.directory, progdef.protos, source=progdef.name)
+            compiled = compiled_types(progdef.directory, progdef.protos, source=progdef.name)
             binary[f"{progdef.name}.{COMPILED_FILE}"] = base64.b64encode(compiled).decode()
         path = progdef.directory / "progdef.json" if progdef.directory else None
         text = path.read_text() if path and path.is_file() else json.dumps(progdef.raw, indent=2)

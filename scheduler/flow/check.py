@@ -64,10 +64,13 @@ def typecheck(flow: Flow, catalogue: Mapping[str, Progdef], *, source: str) -> C
         if node.progdef in catalogue:
             progdefs[node.name] = catalogue[node.progdef]
         elif isinstance(catalogue, Catalogue) and node.progdef in catalogue.left_out:
+            why = catalogue.left_out[node.progdef].problems or ("its protos do not load",)
+            more = f" (and {len(why) - 1} more: `dagyo progdefs` says)" if len(why) > 1 else ""
+            # Its progdef.json's path is the scheduler's: a flow author needs the rest.
+            first = why[0].rpartition("progdef.json: ")[2]
             problem(
                 f"node {node.name}",
-                f"progdef {node.progdef!r} is left out of the catalogue: its protos do not "
-                "load (`dagyo progdefs` says why)",
+                f"progdef {node.progdef!r} is left out of the catalogue: {first}{more}",
             )
         else:
             hint = did_you_mean(node.progdef, catalogue) or "; `dagyo progdefs` lists them"

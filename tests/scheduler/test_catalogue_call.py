@@ -191,8 +191,8 @@ def test_the_scheduler_logs_a_left_out_progdef_and_a_flow_naming_it_is_told_why(
     finally:
         scheduler.stop()
     assert list(answer.problems) == [
-        "f.json: node b: progdef 'broken' is left out of the catalogue: its protos do not load "
-        "(`dagyo progdefs` says why)"
+        "f.json: node b: progdef 'broken' is left out of the catalogue: b.proto:2:9: Expected "
+        "message name."
     ]
 
 
