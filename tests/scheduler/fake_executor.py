@@ -131,6 +131,8 @@ class FakeExecutor:
         # (flow id, node) -> (items sent per output port, items received per input port),
         # as its heartbeats say.
         self.counts: dict[tuple[str, str], tuple[dict[str, int], dict[str, int]]] = {}
+        # (flow id, node) of the jobs it started and has not ended: its heartbeats name them.
+        self.running: set[tuple[str, str]] = set()
         self.jobs: queue.Queue[Job] = queue.Queue()
         self.stops: queue.Queue[Stop] = queue.Queue()
         self.heartbeating = True
@@ -196,6 +198,12 @@ class FakeExecutor:
             JobRef(flow_id=flow_id, node=node, items_sent=sent, items_received=received)
             for (flow_id, node), (sent, received) in list(self.counts.items())
         ]
+        named = {(job.flow_id, job.node) for job in jobs}
+        jobs += [
+            JobRef(flow_id=flow_id, node=node)
+            for flow_id, node in list(self.running)
+            if (flow_id, node) not in named
+        ]
         beats = [Heartbeat(executor=self.id, progdef="emit", jobs=jobs)]
         if self.slots:
             beats += [
@@ -226,6 +234,7 @@ class FakeExecutor:
         from executor.pb.dagyo.v1.events_pb2 import JobRef, JobStarted
 
         started = JobStarted(job=JobRef(flow_id=job.flow_id, node=job.node), executor=self.id)
+        self.running.add((job.flow_id, job.node))
         self._do(lambda ch: self._event(ch, "job.started", started=started))
 
     def block(self, job: Job) -> None:
@@ -247,6 +256,7 @@ class FakeExecutor:
         from executor.pb.dagyo.v1.events_pb2 import JobEnded, JobRef
 
         self.counts.pop((job.flow_id, job.node), None)
+        self.running.discard((job.flow_id, job.node))
         ended = JobEnded(
             job=JobRef(flow_id=job.flow_id, node=job.node),
             executor=self.id,
@@ -257,8 +267,9 @@ class FakeExecutor:
 
     def send(self, job: Job, port: str, items: list[bytes], *, seq: int, end: bool = False) -> None:
         typename = job.outputs[port].typename
+        token = job.outputs[port].token  # a real producer's frames carry it
         frame = Frame(
-            items=items, seq=seq, end_of_stream=end, typename=typename
+            items=items, seq=seq, end_of_stream=end, typename=typename, token=token
         ).SerializeToString()
 
         def publish(channel: Any) -> None:
