@@ -27,6 +27,9 @@ FLOW_VERSION = 1
 # 3000-wide fan-out runs embedded in about 3 s: bench/fanout.py).
 MAX_FLOW_NODES = 5000
 MAX_FLOW_EDGES = 10000
+# Every const value is checked and encoded at submit (about 15 us each) and travels in its
+# job's descriptor; tokens' quotas (max_const_values) bound them further.
+MAX_FLOW_CONST_VALUES = 100_000
 IN = "in"
 OUT = "out"
 Port = tuple[str, str, str]  # (node, IN or OUT, port): the key of CheckedFlow.port_types
@@ -333,6 +336,19 @@ def _parse_edges(value: Any, problem: Problems) -> list[Edge]:
 def _parse_consts(value: Any, problem: Problems) -> list[Const]:
     if not isinstance(value, list):
         problem("", f'consts must be a list of {{"to": ..., "values": ...}}, got {_kind(value)}')
+        return []
+    count = sum(
+        len(spec["values"])
+        for spec in value
+        if isinstance(spec, dict) and isinstance(spec.get("values"), list)
+    )
+    if count > MAX_FLOW_CONST_VALUES:
+        problem(
+            "",
+            f"the flow has {count} const values, more than the {MAX_FLOW_CONST_VALUES} a flow "
+            "may have (each is checked at submit and sent in its job): feed many items from a "
+            "progdef that reads them instead",
+        )
         return []
     consts = []
     for index, spec in enumerate(value, 1):

@@ -32,6 +32,7 @@ from scheduler.service.subscriptions import StreamSlots
 from scheduler.service.tenancy import (
     QuotaExceeded,
     admit,
+    admit_consts,
     caller,
     visible_catalogue,
 )
@@ -127,10 +128,13 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         try:
             flow_json = apply_sets(request.flow_json, request.set, source=source)
             flow = parse_with_sets(request.flow_json, request.set, source=source)
+            admit_consts(principal, flow)  # before the check, which encodes every value
             checked = check_flow(flow, visible_catalogue(catalogue, principal), source=source)
         except FlowInvalid as e:
             # In the answer, not the status: problem lines can outgrow gRPC metadata.
             return pb.SubmitResponse(problems=capped_problems(e.problems))
+        except QuotaExceeded as e:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, details([str(e)]))
         if not 0 <= request.deadline_s < float("inf"):  # NaN compares false to all
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

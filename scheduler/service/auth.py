@@ -39,7 +39,18 @@ ROLE_USER = "user"
 ROLE_ADMIN = "admin"
 _ROLES = (ROLE_USER, ROLE_ADMIN)
 _TOKEN_KEYS = {"sha256", "tenant", "role", "quotas"}
-_INT_QUOTAS = ("max_running_flows", "max_nodes", "max_export_items")
+_INT_QUOTAS = (
+    "max_running_flows",
+    "max_nodes",
+    "max_export_items",
+    "max_const_values",
+    "max_node_const_values",
+)
+# The const quotas hold for every token, and in open mode: each const value costs the
+# scheduler a check and an encoding at submit (a token may raise them, up to the flow
+# model's MAX_FLOW_CONST_VALUES).
+DEFAULT_MAX_CONST_VALUES = 10_000
+DEFAULT_MAX_NODE_CONST_VALUES = 10_000
 _SECONDS_QUOTAS = ("max_deadline_s", "default_deadline_s")
 _TENANT_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-.")
 
@@ -54,6 +65,8 @@ class Quotas:
         max_export_items: export items kept with one flow record.
         max_deadline_s: the largest deadline a flow may ask for.
         default_deadline_s: the deadline of a flow submitted without one.
+        max_const_values: const values in one flow (never unlimited: a default when unset).
+        max_node_const_values: const values fed to one node of a flow (likewise).
     """
 
     max_running_flows: int | None = None
@@ -61,6 +74,8 @@ class Quotas:
     max_export_items: int | None = None
     max_deadline_s: float | None = None
     default_deadline_s: float | None = None
+    max_const_values: int = DEFAULT_MAX_CONST_VALUES
+    max_node_const_values: int = DEFAULT_MAX_NODE_CONST_VALUES
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import grpc
 
 from executor.errors import CallAborted, QuotaExceeded, Unauthenticated
 from executor.progdef import Catalogue, Progdef
+from scheduler.flow.model import Flow
 from scheduler.service.auth import OPEN, Authenticator, Principal, Quotas
 
 log = logging.getLogger("dagyo.scheduler.auth")
@@ -125,6 +126,30 @@ def visible_catalogue(catalogue: Mapping[str, Progdef], principal: Principal) ->
         {name: progdef for name, progdef in catalogue.items() if visible(progdef.tenants)},
         left_out={name: left for name, left in left_out.items() if visible(left.tenants)},
     )
+
+
+def admit_consts(principal: Principal, flow: Flow) -> None:
+    """Apply a token's const quotas to a flow, before its values are checked and encoded.
+
+    Raises:
+        QuotaExceeded: naming the quota, its limit and the node or flow over it.
+    """
+    quotas = principal.quotas
+    per_node: dict[str, int] = {}
+    for const in flow.consts:
+        per_node[const.target.node] = per_node.get(const.target.node, 0) + len(const.values)
+    node, most = max(per_node.items(), key=lambda item: item[1], default=("", 0))
+    if most > quotas.max_node_const_values:
+        raise QuotaExceeded(
+            "max_node_const_values",
+            quotas.max_node_const_values,
+            f"node {node} is fed {most} const values",
+        )
+    total = sum(per_node.values())
+    if total > quotas.max_const_values:
+        raise QuotaExceeded(
+            "max_const_values", quotas.max_const_values, f"the flow has {total} const values"
+        )
 
 
 def admit(principal: Principal, *, nodes: int, deadline_s: float, running: int) -> float:
