@@ -15,7 +15,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from executor.constants import DEFAULT_QUEUE_URL  # noqa: E402
+from executor.core.constants import DEFAULT_QUEUE_URL  # noqa: E402
 from scheduler.local_cluster import LocalCluster, private_catalogue  # noqa: E402
 
 QUEUE_URL = os.environ.get("DAGYO_QUEUE", DEFAULT_QUEUE_URL)

@@ -24,9 +24,9 @@ from typing import Any
 
 from common import ROOT, delete_mailboxes, emit, now, start_cluster
 
-from executor.pb.dagyo.v1 import scheduler_pb2
-from executor.progdef import MAX_JOBS_LIMIT
+from executor.core.progdef import MAX_JOBS_LIMIT
 from scheduler.client.api import SchedulerClient
+from scheduler.pb.dagyo.v1 import scheduler_pb2
 
 ENDED = (
     scheduler_pb2.FLOW_STATE_SUCCEEDED,

@@ -19,7 +19,7 @@ from typing import Any
 
 from common import ROOT, emit, now
 
-from executor.progdef import load_catalogue, parse_progdef
+from executor.core.progdef import load_catalogue, parse_progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import MAX_FLOW_NODES, parse_flow
 from scheduler.flow.plan import plan_flow

@@ -30,11 +30,11 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from executor.errors import DagyoError
+    from executor.core.errors import DagyoError
+    from executor.core.frames import decode_frame
+    from executor.core.progdef import load_catalogue, load_progdef
     from executor.pb.dagyo.types_pb2 import Text
     from executor.pb.dagyo.v1.job_pb2 import Job
-    from executor.progdef import load_catalogue, load_progdef
-    from executor.stream import decode_frame
     from scheduler.flow.check import check_flow
     from scheduler.flow.model import parse_flow
 

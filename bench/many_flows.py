@@ -42,8 +42,8 @@ from common import (
     start_cluster,
 )
 
-from executor.pb.dagyo.v1 import scheduler_pb2
 from scheduler.client.api import SchedulerClient
+from scheduler.pb.dagyo.v1 import scheduler_pb2
 
 ENDED = {
     scheduler_pb2.FLOW_STATE_SUCCEEDED,

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from common import delete_mailboxes, emit, now, rss_bytes, start_cluster
 
-from executor.pb.dagyo.v1 import scheduler_pb2
 from scheduler.client.api import SchedulerClient
+from scheduler.pb.dagyo.v1 import scheduler_pb2
 
 
 def slow_flow(delay_ms: int) -> dict:

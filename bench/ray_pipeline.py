@@ -28,7 +28,7 @@ IN_FLIGHT = 16
 
 def batch_class() -> type:
     """A message of ``repeated dagyo.types.Text items = 1``: one batch, one parse."""
-    from executor.types import frame_class
+    from executor.core.types import frame_class
 
     return frame_class("dagyo.types.Text")
 
@@ -40,7 +40,7 @@ class Source:
         self.batch = batch_class()
 
     def names(self, start: int, stop: int) -> bytes:
-        from executor.types import Text
+        from executor.core.types import Text
 
         return self.batch(
             items=[Text(text=f"name-{i}") for i in range(start, stop)]
@@ -54,7 +54,7 @@ class Greet:
         self.batch = batch_class()
 
     def greet(self, data: bytes) -> bytes:
-        from executor.types import Text
+        from executor.core.types import Text
 
         names = self.batch.FromString(data).items
         return self.batch(items=[Text(text="hello " + n.text) for n in names]).SerializeToString()
@@ -85,7 +85,7 @@ def main() -> None:
         import ray
     except ImportError:
         sys.exit("bench/ray_pipeline.py needs Ray: pip install -e '.[bench]'")
-    # The actors import executor.types: dagyo is installed, as for every other contender.
+    # The actors import executor.core.types: dagyo is installed, as for every other contender.
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     source = ray.remote(Source).remote()
     greet = ray.remote(Greet).remote()

@@ -30,8 +30,8 @@ from collections.abc import Callable
 
 from common import QUEUE_URL, ROOT, chain_flow, delete_mailboxes, emit, now, start_cluster
 
-from executor.progdef import load_catalogue
-from executor.stream import tune_gc
+from executor.core.progdef import load_catalogue
+from executor.inprocess import tune_gc
 from scheduler.client.api import SchedulerClient
 from scheduler.embedded import EmbeddedRunner
 from scheduler.flow.check import check_flow

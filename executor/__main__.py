@@ -30,13 +30,13 @@ from __future__ import annotations
 import logging
 import sys
 
-from executor.drain import ShutdownSignals
-from executor.errors import BrokerUnavailable, DagyoError, ProgdefInvalid
-from executor.logs import configure_logging
-from executor.progdef import load_progdef
-from executor.service import Executor
-from executor.settings import ExecutorSettings
-from executor.stream import StreamSettings, tune_gc
+from executor._runtime.service import Executor
+from executor._runtime.stream import StreamSettings, tune_gc
+from executor.core.drain import ShutdownSignals
+from executor.core.errors import BrokerUnavailable, DagyoError, ProgdefInvalid
+from executor.core.logs import configure_logging
+from executor.core.progdef import load_progdef
+from executor.core.settings import ExecutorSettings
 
 USAGE = "usage: python -m executor PROGDEF_DIR [--one-job]"
 ONE_JOB = "--one-job"

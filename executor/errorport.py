@@ -15,8 +15,8 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from executor.errors import DagyoError, Stopped
-from executor.types import Error, message_class
+from executor.core.errors import DagyoError, Stopped
+from executor.core.types import Error, message_class
 
 _RUNTIME = str(Path(__file__).parent)
 

@@ -12,22 +12,21 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from executor.errors import (
+from executor._runtime.inbox import Inbox
+from executor.core.errors import (
     DecodeError,
     ItemChanged,
 )
-from executor.framecheck import StreamPosition, admit, check_count, check_size
-from executor.frames import MessageFrame, StreamFrame, first_changed
-from executor.inbox import Inbox
-from executor.stream import decode_frame
-from executor.types import frame_class
+from executor.core.framecheck import StreamPosition, admit, check_count, check_size
+from executor.core.frames import MessageFrame, StreamFrame, decode_frame, first_changed
+from executor.core.types import frame_class
 
 
 class InputStream:
     """One input port: iterate it for its items, in the order they were sent.
 
     Iteration ends at end-of-stream. Each input can be iterated once. Within one process
-    the items are the very messages sent (see :mod:`executor.frames`): never change one.
+    the items are the very messages sent (see :mod:`executor.core.frames`): never change one.
 
     Args:
         node: the receiving node, named when it changed an item it received (checked
@@ -167,7 +166,7 @@ class InputStream:
         return f"stream {self.edge}"
 
     def _check(self, frame: Any, data: bytes | None) -> bool:
-        """Check a frame's token, typename and place in the stream (see executor.framecheck).
+        """Check a frame's token, typename and place in the stream (see executor.core.framecheck).
 
         Returns:
             False for a frame taken already, delivered again with the same bytes.

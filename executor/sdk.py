@@ -15,7 +15,7 @@ Function style (one input, at most one output)::
         return Text(text=ctx.prefix + item.text)
 
 Returning ends the job and closes its outputs (end-of-stream); an exception panics the
-job with its traceback; a stop raises :class:`~executor.errors.Stopped` inside the job.
+job with its traceback; a stop raises :class:`~executor.core.errors.Stopped` inside the job.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from executor.errorport import build_error
-from executor.errors import (
+from executor._runtime.inbox import Inbox
+from executor._runtime.stream import FrameWriter
+from executor.core.errors import (
     DagyoError,
     Stopped,
     TypeMismatch,
 )
-from executor.frames import FrameForm
-from executor.inbox import Inbox
+from executor.core.frames import FrameForm
+from executor.errorport import build_error
 from executor.inputs import InputStream, merge
-from executor.stream import FrameWriter
 
 
 class Context:

@@ -1,8 +1,8 @@
 """The embedded runner: a whole flow in one process, on the in-memory transport.
 
-It runs each job with the executor's own job code (``executor.job.execute``); only the
+It runs each job with the executor's own job code (``executor.inprocess.execute``); only the
 transport differs from a cluster, so a flow behaves here as it will there. Frames carry the
-messages themselves, not their bytes (see :mod:`executor.frames`): an item must not be
+messages themselves, not their bytes (see :mod:`executor.core.frames`): an item must not be
 changed once it was sent. ``DAGYO_EMBEDDED_SERIALIZE=1`` serializes every item as a cluster
 does and catches an item changed after it was sent.
 """
@@ -15,32 +15,40 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from executor.constants import (
+from executor.core.constants import (
     ENV_EMBEDDED_SERIALIZE,
     FRAME_MAX_ITEMS,
     MESSAGE_FRAME_MAX_ITEMS,
 )
-from executor.errors import DagyoError, Stopped
-from executor.flusher import Flusher
-from executor.frames import FrameForm
-from executor.inbox import Inbox
-from executor.inputs import InputStream, merge
-from executor.job import JobRun, execute
+from executor.core.errors import DagyoError, Stopped
+from executor.core.types import message_class
+from executor.inprocess import (
+    Flusher,
+    FrameForm,
+    Inbox,
+    InputStream,
+    JobRun,
+    MemoryTransport,
+    Program,
+    StreamSettings,
+    execute,
+    load_program,
+    merge,
+)
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_CANCELLED,
     FAILURE_KIND_PANIC,
     FailureReport,
 )
-from executor.program import Program, load_program
-from executor.stream import StreamSettings
-from executor.transport.memory import MemoryTransport
-from executor.types import message_class
 from scheduler.flow.model import CheckedFlow
 from scheduler.flow.plan import Plan, plan_flow
 
 EXECUTOR_ID = "embedded"
+# The scheduler package: its frames in a traceback are the runner's, not the author's.
+_RUNNER = (str(Path(__file__).parent),)
 
 
 @dataclass
@@ -175,6 +183,7 @@ class EmbeddedRunner:
             flusher=flusher,
             settings=self.settings,
             executor_id=EXECUTOR_ID,
+            runner=_RUNNER,
         )
         if failure is not None:
             self._fail(failure)

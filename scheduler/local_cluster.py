@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from executor.constants import DEFAULT_QUEUE_URL, HEARTBEAT_TIMEOUT_S
-from executor.errors import DagyoError
-from executor.progdef import Progdef, load_catalogue
-from executor.version import VERSION_FILE
+from executor.core.constants import DEFAULT_QUEUE_URL, HEARTBEAT_TIMEOUT_S
+from executor.core.errors import DagyoError
+from executor.core.progdef import Progdef, load_catalogue
+from executor.core.version import VERSION_FILE
 from scheduler.local_processes import ExecutorProcesses, mailbox_consumers
 from scheduler.service.config import MEMORY, SchedulerSettings, default_progdefs_dir
 from scheduler.service.server import Scheduler
@@ -167,7 +167,7 @@ class LocalCluster:
                 mailbox still has no consumer after ``READY_TIMEOUT_S``; the executors
                 started are stopped first.
         """
-        from executor.amqp import connect
+        from executor.core.amqp import connect
 
         connect(self.settings.queue_url).close()  # fail fast, before any process starts
         try:
@@ -201,7 +201,7 @@ class LocalCluster:
 
     def delete_mailboxes(self) -> None:
         """Delete the catalogue's mailboxes (once its executors are gone)."""
-        from executor.amqp import connect
+        from executor.core.amqp import connect
 
         connection = connect(self.settings.queue_url)
         try:
@@ -241,7 +241,7 @@ class LocalCluster:
         Raises:
             BrokerUnavailable: when the broker cannot be reached.
         """
-        from executor.amqp import connect
+        from executor.core.amqp import connect
 
         stop = stop or threading.Event()
         waiting = {progdef.mailbox for progdef, _ in self._executors.processes}

@@ -16,10 +16,10 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from executor.pb.dagyo.v1 import scheduler_pb2
 from scheduler.client.api import SchedulerClient
 from scheduler.local_cluster import LocalCluster as RealLocalCluster
 from scheduler.local_cluster import private_catalogue
+from scheduler.pb.dagyo.v1 import scheduler_pb2
 from scheduler.service.server import Scheduler
 from tests.conftest import PROGDEFS, ROOT, rabbitmqctl, vhost_of
 
@@ -180,7 +180,7 @@ class LocalCluster:
 
 
 def _state(record: Any) -> str:
-    from executor.pb.dagyo.v1 import scheduler_pb2
+    from scheduler.pb.dagyo.v1 import scheduler_pb2
 
     return scheduler_pb2.FlowState.Name(record.state)
 

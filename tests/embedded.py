@@ -11,8 +11,8 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from executor.progdef import load_catalogue
-from executor.stream import StreamSettings
+from executor._runtime.stream import StreamSettings
+from executor.core.progdef import load_catalogue
 from scheduler.embedded import EmbeddedRunner, RunResult
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow

@@ -14,7 +14,7 @@ import urllib.parse
 
 import pytest
 
-from executor.errors import redact_url
+from executor.core.errors import redact_url
 from tests.conftest import PROGDEFS, ROOT
 
 SECRET = "s3cr3tpw"

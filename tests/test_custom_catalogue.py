@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from executor.errors import FlowInvalid
-from executor.progdef import load_catalogue, load_progdef
+from executor.core.errors import FlowInvalid
+from executor.core.progdef import load_catalogue, load_progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 from tests.commands import read_until
@@ -246,9 +246,9 @@ def test_a_job_carries_the_types_of_its_ports_that_are_not_built_in() -> None:
 def points_stream(frame: Any) -> Any:
     import threading
 
-    from executor.inbox import Inbox
+    from executor._runtime.inbox import Inbox
+    from executor.core.types import message_class
     from executor.inputs import InputStream
-    from executor.types import message_class
 
     load_catalogue(PROGDEFS)
     inbox = Inbox(threading.Event())
@@ -259,9 +259,9 @@ def points_stream(frame: Any) -> Any:
 
 
 def test_items_of_another_type_on_a_custom_stream_panic_naming_the_edge() -> None:
-    from executor.errors import DecodeError, StreamCorrupt
+    from executor.core.errors import DecodeError, StreamCorrupt
+    from executor.core.types import Text
     from executor.pb.dagyo.v1.frame_pb2 import Frame
-    from executor.types import Text
 
     # A Text item happens to parse as a Point: the frame's typename is what catches it.
     text = Text(text="abcdefgh").SerializeToString()

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from executor.errors import FlowInvalid, ProgdefInvalid
-from executor.progdef import load_catalogue, load_progdef
+from executor.core.errors import FlowInvalid, ProgdefInvalid
+from executor.core.progdef import load_catalogue, load_progdef
 from scheduler.embedded import EmbeddedRunner
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
@@ -127,7 +127,7 @@ def test_imports_between_files_and_nested_types_round_trip(tmp_path: Path) -> No
         tmp_path / "rich", {"base.proto": base, "rich.proto": rich}, f"{pkg}.Row"
     )
     loaded = load_progdef(folder)
-    from executor.types import message_class
+    from executor.core.types import message_class
 
     value = {
         "kind": "B",

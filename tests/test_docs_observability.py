@@ -7,9 +7,9 @@ import re
 
 from prometheus_client.exposition import generate_latest
 
-from executor.health import ExecutorMetrics
-from executor.logs import CONTEXT_FIELDS
-from executor.tracing import JOB_SPAN, PANIC_EVENT, SUBMIT_SPAN
+from executor.core.health import ExecutorMetrics
+from executor.core.logs import CONTEXT_FIELDS
+from executor.core.tracing import JOB_SPAN, PANIC_EVENT, SUBMIT_SPAN
 from scheduler.service.metrics import SchedulerMetrics
 from tests.conftest import ROOT
 

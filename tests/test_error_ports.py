@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
-from executor.errors import FlowInvalid, ProgdefInvalid
-from executor.progdef import load_catalogue
+from executor.core.errors import FlowInvalid, ProgdefInvalid
+from executor.core.progdef import load_catalogue
 from scheduler.cli import cli
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
@@ -101,7 +101,7 @@ def test_errors_exported_carry_the_failed_item_as_json(
     assert error["attempts"] == 1
     assert error["time"] > 0
     assert "progdefs/parse_int/main.py" in error["traceback"]
-    assert "executor/job.py" not in error["traceback"]  # the author's frames only
+    assert "executor/_runtime/job.py" not in error["traceback"]  # the author's frames only
 
 
 @TRANSPORTS
@@ -256,7 +256,7 @@ def test_a_handler_raising_a_stop_panics_and_sends_no_error(raised: str, tmp_pat
     folder = tmp_path / "catalogue" / "failing"
     shutil.copytree(PROGDEFS / "parse_int", folder, ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "main.py").write_text(
-        f"from executor.errors import Stopped\n\ndef handler(ctx, item):\n    raise {raised}\n"
+        f"from executor.core.errors import Stopped\n\ndef handler(ctx, item):\n    raise {raised}\n"
     )
     data = json.loads((folder / "progdef.json").read_text())
     (folder / "progdef.json").write_text(json.dumps({**data, "name": "failing"}))

@@ -12,7 +12,7 @@ from typing import Any
 import pika
 import pytest
 
-from executor.constants import stream_queue
+from executor.core.constants import stream_queue
 from executor.pb.dagyo.v1 import failure_pb2
 from tests.cluster import LocalCluster, state_of, wait_for_node
 from tests.flows import slow_flow

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.constants import EVENTS_EXCHANGE, EVENTS_QUEUE, STOP_EXCHANGE
+from executor.core.constants import EVENTS_EXCHANGE, EVENTS_QUEUE, STOP_EXCHANGE
 from tests.cluster import LocalCluster, state_of
 from tests.conftest import EXAMPLES, rabbitmqctl, vhost_of
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.metrics import MetricsServer
 from tests.cluster import LocalCluster
 

@@ -20,9 +20,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from executor.constants import ENV_RECONNECT_MAX_DELAY_S
-from executor.errors import SchedulerDisconnected, redact_url
-from executor.pb.dagyo.v1 import failure_pb2, scheduler_pb2, scheduler_pb2_grpc
+from executor.core.constants import ENV_RECONNECT_MAX_DELAY_S
+from executor.core.errors import SchedulerDisconnected, redact_url
+from executor.pb.dagyo.v1 import failure_pb2
+from scheduler.pb.dagyo.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tests.cluster import LocalCluster, state_of
 from tests.flows import slow_flow
 from tests.private_broker import PrivateBroker, private_broker  # noqa: F401  (fixture)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import ProgdefInvalid
-from executor.progdef import load_catalogue
+from executor.core.errors import ProgdefInvalid
+from executor.core.progdef import load_catalogue
 from tests.commands import run_dagyo
 from tests.conftest import ROOT
 from tests.embedded import package
@@ -72,8 +72,8 @@ def test_the_catalogue_protos_folder_shares_a_type_with_the_loader_and_an_execut
         [
             sys.executable,
             "-c",
-            "import sys; from executor.progdef import load_progdef; "
-            "from executor.types import message_class; "
+            "import sys; from executor.core.progdef import load_progdef; "
+            "from executor.core.types import message_class; "
             f"load_progdef(sys.argv[1]); print(message_class({word!r}).DESCRIPTOR.full_name)",
             str(catalogue / "word_count"),
         ],
@@ -139,7 +139,7 @@ def test_two_definitions_of_one_proto_leave_out_every_progdef_naming_the_field(
 
 
 def test_editing_a_shared_proto_gives_the_progdefs_listing_it_new_versions(tmp_path: Path) -> None:
-    from executor.progdef import load_progdef
+    from executor.core.progdef import load_progdef
 
     catalogue, _, proto = word_catalogue(tmp_path, shared=True)
     (catalogue / "other").mkdir()

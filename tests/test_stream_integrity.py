@@ -13,10 +13,10 @@ from typing import Any
 import pika
 import pytest
 
-from executor.constants import export_queue, stream_queue
+from executor.core.constants import export_queue, stream_queue
+from executor.core.types import Int64, Text
 from executor.pb.dagyo.v1 import failure_pb2
 from executor.pb.dagyo.v1.frame_pb2 import Frame
-from executor.types import Int64, Text
 from tests.cluster import LocalCluster, state_of, wait_for_node
 from tests.flows import slow_flow
 

@@ -29,8 +29,8 @@ def test_mypy_finds_nothing_in_scheduler_and_executor() -> None:
 
 
 def test_every_sample_progdef_loads_and_has_code() -> None:
-    from executor.progdef import load_catalogue
-    from executor.program import load_program
+    from executor._runtime.program import load_program
+    from executor.core.progdef import load_catalogue
 
     catalogue = load_catalogue(ROOT / "progdefs")
     assert set(catalogue) == {

@@ -25,9 +25,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from executor.core.tracing import Tracing
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
 from executor.pb.dagyo.v1.job_pb2 import Job
-from executor.tracing import Tracing
 from tests.cluster import LocalCluster
 from tests.conftest import EXAMPLES, ROOT
 
@@ -109,8 +109,8 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_without_an_endpoint_nothing_of_opentelemetry_is_imported() -> None:
     done = run_python(
         "import sys\n"
-        "import executor.service, scheduler.service.server\n"
-        "from executor.tracing import Tracing\n"
+        "import executor._runtime.service, scheduler.service.server\n"
+        "from executor.core.tracing import Tracing\n"
         "from executor.pb.dagyo.v1.job_pb2 import Job\n"
         "tracing = Tracing.from_env('dagyo-scheduler')\n"
         "job = Job(flow_id='f', node='n')\n"
@@ -130,7 +130,7 @@ def test_an_endpoint_without_the_extra_says_how_to_install_it() -> None:
         "import logging, sys\n"
         "logging.basicConfig()\n"
         "sys.modules['opentelemetry'] = None  # as if dagyo[otel] were not installed\n"
-        "from executor.tracing import Tracing\n"
+        "from executor.core.tracing import Tracing\n"
         "print(Tracing.from_env('dagyo-scheduler').enabled)\n",
         OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318",
     )

@@ -16,8 +16,8 @@ from pathlib import Path
 import pika
 import pytest
 
-from executor.progdef import load_catalogue
-from executor.version import VERSION_FILE
+from executor.core.progdef import load_catalogue
+from executor.core.version import VERSION_FILE
 from scheduler.local_cluster import LocalCluster
 from tests.cluster import copy_catalogue, state_of
 from tests.commands import free_address, lines_until
@@ -101,7 +101,7 @@ def test_up_starts_a_killed_executor_again_and_then_serves_a_flow(
 
 READ_TOKEN = """
 import os
-from executor.types import Text
+from executor.core.types import Text
 
 def handler(ctx, item):
     return Text(text=os.environ.get("KEEPER_TOKEN", "<unset>"))

@@ -20,7 +20,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import click
 
-from executor.errors import (
+from executor.core.errors import (
     BrokerUnavailable,
     BrokerUrlInvalid,
     DagyoError,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from executor.constants import (
+from executor.core.constants import (
     DEFAULT_QUEUE_URL,
     DEFAULT_SCHEDULER_ADDRESS,
     ENV_METRICS_ADDR,
@@ -28,9 +28,9 @@ from executor.constants import (
     ENV_STATE,
     LOOPBACK_METRICS_HOST,
 )
-from executor.drain import stop_signals
-from executor.errors import BrokerUnavailable, DagyoError
-from executor.progdef import Progdef
+from executor.core.drain import stop_signals
+from executor.core.errors import BrokerUnavailable, DagyoError
+from executor.core.progdef import Progdef
 from scheduler.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -175,7 +175,7 @@ def scheduler_command(
     progdefs_dir: Path | None,
     no_ui: bool,
 ) -> None:
-    from executor.logs import configure_logging
+    from executor.core.logs import configure_logging
     from scheduler.service.server import serve
 
     try:
@@ -223,7 +223,7 @@ def up_command(
     state: str | None,
     no_ui: bool,
 ) -> None:
-    from executor.amqp import connect
+    from executor.core.amqp import connect
 
     logging.getLogger("pika").addHandler(logging.NullHandler())
     queue_url = os.environ.get(ENV_QUEUE) or DEFAULT_QUEUE_URL

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from executor.constants import DEFAULT_SCHEDULER_ADDRESS, ENV_PROGDEFS, ENV_SCHEDULER
-from executor.errors import (
+from executor.core.constants import DEFAULT_SCHEDULER_ADDRESS, ENV_PROGDEFS, ENV_SCHEDULER
+from executor.core.errors import (
     BrokerUnavailable,
     FlowInvalid,
     ProgdefInvalid,
@@ -21,7 +21,7 @@ from executor.errors import (
     SchedulerUnauthenticated,
     SchedulerUnavailable,
 )
-from executor.progdef import Catalogue, Progdef, load_catalogue
+from executor.core.progdef import Catalogue, Progdef, load_catalogue
 
 if TYPE_CHECKING:
     from scheduler.client.api import SchedulerClient

@@ -19,8 +19,8 @@ from typing import Any
 
 import click
 
-from executor.constants import ENV_PROGDEF_VERSION, ENV_PROGDEFS, PREFIX
-from executor.errors import (
+from executor.core.constants import ENV_PROGDEF_VERSION, ENV_PROGDEFS, PREFIX
+from executor.core.errors import (
     ApplyFailed,
     ClusterUnavailable,
     DagyoError,
@@ -28,7 +28,7 @@ from executor.errors import (
     ImageBuildFailed,
     ProgdefInvalid,
 )
-from executor.progdef import Progdef, load_catalogue
+from executor.core.progdef import Progdef, load_catalogue
 from scheduler.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import click
 
-from executor.constants import DEFAULT_QUEUE_URL, ENV_QUEUE, FAILURES_EXCHANGE
-from executor.drain import stop_signals
-from executor.errors import BrokerUnavailable, SchedulerError, SchedulerUnavailable
+from executor.core.constants import DEFAULT_QUEUE_URL, ENV_QUEUE, FAILURES_EXCHANGE
+from executor.core.drain import stop_signals
+from executor.core.errors import BrokerUnavailable, SchedulerError, SchedulerUnavailable
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.cli.common import EXIT_UNREACHABLE, connected, fail, json_option, scheduler_option
 from scheduler.cli.output import failure_dict, failure_line

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import click
 
-from executor.errors import FlowInvalid, SchedulerError
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.errors import FlowInvalid, SchedulerError
 from scheduler.cli.common import (
     EXIT_EXPORTS_DROPPED,
     EXIT_FAILED,
@@ -38,6 +37,7 @@ from scheduler.cli.output import (
     when,
 )
 from scheduler.client.api import SchedulerClient
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 
 
 def _finite_deadline(value: float | None) -> float | None:

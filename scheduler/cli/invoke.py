@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from executor.errors import FlowInvalid
+from executor.core.errors import FlowInvalid
 from scheduler.cli.common import (
     EXIT_INVALID,
     catalogue_of,

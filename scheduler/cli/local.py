@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from executor.errors import DagyoError
-from executor.progdef import did_you_mean
+from executor.core.errors import DagyoError
+from executor.core.progdef import did_you_mean
 from scheduler.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -78,7 +78,7 @@ def run(flow: Path, graph: str | None, sets: tuple[str, ...], progdefs_dir: Path
 def run_embedded(checked: CheckedFlow, line: Callable[[str, Any], str]) -> None:
     """Run a checked flow in this process, printing ``line(export, item)`` for each export;
     exit 1 (the failure report on stderr) when it fails, 2 when a progdef cannot start."""
-    from executor.stream import tune_gc
+    from executor.inprocess import tune_gc
     from scheduler.embedded import EmbeddedRunner
 
     out = sys.stdout
@@ -216,8 +216,8 @@ def types_command(
             _print_type(info, as_json=as_json, detailed=bool(name))
         return
 
-    from executor.errors import UnknownType
-    from executor.types import unknown_typename
+    from executor.core.errors import UnknownType
+    from executor.core.types import unknown_typename
     from scheduler.flow.typedocs import catalogue_typenames, describe_type, json_schema
 
     catalogue = catalogue_of(progdefs_dir)
@@ -236,7 +236,7 @@ def _remote_types(address: str) -> tuple[dict[str, dict[str, Any]], dict[str, An
     its left-out progdefs as warnings on stderr, as from a folder."""
     import json
 
-    from executor.progdef import LeftOut
+    from executor.core.progdef import LeftOut
 
     with connected(address) as client:
         answer = client.catalogue()

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from executor import errorport
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import FailureKind, FailureReport
 from scheduler.client.records import (  # noqa: F401 - the CLI's JSON forms, re-exported
     FAILURE_KINDS,
@@ -22,6 +21,7 @@ from scheduler.client.records import (  # noqa: F401 - the CLI's JSON forms, re-
     failure_dict,
     record_dict,
 )
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 
 if TYPE_CHECKING:
     from rich.text import Text

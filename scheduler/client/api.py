@@ -23,16 +23,16 @@ from typing import Any, NoReturn
 
 import grpc
 
-from executor.errors import (
+from executor.core.errors import (
     SchedulerDisconnected,
     SchedulerError,
     SchedulerRefused,
     SchedulerUnauthenticated,
     SchedulerUnavailable,
 )
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.limits import ENV_MAX_MESSAGE_BYTES, max_message_bytes
 from scheduler.tls import call_metadata, client_credentials, client_target
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from executor.constants import FAILURES_EXCHANGE
-from executor.errors import BrokerUnavailable
+from executor.core.constants import FAILURES_EXCHANGE
+from executor.core.errors import BrokerUnavailable
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 
 log = logging.getLogger("dagyo.failures")
@@ -53,7 +53,7 @@ class FailureFollower:
         Raises:
             BrokerUnavailable: naming the URL and how to start a broker.
         """
-        from executor.amqp import connect
+        from executor.core.amqp import connect
 
         self._connection = connect(self.queue_url)
 
@@ -79,7 +79,7 @@ class FailureFollower:
         Raises:
             BrokerUnavailable: when the connection is lost.
         """
-        from executor.amqp import CONNECTION_ERRORS
+        from executor.core.amqp import CONNECTION_ERRORS
 
         shown: set[tuple[str, str, str, str]] = set()
 

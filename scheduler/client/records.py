@@ -7,8 +7,8 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.failure_pb2 import FailureKind, FailureReport
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 
 FLOW_STATES = {
     number: name.removeprefix("FLOW_STATE_").lower() for name, number in pb.FlowState.items()

@@ -10,7 +10,7 @@ call these. ``apply`` and ``builder`` need the deploy extra (kubernetes, docker)
 imported on first use, so the rest works on a core install.
 """
 
-from executor.errors import (
+from executor.core.errors import (
     ApplyFailed,
     ClusterUnavailable,
     DockerUnavailable,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from executor.constants import ENV_QUEUE
-from executor.progdef import Progdef
+from executor.core.constants import ENV_QUEUE
+from executor.core.progdef import Progdef
 from scheduler.deploy.credentials import SCALER_AUTHENTICATION
 from scheduler.deploy.manifests import (
     SCALER_EXTERNAL,

@@ -3,7 +3,7 @@
 Every call goes to the daemon ``docker.from_env()`` finds (``DOCKER_HOST``, else the local
 socket). An image that adds files to its build context (a progdef's compiled types) is sent
 a context made here: the context's files as ``.dockerignore`` leaves them
-(:func:`executor.version.context_files`, the files its version hashes), its Dockerfile and
+(:func:`executor.core.version.context_files`, the files its version hashes), its Dockerfile and
 the added files. What the daemon says is translated at this boundary: a daemon that is not there
 is :class:`DockerUnavailable`, a failed build or push is :class:`ImageBuildFailed` with
 the tail of its log, never a Docker SDK traceback.
@@ -22,8 +22,8 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from executor.errors import DockerUnavailable, ImageBuildFailed
-from executor.version import context_files
+from executor.core.errors import DockerUnavailable, ImageBuildFailed
+from executor.core.version import context_files
 from scheduler.deploy.images import DEFAULT_LOCK, ImageBuild, record_digest, split_reference
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"

@@ -15,10 +15,10 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from executor.constants import ENV_PROGDEFS, ENV_SCHEDULER, PREFIX
-from executor.errors import ImagesNotPinned, ManifestError
-from executor.progdef import Progdef
-from executor.registry import COMPILED_FILE, compiled_types
+from executor.core.constants import ENV_PROGDEFS, ENV_SCHEDULER, PREFIX
+from executor.core.errors import ImagesNotPinned, ManifestError
+from executor.core.progdef import Progdef
+from executor.core.registry import COMPILED_FILE, compiled_types
 from scheduler.deploy.autoscaling import scaled_object
 from scheduler.deploy.credentials import (
     SCALER_AUTHENTICATION,

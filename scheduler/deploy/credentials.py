@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from executor.errors import DagyoError
+from executor.core.errors import DagyoError
 from scheduler.tls import ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY, ENV_TOKENS
 
 TLS_SECRET = "dagyo-scheduler-tls"

@@ -7,10 +7,10 @@ Three kinds of image make a deployment:
 * ``dagyo-scheduler`` (``scheduler/Dockerfile``, also from a checkout), tagged with a
   content hash of the distribution's sources;
 * ``dagyo-<progdef>``, one per progdef, built FROM the base image out of the progdef's
-  build context and tagged with the progdef's version (:func:`executor.version.progdef_version`),
-  the same hash that names its mailbox. A progdef with ``protos`` and no compiled
-  ``types.binpb`` in its folder gets one compiled into its build context, beside
-  progdef.json, so its executor needs no protobuf compiler.
+  build context and tagged with the progdef's version
+  (:func:`executor.core.version.progdef_version`), the same hash that names its mailbox. A
+  progdef with ``protos`` and no compiled ``types.binpb`` in its folder gets one compiled
+  into its build context, beside progdef.json, so its executor needs no protobuf compiler.
 
 :mod:`scheduler.deploy.builder` builds and pushes the plan. After a push, the
 registry's digest of each image is recorded in the image lock
@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import executor
-from executor.errors import DagyoError, InvalidReference, RuntimeSourcesMissing
-from executor.progdef import Progdef, find_progdef
-from executor.registry import COMPILED_FILE, compiled_types
-from executor.version import context_files
+from executor.core.errors import DagyoError, InvalidReference, RuntimeSourcesMissing
+from executor.core.progdef import Progdef, find_progdef
+from executor.core.registry import COMPILED_FILE, compiled_types
+from executor.core.version import context_files
 
 BASE_IMAGE = "dagyo-executor"
 SCHEDULER_IMAGE = "dagyo-scheduler"

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from executor.constants import ENV_JOBS, ENV_PROGDEF_VERSION, ENV_QUEUE, PREFIX
-from executor.errors import DagyoError, ManifestError
-from executor.progdef import Progdef
+from executor.core.constants import ENV_JOBS, ENV_PROGDEF_VERSION, ENV_QUEUE, PREFIX
+from executor.core.errors import DagyoError, ManifestError
+from executor.core.progdef import Progdef
 from scheduler.deploy.credentials import (
     TLS_SECRET,
     TOKENS_SECRET,

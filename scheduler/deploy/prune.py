@@ -19,8 +19,8 @@ import urllib3.exceptions
 from kubernetes import client
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
-from executor.errors import ApplyFailed, ClusterUnavailable
-from executor.progdef import Progdef
+from executor.core.errors import ApplyFailed, ClusterUnavailable
+from executor.core.progdef import Progdef
 from scheduler.deploy.apply import dynamic_client, status_text, unreachable_text
 from scheduler.deploy.manifests import DeploySettings, version_name
 from scheduler.service.versions import RETIRED

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from executor.errors import ManifestError
-from executor.progdef import Progdef
+from executor.core.errors import ManifestError
+from executor.core.progdef import Progdef
 from scheduler.deploy.autoscaling import KEDA_POLLING_INTERVAL_S, scaler_trigger
 from scheduler.deploy.manifests import (
     AUTOSCALER_KEDA,

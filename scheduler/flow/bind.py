@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
-from executor.progdef import Progdef, is_type_variable
+from executor.core.progdef import Progdef, is_type_variable
 from scheduler.flow.model import IN, OUT, Const, Edge, Endpoint, Port, Problems
 
 _Variable = tuple[str, str]  # (node, variable name)

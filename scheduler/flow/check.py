@@ -13,9 +13,9 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from executor.errors import UnknownType
-from executor.progdef import ERROR_TYPE, Catalogue, Progdef, did_you_mean
-from executor.types import describe, message_class
+from executor.core.errors import UnknownType
+from executor.core.progdef import ERROR_TYPE, Catalogue, Progdef, did_you_mean
+from executor.core.types import describe, message_class
 from scheduler.flow.bind import bind_port_types
 from scheduler.flow.model import (
     IN,

@@ -18,9 +18,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from executor.errors import FlowInvalid, JsonProblems
-from executor.progdef import Progdef, did_you_mean
-from executor.strictjson import parse_strict
+from executor.core.errors import FlowInvalid, JsonProblems
+from executor.core.progdef import Progdef, did_you_mean
+from executor.core.strictjson import parse_strict
 from scheduler.flow.model import json_excerpt
 
 #: How problems of an invocation name their source.

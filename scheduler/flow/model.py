@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor.errors import FlowInvalid, JsonProblems
-from executor.progdef import NAME, Progdef, did_you_mean
-from executor.strictjson import parse_strict
+from executor.core.errors import FlowInvalid, JsonProblems
+from executor.core.progdef import NAME, Progdef, did_you_mean
+from executor.core.strictjson import parse_strict
 from scheduler.flow.problems import SET_OPTION, Problems, json_excerpt
 
 FLOW_VERSION = 1

@@ -7,8 +7,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from executor.errors import FlowInvalid, JsonProblems
-from executor.strictjson import parse_strict
+from executor.core.errors import FlowInvalid, JsonProblems
+from executor.core.strictjson import parse_strict
 from scheduler.flow.model import Flow, json_excerpt, parse_flow
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from executor.errors import FlowInvalid
+from executor.core.errors import FlowInvalid
 
 # The option giving consts at submit; problems of such a const name it, not the flow file.
 SET_OPTION = "--set"

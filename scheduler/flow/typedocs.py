@@ -8,10 +8,10 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from executor.errors import UnknownType
-from executor.progdef import Progdef, is_type_variable
-from executor.registry import type_doc
-from executor.types import STANDARD_TYPES, message_class
+from executor.core.errors import UnknownType
+from executor.core.progdef import Progdef, is_type_variable
+from executor.core.registry import type_doc
+from executor.core.types import STANDARD_TYPES, message_class
 
 # The JSON form of the well-known types protobuf gives its own (json_format).
 _WELL_KNOWN_SCHEMAS: dict[str, dict[str, Any]] = {

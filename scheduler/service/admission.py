@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import scheduler.service.progress as records
-from executor.constants import AUTOSCALER_FILE
-from executor.errors import BrokerError
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.constants import AUTOSCALER_FILE
+from executor.core.errors import BrokerError
+from executor.core.progdef import Progdef, parse_mailbox
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER
 from executor.pb.dagyo.v1.job_pb2 import Job
-from executor.progdef import Progdef, parse_mailbox
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flows import FlowTable, needs
 from scheduler.service.liveness import Liveness
 from scheduler.service.state import ActiveFlow, FlowState

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import grpc
 
-from executor.errors import (
+from executor.core.errors import (
     BrokerError,
     FlowInvalid,
     ProgdefInvalid,
 )
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.flow.check import check_flow
 from scheduler.flow.overrides import apply_sets, parse_with_sets
 from scheduler.flow.plan import plan_flow
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.catalogue import catalogue_answer
 from scheduler.service.invoke import invoke
 from scheduler.service.limits import capped_problems, cut, details
@@ -38,7 +38,7 @@ from scheduler.service.tenancy import (
 )
 
 if TYPE_CHECKING:
-    from executor.tracing import Tracing
+    from executor.core.tracing import Tracing
     from scheduler.flow.model import CheckedFlow
     from scheduler.service.auth import Authenticator
     from scheduler.service.catalogue import CatalogueCache

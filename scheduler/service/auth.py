@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from executor.errors import TokensInvalid, Unauthenticated
+from executor.core.errors import TokensInvalid, Unauthenticated
 
 log = logging.getLogger("dagyo.scheduler.auth")
 

@@ -1,6 +1,6 @@
 """The scheduler's side of RabbitMQ: one connection, owned by one I/O thread.
 
-Every AMQP call runs on the I/O thread of an :class:`executor.amqp.AmqpThread`; other
+Every AMQP call runs on the I/O thread of an :class:`executor.core.amqp.AmqpThread`; other
 threads hand work to it (``call`` waits, ``submit`` does not), and the consumers'
 callbacks run on it. The scheduler uses two channels on that connection:
 
@@ -12,7 +12,7 @@ callbacks run on it. The scheduler uses two channels on that connection:
   error when the queue does not exist; it is simply reopened after each such answer.
 
 After a lost connection the thread reconnects (a new connection, retried with capped
-exponential backoff for as long as the scheduler runs: see executor.amqp), calls
+exponential backoff for as long as the scheduler runs: see executor.core.amqp), calls
 ``on_connect`` again so the lifecycle can check its flows, then consumes the events and
 failures queues again.
 """
@@ -31,8 +31,8 @@ import pika.exceptions
 from google.protobuf.message import Message
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.amqp import AmqpThread
-from executor.constants import (
+from executor.core.amqp import AmqpThread
+from executor.core.constants import (
     EVENTS_QUEUE,
     FAILURES_EXCHANGE,
     FAILURES_QUEUE,
@@ -40,10 +40,10 @@ from executor.constants import (
     SCHEDULER_APP_ID,
     STOP_EXCHANGE,
 )
-from executor.errors import BrokerError, redact_url
+from executor.core.errors import BrokerError, redact_url
+from executor.core.topology import declare_topology
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
-from executor.topology import declare_topology
 from scheduler.service.channels import JobsChannel, ProbeChannel, QueueLanes
 from scheduler.service.consumers import Consumers, Handler, KeyedHandler
 

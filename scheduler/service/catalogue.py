@@ -16,10 +16,10 @@ import os
 import threading
 from pathlib import Path
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.progdef import Catalogue, Progdef, load_catalogue
-from executor.registry import descriptor_set
+from executor.core.progdef import Catalogue, Progdef, load_catalogue
+from executor.core.registry import descriptor_set
 from scheduler.flow.typedocs import catalogue_typenames, describe_type, json_schema
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 
 # A file as last seen: its path, modification time and size.
 _Stamp = tuple[tuple[str, int, int], ...]

@@ -21,8 +21,8 @@ import pika.exceptions
 from google.protobuf.message import Message
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.errors import BrokerError
-from executor.topology import stream_arguments
+from executor.core.errors import BrokerError
+from executor.core.topology import stream_arguments
 
 # Channels used side by side to declare or delete a flow's queues in parallel.
 LANES = 8

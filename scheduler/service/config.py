@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executor.constants import (
+from executor.core.constants import (
     DEFAULT_METRICS_HOST,
     DEFAULT_QUEUE_URL,
     DEFAULT_SCHEDULER_ADDRESS,
@@ -24,8 +24,8 @@ from executor.constants import (
     HEARTBEAT_TIMEOUT_S,
     SCHEDULER_METRICS_PORT,
 )
-from executor.errors import DagyoError
-from executor.settings import env_number, metrics_host
+from executor.core.errors import DagyoError
+from executor.core.settings import env_number, metrics_host
 from scheduler.service.limits import ENV_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 from scheduler.tls import ENV_TOKENS, ServerTls
 

@@ -14,14 +14,14 @@ import pika
 from google.protobuf.message import Message
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.topology import consume
+from executor.core.topology import consume
 
 log = logging.getLogger("dagyo.scheduler.broker")
 
 # A handler gets each message (its body, or the message decoded as the consumer's message
 # type) and properties on the I/O thread; the message is acked after it returns (also when it
 # raises: a message that cannot be handled is not retried). A body that does not decode as
-# the message type is logged and dropped by executor.topology.consume.
+# the message type is logged and dropped by executor.core.topology.consume.
 Handler = Callable[[Any, pika.BasicProperties], None]
 # The same, given the message's routing key first (the failures queue: the flow id).
 KeyedHandler = Callable[[str, Any, pika.BasicProperties], None]

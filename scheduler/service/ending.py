@@ -14,10 +14,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from executor.errors import BrokerError
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.errors import BrokerError
 from executor.pb.dagyo.v1.events_pb2 import Stop
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_CANCELLED, FailureReport
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flows import FlowTable
 from scheduler.service.limits import bounded_failure
 from scheduler.service.metrics import SchedulerMetrics

@@ -13,11 +13,11 @@ from dataclasses import replace
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from executor import errorport
-from executor.errors import DecodeError, UnknownType
-from executor.framecheck import admit, check_count, check_size
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.errors import DecodeError, UnknownType
+from executor.core.framecheck import admit, check_count, check_size
+from executor.core.types import message_class
 from executor.pb.dagyo.v1.frame_pb2 import Frame
-from executor.types import message_class
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.state import FlowRuntime
 
 
@@ -107,7 +107,7 @@ def read_frame(
         DecodeError: when the frame or an item does not parse, naming the export;
             StreamCorrupt for a frame past the bounds, without the stream's producer token,
             of another typename, out of sequence, a different frame under a seq kept, or
-            after end-of-stream (executor.framecheck).
+            after end-of-stream (executor.core.framecheck).
     """
     stream = runtime.exports[export]
     frame = decode_frame(body, export=export, source=stream.source)

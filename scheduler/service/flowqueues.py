@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pika
 
-from executor.constants import SCHEDULER_APP_ID
-from executor.errors import DecodeError
+from executor.core.constants import SCHEDULER_APP_ID
+from executor.core.errors import DecodeError
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
     FAILURE_KIND_PANIC,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from executor.progdef import mailbox_name
+from executor.core.progdef import mailbox_name
 from scheduler.service.state import NODE_PENDING, NODE_RUNNING, ActiveFlow
 
 

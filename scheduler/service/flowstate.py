@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 
 NODE_PENDING = pb.NODE_STATE_PENDING
 NODE_RUNNING = pb.NODE_STATE_RUNNING
@@ -59,7 +59,7 @@ class ExportStream:
             again after a reconnect) and is skipped when its bytes are those kept.
         ended: True once the end-of-stream frame arrived.
         token: the producer token its frames must carry (empty: none is checked).
-        recent: ``[seq, crc32, size]`` of the last frames kept (executor.framecheck).
+        recent: ``[seq, crc32, size]`` of the last frames kept (executor.core.framecheck).
     """
 
     queue: str

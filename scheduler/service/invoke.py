@@ -12,10 +12,10 @@ from typing import Any
 
 import grpc
 
-from executor.errors import FlowInvalid, ProgdefInvalid
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.progdef import Progdef
+from executor.core.errors import FlowInvalid, ProgdefInvalid
+from executor.core.progdef import Progdef
 from scheduler.flow.invoke import SOURCE, invocation_flow
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.limits import details
 
 

@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterable, Mapping
 
 import scheduler.service.progress as progress
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.events_pb2 import JobEnded, JobRef, JobStarted
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flows import FlowTable
 from scheduler.service.metrics import SchedulerMetrics
 from scheduler.service.state import (

@@ -25,14 +25,14 @@ from functools import partial
 import pika
 
 import scheduler.service.progress as progress
-from executor.errors import BrokerError, redact_url
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.errors import BrokerError, redact_url
 from executor.pb.dagyo.v1.events_pb2 import Event, JobRef
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
     FAILURE_KIND_CANCELLED,
 )
 from scheduler.flow.plan import Plan
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import Admitter
 from scheduler.service.broker import Broker
 from scheduler.service.ending import Ending

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from executor.constants import DEFAULT_METRICS_HOST
-from executor.health import HealthServer
+from executor.core.constants import DEFAULT_METRICS_HOST
+from executor.core.health import HealthServer
 
 # Seconds: from a job that takes milliseconds to a flow that runs for hours.
 DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)

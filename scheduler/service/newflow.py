@@ -11,9 +11,9 @@ import base64
 from collections.abc import Mapping
 
 import scheduler.service.progress as progress
-from executor.constants import MAILBOX_PREFIX
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.constants import MAILBOX_PREFIX
 from scheduler.flow.plan import Plan
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import autoscaled, ceiling
 from scheduler.service.state import NODE_PENDING, ActiveFlow, ExportStream, FlowRuntime, FlowState
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.flow.plan import Plan
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.metrics import SchedulerMetrics
 
 

@@ -16,8 +16,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from executor.constants import stream_queue
-from executor.errors import BrokerError
+from executor.core.constants import stream_queue
+from executor.core.errors import BrokerError
 
 log = logging.getLogger("dagyo.scheduler")
 

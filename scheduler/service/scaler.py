@@ -26,10 +26,10 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 
-from executor.errors import BrokerError, ProgdefInvalid
-from executor.pb.externalscaler import externalscaler_pb2 as pb
-from executor.pb.externalscaler import externalscaler_pb2_grpc
-from executor.progdef import Catalogue, mailbox_name
+from executor.core.errors import BrokerError, ProgdefInvalid
+from executor.core.progdef import Catalogue, mailbox_name
+from scheduler.pb.externalscaler import externalscaler_pb2 as pb
+from scheduler.pb.externalscaler import externalscaler_pb2_grpc
 
 
 class _Lifecycle(Protocol):

@@ -25,18 +25,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from executor.constants import SCHEDULER_METRICS_PORT, SCHEDULER_TICK_S
-from executor.errors import (
+from executor.core.constants import SCHEDULER_METRICS_PORT, SCHEDULER_TICK_S
+from executor.core.errors import (
     BrokerError,
     BrokerUnavailable,
     DagyoError,
     redact_url,
 )
-from executor.health import port_is_fixed
-from executor.pb.dagyo.v1 import scheduler_pb2_grpc
-from executor.pb.externalscaler import externalscaler_pb2_grpc
-from executor.tracing import Tracing
+from executor.core.health import port_is_fixed
+from executor.core.tracing import Tracing
 from scheduler.flow.model import CheckedFlow
+from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
+from scheduler.pb.externalscaler import externalscaler_pb2_grpc
 from scheduler.service.admission import unserved
 from scheduler.service.api import SERVICE_NAME, SchedulerServicer
 from scheduler.service.auth import Authenticator, TokenFile

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from executor.constants import FLOW_PREFIX
-from executor.errors import BrokerError
+from executor.core.constants import FLOW_PREFIX
+from executor.core.errors import BrokerError
 
 if TYPE_CHECKING:
     from scheduler.service.broker import Broker

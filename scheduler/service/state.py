@@ -16,9 +16,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from executor.errors import DagyoError
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.errors import DagyoError
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import (
     NODE_ENDED,
     NODE_FAILED,

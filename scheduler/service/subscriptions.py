@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 
 
 def _bare(record: pb.FlowRecord) -> pb.FlowRecord:

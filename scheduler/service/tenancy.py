@@ -14,8 +14,8 @@ from typing import Any
 
 import grpc
 
-from executor.errors import CallAborted, QuotaExceeded, Unauthenticated
-from executor.progdef import Catalogue, Progdef
+from executor.core.errors import CallAborted, QuotaExceeded, Unauthenticated
+from executor.core.progdef import Catalogue, Progdef
 from scheduler.flow.model import Flow
 from scheduler.service.auth import OPEN, Authenticator, Principal, Quotas
 

@@ -31,12 +31,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from executor.errors import Busy, CallAborted, EventRefused, FiringFailed, FlowInvalid
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.progdef import Progdef
+from executor.core.errors import Busy, CallAborted, EventRefused, FiringFailed, FlowInvalid
+from executor.core.progdef import Progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 from scheduler.flow.overrides import apply_sets
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import OPEN, ROLE_USER, Authenticator, Principal
 from scheduler.service.tenancy import InProcessCall, visible_catalogue
 from scheduler.service.trigger_store import FiringStore

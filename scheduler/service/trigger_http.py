@@ -26,7 +26,7 @@ from typing import Any
 
 from cloudevents.core.bindings import http as ce_http
 
-from executor.errors import (
+from executor.core.errors import (
     Busy,
     DagyoError,
     EventNotParsed,

@@ -19,16 +19,16 @@ import pika
 import pika.exceptions
 from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 
-from executor.amqp import AmqpThread
-from executor.constants import TRIGGER_QUEUE_PREFIX
-from executor.errors import (
+from executor.core.amqp import AmqpThread
+from executor.core.constants import TRIGGER_QUEUE_PREFIX
+from executor.core.errors import (
     Busy,
     EventNotParsed,
     EventRefused,
     FiringFailed,
 )
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.progdef import Catalogue
+from executor.core.progdef import Catalogue
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import OPEN, Authenticator, Principal
 from scheduler.service.trigger_firing import Firing
 from scheduler.service.trigger_http import HttpSource, parse_event

@@ -11,8 +11,8 @@ import threading
 import time
 from typing import Any
 
-from executor.errors import DagyoError
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.errors import DagyoError
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 
 # The firings of each trigger `dagyo triggers` shows.
 LAST_FIRINGS = 5

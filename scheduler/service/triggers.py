@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
-from executor.errors import DagyoError, EventRefused, FlowInvalid, JsonProblems
-from executor.progdef import NAME, did_you_mean
-from executor.strictjson import parse_strict
+from executor.core.errors import DagyoError, EventRefused, FlowInvalid, JsonProblems
+from executor.core.progdef import NAME, did_you_mean
+from executor.core.strictjson import parse_strict
 from scheduler.flow.model import Flow, json_excerpt, parse_flow
 
 SUFFIXES = (".json", ".yaml", ".yml")

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.progdef import Progdef, mailbox_name, parse_mailbox
 from executor.pb.dagyo.v1.events_pb2 import Stop
-from executor.progdef import Progdef, mailbox_name, parse_mailbox
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 
 if TYPE_CHECKING:
     from scheduler.service.broker import Broker

@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from executor.constants import EVENTS_QUEUE
-from executor.errors import BrokerError
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.constants import EVENTS_QUEUE
+from executor.core.errors import BrokerError
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_DEADLINE,
     FAILURE_KIND_DEADLOCK,
     FAILURE_KIND_LOST,
 )
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import job_expiry_s
 from scheduler.service.flows import FlowTable
 from scheduler.service.liveness import Liveness

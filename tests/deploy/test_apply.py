@@ -15,8 +15,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from executor.errors import ApplyFailed, ClusterUnavailable
-from executor.progdef import load_catalogue
+from executor.core.errors import ApplyFailed, ClusterUnavailable
+from executor.core.progdef import load_catalogue
 from scheduler.cli.deploy import deploy
 from scheduler.deploy import DeploySettings, apply_objects, render_catalogue
 from scheduler.deploy.images import scheduler_image_tag

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from executor.progdef import load_catalogue
+from executor.core.progdef import load_catalogue
 from scheduler.cli.deploy import build, deploy
 from scheduler.service.config import default_progdefs_dir
 from tests.deploy import PROGDEFS, ROOT, SAMPLE_PROGDEFS, copy_catalogue, validate_any

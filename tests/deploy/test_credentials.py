@@ -13,8 +13,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from executor.errors import ManifestError, Unauthenticated
-from executor.progdef import load_catalogue
+from executor.core.errors import ManifestError, Unauthenticated
+from executor.core.progdef import load_catalogue
 from scheduler.cli.deploy import deploy
 from scheduler.deploy import DeploySettings, render_catalogue
 from scheduler.service.auth import (

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.progdef import load_catalogue
-from executor.version import context_files
+from executor.core.progdef import load_catalogue
+from executor.core.version import context_files
 from scheduler.deploy import plan_images
 from tests.deploy import PROGDEFS, ROOT, SAMPLE_PROGDEFS
 

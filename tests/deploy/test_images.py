@@ -26,8 +26,8 @@ import docker
 import pytest
 from click.testing import CliRunner
 
-from executor.errors import DockerUnavailable, ImageBuildFailed
-from executor.progdef import load_catalogue
+from executor.core.errors import DockerUnavailable, ImageBuildFailed
+from executor.core.progdef import load_catalogue
 from scheduler.cli.deploy import build, deploy
 from scheduler.deploy import build_all, plan_images
 from scheduler.deploy.builder import connect_docker
@@ -331,8 +331,8 @@ def test_a_progdefs_protos_are_compiled_into_its_image(daemon: FakeDaemon, tmp_p
     (image / "geo.proto").unlink()
     script = (
         "import sys; sys.modules['grpc_tools'] = None\n"
-        "from executor.progdef import load_progdef\n"
-        "from executor.types import message_class\n"
+        "from executor.core.progdef import load_progdef\n"
+        "from executor.core.types import message_class\n"
         f"load_progdef({str(image)!r})\n"
         "print(message_class('acme.geo.Point').DESCRIPTOR.fields_by_name['at'].message_type.full_name)"
     )

@@ -12,8 +12,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from executor.errors import ImagesNotPinned, ManifestError
-from executor.progdef import load_catalogue
+from executor.core.errors import ImagesNotPinned, ManifestError
+from executor.core.progdef import load_catalogue
 from scheduler.deploy import DeploySettings, render_catalogue, to_yaml
 from scheduler.deploy.catalogue import CATALOGUE_MOUNT
 from scheduler.deploy.images import image_reference

@@ -11,8 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from executor.errors import ImagesNotPinned, ManifestError
-from executor.progdef import load_catalogue
+from executor.core.errors import ImagesNotPinned, ManifestError
+from executor.core.progdef import load_catalogue
 from scheduler.deploy import DeploySettings, render_catalogue
 from tests.deploy import (
     CRDS,

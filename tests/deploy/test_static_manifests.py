@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from executor.progdef import load_catalogue
+from executor.core.progdef import load_catalogue
 from scheduler.deploy import DeploySettings, render_catalogue
 from scheduler.service.auth import parse_tokens
 from tests.deploy import K8S, PROGDEFS, check_names_and_labels, validate_kubernetes

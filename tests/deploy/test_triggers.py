@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from executor.errors import ManifestError
-from executor.progdef import load_catalogue
+from executor.core.errors import ManifestError
+from executor.core.progdef import load_catalogue
 from scheduler.cli.deploy import deploy
 from scheduler.deploy import DeploySettings, render_catalogue
 from scheduler.service.triggers import load_triggers

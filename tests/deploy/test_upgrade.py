@@ -19,12 +19,12 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1 import scheduler_pb2_grpc
-from executor.progdef import Catalogue, load_catalogue
+from executor.core.progdef import Catalogue, load_catalogue
 from scheduler.cli.deploy import deploy
 from scheduler.deploy import DeploySettings, apply_objects, render_catalogue
 from scheduler.deploy.prune import delete_objects, retired_objects
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from tests.deploy import check_names_and_labels, copy_catalogue, validate_any
 from tests.deploy.fake_api import FakeApiServer, api_client, kubeconfig
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.progdef import load_catalogue, load_progdef, mailbox_name
-from executor.version import context_files
+from executor.core.progdef import load_catalogue, load_progdef, mailbox_name
+from executor.core.version import context_files
 from scheduler.deploy import DeploySettings, plan_images, render_catalogue
 from tests.deploy import PROGDEFS, ROOT, SAMPLE_PROGDEFS, copy_catalogue
 
@@ -34,7 +34,7 @@ def _version(folder: Path) -> str:
 def test_the_version_is_the_same_in_another_process() -> None:
     here = {name: progdef.version for name, progdef in load_catalogue(PROGDEFS).items()}
     code = (
-        "import json; from executor.progdef import load_catalogue; "
+        "import json; from executor.core.progdef import load_catalogue; "
         "print(json.dumps({n: p.version for n, p in load_catalogue('progdefs').items()}))"
     )
     env = {"PATH": "", "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123"}

@@ -10,7 +10,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from executor.amqp import AmqpThread
+from executor.core.amqp import AmqpThread
 
 
 def test_a_connection_out_of_channels_is_closed_and_replaced(broker_url: str) -> None:

@@ -25,7 +25,7 @@ def _flaky(tmp_path: Path) -> None:
         tmp_path,
         "flaky",
         """
-        from executor.types import Text
+        from executor.core.types import Text
         seen = set()
 
         def handler(ctx, item):
@@ -180,7 +180,7 @@ def _with_helpers(root: Path, name: str, word: str) -> None:
         import helpers
         from helpers import decorate
 
-        from executor.types import Text
+        from executor.core.types import Text
 
         def handler(ctx, item):
             return Text(text=decorate(item.text) + helpers.SUFFIX)

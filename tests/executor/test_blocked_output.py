@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
-from executor.flusher import Flusher
-from executor.stream import FrameWriter, StreamSettings
+from executor._runtime.flusher import Flusher
+from executor._runtime.stream import FrameWriter, StreamSettings
 
 
 class FullSink:

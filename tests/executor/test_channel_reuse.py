@@ -17,11 +17,16 @@ import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.amqp import AmqpThread
-from executor.errors import Stopped
-from executor.inbox import Inbox
-from executor.topology import stream_arguments
-from executor.transport.rabbitmq import CHANNELS_KEPT, ChannelPool, JobStreams, RabbitTransport
+from executor._runtime.inbox import Inbox
+from executor._runtime.transport.rabbitmq import (
+    CHANNELS_KEPT,
+    ChannelPool,
+    JobStreams,
+    RabbitTransport,
+)
+from executor.core.amqp import AmqpThread
+from executor.core.errors import Stopped
+from executor.core.topology import stream_arguments
 from tests.conftest import rabbitmqctl, vhost_of
 
 JOBS = 12

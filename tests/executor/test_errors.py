@@ -1,4 +1,4 @@
-"""The one error tree: every dagyo error is defined in executor/errors.py, under DagyoError."""
+"""The one error tree: every dagyo error is defined in executor/core/errors.py, under DagyoError."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from executor import errors
+from executor.core import errors
 from tests.conftest import ROOT
 
 
@@ -21,7 +21,7 @@ def exception_classes_defined_outside_errors() -> list[str]:
             relative = path.relative_to(ROOT)
             if (
                 relative.parts[:2] == ("executor", "pb")
-                or relative.as_posix() == "executor/errors.py"
+                or relative.as_posix() == "executor/core/errors.py"
             ):
                 continue
             for node in ast.walk(ast.parse(path.read_text(), str(path))):

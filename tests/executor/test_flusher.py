@@ -10,13 +10,13 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from executor.amqp import AmqpThread
-from executor.flusher import Flusher
-from executor.inbox import Inbox
+from executor._runtime.flusher import Flusher
+from executor._runtime.inbox import Inbox
+from executor._runtime.stream import FrameWriter, StreamSettings
+from executor._runtime.transport.rabbitmq import ChannelPool, RabbitTransport
+from executor.core.amqp import AmqpThread
+from executor.core.topology import stream_arguments
 from executor.pb.dagyo.types_pb2 import Text
-from executor.stream import FrameWriter, StreamSettings
-from executor.topology import stream_arguments
-from executor.transport.rabbitmq import ChannelPool, RabbitTransport
 
 LINGER_S = 0.05
 

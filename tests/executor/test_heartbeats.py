@@ -10,9 +10,9 @@ import uuid
 
 import pika
 
-from executor.amqp import AmqpThread
-from executor.constants import EVENTS_EXCHANGE
-from executor.heartbeat import Heartbeats
+from executor._runtime.heartbeat import Heartbeats
+from executor.core.amqp import AmqpThread
+from executor.core.constants import EVENTS_EXCHANGE
 from executor.pb.dagyo.v1.events_pb2 import Event, Heartbeat
 
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from executor.errors import DagyoError
-from executor.logs import JsonFormatter, log_format
+from executor.core.errors import DagyoError
+from executor.core.logs import JsonFormatter, log_format
 from tests.conftest import ROOT
 
 
@@ -48,7 +48,7 @@ def test_an_unknown_format_names_the_variable() -> None:
 
 def test_configured_processes_write_one_json_object_a_line() -> None:
     code = (
-        "from executor.logs import configure_logging; import logging; configure_logging(); "
+        "from executor.core.logs import configure_logging; import logging; configure_logging(); "
         "logging.getLogger('dagyo.scheduler').warning('flow %s: clean-up waits', 'f9', "
         "extra={'flow': 'f9'})"
     )

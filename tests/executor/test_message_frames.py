@@ -7,10 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from executor.constants import FRAME_SIZE_SAMPLE_ITEMS
-from executor.frames import FrameForm, MessageFrame
-from executor.stream import FrameWriter, StreamSettings
-from executor.types import Bytes
+from executor._runtime.stream import FrameWriter, StreamSettings
+from executor.core.constants import FRAME_SIZE_SAMPLE_ITEMS
+from executor.core.frames import FrameForm, MessageFrame
+from executor.core.types import Bytes
 
 
 class Sink:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from executor.errors import ProgdefInvalid
-from executor.progdef import load_progdef
+from executor.core.errors import ProgdefInvalid
+from executor.core.progdef import load_progdef
 from tests.cluster import LocalCluster, state_of
 from tests.flows import consts, names
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from executor.errors import DagyoError, ProgdefInvalid
-from executor.progdef import load_progdef
-from executor.program import load_program
+from executor._runtime.program import load_program
+from executor.core.errors import DagyoError, ProgdefInvalid
+from executor.core.progdef import load_progdef
 from tests.scheduler.checking import with_progdefs
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import DecodeError
-from executor.inbox import Inbox
+from executor._runtime.inbox import Inbox
+from executor.core.errors import DecodeError
+from executor.core.types import Text
 from executor.inputs import InputStream
-from executor.types import Text
 from tests.embedded import TEXT, catalogue_with, make_progdef, run_flow, source
 
 
@@ -21,7 +21,7 @@ def test_function_style_init_secrets_and_many_items(
         tmp_path,
         "shout",
         """
-        from executor.types import Text
+        from executor.core.types import Text
         calls = []
 
         def init(ctx):
@@ -85,7 +85,7 @@ def test_a_missing_secret_panics_naming_it(tmp_path: Path, monkeypatch: pytest.M
 
 
 FLAKY = """
-    from executor.types import Text
+    from executor.core.types import Text
     failures = {}
 
     def handler(ctx, item):
@@ -134,7 +134,7 @@ def test_stream_style_merge_keeps_each_inputs_order(tmp_path: Path) -> None:
         tmp_path,
         "interleave",
         """
-        from executor.types import Text
+        from executor.core.types import Text
 
         def run(job):
             for port, item in job.merge("a", "b"):
@@ -211,7 +211,7 @@ def test_sending_the_wrong_type_panics_naming_the_port(tmp_path: Path) -> None:
         tmp_path,
         "liar",
         """
-        from executor.types import Int64
+        from executor.core.types import Int64
 
         def run(job):
             job.outputs["out"].send(Int64(value=1))

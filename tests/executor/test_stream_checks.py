@@ -6,12 +6,12 @@ import threading
 
 import pytest
 
-from executor.constants import FRAME_MAX_BYTES, FRAME_MAX_ITEMS, FRAME_RECEIVE_MAX_BYTES
-from executor.errors import StreamCorrupt
-from executor.inbox import Inbox
+from executor._runtime.inbox import Inbox
+from executor.core.constants import FRAME_MAX_BYTES, FRAME_MAX_ITEMS, FRAME_RECEIVE_MAX_BYTES
+from executor.core.errors import StreamCorrupt
+from executor.core.types import Text
 from executor.inputs import InputStream
 from executor.pb.dagyo.v1.frame_pb2 import Frame
-from executor.types import Text
 
 TEXT = "dagyo.types.Text"
 

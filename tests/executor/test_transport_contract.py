@@ -18,17 +18,17 @@ from typing import Any
 import pika
 import pytest
 
-from executor.amqp import AmqpThread
-from executor.errors import Stopped
-from executor.flusher import Flusher
-from executor.inbox import Inbox
+from executor._runtime.flusher import Flusher
+from executor._runtime.inbox import Inbox
+from executor._runtime.stream import FrameWriter, StreamSettings
+from executor._runtime.transport.base import Streams, Transport
+from executor._runtime.transport.memory import MemoryTransport
+from executor._runtime.transport.rabbitmq import ChannelPool, RabbitTransport
+from executor.core.amqp import AmqpThread
+from executor.core.errors import Stopped
+from executor.core.topology import stream_arguments
 from executor.inputs import InputStream
 from executor.pb.dagyo.types_pb2 import Text
-from executor.stream import FrameWriter, StreamSettings
-from executor.topology import stream_arguments
-from executor.transport.base import Streams, Transport
-from executor.transport.memory import MemoryTransport
-from executor.transport.rabbitmq import ChannelPool, RabbitTransport
 
 # Small bounds, the same on both transports, so that filling a stream is quick.
 MAX_FRAMES = 3

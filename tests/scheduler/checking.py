@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from executor.errors import FlowInvalid
-from executor.progdef import Progdef, load_catalogue, parse_progdef
+from executor.core.errors import FlowInvalid
+from executor.core.progdef import Progdef, load_catalogue, parse_progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import (
     CheckedFlow,

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
-from executor.pb.dagyo.v1 import scheduler_pb2_grpc
+from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.config import SchedulerSettings
 from tests.scheduler.fake_executor import EMIT, RELAY, Client, FakeExecutor, mailboxes
 from tests.scheduler.fake_scheduler import FakeScheduler

@@ -21,15 +21,14 @@ import pika
 import pika.exceptions
 from google.protobuf.message import Message
 
-from executor.constants import (
+from executor.core.constants import (
     EVENTS_EXCHANGE,
     FAILURES_EXCHANGE,
     FLOW_PREFIX,
     STOP_EXCHANGE,
 )
+from executor.core.progdef import load_catalogue
 from executor.pb.dagyo.types_pb2 import Text
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_PANIC,
@@ -37,7 +36,8 @@ from executor.pb.dagyo.v1.failure_pb2 import (
 )
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.pb.dagyo.v1.job_pb2 import Job
-from executor.progdef import load_catalogue
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
 from tests.conftest import rabbitmqctl, vhost_of

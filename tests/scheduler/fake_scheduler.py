@@ -12,9 +12,9 @@ from typing import Any
 
 import grpc
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1 import scheduler_pb2_grpc
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 
 HELLO = "a1b2c3d4e5f6"
 BOOM = "0badf00d0bad"

@@ -15,12 +15,12 @@ import pika.exceptions
 import pytest
 from click.testing import CliRunner
 
-from executor.constants import AUTOSCALER_FILE
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.constants import AUTOSCALER_FILE
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_DEADLOCK, FAILURE_KIND_LOST
 from executor.pb.dagyo.v1.job_pb2 import Job
 from scheduler.cli import cli
 from scheduler.client.api import SchedulerRefused
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.config import SchedulerSettings
 from tests.cluster import LocalCluster
 from tests.scheduler.fake_executor import (

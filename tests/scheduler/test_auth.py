@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import TokensInvalid, Unauthenticated
+from executor.core.errors import TokensInvalid, Unauthenticated
 from scheduler.service.auth import (
     OPEN,
     Authenticator,

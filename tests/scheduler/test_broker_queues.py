@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from executor.constants import stream_queue
-from executor.errors import BrokerError
+from executor.core.constants import stream_queue
+from executor.core.errors import BrokerError
 from scheduler.service.broker import Broker
 from tests.scheduler.fake_executor import queue_exists
 

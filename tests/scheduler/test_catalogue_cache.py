@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import ProgdefInvalid
+from executor.core.errors import ProgdefInvalid
 from scheduler.service.catalogue import CatalogueCache
 from tests.conftest import PROGDEFS
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pool, json_format, message_factory
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.progdef import load_catalogue
-from executor.types import message_class
+from executor.core.progdef import load_catalogue
+from executor.core.types import message_class
 from scheduler.client.api import SchedulerClient
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler

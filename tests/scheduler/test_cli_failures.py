@@ -15,7 +15,7 @@ from typing import Any
 
 import pika
 
-from executor.constants import FAILURES_EXCHANGE
+from executor.core.constants import FAILURES_EXCHANGE
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
 from tests.commands import dagyo, free_address
 from tests.conftest import ROOT

@@ -43,7 +43,7 @@ main()
 def catalogue(tmp_path: Path, broker_url: str) -> Iterator[Path]:
     """Copies of two sample progdefs with versions of their own, so the executors of these
     tests pull mailboxes no other test publishes to; the mailboxes are deleted after."""
-    from executor.progdef import load_catalogue
+    from executor.core.progdef import load_catalogue
     from scheduler.local_cluster import private_catalogue
     from tests.conftest import PROGDEFS
 
@@ -117,7 +117,7 @@ def alive(pid: int) -> bool:
 def test_up_runs_one_executor_per_progdef_and_stops_cleanly(
     broker_url: str, catalogue: Path, signum: int
 ) -> None:
-    from executor.progdef import load_catalogue
+    from executor.core.progdef import load_catalogue
 
     address = free_address()
     up = Up(broker_url, catalogue, address)
@@ -152,7 +152,7 @@ def wait_for_consumer(broker_url: str, mailbox: str) -> None:
 def test_up_starts_a_dead_executor_again_and_keeps_the_rest(
     broker_url: str, catalogue: Path
 ) -> None:
-    from executor.progdef import load_catalogue
+    from executor.core.progdef import load_catalogue
 
     up = Up(broker_url, catalogue, free_address())
     try:

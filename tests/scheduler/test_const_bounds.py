@@ -8,7 +8,7 @@ import json
 import grpc
 import pytest
 
-from executor.errors import FlowInvalid
+from executor.core.errors import FlowInvalid
 from scheduler.flow.model import MAX_FLOW_CONST_VALUES, parse_flow
 from scheduler.service.auth import (
     DEFAULT_MAX_CONST_VALUES,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from executor.errors import FlowInvalid
+from executor.core.errors import FlowInvalid
+from executor.core.progdef import load_catalogue, parse_progdef
 from executor.pb.dagyo import types_pb2
-from executor.progdef import load_catalogue, parse_progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import Endpoint, parse_flow
 from tests.scheduler.checking import check, hello, problems, with_progdefs

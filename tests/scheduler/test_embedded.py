@@ -10,7 +10,7 @@ import json
 import threading
 from typing import Any
 
-from executor.stream import StreamSettings
+from executor._runtime.stream import StreamSettings
 from scheduler.embedded import EmbeddedRunner, RunResult
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from executor.errors import DagyoError
-from executor.progdef import load_catalogue
-from executor.stream import StreamSettings
+from executor._runtime.stream import StreamSettings
+from executor.core.errors import DagyoError
+from executor.core.progdef import load_catalogue
 from scheduler.embedded import EmbeddedRunner
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
@@ -26,7 +26,7 @@ BYTES = "dagyo.types.Bytes"
 # A stream-style progdef that keeps every message it sends (so none is freed and its id
 # reused) and writes each message's id into it.
 KEEPER = """
-from executor.types import Text
+from executor.core.types import Text
 
 KEPT = []
 
@@ -41,7 +41,7 @@ def run(job):
 
 # Sends one message object again and again, changing it between sends.
 REUSER = """
-from executor.types import Text
+from executor.core.types import Text
 
 def run(job):
     item = Text()
@@ -60,7 +60,7 @@ def handler(ctx, item):
 
 # Sends items of the given size in bytes, as many as its const says.
 BLOBS = """
-from executor.types import Bytes
+from executor.core.types import Bytes
 
 def run(job):
     for count in job.inputs["count"]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from executor.constants import FRAME_MAX_ITEMS
-from executor.errors import StreamCorrupt
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.constants import FRAME_MAX_ITEMS
+from executor.core.errors import StreamCorrupt
+from executor.core.types import Int64
 from executor.pb.dagyo.v1.frame_pb2 import Frame
-from executor.types import Int64
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.exports import read_frame
 from scheduler.service.state import ExportStream, FlowRuntime
 

@@ -14,9 +14,9 @@ import uuid
 
 import pika
 
-from executor.constants import FAILURES_EXCHANGE, FAILURES_QUEUE, PREFIX
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.constants import FAILURES_EXCHANGE, FAILURES_QUEUE, PREFIX
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from tests.scheduler.fake_executor import (
     Client,
     FakeExecutor,

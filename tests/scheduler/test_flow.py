@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from executor.core.progdef import Progdef
 from executor.pb.dagyo import types_pb2
-from executor.progdef import Progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import (
     Const,

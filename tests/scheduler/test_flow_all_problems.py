@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import FlowInvalid
-from executor.progdef import load_catalogue
+from executor.core.errors import FlowInvalid
+from executor.core.progdef import load_catalogue
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 

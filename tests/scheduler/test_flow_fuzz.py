@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from executor.errors import FlowInvalid
-from executor.progdef import is_type_variable, load_catalogue
+from executor.core.errors import FlowInvalid
+from executor.core.progdef import is_type_variable, load_catalogue
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import CheckedFlow, Endpoint, parse_flow, schema_path
 from tests.scheduler.checking import HELLO

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from executor.errors import FlowInvalid
+from executor.core.errors import FlowInvalid
 from scheduler.flow.model import load_flow, parse_flow, schema_path
 from tests.scheduler.checking import HELLO, hello, problems
 

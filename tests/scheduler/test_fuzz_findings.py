@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import DagyoError, FlowInvalid, ProgdefInvalid
-from executor.progdef import load_catalogue, load_progdef
+from executor.core.errors import DagyoError, FlowInvalid, ProgdefInvalid
+from executor.core.progdef import load_catalogue, load_progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import FlowInvalid
-from executor.progdef import load_catalogue
+from executor.core.errors import FlowInvalid
+from executor.core.progdef import load_catalogue
 from scheduler.client.api import SchedulerClient
 from scheduler.flow.invoke import invocation_flow
 from tests.cluster import LocalCluster
@@ -25,7 +25,7 @@ from tests.scheduler.fake_executor import TICK
 CATALOGUE = load_catalogue(PROGDEFS)
 ADA = '{"text": "Ada"}'
 TICK_CODE = """
-from executor.types import Int64
+from executor.core.types import Int64
 
 
 def run(job):

@@ -14,10 +14,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from executor.errors import SchedulerRefused
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1 import scheduler_pb2_grpc
+from executor.core.errors import SchedulerRefused
 from scheduler.client.api import SchedulerClient
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler

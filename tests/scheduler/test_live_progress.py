@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from tests.scheduler.fake_executor import (
     WAIT_S,
     Client,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import FlowInvalid
+from executor.core.errors import FlowInvalid
 from scheduler.flow.overrides import apply_sets, parse_set
 from tests.cluster import LocalCluster
 from tests.commands import run_dagyo

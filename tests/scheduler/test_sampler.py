@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from executor.errors import BrokerError
+from executor.core.errors import BrokerError
 from scheduler.service.sampler import QueueSampler
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
 from executor.pb.dagyo.v1.job_pb2 import Job
-from executor.pb.externalscaler import externalscaler_pb2 as keda
-from executor.pb.externalscaler import externalscaler_pb2_grpc
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.externalscaler import externalscaler_pb2 as keda
+from scheduler.pb.externalscaler import externalscaler_pb2_grpc
 from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings
 from tests.scheduler.conftest import write_progdef

@@ -17,8 +17,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1 import scheduler_pb2_grpc
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from tests.commands import dagyo_at, free_address
 from tests.scheduler.fake_executor import FLOW, WAIT_S, FakeExecutor, texts
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from executor.errors import FlowInvalid
-from executor.progdef import load_catalogue
+from executor.core.errors import FlowInvalid
+from executor.core.progdef import load_catalogue
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow, schema_path
 from tests.scheduler import checking

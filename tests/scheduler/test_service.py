@@ -16,8 +16,8 @@ import grpc
 import pika
 import pytest
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.progdef import load_catalogue
+from executor.core.progdef import load_catalogue
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from tests.scheduler.fake_executor import (
     EXPECTED,
     FLOW,
@@ -71,7 +71,7 @@ def test_invalid_flow_is_refused_with_every_problem(client: Client, catalogue: P
     request = pb.SubmitRequest(flow_json=json.dumps(bad), source="fake.json")
     response = client.stub.Submit(request, timeout=WAIT_S)
     assert not response.flow_id
-    from executor.errors import FlowInvalid
+    from executor.core.errors import FlowInvalid
     from scheduler.flow.check import check_flow
     from scheduler.flow.model import parse_flow
 

@@ -16,14 +16,14 @@ import grpc
 import pika
 import pytest
 
-from executor.errors import BrokerUnavailable
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.errors import BrokerUnavailable
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
     FAILURE_KIND_DEADLINE,
     FAILURE_KIND_LOST,
     FAILURE_KIND_PANIC,
 )
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
 from tests.scheduler.fake_executor import (
@@ -247,7 +247,7 @@ def test_an_unreachable_broker_is_named(settings: SchedulerSettings) -> None:
 
 
 def test_a_taken_address_is_named(client: Client, settings: SchedulerSettings) -> None:
-    from executor.errors import DagyoError
+    from executor.core.errors import DagyoError
 
     with pytest.raises(DagyoError, match=f"cannot listen on {client.scheduler.address}"):
         Scheduler(dataclasses.replace(settings, address=client.scheduler.address)).start()
@@ -262,7 +262,7 @@ def test_grpc_errors_reach_the_client_as_status_codes(client: Client) -> None:
 def test_the_events_queue_deleted_under_the_scheduler_comes_back(
     client: Client, fake: FakeExecutor, broker_url: str
 ) -> None:
-    from executor.constants import EVENTS_QUEUE
+    from executor.core.constants import EVENTS_QUEUE
 
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     connection.channel().queue_delete(EVENTS_QUEUE)

@@ -14,8 +14,8 @@ import grpc
 import pytest
 from click.testing import Result
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1 import scheduler_pb2_grpc
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.config import SchedulerSettings
 from tests.commands import dagyo_at
 from tests.scheduler.fake_executor import (

@@ -19,9 +19,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from executor.errors import DagyoError
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.pb.dagyo.v1 import scheduler_pb2_grpc
+from executor.core.errors import DagyoError
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.config import SchedulerSettings, default_state_path
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service.server import serve

@@ -18,9 +18,9 @@ from pathlib import Path
 import pika
 import pytest
 
-from executor.constants import FLOW_PREFIX
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.topology import stream_arguments
+from executor.core.constants import FLOW_PREFIX
+from executor.core.topology import stream_arguments
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.state import FlowStore
 from tests.conftest import rabbitmqctl, vhost_of

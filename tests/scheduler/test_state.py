@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import DagyoError
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.errors import DagyoError
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_LOST, FAILURE_KIND_PANIC, FailureReport
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.state import ExportStream, FlowRuntime, FlowState, FlowStore
 
 

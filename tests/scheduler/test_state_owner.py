@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.errors import DagyoError
+from executor.core.errors import DagyoError
 from scheduler.service.config import SchedulerSettings, broker_identity, default_state_path
 from scheduler.service.state import FlowStore
 from tests.commands import dagyo, free_address, run_dagyo

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.progdef import load_catalogue
+from executor.core.progdef import load_catalogue
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import Authenticator
 from scheduler.service.trigger_firing import Firing, FiringStore
 from scheduler.service.triggers import load_triggers

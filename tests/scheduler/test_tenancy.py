@@ -22,7 +22,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from executor.errors import SchedulerRefused, SchedulerUnauthenticated, SchedulerUnavailable
+from executor.core.errors import SchedulerRefused, SchedulerUnauthenticated, SchedulerUnavailable
 from scheduler.client.api import SchedulerClient
 from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings

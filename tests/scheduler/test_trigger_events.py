@@ -21,9 +21,9 @@ from typing import Any
 import pika
 import pytest
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.progdef import load_catalogue
+from executor.core.progdef import load_catalogue
 from scheduler.client.api import SchedulerClient
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import (
     Authenticator,
     Principal,

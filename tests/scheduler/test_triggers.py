@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from cloudevents.core.v1.event import CloudEvent
 
-from executor.errors import CallAborted, EventRefused, FiringFailed, FlowInvalid
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
-from executor.progdef import load_catalogue
+from executor.core.errors import CallAborted, EventRefused, FiringFailed, FlowInvalid
+from executor.core.progdef import load_catalogue
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import (
     Authenticator,
     Principal,

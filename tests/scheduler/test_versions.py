@@ -18,11 +18,11 @@ import pika
 import pika.exceptions
 from click.testing import CliRunner
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.progdef import load_catalogue, mailbox_name
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_LOST
-from executor.progdef import load_catalogue, mailbox_name
 from scheduler.cli.local import progdefs_command
 from scheduler.client.api import SchedulerClient
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from tests.cluster import LocalCluster
 from tests.flows import consts, names
 

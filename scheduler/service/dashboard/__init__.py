@@ -23,13 +23,13 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from executor.errors import (
+from executor.core.errors import (
     DagyoError,
     SchedulerRefused,
     SchedulerUnauthenticated,
     SchedulerUnavailable,
 )
-from executor.progdef import Progdef
+from executor.core.progdef import Progdef
 from scheduler.client.api import SchedulerClient
 from scheduler.service.dashboard.views import catalogue_view, failure_view, flow_view, record_view
 

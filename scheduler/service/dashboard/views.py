@@ -6,11 +6,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from executor.errors import DagyoError
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from executor.core.errors import DagyoError
+from executor.core.progdef import Progdef, is_type_variable
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
-from executor.progdef import Progdef, is_type_variable
 from scheduler.client.records import failure_dict, record_dict
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 
 # The first export items a flow page shows; the download has every item kept.
 EXPORTS_SHOWN = 50
@@ -85,7 +85,7 @@ def _port_types(flow_json: str, catalogue: Mapping[str, Progdef]) -> dict[tuple[
 def catalogue_view(catalogue: Mapping[str, Progdef]) -> dict[str, Any]:
     """The progdefs with their ports, and every typename their ports use with its fields and
     its doc comment."""
-    from executor.types import STANDARD_TYPES, describe
+    from executor.core.types import STANDARD_TYPES, describe
 
     typenames = set(STANDARD_TYPES)
     progdefs = []

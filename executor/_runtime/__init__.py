@@ -1,0 +1,1 @@
+"""The executor's private runtime: only executor/ itself (and executor.inprocess) imports it."""

@@ -1,0 +1,344 @@
+"""Running one job: the same code for the embedded runner and the cluster executor."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback as traceback_module
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.message import Message
+
+from executor._runtime.flusher import Flusher
+from executor._runtime.inbox import Inbox
+from executor._runtime.program import Program, read_secrets
+from executor._runtime.stream import FrameWriter, StreamSettings
+from executor._runtime.transport.base import Transport
+from executor.core.errors import DagyoError, Stopped
+from executor.core.registry import register
+from executor.core.types import message_class
+from executor.errorport import author_traceback, build_error
+from executor.inputs import InputStream
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
+from executor.pb.dagyo.v1.job_pb2 import Job as JobDescriptor
+from executor.sdk import Job, OutputStream
+
+# The executor package: frames of its code are the runtime's, not the author's.
+_EXECUTOR_DIR = str(Path(__file__).parents[1])
+
+
+@dataclass
+class JobRun:
+    """One job being run: its descriptor, its stop signal, and what it has done so far."""
+
+    descriptor: JobDescriptor
+    stop: threading.Event = field(default_factory=threading.Event)
+    inputs: dict[str, InputStream] = field(default_factory=dict)
+    outputs: dict[str, OutputStream] = field(default_factory=dict)
+    inbox: Inbox | None = None
+    # Why the executor stopped the job itself (drain past its grace, broker lost); empty
+    # when the flow was stopped, which is not this job's failure to report.
+    stop_reason: str = ""
+    # When the executor took it (monotonic seconds): its duration.
+    taken: float = field(default_factory=time.monotonic)
+    # Its trace span while it runs (executor.core.tracing); None when tracing is off.
+    span: Any = None
+    # Its items already counted in the executor's metrics: (side, port) -> items.
+    counted: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(flow id, node): a job's identity."""
+        return (self.descriptor.flow_id, self.descriptor.node)
+
+    def items_sent(self) -> dict[str, int]:
+        """Items sent so far per output port."""
+        # list(): a copy made at once, as the job thread may be adding ports meanwhile.
+        return {port: out.items_sent for port, out in list(self.outputs.items())}
+
+    def items_received(self) -> dict[str, int]:
+        """Items received so far per input port (consts included)."""
+        return {port: stream.items_received for port, stream in list(self.inputs.items())}
+
+    def blocked_s(self) -> float:
+        """Seconds the job has been waiting, now, for a full output stream (0: it is not)."""
+        now = time.monotonic()
+        return max((out._writer.blocked_s(now) for out in self.outputs.values()), default=0.0)
+
+    def frames_sent(self) -> dict[str, int]:
+        """Frames sent so far per output port."""
+        return {port: out._writer.frames_sent for port, out in self.outputs.items()}
+
+    def request_stop(self, reason: str = "") -> None:
+        """Tell the job to stop now; it raises Stopped where it waits or checks.
+
+        Args:
+            reason: set when the stop is the executor's doing and must be reported as the
+                job's failure (e.g. a drain past its grace period).
+        """
+        if reason and not self.stop.is_set():
+            self.stop_reason = reason
+        self.stop.set()
+        if self.inbox is not None:
+            self.inbox.wake()
+
+
+def run_job(
+    run: JobRun,
+    program: Program,
+    transport: Transport,
+    *,
+    flusher: Flusher,
+    settings: StreamSettings,
+) -> None:
+    """Run a job to its end: its outputs closed and its inputs read to end-of-stream.
+
+    Raises:
+        Stopped: when the job was told to stop.
+        Exception: anything the progdef's code raised (a panic); the caller reports it.
+    """
+    descriptor = run.descriptor
+    inbox = run.inbox = Inbox(run.stop)
+    logger = logging.getLogger(f"dagyo.job.{descriptor.progdef}")
+    with closing(transport.open(stop=run.stop)) as streams:
+        if descriptor.types.file:  # a type variable bound to another progdef's type
+            source = f"job {descriptor.flow_id}/{descriptor.node}"
+            register(
+                descriptor.types.SerializeToString(), source=source, progdef=descriptor.progdef
+            )
+        for port, spec in descriptor.inputs.items():
+            cls = message_class(spec.typename)
+            if spec.WhichOneof("source") == "consts":
+                run.inputs[port] = InputStream(
+                    port=port,
+                    edge=f"const -> {descriptor.node}.{port}",
+                    message_class=cls,
+                    inbox=None,
+                    consts=tuple(spec.consts.items),
+                )
+                continue
+            inbox.add_port(port)
+            run.inputs[port] = InputStream(
+                port=port,
+                edge=f"{spec.edge} -> {descriptor.node}.{port}",
+                message_class=cls,
+                inbox=inbox,
+                node=descriptor.node,
+                token=spec.token,
+            )
+            streams.attach(spec.queue, inbox, port)
+        for port, out in descriptor.outputs.items():
+            writer = FrameWriter(
+                streams.sink(out.queues),
+                settings=settings,
+                flusher=flusher,
+                typename=out.typename,
+                token=out.token,
+            )
+            run.outputs[port] = OutputStream(
+                node=descriptor.node,
+                port=port,
+                message_class=message_class(out.typename),
+                writer=writer,
+            )
+        writers = [output._writer for output in run.outputs.values()]
+
+        def flush_outputs() -> None:
+            for writer in writers:
+                writer.flush_nowait()
+
+        inbox.on_idle = flush_outputs
+        job = Job(
+            flow_id=descriptor.flow_id,
+            node=descriptor.node,
+            progdef=descriptor.progdef,
+            inputs=run.inputs,
+            outputs=run.outputs,
+            inbox=inbox,
+            stop=run.stop,
+            logger=logging.LoggerAdapter(
+                logger, {"flow": descriptor.flow_id, "node": descriptor.node}
+            ),  # type: ignore[arg-type]
+            secrets=_secrets(program, descriptor.node),
+            errors=program.progdef.errors,
+        )
+        if program.style == "function":
+            _run_function(program, job)
+        else:
+            program.run(job)
+        for output in run.outputs.values():
+            output._writer.close()
+        for stream in run.inputs.values():
+            stream.drain()
+
+
+def execute(
+    run: JobRun,
+    load: Any,
+    transport: Transport,
+    *,
+    flusher: Flusher,
+    settings: StreamSettings,
+    executor_id: str,
+    runner: tuple[str, ...] = (),
+) -> FailureReport | None:
+    """Run a job and turn its panic into a failure report.
+
+    Args:
+        load: returns the job's Program (called here so an import error panics the job).
+        runner: the folders of the calling runner's own code (beside the executor's), whose
+            frames a runtime error's traceback leaves out.
+
+    Returns:
+        None when the job ended or was stopped; the failure report when it panicked.
+    """
+    descriptor = run.descriptor
+    try:
+        run_job(run, load(), transport, flusher=flusher, settings=settings)
+    except Stopped:
+        if run.stop.is_set():
+            return None
+        error, trace = "Stopped raised without a stop: do not raise Stopped yourself", ""
+    except BaseException as e:  # a panic: anything the progdef's code raised
+        error = f"{type(e).__name__}: {e}"
+        trace = author_traceback(e)
+        if isinstance(e, DagyoError) and not _author_frames(e, runner):
+            trace = ""  # the runtime's own message says it all; its frames are noise
+    else:
+        return None
+    return FailureReport(
+        flow_id=descriptor.flow_id,
+        node=descriptor.node,
+        progdef=descriptor.progdef,
+        executor=executor_id,
+        error=error,
+        traceback=trace,
+        kind=FAILURE_KIND_PANIC,
+        time=time.time(),
+    )
+
+
+def _author_frames(error: BaseException, runner: tuple[str, ...]) -> bool:
+    # The runner calls the loader too: its frames are not the author's either.
+    runtime = (_EXECUTOR_DIR, *runner)
+    frames = traceback_module.extract_tb(error.__traceback__)
+    return any(not f.filename.startswith(runtime) for f in frames)
+
+
+def _secrets(program: Program, node: str) -> dict[str, str]:
+    """The progdef's secrets; a missing one is an error naming the progdef and the node."""
+    try:
+        return read_secrets(program.progdef)
+    except DagyoError as e:
+        prefix = f"progdef {program.progdef.name}"
+        raise DagyoError(str(e).replace(prefix, f"{prefix}, node {node}", 1)) from None
+
+
+def _returned(result: Any, job: Job, output: OutputStream | None, port: str) -> list[Any]:
+    """The messages a handler returned, or a DagyoError saying what to return instead."""
+    if result is None:
+        return []
+    if isinstance(result, Message):
+        return [result]
+    if isinstance(result, list | tuple):
+        wrong = next((r for r in result if not isinstance(r, Message)), None)
+        if wrong is None:
+            return list(result)
+        got = f"a list holding {type(wrong).__name__}"
+    else:
+        got = type(result).__name__
+    wanted = f" (a {output.typename} for port {port})" if output is not None else ""
+    raise DagyoError(
+        f"progdef {job.progdef}, node {job.node}: the handler returned {got}: return a "
+        f"message{wanted}, a list of them, or None"
+    )
+
+
+def _run_function(program: Program, job: Job) -> None:
+    context = program.context()
+    (stream,) = job.inputs.values()
+    errors_port = program.progdef.errors
+    errors = job.outputs.get(errors_port) if errors_port else None
+    port, output = next(((p, o) for p, o in job.outputs.items() if p != errors_port), ("", None))
+    handler = program.run
+    retries = program.progdef.retries
+    # What a handler returns most often; anything else goes through _returned.
+    one_item = output.message_class if output is not None else None
+    while not stream.ended:
+        results: list[Any] = []
+        for item in stream.next_batch():
+            try:
+                try:
+                    result = handler(context, item)
+                except Stopped:
+                    raise
+                except Exception as first:
+                    if retries.attempts <= 1:
+                        raise
+                    result = _retry(
+                        handler, context, item, job, first, retries.attempts - 1, retries.backoff_s
+                    )
+            except Exception as e:  # failed after its retries: an item error, or a panic
+                if errors is None or isinstance(e, Stopped):
+                    raise
+                errors.send(
+                    build_error(
+                        node=job.node,
+                        progdef=job.progdef,
+                        item=item,
+                        error=e,
+                        attempts=retries.attempts,
+                    )
+                )
+                continue
+            if type(result) is one_item:
+                results.append(result)
+            else:
+                results.extend(_returned(result, job, output, port))
+        if results:
+            if output is None:
+                raise DagyoError(
+                    f"progdef {job.progdef}: handler returned an item but the progdef has no "
+                    "output port: return None, or declare an output"
+                )
+            # One batch per input frame: the results of a frame go out together.
+            output.send_all(results)
+
+
+def _retry(
+    handler: Any,
+    context: Any,
+    item: Any,
+    job: Job,
+    error: Exception,
+    attempts: int,
+    backoff_s: float,
+) -> Any:
+    """Call the handler up to ``attempts`` more times after ``error``; re-raise the last one.
+
+    Each retry logs one WARNING naming the node, the attempt and the error it follows.
+    """
+    for attempt in range(attempts):
+        job.logger.warning(
+            "node %s (progdef %s): retrying item (attempt %d of %d) after %s: %s",
+            job.node,
+            job.progdef,
+            attempt + 2,
+            attempts + 1,
+            type(error).__name__,
+            error,
+        )
+        job.sleep(backoff_s * (2**attempt))
+        try:
+            return handler(context, item)
+        except Stopped:
+            raise
+        except Exception as e:
+            if attempt == attempts - 1:
+                raise
+            error = e
+    return None

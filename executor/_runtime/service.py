@@ -1,0 +1,394 @@
+"""The executor: a long-lived process serving one progdef, running many jobs at once.
+
+Threads: the I/O thread (executor.core.amqp) owns the broker connection and runs the mailbox,
+the stop consumer, heartbeats and reports; each job runs in a thread of its own; the main
+thread waits for signals and drains.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+from executor._runtime.flusher import Flusher
+from executor._runtime.heartbeat import Heartbeats
+from executor._runtime.job import JobRun, execute
+from executor._runtime.mailbox import Mailbox
+from executor._runtime.program import Program, load_program
+from executor._runtime.stream import StreamSettings
+from executor._runtime.transport.rabbitmq import ChannelPool, RabbitTransport
+from executor.core.amqp import AmqpThread
+from executor.core.constants import (
+    EVENTS_EXCHANGE,
+    EXECUTOR_METRICS_PORT,
+    FAILURES_EXCHANGE,
+    PROTOBUF_CONTENT_TYPE,
+    STOP_EXCHANGE,
+    STOPPED_FLOW_MEMORY_S,
+)
+from executor.core.drain import ShutdownSignals
+from executor.core.health import ExecutorMetrics, port_is_fixed, serve_health
+from executor.core.progdef import Progdef
+from executor.core.settings import ExecutorSettings
+from executor.core.topology import consume, declare_exchanges
+from executor.core.tracing import Tracing
+from executor.pb.dagyo.v1.events_pb2 import (
+    Event,
+    Goodbye,
+    Heartbeat,
+    JobEnded,
+    JobRef,
+    JobStarted,
+    Stop,
+)
+from executor.pb.dagyo.v1.failure_pb2 import (
+    FAILURE_KIND_BROKER,
+    FAILURE_KIND_PANIC,
+    FailureReport,
+)
+from executor.pb.dagyo.v1.job_pb2 import Job
+
+log = logging.getLogger("dagyo.executor")
+
+
+class Executor:
+    """Pulls jobs of one progdef from its mailbox and runs up to ``max_jobs`` at once."""
+
+    def __init__(
+        self,
+        progdef: Progdef,
+        settings: ExecutorSettings,
+        *,
+        stream_settings: StreamSettings | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self.progdef = progdef
+        # OpenTelemetry: a span per job when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+        self.tracing = tracing or Tracing.from_env(f"dagyo-executor-{progdef.name}")
+        self.settings = settings
+        self.stream_settings = stream_settings or StreamSettings()
+        self.program: Program = load_program(progdef)
+        self.program.start()  # init before ready: no job pays for it
+        self.metrics = ExecutorMetrics()
+        self.metrics.heartbeat_age.set_function(lambda: time.monotonic() - self._last_beat)
+        self.runs: dict[tuple[str, str], JobRun] = {}
+        self._stopped_flows: dict[str, float] = {}
+        # Set when the scheduler retires this executor's progdef version: drain, exit 0.
+        self.retired = threading.Event()
+        # With --one-job: set once its one job was taken (the mailbox is then drained).
+        self.took_job = threading.Event()
+        self._flusher = Flusher(linger_s=self.stream_settings.linger_s)
+        self._control: BlockingChannel | None = None
+        self._last_beat = time.monotonic()
+        # Set while its connection is up and set up (it pulls its mailbox): heartbeats go out.
+        self._online = threading.Event()
+        self._idle = threading.Condition()
+        self.mailbox = Mailbox(settings.mailbox, max_jobs=settings.max_jobs, on_job=self._on_job)
+        self.io = AmqpThread(
+            settings.queue_url,
+            name="dagyo-io",
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+        )
+        self._channels = ChannelPool(self.io)
+        self._transport = RabbitTransport(self._channels)
+        # Their own thread and connection: no burst of stream work can hold them back.
+        self.heartbeats = Heartbeats(
+            settings.queue_url,
+            routing_key=f"heartbeat.{settings.executor_id}",
+            interval_s=settings.heartbeat_interval_s,
+            beat=self._heartbeat,
+            on_sent=self._beaten,
+        )
+        # Heartbeats and started events, which are only worth something fresh, go out
+        # without waiting for a confirm; what must arrive (ended, failures) waits for one.
+        self._news: BlockingChannel | None = None
+        self.health_port: int | None = None
+
+    # --- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, start pulling jobs and serve the health endpoint.
+
+        Raises:
+            BrokerUnavailable: when the broker cannot be reached.
+        """
+        self.io.start()
+        self.heartbeats.start()
+        if self.settings.metrics_port >= 0:
+            server = serve_health(
+                self.settings.metrics_port,
+                host=self.settings.metrics_host,
+                metrics=self.metrics,
+                live=lambda: self.io.alive,
+                ready=lambda: self.io.connected.is_set() and not self.mailbox.draining,
+                fixed=port_is_fixed(self.settings.metrics_port, EXECUTOR_METRICS_PORT),
+            )
+            self.health_port = server.port
+
+    def run(self, signals: ShutdownSignals) -> int:
+        """Serve until a signal, then drain; return the exit status (0 after a drain).
+
+        With ``one_job``, also until its one job ended, or no job came within
+        ``one_job_idle_s``.
+        """
+        idle_until = time.monotonic() + self.settings.one_job_idle_s
+        while not signals.drain.wait(0.5 if not self.settings.one_job else 0.1):
+            if self.retired.is_set():
+                log.info("the scheduler retired mailbox %s: draining", self.settings.mailbox)
+                break
+            if self.settings.one_job and self._one_job_over(idle_until):
+                break
+            if not self.io.alive:
+                log.error("%s", self.io.failed)
+                return 3
+        self.drain(force=signals.force)
+        return 0
+
+    def _one_job_over(self, idle_until: float) -> bool:
+        if self.took_job.is_set():
+            with self._idle:
+                if self.runs:
+                    return False
+            log.info("ran its one job: exiting")
+            return True
+        if time.monotonic() >= idle_until:
+            log.info("no job came within %g s of start: exiting", self.settings.one_job_idle_s)
+            return True
+        return False
+
+    def drain(self, *, force: threading.Event | None = None) -> None:
+        """Take no new jobs, let the running ones finish, then close.
+
+        Jobs still running after ``drain_grace_s`` (or when ``force`` is set) are stopped
+        and reported as panics saying so.
+        """
+        log.info("draining: %d jobs running", len(self.runs))
+        try:
+            self.io.call(self.mailbox.drain)
+        except Exception as e:  # broker gone: nothing to give back, jobs end on their own
+            log.warning("could not cancel the mailbox consumer: %s", e)
+        deadline = time.monotonic() + self.settings.drain_grace_s
+        force = force or threading.Event()
+        with self._idle:
+            while self.runs and time.monotonic() < deadline and not force.is_set():
+                self._idle.wait(0.2)
+            remaining = list(self.runs.values())
+        for run in remaining:
+            why = (
+                "a second SIGTERM"
+                if force.is_set()
+                else (f"the drain grace period of {self.settings.drain_grace_s:g} s")
+            )
+            run.request_stop(f"the executor was shutting down and stopped this job after {why}")
+        with self._idle:
+            end = time.monotonic() + 10
+            while self.runs and time.monotonic() < end:
+                self._idle.wait(0.2)
+        self.heartbeats.stop()  # before goodbye: no heartbeat may follow it
+        self._goodbye()
+        self.io.close()
+        self.tracing.shutdown()
+        log.info("drained")
+
+    def _goodbye(self) -> None:
+        """Tell the scheduler at once that this executor pulls its mailbox no more."""
+        goodbye = Goodbye(executor=self.settings.executor_id, mailbox=self.settings.mailbox)
+        event = Event(time=time.time(), goodbye=goodbye)
+        key = f"goodbye.{self.settings.executor_id}"
+        try:
+            self.io.call(lambda: self._publish(EVENTS_EXCHANGE, key, event))
+        except Exception as e:  # broker gone: the heartbeat timeout tells the scheduler
+            log.warning("could not say goodbye: %s", e)
+
+    # --- I/O thread ------------------------------------------------------------------------
+
+    def _on_connect(self, connection: pika.BlockingConnection) -> None:
+        control = connection.channel()
+        declare_exchanges(control)
+        # Confirms: a failure report or job-ended event is only "sent" once the broker has it.
+        control.confirm_delivery()
+        stop_queue = f"{STOP_EXCHANGE}.{self.settings.executor_id}"
+        # One stop consumer per executor process, whatever the number of jobs.
+        control.queue_declare(stop_queue, exclusive=True, auto_delete=True)
+        control.queue_bind(stop_queue, STOP_EXCHANGE)
+        consume(control, stop_queue, Stop, self._on_stop, auto_ack=True)
+        self._control = control
+        self._news = connection.channel()
+        self._channels.clear()
+        self._channels.fill()
+        self.mailbox.open(connection)
+        self._housekeep(connection)
+        self._online.set()
+        self.heartbeats.now()  # the scheduler hears at once which mailbox it pulls
+
+    def _on_disconnect(self, error: Exception) -> None:
+        self._online.clear()
+        self._control = None
+        self._news = None
+        self._channels.clear()
+        self.mailbox.lost()
+        for run in list(self.runs.values()):
+            run.request_stop(f"the executor lost its broker connection ({error})")
+
+    def _publish(
+        self, exchange: str, routing_key: str, message: Any, *, confirm: bool = True
+    ) -> None:
+        channel = self._control if confirm else self._news
+        if channel is None or not channel.is_open:
+            log.warning("not connected; dropped a %s", message.DESCRIPTOR.full_name)
+            return
+        properties = pika.BasicProperties(
+            content_type=PROTOBUF_CONTENT_TYPE, type=message.DESCRIPTOR.full_name
+        )
+        channel.basic_publish(exchange, routing_key, message.SerializeToString(), properties)
+
+    def _heartbeat(self) -> Event | None:
+        """The heartbeat to send now (heartbeat thread); None while disconnected."""
+        if not self._online.is_set():
+            return None
+        heartbeat = Heartbeat(
+            executor=self.settings.executor_id,
+            progdef=self.progdef.name,
+            version=self.settings.mailbox.rsplit(".", 1)[-1],
+            # A copy: job threads add and remove runs meanwhile.
+            jobs=[self._progress(run) for run in list(self.runs.values())],
+            draining=self.mailbox.draining,
+            mailbox=self.settings.mailbox,
+            slots=self.settings.max_jobs,
+        )
+        return Event(time=time.time(), heartbeat=heartbeat)
+
+    def _progress(self, run: JobRun) -> JobRef:
+        """A running job's live progress for a heartbeat; its items counted in the metrics."""
+        sent, received = run.items_sent(), run.items_received()
+        self.metrics.count_items(run.descriptor.node, sent, received, run.counted)
+        flow_id, node = run.key
+        return JobRef(
+            flow_id=flow_id,
+            node=node,
+            items_sent=sent,
+            items_received=received,
+            blocked_s=run.blocked_s(),
+        )
+
+    def _beaten(self) -> None:
+        self._last_beat = time.monotonic()
+
+    def _housekeep(self, connection: pika.BlockingConnection) -> None:
+        if not self.io.is_current(connection):
+            return  # a timer of an old connection: the new one runs its own
+        self._forget_old_stops()
+        connection.call_later(
+            self.settings.heartbeat_interval_s, lambda: self._housekeep(connection)
+        )
+
+    def _on_stop(self, _channel: Any, _method: Any, _properties: Any, stop: Stop) -> None:
+        if stop.retire_mailbox:
+            if stop.retire_mailbox == self.settings.mailbox:
+                self.retired.set()
+            return
+        self._stopped_flows[stop.flow_id] = time.monotonic()
+        for (flow_id, _), run in list(self.runs.items()):
+            if flow_id == stop.flow_id:
+                run.request_stop()
+
+    def _forget_old_stops(self) -> None:
+        horizon = time.monotonic() - STOPPED_FLOW_MEMORY_S
+        for flow_id in [f for f, t in self._stopped_flows.items() if t < horizon]:
+            del self._stopped_flows[flow_id]
+
+    def _on_job(self, descriptor: Job) -> None:
+        if descriptor.flow_id in self._stopped_flows:
+            log.info("dropped job %s/%s: its flow was stopped", descriptor.flow_id, descriptor.node)
+            self.mailbox.job_done()
+            return
+        run = JobRun(descriptor)
+        if descriptor.published:
+            self.metrics.queue_wait.observe(max(0.0, time.time() - descriptor.published))
+        run.span = self.tracing.start_job(descriptor, executor=self.settings.executor_id)
+        with self._idle:
+            self.runs[run.key] = run
+        if self.settings.one_job:
+            # Its one job: take no other, now or after it ends.
+            self.took_job.set()
+            self.mailbox.drain()
+        self.metrics.jobs_running.set(len(self.runs))
+        self._publish(
+            EVENTS_EXCHANGE,
+            "job.started",
+            Event(
+                time=time.time(),
+                started=JobStarted(
+                    job=JobRef(flow_id=descriptor.flow_id, node=descriptor.node),
+                    executor=self.settings.executor_id,
+                ),
+            ),
+            confirm=False,
+        )
+        threading.Thread(
+            target=self._job_thread,
+            args=(run,),
+            daemon=True,
+            name=f"job-{descriptor.flow_id}-{descriptor.node}",
+        ).start()
+
+    def _job_thread(self, run: JobRun) -> None:
+        failure = execute(
+            run,
+            lambda: self.program,
+            self._transport,
+            flusher=self._flusher,
+            settings=self.stream_settings,
+            executor_id=self.settings.executor_id,
+        )
+        self.io.submit(lambda: self._job_done(run, failure))
+
+    def _job_done(self, run: JobRun, failure: FailureReport | None) -> None:
+        descriptor = run.descriptor
+        ref = JobRef(flow_id=descriptor.flow_id, node=descriptor.node)
+        if failure is None and run.stop_reason:
+            kind = FAILURE_KIND_BROKER if "broker" in run.stop_reason else FAILURE_KIND_PANIC
+            failure = FailureReport(
+                flow_id=descriptor.flow_id,
+                node=descriptor.node,
+                progdef=descriptor.progdef,
+                executor=self.settings.executor_id,
+                error=run.stop_reason,
+                kind=kind,
+                time=time.time(),
+            )
+        sent, received = run.items_sent(), run.items_received()
+        outcome = "panicked" if failure else "stopped" if run.stop.is_set() else "ended"
+        self.metrics.count_items(descriptor.node, sent, received, run.counted)
+        self.metrics.jobs.labels(outcome).inc()
+        self.metrics.job_duration.labels(outcome).observe(time.monotonic() - run.taken)
+        self.tracing.end_job(
+            run.span, outcome=outcome, items_in=received, items_out=sent, failure=failure
+        )
+        try:
+            if failure is not None:
+                self.metrics.panics.inc()
+                self._publish(FAILURES_EXCHANGE, descriptor.flow_id, failure)
+            elif outcome == "ended":
+                frames = run.frames_sent()
+                for port in sent:
+                    self.metrics.frames.labels(f"{descriptor.node}.{port}").inc(frames[port])
+                ended = JobEnded(
+                    job=ref,
+                    executor=self.settings.executor_id,
+                    items_sent=sent,
+                    items_received=received,
+                )
+                self._publish(EVENTS_EXCHANGE, "job.ended", Event(time=time.time(), ended=ended))
+        finally:
+            with self._idle:
+                self.runs.pop(run.key, None)
+                self._idle.notify_all()
+            self.metrics.jobs_running.set(len(self.runs))
+            self.mailbox.job_done()

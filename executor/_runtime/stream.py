@@ -1,0 +1,343 @@
+"""Streams inside a job: frames in (the Inbox), frames out (the FrameWriter), batching.
+
+Items travel in frames: many serialized items per message (or, within one process, the
+messages themselves: see :mod:`executor.core.frames`). A FrameWriter collects a port's items and
+flushes a frame when it holds FRAME_MAX_BYTES or FRAME_MAX_ITEMS, when its first item has
+lingered FRAME_LINGER_S (the Flusher thread sees to that, whatever the job is doing), and
+at end-of-stream, which is an explicit frame.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+
+from executor._runtime.flusher import Flusher
+from executor._runtime.transport.base import FrameSink
+from executor.core.constants import (
+    FRAME_LINGER_S,
+    FRAME_MAX_BYTES,
+    FRAME_MAX_ITEMS,
+    FRAME_RECEIVE_MAX_BYTES,
+    FRAME_SIZE_SAMPLE_ITEMS,
+    GC_GEN0_THRESHOLD,
+    ITEM_MAX_BYTES,
+    STREAM_MAX_FRAMES,
+)
+from executor.core.errors import DagyoError
+from executor.core.frames import FrameForm, MessageFrame, StreamFrame
+from executor.pb.dagyo.v1.frame_pb2 import Frame
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Frame batching and stream bounds; tests and benchmarks shorten or widen them.
+
+    ``frames`` says what frames are made of: bytes for a cluster (the default), messages
+    or checked ones only on the memory transport (the embedded runner sets it).
+    """
+
+    frame_max_bytes: int = FRAME_MAX_BYTES
+    frame_max_items: int = FRAME_MAX_ITEMS
+    linger_s: float = FRAME_LINGER_S
+    max_frames: int = STREAM_MAX_FRAMES
+    frames: FrameForm = FrameForm.BYTES
+
+    @classmethod
+    def from_env(cls) -> StreamSettings:
+        """Read DAGYO_FRAME_MAX_BYTES, DAGYO_FRAME_MAX_ITEMS and DAGYO_FRAME_LINGER_S.
+
+        Raises:
+            DagyoError: naming a variable that is not a positive number, or past what a
+                consumer takes in one frame (FRAME_MAX_ITEMS items, ITEM_MAX_BYTES bytes).
+        """
+        import os
+
+        def number(name: str, default: float, most: float = float("inf")) -> float:
+            raw = os.environ.get(name, "")
+            try:
+                value = float(raw) if raw else default
+            except ValueError:
+                value = -1
+            if value <= 0:
+                raise DagyoError(f"{name}={raw!r} is not a positive number: fix or unset it")
+            if value > most:
+                raise DagyoError(
+                    f"{name}={raw!r} is more than {most:g}, the most a consumer takes in one "
+                    "frame (docs/protocol.md, Streams): lower it or unset it"
+                )
+            return value
+
+        return cls(
+            frame_max_bytes=int(number("DAGYO_FRAME_MAX_BYTES", FRAME_MAX_BYTES, ITEM_MAX_BYTES)),
+            frame_max_items=int(number("DAGYO_FRAME_MAX_ITEMS", FRAME_MAX_ITEMS, FRAME_MAX_ITEMS)),
+            linger_s=number("DAGYO_FRAME_LINGER_S", FRAME_LINGER_S),
+        )
+
+
+class FrameWriter:
+    """Batches one output port's items into frames and sends them to a sink.
+
+    :meth:`add` and :meth:`add_all` take messages, whatever ``settings.frames`` is:
+    serialized for bytes frames (:meth:`append` and :meth:`extend` take those bytes), kept
+    as they are for message frames, both for checked frames. A frame of messages counts
+    its bytes from every FRAME_SIZE_SAMPLE_ITEMS-th item's size (the first one's
+    included), so sizing costs no serialize per item: frames of items alike in size split
+    where frames of bytes do.
+    """
+
+    def __init__(
+        self,
+        sink: FrameSink,
+        *,
+        settings: StreamSettings,
+        flusher: Flusher,
+        typename: str,
+        token: str = "",
+    ) -> None:
+        self._sink = sink
+        self.typename = typename
+        # The producer token every frame carries (the job descriptor's Output.token).
+        self.token = token
+        self._settings = settings
+        self._max_bytes = settings.frame_max_bytes
+        self._max_items = settings.frame_max_items
+        # How many items a caller with many to send hands over at once (see extend).
+        self.chunk_items = settings.frame_max_items
+        self._flusher = flusher
+        self.form = settings.frames
+        self._lock = threading.Lock()
+        # Serialized items (bytes and checked frames) or messages (message frames).
+        self._items: list[Any] = []
+        # Checked frames: the messages of _items, sent along to be checked.
+        self._messages: list[Message] = []
+        self._bytes = 0
+        self._sample = 0  # message frames: the size of the last item sized
+        self._first_at = 0.0
+        self._seq = 0
+        self.items_sent = 0
+        self.frames_sent = 0
+        self.closed = False
+        # What the Flusher met flushing this writer's frame (see Flusher._flush); raised
+        # to the job at its next add or close.
+        self.failed: Exception | None = None
+        # Monotonic time a blocking send began, 0.0 while none is under way: a send that
+        # lasts is a stream that is full (see blocked_s).
+        self._sending_since = 0.0
+
+    def append(self, data: bytes) -> None:
+        """Add one serialized item; flush when the frame is full.
+
+        A frame that is not full is flushed by the Flusher once its first item has waited
+        ``linger_s``, so this hot path reads no clock but for a frame's first item.
+
+        Raises:
+            Stopped: when the flow is stopped while the stream is full.
+        """
+        with self._lock:
+            self._append_locked(data)
+
+    def _append_locked(self, data: bytes) -> None:
+        items = self._items
+        items.append(data)
+        self._bytes += len(data)
+        count = len(items)
+        if count == 1:
+            self._first_at = time.monotonic()
+            # After the append: the flusher forgets writers it finds empty.
+            self._flusher.watch(self)
+        if self._bytes >= self._max_bytes or count >= self._max_items:
+            self._flush_locked(end=False, block=True)
+
+    def add(self, message: Message) -> None:
+        """Add one message (see the class); flush when the frame is full.
+
+        Raises:
+            Stopped: when the flow is stopped while the stream is full.
+        """
+        form = self.form
+        if form is FrameForm.BYTES:
+            self.append(message.SerializeToString())
+        elif form is FrameForm.MESSAGES:
+            self.add_all([message])
+        else:
+            with self._lock:
+                self._messages.append(message)
+                self._append_locked(message.SerializeToString())
+
+    def add_all(self, messages: list[Message]) -> None:
+        """Add several messages, flushing each time a frame fills up.
+
+        Raises:
+            Stopped: when the flow is stopped while the stream is full.
+        """
+        form = self.form
+        if form is FrameForm.BYTES:
+            self.extend([message.SerializeToString() for message in messages])
+        elif form is FrameForm.CHECKED:
+            with self._lock:
+                for message in messages:
+                    self._messages.append(message)
+                    self._append_locked(message.SerializeToString())
+        else:
+            with self._lock:
+                self._add_messages_locked(messages)
+
+    def _add_messages_locked(self, messages: list[Message]) -> None:
+        items, size, sample = self._items, self._bytes, self._sample
+        fresh = not items
+        max_bytes, max_items = self._max_bytes, self._max_items
+        done, count = 0, len(messages)
+        while done < count:
+            position = len(items)
+            if position % FRAME_SIZE_SAMPLE_ITEMS == 0:
+                sample = messages[done].ByteSize()
+            # The items up to the next one sized, as many as the frame takes.
+            take = min(
+                FRAME_SIZE_SAMPLE_ITEMS - position % FRAME_SIZE_SAMPLE_ITEMS,
+                count - done,
+                max_items - position,
+            )
+            if sample:
+                take = min(take, -(-(max_bytes - size) // sample))  # until size >= max_bytes
+            items.extend(messages[done : done + take])
+            done += take
+            size += take * sample
+            if size >= max_bytes or len(items) >= max_items:
+                self._bytes, self._sample = size, sample
+                self._flush_locked(end=False, block=True)
+                items, size, fresh = self._items, 0, True
+        self._bytes, self._sample = size, sample
+        if items and fresh:
+            self._first_at = time.monotonic()
+            self._flusher.watch(self)  # after the items are in: see Flusher
+
+    def extend(self, data: list[bytes]) -> None:
+        """Add several serialized items, flushing each time a frame fills up.
+
+        Raises:
+            Stopped: when the flow is stopped while the stream is full.
+        """
+        with self._lock:
+            items, size = self._items, self._bytes
+            fresh = not items
+            max_bytes, max_items = self._max_bytes, self._max_items
+            for item in data:
+                items.append(item)
+                size += len(item)
+                if size >= max_bytes or len(items) >= max_items:
+                    self._bytes = size
+                    self._flush_locked(end=False, block=True)
+                    items, size, fresh = self._items, 0, True
+            self._bytes = size
+            if items and fresh:
+                self._first_at = time.monotonic()
+                self._flusher.watch(self)  # after the items are in: see Flusher
+
+    @property
+    def holds_items(self) -> bool:
+        """True while items wait in the frame being filled."""
+        return bool(self._items)
+
+    def flush_if_lingering(self, now: float) -> bool:
+        """Flush a lingering frame if the stream has room; never waits.
+
+        Returns:
+            True when nothing lingers any more (flushed, empty, or closed).
+        """
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self.closed or not self._items:
+                return True
+            if now - self._first_at < self._settings.linger_s:
+                return False
+            return self._flush_locked(end=False, block=False)
+        finally:
+            self._lock.release()
+
+    def flush_nowait(self) -> None:
+        """Send the items held now if the stream has room; never waits for room."""
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._items and not self.closed:
+                    self._flush_locked(end=False, block=False)
+            finally:
+                self._lock.release()
+
+    def blocked_s(self, now: float) -> float:
+        """Seconds the port has waited, as of ``now``, for a full stream to take a frame."""
+        since = self._sending_since
+        return now - since if since else 0.0
+
+    def close(self) -> None:
+        """Send what is left and end-of-stream, waiting for room."""
+        with self._lock:
+            if not self.closed:
+                self._flush_locked(end=True, block=True)
+                self.closed = True
+        self._sink.close()
+
+    def _flush_locked(self, *, end: bool, block: bool) -> bool:
+        failed = self.failed
+        if failed is not None:
+            raise failed
+        if not self._items and not end:
+            return True
+        frame = self._frame(end)
+        if block:
+            self._sending_since = time.monotonic()
+            try:
+                self._sink.send(frame, block=True)
+            finally:
+                self._sending_since = 0.0
+        elif not self._sink.send(frame, block=False):
+            return False
+        self._seq += 1
+        self.frames_sent += 1
+        self.items_sent += len(self._items)
+        self._items = []
+        self._messages = []
+        self._bytes = 0
+        return True
+
+    def _frame(self, end: bool) -> StreamFrame:
+        if self.form is FrameForm.MESSAGES:
+            return MessageFrame(
+                self._items, end_of_stream=end, seq=self._seq, typename=self.typename
+            )
+        data = Frame(
+            items=self._items,
+            end_of_stream=end,
+            seq=self._seq,
+            typename=self.typename,
+            token=self.token,
+        ).SerializeToString()
+        if len(data) > FRAME_RECEIVE_MAX_BYTES:
+            raise DagyoError(
+                f"a frame of {self.typename} items came to {len(data)} bytes, more than the "
+                f"{FRAME_RECEIVE_MAX_BYTES} a consumer takes (docs/protocol.md, Streams): send "
+                f"items of at most {ITEM_MAX_BYTES} bytes"
+            )
+        if self.form is FrameForm.BYTES:
+            return data
+        return MessageFrame(
+            self._messages, end_of_stream=end, seq=self._seq, typename=self.typename, data=data
+        )
+
+
+def tune_gc() -> None:
+    """Tune the garbage collector for a process that streams items (see GC_GEN0_THRESHOLD).
+
+    For processes dagyo owns (an executor, `dagyo run`), after their imports: everything
+    loaded so far is frozen out of the collector's way, and the young generation is
+    collected less often.
+    """
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, older, oldest)

@@ -1,0 +1,1 @@
+"""The wire core both programs share: names, topology, frames, errors, settings, progdefs."""

@@ -1,0 +1,340 @@
+"""One broker connection owned by one I/O thread, with thread-safe hand-off.
+
+pika connections are not thread-safe. An AmqpThread owns a BlockingConnection and is the
+only thread that touches it; other threads hand it work with :meth:`AmqpThread.call`
+(wait for the result) or :meth:`AmqpThread.submit` (fire and forget), which go through
+``add_callback_threadsafe``. When the connection is lost the thread reports it, then
+reconnects (a new connection, never a repaired one) for as long as the process runs,
+waiting RECONNECT_DELAY_S after the first failed attempt and twice as long after each
+next one, up to RECONNECT_MAX_DELAY_S; ``connected`` is clear meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import pika
+import pika.exceptions
+
+from executor.core.constants import (
+    AMQP_HEARTBEAT_S,
+    RECONNECT_DELAY_S,
+)
+from executor.core.errors import BrokerError, BrokerRefused, BrokerUnavailable, BrokerUrlInvalid
+from executor.core.settings import check_url, reconnect_max_delay_s, vhost_of
+
+log = logging.getLogger("dagyo.amqp")
+# pika logs each failed connection attempt as errors with tracebacks (every few seconds
+# during an outage); dagyo says what failed and what to do in one line of its own, and
+# logs its reconnections, in every process that connects through this module.
+logging.getLogger("pika").setLevel(logging.CRITICAL)
+T = TypeVar("T")
+
+# What pika raises when the connection (not just a channel) is gone.
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ConnectionClosed,
+    pika.exceptions.StreamLostError,
+    ConnectionError,
+    OSError,
+)
+
+
+def connection_parameters(url: str) -> pika.URLParameters:
+    """Parameters for a dagyo connection to ``url``.
+
+    Raises:
+        BrokerUrlInvalid: when the URL is not an amqp:// URL pika can use (the message
+            never holds the password).
+    """
+    check_url(url)
+    try:
+        parameters = pika.URLParameters(url)
+    except Exception as e:  # pika's own text may quote the URL, password included
+        raise BrokerUrlInvalid(url, type(e).__name__) from None
+    parameters.heartbeat = AMQP_HEARTBEAT_S
+    parameters.blocked_connection_timeout = 60
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 5
+    return parameters
+
+
+def connect(url: str) -> pika.BlockingConnection:
+    """Open one connection, translating pika's errors.
+
+    Raises:
+        BrokerUrlInvalid: when the URL is malformed.
+        BrokerRefused: when the broker refuses the credentials or the vhost.
+        BrokerUnavailable: naming the URL and how to start a broker.
+    """
+    parameters = connection_parameters(url)
+    try:
+        return pika.BlockingConnection(parameters)
+    except pika.exceptions.ProbableAuthenticationError as e:
+        raise BrokerRefused(
+            url, "the user name or password was refused: check the credentials in the URL"
+        ) from e
+    except pika.exceptions.ProbableAccessDeniedError as e:
+        raise BrokerRefused(url, _access_denied(str(e), vhost_of(url))) from e
+    except pika.exceptions.ConnectionClosedByBroker as e:
+        raise BrokerRefused(url, f"{e.reply_code} {e.reply_text}") from e
+    except CONNECTION_ERRORS as e:
+        raise BrokerUnavailable(url, type(e).__name__) from e
+
+
+def _access_denied(text: str, vhost: str) -> str:
+    """Say why the broker refused a vhost, from the text of its connection.close."""
+    if "not found" in text:
+        return (
+            f"vhost {vhost!r} does not exist: create it (`rabbitmqctl add_vhost {vhost}`) or "
+            "name an existing one in the URL's path"
+        )
+    return (
+        f"the user may not use vhost {vhost!r}: grant it "
+        f"(`rabbitmqctl set_permissions -p {vhost} USER '.*' '.*' '.*'`) or use another user"
+    )
+
+
+class AmqpThread:
+    """The I/O thread of one process: owns its connection and runs every AMQP call.
+
+    Args:
+        url: the broker URL.
+        on_connect: called on the I/O thread with each new connection (declare topology,
+            start consumers).
+        on_disconnect: called on the I/O thread when the connection is lost.
+        reconnect_delay_s: the wait before the first reconnection attempt; it doubles
+            after each failed one.
+        max_delay_s: the longest wait between attempts (None: DAGYO_RECONNECT_MAX_DELAY_S,
+            else RECONNECT_MAX_DELAY_S).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        on_connect: Callable[[pika.BlockingConnection], None],
+        on_disconnect: Callable[[Exception], None] = lambda e: None,
+        reconnect_delay_s: float = RECONNECT_DELAY_S,
+        max_delay_s: float | None = None,
+    ) -> None:
+        self.url = url
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._max_delay_s = reconnect_max_delay_s() if max_delay_s is None else max_delay_s
+        self._delay_s = min(reconnect_delay_s, self._max_delay_s)
+        self._connection: pika.BlockingConnection | None = None
+        self._calls: list[tuple[Callable[[], Any], Future[Any] | None]] = []
+        self._calls_lock = threading.Lock()
+        self._closing = threading.Event()
+        self.connected = threading.Event()
+        self.failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    # --- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect and start the thread.
+
+        Raises:
+            BrokerUnavailable: when the first connection fails.
+        """
+        self._connection = connect(self.url)
+        self._thread.start()
+        self.call(lambda: self._on_connect(self.connection()))
+        self.connected.set()
+
+    def close(self) -> None:
+        """Close the connection and end the thread (idempotent)."""
+        self._closing.set()
+        self.submit(lambda: None)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(10)
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs (connected, or reconnecting)."""
+        return self._thread.is_alive()
+
+    def is_current(self, connection: pika.BlockingConnection) -> bool:
+        """True when ``connection`` is the open, current one (not one lost earlier)."""
+        return connection is self._connection and bool(connection and connection.is_open)
+
+    @property
+    def in_io_thread(self) -> bool:
+        """True when called on the I/O thread itself."""
+        return threading.current_thread() is self._thread
+
+    # --- hand-off --------------------------------------------------------------------------
+
+    def call(self, function: Callable[[], T], *, timeout: float | None = 30.0) -> T:
+        """Run ``function`` on the I/O thread and return its result.
+
+        Raises:
+            BrokerError: when the connection is lost before it ran, or it timed out.
+            Exception: whatever ``function`` raised.
+        """
+        if self.in_io_thread:
+            return function()
+        future: Future[T] = Future()
+        self._enqueue(function, future)
+        try:
+            return future.result(timeout)
+        except TimeoutError as e:
+            raise BrokerError(f"the broker did not answer within {timeout} s") from e
+
+    def submit(self, function: Callable[[], Any]) -> None:
+        """Run ``function`` on the I/O thread soon; errors are logged, not raised."""
+        if self.in_io_thread:
+            self._run(function, None)
+        else:
+            self._enqueue(function, None)
+
+    def _enqueue(self, function: Callable[[], Any], future: Future[Any] | None) -> None:
+        with self._calls_lock:
+            self._calls.append((function, future))
+            connection = self._connection
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(self._run_calls)
+            except Exception:  # closed between the check and the call: the loop will fail it
+                pass
+
+    def _run_calls(self) -> None:
+        with self._calls_lock:
+            calls, self._calls = self._calls, []
+        for index, (function, future) in enumerate(calls):
+            try:
+                self._run(function, future)
+            except CONNECTION_ERRORS:
+                for _, later in calls[index + 1 :]:
+                    if later is not None:
+                        later.set_exception(BrokerError("the broker connection was lost"))
+                raise
+
+    @staticmethod
+    def _run(function: Callable[[], Any], future: Future[Any] | None) -> None:
+        try:
+            result = function()
+        except CONNECTION_ERRORS:
+            if future is not None:
+                future.set_exception(BrokerError("the broker connection was lost"))
+            raise
+        except BaseException as e:
+            if future is None:
+                log.exception("AMQP call failed")
+            else:
+                future.set_exception(e)
+        else:
+            if future is not None:
+                future.set_result(result)
+
+    def _fail_calls(self) -> None:
+        with self._calls_lock:
+            calls, self._calls = self._calls, []
+        for _, future in calls:
+            if future is not None:
+                future.set_exception(BrokerError("the broker connection was lost"))
+
+    def connection(self) -> pika.BlockingConnection:
+        """The current connection, for work on the I/O thread (open channels, timers).
+
+        Raises:
+            BrokerError: while there is none.
+        """
+        if self._connection is None:
+            raise BrokerError("not connected to the broker")
+        return self._connection
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # a bug, not a lost connection: say it, end the thread
+            self.failed = e
+            log.exception("the broker I/O thread failed")
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self._serve()
+            except CONNECTION_ERRORS as e:
+                self.connected.clear()
+                lost, self._connection = self._connection, None
+                if lost is not None:
+                    # A client-side error (no free channel) leaves it open, holding its
+                    # exclusive queues: a new connection could not declare them again.
+                    _close_quietly(lost)
+                self._fail_calls()
+                if self._closing.is_set():
+                    break
+                log.warning("lost the broker connection (%r); reconnecting", e)
+                self._on_disconnect(e)
+                if not self._reconnect():
+                    break
+
+    def _serve(self) -> None:
+        connection = self.connection()
+        while not self._closing.is_set():
+            try:
+                connection.process_data_events(time_limit=0.2)
+            except ValueError as e:
+                # pika raises "Timeout closed before call" when the broker closed the
+                # connection while it armed its timer: that is a lost connection, not a bug.
+                if connection.is_open:
+                    raise
+                raise pika.exceptions.ConnectionClosed(320, f"the connection closed: {e}") from e
+            self._run_calls()
+
+    def _reconnect(self) -> bool:
+        """Reconnect until it works (True) or the thread is closing (False); never gives up."""
+        delay_s = self._delay_s
+        attempt = 0
+        while not self._closing.wait(delay_s):
+            attempt += 1
+            try:
+                connection = connect(self.url)
+            except BrokerUnavailable as e:
+                delay_s = min(delay_s * 2, self._max_delay_s)
+                log.warning(
+                    "reconnect attempt %d failed (%s); next in %g s", attempt, e.reason, delay_s
+                )
+                continue
+            self._connection = connection
+            try:
+                self._on_connect(connection)
+            except (*CONNECTION_ERRORS, pika.exceptions.AMQPError) as e:
+                # A broker still starting may close a channel or the connection under the
+                # set-up: drop this connection and try again later.
+                log.warning("reconnect attempt %d failed while setting up (%r)", attempt, e)
+                self._connection = None
+                _close_quietly(connection)
+                delay_s = min(delay_s * 2, self._max_delay_s)
+                continue
+            self.connected.set()
+            log.info("reconnected to the broker after %d attempts", attempt)
+            return True
+        return False
+
+    def _shutdown(self) -> None:
+        self.connected.clear()
+        self._fail_calls()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            _close_quietly(connection)
+
+
+def _close_quietly(connection: pika.BlockingConnection) -> None:
+    if connection.is_open:
+        try:
+            connection.close()
+        except Exception:  # already going away; nothing left to save
+            pass

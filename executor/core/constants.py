@@ -1,0 +1,142 @@
+"""Wire names and time defaults, in one place.
+
+Every name that appears on the broker and every default timeout lives here, with its unit
+in its name, so docs/protocol.md and the code cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+# --- environment --------------------------------------------------------------------------
+ENV_QUEUE = "DAGYO_QUEUE"
+ENV_JOBS = "DAGYO_JOBS"
+ENV_SCHEDULER = "DAGYO_SCHEDULER"
+ENV_PROGDEFS = "DAGYO_PROGDEFS"
+ENV_PROGDEF_VERSION = "DAGYO_PROGDEF_VERSION"
+# 1: the embedded runner serializes every item as a cluster does (see executor/core/frames.py).
+ENV_EMBEDDED_SERIALIZE = "DAGYO_EMBEDDED_SERIALIZE"
+DEFAULT_QUEUE_URL = "amqp://guest:guest@localhost:5672/%2F"
+DEFAULT_SCHEDULER_ADDRESS = "localhost:50051"
+
+# --- broker topology (see docs/protocol.md) ----------------------------------------------
+PREFIX = "dagyo"
+MAILBOX_PREFIX = f"{PREFIX}.mailbox"  # + ".{progdef}.{version}"
+FLOW_PREFIX = f"{PREFIX}.flow"  # + ".{flow_id}.…": every queue a flow owns
+EVENTS_EXCHANGE = f"{PREFIX}.events"  # topic: executor -> scheduler events
+EVENTS_QUEUE = f"{PREFIX}.scheduler.events"
+FAILURES_EXCHANGE = f"{PREFIX}.failures"  # topic, routing key = flow id
+FAILURES_QUEUE = f"{PREFIX}.scheduler.failures"  # bound with "#": every flow's reports
+STOP_EXCHANGE = f"{PREFIX}.stop"  # fanout: scheduler -> every executor
+TRIGGER_QUEUE_PREFIX = f"{PREFIX}.triggers"  # + ".{trigger}": an AMQP trigger's CloudEvents
+
+# --- streams ------------------------------------------------------------------------------
+# A frame is flushed when it holds this many bytes of items or this many items…
+FRAME_MAX_BYTES = 128 * 1024
+FRAME_MAX_ITEMS = 8192
+# …or when its first item has waited this long. A job about to wait for input sends what
+# it holds at once, so the linger only holds back items of a job busy elsewhere (author
+# code between sends); long enough that a fast producer fills frames.
+FRAME_LINGER_S = 0.02
+# A frame of messages (within one process, see executor/core/frames.py) sizes every 16th item
+# and counts the items between as that size: serializing each item only to size it would
+# cost as much as the serializing that such frames save.
+FRAME_SIZE_SAMPLE_ITEMS = 16
+# A frame of messages holds at most this many items (the embedded runner's default): the
+# items a job makes are still in the CPU's cache when the next job reads them, which made
+# source -> greet -> count 15-25 % faster than frames of FRAME_MAX_ITEMS (bench/stream.py).
+MESSAGE_FRAME_MAX_ITEMS = 128
+# What a consumer takes in one frame at most, checked before it decodes anything
+# (docs/protocol.md, Streams): FRAME_MAX_ITEMS items, and FRAME_MAX_BYTES of items plus
+# one item of up to ITEM_MAX_BYTES (the item that filled the frame). A producer may not be
+# configured past them (DAGYO_FRAME_MAX_ITEMS, DAGYO_FRAME_MAX_BYTES). Half the broker's
+# default largest message (128 MiB), so a frame the bound lets through is one it takes.
+ITEM_MAX_BYTES = 64 * 1024 * 1024
+FRAME_RECEIVE_MAX_BYTES = FRAME_MAX_BYTES + ITEM_MAX_BYTES + 4096
+# A consumer remembers the CRC-32 and size of this many of the last frames it took, so a
+# frame delivered again (a reconnection, a producer publishing it again after an alarm) is
+# told apart from a different frame under a seq already taken.
+REPEAT_WINDOW_FRAMES = 32
+# How many frames a stream holds before its producer waits (backpressure).
+STREAM_MAX_FRAMES = 16
+# How many frames a consumer takes ahead of the job reading them.
+STREAM_PREFETCH_FRAMES = 4
+
+# Streams allocate and drop many small objects (decoded items, frames); collecting the young
+# generation every 10 000 allocations instead of CPython's 700 cuts 15-25 % of a stream's
+# cost in a process that runs jobs (measured with bench/stream.py).
+GC_GEN0_THRESHOLD = 10_000
+
+# --- liveness and shutdown ----------------------------------------------------------------
+HEARTBEAT_INTERVAL_S = 2.0
+HEARTBEAT_TIMEOUT_S = 15.0
+DRAIN_GRACE_S = 60.0
+# How often a writer waiting for room looks at its job's stop signal.
+STOP_POLL_S = 0.1
+# How long a reader waiting for a frame sleeps between looks at its stop signal: a stop
+# wakes it at once (Inbox.wake), so this is only a safety net. Short, it made thousands
+# of idle readers (a wide fan-out) wake thousands of times a second.
+IDLE_WAIT_S = 2.0
+
+# --- the SDK ------------------------------------------------------------------------------
+DEFAULT_MAX_JOBS = 100
+DEFAULT_RETRY_ATTEMPTS = 1
+DEFAULT_RETRY_BACKOFF_S = 0.1
+
+
+# --- names of a flow's queues -------------------------------------------------------------
+def stream_queue(flow_id: str, node: str, port: str) -> str:
+    """The queue of the stream feeding input ``node.port`` (each input has one source)."""
+    return f"{FLOW_PREFIX}.{flow_id}.in.{node}.{port}"
+
+
+def export_queue(flow_id: str, export: str) -> str:
+    """The queue the scheduler reads one export of a flow from."""
+    return f"{FLOW_PREFIX}.{flow_id}.export.{export}"
+
+
+# --- connections --------------------------------------------------------------------------
+# A lost broker connection is retried for as long as the process runs: first after
+# RECONNECT_DELAY_S, the wait doubling after each failed attempt up to RECONNECT_MAX_DELAY_S
+# (DAGYO_RECONNECT_MAX_DELAY_S overrides the cap, so tests can keep it short).
+RECONNECT_DELAY_S = 0.5
+RECONNECT_MAX_DELAY_S = 30.0
+ENV_RECONNECT_MAX_DELAY_S = "DAGYO_RECONNECT_MAX_DELAY_S"
+# pika's AMQP heartbeat: how soon a dead TCP connection is noticed (not dagyo heartbeats).
+AMQP_HEARTBEAT_S = 10
+# A publish into a full stream waits this long first, doubling up to the maximum.
+FULL_STREAM_BACKOFF_S = 0.001
+FULL_STREAM_BACKOFF_MAX_S = 0.05
+# An executor of --one-job (a pod of a progdef of scaling.mode job) that got no job for this
+# long exits 0 (DAGYO_ONE_JOB_IDLE_S): another pod took the job it was started for.
+ENV_ONE_JOB_IDLE_S = "DAGYO_ONE_JOB_IDLE_S"
+ONE_JOB_IDLE_S = 60.0
+# How long an executor remembers a stopped flow, to drop its jobs still in a mailbox.
+STOPPED_FLOW_MEMORY_S = 600.0
+EXECUTOR_METRICS_PORT = 9100
+# The interface health and metrics listen on (DAGYO_METRICS_ADDR): every one by default, as
+# Kubernetes probes and Prometheus reach a pod on its own address; `dagyo up` uses loopback.
+ENV_METRICS_ADDR = "DAGYO_METRICS_ADDR"
+DEFAULT_METRICS_HOST = "0.0.0.0"
+LOOPBACK_METRICS_HOST = "127.0.0.1"
+# Channels an executor keeps open and set up for its next jobs: opening and setting up a
+# channel costs three broker round trips at the start of every job otherwise.
+CHANNELS_READY = 2
+PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
+
+# --- the scheduler service ----------------------------------------------------------------
+ENV_STATE = "DAGYO_STATE"
+ENV_HEARTBEAT_TIMEOUT_S = "DAGYO_HEARTBEAT_TIMEOUT_S"
+ENV_EXPORT_CAP_BYTES = "DAGYO_EXPORT_CAP_BYTES"
+ENV_METRICS_PORT = "DAGYO_METRICS_PORT"
+ENV_REQUIRE_CONSUMERS = "DAGYO_REQUIRE_CONSUMERS"
+SCHEDULER_METRICS_PORT = 9101
+# Exports kept with a flow record, in bytes of JSON. Below gRPC's 4 MiB default message
+# size so a record with all its kept exports still fits one Get answer.
+EXPORT_CAP_BYTES = 1024 * 1024
+# A file with this name next to a progdef.json says an autoscaler (KEDA) starts executors
+# for its mailbox, so Submit accepts the progdef even when no executor consumes it yet.
+AUTOSCALER_FILE = "AUTOSCALER"
+# The AMQP app_id of what the scheduler publishes: it skips its own failure reports when
+# they come back on its failures queue.
+SCHEDULER_APP_ID = "dagyo-scheduler"
+# How often the scheduler looks for lost jobs and passed deadlines (at most).
+SCHEDULER_TICK_S = 0.25

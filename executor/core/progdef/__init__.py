@@ -1,0 +1,41 @@
+"""Progdefs: the model (``model``), reading progdef.json (``parse``), and catalogues.
+
+This package is shared by the executor and the scheduler; callers import from here, not
+from its modules.
+"""
+
+from executor.core.progdef.catalogue import Catalogue, LeftOut, find_progdef, load_catalogue
+from executor.core.progdef.model import (
+    ERROR_TYPE,
+    MAX_JOBS_LIMIT,
+    NAME,
+    Progdef,
+    Resources,
+    Retries,
+    Scaling,
+    did_you_mean,
+    is_type_variable,
+    mailbox_name,
+    parse_mailbox,
+)
+from executor.core.progdef.parse import load_progdef, parse_progdef
+
+__all__ = [
+    "ERROR_TYPE",
+    "MAX_JOBS_LIMIT",
+    "NAME",
+    "Catalogue",
+    "LeftOut",
+    "Progdef",
+    "Resources",
+    "Retries",
+    "Scaling",
+    "did_you_mean",
+    "find_progdef",
+    "is_type_variable",
+    "load_catalogue",
+    "load_progdef",
+    "mailbox_name",
+    "parse_mailbox",
+    "parse_progdef",
+]

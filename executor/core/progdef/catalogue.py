@@ -1,0 +1,127 @@
+"""A catalogue: the progdefs of a folder, keyed by name, and those left out of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from executor.core.errors import ProgdefInvalid, ProgdefNotFound, ProtosInvalid
+from executor.core.progdef.model import Progdef, did_you_mean
+from executor.core.progdef.parse import load_progdef
+from executor.core.progdef.protos import proto_clashes
+from executor.core.strictjson import parse_strict
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A progdef left out of its catalogue because its protos do not load.
+
+    Attributes:
+        name: the progdef's name.
+        problems: what is wrong, one a line, each naming its progdef.json and .proto file.
+        tenants: the progdef's ``tenants`` (None for every tenant).
+    """
+
+    name: str
+    problems: tuple[str, ...]
+    tenants: tuple[str, ...] | None = None
+
+    def lines(self) -> list[str]:
+        """One line per problem, naming the progdef, the file and the fix."""
+        return [
+            f"progdef {self.name} is left out of the catalogue: {problem}; fix its .proto "
+            'files, or take them out of "protos"'
+            for problem in self.problems
+        ]
+
+
+class Catalogue(dict[str, Progdef]):
+    """Progdef name -> progdef, as loaded, and the progdefs left out of it.
+
+    Attributes:
+        left_out: name -> :class:`LeftOut`, for each progdef whose protos do not load: a
+            flow naming one is told so, and ``dagyo progdefs`` says why.
+    """
+
+    def __init__(
+        self,
+        progdefs: Mapping[str, Progdef] | None = None,
+        *,
+        left_out: Mapping[str, LeftOut] | None = None,
+    ) -> None:
+        super().__init__(progdefs or {})
+        self.left_out: dict[str, LeftOut] = dict(left_out or {})
+
+
+def load_catalogue(directory: Path | str) -> Catalogue:
+    """Load every ``*/progdef.json`` under directory, keyed by progdef name.
+
+    A progdef whose protos do not load (see :class:`ProtosInvalid`) is left out, with its
+    problems in ``left_out``; the others still load.
+
+    Raises:
+        ProgdefInvalid: listing the problems of every malformed progdef.json, and any two
+            progdefs that share a name.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ProgdefInvalid(
+            [
+                f"{directory}: no such catalogue folder (set --progdefs or "
+                "DAGYO_PROGDEFS to a folder of progdef folders)"
+            ]
+        )
+    catalogue = Catalogue()
+    problems: list[str] = []
+    paths = sorted(directory.glob("*/progdef.json"))
+    # Left out before any is loaded: a file loaded into this process cannot be taken back.
+    clashes = proto_clashes(paths)
+    for path in paths:
+        clash = _clash(path, clashes)
+        if clash is not None:
+            catalogue.left_out[clash.name] = clash
+            continue
+        try:
+            progdef = load_progdef(path)
+        except ProtosInvalid as e:
+            catalogue.left_out[e.progdef] = LeftOut(e.progdef, tuple(e.problems), e.tenants)
+            continue
+        except ProgdefInvalid as e:
+            problems.extend(e.problems)
+            continue
+        if progdef.name in catalogue:
+            problems.append(
+                f"{path}: progdef name {progdef.name!r} is already used by "
+                f"{catalogue[progdef.name].directory}"
+            )
+        catalogue[progdef.name] = progdef
+    if problems:
+        raise ProgdefInvalid(problems)
+    return catalogue
+
+
+def _clash(path: Path, clashes: Mapping[str, list[str]]) -> LeftOut | None:
+    """The progdef of ``path`` left out for its clashing protos, if it is among them."""
+    if not clashes:
+        return None
+    data = parse_strict(path.read_bytes(), source=str(path))
+    name = data.get("name")
+    if name not in clashes:
+        return None
+    tenants = data.get("tenants")
+    return LeftOut(name, tuple(clashes[name]), None if tenants is None else tuple(tenants))
+
+
+def find_progdef(catalogue: Mapping[str, Progdef], name: str) -> Progdef:
+    """Return the named progdef.
+
+    Raises:
+        ProgdefNotFound: with a did-you-mean when a name is close.
+    """
+    try:
+        return catalogue[name]
+    except KeyError:
+        raise ProgdefNotFound(
+            f"no progdef named {name!r} in the catalogue{did_you_mean(name, catalogue)}"
+        ) from None

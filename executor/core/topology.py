@@ -1,0 +1,116 @@
+"""The wire topology of docs/protocol.md in code: exchanges, queue arguments, consuming.
+
+:func:`declare_exchanges` and :func:`declare_topology` declare what every flow relies on,
+:func:`stream_arguments` are a stream queue's arguments, and every consumer of dagyo's
+shared queues decodes through :func:`consume`.
+
+A body that does not decode as the queue's message type (garbage published by hand, a
+peer of another version) is logged and dropped — acked away or, on a manual-ack consumer,
+rejected without requeue — so it can never kill the consuming thread or loop forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pika
+from google.protobuf.message import Message
+from pika.adapters.blocking_connection import BlockingChannel
+
+from executor.core.constants import (
+    EVENTS_EXCHANGE,
+    EVENTS_QUEUE,
+    FAILURES_EXCHANGE,
+    FAILURES_QUEUE,
+    STOP_EXCHANGE,
+    STREAM_MAX_FRAMES,
+)
+
+log = logging.getLogger("dagyo.consume")
+
+M = TypeVar("M", bound=Message)
+
+# handler(channel, method, properties, message): called on the I/O thread for each
+# message that decoded.
+Handler = Callable[[BlockingChannel, Any, pika.BasicProperties, M], None]
+
+
+def consume(
+    channel: BlockingChannel,
+    queue: str,
+    message_type: type[M],
+    handler: Handler[M],
+    *,
+    auto_ack: bool = False,
+) -> str:
+    """Consume ``queue``, handing each body decoded as ``message_type`` to ``handler``.
+
+    A body that does not decode is logged (queue, type, size, the parser's reason) and
+    dropped: with ``auto_ack`` it is gone already; else it is rejected, not requeued. A
+    message that decoded is the handler's to ack; a handler that raises is logged, and the
+    consumer goes on with the next message.
+
+    Returns:
+        The consumer tag.
+    """
+    typename = message_type.DESCRIPTOR.full_name
+
+    def on_message(
+        ch: BlockingChannel, method: Any, properties: pika.BasicProperties, body: bytes
+    ) -> None:
+        try:
+            message = message_type.FromString(body)
+        except Exception as e:  # protobuf's DecodeError, or worse for a hostile body
+            log.error(
+                "dropped a malformed message on %s: %d bytes that are not a %s (%s)",
+                queue,
+                len(body),
+                typename,
+                e,
+            )
+            if not auto_ack and ch.is_open:
+                ch.basic_reject(method.delivery_tag, requeue=False)
+            return
+        try:
+            handler(ch, method, properties, message)
+        except Exception:
+            log.exception("a %s on %s could not be handled", typename, queue)
+
+    return channel.basic_consume(queue, on_message, auto_ack=auto_ack)
+
+
+def declare_exchanges(channel: BlockingChannel) -> None:
+    """Declare the exchanges every dagyo process uses (idempotent).
+
+    Durable, so a broker restart keeps them and every process finds the same names again.
+    """
+    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(FAILURES_EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(STOP_EXCHANGE, "fanout", durable=True)
+
+
+def declare_topology(channel: BlockingChannel) -> None:
+    """Declare the exchanges and the scheduler's two queues every flow relies on (idempotent).
+
+    They are durable so a broker restart keeps them: executors and the scheduler find the
+    same names again, and events and failure reports sent while the scheduler was away
+    wait in its queues. The failures queue takes every flow's reports (``#``): a flow
+    needs no failure queue, nor binding, of its own.
+    """
+    declare_exchanges(channel)
+    channel.queue_declare(EVENTS_QUEUE, durable=True)
+    channel.queue_bind(EVENTS_QUEUE, EVENTS_EXCHANGE, routing_key="#")
+    channel.queue_declare(FAILURES_QUEUE, durable=True)
+    channel.queue_bind(FAILURES_QUEUE, FAILURES_EXCHANGE, routing_key="#")
+
+
+def stream_arguments(max_frames: int = STREAM_MAX_FRAMES) -> dict[str, Any]:
+    """The arguments of a stream or export queue (see docs/protocol.md, Streams).
+
+    ``x-max-length`` bounds the frames a stream holds; ``reject-publish`` makes the broker
+    nack a publish into a full stream instead of dropping its oldest frame, so the producer
+    waits and nothing is lost (backpressure).
+    """
+    return {"x-max-length": max_frames, "x-overflow": "reject-publish"}
