@@ -13,6 +13,7 @@ The executors are ``python -m executor PROGDEF_DIR`` processes on the broker at
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import subprocess
 import threading
@@ -25,10 +26,13 @@ from types import TracebackType
 from executor.core.constants import DEFAULT_QUEUE_URL, HEARTBEAT_TIMEOUT_S
 from executor.core.errors import DagyoError
 from executor.core.progdef import Progdef, load_catalogue
+from executor.core.topology import delete_topology
 from executor.core.version import VERSION_FILE
 from scheduler.local_processes import ExecutorProcesses, mailbox_consumers
 from scheduler.service.config import MEMORY, SchedulerSettings, default_progdefs_dir
 from scheduler.service.server import Scheduler
+
+log = logging.getLogger("dagyo.local")
 
 
 def private_catalogue(source: Path, target: Path, names: Iterable[str], *, tag: str) -> Path:
@@ -142,6 +146,8 @@ class LocalCluster:
         self.extra_env: dict[str, str] = dict(extra_env or {})
         self.log_dir = log_dir
         self.scheduler: Scheduler | None = None
+        # The mailboxes an executor of this cluster consumed: the others never started.
+        self._served: set[str] = set()
         self._executors = ExecutorProcesses(
             queue_url=settings.queue_url, extra_env=self.extra_env, log_dir=log_dir
         )
@@ -201,16 +207,7 @@ class LocalCluster:
 
     def delete_mailboxes(self) -> None:
         """Delete the catalogue's mailboxes (once its executors are gone)."""
-        from executor.core.amqp import connect
-
-        connection = connect(self.settings.queue_url)
-        try:
-            channel = connection.channel()
-            for progdef in self.catalogue.values():
-                channel.queue_delete(progdef.mailbox)
-        finally:
-            with contextlib.suppress(Exception):
-                connection.close()
+        self._delete([progdef.mailbox for progdef in self.catalogue.values()])
 
     def supervise(
         self,
@@ -228,15 +225,18 @@ class LocalCluster:
     def wait_ready(
         self, *, timeout_s: float = READY_TIMEOUT_S, stop: threading.Event | None = None
     ) -> list[str]:
-        """Wait until every started executor's mailbox has a consumer.
+        """Wait until the mailbox of every executor still running has a consumer.
+
+        An executor that exits meanwhile is not waited for (:meth:`exited` lists it, and
+        :meth:`supervise` starts it again).
 
         Args:
             timeout_s: give up after this long.
             stop: give up as soon as it is set.
 
         Returns:
-            The mailboxes still without a consumer, sorted: empty when all are consumed;
-            else the wait timed out, was stopped, or an executor exited (see :meth:`exited`).
+            The mailboxes of running executors still without a consumer, sorted: empty when
+            all are consumed; else the wait timed out or was stopped.
 
         Raises:
             BrokerUnavailable: when the broker cannot be reached.
@@ -244,13 +244,20 @@ class LocalCluster:
         from executor.core.amqp import connect
 
         stop = stop or threading.Event()
-        waiting = {progdef.mailbox for progdef, _ in self._executors.processes}
         deadline = time.monotonic() + timeout_s
         connection = connect(self.settings.queue_url)
         try:
-            while waiting and not stop.is_set() and not self.exited():
-                waiting = {m for m in waiting if not mailbox_consumers(connection, m)}
-                if waiting and time.monotonic() > deadline:
+            while True:
+                running = {
+                    p.mailbox for p, process in self._executors.processes if process.poll() is None
+                }
+                waiting = set()
+                for mailbox in running - self._served:
+                    if mailbox_consumers(connection, mailbox):
+                        self._served.add(mailbox)
+                    else:
+                        waiting.add(mailbox)
+                if not waiting or stop.is_set() or time.monotonic() > deadline:
                     break
                 stop.wait(READY_POLL_S)
         finally:
@@ -287,23 +294,69 @@ class LocalCluster:
         self._executors.terminate()
 
     def stop(
-        self, *, on_kill: Callable[[Progdef, subprocess.Popen[bytes]], None] | None = None
+        self,
+        *,
+        on_kill: Callable[[Progdef, subprocess.Popen[bytes]], None] | None = None,
+        clean: bool = False,
     ) -> bool:
         """Drain and wait for every executor, then stop the scheduler (idempotent).
 
         An executor still running after the longest drain grace plus
-        :data:`~scheduler.local_processes.STOP_MARGIN_S` is killed.
+        :data:`~scheduler.local_processes.STOP_MARGIN_S` is killed. The mailbox of a progdef
+        whose executors never consumed it (they failed at start-up) is deleted: nothing of
+        this cluster could serve it.
 
         Args:
             on_kill: called with an executor about to be killed; by default a warning is
                 logged.
+            clean: when every executor exited with status 0, also delete what the cluster
+                declared in the broker: every mailbox of its progdefs, the scheduler's
+                queues and the exchanges (``dagyo up --clean``).
 
         Returns:
             True when every executor exited with status 0.
         """
-        clean = self._executors.stop(on_kill=on_kill)
+        never = self._never_served()
+        clean_exit = self._executors.stop(on_kill=on_kill)
         self.stop_scheduler()
-        return clean
+        if clean and clean_exit:
+            self._delete(self._declared(), topology=True)
+        else:
+            self._delete(never)
+        return clean_exit
+
+    def _never_served(self) -> list[str]:
+        """The mailboxes of this cluster's executors that no executor consumed so far."""
+        mailboxes = {progdef.mailbox for progdef, _ in self._executors.processes}
+        if not mailboxes - self._served:
+            return []
+        self.wait_ready(timeout_s=0)  # those consumed now count as served
+        return sorted(mailboxes - self._served)
+
+    def _declared(self) -> list[str]:
+        """Every mailbox of this cluster's executors (each version started) and catalogue."""
+        mailboxes = {progdef.mailbox for progdef, _ in self._executors.processes}
+        return sorted(mailboxes | {progdef.mailbox for progdef in self.catalogue.values()})
+
+    def _delete(self, mailboxes: list[str], *, topology: bool = False) -> None:
+        if not mailboxes and not topology:
+            return
+        from executor.core.amqp import connect
+
+        try:
+            connection = connect(self.settings.queue_url)
+        except DagyoError as e:
+            log.warning("cannot delete %s: %s", ", ".join(mailboxes) or "the topology", e)
+            return
+        try:
+            channel = connection.channel()
+            for mailbox in mailboxes:
+                channel.queue_delete(mailbox)
+            if topology:
+                delete_topology(channel)
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def __enter__(self) -> LocalCluster:
         self.start()

@@ -6,10 +6,14 @@ mailboxes are its own, and deletes them when it closes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
+import urllib.parse
+import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +216,28 @@ def wait_for_node(cluster: LocalCluster, flow_id: str, node: str, timeout_s: flo
                     return record
             time.sleep(0.05)
     raise AssertionError(f"node {node} of flow {flow_id} never started")
+
+
+@contextlib.contextmanager
+def own_vhost(amqp_url: str) -> Iterator[str]:
+    """``amqp_url`` on a fresh vhost of its own (rabbitmqctl), deleted afterwards: for a test
+    that asserts what is left in the broker."""
+    parts = urllib.parse.urlsplit(amqp_url)
+    vhost = f"dagyo-own-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+        yield urllib.parse.urlunsplit(parts._replace(path="/" + urllib.parse.quote(vhost, "")))
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+def broker_leftovers(url: str) -> tuple[list[str], list[str]]:
+    """The queues and the exchanges (but the broker's own) in the vhost of ``url``."""
+    vhost = vhost_of(url)
+    listed = []
+    for kind in ("list_queues", "list_exchanges"):
+        out = rabbitmqctl(kind, "-p", vhost, "name", "--quiet", "--no-table-headers")
+        names = [line.strip() for line in out.splitlines() if line.strip()]
+        listed.append(sorted(n for n in names if not n.startswith("amq.")))
+    return listed[0], listed[1]

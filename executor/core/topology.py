@@ -106,6 +106,15 @@ def declare_topology(channel: BlockingChannel) -> None:
     channel.queue_bind(FAILURES_QUEUE, FAILURES_EXCHANGE, routing_key="#")
 
 
+def delete_topology(channel: BlockingChannel) -> None:
+    """Delete what :func:`declare_topology` declared: the scheduler's two queues and the
+    exchanges (``dagyo up --clean``, once its scheduler and executors are gone)."""
+    channel.queue_delete(EVENTS_QUEUE)
+    channel.queue_delete(FAILURES_QUEUE)
+    for exchange in (EVENTS_EXCHANGE, FAILURES_EXCHANGE, STOP_EXCHANGE):
+        channel.exchange_delete(exchange)
+
+
 def stream_arguments(max_frames: int = STREAM_MAX_FRAMES) -> dict[str, Any]:
     """The arguments of a stream or export queue (see docs/protocol.md, Streams).
 

@@ -144,11 +144,16 @@ UP_HELP = (
     inspect.cleandoc(
         """Run a local cluster on DAGYO_QUEUE: one executor per catalogue progdef and the scheduler.
 
-    An executor that exits is started again (after 1 s, doubling to 30 s while it keeps
-    failing); the rest keep running. Ctrl-C or SIGTERM drains every executor and stops
-    the scheduler (press Ctrl-C again to stop running jobs). Exits 0 after a clean stop,
-    1 when an executor did not drain cleanly, 2 for a bad setting or state file, 3 when
-    the broker cannot be reached.
+    An executor that exits, at start-up too, is reported and started again (after 1 s,
+    doubling to 30 s while it keeps failing); the rest keep running. Ctrl-C or SIGTERM
+    drains every executor and stops the scheduler (press Ctrl-C again to stop running
+    jobs). Exits 0 after a clean stop, 1 when an executor did not drain cleanly, 2 for a
+    bad setting, catalogue or state file, 3 when the broker cannot be reached.
+
+    A stop leaves the durable mailboxes of the progdefs that ran, the scheduler's events
+    and failures queues and dagyo's exchanges in the broker, for the next `dagyo up`
+    (never the mailbox of a progdef whose executor never started); with --clean, a clean
+    stop deletes them all.
 
     Each executor gets only its own progdef's declared secrets and env, the DAGYO_*
     settings but the scheduler's credentials (DAGYO_TLS_CERT, DAGYO_TLS_KEY,
@@ -215,6 +220,12 @@ def scheduler_command(
 )
 @state_option
 @ui_option
+@click.option(
+    "--clean",
+    is_flag=True,
+    help="At a clean stop, delete what the cluster declared in the broker: its mailboxes, "
+    "the scheduler's queues and the exchanges.",
+)
 def up_command(
     progdefs_dir: Path | None,
     listen: str | None,
@@ -222,6 +233,7 @@ def up_command(
     per_progdef: int,
     state: str | None,
     no_ui: bool,
+    clean: bool,
 ) -> None:
     from executor.core.amqp import connect
 
@@ -258,15 +270,8 @@ def up_command(
             click.echo(f"dagyo: {e}", err=True)
             code = EXIT_INVALID
         finally:
-            for progdef, process in [] if stop.is_set() else cluster.exited():
-                click.echo(
-                    f"dagyo: executor {progdef.name} (pid {process.pid}) exited with "
-                    f"status {process.returncode}; stopping the cluster",
-                    err=True,
-                )
-                code = code or EXIT_FAILED
             click.echo("dagyo: stopping: draining the executors…", err=True)
-            if not cluster.stop(on_kill=_say_killed):
+            if not cluster.stop(on_kill=_say_killed, clean=clean and code == EXIT_OK):
                 code = code or EXIT_FAILED
     if code != EXIT_OK:
         sys.exit(code)
@@ -281,14 +286,16 @@ def _run_until_stopped(cluster: LocalCluster, stop: threading.Event) -> None:
         for _ in range(cluster.executors_per_progdef):
             _say_started(progdef, cluster.start_executor(progdef))
     waiting = cluster.wait_ready(stop=stop)
-    if waiting and not stop.is_set() and not cluster.exited():
+    if stop.is_set():
+        return
+    if waiting:
         click.echo(
             f"dagyo: still no executor consuming {', '.join(waiting)}"
             f" after {READY_TIMEOUT_S:g} s; going on",
             err=True,
         )
-    if stop.is_set() or cluster.exited():
-        return
+    # Those that failed at start-up are reported and started again, like later exits.
+    cluster.supervise(on_exit=_say_exited, on_start=_say_started)
     service = cluster.start_scheduler()
     click.echo(f"scheduler: listening on {service.address}")
     if service.dashboard is not None:
