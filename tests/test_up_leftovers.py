@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pika
 
-from executor.progdef import load_catalogue
+from executor.core.progdef import load_catalogue
 from tests.cluster import broker_leftovers, copy_catalogue, own_vhost
 from tests.commands import free_address, lines_until
 from tests.conftest import EXAMPLES, ROOT
