@@ -112,6 +112,19 @@ class EmbeddedRunner:
             for port, sent in run.items_sent().items()
         }
 
+    def progress_line(self) -> dict[str, str]:
+        """What the progress line shows: items sent so far per output ``node.port``, and
+        for a sink (a node with no output) items received per input: how far it got."""
+        counts = {}
+        for run in self.runs:
+            if run.descriptor.outputs:
+                for port, sent in run.items_sent().items():
+                    counts[f"{run.descriptor.node}.{port}"] = str(sent)
+            else:
+                for port, received in run.items_received().items():
+                    counts[f"{run.descriptor.node}.{port}"] = f"{received} received"
+        return counts
+
     def run(self) -> RunResult:
         """Run every job to its end, delivering exports; stop all at the first panic.
 

@@ -379,13 +379,16 @@ class Executor:
                 frames = run.frames_sent()
                 for port in sent:
                     self.metrics.frames.labels(f"{descriptor.node}.{port}").inc(frames[port])
-                ended = JobEnded(
-                    job=ref,
-                    executor=self.settings.executor_id,
-                    items_sent=sent,
-                    items_received=received,
-                )
-                self._publish(EVENTS_EXCHANGE, "job.ended", Event(time=time.time(), ended=ended))
+            # Whatever the end, the scheduler gets the final counts: a flow's record adds up
+            # only with every job's last word, not a heartbeat of a moment before.
+            ended = JobEnded(
+                job=ref,
+                executor=self.settings.executor_id,
+                items_sent=sent,
+                items_received=received,
+                outcome="" if outcome == "ended" else outcome,
+            )
+            self._publish(EVENTS_EXCHANGE, "job.ended", Event(time=time.time(), ended=ended))
         finally:
             with self._idle:
                 self.runs.pop(run.key, None)

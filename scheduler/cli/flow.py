@@ -30,10 +30,11 @@ from scheduler.cli.output import (
     FLOW_STATES,
     Progress,
     export_json,
-    items_of,
     print_failure,
     print_record,
+    progress_counts,
     record_dict,
+    sinks_of,
     when,
 )
 from scheduler.client.api import SchedulerClient
@@ -112,6 +113,7 @@ def watch_command(flow_id: str, address: str) -> None:
 
 def _follow(client: SchedulerClient, flow_id: str) -> int:
     latest: list[pb.FlowRecord] = []
+    sinks: set[str] = set()
     progress: Progress | None = None
     end: pb.FlowRecord | None = None
     interrupted = False
@@ -129,9 +131,10 @@ def _follow(client: SchedulerClient, flow_id: str) -> int:
             elif kind == "progress":
                 latest[:] = [event.progress]
                 if progress is None and sys.stderr.isatty():
+                    sinks.update(sinks_of(client.get(flow_id).flow_json))
                     progress = Progress(
                         f"{event.progress.name or 'flow'} {flow_id}",
-                        lambda: {n.node: items_of(n) for n in latest[0].nodes},
+                        lambda: progress_counts(latest[0], sinks),
                     )
             elif kind == "end":
                 end = event.end

@@ -96,7 +96,7 @@ def run_embedded(checked: CheckedFlow, line: Callable[[str, Any], str]) -> None:
         fail(str(e), EXIT_INVALID)
     tune_gc()  # this process is the flow's now
     if sys.stderr.isatty():
-        progress = Progress(checked.flow.name, runner.progress)
+        progress = Progress(checked.flow.name, runner.progress_line)
     try:
         result = runner.run()
     except DagyoError as e:  # a progdef's init failed: a start-up error, like an executor's

@@ -99,6 +99,27 @@ def items_of(node: pb.NodeProgress) -> str:
     )
 
 
+def sinks_of(flow_json: str) -> set[str]:
+    """The nodes of a flow that send nothing (no edge and no export starts at them)."""
+    try:
+        flow = json.loads(flow_json)
+        nodes = set(flow.get("nodes", {}))
+        feeding = {str(e.get("from", "")).split(".")[0] for e in flow.get("edges", [])}
+        feeding |= {str(source).split(".")[0] for source in flow.get("exports", {}).values()}
+    except (ValueError, AttributeError, TypeError):
+        return set()
+    return nodes - feeding
+
+
+def progress_counts(record: pb.FlowRecord, sinks: set[str]) -> dict[str, str]:
+    """What the progress line shows per node: the items it sent, and for a sink (which
+    sends nothing) the items it received: how far the flow got."""
+    return {
+        n.node: f"{n.items_received} received" if n.node in sinks else items_of(n)
+        for n in record.nodes
+    }
+
+
 def print_record(record: pb.FlowRecord) -> None:
     """A flow record as text: state, times, a table of nodes and one of edges (items and
     queue depth), the failure, the exports kept."""

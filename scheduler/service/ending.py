@@ -1,9 +1,10 @@
 """Ending a flow: note why, stop its jobs, delete its queues, then record its end.
 
 Whatever the end, the scheduler publishes stop (unless the flow succeeded) and deletes
-every queue of the flow, and only once the broker says they are all gone records the end
-state and tells watchers; a clean-up the broker cannot do now is left "finishing" in the
-store for the next resume.
+every queue of the flow, and only once the broker says they are all gone, and every job that
+started has sent its final counts (or ``FINAL_COUNTS_WAIT_S`` passed), records the end state
+and tells watchers; a clean-up the broker cannot do now is left "finishing" in the store for
+the next resume.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from executor.pb.dagyo.v1.events_pb2 import Stop
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_CANCELLED, FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flows import FlowTable
+from scheduler.service.jobevents import awaited_counts
 from scheduler.service.limits import bounded_failure
 from scheduler.service.metrics import SchedulerMetrics
 from scheduler.service.state import (
@@ -42,6 +44,9 @@ SCHEDULER_EXECUTOR = "scheduler"
 # A flow whose queues' deletes got no answer this long has them sent again: a delete the
 # broker refused closes its channel, and the deletes behind it on that channel are lost.
 DELETE_RETRY_S = 5.0
+# How long an ending flow waits for the final counts of its stopped jobs, so its record adds
+# up (docs/observability.md): a job stops at its next send or receive, and says so at once.
+FINAL_COUNTS_WAIT_S = 5.0
 
 
 class Ending:
@@ -142,10 +147,24 @@ class Ending:
         flow.deleting_since = time.monotonic()
         self._broker.delete_queues_then(flow.runtime.queues, partial(self._ended, flow, state))
 
+    def counted(self, flow: ActiveFlow) -> None:
+        """A job of an ending flow sent its final counts: record the end if it waited only
+        for those (holding the table's lock)."""
+        if flow.counts_due and not awaited_counts(flow):
+            self._record_end(flow)
+
     def retry_deletes(self) -> None:
-        """Send again the deletes of flows whose deletes got no answer for DELETE_RETRY_S."""
+        """Send again the deletes of flows whose deletes got no answer for DELETE_RETRY_S;
+        record the end of flows that waited FINAL_COUNTS_WAIT_S for final counts."""
         now = time.monotonic()
         with self._table.lock:
+            for flow in [f for f in self._table.flows.values() if 0 < f.counts_due <= now]:
+                log.warning(
+                    "flow %s: no final counts from %s: its record keeps their last heartbeat's",
+                    flow.id,
+                    ", ".join(awaited_counts(flow)),
+                )
+                self._record_end(flow)
             stuck = [
                 flow
                 for flow in self._table.flows.values()
@@ -168,20 +187,28 @@ class Ending:
             log.warning("flow %s: clean-up waits for the broker: %s", flow.id, e)
 
     def _ended(self, flow: ActiveFlow, state: FlowState) -> None:
-        """Every queue of the flow is gone: record its end and tell its watchers."""
+        """Every queue of the flow is gone: record its end once its jobs' final counts came."""
         with self._table.lock:
-            if self._table.flows.get(flow.id) is not flow:
+            if self._table.flows.get(flow.id) is not flow or flow.counts_due:
                 return
-            flow.record.state = state.proto
-            flow.record.ended = time.time()
-            flow.record.waiting = ""
-            if state != FlowState.SUCCEEDED:  # its jobs were told to stop
-                for node in flow.record.nodes:
-                    if node.state in (NODE_PENDING, NODE_RUNNING):
-                        node.state = NODE_STOPPED
-            self._store.save(flow.record, flow.runtime)
-            del self._table.flows[flow.id]
-            self._watchers.end(flow.id, flow.record)
+            if awaited_counts(flow):
+                flow.counts_due = time.monotonic() + FINAL_COUNTS_WAIT_S
+                return
+            self._record_end(flow)
+
+    def _record_end(self, flow: ActiveFlow) -> None:
+        """Record a flow's end and tell its watchers (holding the table's lock)."""
+        state = FlowState.from_proto(flow.runtime.finishing)
+        flow.record.state = state.proto
+        flow.record.ended = time.time()
+        flow.record.waiting = ""
+        if state != FlowState.SUCCEEDED:  # its jobs were told to stop
+            for node in flow.record.nodes:
+                if node.state in (NODE_PENDING, NODE_RUNNING):
+                    node.state = NODE_STOPPED
+        self._store.save(flow.record, flow.runtime)
+        del self._table.flows[flow.id]
+        self._watchers.end(flow.id, flow.record)
         self._freed()  # its slots are free
         self._metrics.flow_ended(state.value, flow.record.ended - flow.record.created)
         flow.ended.set()

@@ -141,6 +141,11 @@ class ActiveFlow:
     blocked: dict[str, float] = field(default_factory=dict)
     # Monotonic time its queues' deletes were last sent (0: not yet).
     deleting_since: float = 0.0
+    # The nodes whose job sent its final counts (a job-ended event, whatever its outcome).
+    counted: set[str] = field(default_factory=set)
+    # Monotonic time past which an ending flow is recorded without the final counts it
+    # still waits for (0: it waits for none).
+    counts_due: float = 0.0
 
     @property
     def id(self) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import scheduler.service.progress as progress
 from executor.pb.dagyo.v1.events_pb2 import JobEnded, JobRef, JobStarted
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_LOST
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flows import FlowTable
 from scheduler.service.metrics import SchedulerMetrics
@@ -51,10 +52,22 @@ def job_started(
 def job_ended(
     table: FlowTable, ended: JobEnded, at: float, metrics: SchedulerMetrics
 ) -> ActiveFlow | None:
-    """A job ended: its node ended with its final counts; the flow changed."""
-    flow, node = node_of(table, ended.job.flow_id, ended.job.node)
-    if flow is None or node is None or node.state in (NODE_ENDED, NODE_FAILED):
+    """A job ended: its node takes its final counts, and ended when the job closed its
+    outputs without panic in a flow that is not ending; the flow changed.
+
+    A flow that is ending (cancelled, failed) still takes the final counts of its jobs,
+    stopped or panicked: its record adds up only with every job's last word.
+    """
+    flow = table.flows.get(ended.job.flow_id)
+    node = flow.node(ended.job.node) if flow is not None else None
+    if flow is None or node is None or node.node in flow.counted:
         return None
+    flow.counted.add(node.node)
+    if ended.outcome or flow.runtime.finishing or node.state in (NODE_ENDED, NODE_FAILED):
+        progress.counted(flow.record, node, ended.items_sent, ended.items_received, metrics)
+        node.items_sent = sum(ended.items_sent.values())
+        node.errors_sent = _errors_sent(flow, node, ended.items_sent)
+        return flow
     node.state = NODE_ENDED
     node.executor = node.executor or ended.executor
     progress.ended(
@@ -97,3 +110,15 @@ def jobs_heard(
 def _errors_sent(flow: ActiveFlow, node: pb.NodeProgress, items_sent: Mapping[str, int]) -> int:
     """Of a node's items sent per port, those sent to its progdef's error port."""
     return items_sent.get(flow.runtime.error_ports.get(node.node, ""), 0)
+
+
+def awaited_counts(flow: ActiveFlow) -> list[str]:
+    """The nodes of an ending flow whose job started and has not sent its final counts
+    yet (a lost job's never will)."""
+    failure = flow.record.failure
+    lost = failure.node if failure.kind == FAILURE_KIND_LOST else None
+    return [
+        n.node
+        for n in flow.record.nodes
+        if n.started and n.node not in flow.counted and n.node != lost
+    ]

@@ -254,7 +254,7 @@ class Lifecycle:
                 flow = job_started(self.table, event.started, at, self.metrics)
             elif kind == "ended":
                 flow = job_ended(self.table, event.ended, at, self.metrics)
-                if flow is not None:
+                if flow is not None and not flow.runtime.finishing:
                     self.admitter.wake()  # its slot is free: a waiting flow may fit now
                     done = flow.id if flow.complete() and not flow.starting else None
             else:
@@ -263,6 +263,8 @@ class Lifecycle:
                 return
             self._save(flow, runtime=False)
             self.watchers.progress(flow.id, flow.record)
+            if flow.runtime.finishing:  # the end may have waited for these counts only
+                self.ending.counted(flow)
         if done is not None:
             self._finish(done, FlowState.SUCCEEDED)
 

@@ -84,3 +84,31 @@ def test_each_export_is_on_its_own_line_and_the_progress_line_is_not_cut(
     assert progress, output
     # The whole line: wider than the 20 columns it was cut to on a pty with no size.
     assert any("w.items" in CONTROL.sub("", line) for line in output.split("\r")), output
+
+
+def test_the_progress_line_shows_what_a_sink_received(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.json"
+    flow.write_text(
+        json.dumps(
+            {
+                "name": "sunk",
+                "nodes": {
+                    "s": {"progdef": "source"},
+                    "w": {"progdef": "slow"},
+                    "out": {"progdef": "void_sink"},
+                },
+                "edges": [
+                    {"from": "s.src", "to": "w.items"},
+                    {"from": "w.items", "to": "out.sink"},
+                ],
+                "consts": [
+                    {"to": "s.count", "values": [{"value": 6}]},
+                    {"to": "w.delay_ms", "values": [{"value": 250}]},
+                ],
+            }
+        )
+    )
+    status, output = run_on_a_pty(flow)
+    assert status == 0, output
+    drawn = CONTROL.sub("", output)
+    assert re.search(r"out\.sink [1-6] received", drawn), output
