@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from executor.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from tests.cluster import LocalCluster, state_of
 from tests.conftest import EXAMPLES, ROOT
 
