@@ -50,7 +50,7 @@ PHASES = (
     ("scheduler.service.broker:Broker", "declare_flow_queues", "declare_queues"),
     ("scheduler.service.broker:Broker", "consume", "consume_exports"),
     ("scheduler.service.broker:Broker", "publish_jobs", "publish_jobs"),
-    ("scheduler.service.state:FlowStore", "save", "sqlite_saves"),
+    ("scheduler.service.store.sql:SqlStore", "save", "store_saves"),
 )
 
 

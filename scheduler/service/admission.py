@@ -37,8 +37,8 @@ from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER
 from executor.pb.dagyo.v1.job_pb2 import Job
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flows import FlowTable, needs
+from scheduler.service.flowstate import ActiveFlow, FlowState
 from scheduler.service.liveness import Liveness
-from scheduler.service.state import ActiveFlow, FlowState
 
 if TYPE_CHECKING:
     from scheduler.flow.model import CheckedFlow

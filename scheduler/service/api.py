@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from scheduler.service.config import SchedulerSettings
     from scheduler.service.lifecycle import Lifecycle
     from scheduler.service.spares import Spares
-    from scheduler.service.state import FlowStore
+    from scheduler.service.store import StoreWriter
     from scheduler.service.trigger_sources import TriggerService
     from scheduler.service.versions import Versions
 
@@ -70,7 +70,7 @@ class Scheduler(Protocol):
 
     authenticator: Authenticator
     settings: SchedulerSettings
-    store: FlowStore
+    store: StoreWriter
     lifecycle: Lifecycle
     versions: Versions
     spares: Spares

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pika
+import pika.exceptions
 from google.protobuf.message import Message
 from pika.adapters.blocking_connection import BlockingChannel
 
@@ -18,13 +20,17 @@ from executor.core.topology import consume
 
 log = logging.getLogger("dagyo.scheduler.broker")
 
+# A handler that stored what the message changed behind (scheduler.service.store.writer)
+# returns this: it calls the function it is given, from any thread, once that is stored.
+AckLater = Callable[[Callable[[], None]], None]
 # A handler gets each message (its body, or the message decoded as the consumer's message
 # type) and properties on the I/O thread; the message is acked after it returns (also when it
-# raises: a message that cannot be handled is not retried). A body that does not decode as
-# the message type is logged and dropped by executor.core.topology.consume.
-Handler = Callable[[Any, pika.BasicProperties], None]
+# raises: a message that cannot be handled is not retried), or once stored when it returns
+# an AckLater. A body that does not decode as the message type is logged and dropped by
+# executor.core.topology.consume.
+Handler = Callable[[Any, pika.BasicProperties], AckLater | None]
 # The same, given the message's routing key first (the failures queue: the flow id).
-KeyedHandler = Callable[[str, Any, pika.BasicProperties], None]
+KeyedHandler = Callable[[str, Any, pika.BasicProperties], AckLater | None]
 
 
 class Consumers:
@@ -68,15 +74,18 @@ class Consumers:
         def on_message(
             channel: BlockingChannel, method: Any, properties: pika.BasicProperties, message: Any
         ) -> None:
+            later: AckLater | None = None
             try:
                 if keyed is not None:
-                    keyed(method.routing_key, message, properties)
+                    later = keyed(method.routing_key, message, properties)
                 elif handler is not None:
-                    handler(message, properties)
+                    later = handler(message, properties)
             except Exception:
                 log.exception("a message on %s could not be handled; dropped", queue)
-            if channel.is_open:  # else it goes back to its queue with the channel
-                channel.basic_ack(method.delivery_tag)
+            if later is None:
+                _ack(channel, method.delivery_tag)
+            else:
+                later(partial(_ack_from_any_thread, channel, method.delivery_tag))
 
         if message_type is None:
             tag = self._work().basic_consume(queue, on_message, auto_ack=False)
@@ -101,3 +110,18 @@ class Consumers:
         callback = self._on_cancel.pop(tag, None)
         if callback is not None:
             callback()
+
+
+def _ack(channel: BlockingChannel, delivery_tag: int) -> None:
+    if channel.is_open:  # else it goes back to its queue with the channel
+        channel.basic_ack(delivery_tag)
+
+
+def _ack_from_any_thread(channel: BlockingChannel, delivery_tag: int) -> None:
+    """Ack on the channel's I/O thread. A connection lost meanwhile gives the message to
+    the next consumer again, which finds it stored already (an export's seq, an event that
+    changes nothing twice)."""
+    try:
+        channel.connection.add_callback_threadsafe(partial(_ack, channel, delivery_tag))
+    except pika.exceptions.AMQPError:
+        pass

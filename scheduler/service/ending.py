@@ -20,18 +20,18 @@ from executor.pb.dagyo.v1.events_pb2 import Stop
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_CANCELLED, FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flows import FlowTable
-from scheduler.service.jobevents import awaited_counts
-from scheduler.service.limits import bounded_failure
-from scheduler.service.metrics import SchedulerMetrics
-from scheduler.service.state import (
+from scheduler.service.flowstate import (
     NODE_FAILED,
     NODE_PENDING,
     NODE_RUNNING,
     NODE_STOPPED,
     ActiveFlow,
     FlowState,
-    FlowStore,
 )
+from scheduler.service.jobevents import awaited_counts
+from scheduler.service.limits import bounded_failure
+from scheduler.service.metrics import SchedulerMetrics
+from scheduler.service.store import Store
 from scheduler.service.subscriptions import Watchers
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class Ending:
     def __init__(
         self,
         table: FlowTable,
-        store: FlowStore,
+        store: Store,
         broker: Broker,
         metrics: SchedulerMetrics,
         watchers: Watchers,

@@ -18,7 +18,7 @@ from executor.core.framecheck import admit, check_count, check_size
 from executor.core.types import message_class
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
-from scheduler.service.state import FlowRuntime
+from scheduler.service.flowstate import FlowRuntime
 
 
 def decode_frame(body: bytes, *, export: str, source: str) -> Frame:

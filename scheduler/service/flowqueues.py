@@ -23,10 +23,12 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureKind,
     FailureReport,
 )
+from scheduler.service.consumers import AckLater
 from scheduler.service.exports import read_frame
 from scheduler.service.flows import FlowTable
+from scheduler.service.flowstate import ActiveFlow, FlowState
 from scheduler.service.metrics import SchedulerMetrics
-from scheduler.service.state import ActiveFlow, FlowState, FlowStore
+from scheduler.service.store import StoreWriter
 from scheduler.service.subscriptions import Watchers
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ class FlowQueues:
     def __init__(
         self,
         table: FlowTable,
-        store: FlowStore,
+        store: StoreWriter,
         broker: Broker,
         metrics: SchedulerMetrics,
         watchers: Watchers,
@@ -74,25 +76,28 @@ class FlowQueues:
 
     def on_failure(
         self, flow_id: str, report: FailureReport, properties: pika.BasicProperties
-    ) -> None:
-        """A report off the failures queue, for the flow its routing key names."""
+    ) -> AckLater | None:
+        """A report off the failures queue, for the flow its routing key names; acked once
+        it is stored."""
         if properties.app_id == SCHEDULER_APP_ID:
-            return  # the scheduler's own report, recorded when it was decided
+            return None  # the scheduler's own report, recorded when it was decided
         with self._table.lock:
             if flow_id not in self._table.flows:
-                return  # a late report of a flow that ended, or of one never run here
+                return None  # a late report of a flow that ended, or of one never run here
         report.flow_id = flow_id
         self._store.add_failure(report)
         self._metrics.panics.labels(report.progdef, FailureKind.Name(report.kind)).inc()
         self._finish(flow_id, FlowState.FAILED, report, record=False)
+        return self._store.when_written
 
     def _on_export(
         self, flow_id: str, export: str, body: bytes, properties: pika.BasicProperties
-    ) -> None:
+    ) -> AckLater | None:
+        """An export frame: acked once the items it kept are stored."""
         with self._table.lock:
             flow = self._table.flows.get(flow_id)
             if flow is None or flow.runtime.finishing:
-                return
+                return None
             try:
                 read = read_frame(
                     flow.record, flow.runtime, export, body, cap_bytes=self._export_cap_bytes
@@ -113,6 +118,7 @@ class FlowQueues:
             self._fail(flow_id, FAILURE_KIND_PANIC, error, node=producer)
         elif done:
             self._finish(flow_id, FlowState.SUCCEEDED)
+        return self._store.when_written
 
     def _queue_lost(self, flow_id: str, queue: str) -> None:
         error = f"queue {queue} was deleted while the flow ran (by hand, or the broker lost it)"

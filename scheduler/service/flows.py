@@ -11,7 +11,7 @@ import threading
 from collections import Counter
 
 from executor.core.progdef import mailbox_name
-from scheduler.service.state import NODE_PENDING, NODE_RUNNING, ActiveFlow
+from scheduler.service.flowstate import NODE_PENDING, NODE_RUNNING, ActiveFlow
 
 
 class FlowTable:

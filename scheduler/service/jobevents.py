@@ -15,14 +15,14 @@ from executor.pb.dagyo.v1.events_pb2 import JobEnded, JobRef, JobStarted
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_LOST
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flows import FlowTable
-from scheduler.service.metrics import SchedulerMetrics
-from scheduler.service.state import (
+from scheduler.service.flowstate import (
     NODE_ENDED,
     NODE_FAILED,
     NODE_PENDING,
     NODE_RUNNING,
     ActiveFlow,
 )
+from scheduler.service.metrics import SchedulerMetrics
 
 
 def node_of(

@@ -35,18 +35,16 @@ from scheduler.flow.plan import Plan
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import Admitter
 from scheduler.service.broker import Broker
+from scheduler.service.consumers import AckLater
 from scheduler.service.ending import Ending
 from scheduler.service.flowqueues import FlowQueues
 from scheduler.service.flows import FlowTable
+from scheduler.service.flowstate import ActiveFlow, FlowState
 from scheduler.service.jobevents import job_ended, job_started, jobs_heard, node_of
 from scheduler.service.liveness import Liveness
 from scheduler.service.metrics import SchedulerMetrics
 from scheduler.service.newflow import new_flow
-from scheduler.service.state import (
-    ActiveFlow,
-    FlowState,
-    FlowStore,
-)
+from scheduler.service.store import StoreWriter
 from scheduler.service.subscriptions import Watchers
 from scheduler.service.watchdog import due
 
@@ -67,7 +65,7 @@ class Lifecycle:
 
     def __init__(
         self,
-        store: FlowStore,
+        store: StoreWriter,
         broker: Broker,
         metrics: SchedulerMetrics,
         *,
@@ -231,8 +229,9 @@ class Lifecycle:
 
     # --- broker callbacks (on the broker's I/O thread) -------------------------------------
 
-    def on_event(self, event: Event, properties: pika.BasicProperties) -> None:
-        """Handle one message of the scheduler's events queue."""
+    def on_event(self, event: Event, properties: pika.BasicProperties) -> AckLater | None:
+        """Handle one message of the scheduler's events queue; acked once what it changed
+        is stored."""
         kind = event.WhichOneof("kind")
         if kind == "heartbeat" and event.heartbeat.mailbox:
             beat = event.heartbeat
@@ -241,12 +240,12 @@ class Lifecycle:
             )
         if kind == "goodbye":
             self.liveness.gone(event.goodbye.executor, event.goodbye.mailbox)
-            return
+            return None
         if kind is not None:
             self.liveness.heard(getattr(event, kind).executor)
         if kind == "heartbeat":
             self._progress(event.heartbeat.jobs)
-            return
+            return self.store.when_written
         done = None
         with self._lock:
             at = event.time or time.time()
@@ -258,15 +257,16 @@ class Lifecycle:
                     self.admitter.wake()  # its slot is free: a waiting flow may fit now
                     done = flow.id if flow.complete() and not flow.starting else None
             else:
-                return
+                return None
             if flow is None:
-                return
+                return None
             self._save(flow, runtime=False)
             self.watchers.progress(flow.id, flow.record)
             if flow.runtime.finishing:  # the end may have waited for these counts only
                 self.ending.counted(flow)
         if done is not None:
             self._finish(done, FlowState.SUCCEEDED)
+        return self.store.when_written
 
     def _progress(self, jobs: Iterable[JobRef]) -> None:
         """Live item counts of running jobs, from a heartbeat: records and watchers move."""

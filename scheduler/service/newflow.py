@@ -15,7 +15,13 @@ from executor.core.constants import MAILBOX_PREFIX
 from scheduler.flow.plan import Plan
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import autoscaled, ceiling
-from scheduler.service.state import NODE_PENDING, ActiveFlow, ExportStream, FlowRuntime, FlowState
+from scheduler.service.flowstate import (
+    NODE_PENDING,
+    ActiveFlow,
+    ExportStream,
+    FlowRuntime,
+    FlowState,
+)
 
 
 def new_flow(

@@ -43,13 +43,15 @@ from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
 from scheduler.service.catalogue import CatalogueCache
 from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings, broker_identity
+from scheduler.service.flowstate import FlowState
 from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service.sampler import QueueSampler
 from scheduler.service.scaler import SERVICE_NAME as SCALER_SERVICE
 from scheduler.service.scaler import ScalerServicer
 from scheduler.service.spares import Spares
-from scheduler.service.state import FlowState, FlowStore
+from scheduler.service.store import StoreWriter, open_store
+from scheduler.service.store.writer import CLOSE_FLUSH_S
 from scheduler.service.tenancy import (
     AuthInterceptor,
 )
@@ -87,7 +89,7 @@ class Scheduler:
         self.metrics = SchedulerMetrics()
         # OpenTelemetry: a span per submit when OTEL_EXPORTER_OTLP_ENDPOINT is set.
         self.tracing = Tracing.from_env("dagyo-scheduler")
-        self.store: FlowStore = None  # type: ignore[assignment]  # set by start()
+        self.store: StoreWriter = None  # type: ignore[assignment]  # set by start()
         self.lifecycle: Lifecycle = None  # type: ignore[assignment]
         self.versions: Versions = None  # type: ignore[assignment]  # set by start()
         self.spares: Spares = None  # type: ignore[assignment]  # set by start()
@@ -123,7 +125,10 @@ class Scheduler:
         for left in self.catalogue().left_out.values():
             for line in left.lines():
                 log.warning("%s", line)
-        self.store = FlowStore(settings.state_path, owner=broker_identity(settings.queue_url))
+        # The broker's thread hands its writes to the store's writer thread.
+        self.store = StoreWriter(
+            open_store(settings.state_path, owner=broker_identity(settings.queue_url))
+        )
         broker = Broker(
             settings.queue_url, on_connect=self._reconnected, on_disconnect=self._disconnected
         )
@@ -249,6 +254,7 @@ class Scheduler:
         # Its own servicer: triggers submit through Submit, as their tenant.
         self.triggers = TriggerService(
             self.settings,
+            firings=self.store.firings,
             submit=SchedulerServicer(self).Submit,
             authenticator=self.authenticator,
             catalogue=self.catalogue,
@@ -308,6 +314,7 @@ class Scheduler:
         self._ticker = self._admitter = self._sampler = self._spares_thread = None
         self.tracing.shutdown()
         if self._broker is not None:
+            self.store.flush(CLOSE_FLUSH_S)  # stored, and acked while the broker is there
             self.spares.close()
             self._broker.close()
             self._broker = None
@@ -390,7 +397,7 @@ def serve(settings: SchedulerSettings, *, stop: threading.Event | None = None) -
     scheduler.start()
     print(
         f"dagyo scheduler: gRPC on {scheduler.address}, broker {redact_url(settings.queue_url)}, "
-        f"state {settings.state_path}, catalogue {settings.progdefs}"
+        f"state {redact_url(settings.state_path)}, catalogue {settings.progdefs}"
         + (f", metrics on :{metrics.port}" if (metrics := scheduler._metrics_server) else ""),
         file=sys.stderr,
         flush=True,

@@ -32,7 +32,7 @@ from executor.core.errors import BrokerError
 
 if TYPE_CHECKING:
     from scheduler.service.broker import Broker
-    from scheduler.service.state import FlowStore
+    from scheduler.service.store import SpareRecords
 
 log = logging.getLogger("dagyo.scheduler.spares")
 
@@ -76,7 +76,7 @@ class Spares:
             0 keeps no spares at all.
     """
 
-    def __init__(self, broker: Broker, store: FlowStore, *, idle_s: float) -> None:
+    def __init__(self, broker: Broker, store: SpareRecords, *, idle_s: float) -> None:
         self._broker = broker
         self._store = store
         self._idle_s = idle_s

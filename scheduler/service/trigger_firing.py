@@ -38,8 +38,8 @@ from scheduler.flow.model import parse_flow
 from scheduler.flow.overrides import apply_sets
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import OPEN, ROLE_USER, Authenticator, Principal
+from scheduler.service.store import TriggerFirings
 from scheduler.service.tenancy import InProcessCall, visible_catalogue
-from scheduler.service.trigger_store import FiringStore
 from scheduler.service.triggers import InvalidTrigger, Trigger, attribute, bind, describe
 
 log = logging.getLogger("dagyo.scheduler.triggers")
@@ -96,7 +96,7 @@ class Firing:
         submit: Submit,
         catalogue: Callable[[], Mapping[str, Progdef]],
         authenticator: Authenticator,
-        store: FiringStore,
+        store: TriggerFirings,
         max_waiting: int,
     ) -> None:
         self.triggers = triggers

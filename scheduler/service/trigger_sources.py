@@ -30,6 +30,7 @@ from executor.core.errors import (
 from executor.core.progdef import Catalogue
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import OPEN, Authenticator, Principal
+from scheduler.service.store import TriggerFirings
 from scheduler.service.trigger_firing import Firing
 from scheduler.service.trigger_http import HttpSource, parse_event
 from scheduler.service.triggers import Trigger
@@ -155,7 +156,8 @@ class TriggerService:
 
     Args:
         settings: ``triggers_dir`` (must be set), ``triggers_http``, ``triggers_waiting``,
-            the broker, the catalogue and the state file (where firings are kept).
+            the broker and the catalogue.
+        firings: where firings are kept (the scheduler's store).
         submit: the servicer's ``Submit``.
         authenticator: decides tenants (tokens on) and who may POST events.
         catalogue: the scheduler's catalogue loader.
@@ -168,11 +170,11 @@ class TriggerService:
         self,
         settings: Any,
         *,
+        firings: TriggerFirings,
         submit: Any,
         authenticator: Authenticator,
         catalogue: Callable[[], Catalogue],
     ) -> None:
-        from scheduler.service.trigger_store import FiringStore
         from scheduler.service.triggers import load_triggers
 
         triggers, invalid = load_triggers(
@@ -181,14 +183,14 @@ class TriggerService:
         for refused in invalid:
             for problem in refused.problems:
                 log.error("trigger file refused: %s", problem)
-        self._store = FiringStore(settings.state_path)
+        self._firings = firings
         self.firing = Firing(
             triggers=triggers,
             invalid=invalid,
             submit=submit,
             catalogue=catalogue,
             authenticator=authenticator,
-            store=self._store,
+            store=firings,
             max_waiting=settings.triggers_waiting,
         )
         self.http: HttpSource | None = None
@@ -230,7 +232,6 @@ class TriggerService:
         if self.amqp is not None:
             self.amqp.stop()
         self.firing.stop()
-        self._store.close()
 
     def report(self, principal: Principal) -> list[pb.Trigger]:
         """Every trigger the caller may see, valid or not, with its last firings."""
@@ -238,7 +239,7 @@ class TriggerService:
         for trigger in self.firing.triggers:
             if not principal.sees(trigger.tenant):
                 continue
-            fired, firings = self._store.last(trigger.name)
+            fired, firings = self._firings.last(trigger.name)
             rows.append(
                 pb.Trigger(
                     name=trigger.name,

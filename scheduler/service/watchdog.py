@@ -23,8 +23,8 @@ from executor.pb.dagyo.v1.failure_pb2 import (
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import job_expiry_s
 from scheduler.service.flows import FlowTable
+from scheduler.service.flowstate import ActiveFlow
 from scheduler.service.liveness import Liveness
-from scheduler.service.state import ActiveFlow
 
 if TYPE_CHECKING:
     from scheduler.service.broker import Broker

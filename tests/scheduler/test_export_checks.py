@@ -11,7 +11,7 @@ from executor.core.types import Int64
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.exports import read_frame
-from scheduler.service.state import ExportStream, FlowRuntime
+from scheduler.service.flowstate import ExportStream, FlowRuntime
 
 INT64 = "dagyo.types.Int64"
 TOKEN = "0f" * 16

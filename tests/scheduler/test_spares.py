@@ -22,7 +22,7 @@ from executor.core.constants import FLOW_PREFIX
 from executor.core.topology import stream_arguments
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.config import SchedulerSettings
-from scheduler.service.state import FlowStore
+from scheduler.service.store import SqliteStore
 from tests.conftest import rabbitmqctl, vhost_of
 from tests.scheduler.fake_executor import (
     Client,
@@ -136,7 +136,7 @@ def test_spares_left_by_a_scheduler_that_died_are_deleted_at_the_next_start(
             channel.queue_declare(name, arguments=stream_arguments())
     finally:
         connection.close()
-    store = FlowStore(spare_settings.state_path)
+    store = SqliteStore(spare_settings.state_path)
     store.add_spare(left, names)
     store.close()
 

@@ -8,7 +8,7 @@ import pytest
 
 from executor.core.errors import DagyoError
 from scheduler.service.config import SchedulerSettings, broker_identity, default_state_path
-from scheduler.service.state import FlowStore
+from scheduler.service.store import SqliteStore
 from tests.commands import dagyo, free_address, run_dagyo
 
 
@@ -32,10 +32,10 @@ def test_the_default_state_file_is_specific_to_host_port_and_vhost(tmp_path: Pat
 
 def test_a_state_file_refuses_another_brokers_scheduler(tmp_path: Path) -> None:
     path = str(tmp_path / "state.sqlite3")
-    FlowStore(path, owner=broker_identity("amqp://guest:guest@localhost:5672/a")).close()
-    FlowStore(path, owner=broker_identity("amqp://other:secret@localhost:5672/a")).close()
+    SqliteStore(path, owner=broker_identity("amqp://guest:guest@localhost:5672/a")).close()
+    SqliteStore(path, owner=broker_identity("amqp://other:secret@localhost:5672/a")).close()
     with pytest.raises(DagyoError) as refused:
-        FlowStore(path, owner=broker_identity("amqp://guest:guest@localhost:5672/b"))
+        SqliteStore(path, owner=broker_identity("amqp://guest:guest@localhost:5672/b"))
     assert str(refused.value) == (
         f"the state file {path} belongs to the scheduler of localhost:5672 vhost a, not "
         "localhost:5672 vhost b: give this scheduler a state file of its own (--state or "
@@ -47,7 +47,7 @@ def test_dagyo_scheduler_on_another_brokers_state_file_exits_2(
     tmp_path: Path, broker_url: str
 ) -> None:
     path = str(tmp_path / "state.sqlite3")
-    FlowStore(path, owner=broker_identity("amqp://guest:guest@elsewhere:5672/x")).close()
+    SqliteStore(path, owner=broker_identity("amqp://guest:guest@elsewhere:5672/x")).close()
     done = run_dagyo(
         "scheduler",
         "--state",
@@ -69,3 +69,10 @@ def test_help_shows_the_state_option_and_its_variable(command: str) -> None:
     result = dagyo(command, "--help")
     assert result.exit_code == 0
     assert "--state PATH" in result.stdout and "DAGYO_STATE" in result.stdout
+
+
+def test_unwritable_state_path_names_the_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(DagyoError, match="DAGYO_STATE"):
+        SqliteStore(str(blocker / "state.sqlite3"))

@@ -14,7 +14,8 @@ from click.testing import Result
 from executor.core.progdef import load_catalogue
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import Authenticator
-from scheduler.service.trigger_firing import Firing, FiringStore
+from scheduler.service.store import SqliteStore
+from scheduler.service.trigger_firing import Firing
 from scheduler.service.triggers import load_triggers
 from tests.commands import dagyo_at
 from tests.conftest import PROGDEFS
@@ -82,7 +83,7 @@ def trigger_url(tmp_path: Path) -> Iterator[str]:
         submit=lambda request, context: pb.SubmitResponse(flow_id="started"),
         catalogue=lambda: load_catalogue(PROGDEFS),
         authenticator=authenticator,
-        store=FiringStore(":memory:"),
+        store=SqliteStore(":memory:").firings,
         max_waiting=10,
     )
     http = HttpSource("127.0.0.1:0", firing=firing, authenticator=authenticator)

@@ -32,8 +32,8 @@ from scheduler.service.auth import (
     token_digest,
     tokens_json,
 )
+from scheduler.service.store import SqliteStore
 from scheduler.service.trigger_firing import Firing
-from scheduler.service.trigger_store import FiringStore
 from scheduler.service.triggers import load_triggers
 from tests.cluster import LocalCluster, state_of
 from tests.conftest import PROGDEFS, ROOT
@@ -374,7 +374,7 @@ def test_with_tokens_on_an_event_needs_a_token_and_reaches_only_its_tenants_trig
         submit=submit,
         catalogue=lambda: load_catalogue(PROGDEFS),
         authenticator=authenticator,
-        store=FiringStore(":memory:"),
+        store=SqliteStore(":memory:").firings,
         max_waiting=10,
     )
     http = HttpSource("127.0.0.1:0", firing=firing, authenticator=authenticator)

@@ -23,8 +23,8 @@ from scheduler.service.auth import (
     token_digest,
     tokens_json,
 )
+from scheduler.service.store import SqliteStore, TriggerFirings
 from scheduler.service.trigger_firing import Firing
-from scheduler.service.trigger_store import FiringStore
 from scheduler.service.triggers import bind, load_triggers, parse_trigger
 from tests.conftest import EXAMPLES, PROGDEFS
 from tests.scheduler.trigger_files import UPLOAD, write_triggers
@@ -132,7 +132,7 @@ def test_flows_of_a_trigger_go_as_its_tenant_and_a_quota_refusal_can_be_retried(
         submit=submit,
         catalogue=lambda: load_catalogue(PROGDEFS),
         authenticator=Authenticator(TokenFile(tokens)),
-        store=FiringStore(":memory:"),
+        store=SqliteStore(":memory:").firings,
         max_waiting=10,
     )
     firing.start()
@@ -168,7 +168,7 @@ def test_an_event_matching_no_trigger_is_told_which_field_of_each_trigger_failed
         submit=lambda request, context: pb.SubmitResponse(flow_id="f1"),
         catalogue=lambda: load_catalogue(PROGDEFS),
         authenticator=Authenticator(None),
-        store=FiringStore(":memory:"),
+        store=SqliteStore(":memory:").firings,
         max_waiting=10,
     )
     open_principal = Principal("", "admin", Quotas())
@@ -183,7 +183,7 @@ def test_an_event_matching_no_trigger_is_told_which_field_of_each_trigger_failed
     assert "uploads-batched takes type" not in message, message
 
 
-def batching_firing(folder: Path, store: FiringStore, submit: Any, wait_s: float) -> Firing:
+def batching_firing(folder: Path, store: TriggerFirings, submit: Any, wait_s: float) -> Firing:
     """The test triggers, ``batched`` (3 events of com.example.batch) waiting ``wait_s``."""
     triggers, _ = load_triggers(folder, tenant_required=False)
     triggers = [
@@ -210,13 +210,13 @@ def test_an_event_accepted_into_a_batch_starts_its_flow_after_a_restart(tmp_path
         return pb.SubmitResponse(flow_id="f1")
 
     admin = Principal("", "admin", Quotas())
-    first = batching_firing(folder, FiringStore(state), submit, wait_s=60)
+    first = batching_firing(folder, SqliteStore(state).firings, submit, wait_s=60)
     first.start()
     (accepted,) = first.accept(
         event("b1", {"key": "kept"}, type="com.example.batch"), principal=admin
     )
     assert not accepted.future.done()  # it waits for more; the scheduler dies here
-    again = batching_firing(folder, FiringStore(state), submit, wait_s=0.1)
+    again = batching_firing(folder, SqliteStore(state).firings, submit, wait_s=0.1)
     again.start()
     try:
         assert again.status("s3://photos/bucket", "b1", admin) == {
@@ -246,7 +246,7 @@ def test_a_batch_whose_flow_cannot_start_yet_is_tried_again(tmp_path: Path) -> N
             raise CallAborted(pb_code("RESOURCE_EXHAUSTED"), "quota max_running_flows is 2")
         return pb.SubmitResponse(flow_id="f2")
 
-    firing = batching_firing(folder, FiringStore(":memory:"), submit, wait_s=0.1)
+    firing = batching_firing(folder, SqliteStore(":memory:").firings, submit, wait_s=0.1)
     firing.start()
     try:
         admin = Principal("", "admin", Quotas())

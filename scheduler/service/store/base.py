@@ -1,0 +1,178 @@
+"""The store interface: what the scheduler keeps across restarts, grouped by concern.
+
+A store holds each flow's record (a ``dagyo.v1.FlowRecord`` without its exports) and the
+*runtime* a running flow is resumed from, the exports kept so far, every failure report,
+the queues declared ahead (spares), the progdef versions it knows and the trigger firings
+(``Store.firings``, named as the triggers use them).
+Its implementations sit side by side (sqlite.py, postgres.py) and pass one contract test
+(tests/scheduler/test_store_contract.py); every method is thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from executor.core.errors import Unreachable
+from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.service.flowstate import FlowRuntime, FlowState
+
+DEFAULT_LIST_LIMIT = 100
+# The firings of each trigger `dagyo triggers` shows.
+LAST_FIRINGS = 5
+
+
+class StoreUnavailable(Unreachable):
+    """Raised when the database of the scheduler's state cannot be reached (or is lost)."""
+
+    def __init__(self, where: str, reason: str = "") -> None:
+        super().__init__(
+            "the scheduler's state",
+            where,
+            reason,
+            fix="start the database, or set DAGYO_STATE to one that answers",
+        )
+
+
+class FlowRecords(Protocol):
+    """Each flow's record, with the exports kept so far."""
+
+    def create(self, record: pb.FlowRecord, runtime: FlowRuntime) -> None:
+        """Store a new flow."""
+
+    def save(
+        self,
+        record: pb.FlowRecord,
+        runtime: FlowRuntime | None = None,
+        exports: Sequence[pb.Export] = (),
+    ) -> None:
+        """Update a flow's record (and runtime), appending newly kept exports, atomically.
+
+        The exports are numbered from ``runtime.kept_count - len(exports)``: update the
+        runtime's counts before saving.
+        """
+
+    def get(self, flow_id: str, *, with_exports: bool = True) -> pb.FlowRecord | None:
+        """The record of one flow (with its kept exports), or None when unknown."""
+
+    def exports(self, flow_id: str) -> list[pb.Export]:
+        """The exports kept for one flow, in the order they arrived."""
+
+    def recent(
+        self, limit: int = DEFAULT_LIST_LIMIT, *, tenant: str | None = None, token: str = ""
+    ) -> tuple[list[pb.FlowRecord], str]:
+        """A page of flows (of one tenant, or of all), newest first, without exports and
+        without their Flow JSON.
+
+        Args:
+            limit: the page size (0 for DEFAULT_LIST_LIMIT); a page also stops at
+                PAGE_BYTES of records.
+            token: the token of the previous page; empty for the newest flows.
+
+        Returns:
+            (the records, the token of the next page or ``""`` after the last).
+
+        Raises:
+            ValueError: for a token this store did not give.
+        """
+
+    def running_count(self, tenant: str) -> int:
+        """How many flows of one tenant are pending or running."""
+
+    def count_by_state(self) -> dict[FlowState, int]:
+        """How many flows are in each state."""
+
+
+class FlowRuntimes(Protocol):
+    """What running flows are resumed from."""
+
+    def runtime(self, flow_id: str) -> FlowRuntime | None:
+        """The runtime of one flow, or None when unknown."""
+
+    def active(self) -> list[tuple[pb.FlowRecord, FlowRuntime]]:
+        """Every flow that has not ended (pending or running), oldest first."""
+
+
+class FailureRecords(Protocol):
+    """Every failure report of every flow."""
+
+    def add_failure(self, report: FailureReport) -> None:
+        """Record one failure report of a flow."""
+
+    def failures(
+        self,
+        flow_id: str = "",
+        *,
+        tenant: str | None = None,
+        limit: int = DEFAULT_LIST_LIMIT,
+        token: str = "",
+    ) -> tuple[list[FailureReport], str]:
+        """A page of the failure reports of one flow, or of every flow (``""``) of one
+        tenant or of all, oldest first; paged as :meth:`FlowRecords.recent`."""
+
+
+class SpareRecords(Protocol):
+    """The flow ids whose queues were declared ahead (scheduler.service.spares)."""
+
+    def add_spare(self, flow_id: str, queues: Sequence[str]) -> None:
+        """Note a flow id whose queues are about to be declared ahead of its flow."""
+
+    def remove_spares(self, flow_ids: Sequence[str]) -> None:
+        """Forget spares: deleted, or taken by a flow (whose record now holds the queues)."""
+
+    def spares(self) -> list[tuple[str, list[str], bool]]:
+        """Every spare noted: its flow id, its queues, and whether a flow took it since."""
+
+
+class VersionRecords(Protocol):
+    """The progdef versions known, so a restarted scheduler still retires an old one."""
+
+    def save_version(self, mailbox: str, *, progdef: str, version: str, state: str) -> None:
+        """Record (or update) the state of one progdef version, keyed by its mailbox."""
+
+    def versions(self) -> list[tuple[str, str, str, str]]:
+        """Every version recorded: (mailbox, progdef, version, state), by mailbox."""
+
+
+class TriggerFirings(Protocol):
+    """Which events started which flows, per trigger (an event fires once), and the events
+    accepted into a batch whose flow has not started yet."""
+
+    def flow_ids(self, trigger: str, source: str, event_id: str) -> list[str] | None:
+        """The flows an event already started, or None when it never fired."""
+
+    def add(self, trigger: str, keys: Sequence[tuple[str, str]], flow_ids: list[str]) -> None:
+        """Record that the events ``keys`` (source, id) of a trigger started ``flow_ids``
+        (and wait in no batch any more)."""
+
+    def batched(self, trigger: str, key: tuple[str, str], values: dict[str, Any]) -> None:
+        """Keep an event accepted into a batch of ``trigger`` until its flow starts."""
+
+    def unbatched(self, trigger: str, keys: Sequence[tuple[str, str]]) -> None:
+        """Forget events of a batch whose flow was refused for good."""
+
+    def waiting(self) -> list[tuple[str, tuple[str, str], dict[str, Any]]]:
+        """The events accepted into batches whose flows never started, oldest first:
+        (trigger, (source, id), values)."""
+
+    def last(self, trigger: str) -> tuple[int, list[pb.TriggerFiring]]:
+        """How many events a trigger took, and its last LAST_FIRINGS firings, newest first."""
+
+
+class Store(
+    FlowRecords,
+    FlowRuntimes,
+    FailureRecords,
+    SpareRecords,
+    VersionRecords,
+    Protocol,
+):
+    """Everything the scheduler keeps: one database behind every concern."""
+
+    @property
+    def firings(self) -> TriggerFirings:
+        """The triggers' firings, in the same database."""
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
