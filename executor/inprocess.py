@@ -9,6 +9,7 @@ the executor's private runtime:
   :class:`MemoryTransport` carries them between the jobs;
 * a :class:`JobRun` is one job; :func:`execute` runs it to its end with the
   :class:`Program` :func:`load_program` loads, and returns its failure report, if any;
+  :func:`check_code` imports each progdef's code at catalogue load, to check it;
 * an :class:`Inbox` with :class:`InputStream` ports, read through :func:`merge`, takes the
   frames of the flow's exports;
 * :func:`tune_gc` tunes the collector of a process that streams items.
@@ -17,7 +18,7 @@ the executor's private runtime:
 from executor._runtime.flusher import Flusher
 from executor._runtime.inbox import Inbox
 from executor._runtime.job import JobRun, execute
-from executor._runtime.program import Program, load_program
+from executor._runtime.program import Program, check_code, load_program
 from executor._runtime.stream import StreamSettings, tune_gc
 from executor._runtime.transport.memory import MemoryTransport
 from executor.core.frames import FrameForm
@@ -32,6 +33,7 @@ __all__ = [
     "MemoryTransport",
     "Program",
     "StreamSettings",
+    "check_code",
     "execute",
     "load_program",
     "merge",

@@ -12,11 +12,12 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from executor.core.errors import DagyoError, InitFailed
-from executor.core.progdef import Progdef
+from executor.core.progdef import Progdef, did_you_mean
 from executor.sdk import Context
 
 IMPORT_TIMEOUT_S = 60.0
@@ -104,11 +105,40 @@ def _resolve(progdef: Progdef, target: str) -> Callable[..., Any]:
     module = _import(progdef, f"{package}.{module_path}", module_path)
     function = getattr(module, attribute, None)
     if not callable(function):
+        functions = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
         raise DagyoError(
             f"progdef {progdef.name}: {target!r} names no function: define {attribute}() in "
-            f"{module_path}"
+            f"{module_path}{did_you_mean(attribute, functions)}"
         )
     return function  # type: ignore[no-any-return]
+
+
+def check_code(catalogue: Mapping[str, Progdef]) -> list[str]:
+    """Import each progdef's ``run`` (and ``init``) module and check it names the function,
+    where the code is there: one problem a line, naming the progdef.json, with a
+    did-you-mean. Each module is imported once, bounded by :func:`import_timeout_s`; it
+    stays imported for the jobs that follow in this process.
+
+    A progdef whose build context holds no Python module (a scheduler's catalogue without
+    the code) is not checked.
+    """
+    problems = []
+    for progdef in catalogue.values():
+        if not _has_code(progdef):
+            continue
+        try:
+            load_program(progdef)
+        except DagyoError as e:
+            where = progdef.directory / "progdef.json" if progdef.directory else progdef.name
+            problems.append(f"{where}: {e}")
+    return problems
+
+
+def _has_code(progdef: Progdef) -> bool:
+    folder = progdef.context_dir
+    return folder.is_dir() and any(
+        path.suffix == ".py" or (path / "__init__.py").is_file() for path in folder.iterdir()
+    )
 
 
 def import_timeout_s() -> float:
@@ -154,9 +184,12 @@ def _import(progdef: Progdef, name: str, module_path: str) -> Any:
             f"{where} called sys.exit({error.code}): a module must not exit when imported"
         )
     if error is not None:
+        hint = ""
+        if isinstance(error, ModuleNotFoundError) and error.name == name:
+            hint = did_you_mean(module_path, _own_module_names(progdef.context_dir))
         raise DagyoError(
             f"progdef {progdef.name}: cannot import {module_path!r} from {progdef.context_dir}: "
-            f"{type(error).__name__}: {error}"
+            f"{type(error).__name__}: {error}{hint}"
         ) from error
     return outcome["module"]
 
@@ -172,11 +205,7 @@ def own_modules(progdef: Progdef) -> Iterator[None]:
     that imports ``helpers`` when called runs after the folder has left ``sys.path``.
     """
     folder = progdef.context_dir.resolve()
-    own = {
-        path.stem if path.suffix == ".py" else path.name
-        for path in folder.iterdir()
-        if path.suffix == ".py" or (path / "__init__.py").is_file()
-    }
+    own = _own_module_names(folder)
 
     def is_own(module: str) -> bool:
         return module.partition(".")[0] in own
@@ -190,6 +219,15 @@ def own_modules(progdef: Progdef) -> Iterator[None]:
         for module in [module for module in sys.modules if is_own(module)]:
             del sys.modules[module]
         sys.modules.update(hidden)
+
+
+def _own_module_names(folder: Path) -> set[str]:
+    """The top-level modules and packages of a progdef's folder."""
+    return {
+        path.stem if path.suffix == ".py" else path.name
+        for path in folder.iterdir()
+        if path.suffix == ".py" or (path / "__init__.py").is_file()
+    }
 
 
 def _context_package(progdef: Progdef) -> str:

@@ -244,8 +244,9 @@ def up_command(
     except BrokerUnavailable as e:
         fail(str(e), EXIT_UNREACHABLE)
     progdefs_dir = progdefs_dir or default_progdefs_dir()
-    # Exits 2 naming every malformed progdef.json; the scheduler logs the ones left out.
-    catalogue_of(progdefs_dir, warn=False)
+    # Exits 2 naming every malformed progdef.json, and every `run` that names no function;
+    # the scheduler logs the ones left out.
+    catalogue_of(progdefs_dir, warn=False, code=True)
     settings = scheduler_settings(
         address=listen,
         heartbeat_timeout_s=heartbeat_timeout,

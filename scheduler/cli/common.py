@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -77,11 +77,13 @@ def json_option(function: Any) -> Any:
     )(function)
 
 
-def catalogue_of(progdefs_dir: Path | None, *, warn: bool = True) -> Catalogue:
+def catalogue_of(progdefs_dir: Path | None, *, warn: bool = True, code: bool = False) -> Catalogue:
     """Load the catalogue, or exit 2 naming every malformed progdef.json.
 
     Each progdef left out because its protos do not load is one warning line on stderr
-    (unless ``warn`` is off: ``dagyo progdefs`` lists them itself).
+    (unless ``warn`` is off: ``dagyo progdefs`` lists them itself). With ``code``, each
+    progdef's ``run`` module is imported (where its code is there) and must name its
+    function, or the command exits 2 too (:func:`code_of`).
     """
     from scheduler.service.config import default_progdefs_dir
 
@@ -93,7 +95,19 @@ def catalogue_of(progdefs_dir: Path | None, *, warn: bool = True) -> Catalogue:
         for left in catalogue.left_out.values():
             for line in left.lines():
                 click.echo(f"dagyo: warning: {line}", err=True)
+    if code:
+        code_of(catalogue)
     return catalogue
+
+
+def code_of(progdefs: Mapping[str, Progdef]) -> None:
+    """Exit 2 when a progdef's ``run`` (or ``init``) module does not import or names no
+    function (see :func:`executor.inprocess.check_code`)."""
+    from executor.inprocess import check_code
+
+    problems = check_code(progdefs)
+    if problems:
+        fail("\n".join(problems), EXIT_INVALID)
 
 
 def checked_flow(

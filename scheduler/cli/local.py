@@ -16,6 +16,7 @@ from scheduler.cli.common import (
     EXIT_INVALID,
     catalogue_of,
     checked_flow,
+    code_of,
     connected,
     fail,
     progdefs_option,
@@ -35,9 +36,14 @@ if TYPE_CHECKING:
 def validate(flow: Path, progdefs_dir: Path | None) -> None:
     """Type-check FLOW against the catalogue; every problem on stderr, one a line.
 
+    The code of each progdef it uses is imported (where it is there), and must name its
+    `run` and `init` functions.
+
     Exits 0 when the flow is valid, 2 when it is not.
     """
     checked = checked_flow(flow, catalogue_of(progdefs_dir))
+    # The code of the progdefs it uses imports and names its functions.
+    code_of({progdef.name: progdef for progdef in checked.progdefs.values()})
     nodes, edges = len(checked.flow.nodes), len(checked.flow.edges)
     click.echo(
         f"{flow}: valid ({nodes} node{'s' if nodes != 1 else ''}, "
@@ -72,6 +78,7 @@ def run(flow: Path, graph: str | None, sets: tuple[str, ...], progdefs_dir: Path
 
         click.echo(render_graph(checked, graph), nl=False)
         return
+    code_of({progdef.name: progdef for progdef in checked.progdefs.values()})
     run_embedded(checked, export_line)
 
 
