@@ -26,7 +26,7 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.catalogue import catalogue_answer
 from scheduler.service.invoke import invoke
-from scheduler.service.limits import capped_problems, cut, details
+from scheduler.service.limits import capped_problems, cut, details, record_bytes
 from scheduler.service.spares import new_flow_id, shape_of
 from scheduler.service.subscriptions import StreamSlots
 from scheduler.service.tenancy import (
@@ -135,6 +135,17 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             return pb.SubmitResponse(problems=capped_problems(e.problems))
         except QuotaExceeded as e:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, details([str(e)]))
+        # Get answers the record whole: what it may hold must fit in one message.
+        export_room = scheduler.settings.max_message_bytes - record_bytes(flow, flow_json)
+        if export_room <= 0:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{source}: the flow is too large for its record to be read back: with its "
+                f"nodes' and edges' progress and a failure it may take "
+                f"{record_bytes(flow, flow_json)} bytes, more than the "
+                f"{scheduler.settings.max_message_bytes} bytes a message may have "
+                "(DAGYO_MAX_MESSAGE_BYTES): make the flow smaller",
+            )
         if not 0 <= request.deadline_s < float("inf"):  # NaN compares false to all
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -177,6 +188,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                     tenant=principal.tenant,
                     flow_json=flow_json,
                     max_export_items=principal.quotas.max_export_items or 0,
+                    max_export_bytes=export_room,
                     declared=spare is not None,
                 )
             scheduler.spares.submitted()

@@ -19,6 +19,7 @@ from executor.core.types import message_class
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime
+from scheduler.service.limits import export_bytes
 
 
 def decode_frame(body: bytes, *, export: str, source: str) -> Frame:
@@ -78,10 +79,12 @@ def keep_exports(
     Returns:
         (every export of the frame, the ones to keep with the record).
     """
+    if runtime.max_export_bytes:  # what the flow's record has room for
+        cap_bytes = min(cap_bytes, runtime.max_export_bytes)
     every = [pb.Export(export=export, value_json=value) for value in values]
     kept = []
     for item in every:
-        size = len(item.value_json.encode()) + len(export)
+        size = export_bytes(export, item.value_json)
         within_items = not runtime.max_export_items or runtime.kept_count < runtime.max_export_items
         if not record.exports_truncated and within_items and runtime.kept_bytes + size <= cap_bytes:
             kept.append(item)

@@ -100,6 +100,9 @@ class FlowRuntime:
     kept_bytes: int = 0
     # The submitter's quota of export items kept with the record; 0 for none.
     max_export_items: int = 0
+    # The bytes of exports its record has room for, below the message limit (0: the
+    # scheduler's export cap alone).
+    max_export_bytes: int = 0
     finishing: int = 0
     announce: bool = False
     # node -> the mailbox of its job, for the nodes no autoscaler serves: a job there that

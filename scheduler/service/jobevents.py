@@ -22,6 +22,7 @@ from scheduler.service.flowstate import (
     NODE_RUNNING,
     ActiveFlow,
 )
+from scheduler.service.limits import short_name
 from scheduler.service.metrics import SchedulerMetrics
 
 
@@ -43,7 +44,7 @@ def job_started(
     if flow is None or node is None or node.state != NODE_PENDING:
         return None
     node.state = NODE_RUNNING
-    node.executor = started.executor
+    node.executor = short_name(started.executor)
     progress.started(node, at, metrics)
     flow.moved_at = time.monotonic()
     return flow
@@ -69,7 +70,7 @@ def job_ended(
         node.errors_sent = _errors_sent(flow, node, ended.items_sent)
         return flow
     node.state = NODE_ENDED
-    node.executor = node.executor or ended.executor
+    node.executor = node.executor or short_name(ended.executor)
     progress.ended(
         flow.record,
         node,

@@ -124,6 +124,7 @@ class Lifecycle:
         tenant: str = "",
         flow_json: str = "",
         max_export_items: int = 0,
+        max_export_bytes: int = 0,
         declared: bool = False,
     ) -> str:
         """Start a planned flow: record it, declare its queues, publish its jobs.
@@ -136,6 +137,8 @@ class Lifecycle:
             flow_json: the Flow JSON as submitted, kept with the record.
             max_export_items: export items kept with the record at most (0: no limit
                 but the byte cap).
+            max_export_bytes: bytes of exports kept with the record at most, below the
+                scheduler's cap (0: that cap alone).
             declared: its queues exist already (a spare's, see scheduler.service.spares).
 
         Raises:
@@ -152,6 +155,7 @@ class Lifecycle:
             tenant=tenant,
             flow_json=flow_json,
             max_export_items=max_export_items,
+            max_export_bytes=max_export_bytes,
         )
         record, runtime = flow.record, flow.runtime
         if not self.broker.connected:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.flow.model import Flow
 
 ENV_MAX_MESSAGE_BYTES = "DAGYO_MAX_MESSAGE_BYTES"
 # The largest gRPC message either side accepts: a Flow JSON of Submit, a page of List.
@@ -25,12 +26,44 @@ MAX_ERROR_CHARS = 4000
 MAX_TRACEBACK_CHARS = 16000
 # A page of List or Failures stops at this many serialized bytes (and at its limit).
 PAGE_BYTES = 1024 * 1024
+# What a flow's record can grow by after submit, at most, so that Get can always answer
+# it: each node's progress (its executor's name, cut to MAX_NAME_BYTES, its version,
+# counters and times), each edge's counters, the failure (error and traceback cut by
+# bounded_failure to at most 2 bytes a character, its names to MAX_NAME_BYTES) and the
+# record's own fields. An export kept with
+# the record counts its value, its name and the bytes protobuf wraps them in.
+MAX_NAME_BYTES = 128
+NODE_RECORD_BYTES = 2 * MAX_NAME_BYTES + 128
+EDGE_RECORD_BYTES = 64
+FAILURE_RECORD_BYTES = 2 * (MAX_ERROR_CHARS + MAX_TRACEBACK_CHARS) + 4 * MAX_NAME_BYTES + 512
+RECORD_FIELDS_BYTES = 1024
+EXPORT_ITEM_OVERHEAD_BYTES = 12
 
 
 def max_message_bytes(environ: Mapping[str, str]) -> int:
     """A client's largest gRPC message: ``DAGYO_MAX_MESSAGE_BYTES``, else the default."""
     raw = environ.get(ENV_MAX_MESSAGE_BYTES, "")
     return int(raw) if raw.strip().isdigit() else MAX_MESSAGE_BYTES
+
+
+def record_bytes(flow: Flow, flow_json: str) -> int:
+    """The most bytes the record of ``flow`` (submitted as ``flow_json``) can take, its
+    kept exports left out."""
+    nodes = sum(len(n.name) + len(n.progdef) + NODE_RECORD_BYTES for n in flow.nodes.values())
+    edges = sum(len(str(e.source)) + len(str(e.target)) + EDGE_RECORD_BYTES for e in flow.edges)
+    return (
+        RECORD_FIELDS_BYTES
+        + len(flow.name)
+        + len(flow_json.encode("utf-8", "replace"))
+        + nodes
+        + edges
+        + FAILURE_RECORD_BYTES
+    )
+
+
+def export_bytes(export: str, value_json: str) -> int:
+    """What one kept export adds to its record, at most."""
+    return len(value_json.encode()) + len(export.encode()) + EXPORT_ITEM_OVERHEAD_BYTES
 
 
 def cut(text: str, limit: int) -> str:
@@ -54,16 +87,42 @@ def details(lines: Sequence[str]) -> str:
 
 
 def bounded_failure(report: FailureReport) -> FailureReport:
-    """The report with its error and traceback cut to their bounds (a copy when cut)."""
-    if len(report.error) <= MAX_ERROR_CHARS and len(report.traceback) <= MAX_TRACEBACK_CHARS:
+    """The report with its texts cut to their bounds (a copy when cut): the error to
+    MAX_ERROR_CHARS, the traceback to its last MAX_TRACEBACK_CHARS, each to a quarter of
+    that when its characters are wide enough to pass twice as many bytes, and its names."""
+    error_chars = _chars_within(report.error, MAX_ERROR_CHARS, from_end=False)
+    traceback_chars = _chars_within(report.traceback, MAX_TRACEBACK_CHARS, from_end=True)
+    names = (report.flow_id, report.node, report.progdef, report.executor)
+    if (
+        len(report.error) <= error_chars
+        and len(report.traceback) <= traceback_chars
+        and all(len(name.encode()) <= MAX_NAME_BYTES for name in names)
+    ):
         return report
     bounded = FailureReport()
     bounded.CopyFrom(report)
-    bounded.error = cut(report.error, MAX_ERROR_CHARS)
+    bounded.error = cut(report.error, error_chars)
+    for field in ("flow_id", "node", "progdef", "executor"):
+        setattr(bounded, field, short_name(getattr(report, field)))
     # The end of a traceback names the exception: keep that end.
-    if len(report.traceback) > MAX_TRACEBACK_CHARS:
-        left_out = len(report.traceback) - MAX_TRACEBACK_CHARS
+    if len(report.traceback) > traceback_chars:
+        left_out = len(report.traceback) - traceback_chars
         bounded.traceback = (
-            f"[{left_out} characters not shown]…" + report.traceback[-MAX_TRACEBACK_CHARS:]
+            f"[{left_out} characters not shown]…" + report.traceback[-traceback_chars:]
         )
     return bounded
+
+
+def short_name(name: str) -> str:
+    """A name from the wire (an executor's, a node's) as a record keeps it: its first
+    MAX_NAME_BYTES bytes."""
+    if len(name) * 4 <= MAX_NAME_BYTES:
+        return name
+    return name.encode()[:MAX_NAME_BYTES].decode("utf-8", "ignore")
+
+
+def _chars_within(text: str, chars: int, *, from_end: bool) -> int:
+    """How many characters of ``text`` to keep: ``chars``, or a quarter of them when those
+    would take more than two bytes each on average."""
+    kept = text[-chars:] if from_end else text[:chars]
+    return chars if len(kept.encode("utf-8", "replace")) <= 2 * chars else chars // 4

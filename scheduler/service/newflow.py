@@ -34,6 +34,7 @@ def new_flow(
     tenant: str = "",
     flow_json: str = "",
     max_export_items: int = 0,
+    max_export_bytes: int = 0,
 ) -> ActiveFlow:
     """The flow of a plan as submitted, pending, every job held (see Lifecycle.submit)."""
     flow_id = plan.flow_id
@@ -59,6 +60,7 @@ def new_flow(
     runtime = FlowRuntime(
         deadline=deadline,
         max_export_items=max_export_items,
+        max_export_bytes=max_export_bytes,
         queues=list(plan.queues),
         exports={
             export: ExportStream(

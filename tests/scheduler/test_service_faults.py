@@ -25,6 +25,7 @@ from executor.pb.dagyo.v1.failure_pb2 import (
 )
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.config import SchedulerSettings
+from scheduler.service.limits import export_bytes
 from scheduler.service.server import Scheduler
 from tests.scheduler.fake_executor import (
     EXPECTED,
@@ -126,7 +127,7 @@ def test_a_flow_runs_across_a_scheduler_restart(
 def test_exports_past_the_cap_are_streamed_but_not_kept(
     settings: SchedulerSettings, fake: FakeExecutor
 ) -> None:
-    one = len('{"text":"x0"}') + len("out")
+    one = export_bytes("out", '{"text":"x0"}')
     client = Client(dataclasses.replace(settings, export_cap_bytes=2 * one))
     try:
         flow_id = client.submit()

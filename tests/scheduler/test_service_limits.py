@@ -17,6 +17,7 @@ from click.testing import Result
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.config import SchedulerSettings
+from scheduler.service.limits import export_bytes
 from tests.commands import dagyo_at
 from tests.scheduler.fake_executor import (
     FLOW,
@@ -153,7 +154,7 @@ def test_a_watcher_that_does_not_read_is_dropped_and_told(settings: SchedulerSet
 def test_a_watch_that_missed_exports_past_the_cap_says_how_many_and_exits_5(
     settings: SchedulerSettings, fake: FakeExecutor
 ) -> None:
-    one = len('{"text":"x0"}') + len("out")
+    one = export_bytes("out", '{"text":"x0"}')
     capped = Client(dataclasses.replace(settings, export_cap_bytes=2 * one))
     try:
         flow_id = capped.submit()
