@@ -6,6 +6,7 @@ kept in the test's folder (``dashboard-*.png``).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -166,7 +167,9 @@ def test_a_panicked_flow_shows_its_traceback(
     page.locator(f'#failures a:text("{flow_id}")').wait_for()
 
 
-def test_cancel_from_the_page(cluster: LocalCluster, dashboard: Dashboard, page: Any) -> None:
+def test_cancel_asks_first_and_cancels_once_confirmed(
+    cluster: LocalCluster, dashboard: Dashboard, page: Any
+) -> None:
     flow = {
         **SLOW_FLOW,
         "consts": [
@@ -176,9 +179,83 @@ def test_cancel_from_the_page(cluster: LocalCluster, dashboard: Dashboard, page:
     }
     flow_id = cluster.submit(flow)
     page.goto(f"{dashboard.url}flows/{flow_id}")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.locator("#cancel").click()
+    page.wait_for_function("() => !document.querySelector('#cancel')?.disabled")
+    assert asked and flow_id in asked[0], asked
+    with cluster.client() as client:
+        assert state_of(client.get(flow_id)) == "running"  # dismissed: nothing was cancelled
+    page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#cancel").click()
     page.locator("h1 .s-cancelled").wait_for()
     assert state_of(cluster.wait(flow_id)) == "cancelled"
+
+
+def test_an_edge_label_of_a_long_typename_stays_between_the_node_boxes(
+    cluster: LocalCluster, dashboard: Dashboard, page: Any, tmp_path: Path
+) -> None:
+    flow = {
+        **SLOW_FLOW,
+        "consts": [
+            {"to": "names.count", "values": [{"value": 8}]},
+            {"to": "lag.delay_ms", "values": [{"value": 1}]},
+        ],
+    }
+    flow_id = cluster.submit(flow)
+    assert state_of(cluster.wait(flow_id)) == "succeeded"
+    # Its record as the page gets it, every edge carrying a catalogue's own long typename.
+    record = page.request.get(f"{dashboard.url}api/flows/{flow_id}").json()
+    for edge in record["graph"]["edges"]:
+        edge["typename"] = "nc.words.Word"
+    page.route(
+        "**/api/events?flow=*",
+        lambda route: route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream"},
+            body=f"data: {json.dumps(record)}\n\n",
+        ),
+    )
+    page.goto(f"{dashboard.url}flows/{flow_id}")
+    label = page.locator('#graph g.edge[data-edge="lag.items → hi.name"] text')
+    label.wait_for()
+    assert label.text_content() == "nc.words.Word · 8 items"
+    page.screenshot(path=str(tmp_path / "dashboard-long-type.png"))
+    overlaps = page.evaluate(
+        """() => {
+          const rects = [...document.querySelectorAll('#graph g.node rect')]
+            .map((r) => r.getBBox());
+          return [...document.querySelectorAll('#graph g.edge text')].map((t) => t.getBBox())
+            .filter((text) => rects.some((r) =>
+              text.x < r.x + r.width && r.x < text.x + text.width &&
+              text.y < r.y + r.height && r.y < text.y + text.height)).length;
+        }"""
+    )
+    assert overlaps == 0
+
+
+def test_the_failures_page_says_when_each_failure_happened(
+    cluster: LocalCluster, dashboard: Dashboard, page: Any
+) -> None:
+    flow_id = cluster.submit(PANIC_FLOW)
+    cluster.wait(flow_id)
+    page.goto(f"{dashboard.url}failures")
+    row = page.locator("#failures tr", has=page.locator(f'a:text("{flow_id}")'))
+    row.wait_for()
+    headers = page.locator("#failures th").all_text_contents()
+    assert headers[0].lower() == "time", headers
+    shown = row.locator("td").first.inner_text()
+    assert re.search(r"\d{1,2}:\d{2}:\d{2}", shown), shown
+
+
+def test_the_browser_gets_a_favicon_and_no_request_fails(dashboard: Dashboard, page: Any) -> None:
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(dashboard.url)
+    page.locator("#flows").wait_for()
+    icon = page.request.get(f"{dashboard.url}favicon.ico")
+    assert icon.status == 200 and icon.headers["content-type"].startswith("image/"), icon.status
+    assert failed == [], failed
 
 
 def test_the_catalogue_lists_progdefs_and_types(

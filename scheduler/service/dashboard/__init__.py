@@ -43,7 +43,10 @@ LIST_LIMIT = 200
 STATIC = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
+# Browsers ask for /favicon.ico whatever the page says: it gets the same icon.
+FAVICON = "/favicon.ico"
 PAGES = ("/", "/flows", "/failures", "/catalogue")
 
 
@@ -146,6 +149,8 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
             path, query = url.path, parse_qs(url.query)
             if path in PAGES or path.startswith("/flows/"):
                 return self._static("index.html", "text/html; charset=utf-8")
+            if path == FAVICON:
+                return self._static("favicon.svg", STATIC["favicon.svg"])
             if path.startswith("/static/") and path[len("/static/") :] in STATIC:
                 name = path[len("/static/") :]
                 return self._static(name, STATIC[name])

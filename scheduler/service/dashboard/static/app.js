@@ -138,6 +138,26 @@ function flowsPage() {
 }
 
 // --- one flow ----------------------------------------------------------------------------
+const NODE_WIDTH = 170;
+const MIN_GAP = 130;
+const LABEL_FONT = "11px system-ui, sans-serif";
+
+// An edge's label: its typename (the standard ones short) and the items through it.
+function edgeLabel(edge, items) {
+  const typename = (edge.typename || "").replace("dagyo.types.", "");
+  return [typename, `${items} items`].filter(Boolean).join(" · ");
+}
+
+// The room between two columns of nodes: the widest edge label, with room for its count to
+// grow to seven digits, so no label runs under a node box however long its typename.
+function columnGap(graph) {
+  const context = document.createElement("canvas").getContext("2d");
+  context.font = LABEL_FONT;
+  const widest = Math.max(0, ...graph.edges.map((e) =>
+    context.measureText(edgeLabel(e, 8888888)).width));
+  return Math.max(MIN_GAP, Math.ceil(widest) + 24);
+}
+
 function layout(graph) {
   const layer = {};
   const incoming = {};
@@ -150,10 +170,11 @@ function layout(graph) {
   }
   const rows = {};
   const at = {};
+  const column = NODE_WIDTH + columnGap(graph);
   for (const n of graph.nodes) {
     const l = layer[n.name];
     rows[l] = (rows[l] || 0) + 1;
-    at[n.name] = { x: 30 + l * 300, y: 30 + (rows[l] - 1) * 90 };
+    at[n.name] = { x: 30 + l * column, y: 30 + (rows[l] - 1) * 90 };
   }
   return at;
 }
@@ -162,7 +183,7 @@ function graphView(record) {
   const graph = record.graph;
   const at = layout(graph);
   const nodes = Object.fromEntries(record.nodes.map((n) => [n.node, n]));
-  const width = Math.max(...Object.values(at).map((p) => p.x), 0) + 230;
+  const width = Math.max(...Object.values(at).map((p) => p.x), 0) + NODE_WIDTH + 60;
   const height = Math.max(...Object.values(at).map((p) => p.y), 0) + 90;
   const svg = el("svg:svg", { id: "graph", width, height, viewBox: `0 0 ${width} ${height}` },
     el("svg:defs", {}, el("svg:marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5,
@@ -174,23 +195,22 @@ function graphView(record) {
   for (const e of graph.edges) {
     const a = at[e.from], b = at[e.to];
     if (!a || !b) continue;
-    const x1 = a.x + 170, y1 = a.y + 25, x2 = b.x, y2 = b.y + 25, mx = (x1 + x2) / 2;
+    const x1 = a.x + NODE_WIDTH, y1 = a.y + 25, x2 = b.x, y2 = b.y + 25, mx = (x1 + x2) / 2;
     const live = progress[e.target] || { items_sent: 0, queue_depth: 0, sampled: 0 };
     const depth = live.sampled ? String(live.queue_depth) : "";
-    const typename = (e.typename || "").replace("dagyo.types.", "");
     const my = (y1 + y2) / 2;
     svg.append(el("svg:g", { class: "edge", "data-edge": e.label, "data-items": live.items_sent,
       "data-depth": depth },
       el("svg:path", { d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}` }),
       el("svg:text", { x: mx, y: my - 6, "text-anchor": "middle" },
-        el("svg:tspan", {}, [typename, `${live.items_sent} items`].filter(Boolean).join(" · ")),
+        el("svg:tspan", {}, edgeLabel(e, live.items_sent)),
         depth ? el("svg:tspan", { x: mx, dy: 17, class: "depth" }, `${depth} queued`) : "")));
   }
   for (const n of graph.nodes) {
     const p = at[n.name];
     const state = nodes[n.name] ? nodes[n.name].state : "pending";
     svg.append(el("svg:g", { class: "node", "data-node": n.name, "data-state": state },
-      el("svg:rect", { x: p.x, y: p.y, width: 170, height: 50, class: `s-${state}` }),
+      el("svg:rect", { x: p.x, y: p.y, width: NODE_WIDTH, height: 50, class: `s-${state}` }),
       el("svg:text", { x: p.x + 10, y: p.y + 21 }, n.name),
       el("svg:text", { x: p.x + 10, y: p.y + 39, "font-size": "11" }, `${n.progdef} · ${state}`)));
   }
@@ -212,6 +232,8 @@ function flowPage(flowId) {
     if (record.error) { main.replaceChildren(el("h1", {}, "Flow " + flowId), el("p", { class: "error" }, record.error)); return; }
     const active = record.state === "pending" || record.state === "running";
     const cancel = el("button", { class: "danger", id: "cancel", onclick: async () => {
+      if (!confirm(`Cancel flow ${record.name} (${flowId})? Every job of it is stopped now; ` +
+        "a cancelled flow cannot be resumed.")) return;
       cancel.disabled = true;
       try { await api(`/api/flows/${flowId}/cancel`, { method: "POST" }); }
       catch (error) { alert(error.message); }
@@ -257,10 +279,11 @@ function flowPage(flowId) {
 function failuresPage() {
   const body = el("tbody");
   main.replaceChildren(el("h1", {}, "Failures"), el("table", { id: "failures" },
-    el("thead", {}, el("tr", {}, ["flow", "kind", "node", "progdef", "executor", "error"].map((h) => el("th", {}, h)))), body));
+    el("thead", {}, el("tr", {}, ["time", "flow", "kind", "node", "progdef", "executor", "error"].map((h) => el("th", {}, h)))), body));
   return live("/api/events", (data) => {
     if (data.error) return;
     body.replaceChildren(...data.failures.slice().reverse().map((f) => el("tr", {},
+      el("td", { class: "time" }, when(f.time)),
       el("td", {}, link("/flows/" + f.flow_id, f.flow_id)), el("td", {}, f.kind),
       el("td", {}, f.node || "-"), el("td", {}, f.progdef || "-"), el("td", {}, f.executor || "-"),
       el("td", {}, el("pre", {}, (f.error || "").split("\n")[0])))));
