@@ -69,7 +69,8 @@ class LocalCluster:
         executors_per_progdef: executor processes started for each progdef.
         heartbeat_timeout_s: a started job whose executor has been silent this long fails
             its flow.
-        state_path: the scheduler's SQLite file of flow records; ``:memory:`` keeps none.
+        state_path: where the scheduler keeps flow records (a SQLite file, ``:memory:``
+            for none, or a PostgreSQL URL).
         extra_env: added to each executor's environment (``DAGYO_QUEUE`` and
             ``DAGYO_JOBS`` are always the cluster's). Of this process's own environment an
             executor gets only the ``DAGYO_*`` settings, what a process needs (``PATH``,

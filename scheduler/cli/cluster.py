@@ -29,7 +29,7 @@ from executor.core.constants import (
     LOOPBACK_METRICS_HOST,
 )
 from executor.core.drain import stop_signals
-from executor.core.errors import BrokerUnavailable, DagyoError
+from executor.core.errors import BrokerUnavailable, DagyoError, Unreachable
 from executor.core.progdef import Progdef
 from scheduler.cli.common import (
     EXIT_FAILED,
@@ -95,15 +95,16 @@ def scheduler_settings(**overrides: Any) -> Any:
 
 
 def state_option(function: Any) -> Any:
-    """``--state PATH`` (env DAGYO_STATE): the scheduler's SQLite file of flow records."""
+    """``--state PATH`` (env DAGYO_STATE): where the scheduler keeps flow records."""
     return click.option(
         "--state",
         metavar="PATH",
         envvar=ENV_STATE,
         default=None,
         show_envvar=True,
-        help="The SQLite file of flow records, kept across restarts (`:memory:` keeps "
-        "none); it serves one broker and vhost only [default: "
+        help="Where flow records are kept across restarts: a SQLite file (`:memory:` keeps "
+        "none), or a PostgreSQL URL (postgresql://USER[:PASSWORD]@HOST:5432/DATABASE); it "
+        "serves one broker and vhost only [default: "
         "~/.local/state/dagyo/scheduler-HOST-PORT-VHOST.sqlite3, of DAGYO_QUEUE].",
     )(function)
 
@@ -113,7 +114,8 @@ SCHEDULER_VARIABLES = """\b
 Reads:
   DAGYO_QUEUE         the broker's amqp:// URL [amqp://guest:guest@localhost:5672/%2F]
   DAGYO_SCHEDULER     where gRPC listens (--listen)
-  DAGYO_STATE         the flow records (--state)
+  DAGYO_STATE         the flow records: a SQLite file or a postgresql:// URL
+                      (--state)
   DAGYO_PROGDEFS      the catalogue folder (--progdefs)
   DAGYO_METRICS_PORT  the scheduler's /metrics and /healthz; 0 serves none
                       [9101, or a free port when 9101 is busy]
@@ -132,8 +134,8 @@ SCHEDULER_HELP = (
     inspect.cleandoc(
         """Run the scheduler service alone: gRPC on --listen, the broker on DAGYO_QUEUE.
 
-    Exits 0 after SIGTERM or Ctrl-C, 2 for a bad setting, catalogue or state file (or a
-    busy DAGYO_METRICS_PORT), 3 when the broker cannot be reached.
+    Exits 0 after SIGTERM or Ctrl-C, 2 for a bad setting, catalogue or state (or a busy
+    DAGYO_METRICS_PORT), 3 when the broker or a PostgreSQL state cannot be reached.
     """
     )
     + "\n\n"
@@ -148,7 +150,8 @@ UP_HELP = (
     doubling to 30 s while it keeps failing); the rest keep running. Ctrl-C or SIGTERM
     drains every executor and stops the scheduler (press Ctrl-C again to stop running
     jobs). Exits 0 after a clean stop, 1 when an executor did not drain cleanly, 2 for a
-    bad setting, catalogue or state file, 3 when the broker cannot be reached.
+    bad setting, catalogue or state, 3 when the broker or a PostgreSQL state cannot be
+    reached.
 
     A stop leaves the durable mailboxes of the progdefs that ran, the scheduler's events
     and failures queues and dagyo's exchanges in the broker, for the next `dagyo up`
@@ -199,7 +202,7 @@ def scheduler_command(
     with stop_signals() as stop:
         try:
             serve(settings, stop=stop)
-        except BrokerUnavailable as e:
+        except Unreachable as e:  # the broker, or a PostgreSQL state
             fail(str(e), EXIT_UNREACHABLE)
         except DagyoError as e:  # a bad state file, catalogue or listen address
             fail(str(e), EXIT_INVALID)
@@ -264,7 +267,7 @@ def up_command(
     with stop_signals(lambda count: cluster.terminate() if count > 1 else None) as stop:
         try:
             _run_until_stopped(cluster, stop)
-        except BrokerUnavailable as e:
+        except Unreachable as e:  # the broker, or a PostgreSQL state
             click.echo(f"dagyo: {e}", err=True)
             code = EXIT_UNREACHABLE
         except DagyoError as e:  # the scheduler's state file or address

@@ -112,8 +112,9 @@ class SchedulerSettings:
         queue_url: the broker (``DAGYO_QUEUE``).
         address: where gRPC listens, ``host:port`` (``DAGYO_SCHEDULER``); port 0 picks a
             free port (see ``Scheduler.address``).
-        state_path: the SQLite file of flow records (``DAGYO_STATE``); ``:memory:`` keeps
-            them in this process only; empty: ``default_state_path`` of ``queue_url``.
+        state_path: where flow records are kept (``DAGYO_STATE``): a SQLite file,
+            ``:memory:`` (this process only), or a ``postgresql://`` URL (see
+            scheduler.service.store); empty: ``default_state_path`` of ``queue_url``.
         progdefs: the catalogue folder (``DAGYO_PROGDEFS``).
         heartbeat_timeout_s: a started job whose executor has been silent this long is
             lost and fails its flow (``DAGYO_HEARTBEAT_TIMEOUT_S``).
