@@ -18,11 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor.core.constants import (
-    ENV_EMBEDDED_SERIALIZE,
-    FRAME_MAX_ITEMS,
-    MESSAGE_FRAME_MAX_ITEMS,
-)
+from executor.core.constants import FRAME_MAX_ITEMS
 from executor.core.errors import DagyoError, Stopped
 from executor.core.types import message_class
 from executor.inprocess import (
@@ -43,6 +39,7 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_PANIC,
     FailureReport,
 )
+from scheduler.constants import ENV_EMBEDDED_SERIALIZE, MESSAGE_FRAME_MAX_ITEMS
 from scheduler.flow.model import CheckedFlow
 from scheduler.flow.plan import Plan, plan_flow
 

@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from executor.core.constants import DEFAULT_QUEUE_URL, HEARTBEAT_TIMEOUT_S
+from executor.core.constants import DEFAULT_QUEUE_URL
 from executor.core.errors import DagyoError
 from executor.core.progdef import Progdef, load_catalogue
 from executor.core.topology import delete_topology
 from executor.core.version import VERSION_FILE
+from scheduler.constants import HEARTBEAT_TIMEOUT_S
 from scheduler.local_processes import ExecutorProcesses, mailbox_consumers
 from scheduler.service.config import MEMORY, SchedulerSettings, default_progdefs_dir
 from scheduler.service.server import Scheduler

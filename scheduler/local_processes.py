@@ -14,15 +14,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from executor.core.constants import (
-    ENV_JOBS,
-    ENV_METRICS_ADDR,
-    ENV_METRICS_PORT,
-    ENV_QUEUE,
-    LOOPBACK_METRICS_HOST,
-)
+from executor.core.constants import ENV_JOBS, ENV_METRICS_ADDR, ENV_METRICS_PORT, ENV_QUEUE
 from executor.core.errors import DagyoError, ProgdefInvalid
 from executor.core.progdef import Progdef, load_progdef
+from scheduler.constants import LOOPBACK_METRICS_HOST
 from scheduler.tls import ENV_TLS_CERT, ENV_TLS_CLIENT_CA, ENV_TLS_KEY, ENV_TOKEN, ENV_TOKENS
 
 log = logging.getLogger("dagyo.local")

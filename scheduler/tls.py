@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from executor.core.errors import TlsInvalid
+from scheduler.errors import TlsInvalid
 
 if TYPE_CHECKING:
     import grpc

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.core.constants import EXECUTOR_METRICS_PORT, SCHEDULER_METRICS_PORT
+from executor.core.constants import EXECUTOR_METRICS_PORT
+from scheduler.constants import SCHEDULER_METRICS_PORT
 from tests.commands import dagyo, free_address, read_until
 from tests.conftest import ROOT
 from tests.listening import listening_addresses

@@ -9,13 +9,8 @@ from __future__ import annotations
 # --- environment --------------------------------------------------------------------------
 ENV_QUEUE = "DAGYO_QUEUE"
 ENV_JOBS = "DAGYO_JOBS"
-ENV_SCHEDULER = "DAGYO_SCHEDULER"
-ENV_PROGDEFS = "DAGYO_PROGDEFS"
 ENV_PROGDEF_VERSION = "DAGYO_PROGDEF_VERSION"
-# 1: the embedded runner serializes every item as a cluster does (see executor/core/frames.py).
-ENV_EMBEDDED_SERIALIZE = "DAGYO_EMBEDDED_SERIALIZE"
 DEFAULT_QUEUE_URL = "amqp://guest:guest@localhost:5672/%2F"
-DEFAULT_SCHEDULER_ADDRESS = "localhost:50051"
 
 # --- broker topology (see docs/protocol.md) ----------------------------------------------
 PREFIX = "dagyo"
@@ -40,10 +35,6 @@ FRAME_LINGER_S = 0.02
 # and counts the items between as that size: serializing each item only to size it would
 # cost as much as the serializing that such frames save.
 FRAME_SIZE_SAMPLE_ITEMS = 16
-# A frame of messages holds at most this many items (the embedded runner's default): the
-# items a job makes are still in the CPU's cache when the next job reads them, which made
-# source -> greet -> count 15-25 % faster than frames of FRAME_MAX_ITEMS (bench/stream.py).
-MESSAGE_FRAME_MAX_ITEMS = 128
 # What a consumer takes in one frame at most, checked before it decodes anything
 # (docs/protocol.md, Streams): FRAME_MAX_ITEMS items, and FRAME_MAX_BYTES of items plus
 # one item of up to ITEM_MAX_BYTES (the item that filled the frame). A producer may not be
@@ -67,7 +58,6 @@ GC_GEN0_THRESHOLD = 10_000
 
 # --- liveness and shutdown ----------------------------------------------------------------
 HEARTBEAT_INTERVAL_S = 2.0
-HEARTBEAT_TIMEOUT_S = 15.0
 DRAIN_GRACE_S = 60.0
 # How often a writer waiting for room looks at its job's stop signal.
 STOP_POLL_S = 0.1
@@ -115,28 +105,13 @@ EXECUTOR_METRICS_PORT = 9100
 # The interface health and metrics listen on (DAGYO_METRICS_ADDR): every one by default, as
 # Kubernetes probes and Prometheus reach a pod on its own address; `dagyo up` uses loopback.
 ENV_METRICS_ADDR = "DAGYO_METRICS_ADDR"
+ENV_METRICS_PORT = "DAGYO_METRICS_PORT"
 DEFAULT_METRICS_HOST = "0.0.0.0"
-LOOPBACK_METRICS_HOST = "127.0.0.1"
 # Channels an executor keeps open and set up for its next jobs: opening and setting up a
 # channel costs three broker round trips at the start of every job otherwise.
 CHANNELS_READY = 2
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 
-# --- the scheduler service ----------------------------------------------------------------
-ENV_STATE = "DAGYO_STATE"
-ENV_HEARTBEAT_TIMEOUT_S = "DAGYO_HEARTBEAT_TIMEOUT_S"
-ENV_EXPORT_CAP_BYTES = "DAGYO_EXPORT_CAP_BYTES"
-ENV_METRICS_PORT = "DAGYO_METRICS_PORT"
-ENV_REQUIRE_CONSUMERS = "DAGYO_REQUIRE_CONSUMERS"
-SCHEDULER_METRICS_PORT = 9101
-# Exports kept with a flow record, in bytes of JSON. Below gRPC's 4 MiB default message
-# size so a record with all its kept exports still fits one Get answer.
-EXPORT_CAP_BYTES = 1024 * 1024
-# A file with this name next to a progdef.json says an autoscaler (KEDA) starts executors
-# for its mailbox, so Submit accepts the progdef even when no executor consumes it yet.
-AUTOSCALER_FILE = "AUTOSCALER"
 # The AMQP app_id of what the scheduler publishes: it skips its own failure reports when
 # they come back on its failures queue.
 SCHEDULER_APP_ID = "dagyo-scheduler"
-# How often the scheduler looks for lost jobs and passed deadlines (at most).
-SCHEDULER_TICK_S = 0.25

@@ -1,8 +1,9 @@
 """The one error tree of dagyo, rooted at DagyoError.
 
 Every program of dagyo (the executor, the scheduler, the CLI, the deploy tools) raises
-errors from here: the executor side owns them because every progdef image installs it, and
-the scheduler may depend on the executor, not the reverse. Two bases carry what several
+errors of this tree: the executor side owns it because every progdef image installs it, and
+the scheduler may depend on the executor, not the reverse. The errors only the CLI and the
+deploy tools raise are its branches in :mod:`scheduler.errors`. Two bases carry what several
 errors share: :class:`Invalid` the list of problems found (one a line), and
 :class:`Unreachable` what could not be reached, where, why and what to do.
 """
@@ -75,10 +76,6 @@ class TypeMismatch(DagyoError):
 
 class UnknownType(DagyoError):
     """Raised when a typename is not a protobuf message this process knows."""
-
-
-class TlsInvalid(DagyoError):
-    """Raised when a TLS variable names a file that cannot be read or is not PEM."""
 
 
 class TokensInvalid(DagyoError):
@@ -174,24 +171,6 @@ class SchedulerUnavailable(Unreachable):
             or "start it with `dagyo up` or `dagyo scheduler`, or set DAGYO_SCHEDULER to its "
             "host:port",
         )
-
-
-class DockerUnavailable(Unreachable):
-    """Raised when no Docker daemon answers where the Docker SDK looked for one."""
-
-    def __init__(self, where: str, reason: str = "") -> None:
-        super().__init__(
-            "the Docker daemon",
-            where,
-            reason,
-            fix="start Docker, or set DOCKER_HOST to a daemon you can reach (e.g. "
-            "unix:///var/run/docker.sock, ssh://USER@HOST, tcp://HOST:2376); `dagyo build "
-            "--print` shows the build plan without a daemon",
-        )
-
-
-class ClusterUnavailable(DagyoError):
-    """Raised when no Kubernetes cluster is configured or its API server does not answer."""
 
 
 # --- jobs and streams -----------------------------------------------------------------------
@@ -322,48 +301,3 @@ class FiringFailed(DagyoError):
 
 
 # --- deploy ---------------------------------------------------------------------------------
-
-
-class ManifestError(DagyoError):
-    """Raised when a catalogue cannot be rendered as valid Kubernetes objects."""
-
-
-class ApplyFailed(DagyoError):
-    """Raised when the API server refuses an object; names the object and the reason."""
-
-
-class RuntimeSourcesMissing(DagyoError):
-    """Raised when the base or scheduler image is asked for without a dagyo source checkout."""
-
-
-class InvalidReference(DagyoError):
-    """Raised when a registry or tag would make an image reference Docker refuses."""
-
-
-class ImageBuildFailed(DagyoError):
-    """Raised when the Docker daemon fails to build or push an image; names the image."""
-
-
-# How many unpinned images a refusal names before it counts the rest.
-UNPINNED_NAMED = 5
-
-
-class ImagesNotPinned(DagyoError):
-    """Raised when ``dagyo deploy`` would run an image by tag, without a digest.
-
-    Attributes:
-        unpinned: each such image as ``(reference, what runs it)``, e.g.
-            ``("REGISTRY/dagyo-greet:0123…", "progdef greet")``.
-    """
-
-    def __init__(self, unpinned: Sequence[tuple[str, str]]) -> None:
-        self.unpinned = list(unpinned)
-        named = ", ".join(f"{ref} ({what})" for ref, what in self.unpinned[:UNPINNED_NAMED])
-        rest = len(self.unpinned) - UNPINNED_NAMED
-        more = f" and {rest} more" if rest > 0 else ""
-        super().__init__(
-            f"{len(self.unpinned)} image(s) would run by tag, without a digest: {named}{more}; "
-            "push them with `dagyo build --push` (it records each digest in the image lock, "
-            "--lock), give --scheduler-image as REPOSITORY@sha256:…, or pass --allow-tags "
-            "to deploy by tag"
-        )

@@ -19,15 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from executor.core.constants import (
-    DEFAULT_QUEUE_URL,
-    DEFAULT_SCHEDULER_ADDRESS,
-    ENV_METRICS_ADDR,
-    ENV_QUEUE,
-    ENV_SCHEDULER,
-    ENV_STATE,
-    LOOPBACK_METRICS_HOST,
-)
+from executor.core.constants import DEFAULT_QUEUE_URL, ENV_METRICS_ADDR, ENV_QUEUE
 from executor.core.drain import stop_signals
 from executor.core.errors import BrokerUnavailable, DagyoError, Unreachable
 from executor.core.progdef import Progdef
@@ -39,6 +31,12 @@ from scheduler.cli.common import (
     catalogue_of,
     fail,
     progdefs_option,
+)
+from scheduler.constants import (
+    DEFAULT_SCHEDULER_ADDRESS,
+    ENV_SCHEDULER,
+    ENV_STATE,
+    LOOPBACK_METRICS_HOST,
 )
 from scheduler.service.config import default_progdefs_dir
 

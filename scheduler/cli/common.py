@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from executor.core.constants import DEFAULT_SCHEDULER_ADDRESS, ENV_PROGDEFS, ENV_SCHEDULER
 from executor.core.errors import (
     BrokerUnavailable,
     FlowInvalid,
@@ -22,6 +21,7 @@ from executor.core.errors import (
     SchedulerUnavailable,
 )
 from executor.core.progdef import Catalogue, Progdef, load_catalogue
+from scheduler.constants import DEFAULT_SCHEDULER_ADDRESS, ENV_PROGDEFS, ENV_SCHEDULER
 
 if TYPE_CHECKING:
     from scheduler.client.api import SchedulerClient

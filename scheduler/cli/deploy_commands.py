@@ -19,15 +19,8 @@ from typing import Any
 
 import click
 
-from executor.core.constants import ENV_PROGDEF_VERSION, ENV_PROGDEFS, PREFIX
-from executor.core.errors import (
-    ApplyFailed,
-    ClusterUnavailable,
-    DagyoError,
-    DockerUnavailable,
-    ImageBuildFailed,
-    ProgdefInvalid,
-)
+from executor.core.constants import ENV_PROGDEF_VERSION, PREFIX
+from executor.core.errors import DagyoError, ProgdefInvalid
 from executor.core.progdef import Progdef, load_catalogue
 from scheduler.cli.common import (
     EXIT_FAILED,
@@ -37,6 +30,7 @@ from scheduler.cli.common import (
     fail,
     scheduler_option,
 )
+from scheduler.constants import ENV_PROGDEFS
 from scheduler.deploy.catalogue import render_catalogue
 from scheduler.deploy.credentials import TLS_SECRET, TOKENS_SECRET
 from scheduler.deploy.images import (
@@ -53,6 +47,7 @@ from scheduler.deploy.manifests import (
     DeploySettings,
     to_yaml,
 )
+from scheduler.errors import ApplyFailed, ClusterUnavailable, DockerUnavailable, ImageBuildFailed
 from scheduler.service.config import ENV_TRIGGERS, ENV_TRIGGERS_HTTP, default_progdefs_dir
 
 # What --tls-secret and --tokens-secret take to turn TLS or tokens off.

@@ -10,7 +10,11 @@ call these. ``apply`` and ``builder`` need the deploy extra (kubernetes, docker)
 imported on first use, so the rest works on a core install.
 """
 
-from executor.core.errors import (
+from scheduler._lazy import lazy_exports
+from scheduler.deploy.catalogue import render_catalogue
+from scheduler.deploy.images import ImageBuild, plan_images, read_lock
+from scheduler.deploy.manifests import DeploySettings, to_yaml
+from scheduler.errors import (
     ApplyFailed,
     ClusterUnavailable,
     DockerUnavailable,
@@ -18,10 +22,6 @@ from executor.core.errors import (
     ManifestError,
     RuntimeSourcesMissing,
 )
-from scheduler._lazy import lazy_exports
-from scheduler.deploy.catalogue import render_catalogue
-from scheduler.deploy.images import ImageBuild, plan_images, read_lock
-from scheduler.deploy.manifests import DeploySettings, to_yaml
 
 __all__ = [
     "ApplyFailed",

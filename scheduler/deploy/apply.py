@@ -18,7 +18,7 @@ from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
-from executor.core.errors import ApplyFailed, ClusterUnavailable
+from scheduler.errors import ApplyFailed, ClusterUnavailable
 
 FIELD_MANAGER = "dagyo"
 # Objects dagyo does not create itself, and what to do when the cluster lacks them.

@@ -22,9 +22,9 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from executor.core.errors import DockerUnavailable, ImageBuildFailed
 from executor.core.version import context_files
 from scheduler.deploy.images import DEFAULT_LOCK, ImageBuild, record_digest, split_reference
+from scheduler.errors import DockerUnavailable, ImageBuildFailed
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # How many lines of a failed build's log the error repeats.

@@ -15,10 +15,10 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from executor.core.constants import ENV_PROGDEFS, ENV_SCHEDULER, PREFIX
-from executor.core.errors import ImagesNotPinned, ManifestError
+from executor.core.constants import PREFIX
 from executor.core.progdef import Progdef
 from executor.core.registry import COMPILED_FILE, compiled_types
+from scheduler.constants import ENV_PROGDEFS, ENV_SCHEDULER
 from scheduler.deploy.autoscaling import scaled_object
 from scheduler.deploy.credentials import (
     SCALER_AUTHENTICATION,
@@ -44,6 +44,7 @@ from scheduler.deploy.manifests import (
 )
 from scheduler.deploy.scaled_job import MODE_JOB, render_scaled_job
 from scheduler.deploy.triggers import scheduler_triggers, triggers_config_map, triggers_service
+from scheduler.errors import ImagesNotPinned, ManifestError
 
 ENV_STATE = "DAGYO_STATE"
 SCHEDULER_NAME = "dagyo-scheduler"

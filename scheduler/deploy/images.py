@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import executor
-from executor.core.errors import DagyoError, InvalidReference, RuntimeSourcesMissing
+from executor.core.errors import DagyoError
 from executor.core.progdef import Progdef, find_progdef
 from executor.core.registry import COMPILED_FILE, compiled_types
 from executor.core.version import context_files
+from scheduler.errors import InvalidReference, RuntimeSourcesMissing
 
 BASE_IMAGE = "dagyo-executor"
 SCHEDULER_IMAGE = "dagyo-scheduler"

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from executor.core.constants import ENV_JOBS, ENV_PROGDEF_VERSION, ENV_QUEUE, PREFIX
-from executor.core.errors import DagyoError, ManifestError
+from executor.core.errors import DagyoError
 from executor.core.progdef import Progdef
 from scheduler.deploy.credentials import (
     TLS_SECRET,
@@ -34,6 +34,7 @@ from scheduler.deploy.images import (
     pinned_reference,
     progdef_image,
 )
+from scheduler.errors import ManifestError
 
 ENV_METRICS_PORT = "DAGYO_METRICS_PORT"
 EXECUTOR_METRICS_PORT = 9100

@@ -19,10 +19,10 @@ import urllib3.exceptions
 from kubernetes import client
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
-from executor.core.errors import ApplyFailed, ClusterUnavailable
 from executor.core.progdef import Progdef
 from scheduler.deploy.apply import dynamic_client, status_text, unreachable_text
 from scheduler.deploy.manifests import DeploySettings, version_name
+from scheduler.errors import ApplyFailed, ClusterUnavailable
 from scheduler.service.versions import RETIRED
 
 # The kinds of a version's objects, in delete order: the autoscaler first, so it does not

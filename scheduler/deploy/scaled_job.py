@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from executor.core.errors import ManifestError
 from executor.core.progdef import Progdef
 from scheduler.deploy.autoscaling import KEDA_POLLING_INTERVAL_S, scaler_trigger
 from scheduler.deploy.manifests import (
@@ -24,6 +23,7 @@ from scheduler.deploy.manifests import (
     metadata_for,
     version_name,
 )
+from scheduler.errors import ManifestError
 
 MODE_JOB = "job"
 ONE_JOB_FLAG = "--one-job"

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor.core.errors import DagyoError, ManifestError
+from executor.core.errors import DagyoError
 from scheduler.deploy.manifests import DeploySettings, labels_for, metadata_for, selector_for
+from scheduler.errors import ManifestError
 from scheduler.service.config import ENV_TRIGGERS, ENV_TRIGGERS_HTTP
 from scheduler.service.triggers import SUFFIXES, load_triggers
 

@@ -6,12 +6,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from executor.core.constants import (
-    EVENTS_EXCHANGE,
-    FAILURES_EXCHANGE,
-    export_queue,
-    stream_queue,
-)
+from executor.core.constants import EVENTS_EXCHANGE, FAILURES_EXCHANGE, export_queue, stream_queue
 from executor.core.progdef import Progdef
 from executor.core.registry import descriptor_set
 from executor.pb.dagyo.v1.job_pb2 import Job

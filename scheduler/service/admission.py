@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import scheduler.service.progress as records
-from executor.core.constants import AUTOSCALER_FILE
 from executor.core.errors import BrokerError
 from executor.core.progdef import Progdef, parse_mailbox
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER
 from executor.pb.dagyo.v1.job_pb2 import Job
+from scheduler.constants import AUTOSCALER_FILE
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flows import FlowTable, needs
 from scheduler.service.flowstate import ActiveFlow, FlowState

@@ -14,11 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import grpc
 
-from executor.core.errors import (
-    BrokerError,
-    FlowInvalid,
-    ProgdefInvalid,
-)
+from executor.core.errors import BrokerError, FlowInvalid, ProgdefInvalid
 from scheduler.flow.check import check_flow
 from scheduler.flow.overrides import apply_sets, parse_with_sets
 from scheduler.flow.plan import plan_flow

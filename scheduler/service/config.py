@@ -11,12 +11,16 @@ from pathlib import Path
 from executor.core.constants import (
     DEFAULT_METRICS_HOST,
     DEFAULT_QUEUE_URL,
+    ENV_METRICS_PORT,
+    ENV_QUEUE,
+)
+from executor.core.errors import DagyoError
+from executor.core.settings import env_number, metrics_host
+from scheduler.constants import (
     DEFAULT_SCHEDULER_ADDRESS,
     ENV_EXPORT_CAP_BYTES,
     ENV_HEARTBEAT_TIMEOUT_S,
-    ENV_METRICS_PORT,
     ENV_PROGDEFS,
-    ENV_QUEUE,
     ENV_REQUIRE_CONSUMERS,
     ENV_SCHEDULER,
     ENV_STATE,
@@ -24,8 +28,6 @@ from executor.core.constants import (
     HEARTBEAT_TIMEOUT_S,
     SCHEDULER_METRICS_PORT,
 )
-from executor.core.errors import DagyoError
-from executor.core.settings import env_number, metrics_host
 from scheduler.service.limits import ENV_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 from scheduler.tls import ENV_TOKENS, ServerTls
 

@@ -25,15 +25,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from executor.core.constants import SCHEDULER_METRICS_PORT, SCHEDULER_TICK_S
-from executor.core.errors import (
-    BrokerError,
-    BrokerUnavailable,
-    DagyoError,
-    redact_url,
-)
+from executor.core.errors import BrokerError, BrokerUnavailable, DagyoError, redact_url
 from executor.core.health import port_is_fixed
 from executor.core.tracing import Tracing
+from scheduler.constants import SCHEDULER_METRICS_PORT, SCHEDULER_TICK_S
 from scheduler.flow.model import CheckedFlow
 from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.pb.externalscaler import externalscaler_pb2_grpc

@@ -21,12 +21,7 @@ from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 
 from executor.core.amqp import AmqpThread
 from executor.core.constants import TRIGGER_QUEUE_PREFIX
-from executor.core.errors import (
-    Busy,
-    EventNotParsed,
-    EventRefused,
-    FiringFailed,
-)
+from executor.core.errors import Busy, EventNotParsed, EventRefused, FiringFailed
 from executor.core.progdef import Catalogue
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import OPEN, Authenticator, Principal

@@ -15,11 +15,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from executor.core.errors import ApplyFailed, ClusterUnavailable
 from executor.core.progdef import load_catalogue
 from scheduler.cli.deploy import deploy
 from scheduler.deploy import DeploySettings, apply_objects, render_catalogue
 from scheduler.deploy.images import scheduler_image_tag
+from scheduler.errors import ApplyFailed, ClusterUnavailable
 from tests.deploy import PROGDEFS
 from tests.deploy.fake_api import RESOURCES, FakeApiServer, api_client, kubeconfig
 

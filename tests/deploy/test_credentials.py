@@ -13,10 +13,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from executor.core.errors import ManifestError, Unauthenticated
+from executor.core.errors import Unauthenticated
 from executor.core.progdef import load_catalogue
 from scheduler.cli.deploy import deploy
 from scheduler.deploy import DeploySettings, render_catalogue
+from scheduler.errors import ManifestError
 from scheduler.service.auth import (
     Authenticator,
     Principal,

@@ -26,12 +26,12 @@ import docker
 import pytest
 from click.testing import CliRunner
 
-from executor.core.errors import DockerUnavailable, ImageBuildFailed
 from executor.core.progdef import load_catalogue
 from scheduler.cli.deploy import build, deploy
 from scheduler.deploy import build_all, plan_images
 from scheduler.deploy.builder import connect_docker
 from scheduler.deploy.images import read_lock, record_digest, scheduler_image_tag
+from scheduler.errors import DockerUnavailable, ImageBuildFailed
 from tests.deploy import PROGDEFS, ROOT, SAMPLE_PROGDEFS, copy_catalogue
 
 API_VERSION = "1.45"

@@ -12,11 +12,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from executor.core.errors import ImagesNotPinned, ManifestError
 from executor.core.progdef import load_catalogue
 from scheduler.deploy import DeploySettings, render_catalogue, to_yaml
 from scheduler.deploy.catalogue import CATALOGUE_MOUNT
 from scheduler.deploy.images import image_reference
+from scheduler.errors import ImagesNotPinned, ManifestError
 from tests.deploy import (
     CRDS,
     PROGDEFS,

@@ -11,9 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from executor.core.errors import ImagesNotPinned, ManifestError
 from executor.core.progdef import load_catalogue
 from scheduler.deploy import DeploySettings, render_catalogue
+from scheduler.errors import ImagesNotPinned, ManifestError
 from tests.deploy import (
     CRDS,
     check_names_and_labels,

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from executor.core.errors import ManifestError
 from executor.core.progdef import load_catalogue
 from scheduler.cli.deploy import deploy
 from scheduler.deploy import DeploySettings, render_catalogue
+from scheduler.errors import ManifestError
 from scheduler.service.triggers import load_triggers
 from tests.deploy import PROGDEFS, ROOT, check_names_and_labels, validate_any
 

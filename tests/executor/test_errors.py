@@ -1,4 +1,5 @@
-"""The one error tree: every dagyo error is defined in executor/core/errors.py, under DagyoError."""
+"""The one error tree: every dagyo error is defined in executor/core/errors.py (or, when only
+the CLI and the deploy tools raise it, in scheduler/errors.py), under DagyoError."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ import inspect
 import pytest
 
 from executor.core import errors
+from scheduler import errors as scheduler_errors
 from tests.conftest import ROOT
 
 
 def exception_classes_defined_outside_errors() -> list[str]:
-    """``path:line Name`` of each exception class a module other than errors.py defines."""
-    known = {name for name, value in vars(errors).items() if inspect.isclass(value)}
+    """``path:line Name`` of each exception class a module other than the two errors.py
+    defines."""
+    known = {
+        name
+        for module in (errors, scheduler_errors)
+        for name, value in vars(module).items()
+        if inspect.isclass(value)
+    }
     known |= {"Exception", "BaseException", "ValueError", "RuntimeError", "LookupError"}
     found = []
     for folder in ("executor", "scheduler"):
@@ -21,7 +29,8 @@ def exception_classes_defined_outside_errors() -> list[str]:
             relative = path.relative_to(ROOT)
             if (
                 relative.parts[:2] == ("executor", "pb")
-                or relative.as_posix() == "executor/core/errors.py"
+                or relative.parts[:2] == ("scheduler", "pb")
+                or relative.as_posix() in ("executor/core/errors.py", "scheduler/errors.py")
             ):
                 continue
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -37,10 +46,11 @@ def test_every_error_is_defined_in_executor_errors() -> None:
 
 
 def test_every_error_derives_from_dagyo_error_and_says_when_it_is_raised() -> None:
-    for name, value in vars(errors).items():
-        if inspect.isclass(value) and issubclass(value, BaseException):
-            assert issubclass(value, errors.DagyoError), name
-            assert (value.__doc__ or "").startswith("Raised "), name
+    for module in (errors, scheduler_errors):
+        for name, value in vars(module).items():
+            if inspect.isclass(value) and issubclass(value, BaseException):
+                assert issubclass(value, errors.DagyoError), name
+                assert (value.__doc__ or "").startswith("Raised "), name
 
 
 @pytest.mark.parametrize("error", [errors.ProgdefInvalid, errors.FlowInvalid, errors.JsonProblems])
@@ -60,7 +70,7 @@ def test_a_refusal_of_the_scheduler_carries_its_problems_too() -> None:
 def test_what_cannot_be_reached_is_said_alike() -> None:
     broker = errors.BrokerUnavailable("amqp://guest:secret@nowhere:5672/%2F", "refused")
     scheduler = errors.SchedulerUnavailable("nowhere:50051", "refused")
-    docker = errors.DockerUnavailable("unix:///var/run/docker.sock", "refused")
+    docker = scheduler_errors.DockerUnavailable("unix:///var/run/docker.sock", "refused")
     for error in (broker, scheduler, docker):
         assert isinstance(error, errors.Unreachable)
         assert error.reason == "refused"

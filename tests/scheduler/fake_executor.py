@@ -21,12 +21,7 @@ import pika
 import pika.exceptions
 from google.protobuf.message import Message
 
-from executor.core.constants import (
-    EVENTS_EXCHANGE,
-    FAILURES_EXCHANGE,
-    FLOW_PREFIX,
-    STOP_EXCHANGE,
-)
+from executor.core.constants import EVENTS_EXCHANGE, FAILURES_EXCHANGE, FLOW_PREFIX, STOP_EXCHANGE
 from executor.core.progdef import load_catalogue
 from executor.pb.dagyo.types_pb2 import Text
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop

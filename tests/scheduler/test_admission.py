@@ -15,11 +15,11 @@ import pika.exceptions
 import pytest
 from click.testing import CliRunner
 
-from executor.core.constants import AUTOSCALER_FILE
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_DEADLOCK, FAILURE_KIND_LOST
 from executor.pb.dagyo.v1.job_pb2 import Job
 from scheduler.cli import cli
 from scheduler.client.api import SchedulerRefused
+from scheduler.constants import AUTOSCALER_FILE
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.config import SchedulerSettings
 from tests.cluster import LocalCluster
