@@ -7,12 +7,11 @@ of messages passed in process, that no item was changed after it was sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 
 from google.protobuf.message import Message
 
-from executor._runtime.inbox import Inbox
 from executor.core.errors import (
     DecodeError,
     ItemChanged,
@@ -20,6 +19,27 @@ from executor.core.errors import (
 from executor.core.framecheck import StreamPosition, admit, check_count, check_size
 from executor.core.frames import MessageFrame, StreamFrame, decode_frame, first_changed
 from executor.core.types import frame_class
+
+
+class FrameSource(Protocol):
+    """What input ports need of the runtime: the job's inbox, which hands out each port's
+    frames in the order they came (the runtime's Inbox)."""
+
+    def take(self, port: str) -> StreamFrame:
+        """The next frame of one port, waiting for it.
+
+        Raises:
+            Stopped: when the job is told to stop while it waits.
+        """
+        ...
+
+    def take_any(self, ports: Iterable[str]) -> tuple[str, StreamFrame]:
+        """The next frame of any of the ports, and its port, waiting for one.
+
+        Raises:
+            Stopped: when the job is told to stop while it waits.
+        """
+        ...
 
 
 class InputStream:
@@ -41,7 +61,7 @@ class InputStream:
         port: str,
         edge: str,
         message_class: type[Message],
-        inbox: Inbox | None,
+        inbox: FrameSource | None,
         consts: tuple[bytes, ...] | None = None,
         node: str = "",
         token: str = "",
@@ -201,7 +221,7 @@ class InputStream:
         self.check_unchanged()
 
 
-def merge(inbox: Inbox, streams: list[InputStream]) -> Iterator[tuple[str, Any]]:
+def merge(inbox: FrameSource, streams: list[InputStream]) -> Iterator[tuple[str, Any]]:
     """Yield (port, item) from several input streams of one inbox as items arrive."""
     for stream in streams:
         if stream._consts is not None:

@@ -24,12 +24,10 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf.message import Message
 
-from executor._runtime.inbox import Inbox
-from executor._runtime.stream import FrameWriter
 from executor.core.errors import (
     DagyoError,
     Stopped,
@@ -37,7 +35,7 @@ from executor.core.errors import (
 )
 from executor.core.frames import FrameForm
 from executor.errorport import build_error
-from executor.inputs import InputStream, merge
+from executor.inputs import FrameSource, InputStream, merge
 
 
 class Context:
@@ -58,11 +56,43 @@ class Context:
         self.secrets = dict(secrets)
 
 
+class ItemWriter(Protocol):
+    """What an output port needs of the runtime: a writer that batches items into frames
+    (the runtime's FrameWriter)."""
+
+    @property
+    def form(self) -> FrameForm:
+        """What its frames are made of: messages are serialized for BYTES only."""
+        ...
+
+    @property
+    def chunk_items(self) -> int:
+        """How many items a caller with many to send hands over at once."""
+        ...
+
+    @property
+    def items_sent(self) -> int:
+        """Items flushed to the stream so far."""
+        ...
+
+    def add(self, message: Message) -> None:
+        """Add one message."""
+        ...
+
+    def add_all(self, messages: list[Message]) -> None:
+        """Add several messages."""
+        ...
+
+    def extend(self, data: list[bytes]) -> None:
+        """Add several serialized items."""
+        ...
+
+
 class OutputStream:
     """One output port: ``send`` items of its typename; the runtime batches them."""
 
     def __init__(
-        self, *, node: str, port: str, message_class: type[Message], writer: FrameWriter
+        self, *, node: str, port: str, message_class: type[Message], writer: ItemWriter
     ) -> None:
         self.node = node
         self.port = port
@@ -167,7 +197,7 @@ class Job:
         progdef: str,
         inputs: Mapping[str, InputStream],
         outputs: Mapping[str, OutputStream],
-        inbox: Inbox,
+        inbox: FrameSource,
         stop: threading.Event,
         logger: logging.Logger,
         secrets: Mapping[str, str],

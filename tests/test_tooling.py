@@ -152,3 +152,79 @@ def test_dagyo_run_imports_no_library_it_does_not_use() -> None:
     *exports, modules = result.stdout.splitlines()
     assert len(exports) == 3
     assert sorted(set(json.loads(modules)) & set(NOT_IMPORTED_BY_RUN)) == []
+
+
+# Modules of executor/ that nothing in executor/ imports, yet belong there: the package's
+# entries (the executor process, the author's imports, the embedded runner's one door).
+EXECUTOR_ENTRIES = {
+    "executor",
+    "executor.__main__",
+    "executor.errorport",
+    "executor.inprocess",
+    "executor.sdk",
+    "executor.types",
+}
+
+
+def test_a_progdef_images_executor_holds_no_module_only_the_scheduler_uses() -> None:
+    graph = _imports(("executor",))
+    reached, todo = set(), list(EXECUTOR_ENTRIES)
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo.extend(graph[module])
+    # A package is loaded with any module of it.
+    reached |= {module.rpartition(".")[0] for module in reached}
+    assert sorted(set(graph) - reached) == []
+    # The generated code: each module is the executor's own wire (none is the scheduler's).
+    sources = "\n".join(
+        path.read_text()
+        for path in (ROOT / "executor").rglob("*.py")
+        if "pb" not in path.relative_to(ROOT).parts
+    )
+    generated = sorted(path.stem for path in (ROOT / "executor" / "pb").rglob("*_pb2*.py"))
+    assert [stem for stem in generated if stem not in sources] == []
+
+
+# Imports the author's facade in a fresh interpreter and prints the modules it loaded.
+IMPORT_THE_FACADE = """
+import json, sys
+import executor, executor.errorport, executor.inputs, executor.sdk, executor.types
+from executor import Context, DecodeError, InputStream, Job, OutputStream, Stopped
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_importing_the_sdk_facade_loads_no_runtime_and_no_transport() -> None:
+    result = run(sys.executable, "-c", IMPORT_THE_FACADE)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert [m for m in loaded if m.startswith(("executor._runtime", "pika"))] == []
+
+
+def test_no_executor_module_reaches_into_another_modules_private_attribute() -> None:
+    import ast
+
+    reaches = []
+    for path in sorted((ROOT / "executor").rglob("*.py")):
+        if "pb" in path.relative_to(ROOT).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        own = {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("self", "cls")
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+                and node.attr not in own
+            ):
+                reaches.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
+    assert reaches == []

@@ -39,6 +39,8 @@ class JobRun:
     stop: threading.Event = field(default_factory=threading.Event)
     inputs: dict[str, InputStream] = field(default_factory=dict)
     outputs: dict[str, OutputStream] = field(default_factory=dict)
+    # The runtime's side of each output port: the writer its OutputStream sends through.
+    writers: dict[str, FrameWriter] = field(default_factory=dict)
     inbox: Inbox | None = None
     # Why the executor stopped the job itself (drain past its grace, broker lost); empty
     # when the flow was stopped, which is not this job's failure to report.
@@ -67,11 +69,11 @@ class JobRun:
     def blocked_s(self) -> float:
         """Seconds the job has been waiting, now, for a full output stream (0: it is not)."""
         now = time.monotonic()
-        return max((out._writer.blocked_s(now) for out in self.outputs.values()), default=0.0)
+        return max((writer.blocked_s(now) for writer in self.writers.values()), default=0.0)
 
     def frames_sent(self) -> dict[str, int]:
         """Frames sent so far per output port."""
-        return {port: out._writer.frames_sent for port, out in self.outputs.items()}
+        return {port: writer.frames_sent for port, writer in self.writers.items()}
 
     def request_stop(self, reason: str = "") -> None:
         """Tell the job to stop now; it raises Stopped where it waits or checks.
@@ -132,7 +134,7 @@ def run_job(
             )
             streams.attach(spec.queue, inbox, port)
         for port, out in descriptor.outputs.items():
-            writer = FrameWriter(
+            writer = run.writers[port] = FrameWriter(
                 streams.sink(out.queues),
                 settings=settings,
                 flusher=flusher,
@@ -145,7 +147,7 @@ def run_job(
                 message_class=message_class(out.typename),
                 writer=writer,
             )
-        writers = [output._writer for output in run.outputs.values()]
+        writers = list(run.writers.values())
 
         def flush_outputs() -> None:
             for writer in writers:
@@ -170,8 +172,8 @@ def run_job(
             _run_function(program, job)
         else:
             program.run(job)
-        for output in run.outputs.values():
-            output._writer.close()
+        for writer in writers:
+            writer.close()
         for stream in run.inputs.values():
             stream.drain()
 
