@@ -153,14 +153,22 @@ def resolve(metadata: Mapping[str, str], scheduler: Demand, context: Any) -> Tar
     try:
         catalogue = scheduler.catalogue()
     except ProgdefInvalid as e:
-        _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        log.error("the scaler cannot answer: %s", e)
+        _abort(
+            context,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "the scheduler's progdef catalogue is invalid: its log names the problems",
+        )
     progdef = catalogue.get(name)
     if progdef is None:
-        known = ", ".join(sorted(catalogue)) or "none"
+        # The scaler answers without a token: name nothing of the catalogue but what was
+        # asked, and that cut.
+        shown = name if len(name) <= 100 else name[:100] + "…"
         _abort(
             context,
             grpc.StatusCode.NOT_FOUND,
-            f"no progdef {name} in the scheduler's catalogue (it has: {known})",
+            f"no progdef {shown} in the scheduler's catalogue: check the progdef the "
+            "trigger's metadata names",
         )
     version = metadata.get("version") or progdef.version
     return Target(
