@@ -12,7 +12,8 @@ from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime, FlowState
 from scheduler.service.store import SqliteStore, StoreUnavailable, StoreWriter
-from tests.scheduler.fake_executor import eventually
+from tests.conftest import rabbitmqctl, vhost_of
+from tests.scheduler.fake_executor import Client, FakeExecutor, eventually, texts
 
 
 class HeldStore(SqliteStore):
@@ -101,3 +102,56 @@ def test_a_stop_stores_what_was_queued(tmp_path: Path) -> None:
         assert {r.name for r in reopened.recent(100)[0]} == {"saved"}
     finally:
         reopened.close()
+
+
+class HeldSaves:
+    """A store whose saves wait while ``free`` is clear."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.free = threading.Event()
+
+    def save(self, *args: Any, **options: Any) -> None:
+        self.free.wait()
+        self.store.save(*args, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def unacked(broker_url: str, queue: str) -> int:
+    lines = rabbitmqctl(
+        "list_queues",
+        "-q",
+        "--no-table-headers",
+        "-p",
+        vhost_of(broker_url),
+        "name",
+        "messages_unacknowledged",
+    ).splitlines()
+    counts = dict(line.split() for line in lines if line.strip())
+    return int(counts.get(queue, 0))
+
+
+def test_an_export_frame_is_acked_only_once_its_items_are_stored(
+    client: Client, fake: FakeExecutor, broker_url: str
+) -> None:
+    assert client.scheduler.store is not None
+    writer = client.scheduler.store
+    held = HeldSaves(writer.store)
+    flow_id = client.submit()
+    jobs = fake.next_jobs(2)
+    for job in jobs.values():
+        fake.start_job(job)
+    [export] = [q for q in jobs["b"].outputs["text"].queues if ".export." in q]
+    writer.store = held  # the database stops answering saves
+    try:
+        fake.send(jobs["b"], "text", texts("x0"), seq=0)
+        eventually(lambda: unacked(broker_url, export) == 1, "the frame taken, not acked")
+        assert writer.store is held and not held.free.is_set()
+    finally:
+        held.free.set()
+        writer.store = held.store
+    eventually(lambda: unacked(broker_url, export) == 0, "the frame acked once stored")
+    stored = writer.get(flow_id)
+    assert stored is not None and [e.value_json for e in stored.exports] == ['{"text":"x0"}']
