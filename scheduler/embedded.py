@@ -205,7 +205,7 @@ class EmbeddedRunner:
             self._failure = failure
         self._stop.set()
         for run in self.runs:
-            run.request_stop()
+            run.stop_for_flow("the flow failed")
         if self._exports is not None:
             self._exports.wake()
 

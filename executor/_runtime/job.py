@@ -23,7 +23,11 @@ from executor.core.registry import register
 from executor.core.types import message_class
 from executor.errorport import author_traceback, build_error
 from executor.inputs import InputStream
-from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
+from executor.pb.dagyo.v1.failure_pb2 import (
+    FAILURE_KIND_BROKER,
+    FAILURE_KIND_PANIC,
+    FailureReport,
+)
 from executor.pb.dagyo.v1.job_pb2 import Job as JobDescriptor
 from executor.sdk import Job, OutputStream
 
@@ -42,9 +46,13 @@ class JobRun:
     # The runtime's side of each output port: the writer its OutputStream sends through.
     writers: dict[str, FrameWriter] = field(default_factory=dict)
     inbox: Inbox | None = None
-    # Why the executor stopped the job itself (drain past its grace, broker lost); empty
-    # when the flow was stopped, which is not this job's failure to report.
+    # Why the job was stopped when it was not its flow's Stop (a drain past its grace, the
+    # broker lost, a stream gone): the job's failure, reported as such.
     stop_reason: str = ""
+    # The failure kind of stop_reason: BROKER when the broker failed the job, else PANIC.
+    stop_kind: int = FAILURE_KIND_PANIC
+    # Set when its flow's Stop stopped it: the Stop's reason (or "no reason given").
+    flow_stopped: str = ""
     # When the executor took it (monotonic seconds): its duration.
     taken: float = field(default_factory=time.monotonic)
     # Its trace span while it runs (executor.core.tracing); None when tracing is off.
@@ -75,16 +83,26 @@ class JobRun:
         """Frames sent so far per output port."""
         return {port: writer.frames_sent for port, writer in self.writers.items()}
 
-    def request_stop(self, reason: str = "") -> None:
+    def request_stop(self, reason: str = "", *, kind: int = FAILURE_KIND_PANIC) -> None:
         """Tell the job to stop now; it raises Stopped where it waits or checks.
 
         Args:
             reason: set when the stop is the executor's doing and must be reported as the
-                job's failure (e.g. a drain past its grace period).
+                job's failure (e.g. a drain past its grace period); empty for its flow's
+                Stop (see :meth:`stop_for_flow`) or another job's failure (embedded).
+            kind: the failure kind of ``reason`` (BROKER when the broker failed the job).
         """
         if reason and not self.stop.is_set():
-            self.stop_reason = reason
+            self.stop_reason, self.stop_kind = reason, kind
         self.stop.set()
+        if self.inbox is not None:
+            self.inbox.wake()
+
+    def stop_for_flow(self, reason: str) -> None:
+        """Stop the job because a Stop for its flow came (``reason``: the Stop's)."""
+        if not self.stop.is_set():
+            self.flow_stopped = reason or "no reason given"
+        self.request_stop()
         if self.inbox is not None:
             self.inbox.wake()
 
@@ -196,13 +214,18 @@ def execute(
             frames a runtime error's traceback leaves out.
 
     Returns:
-        None when the job ended or was stopped; the failure report when it panicked.
+        None when the job ended or was stopped (why it was stopped is then in
+        ``run.flow_stopped`` or ``run.stop_reason``); the failure report when it panicked.
     """
     descriptor = run.descriptor
     try:
         run_job(run, load(), transport, flusher=flusher, settings=settings)
-    except Stopped:
+    except Stopped as e:
         if run.stop.is_set():
+            if not run.flow_stopped and not run.stop_reason:
+                # Set by the transport, not by anyone asking: the broker failed the job (a
+                # call went unanswered, the connection was lost, a stream was gone).
+                run.stop_reason, run.stop_kind = str(e), FAILURE_KIND_BROKER
             return None
         error, trace = "Stopped raised without a stop: do not raise Stopped yourself", ""
     except BaseException as e:  # a panic: anything the progdef's code raised

@@ -20,18 +20,19 @@ from executor._runtime.heartbeat import Heartbeats
 from executor._runtime.job import JobRun, execute
 from executor._runtime.mailbox import Mailbox
 from executor._runtime.program import Program, load_program
+from executor._runtime.reports import JobReports, job_end, observe, refused, served_version
 from executor._runtime.stream import StreamSettings
 from executor._runtime.transport.rabbitmq import ChannelPool, RabbitTransport
 from executor.core.amqp import AmqpThread
 from executor.core.constants import (
     EVENTS_EXCHANGE,
     EXECUTOR_METRICS_PORT,
-    FAILURES_EXCHANGE,
     PROTOBUF_CONTENT_TYPE,
     STOP_EXCHANGE,
     STOPPED_FLOW_MEMORY_S,
 )
 from executor.core.drain import ShutdownSignals
+from executor.core.errors import BrokerError
 from executor.core.health import ExecutorMetrics, port_is_fixed, serve_health
 from executor.core.progdef import Progdef
 from executor.core.settings import ExecutorSettings
@@ -41,16 +42,11 @@ from executor.pb.dagyo.v1.events_pb2 import (
     Event,
     Goodbye,
     Heartbeat,
-    JobEnded,
     JobRef,
     JobStarted,
     Stop,
 )
-from executor.pb.dagyo.v1.failure_pb2 import (
-    FAILURE_KIND_BROKER,
-    FAILURE_KIND_PANIC,
-    FailureReport,
-)
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER, FailureReport
 from executor.pb.dagyo.v1.job_pb2 import Job
 
 log = logging.getLogger("dagyo.executor")
@@ -71,6 +67,8 @@ class Executor:
         # OpenTelemetry: a span per job when OTEL_EXPORTER_OTLP_ENDPOINT is set.
         self.tracing = tracing or Tracing.from_env(f"dagyo-executor-{progdef.name}")
         self.settings = settings
+        # The version it serves: its mailbox's, else its progdef's (DAGYO_JOBS elsewhere).
+        self.version = served_version(settings.mailbox, progdef)
         self.stream_settings = stream_settings or StreamSettings()
         self.program: Program = load_program(progdef)
         self.program.start()  # init before ready: no job pays for it
@@ -109,6 +107,9 @@ class Executor:
         # without waiting for a confirm; what must arrive (ended, failures) waits for one.
         self._news: BlockingChannel | None = None
         self.health_port: int | None = None
+        self.reports = JobReports(
+            publish=self._publish_confirmed, free_slot=self.mailbox.job_done, sent=self._report_sent
+        )
 
     # --- life ------------------------------------------------------------------------------
 
@@ -223,6 +224,7 @@ class Executor:
         self._channels.clear()
         self._channels.fill()
         self.mailbox.open(connection)
+        self._send_reports()  # job ends the lost connection did not carry
         self._housekeep(connection)
         self._online.set()
         self.heartbeats.now()  # the scheduler hears at once which mailbox it pulls
@@ -234,7 +236,9 @@ class Executor:
         self._channels.clear()
         self.mailbox.lost()
         for run in list(self.runs.values()):
-            run.request_stop(f"the executor lost its broker connection ({error})")
+            run.request_stop(
+                f"the executor lost its broker connection ({error})", kind=FAILURE_KIND_BROKER
+            )
 
     def _publish(
         self, exchange: str, routing_key: str, message: Any, *, confirm: bool = True
@@ -255,7 +259,7 @@ class Executor:
         heartbeat = Heartbeat(
             executor=self.settings.executor_id,
             progdef=self.progdef.name,
-            version=self.settings.mailbox.rsplit(".", 1)[-1],
+            version=self.version,
             # A copy: job threads add and remove runs meanwhile.
             jobs=[self._progress(run) for run in list(self.runs.values())],
             draining=self.mailbox.draining,
@@ -284,6 +288,8 @@ class Executor:
         if not self.io.is_current(connection):
             return  # a timer of an old connection: the new one runs its own
         self._forget_old_stops()
+        if len(self.reports):
+            self._send_reports()
         connection.call_later(
             self.settings.heartbeat_interval_s, lambda: self._housekeep(connection)
         )
@@ -296,7 +302,7 @@ class Executor:
         self._stopped_flows[stop.flow_id] = time.monotonic()
         for (flow_id, _), run in list(self.runs.items()):
             if flow_id == stop.flow_id:
-                run.request_stop()
+                run.stop_for_flow(stop.reason)
 
     def _forget_old_stops(self) -> None:
         horizon = time.monotonic() - STOPPED_FLOW_MEMORY_S
@@ -309,6 +315,11 @@ class Executor:
             self.mailbox.job_done()
             return
         run = JobRun(descriptor)
+        refusal = refused(descriptor, self.progdef.name, self.version, self.settings.mailbox)
+        if refusal:
+            log.error("refused job %s/%s: %s", descriptor.flow_id, descriptor.node, refusal)
+            self._ended(run, refusal=refusal)
+            return
         if descriptor.published:
             self.metrics.queue_wait.observe(max(0.0, time.time() - descriptor.published))
         run.span = self.tracing.start_job(descriptor, executor=self.settings.executor_id)
@@ -347,51 +358,39 @@ class Executor:
             settings=self.stream_settings,
             executor_id=self.settings.executor_id,
         )
-        self.io.submit(lambda: self._job_done(run, failure))
+        self._ended(run, failure)
 
-    def _job_done(self, run: JobRun, failure: FailureReport | None) -> None:
-        descriptor = run.descriptor
-        ref = JobRef(flow_id=descriptor.flow_id, node=descriptor.node)
-        if failure is None and run.stop_reason:
-            kind = FAILURE_KIND_BROKER if "broker" in run.stop_reason else FAILURE_KIND_PANIC
-            failure = FailureReport(
-                flow_id=descriptor.flow_id,
-                node=descriptor.node,
-                progdef=descriptor.progdef,
-                executor=self.settings.executor_id,
-                error=run.stop_reason,
-                kind=kind,
-                time=time.time(),
-            )
-        sent, received = run.items_sent(), run.items_received()
-        outcome = "panicked" if failure else "stopped" if run.stop.is_set() else "ended"
-        self.metrics.count_items(descriptor.node, sent, received, run.counted)
-        self.metrics.jobs.labels(outcome).inc()
-        self.metrics.job_duration.labels(outcome).observe(time.monotonic() - run.taken)
-        self.tracing.end_job(
-            run.span, outcome=outcome, items_in=received, items_out=sent, failure=failure
-        )
+    def _ended(
+        self, run: JobRun, failure: FailureReport | None = None, *, refusal: str = ""
+    ) -> None:
+        """Count a job's end and report it (any thread): see executor.reports."""
+        end = job_end(run, failure, executor_id=self.settings.executor_id, refusal=refusal)
+        observe(end, run, self.metrics, self.tracing)
+        self.reports.add(end)
+        self.io.submit(self._send_reports)
+
+    def _send_reports(self) -> None:
+        """Send the job ends the broker has not confirmed yet (I/O thread)."""
         try:
-            if failure is not None:
-                self.metrics.panics.inc()
-                self._publish(FAILURES_EXCHANGE, descriptor.flow_id, failure)
-            elif outcome == "ended":
-                frames = run.frames_sent()
-                for port in sent:
-                    self.metrics.frames.labels(f"{descriptor.node}.{port}").inc(frames[port])
-            # Whatever the end, the scheduler gets the final counts: a flow's record adds up
-            # only with every job's last word, not a heartbeat of a moment before.
-            ended = JobEnded(
-                job=ref,
-                executor=self.settings.executor_id,
-                items_sent=sent,
-                items_received=received,
-                outcome="" if outcome == "ended" else outcome,
+            self.reports.send()
+        except (BrokerError, pika.exceptions.AMQPChannelError) as e:
+            log.warning(
+                "%d job ends not reported yet (%s); sent again once connected", len(self.reports), e
             )
-            self._publish(EVENTS_EXCHANGE, "job.ended", Event(time=time.time(), ended=ended))
-        finally:
-            with self._idle:
-                self.runs.pop(run.key, None)
-                self._idle.notify_all()
-            self.metrics.jobs_running.set(len(self.runs))
-            self.mailbox.job_done()
+
+    def _report_sent(self, key: tuple[str, str]) -> None:
+        with self._idle:
+            self.runs.pop(key, None)
+            self._idle.notify_all()
+        self.metrics.jobs_running.set(len(self.runs))
+
+    def _publish_confirmed(self, exchange: str, routing_key: str, message: Any) -> None:
+        """Publish and wait for the broker's confirm (I/O thread).
+
+        Raises:
+            BrokerError: while not connected; pika's errors when the broker refused it.
+        """
+        channel = self._control
+        if channel is None or not channel.is_open:
+            raise BrokerError("not connected to the broker")
+        self._publish(exchange, routing_key, message)

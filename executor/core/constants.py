@@ -23,6 +23,14 @@ FAILURES_QUEUE = f"{PREFIX}.scheduler.failures"  # bound with "#": every flow's 
 STOP_EXCHANGE = f"{PREFIX}.stop"  # fanout: scheduler -> every executor
 TRIGGER_QUEUE_PREFIX = f"{PREFIX}.triggers"  # + ".{trigger}": an AMQP trigger's CloudEvents
 
+# --- how a job ended: JobEnded.outcome (see docs/protocol.md, Jobs) ---------------------
+JOB_ENDED = ""  # it returned and every output sent end-of-stream
+JOB_PANICKED = "panicked"
+JOB_STOPPED = "stopped"  # a Stop for its flow
+JOB_BROKER = "broker"  # the broker failed it
+JOB_REFUSED = "refused"  # not a job for this executor's progdef and version
+JOB_EXECUTOR = "executor"  # the executor stopped it itself (a drain past its grace)
+
 # --- streams ------------------------------------------------------------------------------
 # A frame is flushed when it holds this many bytes of items or this many items…
 FRAME_MAX_BYTES = 128 * 1024

@@ -101,12 +101,15 @@ class Ending:
         failure: FailureReport | None = None,
         *,
         record: bool = True,
+        announce: bool | None = None,
     ) -> None:
         """Begin ending a flow: note why, then clean up on the broker's I/O thread.
 
         Args:
             record: False when ``failure`` came off the failure queue (already recorded
                 and already published).
+            announce: whether the scheduler publishes ``failure`` (default: ``record``);
+                False for one an executor published itself.
         """
         with self._table.lock:
             flow = self._table.flows.get(flow_id)
@@ -118,7 +121,7 @@ class Ending:
                 failed_node = flow.node(failure.node)
                 if failed_node is not None and state == FlowState.FAILED:
                     failed_node.state = NODE_FAILED
-                flow.runtime.announce = record
+                flow.runtime.announce = record if announce is None else announce
                 if record:
                     self._store.add_failure(failure)
             self._store.save(flow.record, flow.runtime)

@@ -9,6 +9,7 @@ I/O thread.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
@@ -82,8 +83,11 @@ class FlowQueues:
         if properties.app_id == SCHEDULER_APP_ID:
             return None  # the scheduler's own report, recorded when it was decided
         with self._table.lock:
-            if flow_id not in self._table.flows:
+            flow = self._table.flows.get(flow_id)
+            if flow is None:
                 return None  # a late report of a flow that ended, or of one never run here
+            if flow.runtime.finishing and _same_failure(flow.record.failure, report):
+                return None  # recorded already, from the job-ended event that reported it too
         report.flow_id = flow_id
         self._store.add_failure(report)
         self._metrics.panics.labels(report.progdef, FailureKind.Name(report.kind)).inc()
@@ -113,6 +117,7 @@ class FlowQueues:
                 self._store.save(flow.record, flow.runtime, kept)
                 self._metrics.exported_items.inc(len(every))
                 self._watchers.exports(flow_id, every)
+            flow.exported_at = time.monotonic()
             done = flow.complete() and not flow.starting
         if error:
             self._fail(flow_id, FAILURE_KIND_PANIC, error, node=producer)
@@ -123,3 +128,12 @@ class FlowQueues:
     def _queue_lost(self, flow_id: str, queue: str) -> None:
         error = f"queue {queue} was deleted while the flow ran (by hand, or the broker lost it)"
         self._fail(flow_id, FAILURE_KIND_BROKER, error)
+
+
+def _same_failure(recorded: FailureReport, report: FailureReport) -> bool:
+    """True when ``report`` is the failure already recorded (node, executor and kind)."""
+    return (recorded.node, recorded.executor, recorded.kind) == (
+        report.node,
+        report.executor,
+        report.kind,
+    )

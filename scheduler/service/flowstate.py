@@ -149,6 +149,10 @@ class ActiveFlow:
     # Monotonic time past which an ending flow is recorded without the final counts it
     # still waits for (0: it waits for none).
     counts_due: float = 0.0
+    # Monotonic times each running job was last named by its executor (its start, then each
+    # heartbeat naming it), and the flow's last export frame was read.
+    named: dict[str, float] = field(default_factory=dict)
+    exported_at: float = 0.0
 
     @property
     def id(self) -> str:

@@ -11,8 +11,15 @@ import time
 from collections.abc import Iterable, Mapping
 
 import scheduler.service.progress as progress
+from executor.core.constants import JOB_BROKER, JOB_STOPPED
 from executor.pb.dagyo.v1.events_pb2 import JobEnded, JobRef, JobStarted
-from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_LOST
+from executor.pb.dagyo.v1.failure_pb2 import (
+    FAILURE_KIND_BROKER,
+    FAILURE_KIND_LOST,
+    FAILURE_KIND_PANIC,
+    FAILURE_KIND_STOPPED,
+    FailureReport,
+)
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flows import FlowTable
 from scheduler.service.flowstate import (
@@ -46,7 +53,7 @@ def job_started(
     node.state = NODE_RUNNING
     node.executor = short_name(started.executor)
     progress.started(node, at, metrics)
-    flow.moved_at = time.monotonic()
+    flow.moved_at = flow.named[node.node] = time.monotonic()
     return flow
 
 
@@ -71,6 +78,7 @@ def job_ended(
         return flow
     node.state = NODE_ENDED
     node.executor = node.executor or short_name(ended.executor)
+    flow.exported_at = max(flow.exported_at, time.monotonic())  # exports may still come
     progress.ended(
         flow.record,
         node,
@@ -95,6 +103,7 @@ def jobs_heard(
         flow, node = node_of(table, job.flow_id, job.node)
         if flow is None or node is None or node.state != NODE_RUNNING:
             continue
+        flow.named[node.node] = time.monotonic()
         flow.blocked[node.node] = job.blocked_s
         if progress.counted(flow.record, node, job.items_sent, job.items_received, metrics):
             flow.moved_at = time.monotonic()
@@ -123,3 +132,39 @@ def awaited_counts(flow: ActiveFlow) -> list[str]:
         for n in flow.record.nodes
         if n.started and n.node not in flow.counted and n.node != lost
     ]
+
+
+def job_failed(table: FlowTable, ended: JobEnded) -> tuple[ActiveFlow, FailureReport] | None:
+    """A job ended otherwise than by returning: the flow and the failure to end it with.
+
+    None when its flow is not running here or is ending (a Stop this scheduler sent, or
+    a failure it already took). A job stopped by a Stop while its flow runs was stopped
+    by a Stop this scheduler did not send: the flow fails, naming it.
+    """
+    flow, node = node_of(table, ended.job.flow_id, ended.job.node)
+    if flow is None or node is None or node.state in (NODE_ENDED, NODE_FAILED):
+        return None
+    executor = short_name(ended.executor) if ended.executor else node.executor
+    report = FailureReport(
+        flow_id=flow.id,
+        node=node.node,
+        progdef=node.progdef,
+        executor=executor,
+        kind=_FAILURE_KINDS.get(ended.outcome, FAILURE_KIND_PANIC),  # type: ignore[arg-type]
+        error=ended.reason or f"job {node.node} ended ({ended.outcome})",
+        time=time.time(),
+    )
+    if ended.outcome == JOB_STOPPED:
+        report.error = (
+            f"job {node.node} (progdef {node.progdef}) on executor {executor} was "
+            f"{ended.reason or 'stopped by a Stop'}, which this scheduler did not send: "
+            "someone holding the broker's credentials published it (docs/security.md); "
+            "resubmit the flow"
+        )
+    return flow, report
+
+
+_FAILURE_KINDS = {
+    JOB_STOPPED: FAILURE_KIND_STOPPED,
+    JOB_BROKER: FAILURE_KIND_BROKER,
+}

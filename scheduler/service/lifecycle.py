@@ -30,6 +30,7 @@ from executor.pb.dagyo.v1.events_pb2 import Event, JobRef
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
     FAILURE_KIND_CANCELLED,
+    FAILURE_KIND_STOPPED,
 )
 from scheduler.flow.plan import Plan
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
@@ -40,7 +41,7 @@ from scheduler.service.ending import Ending
 from scheduler.service.flowqueues import FlowQueues
 from scheduler.service.flows import FlowTable
 from scheduler.service.flowstate import ActiveFlow, FlowState
-from scheduler.service.jobevents import job_ended, job_started, jobs_heard, node_of
+from scheduler.service.jobevents import job_ended, job_failed, job_started, jobs_heard, node_of
 from scheduler.service.liveness import Liveness
 from scheduler.service.metrics import SchedulerMetrics
 from scheduler.service.newflow import new_flow
@@ -250,24 +251,29 @@ class Lifecycle:
         if kind == "heartbeat":
             self._progress(event.heartbeat.jobs)
             return self.store.when_written
-        done = None
+        done = failed = None
         with self._lock:
             at = event.time or time.time()
             if kind == "started":
                 flow = job_started(self.table, event.started, at, self.metrics)
             elif kind == "ended":
+                # Any outcome but "" fails a flow that runs (before its counts are taken).
+                failed = job_failed(self.table, event.ended) if event.ended.outcome else None
                 flow = job_ended(self.table, event.ended, at, self.metrics)
                 if flow is not None and not flow.runtime.finishing:
                     self.admitter.wake()  # its slot is free: a waiting flow may fit now
                     done = flow.id if flow.complete() and not flow.starting else None
             else:
                 return None
-            if flow is None:
-                return None
-            self._save(flow, runtime=False)
-            self.watchers.progress(flow.id, flow.record)
-            if flow.runtime.finishing:  # the end may have waited for these counts only
-                self.ending.counted(flow)
+            if flow is not None:
+                self._save(flow, runtime=False)
+                self.watchers.progress(flow.id, flow.record)
+                if flow.runtime.finishing:  # the end may have waited for these counts only
+                    self.ending.counted(flow)
+        if failed is not None:
+            # The executor published the failure report of any outcome but "stopped" itself.
+            stopped = failed[1].kind == FAILURE_KIND_STOPPED
+            self._finish(failed[0].id, FlowState.FAILED, failed[1], announce=stopped)
         if done is not None:
             self._finish(done, FlowState.SUCCEEDED)
         return self.store.when_written

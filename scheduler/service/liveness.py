@@ -159,6 +159,15 @@ class Liveness:
                 return None
             return now - max(self._seen.get(executor, self._floor), self._floor)
 
+    def since(self, moment: float) -> float | None:
+        """Seconds since monotonic ``moment`` that the scheduler listened, or None while
+        nobody can be judged (silence is never counted across a time it could not hear)."""
+        now = self._clock()
+        with self._lock:
+            if not self._judging():
+                return None
+            return now - max(moment, self._floor)
+
     def lost(self, executor: str) -> str | None:
         """Why a started job of ``executor`` is lost, or None while it is not."""
         silent = self.silence(executor)

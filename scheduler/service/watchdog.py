@@ -19,6 +19,7 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_DEADLINE,
     FAILURE_KIND_DEADLOCK,
     FAILURE_KIND_LOST,
+    FAILURE_KIND_PANIC,
 )
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import job_expiry_s
@@ -34,6 +35,7 @@ EVENTS_BACKLOG_LIMIT = 100
 
 NODE_PENDING = pb.NODE_STATE_PENDING
 NODE_RUNNING = pb.NODE_STATE_RUNNING
+NODE_ENDED = pb.NODE_STATE_ENDED
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,12 @@ def overdue(
         if expired is not None:
             ends.append(expired)
             continue
+        unfinished = _exports_unfinished(flow, liveness)
+        if unfinished is not None:
+            ends.append(unfinished)
+            continue
         for node in flow.record.nodes:
-            lost = liveness.lost(node.executor) if node.state == NODE_RUNNING else None
+            lost = _lost(flow, node, liveness) if node.state == NODE_RUNNING else None
             if lost is not None:
                 ends.append(End(flow.id, FAILURE_KIND_LOST, lost, node))
                 break
@@ -105,6 +111,42 @@ def overdue(
             ):
                 waiting.append(Waiting(flow.id, node, mailbox))
     return ends, waiting
+
+
+def _lost(flow: ActiveFlow, node: pb.NodeProgress, liveness: Liveness) -> str | None:
+    """Why a running job is lost: its executor fell silent, or, alive, no longer names it
+    in its heartbeats and reported no end of it (whatever was lost on the way)."""
+    silent = liveness.lost(node.executor)
+    if silent is not None:
+        return silent
+    unnamed = liveness.since(flow.named.get(node.node, 0.0))
+    if unnamed is None or unnamed <= liveness.timeout_s:
+        return None
+    return (
+        f"job lost: executor {node.executor} is alive but has not named job {node.node} "
+        f"(progdef {node.progdef}) in its heartbeats for {unnamed:.1f} s (timeout "
+        f"{liveness.timeout_s:g} s), and no report of the job's end came: it ended unheard"
+    )
+
+
+def _exports_unfinished(flow: ActiveFlow, liveness: Liveness) -> End | None:
+    """A flow whose jobs have all ended and whose exports did not all reach end-of-stream
+    within a timeout of the last of them (or of the last export frame read): fails."""
+    if not flow.record.nodes or any(n.state != NODE_ENDED for n in flow.record.nodes):
+        return None
+    waited = liveness.since(flow.exported_at)
+    if waited is None or waited <= liveness.timeout_s:
+        return None
+    for name, stream in sorted(flow.runtime.exports.items()):
+        if not stream.ended:
+            error = (
+                f"export {name} (from {stream.source}): every job of the flow ended, but the "
+                f"export stream did not reach end-of-stream within {liveness.timeout_s:g} s "
+                f"({stream.next_seq} frames read, none of them the end): its producer "
+                "ended without one"
+            )
+            return End(flow.id, FAILURE_KIND_PANIC, error, flow.node(stream.source.split(".")[0]))
+    return None
 
 
 def _never_served(flow: ActiveFlow, liveness: Liveness) -> End | None:

@@ -260,6 +260,19 @@ class FakeExecutor:
         )
         self._do(lambda ch: self._event(ch, "job.ended", ended=ended))
 
+    def end_job_as(self, job: Job, outcome: str, reason: str) -> None:
+        """Report the end of a job that did not end by returning (``JOB_STOPPED``, …)."""
+        from executor.pb.dagyo.v1.events_pb2 import JobEnded, JobRef
+
+        self.running.discard((job.flow_id, job.node))
+        ended = JobEnded(
+            job=JobRef(flow_id=job.flow_id, node=job.node),
+            executor=self.id,
+            outcome=outcome,
+            reason=reason,
+        )
+        self._do(lambda ch: self._event(ch, "job.ended", ended=ended))
+
     def send(self, job: Job, port: str, items: list[bytes], *, seq: int, end: bool = False) -> None:
         typename = job.outputs[port].typename
         token = job.outputs[port].token  # a real producer's frames carry it

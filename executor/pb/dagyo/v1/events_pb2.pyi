@@ -69,7 +69,7 @@ class JobStarted(_message.Message):
     def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., executor: _Optional[str] = ...) -> None: ...
 
 class JobEnded(_message.Message):
-    __slots__ = ("job", "executor", "items_sent", "items_received", "outcome")
+    __slots__ = ("job", "executor", "items_sent", "items_received", "outcome", "reason")
     class ItemsSentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,12 +89,14 @@ class JobEnded(_message.Message):
     ITEMS_SENT_FIELD_NUMBER: _ClassVar[int]
     ITEMS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     job: JobRef
     executor: str
     items_sent: _containers.ScalarMap[str, int]
     items_received: _containers.ScalarMap[str, int]
     outcome: str
-    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[_Mapping[str, int]] = ..., items_received: _Optional[_Mapping[str, int]] = ..., outcome: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, job: _Optional[_Union[JobRef, _Mapping]] = ..., executor: _Optional[str] = ..., items_sent: _Optional[_Mapping[str, int]] = ..., items_received: _Optional[_Mapping[str, int]] = ..., outcome: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("time", "heartbeat", "started", "ended", "goodbye")

@@ -14,6 +14,7 @@ class FailureKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAILURE_KIND_CANCELLED: _ClassVar[FailureKind]
     FAILURE_KIND_BROKER: _ClassVar[FailureKind]
     FAILURE_KIND_DEADLOCK: _ClassVar[FailureKind]
+    FAILURE_KIND_STOPPED: _ClassVar[FailureKind]
 FAILURE_KIND_UNSPECIFIED: FailureKind
 FAILURE_KIND_PANIC: FailureKind
 FAILURE_KIND_LOST: FailureKind
@@ -21,6 +22,7 @@ FAILURE_KIND_DEADLINE: FailureKind
 FAILURE_KIND_CANCELLED: FailureKind
 FAILURE_KIND_BROKER: FailureKind
 FAILURE_KIND_DEADLOCK: FailureKind
+FAILURE_KIND_STOPPED: FailureKind
 
 class FailureReport(_message.Message):
     __slots__ = ("flow_id", "node", "progdef", "executor", "error", "traceback", "kind", "time")
