@@ -144,6 +144,20 @@ def flow_text(path: Path) -> str:
     return read_flow_text(path, max_bytes=max_message_bytes(os.environ))
 
 
+def utf8_arguments(option: str, values: Sequence[str]) -> None:
+    """Exit 2 naming the first value that is not UTF-8 text (a shell passes any bytes; a
+    request to the scheduler can carry only UTF-8)."""
+    for value in values:
+        try:
+            value.encode()
+        except UnicodeEncodeError as e:
+            shown = value.encode("utf-8", "backslashreplace").decode()[:100]
+            fail(
+                f"{option} {shown}: not UTF-8 text (character {e.start + 1}): write it in UTF-8",
+                EXIT_INVALID,
+            )
+
+
 def set_option(function: Any) -> Any:
     """The shared ``--set NODE.PORT=JSON`` option (repeatable)."""
     return click.option(

@@ -25,6 +25,7 @@ from scheduler.cli.common import (
     json_option,
     scheduler_option,
     set_option,
+    utf8_arguments,
 )
 from scheduler.cli.output import (
     FLOW_STATES,
@@ -88,6 +89,7 @@ def submit_command(
         text = flow_text(flow_file)
     except FlowInvalid as e:
         fail(str(e), EXIT_INVALID)
+    utf8_arguments("--set", sets)
     with connected(address) as client:
         flow_id = client.submit(text, source=str(flow_file), deadline_s=deadline or 0.0, sets=sets)
         click.echo(flow_id, err=wait)

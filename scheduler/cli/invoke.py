@@ -21,6 +21,7 @@ from scheduler.cli.common import (
     fail,
     progdefs_option,
     scheduler_option,
+    utf8_arguments,
 )
 from scheduler.cli.output import output_json, output_line
 
@@ -60,6 +61,8 @@ def invoke(
     if local:
         _invoke_local(progdef, inputs, progdefs_dir)
         return
+    utf8_arguments("PROGDEF", [progdef])
+    utf8_arguments("--input", inputs)
     from scheduler.cli.flow import end_status
 
     with connected(address) as client:

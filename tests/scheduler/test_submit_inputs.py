@@ -125,3 +125,12 @@ def test_a_trigger_answers_a_lone_surrogate_or_deep_nesting_with_400(
     assert answer.value.code == 400
     assert error in json.loads(answer.value.read())["error"]
     assert "Traceback" not in caplog.text
+
+
+def test_a_set_that_is_not_utf8_is_named_and_exit_2(client: Client, tmp_path: Path) -> None:
+    # A shell passes bytes that are not UTF-8 as lone surrogates (\udcff for 0xff).
+    result = submit(client, tmp_path, json.dumps(FLOW), 'a.n="\udcff"')
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        'dagyo: --set a.n="\\udcff": not UTF-8 text (character 6): write it in UTF-8\n'
+    )
