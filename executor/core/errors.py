@@ -13,7 +13,6 @@ from __future__ import annotations
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 
 class DagyoError(Exception):
@@ -259,18 +258,37 @@ class QuotaExceeded(DagyoError):
         super().__init__(f"quota {quota} is {shown} for this token; {asked}")
 
 
-class CallAborted(DagyoError):
-    """Raised when a call the scheduler makes on its own API is refused (the abort).
+class FlowNotFound(SchedulerError):
+    """Raised when a call names a flow the scheduler does not have, or one of another tenant
+    (which answers alike, so that tenants cannot probe each other's flows).
 
     Attributes:
-        code: the ``grpc.StatusCode`` the handler aborted with.
-        details: the abort's message.
+        flow_id: the id the call named.
     """
 
-    def __init__(self, code: Any, details: str) -> None:
-        self.code = code
-        self.details = details
-        super().__init__(details)
+    def __init__(self, flow_id: str, message: str) -> None:
+        self.flow_id = flow_id
+        super().__init__(message)
+
+
+class RequestInvalid(Invalid, SchedulerError):
+    """Raised when a call's arguments are malformed (a deadline, a page token); carries
+    each problem, one a line."""
+
+
+class PreconditionFailed(Invalid, SchedulerError):
+    """Raised when a sound call cannot be served as things stand: the scheduler's catalogue
+    is invalid, or a progdef of the flow has no executor or autoscaler behind it; carries
+    each problem, one a line."""
+
+
+class LimitReached(SchedulerError):
+    """Raised when a caller holds as many watch streams as it may, or a watch fell too far
+    behind reading its events."""
+
+
+class Unavailable(SchedulerError):
+    """Raised when the scheduler cannot serve a call because it is stopping."""
 
 
 # --- triggers -------------------------------------------------------------------------------

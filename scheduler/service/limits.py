@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from executor.core.errors import Invalid
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.flow.model import Flow
 
@@ -84,6 +85,11 @@ def capped_problems(problems: Sequence[str]) -> list[str]:
 def details(lines: Sequence[str]) -> str:
     """Problem lines as the details of an error status: capped lines, then the whole cut."""
     return cut("\n".join(capped_problems(lines)), MAX_DETAILS_CHARS)
+
+
+def refusal(error: Exception) -> str:
+    """An error's message as the details of a refusal: its problem lines, capped."""
+    return details(error.problems if isinstance(error, Invalid) else [str(error)])
 
 
 def bounded_failure(report: FailureReport) -> FailureReport:

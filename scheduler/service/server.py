@@ -25,20 +25,25 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from executor.core.errors import BrokerError, BrokerUnavailable, DagyoError, redact_url
+from executor.core.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    DagyoError,
+    redact_url,
+)
 from executor.core.health import port_is_fixed
 from executor.core.tracing import Tracing
 from scheduler.constants import SCHEDULER_METRICS_PORT, SCHEDULER_TICK_S
-from scheduler.flow.model import CheckedFlow
 from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.pb.externalscaler import externalscaler_pb2_grpc
-from scheduler.service.admission import unserved
 from scheduler.service.api import SERVICE_NAME, SchedulerServicer
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
 from scheduler.service.catalogue import CatalogueCache
 from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings, broker_identity
+from scheduler.service.flowservice import FlowService
 from scheduler.service.flowstate import FlowState
+from scheduler.service.hooks import TracingHook
 from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service.sampler import QueueSampler
@@ -88,6 +93,7 @@ class Scheduler:
         self.lifecycle: Lifecycle = None  # type: ignore[assignment]
         self.versions: Versions = None  # type: ignore[assignment]  # set by start()
         self.spares: Spares = None  # type: ignore[assignment]  # set by start()
+        self.service: FlowService = None  # type: ignore[assignment]  # set by start()
         self._broker: Broker | None = None
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
@@ -142,6 +148,18 @@ class Scheduler:
             lifecycle=self.lifecycle,
             unserved_mailbox_s=settings.unserved_mailbox_s,
         )
+        # The use cases, under every front door: gRPC, the triggers and the dashboard.
+        self.service = FlowService(
+            catalogue=self.catalogue,
+            store=self.store,
+            lifecycle=self.lifecycle,
+            spares=self.spares,
+            versions=self.versions,
+            broker=broker if settings.require_consumers else None,
+            stopping=self._stopping,
+            max_message_bytes=settings.max_message_bytes,
+            hooks=[TracingHook(self.tracing)],
+        )
         self.metrics.observe(
             flows_by_state=lambda: {s.value: n for s, n in self.store.count_by_state().items()},
             jobs_running=self.lifecycle.table.jobs_running,
@@ -181,9 +199,20 @@ class Scheduler:
                 daemon=True,
             )
             self._spares_thread.start()
-            self._listen()
             if settings.triggers_dir is not None:
-                self._start_triggers()
+                from scheduler.service.trigger_sources import TriggerService
+
+                # Bound now, taking events once gRPC listens: triggers submit as their tenant.
+                self.triggers = TriggerService(
+                    settings,
+                    firings=self.store.firings,
+                    submit=self.service.submit,
+                    authenticator=self.authenticator,
+                    catalogue=self.catalogue,
+                )
+            self._listen()
+            if self.triggers is not None:
+                self.triggers.start()
             if settings.metrics_port:
                 self._metrics_server = MetricsServer(
                     port=settings.metrics_port,
@@ -211,7 +240,14 @@ class Scheduler:
             ],
             interceptors=[AuthInterceptor(self.authenticator)],
         )
-        scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerServicer(self), server)
+        servicer = SchedulerServicer(
+            self.service,
+            authenticator=self.authenticator,
+            workers=self.settings.grpc_workers,
+            watches_per_client=self.settings.watches_per_client,
+            triggers=self.triggers,
+        )
+        scheduler_pb2_grpc.add_SchedulerServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(ScalerServicer(self), server)
         reflection.enable_server_reflection(
@@ -243,32 +279,11 @@ class Scheduler:
                 self.address,
             )
 
-    def _start_triggers(self) -> None:
-        from scheduler.service.trigger_sources import TriggerService
-
-        # Its own servicer: triggers submit through Submit, as their tenant.
-        self.triggers = TriggerService(
-            self.settings,
-            firings=self.store.firings,
-            submit=SchedulerServicer(self).Submit,
-            authenticator=self.authenticator,
-            catalogue=self.catalogue,
-        )
-        self.triggers.start()
-
     def _start_dashboard(self, address: str) -> None:
         from scheduler.service.dashboard import Dashboard
 
-        host, _, port = self.address.rpartition(":")
-        local = f"127.0.0.1:{port}" if host in ("", "0.0.0.0", "[::]") else self.address
-
         def serve_on(where: str) -> Dashboard:
-            return Dashboard(
-                address=where,
-                scheduler=local,
-                catalogue=self.catalogue,
-                open_mode=self.authenticator.open,
-            )
+            return Dashboard(address=where, service=self.service, authenticator=self.authenticator)
 
         try:
             try:
@@ -316,16 +331,7 @@ class Scheduler:
         if self.store is not None:
             self.store.close()
 
-    # --- for the servicer ------------------------------------------------------------------
-
-    def unserved(self, checked: CheckedFlow) -> list[str]:
-        """One line per progdef of the flow that nothing serves, or that could never hold it.
-
-        Raises:
-            BrokerError: when the broker cannot be asked.
-        """
-        asks = self.settings.require_consumers and self._broker is not None
-        return unserved(checked, self.lifecycle.liveness, self._broker if asks else None)
+    # --- for the scaler --------------------------------------------------------------------
 
     def mailbox_depth(self, mailbox: str) -> int | None:
         """Jobs waiting in ``mailbox``; None when it does not exist.

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from executor.core.constants import FLOW_PREFIX
+from executor.core.constants import FLOW_PREFIX, export_queue, stream_queue
 from executor.core.errors import BrokerError
+from scheduler.flow.model import CheckedFlow, Endpoint
 
 if TYPE_CHECKING:
     from scheduler.service.broker import Broker
@@ -55,6 +56,19 @@ def shape_of(flow_id: str, queues: Sequence[str]) -> Shape:
     """The shape of a flow's queues (see Shape)."""
     prefix = f"{FLOW_PREFIX}.{flow_id}."
     return tuple(queue.removeprefix(prefix) for queue in queues)
+
+
+def queue_shape(checked: CheckedFlow) -> Shape:
+    """The shape of the queues ``plan_flow`` gives a flow, known before its flow id (so a
+    submit looks for a spare first, and plans once with the flow id it gets)."""
+    streams = [
+        stream_queue("", node, port)
+        for node in checked.order
+        for port in checked.progdefs[node].inputs
+        if checked.source_of(Endpoint(node, port)) is not None
+    ]
+    exports = [export_queue("", name) for name in checked.flow.exports]
+    return shape_of("", streams + exports)
 
 
 def queues_of(flow_id: str, shape: Shape) -> list[str]:

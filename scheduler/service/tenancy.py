@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from executor.core.errors import CallAborted, QuotaExceeded, Unauthenticated
+from executor.core.errors import QuotaExceeded, Unauthenticated
 from executor.core.progdef import Catalogue, Progdef
 from scheduler.flow.model import Flow
 from scheduler.service.auth import OPEN, Authenticator, Principal, Quotas
@@ -69,41 +69,12 @@ class AuthInterceptor(grpc.ServerInterceptor):
         return continuation(handler_call_details)
 
 
-class InProcessCall:
-    """The context of a call the scheduler makes on its own servicer, for ``principal``.
-
-    A trigger submits its flows through ``Submit`` with one, so they are checked, held to
-    quotas and recorded as any other; only code in the scheduler's process can make one.
-    """
-
-    def __init__(self, principal: Principal) -> None:
-        self.principal = principal
-
-    def abort(self, code: grpc.StatusCode, details: str) -> None:
-        """Refuse the call: raise :class:`CallAborted`."""
-        raise CallAborted(code, details)
-
-    def is_active(self) -> bool:
-        """Always: the caller waits for the answer."""
-        return True
-
-    def peer(self) -> str:
-        """Names the caller for stream limits."""
-        return "in-process"
-
-    def invocation_metadata(self) -> tuple[()]:
-        """No metadata: the principal is given."""
-        return ()
-
-
 def caller(authenticator: Authenticator, context: grpc.ServicerContext) -> Principal:
     """Who makes this call (:data:`OPEN` when the scheduler runs open).
 
     The interceptor has already refused a call without a valid token; a token revoked in
     between is refused here.
     """
-    if isinstance(context, InProcessCall):
-        return context.principal
     if authenticator.open:
         return OPEN
     try:

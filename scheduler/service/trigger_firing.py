@@ -3,8 +3,8 @@
 :meth:`Firing.accept` matches an event against the triggers of its source, binds its
 values and type-checks them with the trigger's flow (so an event of the wrong shape is
 refused at once, naming the field), then hands it to its trigger's batch. A batch full
-(``max_events``) or old enough (``max_wait_s``) is submitted through the servicer's own
-``Submit`` as the trigger's tenant (quotas apply), each input given the list of the batch's
+(``max_events``) or old enough (``max_wait_s``) is submitted through the flow service as
+the trigger's tenant (quotas apply), each input given the list of the batch's
 values. Each firing is recorded in SQLite (trigger, event source and id, flow ids, time):
 the same event id from the same source never starts a second flow of a trigger, even
 across restarts, since sources deliver at least once.
@@ -26,20 +26,31 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-from executor.core.errors import Busy, CallAborted, EventRefused, FiringFailed, FlowInvalid
+from executor.core.errors import (
+    BrokerError,
+    Busy,
+    DagyoError,
+    EventRefused,
+    FiringFailed,
+    FlowInvalid,
+    LimitReached,
+    PreconditionFailed,
+    QuotaExceeded,
+    Unavailable,
+)
 from executor.core.progdef import Progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 from scheduler.flow.overrides import apply_sets
-from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import OPEN, ROLE_USER, Authenticator, Principal
+from scheduler.service.limits import capped_problems, refusal
 from scheduler.service.store import TriggerFirings
-from scheduler.service.tenancy import InProcessCall, visible_catalogue
+from scheduler.service.tenancy import visible_catalogue
 from scheduler.service.triggers import InvalidTrigger, Trigger, attribute, bind, describe
 
 log = logging.getLogger("dagyo.scheduler.triggers")
@@ -48,14 +59,27 @@ log = logging.getLogger("dagyo.scheduler.triggers")
 SUBMITTERS = 4
 # A batch that is due is looked for this often.
 BATCH_TICK_S = 0.05
-# Codes of a Submit refusal that may pass if the event comes again later.
-_RETRYABLE = {"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "UNAVAILABLE"}
+# Refusals of a submit that may pass if the event comes again later.
+_RETRYABLE = (QuotaExceeded, LimitReached, PreconditionFailed, BrokerError, Unavailable)
 # A batch whose flow could not start yet (its events answered already) is tried again
 # after this wait, doubled at each refusal up to the longest.
 RETRY_FIRST_S = 1.0
 RETRY_LONGEST_S = 30.0
 
-Submit = Callable[[pb.SubmitRequest, Any], Any]
+
+class Submit(Protocol):
+    """Starts a flow as a principal's (the flow service's ``submit``)."""
+
+    def __call__(
+        self, principal: Principal, flow_json: str, *, source: str, sets: Sequence[str]
+    ) -> str:
+        """Check and start the flow; its flow id.
+
+        Raises:
+            FlowInvalid: the flow with the batch's values fails its checks.
+            DagyoError: any other refusal (a quota, no executor, the broker away).
+        """
+        ...
 
 
 @dataclass
@@ -81,7 +105,7 @@ class Firing:
 
     Args:
         triggers: the valid trigger files; ``invalid`` the refused ones (for the report).
-        submit: the servicer's ``Submit``.
+        submit: starts a flow (the flow service's ``submit``).
         catalogue: the current catalogue (events are type-checked against it).
         authenticator: whose token file gives a trigger's tenant its quotas.
         store: where firings are recorded.
@@ -328,21 +352,20 @@ class Firing:
             f"{target}={json.dumps([values[target] for values in batch.values])}"
             for target in trigger.sets
         ]
-        request = pb.SubmitRequest(
-            flow_json=trigger.flow_text,
-            source=f"{trigger.flow_path} (trigger {trigger.name})",
-            set=sets,
-        )
         try:
-            response = self._submit(request, InProcessCall(batch.principal))
-        except CallAborted as e:
+            flow_id = self._submit(
+                batch.principal,
+                trigger.flow_text,
+                source=f"{trigger.flow_path} (trigger {trigger.name})",
+                sets=sets,
+            )
+        except FlowInvalid as e:
+            raise FiringFailed("\n".join(capped_problems(e.problems)), retryable=False) from None
+        except DagyoError as e:
             raise FiringFailed(
-                f"trigger {trigger.name}: the scheduler refused its flow: {e.details}",
-                retryable=e.code.name in _RETRYABLE,
+                f"trigger {trigger.name}: the scheduler refused its flow: {refusal(e)}",
+                retryable=isinstance(e, _RETRYABLE),
             ) from None
-        if response.problems or not response.flow_id:
-            raise FiringFailed("\n".join(response.problems), retryable=False)
-        flow_id = str(response.flow_id)
         self._store.add(trigger.name, batch.keys, [flow_id])
         log.info(
             "trigger %s fired: %d event(s) started flow %s", trigger.name, len(batch.keys), flow_id

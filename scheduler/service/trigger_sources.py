@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pika
 import pika.exceptions
@@ -21,14 +21,23 @@ from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 
 from executor.core.amqp import AmqpThread
 from executor.core.constants import TRIGGER_QUEUE_PREFIX
-from executor.core.errors import Busy, EventNotParsed, EventRefused, FiringFailed
+from executor.core.errors import (
+    Busy,
+    DagyoError,
+    EventNotParsed,
+    EventRefused,
+    FiringFailed,
+)
 from executor.core.progdef import Catalogue
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import OPEN, Authenticator, Principal
 from scheduler.service.store import TriggerFirings
-from scheduler.service.trigger_firing import Firing
+from scheduler.service.trigger_firing import Firing, Submit
 from scheduler.service.trigger_http import HttpSource, parse_event
 from scheduler.service.triggers import Trigger
+
+if TYPE_CHECKING:
+    from scheduler.service.config import SchedulerSettings
 
 log = logging.getLogger("dagyo.scheduler.triggers")
 
@@ -153,7 +162,7 @@ class TriggerService:
         settings: ``triggers_dir`` (must be set), ``triggers_http``, ``triggers_waiting``,
             the broker and the catalogue.
         firings: where firings are kept (the scheduler's store).
-        submit: the servicer's ``Submit``.
+        submit: starts a flow as a principal's (the flow service's ``submit``).
         authenticator: decides tenants (tokens on) and who may POST events.
         catalogue: the scheduler's catalogue loader.
 
@@ -163,15 +172,17 @@ class TriggerService:
 
     def __init__(
         self,
-        settings: Any,
+        settings: SchedulerSettings,
         *,
         firings: TriggerFirings,
-        submit: Any,
+        submit: Submit,
         authenticator: Authenticator,
         catalogue: Callable[[], Catalogue],
     ) -> None:
         from scheduler.service.triggers import load_triggers
 
+        if settings.triggers_dir is None:
+            raise DagyoError("the scheduler's triggers need DAGYO_TRIGGERS, a folder")
         triggers, invalid = load_triggers(
             settings.triggers_dir, tenant_required=not authenticator.open
         )

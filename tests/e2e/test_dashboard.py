@@ -62,11 +62,10 @@ def cluster(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def dashboard(cluster: LocalCluster) -> Iterator[Dashboard]:
+    scheduler = cluster.scheduler
+    assert scheduler is not None
     dashboard = Dashboard(
-        address="127.0.0.1:0",
-        scheduler=cluster.scheduler.address,
-        catalogue=lambda: cluster.catalogue,
-        open_mode=True,
+        address="127.0.0.1:0", service=scheduler.service, authenticator=scheduler.authenticator
     )
     dashboard.start()
     try:

@@ -12,7 +12,6 @@ import pytest
 from click.testing import Result
 
 from executor.core.progdef import load_catalogue
-from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import Authenticator
 from scheduler.service.store import SqliteStore
 from scheduler.service.trigger_firing import Firing
@@ -80,7 +79,7 @@ def trigger_url(tmp_path: Path) -> Iterator[str]:
     firing = Firing(
         triggers=triggers,
         invalid=[],
-        submit=lambda request, context: pb.SubmitResponse(flow_id="started"),
+        submit=lambda principal, flow_json, *, source, sets: "started",
         catalogue=lambda: load_catalogue(PROGDEFS),
         authenticator=authenticator,
         store=SqliteStore(":memory:").firings,

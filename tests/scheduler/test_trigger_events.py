@@ -365,8 +365,8 @@ def test_with_tokens_on_an_event_needs_a_token_and_reaches_only_its_tenants_trig
     authenticator = Authenticator(TokenFile(tokens))
     triggers, _ = load_triggers(folder, tenant_required=True)
 
-    def submit(request: pb.SubmitRequest, context: Any) -> pb.SubmitResponse:
-        return pb.SubmitResponse(flow_id=f"flow-of-{context.principal.tenant}")
+    def submit(principal: Principal, flow_json: str, *, source: str, sets: list[str]) -> str:
+        return f"flow-of-{principal.tenant}"
 
     firing = Firing(
         triggers=triggers,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cloudevents.core.v1.event import CloudEvent
 
-from executor.core.errors import CallAborted, EventRefused, FiringFailed, FlowInvalid
+from executor.core.errors import EventRefused, FiringFailed, FlowInvalid, QuotaExceeded
 from executor.core.progdef import load_catalogue
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import (
@@ -120,11 +120,11 @@ def test_flows_of_a_trigger_go_as_its_tenant_and_a_quota_refusal_can_be_retried(
     triggers, _ = load_triggers(folder, tenant_required=True)
     calls: list[Any] = []
 
-    def submit(request: pb.SubmitRequest, context: Any) -> pb.SubmitResponse:
-        calls.append((request, context.principal))
+    def submit(principal: Principal, flow_json: str, *, source: str, sets: list[str]) -> str:
+        calls.append((pb.SubmitRequest(flow_json=flow_json, source=source, set=sets), principal))
         if len(calls) > 1:
-            raise CallAborted(pb_code("RESOURCE_EXHAUSTED"), "quota max_running_flows is 2")
-        return pb.SubmitResponse(flow_id="f1")
+            raise QuotaExceeded("max_running_flows", 2, "the tenant has 2 flows running")
+        return "f1"
 
     firing = Firing(
         triggers=triggers,
@@ -152,12 +152,6 @@ def test_flows_of_a_trigger_go_as_its_tenant_and_a_quota_refusal_can_be_retried(
         firing.stop()
 
 
-def pb_code(name: str) -> Any:
-    import grpc
-
-    return grpc.StatusCode[name]
-
-
 def test_an_event_matching_no_trigger_is_told_which_field_of_each_trigger_failed(
     tmp_path: Path,
 ) -> None:
@@ -165,7 +159,7 @@ def test_an_event_matching_no_trigger_is_told_which_field_of_each_trigger_failed
     firing = Firing(
         triggers=triggers,
         invalid=[],
-        submit=lambda request, context: pb.SubmitResponse(flow_id="f1"),
+        submit=lambda principal, flow_json, *, source, sets: "f1",
         catalogue=lambda: load_catalogue(PROGDEFS),
         authenticator=Authenticator(None),
         store=SqliteStore(":memory:").firings,
@@ -205,9 +199,9 @@ def test_an_event_accepted_into_a_batch_starts_its_flow_after_a_restart(tmp_path
     state = str(tmp_path / "state.db")
     submitted: list[pb.SubmitRequest] = []
 
-    def submit(request: pb.SubmitRequest, context: Any) -> pb.SubmitResponse:
-        submitted.append(request)
-        return pb.SubmitResponse(flow_id="f1")
+    def submit(principal: Principal, flow_json: str, *, source: str, sets: list[str]) -> str:
+        submitted.append(pb.SubmitRequest(flow_json=flow_json, source=source, set=sets))
+        return "f1"
 
     admin = Principal("", "admin", Quotas())
     first = batching_firing(folder, SqliteStore(state).firings, submit, wait_s=60)
@@ -240,11 +234,11 @@ def test_a_batch_whose_flow_cannot_start_yet_is_tried_again(tmp_path: Path) -> N
     folder = write_triggers(tmp_path / "triggers")
     calls: list[pb.SubmitRequest] = []
 
-    def submit(request: pb.SubmitRequest, context: Any) -> pb.SubmitResponse:
-        calls.append(request)
+    def submit(principal: Principal, flow_json: str, *, source: str, sets: list[str]) -> str:
+        calls.append(pb.SubmitRequest(flow_json=flow_json, source=source, set=sets))
         if len(calls) == 1:
-            raise CallAborted(pb_code("RESOURCE_EXHAUSTED"), "quota max_running_flows is 2")
-        return pb.SubmitResponse(flow_id="f2")
+            raise QuotaExceeded("max_running_flows", 2, "the tenant has 2 flows running")
+        return "f2"
 
     firing = batching_firing(folder, SqliteStore(":memory:").firings, submit, wait_s=0.1)
     firing.start()

@@ -1,8 +1,9 @@
 """The web dashboard: flows, a live graph per flow, failures and the catalogue.
 
-Served by the scheduler on ``DAGYO_UI`` (default ``127.0.0.1:8080``). It is a client of the
-scheduler's own gRPC API, so tokens, tenants and quotas apply to it exactly as to the CLI:
-the browser sends its token (``Authorization: Bearer …``) and the dashboard forwards it.
+Served by the scheduler on ``DAGYO_UI`` (default ``127.0.0.1:8080``). It is an adapter over
+the scheduler's flow service (flowservice.py), as the gRPC API is, so tokens, tenants and
+quotas apply to it exactly as to the CLI: the browser sends its token (``Authorization:
+Bearer …``), which names the caller of every use case.
 Every asset ships in ``static/``; nothing is fetched from elsewhere and nothing is built.
 
 Live updates are server-sent events (``/api/events``): the dashboard reads the scheduler at
@@ -16,22 +17,27 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from executor.core.errors import (
+    BrokerError,
     DagyoError,
-    SchedulerRefused,
-    SchedulerUnauthenticated,
-    SchedulerUnavailable,
+    FlowNotFound,
+    Unauthenticated,
+    Unavailable,
 )
-from executor.core.progdef import Progdef
-from scheduler.client.api import SchedulerClient
+from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.service.auth import Authenticator, Principal
 from scheduler.service.dashboard.views import catalogue_view, failure_view, flow_view, record_view
+
+if TYPE_CHECKING:
+    from scheduler.service.flowservice import FlowService
 
 log = logging.getLogger("dagyo.scheduler.dashboard")
 
@@ -55,23 +61,16 @@ class Dashboard:
 
     Args:
         address: ``host:port`` to listen on; port 0 picks a free one (see ``url``).
-        scheduler: the scheduler's gRPC address, as a client reaches it.
-        catalogue: returns the catalogue the scheduler schedules from.
-        open_mode: whether the scheduler runs without tokens (the page says so).
+        service: the scheduler's use cases.
+        authenticator: names the caller of each request from its token (the page says
+            when the scheduler runs open, without tokens).
     """
 
-    def __init__(
-        self,
-        *,
-        address: str,
-        scheduler: str,
-        catalogue: Callable[[], Mapping[str, Progdef]],
-        open_mode: bool,
-    ) -> None:
+    def __init__(self, *, address: str, service: FlowService, authenticator: Authenticator) -> None:
         host, _, port = address.rpartition(":")
-        self.scheduler = scheduler
-        self.catalogue = catalogue
-        self.open_mode = open_mode
+        self.service = service
+        self.authenticator = authenticator
+        self.open_mode = authenticator.open
         self._streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
         self._stopping = threading.Event()
         self._server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), _handler(self))
@@ -97,9 +96,46 @@ class Dashboard:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def client(self, token: str) -> SchedulerClient:
-        """A client of the scheduler that speaks for the browser's token."""
-        return SchedulerClient(self.scheduler, token=token or None, call_timeout_s=10.0)
+    def caller(self, authorization: str) -> Principal:
+        """Who sends a request with this ``Authorization`` header.
+
+        Raises:
+            Unauthenticated: tokens are on, and it carries none or an unknown one.
+        """
+        return self.authenticator.authenticate([("authorization", authorization)])
+
+    def flows(self, principal: Principal) -> list[pb.FlowRecord]:
+        """The newest :data:`LIST_LIMIT` flows the caller sees, newest first."""
+        records: list[pb.FlowRecord] = []
+        token = ""
+        while True:
+            want = min(LIST_LIMIT - len(records), 100)
+            page = self.service.list(principal, limit=want, token=token)
+            records += page.records
+            token = page.next_token
+            if not token or len(records) >= LIST_LIMIT:
+                return records[:LIST_LIMIT]
+
+    def failures(self, principal: Principal) -> Iterator[FailureReport]:
+        """Every failure report the caller sees, oldest first."""
+        token = ""
+        while True:
+            page = self.service.failures(principal, token=token)
+            yield from page.reports
+            token = page.next_token
+            if not token:
+                return
+
+
+def http_status(error: DagyoError) -> HTTPStatus:
+    """The HTTP status answering a refusal of the flow service."""
+    if isinstance(error, FlowNotFound):
+        return HTTPStatus.NOT_FOUND
+    if isinstance(error, Unauthenticated):
+        return HTTPStatus.UNAUTHORIZED
+    if isinstance(error, (BrokerError, Unavailable)):
+        return HTTPStatus.SERVICE_UNAVAILABLE
+    return HTTPStatus.BAD_REQUEST
 
 
 def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
@@ -109,9 +145,8 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s " + format, self.address_string(), *args)
 
-        def _token(self) -> str:
-            scheme, _, token = self.headers.get("Authorization", "").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
+        def _caller(self) -> Principal:
+            return dashboard.caller(self.headers.get("Authorization", ""))
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)
@@ -130,19 +165,10 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
             self._send(status, json.dumps(data).encode(), "application/json")
 
         def _error(self, error: DagyoError) -> None:
-            status = HTTPStatus.BAD_GATEWAY
-            if isinstance(error, SchedulerUnauthenticated):
-                # The page asks for a token again on 401 (and only then).
-                message = str(error).replace("set DAGYO_TOKEN", "give the dashboard a token")
-                return self._json(HTTPStatus.UNAUTHORIZED, {"error": message})
-            if isinstance(error, SchedulerRefused):
-                status = {
-                    "NOT_FOUND": HTTPStatus.NOT_FOUND,
-                    "UNAUTHENTICATED": HTTPStatus.UNAUTHORIZED,
-                }.get(error.code, HTTPStatus.BAD_REQUEST)
-            elif isinstance(error, SchedulerUnavailable):
-                status = HTTPStatus.SERVICE_UNAVAILABLE
-            self._json(status, {"error": str(error)})
+            message = str(error)
+            if isinstance(error, Unauthenticated):  # the page asks for a token on 401
+                message = message.replace("set DAGYO_TOKEN", "give the dashboard a token")
+            self._json(http_status(error), {"error": message})
 
         def do_GET(self) -> None:
             url = urlsplit(self.path)
@@ -158,12 +184,13 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
                 if path == "/api/info":
                     return self._json(200, {"open": dashboard.open_mode})
                 if path == "/api/catalogue":
-                    return self._json(200, catalogue_view(dashboard.catalogue()))
+                    catalogue = dashboard.service.catalogue(self._caller())
+                    return self._json(200, catalogue_view(catalogue))
                 if path == "/api/flows":
                     return self._json(200, self._flows(query.get("state", [""])[0]))
                 if path == "/api/failures":
-                    with dashboard.client(self._token()) as client:
-                        return self._json(200, [failure_view(f) for f in client.failures()])
+                    failures = dashboard.failures(self._caller())
+                    return self._json(200, [failure_view(f) for f in failures])
                 if path.startswith("/api/flows/"):
                     return self._flow(path[len("/api/flows/") :])
                 if path == "/api/events":
@@ -184,8 +211,7 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
             if path.startswith("/api/flows/") and path.endswith("/cancel"):
                 flow_id = path[len("/api/flows/") : -len("/cancel")]
                 try:
-                    with dashboard.client(self._token()) as client:
-                        record = client.cancel(flow_id)
+                    record = dashboard.service.cancel(self._caller(), flow_id)
                 except DagyoError as e:
                     return self._error(e)
                 return self._json(200, record_view(record))
@@ -196,15 +222,14 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
             self._send(200, body, content_type)
 
         def _flows(self, state: str) -> list[dict[str, Any]]:
-            with dashboard.client(self._token()) as client:
-                records = client.list(limit=LIST_LIMIT)
+            records = dashboard.flows(self._caller())
             views = [record_view(r, with_exports=False) for r in records]
             return [v for v in views if not state or v["state"] == state]
 
         def _flow(self, rest: str) -> None:
             flow_id, _, what = rest.partition("/")
-            with dashboard.client(self._token()) as client:
-                record = client.get(flow_id)
+            principal = self._caller()
+            record = dashboard.service.get(principal, flow_id)
             if what == "exports.jsonl":
                 lines = "".join(
                     json.dumps({"export": e.export, "value": json.loads(e.value_json)}) + "\n"
@@ -218,7 +243,7 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 self.wfile.write(body)
                 return
-            self._json(200, flow_view(record, dashboard.catalogue()))
+            self._json(200, flow_view(record, dashboard.service.catalogue(principal)))
 
         def _events(self, flow_id: str) -> None:
             if not dashboard._streams.acquire(blocking=False):
@@ -239,29 +264,31 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
 
         def _stream(self, flow_id: str) -> None:
             last = ""
-            with dashboard.client(self._token()) as client:
-                while not dashboard._stopping.is_set():
-                    try:
-                        if flow_id:
-                            data: Any = flow_view(client.get(flow_id), dashboard.catalogue())
-                        else:
-                            data = {
-                                "flows": [
-                                    record_view(r, with_exports=False)
-                                    for r in client.list(limit=LIST_LIMIT)
-                                ],
-                                "failures": [failure_view(f) for f in client.failures()],
-                            }
-                    except DagyoError as e:
-                        data = {"error": str(e)}
-                    text = json.dumps(data)
-                    if text != last:
-                        self.wfile.write(f"data: {text}\n\n".encode())
-                        self.wfile.flush()
-                        last = text
-                    else:  # a comment keeps proxies from closing an idle stream
-                        self.wfile.write(b": idle\n\n")
-                        self.wfile.flush()
-                    time.sleep(POLL_S)
+            service = dashboard.service
+            while not dashboard._stopping.is_set():
+                try:
+                    principal = self._caller()  # a token revoked meanwhile ends the updates
+                    if flow_id:
+                        record = service.get(principal, flow_id)
+                        data: Any = flow_view(record, service.catalogue(principal))
+                    else:
+                        data = {
+                            "flows": [
+                                record_view(r, with_exports=False)
+                                for r in dashboard.flows(principal)
+                            ],
+                            "failures": [failure_view(f) for f in dashboard.failures(principal)],
+                        }
+                except DagyoError as e:
+                    data = {"error": str(e)}
+                text = json.dumps(data)
+                if text != last:
+                    self.wfile.write(f"data: {text}\n\n".encode())
+                    self.wfile.flush()
+                    last = text
+                else:  # a comment keeps proxies from closing an idle stream
+                    self.wfile.write(b": idle\n\n")
+                    self.wfile.flush()
+                time.sleep(POLL_S)
 
     return Handler
