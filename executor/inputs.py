@@ -18,7 +18,7 @@ from executor.core.errors import (
 )
 from executor.core.framecheck import StreamPosition, admit, check_count, check_size
 from executor.core.frames import MessageFrame, StreamFrame, decode_frame, first_changed
-from executor.core.types import frame_class
+from executor.core.types import frame_class_of
 
 
 class FrameSource(Protocol):
@@ -71,7 +71,7 @@ class InputStream:
         self.node = node
         self.message_class = message_class
         self.typename = message_class.DESCRIPTOR.full_name
-        self._frame_class = frame_class(self.typename)
+        self._frame_class = frame_class_of(message_class)
         self._inbox = inbox
         self._consts = consts
         self.ended = False

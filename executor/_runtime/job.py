@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 import traceback as traceback_module
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,11 @@ from google.protobuf.message import Message
 
 from executor._runtime.flusher import Flusher
 from executor._runtime.inbox import Inbox
+from executor._runtime.jobtypes import JobTypes
 from executor._runtime.program import Program, read_secrets
 from executor._runtime.stream import FrameWriter, StreamSettings
 from executor._runtime.transport.base import Transport
 from executor.core.errors import DagyoError, Stopped
-from executor.core.registry import register
 from executor.core.types import message_class
 from executor.errorport import author_traceback, build_error
 from executor.inputs import InputStream
@@ -125,13 +126,12 @@ def run_job(
     inbox = run.inbox = Inbox(run.stop)
     logger = logging.getLogger(f"dagyo.job.{descriptor.progdef}")
     with closing(transport.open(stop=run.stop)) as streams:
+        classes: Callable[[str], type[Message]] = message_class
         if descriptor.types.file:  # a type variable bound to another progdef's type
             source = f"job {descriptor.flow_id}/{descriptor.node}"
-            register(
-                descriptor.types.SerializeToString(), source=source, progdef=descriptor.progdef
-            )
+            classes = JobTypes(descriptor.types.SerializeToString(), source=source).message_class
         for port, spec in descriptor.inputs.items():
-            cls = message_class(spec.typename)
+            cls = classes(spec.typename)
             if spec.WhichOneof("source") == "consts":
                 run.inputs[port] = InputStream(
                     port=port,
@@ -162,7 +162,7 @@ def run_job(
             run.outputs[port] = OutputStream(
                 node=descriptor.node,
                 port=port,
-                message_class=message_class(out.typename),
+                message_class=classes(out.typename),
                 writer=writer,
             )
         writers = list(run.writers.values())

@@ -160,6 +160,23 @@ def register(data: bytes, *, source: str, progdef: str, own: Sequence[str] = ())
     return defined
 
 
+def known_file(name: str) -> descriptor_pb2.FileDescriptorProto | None:
+    """The file ``name`` as this process knows it (in the default pool), or None."""
+    try:
+        file = descriptor_pool.Default().FindFileByName(name)
+    except KeyError:
+        return None
+    with _lock:
+        return _file_proto(file)
+
+
+def same_definitions(
+    one: descriptor_pb2.FileDescriptorProto, other: descriptor_pb2.FileDescriptorProto
+) -> bool:
+    """True when two forms of a file define the same things (comments aside)."""
+    return _comparable(one) == _comparable(other)
+
+
 def _comparable(file: descriptor_pb2.FileDescriptorProto) -> bytes:
     bare = descriptor_pb2.FileDescriptorProto()
     bare.CopyFrom(file)

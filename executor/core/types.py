@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 # Imported for their side effect: registering the standard stream types and the
 # well-known types a port may name in the pool.
@@ -42,18 +43,29 @@ def message_class(typename: str) -> type[Message]:
 
 @cache
 def frame_class(typename: str) -> type[Message]:
+    """Return a message class that parses a whole ``dagyo.v1.Frame`` of ``typename`` items
+    (see :func:`frame_class_of`).
+
+    Raises:
+        UnknownType: when no loaded .proto defines the typename.
+    """
+    return frame_class_of(message_class(typename))
+
+
+def frame_class_of(item_class: type[Message]) -> type[Message]:
     """Return a message class that parses a whole ``dagyo.v1.Frame`` of ``typename`` items.
 
     ``Frame.items`` is ``repeated bytes`` (field 1); a ``repeated <typename>`` field 1 has
     the same encoding, so this class reads the same bytes and decodes every item in one C
     call instead of one ``FromString`` per item. The wire does not change.
 
-    Raises:
-        UnknownType: when no loaded .proto defines the typename.
+    The class lives in the pool of ``item_class`` (the process's, or a job's own for the
+    types it brought: see executor._runtime.jobtypes).
     """
-    item = message_class(typename).DESCRIPTOR
+    item = item_class.DESCRIPTOR
+    typename = item.full_name
     name = "FrameOf_" + typename.replace(".", "_")
-    pool = descriptor_pool.Default()
+    pool: Any = item.file.pool
     try:
         return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"dagyo.internal.{name}"))
     except KeyError:
