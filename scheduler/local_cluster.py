@@ -25,7 +25,7 @@ from types import TracebackType
 
 from executor.core.constants import DEFAULT_QUEUE_URL
 from executor.core.errors import DagyoError
-from executor.core.progdef import Progdef, load_catalogue
+from executor.core.progdef import Folders, Progdef, catalogue_folders, load_catalogue
 from executor.core.topology import delete_topology
 from executor.core.version import VERSION_FILE
 from scheduler.constants import HEARTBEAT_TIMEOUT_S
@@ -63,7 +63,8 @@ class LocalCluster:
     """Executor processes for a catalogue, and the scheduler service in this process.
 
     Args:
-        progdefs_dir: the catalogue folder; by default :func:`default_progdefs_dir`.
+        progdefs_dir: the catalogue folder, or its folders; by default
+            :func:`default_progdefs_dir`.
         queue_url: the broker the executors and the scheduler use.
         listen: where the scheduler serves gRPC, ``host:port``; port 0 picks a free one
             (see :attr:`address`).
@@ -94,7 +95,7 @@ class LocalCluster:
     def __init__(
         self,
         *,
-        progdefs_dir: Path | str | None = None,
+        progdefs_dir: Folders | None = None,
         queue_url: str = DEFAULT_QUEUE_URL,
         listen: str = "127.0.0.1:0",
         executors_per_progdef: int = 1,
@@ -107,7 +108,11 @@ class LocalCluster:
             queue_url=queue_url,
             address=listen,
             state_path=state_path,
-            progdefs=Path(progdefs_dir) if progdefs_dir is not None else default_progdefs_dir(),
+            progdefs=(
+                catalogue_folders(progdefs_dir)
+                if progdefs_dir is not None
+                else default_progdefs_dir()
+            ),
             heartbeat_timeout_s=heartbeat_timeout_s,
             # Several local clusters (or a cluster and `dagyo scheduler`) may share a host.
             metrics_port=0,

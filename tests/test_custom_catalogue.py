@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -21,6 +23,7 @@ from executor.core.errors import FlowInvalid
 from executor.core.progdef import load_catalogue, load_progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
+from tests.cluster import broker_leftovers, own_vhost
 from tests.commands import read_until
 from tests.conftest import PROGDEFS, ROOT
 from tests.embedded import package, proto_progdef
@@ -319,3 +322,77 @@ def test_build_print_shows_the_compiled_types_an_image_adds(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     [line] = [line for line in result.output.splitlines() if "dagyo-distance:" in line]
     assert line.endswith("  adds=types.binpb")
+
+
+# --- the README's "Your own catalogue", exactly as written there -----------------------------
+
+
+def readme_catalogue(root: Path) -> list[str]:
+    """Write the files of the README's "Your own catalogue" under ``root``; return the lines
+    of its console block."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("#### Your own catalogue", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```(\w+)\n(.*?)```", section, re.S)
+    names = re.findall(r"^`([^`]+)`(?: and `([^`]+)`)?:$", section, re.M)
+    files = [name for pair in names for name in pair if name]
+    written = [block for kind, block in blocks if kind != "console"]
+    assert len(files) == len(written), (files, len(written))
+    for name, content in zip(files, written, strict=True):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(content)
+    [console] = [block for kind, block in blocks if kind == "console"]
+    return console.splitlines()
+
+
+def test_the_readme_catalogue_with_a_shared_type_runs_the_same_embedded_and_on_dagyo_up(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    console = readme_catalogue(tmp_path)
+    commands = [shlex.split(line[2:]) for line in console if line.startswith("$ ")]
+    shown = [line for line in console if line.startswith("{")]
+    assert [command[:2] for command in commands] == [
+        ["dagyo", "run"],
+        ["dagyo", "up"],
+        ["dagyo", "flow"],
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGYO_")}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def dagyo(command: list[str], **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "scheduler.cli", *command[1:]],
+            cwd=tmp_path,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    embedded = dagyo(commands[0])
+    assert embedded.returncode == 0, embedded.stderr
+    assert embedded.stdout.splitlines() == shown[:1]
+
+    with own_vhost(amqp_url) as url:
+        address = f"127.0.0.1:{free_port()}"
+        cluster = {"DAGYO_QUEUE": url, "DAGYO_SCHEDULER": address}
+        up = subprocess.Popen(
+            [sys.executable, "-m", "scheduler.cli", *commands[1][1:], "--no-ui"],
+            cwd=tmp_path,
+            env={**env, **cluster, "DAGYO_STATE": str(tmp_path / "state.sqlite3")},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            read_until(up, "the cluster is up", timeout_s=60)
+            clustered = dagyo(commands[2], **cluster)
+            assert clustered.returncode == 0, clustered.stderr
+            assert clustered.stdout.splitlines() == shown[1:]
+        finally:
+            up.send_signal(signal.SIGINT)
+            try:
+                assert up.wait(60) == 0
+            finally:
+                if up.poll() is None:
+                    up.kill()
+                    up.wait()
+        assert broker_leftovers(url) == ([], [])

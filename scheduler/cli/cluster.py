@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +115,8 @@ Reads:
   DAGYO_SCHEDULER     where gRPC listens (--listen)
   DAGYO_STATE         the flow records: a SQLite file or a postgresql:// URL
                       (--state)
-  DAGYO_PROGDEFS      the catalogue folder (--progdefs)
+  DAGYO_PROGDEFS      the catalogue folders, joined by the path separator
+                      (--progdefs, repeatable)
   DAGYO_METRICS_PORT  the scheduler's /metrics and /healthz; 0 serves none
                       [9101, or a free port when 9101 is busy]
   DAGYO_METRICS_ADDR  the interface they listen on [0.0.0.0: every one;
@@ -178,7 +180,7 @@ def scheduler_command(
     listen: str | None,
     heartbeat_timeout: float | None,
     state: str | None,
-    progdefs_dir: Path | None,
+    progdefs_dir: Sequence[Path],
     no_ui: bool,
 ) -> None:
     from executor.core.logs import configure_logging
@@ -192,7 +194,7 @@ def scheduler_command(
         address=listen,
         heartbeat_timeout_s=heartbeat_timeout,
         state_path=state,
-        progdefs=progdefs_dir,
+        progdefs=tuple(progdefs_dir) or None,
         ui_address="" if no_ui else None,
     )
     # Exits 2 naming every malformed progdef.json; the scheduler logs the ones left out.
@@ -228,7 +230,7 @@ def scheduler_command(
     "the scheduler's queues and the exchanges.",
 )
 def up_command(
-    progdefs_dir: Path | None,
+    progdefs_dir: Sequence[Path],
     listen: str | None,
     heartbeat_timeout: float | None,
     per_progdef: int,
@@ -244,7 +246,7 @@ def up_command(
         connect(queue_url).close()
     except BrokerUnavailable as e:
         fail(str(e), EXIT_UNREACHABLE)
-    progdefs_dir = progdefs_dir or default_progdefs_dir()
+    progdefs_dir = tuple(progdefs_dir) or (default_progdefs_dir(),)
     # Exits 2 naming every malformed progdef.json, and every `run` that names no function;
     # the scheduler logs the ones left out.
     catalogue_of(progdefs_dir, warn=False, code=True)

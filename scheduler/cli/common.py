@@ -44,15 +44,18 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def progdefs_option(function: Any) -> Any:
-    """The shared ``--progdefs DIR`` option (env DAGYO_PROGDEFS)."""
+    """The shared ``--progdefs DIR`` option, repeatable (env DAGYO_PROGDEFS, its folders
+    joined by ``os.pathsep``: click splits a path option's variable on it)."""
     return click.option(
         "--progdefs",
         "progdefs_dir",
         type=click.Path(file_okay=False, path_type=Path),
         envvar=ENV_PROGDEFS,
-        default=None,
         show_envvar=True,
-        help="Folder of progdef folders [default: ./progdefs, else the sample catalogue].",
+        multiple=True,
+        help="Folder of progdef folders; repeat it for several, which make one catalogue "
+        f"(DAGYO_PROGDEFS: folders joined by {os.pathsep!r}) [default: ./progdefs, else the "
+        "sample catalogue].",
     )(function)
 
 
@@ -77,7 +80,9 @@ def json_option(function: Any) -> Any:
     )(function)
 
 
-def catalogue_of(progdefs_dir: Path | None, *, warn: bool = True, code: bool = False) -> Catalogue:
+def catalogue_of(
+    progdefs_dir: Sequence[Path], *, warn: bool = True, code: bool = False
+) -> Catalogue:
     """Load the catalogue, or exit 2 naming every malformed progdef.json.
 
     Each progdef left out because its protos do not load is one warning line on stderr

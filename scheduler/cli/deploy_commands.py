@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ def _require_extra(command: str) -> None:
             )
 
 
-def _catalogue(progdefs_dir: Path | None) -> dict[str, Progdef]:
+def _catalogue(progdefs_dir: Sequence[Path]) -> dict[str, Progdef]:
     if os.environ.get(ENV_PROGDEF_VERSION):
         fail(
             f"{ENV_PROGDEF_VERSION} is set: it would stand for every progdef's version; "
@@ -116,7 +116,10 @@ def _shared_options(function: Any) -> Any:
             type=click.Path(file_okay=False, path_type=Path),
             envvar=ENV_PROGDEFS,
             show_envvar=True,
-            help="Folder of progdef folders [default: ./progdefs, else the sample catalogue].",
+            multiple=True,
+            help="Folder of progdef folders; repeat it for several, which make one catalogue "
+            f"(DAGYO_PROGDEFS: folders joined by {os.pathsep!r}) [default: ./progdefs, else the "
+            "sample catalogue].",
         ),
         click.option(
             "--registry",
@@ -153,7 +156,7 @@ def _shared_options(function: Any) -> Any:
 )
 def build(
     names: tuple[str, ...],
-    progdefs_dir: Path | None,
+    progdefs_dir: Sequence[Path],
     registry: str,
     lock: Path,
     print_plan: bool,
@@ -291,7 +294,7 @@ def build(
 @scheduler_option
 @click.option("--context", "kube_context", metavar="NAME", help="The kubeconfig context to use.")
 def deploy(
-    progdefs_dir: Path | None,
+    progdefs_dir: Sequence[Path],
     registry: str,
     lock: Path,
     dry_run: bool,

@@ -9,6 +9,7 @@ the scheduler's cap.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -44,7 +45,7 @@ from scheduler.cli.output import output_json, output_line
 @progdefs_option
 @scheduler_option
 def invoke(
-    progdef: str, inputs: tuple[str, ...], local: bool, progdefs_dir: Path | None, address: str
+    progdef: str, inputs: tuple[str, ...], local: bool, progdefs_dir: Sequence[Path], address: str
 ) -> None:
     """Run PROGDEF once on the given items (through the scheduler and an executor, or
     embedded with --local); each output item to stdout as one JSON line
@@ -88,7 +89,7 @@ def invoke(
         sys.exit(end_status(client, flow_id, end, seen))
 
 
-def _invoke_local(progdef: str, inputs: tuple[str, ...], progdefs_dir: Path | None) -> None:
+def _invoke_local(progdef: str, inputs: tuple[str, ...], progdefs_dir: Sequence[Path]) -> None:
     from scheduler.cli.local import run_embedded
     from scheduler.flow.check import check_flow
     from scheduler.flow.invoke import SOURCE, invocation_flow

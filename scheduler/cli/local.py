@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("flow", type=click.Path(dir_okay=False, path_type=Path))
 @progdefs_option
-def validate(flow: Path, progdefs_dir: Path | None) -> None:
+def validate(flow: Path, progdefs_dir: Sequence[Path]) -> None:
     """Type-check FLOW against the catalogue; every problem on stderr, one a line.
 
     The code of each progdef it uses is imported (where it is there), and must name its
@@ -62,7 +62,7 @@ def validate(flow: Path, progdefs_dir: Path | None) -> None:
 )
 @set_option
 @progdefs_option
-def run(flow: Path, graph: str | None, sets: tuple[str, ...], progdefs_dir: Path | None) -> None:
+def run(flow: Path, graph: str | None, sets: tuple[str, ...], progdefs_dir: Sequence[Path]) -> None:
     """Run FLOW in this process (no broker); exported items to stdout as JSON lines.
 
     Jobs share the items they send and receive (never change one once sent):
@@ -138,7 +138,9 @@ remote_option = click.option(
 )
 @remote_option
 @scheduler_option
-def progdefs_command(progdefs_dir: Path | None, versions: bool, remote: bool, address: str) -> None:
+def progdefs_command(
+    progdefs_dir: Sequence[Path], versions: bool, remote: bool, address: str
+) -> None:
     """List the catalogue: each progdef with its port types, then the progdefs left out
     (their protos do not load) and why; with --versions, each version the scheduler knows
     (state, jobs waiting, jobs running, executors pulling its mailbox)."""
@@ -195,7 +197,7 @@ def types_command(
     name: str | None,
     as_json: bool,
     schema: bool,
-    progdefs_dir: Path | None,
+    progdefs_dir: Sequence[Path],
     remote: bool,
     address: str,
 ) -> None:

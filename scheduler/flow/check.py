@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from executor.core.errors import UnknownType
-from executor.core.progdef import ERROR_TYPE, Catalogue, Progdef, did_you_mean
+from executor.core.progdef import (
+    ERROR_TYPE,
+    Catalogue,
+    Progdef,
+    did_you_mean,
+    sample_catalogue,
+)
 from executor.core.types import describe, message_class
 from scheduler.flow.bind import bind_port_types
 from scheduler.flow.model import (
@@ -98,7 +105,7 @@ def typecheck(flow: Flow, catalogue: Mapping[str, Progdef], *, source: str) -> C
         text = ports.problem(endpoint, OUT, "only outputs are exported")
         if text:
             problem(f"export {name}", text)
-    _check_sources(flow, progdefs, problem)
+    _check_sources(flow, progdefs, problem, _samples_hint(catalogue))
     order, cycles = _topological_order(flow)
     for cycle in cycles:
         edges = ", ".join(f"{edge.source} -> {edge.target}" for edge in cycle)
@@ -164,7 +171,9 @@ def _listing(label: str, names: Iterable[str], empty: str) -> str:
     return f"; {label} {shown}" if names else f"; {empty}"
 
 
-def _check_sources(flow: Flow, progdefs: Mapping[str, Progdef], problem: Problems) -> None:
+def _check_sources(
+    flow: Flow, progdefs: Mapping[str, Progdef], problem: Problems, samples: _SamplesHint
+) -> None:
     """Every input has exactly one source; every output feeds an input or is exported."""
     feeds: dict[Endpoint, list[str]] = {}
     for edge in flow.edges:
@@ -190,16 +199,43 @@ def _check_sources(flow: Flow, progdefs: Mapping[str, Progdef], problem: Problem
                 )
         for port in progdef.outputs:
             if Endpoint(node, port) not in used:
-                problem(f"{node}.{port}", _nowhere(progdef.outputs[port]))
+                problem(f"{node}.{port}", _nowhere(progdef.outputs[port], samples))
 
 
-def _nowhere(port_type: str) -> str:
+@dataclass(frozen=True)
+class _SamplesHint:
+    """How to add the sample catalogue's sinks and error handlers to a catalogue loaded
+    from folders without them ("" where it has them, or was not loaded from folders)."""
+
+    sink: str = ""
+    errors: str = ""
+
+
+def _samples_hint(catalogue: Mapping[str, Progdef]) -> _SamplesHint:
+    folders = catalogue.folders if isinstance(catalogue, Catalogue) else ()
+    if not folders:
+        return _SamplesHint()
+    samples = sample_catalogue()
+    given = " ".join(f"--progdefs {folder}" for folder in (*folders, samples))
+    hint = (
+        "the sample catalogue's sinks and error handlers come with it as one more folder, " + given
+    )
+    handlers = {"assert", "ignore_errors", "log_errors"}
+    return _SamplesHint(
+        sink="" if "void_sink" in catalogue else f" (this catalogue has none: {hint})",
+        errors="" if handlers & set(catalogue) else f" (this catalogue has none of them: {hint})",
+    )
+
+
+def _nowhere(port_type: str, samples: _SamplesHint) -> str:
     """The problem of an output port that goes nowhere, with what fits its type."""
     if port_type == ERROR_TYPE:
         return (
             "error port goes nowhere: route its Errors to an assert, an ignore_errors or a "
-            "log_errors node, or export it for the submitter to handle"
+            f"log_errors node{samples.errors}, or export it for the submitter to handle"
         )
+    if samples.sink:
+        return f"output goes nowhere: export it, or connect it to a void_sink{samples.sink}"
     return "output goes nowhere: connect it to a void_sink or export it"
 
 

@@ -16,7 +16,13 @@ import os
 import threading
 from pathlib import Path
 
-from executor.core.progdef import Catalogue, Progdef, load_catalogue
+from executor.core.progdef import (
+    Catalogue,
+    Folders,
+    Progdef,
+    catalogue_folders,
+    load_catalogue,
+)
 from executor.core.registry import descriptor_set
 from scheduler.flow.typedocs import catalogue_typenames, describe_type, json_schema
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
@@ -35,14 +41,14 @@ class CatalogueCache:
     load is not kept: each call tries again, so a fixed file is picked up at once.
 
     Args:
-        directory: the catalogue folder (``DAGYO_PROGDEFS``).
+        folders: the catalogue folder, or its folders (``DAGYO_PROGDEFS``).
     """
 
-    def __init__(self, directory: Path | str) -> None:
-        self.directory = Path(directory)
+    def __init__(self, folders: Folders) -> None:
+        self.folders = catalogue_folders(folders)
         self._lock = threading.Lock()
         self._catalogue: Catalogue | None = None
-        self._roots: tuple[Path, ...] = (self.directory,)
+        self._roots: tuple[Path, ...] = self.folders
         self._stamp: _Stamp = ()
 
     def __call__(self) -> Catalogue:
@@ -54,23 +60,23 @@ class CatalogueCache:
         with self._lock:
             stamp = _stamp(self._roots)
             if self._catalogue is None or stamp != self._stamp:
-                catalogue = load_catalogue(self.directory)
-                roots = _roots(self.directory, catalogue)
+                catalogue = load_catalogue(self.folders)
+                roots = _roots(self.folders, catalogue)
                 if roots != self._roots:
                     self._roots, stamp = roots, _stamp(roots)
                 self._catalogue, self._stamp = catalogue, stamp
             return self._catalogue
 
 
-def _roots(directory: Path, catalogue: Catalogue) -> tuple[Path, ...]:
-    """The catalogue folder and each build context outside it."""
-    inside = directory.resolve()
+def _roots(folders: tuple[Path, ...], catalogue: Catalogue) -> tuple[Path, ...]:
+    """The catalogue's folders and each build context outside them."""
+    inside = [folder.resolve() for folder in folders]
     outside = {
         progdef.context_dir.resolve()
         for progdef in catalogue.values()
-        if not progdef.context_dir.resolve().is_relative_to(inside)
+        if not any(progdef.context_dir.resolve().is_relative_to(f) for f in inside)
     }
-    return (directory, *sorted(outside))
+    return (*folders, *sorted(outside))
 
 
 def _stamp(roots: tuple[Path, ...]) -> _Stamp:

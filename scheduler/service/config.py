@@ -15,6 +15,7 @@ from executor.core.constants import (
     ENV_QUEUE,
 )
 from executor.core.errors import DagyoError
+from executor.core.progdef import sample_catalogue
 from executor.core.settings import env_number, metrics_host
 from scheduler.constants import (
     DEFAULT_SCHEDULER_ADDRESS,
@@ -101,9 +102,7 @@ def default_progdefs_dir() -> Path:
     local = Path("progdefs")
     if local.is_dir():
         return local
-    import progdefs
-
-    return Path(progdefs.__file__).parent
+    return sample_catalogue()
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,8 @@ class SchedulerSettings:
         state_path: where flow records are kept (``DAGYO_STATE``): a SQLite file,
             ``:memory:`` (this process only), or a ``postgresql://`` URL (see
             scheduler.service.store); empty: ``default_state_path`` of ``queue_url``.
-        progdefs: the catalogue folder (``DAGYO_PROGDEFS``).
+        progdefs: the catalogue folder, or its folders (``DAGYO_PROGDEFS``, joined by
+            ``os.pathsep``).
         heartbeat_timeout_s: a started job whose executor has been silent this long is
             lost and fails its flow (``DAGYO_HEARTBEAT_TIMEOUT_S``).
         export_cap_bytes: JSON bytes of exports kept with each flow record
@@ -157,7 +157,7 @@ class SchedulerSettings:
     queue_url: str = DEFAULT_QUEUE_URL
     address: str = DEFAULT_SCHEDULER_ADDRESS
     state_path: str = ""
-    progdefs: Path = field(default_factory=default_progdefs_dir)
+    progdefs: Path | tuple[Path, ...] = field(default_factory=default_progdefs_dir)
     heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S
     export_cap_bytes: int = EXPORT_CAP_BYTES
     metrics_port: int = SCHEDULER_METRICS_PORT
@@ -277,9 +277,9 @@ class SchedulerSettings:
             ),
             "spare_idle_s": env_number(env, ENV_SPARE_IDLE_S, SPARE_IDLE_S, float),
         }
-        progdefs = env.get(ENV_PROGDEFS)
-        if progdefs:
-            values["progdefs"] = Path(progdefs)
+        folders = [Path(f) for f in env.get(ENV_PROGDEFS, "").split(os.pathsep) if f]
+        if folders:
+            values["progdefs"] = folders[0] if len(folders) == 1 else tuple(folders)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 

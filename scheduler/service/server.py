@@ -15,6 +15,7 @@ KEDA's external scaler (``externalscaler.ExternalScaler``, see scaler.py).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -32,6 +33,7 @@ from executor.core.errors import (
     redact_url,
 )
 from executor.core.health import port_is_fixed
+from executor.core.progdef import catalogue_folders
 from executor.core.tracing import Tracing
 from scheduler.constants import SCHEDULER_METRICS_PORT, SCHEDULER_TICK_S
 from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
@@ -398,7 +400,8 @@ def serve(settings: SchedulerSettings, *, stop: threading.Event | None = None) -
     scheduler.start()
     print(
         f"dagyo scheduler: gRPC on {scheduler.address}, broker {redact_url(settings.queue_url)}, "
-        f"state {redact_url(settings.state_path)}, catalogue {settings.progdefs}"
+        f"state {redact_url(settings.state_path)}, catalogue "
+        f"{os.pathsep.join(str(f) for f in catalogue_folders(settings.progdefs))}"
         + (f", metrics on :{metrics.port}" if (metrics := scheduler._metrics_server) else ""),
         file=sys.stderr,
         flush=True,

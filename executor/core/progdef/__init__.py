@@ -4,7 +4,15 @@ This package is shared by the executor and the scheduler; callers import from he
 from its modules.
 """
 
-from executor.core.progdef.catalogue import Catalogue, LeftOut, find_progdef, load_catalogue
+from executor.core.progdef.catalogue import (
+    Catalogue,
+    Folders,
+    LeftOut,
+    catalogue_folders,
+    find_progdef,
+    load_catalogue,
+    sample_catalogue,
+)
 from executor.core.progdef.model import (
     ERROR_TYPE,
     MAX_JOBS_LIMIT,
@@ -25,11 +33,13 @@ __all__ = [
     "MAX_JOBS_LIMIT",
     "NAME",
     "Catalogue",
+    "Folders",
     "LeftOut",
     "Progdef",
     "Resources",
     "Retries",
     "Scaling",
+    "catalogue_folders",
     "did_you_mean",
     "find_progdef",
     "is_type_variable",
@@ -38,4 +48,5 @@ __all__ = [
     "mailbox_name",
     "parse_mailbox",
     "parse_progdef",
+    "sample_catalogue",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class Catalogue(dict[str, Progdef]):
     Attributes:
         left_out: name -> :class:`LeftOut`, for each progdef whose protos do not load: a
             flow naming one is told so, and ``dagyo progdefs`` says why.
+        folders: the folders it was loaded from, in order (none for one made in code).
     """
 
     def __init__(
@@ -49,32 +51,59 @@ class Catalogue(dict[str, Progdef]):
         progdefs: Mapping[str, Progdef] | None = None,
         *,
         left_out: Mapping[str, LeftOut] | None = None,
+        folders: Sequence[Path] = (),
     ) -> None:
         super().__init__(progdefs or {})
         self.left_out: dict[str, LeftOut] = dict(left_out or {})
+        self.folders: tuple[Path, ...] = tuple(folders)
 
 
-def load_catalogue(directory: Path | str) -> Catalogue:
-    """Load every ``*/progdef.json`` under directory, keyed by progdef name.
+#: One catalogue folder, or several (``--progdefs`` repeated, ``DAGYO_PROGDEFS`` joined by
+#: ``os.pathsep``).
+Folders = Path | str | Sequence[Path | str]
+
+
+def catalogue_folders(folders: Folders) -> tuple[Path, ...]:
+    """The folders of a catalogue, as paths: one, or each of several."""
+    if isinstance(folders, (str, Path)):
+        return (Path(folders),)
+    return tuple(Path(folder) for folder in folders)
+
+
+def sample_catalogue() -> Path:
+    """The sample catalogue installed with dagyo (the ``progdefs`` package's folder)."""
+    import progdefs
+
+    return Path(progdefs.__file__).parent
+
+
+def load_catalogue(folders: Folders) -> Catalogue:
+    """Load every ``*/progdef.json`` under the catalogue's folders, keyed by progdef name.
+
+    Several folders make one catalogue: one registry of types, one name space (each folder
+    with its own shared ``protos/`` folder).
 
     A progdef whose protos do not load (see :class:`ProtosInvalid`) is left out, with its
     problems in ``left_out``; the others still load.
 
     Raises:
         ProgdefInvalid: listing the problems of every malformed progdef.json, and any two
-            progdefs that share a name.
+            progdefs that share a name (naming both folders).
     """
-    directory = Path(directory)
-    if not directory.is_dir():
+    directories = catalogue_folders(folders)
+    missing = [directory for directory in directories if not directory.is_dir()]
+    if missing or not directories:
         raise ProgdefInvalid(
             [
-                f"{directory}: no such catalogue folder (set --progdefs or "
-                "DAGYO_PROGDEFS to a folder of progdef folders)"
+                f"{directory or 'no folder given'}: no such catalogue folder (set --progdefs "
+                "or DAGYO_PROGDEFS to a folder of progdef folders; several are joined by "
+                f"{os.pathsep!r} or given as --progdefs again)"
+                for directory in [str(m) for m in missing] or [""]
             ]
         )
-    catalogue = Catalogue()
+    catalogue = Catalogue(folders=directories)
     problems: list[str] = []
-    paths = sorted(directory.glob("*/progdef.json"))
+    paths = [path for folder in directories for path in sorted(folder.glob("*/progdef.json"))]
     # Left out before any is loaded: a file loaded into this process cannot be taken back.
     clashes = proto_clashes(paths)
     for path in paths:
@@ -93,8 +122,10 @@ def load_catalogue(directory: Path | str) -> Catalogue:
         if progdef.name in catalogue:
             problems.append(
                 f"{path}: progdef name {progdef.name!r} is already used by "
-                f"{catalogue[progdef.name].directory}"
+                f"{catalogue[progdef.name].directory}: give one of them another name"
+                + (", or leave one folder out of --progdefs" if len(directories) > 1 else "")
             )
+            continue
         catalogue[progdef.name] = progdef
     if problems:
         raise ProgdefInvalid(problems)
