@@ -13,7 +13,14 @@ import pytest
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_LOST, FAILURE_KIND_PANIC, FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import ExportStream, FlowRuntime, FlowState
-from scheduler.service.store import SchemaTooNew, Store, StoreWriter, open_store
+from scheduler.service.store import (
+    Fence,
+    LeaseLost,
+    SchemaTooNew,
+    Store,
+    StoreWriter,
+    open_store,
+)
 from tests.postgres import fresh_database
 
 Opener = Callable[..., Store]
@@ -310,4 +317,99 @@ def test_a_store_of_a_newer_schema_is_refused_in_one_line(opener: Opener) -> Non
         opener()
     message = str(refused.value)
     assert "\n" not in message
-    assert "schema version 999, newer than this scheduler's 1" in message
+    assert "schema version 999, newer than this scheduler's 2" in message
+
+
+def test_a_store_of_an_older_schema_is_migrated_at_open(opener: Opener) -> None:
+    store = opener()
+    inner = store.store if isinstance(store, StoreWriter) else store
+    with inner.session() as db:  # type: ignore[attr-defined]
+        db.execute("DROP TABLE flow_leases")  # as a store of schema version 1 was
+        db.execute("DELETE FROM schema_version WHERE version = 2")
+    store.close()
+    assert opener().leases.acquire("f1", "a", lease_s=60) == 1
+
+
+def test_a_lease_is_held_until_released_then_taken_with_the_next_epoch(opener: Opener) -> None:
+    leases = opener().leases
+    assert leases.lease("f1") is None
+    assert leases.acquire("f1", "a", lease_s=60) == 1
+    assert leases.acquire("f1", "b", lease_s=60) is None  # a's lease runs
+    assert leases.acquire("f1", "a", lease_s=60) == 1  # its own again: the same epoch
+    assert leases.renew("f1", Fence("a", 1), lease_s=60)
+    leases.release("f1", Fence("a", 1))
+    assert leases.acquire("f1", "b", lease_s=60) == 2
+    assert not leases.renew("f1", Fence("a", 1), lease_s=60)
+    leases.release("f1", Fence("a", 1))  # not a's to give up: nothing
+    held = leases.lease("f1")
+    assert held is not None and (held.owner, held.epoch) == ("b", 2)
+    assert leases.acquire("f2", "a", lease_s=60) == 1  # each flow its own lease
+
+
+def test_a_lease_that_ran_out_is_taken_over(opener: Opener) -> None:
+    leases = opener().leases
+    assert leases.acquire("f1", "a", lease_s=60) == 1
+    assert leases.renew("f1", Fence("a", 1), lease_s=-1)  # as if a was paused past it
+    assert leases.acquire("f1", "b", lease_s=60) == 2
+    assert not leases.renew("f1", Fence("a", 1), lease_s=60)  # a wakes up: not its own
+    assert leases.acquire("f1", "a", lease_s=60) is None
+
+
+def test_writes_fenced_with_a_lease_taken_over_are_refused(opener: Opener) -> None:
+    store = opener()
+    flow, run = record("f1", 1.0), runtime()
+    store.create(flow, run)
+    assert store.leases.acquire("f1", "a", lease_s=60) == 1
+    flow.name, run.kept_count = "by a", 1
+    store.save(flow, run, [pb.Export(export="greetings", value_json='"a"')], fence=Fence("a", 1))
+    store.add_failure(FailureReport(flow_id="f1", error="seen by a"), fence=Fence("a", 1))
+    stored = store.get("f1")  # (the writer's queue stored before the lease is lost)
+    assert stored is not None and stored.name == "by a"
+    assert store.leases.renew("f1", Fence("a", 1), lease_s=-1)
+    assert store.leases.acquire("f1", "b", lease_s=60) == 2
+    flow.name = "by b"
+    store.save(flow, fence=Fence("b", 2))
+
+    late, late_run = record("f1", 1.0), runtime()
+    late.name, late_run.kept_count = "late a", 2
+    refused: list[Exception] = []
+    for write in (
+        lambda: store.save(
+            late, late_run, [pb.Export(export="greetings", value_json='"x"')], fence=Fence("a", 1)
+        ),
+        lambda: store.add_failure(FailureReport(flow_id="f1", error="late"), fence=Fence("a", 1)),
+        lambda: store.save(record("f2", 1.0), fence=Fence("a", 1)),  # no lease at all
+    ):
+        try:
+            write()
+        except LeaseLost as e:
+            refused.append(e)
+    if not isinstance(store, StoreWriter):  # the writer logs and drops what is refused
+        assert len(refused) == 3
+        assert "a write of a (epoch 1) was refused: the flow's lease is held by b (epoch 2)" in str(
+            refused[0]
+        )
+    got = store.get("f1")
+    assert got is not None and got.name == "by b"
+    assert [e.value_json for e in got.exports] == ['"a"']
+    assert [r.error for r in store.failures("f1")[0]] == ["seen by a"]
+
+
+def test_of_schedulers_taking_one_lease_at_once_exactly_one_gets_it(opener: Opener) -> None:
+    leases = opener().leases
+    got: dict[str, int | None] = {}
+    start = threading.Barrier(8)
+
+    def take(owner: str) -> None:
+        start.wait()
+        got[owner] = leases.acquire("f1", owner, lease_s=60)
+
+    threads = [threading.Thread(target=take, args=(f"s{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [winner] = [owner for owner, epoch in got.items() if epoch == 1]
+    assert [epoch for epoch in got.values() if epoch != 1] == [None] * 7
+    held = leases.lease("f1")
+    assert held is not None and held.owner == winner

@@ -93,5 +93,5 @@ def test_dagyo_scheduler_refuses_a_database_of_a_newer_schema_in_one_line(
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
         f"dagyo: the scheduler state at {url} has schema version 7, newer than this "
-        "scheduler's 1: run the newer dagyo, or set DAGYO_STATE to another database"
+        "scheduler's 2: run the newer dagyo, or set DAGYO_STATE to another database"
     ]

@@ -2,8 +2,9 @@
 
 A store holds each flow's record (a ``dagyo.v1.FlowRecord`` without its exports) and the
 *runtime* a running flow is resumed from, the exports kept so far, every failure report,
-the queues declared ahead (spares), the progdef versions it knows and the trigger firings
-(``Store.firings``, named as the triggers use them).
+the queues declared ahead (spares), the progdef versions it knows, the trigger firings
+(``Store.firings``, named as the triggers use them) and each flow's ownership lease
+(``Store.leases``), whose epoch fences the writes of a scheduler that lost it.
 Its implementations sit side by side (sqlite.py, postgres.py) and pass one contract test
 (tests/scheduler/test_store_contract.py); every method is thread-safe.
 """
@@ -11,9 +12,10 @@ Its implementations sit side by side (sqlite.py, postgres.py) and pass one contr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from executor.core.errors import Unreachable
+from executor.core.errors import DagyoError, Unreachable
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime, FlowState
@@ -35,6 +37,39 @@ class StoreUnavailable(Unreachable):
         )
 
 
+class LeaseLost(DagyoError):
+    """Raised when a write carries a lease epoch another scheduler has taken since: the
+    write is refused and nothing of it is stored."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a fenced write carries: the lease of its flow its writer holds.
+
+    Attributes:
+        owner: the scheduler that took the lease (unique per process).
+        epoch: the lease's epoch when it took it.
+    """
+
+    owner: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A flow's ownership lease as the database holds it.
+
+    Attributes:
+        owner: the scheduler holding (or last holding) it.
+        epoch: how many times the flow changed owner (1 for its first).
+        expires: Unix time, on the database's clock, it runs out unless renewed.
+    """
+
+    owner: str
+    epoch: int
+    expires: float
+
+
 class FlowRecords(Protocol):
     """Each flow's record, with the exports kept so far."""
 
@@ -46,11 +81,16 @@ class FlowRecords(Protocol):
         record: pb.FlowRecord,
         runtime: FlowRuntime | None = None,
         exports: Sequence[pb.Export] = (),
+        *,
+        fence: Fence | None = None,
     ) -> None:
         """Update a flow's record (and runtime), appending newly kept exports, atomically.
 
         The exports are numbered from ``runtime.kept_count - len(exports)``: update the
         runtime's counts before saving.
+
+        Raises:
+            LeaseLost: ``fence`` is not the flow's lease any more (nothing is stored).
         """
 
     def get(self, flow_id: str, *, with_exports: bool = True) -> pb.FlowRecord | None:
@@ -97,8 +137,12 @@ class FlowRuntimes(Protocol):
 class FailureRecords(Protocol):
     """Every failure report of every flow."""
 
-    def add_failure(self, report: FailureReport) -> None:
-        """Record one failure report of a flow."""
+    def add_failure(self, report: FailureReport, *, fence: Fence | None = None) -> None:
+        """Record one failure report of a flow.
+
+        Raises:
+            LeaseLost: ``fence`` is not the flow's lease any more (nothing is stored).
+        """
 
     def failures(
         self,
@@ -160,6 +204,26 @@ class TriggerFirings(Protocol):
         """How many events a trigger took, and its last LAST_FIRINGS firings, newest first."""
 
 
+class FlowLeases(Protocol):
+    """Which scheduler owns each flow: a lease with an epoch, renewed while the owner lives,
+    taken over (the epoch one more) once it runs out. Times are the database's clock."""
+
+    def acquire(self, flow_id: str, owner: str, *, lease_s: float) -> int | None:
+        """Take the flow's lease for ``lease_s``: the epoch to fence writes with, or None
+        while another owner's lease runs. An owner taking its own lease again keeps its
+        epoch; any other raises it by one (so the last owner's writes are refused)."""
+
+    def renew(self, flow_id: str, fence: Fence, *, lease_s: float) -> bool:
+        """Extend the lease ``fence`` names by ``lease_s`` from now; False when another
+        owner took it (the caller owns the flow no more)."""
+
+    def release(self, flow_id: str, fence: Fence) -> None:
+        """Give the lease up now (another may take it at once); nothing when not held."""
+
+    def lease(self, flow_id: str) -> Lease | None:
+        """The flow's lease, or None when it never had one."""
+
+
 class Store(
     FlowRecords,
     FlowRuntimes,
@@ -173,6 +237,10 @@ class Store(
     @property
     def firings(self) -> TriggerFirings:
         """The triggers' firings, in the same database."""
+
+    @property
+    def leases(self) -> FlowLeases:
+        """The flows' ownership leases, in the same database."""
 
     def close(self) -> None:
         """Close the database (idempotent)."""

@@ -71,6 +71,14 @@ SQLITE: tuple[str, ...] = (
     );
     CREATE TABLE IF NOT EXISTS owner (broker TEXT NOT NULL)
     """,
+    """
+    CREATE TABLE flow_leases (
+        flow_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        expires REAL NOT NULL
+    )
+    """,
 )
 
 # ``seq`` numbers rows in insertion order, as SQLite's rowid does (pages follow it).
@@ -132,6 +140,14 @@ POSTGRES: tuple[str, ...] = (
         PRIMARY KEY (trigger, event_source, event_id)
     );
     CREATE TABLE owner (broker TEXT NOT NULL)
+    """,
+    """
+    CREATE TABLE flow_leases (
+        flow_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        expires DOUBLE PRECISION NOT NULL
+    )
     """,
 )
 

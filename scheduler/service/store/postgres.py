@@ -17,6 +17,7 @@ import psycopg_pool
 
 from executor.core.errors import DagyoError, redact_url
 from scheduler.service.store.base import StoreUnavailable
+from scheduler.service.store.leases import SqlDialect
 from scheduler.service.store.migrations import POSTGRES, claim, migrate
 from scheduler.service.store.session import Rows, Session
 from scheduler.service.store.sql import SqlStore
@@ -46,6 +47,10 @@ class PostgresStore(SqlStore):
     """
 
     row_id = "seq"
+    dialect = SqlDialect(
+        now="CAST(extract(epoch FROM clock_timestamp()) AS DOUBLE PRECISION)",
+        for_update=" FOR UPDATE",
+    )
 
     def __init__(self, url: str, *, owner: str = "") -> None:
         self.url = url

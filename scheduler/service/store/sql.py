@@ -15,8 +15,9 @@ from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime, FlowState
 from scheduler.service.limits import PAGE_BYTES, bounded_failure
-from scheduler.service.store.base import DEFAULT_LIST_LIMIT
+from scheduler.service.store.base import DEFAULT_LIST_LIMIT, Fence
 from scheduler.service.store.firings import SqlFirings
+from scheduler.service.store.leases import SqlDialect, SqlLeases, check_fence
 from scheduler.service.store.session import Session
 
 _ACTIVE = (FlowState.PENDING.proto, FlowState.RUNNING.proto)
@@ -30,11 +31,17 @@ class SqlStore:
     """
 
     row_id = "rowid"
+    dialect = SqlDialect(now="(julianday('now') - 2440587.5) * 86400.0", for_update="")
 
     @property
     def firings(self) -> SqlFirings:
         """The triggers' firings, in the same database."""
         return SqlFirings(self.session, self.row_id)
+
+    @property
+    def leases(self) -> SqlLeases:
+        """The flows' ownership leases, in the same database."""
+        return SqlLeases(self.session, self.dialect)
 
     def session(self) -> AbstractContextManager[Session]:
         """A transaction: committed when the block ends, rolled back when it raises."""
@@ -67,13 +74,13 @@ class SqlStore:
         record: pb.FlowRecord,
         runtime: FlowRuntime | None = None,
         exports: Sequence[pb.Export] = (),
+        *,
+        fence: Fence | None = None,
     ) -> None:
-        """Update a flow's record (and runtime), appending newly kept exports, atomically.
-
-        The exports are numbered from ``runtime.kept_count - len(exports)``: update the
-        runtime's counts before saving. Saving again what was saved changes nothing.
-        """
+        """Update a flow's record (and runtime), appending newly kept exports, atomically
+        (see base.FlowRecords.save). Saving again what was saved changes nothing."""
         with self.session() as db:
+            check_fence(db, self.dialect, record.id, fence)
             if runtime is None:
                 db.execute(
                     "UPDATE flows SET state = ?, record = ? WHERE id = ?",
@@ -179,9 +186,10 @@ class SqlStore:
 
     # --- failures --------------------------------------------------------------------------
 
-    def add_failure(self, report: FailureReport) -> None:
-        """Record one failure report of a flow."""
+    def add_failure(self, report: FailureReport, *, fence: Fence | None = None) -> None:
+        """Record one failure report of a flow (see base.FailureRecords.add_failure)."""
         with self.session() as db:
+            check_fence(db, self.dialect, report.flow_id, fence)
             db.execute(
                 "INSERT INTO failures (flow_id, position, report) VALUES (?, "
                 "(SELECT count(*) FROM failures WHERE flow_id = ?), ?)",

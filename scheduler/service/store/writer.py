@@ -23,6 +23,9 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime, FlowState
 from scheduler.service.store.base import (
     DEFAULT_LIST_LIMIT,
+    Fence,
+    FlowLeases,
+    LeaseLost,
     Store,
     StoreUnavailable,
     TriggerFirings,
@@ -64,19 +67,22 @@ class StoreWriter:
         record: pb.FlowRecord,
         runtime: FlowRuntime | None = None,
         exports: Sequence[pb.Export] = (),
+        *,
+        fence: Fence | None = None,
     ) -> None:
-        """Queue a save (see base.FlowRecords.save) of copies of record and runtime."""
+        """Queue a save (see base.FlowRecords.save) of copies of record and runtime; a
+        fenced one refused (LeaseLost) is logged and dropped."""
         saved = pb.FlowRecord()
         saved.CopyFrom(record)
         state = None if runtime is None else FlowRuntime.from_json(runtime.to_json())
         kept = list(exports)
-        self._put(lambda: self.store.save(saved, state, kept))
+        self._put(lambda: self.store.save(saved, state, kept, fence=fence))
 
-    def add_failure(self, report: FailureReport) -> None:
-        """Queue a failure report."""
+    def add_failure(self, report: FailureReport, *, fence: Fence | None = None) -> None:
+        """Queue a failure report (fenced as :meth:`save`)."""
         saved = FailureReport()
         saved.CopyFrom(report)
-        self._put(lambda: self.store.add_failure(saved))
+        self._put(lambda: self.store.add_failure(saved, fence=fence))
 
     def when_written(self, then: Callable[[], None]) -> None:
         """Call ``then`` once every write queued so far is stored: now when none waits,
@@ -148,6 +154,9 @@ class StoreWriter:
                     log.warning("writes to the scheduler's state wait: %s", e)
                     warned = True
                 time.sleep(RETRY_S)
+            except LeaseLost as e:  # another scheduler owns the flow now: its record stands
+                log.warning("%s", e)
+                return
             except Exception:
                 log.exception("a write to the scheduler's state failed; it is lost")
                 return
@@ -234,3 +243,8 @@ class StoreWriter:
     def firings(self) -> TriggerFirings:
         """See base.Store.firings (written at once: an event's firing before its answer)."""
         return self.store.firings
+
+    @property
+    def leases(self) -> FlowLeases:
+        """See base.Store.leases (at once: a lease is taken before the flow is written)."""
+        return self.store.leases
