@@ -152,3 +152,18 @@ def test_editing_a_shared_proto_gives_the_progdefs_listing_it_new_versions(tmp_p
     after = {name: load_progdef(catalogue / name).version for name in ("word_count", "other")}
     assert after["word_count"] != before["word_count"]
     assert after["other"] == before["other"]
+
+
+def test_build_puts_the_shared_proto_in_the_image_of_each_progdef_listing_it(
+    tmp_path: Path,
+) -> None:
+    from google.protobuf import descriptor_pb2
+
+    from scheduler.deploy.images import plan_images
+
+    catalogue, _, proto = word_catalogue(tmp_path, shared=True)
+    plan = plan_images(load_catalogue(catalogue), base_image="b:1")
+    assert sorted(image.progdef for image in plan if image.progdef) == ["tokenize", "word_count"]
+    for image in (image for image in plan if image.progdef):
+        compiled = descriptor_pb2.FileDescriptorSet.FromString(image.files["types.binpb"])
+        assert [file.name for file in compiled.file] == [proto], image.progdef
