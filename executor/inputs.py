@@ -221,6 +221,25 @@ class InputStream:
         self.check_unchanged()
 
 
+def check_left(stream: InputStream, frames: list[StreamFrame]) -> None:
+    """Check the frames that reached an input after its end-of-stream (the runtime's, at
+    the job's end): the same frame delivered again is dropped, anything else panics.
+
+    Raises:
+        StreamCorrupt: naming the edge (a second end-of-stream, a frame after it, or one
+            without the stream's producer token).
+    """
+    for frame in frames:
+        if type(frame) is MessageFrame:
+            admit(stream._position, frame, None, stream.where)
+            continue
+        assert isinstance(frame, bytes)
+        check_size(frame, stream.where)
+        parsed = decode_frame(frame, stream.edge)
+        check_count(len(parsed.items), stream.where)
+        admit(stream._position, parsed, frame, stream.where)
+
+
 def merge(inbox: FrameSource, streams: list[InputStream]) -> Iterator[tuple[str, Any]]:
     """Yield (port, item) from several input streams of one inbox as items arrive."""
     for stream in streams:

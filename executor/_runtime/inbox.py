@@ -94,6 +94,17 @@ class Inbox:
                 return None
             self._cond.wait(IDLE_WAIT_S)  # a stop wakes it: see wake
 
+    def left(self, port: str) -> list[StreamFrame]:
+        """Take, without waiting, the frames of a port that arrived and were not taken (a
+        port read to its end-of-stream: what came after it)."""
+        with self._cond:
+            frames = list(self._frames.get(port, ()))
+            self._frames[port] = deque()
+        for _, on_taken in frames:
+            if on_taken is not None:
+                on_taken()
+        return [frame for frame, _ in frames]
+
     def wake(self) -> None:
         """Wake every waiter so it looks at its stop signal now."""
         with self._cond:

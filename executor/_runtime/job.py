@@ -23,7 +23,7 @@ from executor._runtime.transport.base import Transport
 from executor.core.errors import DagyoError, Stopped
 from executor.core.types import message_class
 from executor.errorport import author_traceback, build_error
-from executor.inputs import InputStream
+from executor.inputs import InputStream, check_left
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
     FAILURE_KIND_PANIC,
@@ -192,8 +192,10 @@ def run_job(
             program.run(job)
         for writer in writers:
             writer.close()
-        for stream in run.inputs.values():
+        for port, stream in run.inputs.items():
             stream.drain()
+            if descriptor.inputs[port].WhichOneof("source") == "queue":
+                check_left(stream, inbox.left(port))  # what came after its end-of-stream
 
 
 def execute(

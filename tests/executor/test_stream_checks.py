@@ -6,12 +6,20 @@ import threading
 
 import pytest
 
+from executor._runtime.flusher import Flusher
 from executor._runtime.inbox import Inbox
+from executor._runtime.job import JobRun, execute
+from executor._runtime.program import load_program
+from executor._runtime.stream import StreamSettings
+from executor._runtime.transport.memory import MemoryTransport
 from executor.core.constants import FRAME_MAX_BYTES, FRAME_MAX_ITEMS, FRAME_RECEIVE_MAX_BYTES
 from executor.core.errors import StreamCorrupt
+from executor.core.progdef import load_catalogue
 from executor.core.types import Text
 from executor.inputs import InputStream
 from executor.pb.dagyo.v1.frame_pb2 import Frame
+from executor.pb.dagyo.v1.job_pb2 import Input, Job
+from tests.conftest import PROGDEFS
 
 TEXT = "dagyo.types.Text"
 
@@ -98,3 +106,36 @@ def test_a_frame_without_a_typename_panics_naming_the_edge() -> None:
         r"dagyo.types.Text$",
     ):
         stream.next_batch()
+
+
+@pytest.mark.parametrize("after", ["a second end-of-stream", "a frame after it"])
+def test_what_reaches_a_job_after_its_inputs_end_of_stream_panics_it(after: str) -> None:
+    program = load_program(load_catalogue(PROGDEFS)["count"])
+    program.start()
+    transport = MemoryTransport()
+    token = "0f" * 16
+    stream, export = "dagyo.flow.f.in.n.items", "dagyo.flow.f.export.total"
+    items = [Text(text=str(i)).SerializeToString() for i in range(4)]
+    for frame in (
+        Frame(items=items, seq=0, end_of_stream=True, typename=TEXT, token=token),
+        Frame(seq=1, end_of_stream=after.startswith("a second"), typename=TEXT, token=token),
+    ):
+        assert transport.queue(stream).offer(frame.SerializeToString())
+    job = Job(flow_id="f", node="n", progdef="count")
+    job.inputs["items"].CopyFrom(Input(typename=TEXT, queue=stream, edge="s.src", token=token))
+    job.outputs["total"].typename = "dagyo.types.Int64"
+    job.outputs["total"].queues.append(export)
+    flusher = Flusher()
+    try:
+        failure = execute(
+            JobRun(job),
+            lambda: program,
+            transport,
+            flusher=flusher,
+            settings=StreamSettings(),
+            executor_id="count-1",
+        )
+    finally:
+        flusher.close()
+    assert failure is not None, f"{after} went unnoticed"
+    assert failure.error == ("StreamCorrupt: stream s.src -> n.items: frame 1 after end-of-stream")
