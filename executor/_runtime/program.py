@@ -7,7 +7,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import logging
-import math
 import os
 import re
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 from executor.core.errors import DagyoError, InitFailed
 from executor.core.progdef import Progdef, did_you_mean
+from executor.core.settings import env_number
 from executor.sdk import Context
 
 IMPORT_TIMEOUT_S = 60.0
@@ -143,14 +143,7 @@ def _has_code(progdef: Progdef) -> bool:
 
 def import_timeout_s() -> float:
     """How long one import of a progdef's module may take (DAGYO_IMPORT_TIMEOUT_S, 60 s)."""
-    text = os.environ.get("DAGYO_IMPORT_TIMEOUT_S", "") or str(IMPORT_TIMEOUT_S)
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise DagyoError(f"DAGYO_IMPORT_TIMEOUT_S {text!r} must be a number of seconds > 0")
-    return value
+    return env_number(os.environ, "DAGYO_IMPORT_TIMEOUT_S", IMPORT_TIMEOUT_S, float, above=0)
 
 
 def _import(progdef: Progdef, name: str, module_path: str) -> Any:

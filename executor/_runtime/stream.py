@@ -31,6 +31,7 @@ from executor.core.constants import (
 )
 from executor.core.errors import DagyoError
 from executor.core.frames import FrameForm, MessageFrame, StreamFrame
+from executor.core.settings import env_number
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 
 
@@ -58,20 +59,9 @@ class StreamSettings:
         """
         import os
 
-        def number(name: str, default: float, most: float = float("inf")) -> float:
-            raw = os.environ.get(name, "")
-            try:
-                value = float(raw) if raw else default
-            except ValueError:
-                value = -1
-            if value <= 0:
-                raise DagyoError(f"{name}={raw!r} is not a positive number: fix or unset it")
-            if value > most:
-                raise DagyoError(
-                    f"{name}={raw!r} is more than {most:g}, the most a consumer takes in one "
-                    "frame (docs/protocol.md, Streams): lower it or unset it"
-                )
-            return value
+        def number(name: str, default: float, most: float | None = None) -> float:
+            why = ", the most a consumer takes in one frame (docs/protocol.md, Streams)"
+            return env_number(os.environ, name, default, float, above=0, most=most, why_most=why)
 
         return cls(
             frame_max_bytes=int(number("DAGYO_FRAME_MAX_BYTES", FRAME_MAX_BYTES, ITEM_MAX_BYTES)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import socket
@@ -86,9 +87,7 @@ class ExecutorSettings:
         check_url(queue_url)
         reconnect_max_delay_s()
         max_jobs = env_number(os.environ, "DAGYO_MAX_JOBS", progdef.scaling.max_jobs, int)
-        idle_s = env_number(os.environ, ENV_ONE_JOB_IDLE_S, ONE_JOB_IDLE_S, float)
-        if not idle_s > 0:
-            raise DagyoError(f"{ENV_ONE_JOB_IDLE_S}={idle_s!r} must be more than 0 seconds")
+        idle_s = env_number(os.environ, ENV_ONE_JOB_IDLE_S, ONE_JOB_IDLE_S, float, above=0)
         if one_job:
             max_jobs = 1  # one job per process: its one slot
         if not 1 <= max_jobs <= MAX_JOBS_LIMIT:
@@ -122,15 +121,13 @@ def reconnect_max_delay_s(env: Mapping[str, str] | None = None) -> float:
     Raises:
         DagyoError: naming the variable when its value is not a positive number.
     """
-    value = env_number(
+    return env_number(
         os.environ if env is None else env,
         ENV_RECONNECT_MAX_DELAY_S,
         RECONNECT_MAX_DELAY_S,
         float,
+        above=0,
     )
-    if not value > 0:
-        raise DagyoError(f"{ENV_RECONNECT_MAX_DELAY_S}={value!r} must be more than 0 seconds")
-    return value
 
 
 def metrics_host(env: Mapping[str, str]) -> str:
@@ -163,19 +160,45 @@ def metrics_host(env: Mapping[str, str]) -> str:
     )
 
 
-def env_number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
+def env_number(
+    env: Mapping[str, str],
+    name: str,
+    default: N,
+    kind: Callable[[str], N],
+    *,
+    above: float | None = None,
+    most: float | None = None,
+    why_most: str = "",
+) -> N:
     """Read a number from an environment; ``default`` when unset or empty.
 
+    The one reader of every number dagyo takes from its environment, so that each is as
+    strict as the others and a bad one is said alike.
+
+    Args:
+        kind: ``int`` or ``float`` (an int variable read as ``float`` takes ``1e6``).
+        above: the value must be more than this (and finite).
+        most: the value may be at most this (and finite); ``why_most`` says why, after it.
+
     Raises:
-        DagyoError: naming the variable when its value is not a number.
+        DagyoError: naming the variable and its value when it is not a number or out of
+            its bounds, and saying what to do.
     """
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return kind(raw)
-    except ValueError:
+        value = kind(raw)
+    except (ValueError, OverflowError):
         raise DagyoError(f"{name}={raw!r} is not a number: fix or unset it") from None
+    bounded = above is not None or most is not None
+    if bounded and not math.isfinite(value):
+        raise DagyoError(f"{name}={raw!r} is not a number: fix or unset it")
+    if above is not None and not value > above:
+        raise DagyoError(f"{name}={raw!r} must be more than {above:g}: fix or unset it")
+    if most is not None and value > most:
+        raise DagyoError(f"{name}={raw!r} is more than {most:g}{why_most}: lower it or unset it")
+    return value
 
 
 def check_url(url: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from executor.core.errors import Invalid
+from executor.core.settings import env_number
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.flow.model import Flow
 
@@ -42,9 +43,12 @@ EXPORT_ITEM_OVERHEAD_BYTES = 12
 
 
 def max_message_bytes(environ: Mapping[str, str]) -> int:
-    """A client's largest gRPC message: ``DAGYO_MAX_MESSAGE_BYTES``, else the default."""
-    raw = environ.get(ENV_MAX_MESSAGE_BYTES, "")
-    return int(raw) if raw.strip().isdigit() else MAX_MESSAGE_BYTES
+    """A client's largest gRPC message: ``DAGYO_MAX_MESSAGE_BYTES``, else the default.
+
+    Raises:
+        DagyoError: naming the variable when its value is not a number above 0.
+    """
+    return env_number(environ, ENV_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES, int, above=0)
 
 
 def record_bytes(flow: Flow, flow_json: str) -> int:
