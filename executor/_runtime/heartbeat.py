@@ -4,8 +4,9 @@ The executor's I/O thread carries all of its jobs' stream work; a burst of it (t
 of jobs opening and closing their channels at once) used to hold back the heartbeat
 timer on that thread past the scheduler's timeout, and the scheduler then failed running
 flows as LOST although the executor was well. :class:`Heartbeats` publishes instead from
-its own thread on its own connection, so nothing the jobs do can delay it; it reconnects
-with the same capped backoff as the I/O thread for as long as the executor runs.
+its own thread on its own connection, so nothing the jobs do can delay it; it connects as
+the I/O thread does (:func:`executor.core.amqp.connect`) and reconnects through the same
+loop (:func:`executor.core.amqp.reconnect`) for as long as the executor runs.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ from collections.abc import Callable
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.core.amqp import CONNECTION_ERRORS, connection_parameters
+from executor.core.amqp import CONNECTION_ERRORS, connect, connection_parameters, reconnect
 from executor.core.constants import (
     EVENTS_EXCHANGE,
     PROTOBUF_CONTENT_TYPE,
     RECONNECT_DELAY_S,
 )
+from executor.core.errors import BrokerError
 from executor.core.settings import reconnect_max_delay_s
 from executor.pb.dagyo.v1.events_pb2 import Event
 
-log = logging.getLogger("dagyo.executor._runtime.heartbeat")
+log = logging.getLogger("dagyo.executor.heartbeat")
 
 PROPERTIES = pika.BasicProperties(
     content_type=PROTOBUF_CONTENT_TYPE, type=Event.DESCRIPTOR.full_name
@@ -56,7 +58,8 @@ class Heartbeats:
         on_sent: Callable[[], None] = lambda: None,
         max_delay_s: float | None = None,
     ) -> None:
-        self._parameters = connection_parameters(url)
+        connection_parameters(url)  # a bad URL is said now, not at the first beat
+        self._url = url
         self._key = routing_key
         self._interval_s = interval_s
         self._beat = beat
@@ -84,26 +87,28 @@ class Heartbeats:
             self._thread.join(self._interval_s + 5)
 
     def _main(self) -> None:
-        delay = RECONNECT_DELAY_S
         wait = 0.0
         while True:
             self._kick.wait(wait)
             self._kick.clear()
             if self._stop.is_set():
                 break
+            wait = self._interval_s
             try:
                 self._send()
-            except CONNECTION_ERRORS + (pika.exceptions.AMQPError,) as e:
+            except (BrokerError, *CONNECTION_ERRORS, pika.exceptions.AMQPError) as e:
                 self._close()
-                log.warning("heartbeat not sent (%s); retrying in %.1f s", type(e).__name__, delay)
-                wait, delay = delay, min(delay * 2, self._max_delay_s)
-                continue
+                log.warning("heartbeat not sent (%s); reconnecting", type(e).__name__)
+                self._connection = reconnect(
+                    self._url,
+                    closing=self._stop,
+                    delay_s=min(RECONNECT_DELAY_S, self._max_delay_s),
+                    max_delay_s=self._max_delay_s,
+                    label="heartbeats: ",
+                )
+                wait = 0.0  # the beat that failed goes out at once
             except Exception:  # a bug building one beat must not silence every later one
                 log.exception("heartbeat not sent")
-                wait = self._interval_s
-                continue
-            delay = RECONNECT_DELAY_S
-            wait = self._interval_s
         self._close()
 
     def _send(self) -> None:
@@ -111,7 +116,7 @@ class Heartbeats:
         if event is None:
             return
         if self._connection is None or not self._connection.is_open:
-            self._connection = pika.BlockingConnection(self._parameters)
+            self._connection = connect(self._url)
             self._channel = None
         if self._channel is None or not self._channel.is_open:
             self._channel = self._connection.channel()

@@ -296,33 +296,25 @@ class AmqpThread:
 
     def _reconnect(self) -> bool:
         """Reconnect until it works (True) or the thread is closing (False); never gives up."""
-        delay_s = self._delay_s
-        attempt = 0
-        while not self._closing.wait(delay_s):
-            attempt += 1
-            try:
-                connection = connect(self.url)
-            except BrokerUnavailable as e:
-                delay_s = min(delay_s * 2, self._max_delay_s)
-                log.warning(
-                    "reconnect attempt %d failed (%s); next in %g s", attempt, e.reason, delay_s
-                )
-                continue
-            self._connection = connection
-            try:
-                self._on_connect(connection)
-            except (*CONNECTION_ERRORS, pika.exceptions.AMQPError) as e:
-                # A broker still starting may close a channel or the connection under the
-                # set-up: drop this connection and try again later.
-                log.warning("reconnect attempt %d failed while setting up (%r)", attempt, e)
-                self._connection = None
-                _close_quietly(connection)
-                delay_s = min(delay_s * 2, self._max_delay_s)
-                continue
-            self.connected.set()
-            log.info("reconnected to the broker after %d attempts", attempt)
-            return True
-        return False
+        connection = reconnect(
+            self.url,
+            closing=self._closing,
+            delay_s=self._delay_s,
+            max_delay_s=self._max_delay_s,
+            set_up=self._set_up,
+        )
+        if connection is None:
+            return False
+        self.connected.set()
+        return True
+
+    def _set_up(self, connection: pika.BlockingConnection) -> None:
+        self._connection = connection
+        try:
+            self._on_connect(connection)
+        except BaseException:
+            self._connection = None
+            raise
 
     def _shutdown(self) -> None:
         self.connected.clear()
@@ -330,6 +322,59 @@ class AmqpThread:
         connection, self._connection = self._connection, None
         if connection is not None:
             _close_quietly(connection)
+
+
+def reconnect(
+    url: str,
+    *,
+    closing: threading.Event,
+    delay_s: float,
+    max_delay_s: float,
+    set_up: Callable[[pika.BlockingConnection], None] = lambda connection: None,
+    label: str = "",
+) -> pika.BlockingConnection | None:
+    """Connect again after a lost connection, until it works; the one reconnection loop.
+
+    Waits ``delay_s`` before the first attempt and twice as long after each failed one, up
+    to ``max_delay_s``, and never gives up: a broker may be down for long.
+
+    Args:
+        closing: set to give up; the wait ends at once.
+        set_up: called with each new connection before it is returned (declares, consumers);
+            when the broker closes the connection or a channel under it, that connection
+            is dropped and the next attempt follows.
+        label: said before each line this logs (which connection).
+
+    Returns:
+        The new connection, set up; None once ``closing`` is set.
+    """
+    attempt = 0
+    while not closing.wait(delay_s):
+        attempt += 1
+        try:
+            connection = connect(url)
+        except BrokerUnavailable as e:
+            delay_s = min(delay_s * 2, max_delay_s)
+            log.warning(
+                "%sreconnect attempt %d failed (%s); next in %g s",
+                label,
+                attempt,
+                e.reason,
+                delay_s,
+            )
+            continue
+        try:
+            set_up(connection)
+        except (*CONNECTION_ERRORS, pika.exceptions.AMQPError) as e:
+            # A broker still starting may close a channel or the connection under the
+            # set-up: drop this connection and try again later.
+            log.warning("%sreconnect attempt %d failed while setting up (%r)", label, attempt, e)
+            _close_quietly(connection)
+            delay_s = min(delay_s * 2, max_delay_s)
+            continue
+        log.info("%sreconnected to the broker after %d attempts", label, attempt)
+        return connection
+    return None
 
 
 def _close_quietly(connection: pika.BlockingConnection) -> None:

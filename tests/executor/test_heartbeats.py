@@ -4,6 +4,7 @@ and none after stop."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -71,3 +72,48 @@ def test_heartbeats_keep_their_interval_while_the_io_thread_is_busy(broker_url: 
         beats.stop()
         io.close()
         connection.close()
+
+
+class _Said(logging.Handler):
+    """Sets ``seen`` once a log line holding ``text`` is emitted."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = threading.Event()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        self.lines.append(line)
+        if self.text in line:
+            self.seen.set()
+
+
+def test_heartbeats_connect_and_reconnect_as_the_io_thread_does(broker_url: str) -> None:
+    # Refused credentials: the error is dagyo's (BrokerRefused, saying what to do), not
+    # pika's, and the attempts go on through the one reconnection loop.
+    refused_url = broker_url.replace("guest:guest@", "guest:wrong@", 1)
+    said = _Said("heartbeats: reconnect attempt 2 failed")
+    loggers = [logging.getLogger("dagyo.amqp"), logging.getLogger("dagyo.executor.heartbeat")]
+    for logger in loggers:
+        logger.addHandler(said)
+    beats = Heartbeats(
+        refused_url,
+        routing_key="heartbeat.refused",
+        interval_s=0.2,
+        beat=lambda: Event(time=time.time(), heartbeat=Heartbeat(executor="refused")),
+        max_delay_s=0.05,
+    )
+    try:
+        beats.start()
+        assert said.seen.wait(60), said.lines
+    finally:
+        beats.stop()
+        for logger in loggers:
+            logger.removeHandler(said)
+    assert said.lines[0] == "heartbeat not sent (BrokerRefused); reconnecting"
+    assert said.lines[1] == (
+        "heartbeats: reconnect attempt 1 failed (the user name or password was refused: "
+        "check the credentials in the URL); next in 0.05 s"
+    )
