@@ -53,8 +53,9 @@ log = logging.getLogger("dagyo.scheduler.broker")
 # Events and failure reports are small and handled at once; a deep prefetch keeps the broker
 # from waiting on a round trip per heartbeat when hundreds of executors report.
 EVENTS_PREFETCH = 256
-# Export frames are written to SQLite before they are acked; a few frames in flight hide the
-# ack round trip, and the stream's bound (x-max-length) still holds the rest in the broker.
+# Export frames are stored (by the store's writer) before they are acked; a few frames in
+# flight hide the ack and the write, and the stream's bound (x-max-length) still holds the
+# rest in the broker.
 EXPORT_PREFETCH_FRAMES = 8
 
 

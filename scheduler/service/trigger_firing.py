@@ -5,13 +5,13 @@ values and type-checks them with the trigger's flow (so an event of the wrong sh
 refused at once, naming the field), then hands it to its trigger's batch. A batch full
 (``max_events``) or old enough (``max_wait_s``) is submitted through the flow service as
 the trigger's tenant (quotas apply), each input given the list of the batch's
-values. Each firing is recorded in SQLite (trigger, event source and id, flow ids, time):
+values. Each firing is recorded in the store (trigger, event source and id, flow ids, time):
 the same event id from the same source never starts a second flow of a trigger, even
 across restarts, since sources deliver at least once.
 
 An event of a batching trigger (``max_events`` > 1 and ``max_wait_s`` > 0) is answered as
 soon as it is accepted, so one sender's events in a row share a batch as concurrent ones do;
-from then on the firing owns it: it is kept in SQLite until its flow starts (a restart
+from then on the firing owns it: it is kept in the store until its flow starts (a restart
 starts its batch again), and a batch whose flow could not start yet is tried again later.
 
 Events waiting (in batches or for a submitter) are bounded: past ``max_waiting`` an event
@@ -172,7 +172,7 @@ class Firing:
             for batch in self._batches.values():
                 self._ready.put(batch)
             self._batches.clear()
-            for _, batch in self._retrying:  # a last try; unstarted, they wait in SQLite
+            for _, batch in self._retrying:  # a last try; unstarted, they wait in the store
                 self._ready.put(batch)
             self._retrying.clear()
         for _ in range(SUBMITTERS):
