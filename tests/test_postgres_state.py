@@ -1,5 +1,6 @@
 """A cluster whose scheduler keeps its state in PostgreSQL (DAGYO_STATE=postgresql://…):
-`dagyo up` runs a hello flow, and its record and exports are in the database afterwards."""
+`dagyo up` runs hello flows, one after the server closed every connection of the scheduler,
+and their records and exports are in the database afterwards."""
 
 from __future__ import annotations
 
@@ -15,15 +16,17 @@ from scheduler.service.store import open_store
 from tests.cluster import copy_catalogue
 from tests.commands import free_address, read_until
 from tests.conftest import EXAMPLES, ROOT
-from tests.postgres import fresh_database
+from tests.postgres import fresh_database, terminate
 
 HELLO = [f"hello name-{i}" for i in range(3)]
+DAGYO = [sys.executable, "-c", "from scheduler.cli import main; main()"]
 
 
-def test_a_hello_flow_runs_with_its_state_in_postgresql(broker_url: str, tmp_path: Path) -> None:
+def test_hello_flows_run_with_their_state_in_postgresql_across_lost_connections(
+    broker_url: str, tmp_path: Path
+) -> None:
     catalogue = copy_catalogue(tmp_path / "progdefs", ("source", "greet", "void_sink"))
     address = free_address("127.0.0.1")
-    dagyo = [sys.executable, "-c", "from scheduler.cli import main; main()"]
     with fresh_database() as state:
         env = {
             **os.environ,
@@ -35,7 +38,7 @@ def test_a_hello_flow_runs_with_its_state_in_postgresql(broker_url: str, tmp_pat
         }
         env.pop("DAGYO_PROGDEFS", None)
         up = subprocess.Popen(
-            [*dagyo, "up", "--progdefs", str(catalogue), "--listen", address],
+            [*DAGYO, "up", "--progdefs", str(catalogue), "--listen", address],
             env=env,
             cwd=ROOT,
             stderr=subprocess.PIPE,
@@ -43,17 +46,9 @@ def test_a_hello_flow_runs_with_its_state_in_postgresql(broker_url: str, tmp_pat
         )
         try:
             read_until(up, "the cluster is up", timeout_s=60)
-            submitted = subprocess.run(
-                [*dagyo, "flow", "submit", str(EXAMPLES / "hello.json"), "--wait"],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert submitted.returncode == 0, submitted.stderr
-            got = [json.loads(line)["value"]["text"] for line in submitted.stdout.splitlines()]
-            assert got == HELLO
+            assert hello(env) == HELLO
+            assert terminate(state.rpartition("/")[2]) >= 1  # as a database restart does
+            assert hello(env) == HELLO
             up.send_signal(signal.SIGINT)
             assert up.wait(60) == 0
         finally:
@@ -62,9 +57,25 @@ def test_a_hello_flow_runs_with_its_state_in_postgresql(broker_url: str, tmp_pat
                 up.wait()
         store = open_store(state)
         try:
-            [flow], _ = store.recent()
-            record = store.get(flow.id)
+            flows, _ = store.recent()
+            records = [store.get(flow.id) for flow in flows]
         finally:
             store.close()
-    assert record is not None and record.state == pb.FLOW_STATE_SUCCEEDED
-    assert [json.loads(e.value_json)["text"] for e in record.exports] == HELLO
+    assert [r.state for r in records if r] == [pb.FLOW_STATE_SUCCEEDED] * 2
+    for record in records:
+        assert record is not None
+        assert [json.loads(e.value_json)["text"] for e in record.exports] == HELLO
+
+
+def hello(env: dict[str, str]) -> list[str]:
+    """The exports of examples/hello.json submitted with --wait."""
+    submitted = subprocess.run(
+        [*DAGYO, "flow", "submit", str(EXAMPLES / "hello.json"), "--wait"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    return [json.loads(line)["value"]["text"] for line in submitted.stdout.splitlines()]
