@@ -26,9 +26,10 @@ from tests.postgres import fresh_database
 Opener = Callable[..., Store]
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "writer"])
+@pytest.fixture(params=["sqlite", "postgresql", "writer", "postgresql-writer"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens the same store each time it is called (a reopen), closing each at the end."""
+    """Opens the same store each time it is called (a reopen), closing each at the end;
+    ``writer`` is the writer thread in front of the store (as the scheduler uses it)."""
     opened: list[Store] = []
 
     def open_at(state: str, writer: bool) -> Opener:
@@ -40,9 +41,9 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
 
         return open_again
 
-    if request.param == "postgresql":
+    if request.param.startswith("postgresql"):
         with fresh_database() as url:
-            yield open_at(url, False)
+            yield open_at(url, request.param.endswith("writer"))
             for store in opened:
                 store.close()
         return
