@@ -337,7 +337,11 @@ class LocalCluster:
         mailboxes = {progdef.mailbox for progdef, _ in self._executors.processes}
         if not mailboxes - self._served:
             return []
-        self.wait_ready(timeout_s=0)  # those consumed now count as served
+        try:
+            self.wait_ready(timeout_s=0)  # those consumed now count as served
+        except Exception as e:  # noqa: BLE001 - a stop goes on without the broker
+            log.warning("cannot ask the broker which mailboxes were served: %s", e)
+            return []
         return sorted(mailboxes - self._served)
 
     def _declared(self) -> list[str]:
@@ -361,6 +365,8 @@ class LocalCluster:
                 channel.queue_delete(mailbox)
             if topology:
                 delete_topology(channel)
+        except Exception as e:  # noqa: BLE001 - the broker went away meanwhile
+            log.warning("cannot delete %s: %s", ", ".join(mailboxes) or "the topology", e)
         finally:
             with contextlib.suppress(Exception):
                 connection.close()
