@@ -35,9 +35,19 @@ class ShutdownSignals:
 @contextlib.contextmanager
 def stop_signals(
     on_signal: Callable[[int], None] = lambda count: None,
+    *,
+    stop: threading.Event | None = None,
+    unless_handled: bool = False,
 ) -> Iterator[threading.Event]:
-    """While open, SIGINT and SIGTERM set the yielded event (and call ``on_signal(count)``)."""
-    stop = threading.Event()
+    """While open, SIGINT and SIGTERM set the yielded event (and call ``on_signal(count)``).
+
+    Args:
+        stop: the event to set; a new one when None.
+        unless_handled: leave alone a signal whose handler the caller installed (one that
+            handles the signals itself keeps its own), and every signal off the main thread
+            (where none can be handled); the event is then set only by its owner.
+    """
+    stop = stop or threading.Event()
     count = 0
 
     def handle(signum: int, frame: Any) -> None:
@@ -46,7 +56,12 @@ def stop_signals(
         stop.set()
         on_signal(count)
 
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    signums: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+    if unless_handled:
+        default = (signal.SIG_DFL, signal.default_int_handler)
+        main = threading.current_thread() is threading.main_thread()
+        signums = tuple(s for s in signums if main and signal.getsignal(s) in default)
+    previous = {s: signal.signal(s, handle) for s in signums}
     try:
         yield stop
     finally:

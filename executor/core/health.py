@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Mapping, MutableMapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,7 +21,9 @@ from prometheus_client.exposition import generate_latest
 
 from executor.core.constants import DEFAULT_METRICS_HOST, ENV_METRICS_ADDR, ENV_METRICS_PORT
 from executor.core.errors import DagyoError
+from executor.core.httpserver import HttpServer
 
+HEALTH_THREAD = "dagyo-health"
 # Seconds: from a job that takes milliseconds to one that streams for hours.
 JOB_DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
 # Seconds a job waited in its mailbox: near 0 while executors keep up.
@@ -161,26 +163,20 @@ class HealthServer:
                 pass  # probes every few seconds would drown the process's own log
 
         self._server = _bind(host, port, Handler, fixed=fixed)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="dagyo-health", daemon=True
-        )
 
     @property
     def port(self) -> int:
         """The port it listens on."""
-        return int(self._server.server_address[1])
+        return self._server.port
 
     def start(self) -> HealthServer:
         """Serve in the background; return self."""
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 def port_is_fixed(port: int, default: int, environ: Mapping[str, str] | None = None) -> bool:
@@ -189,16 +185,11 @@ def port_is_fixed(port: int, default: int, environ: Mapping[str, str] | None = N
     return port != default or bool(environ.get(ENV_METRICS_PORT, "").strip())
 
 
-class _HTTPServer6(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-
-
 def _bind(
     host: str, port: int, handler: type[BaseHTTPRequestHandler], *, fixed: bool
-) -> ThreadingHTTPServer:
-    server = _HTTPServer6 if ":" in host else ThreadingHTTPServer
+) -> HttpServer:
     try:
-        return server((host, port), handler)
+        return HttpServer(host, port, handler, name=HEALTH_THREAD)
     except OSError as e:
         if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(e, socket.gaierror):
             raise DagyoError(
@@ -214,7 +205,7 @@ def _bind(
                 f"port {port} is already in use ({ENV_METRICS_PORT}={port}): set "
                 f"{ENV_METRICS_PORT} to a free port, or to 0 for any free one"
             ) from None
-    return server((host, 0), handler)
+    return HttpServer(host, 0, handler, name=HEALTH_THREAD)
 
 
 def serve_health(

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from executor.core.drain import stop_signals
 from executor.core.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -42,7 +42,7 @@ from scheduler.service.api import SERVICE_NAME, SchedulerServicer
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
 from scheduler.service.catalogue import CatalogueCache
-from scheduler.service.config import DEFAULT_UI_ADDRESS, SchedulerSettings, broker_identity
+from scheduler.service.config import SchedulerSettings, broker_identity
 from scheduler.service.flowservice import FlowService
 from scheduler.service.flowstate import FlowState
 from scheduler.service.hooks import TracingHook
@@ -54,9 +54,7 @@ from scheduler.service.scaler import ScalerServicer
 from scheduler.service.spares import Spares
 from scheduler.service.store import StoreWriter, open_store
 from scheduler.service.store.writer import CLOSE_FLUSH_S
-from scheduler.service.tenancy import (
-    AuthInterceptor,
-)
+from scheduler.service.tenancy import AuthInterceptor
 from scheduler.service.versions import Versions
 
 if TYPE_CHECKING:
@@ -225,7 +223,13 @@ class Scheduler:
                 )
                 self._metrics_server.start()
             if settings.ui_address:
-                self._start_dashboard(settings.ui_address)
+                from scheduler.service.dashboard import open_dashboard
+
+                self.dashboard = open_dashboard(
+                    settings.ui_address, service=self.service, authenticator=self.authenticator
+                )
+                self.dashboard.start()
+                log.info("dashboard on %s", self.dashboard.url)
         except BaseException:
             self.stop()
             raise
@@ -280,29 +284,6 @@ class Scheduler:
                 "every flow (set DAGYO_TOKENS to require tokens)",
                 self.address,
             )
-
-    def _start_dashboard(self, address: str) -> None:
-        from scheduler.service.dashboard import Dashboard
-
-        def serve_on(where: str) -> Dashboard:
-            return Dashboard(address=where, service=self.service, authenticator=self.authenticator)
-
-        try:
-            try:
-                dashboard = serve_on(address)
-            except OSError:
-                if address != DEFAULT_UI_ADDRESS:
-                    raise
-                # The default port is taken (another scheduler here): any free one will do.
-                dashboard = serve_on(address.rpartition(":")[0] + ":0")
-        except OSError as e:
-            raise DagyoError(
-                f"cannot serve the dashboard on {address} ({e.strerror}): set DAGYO_UI to a "
-                "free host:port, or to off"
-            ) from e
-        dashboard.start()
-        self.dashboard = dashboard
-        log.info("dashboard on %s", dashboard.url)
 
     def stop(self) -> None:
         """Stop gRPC, the broker connection and the state (idempotent); records stay."""
@@ -395,7 +376,6 @@ def serve(settings: SchedulerSettings, *, stop: threading.Event | None = None) -
         BrokerUnavailable: when the broker cannot be reached, or was lost for good.
         DagyoError: for a bad state file, catalogue or listen address.
     """
-    stop = stop or threading.Event()
     scheduler = Scheduler(settings)
     scheduler.start()
     print(
@@ -406,20 +386,14 @@ def serve(settings: SchedulerSettings, *, stop: threading.Event | None = None) -
         file=sys.stderr,
         flush=True,
     )
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            # A caller that handles the signals itself (the CLI) keeps its own handlers.
-            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
-                previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            if scheduler.failed is not None:
-                raise scheduler.failed
-    finally:
-        scheduler.stop()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    # A caller that handles the signals itself (the CLI) keeps its own handlers.
+    with stop_signals(stop=stop, unless_handled=True) as stopped:
+        try:
+            while not stopped.wait(0.5):
+                if scheduler.failed is not None:
+                    raise scheduler.failed
+        finally:
+            scheduler.stop()
 
 
 __all__ = ["FlowState", "Scheduler", "SchedulerServicer", "SchedulerSettings", "serve"]

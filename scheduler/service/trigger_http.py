@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import urllib.parse
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from cloudevents.core.bindings import http as ce_http
@@ -34,6 +33,7 @@ from executor.core.errors import (
     FiringFailed,
     Unauthenticated,
 )
+from executor.core.httpserver import HttpServer, split_address
 from scheduler.service.auth import Authenticator, Principal
 from scheduler.service.trigger_firing import Accepted, Firing
 from scheduler.service.triggers import MAX_BATCH_WAIT_S
@@ -47,14 +47,6 @@ ANSWER_WAIT_S = MAX_BATCH_WAIT_S + 30.0
 RETRY_AFTER_S = 1
 # Where a sender asks what became of an event that waits in a batch.
 STATUS_PATH = "/events"
-# Connections the kernel holds for accept(): a burst of senders is queued, not reset
-# (the standard library's 5 resets a sender in a burst of a few dozen).
-HTTP_BACKLOG = 1024
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = HTTP_BACKLOG
-    daemon_threads = True
 
 
 def parse_event(read: Any, message: Any) -> Any:
@@ -99,7 +91,7 @@ class HttpSource:
     """
 
     def __init__(self, address: str, *, firing: Firing, authenticator: Authenticator) -> None:
-        host, _, port = address.rpartition(":")
+        host, port = split_address(address)
         source = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -113,27 +105,23 @@ class HttpSource:
                 log.debug("trigger http: " + format, *args)
 
         try:
-            self._server = _Server((host, int(port)), Handler)
+            self._server = HttpServer(host, port, Handler, name="dagyo-trigger-http")
         except OSError as e:
             raise DagyoError(
                 f"cannot take CloudEvents on {address} ({e.strerror}): set DAGYO_TRIGGERS_HTTP "
                 "to a free host:port"
             ) from e
-        self.address = f"{host}:{self._server.server_address[1]}"
+        self.address = f"{host}:{self._server.port}"
         self._firing = firing
         self._authenticator = authenticator
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="dagyo-trigger-http", daemon=True
-        )
 
     def start(self) -> None:
         """Serve in a thread."""
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
         """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def _caller(self, request: BaseHTTPRequestHandler) -> Principal | None:
         """Who sent the request; None once it was answered 401."""

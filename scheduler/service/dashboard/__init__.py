@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,9 +31,11 @@ from executor.core.errors import (
     Unauthenticated,
     Unavailable,
 )
+from executor.core.httpserver import HttpServer, split_address
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import Authenticator, Principal
+from scheduler.service.config import DEFAULT_UI_ADDRESS
 from scheduler.service.dashboard.views import catalogue_view, failure_view, flow_view, record_view
 
 if TYPE_CHECKING:
@@ -67,34 +69,28 @@ class Dashboard:
     """
 
     def __init__(self, *, address: str, service: FlowService, authenticator: Authenticator) -> None:
-        host, _, port = address.rpartition(":")
+        host, port = split_address(address)
         self.service = service
         self.authenticator = authenticator
         self.open_mode = authenticator.open
         self._streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="dagyo-dashboard", daemon=True
-        )
+        self._server = HttpServer(host or "127.0.0.1", port, _handler(self), name="dagyo-dashboard")
 
     @property
     def url(self) -> str:
         """Where a browser finds it."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/"
+        host = self._server.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self._server.port}/"
 
     def start(self) -> None:
         """Serve in the background."""
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
         """Stop serving; open event streams end within :data:`POLL_S`."""
         self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     def caller(self, authorization: str) -> Principal:
         """Who sends a request with this ``Authorization`` header.
@@ -125,6 +121,30 @@ class Dashboard:
             token = page.next_token
             if not token:
                 return
+
+
+def open_dashboard(
+    address: str, *, service: FlowService, authenticator: Authenticator
+) -> Dashboard:
+    """The dashboard listening on ``address`` (``DAGYO_UI``), not yet serving.
+
+    Raises:
+        DagyoError: it cannot listen there, naming the address and the variable; on the
+            default address, a taken port (another scheduler here) gives any free one.
+    """
+    try:
+        try:
+            return Dashboard(address=address, service=service, authenticator=authenticator)
+        except OSError:
+            if address != DEFAULT_UI_ADDRESS:
+                raise
+            anywhere = f"{address.rpartition(':')[0]}:0"
+            return Dashboard(address=anywhere, service=service, authenticator=authenticator)
+    except OSError as e:
+        raise DagyoError(
+            f"cannot serve the dashboard on {address} ({e.strerror}): set DAGYO_UI to a "
+            "free host:port, or to off"
+        ) from e
 
 
 def http_status(error: DagyoError) -> HTTPStatus:
