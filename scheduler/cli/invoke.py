@@ -18,6 +18,7 @@ from executor.core.errors import FlowInvalid
 from scheduler.cli.common import (
     EXIT_INVALID,
     catalogue_of,
+    code_of,
     connected,
     fail,
     progdefs_option,
@@ -102,4 +103,5 @@ def _invoke_local(progdef: str, inputs: tuple[str, ...], progdefs_dir: Sequence[
         checked = check_flow(flow, catalogue, source=source)
     except FlowInvalid as e:
         fail(str(e), EXIT_INVALID)
+    code_of({p.name: p for p in checked.progdefs.values()})
     run_embedded(checked, output_line)

@@ -36,6 +36,15 @@ def test_a_run_naming_no_function_is_refused_at_catalogue_load_with_a_did_you_me
         assert (done.returncode, done.stdout, done.stderr) == (2, "", expected), command
 
 
+def test_invoke_local_refuses_a_run_naming_no_function(tmp_path: Path) -> None:
+    catalogue = misspelt(tmp_path, "main:handlr")
+    done = dagyo_bare(
+        "invoke", "greet", "--input", 'name="Ada"', "--local", "--progdefs", str(catalogue)
+    )
+    assert done.returncode == 2, done.stderr
+    assert "'main:handlr' names no function" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_a_run_naming_no_module_is_refused_with_a_did_you_mean(tmp_path: Path) -> None:
     catalogue = misspelt(tmp_path, "mian:handler")
     done = dagyo_bare("validate", str(EXAMPLES / "hello.json"), "--progdefs", str(catalogue))
