@@ -167,3 +167,28 @@ def test_build_puts_the_shared_proto_in_the_image_of_each_progdef_listing_it(
     for image in (image for image in plan if image.progdef):
         compiled = descriptor_pb2.FileDescriptorSet.FromString(image.files["types.binpb"])
         assert [file.name for file in compiled.file] == [proto], image.progdef
+
+
+def test_a_malformed_progdef_json_beside_a_clash_is_reported_as_such(tmp_path: Path) -> None:
+    pkg = package()
+    catalogue = tmp_path / "catalogue"
+    for name, kind in (("one", "double"), ("two", "string")):
+        folder = catalogue / name
+        folder.mkdir(parents=True)
+        (folder / f"{pkg}.proto").write_text(
+            f'syntax = "proto3";\npackage {pkg};\nmessage P {{ {kind} x = 1; }}\n'
+        )
+        document = {
+            "name": name,
+            "inputs": {"points": f"{pkg}.P"},
+            "outputs": {},
+            "run": "main:run",
+            "protos": [f"{pkg}.proto"],
+        }
+        (folder / "progdef.json").write_text(json.dumps(document))
+    (catalogue / "odd").mkdir()
+    (catalogue / "odd" / "progdef.json").write_text("[1, 2")
+    with pytest.raises(ProgdefInvalid) as caught:
+        load_catalogue(catalogue)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{catalogue / 'odd' / 'progdef.json'}:1:")

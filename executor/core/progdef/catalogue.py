@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from executor.core.errors import ProgdefInvalid, ProgdefNotFound, ProtosInvalid
+from executor.core.errors import JsonProblems, ProgdefInvalid, ProgdefNotFound, ProtosInvalid
 from executor.core.progdef.model import Progdef, did_you_mean
 from executor.core.progdef.parse import load_progdef
 from executor.core.progdef.protos import proto_clashes
@@ -136,12 +136,16 @@ def _clash(path: Path, clashes: Mapping[str, list[str]]) -> LeftOut | None:
     """The progdef of ``path`` left out for its clashing protos, if it is among them."""
     if not clashes:
         return None
-    data = parse_strict(path.read_bytes(), source=str(path))
-    name = data.get("name")
-    if name not in clashes:
+    try:
+        data = parse_strict(path.read_bytes(), source=str(path))
+    except (OSError, JsonProblems):  # loading it reports that
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    if not isinstance(name, str) or name not in clashes:
         return None
     tenants = data.get("tenants")
-    return LeftOut(name, tuple(clashes[name]), None if tenants is None else tuple(tenants))
+    listed = tuple(tenants) if isinstance(tenants, list) else None
+    return LeftOut(name, tuple(clashes[name]), listed)
 
 
 def find_progdef(catalogue: Mapping[str, Progdef], name: str) -> Progdef:
