@@ -112,3 +112,22 @@ def test_an_export_frame_out_of_sequence_fails_the_flow(cluster: LocalCluster) -
     forge(cluster, export_queue(flow_id, "total"), forged)
     error = failed_with(cluster, flow_id, "n")
     assert "export total (from n.total): frame 1000000000 arrived where frame 0 was due" in error
+
+
+def test_a_huge_frame_fails_its_flow_unread_and_other_flows_on_the_executor_run_on(
+    cluster: LocalCluster,
+) -> None:
+    # 15 million empty items in 30 MB once held an executor for minutes: its heartbeats
+    # starved and every other flow with a job on it failed as lost.
+    other = cluster.submit(slow_flow(30, 200, "other"))
+    wait_for_node(cluster, other, "n")
+    flow_id = cluster.submit(slow_flow(100, 50))
+    wait_for_node(cluster, flow_id, "n")
+    with cluster.channel() as channel:
+        channel.confirm_delivery()
+        channel.basic_publish("", stream_queue(flow_id, "n", "items"), b"\x0a\x00" * 15_000_000)
+    error = failed_with(cluster, flow_id, "n")
+    assert "stream w.items -> n.items: a frame of more than 8192 items" in error
+    record = cluster.wait(other)
+    assert state_of(record) == "succeeded", record.failure.error
+    assert [e.value_json for e in record.exports] == ['{"value":"30"}']
