@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,15 +28,27 @@ START_TIMEOUT_S = 60.0
 
 
 class PrivateBroker:
-    """One RabbitMQ node of the tests' own (see the module's docstring)."""
+    """One RabbitMQ node of the tests' own (see the module's docstring).
 
-    def __init__(self, base: Path) -> None:
+    Args:
+        node, amqp_port, dist_port: its Erlang node name and ports; a test module that runs
+            beside the outage tests gives its own.
+    """
+
+    def __init__(
+        self,
+        base: Path,
+        *,
+        node: str = NODE,
+        amqp_port: int = AMQP_PORT,
+        dist_port: int = DIST_PORT,
+    ) -> None:
         self.base = base
-        self.url = URL
-        self.node = NODE
+        self.url = f"amqp://guest:guest@127.0.0.1:{amqp_port}/%2F"
+        self.node = node
         config = base / "rabbitmq.conf"
         config.write_text(
-            f"listeners.tcp.default = {AMQP_PORT}\nloopback_users = none\nmanagement.tcp.port = 0\n"
+            f"listeners.tcp.default = {amqp_port}\nloopback_users = none\nmanagement.tcp.port = 0\n"
         )
         (base / "enabled_plugins").write_text("[].\n")
         (base / "rabbitmq-env.conf").write_text("")
@@ -43,9 +56,9 @@ class PrivateBroker:
             (base / folder).mkdir()
         self.env = dict(
             os.environ,
-            RABBITMQ_NODENAME=NODE,
-            RABBITMQ_NODE_PORT=str(AMQP_PORT),
-            RABBITMQ_DIST_PORT=str(DIST_PORT),
+            RABBITMQ_NODENAME=node,
+            RABBITMQ_NODE_PORT=str(amqp_port),
+            RABBITMQ_DIST_PORT=str(dist_port),
             RABBITMQ_MNESIA_BASE=str(base / "mnesia"),
             RABBITMQ_LOG_BASE=str(base / "log"),
             RABBITMQ_CONFIG_FILE=str(config),
@@ -60,7 +73,7 @@ class PrivateBroker:
     def ctl(self, *args: str, timeout: float = 60.0) -> str:
         """Run rabbitmqctl against this node."""
         return subprocess.run(
-            ["rabbitmqctl", "-n", NODE, *args],
+            ["rabbitmqctl", "-n", self.node, *args],
             env=self.env,
             check=True,
             capture_output=True,
@@ -102,21 +115,34 @@ class PrivateBroker:
             self.start_app()
 
 
-@pytest.fixture(scope="module")
-def private_broker() -> Iterator[PrivateBroker]:
-    """A RabbitMQ node of its own on port 5682, stopped at the end of the module."""
+def start_private_broker(prefix: str, **names: Any) -> PrivateBroker:
+    """Start a node of the tests' own (see PrivateBroker for ``names``); fails the test,
+    with the node's log, when it cannot start."""
     if not shutil.which("rabbitmq-server"):
-        pytest.fail("the outage tests need rabbitmq-server installed (they start a node)")
-    base = Path(tempfile.mkdtemp(prefix="dagyo-outage-"))
-    broker = PrivateBroker(base)
+        pytest.fail("these tests need rabbitmq-server installed (they start a node)")
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    broker = PrivateBroker(base, **names)
     try:
         broker.start()
     except subprocess.SubprocessError as e:
         broker.stop()
         log = "\n".join(p.read_text() for p in (base / "log").glob("*.log"))
+        shutil.rmtree(base, ignore_errors=True)
         pytest.fail(f"cannot start the private RabbitMQ node: {e}\n{log[-4000:]}")
+    return broker
+
+
+def stop_private_broker(broker: PrivateBroker) -> None:
+    """Stop a node started by start_private_broker and delete its files."""
+    broker.stop()
+    shutil.rmtree(broker.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def private_broker() -> Iterator[PrivateBroker]:
+    """A RabbitMQ node of its own on port 5682, stopped at the end of the module."""
+    broker = start_private_broker("dagyo-outage-")
     try:
         yield broker
     finally:
-        broker.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        stop_private_broker(broker)

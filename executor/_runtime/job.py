@@ -226,8 +226,10 @@ def execute(
         if run.stop.is_set():
             if not run.flow_stopped and not run.stop_reason:
                 # Set by the transport, not by anyone asking: the broker failed the job (a
-                # call went unanswered, the connection was lost, a stream was gone).
-                run.stop_reason, run.stop_kind = str(e), FAILURE_KIND_BROKER
+                # call went unanswered, the connection was lost, a stream was gone), maybe
+                # under the Flusher's send of a lingering frame, which tells the writer.
+                failed = (w.failed for w in run.writers.values() if w.failed is not None)
+                run.stop_reason, run.stop_kind = str(next(failed, e)), FAILURE_KIND_BROKER
             return None
         error, trace = "Stopped raised without a stop: do not raise Stopped yourself", ""
     except BaseException as e:  # a panic: anything the progdef's code raised
