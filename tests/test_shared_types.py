@@ -18,7 +18,9 @@ from tests.conftest import ROOT
 from tests.embedded import package
 
 
-def word_catalogue(root: Path, *, shared: bool) -> tuple[Path, str, str]:
+def word_catalogue(
+    root: Path, *, shared: bool, counter: str = "word_count"
+) -> tuple[Path, str, str]:
     """tokenize (Text -> Word) and word_count (Word -> Int64), Word in one .proto file: in
     tokenize's folder and listed by it alone, or in the catalogue's protos/ folder and listed
     by both. Returns the catalogue, the typename and the .proto file's name."""
@@ -27,7 +29,7 @@ def word_catalogue(root: Path, *, shared: bool) -> tuple[Path, str, str]:
     text = f'syntax = "proto3";\npackage {pkg};\nmessage Word {{ string text = 1; }}\n'
     catalogue = root / "catalogue"
     (catalogue / "tokenize").mkdir(parents=True)
-    (catalogue / "word_count").mkdir()
+    (catalogue / counter).mkdir()
     home = catalogue / "protos" if shared else catalogue / "tokenize"
     home.mkdir(exist_ok=True)
     (home / proto).write_text(text)
@@ -35,7 +37,7 @@ def word_catalogue(root: Path, *, shared: bool) -> tuple[Path, str, str]:
     for name, ports, protos in (
         ("tokenize", {"inputs": {"text": "dagyo.types.Text"}, "outputs": {"words": word}}, [proto]),
         (
-            "word_count",
+            counter,
             {"inputs": {"words": word}, "outputs": {"total": "dagyo.types.Int64"}},
             [proto] if shared else [],
         ),
@@ -46,14 +48,16 @@ def word_catalogue(root: Path, *, shared: bool) -> tuple[Path, str, str]:
     return catalogue, word, proto
 
 
+# Before and after tokenize in name order: the catalogue answers the same either way.
+@pytest.mark.parametrize("counter", ["word_count", "count_words"])
 def test_a_type_only_another_progdef_defines_is_refused_saying_how_to_share(
-    tmp_path: Path,
+    tmp_path: Path, counter: str
 ) -> None:
-    catalogue, word, proto = word_catalogue(tmp_path, shared=False)
+    catalogue, word, proto = word_catalogue(tmp_path, shared=False, counter=counter)
     with pytest.raises(ProgdefInvalid) as caught:
         load_catalogue(catalogue)
     assert caught.value.problems == [
-        f"{catalogue / 'word_count' / 'progdef.json'}: input 'words': {word} is not defined by "
+        f"{catalogue / counter / 'progdef.json'}: input 'words': {word} is not defined by "
         f'this progdef\'s "protos" (it is defined by {proto} of progdef tokenize): to share a '
         f".proto between progdefs, move it into the catalogue's protos/ folder "
         f'({catalogue / "protos" / proto}) and list "{proto}" in the "protos" of each'

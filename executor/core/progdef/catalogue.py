@@ -103,6 +103,7 @@ def load_catalogue(folders: Folders) -> Catalogue:
         )
     catalogue = Catalogue(folders=directories)
     problems: list[str] = []
+    failed: dict[Path, list[str]] = {}
     paths = [path for folder in directories for path in sorted(folder.glob("*/progdef.json"))]
     # Left out before any is loaded: a file loaded into this process cannot be taken back.
     clashes = proto_clashes(paths)
@@ -117,7 +118,7 @@ def load_catalogue(folders: Folders) -> Catalogue:
             catalogue.left_out[e.progdef] = LeftOut(e.progdef, tuple(e.problems), e.tenants)
             continue
         except ProgdefInvalid as e:
-            problems.extend(e.problems)
+            failed[path] = e.problems
             continue
         if progdef.name in catalogue:
             problems.append(
@@ -127,6 +128,15 @@ def load_catalogue(folders: Folders) -> Catalogue:
             )
             continue
         catalogue[progdef.name] = progdef
+    for path, first in failed.items():
+        # Again, once every other progdef's types are loaded: a port type only another
+        # progdef defines is then named with that progdef and how to share it.
+        try:
+            load_progdef(path)
+        except ProgdefInvalid as e:
+            problems.extend(e.problems)
+        else:
+            problems.extend(first)
     if problems:
         raise ProgdefInvalid(problems)
     return catalogue
