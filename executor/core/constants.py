@@ -52,8 +52,9 @@ ITEM_MAX_BYTES = 64 * 1024 * 1024
 FRAME_RECEIVE_MAX_BYTES = FRAME_MAX_BYTES + ITEM_MAX_BYTES + 4096
 # A consumer remembers the CRC-32 and size of this many of the last frames it took, so a
 # frame delivered again (a reconnection, a producer publishing it again after an alarm) is
-# told apart from a different frame under a seq already taken.
-REPEAT_WINDOW_FRAMES = 32
+# told apart from a different frame under a seq already taken. More than a consumer holds
+# unacked (STREAM_PREFETCH_FRAMES; the scheduler's 8 per export), which is what comes again.
+REPEAT_WINDOW_FRAMES = 16
 # How many frames a stream holds before its producer waits (backpressure).
 STREAM_MAX_FRAMES = 16
 # How many frames a consumer takes ahead of the job reading them.
