@@ -93,3 +93,19 @@ def test_a_catalogue_without_the_samples_says_how_to_add_a_void_sink(tmp_path: P
         "void_sink (this catalogue has none: the sample catalogue's sinks and error handlers "
         f"come with it as one more folder, --progdefs {mine} --progdefs {PROGDEFS})\n"
     )
+
+
+def test_the_scheduler_loads_every_folder_and_again_when_one_changes(tmp_path: Path) -> None:
+    from scheduler.service.catalogue import CatalogueCache
+    from scheduler.service.config import SchedulerSettings
+
+    mine, _ = own_folder(tmp_path)
+    samples = tmp_path / "samples"
+    shutil.copytree(PROGDEFS / "greet", samples / "greet", ignore=shutil.ignore_patterns("__*"))
+    joined = os.pathsep.join([str(mine), str(samples)])
+    settings = SchedulerSettings.from_env({"DAGYO_PROGDEFS": joined})
+    assert settings.progdefs == (mine, samples)
+    catalogue = CatalogueCache(settings.progdefs)
+    assert sorted(catalogue()) == ["greet", "shout"]
+    shutil.copytree(PROGDEFS / "count", samples / "count", ignore=shutil.ignore_patterns("__*"))
+    assert sorted(catalogue()) == ["count", "greet", "shout"]
