@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,8 +35,8 @@ from executor.core.progdef import Progdef, parse_mailbox
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER
 from executor.pb.dagyo.v1.job_pb2 import Job
 from scheduler.constants import AUTOSCALER_FILE
-from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
-from scheduler.service.flows import FlowTable, needs
+from scheduler.service.ending import Ending
+from scheduler.service.flows import FlowParts, needs
 from scheduler.service.flowstate import ActiveFlow, FlowState
 from scheduler.service.liveness import Liveness
 
@@ -182,33 +182,28 @@ class Admitter:
     """Admits waiting flows: publishes their jobs once all of them fit (see the module).
 
     Args:
-        table: the flows; admission reads and marks them under its lock.
-        save: stores a flow (its record and runtime).
-        progress: tells a flow's watchers its record changed.
-        fail: ends a flow for a reason (flow id, failure kind, error).
-        finish: ends a flow in a state (flow id, state).
+        parts: the flows (admission reads and marks them under the table's lock), where
+            they are stored, the broker their jobs are published on, their watchers.
+        liveness: the executors heard, and the job slots they announce.
+        ending: ends a flow whose jobs cannot be published, or that has none.
     """
 
     def __init__(
         self,
-        table: FlowTable,
+        parts: FlowParts,
         liveness: Liveness,
-        broker: Broker,
+        ending: Ending,
         *,
         heartbeat_timeout_s: float,
-        save: Callable[[ActiveFlow], None],
-        progress: Callable[[str, pb.FlowRecord], None],
-        fail: Callable[[str, int, str], None],
-        finish: Callable[[str, FlowState], None],
     ) -> None:
-        self._table = table
+        self._table = parts.table
+        self._store = parts.store
         self._liveness = liveness
-        self._broker = broker
+        self._broker = parts.broker
         self._heartbeat_timeout_s = heartbeat_timeout_s
-        self._save = save
-        self._progress = progress
-        self._fail = fail
-        self._finish = finish
+        self._progress = parts.watchers.progress
+        self._fail = ending.fail
+        self._finish = ending.finish
         self._pass = threading.Lock()  # one admission pass at a time, in order
         self._wake = threading.Event()  # set when slots may have come free
 
@@ -260,7 +255,7 @@ class Admitter:
                         chosen.append(flow)
                     if flow.record.waiting != reason:
                         flow.record.waiting = reason
-                        self._save(flow)
+                        self._store.save(flow.record, flow.runtime)
                         self._progress(flow.id, flow.record)
             for flow in chosen:
                 self._publish(flow)
@@ -311,7 +306,7 @@ class Admitter:
             if not flow.runtime.finishing:
                 flow.record.state = FlowState.RUNNING.proto
                 self._progress(flow.id, flow.record)
-            self._save(flow)
+            self._store.save(flow.record, flow.runtime)
             done = flow.complete() and not flow.runtime.finishing
         if done:  # a flow without nodes
             self._finish(flow.id, FlowState.SUCCEEDED)

@@ -19,7 +19,7 @@ from executor.core.errors import BrokerError
 from executor.pb.dagyo.v1.events_pb2 import Stop
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_CANCELLED, FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
-from scheduler.service.flows import FlowTable
+from scheduler.service.flows import FlowParts
 from scheduler.service.flowstate import (
     NODE_FAILED,
     NODE_PENDING,
@@ -30,12 +30,9 @@ from scheduler.service.flowstate import (
 )
 from scheduler.service.jobevents import awaited_counts
 from scheduler.service.limits import bounded_failure
-from scheduler.service.metrics import SchedulerMetrics
-from scheduler.service.store import Store
-from scheduler.service.subscriptions import Watchers
 
 if TYPE_CHECKING:
-    from scheduler.service.broker import Broker
+    pass
 
 log = logging.getLogger("dagyo.scheduler")
 
@@ -53,24 +50,16 @@ class Ending:
     """Ends flows for the lifecycle.
 
     Args:
+        parts: the flows, their store, the broker, the metrics and the watchers.
         freed: called once a flow's end freed its job slots (admission looks again).
     """
 
-    def __init__(
-        self,
-        table: FlowTable,
-        store: Store,
-        broker: Broker,
-        metrics: SchedulerMetrics,
-        watchers: Watchers,
-        *,
-        freed: Callable[[], None],
-    ) -> None:
-        self._table = table
-        self._store = store
-        self._broker = broker
-        self._metrics = metrics
-        self._watchers = watchers
+    def __init__(self, parts: FlowParts, *, freed: Callable[[], None]) -> None:
+        self._table = parts.table
+        self._store = parts.store
+        self._broker = parts.broker
+        self._metrics = parts.metrics
+        self._watchers = parts.watchers
         self._freed = freed
 
     def fail(

@@ -10,7 +10,6 @@ I/O thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -25,45 +24,33 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureReport,
 )
 from scheduler.service.consumers import AckLater
+from scheduler.service.ending import Ending
 from scheduler.service.exports import read_frame
-from scheduler.service.flows import FlowTable
+from scheduler.service.flows import FlowParts
 from scheduler.service.flowstate import ActiveFlow, FlowState
-from scheduler.service.metrics import SchedulerMetrics
-from scheduler.service.store import StoreWriter
-from scheduler.service.subscriptions import Watchers
 
 if TYPE_CHECKING:
-    from scheduler.service.broker import Broker
+    pass
 
 
 class FlowQueues:
     """Handles every flow's failure reports and consumes its export queues for the lifecycle.
 
     Args:
-        fail: ends a flow for a reason the scheduler found (flow id, kind, error, node=).
-        finish: ends a flow in a state (flow id, state, failure report, record=).
+        parts: the flows, their store, the broker, the metrics and the watchers.
+        ending: ends a flow at a failure report, a bad export frame or a lost queue.
+        export_cap_bytes: JSON bytes of exports kept per flow.
     """
 
-    def __init__(
-        self,
-        table: FlowTable,
-        store: StoreWriter,
-        broker: Broker,
-        metrics: SchedulerMetrics,
-        watchers: Watchers,
-        *,
-        export_cap_bytes: int,
-        fail: Callable[..., None],
-        finish: Callable[..., None],
-    ) -> None:
-        self._table = table
-        self._store = store
-        self._broker = broker
-        self._metrics = metrics
-        self._watchers = watchers
+    def __init__(self, parts: FlowParts, ending: Ending, *, export_cap_bytes: int) -> None:
+        self._table = parts.table
+        self._store = parts.store
+        self._broker = parts.broker
+        self._metrics = parts.metrics
+        self._watchers = parts.watchers
         self._export_cap_bytes = export_cap_bytes
-        self._fail = fail
-        self._finish = finish
+        self._fail = ending.fail
+        self._finish = ending.finish
 
     def consume(self, flow: ActiveFlow) -> None:
         """Consume a flow's export queues (again, after a resume)."""

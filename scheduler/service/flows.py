@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from executor.core.progdef import mailbox_name
 from scheduler.service.flowstate import NODE_PENDING, NODE_RUNNING, ActiveFlow
+
+if TYPE_CHECKING:
+    from scheduler.service.broker import Broker
+    from scheduler.service.metrics import SchedulerMetrics
+    from scheduler.service.store import StoreWriter
+    from scheduler.service.subscriptions import Watchers
 
 
 class FlowTable:
@@ -77,3 +85,23 @@ class FlowTable:
 def needs(flow: ActiveFlow) -> Counter[str]:
     """The job slots a flow needs: mailbox -> its jobs there."""
     return Counter(mailbox_name(n.progdef, n.version) for n in flow.record.nodes)
+
+
+@dataclass(frozen=True)
+class FlowParts:
+    """What every part of a flow's life works on, built once by the lifecycle and handed to
+    its ending, its queues and its admission.
+
+    Attributes:
+        table: the flows not ended, under one lock.
+        store: where records, runtimes, exports and failures are kept.
+        broker: the scheduler's AMQP side.
+        metrics: the scheduler's Prometheus metrics.
+        watchers: who follows each flow.
+    """
+
+    table: FlowTable
+    store: StoreWriter
+    broker: Broker
+    metrics: SchedulerMetrics
+    watchers: Watchers

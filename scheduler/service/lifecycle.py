@@ -39,7 +39,7 @@ from scheduler.service.broker import Broker
 from scheduler.service.consumers import AckLater
 from scheduler.service.ending import Ending
 from scheduler.service.flowqueues import FlowQueues
-from scheduler.service.flows import FlowTable
+from scheduler.service.flows import FlowParts, FlowTable
 from scheduler.service.flowstate import ActiveFlow, FlowState
 from scheduler.service.jobevents import job_ended, job_failed, job_started, jobs_heard, node_of
 from scheduler.service.liveness import Liveness
@@ -85,31 +85,14 @@ class Lifecycle:
         self._flows = self.table.flows
         self.watchers = Watchers(watcher_events)
         self.liveness = Liveness(heartbeat_timeout_s, clock=clock)
-        self.ending = Ending(
-            self.table, store, broker, metrics, self.watchers, freed=lambda: self.admitter.wake()
-        )
+        parts = FlowParts(self.table, store, broker, metrics, self.watchers)
+        self.ending = Ending(parts, freed=lambda: self.admitter.wake())
         self._fail = self.ending.fail
         self._finish = self.ending.finish
         self._clean_up = self.ending.clean_up
-        self.queues = FlowQueues(
-            self.table,
-            store,
-            broker,
-            metrics,
-            self.watchers,
-            export_cap_bytes=export_cap_bytes,
-            fail=self._fail,
-            finish=self._finish,
-        )
+        self.queues = FlowQueues(parts, self.ending, export_cap_bytes=export_cap_bytes)
         self.admitter = Admitter(
-            self.table,
-            self.liveness,
-            broker,
-            heartbeat_timeout_s=heartbeat_timeout_s,
-            save=self._save,
-            progress=self.watchers.progress,
-            fail=self._fail,
-            finish=self._finish,
+            parts, self.liveness, self.ending, heartbeat_timeout_s=heartbeat_timeout_s
         )
 
     # --- starting --------------------------------------------------------------------------
