@@ -19,6 +19,7 @@ A ScaledObject's trigger names what to scale in its metadata::
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -32,30 +33,16 @@ from scheduler.pb.externalscaler import externalscaler_pb2 as pb
 from scheduler.pb.externalscaler import externalscaler_pb2_grpc
 
 
-class _Lifecycle(Protocol):
-    @property
-    def table(self) -> _Jobs: ...
+class Jobs(Protocol):
+    """The jobs of flows not ended, by progdef version (the lifecycle's flow table)."""
 
+    def jobs_running_of(self, progdef: str, version: str) -> int:
+        """Jobs of the version that run now."""
+        ...
 
-class _Jobs(Protocol):
-    def jobs_running_of(self, progdef: str, version: str) -> int: ...
-
-    def jobs_held_of(self, progdef: str, version: str) -> int: ...
-
-
-class Demand(Protocol):
-    """What the scaler reads of a scheduler (scheduler.service.server.Scheduler)."""
-
-    @property
-    def stopping(self) -> bool: ...
-
-    @property
-    def catalogue(self) -> Callable[[], Catalogue]: ...
-
-    @property
-    def lifecycle(self) -> _Lifecycle: ...
-
-    def mailbox_depth(self, mailbox: str) -> int | None: ...
+    def jobs_held_of(self, progdef: str, version: str) -> int:
+        """Jobs of the version whose flows wait for admission."""
+        ...
 
 
 log = logging.getLogger("dagyo.scheduler.scaler")
@@ -84,11 +71,25 @@ class ScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
     """``externalscaler.ExternalScaler`` over one scheduler's catalogue, broker and records.
 
     Args:
-        scheduler: whose catalogue folder, mailbox depths and running jobs are read.
+        catalogue: the catalogue the scheduler schedules from.
+        jobs: the jobs of its flows, waiting for admission or running.
+        depth: the jobs waiting in a mailbox, None when it does not exist (raising
+            BrokerError when the broker cannot be asked).
+        stopping: set once the scheduler stops; activity streams then end.
     """
 
-    def __init__(self, scheduler: Demand) -> None:
-        self._scheduler = scheduler
+    def __init__(
+        self,
+        *,
+        catalogue: Callable[[], Catalogue],
+        jobs: Jobs,
+        depth: Callable[[str], int | None],
+        stopping: threading.Event,
+    ) -> None:
+        self._catalogue = catalogue
+        self._jobs = jobs
+        self._depth = depth
+        self._stopping = stopping
 
     def IsActive(self, request: pb.ScaledObjectRef, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """True while a job of the progdef version waits or runs."""
@@ -101,7 +102,7 @@ class ScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
         """The activity now, then again each time it changes, until KEDA hangs up."""
         target = self._target(request, context)
         last: bool | None = None
-        while context.is_active() and not self._scheduler.stopping:
+        while context.is_active() and not self._stopping.is_set():
             active = self._demand(target, context) > 0
             if active != last:
                 last = active
@@ -128,20 +129,20 @@ class ScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
         return pb.GetMetricsResponse(metricValues=[value])
 
     def _target(self, ref: pb.ScaledObjectRef, context: grpc.ServicerContext) -> Target:
-        return resolve(ref.scalerMetadata, self._scheduler, context)
+        return resolve(ref.scalerMetadata, self._catalogue, context)
 
     def _demand(self, target: Target, context: grpc.ServicerContext) -> int:
-        scheduler = self._scheduler
         try:
-            waiting = scheduler.mailbox_depth(target.mailbox) or 0
+            waiting = self._depth(target.mailbox) or 0
         except BrokerError as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
-        flows = scheduler.lifecycle.table
-        held = flows.jobs_held_of(target.progdef, target.version)
-        return waiting + held + flows.jobs_running_of(target.progdef, target.version)
+        held = self._jobs.jobs_held_of(target.progdef, target.version)
+        return waiting + held + self._jobs.jobs_running_of(target.progdef, target.version)
 
 
-def resolve(metadata: Mapping[str, str], scheduler: Demand, context: Any) -> Target:
+def resolve(
+    metadata: Mapping[str, str], catalogue: Callable[[], Catalogue], context: Any
+) -> Target:
     """The progdef version a trigger's metadata names, or abort the call saying why."""
     name = metadata.get("progdef", "")
     if not name:
@@ -151,7 +152,7 @@ def resolve(metadata: Mapping[str, str], scheduler: Demand, context: Any) -> Tar
             "the trigger's metadata names no progdef: add progdef: NAME to it",
         )
     try:
-        catalogue = scheduler.catalogue()
+        progdefs = catalogue()
     except ProgdefInvalid as e:
         log.error("the scaler cannot answer: %s", e)
         _abort(
@@ -159,7 +160,7 @@ def resolve(metadata: Mapping[str, str], scheduler: Demand, context: Any) -> Tar
             grpc.StatusCode.FAILED_PRECONDITION,
             "the scheduler's progdef catalogue is invalid: its log names the problems",
         )
-    progdef = catalogue.get(name)
+    progdef = progdefs.get(name)
     if progdef is None:
         # The scaler answers without a token: name nothing of the catalogue but what was
         # asked, and that cut.

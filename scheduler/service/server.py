@@ -27,7 +27,6 @@ from grpc_reflection.v1alpha import reflection
 
 from executor.core.drain import stop_signals
 from executor.core.errors import (
-    BrokerError,
     BrokerUnavailable,
     DagyoError,
     redact_url,
@@ -255,7 +254,13 @@ class Scheduler:
         )
         scheduler_pb2_grpc.add_SchedulerServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(ScalerServicer(self), server)
+        scaler = ScalerServicer(
+            catalogue=self.catalogue,
+            jobs=self.lifecycle.table,
+            depth=self.lifecycle.broker.queue_depth,
+            stopping=self._stopping,
+        )
+        externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(scaler, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, SCALER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
@@ -313,18 +318,6 @@ class Scheduler:
             self._broker = None
         if self.store is not None:
             self.store.close()
-
-    # --- for the scaler --------------------------------------------------------------------
-
-    def mailbox_depth(self, mailbox: str) -> int | None:
-        """Jobs waiting in ``mailbox``; None when it does not exist.
-
-        Raises:
-            BrokerError: when the broker is down or cannot be asked.
-        """
-        if self._broker is None:
-            raise BrokerError("the scheduler is not connected to the broker")
-        return self._broker.queue_depth(mailbox)
 
     # --- background ------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import pytest
 from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
-from tests.scheduler.fake_executor import FakeExecutor
+from tests.scheduler.fake_executor import FLOW, FakeExecutor
 
 TOKENS = {
     "alice": Principal("team-a", "user", Quotas()),
@@ -86,3 +86,32 @@ def test_a_cancel_with_a_malformed_length_is_400_not_a_traceback(
     assert status == 400 and "Content-Length" in answer["error"], answer
     assert call(dashboard, "GET", "/api/flows", "alice")[0] == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_another_tenants_flow_answers_404_as_one_that_does_not_exist(
+    settings: SchedulerSettings, tokens: Path, fake: FakeExecutor
+) -> None:
+    scheduler = Scheduler(
+        dataclasses.replace(settings, tokens_path=str(tokens), ui_address="127.0.0.1:0")
+    )
+    scheduler.start()
+    try:
+        assert scheduler.dashboard is not None
+        address = scheduler.dashboard.url.removeprefix("http://").rstrip("/")
+        flow_id = scheduler.service.submit(TOKENS["alice"], json.dumps(FLOW))
+        status, answer = call(address, "GET", f"/api/flows/{flow_id}", "alice")
+        assert status == 200 and answer["id"] == flow_id, answer
+        for method, path in (
+            ("GET", f"/api/flows/{flow_id}"),
+            ("POST", f"/api/flows/{flow_id}/cancel"),
+        ):
+            status, answer = call(address, method, path, "bob")
+            assert (status, answer["error"]) == (
+                404,
+                f"no flow {flow_id!r} on this scheduler: `dagyo flow list` shows the flows it "
+                "knows",
+            )
+        assert [flow["id"] for flow in call(address, "GET", "/api/flows", "alice")[1]] == [flow_id]
+        assert call(address, "GET", "/api/flows", "bob") == (200, [])
+    finally:
+        scheduler.stop()
