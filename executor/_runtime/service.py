@@ -23,7 +23,7 @@ from executor._runtime.program import Program, load_program
 from executor._runtime.reports import JobReports, job_end, observe, refused, served_version
 from executor._runtime.stream import StreamSettings
 from executor._runtime.transport.rabbitmq import ChannelPool, RabbitTransport
-from executor.core.amqp import AmqpThread
+from executor.core.amqp import CONNECTION_ERRORS, AmqpThread
 from executor.core.constants import (
     EVENTS_EXCHANGE,
     EXECUTOR_METRICS_PORT,
@@ -373,7 +373,9 @@ class Executor:
         """Send the job ends the broker has not confirmed yet (I/O thread)."""
         try:
             self.reports.send()
-        except (BrokerError, pika.exceptions.AMQPChannelError) as e:
+        except CONNECTION_ERRORS:
+            raise  # the I/O thread reconnects, then sends them again
+        except (BrokerError, pika.exceptions.AMQPError) as e:  # a nack, a channel closed
             log.warning(
                 "%d job ends not reported yet (%s); sent again once connected", len(self.reports), e
             )
