@@ -365,7 +365,10 @@ class Executor:
     ) -> None:
         """Count a job's end and report it (any thread): see executor.reports."""
         end = job_end(run, failure, executor_id=self.settings.executor_id, refusal=refusal)
-        observe(end, run, self.metrics, self.tracing)
+        try:
+            observe(end, run, self.metrics, self.tracing)
+        except Exception:  # metrics or tracing must never keep a job's end unreported
+            log.exception("could not count the end of job %s/%s", *run.key)
         self.reports.add(end)
         self.io.submit(self._send_reports)
 
@@ -376,9 +379,7 @@ class Executor:
         except CONNECTION_ERRORS:
             raise  # the I/O thread reconnects, then sends them again
         except (BrokerError, pika.exceptions.AMQPError) as e:  # a nack, a channel closed
-            log.warning(
-                "%d job ends not reported yet (%s); sent again once connected", len(self.reports), e
-            )
+            log.warning("%d job ends not reported yet (%s): sent again later", len(self.reports), e)
 
     def _report_sent(self, key: tuple[str, str]) -> None:
         with self._idle:
