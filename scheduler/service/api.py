@@ -31,6 +31,7 @@ from executor.core.errors import (
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.catalogue import catalogue_answer
+from scheduler.service.flowservice import REFUSALS
 from scheduler.service.limits import capped_problems, refusal
 from scheduler.service.subscriptions import StreamSlots
 from scheduler.service.tenancy import caller
@@ -105,7 +106,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         principal = caller(self._auth, context)
         try:
             return use(principal)
-        except DagyoError as e:
+        except REFUSALS as e:
             context.abort(*status_of(e))
             raise  # pragma: no cover - abort raises
 
@@ -113,7 +114,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         """Yield a use case's events; a refusal while reading aborts the call."""
         try:
             yield from events
-        except DagyoError as e:
+        except REFUSALS as e:
             context.abort(*status_of(e))
 
     @contextmanager

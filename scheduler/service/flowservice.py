@@ -20,10 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from executor.core.errors import (
+    BrokerError,
+    FlowInvalid,
     FlowNotFound,
     LimitReached,
     PreconditionFailed,
     ProgdefInvalid,
+    QuotaExceeded,
     RequestInvalid,
     Unavailable,
 )
@@ -50,6 +53,18 @@ if TYPE_CHECKING:
     from scheduler.service.subscriptions import Watchers
     from scheduler.service.versions import Versions
 
+# Every refusal of a use case, each with a message for the user: the adapters translate
+# these; any other error is a fault of the scheduler.
+REFUSALS = (
+    FlowInvalid,
+    FlowNotFound,
+    RequestInvalid,
+    PreconditionFailed,
+    QuotaExceeded,
+    LimitReached,
+    Unavailable,
+    BrokerError,
+)
 # How often a watch looks whether its caller or the scheduler went away.
 WATCH_POLL_S = 0.5
 

@@ -34,7 +34,6 @@ from typing import Any, NamedTuple, Protocol
 from executor.core.errors import (
     BrokerError,
     Busy,
-    DagyoError,
     EventRefused,
     FiringFailed,
     FlowInvalid,
@@ -48,6 +47,7 @@ from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 from scheduler.flow.overrides import apply_sets
 from scheduler.service.auth import OPEN, ROLE_USER, Authenticator, Principal
+from scheduler.service.flowservice import REFUSALS
 from scheduler.service.limits import capped_problems, refusal
 from scheduler.service.store import TriggerFirings
 from scheduler.service.tenancy import visible_catalogue
@@ -361,7 +361,7 @@ class Firing:
             )
         except FlowInvalid as e:
             raise FiringFailed("\n".join(capped_problems(e.problems)), retryable=False) from None
-        except DagyoError as e:
+        except REFUSALS as e:
             raise FiringFailed(
                 f"trigger {trigger.name}: the scheduler refused its flow: {refusal(e)}",
                 retryable=isinstance(e, _RETRYABLE),

@@ -30,6 +30,7 @@ from executor.core.errors import (
     FlowNotFound,
     Unauthenticated,
     Unavailable,
+    Unreachable,
 )
 from executor.core.httpserver import HttpServer, split_address
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
@@ -37,6 +38,7 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import Authenticator, Principal
 from scheduler.service.config import DEFAULT_UI_ADDRESS
 from scheduler.service.dashboard.views import catalogue_view, failure_view, flow_view, record_view
+from scheduler.service.flowservice import REFUSALS
 
 if TYPE_CHECKING:
     from scheduler.service.flowservice import FlowService
@@ -153,9 +155,11 @@ def http_status(error: DagyoError) -> HTTPStatus:
         return HTTPStatus.NOT_FOUND
     if isinstance(error, Unauthenticated):
         return HTTPStatus.UNAUTHORIZED
-    if isinstance(error, (BrokerError, Unavailable)):
+    if isinstance(error, (BrokerError, Unavailable, Unreachable)):
         return HTTPStatus.SERVICE_UNAVAILABLE
-    return HTTPStatus.BAD_REQUEST
+    if isinstance(error, REFUSALS):
+        return HTTPStatus.BAD_REQUEST
+    return HTTPStatus.BAD_GATEWAY  # a fault of the scheduler behind the page
 
 
 def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
