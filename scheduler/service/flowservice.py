@@ -43,6 +43,7 @@ from scheduler.service.hooks import Submission, SubmitHook
 from scheduler.service.limits import MAX_MESSAGE_BYTES, cut, record_bytes
 from scheduler.service.spares import new_flow_id, queue_shape
 from scheduler.service.store import FailureRecords, FlowRecords
+from scheduler.service.subscriptions import follow
 from scheduler.service.tenancy import admit, admit_consts, visible_catalogue
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from scheduler.service.catalogue import CatalogueCache
     from scheduler.service.lifecycle import Lifecycle
     from scheduler.service.spares import Spares
-    from scheduler.service.subscriptions import Watchers
     from scheduler.service.versions import Versions
 
 # Every refusal of a use case, each with a message for the user: the adapters translate
@@ -65,8 +65,6 @@ REFUSALS = (
     Unavailable,
     BrokerError,
 )
-# How often a watch looks whether its caller or the scheduler went away.
-WATCH_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -113,6 +111,13 @@ def not_found(flow_id: str) -> FlowNotFound:
         f"no flow {cut(flow_id, 100)!r} on this scheduler: `dagyo flow list` shows the flows "
         "it knows",
     )
+
+
+def _found(flow_id: str, record: pb.FlowRecord | None) -> pb.FlowRecord:
+    """The record read, or the refusal of a flow that is not there (any more)."""
+    if record is None:
+        raise not_found(flow_id)
+    return record
 
 
 class FlowService:
@@ -265,10 +270,7 @@ class FlowService:
             FlowNotFound: no such flow, or another tenant's.
         """
         self._visible(principal, flow_id)
-        record = self._store.get(flow_id)
-        if record is None:
-            raise not_found(flow_id)
-        return record
+        return _found(flow_id, self._store.get(flow_id))
 
     def list(self, principal: Principal, *, limit: int = 0, token: str = "") -> FlowPage:
         """A page of the flows the caller sees, newest first, without their exports.
@@ -294,10 +296,7 @@ class FlowService:
             FlowNotFound: no such flow, or another tenant's.
         """
         self._visible(principal, flow_id)
-        record = self._lifecycle.cancel(flow_id)
-        if record is None:
-            raise not_found(flow_id)
-        return record
+        return _found(flow_id, self._lifecycle.cancel(flow_id))
 
     def watch(
         self, principal: Principal, flow_id: str, *, active: Callable[[], bool] = lambda: True
@@ -318,27 +317,10 @@ class FlowService:
         return self._follow(flow_id, active)
 
     def _follow(self, flow_id: str, active: Callable[[], bool]) -> Iterator[pb.WatchEvent]:
-        subscription: Watchers.Subscription | None = self._lifecycle.watch(flow_id)
+        subscription = self._lifecycle.watch(flow_id)
         if subscription is None:
             raise not_found(flow_id)
-        try:
-            while active():
-                if self._stopping.is_set():
-                    raise Unavailable("the scheduler is stopping")
-                event = subscription.next(WATCH_POLL_S)
-                if subscription.overflowed:
-                    raise LimitReached(
-                        f"this watch of flow {flow_id} fell more than {subscription.limit} "
-                        "events behind and was dropped (DAGYO_WATCHER_EVENTS); watch again to "
-                        "get the kept exports and the end"
-                    )
-                if event is None:
-                    continue
-                yield event
-                if event.HasField("end"):
-                    return
-        finally:
-            subscription.close()
+        yield from follow(subscription, flow_id, active=active, stopping=self._stopping)
 
     def failures(
         self, principal: Principal, flow_id: str = "", *, limit: int = 0, token: str = ""

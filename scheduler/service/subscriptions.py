@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from executor.core.errors import LimitReached, Unavailable
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+
+# How often a watch looks whether its caller or the scheduler went away.
+WATCH_POLL_S = 0.5
 
 
 def _bare(record: pb.FlowRecord) -> pb.FlowRecord:
@@ -138,6 +142,43 @@ class Watchers:
                 subscriptions.remove(subscription)
             if not subscriptions:
                 self._by_flow.pop(subscription.flow_id, None)
+
+
+def follow(
+    subscription: Watchers.Subscription,
+    flow_id: str,
+    *,
+    active: Callable[[], bool],
+    stopping: threading.Event,
+) -> Iterator[pb.WatchEvent]:
+    """A subscription's events until the flow's end (closing it after).
+
+    Args:
+        active: False once the watcher went away (the events then stop).
+        stopping: set once the scheduler stops.
+
+    Raises:
+        Unavailable: the scheduler is stopping.
+        LimitReached: the watcher fell more than the subscription's limit behind.
+    """
+    try:
+        while active():
+            if stopping.is_set():
+                raise Unavailable("the scheduler is stopping")
+            event = subscription.next(WATCH_POLL_S)
+            if subscription.overflowed:
+                raise LimitReached(
+                    f"this watch of flow {flow_id} fell more than {subscription.limit} "
+                    "events behind and was dropped (DAGYO_WATCHER_EVENTS); watch again to "
+                    "get the kept exports and the end"
+                )
+            if event is None:
+                continue
+            yield event
+            if event.HasField("end"):
+                return
+    finally:
+        subscription.close()
 
 
 class StreamSlots:
