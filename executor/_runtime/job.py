@@ -9,6 +9,7 @@ import traceback as traceback_module
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from executor.inputs import InputStream, check_left
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
     FAILURE_KIND_PANIC,
+    FailureKind,
     FailureReport,
 )
 from executor.pb.dagyo.v1.job_pb2 import Job as JobDescriptor
@@ -34,6 +36,18 @@ from executor.sdk import Job, OutputStream
 
 # The executor package: frames of its code are the runtime's, not the author's.
 _EXECUTOR_DIR = str(Path(__file__).parents[1])
+
+
+class StopCause(StrEnum):
+    """Who stopped a job when its flow's Stop did not: its failure, of this kind."""
+
+    EXECUTOR = "executor"  # a drain past its grace period, a second SIGTERM
+    BROKER = "broker"  # the broker failed it: connection lost, a call unanswered, a stream gone
+
+    @property
+    def failure_kind(self) -> FailureKind:
+        """The kind of the job's failure report."""
+        return FAILURE_KIND_BROKER if self is StopCause.BROKER else FAILURE_KIND_PANIC
 
 
 @dataclass
@@ -50,8 +64,8 @@ class JobRun:
     # Why the job was stopped when it was not its flow's Stop (a drain past its grace, the
     # broker lost, a stream gone): the job's failure, reported as such.
     stop_reason: str = ""
-    # The failure kind of stop_reason: BROKER when the broker failed the job, else PANIC.
-    stop_kind: int = FAILURE_KIND_PANIC
+    # Who stopped it so; None while stop_reason is empty.
+    stop_cause: StopCause | None = None
     # Set when its flow's Stop stopped it: the Stop's reason (or "no reason given").
     flow_stopped: str = ""
     # When the executor took it (monotonic seconds): its duration.
@@ -84,17 +98,17 @@ class JobRun:
         """Frames sent so far per output port."""
         return {port: writer.frames_sent for port, writer in self.writers.items()}
 
-    def request_stop(self, reason: str = "", *, kind: int = FAILURE_KIND_PANIC) -> None:
+    def request_stop(self, reason: str = "", *, cause: StopCause = StopCause.EXECUTOR) -> None:
         """Tell the job to stop now; it raises Stopped where it waits or checks.
 
         Args:
             reason: set when the stop is the executor's doing and must be reported as the
                 job's failure (e.g. a drain past its grace period); empty for its flow's
                 Stop (see :meth:`stop_for_flow`) or another job's failure (embedded).
-            kind: the failure kind of ``reason`` (BROKER when the broker failed the job).
+            cause: who stopped the job, for ``reason`` (BROKER when the broker failed it).
         """
         if reason and not self.stop.is_set():
-            self.stop_reason, self.stop_kind = reason, kind
+            self.stop_reason, self.stop_cause = reason, cause
         self.stop.set()
         if self.inbox is not None:
             self.inbox.wake()
@@ -229,7 +243,7 @@ def execute(
                 # call went unanswered, the connection was lost, a stream was gone), maybe
                 # under the Flusher's send of a lingering frame, which tells the writer.
                 failed = (w.failed for w in run.writers.values() if w.failed is not None)
-                run.stop_reason, run.stop_kind = str(next(failed, e)), FAILURE_KIND_BROKER
+                run.stop_reason, run.stop_cause = str(next(failed, e)), StopCause.BROKER
             return None
         error, trace = "Stopped raised without a stop: do not raise Stopped yourself", ""
     except BaseException as e:  # a panic: anything the progdef's code raised

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
-from executor._runtime.job import JobRun
+from executor._runtime.job import JobRun, StopCause
 from executor.core.constants import (
     EVENTS_EXCHANGE,
     FAILURES_EXCHANGE,
@@ -38,7 +38,7 @@ from executor.core.health import ExecutorMetrics
 from executor.core.progdef import Progdef
 from executor.core.tracing import Tracing
 from executor.pb.dagyo.v1.events_pb2 import Event, JobEnded, JobRef
-from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER, FAILURE_KIND_PANIC, FailureReport
+from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
 from executor.pb.dagyo.v1.job_pb2 import Job
 
 log = logging.getLogger("dagyo.executor")
@@ -116,10 +116,10 @@ def job_end(
             progdef=descriptor.progdef,
             executor=executor_id,
             error=run.stop_reason,
-            kind=run.stop_kind,  # type: ignore[arg-type]
+            kind=run.stop_cause.failure_kind if run.stop_cause else FAILURE_KIND_PANIC,
             time=time.time(),
         )
-        broker = run.stop_kind == FAILURE_KIND_BROKER
+        broker = run.stop_cause is StopCause.BROKER
         ended.outcome = JOB_BROKER if broker else JOB_EXECUTOR
     elif failure is not None:
         ended.outcome = JOB_REFUSED if refusal else JOB_PANICKED

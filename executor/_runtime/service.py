@@ -17,7 +17,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from executor._runtime.flusher import Flusher
 from executor._runtime.heartbeat import Heartbeats
-from executor._runtime.job import JobRun, execute
+from executor._runtime.job import JobRun, StopCause, execute
 from executor._runtime.mailbox import Mailbox
 from executor._runtime.program import Program, load_program
 from executor._runtime.reports import JobReports, job_end, observe, refused, served_version
@@ -46,7 +46,7 @@ from executor.pb.dagyo.v1.events_pb2 import (
     JobStarted,
     Stop,
 )
-from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER, FailureReport
+from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from executor.pb.dagyo.v1.job_pb2 import Job
 
 log = logging.getLogger("dagyo.executor")
@@ -237,7 +237,7 @@ class Executor:
         self.mailbox.lost()
         for run in list(self.runs.values()):
             run.request_stop(
-                f"the executor lost its broker connection ({error})", kind=FAILURE_KIND_BROKER
+                f"the executor lost its broker connection ({error})", cause=StopCause.BROKER
             )
 
     def _publish(
