@@ -28,11 +28,12 @@ from executor.core.constants import (
     FAILURES_EXCHANGE,
     JOB_BROKER,
     JOB_ENDED,
+    JOB_ENDED_KEY,
     JOB_EXECUTOR,
     JOB_PANICKED,
     JOB_REFUSED,
     JOB_STOPPED,
-    MAILBOX_PREFIX,
+    parse_mailbox,
 )
 from executor.core.health import ExecutorMetrics
 from executor.core.progdef import Progdef
@@ -69,9 +70,9 @@ class JobEnd:
 def served_version(mailbox: str, progdef: Progdef) -> str:
     """The progdef version an executor pulling ``mailbox`` serves: the mailbox's own
     (``dagyo.mailbox.{progdef}.{version}``), else the progdef's."""
-    prefix = f"{MAILBOX_PREFIX}.{progdef.name}."
-    if mailbox.startswith(prefix) and "." not in mailbox.removeprefix(prefix):
-        return mailbox.removeprefix(prefix)
+    named = parse_mailbox(mailbox)
+    if named is not None and named[0] == progdef.name:
+        return named[1]
     return progdef.version
 
 
@@ -192,7 +193,7 @@ class JobReports:
             if end.failure is not None and not end.failure_sent:
                 self.publish(FAILURES_EXCHANGE, flow_id, end.failure)
                 end.failure_sent = True
-            self.publish(EVENTS_EXCHANGE, "job.ended", Event(time=time.time(), ended=end.ended))
+            self.publish(EVENTS_EXCHANGE, JOB_ENDED_KEY, Event(time=time.time(), ended=end.ended))
             with self._lock:
                 self._pending.pop(end.key, None)
             self.sent(end.key)

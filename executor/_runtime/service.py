@@ -27,9 +27,13 @@ from executor.core.amqp import CONNECTION_ERRORS, AmqpThread
 from executor.core.constants import (
     EVENTS_EXCHANGE,
     EXECUTOR_METRICS_PORT,
+    JOB_STARTED_KEY,
     PROTOBUF_CONTENT_TYPE,
     STOP_EXCHANGE,
     STOPPED_FLOW_MEMORY_S,
+    goodbye_key,
+    heartbeat_key,
+    stop_queue,
 )
 from executor.core.drain import ShutdownSignals
 from executor.core.errors import BrokerError
@@ -98,7 +102,7 @@ class Executor:
         # Their own thread and connection: no burst of stream work can hold them back.
         self.heartbeats = Heartbeats(
             settings.queue_url,
-            routing_key=f"heartbeat.{settings.executor_id}",
+            routing_key=heartbeat_key(settings.executor_id),
             interval_s=settings.heartbeat_interval_s,
             beat=self._heartbeat,
             on_sent=self._beaten,
@@ -201,7 +205,7 @@ class Executor:
         """Tell the scheduler at once that this executor pulls its mailbox no more."""
         goodbye = Goodbye(executor=self.settings.executor_id, mailbox=self.settings.mailbox)
         event = Event(time=time.time(), goodbye=goodbye)
-        key = f"goodbye.{self.settings.executor_id}"
+        key = goodbye_key(self.settings.executor_id)
         try:
             self.io.call(lambda: self._publish(EVENTS_EXCHANGE, key, event))
         except Exception as e:  # broker gone: the heartbeat timeout tells the scheduler
@@ -214,11 +218,11 @@ class Executor:
         declare_exchanges(control)
         # Confirms: a failure report or job-ended event is only "sent" once the broker has it.
         control.confirm_delivery()
-        stop_queue = f"{STOP_EXCHANGE}.{self.settings.executor_id}"
+        stops = stop_queue(self.settings.executor_id)
         # One stop consumer per executor process, whatever the number of jobs.
-        control.queue_declare(stop_queue, exclusive=True, auto_delete=True)
-        control.queue_bind(stop_queue, STOP_EXCHANGE)
-        consume(control, stop_queue, Stop, self._on_stop, auto_ack=True)
+        control.queue_declare(stops, exclusive=True, auto_delete=True)
+        control.queue_bind(stops, STOP_EXCHANGE)
+        consume(control, stops, Stop, self._on_stop, auto_ack=True)
         self._control = control
         self._news = connection.channel()
         self._channels.clear()
@@ -332,7 +336,7 @@ class Executor:
         self.metrics.jobs_running.set(len(self.runs))
         self._publish(
             EVENTS_EXCHANGE,
-            "job.started",
+            JOB_STARTED_KEY,
             Event(
                 time=time.time(),
                 started=JobStarted(

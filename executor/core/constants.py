@@ -81,15 +81,64 @@ DEFAULT_RETRY_ATTEMPTS = 1
 DEFAULT_RETRY_BACKOFF_S = 0.1
 
 
-# --- names of a flow's queues -------------------------------------------------------------
+# The typename of a failed item sent to a progdef's error port.
+ERROR_TYPE = "dagyo.types.Error"
+
+
+# --- names of queues and routing keys ----------------------------------------------------
+def flow_queue(flow_id: str, name: str) -> str:
+    """A queue of one flow: ``name`` is what follows the flow's prefix (``in.NODE.PORT``)."""
+    return f"{FLOW_PREFIX}.{flow_id}.{name}"
+
+
 def stream_queue(flow_id: str, node: str, port: str) -> str:
     """The queue of the stream feeding input ``node.port`` (each input has one source)."""
-    return f"{FLOW_PREFIX}.{flow_id}.in.{node}.{port}"
+    return flow_queue(flow_id, f"in.{node}.{port}")
 
 
 def export_queue(flow_id: str, export: str) -> str:
     """The queue the scheduler reads one export of a flow from."""
-    return f"{FLOW_PREFIX}.{flow_id}.export.{export}"
+    return flow_queue(flow_id, f"export.{export}")
+
+
+def mailbox_name(progdef: str, version: str) -> str:
+    """Return the mailbox queue name of one progdef version."""
+    return f"{MAILBOX_PREFIX}.{progdef}.{version}"
+
+
+def parse_mailbox(mailbox: str) -> tuple[str, str] | None:
+    """The (progdef, version) a mailbox name stands for (see mailbox_name), or None for
+    another queue."""
+    prefix = f"{MAILBOX_PREFIX}."
+    progdef, dot, version = mailbox.removeprefix(prefix).partition(".")
+    if not mailbox.startswith(prefix) or not dot or not progdef or not version or "." in version:
+        return None
+    return progdef, version
+
+
+def stop_queue(executor: str) -> str:
+    """The exclusive queue an executor takes Stop messages from (bound to STOP_EXCHANGE)."""
+    return f"{STOP_EXCHANGE}.{executor}"
+
+
+def trigger_queue(trigger: str) -> str:
+    """The queue an AMQP trigger's CloudEvents wait in for the scheduler."""
+    return f"{TRIGGER_QUEUE_PREFIX}.{trigger}"
+
+
+# Routing keys of the events an executor publishes to EVENTS_EXCHANGE.
+JOB_STARTED_KEY = "job.started"
+JOB_ENDED_KEY = "job.ended"
+
+
+def heartbeat_key(executor: str) -> str:
+    """The routing key of an executor's heartbeats."""
+    return f"heartbeat.{executor}"
+
+
+def goodbye_key(executor: str) -> str:
+    """The routing key of the goodbye an executor says when it stops pulling its mailbox."""
+    return f"goodbye.{executor}"
 
 
 # --- connections --------------------------------------------------------------------------

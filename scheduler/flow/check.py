@@ -14,14 +14,9 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from executor.core.constants import ERROR_TYPE
 from executor.core.errors import UnknownType
-from executor.core.progdef import (
-    ERROR_TYPE,
-    Catalogue,
-    Progdef,
-    did_you_mean,
-    sample_catalogue,
-)
+from executor.core.progdef import Catalogue, Progdef, did_you_mean, sample_catalogue
 from executor.core.types import describe, message_class
 from scheduler.flow.bind import bind_port_types
 from scheduler.flow.model import (

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import scheduler.service.progress as records
+from executor.core.constants import parse_mailbox
 from executor.core.errors import BrokerError
-from executor.core.progdef import Progdef, parse_mailbox
+from executor.core.progdef import Progdef
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER
 from executor.pb.dagyo.v1.job_pb2 import Job
 from scheduler.constants import AUTOSCALER_FILE

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from executor.core.progdef import mailbox_name
+from executor.core.constants import mailbox_name
 from scheduler.service.flowstate import NODE_PENDING, NODE_RUNNING, ActiveFlow
 
 if TYPE_CHECKING:

@@ -27,8 +27,9 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 
+from executor.core.constants import mailbox_name
 from executor.core.errors import BrokerError, ProgdefInvalid
-from executor.core.progdef import Catalogue, mailbox_name
+from executor.core.progdef import Catalogue
 from scheduler.pb.externalscaler import externalscaler_pb2 as pb
 from scheduler.pb.externalscaler import externalscaler_pb2_grpc
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from executor.core.constants import FLOW_PREFIX, export_queue, stream_queue
+from executor.core.constants import export_queue, flow_queue, stream_queue
 from executor.core.errors import BrokerError
 from scheduler.flow.model import CheckedFlow, Endpoint
 
@@ -54,7 +54,7 @@ def new_flow_id() -> str:
 
 def shape_of(flow_id: str, queues: Sequence[str]) -> Shape:
     """The shape of a flow's queues (see Shape)."""
-    prefix = f"{FLOW_PREFIX}.{flow_id}."
+    prefix = flow_queue(flow_id, "")
     return tuple(queue.removeprefix(prefix) for queue in queues)
 
 
@@ -73,7 +73,7 @@ def queue_shape(checked: CheckedFlow) -> Shape:
 
 def queues_of(flow_id: str, shape: Shape) -> list[str]:
     """The queue names of a flow of ``shape``."""
-    return [f"{FLOW_PREFIX}.{flow_id}.{rest}" for rest in shape]
+    return [flow_queue(flow_id, rest) for rest in shape]
 
 
 @dataclass(frozen=True)

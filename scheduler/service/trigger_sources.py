@@ -20,7 +20,7 @@ import pika.exceptions
 from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 
 from executor.core.amqp import AmqpThread
-from executor.core.constants import TRIGGER_QUEUE_PREFIX
+from executor.core.constants import trigger_queue
 from executor.core.errors import (
     Busy,
     DagyoError,
@@ -90,7 +90,7 @@ class AmqpSource:
                     raise
                 channel = connection.channel()
                 channel.exchange_declare(exchange, "topic", durable=True)
-            queue = f"{TRIGGER_QUEUE_PREFIX}.{trigger.name}"
+            queue = trigger_queue(trigger.name)
             # Durable: events published while the scheduler is away wait for it.
             channel.queue_declare(queue, durable=True)
             channel.queue_bind(queue, exchange, routing_key)

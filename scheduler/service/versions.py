@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from executor.core.progdef import Progdef, mailbox_name, parse_mailbox
+from executor.core.constants import mailbox_name, parse_mailbox
+from executor.core.progdef import Progdef
 from executor.pb.dagyo.v1.events_pb2 import Stop
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 

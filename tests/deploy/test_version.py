@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.core.progdef import load_catalogue, load_progdef, mailbox_name
+from executor.core.constants import mailbox_name
+from executor.core.progdef import load_catalogue, load_progdef
 from executor.core.version import context_files
 from scheduler.deploy import DeploySettings, plan_images, render_catalogue
 from tests.deploy import PROGDEFS, ROOT, SAMPLE_PROGDEFS, copy_catalogue

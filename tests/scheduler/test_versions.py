@@ -18,7 +18,8 @@ import pika
 import pika.exceptions
 from click.testing import CliRunner
 
-from executor.core.progdef import load_catalogue, mailbox_name
+from executor.core.constants import mailbox_name
+from executor.core.progdef import load_catalogue
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_LOST
 from scheduler.cli.local import progdefs_command
 from scheduler.client.api import SchedulerClient

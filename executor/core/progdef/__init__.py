@@ -14,7 +14,6 @@ from executor.core.progdef.catalogue import (
     sample_catalogue,
 )
 from executor.core.progdef.model import (
-    ERROR_TYPE,
     MAX_JOBS_LIMIT,
     NAME,
     Progdef,
@@ -23,13 +22,10 @@ from executor.core.progdef.model import (
     Scaling,
     did_you_mean,
     is_type_variable,
-    mailbox_name,
-    parse_mailbox,
 )
 from executor.core.progdef.parse import load_progdef, parse_progdef
 
 __all__ = [
-    "ERROR_TYPE",
     "MAX_JOBS_LIMIT",
     "NAME",
     "Catalogue",
@@ -45,8 +41,6 @@ __all__ = [
     "is_type_variable",
     "load_catalogue",
     "load_progdef",
-    "mailbox_name",
-    "parse_mailbox",
     "parse_progdef",
     "sample_catalogue",
 ]

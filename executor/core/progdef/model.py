@@ -19,7 +19,7 @@ from executor.core.constants import (
     DEFAULT_RETRY_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF_S,
     DRAIN_GRACE_S,
-    MAILBOX_PREFIX,
+    mailbox_name,
 )
 from executor.core.version import progdef_version
 
@@ -35,7 +35,6 @@ QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 STYLES = ("stream", "function")
 # deployment: long-lived executors; job: one job per pod (its executor runs --one-job).
 SCALING_MODES = ("deployment", "job")
-ERROR_TYPE = "dagyo.types.Error"
 
 
 def is_type_variable(port_type: str) -> bool:
@@ -122,21 +121,6 @@ class Progdef:
     def mailbox(self) -> str:
         """The mailbox queue of this progdef version."""
         return mailbox_name(self.name, self.version)
-
-
-def mailbox_name(progdef: str, version: str) -> str:
-    """Return the mailbox queue name of one progdef version."""
-    return f"{MAILBOX_PREFIX}.{progdef}.{version}"
-
-
-def parse_mailbox(mailbox: str) -> tuple[str, str] | None:
-    """The (progdef, version) a mailbox name stands for (see mailbox_name), or None for
-    another queue."""
-    prefix = f"{MAILBOX_PREFIX}."
-    progdef, dot, version = mailbox.removeprefix(prefix).partition(".")
-    if not mailbox.startswith(prefix) or not dot or not progdef or not version or "." in version:
-        return None
-    return progdef, version
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -9,10 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from executor.core.constants import DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_BACKOFF_S, DRAIN_GRACE_S
+from executor.core.constants import (
+    DEFAULT_RETRY_ATTEMPTS,
+    DEFAULT_RETRY_BACKOFF_S,
+    DRAIN_GRACE_S,
+    ERROR_TYPE,
+)
 from executor.core.errors import JsonProblems, ProgdefInvalid, ProtosInvalid
 from executor.core.progdef.model import (
-    ERROR_TYPE,
     MAX_JOBS_LIMIT,
     NAME,
     QUANTITY,
