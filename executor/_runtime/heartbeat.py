@@ -19,6 +19,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from executor.core.amqp import CONNECTION_ERRORS, connect, connection_parameters, reconnect
+from executor.core.clock import SYSTEM_CLOCK, Clock
 from executor.core.constants import (
     EVENTS_EXCHANGE,
     PROTOBUF_CONTENT_TYPE,
@@ -46,6 +47,7 @@ class Heartbeats:
         on_sent: called after each heartbeat went out.
         max_delay_s: the longest wait between reconnection attempts (None:
             DAGYO_RECONNECT_MAX_DELAY_S, else RECONNECT_MAX_DELAY_S).
+        clock: paces the beats (tests give a virtual one).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class Heartbeats:
         beat: Callable[[], Event | None],
         on_sent: Callable[[], None] = lambda: None,
         max_delay_s: float | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         connection_parameters(url)  # a bad URL is said now, not at the first beat
         self._url = url
@@ -65,6 +68,7 @@ class Heartbeats:
         self._beat = beat
         self._on_sent = on_sent
         self._max_delay_s = reconnect_max_delay_s() if max_delay_s is None else max_delay_s
+        self._clock = clock
         self._stop = threading.Event()
         self._kick = threading.Event()  # set to beat at once
         self._connection: pika.BlockingConnection | None = None
@@ -89,7 +93,7 @@ class Heartbeats:
     def _main(self) -> None:
         wait = 0.0
         while True:
-            self._kick.wait(wait)
+            self._clock.wait(self._kick, wait)
             self._kick.clear()
             if self._stop.is_set():
                 break

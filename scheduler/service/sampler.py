@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 
+from executor.core.clock import SYSTEM_CLOCK, Clock
 from executor.core.constants import stream_queue
 from executor.core.errors import BrokerError
 
@@ -37,6 +37,7 @@ class QueueSampler:
         record: takes one flow's sampled depths (edge target -> frames waiting).
         rate_per_s: declares a second at most, in all.
         interval_s: the shortest time between two samples of one edge.
+        clock: reads the time and paces the waits (tests give a virtual one).
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class QueueSampler:
         record: Callable[[str, dict[str, int]], None],
         rate_per_s: float = QUEUE_SAMPLES_PER_S,
         interval_s: float = QUEUE_SAMPLE_INTERVAL_S,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if rate_per_s <= 0:
             raise ValueError(f"rate_per_s must be above 0, got {rate_per_s:g}")
@@ -55,6 +57,7 @@ class QueueSampler:
         self._record = record
         self._gap_s = 1.0 / rate_per_s
         self._interval_s = interval_s
+        self._clock = clock
 
     def start(self, stop: threading.Event) -> threading.Thread:
         """Run on a daemon thread of its own until ``stop`` is set; return the thread."""
@@ -66,25 +69,27 @@ class QueueSampler:
 
     def run(self, stop: threading.Event) -> None:
         """Sample round after round until ``stop`` is set."""
-        next_declare = time.monotonic()
+        next_declare = self._clock.monotonic()
         while not stop.is_set():
-            round_started = time.monotonic()
+            round_started = self._clock.monotonic()
             try:
                 next_declare = self._round(stop, next_declare)
             except BrokerError as e:
                 log.debug("queue sampling waits for the broker: %s", e)
             except Exception:
                 log.exception("sampling queue depths failed")
-            stop.wait(max(0.0, round_started + self._interval_s - time.monotonic()))
+            self._clock.wait(
+                stop, max(0.0, round_started + self._interval_s - self._clock.monotonic())
+            )
 
     def _round(self, stop: threading.Event, next_declare: float) -> float:
         """Sample every edge once; return when the next declare may be made."""
         for flow_id, targets in list(self._edges().items()):
             depths: dict[str, int] = {}
             for target in targets:
-                if stop.wait(max(0.0, next_declare - time.monotonic())):
+                if self._clock.wait(stop, max(0.0, next_declare - self._clock.monotonic())):
                     return next_declare
-                next_declare = time.monotonic() + self._gap_s
+                next_declare = self._clock.monotonic() + self._gap_s
                 node, _, port = target.partition(".")
                 depth = self._depth(stream_queue(flow_id, node, port))
                 if depth is None:
