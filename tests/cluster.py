@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
-import time
 import urllib.parse
 import uuid
 from collections import defaultdict
@@ -25,7 +25,8 @@ from scheduler.local_cluster import LocalCluster as RealLocalCluster
 from scheduler.local_cluster import private_catalogue
 from scheduler.pb.dagyo.v1 import scheduler_pb2
 from scheduler.service.server import Scheduler
-from tests.conftest import PROGDEFS, ROOT, rabbitmqctl, vhost_of
+from tests.conftest import PROGDEFS, ROOT, queue_messages, rabbitmqctl, vhost_of
+from tests.waiting import eventually
 
 ALL_PROGDEFS = (
     "source",
@@ -114,17 +115,24 @@ class LocalCluster:
     def executor_log(self, name: str) -> str:
         return self.local.executor_log(name)
 
+    def health_port(self, name: str) -> int:
+        """The port of an executor's health and metrics, from its ready line."""
+        found = eventually(
+            lambda: re.search(r"health on port (\d+)", self.executor_log(name)),
+            what=lambda: f"executor {name} saying its health port:\n{self.executor_log(name)}",
+        )
+        return int(found.group(1))
+
     def wait_for_consumer(self, name: str, timeout_s: float = 30.0) -> None:
         mailbox = self.catalogue[name].mailbox
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.queue_consumers(mailbox):
-                return
+
+        def consumed() -> bool:
             process = self.executors.get(name)
             if process is not None and process.poll() is not None:
                 raise AssertionError(f"executor {name} exited:\n{self.executor_log(name)}")
-            time.sleep(0.1)
-        raise AssertionError(f"no executor consumes {mailbox}")
+            return bool(self.queue_consumers(mailbox))
+
+        eventually(consumed, timeout_s, what=f"an executor consuming {mailbox}")
 
     def close(self) -> None:
         self.local.stop()
@@ -142,6 +150,10 @@ class LocalCluster:
                 return channel.queue_declare(queue, passive=True).method.consumer_count
             except pika.exceptions.ChannelClosedByBroker:
                 return 0
+
+    def messages(self, queue: str) -> int:
+        """Messages in a queue, waiting or delivered and not yet acked (0 when it is gone)."""
+        return queue_messages(self.amqp_url, queue)
 
     def flow_queues(self, *flow_ids: str) -> list[str]:
         """Every queue of the broker whose name belongs to one of the flows."""
@@ -163,14 +175,13 @@ class LocalCluster:
 
     def wait(self, flow_id: str, timeout_s: float = 60.0) -> Any:
         """Wait for the flow's end; return its record."""
-        deadline = time.monotonic() + timeout_s
         with self.client() as client:
-            while time.monotonic() < deadline:
-                record = client.get(flow_id)
-                if _state(record) in DONE_STATES:
-                    return record
-                time.sleep(0.05)
-        raise AssertionError(f"flow {flow_id} did not end within {timeout_s} s")
+            return eventually(
+                lambda: client.get(flow_id),
+                timeout_s,
+                until=lambda record: _state(record) in DONE_STATES,
+                what=f"the end of flow {flow_id}",
+            )
 
     def run(
         self, flow: dict[str, Any], timeout_s: float = 60.0
@@ -207,15 +218,20 @@ class _Channel:
 
 def wait_for_node(cluster: LocalCluster, flow_id: str, node: str, timeout_s: float = 30) -> Any:
     """Wait until a node's job has started; return the flow record."""
-    deadline = time.monotonic() + timeout_s
+
+    def running(record: Any) -> bool:
+        return any(
+            progress.node == node and progress.state == scheduler_pb2.NODE_STATE_RUNNING
+            for progress in record.nodes
+        )
+
     with cluster.client() as client:
-        while time.monotonic() < deadline:
-            record = client.get(flow_id)
-            for progress in record.nodes:
-                if progress.node == node and progress.state == scheduler_pb2.NODE_STATE_RUNNING:
-                    return record
-            time.sleep(0.05)
-    raise AssertionError(f"node {node} of flow {flow_id} never started")
+        return eventually(
+            lambda: client.get(flow_id),
+            timeout_s,
+            until=running,
+            what=f"node {node} of flow {flow_id} started",
+        )
 
 
 @contextlib.contextmanager

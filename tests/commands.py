@@ -7,7 +7,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import IO
@@ -16,6 +15,7 @@ from click.testing import CliRunner, Result
 
 from scheduler.cli import cli
 from tests.conftest import ROOT
+from tests.waiting import eventually
 
 
 def free_address(host: str = "localhost") -> str:
@@ -72,15 +72,21 @@ def read_until(process: subprocess.Popen[str], pattern: str, timeout_s: float = 
 def lines_until(stream: IO[str], pattern: str, seen: list[str], timeout_s: float = 60) -> str:
     """The first line of ``stream`` matching ``pattern``, each line read added to ``seen``;
     fails the test if none comes within ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def next_line() -> str | None:
         line = stream.readline()
-        if not line:
-            break
+        assert line, f"no line matching {pattern!r} in:\n{''.join(seen)}"  # the end
         seen.append(line)
-        if re.search(pattern, line):
-            return line
-    raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(seen)}")
+        return line if re.search(pattern, line) else None
+
+    found = eventually(
+        next_line,
+        timeout_s,
+        poll=0,
+        what=lambda: f"a line matching {pattern!r} in:\n{''.join(seen)}",
+    )
+    assert found is not None
+    return found
 
 
 def get(port: int, path: str) -> tuple[int, str]:

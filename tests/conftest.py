@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import eventually
+
 # The tests start executors with subprocess.Popen from a process with live gRPC channels and
 # servers; with gRPC's fork handlers on, the child can die before it execs (grpc/grpc#43055:
 # "epoll_wait error: Bad file descriptor"). Set before anything imports grpc.
@@ -28,13 +30,57 @@ HOW_TO_START = (
 )
 
 
+# Workers for the whole suite under pytest-xdist (`-n auto`, the default in pyproject.toml):
+# its cluster tests mostly wait on the broker and on executor processes, so more workers
+# than two cores pay (DEVELOPERS.md has the measurements).
+SUITE_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """SUITE_WORKERS for the whole suite; none (one process) when tests are named, where
+    starting workers costs more than it saves. ``-n N`` on the command line wins."""
+    suite = ROOT / "tests"
+    named = [arg for arg in config.args if (ROOT / arg.split("::")[0]).resolve() != suite]
+    return 0 if named else SUITE_WORKERS
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On xdist workers: the tests of a module that share a module-scoped fixture (its
+    cluster, a private broker node) form one group, run by one worker that starts the
+    fixture once; and the slow tests come first, so that each worker, taking the next test
+    as it is free, starts the longest ones early instead of ending the run on one of them."""
+    if not hasattr(config, "workerinput"):
+        return
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is not None and any(
+            definitions[-1].scope == "module" for definitions in fixtures.name2fixturedefs.values()
+        ):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def _reachable(url: str) -> bool:
+    """True when something accepts connections at the URL's host and port.
+
+    A refusal is an answer at once; a connection that does not complete (a broker busy with
+    the other xdist workers' connections at their start) is tried again.
+    """
     parts = urllib.parse.urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "localhost", parts.port or 5672), 2):
-            return True
-    except OSError:
-        return False
+    address = (parts.hostname or "localhost", parts.port or 5672)
+
+    def answer() -> bool | None:
+        try:
+            with socket.create_connection(address, 5):
+                return True
+        except (ConnectionRefusedError, socket.gaierror):
+            return False
+        except OSError:
+            return None  # no answer yet
+
+    reached = eventually(answer, 60, until=lambda a: a is not None, what=f"an answer from {url}")
+    return bool(reached)
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +127,10 @@ def broker_url(amqp_url: str) -> Iterator[str]:
         yield amqp_url
         return
     try:
-        rabbitmqctl("add_vhost", vhost)
-        rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
-    except (subprocess.SubprocessError, OSError):
+        # rabbitmqctl now and then fails to reach its node while other clients of it run.
+        user = parts.username or "guest"
+        eventually(lambda: _add_vhost(vhost, user), 30, ignoring=(subprocess.SubprocessError,))
+    except (subprocess.SubprocessError, OSError, AssertionError):
         yield amqp_url
         return
     try:
@@ -92,11 +139,32 @@ def broker_url(amqp_url: str) -> Iterator[str]:
         rabbitmqctl("delete_vhost", vhost)
 
 
+def _add_vhost(vhost: str, user: str) -> bool:
+    """Add a vhost ``user`` may use; True once done (a failed attempt may have added it)."""
+    try:
+        rabbitmqctl("add_vhost", vhost)
+    except subprocess.SubprocessError:
+        if vhost not in rabbitmqctl("list_vhosts", "-q", "--no-table-headers").split():
+            raise
+    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    return True
+
+
 def rabbitmqctl(*args: str) -> str:
     """Run rabbitmqctl (the broker's own tool) and return what it printed."""
     return subprocess.run(
         ["rabbitmqctl", *args], check=True, capture_output=True, text=True, timeout=60
     ).stdout
+
+
+def queue_messages(url: str, queue: str) -> int:
+    """Messages in a queue of the vhost of ``url``, waiting or delivered and not yet acked
+    (rabbitmqctl; a passive declare counts only the waiting ones); 0 when it is gone."""
+    output = rabbitmqctl(
+        "list_queues", "-p", vhost_of(url), "-q", "--no-table-headers", "name", "messages"
+    )
+    counts = dict(line.split("\t") for line in output.splitlines() if "\t" in line)
+    return int(counts.get(queue, 0))
 
 
 def vhost_of(url: str) -> str:

@@ -20,9 +20,17 @@ from typing import Any
 
 import pytest
 
-NODE = "dagyo-outage@localhost"
-AMQP_PORT = 5682
-DIST_PORT = 25682
+
+def _worker_index() -> int:
+    """This pytest-xdist worker's number (``gw2`` -> 2); 0 when the suite runs in one process."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
+# A node and ports per xdist worker: two workers' private nodes run side by side.
+WORKER = _worker_index()
+NODE = f"dagyo-outage-{WORKER}@localhost"
+AMQP_PORT = 5682 + WORKER
+DIST_PORT = 25682 + WORKER
 URL = f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/%2F"
 START_TIMEOUT_S = 60.0
 

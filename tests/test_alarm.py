@@ -20,6 +20,9 @@ from tests.cluster import LocalCluster, state_of, wait_for_node
 from tests.flows import slow_flow
 from tests.private_broker import PrivateBroker, start_private_broker, stop_private_broker
 
+# It waits out a 35 s alarm on a node of its own: started first under xdist.
+pytestmark = pytest.mark.slow
+
 # Longer than an executor waits for one broker call (30 s): the call goes unanswered.
 ALARM_S = 35.0
 

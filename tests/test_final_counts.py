@@ -10,7 +10,6 @@ import re
 import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from tests.cluster import LocalCluster, state_of
 from tests.conftest import EXAMPLES, ROOT
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +70,13 @@ ENDLESS = {
 
 def test_a_cancelled_flow_keeps_counts_that_add_up(cluster: LocalCluster) -> None:
     flow_id = cluster.submit(ENDLESS)
-    deadline = time.monotonic() + 60
-    with cluster.client() as client:
-        while True:  # items reach the sink: the flow is well under way
-            record = client.get(flow_id)
-            if next(n for n in record.nodes if n.node == "out").items_received > 0:
-                break
-            assert time.monotonic() < deadline, record
-            time.sleep(0.05)
+    with cluster.client() as client:  # items reach the sink: the flow is well under way
+        eventually(
+            lambda: client.get(flow_id),
+            60,
+            until=lambda record: next(n for n in record.nodes if n.node == "out").items_received,
+            what="items at the sink",
+        )
         client.cancel(flow_id)
         record = client.get(flow_id)
     assert state_of(record) == "cancelled"
@@ -100,12 +99,15 @@ def test_the_watch_progress_line_shows_the_items_the_sink_received(cluster: Loca
     os.close(follower)
     drawn = ""
     sink = re.compile(r"out (\d+) received")
-    deadline = time.monotonic() + 60
+
+    def sink_received() -> bool:
+        nonlocal drawn
+        if select.select([leader], [], [], 1)[0]:
+            drawn += os.read(leader, 65536).decode(errors="replace")
+        return any(int(n) > 0 for n in sink.findall(drawn))
+
     try:
-        while not any(int(n) > 0 for n in sink.findall(drawn)):
-            assert time.monotonic() < deadline, drawn
-            if select.select([leader], [], [], 1)[0]:
-                drawn += os.read(leader, 65536).decode(errors="replace")
+        eventually(sink_received, 60, poll=0, what=lambda: f"items at the sink in:\n{drawn}")
     finally:
         with cluster.client() as client:
             client.cancel(flow_id)

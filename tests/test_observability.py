@@ -5,7 +5,6 @@ executors serve for Prometheus (scraped over HTTP), on a real cluster."""
 from __future__ import annotations
 
 import re
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.metrics import MetricsServer
 from tests.cluster import LocalCluster
+from tests.waiting import eventually
 
 ITEMS = 100
 SLOW_FLOW = {
@@ -63,18 +63,6 @@ def value(metrics: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def executor_port(cluster: LocalCluster, name: str) -> int:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = re.search(r"health on port (\d+)", cluster.executor_log(name))
-        if found:
-            return int(found.group(1))
-        time.sleep(0.1)
-    raise AssertionError(
-        f"executor {name} never said its health port:\n{cluster.executor_log(name)}"
-    )
-
-
 def edges(record: pb.FlowRecord) -> list[tuple[str, str, int, int]]:
     return [(e.source, e.target, e.items_sent, e.items_received) for e in record.edges]
 
@@ -86,20 +74,18 @@ def test_counts_move_per_node_and_edge_while_the_flow_runs_and_metrics_rate_them
     scheduler_metrics = MetricsServer(
         port=0, host="127.0.0.1", metrics=cluster.scheduler.metrics, healthy=lambda: True
     ).start()
-    slow = executor_port(cluster, "slow")
+    slow = cluster.health_port("slow")
     try:
         flow_id = cluster.submit(SLOW_FLOW)
-        deadline = time.monotonic() + 30
-        with cluster.client() as client:
-            while True:  # seen mid-way: counts come from heartbeats, not only job ends
-                record = client.get(flow_id)
-                out = record.nodes[2]  # lag sends one item every 30 ms: a few a frame
-                sent = record.edges[1].items_sent  # from lag's heartbeat, counted as it went
-                running = out.state == pb.NODE_STATE_RUNNING
-                if running and 0 < out.items_received < ITEMS and 0 < sent < ITEMS:
-                    break
-                assert time.monotonic() < deadline, f"no live count seen:\n{record}"
-                time.sleep(0.05)
+
+        def mid_way(record: pb.FlowRecord) -> bool:
+            out = record.nodes[2]  # lag sends one item every 30 ms: a few a frame
+            sent = record.edges[1].items_sent  # from lag's heartbeat, counted as it went
+            running = out.state == pb.NODE_STATE_RUNNING
+            return running and 0 < out.items_received < ITEMS and 0 < sent < ITEMS
+
+        with cluster.client() as client:  # seen mid-way: counts come from heartbeats too
+            record = eventually(lambda: client.get(flow_id), until=mid_way, what="a live count")
         assert [(e.source, e.target) for e in record.edges] == [
             ("names.src", "lag.items"),
             ("lag.items", "out.sink"),

@@ -1,6 +1,7 @@
-"""A long broker outage: executors and the scheduler wait it out and serve again.
+"""A broker outage: executors and the scheduler wait it out and serve again.
 
-Runs on a private RabbitMQ node (tests/private_broker.py) whose application is stopped for
+Runs on a private RabbitMQ node (tests/private_broker.py), never the shared broker other
+tests run on at the same time: a restart, and an outage whose application is stopped for
 longer than the old give-up window (30 attempts) would allow at the test's short backoff
 cap, then started again.
 """
@@ -9,12 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -24,15 +23,21 @@ from executor.core.constants import ENV_RECONNECT_MAX_DELAY_S
 from executor.core.errors import SchedulerDisconnected, redact_url
 from executor.pb.dagyo.v1 import failure_pb2
 from scheduler.pb.dagyo.v1 import scheduler_pb2, scheduler_pb2_grpc
-from tests.cluster import LocalCluster, state_of
+from tests.cluster import LocalCluster, state_of, wait_for_node
 from tests.flows import slow_flow
 from tests.private_broker import PrivateBroker, private_broker  # noqa: F401  (fixture)
+from tests.waiting import eventually
+
+# Each runs a cluster or a scheduler process: started first under xdist.
+pytestmark = pytest.mark.slow
 
 # At this cap 30 attempts take under 15 s of waiting; the outage lasts longer than the
 # attempts the old code made in it (it counted to 30 and exited 3).
 MAX_DELAY_S = "0.2"
 OUTAGE_S = 8.0
 NAMES = ("source", "slow", "count")
+# Through an outage and the reconnections after it, on a loaded machine.
+OUTAGE_WAIT_S = 60.0
 
 
 @pytest.fixture
@@ -54,16 +59,6 @@ def cluster(
         cluster.close()
 
 
-def health_port(cluster: LocalCluster, name: str) -> int:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = re.search(r"health on port (\d+)", cluster.executor_log(name))
-        if found:
-            return int(found.group(1))
-        time.sleep(0.1)
-    raise AssertionError(f"executor {name} never said its health port")
-
-
 def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
@@ -81,35 +76,26 @@ def serving(address: str) -> bool:
     return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def eventually(check: Any, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
-
-
 def test_executors_and_the_scheduler_outlive_a_long_outage(
     private_broker: PrivateBroker,  # noqa: F811
     cluster: LocalCluster,
 ) -> None:
     assert cluster.scheduler is not None
     address = cluster.scheduler.address
-    ports = {name: health_port(cluster, name) for name in NAMES}
+    ports = {name: cluster.health_port(name) for name in NAMES}
     assert all(ready(port) for port in ports.values())
     running = cluster.submit(slow_flow(1000, 20))
-    eventually(
-        lambda: any(
-            n.node == "w" and n.state == scheduler_pb2.NODE_STATE_RUNNING
-            for n in cluster.client().get(running).nodes
-        ),
-        "the slow flow's slow node started",
-    )
+    wait_for_node(cluster, running, "w", OUTAGE_WAIT_S)
     with private_broker.outage(OUTAGE_S):
-        eventually(lambda: not serving(address), "the scheduler says it is not serving")
+        eventually(
+            lambda: not serving(address), OUTAGE_WAIT_S, what="the scheduler says it is not serving"
+        )
         for name, port in ports.items():
-            eventually(lambda port=port: not ready(port), f"executor {name} says not ready")
+            eventually(
+                lambda port=port: not ready(port),
+                OUTAGE_WAIT_S,
+                what=f"executor {name} says not ready",
+            )
         with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as refused:
             scheduler_pb2_grpc.SchedulerStub(channel).Submit(
                 scheduler_pb2.SubmitRequest(flow_json=json.dumps(slow_flow(3, 1))), timeout=30
@@ -130,9 +116,11 @@ def test_executors_and_the_scheduler_outlive_a_long_outage(
         attempts = re.findall(r"reconnect attempt (\d+) failed", cluster.executor_log(name))
         assert max(map(int, attempts)) > 30, attempts[-3:]
     assert cluster.scheduler.failed is None
-    eventually(lambda: serving(address), "the scheduler serves again")
+    eventually(lambda: serving(address), OUTAGE_WAIT_S, what="the scheduler serves again")
     for name, port in ports.items():
-        eventually(lambda port=port: ready(port), f"executor {name} is ready again")
+        eventually(
+            lambda port=port: ready(port), OUTAGE_WAIT_S, what=f"executor {name} is ready again"
+        )
         cluster.wait_for_consumer(name)
 
     record = cluster.wait(running)
@@ -145,3 +133,22 @@ def test_executors_and_the_scheduler_outlive_a_long_outage(
     assert counts == {"failed": 1, "succeeded": 1}, counts
     for name, process in cluster.executors.items():
         assert process.poll() is None, f"executor {name} exited:\n{cluster.executor_log(name)}"
+
+
+def test_a_broker_restart_fails_running_flows_and_the_cluster_recovers(
+    private_broker: PrivateBroker,  # noqa: F811
+    cluster: LocalCluster,
+) -> None:
+    flow_id = cluster.submit(slow_flow(1000, 20))
+    wait_for_node(cluster, flow_id, "w")
+    with private_broker.outage(0):
+        pass
+    record = cluster.wait(flow_id, timeout_s=60)
+    assert state_of(record) == "failed"
+    assert record.failure.kind == failure_pb2.FAILURE_KIND_BROKER
+    for name in NAMES:
+        cluster.wait_for_consumer(name, timeout_s=60)
+    record, exports = cluster.run(slow_flow(5, 1))
+    assert state_of(record) == "succeeded" and exports["total"] == [{"value": "5"}]
+    queues = private_broker.ctl("list_queues", "-q", "--no-table-headers", "name").split()
+    assert [q for q in queues if flow_id in q or record.id in q] == []

@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +29,7 @@ from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
 from executor.pb.dagyo.v1.job_pb2 import Job
 from tests.cluster import LocalCluster
 from tests.conftest import EXAMPLES, ROOT
+from tests.waiting import eventually
 
 TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 TRACEBACK = 'Traceback (most recent call last):\n  File "main.py", line 9\nValueError: boom\n'
@@ -179,18 +179,20 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def jobs_of(self, flow_id: str, count: int) -> dict[str, Any]:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def spans() -> dict[str, Any]:
             with self.lock:
-                spans = {
+                return {
                     attributes(s)["dagyo.node"]: s
                     for s in self.spans
                     if attributes(s).get("dagyo.flow") == flow_id
                 }
-            if len(spans) >= count:
-                return spans
-            time.sleep(0.1)
-        raise AssertionError(f"the executors exported {len(spans)} job spans of {flow_id}")
+
+        return eventually(
+            spans,
+            until=lambda found: len(found) >= count,
+            what=f"{count} job spans of {flow_id} exported",
+        )
 
 
 def attributes(span: Any) -> dict[str, Any]:

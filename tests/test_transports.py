@@ -24,6 +24,7 @@ def cluster(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     cluster.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 @pytest.mark.parametrize("transport", ["memory", "memory-serialized", "rabbitmq"])
 def test_a_flow_gives_the_same_exports_on_every_transport(
@@ -45,6 +46,7 @@ def test_a_flow_gives_the_same_exports_on_every_transport(
         assert same_exports(case, exports), exports
 
 
+@pytest.mark.slow
 def test_the_cluster_leaves_no_queue_after_many_concurrent_flows(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:

@@ -9,10 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.cluster import copy_catalogue
 from tests.commands import free_address, read_until
 from tests.conftest import EXAMPLES, ROOT
 from tests.listening import listening_addresses
+
+# Each runs a cluster or a scheduler process: started first under xdist.
+pytestmark = pytest.mark.slow
 
 
 def test_up_runs_the_catalogue_serves_a_flow_and_stops_cleanly_on_ctrl_c(

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +22,10 @@ from tests.cluster import copy_catalogue, state_of
 from tests.commands import free_address, lines_until
 from tests.conftest import EXAMPLES, ROOT
 from tests.embedded import TEXT, make_progdef, source
+from tests.waiting import eventually
+
+# Each runs a cluster or a scheduler process: started first under xdist.
+pytestmark = pytest.mark.slow
 
 
 def consumers(url: str, mailbox: str) -> int:
@@ -69,11 +72,12 @@ def test_up_starts_a_killed_executor_again_and_then_serves_a_flow(
             f"dagyo: executor greet (pid {pids['greet']}) exited with status -9; "
             "starting it again in 1 s\n"
         )
-        deadline = time.monotonic() + 60
-        while consumers(broker_url, mailboxes["greet"]) == 0:
-            assert time.monotonic() < deadline, out.read_text()
+
+        def greet_consumed() -> bool:
             assert up.poll() is None, "".join(seen)
-            time.sleep(0.2)
+            return consumers(broker_url, mailboxes["greet"]) > 0
+
+        eventually(greet_consumed, 60, what=lambda: f"greet consumed again:\n{out.read_text()}")
         started = re.findall(r"executor (\w+): pid (\d+)", out.read_text())
         assert [name for name, _ in started].count("greet") == 2
         assert up.poll() is None
@@ -142,10 +146,12 @@ def test_an_executor_sees_only_its_own_progdefs_secrets(
 
         with SchedulerClient(cluster.address) as client:
             flow_id = client.submit(json.dumps(flow))
-            deadline = time.monotonic() + 60
-            while state_of(record := client.get(flow_id)) in ("pending", "running"):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            record = eventually(
+                lambda: client.get(flow_id),
+                60,
+                until=lambda record: state_of(record) not in ("pending", "running"),
+                what="the flow's end",
+            )
     assert state_of(record) == "succeeded", record
     exports = {e.export: json.loads(e.value_json) for e in record.exports}
     assert exports == {"keeper": {"text": "s3cret"}, "snoop": {"text": "<unset>"}}

@@ -101,6 +101,7 @@ class Spares:
         self._doomed: list[_Spare] = []  # to delete once the broker is there
         self._taken: list[str] = []  # their rows to forget
         self._wake = threading.Event()
+        self._pass = threading.Lock()
 
     def take(self, shape: Shape) -> str | None:
         """The flow id of a spare of ``shape`` (its queues exist), or None; either way the
@@ -142,7 +143,7 @@ class Spares:
                 if left:
                     self._delete_left()
                     left = False
-                self._tend()
+                self.tend()
             except BrokerError as e:
                 log.debug("spares wait for the broker: %s", e)
             except Exception:
@@ -170,6 +171,13 @@ class Spares:
                 self._broker.delete_queues(queues)
         if rows:
             self._store.remove_spares([flow_id for flow_id, _, _ in rows])
+
+    def tend(self) -> None:
+        """One pass, done when it returns: delete the spares that idled out or were given up,
+        and make the wanted ones missing. Passes run one at a time (the spares' thread, or
+        a caller that needs one done now)."""
+        with self._pass:
+            self._tend()
 
     def _tend(self) -> None:
         if not self._broker.connected:

@@ -18,6 +18,9 @@ import pytest
 from scheduler.service.dashboard import Dashboard
 from tests.cluster import LocalCluster, state_of
 
+# Each runs a cluster or a scheduler process: started first under xdist.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SLOW_FLOW = {
     "name": "slowly",

@@ -3,7 +3,6 @@ thread reconnects, so the new connection can declare its exclusive queues again.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -11,6 +10,7 @@ import pika
 import pika.exceptions
 
 from executor.core.amqp import AmqpThread
+from tests.waiting import eventually
 
 
 def test_a_connection_out_of_channels_is_closed_and_replaced(broker_url: str) -> None:
@@ -30,10 +30,10 @@ def test_a_connection_out_of_channels_is_closed_and_replaced(broker_url: str) ->
             raise pika.exceptions.NoFreeChannels()
 
         io.submit(out_of_channels)
-        deadline = time.monotonic() + 10
-        while len(connects) < 2 or not io.connected.is_set():
-            assert time.monotonic() < deadline, "the I/O thread did not reconnect"
-            time.sleep(0.05)
+        eventually(
+            lambda: len(connects) >= 2 and io.connected.is_set(),
+            what="the I/O thread reconnected",
+        )
         assert not first.is_open, "the old connection was left open"
         assert io.alive
     finally:

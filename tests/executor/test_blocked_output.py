@@ -8,6 +8,7 @@ import time
 
 from executor._runtime.flusher import Flusher
 from executor._runtime.stream import FrameWriter, StreamSettings
+from tests.waiting import eventually
 
 
 class FullSink:
@@ -38,8 +39,9 @@ def test_a_port_waiting_on_a_full_stream_says_how_long_then_zero_once_it_took_th
         assert writer.blocked_s(time.monotonic()) == 0.0
         sender = threading.Thread(target=writer.append, args=(b"x",))
         sender.start()
-        time.sleep(0.3)
-        assert writer.blocked_s(time.monotonic()) >= 0.3
+        eventually(lambda: writer.blocked_s(time.monotonic()) > 0, what="the port waiting")
+        # It counts from when it began to wait, before now: a minute from now, over a minute.
+        assert writer.blocked_s(time.monotonic() + 60) >= 60
         sink.room.set()
         sender.join(5)
         assert not sender.is_alive()

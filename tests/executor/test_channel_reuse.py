@@ -9,7 +9,6 @@ when flows end under its jobs (RabbitMQ allows 2047 per connection).
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -28,6 +27,7 @@ from executor.core.amqp import AmqpThread
 from executor.core.errors import Stopped
 from executor.core.topology import stream_arguments
 from tests.conftest import rabbitmqctl, vhost_of
+from tests.waiting import eventually
 
 JOBS = 12
 
@@ -108,15 +108,11 @@ def test_a_job_ending_with_frames_untaken_closes_its_channel_and_they_go_back(
         streams = RabbitTransport(pool).open(stop=stop)
         streams.attach(queue, inbox, "in")
         assert inbox.take("in") == b"frame-0"  # frame-1 is delivered too (prefetch 2), not taken
-        deadline = time.monotonic() + 10
-        while depth(admin, queue) > 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: depth(admin, queue) <= 1, what="frame-1 delivered")
         streams.close()
 
-        deadline = time.monotonic() + 10
-        while depth(admin, queue) != 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert depth(admin, queue) == 2  # frame-1 back in the queue, frame-2 never left
+        # frame-1 back in the queue, frame-2 never left
+        eventually(lambda: depth(admin, queue) == 2, what="two frames in the queue")
         read_all(pool, queue, 0)
         assert pool.opened == 2  # the next job did not get the unclean channel
     finally:

@@ -1,6 +1,10 @@
 """Heartbeats go out from their own thread and connection, at their interval, whatever the
 executor's I/O thread is doing; none is sent while the executor says it is disconnected,
-and none after stop."""
+and none after stop.
+
+The heartbeats run on a virtual clock (their time moves only in their own waits), so the
+test counts beats per interval of their time, with no wall-clock window.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ import pika
 
 from executor._runtime.heartbeat import Heartbeats
 from executor.core.amqp import AmqpThread
+from executor.core.clock import VirtualClock
 from executor.core.constants import EVENTS_EXCHANGE
 from executor.pb.dagyo.v1.events_pb2 import Event, Heartbeat
+from tests.waiting import eventually
 
 
 def _listen(url: str, key: str) -> tuple[pika.BlockingConnection, str]:
@@ -35,40 +41,40 @@ def test_heartbeats_keep_their_interval_while_the_io_thread_is_busy(broker_url: 
     connection, queue = _listen(broker_url, f"heartbeat.{executor}")
     io = AmqpThread(broker_url, name="busy-io", on_connect=lambda _: None)
     io.start()
+    clock = VirtualClock()
     sent: list[float] = []
-    connected = threading.Event()
-    connected.set()
+    beaters: set[threading.Thread] = set()
+    done = threading.Event()
+    release = threading.Event()
 
     def beat() -> Event | None:
-        if not connected.is_set():
+        beaters.add(threading.current_thread())
+        now = clock.monotonic()
+        if now >= 2.0:
+            done.set()
+            return None
+        if 1.0 <= now < 1.5:  # the executor says it is disconnected
             return None
         return Event(time=time.time(), heartbeat=Heartbeat(executor=executor))
 
     beats = Heartbeats(
         broker_url,
         routing_key=f"heartbeat.{executor}",
-        interval_s=0.2,
+        interval_s=0.25,
         beat=beat,
-        on_sent=lambda: sent.append(time.monotonic()),
+        on_sent=lambda: sent.append(clock.monotonic()),
+        clock=clock,
     )
     try:
-        io.submit(lambda: time.sleep(2.0))  # the I/O thread is stuck for two seconds
+        io.submit(lambda: release.wait(60))  # the I/O thread is stuck all along
         beats.start()
-        time.sleep(1.5)
-        assert len(sent) >= 5, sent
-        connected.clear()
-        time.sleep(0.5)
-        skipped = len(sent)
-        time.sleep(0.5)
-        assert len(sent) == skipped, "a heartbeat went out while disconnected"
-        connected.set()
-        time.sleep(0.5)
+        assert done.wait(30), f"the heartbeats did not reach 2 s of their time: {sent}"
         beats.stop()
-        stopped = len(sent)
-        time.sleep(0.5)
-        assert len(sent) == stopped, "a heartbeat went out after stop"
-        assert _count(connection, queue) == stopped
+        assert sent == [0.0, 0.25, 0.5, 0.75, 1.5, 1.75]
+        assert not any(thread.is_alive() for thread in beaters), "beating after stop"
+        eventually(lambda: _count(connection, queue) == len(sent), what="the beats queued")
     finally:
+        release.set()
         beats.stop()
         io.close()
         connection.close()

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from executor.core.errors import ProgdefInvalid
 from executor.core.progdef import load_progdef
 from tests.cluster import LocalCluster, state_of
 from tests.flows import consts, names
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 GREET = json.loads((ROOT / "progdefs" / "greet" / "progdef.json").read_text())
@@ -117,13 +117,13 @@ def test_a_one_job_executor_takes_exactly_one_job_and_exits_0(
         flows = [cluster.submit(greet_flow(3)), cluster.submit(greet_flow(4))]
         assert pods[0].wait(WAIT_S) == 0, log.read_text()
         assert "ran its one job" in log.read_text()
-        deadline = time.monotonic() + WAIT_S
-        while "succeeded" not in flow_states(cluster, flows):
-            assert time.monotonic() < deadline, "no flow ended"
-            time.sleep(0.05)
-        time.sleep(1.0)
-        # One flow ran on the first executor; the other's job waits for the next one.
-        assert sorted(flow_states(cluster, flows)) == ["running", "succeeded"]
+        # One flow ran on the first executor, now gone; the other's job waits for the next.
+        eventually(
+            lambda: flow_states(cluster, flows),
+            WAIT_S,
+            until=lambda states: sorted(states) == ["running", "succeeded"],
+            what="one flow succeeded and one running",
+        )
         with cluster.channel() as channel:
             mailbox = channel.queue_declare(cluster.catalogue["greet"].mailbox, passive=True)
         assert mailbox.method.message_count == 1

@@ -29,6 +29,7 @@ from executor.core.errors import Stopped
 from executor.core.topology import stream_arguments
 from executor.inputs import InputStream
 from executor.pb.dagyo.types_pb2 import Text
+from tests.waiting import eventually
 
 # Small bounds, the same on both transports, so that filling a stream is quick.
 MAX_FRAMES = 3
@@ -162,15 +163,6 @@ def send_until_refused(sink: Any, frame: bytes = b"x") -> int:
     return accepted
 
 
-def eventually(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_a_stream_delivers_many_frames_in_the_order_sent(twin: Twin) -> None:
     queue = twin.queue()
     inbox = attached(twin, queue)
@@ -212,7 +204,7 @@ def test_a_consumer_that_takes_nothing_holds_the_stream_to_its_bound(twin: Twin)
     assert send_until_refused(sink) == BOUND, "max_frames waiting plus the prefetched ones"
     assert twin.depth(queue) == MAX_FRAMES
     inbox.take("in")
-    assert eventually(lambda: sink.send(b"x", block=False)), "a taken frame makes room"
+    eventually(lambda: sink.send(b"x", block=False), DEADLINE_S, what="a taken frame making room")
 
 
 def test_a_blocking_send_to_a_full_stream_waits_then_raises_stopped_on_stop(twin: Twin) -> None:
@@ -273,7 +265,7 @@ def test_after_detach_frames_wait_in_the_stream_for_another_consumer(twin: Twin)
     consumer.streams.detach(queue)
     sink.send(b"after-0")
     sink.send(b"after-1")
-    assert eventually(lambda: twin.depth(queue) == 2), "nothing is delivered after detach"
+    eventually(lambda: twin.depth(queue) == 2, DEADLINE_S, what="two frames waiting after detach")
     later = attached(twin, queue)
     assert take_all(later, "in", 2) == [b"after-0", b"after-1"]
 
@@ -311,4 +303,4 @@ def test_closing_a_jobs_streams_stops_their_delivery(twin: Twin) -> None:
     reader(twin, queue).streams.close()
     sink = twin.open().sink([queue])
     sink.send(b"later")
-    assert eventually(lambda: twin.depth(queue) == 1)
+    eventually(lambda: twin.depth(queue) == 1, DEADLINE_S, what="the frame waiting, undelivered")

@@ -36,6 +36,7 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
 from tests.conftest import rabbitmqctl, vhost_of
+from tests.waiting import eventually
 
 # Generous: only catches hangs.
 WAIT_S = 20.0
@@ -303,15 +304,21 @@ class FakeExecutor:
         return report
 
     def stop_for(self, flow_id: str) -> Stop:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
+        def next_stop() -> Stop | None:
             try:
-                stop = self.stops.get(timeout=0.2)
+                return self.stops.get(timeout=0.2)
             except queue.Empty:
-                continue
-            if stop.flow_id == flow_id:
-                return stop
-        raise AssertionError(f"no stop for flow {flow_id}")
+                return None
+
+        stop = eventually(
+            next_stop,
+            WAIT_S,
+            until=lambda stop: stop is not None and stop.flow_id == flow_id,
+            what=f"a stop for flow {flow_id}",
+            poll=0,
+        )
+        assert stop is not None
+        return stop
 
 
 def texts(*values: str) -> list[bytes]:
@@ -384,12 +391,3 @@ TICK = {
     "outputs": {"ticks": "dagyo.types.Int64"},
     "run": "main:run",
 }
-
-
-def eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -207,6 +207,7 @@ def dagyo(*args: str, address: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_dagyo_progdefs_and_types_remote_print_what_they_print_from_the_folder(
     scheduler: Scheduler, catalogue: Path
 ) -> None:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from tests.commands import dagyo, free_address
 from tests.conftest import ROOT
+from tests.waiting import eventually
 
 # --- up -----------------------------------------------------------------------------------------
 
@@ -141,10 +141,11 @@ def test_up_runs_one_executor_per_progdef_and_stops_cleanly(
 def wait_for_consumer(broker_url: str, mailbox: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
-        deadline = time.monotonic() + 60
-        while not connection.channel().queue_declare(mailbox, passive=True).method.consumer_count:
-            assert time.monotonic() < deadline, f"no consumer on {mailbox}"
-            time.sleep(0.2)
+        eventually(
+            lambda: connection.channel().queue_declare(mailbox, passive=True).method.consumer_count,
+            60,
+            what=f"a consumer on {mailbox}",
+        )
     finally:
         connection.close()
 
@@ -198,13 +199,12 @@ def test_dagyo_scheduler_serves_until_sigterm_then_exits_0(broker_url: str) -> N
         stderr=subprocess.PIPE,
     )
     try:
-        listed = None
-        for _ in range(120):  # the scheduler takes a moment to listen
-            listed = dagyo("flow", "list", address=address)
-            if listed.exit_code != 3:
-                break
-            time.sleep(0.25)
-        assert listed is not None and (listed.exit_code, listed.stdout) == (0, "")
+        listed = eventually(  # the scheduler takes a moment to listen
+            lambda: dagyo("flow", "list", address=address),
+            until=lambda listed: listed.exit_code != 3,
+            what="the scheduler listening",
+        )
+        assert (listed.exit_code, listed.stdout) == (0, "")
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr

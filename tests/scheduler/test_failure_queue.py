@@ -22,11 +22,11 @@ from tests.scheduler.fake_executor import (
     FakeExecutor,
     assert_no_queue_left,
     end_of,
-    eventually,
     flow_queues,
     queue_exists,
     queues_by_flow,
 )
+from tests.waiting import eventually
 
 
 def publish(url: str, routing_key: str, body: bytes) -> None:
@@ -91,7 +91,7 @@ def test_reports_for_no_running_flow_or_undecodable_are_dropped_and_the_next_one
 
     assert end.state == pb.FLOW_STATE_FAILED
     assert (end.failure.flow_id, end.failure.error) == (flow_id, "RuntimeError")
-    eventually(lambda: depth(broker_url, FAILURES_QUEUE) == 0, "the failures queue to drain")
+    eventually(lambda: depth(broker_url, FAILURES_QUEUE) == 0, what="the failures queue to drain")
     assert_no_queue_left(broker_url, list(jobs.values()))
 
 
@@ -103,7 +103,7 @@ def test_the_failures_queue_deleted_by_hand_is_declared_again(
         connection.channel().queue_delete(FAILURES_QUEUE)
     finally:
         connection.close()
-    eventually(lambda: queue_exists(broker_url, FAILURES_QUEUE), "the failures queue again")
+    eventually(lambda: queue_exists(broker_url, FAILURES_QUEUE), what="the failures queue again")
 
     flow_id = client.submit()
     jobs = fake.next_jobs(2)

@@ -27,6 +27,10 @@ import pytest
 from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from tests.certificates import certificates
 from tests.conftest import EXAMPLES, ROOT, rabbitmqctl, vhost_of
+from tests.waiting import eventually
+
+# Each runs a cluster or a scheduler process: started first under xdist.
+pytestmark = pytest.mark.slow
 
 DAGYO = [sys.executable, "-c", "from scheduler.cli import main; main()"]
 COMMANDS = (
@@ -52,14 +56,15 @@ COMMANDS = (
 
 def _line(log: Path, text: str, process: subprocess.Popen[str], timeout_s: float = 60) -> str:
     """The first line of a process's log holding text, waiting for it."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for line in log.read_text().splitlines():
-            if text in line:
-                return line
-        assert process.poll() is None, log.read_text()
-        time.sleep(0.1)
-    raise AssertionError(f"no line with {text!r} in:\n{log.read_text()}")
+
+    def line() -> str | None:
+        found = next((line for line in log.read_text().splitlines() if text in line), None)
+        assert found is not None or process.poll() is None, log.read_text()
+        return found
+
+    found = eventually(line, timeout_s, what=lambda: f"a line with {text!r} in:\n{log.read_text()}")
+    assert found is not None
+    return found
 
 
 def _ctl(*args: str) -> None:

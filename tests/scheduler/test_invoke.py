@@ -139,6 +139,7 @@ def test_invoke_greet_through_the_scheduler(cluster: LocalCluster) -> None:
     assert cluster.flow_queues(flow_id) == []
 
 
+@pytest.mark.slow
 def test_invoke_through_the_scheduler_fails_refuses_and_runs_without_outputs(
     cluster: LocalCluster,
 ) -> None:

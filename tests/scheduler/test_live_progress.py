@@ -16,16 +16,11 @@ from tests.scheduler.fake_executor import (
     end_of,
     texts,
 )
+from tests.waiting import eventually
 
 
 def wait_for(client: Client, flow_id: str, ok: Callable[[pb.FlowRecord], bool]) -> pb.FlowRecord:
-    deadline = time.monotonic() + WAIT_S
-    record = client.get(flow_id)
-    while not ok(record):
-        assert time.monotonic() < deadline, f"the record never got there:\n{record}"
-        time.sleep(0.1)
-        record = client.get(flow_id)
-    return record
+    return eventually(lambda: client.get(flow_id), WAIT_S, until=ok, what="the record there")
 
 
 def edges(record: pb.FlowRecord) -> list[tuple[str, str, int, int]]:

@@ -8,10 +8,10 @@ import re
 import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.conftest import ROOT
+from tests.waiting import eventually
 
 # Control sequences a terminal acts on without printing them (colours, cursor, erase).
 CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -30,21 +30,20 @@ def run_on_a_pty(flow: Path) -> tuple[int, str]:
         close_fds=True,
     )
     os.close(follower)
-    chunks = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 1)
-        if not ready:
-            if process.poll() is not None:
-                break
-            continue
+    chunks: list[bytes] = []
+
+    def ended() -> bool:
+        """Read what came; True once the child closed its end (or exited, its end read)."""
+        if not select.select([leader], [], [], 1)[0]:
+            return process.poll() is not None
         try:
             chunk = os.read(leader, 65536)
         except OSError:  # EIO: the child closed its end
-            break
-        if not chunk:
-            break
+            return True
         chunks.append(chunk)
+        return not chunk
+
+    eventually(ended, 60, poll=0, what=lambda: f"the end of:\n{b''.join(chunks).decode()}")
     os.close(leader)
     return process.wait(30), b"".join(chunks).decode()
 

@@ -7,7 +7,6 @@ client generated from KEDA's externalscaler.proto.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tests.scheduler.fake_executor import (
     FakeExecutor,
     mailboxes,
 )
+from tests.waiting import eventually
 
 MAX_JOBS = 4
 
@@ -72,12 +72,7 @@ def active(stub: externalscaler_pb2_grpc.ExternalScalerStub, progdef: str) -> bo
 
 
 def until(check: Callable[[], object], expected: object) -> None:
-    deadline = time.monotonic() + WAIT_S
-    got = check()
-    while got != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-        got = check()
-    assert got == expected
+    eventually(check, WAIT_S, until=lambda got: got == expected, what=f"{expected!r}")
 
 
 def take(fake: FakeExecutor, count: int) -> list[Job]:

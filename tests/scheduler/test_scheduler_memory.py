@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,10 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from tests.commands import dagyo_at, free_address
 from tests.scheduler.fake_executor import FLOW, WAIT_S, FakeExecutor, texts
+from tests.waiting import eventually
+
+# Each runs a cluster or a scheduler process: started first under xdist.
+pytestmark = pytest.mark.slow
 
 MB = 1024 * 1024
 
@@ -67,13 +70,12 @@ class SchedulerProcess:
         self.process.wait(WAIT_S)
 
     def wait_ended(self, flow_id: str) -> pb.FlowRecord:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            record = self.stub.Get(pb.GetRequest(flow_id=flow_id), timeout=WAIT_S)
-            if record.state not in (pb.FLOW_STATE_PENDING, pb.FLOW_STATE_RUNNING):
-                return record
-            time.sleep(0.1)
-        raise AssertionError(f"flow {flow_id} did not end")
+        return eventually(
+            lambda: self.stub.Get(pb.GetRequest(flow_id=flow_id), timeout=WAIT_S),
+            60,
+            until=lambda record: record.state not in (pb.FLOW_STATE_PENDING, pb.FLOW_STATE_RUNNING),
+            what=f"the end of flow {flow_id}",
+        )
 
 
 @pytest.fixture

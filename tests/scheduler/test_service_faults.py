@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -35,13 +34,13 @@ from tests.scheduler.fake_executor import (
     assert_no_queue_left,
     connections,
     end_of,
-    eventually,
     exports_of,
     mailboxes,
     queue_exists,
     run_to_success,
     texts,
 )
+from tests.waiting import eventually
 
 
 def test_a_silent_executor_fails_its_flow_as_lost(
@@ -95,7 +94,7 @@ def test_a_flow_runs_across_a_scheduler_restart(
         for job in jobs.values():
             fake.start_job(job)
         fake.send(jobs["b"], "text", texts("x0", "x1"), seq=0)
-        eventually(lambda: len(first.get(flow_id).exports) == 2, "two kept exports")
+        eventually(lambda: len(first.get(flow_id).exports) == 2, what="two kept exports")
     finally:
         first.close()
 
@@ -183,6 +182,7 @@ def _vhost(url: str) -> str:
     return urllib.parse.unquote(urllib.parse.urlsplit(url).path[1:])
 
 
+@pytest.mark.slow
 def test_after_a_lost_connection_flows_resume_or_fail_cleanly(
     settings: SchedulerSettings, fake: FakeExecutor, broker_url: str
 ) -> None:
@@ -209,7 +209,7 @@ def test_after_a_lost_connection_flows_resume_or_fail_cleanly(
                 capture_output=True,
                 timeout=60,
             )
-        eventually(lambda: client.get(doomed).state == pb.FLOW_STATE_FAILED, "doomed to fail")
+        eventually(lambda: client.get(doomed).state == pb.FLOW_STATE_FAILED, what="doomed to fail")
         record = client.get(doomed)
         assert record.failure.kind == FAILURE_KIND_BROKER
         assert "queues are gone" in record.failure.error
@@ -268,7 +268,7 @@ def test_the_events_queue_deleted_under_the_scheduler_comes_back(
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     connection.channel().queue_delete(EVENTS_QUEUE)
     connection.close()
-    eventually(lambda: queue_exists(broker_url, EVENTS_QUEUE), "the events queue redeclared")
+    eventually(lambda: queue_exists(broker_url, EVENTS_QUEUE), what="the events queue redeclared")
     flow_id = client.submit()
     watch = client.stub.Watch(pb.WatchRequest(flow_id=flow_id), timeout=WAIT_S)
     run_to_success(fake, fake.next_jobs(2))
@@ -292,7 +292,7 @@ def test_a_refused_declare_fails_the_submit_and_the_scheduler_carries_on(
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "PRECONDITION_FAILED" in caught.value.details()
         [failed] = client.stub.List(pb.ListRequest(), timeout=WAIT_S).flows
-        eventually(lambda: client.get(failed.id).state == pb.FLOW_STATE_FAILED, "the failure")
+        eventually(lambda: client.get(failed.id).state == pb.FLOW_STATE_FAILED, what="the failure")
         assert client.get(failed.id).failure.kind == FAILURE_KIND_BROKER
         channel.queue_delete(emit)
         channel.queue_delete(relay)
@@ -311,8 +311,9 @@ def test_a_refused_declare_fails_the_submit_and_the_scheduler_carries_on(
     assert_no_queue_left(broker_url, list(jobs.values()))
 
 
+@pytest.mark.slow
 def test_deletes_the_broker_refused_are_sent_again_and_the_flow_then_ends(
-    client: Client, fake: FakeExecutor, broker_url: str
+    client: Client, fake: FakeExecutor, broker_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     flow_id = client.submit()
     jobs = fake.next_jobs(2)
@@ -327,7 +328,8 @@ def test_deletes_the_broker_refused_are_sent_again_and_the_flow_then_ends(
         channel.queue_declare(stream, exclusive=True)
         watch = client.stub.Watch(pb.WatchRequest(flow_id=flow_id), timeout=WAIT_S)
         run_to_success(fake, jobs)
-        time.sleep(1.0)
+        again = f"flow {flow_id}: its queues' deletes got no answer; sending them again"
+        eventually(lambda: again in caplog.messages, what="the deletes sent again")
         assert client.get(flow_id).state == pb.FLOW_STATE_RUNNING  # not ended: queues remain
     finally:
         holder.close()  # the exclusive queue goes with its connection

@@ -24,9 +24,9 @@ from tests.scheduler.fake_executor import (
     WAIT_S,
     Client,
     FakeExecutor,
-    eventually,
     run_to_success,
 )
+from tests.waiting import eventually
 
 # Each channel its own connection (grpc shares one between like channels of a process):
 # each is one client to the scheduler, as separate processes are.
@@ -159,7 +159,7 @@ def test_a_watch_that_missed_exports_past_the_cap_says_how_many_and_exits_5(
     try:
         flow_id = capped.submit()
         run_to_success(fake, fake.next_jobs(2))
-        eventually(lambda: capped.get(flow_id).state == pb.FLOW_STATE_SUCCEEDED, "the end")
+        eventually(lambda: capped.get(flow_id).state == pb.FLOW_STATE_SUCCEEDED, what="the end")
         watched = dagyo(capped, "flow", "watch", flow_id)
         assert watched.exit_code == 5, watched.output
         assert [json.loads(line)["value"]["text"] for line in watched.stdout.splitlines()] == [
@@ -182,7 +182,9 @@ def test_a_cancelled_flow_reads_as_a_sentence_and_its_nodes_are_stopped(
     flow_id = client.submit()
     jobs = fake.next_jobs(2)
     fake.start_job(jobs["a"])
-    eventually(lambda: client.get(flow_id).nodes[0].state == pb.NODE_STATE_RUNNING, "a running")
+    eventually(
+        lambda: client.get(flow_id).nodes[0].state == pb.NODE_STATE_RUNNING, what="a running"
+    )
     assert dagyo(client, "flow", "cancel", flow_id).stdout == f"{flow_id} cancelled\n"
     status = dagyo(client, "flow", "status", flow_id)
     assert "failure (cancelled): the flow was cancelled by a user" in status.stdout

@@ -11,7 +11,6 @@ another shape still declares its own.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,11 +29,11 @@ from tests.scheduler.fake_executor import (
     assert_no_queue_left,
     connections,
     end_of,
-    eventually,
     flow_queues,
     queues_by_flow,
     run_to_success,
 )
+from tests.waiting import eventually
 
 
 def run_one(client: Client, fake: FakeExecutor) -> tuple[str, set[str]]:
@@ -62,7 +61,7 @@ def the_spare(url: str, shape: set[str], but: frozenset[str]) -> str:
         seen.append(spares(url, shape, but))
         return bool(seen[-1])
 
-    eventually(found, "a spare")
+    eventually(found, what="a spare")
     (spare,) = seen[-1]
     return spare
 
@@ -90,7 +89,7 @@ def test_the_next_flow_of_a_shape_takes_the_spare_declared_for_it(
     second, _ = run_one(spare_client, fake)
     assert second == spare  # its queues were there before it was submitted
     # and the one after it has a spare again; the used one's queues went with its flow
-    eventually(lambda: spares(broker_url, shape, others | {spare}) != [], "the next spare")
+    eventually(lambda: spares(broker_url, shape, others | {spare}) != [], what="the next spare")
     assert spare not in queues_by_flow(broker_url)
 
 
@@ -108,6 +107,7 @@ def test_a_stopped_scheduler_leaves_no_spare(
     assert spare not in queues_by_flow(broker_url)
 
 
+@pytest.mark.slow
 def test_a_spare_nobody_takes_is_deleted_once_it_idled(
     settings: SchedulerSettings, fake: FakeExecutor, broker_url: str
 ) -> None:
@@ -115,9 +115,16 @@ def test_a_spare_nobody_takes_is_deleted_once_it_idled(
     client = Client(dataclasses.replace(settings, spare_idle_s=2.0))
     try:
         _, shape = run_one(client, fake)
-        spare = the_spare(broker_url, shape, others)  # it idles out within seconds
-        eventually(lambda: spare not in queues_by_flow(broker_url), "the idle spare deleted")
-        time.sleep(1.5)  # and none made again: no flow of that shape came since
+        # A spare's row is stored before its queues are declared, and removed once they are
+        # deleted: read in process, it is seen however soon the spare idles out.
+        store = client.scheduler.store
+        ((spare, queues, _),) = eventually(store.spares, what="a spare")
+        assert {q.removeprefix(f"{FLOW_PREFIX}.{spare}.") for q in queues} == shape
+        eventually(lambda: not store.spares(), what="the idle spare deleted")
+        assert spare not in queues_by_flow(broker_url)
+        # and none made again by the next pass: no flow of that shape came since
+        client.scheduler.spares.tend()
+        assert store.spares() == []
         assert spares(broker_url, shape, others) == []
     finally:
         client.close()
@@ -142,7 +149,7 @@ def test_spares_left_by_a_scheduler_that_died_are_deleted_at_the_next_start(
 
     client = Client(spare_settings)
     try:
-        eventually(lambda: left not in queues_by_flow(broker_url), "the dead one's spare gone")
+        eventually(lambda: left not in queues_by_flow(broker_url), what="the dead one's spare gone")
         assert client.scheduler.store.spares() == []
     finally:
         client.close()
@@ -155,12 +162,14 @@ def test_spares_off_declares_every_flow_at_submit(
     client = Client(dataclasses.replace(settings, spare_idle_s=0.0))
     try:
         _, shape = run_one(client, fake)
-        time.sleep(0.5)
+        client.scheduler.spares.tend()  # a pass, done: it made none (nor will the thread)
+        assert client.scheduler.store.spares() == []
         assert spares(broker_url, shape, others) == []
     finally:
         client.close()
 
 
+@pytest.mark.slow
 def test_after_a_lost_connection_spares_are_deleted_and_the_next_flow_runs(
     spare_settings: SchedulerSettings, fake: FakeExecutor, broker_url: str
 ) -> None:
@@ -176,7 +185,7 @@ def test_after_a_lost_connection_spares_are_deleted_and_the_next_flow_runs(
         rabbitmqctl("close_connection", scheduler_connection, "test: broker went away")
 
         # Its queues may have been lost with the broker: not trusted, deleted once back.
-        eventually(lambda: spare not in queues_by_flow(broker_url), "the spare deleted")
+        eventually(lambda: spare not in queues_by_flow(broker_url), what="the spare deleted")
         second, _ = run_one(client, fake)
         assert second != spare
     finally:

@@ -288,7 +288,15 @@ def test_failures_follow_goes_through_the_scheduler_and_sees_its_tenant_only(
             line = followers["alice"].stdout.readline()  # type: ignore[union-attr]
         report = json.loads(line)
         assert (report["flow_id"], report["error"]) == (flow_id, "ValueError: only for alice")
-        time.sleep(1.5)  # three polls of bob's follower
+        # Bob's follower shows what it sees in order: its first line is bob's own failure.
+        with client(scheduler, "bob") as bob:
+            bobs = bob.submit(json.dumps(FLOW))
+            jobs = fake.next_jobs(2)
+            fake.start_job(jobs["a"])
+            fake.panic(jobs["a"], "ValueError: only for bob", "Traceback …")
+            line = followers["bob"].stdout.readline()  # type: ignore[union-attr]
+        report = json.loads(line)
+        assert (report["flow_id"], report["error"]) == (bobs, "ValueError: only for bob")
     finally:
         for follower in followers.values():
             follower.send_signal(signal.SIGINT)

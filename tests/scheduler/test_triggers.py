@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from scheduler.service.trigger_firing import Firing
 from scheduler.service.triggers import bind, load_triggers, parse_trigger
 from tests.conftest import EXAMPLES, PROGDEFS
 from tests.scheduler.trigger_files import UPLOAD, write_triggers
+from tests.waiting import eventually
 
 
 def event(event_id: str, data: Any, **attributes: str) -> CloudEvent:
@@ -217,14 +217,12 @@ def test_an_event_accepted_into_a_batch_starts_its_flow_after_a_restart(tmp_path
             "flow_ids": [],
             "waiting": ["batched"],
         }
-        deadline = time.monotonic() + 30
-        while not submitted and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: submitted, what="the batch submitted")
         assert [list(r.set) for r in submitted] == [['hi.name=["kept"]']]
-        deadline = time.monotonic() + 30
-        while again.status("s3://photos/bucket", "b1", admin)["waiting"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually(
+            lambda: not again.status("s3://photos/bucket", "b1", admin)["waiting"],
+            what="the batch no longer waiting",
+        )
         assert again.status("s3://photos/bucket", "b1", admin)["flow_ids"] == ["f1"]
     finally:
         again.stop()

@@ -16,6 +16,7 @@ from typing import Any
 
 import pika
 import pika.exceptions
+import pytest
 from click.testing import CliRunner
 
 from executor.core.constants import mailbox_name
@@ -24,8 +25,12 @@ from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_LOST
 from scheduler.cli.local import progdefs_command
 from scheduler.client.api import SchedulerClient
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
-from tests.cluster import LocalCluster
+from tests.cluster import LocalCluster, wait_for_node
 from tests.flows import consts, names
+from tests.waiting import eventually
+
+# Each runs a cluster or a scheduler process: started first under xdist.
+pytestmark = pytest.mark.slow
 
 WAIT_S = 60.0
 
@@ -71,11 +76,7 @@ def test_an_old_version_drains_its_last_flow_then_retires(broker_url: str, tmp_p
         v1 = cluster.catalogue["slow"].version
         first = cluster.submit(slow_flow(10, 300))  # about 3 s of work on v1
         queued = cluster.submit(slow_flow(2, 1))  # waits in the v1 mailbox meanwhile
-        with cluster.client() as client:
-            deadline = time.monotonic() + WAIT_S
-            while node(client.get(first), "w").state != pb.NODE_STATE_RUNNING:
-                assert time.monotonic() < deadline, "the slow job never started"
-                time.sleep(0.05)
+        wait_for_node(cluster, first, "w", WAIT_S)
 
         # The upgrade: a new build of slow, its executor started beside the old one.
         v2 = f"test-v2-{uuid.uuid4().hex[:12]}"
@@ -103,11 +104,7 @@ def test_an_old_version_drains_its_last_flow_then_retires(broker_url: str, tmp_p
         assert len(record.exports) == 2
         assert "retired mailbox" in cluster.executor_log("slow")
 
-        old_mailbox = mailbox_name("slow", v1)
-        deadline = time.monotonic() + WAIT_S
-        while mailbox_exists(broker_url, old_mailbox):
-            assert time.monotonic() < deadline, f"{old_mailbox} was not deleted"
-            time.sleep(0.1)
+        wait_gone(broker_url, mailbox_name("slow", v1))
         assert mailbox_exists(broker_url, mailbox_name("slow", v2))
         assert cluster.scheduler is not None
         result = CliRunner().invoke(
@@ -145,21 +142,22 @@ def test_dagyo_up_starts_the_edited_version_after_retiring_the_old(
         v2 = f"up-v2-{uuid.uuid4().hex[:12]}"
         (catalogue / "slow" / "VERSION").write_text(v2 + "\n")
         # The idle v1 executor is retired, exits 0, and is started again on v2.
-        deadline = time.monotonic() + WAIT_S
-        while mailbox_exists(broker_url, mailbox_name("slow", v1)) or not mailbox_exists(
-            broker_url, mailbox_name("slow", v2)
-        ):
-            assert time.monotonic() < deadline, "the edited progdef's executor never started"
+
+        def on_v2() -> bool:
             cluster.supervise(on_exit=lambda *_: None)
-            time.sleep(0.1)
+            old, new = (mailbox_exists(broker_url, mailbox_name("slow", v)) for v in (v1, v2))
+            return new and not old
+
+        eventually(on_v2, WAIT_S, what="the edited progdef's executor started")
         assert cluster.wait_ready(timeout_s=WAIT_S) == []
         assert cluster.scheduler is not None
         with SchedulerClient(cluster.address) as client:
             flow_id = client.submit(json.dumps(slow_flow(2, 1)), source="slow.json")
-            deadline = time.monotonic() + WAIT_S
-            while client.get(flow_id).state != pb.FLOW_STATE_SUCCEEDED:
-                assert time.monotonic() < deadline, "the flow did not succeed"
-                time.sleep(0.05)
+            eventually(
+                lambda: client.get(flow_id).state == pb.FLOW_STATE_SUCCEEDED,
+                WAIT_S,
+                what="the flow succeeded",
+            )
             assert node(client.get(flow_id), "w").version == v2
     finally:
         cluster.stop()
@@ -185,10 +183,7 @@ def versions_table(cluster: LocalCluster) -> list[list[str]]:
 
 
 def wait_gone(broker_url: str, mailbox: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while mailbox_exists(broker_url, mailbox):
-        assert time.monotonic() < deadline, f"{mailbox} was not deleted"
-        time.sleep(0.1)
+    eventually(lambda: not mailbox_exists(broker_url, mailbox), WAIT_S, what=f"{mailbox} deleted")
 
 
 def test_a_version_this_scheduler_never_had_as_current_is_retired(
@@ -258,11 +253,7 @@ def test_a_job_left_in_an_old_mailbox_without_executors_fails_its_flow_as_lost(
     try:
         running = cluster.submit(slow_flow(100, 100))
         queued = cluster.submit(slow_flow(2, 1))  # waits in the v1 mailbox
-        with cluster.client() as client:
-            deadline = time.monotonic() + WAIT_S
-            while node(client.get(running), "w").state != pb.NODE_STATE_RUNNING:
-                assert time.monotonic() < deadline, "the slow job never started"
-                time.sleep(0.05)
+        wait_for_node(cluster, running, "w", WAIT_S)
         upgrade(cluster, "slow", "lost")
         cluster.start_executor("slow")
         cluster.wait_for_consumer("slow")
