@@ -1,4 +1,5 @@
-"""What an executor tells the scheduler of each job's end, sent until the broker has it.
+"""What an executor tells the scheduler of its jobs: each one's progress (in its
+heartbeats) and end, the end sent until the broker has it.
 
 Every job an executor took ends with exactly one ``Event{ended}`` (routing key
 ``job.ended``) with its final counts, whose ``outcome`` says how: empty (it ended),
@@ -130,6 +131,20 @@ def job_end(
     if failure is not None:
         ended.reason = failure.error
     return JobEnd(run.key, ended, failure)
+
+
+def progress(run: JobRun, metrics: ExecutorMetrics) -> JobRef:
+    """A running job's live progress for a heartbeat; its items counted in the metrics."""
+    sent, received = run.items_sent(), run.items_received()
+    metrics.count_items(run.descriptor.node, sent, received, run.counted)
+    flow_id, node = run.key
+    return JobRef(
+        flow_id=flow_id,
+        node=node,
+        items_sent=sent,
+        items_received=received,
+        blocked_s=run.blocked_s(),
+    )
 
 
 def observe(end: JobEnd, run: JobRun, metrics: ExecutorMetrics, tracing: Tracing) -> None:

@@ -20,7 +20,14 @@ from executor._runtime.heartbeat import Heartbeats
 from executor._runtime.job import JobRun, StopCause, execute
 from executor._runtime.mailbox import Mailbox
 from executor._runtime.program import Program, load_program
-from executor._runtime.reports import JobReports, job_end, observe, refused, served_version
+from executor._runtime.reports import (
+    JobReports,
+    job_end,
+    observe,
+    progress,
+    refused,
+    served_version,
+)
 from executor._runtime.stream import StreamSettings
 from executor._runtime.transport.rabbitmq import ChannelPool, RabbitTransport
 from executor.core.amqp import CONNECTION_ERRORS, AmqpThread
@@ -265,25 +272,12 @@ class Executor:
             progdef=self.progdef.name,
             version=self.version,
             # A copy: job threads add and remove runs meanwhile.
-            jobs=[self._progress(run) for run in list(self.runs.values())],
+            jobs=[progress(run, self.metrics) for run in list(self.runs.values())],
             draining=self.mailbox.draining,
             mailbox=self.settings.mailbox,
             slots=self.settings.max_jobs,
         )
         return Event(time=time.time(), heartbeat=heartbeat)
-
-    def _progress(self, run: JobRun) -> JobRef:
-        """A running job's live progress for a heartbeat; its items counted in the metrics."""
-        sent, received = run.items_sent(), run.items_received()
-        self.metrics.count_items(run.descriptor.node, sent, received, run.counted)
-        flow_id, node = run.key
-        return JobRef(
-            flow_id=flow_id,
-            node=node,
-            items_sent=sent,
-            items_received=received,
-            blocked_s=run.blocked_s(),
-        )
 
     def _beaten(self) -> None:
         self._last_beat = time.monotonic()
