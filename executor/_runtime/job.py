@@ -253,14 +253,26 @@ def execute(
             trace = ""  # the runtime's own message says it all; its frames are noise
     else:
         return None
+    return failure_report(descriptor, executor=executor_id, error=error, traceback=trace)
+
+
+def failure_report(
+    descriptor: JobDescriptor,
+    *,
+    executor: str,
+    error: str,
+    traceback: str = "",
+    kind: FailureKind = FAILURE_KIND_PANIC,
+) -> FailureReport:
+    """The failure report of one job, made now."""
     return FailureReport(
         flow_id=descriptor.flow_id,
         node=descriptor.node,
         progdef=descriptor.progdef,
-        executor=executor_id,
+        executor=executor,
         error=error,
-        traceback=trace,
-        kind=FAILURE_KIND_PANIC,
+        traceback=traceback,
+        kind=kind,
         time=time.time(),
     )
 

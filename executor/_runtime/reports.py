@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
-from executor._runtime.job import JobRun, StopCause
+from executor._runtime.job import JobRun, StopCause, failure_report
 from executor.core.constants import (
     EVENTS_EXCHANGE,
     FAILURES_EXCHANGE,
@@ -92,19 +92,11 @@ def refused(job: Job, progdef: str, version: str, mailbox: str) -> str:
 def job_end(
     run: JobRun, failure: FailureReport | None, *, executor_id: str, refusal: str = ""
 ) -> JobEnd:
-    """How ``run`` ended, from what :func:`executor.job.execute` returned and its stop, or
-    the reason the executor refused to run it."""
+    """How ``run`` ended, from what :func:`executor._runtime.job.execute` returned and its
+    stop, or the reason the executor refused to run it."""
     descriptor = run.descriptor
     if refusal:
-        failure = FailureReport(
-            flow_id=descriptor.flow_id,
-            node=descriptor.node,
-            progdef=descriptor.progdef,
-            executor=executor_id,
-            error=refusal,
-            kind=FAILURE_KIND_PANIC,
-            time=time.time(),
-        )
+        failure = failure_report(descriptor, executor=executor_id, error=refusal)
     ended = JobEnded(
         job=JobRef(flow_id=descriptor.flow_id, node=descriptor.node),
         executor=executor_id,
@@ -112,15 +104,8 @@ def job_end(
         items_received=run.items_received(),
     )
     if failure is None and run.stop_reason:
-        failure = FailureReport(
-            flow_id=descriptor.flow_id,
-            node=descriptor.node,
-            progdef=descriptor.progdef,
-            executor=executor_id,
-            error=run.stop_reason,
-            kind=run.stop_cause.failure_kind if run.stop_cause else FAILURE_KIND_PANIC,
-            time=time.time(),
-        )
+        kind = run.stop_cause.failure_kind if run.stop_cause else FAILURE_KIND_PANIC
+        failure = failure_report(descriptor, executor=executor_id, error=run.stop_reason, kind=kind)
         broker = run.stop_cause is StopCause.BROKER
         ended.outcome = JOB_BROKER if broker else JOB_EXECUTOR
     elif failure is not None:
