@@ -283,7 +283,7 @@ class FakeExecutor:
 
         def publish(channel: Any) -> None:
             for target in job.outputs[port].queues:
-                channel.basic_publish("", target, frame, mandatory=True)
+                _publish_when_there_is_room(channel, target, frame)
 
         self._do(publish)
 
@@ -391,3 +391,17 @@ TICK = {
     "outputs": {"ticks": "dagyo.types.Int64"},
     "run": "main:run",
 }
+
+
+def _publish_when_there_is_room(channel: Any, queue_name: str, frame: bytes) -> None:
+    """Publish one frame as a real producer does: a full stream queue (reject-publish)
+    nacks it, and the frame is sent again once the consumer made room."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            channel.basic_publish("", queue_name, frame, mandatory=True)
+            return
+        except pika.exceptions.NackError:
+            if time.monotonic() > deadline:
+                raise
+            channel.connection.sleep(0.05)
