@@ -65,6 +65,8 @@ REFUSALS = (
     Unavailable,
     BrokerError,
 )
+# The refusals that may pass if the call comes again later (a trigger's event does).
+RETRYABLE = (QuotaExceeded, LimitReached, PreconditionFailed, BrokerError, Unavailable)
 
 
 @dataclass(frozen=True)

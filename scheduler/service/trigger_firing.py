@@ -31,23 +31,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from executor.core.errors import (
-    BrokerError,
-    Busy,
-    EventRefused,
-    FiringFailed,
-    FlowInvalid,
-    LimitReached,
-    PreconditionFailed,
-    QuotaExceeded,
-    Unavailable,
-)
+from executor.core.errors import Busy, EventRefused, FiringFailed, FlowInvalid
 from executor.core.progdef import Progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 from scheduler.flow.overrides import apply_sets
 from scheduler.service.auth import OPEN, ROLE_USER, Authenticator, Principal
-from scheduler.service.flowservice import REFUSALS
+from scheduler.service.flowservice import REFUSALS, RETRYABLE
 from scheduler.service.limits import capped_problems, refusal
 from scheduler.service.store import TriggerFirings
 from scheduler.service.tenancy import visible_catalogue
@@ -59,8 +49,6 @@ log = logging.getLogger("dagyo.scheduler.triggers")
 SUBMITTERS = 4
 # A batch that is due is looked for this often.
 BATCH_TICK_S = 0.05
-# Refusals of a submit that may pass if the event comes again later.
-_RETRYABLE = (QuotaExceeded, LimitReached, PreconditionFailed, BrokerError, Unavailable)
 # A batch whose flow could not start yet (its events answered already) is tried again
 # after this wait, doubled at each refusal up to the longest.
 RETRY_FIRST_S = 1.0
@@ -364,7 +352,7 @@ class Firing:
         except REFUSALS as e:
             raise FiringFailed(
                 f"trigger {trigger.name}: the scheduler refused its flow: {refusal(e)}",
-                retryable=isinstance(e, _RETRYABLE),
+                retryable=isinstance(e, RETRYABLE),
             ) from None
         self._store.add(trigger.name, batch.keys, [flow_id])
         log.info(
