@@ -2,7 +2,7 @@
 
 * its certificate and key (``DAGYO_TLS_CERT``, ``DAGYO_TLS_KEY``): keys ``tls.crt`` and
   ``tls.key`` of a ``kubernetes.io/tls`` Secret, mounted as files, with ``ca.crt`` as
-  ``DAGYO_TLS_CA``: the dashboard it serves is a client of its gRPC API on 127.0.0.1;
+  ``DAGYO_TLS_CA``: what a ``dagyo`` command run in its pod (``kubectl exec``) trusts;
 * the token file (``DAGYO_TOKENS``): key ``tokens.yaml`` of a Secret, mounted as a file in
   a folder (never a ``subPath``), so the kubelet updates it in place and a token deleted
   from the Secret is revoked without a restart;

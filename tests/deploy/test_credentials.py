@@ -84,7 +84,7 @@ def test_the_scheduler_reads_its_certificate_tokens_and_broker_url_from_secrets(
     assert env["DAGYO_QUEUE"] == {"secretKeyRef": {"name": "dagyo-queue", "key": "url"}}
     assert _file_of(pod, env["DAGYO_TLS_CERT"]) == ("dagyo-scheduler-tls", "tls.crt")
     assert _file_of(pod, env["DAGYO_TLS_KEY"]) == ("dagyo-scheduler-tls", "tls.key")
-    # The dashboard in the scheduler's process is a client of it: it trusts the same CA.
+    # A `dagyo` command run in the scheduler's pod trusts the same CA.
     assert _file_of(pod, env["DAGYO_TLS_CA"]) == ("dagyo-scheduler-tls", "ca.crt")
     assert _file_of(pod, env["DAGYO_TOKENS"]) == ("dagyo-tokens", "tokens.yaml")
     # Readable by the scheduler's group (the pod's fsGroup) only.
