@@ -20,19 +20,16 @@ from typing import Any
 
 from executor.core.constants import FRAME_MAX_ITEMS
 from executor.core.errors import DagyoError, Stopped
-from executor.core.types import message_class
 from executor.inprocess import (
+    Exports,
     Flusher,
     FrameForm,
-    Inbox,
-    InputStream,
     JobRun,
     MemoryTransport,
     Program,
     StreamSettings,
     execute,
     load_program,
-    merge,
 )
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_CANCELLED,
@@ -99,7 +96,7 @@ class EmbeddedRunner:
         self._failure: FailureReport | None = None
         self.runs = [JobRun(planned.descriptor) for planned in self.plan.jobs]
         self._programs: dict[str, Program] = {}
-        self._exports: Inbox | None = None
+        self._exports: Exports | None = None
 
     def progress(self) -> dict[str, int]:
         """Items sent so far per ``node.port``."""
@@ -209,30 +206,21 @@ class EmbeddedRunner:
         if self._exports is not None:
             self._exports.wake()
 
-    def _attach_exports(self) -> tuple[Inbox, list[InputStream]]:
-        inbox = self._exports = Inbox(self._stop)
-        exported = self.transport.open(stop=self._stop)
-        streams = []
+    def _attach_exports(self) -> Exports:
+        exports = self._exports = Exports(self.transport, stop=self._stop)
         for name, queue in self.plan.export_queues.items():
-            inbox.add_port(name)
-            streams.append(
-                InputStream(
-                    port=name,
-                    edge=f"{self._export_sources[name]} -> export {name}",
-                    inbox=inbox,
-                    message_class=message_class(self.plan.export_types[name]),
-                )
+            exports.add(
+                name,
+                queue=queue,
+                edge=f"{self._export_sources[name]} -> export {name}",
+                typename=self.plan.export_types[name],
             )
-            exported.attach(queue, inbox, name)
-        return inbox, streams
+        return exports
 
-    def _deliver_exports(self, exports: tuple[Inbox, list[InputStream]]) -> None:
-        inbox, streams = exports
+    def _deliver_exports(self, exports: Exports) -> None:
         try:
-            for name, item in merge(inbox, streams):
+            for name, item in exports:
                 self._on_export(name, item)
-            for stream in streams:
-                stream.check_unchanged()
         except Stopped:
             pass
         except DagyoError as e:  # an export's item does not decode, or was changed
