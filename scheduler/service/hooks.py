@@ -7,13 +7,15 @@ the use case itself names none of them (dramatiq's middleware, for one call).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 from executor.core.tracing import Tracing
 from executor.pb.dagyo.v1.job_pb2 import Job
+from scheduler.service.metrics import SchedulerMetrics
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,29 @@ class TracingHook:
             tenant=submission.tenant,
             jobs=submission.jobs,
         )
+
+
+class MetricsHook:
+    """How long each submit took to start its flow, and whether it did
+    (``dagyo_scheduler_submit_seconds``).
+
+    Args:
+        metrics: the scheduler's metrics.
+        clock: monotonic seconds.
+    """
+
+    def __init__(
+        self, metrics: SchedulerMetrics, *, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self._metrics = metrics
+        self._clock = clock
+
+    @contextmanager
+    def around_submit(self, submission: Submission) -> Iterator[None]:
+        """Time the start; an error raised by it counts as ``failed``."""
+        started, outcome = self._clock(), "failed"
+        try:
+            yield
+            outcome = "started"
+        finally:
+            self._metrics.submit_duration.labels(outcome).observe(self._clock() - started)

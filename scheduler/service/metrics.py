@@ -33,6 +33,7 @@ class SchedulerMetrics:
         flow_duration: seconds from submit to end, by end state.
         job_duration: seconds from a job's start to its end, by progdef and outcome.
         queue_wait: seconds from a job's publish to its start, by progdef.
+        submit_duration: seconds a submit took to start its flow, by outcome.
         edge_items: items sent into each edge, by flow name and edge (``rate()`` of it is
             items per second).
     """
@@ -74,6 +75,14 @@ class SchedulerMetrics:
             "dagyo_scheduler_queue_wait_seconds",
             "Seconds from a job's publish to its mailbox to its start on an executor, by progdef.",
             ["progdef"],
+            buckets=QUEUE_WAIT_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.submit_duration = Histogram(
+            "dagyo_scheduler_submit_seconds",
+            "Seconds a submit took to start its flow (record it, declare its queues, publish "
+            "or hold its jobs), by outcome (started, failed).",
+            ["outcome"],
             buckets=QUEUE_WAIT_BUCKETS_S,
             registry=self.registry,
         )

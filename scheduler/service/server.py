@@ -44,7 +44,7 @@ from scheduler.service.catalogue import CatalogueCache
 from scheduler.service.config import SchedulerSettings, broker_identity
 from scheduler.service.flowservice import FlowService
 from scheduler.service.flowstate import FlowState
-from scheduler.service.hooks import TracingHook
+from scheduler.service.hooks import MetricsHook, TracingHook
 from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service.sampler import QueueSampler
@@ -157,7 +157,7 @@ class Scheduler:
             broker=broker if settings.require_consumers else None,
             stopping=self._stopping,
             max_message_bytes=settings.max_message_bytes,
-            hooks=[TracingHook(self.tracing)],
+            hooks=[TracingHook(self.tracing), MetricsHook(self.metrics)],
         )
         self.metrics.observe(
             flows_by_state=lambda: {s.value: n for s, n in self.store.count_by_state().items()},

@@ -31,7 +31,7 @@ from scheduler.service.broker import Broker
 from scheduler.service.catalogue import CatalogueCache
 from scheduler.service.flowservice import FlowService
 from scheduler.service.flowstate import FlowState
-from scheduler.service.hooks import Submission
+from scheduler.service.hooks import MetricsHook, Submission
 from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.metrics import SchedulerMetrics
 from scheduler.service.spares import Spares, queue_shape, shape_of
@@ -68,8 +68,9 @@ def parts(tmp_path: Path) -> Iterator[dict[str, Any]]:
     # Nothing listens there: the broker is away, as it is between reconnections.
     broker = Broker("amqp://guest:guest@127.0.0.1:1/")
     catalogue = CatalogueCache(PROGDEFS)
+    metrics = SchedulerMetrics()
     lifecycle = Lifecycle(
-        store, broker, SchedulerMetrics(), heartbeat_timeout_s=15.0, export_cap_bytes=1 << 20
+        store, broker, metrics, heartbeat_timeout_s=15.0, export_cap_bytes=1 << 20
     )
     hook = RecordingHook()
     service = FlowService(
@@ -82,10 +83,10 @@ def parts(tmp_path: Path) -> Iterator[dict[str, Any]]:
         ),
         broker=None,
         stopping=threading.Event(),
-        hooks=[hook],
+        hooks=[hook, MetricsHook(metrics)],
     )
     try:
-        yield {"service": service, "store": store, "hook": hook}
+        yield {"service": service, "store": store, "hook": hook, "metrics": metrics}
     finally:
         store.close()
 
@@ -149,6 +150,24 @@ def test_a_submit_while_the_broker_is_away_raises_broker_error_through_the_hooks
     assert isinstance(error, BrokerError)
     assert all(job.flow_id == submission.flow_id for job in submission.jobs)
     assert parts["store"].get(submission.flow_id) is None  # refused before it is recorded
+    registry = parts["metrics"].registry
+    count = "dagyo_scheduler_submit_seconds_count"
+    assert registry.get_sample_value(count, {"outcome": "failed"}) == 1
+    assert registry.get_sample_value(count, {"outcome": "started"}) is None
+
+
+def test_the_metrics_hook_times_each_start_by_outcome() -> None:
+    metrics = SchedulerMetrics()
+    ticks = iter([10.0, 10.25, 20.0, 20.5])
+    hook = MetricsHook(metrics, clock=lambda: next(ticks))
+    submission = Submission(flow_id="0123456789ab", name="hello", tenant="", jobs=[])
+    with hook.around_submit(submission):
+        pass
+    with pytest.raises(BrokerError), hook.around_submit(submission):
+        raise BrokerError("the broker went away")
+    total = "dagyo_scheduler_submit_seconds_sum"
+    assert metrics.registry.get_sample_value(total, {"outcome": "started"}) == 0.25
+    assert metrics.registry.get_sample_value(total, {"outcome": "failed"}) == 0.5
 
 
 def test_another_tenants_flow_is_not_found_and_an_admin_sees_it(parts: dict[str, Any]) -> None:
