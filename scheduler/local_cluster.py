@@ -29,7 +29,7 @@ from executor.core.progdef import Folders, Progdef, catalogue_folders, load_cata
 from executor.core.topology import delete_topology
 from executor.core.version import VERSION_FILE
 from scheduler.constants import HEARTBEAT_TIMEOUT_S
-from scheduler.local_processes import ExecutorProcesses, mailbox_consumers
+from scheduler.local_processes import ExecutorProcesses, check_node_runtime, mailbox_consumers
 from scheduler.service.config import MEMORY, SchedulerSettings, default_progdefs_dir
 from scheduler.service.server import Scheduler
 
@@ -182,6 +182,7 @@ class LocalCluster:
         """
         from executor.core.amqp import connect
 
+        check_node_runtime(self.catalogue.values())
         connect(self.settings.queue_url).close()  # fail fast, before any process starts
         try:
             for progdef in self.catalogue.values():

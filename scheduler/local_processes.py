@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,37 @@ def progdef_environment(
     environment.update(progdef.env)
     environment.update({n: environ[n] for n in progdef.secrets if n in environ})
     return environment
+
+
+def node_sdk() -> Path:
+    """The JavaScript executor SDK's folder (sdks/js of this source tree)."""
+    return Path(__file__).resolve().parents[1] / "sdks" / "js"
+
+
+def executor_command(progdef: Progdef) -> list[str]:
+    """The command that runs an executor of ``progdef``: Python's, or Node.js's for
+    ``"runtime": "node"``."""
+    if progdef.runtime == "node":
+        node = shutil.which("node") or "node"
+        return [node, str(node_sdk() / "bin" / "dagyo-executor.js"), str(progdef.directory)]
+    return [sys.executable, "-m", "executor", str(progdef.directory)]
+
+
+def check_node_runtime(progdefs: Iterable[Progdef]) -> None:
+    """Fail in one line, saying what to run, when a node progdef cannot start here.
+
+    Raises:
+        DagyoError: when Node.js is not on PATH, or the SDK's packages are not installed.
+    """
+    names = sorted(p.name for p in progdefs if p.runtime == "node")
+    if not names:
+        return
+    which = f"progdef {', '.join(names)} {'runs' if len(names) == 1 else 'run'} on Node.js"
+    if shutil.which("node") is None:
+        raise DagyoError(f"{which}, which is not on PATH: install Node.js 20 or newer")
+    sdk = node_sdk()
+    if not (sdk / "node_modules").is_dir() or not (sdk / "dist" / "main.js").is_file():
+        raise DagyoError(f"{which}, and its SDK is not installed: run `npm ci` in {sdk}")
 
 
 def own_process_group() -> None:
@@ -144,7 +176,7 @@ class ExecutorProcesses:
         return process
 
     def _spawn(self, progdef: Progdef) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "executor", str(progdef.directory)]
+        command = executor_command(progdef)
         if self._log_dir is None:
             return subprocess.Popen(
                 command,

@@ -23,6 +23,7 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 ROOT = Path(__file__).resolve().parent.parent
 PROGDEFS = ROOT / "progdefs"
 EXAMPLES = ROOT / "examples"
+NODE_SDK = ROOT / "sdks" / "js"
 
 HOW_TO_START = (
     "no RabbitMQ for the tests: start one (`rabbitmq-server -detached`, or "
@@ -81,6 +82,42 @@ def _reachable(url: str) -> bool:
 
     reached = eventually(answer, 60, until=lambda a: a is not None, what=f"an answer from {url}")
     return bool(reached)
+
+
+def _node_sdk_installed() -> bool:
+    return (NODE_SDK / "node_modules").is_dir() and (NODE_SDK / "dist" / "main.js").is_file()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _install_node_sdk() -> None:
+    """Install the JavaScript executor SDK (`npm ci`, which builds it) once, when it is not:
+    the sample catalogue's node progdefs need it. Without npm, the tests that need it fail
+    through the ``node_sdk`` fixture, saying so."""
+    if _node_sdk_installed() or shutil.which("npm") is None:
+        return
+    import fcntl
+
+    with open(NODE_SDK / "package.json") as lock:  # one install for every xdist worker
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _node_sdk_installed():
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund"],
+                cwd=NODE_SDK,
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
+
+
+@pytest.fixture(scope="session")
+def node_sdk() -> Path:
+    """The installed JavaScript executor SDK (sdks/js)."""
+    if shutil.which("node") is None or not _node_sdk_installed():
+        pytest.fail(
+            "the JavaScript executor SDK is not installed: install Node.js 20 or newer with "
+            "npm, then run `npm ci` in sdks/js"
+        )
+    return NODE_SDK
 
 
 @pytest.fixture(scope="session")

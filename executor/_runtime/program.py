@@ -92,8 +92,14 @@ def load_program(progdef: Progdef) -> Program:
     every progdef can call its module ``main`` without clashing in one process.
 
     Raises:
-        DagyoError: naming the progdef and the target when the import fails.
+        DagyoError: naming the progdef and the target when the import fails, or the
+            progdef runs on another runtime.
     """
+    if progdef.runtime != "python":
+        raise DagyoError(
+            f"progdef {progdef.name} runs on Node.js (runtime {progdef.runtime}): its executor "
+            "is `node sdks/js/bin/dagyo-executor.js PROGDEF_DIR`, not `python -m executor`"
+        )
     run = _resolve(progdef, progdef.run)
     init = _resolve(progdef, progdef.init) if progdef.init else None
     return Program(progdef, run=run, init=init)
@@ -120,12 +126,12 @@ def check_code(catalogue: Mapping[str, Progdef]) -> list[str]:
     stays imported for the jobs that follow in this process.
 
     A progdef whose build context holds no Python module (a scheduler's catalogue without
-    the code) is not checked.
+    the code), or of another runtime, is not checked.
     """
     problems = []
     for progdef in catalogue.values():
-        if not _has_code(progdef):
-            continue
+        if progdef.runtime != "python" or not _has_code(progdef):
+            continue  # a node progdef's export is checked where it is parsed
         try:
             load_program(progdef)
         except DagyoError as e:

@@ -78,8 +78,21 @@ def run(flow: Path, graph: str | None, sets: tuple[str, ...], progdefs_dir: Sequ
 
         click.echo(render_graph(checked, graph), nl=False)
         return
+    refuse_node(checked)
     code_of({progdef.name: progdef for progdef in checked.progdefs.values()})
     run_embedded(checked, export_line)
+
+
+def refuse_node(checked: CheckedFlow) -> None:
+    """Exit 2 in one line for a flow with a node progdef: one Python process cannot run it."""
+    node = sorted({p.name for p in checked.progdefs.values() if p.runtime == "node"})
+    if node:
+        fail(
+            f"progdef {', '.join(node)} runs on Node.js, which `dagyo run` (one Python process) "
+            "cannot run: start a local cluster with `dagyo up` and run it with "
+            "`dagyo flow submit FLOW --wait`",
+            EXIT_INVALID,
+        )
 
 
 def run_embedded(checked: CheckedFlow, line: Callable[[str, Any], str]) -> None:
@@ -88,6 +101,7 @@ def run_embedded(checked: CheckedFlow, line: Callable[[str, Any], str]) -> None:
     from executor.inprocess import tune_gc
     from scheduler.embedded import EmbeddedRunner
 
+    refuse_node(checked)
     out = sys.stdout
     progress: Progress | None = None
 

@@ -39,6 +39,10 @@ from executor.core.version import context_files
 from scheduler.errors import InvalidReference, RuntimeSourcesMissing
 
 BASE_IMAGE = "dagyo-executor"
+NODE_BASE_IMAGE = "dagyo-executor-node"
+NODE_BASE_DOCKERFILE = "sdks/js/Dockerfile.base"
+# What sdks/js/Dockerfile.base copies: the sources its content hash covers.
+NODE_BASE_SOURCES = ("sdks/js", "proto")
 SCHEDULER_IMAGE = "dagyo-scheduler"
 PROGDEF_IMAGE_PREFIX = "dagyo-"
 BASE_DOCKERFILE = "executor/Dockerfile.base"
@@ -65,6 +69,7 @@ USER 10001:10001
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "executor", "/progdef"]
 """
+NODE_EXECUTOR_CMD = '["node", "/opt/dagyo/sdk/bin/dagyo-executor.js", "/progdef"]'
 # A reference pinned by digest ends in @sha256:<64 hex digits> (a tag may come before it).
 _PINNED = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 
@@ -195,6 +200,17 @@ def base_image_build(root: Path, registry: str) -> ImageBuild:
     )
 
 
+def node_base_image_build(root: Path, registry: str) -> ImageBuild:
+    """Return the plan entry of the node executor base image (progdefs of runtime node)."""
+    version = tree_version(root, NODE_BASE_SOURCES)
+    return ImageBuild(
+        image=NODE_BASE_IMAGE,
+        tag=image_reference(registry, NODE_BASE_IMAGE, version),
+        context=root,
+        dockerfile=NODE_BASE_DOCKERFILE,
+    )
+
+
 def scheduler_image_build(root: Path, registry: str) -> ImageBuild:
     """Return the plan entry of the scheduler image, built from a source checkout."""
     version = tree_version(root, SCHEDULER_SOURCES)
@@ -253,7 +269,12 @@ def progdef_image_build(progdef: Progdef, *, registry: str, base_image: str) -> 
                 f"progdef {progdef.name}: its image.dockerfile {progdef.dockerfile!r} is not "
                 f"in {progdef.directory}: write it, or leave image.dockerfile out for the default"
             )
-        files[DEFAULT_DOCKERFILE_NAME] = DEFAULT_DOCKERFILE.encode()
+        default = DEFAULT_DOCKERFILE
+        if progdef.runtime == "node":
+            default = default.replace(BASE_IMAGE, NODE_BASE_IMAGE).replace(
+                '["python", "-m", "executor", "/progdef"]', NODE_EXECUTOR_CMD
+            )
+        files[DEFAULT_DOCKERFILE_NAME] = default.encode()
         dockerfile_arg = DEFAULT_DOCKERFILE_NAME
     return ImageBuild(
         image=progdef_image(progdef),
@@ -272,15 +293,18 @@ def plan_images(
     *,
     registry: str = "",
     base_image: str | None = None,
+    node_base_image: str | None = None,
     root: Path | None = None,
 ) -> list[ImageBuild]:
-    """Return the images to build, in build order: base, scheduler, then progdefs.
+    """Return the images to build, in build order: base, scheduler, then progdefs (the node
+    base image before the progdefs of runtime node, when there are any).
 
     Args:
         catalogue: the progdef catalogue.
         names: the progdefs to build; all of them when empty (and then the scheduler too).
         registry: the registry prefix of every tag, e.g. ``REGISTRY/team``.
         base_image: an existing executor base image to build on instead of building one.
+        node_base_image: the same for progdefs of runtime node.
         root: the dagyo source checkout (default: the one this code runs from, if any).
 
     Raises:
@@ -302,8 +326,18 @@ def plan_images(
         base_image = base.tag
     if not names and root is not None:
         plan.append(scheduler_image_build(root, registry))
+    if node_base_image is None and any(p.runtime == "node" for p in progdefs):
+        if root is None:
+            raise RuntimeSourcesMissing(
+                f"the node executor base image is built from a dagyo source checkout "
+                f"({NODE_BASE_DOCKERFILE})"
+            )
+        node_base = node_base_image_build(root, registry)
+        plan.append(node_base)
+        node_base_image = node_base.tag
+    bases = {"python": base_image, "node": node_base_image or ""}
     plan.extend(
-        progdef_image_build(progdef, registry=registry, base_image=base_image)
+        progdef_image_build(progdef, registry=registry, base_image=bases[progdef.runtime])
         for progdef in progdefs
     )
     return plan

@@ -37,6 +37,7 @@ SAMPLE_PROGDEFS = (
     "slow",
     "source",
     "unordered_cartesian_product",
+    "upper",
     "void_sink",
 )
 

@@ -31,7 +31,12 @@ from scheduler.deploy import plan_images
 from tests.deploy import PROGDEFS, ROOT, SAMPLE_PROGDEFS
 
 EXECUTOR_CMD = ["python", "-m", "executor", "/progdef"]
-RUNTIME_DOCKERFILES = [ROOT / "executor" / "Dockerfile.base", ROOT / "scheduler" / "Dockerfile"]
+NODE_EXECUTOR_CMD = ["node", "/opt/dagyo/sdk/bin/dagyo-executor.js", "/progdef"]
+RUNTIME_DOCKERFILES = [
+    ROOT / "executor" / "Dockerfile.base",
+    ROOT / "scheduler" / "Dockerfile",
+    ROOT / "sdks" / "js" / "Dockerfile.base",
+]
 PROGDEF_DOCKERFILES = [PROGDEFS / name / "Dockerfile" for name in SAMPLE_PROGDEFS]
 ALL_DOCKERFILES = RUNTIME_DOCKERFILES + PROGDEF_DOCKERFILES
 
@@ -184,13 +189,15 @@ def test_every_sample_progdef_has_an_executor_dockerfile(name: str) -> None:
     dockerfile = progdef.directory / progdef.dockerfile
     assert dockerfile.is_file(), f"progdefs/{name} has no {progdef.dockerfile}"
     steps = instructions(dockerfile.read_text())
-    assert ("ARG", "BASE_IMAGE=dagyo-executor:latest") in steps
+    node = progdef.runtime == "node"
+    base = "dagyo-executor-node" if node else "dagyo-executor"
+    assert ("ARG", f"BASE_IMAGE={base}:latest") in steps
     assert ("FROM", "${BASE_IMAGE}") in steps
     assert ("ARG", "DAGYO_PROGDEF_VERSION") in steps
     assert ("ENV", "DAGYO_PROGDEF_VERSION=${DAGYO_PROGDEF_VERSION}") in steps
     assert ("COPY", ". /progdef") in steps
     (command,) = [json.loads(arguments) for keyword, arguments in steps if keyword == "CMD"]
-    assert command == EXECUTOR_CMD
+    assert command == (NODE_EXECUTOR_CMD if node else EXECUTOR_CMD)
     # The folder's .dockerignore keeps caches out of the image and out of the version.
     files = {relative for relative, _ in context_files(progdef.context_dir)}
     assert "Dockerfile" in files and "progdef.json" in files
@@ -201,18 +208,34 @@ def test_the_base_image_runs_the_executor_and_the_plan_builds_on_it() -> None:
     steps = instructions((ROOT / "executor" / "Dockerfile.base").read_text())
     (command,) = [json.loads(arguments) for keyword, arguments in steps if keyword == "CMD"]
     assert command == EXECUTOR_CMD
-    plan = plan_images(load_catalogue(PROGDEFS))
+    catalogue = load_catalogue(PROGDEFS)
+    plan = plan_images(catalogue)
     base = plan[0]
     assert base.image == "dagyo-executor" and base.dockerfile == "executor/Dockerfile.base"
+    (node_base,) = [image for image in plan if image.image == "dagyo-executor-node"]
+    assert node_base.dockerfile == "sdks/js/Dockerfile.base"
     for image in plan:
         if image.progdef:
-            assert image.buildargs["BASE_IMAGE"] == base.tag
+            node = catalogue[image.progdef].runtime == "node"
+            assert image.buildargs["BASE_IMAGE"] == (node_base.tag if node else base.tag)
+
+
+def test_the_node_base_image_runs_the_node_executor_as_the_progdef_images_do() -> None:
+    steps = instructions((ROOT / "sdks" / "js" / "Dockerfile.base").read_text())
+    (command,) = [json.loads(arguments) for keyword, arguments in steps if keyword == "CMD"]
+    assert command == NODE_EXECUTOR_CMD
+    assert ("USER", "10001:10001") in steps and ("STOPSIGNAL", "SIGTERM") in steps
+    environment = " ".join(arguments for keyword, arguments in steps if keyword == "ENV")
+    assert "DAGYO_METRICS_PORT=9100" in environment
 
 
 def test_the_root_dockerignore_sends_the_sources_and_nothing_else() -> None:
     sent = {relative for relative, _ in context_files(ROOT)}
     for needed in ["pyproject.toml", "executor/__init__.py", "executor/Dockerfile.base"]:
         assert needed in sent
+    for needed in ["sdks/js/package-lock.json", "sdks/js/src/main.ts", "proto/dagyo/types.proto"]:
+        assert needed in sent
+    assert not [f for f in sent if "node_modules" in f or f.startswith("sdks/js/dist/")]
     assert "scheduler/cli/deploy.py" in sent and "progdefs/greet/progdef.json" in sent
     for kept_out in [".git/", "tests/", "deploy/", "docs/", "bench/"]:
         assert not [f for f in sent if f.startswith(kept_out)], kept_out
@@ -291,7 +314,10 @@ def test_the_executor_runs_on_the_base_images_dependencies_alone(image_site: Pat
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("name", SAMPLE_PROGDEFS)
+PYTHON_PROGDEFS = [name for name in SAMPLE_PROGDEFS if name != "upper"]
+
+
+@pytest.mark.parametrize("name", PYTHON_PROGDEFS)
 def test_each_sample_progdef_loads_in_its_image(image_site: Path, name: str) -> None:
     progdef = load_catalogue(PROGDEFS)[name]
     module, _, attribute = progdef.run.partition(":")
@@ -301,4 +327,20 @@ def test_each_sample_progdef_loads_in_its_image(image_site: Path, name: str) -> 
         f"assert callable(getattr(importlib.import_module({module!r}), {attribute!r}))"
     )
     result = _python_in_image(image_site, code, progdef.context_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_sample_node_progdef_exports_its_handler_to_node(node_sdk: Path) -> None:
+    progdef = load_catalogue(PROGDEFS)["upper"]
+    file, _, name = progdef.run.partition(":")
+    code = (
+        f"const m = await import('./{file}');\nif (typeof m.{name} !== 'function') process.exit(1);"
+    )
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", code],
+        cwd=progdef.context_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -182,13 +182,18 @@ def _context_names(body: bytes) -> set[str]:
 def test_the_plan_tags_every_progdef_image_with_its_version() -> None:
     catalogue = load_catalogue(PROGDEFS)
     plan = plan_images(catalogue, registry="registry.invalid:5000/team/")
-    assert [image.image for image in plan[:2]] == ["dagyo-executor", "dagyo-scheduler"]
-    progdefs = {image.progdef: image for image in plan[2:]}
+    assert [image.image for image in plan[:3]] == [
+        "dagyo-executor",
+        "dagyo-scheduler",
+        "dagyo-executor-node",
+    ]
+    progdefs = {image.progdef: image for image in plan[3:]}
     assert set(progdefs) == set(SAMPLE_PROGDEFS)
     for name, image in progdefs.items():
         version = catalogue[name].version
+        base = plan[2] if catalogue[name].runtime == "node" else plan[0]
         assert image.tag == f"registry.invalid:5000/team/dagyo-{name}:{version}"
-        assert image.buildargs == {"BASE_IMAGE": plan[0].tag, "DAGYO_PROGDEF_VERSION": version}
+        assert image.buildargs == {"BASE_IMAGE": base.tag, "DAGYO_PROGDEF_VERSION": version}
         assert image.context == (PROGDEFS / name).resolve()
         assert image.dockerfile == "Dockerfile"
 
@@ -207,7 +212,7 @@ def test_build_print_shows_the_plan_without_a_daemon(monkeypatch: pytest.MonkeyP
     result = CliRunner().invoke(build, ["--print", "--progdefs", str(PROGDEFS)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert len(lines) == 2 + len(SAMPLE_PROGDEFS)
+    assert len(lines) == 3 + len(SAMPLE_PROGDEFS)  # two base images and the scheduler
     for name, progdef in catalogue.items():
         assert sum(line.startswith(f"dagyo-{name}:{progdef.version} ") for line in lines) == 1
     result = CliRunner().invoke(

@@ -23,9 +23,11 @@ from executor.core.progdef.model import (
     did_you_mean,
     is_type_variable,
 )
+from executor.core.progdef.node import RUNTIMES
 from executor.core.progdef.parse import load_progdef, parse_progdef
 
 __all__ = [
+    "RUNTIMES",
     "MAX_JOBS_LIMIT",
     "NAME",
     "Catalogue",

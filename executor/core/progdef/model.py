@@ -77,7 +77,8 @@ class Progdef:
     Attributes:
         directory: the folder holding progdef.json (None when loaded from a mapping).
         inputs / outputs: port name -> typename or type variable.
-        run: ``module:attribute`` relative to the image build context.
+        run: ``module:attribute`` relative to the image build context (``FILE:EXPORT`` for
+            runtime ``node``).
         style: ``stream`` (``run(job)``) or ``function`` (``handler(ctx, item)``).
     """
 
@@ -86,6 +87,9 @@ class Progdef:
     outputs: Mapping[str, str]
     run: str
     description: str = ""
+    # ``python`` (``python -m executor``) or ``node`` (sdks/js's executor; ``run`` is
+    # ``FILE:EXPORT`` of an ES module).
+    runtime: str = "python"
     style: str = "stream"
     init: str = ""
     retries: Retries = field(default_factory=Retries)

@@ -31,6 +31,7 @@ from executor.core.progdef.model import (
     did_you_mean,
     is_type_variable,
 )
+from executor.core.progdef.node import RUNTIMES, node_target_problem
 from executor.core.progdef.protos import check_proto_paths, foreign_type
 from executor.core.registry import load_types
 from executor.core.strictjson import parse_strict
@@ -42,6 +43,7 @@ _TOP_KEYS = {
     "inputs",
     "outputs",
     "run",
+    "runtime",
     "style",
     "init",
     "retries",
@@ -119,8 +121,11 @@ def parse_progdef(
                 f"output {port!r} has type variable {port_type} that no input binds: "
                 "use a typename, or give an input the same variable"
             )
+    runtime = data.get("runtime", "python")
+    if runtime not in RUNTIMES:
+        problem(f"runtime {runtime!r} must be one of {', '.join(RUNTIMES)}")
     run = data.get("run", "")
-    if not isinstance(run, str) or not re.fullmatch(r"[\w.]+:\w+", run):
+    if runtime != "node" and (not isinstance(run, str) or not re.fullmatch(r"[\w.]+:\w+", run)):
         problem(f"run {run!r} must be 'module:attribute', e.g. 'main:run'")
     style = data.get("style", "stream")
     if style not in STYLES:
@@ -140,7 +145,14 @@ def parse_progdef(
             "use style 'stream' for other shapes"
         )
     init = data.get("init", "")
-    if init and (style != "function" or not re.fullmatch(r"[\w.]+:\w+", str(init))):
+    if runtime == "node":
+        context = _node_context(directory, data.get("image"))
+        for key, target in (("run", run), ("init", init)):
+            if target and (why := node_target_problem(target, context, key)):
+                problem(why)
+        if init and style != "function":
+            problem("init is only for style 'function'")
+    elif init and (style != "function" or not re.fullmatch(r"[\w.]+:\w+", str(init))):
         problem("init must be 'module:attribute' and is only for style 'function'")
     sections = {}
     for section, keys in _SECTION_KEYS.items():
@@ -252,6 +264,7 @@ def parse_progdef(
         inputs=ports["inputs"],
         outputs=ports["outputs"],
         run=run,
+        runtime=runtime,
         description=description,
         style=style,
         init=init,
@@ -269,6 +282,14 @@ def parse_progdef(
         directory=directory,
         raw=data,
     )
+
+
+def _node_context(directory: Path | None, image: Any) -> Path | None:
+    """The build context a node progdef's files are relative to (None: not from a folder)."""
+    if directory is None:
+        return None
+    context = image.get("context", ".") if isinstance(image, dict) else "."
+    return (directory / str(context)).resolve()
 
 
 def _check_ports(value: Any, side: str, problem: Any) -> dict[str, str]:
