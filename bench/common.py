@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from executor.core.constants import DEFAULT_QUEUE_URL  # noqa: E402
+from executor.core.settings import vhost_of  # noqa: E402
 from scheduler.local_cluster import LocalCluster, private_catalogue  # noqa: E402
 
 QUEUE_URL = os.environ.get("DAGYO_QUEUE", DEFAULT_QUEUE_URL)
@@ -37,7 +37,7 @@ def delete_mailboxes(cluster: LocalCluster) -> None:
 
 def flow_queues_left() -> int:
     """How many ``dagyo.flow.*`` queues the vhost of DAGYO_QUEUE holds (rabbitmqctl)."""
-    vhost = urllib.parse.unquote(urllib.parse.urlsplit(QUEUE_URL).path.lstrip("/")) or "/"
+    vhost = vhost_of(QUEUE_URL)
     out = subprocess.run(
         ["rabbitmqctl", "list_queues", "-p", vhost, "-q", "--no-table-headers", "name"],
         capture_output=True,

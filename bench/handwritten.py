@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import pika  # noqa: E402
 
+from executor.core.amqp import connect  # noqa: E402
 from executor.pb.dagyo.types_pb2 import Int64, Text  # noqa: E402
 
 BATCH_ITEMS = 8192
@@ -77,7 +78,7 @@ class Publisher:
 
 
 def source(url: str, out: str, n: int, confirms: bool) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection = connect(url)
     publisher = Publisher(connection.channel(), out, confirms)
     for i in range(n):
         publisher.send(Text(text=f"name-{i}").SerializeToString())
@@ -86,7 +87,7 @@ def source(url: str, out: str, n: int, confirms: bool) -> None:
 
 
 def greet(url: str, inp: str, out: str, confirms: bool) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection = connect(url)
     channel = connection.channel()
     publisher = Publisher(connection.channel(), out, confirms)
     channel.basic_qos(prefetch_count=4)
@@ -101,7 +102,7 @@ def greet(url: str, inp: str, out: str, confirms: bool) -> None:
 
 
 def count(url: str, inp: str, result: multiprocessing.Queue) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection = connect(url)
     channel = connection.channel()
     channel.basic_qos(prefetch_count=4)
     total = 0
@@ -127,7 +128,7 @@ def main() -> None:
     confirms = not args.no_confirms
     prefix = f"bench.handwritten.{uuid.uuid4().hex[:8]}"
     q1, q2 = f"{prefix}.names", f"{prefix}.greetings"
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection = connect(url)
     channel = connection.channel()
     arguments = QUEUE_ARGUMENTS if confirms else None
     for queue in (q1, q2):

@@ -73,6 +73,19 @@ MALFORMED = {
     "question": (with_password(f"a?{SECRET}"), "unencoded # / ? or @"),
     "port out of range": (with_password(SECRET, port="99999"), "the port must be a number"),
     "port not a number": (with_password(SECRET, port="56x2"), "the port must be a number"),
+    # Every password of a list is hidden, not only the last one's.
+    "list, second port out of range": (
+        f"{with_password(SECRET)};{with_password(SECRET + '2', port='99999')}",
+        "the port must be a number",
+    ),
+    "list, first password unencoded": (
+        f"{with_password(f'a/{SECRET}')};{with_password(SECRET + '2')}",
+        "unencoded # / ? or @",
+    ),
+    "list not separated at a URL": (
+        f"{with_password(SECRET)};127.0.0.1:5673/%2F",
+        "several broker URLs are separated by ;",
+    ),
 }
 
 
@@ -119,6 +132,9 @@ def test_redact_url_never_raises_and_hides_every_password() -> None:
         f"amqp://guest:{SECRET}@host:notaport/v",
         f"amqp://guest:a@{SECRET}@host/v",
         f"guest:{SECRET}@host",
+        f"amqp://guest:{SECRET}@h1/v;amqp://guest:{SECRET}@h2/v;amqp://guest:{SECRET}@h3/v",
+        f"amqp://guest:{SECRET}@h1/v; amqps://guest:a;{SECRET}@h2/v",
+        f"amqp://guest:{SECRET}@h1/v;guest:{SECRET}@h2/v",
     ):
         redacted = redact_url(url)
         assert SECRET not in redacted and "guest:***@" in redacted, redacted

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import pika
 import pika.exceptions
 
+from executor.core.brokerurls import split_urls
 from executor.core.constants import (
     AMQP_HEARTBEAT_S,
     RECONNECT_DELAY_S,
@@ -44,20 +45,26 @@ CONNECTION_ERRORS = (
 )
 
 
-def connection_parameters(url: str) -> pika.URLParameters:
-    """Parameters for a dagyo connection to ``url``.
+def connection_parameters(url: str) -> list[pika.URLParameters]:
+    """Parameters for a dagyo connection to ``url``: one per broker URL of a list.
 
     Raises:
-        BrokerUrlInvalid: when the URL is not an amqp:// URL pika can use (the message
-            never holds the password).
+        BrokerUrlInvalid: when a URL is not an amqp:// URL pika can use (the message never
+            holds a password).
     """
     check_url(url)
+    return [_parameters(one) for one in split_urls(url)]
+
+
+def _parameters(url: str) -> pika.URLParameters:
     try:
         parameters = pika.URLParameters(url)
     except Exception as e:  # pika's own text may quote the URL, password included
         raise BrokerUrlInvalid(url, type(e).__name__) from None
     parameters.heartbeat = AMQP_HEARTBEAT_S
     parameters.blocked_connection_timeout = 60
+    # One attempt per URL and per connect(): the reconnection loop (reconnect) owns the
+    # waits between attempts, and a node that is down must not hold up the next one.
     parameters.connection_attempts = 1
     parameters.socket_timeout = 5
     return parameters
@@ -65,6 +72,10 @@ def connection_parameters(url: str) -> pika.URLParameters:
 
 def connect(url: str) -> pika.BlockingConnection:
     """Open one connection, translating pika's errors.
+
+    ``url`` may list several broker URLs separated by ``;`` (the nodes of one cluster): pika
+    tries them in the order given, each once, and the connection goes to the first that
+    answers; when every one fails, the last one's error is the one said.
 
     Raises:
         BrokerUrlInvalid: when the URL is malformed.
@@ -84,6 +95,18 @@ def connect(url: str) -> pika.BlockingConnection:
         raise BrokerRefused(url, f"{e.reply_code} {e.reply_text}") from e
     except CONNECTION_ERRORS as e:
         raise BrokerUnavailable(url, type(e).__name__) from e
+
+
+def broker_node(connection: pika.BlockingConnection) -> str:
+    """The broker node a connection went to, as ``host:port`` (which URL of a list answered).
+
+    AMQP tells a client no node name; the address it connected to is what names the node in
+    messages (a lost node, a flow that failed with it).
+    """
+    parameters = getattr(getattr(connection, "_impl", None), "params", None)
+    if parameters is None:
+        return "the broker"
+    return f"{parameters.host}:{parameters.port}"
 
 
 def _access_denied(text: str, vhost: str) -> str:

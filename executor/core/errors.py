@@ -14,6 +14,8 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from executor.core.brokerurls import split_urls
+
 
 class DagyoError(Exception):
     """Raised when dagyo itself reports a problem; the message is meant for a person."""
@@ -215,8 +217,14 @@ def redact_url(url: str) -> str:
 
     Never parses the URL (a malformed one must not raise, nor leak): whatever lies between
     ``://`` and the last ``@`` is the user information, of which only the user name is kept.
-    A password holding an unencoded ``#``, ``/``, ``?`` or ``@`` is therefore hidden too.
+    A password holding an unencoded ``#``, ``/``, ``?`` or ``@`` is therefore hidden too. A
+    list of URLs separated by ``;`` (DAGYO_QUEUE for several broker nodes) is split as
+    :func:`executor.core.brokerurls.split_urls` splits it and each of them is redacted.
     """
+    return ";".join(_redact_one(part) for part in split_urls(url))
+
+
+def _redact_one(url: str) -> str:
     scheme, separator, rest = url.rpartition("://")
     userinfo, at, host = rest.rpartition("@")
     if not at:

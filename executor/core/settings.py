@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from executor.core.brokerurls import first_url, split_urls
 from executor.core.constants import (
     DEFAULT_METRICS_HOST,
     DEFAULT_QUEUE_URL,
@@ -202,17 +203,28 @@ def env_number(
 
 
 def check_url(url: str) -> None:
-    """Check that ``url`` is an amqp:// or amqps:// URL with a host and a valid port.
+    """Check that ``url`` is an amqp:// or amqps:// URL with a host and a valid port, or a
+    list of such URLs separated by ``;`` (see :mod:`executor.core.brokerurls`).
 
     Raises:
-        BrokerUrlInvalid: saying what is wrong, the password redacted.
+        BrokerUrlInvalid: naming the URL that is wrong and what is wrong with it, every
+            password redacted.
     """
+    for one in split_urls(url):
+        _check_one_url(one)
+
+
+def _check_one_url(url: str) -> None:
     scheme, separator, rest = url.partition("://")
     if not separator or scheme.lower() not in ("amqp", "amqps"):
         raise BrokerUrlInvalid(url, "it must start with amqp:// or amqps://")
-    userinfo, _, _ = rest.rpartition("@")
+    userinfo, _, address = rest.rpartition("@")
     if any(c in userinfo for c in "/?#@"):
         raise BrokerUrlInvalid(url, "the user name or password holds an unencoded # / ? or @")
+    if ";" in address:
+        raise BrokerUrlInvalid(
+            url, "several broker URLs are separated by ;, each starting with amqp:// or amqps://"
+        )
     parts = urllib.parse.urlsplit(url)
     try:
         parts.port  # noqa: B018  (raises on a port out of range or not a number)
@@ -223,6 +235,6 @@ def check_url(url: str) -> None:
 
 
 def vhost_of(url: str) -> str:
-    """The vhost an amqp:// URL names (``/`` when it names none)."""
-    path = urllib.parse.urlsplit(url).path.lstrip("/")
+    """The vhost an amqp:// URL names (``/`` when it names none; the first URL's of a list)."""
+    path = urllib.parse.urlsplit(first_url(url)).path.lstrip("/")
     return urllib.parse.unquote(path) or "/"

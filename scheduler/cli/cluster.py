@@ -111,7 +111,8 @@ def state_option(function: Any) -> Any:
 # The variables a scheduler reads, for the --help of the commands that start one.
 SCHEDULER_VARIABLES = """\b
 Reads:
-  DAGYO_QUEUE         the broker's amqp:// URL [amqp://guest:guest@localhost:5672/%2F]
+  DAGYO_QUEUE         the broker's amqp:// URL [amqp://guest:guest@localhost:5672/%2F],
+                      or its nodes' URLs separated by ; (tried in order)
   DAGYO_SCHEDULER     where gRPC listens (--listen)
   DAGYO_STATE         the flow records: a SQLite file or a postgresql:// URL
                       (--state)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from executor.core.brokerurls import first_url
 from executor.core.constants import (
     DEFAULT_METRICS_HOST,
     DEFAULT_QUEUE_URL,
@@ -63,8 +64,11 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def broker_identity(queue_url: str) -> str:
-    """The broker a URL names, without its credentials: ``host:port vhost NAME``."""
-    parts = urllib.parse.urlsplit(queue_url)
+    """The broker a URL names, without its credentials: ``host:port vhost NAME``.
+
+    Of a list of broker URLs (the nodes of one cluster), the first names the broker.
+    """
+    parts = urllib.parse.urlsplit(first_url(queue_url))
     try:
         port = parts.port
     except ValueError:
