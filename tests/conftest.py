@@ -62,6 +62,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, not in tests/conformance/conftest.py: a plain `python -m pytest` loads that one
+    # too late to add options (tests/conformance/README.md).
+    group = parser.getgroup("conformance", "the executor conformance suite (tests/conformance)")
+    group.addoption(
+        "--executor-command",
+        default="",
+        help="the executor to hold to docs/protocol.md, {progdef} standing for a progdef "
+        "folder [python -m executor {progdef}]",
+    )
+    group.addoption(
+        "--runtime",
+        default="",
+        choices=["", "python", "node"],
+        help="which of tests/conformance/progdefs/RUNTIME the executor runs [inferred from "
+        "--executor-command: node for a node command or a .js file, else python]",
+    )
+
+
 def _reachable(url: str) -> bool:
     """True when something accepts connections at the URL's host and port.
 
