@@ -77,6 +77,11 @@ export class InputStream implements AsyncIterable<Item> {
     });
   }
 
+  /** Whether its items are the port's consts (all there from the start). */
+  get fromConsts(): boolean {
+    return this.consts !== null;
+  }
+
   /** Whether a frame waits to be taken. */
   get ready(): boolean {
     return this.consts !== null || this.pending.length > 0;
@@ -153,9 +158,12 @@ export class InputStream implements AsyncIterable<Item> {
   }
 }
 
-/** Yield [port, item] from several inputs of one job as items arrive. */
+/** Yield [port, item] from several inputs of one job as items arrive (consts first). */
 export async function* merge(inbox: Inbox, streams: InputStream[]): AsyncGenerator<[string, Item]> {
-  const open = new Set(streams);
+  for (const stream of streams.filter((s) => s.fromConsts)) {
+    for (const item of stream.take() ?? []) yield [stream.port, item];
+  }
+  const open = new Set(streams.filter((s) => !s.ended));
   while (open.size > 0) {
     let took = false;
     for (const stream of [...open]) {

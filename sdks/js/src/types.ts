@@ -93,10 +93,8 @@ export function jobTypes(types: Uint8Array | undefined, source: string): protobu
           );
         }
       }
-      root = loadInto(
-        (protobuf.Root as unknown as { fromDescriptor(d: Uint8Array): protobuf.Root }).fromDescriptor(types),
-        BUILT_IN,
-      );
+      root = loadInto(new protobuf.Root(), BUILT_IN);
+      addFiles(root, set as unknown as DescriptorSet);
       root.resolveAll();
     } catch (error) {
       throw new TypeMismatch(`${source}: the job's types do not load: ${String(error)}`);
@@ -104,6 +102,28 @@ export function jobTypes(types: Uint8Array | undefined, source: string): protobu
     jobRoots.set(key, root);
   }
   return root;
+}
+
+interface DescriptorSet {
+  file: Array<{ name: string; package?: string; syntax?: string; messageType?: unknown[]; enumType?: unknown[] }>;
+}
+
+type FromDescriptor = { fromDescriptor(descriptor: unknown, edition: string): protobuf.ReflectionObject };
+
+/** Add a descriptor set's files to a root already holding what they import (as the
+ * descriptor extension's Root.fromDescriptor does, which makes a root of its own). */
+function addFiles(root: protobuf.Root, set: DescriptorSet): void {
+  for (const file of set.file) {
+    const namespace = file.package ? root.define(file.package) : root;
+    root.files.push(file.name);
+    const edition = file.syntax === "proto3" ? "proto3" : "proto2";
+    for (const message of file.messageType ?? []) {
+      namespace.add((protobuf.Type as unknown as FromDescriptor).fromDescriptor(message, edition));
+    }
+    for (const enumeration of file.enumType ?? []) {
+      namespace.add((protobuf.Enum as unknown as FromDescriptor).fromDescriptor(enumeration, edition));
+    }
+  }
 }
 
 /** The message type of a typename, or a TypeMismatch naming it. */
