@@ -10,6 +10,8 @@ of scaling.mode job); exit 0 as well when no job came within DAGYO_ONE_JOB_IDLE_
 Reads:
   DAGYO_QUEUE                  the broker's amqp:// URL [amqp://guest:guest@localhost:5672/%2F],
                                or its nodes' URLs separated by ; (tried in order)
+  DAGYO_QUEUE_TYPE             its mailbox's type: classic or quorum [quorum when
+                               DAGYO_QUEUE lists several URLs, else classic]
   DAGYO_JOBS                   its mailbox [derived from the progdef, and printed]
   DAGYO_METRICS_PORT           /healthz, /readyz and /metrics; 0 any free port, -1 none
                                [9100, or a free port when 9100 is busy]

@@ -20,6 +20,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from executor.core.amqp import connect
 from scheduler.client.api import SchedulerClient
 from scheduler.local_cluster import LocalCluster as RealLocalCluster
 from scheduler.local_cluster import private_catalogue
@@ -207,7 +208,7 @@ def state_of(record: Any) -> str:
 
 class _Channel:
     def __init__(self, url: str) -> None:
-        self._connection = pika.BlockingConnection(pika.URLParameters(url))
+        self._connection = connect(url)  # one URL, or a cluster's URLs separated by ;
 
     def __enter__(self) -> Any:
         return self._connection.channel()

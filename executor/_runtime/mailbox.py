@@ -14,7 +14,7 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.core.topology import consume
+from executor.core.topology import MOVE_MAILBOX, QueueType, consume, declare_durable
 from executor.pb.dagyo.v1.job_pb2 import Job
 
 log = logging.getLogger("dagyo.mailbox")
@@ -28,10 +28,19 @@ class Mailbox:
         max_jobs: job slots of this executor.
         on_job: called with each job once it is acked (started); a body that is not a
             dagyo.v1.Job is logged and rejected (dropped) on arrival.
+        queue_type: classic, or quorum (replicated over the broker's nodes).
     """
 
-    def __init__(self, name: str, *, max_jobs: int, on_job: Callable[[Job], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_jobs: int,
+        on_job: Callable[[Job], None],
+        queue_type: QueueType = QueueType.CLASSIC,
+    ) -> None:
         self.name = name
+        self.queue_type = queue_type
         self.max_jobs = max_jobs
         self.running = 0
         self.draining = False
@@ -46,10 +55,14 @@ class Mailbox:
         return self.max_jobs - self.running
 
     def open(self, connection: pika.BlockingConnection) -> None:
-        """Declare the mailbox on a new connection and start pulling."""
+        """Declare the mailbox on a new connection and start pulling.
+
+        Raises:
+            QueueTypeMismatch: when the mailbox exists with the other queue type.
+        """
         self._channel = connection.channel()
         # Durable: jobs wait in the mailbox across broker restarts and executor upgrades.
-        self._channel.queue_declare(self.name, durable=True)
+        declare_durable(self._channel, self.name, self.queue_type, how_to_move=MOVE_MAILBOX)
         self._consumer = None
         self._held = []
         self._consume()
@@ -83,7 +96,10 @@ class Mailbox:
         if self._consumer is not None or self.draining or self.free <= 0 or channel is None:
             return
         # Prefetch = free slots, so the broker hands this executor no more jobs than it can
-        # start now; the rest stay in the mailbox for other executors.
+        # start now; the rest stay in the mailbox for other executors. Per consumer (pika's
+        # global_qos=False), which is all a quorum queue supports, and enough: the channel
+        # holds this one consumer, made anew with the prefetch of the moment each time a
+        # slot frees (docs/protocol.md, Mailboxes).
         channel.basic_qos(prefetch_count=self.free)
         self._consumer = consume(channel, self.name, Job, self._deliver)
 

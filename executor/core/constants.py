@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # --- environment --------------------------------------------------------------------------
 ENV_QUEUE = "DAGYO_QUEUE"
+ENV_QUEUE_TYPE = "DAGYO_QUEUE_TYPE"
 ENV_JOBS = "DAGYO_JOBS"
 ENV_PROGDEF_VERSION = "DAGYO_PROGDEF_VERSION"
 DEFAULT_QUEUE_URL = "amqp://guest:guest@localhost:5672/%2F"

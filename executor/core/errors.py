@@ -146,6 +146,19 @@ class SchedulerDisconnected(BrokerUnavailable):
         BrokerError.__init__(self, message)
 
 
+class QueueTypeMismatch(DagyoError):
+    """Raised when a durable queue exists on the broker with another type than the one
+    DAGYO_QUEUE_TYPE asks for (a classic mailbox under quorum): a queue never changes type."""
+
+    def __init__(self, queue: str, wanted: str, current: str, how_to_move: str) -> None:
+        self.queue = queue
+        super().__init__(
+            f"queue {queue} exists on the broker as a {current} queue and DAGYO_QUEUE_TYPE "
+            f"asks for {wanted}: a queue keeps its type; {how_to_move}, or set "
+            f"DAGYO_QUEUE_TYPE={current}"
+        )
+
+
 class BrokerUrlInvalid(DagyoError):
     """Raised when DAGYO_QUEUE (or a broker URL given otherwise) is not a usable amqp:// URL."""
 

@@ -22,6 +22,7 @@ from executor.core.constants import (
     ENV_METRICS_PORT,
     ENV_ONE_JOB_IDLE_S,
     ENV_QUEUE,
+    ENV_QUEUE_TYPE,
     ENV_RECONNECT_MAX_DELAY_S,
     EXECUTOR_METRICS_PORT,
     HEARTBEAT_INTERVAL_S,
@@ -30,6 +31,7 @@ from executor.core.constants import (
 )
 from executor.core.errors import BrokerUrlInvalid, DagyoError
 from executor.core.progdef import MAX_JOBS_LIMIT, Progdef
+from executor.core.topology import QueueType
 
 N = TypeVar("N", int, float)
 # A DNS host name (RFC 1123 labels), for DAGYO_METRICS_ADDR given as a name.
@@ -44,6 +46,7 @@ class ExecutorSettings:
 
     Attributes:
         queue_url: the broker (DAGYO_QUEUE).
+        queue_type: the type of its mailbox (DAGYO_QUEUE_TYPE, see queue_type_of).
         mailbox: the queue of jobs to pull (DAGYO_JOBS, else derived from the progdef).
         max_jobs: jobs run at once (DAGYO_MAX_JOBS, else the progdef's scaling.max_jobs).
         heartbeat_interval_s: DAGYO_HEARTBEAT_INTERVAL_S.
@@ -72,6 +75,7 @@ class ExecutorSettings:
     one_job: bool = False
     one_job_idle_s: float = ONE_JOB_IDLE_S
     metrics_host: str = DEFAULT_METRICS_HOST
+    queue_type: QueueType = QueueType.CLASSIC
 
     @classmethod
     def from_env(cls, progdef: Progdef, *, one_job: bool = False) -> ExecutorSettings:
@@ -86,6 +90,7 @@ class ExecutorSettings:
         mailbox = os.environ.get(ENV_JOBS, "")
         queue_url = os.environ.get(ENV_QUEUE) or DEFAULT_QUEUE_URL
         check_url(queue_url)
+        queue_type = queue_type_of(queue_url)
         reconnect_max_delay_s()
         max_jobs = env_number(os.environ, "DAGYO_MAX_JOBS", progdef.scaling.max_jobs, int)
         idle_s = env_number(os.environ, ENV_ONE_JOB_IDLE_S, ONE_JOB_IDLE_S, float, above=0)
@@ -98,6 +103,7 @@ class ExecutorSettings:
             )
         return cls(
             queue_url=queue_url,
+            queue_type=queue_type,
             mailbox=mailbox or progdef.mailbox,
             max_jobs=max_jobs,
             heartbeat_interval_s=env_number(
@@ -114,6 +120,29 @@ class ExecutorSettings:
             one_job=one_job,
             one_job_idle_s=idle_s,
         )
+
+
+def queue_type_of(queue_url: str, env: Mapping[str, str] | None = None) -> QueueType:
+    """The type of dagyo's durable queues: DAGYO_QUEUE_TYPE, else quorum when ``queue_url``
+    (DAGYO_QUEUE) lists several broker URLs, else classic.
+
+    AMQP does not tell a client how many nodes its broker has: a list of URLs is the sign
+    of a cluster, whose durable queues must be replicated to outlive a node.
+
+    Raises:
+        DagyoError: naming the variable when its value is neither classic nor quorum.
+    """
+    raw = (os.environ if env is None else env).get(ENV_QUEUE_TYPE, "").strip()
+    if not raw:
+        several = len(split_urls(queue_url)) > 1
+        return QueueType.QUORUM if several else QueueType.CLASSIC
+    try:
+        return QueueType(raw.lower())
+    except ValueError:
+        raise DagyoError(
+            f"{ENV_QUEUE_TYPE}={raw!r} is not a queue type: classic, or quorum (replicated, "
+            "for a broker of several nodes); unset, quorum when DAGYO_QUEUE lists several URLs"
+        ) from None
 
 
 def reconnect_max_delay_s(env: Mapping[str, str] | None = None) -> float:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import pika
+import pika.exceptions
 from google.protobuf.message import Message
 from pika.adapters.blocking_connection import BlockingChannel
 
@@ -27,6 +29,7 @@ from executor.core.constants import (
     STOP_EXCHANGE,
     STREAM_MAX_FRAMES,
 )
+from executor.core.errors import QueueTypeMismatch
 
 log = logging.getLogger("dagyo.consume")
 
@@ -91,18 +94,69 @@ def declare_exchanges(channel: BlockingChannel) -> None:
     channel.exchange_declare(STOP_EXCHANGE, "fanout", durable=True)
 
 
-def declare_topology(channel: BlockingChannel) -> None:
+class QueueType(StrEnum):
+    """The type of dagyo's durable queues (mailboxes, the scheduler's events and failures,
+    trigger queues): ``DAGYO_QUEUE_TYPE``, see executor.core.settings.queue_type_of."""
+
+    CLASSIC = "classic"
+    QUORUM = "quorum"
+
+
+# How to move each kind of durable queue to another type, for QueueTypeMismatch.
+MOVE_MAILBOX = (
+    "move with a new version of the progdef (any change to its progdef.json or image): it "
+    "gets a new mailbox of the new type while the old one drains and is retired"
+)
+MOVE_SHARED_QUEUE = (
+    "move with every dagyo process stopped: delete it once empty "
+    "(`rabbitmqctl delete_queue NAME`) and start them again"
+)
+
+
+def durable_arguments(queue_type: QueueType) -> dict[str, Any]:
+    """The arguments of a durable queue of ``queue_type``.
+
+    A quorum queue is replicated on (by default) every node of the cluster, a majority
+    confirming each message: a job or report waiting in it outlives the loss of any one
+    node. A classic queue lives on one node. The type is always said, classic too, so a
+    declare against a queue of the other type is refused (PRECONDITION_FAILED) instead of
+    quietly using the queue that is there.
+    """
+    return {"x-queue-type": queue_type.value}
+
+
+def declare_durable(
+    channel: BlockingChannel, queue: str, queue_type: QueueType, *, how_to_move: str
+) -> None:
+    """Declare one durable queue of ``queue_type`` (idempotent).
+
+    Raises:
+        QueueTypeMismatch: when it exists with the other type (the channel is then closed).
+    """
+    try:
+        channel.queue_declare(queue, durable=True, arguments=durable_arguments(queue_type))
+    except pika.exceptions.ChannelClosedByBroker as e:
+        if e.reply_code == 406 and "x-queue-type" in str(e.reply_text):
+            other = QueueType.CLASSIC if queue_type is QueueType.QUORUM else QueueType.QUORUM
+            raise QueueTypeMismatch(queue, queue_type.value, other.value, how_to_move) from None
+        raise
+
+
+def declare_topology(channel: BlockingChannel, queue_type: QueueType = QueueType.CLASSIC) -> None:
     """Declare the exchanges and the scheduler's two queues every flow relies on (idempotent).
 
     They are durable so a broker restart keeps them: executors and the scheduler find the
     same names again, and events and failure reports sent while the scheduler was away
     wait in its queues. The failures queue takes every flow's reports (``#``): a flow
     needs no failure queue, nor binding, of its own.
+
+    Raises:
+        QueueTypeMismatch: when one of them exists with the other type.
     """
     declare_exchanges(channel)
-    channel.queue_declare(EVENTS_QUEUE, durable=True)
+    declare_durable(channel, EVENTS_QUEUE, queue_type, how_to_move=MOVE_SHARED_QUEUE)
     channel.queue_bind(EVENTS_QUEUE, EVENTS_EXCHANGE, routing_key="#")
-    channel.queue_declare(FAILURES_QUEUE, durable=True)
+    declare_durable(channel, FAILURES_QUEUE, queue_type, how_to_move=MOVE_SHARED_QUEUE)
     channel.queue_bind(FAILURES_QUEUE, FAILURES_EXCHANGE, routing_key="#")
 
 

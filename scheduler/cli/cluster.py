@@ -113,6 +113,8 @@ SCHEDULER_VARIABLES = """\b
 Reads:
   DAGYO_QUEUE         the broker's amqp:// URL [amqp://guest:guest@localhost:5672/%2F],
                       or its nodes' URLs separated by ; (tried in order)
+  DAGYO_QUEUE_TYPE    the durable queues' type: classic or quorum [quorum
+                      when DAGYO_QUEUE lists several URLs, else classic]
   DAGYO_SCHEDULER     where gRPC listens (--listen)
   DAGYO_STATE         the flow records: a SQLite file or a postgresql:// URL
                       (--state)

@@ -41,7 +41,8 @@ from executor.core.constants import (
     STOP_EXCHANGE,
 )
 from executor.core.errors import BrokerError, redact_url
-from executor.core.topology import declare_topology
+from executor.core.settings import queue_type_of
+from executor.core.topology import MOVE_MAILBOX, QueueType, declare_durable, declare_topology
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.service.channels import JobsChannel, ProbeChannel, QueueLanes
@@ -83,6 +84,8 @@ class Broker:
             connection) and after the broker closed the work channel and it was opened
             again, before the events queue is consumed again: every flow consumer is gone.
         on_disconnect: called on the I/O thread when the connection is lost.
+        queue_type: the type of the durable queues it declares (None: DAGYO_QUEUE_TYPE, else
+            as ``url`` lists one broker URL or several; executor.core.settings.queue_type_of).
     """
 
     def __init__(
@@ -91,8 +94,10 @@ class Broker:
         *,
         on_connect: Callable[[], None] = lambda: None,
         on_disconnect: Callable[[Exception], None] = lambda e: None,
+        queue_type: QueueType | None = None,
     ) -> None:
         self.url = url
+        self.queue_type = queue_type_of(url) if queue_type is None else queue_type
         self._on_connect_hook = on_connect
         self._on_disconnect_hook = on_disconnect
         self._io = AmqpThread(
@@ -174,7 +179,7 @@ class Broker:
         work.add_on_cancel_callback(self._consumers.cancelled)
         self._work = work
         self._probe.reset(close=True)  # after a channel recovery the connection stays
-        declare_topology(work)
+        declare_topology(work, self.queue_type)
         if self._first:
             self._first = False
             return
@@ -227,7 +232,7 @@ class Broker:
     def _standing_cancelled(self, standing: _Standing) -> None:
         # One of the scheduler's own queues was deleted under it: declare it again, go on.
         log.warning("%s was deleted; declaring it again", standing.queue)
-        declare_topology(self._channel())
+        declare_topology(self._channel(), self.queue_type)
         self._consume_standing(standing)
 
     # --- queues ----------------------------------------------------------------------------
@@ -255,7 +260,7 @@ class Broker:
             return
 
         def declare() -> None:
-            self._channel().queue_declare(mailbox, durable=True)
+            declare_durable(self._channel(), mailbox, self.queue_type, how_to_move=MOVE_MAILBOX)
             self._mailboxes.add(mailbox)
 
         self.call(declare)

@@ -17,7 +17,8 @@ from executor.core.constants import (
 )
 from executor.core.errors import DagyoError
 from executor.core.progdef import sample_catalogue
-from executor.core.settings import env_number, metrics_host
+from executor.core.settings import env_number, metrics_host, queue_type_of
+from executor.core.topology import QueueType
 from scheduler.constants import (
     DEFAULT_SCHEDULER_ADDRESS,
     ENV_EXPORT_CAP_BYTES,
@@ -156,6 +157,8 @@ class SchedulerSettings:
         spare_idle_s: after a flow, the queues of one more flow of its shape are declared
             ahead, and deleted once no flow of that shape came for this long
             (``DAGYO_SPARE_IDLE_S``); 0 declares nothing ahead.
+        queue_type: the type of the durable queues (``DAGYO_QUEUE_TYPE``; None: as
+            ``queue_url`` lists one broker URL or several).
     """
 
     queue_url: str = DEFAULT_QUEUE_URL
@@ -179,6 +182,7 @@ class SchedulerSettings:
     triggers_waiting: int = TRIGGERS_WAITING
     unserved_mailbox_s: float = UNSERVED_MAILBOX_S
     spare_idle_s: float = SPARE_IDLE_S
+    queue_type: QueueType | None = None
 
     def __post_init__(self) -> None:
         if not self.state_path:
@@ -257,6 +261,7 @@ class SchedulerSettings:
         queue_url = str(overrides.get("queue_url") or env.get(ENV_QUEUE) or DEFAULT_QUEUE_URL)
         values: dict[str, object] = {
             "queue_url": queue_url,
+            "queue_type": queue_type_of(queue_url, env),
             "address": env.get(ENV_SCHEDULER) or DEFAULT_SCHEDULER_ADDRESS,
             "state_path": env.get(ENV_STATE) or default_state_path(env, queue_url),
             "heartbeat_timeout_s": env_number(

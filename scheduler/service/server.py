@@ -130,7 +130,10 @@ class Scheduler:
             open_store(settings.state_path, owner=broker_identity(settings.queue_url))
         )
         broker = Broker(
-            settings.queue_url, on_connect=self._reconnected, on_disconnect=self._disconnected
+            settings.queue_url,
+            on_connect=self._reconnected,
+            on_disconnect=self._disconnected,
+            queue_type=settings.queue_type,
         )
         self.lifecycle = Lifecycle(
             self.store,

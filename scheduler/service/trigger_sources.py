@@ -29,6 +29,8 @@ from executor.core.errors import (
     FiringFailed,
 )
 from executor.core.progdef import Catalogue
+from executor.core.settings import queue_type_of
+from executor.core.topology import MOVE_SHARED_QUEUE, declare_durable
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import OPEN, Authenticator, Principal
 from scheduler.service.store import TriggerFirings
@@ -64,6 +66,7 @@ class AmqpSource:
         self.triggers = triggers
         self._firing = firing
         self._principal = principal
+        self._queue_type = queue_type_of(queue_url)
         self._io = AmqpThread(queue_url, name="dagyo-trigger-amqp", on_connect=self._declare)
 
     def start(self) -> None:
@@ -92,7 +95,7 @@ class AmqpSource:
                 channel.exchange_declare(exchange, "topic", durable=True)
             queue = trigger_queue(trigger.name)
             # Durable: events published while the scheduler is away wait for it.
-            channel.queue_declare(queue, durable=True)
+            declare_durable(channel, queue, self._queue_type, how_to_move=MOVE_SHARED_QUEUE)
             channel.queue_bind(queue, exchange, routing_key)
             channel.basic_qos(prefetch_count=AMQP_PREFETCH)
             channel.basic_consume(
