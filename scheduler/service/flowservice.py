@@ -40,13 +40,14 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import unserved
 from scheduler.service.auth import Principal
 from scheduler.service.hooks import Submission, SubmitHook
-from scheduler.service.limits import MAX_MESSAGE_BYTES, cut, record_bytes
+from scheduler.service.limits import MAX_MESSAGE_BYTES, cut, export_room_of
 from scheduler.service.spares import new_flow_id, queue_shape
 from scheduler.service.store import FailureRecords, FlowRecords
 from scheduler.service.subscriptions import follow
-from scheduler.service.tenancy import admit, admit_consts, visible_catalogue
+from scheduler.service.tenancy import RunningFlows, admit_consts, visible_catalogue
 
 if TYPE_CHECKING:
+    from scheduler.flow.model import CheckedFlow, Flow
     from scheduler.service.broker import Broker
     from scheduler.service.catalogue import CatalogueCache
     from scheduler.service.lifecycle import Lifecycle
@@ -164,6 +165,7 @@ class FlowService:
         self._max_message_bytes = max_message_bytes
         self._hooks = list(hooks)
         self._clock = clock
+        self._running = RunningFlows(store.running_count)
 
     def catalogue(self, principal: Principal) -> Catalogue:
         """The progdefs the caller may use (another tenant's do not exist for it).
@@ -210,18 +212,7 @@ class FlowService:
         flow = parse_with_sets(submitted, sets, source=source)
         admit_consts(principal, flow)  # before the check, which encodes every value
         checked = check_flow(flow, catalogue, source=source)
-        # Get answers the record whole: what it may hold must fit in one message.
-        export_room = self._max_message_bytes - record_bytes(flow, flow_json)
-        if export_room <= 0:
-            raise RequestInvalid(
-                [
-                    f"{source}: the flow is too large for its record to be read back: with its "
-                    f"nodes' and edges' progress and a failure it may take "
-                    f"{record_bytes(flow, flow_json)} bytes, more than the "
-                    f"{self._max_message_bytes} bytes a message may have "
-                    "(DAGYO_MAX_MESSAGE_BYTES): make the flow smaller"
-                ]
-            )
+        export_room = export_room_of(flow, flow_json, self._max_message_bytes, source=source)
         if not 0 <= deadline_s < float("inf"):  # NaN compares false to all
             raise RequestInvalid(
                 [
@@ -229,12 +220,22 @@ class FlowService:
                     f"{deadline_s:g}"
                 ]
             )
-        deadline_s = admit(
-            principal,
-            nodes=len(flow.nodes),
-            deadline_s=deadline_s,
-            running=self._store.running_count(principal.tenant),
-        )
+        # The flow counts against max_running_flows from its quota check to its record.
+        admitting = self._running.admitting(principal, nodes=len(flow.nodes), deadline_s=deadline_s)
+        with admitting as granted_s:
+            flow_id = self._start(principal, flow, checked, flow_json, granted_s, export_room)
+        self._spares.submitted()
+        return flow_id
+
+    def _start(
+        self,
+        principal: Principal,
+        flow: Flow,
+        checked: CheckedFlow,
+        flow_json: str,
+        deadline_s: float,
+        export_room: int,
+    ) -> str:
         problems = unserved(checked, self._lifecycle.liveness, self._broker)
         if problems:
             raise PreconditionFailed(problems)
@@ -262,7 +263,6 @@ class FlowService:
                 max_export_bytes=export_room,
                 declared=spare is not None,
             )
-        self._spares.submitted()
         return flow_id
 
     def get(self, principal: Principal, flow_id: str) -> pb.FlowRecord:
@@ -382,10 +382,12 @@ class FlowService:
             PreconditionFailed: the catalogue is invalid.
             BrokerError: the broker cannot be asked.
         """
+        visible = self.catalogue(principal)  # another tenant's progdef does not exist
         try:
-            return self._versions.report()
+            report = self._versions.report()
         except ProgdefInvalid as e:
             raise PreconditionFailed([str(e)]) from e
+        return [v for v in report if principal.admin or v.progdef in visible]
 
     def _visible(self, principal: Principal, flow_id: str) -> None:
         record = self._store.get(flow_id, with_exports=False)

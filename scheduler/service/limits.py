@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from executor.core.errors import Invalid
+from executor.core.errors import Invalid, RequestInvalid
 from executor.core.settings import env_number
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.flow.model import Flow
@@ -64,6 +64,26 @@ def record_bytes(flow: Flow, flow_json: str) -> int:
         + edges
         + FAILURE_RECORD_BYTES
     )
+
+
+def export_room_of(flow: Flow, flow_json: str, max_message_bytes: int, *, source: str) -> int:
+    """The bytes of exports the record of ``flow`` has room for, so that Get can answer it
+    whole in one message.
+
+    Raises:
+        RequestInvalid: the record could not be read back even without exports.
+    """
+    most = record_bytes(flow, flow_json)
+    if most >= max_message_bytes:
+        raise RequestInvalid(
+            [
+                f"{source}: the flow is too large for its record to be read back: with its "
+                f"nodes' and edges' progress and a failure it may take {most} bytes, more "
+                f"than the {max_message_bytes} bytes a message may have "
+                "(DAGYO_MAX_MESSAGE_BYTES): make the flow smaller"
+            ]
+        )
+    return max_message_bytes - most
 
 
 def export_bytes(export: str, value_json: str) -> int:

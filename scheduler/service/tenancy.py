@@ -8,8 +8,11 @@ tenant's flows (another tenant's flow answers like one that does not exist) and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -156,3 +159,40 @@ def admit(principal: Principal, *, nodes: int, deadline_s: float, running: int) 
                 f"the flow asks for a deadline of {_number(deadline_s)} s",
             )
     return deadline_s
+
+
+class RunningFlows:
+    """Applies a submit's quotas with its tenant's flows pending or running counted, and
+    its place among them held until its flow is recorded: the check and the count are one
+    step, so concurrent submits cannot pass ``max_running_flows`` together.
+
+    Args:
+        recorded: a tenant's flows pending or running, as the store has them.
+    """
+
+    def __init__(self, recorded: Callable[[str], int]) -> None:
+        self._recorded = recorded
+        self._lock = threading.Lock()
+        self._starting: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def admitting(self, principal: Principal, *, nodes: int, deadline_s: float) -> Iterator[float]:
+        """Apply :func:`admit` and count the submit among its tenant's flows until the
+        block ends (its flow recorded, or refused); yields the deadline the flow gets.
+
+        Raises:
+            QuotaExceeded: naming the quota, its limit and the value asked.
+        """
+        tenant = principal.tenant
+        if principal.quotas.max_running_flows is None:  # nothing to count against
+            yield admit(principal, nodes=nodes, deadline_s=deadline_s, running=0)
+            return
+        with self._lock:
+            running = self._recorded(tenant) + self._starting[tenant]
+            deadline = admit(principal, nodes=nodes, deadline_s=deadline_s, running=running)
+            self._starting[tenant] += 1
+        try:
+            yield deadline
+        finally:
+            with self._lock:
+                self._starting[tenant] -= 1

@@ -63,7 +63,7 @@ def test_a_record_whose_exports_fill_the_cap_can_still_be_read(
     for seq in range(frames):  # 100 KB of exports, more than a message holds
         fake.send(jobs["b"], "text", texts(*["y" * 1000] * 10), seq=seq, end=seq == frames - 1)
     fake.end_job(jobs["b"], {"text": 10 * frames})
-    eventually(lambda: small.get(flow_id).state == pb.FLOW_STATE_SUCCEEDED, "the end")
+    eventually(lambda: small.get(flow_id).state == pb.FLOW_STATE_SUCCEEDED, what="the end")
     record = small.get(flow_id)
     assert record.exports_truncated and record.exports
     assert record.ByteSize() <= LIMIT
