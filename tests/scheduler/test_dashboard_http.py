@@ -1,5 +1,6 @@
 """The dashboard's HTTP API on a real scheduler with tokens on: what a browser without a
-good token, or a client speaking bad HTTP, gets back."""
+good token, or a client speaking bad HTTP, gets back; what each tenant sees of the
+catalogue; how many live streams it holds."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ import dataclasses
 import http.client
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from scheduler.client.api import SchedulerClient
 from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
-from tests.scheduler.fake_executor import FLOW, FakeExecutor
+from tests.scheduler.conftest import write_progdef
+from tests.scheduler.fake_executor import EMIT, FLOW, RELAY, WAIT_S, FakeExecutor, eventually
 
 TOKENS = {
     "alice": Principal("team-a", "user", Quotas()),
@@ -38,15 +42,38 @@ def tokens(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def dashboard(settings: SchedulerSettings, tokens: Path, fake: FakeExecutor) -> Iterator[str]:
-    """The address (host:port) of the dashboard of a scheduler that requires tokens."""
-    scheduler = Scheduler(
+def catalogue(tmp_path: Path) -> Path:
+    """emit and relay, and ``private``: a relay only team-b may use."""
+    folder = tmp_path / "progdefs"
+    version = uuid.uuid4().hex[:16]
+    write_progdef(folder / "emit", EMIT, version)
+    write_progdef(folder / "relay", RELAY, version)
+    private = {
+        **RELAY,
+        "name": "private",
+        "description": "Team b's secret relay.",
+        "tenants": ["team-b"],
+    }
+    write_progdef(folder / "private", private, version)
+    return folder
+
+
+@pytest.fixture
+def scheduler(settings: SchedulerSettings, tokens: Path, fake: FakeExecutor) -> Iterator[Scheduler]:
+    """A scheduler that requires tokens, with its dashboard."""
+    started = Scheduler(
         dataclasses.replace(settings, tokens_path=str(tokens), ui_address="127.0.0.1:0")
     )
-    scheduler.start()
+    started.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def dashboard(scheduler: Scheduler) -> str:
+    """The address (host:port) of the scheduler's dashboard."""
     assert scheduler.dashboard is not None
-    yield scheduler.dashboard.url.removeprefix("http://").rstrip("/")
-    scheduler.stop()
+    return scheduler.dashboard.url.removeprefix("http://").rstrip("/")
 
 
 def call(
@@ -115,3 +142,91 @@ def test_another_tenants_flow_answers_404_as_one_that_does_not_exist(
         assert call(address, "GET", "/api/flows", "bob") == (200, [])
     finally:
         scheduler.stop()
+
+
+def test_a_progdef_limited_to_a_tenant_is_shown_to_that_tenant_only(
+    scheduler: Scheduler, dashboard: str
+) -> None:
+    status, answer = call(dashboard, "GET", "/api/catalogue")
+    assert status == 401, answer
+
+    def names(token: str) -> set[str]:
+        status, answer = call(dashboard, "GET", "/api/catalogue", token)
+        assert status == 200, answer
+        return {progdef["name"] for progdef in answer["progdefs"]}
+
+    assert names("alice") == {"emit", "relay"}
+    assert names("bob") == {"emit", "relay", "private"}
+    for token, seen in (("alice", {"emit", "relay"}), ("bob", {"emit", "relay", "private"})):
+        with SchedulerClient(scheduler.address, token=token, call_timeout_s=20) as client:
+            assert {v.progdef for v in client.versions()} == seen
+            assert {p.name for p in client.catalogue().progdefs} == seen
+
+
+class Stream:
+    """An open ``/api/events`` stream, from a source address of its own (one client)."""
+
+    def __init__(self, address: str, token: str, source: str = "127.0.0.1") -> None:
+        host, port = address.rsplit(":", 1)
+        self.connection = http.client.HTTPConnection(
+            host, int(port), timeout=WAIT_S, source_address=(source, 0)
+        )
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.connection.request("GET", "/api/events", headers=headers)
+        self.answer = self.connection.getresponse()
+        self.status = self.answer.status
+
+    def close(self) -> None:
+        self.answer.close()  # it holds the socket too
+        self.connection.close()
+
+
+def test_an_event_stream_without_a_token_is_401_at_once(dashboard: str) -> None:
+    for token in ("", "mallory"):
+        stream = Stream(dashboard, token)
+        try:
+            assert stream.status == 401
+            assert "token" in json.loads(stream.answer.read())["error"]
+        finally:
+            stream.close()
+
+
+def test_event_streams_are_bounded_per_client_and_per_tenant(
+    scheduler: Scheduler, dashboard: str
+) -> None:
+    assert scheduler.dashboard is not None
+    scheduler.dashboard.live.per_client, scheduler.dashboard.live.per_tenant = 2, 3
+    streams = [Stream(dashboard, "alice"), Stream(dashboard, "alice")]
+    try:
+        assert [s.status for s in streams] == [200, 200]
+        refused = Stream(dashboard, "alice")
+        assert refused.status == 429 and refused.answer.getheader("Retry-After")
+        assert "2 live views from this client" in json.loads(refused.answer.read())["error"]
+        streams.append(Stream(dashboard, "alice", source="127.0.0.2"))
+        assert streams[-1].status == 200
+        refused = Stream(dashboard, "alice", source="127.0.0.3")
+        assert refused.status == 429
+        assert "3 live views of tenant team-a" in json.loads(refused.answer.read())["error"]
+        streams.append(Stream(dashboard, "bob", source="127.0.0.3"))
+        assert streams[-1].status == 200  # another tenant is not locked out
+    finally:
+        for stream in streams:
+            stream.close()
+
+    def opens() -> bool:
+        stream = Stream(dashboard, "alice")
+        stream.close()
+        return stream.status == 200
+
+    eventually(opens, what="a slot given back once its stream closed")
+
+
+def test_an_idle_event_stream_closes(scheduler: Scheduler, dashboard: str) -> None:
+    assert scheduler.dashboard is not None
+    scheduler.dashboard.live.idle_s = 1.0
+    stream = Stream(dashboard, "alice")
+    try:
+        assert stream.status == 200
+        stream.answer.read()  # returns at the end of the stream: it closed on its own
+    finally:
+        stream.close()

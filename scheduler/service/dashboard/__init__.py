@@ -8,7 +8,8 @@ Every asset ships in ``static/``; nothing is fetched from elsewhere and nothing 
 
 Live updates are server-sent events (``/api/events``): the dashboard reads the scheduler at
 :data:`POLL_S` and sends a record only when it changed. Each event stream holds one thread,
-so at most :data:`MAX_EVENT_STREAMS` are open at once; the next is told to retry later.
+so they need a valid token before anything is streamed and are bounded per client, per
+tenant and in all, and close when idle (live.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import Authenticator, Principal
 from scheduler.service.config import DEFAULT_UI_ADDRESS
+from scheduler.service.dashboard.live import LIVE_VIEW_WRITE_TIMEOUT_S, RETRY_AFTER_S, LiveViews
 from scheduler.service.dashboard.views import catalogue_view, failure_view, flow_view, record_view
 from scheduler.service.flowservice import REFUSALS
 
@@ -46,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("dagyo.scheduler.dashboard")
 
 POLL_S = 0.5
-MAX_EVENT_STREAMS = 32
 # A browser's request body (a cancel) is tiny; anything larger is refused unread.
 MAX_BODY_BYTES = 1024
 LIST_LIMIT = 200
@@ -75,7 +76,7 @@ class Dashboard:
         self.service = service
         self.authenticator = authenticator
         self.open_mode = authenticator.open
-        self._streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
+        self.live = LiveViews()
         self._stopping = threading.Event()
         self._server = HttpServer(host or "127.0.0.1", port, _handler(self), name="dagyo-dashboard")
 
@@ -270,28 +271,39 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
             self._json(200, flow_view(record, dashboard.service.catalogue(principal)))
 
         def _events(self, flow_id: str) -> None:
-            if not dashboard._streams.acquire(blocking=False):
-                self.send_response(503)
-                self.send_header("Retry-After", "5")
+            tenant = self._caller().tenant  # without a valid token: 401, nothing streamed
+            client = self.client_address[0]
+            refused = dashboard.live.take(client, tenant)
+            if refused is not None:
+                body = json.dumps({"error": refused.reason}).encode()
+                self.send_response(refused.status)
+                self.send_header("Retry-After", str(RETRY_AFTER_S))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.write(body)
                 return
             try:
+                # A client that reads nothing for this long loses its view (and its thread).
+                self.connection.settimeout(LIVE_VIEW_WRITE_TIMEOUT_S)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
                 self._stream(flow_id)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the browser went away
+            except OSError:  # the browser went away, or stopped reading
+                self.close_connection = True
             finally:
-                dashboard._streams.release()
+                dashboard.live.give_back(client, tenant)
 
         def _stream(self, flow_id: str) -> None:
-            last = ""
+            last, changed = "", time.monotonic()
             service = dashboard.service
             while not dashboard._stopping.is_set():
+                if time.monotonic() - changed > dashboard.live.idle_s:
+                    return  # a page still shown opens another view
                 try:
-                    principal = self._caller()  # a token revoked meanwhile ends the updates
+                    principal = self._caller()  # a token revoked meanwhile ends the view
                     if flow_id:
                         record = service.get(principal, flow_id)
                         data: Any = flow_view(record, service.catalogue(principal))
@@ -303,13 +315,15 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
                             ],
                             "failures": [failure_view(f) for f in dashboard.failures(principal)],
                         }
+                except Unauthenticated:
+                    return  # the page asks for a token when it opens the view again
                 except DagyoError as e:
                     data = {"error": str(e)}
                 text = json.dumps(data)
                 if text != last:
                     self.wfile.write(f"data: {text}\n\n".encode())
                     self.wfile.flush()
-                    last = text
+                    last, changed = text, time.monotonic()
                 else:  # a comment keeps proxies from closing an idle stream
                     self.wfile.write(b": idle\n\n")
                     self.wfile.flush()

@@ -39,6 +39,10 @@ function live(path, onData) {
     while (!controller.signal.aborted) {
       try {
         const response = await fetch(path, { headers: headers(), signal: controller.signal });
+        if (response.status === 401) {  // no token, or one revoked: ask, stop until given
+          askToken((await response.json()).error);
+          return;
+        }
         if (!response.ok) throw new Error(response.statusText);
         const reader = response.body.getReader();
         const decoder = new TextDecoder();
