@@ -15,7 +15,7 @@ import pytest
 
 from executor._runtime.program import load_program
 from executor.core.errors import DagyoError, ProgdefInvalid
-from executor.core.progdef import load_progdef
+from executor.core.progdef import load_catalogue, load_progdef
 from tests.scheduler.checking import with_progdefs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +68,7 @@ def greet_with(section: str | None, key: str, value: Any) -> str:
             greet_with("inputs", "name", "dagyo.types.Txt"),
             "input 'name': no message named 'dagyo.types.Txt' (did you mean 'dagyo.types.Text'?)",
         ),
+        (greet_with(None, "deterministic", "yes"), 'deterministic "yes" must be true'),
     ],
     ids=[
         "max_jobs-huge",
@@ -80,6 +81,7 @@ def greet_with(section: str | None, key: str, value: Any) -> str:
         "not-utf8",
         "deep",
         "typename-typo",
+        "deterministic-string",
     ],
 )
 def test_a_malformed_progdef_is_one_line_naming_the_file_and_the_key(
@@ -235,3 +237,26 @@ def test_a_port_naming_no_known_type_is_refused_at_load_with_did_you_mean() -> N
         "'dagyo.types.Text'?): use a dagyo.types name, a well-known type such as "
         "google.protobuf.Timestamp, or define it in a .proto listed in protos"
     ]
+
+
+def test_deterministic_defaults_to_false_and_is_read_from_progdef_json(tmp_path: Path) -> None:
+    plain = {key: value for key, value in GREET.items() if key != "deterministic"}
+    marked = {**plain, "deterministic": True}
+
+    assert not load_progdef(write(tmp_path, json.dumps(plain), "plain")).deterministic
+    assert load_progdef(write(tmp_path, json.dumps(marked), "marked")).deterministic
+
+
+def test_the_samples_whose_outputs_depend_only_on_their_inputs_are_deterministic() -> None:
+    catalogue = load_catalogue(ROOT / "progdefs")
+    deterministic = {name for name, progdef in catalogue.items() if progdef.deterministic}
+
+    assert {"source", "greet", "count", "parse_int", "distance", "void_sink"} <= deterministic
+    assert not deterministic & {
+        "slow",
+        "explode",
+        "assert",
+        "ignore_errors",
+        "log_errors",
+        "unordered_cartesian_product",
+    }

@@ -140,6 +140,7 @@ def test_the_flow_schema_requires_a_name() -> None:
         (("resources", "cpu"), "lots"),
         (("style",), "batch"),
         (("secrets",), ["API KEY"]),
+        (("deterministic",), "yes"),
     ],
     ids=lambda part: json.dumps(part) if not isinstance(part, tuple) else ".".join(map(str, part)),
 )
@@ -167,6 +168,7 @@ def test_the_progdef_schema_accepts_every_optional_section() -> None:
         "env": {"MODE": "fast"},
         "secrets": ["API_KEY"],
         "drain_grace_s": 30,
+        "deterministic": True,
     }
 
     validator("progdef").validate(progdef)

@@ -106,6 +106,8 @@ class Progdef:
     protos: tuple[str, ...] = ()
     # The tenants that may use it; None for every tenant.
     tenants: tuple[str, ...] | None = None
+    # Outputs depend only on the input items and the version: its results may be cached.
+    deterministic: bool = False
     directory: Path | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 

@@ -56,6 +56,7 @@ _TOP_KEYS = {
     "errors",
     "protos",
     "tenants",
+    "deterministic",
 }
 _REQUIRED = ("name", "inputs", "outputs", "run")
 _SECTION_KEYS: dict[str, set[str]] = {
@@ -236,6 +237,13 @@ def parse_progdef(
     ):
         problem('tenants must be null (every tenant) or a list of tenant names, e.g. ["team-a"]')
         tenants = None
+    deterministic = data.get("deterministic", False)
+    if not isinstance(deterministic, bool):
+        problem(
+            f"deterministic {json.dumps(deterministic)} must be true (outputs depend only on "
+            "the input items and the version, so results may be cached) or false"
+        )
+        deterministic = False
     # The custom types its ports may use: those of its own protos (None: any known one).
     own_types: set[str] | None = None if directory is None else set()
     if protos and directory is not None and not problems and not proto_problems:
@@ -279,6 +287,7 @@ def parse_progdef(
         errors=errors,
         protos=tuple(protos),
         tenants=None if tenants is None else tuple(tenants),
+        deterministic=deterministic,
         directory=directory,
         raw=data,
     )
