@@ -8,7 +8,7 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 
-import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
+import amqp, { type Channel, type ChannelModel, type ConfirmChannel } from "amqplib";
 
 import {
   EVENTS_EXCHANGE,
@@ -24,6 +24,7 @@ import {
   STOP_EXCHANGE,
   STOPPED_FLOW_MEMORY_S,
 } from "./constants.js";
+import { Mailbox } from "./mailbox.js";
 import { execute, JobRun, type FailureReport, type JobDescriptor, type Program } from "./job.js";
 import type { Settings } from "./settings.js";
 import { makeLogger } from "./sdk.js";
@@ -52,16 +53,11 @@ export function refusal(job: JobDescriptor, progdef: string, version: string, ma
 
 export class Executor {
   readonly runs = new Map<string, JobRun>();
-  draining = false;
   connected = false;
   private connection: ChannelModel | null = null;
   private control: ConfirmChannel | null = null;
   private news: Channel | null = null;
-  private mailboxChannel: Channel | null = null;
-  private consumerTag: string | null = null;
-  private consuming = false;
-  private held: ConsumeMessage[] = [];
-  private running = 0;
+  private readonly mailbox: Mailbox;
   private reports = new Map<string, JobEnd>();
   private stoppedFlows = new Map<string, number>();
   private timers: NodeJS.Timeout[] = [];
@@ -72,7 +68,19 @@ export class Executor {
   constructor(
     readonly program: Program,
     readonly settings: Settings,
-  ) {}
+  ) {
+    this.mailbox = new Mailbox(settings.mailbox, settings.maxJobs, (job) => this.onJob(job));
+  }
+
+  /** True once it takes no more jobs (a drain, or its one job taken). */
+  get draining(): boolean {
+    return this.mailbox.draining;
+  }
+
+  private jobDone(): void {
+    this.mailbox.jobDone();
+    this.wakeIdle();
+  }
 
   /** Connect and start pulling jobs; throws when the broker cannot be reached at all. */
   async start(): Promise<void> {
@@ -97,15 +105,8 @@ export class Executor {
     this.connection = connection;
     this.control = control;
     this.news = await connection.createChannel();
-    const mailbox = await connection.createChannel();
-    // Durable: jobs wait in the mailbox across broker restarts and executor upgrades.
-    await mailbox.assertQueue(this.settings.mailbox, { durable: true });
-    this.mailboxChannel = mailbox;
-    this.consumerTag = null;
-    this.consuming = false;
-    this.held = [];
     this.connected = true;
-    await this.consume();
+    await this.mailbox.open(await connection.createChannel());
     this.sendReports();
     this.heartbeat();
   }
@@ -113,7 +114,8 @@ export class Executor {
   private lost(connection: ChannelModel): void {
     if (connection !== this.connection || this.closing) return;
     this.connected = false;
-    this.connection = this.control = this.news = this.mailboxChannel = null;
+    this.connection = this.control = this.news = null;
+    this.mailbox.lost();
     for (const run of this.runs.values()) {
       run.control.requestStop("the executor lost its broker connection", FAILURE_KIND_BROKER);
     }
@@ -134,62 +136,6 @@ export class Executor {
     }
   }
 
-  private get free(): number {
-    return this.settings.maxJobs - this.running;
-  }
-
-  private async consume(): Promise<void> {
-    const channel = this.mailboxChannel;
-    if (this.consuming || this.draining || this.free <= 0 || channel === null) return;
-    this.consuming = true;
-    // Prefetch = free slots: the broker hands this executor no more jobs than it can start
-    // now; the rest stay in the mailbox for other executors.
-    await channel.prefetch(this.free, false);
-    const reply = await channel.consume(this.settings.mailbox, (message) => message && this.deliver(channel, message));
-    this.consumerTag = reply.consumerTag;
-  }
-
-  private cancel(): void {
-    const tag = this.consumerTag;
-    if (tag !== null && this.mailboxChannel !== null) this.mailboxChannel.cancel(tag).catch(() => {});
-    this.consumerTag = null;
-    this.consuming = false;
-  }
-
-  private deliver(channel: Channel, message: ConsumeMessage): void {
-    if (channel !== this.mailboxChannel) return;
-    if (this.draining) channel.nack(message, false, true);
-    else if (this.free <= 0) this.held.push(message); // acks at start free the window early
-    else this.startJob(channel, message);
-  }
-
-  private jobDone(): void {
-    this.running -= 1;
-    const next = this.held.shift();
-    if (next !== undefined && !this.draining && this.mailboxChannel !== null) this.startJob(this.mailboxChannel, next);
-    else this.consume().catch((error) => log.warn(`could not pull the next job: ${String(error)}`));
-    this.wakeIdle();
-  }
-
-  private startJob(channel: Channel, message: ConsumeMessage): void {
-    let descriptor: JobDescriptor;
-    try {
-      descriptor = wireType("dagyo.v1.Job").toObject(wireType("dagyo.v1.Job").decode(message.content), {
-        longs: Number, defaults: true, arrays: true, objects: true, oneofs: false,
-      }) as unknown as JobDescriptor;
-      const raw = wireType("dagyo.v1.Job").decode(message.content) as unknown as { types?: unknown };
-      descriptor.types = raw.types as JobDescriptor["types"];
-    } catch (error) {
-      log.error(`dropped a message of ${this.settings.mailbox} that is not a dagyo.v1.Job (${message.content.length} bytes): ${String(error)}`);
-      channel.nack(message, false, false);
-      return;
-    }
-    channel.ack(message); // at most once: a started job is never redelivered
-    this.running += 1;
-    if (this.free <= 0) this.cancel();
-    this.onJob(descriptor);
-  }
-
   private onJob(descriptor: JobDescriptor): void {
     if (this.stoppedFlows.has(descriptor.flow_id)) {
       log.info(`dropped job ${descriptor.flow_id}/${descriptor.node}: its flow was stopped`);
@@ -206,7 +152,7 @@ export class Executor {
     }
     if (this.settings.oneJob) {
       this.tookJob = true;
-      this.drainMailbox();
+      this.mailbox.drain();
     }
     this.publish(this.news, EVENTS_EXCHANGE, "job.started", "dagyo.v1.Event", {
       time: Date.now() / 1000,
@@ -365,14 +311,6 @@ export class Executor {
     }
   }
 
-  private drainMailbox(): void {
-    this.draining = true;
-    this.cancel();
-    const channel = this.mailboxChannel;
-    for (const message of this.held) channel?.nack(message, false, true);
-    this.held = [];
-  }
-
   private wakeIdle(): void {
     const idle = this.idle;
     this.idle = [];
@@ -392,7 +330,7 @@ export class Executor {
   /** Take no new jobs, let the running ones finish (stop them past the grace), then close. */
   async drain(force: { set: boolean; wake?: () => void }): Promise<void> {
     log.info(`draining: ${this.runs.size} jobs running`);
-    this.drainMailbox();
+    this.mailbox.drain();
     this.heartbeat();
     const deadline = Date.now() + this.settings.drainGraceS * 1000;
     while (this.runs.size > 0 && Date.now() < deadline && !force.set) {
