@@ -6,9 +6,21 @@ in its name, so docs/protocol.md and the code cannot drift apart silently.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 # --- environment --------------------------------------------------------------------------
 ENV_QUEUE = "DAGYO_QUEUE"
 ENV_QUEUE_TYPE = "DAGYO_QUEUE_TYPE"
+
+
+class QueueType(StrEnum):
+    """The type of dagyo's durable queues (mailboxes, the scheduler's events and failures,
+    trigger queues): ``DAGYO_QUEUE_TYPE``, see executor.core.settings.queue_type_of."""
+
+    CLASSIC = "classic"
+    QUORUM = "quorum"
+
+
 ENV_JOBS = "DAGYO_JOBS"
 ENV_PROGDEF_VERSION = "DAGYO_PROGDEF_VERSION"
 DEFAULT_QUEUE_URL = "amqp://guest:guest@localhost:5672/%2F"

@@ -28,10 +28,10 @@ from executor.core.constants import (
     HEARTBEAT_INTERVAL_S,
     ONE_JOB_IDLE_S,
     RECONNECT_MAX_DELAY_S,
+    QueueType,
 )
 from executor.core.errors import BrokerUrlInvalid, DagyoError
 from executor.core.progdef import MAX_JOBS_LIMIT, Progdef
-from executor.core.topology import QueueType
 
 N = TypeVar("N", int, float)
 # A DNS host name (RFC 1123 labels), for DAGYO_METRICS_ADDR given as a name.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any, TypeVar
 
 import pika
@@ -28,6 +27,7 @@ from executor.core.constants import (
     FAILURES_QUEUE,
     STOP_EXCHANGE,
     STREAM_MAX_FRAMES,
+    QueueType,
 )
 from executor.core.errors import QueueTypeMismatch
 
@@ -92,14 +92,6 @@ def declare_exchanges(channel: BlockingChannel) -> None:
     channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
     channel.exchange_declare(FAILURES_EXCHANGE, "topic", durable=True)
     channel.exchange_declare(STOP_EXCHANGE, "fanout", durable=True)
-
-
-class QueueType(StrEnum):
-    """The type of dagyo's durable queues (mailboxes, the scheduler's events and failures,
-    trigger queues): ``DAGYO_QUEUE_TYPE``, see executor.core.settings.queue_type_of."""
-
-    CLASSIC = "classic"
-    QUORUM = "quorum"
 
 
 # How to move each kind of durable queue to another type, for QueueTypeMismatch.

@@ -14,11 +14,11 @@ from executor.core.constants import (
     DEFAULT_QUEUE_URL,
     ENV_METRICS_PORT,
     ENV_QUEUE,
+    QueueType,
 )
 from executor.core.errors import DagyoError
 from executor.core.progdef import sample_catalogue
 from executor.core.settings import env_number, metrics_host, queue_type_of
-from executor.core.topology import QueueType
 from scheduler.constants import (
     DEFAULT_SCHEDULER_ADDRESS,
     ENV_EXPORT_CAP_BYTES,
