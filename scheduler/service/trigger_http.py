@@ -163,11 +163,16 @@ class HttpSource:
         principal = self._caller(request)
         if principal is None:
             return
-        length = int(request.headers.get("Content-Length") or 0)
-        if length > MAX_EVENT_BYTES:
+        length = request.headers.get("Content-Length") or "0"
+        if not (length.isascii() and length.isdigit()):
+            request.close_connection = True  # where its body ends is unknown
+            self._answer(request, 400, {"error": f"Content-Length {length[:40]!r} is no length"})
+            return
+        if int(length) > MAX_EVENT_BYTES:
+            request.close_connection = True
             self._answer(request, 413, {"error": f"an event is at most {MAX_EVENT_BYTES} bytes"})
             return
-        body = request.rfile.read(length)
+        body = request.rfile.read(int(length))
         headers = {key.lower(): value for key, value in request.headers.items()}
         self._answer(request, *self.handle(headers, body, principal))
 

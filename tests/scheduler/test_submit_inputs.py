@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -133,3 +134,18 @@ def test_a_set_that_is_not_utf8_is_named_and_exit_2(client: Client, tmp_path: Pa
     assert result.stderr == (
         'dagyo: --set a.n="\\udcff": not UTF-8 text (character 6): write it in UTF-8\n'
     )
+
+
+def test_a_trigger_answers_a_malformed_length_with_400(
+    trigger_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    host, port = trigger_url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("POST", "/", headers={"Content-Length": "abc"})
+        answer = connection.getresponse()
+        assert answer.status == 400
+        assert "Content-Length" in json.loads(answer.read())["error"]
+    finally:
+        connection.close()
+    assert "Traceback" not in capfd.readouterr().err
