@@ -187,6 +187,28 @@ class SchedulerUnavailable(Unreachable):
         )
 
 
+class ObjectStoreUnavailable(Unreachable):
+    """Raised when the object store (DAGYO_OBJECTS) does not answer or refuses a call."""
+
+    def __init__(self, store: str, reason: str = "") -> None:
+        self.store = store
+        super().__init__(
+            "the object store",
+            store,
+            reason,
+            fix="check that it runs and that DAGYO_OBJECTS (and, for s3://, the AWS_* "
+            "settings and AWS_ENDPOINT_URL) name it",
+        )
+
+
+class ObjectStoreInvalid(DagyoError):
+    """Raised when DAGYO_OBJECTS (or an object key) is not one an object store takes."""
+
+
+class ObjectMissing(DagyoError):
+    """Raised when an object store holds no object under a key that was asked for."""
+
+
 # --- jobs and streams -----------------------------------------------------------------------
 
 
