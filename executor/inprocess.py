@@ -29,7 +29,7 @@ from executor._runtime.transport.base import Transport
 from executor._runtime.transport.memory import MemoryTransport
 from executor.core.frames import FrameForm
 from executor.core.types import message_class
-from executor.inputs import InputStream, merge
+from executor.inputs import Fetch, InputStream, merge
 
 __all__ = [
     "Exports",
@@ -60,12 +60,19 @@ class Exports:
         self._streams = transport.open(stop=stop)
         self._exports: list[InputStream] = []
 
-    def add(self, name: str, *, queue: str, edge: str, typename: str) -> None:
-        """Read export ``name`` from ``queue``; ``edge`` names it in errors."""
+    def add(
+        self, name: str, *, queue: str, edge: str, typename: str, fetch: Fetch | None = None
+    ) -> None:
+        """Read export ``name`` from ``queue``; ``edge`` names it in errors; ``fetch`` reads
+        its offloaded items (see executor.core.offload.fetch)."""
         self._inbox.add_port(name)
         self._exports.append(
             InputStream(
-                port=name, edge=edge, inbox=self._inbox, message_class=message_class(typename)
+                port=name,
+                edge=edge,
+                inbox=self._inbox,
+                message_class=message_class(typename),
+                fetch=fetch,
             )
         )
         self._streams.attach(queue, self._inbox, name)

@@ -7,7 +7,7 @@ of messages passed in process, that no item was changed after it was sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from google.protobuf.message import Message
@@ -15,10 +15,16 @@ from google.protobuf.message import Message
 from executor.core.errors import (
     DecodeError,
     ItemChanged,
+    StreamCorrupt,
 )
 from executor.core.framecheck import StreamPosition, admit, check_count, check_size
 from executor.core.frames import MessageFrame, StreamFrame, decode_frame, first_changed
 from executor.core.types import frame_class_of
+from executor.pb.dagyo.v1.frame_pb2 import ObjectRef
+
+# Fetches and checks the serialized item an ObjectRef stands for (executor.core.offload.fetch
+# with the job's store and flow): (reference, where=the stream) -> bytes.
+Fetch = Callable[..., bytes]
 
 
 class FrameSource(Protocol):
@@ -53,6 +59,8 @@ class InputStream:
             frames, ``DAGYO_EMBEDDED_SERIALIZE=1``).
         token: the producer token the stream's frames must carry (the job descriptor's
             ``Input.token``); empty: none is checked.
+        fetch: reads an offloaded item (see :data:`Fetch`); None: a frame holding one
+            panics.
     """
 
     def __init__(
@@ -65,8 +73,10 @@ class InputStream:
         consts: tuple[bytes, ...] | None = None,
         node: str = "",
         token: str = "",
+        fetch: Fetch | None = None,
     ) -> None:
         self.port = port
+        self._fetch = fetch
         self.edge = edge
         self.node = node
         self.message_class = message_class
@@ -131,8 +141,28 @@ class InputStream:
         if frame.end_of_stream:
             self.ended = True
         items = list(frame.items)
+        for reference in frame.offloaded:
+            index, data = self._offloaded(ObjectRef.FromString(reference), len(items))
+            items[index] = self.decode([data])[0]
+            self.items_received -= 1  # decode counted it: it is counted with the frame's
         self.items_received += len(items)
         return items
+
+    def _offloaded(self, reference: ObjectRef, count: int) -> tuple[int, bytes]:
+        """(index, serialized item) of an offloaded item of a frame of ``count`` items.
+
+        Raises:
+            StreamCorrupt: naming the edge, for a reference past the frame's items, or one
+                that does not check (see executor.core.offload.fetch).
+        """
+        if reference.index >= count:
+            raise StreamCorrupt(
+                f"{self.where}: a frame of {count} items refers to an offloaded item "
+                f"{reference.index}"
+            )
+        if self._fetch is None:
+            raise StreamCorrupt(f"{self.where}: a frame holds an offloaded item, unexpected here")
+        return reference.index, self._fetch(reference, where=self.where)
 
     def _decode_checked(self, frame: MessageFrame) -> list[Any]:
         """The items of a checked frame: copies parsed from its bytes, as on a cluster."""
@@ -143,6 +173,9 @@ class InputStream:
         if not self._check(parsed, frame.data):
             return []
         sent = list(parsed.items)
+        for reference in parsed.offloaded:
+            index, data = self._offloaded(reference, len(sent))
+            sent[index] = data
         items = self.decode(sent)
         self._check_sent(frame.items, sent, parsed.seq)
         if parsed.end_of_stream:

@@ -10,7 +10,9 @@ does and catches an item changed after it was sent.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -18,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from executor.core import offload
 from executor.core.constants import FRAME_MAX_ITEMS
 from executor.core.errors import DagyoError, Stopped
+from executor.core.offload import Offload, default_objects_url, flow_prefix
 from executor.inprocess import (
     Exports,
     Flusher,
@@ -87,6 +91,11 @@ class EmbeddedRunner:
             )
         form = FrameForm.CHECKED if serialize else FrameForm.MESSAGES
         self.settings = dataclasses.replace(settings, frames=form)
+        if serialize and self.settings.offload.store is None:
+            # Serialized items are offloaded as on a cluster: to DAGYO_OBJECTS, else a
+            # folder of the user's cache. Frames of messages carry every item as it is.
+            offload = Offload.from_env(default_url=default_objects_url())
+            self.settings = dataclasses.replace(self.settings, offload=offload)
         self.plan: Plan = plan_flow(checked, flow_id=uuid.uuid4().hex[:12])
         self._export_sources = {name: str(source) for name, source in checked.flow.exports.items()}
         self.transport = MemoryTransport(max_frames=self.settings.max_frames)
@@ -160,8 +169,20 @@ class EmbeddedRunner:
                 thread.join()
         finally:
             flusher.close()
+            self._delete_objects()
         state = "failed" if self._failure is not None else "succeeded"
         return RunResult(state=state, failure=self._failure, items_sent=self.progress())
+
+    def _delete_objects(self) -> None:
+        """Delete what the flow offloaded, whatever its end (a store that fails is said on
+        stderr and left: the run's outcome is the flow's)."""
+        store = self.settings.offload.store
+        if store is None:
+            return
+        try:
+            store.delete_prefix(flow_prefix(self.plan.flow_id))
+        except DagyoError as e:
+            print(f"dagyo: the flow's offloaded items were not deleted: {e}", file=sys.stderr)
 
     def _start_programs(self) -> None:
         """Run each progdef's ``init`` before any job, as an executor does at start-up.
@@ -214,6 +235,9 @@ class EmbeddedRunner:
                 queue=queue,
                 edge=f"{self._export_sources[name]} -> export {name}",
                 typename=self.plan.export_types[name],
+                fetch=functools.partial(
+                    offload.fetch, self.settings.offload.store, flow_id=self.plan.flow_id
+                ),
             )
         return exports
 

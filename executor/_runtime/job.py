@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -21,7 +22,9 @@ from executor._runtime.jobtypes import JobTypes
 from executor._runtime.program import Program, read_secrets
 from executor._runtime.stream import FrameWriter, StreamSettings
 from executor._runtime.transport.base import Transport
+from executor.core import offload
 from executor.core.errors import DagyoError, Stopped
+from executor.core.offload import Offloader
 from executor.core.types import message_class
 from executor.errorport import author_traceback, build_error
 from executor.inputs import InputStream, check_left
@@ -138,6 +141,8 @@ def run_job(
     """
     descriptor = run.descriptor
     inbox = run.inbox = Inbox(run.stop)
+    store = settings.offload.store
+    fetch = functools.partial(offload.fetch, store, flow_id=descriptor.flow_id)
     logger = logging.getLogger(f"dagyo.job.{descriptor.progdef}")
     with closing(transport.open(stop=run.stop)) as streams:
         classes: Callable[[str], type[Message]] = message_class
@@ -163,6 +168,7 @@ def run_job(
                 inbox=inbox,
                 node=descriptor.node,
                 token=spec.token,
+                fetch=fetch,
             )
             streams.attach(spec.queue, inbox, port)
         for port, out in descriptor.outputs.items():
@@ -172,6 +178,9 @@ def run_job(
                 flusher=flusher,
                 typename=out.typename,
                 token=out.token,
+                offloader=None
+                if store is None
+                else Offloader(store, flow_id=descriptor.flow_id, node=descriptor.node, port=port),
             )
             run.outputs[port] = OutputStream(
                 node=descriptor.node,

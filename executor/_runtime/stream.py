@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import Message
@@ -31,8 +31,9 @@ from executor.core.constants import (
 )
 from executor.core.errors import DagyoError
 from executor.core.frames import FrameForm, MessageFrame, StreamFrame
+from executor.core.offload import Offload, Offloader
 from executor.core.settings import env_number
-from executor.pb.dagyo.v1.frame_pb2 import Frame
+from executor.pb.dagyo.v1.frame_pb2 import Frame, ObjectRef
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class StreamSettings:
 
     ``frames`` says what frames are made of: bytes for a cluster (the default), messages
     or checked ones only on the memory transport (the embedded runner sets it).
+    ``offload`` says where items past its threshold go (bytes and checked frames; frames
+    of messages carry every item as it is, whatever its size).
     """
 
     frame_max_bytes: int = FRAME_MAX_BYTES
@@ -48,12 +51,15 @@ class StreamSettings:
     linger_s: float = FRAME_LINGER_S
     max_frames: int = STREAM_MAX_FRAMES
     frames: FrameForm = FrameForm.BYTES
+    offload: Offload = field(default_factory=Offload)
 
     @classmethod
-    def from_env(cls) -> StreamSettings:
-        """Read DAGYO_FRAME_MAX_BYTES, DAGYO_FRAME_MAX_ITEMS and DAGYO_FRAME_LINGER_S.
+    def from_env(cls, *, default_objects: str = "") -> StreamSettings:
+        """Read DAGYO_FRAME_MAX_BYTES, DAGYO_FRAME_MAX_ITEMS, DAGYO_FRAME_LINGER_S,
+        DAGYO_OBJECTS (else ``default_objects``) and DAGYO_OFFLOAD_BYTES.
 
         Raises:
+            ObjectStoreInvalid: for a DAGYO_OBJECTS that is no object store URL.
             DagyoError: naming a variable that is not a positive number, or past what a
                 consumer takes in one frame (FRAME_MAX_ITEMS items, ITEM_MAX_BYTES bytes).
         """
@@ -67,6 +73,7 @@ class StreamSettings:
             frame_max_bytes=int(number("DAGYO_FRAME_MAX_BYTES", FRAME_MAX_BYTES, ITEM_MAX_BYTES)),
             frame_max_items=int(number("DAGYO_FRAME_MAX_ITEMS", FRAME_MAX_ITEMS, FRAME_MAX_ITEMS)),
             linger_s=number("DAGYO_FRAME_LINGER_S", FRAME_LINGER_S),
+            offload=Offload.from_env(default_url=default_objects),
         )
 
 
@@ -89,6 +96,7 @@ class FrameWriter:
         flusher: Flusher,
         typename: str,
         token: str = "",
+        offloader: Offloader | None = None,
     ) -> None:
         self._sink = sink
         self.typename = typename
@@ -101,6 +109,16 @@ class FrameWriter:
         self.chunk_items = settings.frame_max_items
         self._flusher = flusher
         self.form = settings.frames
+        # Serialized items past this many bytes go to the object store (a frame of
+        # messages keeps every item as it is).
+        self._offloader = offloader
+        self._offload_above = (
+            settings.offload.threshold
+            if offloader is not None and self.form is not FrameForm.MESSAGES
+            else ITEM_MAX_BYTES * 64
+        )
+        # The serialized ObjectRef of each offloaded item of the frame being filled.
+        self._offloaded: list[bytes] = []
         self._lock = threading.Lock()
         # Serialized items (bytes and checked frames) or messages (message frames).
         self._items: list[Any] = []
@@ -134,6 +152,9 @@ class FrameWriter:
 
     def _append_locked(self, data: bytes) -> None:
         items = self._items
+        if len(data) > self._offload_above:
+            data = self._offload(data, len(items))
+            self._bytes += len(self._offloaded[-1])
         items.append(data)
         self._bytes += len(data)
         count = len(items)
@@ -217,7 +238,11 @@ class FrameWriter:
             items, size = self._items, self._bytes
             fresh = not items
             max_bytes, max_items = self._max_bytes, self._max_items
+            offload_above = self._offload_above
             for item in data:
+                if len(item) > offload_above:
+                    item = self._offload(item, len(items))
+                    size += len(self._offloaded[-1])
                 items.append(item)
                 size += len(item)
                 if size >= max_bytes or len(items) >= max_items:
@@ -228,6 +253,13 @@ class FrameWriter:
             if items and fresh:
                 self._first_at = time.monotonic()
                 self._flusher.watch(self)  # after the items are in: see Flusher
+
+    def _offload(self, data: bytes, index: int) -> bytes:
+        """Put one large item in the object store; return what the frame carries for it
+        (an empty item; its reference goes beside, in ``_offloaded``)."""
+        assert self._offloader is not None
+        self._offloaded.append(self._offloader.put(data, index))
+        return b""
 
     @property
     def holds_items(self) -> bool:
@@ -293,6 +325,7 @@ class FrameWriter:
         self.items_sent += len(self._items)
         self._items = []
         self._messages = []
+        self._offloaded = []
         self._bytes = 0
         return True
 
@@ -307,6 +340,7 @@ class FrameWriter:
             seq=self._seq,
             typename=self.typename,
             token=self.token,
+            offloaded=[ObjectRef.FromString(reference) for reference in self._offloaded],
         ).SerializeToString()
         if len(data) > FRAME_RECEIVE_MAX_BYTES:
             raise DagyoError(

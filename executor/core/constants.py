@@ -63,6 +63,15 @@ FRAME_SIZE_SAMPLE_ITEMS = 16
 # default largest message (128 MiB), so a frame the bound lets through is one it takes.
 ITEM_MAX_BYTES = 64 * 1024 * 1024
 FRAME_RECEIVE_MAX_BYTES = FRAME_MAX_BYTES + ITEM_MAX_BYTES + 4096
+
+# Offloaded items (docs/protocol.md, Offloaded items): an item whose serialized size is
+# past OFFLOAD_BYTES goes to the object store DAGYO_OBJECTS and travels by reference. At
+# most ITEM_MAX_BYTES, so that an item kept inline always fits a frame.
+ENV_OBJECTS = "DAGYO_OBJECTS"
+ENV_OFFLOAD_BYTES = "DAGYO_OFFLOAD_BYTES"
+OFFLOAD_BYTES = 1024 * 1024
+# Every flow's objects are kept under OBJECTS_FLOWS_PREFIX + "{flow}/".
+OBJECTS_FLOWS_PREFIX = "flows/"
 # A consumer remembers the CRC-32 and size of this many of the last frames it took, so a
 # frame delivered again (a reconnection, a producer publishing it again after an alarm) is
 # told apart from a different frame under a seq already taken. More than a consumer holds

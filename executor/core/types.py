@@ -89,6 +89,8 @@ def frame_class_of(item_class: type[Message]) -> type[Message]:
     message.field.add(name="seq", number=3, label=optional, type=kinds.TYPE_UINT64)
     message.field.add(name="typename", number=4, label=optional, type=kinds.TYPE_STRING)
     message.field.add(name="token", number=5, label=optional, type=kinds.TYPE_STRING)
+    # ObjectRefs, kept serialized: this pool need not know dagyo.v1 (see executor.core.offload).
+    message.field.add(name="offloaded", number=6, label=repeated, type=kinds.TYPE_BYTES)
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"dagyo.internal.{name}"))
 

@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x64\x61gyo/v1/frame.proto\x12\x08\x64\x61gyo.v1\"[\n\x05\x46rame\x12\r\n\x05items\x18\x01 \x03(\x0c\x12\x15\n\rend_of_stream\x18\x02 \x01(\x08\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x10\n\x08typename\x18\x04 \x01(\t\x12\r\n\x05token\x18\x05 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x64\x61gyo/v1/frame.proto\x12\x08\x64\x61gyo.v1\"\x83\x01\n\x05\x46rame\x12\r\n\x05items\x18\x01 \x03(\x0c\x12\x15\n\rend_of_stream\x18\x02 \x01(\x08\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x10\n\x08typename\x18\x04 \x01(\t\x12\r\n\x05token\x18\x05 \x01(\t\x12&\n\toffloaded\x18\x06 \x03(\x0b\x32\x13.dagyo.v1.ObjectRef\"T\n\tObjectRef\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05store\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dagyo.v1.frame_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FRAME']._serialized_start=34
-  _globals['_FRAME']._serialized_end=125
+  _globals['_FRAME']._serialized_start=35
+  _globals['_FRAME']._serialized_end=166
+  _globals['_OBJECTREF']._serialized_start=168
+  _globals['_OBJECTREF']._serialized_end=252
 # @@protoc_insertion_point(module_scope)

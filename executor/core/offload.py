@@ -1,0 +1,148 @@
+"""Offloaded items: items too large for a frame, kept in an object store and carried by
+reference (docs/protocol.md, Offloaded items).
+
+A producing job puts an item whose serialized size is past the threshold under its flow's
+prefix (``flows/{flow}/{node}.{port}/{n}``) and sends, in its frame, an empty item and an
+``ObjectRef`` (store, key, size, SHA-256) standing for it. A consuming job (or the
+scheduler, for exports) fetches the object and checks it before it parses the item: the
+store must be its own, the key under its flow's prefix, the size and hash those named.
+The scheduler deletes a flow's prefix when the flow ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from executor.core.constants import (
+    ENV_OBJECTS,
+    ENV_OFFLOAD_BYTES,
+    ITEM_MAX_BYTES,
+    OBJECTS_FLOWS_PREFIX,
+    OFFLOAD_BYTES,
+)
+from executor.core.errors import (
+    ObjectMissing,
+    ObjectStoreInvalid,
+    ObjectStoreUnavailable,
+    StreamCorrupt,
+)
+from executor.core.objects import ObjectStore, check_key, open_store
+from executor.core.settings import env_number
+from executor.pb.dagyo.v1.frame_pb2 import ObjectRef
+
+
+def flow_prefix(flow_id: str) -> str:
+    """The key prefix of every object of a flow: ``flows/{flow}/``."""
+    return f"{OBJECTS_FLOWS_PREFIX}{flow_id}/"
+
+
+def default_objects_url(environ: Mapping[str, str] | None = None) -> str:
+    """The folder store of `dagyo run` and `dagyo up` when DAGYO_OBJECTS is unset: the
+    ``dagyo/objects`` folder of the user's cache (``$XDG_CACHE_HOME``, else ``~/.cache``)."""
+    environ = os.environ if environ is None else environ
+    cache = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return (Path(cache).resolve() / "dagyo" / "objects").as_uri()
+
+
+@dataclass(frozen=True)
+class Offload:
+    """Where a process offloads items, and from what size.
+
+    Attributes:
+        store: the object store (DAGYO_OBJECTS); None: nothing is offloaded, and a frame
+            holding a reference panics its consumer.
+        threshold: items of more serialized bytes than this are offloaded
+            (DAGYO_OFFLOAD_BYTES).
+    """
+
+    store: ObjectStore | None = None
+    threshold: int = OFFLOAD_BYTES
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, default_url: str = ""
+    ) -> Offload:
+        """Read DAGYO_OBJECTS (else ``default_url``; empty: no store) and DAGYO_OFFLOAD_BYTES.
+
+        Raises:
+            ObjectStoreInvalid: for a DAGYO_OBJECTS that is no store URL.
+            DagyoError: naming DAGYO_OFFLOAD_BYTES when it is not a size from 1 to 64 MiB.
+        """
+        environ = os.environ if environ is None else environ
+        threshold = env_number(
+            environ,
+            ENV_OFFLOAD_BYTES,
+            OFFLOAD_BYTES,
+            int,
+            above=0,
+            most=ITEM_MAX_BYTES,
+            why_most=", the largest item a frame carries inline",
+        )
+        url = environ.get(ENV_OBJECTS) or default_url
+        return cls(store=open_store(url) if url else None, threshold=threshold)
+
+
+class Offloader:
+    """Puts the large items of one output port of one job in the store."""
+
+    def __init__(self, store: ObjectStore, *, flow_id: str, node: str, port: str) -> None:
+        self._store = store
+        self._prefix = f"{flow_prefix(flow_id)}{node}.{port}/"
+        self._numbers = itertools.count()
+
+    def put(self, data: bytes, index: int) -> bytes:
+        """Keep one serialized item; return its serialized ``ObjectRef`` at ``index``.
+
+        Raises:
+            ObjectStoreUnavailable: naming the store, when it cannot be written.
+        """
+        key = f"{self._prefix}{next(self._numbers)}"
+        size, sha256 = self._store.put(key, data)
+        reference = ObjectRef(index=index, store=self._store.url, key=key, size=size, sha256=sha256)
+        return reference.SerializeToString()
+
+
+def fetch(store: ObjectStore | None, reference: ObjectRef, *, flow_id: str, where: str) -> bytes:
+    """The serialized item a reference stands for, checked.
+
+    Args:
+        where: the stream as errors name it (``stream a.out -> b.in``, an export).
+
+    Raises:
+        StreamCorrupt: naming ``where``, for a reference to another store, to a key outside
+            the flow's prefix, to no object, or to an object of another size or hash.
+        ObjectStoreUnavailable: naming the store (and ``where``), when it cannot be read.
+    """
+    what = f"{where}: the offloaded item {reference.index} of a frame ({reference.key})"
+    if store is None:
+        raise StreamCorrupt(
+            f"{what} is in the object store {reference.store}, and this process has none: "
+            "set DAGYO_OBJECTS to it"
+        )
+    if reference.store != store.url:
+        raise StreamCorrupt(
+            f"{what} names the object store {reference.store}, not this flow's {store.url}"
+        )
+    prefix = flow_prefix(flow_id)
+    try:
+        outside = not reference.key.startswith(prefix) or not check_key(reference.key)
+    except ObjectStoreInvalid:
+        outside = True
+    if outside:
+        raise StreamCorrupt(f"{what} is outside the flow's objects ({prefix}): it was refused")
+    try:
+        data = store.get(reference.key)
+    except ObjectMissing as e:
+        raise StreamCorrupt(f"{what} is not in the object store {store.url}") from e
+    except ObjectStoreUnavailable as e:
+        raise ObjectStoreUnavailable(e.store, f"{where}: {e.reason}") from e
+    if len(data) != reference.size:
+        raise StreamCorrupt(f"{what} is {len(data)} bytes, not the {reference.size} sent")
+    if hashlib.sha256(data).hexdigest() != reference.sha256:
+        raise StreamCorrupt(f"{what} does not have the SHA-256 sent ({reference.sha256})")
+    return data

@@ -1,0 +1,193 @@
+"""Offloaded items: large items go through the object store by reference and come back
+whole; a reference that does not check panics naming the edge; nothing is left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from executor._runtime.flusher import Flusher
+from executor._runtime.inbox import Inbox
+from executor._runtime.stream import FrameWriter, StreamSettings
+from executor.core.errors import ObjectStoreUnavailable, StreamCorrupt
+from executor.core.objects import FileStore, ObjectStore, open_store
+from executor.core.offload import Offload, Offloader, fetch, flow_prefix
+from executor.core.progdef import load_catalogue
+from executor.inputs import InputStream
+from executor.pb.dagyo.v1.frame_pb2 import Frame
+from executor.types import Bytes
+from tests.conftest import ROOT
+from tests.embedded import catalogue_with, run_flow
+from tests.objectstores import free_port, s3_server
+
+LARGE = ROOT / "examples" / "large" / "progdefs"
+FLOW = "f0123456789a"
+EDGE = "make.data -> hash.data"
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    if request.param == "file":
+        yield open_store((tmp_path / "objects").as_uri())
+    else:
+        with s3_server("offload"):
+            yield open_store("s3://offload/dagyo")
+
+
+def expected(size: int) -> str:
+    block = bytes(range(256)) * 4096
+    return hashlib.sha256((block * (size // len(block) + 1))[:size]).hexdigest()
+
+
+def large_flow(size: int) -> dict[str, Any]:
+    return {
+        "name": "large",
+        "nodes": {"make": {"progdef": "make_bytes"}, "hash": {"progdef": "sha256"}},
+        "edges": [{"from": "make.data", "to": "hash.data"}],
+        "consts": [{"to": "make.size", "values": [{"value": size}, {"value": 10}]}],
+        "exports": {"digest": "hash.digest", "data": "make.data"},
+    }
+
+
+@pytest.mark.parametrize("size", [3_000_000, 70 * 1024 * 1024])
+def test_a_large_bytes_item_crosses_an_edge_and_its_objects_are_deleted(
+    size: int, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGYO_OBJECTS", store.url)
+    exports, result = run_flow(large_flow(size), catalogue=catalogue_with(LARGE), serialize=True)
+    assert result.state == "succeeded", result.failure
+    assert [d["text"] for d in exports["digest"]] == [expected(size), expected(10)]
+    assert [len(e.get("data", "")) for e in exports["data"]][1] == 16  # base64 of 10 bytes
+    assert store.children("flows/") == []
+
+
+def test_an_unreachable_store_at_publish_fails_the_flow_naming_the_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("DAGYO_OBJECTS", "s3://gone/p")
+    _, result = run_flow(large_flow(2_000_000), catalogue=catalogue_with(LARGE), serialize=True)
+    assert result.state == "failed"
+    assert result.failure is not None and result.failure.node == "make"
+    assert "cannot reach the object store at s3://gone/p/" in result.failure.error
+
+
+def _writer(store: ObjectStore, sent: list[bytes]) -> FrameWriter:
+    class Sink:
+        def send(self, frame: bytes, *, block: bool) -> bool:
+            sent.append(frame)
+            return True
+
+        def close(self) -> None:
+            pass
+
+    return FrameWriter(
+        Sink(),  # type: ignore[arg-type]
+        settings=StreamSettings(offload=Offload(store, threshold=100)),
+        flusher=Flusher(),
+        typename="dagyo.types.Bytes",
+        offloader=Offloader(store, flow_id=FLOW, node="make", port="data"),
+    )
+
+
+def _read(store: ObjectStore | None, frames: list[bytes], flow_id: str = FLOW) -> list[Any]:
+    inbox = Inbox(threading.Event())
+    inbox.add_port("data")
+    for frame in frames:
+        inbox.put("data", frame)
+    stream = InputStream(
+        port="data",
+        edge=EDGE,
+        message_class=Bytes,
+        inbox=inbox,
+        fetch=lambda reference, where: fetch(store, reference, flow_id=flow_id, where=where),
+    )
+    return list(stream)
+
+
+def test_items_past_the_threshold_travel_by_reference_in_order(store: ObjectStore) -> None:
+    sent: list[bytes] = []
+    writer = _writer(store, sent)
+    items = [Bytes(data=b"a"), Bytes(data=b"b" * 500), Bytes(data=b"c"), Bytes(data=b"d" * 101)]
+    for item in items:
+        writer.add(item)
+    writer.close()
+    (frame,) = [Frame.FromString(data) for data in sent]
+    assert [r.index for r in frame.offloaded] == [1, 3]
+    assert frame.items[1] == b"" and frame.offloaded[0].key == f"flows/{FLOW}/make.data/0"
+    assert frame.offloaded[0].sha256 == hashlib.sha256(items[1].SerializeToString()).hexdigest()
+    assert _read(store, sent) == items
+
+
+def _forged(store: ObjectStore, tmp_path: Path, change: str) -> list[bytes]:
+    sent: list[bytes] = []
+    writer = _writer(store, sent)
+    writer.add(Bytes(data=b"x" * 500))
+    writer.close()
+    frame = Frame.FromString(sent[0])
+    reference = frame.offloaded[0]
+    if change == "missing":
+        store.delete_prefix(flow_prefix(FLOW))
+    elif change == "hash":
+        store.put(reference.key, b"y" * reference.size)
+    elif change == "size":
+        reference.size += 1
+    elif change == "outside":
+        store.put("flows/another0000/make.data/0", store.get(reference.key))
+        reference.key = "flows/another0000/make.data/0"
+    elif change == "escape":
+        reference.key = f"flows/{FLOW}/../another0000/make.data/0"
+    elif change == "store":
+        reference.store = FileStore(tmp_path / "elsewhere").url
+    elif change == "index":
+        reference.index = 1
+    return [frame.SerializeToString()]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ("missing", "is not in the object store"),
+        ("hash", "does not have the SHA-256 sent"),
+        ("size", "is 503 bytes, not the 504 sent"),
+        ("outside", "is outside the flow's objects"),
+        ("escape", "is outside the flow's objects"),
+        ("store", "names the object store file://"),
+        ("index", "a frame of 1 items refers to an offloaded item 1"),
+    ],
+)
+def test_a_reference_that_does_not_check_panics_naming_the_edge(
+    store: ObjectStore, tmp_path: Path, change: str, says: str
+) -> None:
+    frames = _forged(store, tmp_path, change)
+    with pytest.raises(StreamCorrupt, match=f"stream {EDGE}: .*{says}"):
+        _read(store, frames)
+
+
+def test_a_reference_reaching_a_process_without_a_store_says_to_set_one(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    frames = _forged(store, tmp_path, "")
+    with pytest.raises(StreamCorrupt, match="this process has none: set DAGYO_OBJECTS"):
+        _read(None, frames)
+
+
+def test_an_unreachable_store_at_fetch_names_the_store_and_the_edge(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with s3_server("fetch"):
+        store = open_store("s3://fetch/p")
+        frames = _forged(store, tmp_path, "")
+    with pytest.raises(ObjectStoreUnavailable, match=f"object store at s3://fetch/p/ .*{EDGE}"):
+        _read(store, frames)
+
+
+def test_the_example_catalogue_loads() -> None:
+    assert set(load_catalogue(LARGE)) == {"make_bytes", "sha256"}
