@@ -72,7 +72,7 @@ def test_a_job_not_for_the_executors_progdef_and_version_is_refused_unrun(
                 reports.append(FailureReport.FromString(body))
             return bool(reports)
 
-        eventually(reported, "the refused job's failure report")
+        eventually(reported, what="the refused job's failure report")
         assert channel.queue_declare(output, passive=True).method.message_count == 0
         channel.queue_delete(output)
     (report,) = reports

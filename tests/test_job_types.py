@@ -88,7 +88,7 @@ def run_job(
             ended = frames and Frame.FromString(frames[-1]).end_of_stream
             return bool(ended or reports)
 
-        eventually(done, "the job's end")
+        eventually(done, what="the job's end")
         channel.queue_delete(output)
     return frames, reports
 

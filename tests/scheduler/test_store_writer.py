@@ -50,7 +50,7 @@ def test_a_save_returns_at_once_and_is_acked_only_once_stored(tmp_path: Path) ->
         writer.when_written(lambda: acked.append("after v5"))
         assert acked == [] and store.get("f1").name == "v0"  # type: ignore[union-attr]
         store.held.set()
-        eventually(lambda: acked == ["after v5"], "the ack once stored")
+        eventually(lambda: acked == ["after v5"], what="the ack once stored")
         got = writer.get("f1")
         assert got is not None and got.name == "v5"  # the last of the flow's writes
     finally:
@@ -147,11 +147,11 @@ def test_an_export_frame_is_acked_only_once_its_items_are_stored(
     writer.store = held  # the database stops answering saves
     try:
         fake.send(jobs["b"], "text", texts("x0"), seq=0)
-        eventually(lambda: unacked(broker_url, export) == 1, "the frame taken, not acked")
+        eventually(lambda: unacked(broker_url, export) == 1, what="the frame taken, not acked")
         assert writer.store is held and not held.free.is_set()
     finally:
         held.free.set()
         writer.store = held.store
-    eventually(lambda: unacked(broker_url, export) == 0, "the frame acked once stored")
+    eventually(lambda: unacked(broker_url, export) == 0, what="the frame acked once stored")
     stored = writer.get(flow_id)
     assert stored is not None and [e.value_json for e in stored.exports] == ['{"text":"x0"}']
