@@ -37,15 +37,16 @@ def test_a_flow_of_python_and_node_nodes_runs_on_a_local_cluster(cluster: LocalC
     assert exports["total"] == [{"value": "3"}]
 
 
-def test_a_panic_in_a_javascript_handler_fails_the_flow_with_its_stack(
+def test_a_panic_in_a_typescript_handler_fails_the_flow_with_its_stack(
     cluster: LocalCluster,
 ) -> None:
-    code = cluster.catalogue_dir / "upper" / "main.js"
+    code = cluster.catalogue_dir / "upper" / "main.ts"
     code.write_text(
-        "function shout(text) {\n"
+        "type Text = { text: string };\n"
+        "function shout(text: string): string {\n"
         "  throw new RangeError(`cannot shout ${text}`);\n"
         "}\n"
-        "export function handler(ctx, item) {\n"
+        "export function handler(ctx: unknown, item: Text): Text {\n"
         "  return { text: shout(item.text) };\n"
         "}\n"
     )
@@ -55,15 +56,16 @@ def test_a_panic_in_a_javascript_handler_fails_the_flow_with_its_stack(
     assert failure.kind == failure_pb2.FAILURE_KIND_PANIC
     assert failure.node == "shout" and failure.progdef == "upper"
     assert failure.error == "RangeError: cannot shout name-0"
-    assert "at shout (" in failure.traceback and "main.js:2" in failure.traceback
+    # TypeScript's own lines: the executor maps the transpiled code back to main.ts.
+    assert "at shout (" in failure.traceback and "main.ts:3" in failure.traceback
     assert "at handler (" in failure.traceback
     assert "sdks/js/dist" not in failure.traceback  # the author's frames only
 
 
 def test_sigterm_mid_job_drains_the_node_executor_and_exits_0(cluster: LocalCluster) -> None:
-    code = cluster.catalogue_dir / "upper" / "main.js"
+    code = cluster.catalogue_dir / "upper" / "main.ts"
     code.write_text(
-        "export async function handler(ctx, item) {\n"
+        "export async function handler(ctx: unknown, item: { text: string }) {\n"
         "  await new Promise((resolve) => setTimeout(resolve, 10));\n"
         "  return { text: item.text.toUpperCase() };\n"
         "}\n"

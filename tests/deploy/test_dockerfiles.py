@@ -333,8 +333,11 @@ def test_each_sample_progdef_loads_in_its_image(image_site: Path, name: str) -> 
 def test_the_sample_node_progdef_exports_its_handler_to_node(node_sdk: Path) -> None:
     progdef = load_catalogue(PROGDEFS)["upper"]
     file, _, name = progdef.run.partition(":")
+    hooks = (node_sdk / "dist" / "typescript.js").as_uri()  # as the executor loads TypeScript
     code = (
-        f"const m = await import('./{file}');\nif (typeof m.{name} !== 'function') process.exit(1);"
+        f"import {{ register }} from 'node:module'; register({hooks!r});\n"
+        f"const m = await import('./{file}');\n"
+        f"if (typeof m.{name} !== 'function') process.exit(1);"
     )
     result = subprocess.run(
         ["node", "--input-type=module", "-e", code],

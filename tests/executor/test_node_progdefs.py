@@ -47,6 +47,7 @@ def test_a_node_progdef_loads_with_its_runtime_and_python_is_the_default(tmp_pat
         "const handler = (ctx, item) => item;\nexport { handler };\n",
         "function shout(ctx, item) { return item; }\nexport { shout as handler };\n",
         "export const handler = (ctx, item) => item;\n",
+        "export async function handler(ctx: Context, item: Text): Promise<Text> {}\n",
     ],
 )
 def test_every_form_of_export_counts(tmp_path: Path, code: str) -> None:

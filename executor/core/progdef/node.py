@@ -1,5 +1,6 @@
 """The rules of a node progdef's code (``"runtime": "node"``): ``run`` and ``init`` name an
-ES module of its build context and an export of it (``FILE:EXPORT``, e.g. ``main.js:handler``).
+ES module of its build context, JavaScript or TypeScript, and an export of it
+(``FILE:EXPORT``, e.g. ``main.js:handler`` or ``main.ts:handler``).
 
 Where the code is there (a folder holding JavaScript modules; a scheduler's catalogue holds
 none), the catalogue checks the export without running Node.js: it reads the module's text for an
@@ -14,7 +15,7 @@ from pathlib import Path
 
 RUNTIMES = ("python", "node")
 NODE_TARGET = re.compile(
-    r"^(?P<file>[A-Za-z0-9_][A-Za-z0-9_./-]*\.m?js):(?P<name>[A-Za-z_$][\w$]*)$"
+    r"^(?P<file>[A-Za-z0-9_][A-Za-z0-9_./-]*\.m?[jt]s):(?P<name>[A-Za-z_$][\w$]*)$"
 )
 
 
@@ -47,9 +48,10 @@ def node_target_problem(target: str, context_dir: Path | None, key: str = "run")
 
 
 def has_code(context_dir: Path) -> bool:
-    """Whether a build context holds JavaScript modules (a scheduler's catalogue does not)."""
+    """Whether a build context holds JavaScript or TypeScript modules (a scheduler's
+    catalogue does not)."""
     return context_dir.is_dir() and any(
-        path.suffix in (".js", ".mjs") for path in context_dir.iterdir()
+        path.suffix in (".js", ".mjs", ".ts", ".mts") for path in context_dir.iterdir()
     )
 
 

@@ -4,6 +4,8 @@
  * progdef or setting, 3 when the broker cannot be reached at start.
  */
 
+import { register } from "node:module";
+
 import { Executor } from "./executor.js";
 import { serveHealth } from "./health.js";
 import type { Program } from "./job.js";
@@ -21,6 +23,9 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   let executor: Executor;
+  // A progdef's code may be TypeScript: transpiled on import, its stack traces its own lines.
+  process.setSourceMapsEnabled(true);
+  register(new URL("./typescript.js", import.meta.url));
   try {
     const progdef = loadProgdef(args[0]);
     const settings = settingsFromEnv(progdef, argv.includes("--one-job"));
