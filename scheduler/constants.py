@@ -17,6 +17,13 @@ ENV_REQUIRE_CONSUMERS = "DAGYO_REQUIRE_CONSUMERS"
 # 1: the embedded runner serializes every item as a cluster does (see executor/core/frames.py).
 ENV_EMBEDDED_SERIALIZE = "DAGYO_EMBEDDED_SERIALIZE"
 DEFAULT_SCHEDULER_ADDRESS = "localhost:50051"
+# The cache of deterministic results (docs/cache.md): `dagyo run`'s folder, its bound, and
+# the most one output may take to be cached.
+ENV_CACHE_DIR = "DAGYO_CACHE_DIR"
+ENV_CACHE_BYTES = "DAGYO_CACHE_BYTES"
+ENV_CACHE_MAX_BYTES = "DAGYO_CACHE_MAX_BYTES"
+CACHE_BYTES = 1 << 30
+CACHE_MAX_BYTES = 64 << 20
 
 # --- the embedded runner ------------------------------------------------------------------
 # A frame of messages holds at most this many items (the embedded runner's default): the

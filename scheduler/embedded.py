@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from executor.core import offload
 from executor.core.constants import FRAME_MAX_ITEMS
@@ -44,6 +44,9 @@ from scheduler.constants import ENV_EMBEDDED_SERIALIZE, MESSAGE_FRAME_MAX_ITEMS
 from scheduler.flow.model import CheckedFlow
 from scheduler.flow.plan import Plan, plan_flow
 
+if TYPE_CHECKING:
+    from scheduler.cache import FolderCache, RunCache
+
 EXECUTOR_ID = "embedded"
 # The scheduler package: its frames in a traceback are the runner's, not the author's.
 _RUNNER = (str(Path(__file__).parent),)
@@ -56,6 +59,8 @@ class RunResult:
     state: str
     failure: FailureReport | None = None
     items_sent: dict[str, int] = field(default_factory=dict)
+    # The nodes not run: their results came from the cache.
+    cached: tuple[str, ...] = ()
 
 
 class EmbeddedRunner:
@@ -68,6 +73,9 @@ class EmbeddedRunner:
         settings: frame batching and stream bounds (their ``frames`` is the runner's).
         serialize: serialize every item as a cluster does, checking that no item is
             changed once sent; None reads DAGYO_EMBEDDED_SERIALIZE (``1``: on).
+        cache: the cache of deterministic results: cached nodes are replayed, cacheable
+            ones recorded and committed when the flow succeeds (None: no cache).
+        refresh: with ``cache``, run every node all the same (``--no-cache``).
 
     Raises:
         DagyoError: when DAGYO_EMBEDDED_SERIALIZE is neither 1 nor 0.
@@ -80,6 +88,8 @@ class EmbeddedRunner:
         on_export: Callable[[str, Any], None],
         settings: StreamSettings | None = None,
         serialize: bool | None = None,
+        cache: FolderCache | None = None,
+        refresh: bool = False,
     ) -> None:
         if serialize is None:
             serialize = serialize_from_env()
@@ -103,7 +113,14 @@ class EmbeddedRunner:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._failure: FailureReport | None = None
-        self.runs = [JobRun(planned.descriptor) for planned in self.plan.jobs]
+        self._cache: RunCache | None = None
+        if cache is not None:
+            from scheduler.cache import RunCache
+
+            self._cache = RunCache(cache, checked, self.plan, refresh=refresh)
+        skipped = self._cache.skipped if self._cache is not None else set()
+        self._jobs = [job for job in self.plan.jobs if job.descriptor.node not in skipped]
+        self.runs = [JobRun(planned.descriptor) for planned in self._jobs]
         self._programs: dict[str, Program] = {}
         self._exports: Exports | None = None
 
@@ -119,8 +136,14 @@ class EmbeddedRunner:
         """What the progress line shows: items sent so far per output ``node.port``, and
         for a sink (a node with no output) items received per input: how far it got."""
         counts = {}
+        replayed = self._cache.replayed if self._cache is not None else set()
+        for node in sorted(self._cache.skipped if self._cache is not None else ()):
+            counts[node] = "cached"
         for run in self.runs:
-            if run.descriptor.outputs:
+            if run.descriptor.node in replayed:
+                for port, sent in run.items_sent().items():
+                    counts[f"{run.descriptor.node}.{port}"] = f"{sent} cached"
+            elif run.descriptor.outputs:
                 for port, sent in run.items_sent().items():
                     counts[f"{run.descriptor.node}.{port}"] = str(sent)
             else:
@@ -140,6 +163,8 @@ class EmbeddedRunner:
         self._start_programs()
         flusher = Flusher(linger_s=self.settings.linger_s)
         exports = self._attach_exports()
+        if self._cache is not None:
+            self._cache.start(self.transport)
         threads = [
             threading.Thread(
                 target=self._run_job,
@@ -147,7 +172,7 @@ class EmbeddedRunner:
                 name=f"job-{run.descriptor.node}",
                 daemon=True,
             )
-            for run, planned in zip(self.runs, self.plan.jobs, strict=True)
+            for run, planned in zip(self.runs, self._jobs, strict=True)
         ]
         for thread in threads:
             thread.start()
@@ -171,7 +196,18 @@ class EmbeddedRunner:
             flusher.close()
             self._delete_objects()
         state = "failed" if self._failure is not None else "succeeded"
-        return RunResult(state=state, failure=self._failure, items_sent=self.progress())
+        cached: tuple[str, ...] = ()
+        if self._cache is not None:
+            self._cache.finish(succeeded=self._failure is None)
+            cached = tuple(node for node in self.plan_order if node in self._cache.hits)
+        return RunResult(
+            state=state, failure=self._failure, items_sent=self.progress(), cached=cached
+        )
+
+    @property
+    def plan_order(self) -> tuple[str, ...]:
+        """Every node of the flow, producers first."""
+        return tuple(planned.descriptor.node for planned in self.plan.jobs)
 
     def _delete_objects(self) -> None:
         """Delete what the flow offloaded, whatever its end (a store that fails is said on
@@ -190,7 +226,9 @@ class EmbeddedRunner:
         A progdef whose code does not import is left to its jobs, which fail the flow
         naming their node.
         """
-        for planned in self.plan.jobs:
+        for planned in self._jobs:
+            if self._cache is not None and planned.descriptor.node in self._cache.hits:
+                continue
             try:
                 program = self._program(planned.progdef)
             except DagyoError:
@@ -204,9 +242,20 @@ class EmbeddedRunner:
             return self._programs[progdef.name]
 
     def _run_job(self, run: JobRun, progdef: Any, flusher: Flusher) -> None:
+        node = run.descriptor.node
+        if self._cache is not None and node in self._cache.replayed:
+            cache = self._cache
+
+            def load() -> Program:
+                return cache.program(node, progdef)
+        else:
+
+            def load() -> Program:
+                return self._program(progdef)
+
         failure = execute(
             run,
-            lambda: self._program(progdef),
+            load,
             self.transport,
             flusher=flusher,
             settings=self.settings,
@@ -222,6 +271,8 @@ class EmbeddedRunner:
                 return
             self._failure = failure
         self._stop.set()
+        if self._cache is not None:
+            self._cache.stop()
         for run in self.runs:
             run.stop_for_flow("the flow failed")
         if self._exports is not None:

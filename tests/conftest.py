@@ -10,6 +10,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,3 +228,10 @@ def vhost_of(url: str) -> str:
     """The vhost an amqp:// URL names (``/`` when it names none)."""
     path = urllib.parse.urlsplit(url).path.lstrip("/")
     return urllib.parse.unquote(path) or "/"
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any) -> None:
+    """Every test's `dagyo run` starts with an empty cache folder of its own, so no result
+    cached by another test (or by the user) is replayed in its place."""
+    monkeypatch.setenv("DAGYO_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

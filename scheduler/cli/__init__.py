@@ -42,6 +42,7 @@ COMMANDS = {
     "up": "scheduler.cli.cluster:up_command",
     "build": "scheduler.cli.deploy:build",
     "deploy": "scheduler.cli.deploy:deploy",
+    "cache": "scheduler.cli.cache:cache",
 }
 
 

@@ -60,10 +60,26 @@ def validate(flow: Path, progdefs_dir: Sequence[Path]) -> None:
     default=None,
     help="Print the flow as a Mermaid or Graphviz DOT graph instead of running it.",
 )
+@click.option(
+    "--no-cache",
+    "no_cache",
+    is_flag=True,
+    help="Run every node, even those with cached results; refresh the cache on success.",
+)
 @set_option
 @progdefs_option
-def run(flow: Path, graph: str | None, sets: tuple[str, ...], progdefs_dir: Sequence[Path]) -> None:
+def run(
+    flow: Path,
+    graph: str | None,
+    no_cache: bool,
+    sets: tuple[str, ...],
+    progdefs_dir: Sequence[Path],
+) -> None:
     """Run FLOW in this process (no broker); exported items to stdout as JSON lines.
+
+    The results of deterministic nodes are cached in DAGYO_CACHE_DIR (default
+    ~/.cache/dagyo/cache) and replayed, not run, when the same nodes meet the same inputs
+    again (docs/cache.md); --no-cache runs everything.
 
     Jobs share the items they send and receive (never change one once sent):
     DAGYO_EMBEDDED_SERIALIZE=1 serializes every item as a cluster does and fails the
@@ -80,7 +96,7 @@ def run(flow: Path, graph: str | None, sets: tuple[str, ...], progdefs_dir: Sequ
         return
     refuse_node(checked)
     code_of({progdef.name: progdef for progdef in checked.progdefs.values()})
-    run_embedded(checked, export_line)
+    run_embedded(checked, export_line, cache=True, refresh=no_cache)
 
 
 def refuse_node(checked: CheckedFlow) -> None:
@@ -95,9 +111,17 @@ def refuse_node(checked: CheckedFlow) -> None:
         )
 
 
-def run_embedded(checked: CheckedFlow, line: Callable[[str, Any], str]) -> None:
+def run_embedded(
+    checked: CheckedFlow,
+    line: Callable[[str, Any], str],
+    *,
+    cache: bool = False,
+    refresh: bool = False,
+) -> None:
     """Run a checked flow in this process, printing ``line(export, item)`` for each export;
-    exit 1 (the failure report on stderr) when it fails, 2 when a progdef cannot start."""
+    exit 1 (the failure report on stderr) when it fails, 2 when a progdef cannot start.
+    With ``cache``, cached results are replayed and new ones recorded (``refresh``: every
+    node runs)."""
     from executor.inprocess import tune_gc
     from scheduler.embedded import EmbeddedRunner
 
@@ -112,8 +136,13 @@ def run_embedded(checked: CheckedFlow, line: Callable[[str, Any], str]) -> None:
             out.write(line(name, message) + "\n")
 
     try:
-        runner = EmbeddedRunner(checked, on_export=on_export)
-    except DagyoError as e:  # DAGYO_EMBEDDED_SERIALIZE is neither 1 nor 0
+        folder = None
+        if cache:
+            from scheduler.cache import CacheSettings, FolderCache
+
+            folder = FolderCache(CacheSettings.from_env())
+        runner = EmbeddedRunner(checked, on_export=on_export, cache=folder, refresh=refresh)
+    except DagyoError as e:  # DAGYO_EMBEDDED_SERIALIZE or a DAGYO_CACHE_ variable is wrong
         fail(str(e), EXIT_INVALID)
     tune_gc()  # this process is the flow's now
     if sys.stderr.isatty():
