@@ -42,7 +42,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """SUITE_WORKERS for the whole suite; none (one process) when tests are named, where
     starting workers costs more than it saves. ``-n N`` on the command line wins."""
     suite = ROOT / "tests"
-    named = [arg for arg in config.args if (ROOT / arg.split("::")[0]).resolve() != suite]
+    named = [arg for arg in config.args if Path(arg.split("::")[0]).resolve() != suite]
     return 0 if named else SUITE_WORKERS
 
 

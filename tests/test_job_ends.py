@@ -18,7 +18,7 @@ from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.types import Int64
 from tests.cluster import LocalCluster, state_of, wait_for_node
 from tests.flows import slow_flow
-from tests.scheduler.fake_executor import eventually
+from tests.waiting import eventually
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from executor.pb.dagyo.v1.job_pb2 import Job
 from executor.types import Int64
 from tests.cluster import LocalCluster
 from tests.conftest import PROGDEFS
-from tests.scheduler.fake_executor import eventually
+from tests.waiting import eventually
 
 
 @pytest.fixture

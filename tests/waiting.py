@@ -47,6 +47,8 @@ def eventually(
         >>> eventually(lambda: [3], until=lambda answer: answer[0] > 2, what="a big number")
         [3]
     """
+    if isinstance(timeout, str):
+        raise TypeError(f"eventually(condition, timeout, what={timeout!r}): name what= by keyword")
     holds = until or bool
     deadline = time.monotonic() + timeout
     last: list[T] = []

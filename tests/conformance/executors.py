@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.wire import Wire, eventually
+from tests.conformance.wire import Wire
 from tests.conftest import ROOT
+from tests.waiting import eventually
 
 HERE = Path(__file__).resolve().parent
 PROGDEFS = HERE / "progdefs"
@@ -137,7 +138,7 @@ def start_executor(
         return beats[0].executor if beats else None
 
     try:
-        executor_id = eventually(ready, f"a heartbeat naming mailbox {mailbox}")
+        executor_id = eventually(ready, what=f"a heartbeat naming mailbox {mailbox}")
     except AssertionError:
         process.kill()
         process.wait()

@@ -15,13 +15,13 @@ from tests.conformance.wire import (
     TEXT,
     Stream,
     Wire,
-    eventually,
     fan_out,
     input_from,
     job_for,
     new_flow_id,
     stream_into,
 )
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_jobs_past_the_free_slots_wait_in_the_mailbox(wire: Wire, relay: Running
     def started() -> set[str]:
         return {e.job.flow_id for e in wire.events("started")} & set(flows)
 
-    eventually(lambda: len(started()) == 2, "two jobs to start")
+    eventually(lambda: len(started()) == 2, what="two jobs to start")
     # A heartbeat sent after both started names them, and only them: the third job was
     # not taken (a prefetch past the free slots would hold it, out of the mailbox).
     beat = wire.heartbeat(

@@ -16,7 +16,6 @@ from tests.conformance.wire import (
     Stream,
     Wire,
     const_input,
-    eventually,
     fan_out,
     input_from,
     job_for,
@@ -25,6 +24,7 @@ from tests.conformance.wire import (
     text_of,
     texts,
 )
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_a_full_stream_holds_its_producer_back_and_loses_nothing(
         wire.send(source.queue, source.frame(texts(value), seq))
     wire.send(source.queue, source.frame([], len(values), end=True))
 
-    eventually(lambda: wire.depth(out.queue) == 16, "the output stream to fill (16 frames)")
+    eventually(lambda: wire.depth(out.queue) == 16, what="the output stream to fill (16 frames)")
     wire.heartbeat(
         lambda beat: any(job.flow_id == flow_id and job.blocked_s > 0 for job in beat.jobs),
         "a heartbeat saying the job waits on its full output",

@@ -32,6 +32,7 @@ from executor.pb.dagyo.v1.events_pb2 import Event, Heartbeat, JobEnded, Stop
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.pb.dagyo.v1.job_pb2 import Consts, Input, Job, Output
+from tests.waiting import eventually
 
 # Generous: only catches hangs.
 WAIT_S = 30.0
@@ -54,19 +55,6 @@ def texts(*values: str) -> list[bytes]:
 def text_of(frames: Iterable[Frame]) -> list[str]:
     """The texts of every item of ``frames``, in order."""
     return [Text.FromString(item).text for frame in frames for item in frame.items]
-
-
-def eventually(check: Callable[[], T | None], what: str, timeout_s: float = WAIT_S) -> T:
-    """The first truthy answer of ``check``, asked until ``timeout_s``; fails naming
-    ``what`` when none comes."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        answer = check()
-        if answer:
-            return answer
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -165,7 +153,7 @@ class Wire:
             self.poll()
             return next((h for h in self.heard if match(h)), None)
 
-        return eventually(find, what)
+        return eventually(find, WAIT_S, what=what)
 
     def events(self, kind: str) -> list[Any]:
         """Every event of ``kind`` (heartbeat, started, ended, goodbye) heard so far."""
@@ -238,7 +226,9 @@ class Wire:
                 frames.append(Frame.FromString(body))
             return True
 
-        eventually(take, f"end-of-stream on {queue} (got {len(frames)} frames)")
+        eventually(
+            take, WAIT_S, what=lambda: f"end-of-stream on {queue} (got {len(frames)} frames)"
+        )
         return frames
 
 

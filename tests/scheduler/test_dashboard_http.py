@@ -20,7 +20,8 @@ from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
 from tests.scheduler.conftest import write_progdef
-from tests.scheduler.fake_executor import EMIT, FLOW, RELAY, WAIT_S, FakeExecutor, eventually
+from tests.scheduler.fake_executor import EMIT, FLOW, RELAY, WAIT_S, FakeExecutor
+from tests.waiting import eventually
 
 TOKENS = {
     "alice": Principal("team-a", "user", Quotas()),

@@ -13,7 +13,8 @@ import pytest
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.config import SchedulerSettings
 from tests.commands import dagyo_at
-from tests.scheduler.fake_executor import FLOW, Client, FakeExecutor, eventually, texts
+from tests.scheduler.fake_executor import FLOW, Client, FakeExecutor, texts
+from tests.waiting import eventually
 
 LIMIT = 65536
 

@@ -13,7 +13,8 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime, FlowState
 from scheduler.service.store import SqliteStore, StoreUnavailable, StoreWriter
 from tests.conftest import rabbitmqctl, vhost_of
-from tests.scheduler.fake_executor import Client, FakeExecutor, eventually, texts
+from tests.scheduler.fake_executor import Client, FakeExecutor, texts
+from tests.waiting import eventually
 
 
 class HeldStore(SqliteStore):
