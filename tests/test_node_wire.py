@@ -61,7 +61,9 @@ export async function run(job) {
 class Wire:
     """One node executor process and a broker connection to drive it."""
 
-    def __init__(self, url: str, folder: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, url: str, folder: Path, env: dict[str, str], flags: tuple[str, ...] = ()
+    ) -> None:
         self.url = url
         self.folder = folder
         self.progdef = json.loads((folder / "progdef.json").read_text())["name"]
@@ -88,7 +90,12 @@ class Wire:
         self.log = folder / "executor.log"
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                ["node", str(PROGDEFS.parent / "sdks/js/bin/dagyo-executor.js"), str(folder)],
+                [
+                    "node",
+                    str(PROGDEFS.parent / "sdks/js/bin/dagyo-executor.js"),
+                    str(folder),
+                    *flags,
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -179,8 +186,9 @@ def write(folder: Path, code: str, **fields: Any) -> Path:
 
 @pytest.fixture
 def wire(broker_url: str, tmp_path: Path, node_sdk: Path, request: Any) -> Iterator[Wire]:
-    code, fields, *env = request.param
-    made = Wire(broker_url, write(tmp_path / "p", code, **fields), *(env or [{}]))
+    code, fields, *rest = request.param
+    env, flags = (rest + [{}, ()])[:2]
+    made = Wire(broker_url, write(tmp_path / "p", code, **fields), env, flags)
     yield made
     made.close()
 
@@ -424,3 +432,28 @@ def test_sigterm_drains_gives_back_the_jobs_not_started_and_exits_0(wire: Wire) 
     assert "after the drain grace period of 1 s" in ended.reason
     waiting = wire.channel.queue_declare(wire.mailbox, passive=True).method.message_count
     assert waiting == 1  # the second job, never started, is back for another executor
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        (
+            WAITS,
+            {"name": "once", "inputs": {"a": "dagyo.types.Text"}, "run": "main.js:run"},
+            {},
+            ("--one-job",),
+        )
+    ],
+    indirect=True,
+)
+def test_with_one_job_it_runs_one_job_and_exits_0(wire: Wire) -> None:
+    first, second = wire.job(), wire.job()
+    for job in (first, second):
+        job.inputs["a"].typename = "dagyo.types.Text"
+        job.inputs["a"].consts.items.append(Text(text="x").SerializeToString())
+        wire.publish(job)
+    assert wire.process.wait(60) == 0
+    ended = wire.ended()
+    assert ended.job.flow_id == first.flow_id and ended.outcome == ""
+    waiting = wire.channel.queue_declare(wire.mailbox, passive=True).method.message_count
+    assert waiting == 1  # the second job, for the next pod

@@ -69,7 +69,11 @@ USER 10001:10001
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "executor", "/progdef"]
 """
-NODE_EXECUTOR_CMD = '["node", "/opt/dagyo/sdk/bin/dagyo-executor.js", "/progdef"]'
+# The executor command of a progdef image, by the progdef's runtime.
+IMAGE_COMMANDS = {
+    "python": ["python", "-m", "executor", "/progdef"],
+    "node": ["node", "/opt/dagyo/sdk/bin/dagyo-executor.js", "/progdef"],
+}
 # A reference pinned by digest ends in @sha256:<64 hex digits> (a tag may come before it).
 _PINNED = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 
@@ -272,7 +276,7 @@ def progdef_image_build(progdef: Progdef, *, registry: str, base_image: str) -> 
         default = DEFAULT_DOCKERFILE
         if progdef.runtime == "node":
             default = default.replace(BASE_IMAGE, NODE_BASE_IMAGE).replace(
-                '["python", "-m", "executor", "/progdef"]', NODE_EXECUTOR_CMD
+                json.dumps(IMAGE_COMMANDS["python"]), json.dumps(IMAGE_COMMANDS["node"])
             )
         files[DEFAULT_DOCKERFILE_NAME] = default.encode()
         dockerfile_arg = DEFAULT_DOCKERFILE_NAME

@@ -2,10 +2,11 @@
 
 A heavy progdef (a GPU model, a large memory footprint) is better served by a pod per job
 than by long-lived executors: KEDA's ScaledJob starts a Kubernetes Job per job waiting in
-the mailbox, whose one pod runs ``python -m executor /progdef --one-job``: it takes exactly
-one job, runs it, and exits 0. The trigger is the one a Deployment's ScaledObject has (the
-scheduler's external scaler, or KEDA's RabbitMQ scaler), and the pod is the Deployment's
-pod (image, environment, resources, GPUs, secrets, security), run to completion.
+the mailbox, whose one pod runs ``python -m executor /progdef --one-job`` (the node
+executor, for a node progdef): it takes exactly one job, runs it, and exits 0. The trigger
+is the one a Deployment's ScaledObject has (the scheduler's external scaler, or KEDA's
+RabbitMQ scaler), and the pod is the Deployment's pod (image, environment, resources,
+GPUs, secrets, security), run to completion.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from executor.core.progdef import Progdef
 from scheduler.deploy.autoscaling import KEDA_POLLING_INTERVAL_S, scaler_trigger
+from scheduler.deploy.images import IMAGE_COMMANDS
 from scheduler.deploy.manifests import (
     AUTOSCALER_KEDA,
     SCALER_EXTERNAL,
@@ -54,7 +56,7 @@ def scaled_job(progdef: Progdef, version: str, settings: DeploySettings) -> dict
     pod["restartPolicy"] = "Never"
     (container,) = pod["containers"]
     # command, not args: it replaces an ENTRYPOINT a progdef's Dockerfile may have set.
-    container["command"] = ["python", "-m", "executor", "/progdef", ONE_JOB_FLAG]
+    container["command"] = [*IMAGE_COMMANDS[progdef.runtime], ONE_JOB_FLAG]
     # Readiness only routes Service traffic, and nothing reaches a Job's pod by a Service.
     del container["readinessProbe"]
     strategy = (

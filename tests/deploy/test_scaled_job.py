@@ -148,3 +148,20 @@ def test_the_shipped_scaled_job_crd_is_a_valid_custom_resource_definition() -> N
     (version,) = crd["spec"]["versions"]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["required"] == ["jobTargetRef", "triggers"]
+
+
+def test_a_node_progdefs_scaled_job_runs_the_node_executor(tmp_path: Path) -> None:
+    folder = copy_catalogue(tmp_path, ("upper",))
+    path = folder / "upper" / "progdef.json"
+    data = json.loads(path.read_text())
+    data["scaling"] = {"mode": "job", "min_executors": 0, "max_executors": 3}
+    path.write_text(json.dumps(data))
+    (scaled,) = of(render(folder, autoscaler="keda"), "upper")["ScaledJob"]
+    validate_any(scaled)
+    (container,) = scaled["spec"]["jobTargetRef"]["template"]["spec"]["containers"]
+    assert container["command"] == [
+        "node",
+        "/opt/dagyo/sdk/bin/dagyo-executor.js",
+        "/progdef",
+        "--one-job",
+    ]
