@@ -249,7 +249,8 @@ class ExecutorProcesses:
         # ...on loopback: a local cluster is for this machine (DAGYO_METRICS_ADDR overrides).
         environment.setdefault(ENV_METRICS_ADDR, LOOPBACK_METRICS_HOST)
         environment.update(self._extra_env)
-        environment[ENV_QUEUE] = self._queue_url
+        # extra_env may list the broker's nodes in another order than the scheduler's.
+        environment[ENV_QUEUE] = self._extra_env.get(ENV_QUEUE) or self._queue_url
         environment[ENV_JOBS] = progdef.mailbox
         return environment
 

@@ -253,7 +253,8 @@ class Executor:
         self.mailbox.lost()
         for run in list(self.runs.values()):
             run.request_stop(
-                f"the executor lost its broker connection ({error})", cause=StopCause.BROKER
+                f"the executor lost its connection to broker node {self.io.lost_node} ({error})",
+                cause=StopCause.BROKER,
             )
 
     def _publish(

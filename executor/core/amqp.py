@@ -157,6 +157,10 @@ class AmqpThread:
         self._closing = threading.Event()
         self.connected = threading.Event()
         self.failed: BaseException | None = None
+        # The broker node (host:port, see broker_node) of the current connection, and of the
+        # one lost last: what a message about a lost connection names.
+        self.node = ""
+        self.lost_node = ""
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # --- life ------------------------------------------------------------------------------
@@ -168,6 +172,7 @@ class AmqpThread:
             BrokerUnavailable: when the first connection fails.
         """
         self._connection = connect(self.url)
+        self.node = broker_node(self._connection)
         self._thread.start()
         self.call(lambda: self._on_connect(self.connection()))
         self.connected.set()
@@ -292,6 +297,7 @@ class AmqpThread:
             except CONNECTION_ERRORS as e:
                 self.connected.clear()
                 lost, self._connection = self._connection, None
+                self.lost_node = self.node
                 if lost is not None:
                     # A client-side error (no free channel) leaves it open, holding its
                     # exclusive queues: a new connection could not declare them again.
@@ -333,6 +339,7 @@ class AmqpThread:
 
     def _set_up(self, connection: pika.BlockingConnection) -> None:
         self._connection = connection
+        self.node = broker_node(connection)
         try:
             self._on_connect(connection)
         except BaseException:

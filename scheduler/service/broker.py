@@ -129,6 +129,11 @@ class Broker:
         self._io.close()
 
     @property
+    def lost_node(self) -> str:
+        """The broker node (``host:port``) of the connection lost last ("" before any)."""
+        return self._io.lost_node
+
+    @property
     def connected(self) -> bool:
         """True while the connection is up."""
         return self._io.connected.is_set()

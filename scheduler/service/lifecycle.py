@@ -204,9 +204,11 @@ class Lifecycle:
                 log.warning("cannot resume flow %s yet: %s", flow.id, e)
                 continue
             if missing:
+                node = self.broker.lost_node
+                where = f"broker node {node}" if node else "the broker"
                 error = (
-                    f"the flow's queues are gone (the broker restarted?): {', '.join(missing)}; "
-                    "resubmit the flow"
+                    f"the flow's queues are gone with {where} "
+                    f"(it stopped or restarted): {', '.join(missing)}; resubmit the flow"
                 )
                 self._fail(flow.id, FAILURE_KIND_BROKER, error)
         self.admitter.wake()
