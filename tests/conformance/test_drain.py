@@ -12,6 +12,7 @@ from executor.pb.dagyo.v1.job_pb2 import Output
 from tests.conformance.conftest import StartExecutor
 from tests.conformance.wire import (
     TEXT,
+    WAIT_S,
     Wire,
     fan_out,
     input_from,
@@ -48,7 +49,7 @@ def test_sigterm_drains_running_jobs_and_exits_0(wire: Wire, start: StartExecuto
     assert relay.process.poll() is None, "a draining executor waits for its running job"
     wire.send(source.queue, source.frame(texts("b"), 1, end=True))
 
-    assert relay.process.wait(timeout=30) == 0
+    assert relay.process.wait(timeout=WAIT_S) == 0
     assert text_of(wire.frames(out.queue)) == ["a", "b"]
     assert wire.ended(running, "relay").outcome == ""
     goodbyes = [g for g in wire.events("goodbye") if g.executor == relay.executor_id]

@@ -47,7 +47,7 @@ def test_jobs_past_the_free_slots_wait_in_the_mailbox(wire: Wire, relay: Running
     def started() -> set[str]:
         return {e.job.flow_id for e in wire.events("started")} & set(flows)
 
-    eventually(lambda: len(started()) == 2, what="two jobs to start")
+    eventually(lambda: len(started()) >= 2, what="two jobs to start")
     # A heartbeat sent after both started names them, and only them: the third job was
     # not taken (a prefetch past the free slots would hold it, out of the mailbox).
     beat = wire.heartbeat(
@@ -56,6 +56,7 @@ def test_jobs_past_the_free_slots_wait_in_the_mailbox(wire: Wire, relay: Running
         ),
         "a heartbeat naming both running jobs",
     )
+    assert len(started()) == 2, "a job started past the executor's 2 slots"
     assert len(beat.jobs) == 2 and beat.slots == 2
     assert wire.depth(relay.mailbox) == 1, "the third job waits in the mailbox"
     [waiting] = set(flows) - started()

@@ -115,9 +115,9 @@ def test_a_full_stream_holds_its_producer_back_and_loses_nothing(
     flow_id = new_flow_id()
     source = stream_into(wire, flow_id, "relay", "text")
     [out] = run_relay(wire, relay, flow_id, input_from(source), ["down.text"])
-    # Items of 130 KiB: a producer flushes a frame once it holds 128 KiB, so each is a
-    # frame of its own, and 30 of them are more than the 16 a stream holds.
-    values = [f"{i:03d}" + "x" * 130_000 for i in range(30)]
+    # Items of 140 000 bytes: a producer flushes a frame once it holds 128 KiB (131 072
+    # bytes), so each is a frame of its own, and 30 of them are more than a stream holds.
+    values = [f"{i:03d}" + "x" * 140_000 for i in range(30)]
     for seq, value in enumerate(values):
         wire.send(source.queue, source.frame(texts(value), seq))
     wire.send(source.queue, source.frame([], len(values), end=True))
