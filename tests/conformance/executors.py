@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.wire import Wire
+from tests.conformance.wire import WAIT_S, Wire
 from tests.conftest import ROOT
 from tests.waiting import eventually
 
@@ -138,7 +138,7 @@ def start_executor(
         return beats[0].executor if beats else None
 
     try:
-        executor_id = eventually(ready, what=f"a heartbeat naming mailbox {mailbox}")
+        executor_id = eventually(ready, WAIT_S, what=f"a heartbeat naming mailbox {mailbox}")
     except AssertionError:
         process.kill()
         process.wait()

@@ -13,6 +13,7 @@ from tests.conformance.conftest import StartExecutor
 from tests.conformance.executors import RunningExecutor
 from tests.conformance.wire import (
     TEXT,
+    WAIT_S,
     Stream,
     Wire,
     fan_out,
@@ -47,7 +48,7 @@ def test_jobs_past_the_free_slots_wait_in_the_mailbox(wire: Wire, relay: Running
     def started() -> set[str]:
         return {e.job.flow_id for e in wire.events("started")} & set(flows)
 
-    eventually(lambda: len(started()) >= 2, what="two jobs to start")
+    eventually(lambda: len(started()) >= 2, WAIT_S, what="two jobs to start")
     # A heartbeat sent after both started names them, and only them: the third job was
     # not taken (a prefetch past the free slots would hold it, out of the mailbox).
     beat = wire.heartbeat(

@@ -13,6 +13,7 @@ from tests.conformance.conftest import StartExecutor
 from tests.conformance.executors import RunningExecutor
 from tests.conformance.wire import (
     TEXT,
+    WAIT_S,
     Stream,
     Wire,
     const_input,
@@ -122,7 +123,9 @@ def test_a_full_stream_holds_its_producer_back_and_loses_nothing(
         wire.send(source.queue, source.frame(texts(value), seq))
     wire.send(source.queue, source.frame([], len(values), end=True))
 
-    eventually(lambda: wire.depth(out.queue) == 16, what="the output stream to fill (16 frames)")
+    eventually(
+        lambda: wire.depth(out.queue) == 16, WAIT_S, what="the output stream to fill (16 frames)"
+    )
     wire.heartbeat(
         lambda beat: any(job.flow_id == flow_id and job.blocked_s > 0 for job in beat.jobs),
         "a heartbeat saying the job waits on its full output",
