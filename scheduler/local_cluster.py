@@ -13,7 +13,9 @@ The executors are ``python -m executor PROGDEF_DIR`` processes on the broker at
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import os
 import shutil
 import subprocess
 import threading
@@ -23,8 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from executor.core.constants import DEFAULT_QUEUE_URL
+from executor.core.constants import DEFAULT_QUEUE_URL, ENV_OBJECTS
 from executor.core.errors import DagyoError
+from executor.core.offload import default_objects_url
 from executor.core.progdef import Folders, Progdef, catalogue_folders, load_catalogue
 from executor.core.topology import delete_topology
 from executor.core.version import VERSION_FILE
@@ -147,6 +150,12 @@ class LocalCluster:
             raise DagyoError(
                 f"executors_per_progdef must be 1 or more, got {executors_per_progdef}"
             )
+        if not settings.objects_url:
+            # Offloaded items go to a folder of the user's cache, shared by the scheduler
+            # and every executor of the cluster (they run on this host).
+            url = os.environ.get(ENV_OBJECTS) or default_objects_url()
+            settings = dataclasses.replace(settings, objects_url=url)
+        extra_env = {ENV_OBJECTS: settings.objects_url, **(extra_env or {})}
         self.settings = settings
         self.catalogue: dict[str, Progdef] = load_catalogue(settings.progdefs)
         self.executors_per_progdef = executors_per_progdef

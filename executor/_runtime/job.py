@@ -180,7 +180,13 @@ def run_job(
                 token=out.token,
                 offloader=None
                 if store is None
-                else Offloader(store, flow_id=descriptor.flow_id, node=descriptor.node, port=port),
+                else Offloader(
+                    store,
+                    flow_id=descriptor.flow_id,
+                    node=descriptor.node,
+                    port=port,
+                    stop=run.stop,
+                ),
             )
             run.outputs[port] = OutputStream(
                 node=descriptor.node,

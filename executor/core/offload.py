@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from executor.core.errors import (
     ObjectMissing,
     ObjectStoreInvalid,
     ObjectStoreUnavailable,
+    Stopped,
     StreamCorrupt,
 )
 from executor.core.objects import ObjectStore, check_key, open_store
@@ -90,8 +92,18 @@ class Offload:
 class Offloader:
     """Puts the large items of one output port of one job in the store."""
 
-    def __init__(self, store: ObjectStore, *, flow_id: str, node: str, port: str) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        flow_id: str,
+        node: str,
+        port: str,
+        stop: threading.Event | None = None,
+    ) -> None:
         self._store = store
+        # A stopped job puts nothing more: its flow's objects are about to be deleted.
+        self._stop = stop
         self._prefix = f"{flow_prefix(flow_id)}{node}.{port}/"
         self._numbers = itertools.count()
 
@@ -100,7 +112,10 @@ class Offloader:
 
         Raises:
             ObjectStoreUnavailable: naming the store, when it cannot be written.
+            Stopped: when the job was stopped.
         """
+        if self._stop is not None and self._stop.is_set():
+            raise Stopped("the flow was stopped")
         key = f"{self._prefix}{next(self._numbers)}"
         size, sha256 = self._store.put(key, data)
         reference = ObjectRef(index=index, store=self._store.url, key=key, size=size, sha256=sha256)

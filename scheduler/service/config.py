@@ -13,6 +13,7 @@ from executor.core.constants import (
     DEFAULT_METRICS_HOST,
     DEFAULT_QUEUE_URL,
     ENV_METRICS_PORT,
+    ENV_OBJECTS,
     ENV_QUEUE,
     QueueType,
 )
@@ -157,6 +158,8 @@ class SchedulerSettings:
         spare_idle_s: after a flow, the queues of one more flow of its shape are declared
             ahead, and deleted once no flow of that shape came for this long
             (``DAGYO_SPARE_IDLE_S``); 0 declares nothing ahead.
+        objects_url: the object store of offloaded items (``DAGYO_OBJECTS``); empty: none
+            (executors then offload nothing either).
         queue_type: the type of the durable queues (``DAGYO_QUEUE_TYPE``; None: as
             ``queue_url`` lists one broker URL or several).
     """
@@ -183,6 +186,7 @@ class SchedulerSettings:
     unserved_mailbox_s: float = UNSERVED_MAILBOX_S
     spare_idle_s: float = SPARE_IDLE_S
     queue_type: QueueType | None = None
+    objects_url: str = ""
 
     def __post_init__(self) -> None:
         if not self.state_path:
@@ -285,6 +289,7 @@ class SchedulerSettings:
                 env, ENV_UNSERVED_MAILBOX_S, UNSERVED_MAILBOX_S, float
             ),
             "spare_idle_s": env_number(env, ENV_SPARE_IDLE_S, SPARE_IDLE_S, float),
+            "objects_url": env.get(ENV_OBJECTS, "").strip(),
         }
         folders = [Path(f) for f in env.get(ENV_PROGDEFS, "").split(os.pathsep) if f]
         if folders:

@@ -30,6 +30,7 @@ from scheduler.service.flowstate import (
 )
 from scheduler.service.jobevents import awaited_counts
 from scheduler.service.limits import bounded_failure
+from scheduler.service.objects import FlowObjects
 
 if TYPE_CHECKING:
     pass
@@ -54,7 +55,14 @@ class Ending:
         freed: called once a flow's end freed its job slots (admission looks again).
     """
 
-    def __init__(self, parts: FlowParts, *, freed: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        parts: FlowParts,
+        *,
+        freed: Callable[[], None],
+        objects: FlowObjects | None = None,
+    ) -> None:
+        self._objects = objects
         self._table = parts.table
         self._store = parts.store
         self._broker = parts.broker
@@ -200,6 +208,8 @@ class Ending:
                     node.state = NODE_STOPPED
         self._store.save(flow.record, flow.runtime)
         del self._table.flows[flow.id]
+        if self._objects is not None:  # its jobs are gone: what they offloaded goes too
+            self._objects.delete(flow.id)
         self._watchers.end(flow.id, flow.record)
         self._freed()  # its slots are free
         self._metrics.flow_ended(state.value, flow.record.ended - flow.record.created)

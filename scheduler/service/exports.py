@@ -118,6 +118,12 @@ def read_frame(
     moved = replace(stream, recent=list(stream.recent))
     if not admit(moved, frame, body, f"export {export} (from {stream.source})"):
         return None
+    if frame.offloaded:
+        raise DecodeError(
+            f"export {export} (from {stream.source}): an item of {frame.offloaded[0].size} "
+            "bytes was offloaded, and the scheduler does not export offloaded items yet: "
+            "export a smaller result (a digest, a key) or raise DAGYO_OFFLOAD_BYTES"
+        )
     values = export_values(frame.items, stream.typename, export=export, source=stream.source)
     exports = keep_exports(record, runtime, export, values, cap_bytes=cap_bytes)
     stream.next_seq, stream.ended, stream.recent = moved.next_seq, moved.ended, moved.recent

@@ -45,6 +45,7 @@ from scheduler.service.jobevents import job_ended, job_failed, job_started, jobs
 from scheduler.service.liveness import Liveness
 from scheduler.service.metrics import SchedulerMetrics
 from scheduler.service.newflow import new_flow
+from scheduler.service.objects import FlowObjects
 from scheduler.service.store import StoreWriter
 from scheduler.service.subscriptions import Watchers
 from scheduler.service.watchdog import due
@@ -74,6 +75,7 @@ class Lifecycle:
         export_cap_bytes: int,
         watcher_events: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        objects: FlowObjects | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -86,7 +88,8 @@ class Lifecycle:
         self.watchers = Watchers(watcher_events)
         self.liveness = Liveness(heartbeat_timeout_s, clock=clock)
         parts = FlowParts(self.table, store, broker, metrics, self.watchers)
-        self.ending = Ending(parts, freed=lambda: self.admitter.wake())
+        self.objects = objects
+        self.ending = Ending(parts, freed=lambda: self.admitter.wake(), objects=objects)
         self._fail = self.ending.fail
         self._finish = self.ending.finish
         self._clean_up = self.ending.clean_up
@@ -186,6 +189,8 @@ class Lifecycle:
         executors' silence is counted from now.
         """
         self.liveness.resume()
+        if self.objects is not None:
+            self.objects.sweep(self._ended)
         with self._lock:
             flows = [f for f in self._flows.values() if not f.starting]
         for flow in flows:
@@ -212,6 +217,14 @@ class Lifecycle:
                 )
                 self._fail(flow.id, FAILURE_KIND_BROKER, error)
         self.admitter.wake()
+
+    def _ended(self, flow_id: str) -> bool:
+        """True for a flow the state records as ended (its objects may go)."""
+        with self._lock:
+            if flow_id in self._flows:
+                return False
+        record = self.store.get(flow_id, with_exports=False)
+        return record is not None and not FlowState.from_proto(record.state).active
 
     def on_disconnect(self, error: Exception) -> None:
         """The broker connection was lost: stop judging executors until it is back."""

@@ -32,6 +32,7 @@ from executor.core.errors import (
     redact_url,
 )
 from executor.core.health import port_is_fixed
+from executor.core.objects import open_store as open_objects
 from executor.core.progdef import catalogue_folders
 from executor.core.tracing import Tracing
 from scheduler.constants import SCHEDULER_METRICS_PORT, SCHEDULER_TICK_S
@@ -47,6 +48,7 @@ from scheduler.service.flowstate import FlowState
 from scheduler.service.hooks import MetricsHook, TracingHook
 from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
+from scheduler.service.objects import FlowObjects
 from scheduler.service.sampler import QueueSampler
 from scheduler.service.scaler import SERVICE_NAME as SCALER_SERVICE
 from scheduler.service.scaler import ScalerServicer
@@ -142,6 +144,9 @@ class Scheduler:
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             export_cap_bytes=settings.export_cap_bytes,
             watcher_events=settings.watcher_events,
+            objects=FlowObjects(open_objects(settings.objects_url))
+            if settings.objects_url
+            else None,
         )
         self.spares = Spares(broker, self.store, idle_s=settings.spare_idle_s)
         self.versions = Versions(

@@ -1,0 +1,116 @@
+"""Offloaded items on a local cluster (`dagyo up`): a large item crosses an edge between
+executor processes through the object store, and a flow's objects are gone once it ends,
+however it ended."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from executor.core.objects import ObjectStore, open_store
+from scheduler.client.api import SchedulerClient
+from scheduler.local_cluster import LocalCluster, private_catalogue
+from scheduler.service.config import SchedulerSettings
+from tests.cluster import state_of
+from tests.conftest import ROOT
+from tests.waiting import eventually
+
+ENDED = {"succeeded", "failed", "cancelled"}
+LARGE = ROOT / "examples" / "large" / "progdefs"
+
+
+@pytest.fixture(scope="module")
+def objects(tmp_path_factory: pytest.TempPathFactory) -> ObjectStore:
+    return open_store((tmp_path_factory.mktemp("objects") / "store").as_uri())
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    broker_url: str, tmp_path_factory: pytest.TempPathFactory, objects: ObjectStore
+) -> Iterator[LocalCluster]:
+    workdir = tmp_path_factory.mktemp("offload")
+    catalogue = private_catalogue(LARGE, workdir / "progdefs", ["make_bytes", "sha256"], tag="test")
+    env = {"DAGYO_METRICS_PORT": "-1", "PYTHONPATH": str(ROOT), "DAGYO_OBJECTS": objects.url}
+    settings = SchedulerSettings(
+        queue_url=broker_url,
+        address="127.0.0.1:0",
+        state_path=str(workdir / "state.sqlite3"),
+        progdefs=catalogue,
+        metrics_port=0,
+        objects_url=objects.url,
+    )
+    cluster = LocalCluster.from_settings(settings, extra_env=env)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+    cluster.delete_mailboxes()
+
+
+def flow(sizes: list[int]) -> str:
+    return json.dumps(
+        {
+            "name": "large",
+            "nodes": {"make": {"progdef": "make_bytes"}, "hash": {"progdef": "sha256"}},
+            "edges": [{"from": "make.data", "to": "hash.data"}],
+            "consts": [{"to": "make.size", "values": [{"value": s} for s in sizes]}],
+            "exports": {"digest": "hash.digest"},
+        }
+    )
+
+
+def expected(size: int) -> str:
+    block = bytes(range(256)) * 4096
+    return hashlib.sha256((block * (size // len(block) + 1))[:size]).hexdigest()
+
+
+def wait_end(client: SchedulerClient, flow_id: str) -> object:
+    return eventually(
+        lambda: client.get(flow_id),
+        120,
+        until=lambda record: state_of(record) in ENDED,
+        what=f"the end of flow {flow_id}",
+    )
+
+
+def test_a_large_item_crosses_executors_and_its_objects_are_deleted(
+    cluster: LocalCluster, objects: ObjectStore
+) -> None:
+    size = 20_000_000
+    with SchedulerClient(cluster.address) as client:
+        flow_id = client.submit(flow([size]), source="large.json")
+        record = wait_end(client, flow_id)
+    assert state_of(record) == "succeeded", record
+    assert [json.loads(e.value_json)["text"] for e in record.exports] == [expected(size)]
+    eventually(lambda: objects.children("flows/") == [], 30, what="the flow's objects deleted")
+
+
+def test_a_flow_cancelled_mid_stream_leaves_no_object(
+    cluster: LocalCluster, objects: ObjectStore
+) -> None:
+    with SchedulerClient(cluster.address) as client:
+        flow_id = client.submit(flow([3_000_000] * 400), source="large.json")
+        eventually(lambda: flow_id in objects.children("flows/"), 60, what="objects put")
+        client.cancel(flow_id)
+        record = wait_end(client, flow_id)
+    assert state_of(record) == "cancelled", record
+    eventually(lambda: objects.children("flows/") == [], 30, what="the flow's objects deleted")
+
+
+def test_a_starting_scheduler_sweeps_the_objects_of_ended_flows_only(
+    cluster: LocalCluster, objects: ObjectStore
+) -> None:
+    with SchedulerClient(cluster.address) as client:
+        ended = client.submit(flow([10]), source="large.json")
+        wait_end(client, ended)
+    # What a crash between a flow's end and its delete leaves, and another cluster's.
+    objects.put(f"flows/{ended}/make.data/0", b"left")
+    objects.put("flows/0123456789ab/make.data/0", b"not ours")
+    cluster.stop_scheduler()
+    cluster.start_scheduler()
+    eventually(
+        lambda: objects.children("flows/") == ["0123456789ab"], 30, what="the ended flow swept"
+    )
+    objects.delete_prefix("flows/")
