@@ -346,10 +346,11 @@ export class Executor {
     const end = Date.now() + 10_000;
     while (this.runs.size > 0 && Date.now() < end) await this.waitIdle(200);
     for (const timer of this.timers) clearInterval(timer);
-    this.publish(this.news, EVENTS_EXCHANGE, `goodbye.${this.settings.executorId}`, "dagyo.v1.Event", {
+    // Confirmed: the scheduler must hear it before this process is gone.
+    await this.publishConfirmed(EVENTS_EXCHANGE, `goodbye.${this.settings.executorId}`, "dagyo.v1.Event", {
       time: Date.now() / 1000,
       goodbye: { executor: this.settings.executorId, mailbox: this.settings.mailbox },
-    });
+    }).catch((error) => log.warn(`could not say goodbye: ${String(error)}`));
     this.closing = true;
     await this.connection?.close().catch(() => {});
     log.info("drained");

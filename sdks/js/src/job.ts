@@ -138,11 +138,11 @@ async function runJob(run: JobRun, program: Program, connection: ChannelModel): 
   const channel = await connection.createConfirmChannel();
   channel.on("error", () => {});
   const forget = run.control.listen(() => channel.close().catch(() => {}));
+  const publisher = new Publisher(channel, run.control);
   try {
     // Prefetch per consumer (one per input): 4 frames of each stream, acked when taken.
     await channel.prefetch(STREAM_PREFETCH_FRAMES, false);
     const inbox = new Inbox(run.control);
-    const publisher = new Publisher(channel, run.control);
     for (const [port, spec] of Object.entries(descriptor.outputs)) {
       const edge = `${descriptor.node}.${port}`;
       run.outputs[port] = new OutputStream(
@@ -177,6 +177,7 @@ async function runJob(run: JobRun, program: Program, connection: ChannelModel): 
     for (const input of Object.values(run.inputs)) await input.drain();
   } finally {
     forget();
+    publisher.retire();
     await channel.close().catch(() => {});
   }
 }

@@ -34,7 +34,6 @@ export class Mailbox {
   private channel: Channel | null = null;
   private consumerTag: string | null = null;
   private consuming = false;
-  private held: Array<[ConsumeMessage, JobDescriptor]> = [];
 
   constructor(
     readonly name: string,
@@ -54,7 +53,6 @@ export class Mailbox {
     this.channel = channel;
     this.consumerTag = null;
     this.consuming = false;
-    this.held = [];
     await this.consume();
   }
 
@@ -63,23 +61,18 @@ export class Mailbox {
     this.channel = null;
     this.consumerTag = null;
     this.consuming = false;
-    this.held = [];
   }
 
-  /** A slot freed: start a held job, or pull again. */
+  /** A slot freed: pull again. */
   jobDone(): void {
     this.running -= 1;
-    const next = this.held.shift();
-    if (next !== undefined && !this.draining && this.channel !== null) this.start(this.channel, ...next);
-    else this.consume().catch((error) => log.warn(`could not pull the next job: ${String(error)}`));
+    this.consume().catch((error) => log.warn(`could not pull the next job: ${String(error)}`));
   }
 
-  /** Take no more jobs; give the held ones back to the mailbox. */
+  /** Take no more jobs (one delivered meanwhile goes back to the mailbox). */
   drain(): void {
     this.draining = true;
     this.cancel();
-    for (const [message] of this.held) this.channel?.nack(message, false, true);
-    this.held = [];
   }
 
   private async consume(): Promise<void> {
@@ -112,8 +105,10 @@ export class Mailbox {
       channel.nack(message, false, false);
       return;
     }
-    if (this.draining) channel.nack(message, false, true);
-    else if (this.free <= 0) this.held.push([message, job]); // acks at start free the window early
+    // Acks at start free the prefetch window early, so a job may come while every slot is
+    // busy, before the consumer's cancel reached the broker: it goes back at once, to wait
+    // in the mailbox (ready, for any executor) rather than held here.
+    if (this.draining || this.free <= 0) channel.nack(message, false, true);
     else this.start(channel, message, job);
   }
 

@@ -27,6 +27,8 @@ import { fromItem, wireType, type Item } from "./types.js";
 export class Publisher {
   private returned = new Set<string>();
   closed = false;
+  // Set when the job is over (ended or panicked): a publish cut short is no broker failure.
+  private retired = false;
 
   constructor(
     readonly channel: ConfirmChannel,
@@ -74,8 +76,13 @@ export class Publisher {
     }
   }
 
+  /** The job is over: its channel closes, and publishes still waiting fail quietly. */
+  retire(): void {
+    this.retired = true;
+  }
+
   private gone(reason: string): never {
-    this.control.requestStop(reason, FAILURE_KIND_BROKER);
+    if (!this.retired) this.control.requestStop(reason, FAILURE_KIND_BROKER);
     throw new Stopped(reason);
   }
 }
