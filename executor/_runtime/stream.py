@@ -152,11 +152,12 @@ class FrameWriter:
 
     def _append_locked(self, data: bytes) -> None:
         items = self._items
+        # An offloaded item counts its whole size: its frame goes at once, so a consumer
+        # never holds more than one such item of a frame (with the default frame size).
+        self._bytes += len(data)
         if len(data) > self._offload_above:
             data = self._offload(data, len(items))
-            self._bytes += len(self._offloaded[-1])
         items.append(data)
-        self._bytes += len(data)
         count = len(items)
         if count == 1:
             self._first_at = time.monotonic()
@@ -240,11 +241,10 @@ class FrameWriter:
             max_bytes, max_items = self._max_bytes, self._max_items
             offload_above = self._offload_above
             for item in data:
+                size += len(item)  # an offloaded item's whole size too: see _append_locked
                 if len(item) > offload_above:
                     item = self._offload(item, len(items))
-                    size += len(self._offloaded[-1])
                 items.append(item)
-                size += len(item)
                 if size >= max_bytes or len(items) >= max_items:
                     self._bytes = size
                     self._flush_locked(end=False, block=True)
