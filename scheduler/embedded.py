@@ -174,9 +174,11 @@ class EmbeddedRunner:
             )
             for run, planned in zip(self.runs, self._jobs, strict=True)
         ]
-        for thread in threads:
-            thread.start()
+        started: list[threading.Thread] = []
         try:
+            for thread in threads:
+                thread.start()
+                started.append(thread)
             self._deliver_exports(exports)
             for thread in threads:
                 while thread.is_alive():
@@ -190,15 +192,17 @@ class EmbeddedRunner:
                     kind=FAILURE_KIND_CANCELLED,
                 )
             )
-            for thread in threads:
+            for thread in started:
                 thread.join()
         finally:
             flusher.close()
             self._delete_objects()
+            if self._cache is not None:
+                # Whatever ends the run, its recordings are committed or discarded here.
+                self._cache.finish(succeeded=self._failure is None)
         state = "failed" if self._failure is not None else "succeeded"
         cached: tuple[str, ...] = ()
         if self._cache is not None:
-            self._cache.finish(succeeded=self._failure is None)
             cached = tuple(node for node in self.plan_order if node in self._cache.hits)
         return RunResult(
             state=state, failure=self._failure, items_sent=self.progress(), cached=cached

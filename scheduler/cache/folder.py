@@ -37,6 +37,8 @@ from scheduler.constants import (
 ENTRY_FILE = "entry.json"
 _LENGTH = struct.Struct(">I")
 _PENDING = ".pending-"
+# A pending folder this old was left by a run that was killed: it is removed.
+PENDING_LEFT_S = 24 * 3600.0
 _logger = logging.getLogger("dagyo.cache")
 
 
@@ -202,7 +204,10 @@ class FolderCache:
         old = self.directory / f"{_PENDING}{uuid.uuid4().hex}"
         with contextlib.suppress(FileNotFoundError):
             target.rename(old)
-        pending.folder.rename(target)
+        try:
+            pending.folder.rename(target)
+        except OSError:  # another run committed the same key meanwhile: its entry is as good
+            pending.discard()
         shutil.rmtree(old, ignore_errors=True)
         self._evict(keep=entry.key)
         return entry
@@ -267,6 +272,11 @@ class FolderCache:
         return dropped
 
     def _evict(self, *, keep: str) -> None:
+        # What a run killed outright left pending: no run records for longer than a day.
+        for folder in self.directory.glob(f"{_PENDING}*"):
+            with contextlib.suppress(OSError):
+                if folder.stat().st_mtime < time.time() - PENDING_LEFT_S:
+                    shutil.rmtree(folder, ignore_errors=True)
         entries = self.entries()
         total = sum(entry.size for entry in entries)
         for entry in reversed(entries):  # least recently used first

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from scheduler.flow.check import check_flow
 from scheduler.flow.model import parse_flow
 from tests.commands import run_dagyo
 from tests.conftest import PROGDEFS, ROOT
+from tests.waiting import eventually
 
 CATALOGUE = load_catalogue(PROGDEFS)
 
@@ -111,7 +114,7 @@ def test_a_deterministic_node_runs_once_across_two_identical_runs(
 
     assert second.returncode == 0, second.stderr
     assert tallied(tally) == []
-    assert second.stdout == first.stdout
+    assert sorted(second.stdout.splitlines()) == sorted(first.stdout.splitlines())
     assert sorted(first.stdout.splitlines()) == [
         '{"export": "a", "value": {"text": "A1"}}',
         '{"export": "b", "value": {"text": "B1"}}',
@@ -270,3 +273,56 @@ def test_the_least_recently_used_entries_go_past_dagyo_cache_bytes(tmp_path: Pat
 
     assert sorted(entry.key for entry in cache.entries()) == ["new", "used"]
     assert list(cache.items(cache.entries()[0], "out")) == [b"x" * 96]
+
+
+def test_a_new_version_of_the_progdef_misses(tally: dict[str, Any], tmp_path: Path) -> None:
+    assert run(tally, tmp_path, two_tallies()).returncode == 0
+    tallied(tally)
+    code = tally["catalogue"] / "tally" / "main.py"
+    code.write_text(code.read_text() + "\n# version 2\n")
+
+    again = run(tally, tmp_path, two_tallies())
+
+    assert again.returncode == 0, again.stderr
+    assert tallied(tally) == ["a1", "b1"]
+    assert len(entries()) == 4
+
+
+def test_two_identical_runs_at_once_both_succeed_with_the_same_exports(
+    tally: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(two_tallies()))
+    command = [sys.executable, "-c", "from scheduler.cli import main; main()", "run", str(path)]
+    command += ["--progdefs", str(tally["catalogue"])]
+    env = {**os.environ, "DAGYO_TEST_TALLY": str(tally["file"])}
+    runs = [
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=120)[0] for process in runs]
+
+    assert [process.returncode for process in runs] == [0, 0]
+    assert sorted(outputs[0].splitlines()) == sorted(outputs[1].splitlines()) != []
+    assert sorted((e["node"]) for e in entries()) == ["ta", "tb"]
+
+
+def test_an_interrupted_run_leaves_no_entry(tally: dict[str, Any], tmp_path: Path) -> None:
+    flow = two_tallies(wait={"progdef": "slow"})
+    flow["edges"] = [{"from": "ta.upper", "to": "wait.items"}]
+    flow["consts"].append({"to": "wait.delay_ms", "values": [120_000]})
+    flow["exports"]["wait"] = "wait.items"
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(flow))
+    command = [sys.executable, "-c", "from scheduler.cli import main; main()", "run", str(path)]
+    command += ["--progdefs", str(tally["catalogue"]), "--progdefs", str(PROGDEFS)]
+    env = {**os.environ, "DAGYO_TEST_TALLY": str(tally["file"])}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    file: Path = tally["file"]
+    eventually(lambda: file.exists() and len(file.read_text().splitlines()) == 2, timeout=60)
+
+    process.send_signal(signal.SIGINT)
+
+    assert process.wait(timeout=60) in (1, 130)  # failed (cancelled), or interrupted
+    assert entries() == []
+    assert not list(Path(os.environ["DAGYO_CACHE_DIR"]).glob(".pending-*"))
