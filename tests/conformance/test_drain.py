@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 
+from executor.pb.dagyo.v1.events_pb2 import Event
 from executor.pb.dagyo.v1.job_pb2 import Output
 from tests.conformance.conftest import StartExecutor
 from tests.conformance.wire import (
@@ -52,7 +53,14 @@ def test_sigterm_drains_running_jobs_and_exits_0(wire: Wire, start: StartExecuto
     assert relay.process.wait(timeout=WAIT_S) == 0
     assert text_of(wire.frames(out.queue)) == ["a", "b"]
     assert wire.ended(running, "relay").outcome == ""
-    goodbyes = [g for g in wire.events("goodbye") if g.executor == relay.executor_id]
-    assert [g.mailbox for g in goodbyes] == [relay.mailbox]
+    goodbye = wire.wait_heard(
+        lambda h: (
+            isinstance(h.message, Event)
+            and h.message.WhichOneof("kind") == "goodbye"
+            and h.message.goodbye.executor == relay.executor_id
+        ),
+        "its goodbye",
+    )
+    assert isinstance(goodbye.message, Event) and goodbye.message.goodbye.mailbox == relay.mailbox
     assert wire.depth(relay.mailbox) == 1, "the job it did not start is back in the mailbox"
     assert not [e for e in wire.events("started") if e.job.flow_id == waiting]
