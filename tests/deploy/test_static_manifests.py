@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
+from executor.core.brokerurls import split_urls
+from executor.core.constants import QueueType
 from executor.core.progdef import load_catalogue
+from executor.core.settings import check_url, queue_type_of
 from scheduler.deploy import DeploySettings, render_catalogue
 from scheduler.service.auth import parse_tokens
 from tests.deploy import K8S, PROGDEFS, check_names_and_labels, validate_kubernetes
@@ -149,14 +152,44 @@ def test_rabbitmq_is_a_stateful_set_with_a_volume_behind_both_services() -> None
     services = {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == "Service"}
     assert services[stateful["spec"]["serviceName"]]["spec"]["clusterIP"] == "None"
     assert any(port["port"] == 5672 for port in services["rabbitmq"]["spec"]["ports"])
-    secret = yaml.safe_load(SECRET_TEMPLATE.read_text())
-    assert "rabbitmq.dagyo.svc:5672" in secret["stringData"]["url"]
-    assert secret["stringData"]["url"].startswith(f"amqp://{secret['stringData']['username']}:")
+
+
+def test_rabbitmq_is_three_nodes_that_every_dagyo_process_lists() -> None:
+    objects = _static_objects()
+    (stateful,) = [obj for obj in objects if obj["kind"] == "StatefulSet"]
+    assert stateful["spec"]["replicas"] == 3
+    (budget,) = [
+        obj
+        for obj in objects
+        if obj["kind"] == "PodDisruptionBudget" and obj["metadata"]["name"] == "rabbitmq"
+    ]
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == stateful["spec"]["selector"]["matchLabels"]
+    (config,) = [obj for obj in objects if obj["metadata"]["name"] == "rabbitmq-config"]
+    peers = config["data"]["20-dagyo.conf"]
+    secret = yaml.safe_load(SECRET_TEMPLATE.read_text())["stringData"]
+    check_url(secret["url"])
+    urls = split_urls(secret["url"])
+    assert len(urls) == 3
+    for index, url in enumerate(urls):
+        host = f"rabbitmq-{index}.{stateful['spec']['serviceName']}.dagyo.svc"
+        assert url.startswith(f"amqp://{secret['username']}:") and f"@{host}:5672/" in url
+        assert f"rabbit@{host}.cluster.local" in peers
+    assert queue_type_of(secret["url"], {}) is QueueType.QUORUM
+    container = stateful["spec"]["template"]["spec"]["containers"][0]
+    cookie = [env for env in container["env"] if env["name"] == "RABBITMQ_ERLANG_COOKIE"]
+    assert cookie[0]["valueFrom"]["secretKeyRef"] == {"name": "dagyo-queue", "key": "erlang-cookie"}
+    assert "erlang-cookie" in secret
 
 
 def test_the_rabbitmq_operator_alternative_is_documented_beside_it() -> None:
-    (cluster,) = _documents(ALTERNATIVES / "rabbitmq-cluster-operator.yaml")
+    cluster, budget = _documents(ALTERNATIVES / "rabbitmq-cluster-operator.yaml")
     assert cluster["apiVersion"] == "rabbitmq.com/v1beta1"
     assert cluster["kind"] == "RabbitmqCluster"
     assert cluster["metadata"]["name"] == "rabbitmq", "the same Service name as rabbitmq.yaml"
+    assert cluster["spec"]["replicas"] == 3
+    validate_kubernetes(budget)
+    assert budget["spec"]["maxUnavailable"] == 1
+    # The operator labels its pods with the cluster's name.
+    assert budget["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "rabbitmq"}
     assert not (ALTERNATIVES / "kustomization.yaml").exists()
