@@ -87,6 +87,8 @@ class Wire:
             "DAGYO_HEARTBEAT_INTERVAL_S": "0.5",
             **env,
         }
+        env["DAGYO_OBJECTS"] = (folder / "objects").as_uri()
+        self.env = env
         self.log = folder / "executor.log"
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
@@ -457,3 +459,62 @@ def test_with_one_job_it_runs_one_job_and_exits_0(wire: Wire) -> None:
     assert ended.job.flow_id == first.flow_id and ended.outcome == ""
     waiting = wire.channel.queue_declare(wire.mailbox, passive=True).method.message_count
     assert waiting == 1  # the second job, for the next pod
+
+
+RELAY = """
+export async function run(job) {
+  for await (const item of job.inputs.text) await job.outputs.out.send({ text: item.text + "!" });
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        (
+            RELAY,
+            {
+                "name": "relay",
+                "inputs": {"text": "dagyo.types.Text"},
+                "outputs": {"out": "dagyo.types.Text"},
+                "run": "main.js:run",
+            },
+            {"DAGYO_OFFLOAD_BYTES": "40"},
+        )
+    ],
+    indirect=True,
+)
+def test_offloaded_items_are_read_from_and_kept_in_the_folder_store(wire: Wire) -> None:
+    from executor.core.objects import open_store
+    from executor.core.offload import Offloader, fetch
+    from executor.pb.dagyo.v1.frame_pb2 import ObjectRef
+
+    store = open_store(wire.env["DAGYO_OBJECTS"])
+    source, out = wire.stream(), wire.stream()
+    job = wire.job()
+    job.inputs["text"].typename = "dagyo.types.Text"
+    job.inputs["text"].queue = source
+    job.inputs["text"].edge = "up.out"
+    job.inputs["text"].token = "t"
+    job.outputs["out"].typename = "dagyo.types.Text"
+    job.outputs["out"].queues.append(out)
+    wire.publish(job)
+    big = "b" * 100
+    frame = Frame(seq=0, typename="dagyo.types.Text", token="t", end_of_stream=True)
+    frame.items.extend([Text(text="small").SerializeToString(), b""])
+    offloader = Offloader(store, flow_id=job.flow_id, node="up", port="out")
+    frame.offloaded.append(
+        ObjectRef.FromString(offloader.put(Text(text=big).SerializeToString(), 1))
+    )
+    wire.channel.basic_publish("", source, frame.SerializeToString())
+    frames = wire.frames(out)
+    texts = []
+    for sent in frames:
+        items = list(sent.items)
+        for reference in sent.offloaded:
+            assert reference.key.startswith(f"flows/{job.flow_id}/n.out/")
+            items[reference.index] = fetch(store, reference, flow_id=job.flow_id, where="out")
+        texts += [Text.FromString(item).text for item in items]
+    assert texts == ["small!", big + "!"]
+    assert sum(len(f.offloaded) for f in frames) == 1  # only the item past 40 bytes
+    assert wire.ended().outcome == ""

@@ -29,7 +29,7 @@ export const FRAME_MAX_ITEMS = 8192;
 export const FRAME_LINGER_MS = 20;
 export const ITEM_MAX_BYTES = 64 * 1024 * 1024;
 export const FRAME_RECEIVE_MAX_BYTES = FRAME_MAX_BYTES + ITEM_MAX_BYTES + 4096;
-export const REPEAT_WINDOW_FRAMES = 32;
+export const REPEAT_WINDOW_FRAMES = 16;
 export const STREAM_PREFETCH_FRAMES = 4;
 
 export const HEARTBEAT_INTERVAL_S = 2.0;
@@ -43,3 +43,8 @@ export const FULL_STREAM_BACKOFF_MS = 1;
 export const FULL_STREAM_BACKOFF_MAX_MS = 50;
 export const STOPPED_FLOW_MEMORY_S = 600.0;
 export const ONE_JOB_IDLE_S = 60.0;
+
+export const ENV_OBJECTS = "DAGYO_OBJECTS";
+export const ENV_OFFLOAD_BYTES = "DAGYO_OFFLOAD_BYTES";
+export const OFFLOAD_BYTES = 1024 * 1024;
+export const OBJECTS_FLOWS_PREFIX = "flows/";

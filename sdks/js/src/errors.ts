@@ -15,6 +15,11 @@ export class TypeMismatch extends Error {
   override name = "TypeMismatch";
 }
 
+/** A setting error: the executor prints it in one line and exits 2. */
+export class SettingError extends Error {
+  override name = "SettingError";
+}
+
 /** Raised for a progdef that does not load (its progdef.json, its module, its export). */
 export class ProgdefInvalid extends Error {
   override name = "ProgdefInvalid";

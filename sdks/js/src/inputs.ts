@@ -12,6 +12,7 @@ import { FAILURE_KIND_BROKER } from "./constants.js";
 import type { JobControl } from "./control.js";
 import { StreamCorrupt } from "./errors.js";
 import { admit, checkCount, checkSize, StreamPosition } from "./framecheck.js";
+import { fetchOffloaded, type ObjectRef, type Offload } from "./objects.js";
 import { toItem, wireType, type Item } from "./types.js";
 
 /** Frames arriving for any input of one job, and the waits on them. */
@@ -59,6 +60,8 @@ export class InputStream implements AsyncIterable<Item> {
     private readonly channel: ConfirmChannel | null,
     private consts: Uint8Array[] | null,
     token: string,
+    private readonly offload: Offload,
+    private readonly flowId: string,
   ) {
     this.position = new StreamPosition(typename, token);
   }
@@ -111,7 +114,14 @@ export class InputStream implements AsyncIterable<Item> {
       if (message === undefined) return null;
       const data = new Uint8Array(message.content.buffer, message.content.byteOffset, message.content.byteLength);
       checkSize(data, this.edge);
-      let frame: { items: Uint8Array[]; end_of_stream: boolean; seq: unknown; typename: string; token: string };
+      let frame: {
+        items: Uint8Array[];
+        end_of_stream: boolean;
+        seq: unknown;
+        typename: string;
+        token: string;
+        offloaded: ObjectRef[];
+      };
       try {
         frame = wireType("dagyo.v1.Frame").decode(data) as unknown as typeof frame;
       } catch (error) {
@@ -123,7 +133,9 @@ export class InputStream implements AsyncIterable<Item> {
       this.channel?.ack(message);
       if (!taken) continue;
       this.ended = this.position.ended;
-      return this.items(frame.items);
+      const items = [...frame.items];
+      if (frame.offloaded.length > 0) fetchOffloaded(this.offload, items, frame.offloaded, this.flowId, `stream ${this.edge}`);
+      return this.items(items);
     }
   }
 

@@ -11,6 +11,7 @@ import { JobControl } from "./control.js";
 import { Stopped, TypeMismatch } from "./errors.js";
 import { Inbox, InputStream } from "./inputs.js";
 import { OutputStream, Publisher } from "./outputs.js";
+import type { Offload } from "./objects.js";
 import type { Progdef } from "./program.js";
 import { Job, makeLogger, type Context } from "./sdk.js";
 import { fromItem, jobTypes, messageType, wireType, type Item } from "./types.js";
@@ -47,6 +48,7 @@ export interface Program {
   run: (...args: any[]) => any;
   context: Context;
   secrets: Record<string, string>;
+  offload: Offload;
 }
 
 /** One job being run: its descriptor, its stop signal, and what it has done so far. */
@@ -153,12 +155,15 @@ async function runJob(run: JobRun, program: Program, connection: ChannelModel): 
         spec.token,
         publisher,
         `progdef ${descriptor.progdef}, node ${descriptor.node}, output ${port}`,
+        program.offload,
+        `flows/${descriptor.flow_id}/${descriptor.node}.${port}/`,
       );
     }
     for (const [port, spec] of Object.entries(descriptor.inputs)) {
       const consts = spec.queue ? null : (spec.consts?.items ?? []);
       const edge = consts !== null ? `const -> ${descriptor.node}.${port}` : `${spec.edge} -> ${descriptor.node}.${port}`;
-      const input = new InputStream(port, spec.typename, edge, messageType(root, spec.typename, edge), inbox, channel, consts, spec.token);
+      const type = messageType(root, spec.typename, edge);
+      const input = new InputStream(port, spec.typename, edge, type, inbox, channel, consts, spec.token, program.offload, descriptor.flow_id);
       run.inputs[port] = input;
       if (spec.queue) await input.consume(spec.queue);
     }

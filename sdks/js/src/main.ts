@@ -9,6 +9,7 @@ import { register } from "node:module";
 import { Executor } from "./executor.js";
 import { serveHealth } from "./health.js";
 import type { Program } from "./job.js";
+import { offloadFromEnv } from "./objects.js";
 import { loadProgdef, readSecrets, resolveTarget } from "./program.js";
 import { makeLogger } from "./sdk.js";
 import { redacted, settingsFromEnv } from "./settings.js";
@@ -34,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
     const context = { progdef: progdef.name, logger: makeLogger(`dagyo.progdef.${progdef.name}`), secrets: { ...secrets } };
     const init = progdef.init ? await resolveTarget(progdef, progdef.init) : await optionalInit(progdef);
     if (init !== undefined) await init(context); // before ready: no job pays for it
-    const program: Program = { progdef, run, context, secrets };
+    const program: Program = { progdef, run, context, secrets, offload: offloadFromEnv() };
     executor = new Executor(program, settings);
   } catch (error) {
     console.error(`dagyo-executor: ${error instanceof Error ? error.message : String(error)}`);

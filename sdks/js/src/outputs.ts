@@ -20,6 +20,7 @@ import {
   PROTOBUF_CONTENT_TYPE,
 } from "./constants.js";
 import type { JobControl } from "./control.js";
+import type { ObjectRef, Offload } from "./objects.js";
 import { Stopped, TypeMismatch } from "./errors.js";
 import { fromItem, wireType, type Item } from "./types.js";
 
@@ -92,6 +93,8 @@ export class OutputStream {
   itemsSent = 0;
   framesSent = 0;
   private buffered: Uint8Array[] = [];
+  private references: ObjectRef[] = [];
+  private objects = 0;
   private bufferedBytes = 0;
   private seq = 0;
   private chain: Promise<void> = Promise.resolve();
@@ -108,6 +111,9 @@ export class OutputStream {
     private readonly token: string,
     private readonly publisher: Publisher,
     private readonly where: string,
+    private readonly offload: Offload,
+    /** `flows/{flow}/{node}.{port}/`: where this port's offloaded items go. */
+    private readonly objectsPrefix: string,
   ) {}
 
   /** Send one item (a plain object of the port's message); waits while the stream is full. */
@@ -131,8 +137,16 @@ export class OutputStream {
   private add(item: Item): void {
     if (this.failure !== undefined) throw this.failure;
     if (this.closed) throw new TypeMismatch(`${this.where}: the port sent end-of-stream already`);
-    const data = fromItem(this.type, item, this.where);
-    if (data.length > ITEM_MAX_BYTES) {
+    let data = fromItem(this.type, item, this.where);
+    const store = this.offload.store;
+    if (store !== null && data.length > this.offload.threshold) {
+      // Kept in the object store; the frame carries an empty item and a reference.
+      const key = `${this.objectsPrefix}${this.objects++}`;
+      const { size, sha256 } = store.put(key, data);
+      this.references.push({ index: this.buffered.length, store: store.url, key, size, sha256 });
+      this.bufferedBytes += 150;
+      data = new Uint8Array();
+    } else if (data.length > ITEM_MAX_BYTES) {
       throw new TypeMismatch(
         `${this.where}: an item of ${this.typename} of ${data.length} bytes is larger than the ` +
           `${ITEM_MAX_BYTES} an item may be`,
@@ -175,11 +189,13 @@ export class OutputStream {
           seq: this.seq,
           typename: this.typename,
           token: this.token,
+          offloaded: this.references,
         }),
       )
       .finish();
     this.seq += 1;
     this.buffered = [];
+    this.references = [];
     this.bufferedBytes = 0;
     const onBlocked = (since: number | null) => {
       this.blockedSince = since === null ? null : (this.blockedSince ?? since);

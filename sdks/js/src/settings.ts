@@ -15,6 +15,7 @@ import {
   ONE_JOB_IDLE_S,
   RECONNECT_MAX_DELAY_S,
 } from "./constants.js";
+import { SettingError } from "./errors.js";
 import { executorId } from "./executor.js";
 import type { Progdef } from "./program.js";
 
@@ -33,10 +34,6 @@ export interface Settings {
   oneJobIdleS: number;
 }
 
-/** A setting error: the executor prints it in one line and exits 2. */
-export class SettingError extends Error {
-  override name = "SettingError";
-}
 
 function number(name: string, fallback: number, integer = false): number {
   const raw = process.env[name];
