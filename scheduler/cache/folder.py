@@ -37,6 +37,8 @@ from scheduler.constants import (
 ENTRY_FILE = "entry.json"
 _LENGTH = struct.Struct(">I")
 _PENDING = ".pending-"
+# Items recorded per write to an entry's file.
+_BUFFER_ITEMS = 1024
 # A pending folder this old was left by a run that was killed: it is removed.
 PENDING_LEFT_S = 24 * 3600.0
 _logger = logging.getLogger("dagyo.cache")
@@ -139,6 +141,7 @@ class Pending:
         self._files: dict[str, BinaryIO] = {}
         self._hashes: dict[str, Any] = {}
         self._counts: dict[str, list[int]] = {}
+        self._buffers: dict[str, list[bytes]] = {}
         folder.mkdir(parents=True)
 
     def open(self, port: str) -> None:
@@ -146,6 +149,7 @@ class Pending:
         self._files[port] = (self.folder / f"{port}.items").open("wb")
         self._hashes[port] = hashlib.sha256()
         self._counts[port] = [0, 0]
+        self._buffers[port] = []
 
     def write(self, port: str, item: bytes) -> bool:
         """Record one item of ``port``; False once the port went past the bound."""
@@ -156,15 +160,25 @@ class Pending:
         if count[1] + len(record) > self.max_output_bytes:
             self.too_big.add(port)
             return False
-        self._files[port].write(record)
-        self._hashes[port].update(record)
+        buffer = self._buffers[port]
+        buffer.append(record)
         count[0] += 1
         count[1] += len(record)
+        if len(buffer) >= _BUFFER_ITEMS:
+            self._flush(port)
         return True
+
+    def _flush(self, port: str) -> None:
+        # One write and one hash update per batch: per item, they cost more than the item.
+        data = b"".join(self._buffers[port])
+        self._buffers[port].clear()
+        self._files[port].write(data)
+        self._hashes[port].update(data)
 
     def finish(self) -> Entry:
         """Close the files and return the entry, its outputs filled in."""
-        for file in self._files.values():
+        for port, file in self._files.items():
+            self._flush(port)
             file.close()
         outputs = {
             port: Output(items=count[0], bytes=count[1], sha256=self._hashes[port].hexdigest())
