@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from executor.core.objects import ObjectStore, open_store
+from executor.types import Bytes
 from scheduler.client.api import SchedulerClient
 from scheduler.local_cluster import LocalCluster, private_catalogue
 from scheduler.service.config import SchedulerSettings
@@ -114,3 +115,29 @@ def test_a_starting_scheduler_sweeps_the_objects_of_ended_flows_only(
         lambda: objects.children("flows/") == ["0123456789ab"], 30, what="the ended flow swept"
     )
     objects.delete_prefix("flows/")
+
+
+def test_an_exported_offloaded_item_is_kept_with_the_exports_as_a_reference(
+    cluster: LocalCluster, objects: ObjectStore
+) -> None:
+    size = 3_000_000
+    exported = json.loads(flow([size, 10]))
+    exported["exports"]["data"] = "make.data"
+    with SchedulerClient(cluster.address) as client:
+        flow_id = client.submit(json.dumps(exported), source="large.json")
+        record = wait_end(client, flow_id)
+    assert state_of(record) == "succeeded", record
+    data = [json.loads(e.value_json) for e in record.exports if e.export == "data"]
+    (reference,) = [d["@offloaded"] for d in data if "@offloaded" in d]
+    item = objects.get(reference["key"])
+    assert reference == {
+        "typename": "dagyo.types.Bytes",
+        "size": len(item),
+        "sha256": hashlib.sha256(item).hexdigest(),
+        "key": f"exports/{flow_id}/data/0.0",
+    }
+    block = bytes(range(256)) * 4096
+    assert Bytes.FromString(item).data == (block * 3)[:size]
+    assert data[1] == {"data": "AAECAwQFBgcICQ=="}
+    eventually(lambda: objects.children("flows/") == [], 30, what="the flow's objects deleted")
+    objects.delete_prefix("exports/")

@@ -122,16 +122,17 @@ class Offloader:
         return reference.SerializeToString()
 
 
-def fetch(store: ObjectStore | None, reference: ObjectRef, *, flow_id: str, where: str) -> bytes:
-    """The serialized item a reference stands for, checked.
+def check_reference(
+    store: ObjectStore | None, reference: ObjectRef, *, flow_id: str, where: str
+) -> ObjectStore:
+    """Check that a reference names this process's store and a key of its flow.
 
-    Args:
-        where: the stream as errors name it (``stream a.out -> b.in``, an export).
+    Returns:
+        the store.
 
     Raises:
-        StreamCorrupt: naming ``where``, for a reference to another store, to a key outside
-            the flow's prefix, to no object, or to an object of another size or hash.
-        ObjectStoreUnavailable: naming the store (and ``where``), when it cannot be read.
+        StreamCorrupt: naming ``where``, for a reference to another store (or when this
+            process has none) or to a key outside the flow's prefix.
     """
     what = f"{where}: the offloaded item {reference.index} of a frame ({reference.key})"
     if store is None:
@@ -150,6 +151,22 @@ def fetch(store: ObjectStore | None, reference: ObjectRef, *, flow_id: str, wher
         outside = True
     if outside:
         raise StreamCorrupt(f"{what} is outside the flow's objects ({prefix}): it was refused")
+    return store
+
+
+def fetch(store: ObjectStore | None, reference: ObjectRef, *, flow_id: str, where: str) -> bytes:
+    """The serialized item a reference stands for, checked.
+
+    Args:
+        where: the stream as errors name it (``stream a.out -> b.in``, an export).
+
+    Raises:
+        StreamCorrupt: naming ``where``, for a reference to another store, to a key outside
+            the flow's prefix, to no object, or to an object of another size or hash.
+        ObjectStoreUnavailable: naming the store (and ``where``), when it cannot be read.
+    """
+    store = check_reference(store, reference, flow_id=flow_id, where=where)
+    what = f"{where}: the offloaded item {reference.index} of a frame ({reference.key})"
     try:
         data = store.get(reference.key)
     except ObjectMissing as e:

@@ -13,13 +13,24 @@ from dataclasses import replace
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from executor import errorport
-from executor.core.errors import DecodeError, UnknownType
+from executor.core.errors import (
+    DecodeError,
+    ObjectMissing,
+    ObjectStoreUnavailable,
+    StreamCorrupt,
+    UnknownType,
+)
 from executor.core.framecheck import admit, check_count, check_size
+from executor.core.objects import ObjectStore
+from executor.core.offload import check_reference
 from executor.core.types import message_class
-from executor.pb.dagyo.v1.frame_pb2 import Frame
+from executor.pb.dagyo.v1.frame_pb2 import Frame, ObjectRef
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime
 from scheduler.service.limits import export_bytes
+
+# The one key of an offloaded exported item's value (no protobuf JSON name starts with @).
+OFFLOADED = "@offloaded"
 
 
 def decode_frame(body: bytes, *, export: str, source: str) -> Frame:
@@ -96,10 +107,52 @@ def keep_exports(
     return every, kept
 
 
+def keep_offloaded(
+    objects: ObjectStore | None,
+    reference: ObjectRef,
+    *,
+    typename: str,
+    flow_id: str,
+    export: str,
+    seq: int,
+    where: str,
+) -> str:
+    """Keep an offloaded exported item with the flow's exports; return its export value.
+
+    The object is copied (a link, or a server-side copy) from the flow's prefix, deleted at
+    its end, to ``exports/{flow}/{export}/{seq}.{index}``, kept with the flow record. Its
+    value is ``{"@offloaded": {"typename", "size", "sha256", "key"}}`` (docs/protocol.md,
+    Offloaded items): a watcher gets that line, not the item.
+
+    Raises:
+        StreamCorrupt: naming ``where``, for a reference that does not check or an object
+            that is not there.
+    """
+    store = check_reference(objects, reference, flow_id=flow_id, where=where)
+    key = f"exports/{flow_id}/{export}/{seq}.{reference.index}"
+    try:
+        store.copy(reference.key, key)
+    except ObjectMissing as e:
+        raise StreamCorrupt(f"{where}: the offloaded item {reference.key} is not there") from e
+    except ObjectStoreUnavailable as e:
+        raise StreamCorrupt(f"{where}: {e}") from e
+    value = {"typename": typename, "size": reference.size, "sha256": reference.sha256, "key": key}
+    return json.dumps({OFFLOADED: value}, separators=(",", ":"))
+
+
 def read_frame(
-    record: pb.FlowRecord, runtime: FlowRuntime, export: str, body: bytes, *, cap_bytes: int
+    record: pb.FlowRecord,
+    runtime: FlowRuntime,
+    export: str,
+    body: bytes,
+    *,
+    cap_bytes: int,
+    objects: ObjectStore | None = None,
 ) -> tuple[list[pb.Export], list[pb.Export]] | None:
     """Read one frame of an export stream, moving the stream's position on.
+
+    Args:
+        objects: the object store offloaded items are in (see :func:`keep_offloaded`).
 
     Returns:
         None for a frame read already (a seq below the stream's position, with the bytes
@@ -118,13 +171,20 @@ def read_frame(
     moved = replace(stream, recent=list(stream.recent))
     if not admit(moved, frame, body, f"export {export} (from {stream.source})"):
         return None
-    if frame.offloaded:
-        raise DecodeError(
-            f"export {export} (from {stream.source}): an item of {frame.offloaded[0].size} "
-            "bytes was offloaded, and the scheduler does not export offloaded items yet: "
-            "export a smaller result (a digest, a key) or raise DAGYO_OFFLOAD_BYTES"
-        )
     values = export_values(frame.items, stream.typename, export=export, source=stream.source)
+    for reference in frame.offloaded:
+        where = f"export {export} (from {stream.source})"
+        if reference.index >= len(values):
+            raise StreamCorrupt(f"{where}: a frame refers to an offloaded item past its items")
+        values[reference.index] = keep_offloaded(
+            objects,
+            reference,
+            typename=stream.typename,
+            flow_id=record.id,
+            export=export,
+            seq=frame.seq,
+            where=where,
+        )
     exports = keep_exports(record, runtime, export, values, cap_bytes=cap_bytes)
     stream.next_seq, stream.ended, stream.recent = moved.next_seq, moved.ended, moved.recent
     return exports

@@ -17,6 +17,7 @@ import pika
 
 from executor.core.constants import SCHEDULER_APP_ID
 from executor.core.errors import DecodeError
+from executor.core.objects import ObjectStore
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
     FAILURE_KIND_PANIC,
@@ -42,7 +43,15 @@ class FlowQueues:
         export_cap_bytes: JSON bytes of exports kept per flow.
     """
 
-    def __init__(self, parts: FlowParts, ending: Ending, *, export_cap_bytes: int) -> None:
+    def __init__(
+        self,
+        parts: FlowParts,
+        ending: Ending,
+        *,
+        export_cap_bytes: int,
+        objects: ObjectStore | None = None,
+    ) -> None:
+        self._objects = objects
         self._table = parts.table
         self._store = parts.store
         self._broker = parts.broker
@@ -91,7 +100,12 @@ class FlowQueues:
                 return None
             try:
                 read = read_frame(
-                    flow.record, flow.runtime, export, body, cap_bytes=self._export_cap_bytes
+                    flow.record,
+                    flow.runtime,
+                    export,
+                    body,
+                    cap_bytes=self._export_cap_bytes,
+                    objects=self._objects,
                 )
             except DecodeError as e:  # a bug in the producer: it panics the flow
                 error = str(e)

@@ -93,7 +93,12 @@ class Lifecycle:
         self._fail = self.ending.fail
         self._finish = self.ending.finish
         self._clean_up = self.ending.clean_up
-        self.queues = FlowQueues(parts, self.ending, export_cap_bytes=export_cap_bytes)
+        self.queues = FlowQueues(
+            parts,
+            self.ending,
+            export_cap_bytes=export_cap_bytes,
+            objects=objects.store if objects is not None else None,
+        )
         self.admitter = Admitter(
             parts, self.liveness, self.ending, heartbeat_timeout_s=heartbeat_timeout_s
         )

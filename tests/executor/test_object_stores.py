@@ -99,3 +99,12 @@ def test_an_unwritable_folder_is_named(tmp_path: Path) -> None:
     store = open_store((tmp_path / "file").as_uri())
     with pytest.raises(ObjectStoreUnavailable, match="cannot reach the object store at file://"):
         store.put("k/0", b"x")
+
+
+def test_copy_keeps_the_object_under_both_keys(store: ObjectStore) -> None:
+    store.put("flows/f1/a.out/0", b"kept")
+    store.copy("flows/f1/a.out/0", "exports/f1/x/0")
+    store.delete_prefix("flows/f1/")
+    assert store.get("exports/f1/x/0") == b"kept"
+    with pytest.raises(ObjectMissing):
+        store.copy("flows/f1/a.out/0", "exports/f1/x/1")

@@ -57,6 +57,15 @@ class ObjectStore(Protocol):
         """
         ...
 
+    def copy(self, key: str, to: str) -> None:
+        """Keep the object under ``key`` under ``to`` too (a link or a server-side copy).
+
+        Raises:
+            ObjectMissing: naming the key, when there is none.
+            ObjectStoreUnavailable: naming the store, when it cannot be written.
+        """
+        ...
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object whose key starts with ``prefix``; return how many.
 

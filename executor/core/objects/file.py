@@ -70,6 +70,23 @@ class FileStore:
         except OSError as e:
             raise ObjectStoreUnavailable(self.url, f"{type(e).__name__}: {e}") from e
 
+    def copy(self, key: str, to: str) -> None:
+        """See :class:`executor.core.objects.base.ObjectStore`."""
+        source, target = self._path(key), self._path(to)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            try:
+                os.link(source, target)  # objects are never changed in place: share the file
+            except FileNotFoundError:
+                raise
+            except OSError:
+                shutil.copyfile(source, target)
+        except FileNotFoundError as e:
+            raise ObjectMissing(f"no object {key} in the object store {self.url}") from e
+        except OSError as e:
+            raise ObjectStoreUnavailable(self.url, f"{type(e).__name__}: {e}") from e
+
     def delete_prefix(self, prefix: str) -> int:
         """See :class:`executor.core.objects.base.ObjectStore`."""
         check_key(prefix, prefix=True)

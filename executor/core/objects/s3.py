@@ -7,7 +7,8 @@ imported only when such a store is opened: pip install 'dagyo[s3]'.
 
 The S3 calls used (docs/protocol.md, Offloaded items): PutObject, and for objects past
 8 MiB CreateMultipartUpload, UploadPart, CompleteMultipartUpload and AbortMultipartUpload;
-GetObject; ListObjectsV2 (with and without a delimiter); DeleteObjects.
+GetObject; HeadObject, CopyObject and UploadPartCopy (an export kept); ListObjectsV2 (with
+and without a delimiter); DeleteObjects.
 """
 
 from __future__ import annotations
@@ -109,6 +110,16 @@ class S3Store:
             raise self._fail(e, key) from e
         body: BinaryIO = answer["Body"]
         return body
+
+    def copy(self, key: str, to: str) -> None:
+        """See :class:`executor.core.objects.base.ObjectStore`."""
+        source = {"Bucket": self.bucket, "Key": self.prefix + check_key(key)}
+        try:
+            self._client.copy(
+                source, self.bucket, self.prefix + check_key(to), Config=self._transfer
+            )
+        except Exception as e:
+            raise self._fail(e, key) from e
 
     def _keys(self, prefix: str) -> list[str]:
         pages = self._client.get_paginator("list_objects_v2").paginate(
