@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
 import pytest
 
 from executor.core.amqp import broker_node, connect
 from executor.core.brokerurls import first_url, split_urls
 from executor.core.errors import BrokerUnavailable, BrokerUrlInvalid, redact_url
 from executor.core.settings import check_url, vhost_of
+from scheduler.client.failures import FailureFollower
 from scheduler.service.config import broker_identity, default_state_path
+from tests.conftest import PROGDEFS, ROOT
+from tests.waiting import eventually
 
 SECRET = "s3cr3tpw"
 # A port nothing listens on: a broker node that is down refuses connections like it.
@@ -75,3 +85,39 @@ def test_when_no_url_answers_the_list_is_named_without_passwords() -> None:
     message = str(caught.value)
     assert "127.0.0.1:1" in message and "127.0.0.1:2" in message
     assert SECRET not in message
+
+
+def test_an_executor_and_a_failure_follower_start_on_the_second_url_when_the_first_is_down(
+    broker_url: str, tmp_path: Path
+) -> None:
+    queue = f"{DOWN};{broker_url}"
+    follower = FailureFollower(queue)
+    follower.connect()
+    follower.close()
+    env = dict(
+        os.environ,
+        DAGYO_QUEUE=queue,
+        DAGYO_QUEUE_TYPE="classic",
+        DAGYO_JOBS=f"dagyo.test.urls.{uuid.uuid4().hex[:8]}",
+        DAGYO_METRICS_PORT="-1",
+        PYTHONPATH=str(ROOT),
+    )
+    log = tmp_path / "executor.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "executor", str(PROGDEFS / "greet")],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        eventually(lambda: "ready" in log.read_text(), what=lambda: log.read_text())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        connection = connect(broker_url)
+        connection.channel().queue_delete(env["DAGYO_JOBS"])
+        connection.close()
+    assert SECRET not in log.read_text()
