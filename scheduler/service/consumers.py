@@ -7,6 +7,7 @@ deleted under it; :meth:`Consumers.cancelled` then calls what the consumer was g
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -44,6 +45,11 @@ class Consumers:
         self._work = work
         self._consumers: dict[str, str] = {}
         self._on_cancel: dict[str, Callable[[], None]] = {}
+        # Acks of messages stored since (appended by the writer's thread). The I/O thread
+        # sends them before it handles the next message: pika hands it every message
+        # prefetched in a row before it runs a callback from another thread, and a broker
+        # waiting for those acks would send nothing more meanwhile.
+        self._stored: deque[tuple[BlockingChannel, int]] = deque()
 
     def clear(self) -> None:
         """Forget every consumer: the channel they were on is gone."""
@@ -74,6 +80,7 @@ class Consumers:
         def on_message(
             channel: BlockingChannel, method: Any, properties: pika.BasicProperties, message: Any
         ) -> None:
+            self.send_acks()
             later: AckLater | None = None
             try:
                 if keyed is not None:
@@ -85,7 +92,7 @@ class Consumers:
             if later is None:
                 _ack(channel, method.delivery_tag)
             else:
-                later(partial(_ack_from_any_thread, channel, method.delivery_tag))
+                later(partial(self._stored_ack, channel, method.delivery_tag))
 
         if message_type is None:
             tag = self._work().basic_consume(queue, on_message, auto_ack=False)
@@ -93,6 +100,23 @@ class Consumers:
             tag = consume(self._work(), queue, message_type, on_message)
         self._consumers[queue] = tag
         self._on_cancel[tag] = on_cancel
+
+    def send_acks(self) -> None:
+        """Ack the messages stored since the last call (I/O thread)."""
+        while self._stored:
+            channel, delivery_tag = self._stored.popleft()
+            _ack(channel, delivery_tag)
+
+    def _stored_ack(self, channel: BlockingChannel, delivery_tag: int) -> None:
+        """A message is stored (any thread): acked before the next message is handled, or
+        as soon as the I/O thread is idle. A connection lost meanwhile gives the message to
+        the next consumer again, which finds it stored already (an export's seq, an event
+        that changes nothing twice)."""
+        self._stored.append((channel, delivery_tag))
+        try:
+            channel.connection.add_callback_threadsafe(self.send_acks)
+        except pika.exceptions.AMQPError:
+            pass
 
     def forget(self, queue: str) -> None:
         """Forget the consumer of ``queue`` (about to be deleted, which cancels it in the
@@ -115,13 +139,3 @@ class Consumers:
 def _ack(channel: BlockingChannel, delivery_tag: int) -> None:
     if channel.is_open:  # else it goes back to its queue with the channel
         channel.basic_ack(delivery_tag)
-
-
-def _ack_from_any_thread(channel: BlockingChannel, delivery_tag: int) -> None:
-    """Ack on the channel's I/O thread. A connection lost meanwhile gives the message to
-    the next consumer again, which finds it stored already (an export's seq, an event that
-    changes nothing twice)."""
-    try:
-        channel.connection.add_callback_threadsafe(partial(_ack, channel, delivery_tag))
-    except pika.exceptions.AMQPError:
-        pass
