@@ -27,7 +27,7 @@ from common import ROOT, emit, hello_flow, now
 from scheduler.client.api import SchedulerClient
 from scheduler.local_cluster import LocalCluster, private_catalogue
 from scheduler.pb.dagyo.v1 import scheduler_pb2
-from tests.broker_cluster import start_cluster, stop_cluster
+from tests.broker_cluster import running_cluster
 from tests.waiting import eventually
 
 
@@ -51,31 +51,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stops", type=int, default=10)
     args = parser.parse_args()
-    brokers = start_cluster()
-    catalogue = Path(tempfile.mkdtemp(prefix="dagyo-bench-")) / "progdefs"
-    private_catalogue(ROOT / "progdefs", catalogue, ("source", "greet", "void_sink"), tag="bench")
-    cluster = LocalCluster(progdefs_dir=catalogue, queue_url=brokers.url())
-    cluster.start()
-    flow = json.dumps(hello_flow())
-    seconds = []
-    try:
-        with SchedulerClient(cluster.address) as client:
-            assert run_hello(client, flow), "a hello flow fails before any stop"
-            for stop in range(args.stops):
-                index = stop % len(brokers.nodes)
-                stopped = now()
-                brokers.stop_node(index)
-                try:
-                    while not run_hello(client, flow):
-                        pass
-                    seconds.append(round(now() - stopped, 2))
-                finally:
-                    brokers.start_node(index)
-                eventually(lambda: len(brokers.running()) == len(brokers.nodes), 60)
-    finally:
-        cluster.stop()
-        cluster.delete_mailboxes()
-        stop_cluster(brokers)
+    seconds: list[float] = []
+    with running_cluster() as brokers:
+        catalogue = Path(tempfile.mkdtemp(prefix="dagyo-bench-")) / "progdefs"
+        names = ("source", "greet", "void_sink")
+        private_catalogue(ROOT / "progdefs", catalogue, names, tag="bench")
+        cluster = LocalCluster(progdefs_dir=catalogue, queue_url=brokers.url())
+        cluster.start()
+        flow = json.dumps(hello_flow())
+        try:
+            with SchedulerClient(cluster.address) as client:
+                assert run_hello(client, flow), "a hello flow fails before any stop"
+                for stop in range(args.stops):
+                    index = stop % len(brokers.nodes)
+                    stopped = now()
+                    brokers.stop_node(index)
+                    try:
+                        while not run_hello(client, flow):
+                            pass
+                        seconds.append(round(now() - stopped, 2))
+                    finally:
+                        brokers.start_node(index)
+                    eventually(lambda: len(brokers.running()) == len(brokers.nodes), 60)
+        finally:
+            cluster.stop()
+            cluster.delete_mailboxes()
     emit(
         {
             "bench": "node_loss",

@@ -134,9 +134,9 @@ def stop_cluster(cluster: BrokerCluster) -> None:
         stop_private_broker(node)
 
 
-@pytest.fixture(scope="session")
-def broker_cluster() -> Iterator[BrokerCluster]:
-    """The cluster of three nodes, started once per run (see the module's docstring)."""
+@contextmanager
+def running_cluster() -> Iterator[BrokerCluster]:
+    """The cluster, started once no other process runs one (the file lock), and stopped."""
     if not shutil.which("rabbitmq-server"):
         pytest.fail("these tests need rabbitmq-server installed (they start three nodes)")
     with open(LOCK, "w") as lock:
@@ -146,3 +146,10 @@ def broker_cluster() -> Iterator[BrokerCluster]:
             yield cluster
         finally:
             stop_cluster(cluster)
+
+
+@pytest.fixture(scope="session")
+def broker_cluster() -> Iterator[BrokerCluster]:
+    """The cluster of three nodes, started once per run (see the module's docstring)."""
+    with running_cluster() as cluster:
+        yield cluster

@@ -18,8 +18,9 @@ from collections.abc import Callable
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from executor.core.amqp import CONNECTION_ERRORS, connect, connection_parameters, reconnect
+from executor.core.amqp import CONNECTION_ERRORS, connect, reconnect
 from executor.core.clock import SYSTEM_CLOCK, Clock
+from executor.core.connection import connection_parameters
 from executor.core.constants import (
     EVENTS_EXCHANGE,
     PROTOBUF_CONTENT_TYPE,
