@@ -219,6 +219,8 @@ async function runFunction(run: JobRun, program: Program, makeError: MakeError):
     const batch = input === undefined ? null : await input.nextBatch();
     if (batch === null) return;
     const raw = input.lastRaw;
+    // One batch per input frame: its results go out together.
+    const results: Item[] = [];
     for (const [index, item] of batch.entries()) {
       let result: unknown;
       try {
@@ -228,16 +230,16 @@ async function runFunction(run: JobRun, program: Program, makeError: MakeError):
         await errors.send(makeError(input, item, error, attempts, raw[index]));
         continue;
       }
-      const results = returned(result, progdef.name, output);
-      if (results.length > 0) {
-        if (output === undefined) {
-          throw new TypeMismatch(
-            `progdef ${progdef.name}: the handler returned an item but the progdef has no output port: ` +
-              "return nothing, or declare an output",
-          );
-        }
-        await output.sendAll(results);
+      results.push(...returned(result, progdef.name, output));
+    }
+    if (results.length > 0) {
+      if (output === undefined) {
+        throw new TypeMismatch(
+          `progdef ${progdef.name}: the handler returned an item but the progdef has no output port: ` +
+            "return nothing, or declare an output",
+        );
       }
+      await output.sendAll(results);
     }
   }
 }

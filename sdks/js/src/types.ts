@@ -148,12 +148,18 @@ export function toItem(type: protobuf.Type, data: Uint8Array): Item {
 
 /** An item's bytes, after checking it against its type. */
 export function fromItem(type: protobuf.Type, item: unknown, where: string): Uint8Array {
+  sawBigint = false;
   const problem = checkMessage(type, item, "");
   if (problem !== null) {
     throw new TypeMismatch(`${where}: the item is not a ${type.fullName.replace(/^\./, "")}: ${problem}`);
   }
-  return type.encode(type.fromObject(normalise(item) as Item)).finish();
+  // BigInts (64-bit integers given as such) become decimal strings, as fromObject takes them.
+  const value = sawBigint ? normalise(item) : item;
+  return type.encode(type.fromObject(value as Item)).finish();
 }
+
+// Set by a check that met a BigInt: the item is normalised before it is encoded.
+let sawBigint = false;
 
 function normalise(value: unknown): unknown {
   if (typeof value === "bigint") return value.toString();
@@ -173,15 +179,17 @@ function checkMessage(type: protobuf.Type, value: unknown, at: string): string |
   if (value === null || typeof value !== "object" || Array.isArray(value) || value instanceof Uint8Array) {
     return `${at || "the item"} must be an object of the message's fields, not ${describe(value)}`;
   }
-  for (const [name, fieldValue] of Object.entries(value)) {
-    const field = type.fields[name];
+  const fields = type.fields;
+  for (const name in value) {
+    const fieldValue = (value as Record<string, unknown>)[name];
+    const field = fields[name];
     const here = at ? `${at}.${name}` : name;
     if (field === undefined) {
       const known = Object.keys(type.fields).join(", ");
       return `it has no field '${here}' (its fields: ${known})`;
     }
     if (fieldValue === null || fieldValue === undefined) continue;
-    field.resolve();
+    if (!field.resolved) field.resolve();
     if (field.map) {
       if (typeof fieldValue !== "object" || Array.isArray(fieldValue)) return `${here} must be an object (a map)`;
       for (const [key, entry] of Object.entries(fieldValue)) {
@@ -213,6 +221,7 @@ function checkValue(field: protobuf.Field, value: unknown, at: string): string |
   const kind = field.type;
   const fail = (wanted: string) => `${at} must be ${wanted} (${kind}), not ${describe(value)}`;
   if (kind === "string") return typeof value === "string" ? null : fail("a string");
+  if (typeof value === "bigint") sawBigint = true;
   if (kind === "bool") return typeof value === "boolean" ? null : fail("a boolean");
   if (kind === "bytes") return value instanceof Uint8Array ? null : fail("a Uint8Array");
   if (kind === "double" || kind === "float") return typeof value === "number" ? null : fail("a number");

@@ -10,6 +10,7 @@ test("an item goes out and comes back with its field names, int64 as a decimal s
   const int64 = type("dagyo.types.Int64");
   assert.deepEqual(toItem(int64, fromItem(int64, { value: "9007199254740993" }, "w")), { value: "9007199254740993" });
   assert.deepEqual(toItem(int64, fromItem(int64, { value: 7 }, "w")), { value: "7" });
+  assert.deepEqual(toItem(int64, fromItem(int64, { value: -(2n ** 63n) }, "w")), { value: "-9223372036854775808" });
   const bytes = type("dagyo.types.Bytes");
   const back = toItem(bytes, fromItem(bytes, { data: Uint8Array.from([1, 2]) }, "w"));
   assert.ok(back.data instanceof Uint8Array);
