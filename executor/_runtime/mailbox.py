@@ -14,6 +14,7 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
+from executor.core.settings import ExecutorSettings
 from executor.core.topology import MOVE_MAILBOX, QueueType, consume, declare_durable
 from executor.pb.dagyo.v1.job_pb2 import Job
 
@@ -48,6 +49,16 @@ class Mailbox:
         self._channel: BlockingChannel | None = None
         self._consumer: str | None = None
         self._held: list[tuple[int, Job]] = []
+
+    @classmethod
+    def of(cls, settings: ExecutorSettings, *, on_job: Callable[[Job], None]) -> Mailbox:
+        """The mailbox of an executor with ``settings`` (its name, slots and queue type)."""
+        return cls(
+            settings.mailbox,
+            max_jobs=settings.max_jobs,
+            on_job=on_job,
+            queue_type=settings.queue_type,
+        )
 
     @property
     def free(self) -> int:

@@ -97,12 +97,7 @@ class Executor:
         # Set while its connection is up and set up (it pulls its mailbox): heartbeats go out.
         self._online = threading.Event()
         self._idle = threading.Condition()
-        self.mailbox = Mailbox(
-            settings.mailbox,
-            max_jobs=settings.max_jobs,
-            on_job=self._on_job,
-            queue_type=settings.queue_type,
-        )
+        self.mailbox = Mailbox.of(settings, on_job=self._on_job)
         self.io = AmqpThread(
             settings.queue_url,
             name="dagyo-io",
