@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -117,8 +121,8 @@ def test_a_starting_scheduler_sweeps_the_objects_of_ended_flows_only(
     objects.delete_prefix("flows/")
 
 
-def test_an_exported_offloaded_item_is_kept_with_the_exports_as_a_reference(
-    cluster: LocalCluster, objects: ObjectStore
+def test_an_exported_offloaded_item_is_kept_with_the_exports_and_downloaded(
+    cluster: LocalCluster, objects: ObjectStore, tmp_path: Path
 ) -> None:
     size = 3_000_000
     exported = json.loads(flow([size, 10]))
@@ -140,4 +144,30 @@ def test_an_exported_offloaded_item_is_kept_with_the_exports_as_a_reference(
     assert Bytes.FromString(item).data == (block * 3)[:size]
     assert data[1] == {"data": "AAECAwQFBgcICQ=="}
     eventually(lambda: objects.children("flows/") == [], 30, what="the flow's objects deleted")
+
+    # `dagyo flow export` downloads both, the offloaded one from the store.
+    out = tmp_path / "out"
+    result = dagyo(cluster, "flow", "export", flow_id, "data", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(x["item"], x["size"], x["sha256"]) for x in lines] == [
+        (0, len(item), reference["sha256"]),
+        (1, 12, hashlib.sha256(Bytes(data=bytes(range(10))).SerializeToString()).hexdigest()),
+    ]
+    assert (out / "data-0.binpb").read_bytes() == item
+    assert Bytes.FromString((out / "data-1.binpb").read_bytes()).data == bytes(range(10))
+    unknown = dagyo(cluster, "flow", "export", flow_id, "nothing", "--out", str(out))
+    assert unknown.returncode == 2
+    assert "has no export 'nothing' (its exports: data, digest)" in unknown.stderr
     objects.delete_prefix("exports/")
+
+
+def dagyo(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DAGYO_SCHEDULER": cluster.address, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )

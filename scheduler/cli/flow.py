@@ -27,6 +27,7 @@ from scheduler.cli.common import (
     set_option,
     utf8_arguments,
 )
+from scheduler.cli.downloads import write_items
 from scheduler.cli.output import (
     FLOW_STATES,
     Progress,
@@ -254,3 +255,31 @@ def cancel_command(flow_id: str, address: str) -> None:
     with connected(address) as client:
         record = client.cancel(flow_id)
     click.echo(f"{record.id or flow_id} {FLOW_STATES[record.state]}")
+
+
+@flow.command("export")
+@click.argument("flow_id", metavar="ID")
+@click.argument("export", metavar="NAME")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The folder to write the items to (made when missing).",
+)
+@scheduler_option
+def export_command(flow_id: str, export: str, out: Path, address: str) -> None:
+    """Download the items kept with export NAME of flow ID, offloaded ones included.
+
+    Each item is written to OUT/NAME-N.binpb (N: 0, 1, … in the export's order) as its
+    serialized protobuf bytes, and checked against its SHA-256; one JSON line per item on
+    stdout: {"export", "item", "file", "typename", "size", "sha256"}.
+
+    Exits 0; 1 when an item does not match its SHA-256; 2 for an unknown ID or NAME, 3
+    when the scheduler cannot be reached.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    with connected(address) as client:
+        status = write_items(client.export_items(flow_id, export), export, out)
+    sys.exit(status)

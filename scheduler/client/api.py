@@ -149,6 +149,11 @@ class SchedulerClient:
             raise SchedulerRefused(list(response.problems), code="INVALID_ARGUMENT")
         return str(response.flow_id)
 
+    def export_items(self, flow_id: str, export: str) -> Iterator[pb.ExportChunk]:
+        """The items kept with one export of a flow, in chunks (see ``ExportChunk``)."""
+        request = pb.ExportItemsRequest(flow_id=flow_id, export=export)
+        return self._stream("ExportItems", request)
+
     def get(self, flow_id: str) -> pb.FlowRecord:
         """The record of one flow."""
         record: pb.FlowRecord = self._call("Get", pb.GetRequest(flow_id=flow_id))

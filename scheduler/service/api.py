@@ -175,6 +175,18 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
             context, lambda principal: self._service.cancel(principal, request.flow_id)
         )
 
+    def ExportItems(  # noqa: N802
+        self, request: pb.ExportItemsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ExportChunk]:
+        """The items kept with one export of a flow, offloaded ones included, in chunks."""
+        chunks = self._call(
+            context,
+            lambda principal: self._service.exports.items(
+                principal, request.flow_id, request.export
+            ),
+        )
+        yield from self._stream(context, chunks)
+
     def Watch(  # noqa: N802
         self, request: pb.WatchRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchEvent]:

@@ -39,6 +39,7 @@ from scheduler.flow.plan import plan_flow
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import unserved
 from scheduler.service.auth import Principal
+from scheduler.service.downloads import ExportDownloads
 from scheduler.service.hooks import Submission, SubmitHook
 from scheduler.service.limits import MAX_MESSAGE_BYTES, cut, export_room_of
 from scheduler.service.spares import new_flow_id, queue_shape
@@ -166,6 +167,7 @@ class FlowService:
         self._hooks = list(hooks)
         self._clock = clock
         self._running = RunningFlows(store.running_count)
+        self.exports = ExportDownloads(lifecycle.store, lifecycle)  # `dagyo flow export`
 
     def catalogue(self, principal: Principal) -> Catalogue:
         """The progdefs the caller may use (another tenant's do not exist for it).

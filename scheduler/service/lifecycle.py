@@ -26,6 +26,7 @@ import pika
 
 import scheduler.service.progress as progress
 from executor.core.errors import BrokerError, redact_url
+from executor.core.objects import ObjectStore
 from executor.pb.dagyo.v1.events_pb2 import Event, JobRef
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
@@ -222,6 +223,11 @@ class Lifecycle:
                 )
                 self._fail(flow.id, FAILURE_KIND_BROKER, error)
         self.admitter.wake()
+
+    @property
+    def object_store(self) -> ObjectStore | None:
+        """The object store of offloaded items (DAGYO_OBJECTS), or None."""
+        return self.objects.store if self.objects is not None else None
 
     def _ended(self, flow_id: str) -> bool:
         """True for a flow the state records as ended (its objects may go)."""

@@ -26,17 +26,17 @@ from executor.pb.dagyo.v1 import failure_pb2 as dagyo_dot_v1_dot_failure__pb2
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x61gyo/v1/scheduler.proto\x12\x08\x64\x61gyo.v1\x1a\x16\x64\x61gyo/v1/failure.proto\x1a google/protobuf/descriptor.proto\"\xe8\x01\n\x0cNodeProgress\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07progdef\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.NodeState\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x12\n\nitems_sent\x18\x05 \x01(\x04\x12\x16\n\x0eitems_received\x18\x06 \x01(\x04\x12\x11\n\tpublished\x18\x07 \x01(\x01\x12\x0f\n\x07started\x18\x08 \x01(\x01\x12\r\n\x05\x65nded\x18\t \x01(\x01\x12\x13\n\x0b\x65rrors_sent\x18\n \x01(\x04\x12\x0f\n\x07version\x18\x14 \x01(\t\"\x80\x01\n\x0c\x45\x64geProgress\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x12\n\nitems_sent\x18\x03 \x01(\x04\x12\x16\n\x0eitems_received\x18\x04 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x05 \x01(\x04\x12\x0f\n\x07sampled\x18\x06 \x01(\x01\",\n\x06\x45xport\x12\x0e\n\x06\x65xport\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\"\xed\x02\n\nFlowRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.FlowState\x12%\n\x05nodes\x18\x04 \x03(\x0b\x32\x16.dagyo.v1.NodeProgress\x12(\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x01\x12\r\n\x05\x65nded\x18\x07 \x01(\x01\x12!\n\x07\x65xports\x18\x08 \x03(\x0b\x32\x10.dagyo.v1.Export\x12\x19\n\x11\x65xports_truncated\x18\t \x01(\x08\x12\x17\n\x0f\x65xports_dropped\x18\n \x01(\x04\x12\x0e\n\x06tenant\x18\x14 \x01(\t\x12\x11\n\tflow_json\x18\x15 \x01(\t\x12\x0f\n\x07waiting\x18\x16 \x01(\t\x12%\n\x05\x65\x64ges\x18\x17 \x03(\x0b\x32\x16.dagyo.v1.EdgeProgress\"S\n\rSubmitRequest\x12\x0b\n\x03set\x18\x14 \x03(\t\x12\x11\n\tflow_json\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\ndeadline_s\x18\x03 \x01(\x01\"3\n\x0eSubmitResponse\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x03(\t\"\x1d\n\nGetRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"0\n\x0bListRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"b\n\x0cListResponse\x12#\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x14.dagyo.v1.FlowRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x14\n\x0c\x65very_tenant\x18\x03 \x01(\x08\" \n\rCancelRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x1f\n\x0cWatchRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x87\x01\n\nWatchEvent\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x12\"\n\x06\x65xport\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.ExportH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x42\x06\n\x04kind\"E\n\x0f\x46\x61iluresRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x10\x46\x61iluresResponse\x12)\n\x08\x66\x61ilures\x18\x01 \x03(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x11\n\x0fVersionsRequest\"v\n\x0eProgdefVersion\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07waiting\x18\x04 \x01(\x04\x12\x0f\n\x07running\x18\x05 \x01(\x04\x12\x11\n\texecutors\x18\x06 \x01(\r\">\n\x10VersionsResponse\x12*\n\x08versions\x18\x01 \x03(\x0b\x32\x18.dagyo.v1.ProgdefVersion\"/\n\rInvokeRequest\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x03(\t\"q\n\x0bInvokeEvent\x12\x11\n\x07\x66low_id\x18\x01 \x01(\tH\x00\x12\"\n\x06output\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.ExportH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x42\x06\n\x04kind\"\x11\n\x0fTriggersRequest\"W\n\rTriggerFiring\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65vent_source\x18\x02 \x01(\t\x12\x10\n\x08\x66low_ids\x18\x03 \x03(\t\x12\x0c\n\x04time\x18\x04 \x01(\x01\"\xad\x01\n\x07Trigger\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04\x66low\x18\x03 \x01(\t\x12\x0e\n\x06\x65vents\x18\x04 \x01(\t\x12\r\n\x05match\x18\x05 \x01(\t\x12\x0e\n\x06tenant\x18\x06 \x01(\t\x12\x10\n\x08problems\x18\x07 \x03(\t\x12(\n\x07\x66irings\x18\x08 \x03(\x0b\x32\x17.dagyo.v1.TriggerFiring\x12\r\n\x05\x66ired\x18\t \x01(\x04\"7\n\x10TriggersResponse\x12#\n\x08triggers\x18\x01 \x03(\x0b\x32\x11.dagyo.v1.Trigger\"\x12\n\x10\x43\x61talogueRequest\"\"\n\x04Port\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"\xa6\x01\n\x10\x43\x61talogueProgdef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x1e\n\x06inputs\x18\x04 \x03(\x0b\x32\x0e.dagyo.v1.Port\x12\x1f\n\x07outputs\x18\x05 \x03(\x0b\x32\x0e.dagyo.v1.Port\x12\r\n\x05style\x18\x06 \x01(\t\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\t\"4\n\tTypeField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0b\n\x03\x64oc\x18\x03 \x01(\t\"\x89\x01\n\rCatalogueType\x12\x10\n\x08typename\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0b\n\x03\x64oc\x18\x03 \x01(\t\x12#\n\x06\x66ields\x18\x04 \x03(\x0b\x32\x13.dagyo.v1.TypeField\x12\x0f\n\x07used_by\x18\x05 \x03(\t\x12\x13\n\x0bjson_schema\x18\x06 \x01(\t\"3\n\x0eLeftOutProgdef\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x03(\t\"\xd1\x01\n\x11\x43\x61talogueResponse\x12,\n\x08progdefs\x18\x01 \x03(\x0b\x32\x1a.dagyo.v1.CatalogueProgdef\x12&\n\x05types\x18\x02 \x03(\x0b\x32\x17.dagyo.v1.CatalogueType\x12:\n\x0e\x64\x65scriptor_set\x18\x03 \x01(\x0b\x32\".google.protobuf.FileDescriptorSet\x12*\n\x08left_out\x18\x04 \x03(\x0b\x32\x18.dagyo.v1.LeftOutProgdef*\xa2\x01\n\tFlowState\x12\x1a\n\x16\x46LOW_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46LOW_STATE_PENDING\x10\x01\x12\x16\n\x12\x46LOW_STATE_RUNNING\x10\x02\x12\x18\n\x14\x46LOW_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11\x46LOW_STATE_FAILED\x10\x04\x12\x18\n\x14\x46LOW_STATE_CANCELLED\x10\x05*\x9c\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATE_PENDING\x10\x01\x12\x16\n\x12NODE_STATE_RUNNING\x10\x02\x12\x14\n\x10NODE_STATE_ENDED\x10\x03\x12\x15\n\x11NODE_STATE_FAILED\x10\x04\x12\x16\n\x12NODE_STATE_STOPPED\x10\x05\x32\xef\x04\n\tScheduler\x12;\n\x06Submit\x12\x17.dagyo.v1.SubmitRequest\x1a\x18.dagyo.v1.SubmitResponse\x12\x31\n\x03Get\x12\x14.dagyo.v1.GetRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x35\n\x04List\x12\x15.dagyo.v1.ListRequest\x1a\x16.dagyo.v1.ListResponse\x12\x37\n\x06\x43\x61ncel\x12\x17.dagyo.v1.CancelRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x37\n\x05Watch\x12\x16.dagyo.v1.WatchRequest\x1a\x14.dagyo.v1.WatchEvent0\x01\x12\x41\n\x08\x46\x61ilures\x12\x19.dagyo.v1.FailuresRequest\x1a\x1a.dagyo.v1.FailuresResponse\x12\x41\n\x08Versions\x12\x19.dagyo.v1.VersionsRequest\x1a\x1a.dagyo.v1.VersionsResponse\x12:\n\x06Invoke\x12\x17.dagyo.v1.InvokeRequest\x1a\x15.dagyo.v1.InvokeEvent0\x01\x12\x41\n\x08Triggers\x12\x19.dagyo.v1.TriggersRequest\x1a\x1a.dagyo.v1.TriggersResponse\x12\x44\n\tCatalogue\x12\x1a.dagyo.v1.CatalogueRequest\x1a\x1b.dagyo.v1.CatalogueResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x61gyo/v1/scheduler.proto\x12\x08\x64\x61gyo.v1\x1a\x16\x64\x61gyo/v1/failure.proto\x1a google/protobuf/descriptor.proto\"\xe8\x01\n\x0cNodeProgress\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07progdef\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.NodeState\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x12\n\nitems_sent\x18\x05 \x01(\x04\x12\x16\n\x0eitems_received\x18\x06 \x01(\x04\x12\x11\n\tpublished\x18\x07 \x01(\x01\x12\x0f\n\x07started\x18\x08 \x01(\x01\x12\r\n\x05\x65nded\x18\t \x01(\x01\x12\x13\n\x0b\x65rrors_sent\x18\n \x01(\x04\x12\x0f\n\x07version\x18\x14 \x01(\t\"\x80\x01\n\x0c\x45\x64geProgress\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x12\n\nitems_sent\x18\x03 \x01(\x04\x12\x16\n\x0eitems_received\x18\x04 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x05 \x01(\x04\x12\x0f\n\x07sampled\x18\x06 \x01(\x01\",\n\x06\x45xport\x12\x0e\n\x06\x65xport\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\"\xed\x02\n\nFlowRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.dagyo.v1.FlowState\x12%\n\x05nodes\x18\x04 \x03(\x0b\x32\x16.dagyo.v1.NodeProgress\x12(\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x01\x12\r\n\x05\x65nded\x18\x07 \x01(\x01\x12!\n\x07\x65xports\x18\x08 \x03(\x0b\x32\x10.dagyo.v1.Export\x12\x19\n\x11\x65xports_truncated\x18\t \x01(\x08\x12\x17\n\x0f\x65xports_dropped\x18\n \x01(\x04\x12\x0e\n\x06tenant\x18\x14 \x01(\t\x12\x11\n\tflow_json\x18\x15 \x01(\t\x12\x0f\n\x07waiting\x18\x16 \x01(\t\x12%\n\x05\x65\x64ges\x18\x17 \x03(\x0b\x32\x16.dagyo.v1.EdgeProgress\"S\n\rSubmitRequest\x12\x0b\n\x03set\x18\x14 \x03(\t\x12\x11\n\tflow_json\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\ndeadline_s\x18\x03 \x01(\x01\"3\n\x0eSubmitResponse\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x03(\t\"\x1d\n\nGetRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"0\n\x0bListRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"b\n\x0cListResponse\x12#\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x14.dagyo.v1.FlowRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x14\n\x0c\x65very_tenant\x18\x03 \x01(\x08\" \n\rCancelRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x1f\n\x0cWatchRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x87\x01\n\nWatchEvent\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x12\"\n\x06\x65xport\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.ExportH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x42\x06\n\x04kind\"E\n\x0f\x46\x61iluresRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x10\x46\x61iluresResponse\x12)\n\x08\x66\x61ilures\x18\x01 \x03(\x0b\x32\x17.dagyo.v1.FailureReport\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x12\x45xportItemsRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65xport\x18\x02 \x01(\t\"k\n\x0b\x45xportChunk\x12\x0c\n\x04item\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x10\n\x08item_end\x18\x03 \x01(\x08\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x10\n\x08typename\x18\x06 \x01(\t\"\x11\n\x0fVersionsRequest\"v\n\x0eProgdefVersion\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07waiting\x18\x04 \x01(\x04\x12\x0f\n\x07running\x18\x05 \x01(\x04\x12\x11\n\texecutors\x18\x06 \x01(\r\">\n\x10VersionsResponse\x12*\n\x08versions\x18\x01 \x03(\x0b\x32\x18.dagyo.v1.ProgdefVersion\"/\n\rInvokeRequest\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x03(\t\"q\n\x0bInvokeEvent\x12\x11\n\x07\x66low_id\x18\x01 \x01(\tH\x00\x12\"\n\x06output\x18\x02 \x01(\x0b\x32\x10.dagyo.v1.ExportH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.dagyo.v1.FlowRecordH\x00\x42\x06\n\x04kind\"\x11\n\x0fTriggersRequest\"W\n\rTriggerFiring\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65vent_source\x18\x02 \x01(\t\x12\x10\n\x08\x66low_ids\x18\x03 \x03(\t\x12\x0c\n\x04time\x18\x04 \x01(\x01\"\xad\x01\n\x07Trigger\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04\x66low\x18\x03 \x01(\t\x12\x0e\n\x06\x65vents\x18\x04 \x01(\t\x12\r\n\x05match\x18\x05 \x01(\t\x12\x0e\n\x06tenant\x18\x06 \x01(\t\x12\x10\n\x08problems\x18\x07 \x03(\t\x12(\n\x07\x66irings\x18\x08 \x03(\x0b\x32\x17.dagyo.v1.TriggerFiring\x12\r\n\x05\x66ired\x18\t \x01(\x04\"7\n\x10TriggersResponse\x12#\n\x08triggers\x18\x01 \x03(\x0b\x32\x11.dagyo.v1.Trigger\"\x12\n\x10\x43\x61talogueRequest\"\"\n\x04Port\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"\xa6\x01\n\x10\x43\x61talogueProgdef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x1e\n\x06inputs\x18\x04 \x03(\x0b\x32\x0e.dagyo.v1.Port\x12\x1f\n\x07outputs\x18\x05 \x03(\x0b\x32\x0e.dagyo.v1.Port\x12\r\n\x05style\x18\x06 \x01(\t\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\t\"4\n\tTypeField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0b\n\x03\x64oc\x18\x03 \x01(\t\"\x89\x01\n\rCatalogueType\x12\x10\n\x08typename\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0b\n\x03\x64oc\x18\x03 \x01(\t\x12#\n\x06\x66ields\x18\x04 \x03(\x0b\x32\x13.dagyo.v1.TypeField\x12\x0f\n\x07used_by\x18\x05 \x03(\t\x12\x13\n\x0bjson_schema\x18\x06 \x01(\t\"3\n\x0eLeftOutProgdef\x12\x0f\n\x07progdef\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x03(\t\"\xd1\x01\n\x11\x43\x61talogueResponse\x12,\n\x08progdefs\x18\x01 \x03(\x0b\x32\x1a.dagyo.v1.CatalogueProgdef\x12&\n\x05types\x18\x02 \x03(\x0b\x32\x17.dagyo.v1.CatalogueType\x12:\n\x0e\x64\x65scriptor_set\x18\x03 \x01(\x0b\x32\".google.protobuf.FileDescriptorSet\x12*\n\x08left_out\x18\x04 \x03(\x0b\x32\x18.dagyo.v1.LeftOutProgdef*\xa2\x01\n\tFlowState\x12\x1a\n\x16\x46LOW_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46LOW_STATE_PENDING\x10\x01\x12\x16\n\x12\x46LOW_STATE_RUNNING\x10\x02\x12\x18\n\x14\x46LOW_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11\x46LOW_STATE_FAILED\x10\x04\x12\x18\n\x14\x46LOW_STATE_CANCELLED\x10\x05*\x9c\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATE_PENDING\x10\x01\x12\x16\n\x12NODE_STATE_RUNNING\x10\x02\x12\x14\n\x10NODE_STATE_ENDED\x10\x03\x12\x15\n\x11NODE_STATE_FAILED\x10\x04\x12\x16\n\x12NODE_STATE_STOPPED\x10\x05\x32\xb5\x05\n\tScheduler\x12;\n\x06Submit\x12\x17.dagyo.v1.SubmitRequest\x1a\x18.dagyo.v1.SubmitResponse\x12\x31\n\x03Get\x12\x14.dagyo.v1.GetRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x35\n\x04List\x12\x15.dagyo.v1.ListRequest\x1a\x16.dagyo.v1.ListResponse\x12\x37\n\x06\x43\x61ncel\x12\x17.dagyo.v1.CancelRequest\x1a\x14.dagyo.v1.FlowRecord\x12\x37\n\x05Watch\x12\x16.dagyo.v1.WatchRequest\x1a\x14.dagyo.v1.WatchEvent0\x01\x12\x41\n\x08\x46\x61ilures\x12\x19.dagyo.v1.FailuresRequest\x1a\x1a.dagyo.v1.FailuresResponse\x12\x41\n\x08Versions\x12\x19.dagyo.v1.VersionsRequest\x1a\x1a.dagyo.v1.VersionsResponse\x12:\n\x06Invoke\x12\x17.dagyo.v1.InvokeRequest\x1a\x15.dagyo.v1.InvokeEvent0\x01\x12\x41\n\x08Triggers\x12\x19.dagyo.v1.TriggersRequest\x1a\x1a.dagyo.v1.TriggersResponse\x12\x44\n\tCatalogue\x12\x1a.dagyo.v1.CatalogueRequest\x1a\x1b.dagyo.v1.CatalogueResponse\x12\x44\n\x0b\x45xportItems\x12\x1c.dagyo.v1.ExportItemsRequest\x1a\x15.dagyo.v1.ExportChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dagyo.v1.scheduler_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FLOWSTATE']._serialized_start=2952
-  _globals['_FLOWSTATE']._serialized_end=3114
-  _globals['_NODESTATE']._serialized_start=3117
-  _globals['_NODESTATE']._serialized_end=3273
+  _globals['_FLOWSTATE']._serialized_start=3116
+  _globals['_FLOWSTATE']._serialized_end=3278
+  _globals['_NODESTATE']._serialized_start=3281
+  _globals['_NODESTATE']._serialized_end=3437
   _globals['_NODEPROGRESS']._serialized_start=97
   _globals['_NODEPROGRESS']._serialized_end=329
   _globals['_EDGEPROGRESS']._serialized_start=332
@@ -65,38 +65,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FAILURESREQUEST']._serialized_end=1469
   _globals['_FAILURESRESPONSE']._serialized_start=1471
   _globals['_FAILURESRESPONSE']._serialized_end=1557
-  _globals['_VERSIONSREQUEST']._serialized_start=1559
-  _globals['_VERSIONSREQUEST']._serialized_end=1576
-  _globals['_PROGDEFVERSION']._serialized_start=1578
-  _globals['_PROGDEFVERSION']._serialized_end=1696
-  _globals['_VERSIONSRESPONSE']._serialized_start=1698
-  _globals['_VERSIONSRESPONSE']._serialized_end=1760
-  _globals['_INVOKEREQUEST']._serialized_start=1762
-  _globals['_INVOKEREQUEST']._serialized_end=1809
-  _globals['_INVOKEEVENT']._serialized_start=1811
-  _globals['_INVOKEEVENT']._serialized_end=1924
-  _globals['_TRIGGERSREQUEST']._serialized_start=1926
-  _globals['_TRIGGERSREQUEST']._serialized_end=1943
-  _globals['_TRIGGERFIRING']._serialized_start=1945
-  _globals['_TRIGGERFIRING']._serialized_end=2032
-  _globals['_TRIGGER']._serialized_start=2035
-  _globals['_TRIGGER']._serialized_end=2208
-  _globals['_TRIGGERSRESPONSE']._serialized_start=2210
-  _globals['_TRIGGERSRESPONSE']._serialized_end=2265
-  _globals['_CATALOGUEREQUEST']._serialized_start=2267
-  _globals['_CATALOGUEREQUEST']._serialized_end=2285
-  _globals['_PORT']._serialized_start=2287
-  _globals['_PORT']._serialized_end=2321
-  _globals['_CATALOGUEPROGDEF']._serialized_start=2324
-  _globals['_CATALOGUEPROGDEF']._serialized_end=2490
-  _globals['_TYPEFIELD']._serialized_start=2492
-  _globals['_TYPEFIELD']._serialized_end=2544
-  _globals['_CATALOGUETYPE']._serialized_start=2547
-  _globals['_CATALOGUETYPE']._serialized_end=2684
-  _globals['_LEFTOUTPROGDEF']._serialized_start=2686
-  _globals['_LEFTOUTPROGDEF']._serialized_end=2737
-  _globals['_CATALOGUERESPONSE']._serialized_start=2740
-  _globals['_CATALOGUERESPONSE']._serialized_end=2949
-  _globals['_SCHEDULER']._serialized_start=3276
-  _globals['_SCHEDULER']._serialized_end=3899
+  _globals['_EXPORTITEMSREQUEST']._serialized_start=1559
+  _globals['_EXPORTITEMSREQUEST']._serialized_end=1612
+  _globals['_EXPORTCHUNK']._serialized_start=1614
+  _globals['_EXPORTCHUNK']._serialized_end=1721
+  _globals['_VERSIONSREQUEST']._serialized_start=1723
+  _globals['_VERSIONSREQUEST']._serialized_end=1740
+  _globals['_PROGDEFVERSION']._serialized_start=1742
+  _globals['_PROGDEFVERSION']._serialized_end=1860
+  _globals['_VERSIONSRESPONSE']._serialized_start=1862
+  _globals['_VERSIONSRESPONSE']._serialized_end=1924
+  _globals['_INVOKEREQUEST']._serialized_start=1926
+  _globals['_INVOKEREQUEST']._serialized_end=1973
+  _globals['_INVOKEEVENT']._serialized_start=1975
+  _globals['_INVOKEEVENT']._serialized_end=2088
+  _globals['_TRIGGERSREQUEST']._serialized_start=2090
+  _globals['_TRIGGERSREQUEST']._serialized_end=2107
+  _globals['_TRIGGERFIRING']._serialized_start=2109
+  _globals['_TRIGGERFIRING']._serialized_end=2196
+  _globals['_TRIGGER']._serialized_start=2199
+  _globals['_TRIGGER']._serialized_end=2372
+  _globals['_TRIGGERSRESPONSE']._serialized_start=2374
+  _globals['_TRIGGERSRESPONSE']._serialized_end=2429
+  _globals['_CATALOGUEREQUEST']._serialized_start=2431
+  _globals['_CATALOGUEREQUEST']._serialized_end=2449
+  _globals['_PORT']._serialized_start=2451
+  _globals['_PORT']._serialized_end=2485
+  _globals['_CATALOGUEPROGDEF']._serialized_start=2488
+  _globals['_CATALOGUEPROGDEF']._serialized_end=2654
+  _globals['_TYPEFIELD']._serialized_start=2656
+  _globals['_TYPEFIELD']._serialized_end=2708
+  _globals['_CATALOGUETYPE']._serialized_start=2711
+  _globals['_CATALOGUETYPE']._serialized_end=2848
+  _globals['_LEFTOUTPROGDEF']._serialized_start=2850
+  _globals['_LEFTOUTPROGDEF']._serialized_end=2901
+  _globals['_CATALOGUERESPONSE']._serialized_start=2904
+  _globals['_CATALOGUERESPONSE']._serialized_end=3113
+  _globals['_SCHEDULER']._serialized_start=3440
+  _globals['_SCHEDULER']._serialized_end=4133
 # @@protoc_insertion_point(module_scope)

@@ -205,6 +205,30 @@ class FailuresResponse(_message.Message):
     next_page_token: str
     def __init__(self, failures: _Optional[_Iterable[_Union[_failure_pb2.FailureReport, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class ExportItemsRequest(_message.Message):
+    __slots__ = ("flow_id", "export")
+    FLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_FIELD_NUMBER: _ClassVar[int]
+    flow_id: str
+    export: str
+    def __init__(self, flow_id: _Optional[str] = ..., export: _Optional[str] = ...) -> None: ...
+
+class ExportChunk(_message.Message):
+    __slots__ = ("item", "data", "item_end", "size", "sha256", "typename")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ITEM_END_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    TYPENAME_FIELD_NUMBER: _ClassVar[int]
+    item: int
+    data: bytes
+    item_end: bool
+    size: int
+    sha256: str
+    typename: str
+    def __init__(self, item: _Optional[int] = ..., data: _Optional[bytes] = ..., item_end: _Optional[bool] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., typename: _Optional[str] = ...) -> None: ...
+
 class VersionsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

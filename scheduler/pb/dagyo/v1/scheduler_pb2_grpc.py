@@ -84,6 +84,11 @@ class SchedulerStub:
                 request_serializer=dagyo_dot_v1_dot_scheduler__pb2.CatalogueRequest.SerializeToString,
                 response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.CatalogueResponse.FromString,
                 _registered_method=True)
+        self.ExportItems = channel.unary_stream(
+                '/dagyo.v1.Scheduler/ExportItems',
+                request_serializer=dagyo_dot_v1_dot_scheduler__pb2.ExportItemsRequest.SerializeToString,
+                response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.ExportChunk.FromString,
+                _registered_method=True)
 
 
 class SchedulerServicer:
@@ -157,6 +162,14 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportItems(self, request, context):
+        """The items kept with a flow's export, offloaded ones included, each as its serialized
+        bytes in chunks (`dagyo flow export`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -209,6 +222,11 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.Catalogue,
                     request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.CatalogueRequest.FromString,
                     response_serializer=dagyo_dot_v1_dot_scheduler__pb2.CatalogueResponse.SerializeToString,
+            ),
+            'ExportItems': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportItems,
+                    request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.ExportItemsRequest.FromString,
+                    response_serializer=dagyo_dot_v1_dot_scheduler__pb2.ExportChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -481,6 +499,33 @@ class Scheduler:
             '/dagyo.v1.Scheduler/Catalogue',
             dagyo_dot_v1_dot_scheduler__pb2.CatalogueRequest.SerializeToString,
             dagyo_dot_v1_dot_scheduler__pb2.CatalogueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dagyo.v1.Scheduler/ExportItems',
+            dagyo_dot_v1_dot_scheduler__pb2.ExportItemsRequest.SerializeToString,
+            dagyo_dot_v1_dot_scheduler__pb2.ExportChunk.FromString,
             options,
             channel_credentials,
             insecure,
