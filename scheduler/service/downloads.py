@@ -41,7 +41,13 @@ class ExportRecords(Protocol):
 
 
 class Lifecycle(Protocol):
-    """What downloads need of the lifecycle: its object store, when it has one."""
+    """What downloads need of the lifecycle: its records, and its object store when it has
+    one."""
+
+    @property
+    def store(self) -> ExportRecords:
+        """The flow records."""
+        ...
 
     @property
     def object_store(self) -> ObjectStore | None:
@@ -53,12 +59,10 @@ class ExportDownloads:
     """The items of a flow's exports, as chunks.
 
     Args:
-        store: the flow records.
-        lifecycle: where the object store is.
+        lifecycle: where the records and the object store are.
     """
 
-    def __init__(self, store: ExportRecords, lifecycle: Lifecycle) -> None:
-        self._store = store
+    def __init__(self, lifecycle: Lifecycle) -> None:
         self._lifecycle = lifecycle
 
     def items(self, principal: Principal, flow_id: str, export: str) -> Iterator[pb.ExportChunk]:
@@ -69,8 +73,9 @@ class ExportDownloads:
             RequestInvalid: the flow has no such export.
             PreconditionFailed: an offloaded item is gone, or the scheduler has no store.
         """
-        record = self._store.get(flow_id)
-        runtime = self._store.runtime(flow_id)
+        store = self._lifecycle.store
+        record = store.get(flow_id)
+        runtime = store.runtime(flow_id)
         if record is None or runtime is None or not principal.sees(record.tenant):
             raise FlowNotFound(
                 flow_id,

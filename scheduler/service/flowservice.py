@@ -167,7 +167,7 @@ class FlowService:
         self._hooks = list(hooks)
         self._clock = clock
         self._running = RunningFlows(store.running_count)
-        self.exports = ExportDownloads(lifecycle.store, lifecycle)  # `dagyo flow export`
+        self.exports = ExportDownloads(lifecycle)  # `dagyo flow export`
 
     def catalogue(self, principal: Principal) -> Catalogue:
         """The progdefs the caller may use (another tenant's do not exist for it).
