@@ -1,4 +1,5 @@
-"""The errors only the scheduler's programs raise: the CLI's and the deploy tools'.
+"""The errors only the scheduler's programs raise: the CLI's, the deploy tools' and the
+state store's.
 
 They belong to the one tree of :mod:`executor.core.errors`, rooted at DagyoError; they are
 kept here so that a progdef image, which installs ``executor/`` only, carries none of them.
@@ -76,3 +77,24 @@ class ImagesNotPinned(DagyoError):
             "--lock), give --scheduler-image as REPOSITORY@sha256:…, or pass --allow-tags "
             "to deploy by tag"
         )
+
+
+class StoreUnavailable(Unreachable):
+    """Raised when the database of the scheduler's state cannot be reached (or is lost)."""
+
+    def __init__(self, where: str, reason: str = "") -> None:
+        super().__init__(
+            "the scheduler's state",
+            where,
+            reason,
+            fix="start the database, or set DAGYO_STATE to one that answers",
+        )
+
+
+class LeaseLost(DagyoError):
+    """Raised when a write carries a lease epoch another scheduler has taken since: the
+    write is refused and nothing of it is stored."""
+
+
+class SchemaTooNew(DagyoError):
+    """Raised when the state's schema was migrated by a newer scheduler than this one."""

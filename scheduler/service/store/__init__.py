@@ -7,6 +7,7 @@ created or migrated to this scheduler's schema.
 
 from __future__ import annotations
 
+from scheduler.errors import LeaseLost, SchemaTooNew, StoreUnavailable
 from scheduler.service.store.base import (
     DEFAULT_LIST_LIMIT,
     FailureRecords,
@@ -15,14 +16,11 @@ from scheduler.service.store.base import (
     FlowRecords,
     FlowRuntimes,
     Lease,
-    LeaseLost,
     SpareRecords,
     Store,
-    StoreUnavailable,
     TriggerFirings,
     VersionRecords,
 )
-from scheduler.service.store.migrations import SchemaTooNew
 from scheduler.service.store.sqlite import SqliteStore
 from scheduler.service.store.writer import StoreWriter
 

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from executor.core.errors import DagyoError, Unreachable
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime, FlowState
@@ -23,23 +22,6 @@ from scheduler.service.flowstate import FlowRuntime, FlowState
 DEFAULT_LIST_LIMIT = 100
 # The firings of each trigger `dagyo triggers` shows.
 LAST_FIRINGS = 5
-
-
-class StoreUnavailable(Unreachable):
-    """Raised when the database of the scheduler's state cannot be reached (or is lost)."""
-
-    def __init__(self, where: str, reason: str = "") -> None:
-        super().__init__(
-            "the scheduler's state",
-            where,
-            reason,
-            fix="start the database, or set DAGYO_STATE to one that answers",
-        )
-
-
-class LeaseLost(DagyoError):
-    """Raised when a write carries a lease epoch another scheduler has taken since: the
-    write is refused and nothing of it is stored."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from scheduler.service.store.base import Fence, Lease, LeaseLost
+from scheduler.errors import LeaseLost
+from scheduler.service.store.base import Fence, Lease
 from scheduler.service.store.session import Session
 
 

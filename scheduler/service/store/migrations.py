@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from executor.core.errors import DagyoError
+from scheduler.errors import SchemaTooNew
 from scheduler.service.store.session import Session
 
 # Each a script of statements separated by ";". SQLite's first one creates only what is
@@ -150,10 +150,6 @@ POSTGRES: tuple[str, ...] = (
     )
     """,
 )
-
-
-class SchemaTooNew(DagyoError):
-    """Raised when the state's schema was migrated by a newer scheduler than this one."""
 
 
 def migrate(db: Session, migrations: Sequence[str], *, where: str) -> int:

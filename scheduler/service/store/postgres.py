@@ -16,7 +16,7 @@ import psycopg
 import psycopg_pool
 
 from executor.core.errors import DagyoError, redact_url
-from scheduler.service.store.base import StoreUnavailable
+from scheduler.errors import StoreUnavailable
 from scheduler.service.store.leases import SqlDialect
 from scheduler.service.store.migrations import POSTGRES, claim, migrate
 from scheduler.service.store.session import Rows, Session

@@ -19,15 +19,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.errors import LeaseLost, StoreUnavailable
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime, FlowState
 from scheduler.service.store.base import (
     DEFAULT_LIST_LIMIT,
     Fence,
     FlowLeases,
-    LeaseLost,
     Store,
-    StoreUnavailable,
     TriggerFirings,
 )
 
