@@ -204,9 +204,14 @@ def test_a_version_this_scheduler_never_had_as_current_is_retired(
         cluster.start_executor("slow")
         assert old is not None and old.wait(WAIT_S) == 0
         wait_gone(broker_url, mailbox_name("slow", v1))
-        rows = versions_table(cluster)
+        # The new executor counts once the scheduler heard its first heartbeat.
+        rows = eventually(
+            lambda: versions_table(cluster),
+            WAIT_S,
+            until=lambda rows: ["slow", v2, "current", "0", "0", "1"] in rows,
+            what=f"{v2}'s executor in the versions table",
+        )
         assert ["slow", v1, "retired", "0", "0", "0"] in rows
-        assert ["slow", v2, "current", "0", "0", "1"] in rows
         _, exports = cluster.run(slow_flow(2, 1))
         assert exports == {"names": names(2)}
     finally:
