@@ -13,6 +13,7 @@ import pytest
 from executor.pb.dagyo.v1.events_pb2 import Event
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.types import Text
+from tests.conftest import rabbitmqctl, vhost_of
 from tests.nodewire import Wire, write
 from tests.nodewire import wire as wire  # noqa: F401  (the fixture)
 
@@ -192,3 +193,25 @@ def test_a_missing_secret_stops_the_executor_at_start_naming_it(
         "dagyo-executor: progdef secretive: secret API_TOKEN is not set: export it in the "
         "executor's environment (in Kubernetes, the progdef's Secret)"
     )
+
+
+def test_it_takes_the_next_broker_url_and_declares_its_mailbox_of_the_queue_type(
+    broker_url: str, tmp_path: Path, node_sdk: Path
+) -> None:
+    folder = write(
+        tmp_path / "p",
+        WAITS,
+        name="waiter",
+        inputs={"a": "dagyo.types.Text"},
+        run="main.js:run",
+    )
+    down = "amqp://guest:guest@127.0.0.1:1/%2F"
+    wire = Wire(broker_url, folder, {"DAGYO_QUEUE": f"{down};{broker_url}"})
+    try:
+        listed = rabbitmqctl(
+            "list_queues", "-p", vhost_of(broker_url), "-q", "--no-table-headers", "name", "type"
+        )
+        types = dict(line.split() for line in listed.splitlines() if line.strip())
+        assert types[wire.mailbox] == "quorum"  # several URLs: a broker of several nodes
+    finally:
+        wire.close()

@@ -69,7 +69,7 @@ export class Executor {
     readonly program: Program,
     readonly settings: Settings,
   ) {
-    this.mailbox = new Mailbox(settings.mailbox, settings.maxJobs, (job) => this.onJob(job));
+    this.mailbox = new Mailbox(settings.mailbox, settings.maxJobs, (job) => this.onJob(job), settings.queueType);
   }
 
   /** True once it takes no more jobs (a drain, or its one job taken). */
@@ -90,7 +90,7 @@ export class Executor {
   }
 
   private async connect(): Promise<void> {
-    const connection = await amqp.connect(this.settings.queueUrl, { clientProperties: { connection_name: this.settings.executorId } });
+    const connection = await this.open();
     connection.on("error", (error) => log.warn(`broker connection: ${String(error)}`));
     connection.on("close", () => this.lost(connection));
     const control = await connection.createConfirmChannel();
@@ -109,6 +109,19 @@ export class Executor {
     await this.mailbox.open(await connection.createChannel());
     this.sendReports();
     this.heartbeat();
+  }
+
+  /** A connection to the first broker URL that answers, in DAGYO_QUEUE's order. */
+  private async open(): Promise<ChannelModel> {
+    let last: unknown;
+    for (const url of this.settings.queueUrls) {
+      try {
+        return await amqp.connect(url, { clientProperties: { connection_name: this.settings.executorId } });
+      } catch (error) {
+        last = error;
+      }
+    }
+    throw last;
   }
 
   private lost(connection: ChannelModel): void {

@@ -39,6 +39,7 @@ export class Mailbox {
     readonly name: string,
     readonly maxJobs: number,
     private readonly onJob: (job: JobDescriptor) => void,
+    private readonly queueType: "classic" | "quorum" = "classic",
   ) {}
 
   /** Job slots not in use. */
@@ -49,7 +50,8 @@ export class Mailbox {
   /** Declare the mailbox on a new channel and start pulling. */
   async open(channel: Channel): Promise<void> {
     // Durable: jobs wait in the mailbox across broker restarts and executor upgrades.
-    await channel.assertQueue(this.name, { durable: true });
+    // Its type said, classic too, so one declared with the other type is refused, not used.
+    await channel.assertQueue(this.name, { durable: true, arguments: { "x-queue-type": this.queueType } });
     this.channel = channel;
     this.consumerTag = null;
     this.consuming = false;

@@ -21,6 +21,10 @@ import type { Progdef } from "./program.js";
 
 export interface Settings {
   queueUrl: string;
+  /** DAGYO_QUEUE's broker URLs, tried in order (a broker of several nodes). */
+  queueUrls: string[];
+  /** The type of the mailbox queue: DAGYO_QUEUE_TYPE, else quorum for several URLs. */
+  queueType: "classic" | "quorum";
   mailbox: string;
   version: string;
   maxJobs: number;
@@ -66,9 +70,19 @@ export function servedVersion(mailbox: string, progdef: Progdef): string {
 /** Read the settings for `progdef` from the environment. */
 export function settingsFromEnv(progdef: Progdef, oneJob = false): Settings {
   const queueUrl = process.env[ENV_QUEUE] || DEFAULT_QUEUE_URL;
-  if (!/^amqps?:\/\/[^/]/i.test(queueUrl)) {
+  // Several URLs are separated by a ";" that starts another amqp:// URL (as kombu writes them).
+  const queueUrls = queueUrl.split(/;(?=\s*amqps?:\/\/)/i).map((url) => url.trim());
+  if (!queueUrls.every((url) => /^amqps?:\/\/[^/]/i.test(url))) {
     throw new SettingError(`${ENV_QUEUE}: the broker URL must start with amqp:// or amqps:// and name a host`);
   }
+  const rawType = (process.env.DAGYO_QUEUE_TYPE ?? "").trim().toLowerCase();
+  if (rawType && rawType !== "classic" && rawType !== "quorum") {
+    throw new SettingError(
+      `DAGYO_QUEUE_TYPE=${JSON.stringify(rawType)} is not a queue type: classic, or quorum (replicated, ` +
+        "for a broker of several nodes); unset, quorum when DAGYO_QUEUE lists several URLs",
+    );
+  }
+  const queueType = (rawType || (queueUrls.length > 1 ? "quorum" : "classic")) as Settings["queueType"];
   const jobs = process.env[ENV_JOBS] ?? "";
   let version = "";
   let mailbox = jobs;
@@ -93,6 +107,8 @@ export function settingsFromEnv(progdef: Progdef, oneJob = false): Settings {
   if (!(oneJobIdleS > 0)) throw new SettingError("DAGYO_ONE_JOB_IDLE_S must be more than 0 seconds");
   return {
     queueUrl,
+    queueUrls,
+    queueType,
     mailbox,
     version,
     maxJobs,
