@@ -40,7 +40,8 @@ from executor.inprocess import tune_gc
 from scheduler.cache import CacheSettings, FolderCache
 from scheduler.embedded import EmbeddedRunner
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import CheckedFlow, parse_flow
+from scheduler.flow.model import CheckedFlow
+from scheduler.flow.parse import parse_flow
 
 
 def checked(flow: dict[str, Any], catalogue: dict[str, Progdef]) -> CheckedFlow:

@@ -21,7 +21,8 @@ from common import ROOT, emit, now
 
 from executor.core.progdef import load_catalogue, parse_progdef
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import MAX_FLOW_NODES, parse_flow
+from scheduler.flow.model import MAX_FLOW_NODES
+from scheduler.flow.parse import parse_flow
 from scheduler.flow.plan import plan_flow
 
 EXTRA = (

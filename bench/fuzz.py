@@ -36,7 +36,7 @@ with atheris.instrument_imports():
     from executor.pb.dagyo.types_pb2 import Text
     from executor.pb.dagyo.v1.job_pb2 import Job
     from scheduler.flow.check import check_flow
-    from scheduler.flow.model import parse_flow
+    from scheduler.flow.parse import parse_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = load_catalogue(ROOT / "progdefs")

@@ -40,7 +40,7 @@ from executor.inprocess import tune_gc
 from scheduler.client.api import SchedulerClient
 from scheduler.embedded import EmbeddedRunner
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
+from scheduler.flow.parse import parse_flow
 from scheduler.local_cluster import LocalCluster
 from scheduler.local_processes import check_node_runtime
 

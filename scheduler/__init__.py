@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from scheduler.client.api import SchedulerClient
     from scheduler.embedded import EmbeddedRunner
     from scheduler.flow.check import check_flow
-    from scheduler.flow.model import load_flow
+    from scheduler.flow.parse import load_flow
     from scheduler.local_cluster import LocalCluster
     from scheduler.service.config import SchedulerSettings
     from scheduler.service.server import Scheduler, serve

@@ -15,7 +15,7 @@ from executor._runtime.stream import StreamSettings
 from executor.core.progdef import load_catalogue
 from scheduler.embedded import EmbeddedRunner, RunResult
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
+from scheduler.flow.parse import parse_flow
 from tests.conftest import PROGDEFS
 
 # The sample catalogue, loaded once for every test that runs its flows.

@@ -22,7 +22,7 @@ import pytest
 from executor.core.errors import FlowInvalid
 from executor.core.progdef import load_catalogue, load_progdef
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
+from scheduler.flow.parse import parse_flow
 from tests.cluster import broker_leftovers, own_vhost
 from tests.commands import read_until
 from tests.conftest import PROGDEFS, ROOT

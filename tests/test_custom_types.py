@@ -16,7 +16,7 @@ from executor.core.errors import FlowInvalid, ProgdefInvalid
 from executor.core.progdef import load_catalogue, load_progdef
 from scheduler.embedded import EmbeddedRunner
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
+from scheduler.flow.parse import parse_flow
 from tests.cluster import LocalCluster
 from tests.commands import run_dagyo
 from tests.conftest import PROGDEFS, ROOT

@@ -17,7 +17,7 @@ from executor.core.errors import FlowInvalid, ProgdefInvalid
 from executor.core.progdef import load_catalogue
 from scheduler.cli import cli
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
+from scheduler.flow.parse import parse_flow
 from tests.cluster import LocalCluster, state_of
 from tests.commands import dagyo_bare
 from tests.conftest import EXAMPLES, PROGDEFS

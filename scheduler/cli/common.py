@@ -121,8 +121,8 @@ def checked_flow(
     """Load and check a flow file (with its ``--set`` consts), or exit 2 with every
     problem, one a line."""
     from scheduler.flow.check import check_flow
-    from scheduler.flow.model import parse_flow
     from scheduler.flow.overrides import parse_with_sets
+    from scheduler.flow.parse import parse_flow
     from scheduler.service.limits import capped_problems
 
     try:
@@ -143,7 +143,7 @@ def flow_text(path: Path) -> str:
     Raises:
         FlowInvalid: naming the file, when it cannot be read, is not UTF-8 or is too long.
     """
-    from scheduler.flow.model import read_flow_text
+    from scheduler.flow.parse import read_flow_text
     from scheduler.service.limits import max_message_bytes
 
     return read_flow_text(path, max_bytes=max_message_bytes(os.environ))

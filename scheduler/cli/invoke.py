@@ -94,7 +94,7 @@ def _invoke_local(progdef: str, inputs: tuple[str, ...], progdefs_dir: Sequence[
     from scheduler.cli.local import run_embedded
     from scheduler.flow.check import check_flow
     from scheduler.flow.invoke import SOURCE, invocation_flow
-    from scheduler.flow.model import parse_flow
+    from scheduler.flow.parse import parse_flow
 
     catalogue = catalogue_of(progdefs_dir)
     source = f"{SOURCE} {progdef}"

@@ -2,7 +2,8 @@
 
 from scheduler.flow.cache_key import cache_keys
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import CheckedFlow, Flow, load_flow, parse_flow
+from scheduler.flow.model import CheckedFlow, Flow
+from scheduler.flow.parse import load_flow, parse_flow
 from scheduler.flow.plan import Plan, plan_flow
 from scheduler.flow.render import render_graph
 

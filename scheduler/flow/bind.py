@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 
 from executor.core.progdef import Progdef, is_type_variable
-from scheduler.flow.model import IN, OUT, Const, Edge, Endpoint, Port, Problems
+from scheduler.flow.model import IN, OUT, Const, Edge, Endpoint, Port
+from scheduler.flow.problems import Problems
 
 _Variable = tuple[str, str]  # (node, variable name)
 _Term = str | _Variable  # a typename, or a node's type variable

@@ -28,9 +28,8 @@ from scheduler.flow.model import (
     Endpoint,
     Flow,
     Port,
-    Problems,
-    json_excerpt,
 )
+from scheduler.flow.problems import Problems, json_excerpt
 
 
 def check_flow(

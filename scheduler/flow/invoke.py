@@ -21,7 +21,7 @@ from typing import Any
 from executor.core.errors import FlowInvalid, JsonProblems
 from executor.core.progdef import Progdef, did_you_mean
 from executor.core.strictjson import parse_strict
-from scheduler.flow.model import json_excerpt
+from scheduler.flow.problems import json_excerpt
 
 #: How problems of an invocation name their source.
 SOURCE = "dagyo invoke"

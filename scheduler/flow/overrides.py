@@ -9,7 +9,9 @@ from typing import Any
 
 from executor.core.errors import FlowInvalid, JsonProblems
 from executor.core.strictjson import parse_strict
-from scheduler.flow.model import Flow, json_excerpt, parse_flow
+from scheduler.flow.model import Flow
+from scheduler.flow.parse import parse_flow
+from scheduler.flow.problems import json_excerpt
 
 
 def parse_set(option: str) -> tuple[str, list[Any]]:

@@ -34,8 +34,8 @@ from typing import Any, NamedTuple, Protocol
 from executor.core.errors import Busy, EventRefused, FiringFailed, FlowInvalid
 from executor.core.progdef import Progdef
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
 from scheduler.flow.overrides import apply_sets
+from scheduler.flow.parse import parse_flow
 from scheduler.service.auth import OPEN, ROLE_USER, Authenticator, Principal
 from scheduler.service.flowservice import REFUSALS, RETRYABLE
 from scheduler.service.limits import capped_problems, refusal

@@ -31,7 +31,9 @@ import yaml
 from executor.core.errors import DagyoError, EventRefused, FlowInvalid, JsonProblems
 from executor.core.progdef import NAME, did_you_mean
 from executor.core.strictjson import parse_strict
-from scheduler.flow.model import Flow, json_excerpt, parse_flow
+from scheduler.flow.model import Flow
+from scheduler.flow.parse import parse_flow
+from scheduler.flow.problems import json_excerpt
 
 SUFFIXES = (".json", ".yaml", ".yml")
 KEYS = ("name", "flow", "match", "set", "batch", "amqp", "tenant")

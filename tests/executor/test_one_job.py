@@ -61,7 +61,7 @@ def test_a_wrong_mode_is_one_line_naming_the_key(
 def test_the_progdef_schema_knows_the_modes() -> None:
     from jsonschema import Draft202012Validator
 
-    from scheduler.flow.model import schema_path
+    from scheduler.flow.parse import schema_path
 
     validator = Draft202012Validator(json.loads(schema_path("progdef").read_text()))
     for mode in ("deployment", "job"):

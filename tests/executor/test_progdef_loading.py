@@ -210,7 +210,7 @@ def test_dagyo_run_of_a_progdef_whose_import_hangs_is_one_message(tmp_path: Path
 def test_the_progdef_schema_states_the_same_bounds(section: str, key: str, value: Any) -> None:
     from jsonschema import Draft202012Validator
 
-    from scheduler.flow.model import schema_path
+    from scheduler.flow.parse import schema_path
 
     schema = json.loads(schema_path("progdef").read_text())
     validator = Draft202012Validator(schema)

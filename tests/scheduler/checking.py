@@ -12,10 +12,8 @@ import pytest
 from executor.core.errors import FlowInvalid
 from executor.core.progdef import Progdef, load_catalogue, parse_progdef
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import (
-    CheckedFlow,
-    parse_flow,
-)
+from scheduler.flow.model import CheckedFlow
+from scheduler.flow.parse import parse_flow
 from tests.conftest import PROGDEFS
 
 # The sample catalogue, and the file name the problems of a checked flow start with.

@@ -19,7 +19,7 @@ from executor.core.progdef import load_catalogue
 from scheduler.cache import CacheSettings, Entry, FolderCache
 from scheduler.embedded import EmbeddedRunner, RunResult
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
+from scheduler.flow.parse import parse_flow
 from tests.commands import run_dagyo
 from tests.conftest import PROGDEFS, ROOT
 from tests.waiting import eventually

@@ -9,7 +9,8 @@ import grpc
 import pytest
 
 from executor.core.errors import FlowInvalid
-from scheduler.flow.model import MAX_FLOW_CONST_VALUES, parse_flow
+from scheduler.flow.model import MAX_FLOW_CONST_VALUES
+from scheduler.flow.parse import parse_flow
 from scheduler.service.auth import (
     DEFAULT_MAX_CONST_VALUES,
     DEFAULT_MAX_NODE_CONST_VALUES,

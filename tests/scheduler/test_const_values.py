@@ -13,7 +13,8 @@ from executor.core.errors import FlowInvalid
 from executor.core.progdef import load_catalogue, parse_progdef
 from executor.pb.dagyo import types_pb2
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import Endpoint, parse_flow
+from scheduler.flow.model import Endpoint
+from scheduler.flow.parse import parse_flow
 from tests.scheduler.checking import check, hello, problems, with_progdefs
 
 ROOT = Path(__file__).parents[2]

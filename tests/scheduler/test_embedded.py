@@ -13,7 +13,7 @@ from typing import Any
 from executor._runtime.stream import StreamSettings
 from scheduler.embedded import EmbeddedRunner, RunResult
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
+from scheduler.flow.parse import parse_flow
 from tests.embedded import CATALOGUE, run_flow, source
 from tests.flows import CASES, same_exports
 

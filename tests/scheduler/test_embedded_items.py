@@ -16,7 +16,7 @@ from executor.core.errors import DagyoError
 from executor.core.progdef import load_catalogue
 from scheduler.embedded import EmbeddedRunner
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
+from scheduler.flow.parse import parse_flow
 from tests.conftest import EXAMPLES, PROGDEFS, ROOT
 from tests.embedded import make_progdef, source
 

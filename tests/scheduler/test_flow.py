@@ -9,13 +9,8 @@ import pytest
 from executor.core.progdef import Progdef
 from executor.pb.dagyo import types_pb2
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import (
-    Const,
-    Edge,
-    Endpoint,
-    Node,
-    load_flow,
-)
+from scheduler.flow.model import Const, Edge, Endpoint, Node
+from scheduler.flow.parse import load_flow
 from tests.scheduler.checking import CATALOGUE, HELLO, check, hello, problems, with_progdefs
 
 ROOT = Path(__file__).parents[2]

@@ -12,7 +12,7 @@ import pytest
 from executor.core.errors import FlowInvalid
 from executor.core.progdef import load_catalogue
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
+from scheduler.flow.parse import parse_flow
 
 ROOT = Path(__file__).parents[2]
 CATALOGUE = load_catalogue(ROOT / "progdefs")

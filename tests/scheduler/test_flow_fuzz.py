@@ -15,7 +15,8 @@ from jsonschema import Draft202012Validator
 from executor.core.errors import FlowInvalid
 from executor.core.progdef import is_type_variable, load_catalogue
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import CheckedFlow, Endpoint, parse_flow, schema_path
+from scheduler.flow.model import CheckedFlow, Endpoint
+from scheduler.flow.parse import parse_flow, schema_path
 from tests.scheduler.checking import HELLO
 
 CATALOGUE = load_catalogue(Path(__file__).parents[2] / "progdefs")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from executor.core.errors import FlowInvalid
-from scheduler.flow.model import load_flow, parse_flow, schema_path
+from scheduler.flow.parse import load_flow, parse_flow, schema_path
 from tests.scheduler.checking import HELLO, hello, problems
 
 # --- the shape of the JSON ----------------------------------------------------------------

@@ -23,7 +23,7 @@ from executor.core.errors import (
 )
 from executor.core.progdef import load_catalogue
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
+from scheduler.flow.parse import parse_flow
 from scheduler.flow.plan import plan_flow
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import Principal, Quotas

@@ -9,7 +9,7 @@ import pytest
 from executor.core.errors import DagyoError, FlowInvalid, ProgdefInvalid
 from executor.core.progdef import load_catalogue, load_progdef
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow
+from scheduler.flow.parse import parse_flow
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,8 @@ import time
 from typing import Any
 
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import MAX_FLOW_EDGES, MAX_FLOW_NODES, parse_flow
+from scheduler.flow.model import MAX_FLOW_EDGES, MAX_FLOW_NODES
+from scheduler.flow.parse import parse_flow
 from scheduler.flow.plan import plan_flow
 from tests.scheduler.checking import with_progdefs
 

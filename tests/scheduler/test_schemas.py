@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from executor.core.errors import FlowInvalid
 from executor.core.progdef import load_catalogue
 from scheduler.flow.check import check_flow
-from scheduler.flow.model import parse_flow, schema_path
+from scheduler.flow.parse import parse_flow, schema_path
 from tests.scheduler import checking
 
 ROOT = Path(__file__).parents[2]

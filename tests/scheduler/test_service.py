@@ -73,7 +73,7 @@ def test_invalid_flow_is_refused_with_every_problem(client: Client, catalogue: P
     assert not response.flow_id
     from executor.core.errors import FlowInvalid
     from scheduler.flow.check import check_flow
-    from scheduler.flow.model import parse_flow
+    from scheduler.flow.parse import parse_flow
 
     with pytest.raises(FlowInvalid) as expected:
         check_flow(

@@ -69,7 +69,7 @@ def _port_types(flow_json: str, catalogue: Mapping[str, Progdef]) -> dict[tuple[
     if not flow_json:
         return {}
     from scheduler.flow.check import check_flow
-    from scheduler.flow.model import parse_flow
+    from scheduler.flow.parse import parse_flow
 
     try:
         checked = check_flow(parse_flow(flow_json), catalogue)
