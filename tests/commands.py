@@ -106,7 +106,7 @@ def dagyo_bare(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "", "PYTHONPATH": str(ROOT)},
+        env={"PATH": "", "DAGYO_CACHE_DIR": os.environ["DAGYO_CACHE_DIR"], "PYTHONPATH": str(ROOT)},
     )
 
 
@@ -132,5 +132,9 @@ def dagyo_without_kubernetes(tmp_path: Path, *args: str) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "", "PYTHONPATH": f"{tmp_path}:{ROOT}"},
+        env={
+            "PATH": "",
+            "DAGYO_CACHE_DIR": os.environ["DAGYO_CACHE_DIR"],
+            "PYTHONPATH": f"{tmp_path}:{ROOT}",
+        },
     )

@@ -94,7 +94,12 @@ def test_the_watch_progress_line_shows_the_items_the_sink_received(cluster: Loca
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=follower,
-        env={"PATH": "", "PYTHONPATH": str(ROOT), "DAGYO_SCHEDULER": cluster.scheduler.address},
+        env={
+            "PATH": "",
+            "DAGYO_CACHE_DIR": os.environ["DAGYO_CACHE_DIR"],
+            "PYTHONPATH": str(ROOT),
+            "DAGYO_SCHEDULER": cluster.scheduler.address,
+        },
     )
     os.close(follower)
     drawn = ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,12 @@ def test_the_version_is_the_same_in_another_process() -> None:
         "import json; from executor.core.progdef import load_catalogue; "
         "print(json.dumps({n: p.version for n, p in load_catalogue('progdefs').items()}))"
     )
-    env = {"PATH": "", "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123"}
+    env = {
+        "PATH": "",
+        "DAGYO_CACHE_DIR": os.environ["DAGYO_CACHE_DIR"],
+        "PYTHONPATH": str(ROOT),
+        "PYTHONHASHSEED": "123",
+    }
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import signal
@@ -162,7 +163,12 @@ def test_dagyo_run_reports_a_failing_init_as_a_start_up_error(tmp_path: Path) ->
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "", "PYTHONPATH": str(ROOT), "DAGYO_PROGDEFS": str(catalogue)},
+        env={
+            "PATH": "",
+            "DAGYO_CACHE_DIR": os.environ["DAGYO_CACHE_DIR"],
+            "PYTHONPATH": str(ROOT),
+            "DAGYO_PROGDEFS": str(catalogue),
+        },
     )
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_send_all_of_two_million_items_stays_under_the_rss_ceiling(tmp_path: Pat
         capture_output=True,
         text=True,
         timeout=600,
-        env={"PATH": "", "PYTHONPATH": str(ROOT)},
+        env={"PATH": "", "DAGYO_CACHE_DIR": os.environ["DAGYO_CACHE_DIR"], "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr
     *exports, peak_kb = result.stdout.splitlines()

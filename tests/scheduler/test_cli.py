@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -147,7 +148,7 @@ def test_a_malformed_progdef_exits_2_naming_its_file(tmp_path: Path) -> None:
 
 
 def test_run_draws_a_progress_line_when_stderr_is_a_terminal() -> None:
-    import os
+
     import pty
 
     leader, follower = pty.openpty()
@@ -165,7 +166,11 @@ def test_run_draws_a_progress_line_when_stderr_is_a_terminal() -> None:
             stderr=follower,
             text=True,
             timeout=120,
-            env={"PATH": "", "PYTHONPATH": str(ROOT)},
+            env={
+                "PATH": "",
+                "DAGYO_CACHE_DIR": os.environ["DAGYO_CACHE_DIR"],
+                "PYTHONPATH": str(ROOT),
+            },
         )
         os.close(follower)
         drawn = b""

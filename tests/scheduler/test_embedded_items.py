@@ -4,6 +4,7 @@ serializes every item as a cluster does and catches an item changed after it was
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -209,7 +210,12 @@ def dagyo_run(flow: Path, **env: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "", "PYTHONPATH": str(ROOT), **env},
+        env={
+            "PATH": "",
+            "DAGYO_CACHE_DIR": os.environ["DAGYO_CACHE_DIR"],
+            "PYTHONPATH": str(ROOT),
+            **env,
+        },
     )
 
 

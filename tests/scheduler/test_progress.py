@@ -26,7 +26,12 @@ def run_on_a_pty(flow: Path) -> tuple[int, str]:
         stdin=follower,
         stdout=follower,
         stderr=follower,
-        env={"PATH": "", "PYTHONPATH": str(ROOT), "TERM": "xterm"},
+        env={
+            "PATH": "",
+            "DAGYO_CACHE_DIR": os.environ["DAGYO_CACHE_DIR"],
+            "PYTHONPATH": str(ROOT),
+            "TERM": "xterm",
+        },
         close_fds=True,
     )
     os.close(follower)

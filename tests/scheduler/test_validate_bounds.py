@@ -4,6 +4,7 @@ bounded, and every problem is one clear line."""
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -35,7 +36,12 @@ def test_an_endless_file_is_read_only_up_to_the_message_limit() -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "", "PYTHONPATH": str(ROOT), "DAGYO_MAX_MESSAGE_BYTES": "65536"},
+        env={
+            "PATH": "",
+            "DAGYO_CACHE_DIR": os.environ["DAGYO_CACHE_DIR"],
+            "PYTHONPATH": str(ROOT),
+            "DAGYO_MAX_MESSAGE_BYTES": "65536",
+        },
         preexec_fn=_capped,
     )
     assert result.returncode == 2, result.stderr[:1000]
