@@ -34,6 +34,7 @@ CASES: dict[str, list[str]] = {
     "bounds": [f"{FRAMES}[more items than a frame may hold]"],
     "malformed": [f"{FRAMES}[a body that is no frame]", f"{FRAMES}[an item that is no Text]"],
     "eos": [f"{STREAMS}test_consts_are_sent_in_order_then_end_of_stream"],
+    "late-eos": [f"{STREAMS}test_consts_are_sent_in_order_then_end_of_stream"],
     "order": [f"{STREAMS}test_a_stream_is_read_and_passed_on_in_order"],
     "fanout": [f"{STREAMS}test_an_output_feeding_two_inputs_sends_every_frame_to_both"],
     "backpressure": [f"{STREAMS}test_a_full_stream_holds_its_producer_back_and_loses_nothing"],

@@ -123,6 +123,26 @@ def break_eos() -> None:
     _published_patched(_reframed(lambda frame: setattr(frame, "end_of_stream", False)))
 
 
+def break_late_eos() -> None:
+    """Send end-of-stream half a second after reporting it sent (the job's end may come
+    first)."""
+    import threading
+
+    from executor._runtime.transport.rabbitmq import JobStreams
+    from executor.pb.dagyo.v1.frame_pb2 import Frame
+
+    def later(publish: Callable[..., Any]) -> Callable[..., Any]:
+        def send(self: Any, queues: Any, frame: bytes) -> Any:
+            if not Frame.FromString(frame).end_of_stream:
+                return publish(self, queues, frame)
+            threading.Timer(0.5, publish, (self, queues, frame)).start()
+            return []
+
+        return send
+
+    _wrap(JobStreams, "publish", later)
+
+
 def break_order() -> None:
     """Send each frame's items in reverse order."""
 

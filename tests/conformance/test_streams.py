@@ -61,7 +61,7 @@ def test_consts_are_sent_in_order_then_end_of_stream(wire: Wire, relay: RunningE
     [out] = run_relay(wire, relay, flow_id, const_input(texts("a", "b", "c")), ["down.text"])
     ended = wire.ended(flow_id, "relay")
     # Its end-of-stream was confirmed before its ended event: it is in the queue already.
-    frames = wire.frames(out.queue)
+    frames = wire.frames(out.queue, already=True)
     assert text_of(frames) == ["a", "b", "c"]
     assert_stream(frames, out.token)
     assert ended.outcome == ""

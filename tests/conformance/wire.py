@@ -216,8 +216,13 @@ class Wire:
         assert isinstance(heard.message, Event)
         return heard.message.heartbeat
 
-    def frames(self, queue: str) -> list[Frame]:
-        """Read a stream up to its end-of-stream frame, as its consumer would."""
+    def frames(self, queue: str, *, already: bool = False) -> list[Frame]:
+        """Read a stream up to its end-of-stream frame, as its consumer would.
+
+        Args:
+            already: the stream must hold its end-of-stream now (its producer's job
+                reported its end, which comes after its end-of-stream was confirmed).
+        """
         frames: list[Frame] = []
 
         def take() -> bool:
@@ -228,6 +233,12 @@ class Wire:
                 frames.append(Frame.FromString(body))
             return True
 
+        if already:
+            assert take(), (
+                f"{queue} holds no end-of-stream yet ({len(frames)} frames) although its "
+                "producer reported its end: an end-of-stream is confirmed before the ended event"
+            )
+            return frames
         eventually(
             take, WAIT_S, what=lambda: f"end-of-stream on {queue} (got {len(frames)} frames)"
         )
