@@ -42,9 +42,10 @@ from executor.core.constants import (
 )
 from executor.core.errors import BrokerError, redact_url
 from executor.core.settings import queue_type_of
-from executor.core.topology import MOVE_MAILBOX, QueueType, declare_durable, declare_topology
+from executor.core.topology import QueueType, declare_topology
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.service.broker_queues import QueueOperations
 from scheduler.service.channels import JobsChannel, ProbeChannel, QueueLanes
 from scheduler.service.consumers import Consumers, Handler, KeyedHandler
 
@@ -75,7 +76,7 @@ JOB_PROPERTIES = pika.BasicProperties(
 )
 
 
-class Broker:
+class Broker(QueueOperations):
     """The scheduler's AMQP operations, all run on one I/O thread.
 
     Args:
@@ -239,121 +240,6 @@ class Broker:
         log.warning("%s was deleted; declaring it again", standing.queue)
         declare_topology(self._channel(), self.queue_type)
         self._consume_standing(standing)
-
-    # --- queues ----------------------------------------------------------------------------
-
-    def consumer_count(self, queue: str) -> int | None:
-        """How many consumers ``queue`` has, or None when it does not exist."""
-        return self.call(lambda: self._probe.count(queue))  # type: ignore[no-any-return]
-
-    def missing_queues(self, queues: Iterable[str]) -> list[str]:
-        """The queues of ``queues`` that do not exist."""
-        names = list(queues)
-        return self.call(lambda: [q for q in names if self._probe.count(q) is None])  # type: ignore[no-any-return]
-
-    def queue_depth(self, queue: str) -> int | None:
-        """How many messages wait in ``queue``, or None when it does not exist."""
-        return self.call(lambda: self._probe.count(queue, depth=True))  # type: ignore[no-any-return]
-
-    def declare_mailbox(self, mailbox: str) -> None:
-        """Declare a mailbox (durable: it outlives broker restarts, like its executors).
-
-        Once per connection: a publish to a mailbox deleted since comes back (mandatory)
-        and fails the submit, so the cache cannot lose a job.
-        """
-        if mailbox in self._mailboxes:
-            return
-
-        def declare() -> None:
-            declare_durable(self._channel(), mailbox, self.queue_type, how_to_move=MOVE_MAILBOX)
-            self._mailboxes.add(mailbox)
-
-        self.call(declare)
-
-    def declare_flow_queues(self, stream_queues: Iterable[str]) -> None:
-        """Declare a flow's bounded stream and export queues.
-
-        Flow queues are neither durable nor auto-delete: they live exactly as long as the
-        flow, the scheduler deletes them when it ends, and a broker restart loses them,
-        which fails the flow rather than resuming it half-empty.
-        """
-        streams = list(stream_queues)
-
-        def declare() -> None:
-            self._channel()  # fail fast (and recover) when the work channel is gone
-            self._lanes.declare(streams)
-
-        try:
-            self.call(declare)
-        except BrokerError:
-            self._lanes.reset()  # a refused declare closed its lane
-            raise
-
-    def declare_ahead(self, stream_queues: Iterable[str], done: Callable[[], None]) -> None:
-        """Send the declares of queues no flow uses yet, without waiting for the broker:
-        ``done`` runs on the I/O thread once every one exists (scheduler.service.spares).
-
-        The I/O thread goes on with the flows meanwhile; a refused declare closes its lane,
-        and ``done`` then never runs.
-        """
-        streams = list(stream_queues)
-        if not streams:
-            done()
-            return
-
-        def declare() -> None:
-            self._channel()  # fail fast (and recover) when the work channel is gone
-            self._lanes.declare_ahead(streams, done)
-
-        self.call(declare)
-
-    def delete_queues(self, queues: Iterable[str]) -> None:
-        """Stop consuming and delete each queue; a queue already gone is no error.
-
-        The queues go side by side on the lanes; a consumer of one is forgotten, not
-        cancelled (a round trip each): the broker cancels it with its queue, and that
-        cancel then calls nothing.
-        """
-        names = list(queues)
-
-        def delete() -> None:
-            self._channel()  # fail fast (and recover) when the work channel is gone
-            for queue in names:
-                self._consumers.forget(queue)
-            self._lanes.delete(names)
-
-        try:
-            self.call(delete)
-        except BrokerError:
-            self._lanes.reset()  # a refused delete closed its lane
-            raise
-
-    def delete_queues_then(self, queues: Iterable[str], then: Callable[[], None]) -> None:
-        """Delete each queue as ``delete_queues`` does, without waiting for the broker:
-        ``then`` runs on the I/O thread once every one is gone (at once when there are
-        none), and never when the broker refused one or the connection was lost first.
-
-        Raises:
-            BrokerError: when the connection is down.
-        """
-        names = list(queues)
-
-        def delete() -> None:
-            self._channel()  # fail fast (and recover) when the work channel is gone
-            for queue in names:
-                self._consumers.forget(queue)
-            if names:
-                self._lanes.delete_ahead(names, then)
-            else:
-                then()
-
-        self.call(delete)
-
-    def delete_if_idle(self, queue: str) -> bool:
-        """Delete ``queue`` only if no message waits and no consumer pulls it (atomic in
-        the broker); True when it is gone."""
-
-        return bool(self.call(lambda: self._probe.delete_if_idle(queue)))
 
     # --- consuming -------------------------------------------------------------------------
 
