@@ -30,6 +30,7 @@ from executor.core.errors import DagyoError
 from executor.core.offload import default_objects_url
 from executor.core.progdef import Folders, Progdef, catalogue_folders, load_catalogue
 from executor.core.topology import delete_topology
+from executor.core.tracing import Tracing
 from executor.core.version import VERSION_FILE
 from scheduler.constants import HEARTBEAT_TIMEOUT_S
 from scheduler.local_processes import ExecutorProcesses, check_node_runtime, mailbox_consumers
@@ -282,15 +283,18 @@ class LocalCluster:
                 connection.close()
         return sorted(waiting)
 
-    def start_scheduler(self) -> Scheduler:
+    def start_scheduler(self, *, tracing: Tracing | None = None) -> Scheduler:
         """Start the scheduler service in this process and return it.
+
+        Args:
+            tracing: where its submit spans go; by default as the ``OTEL_*`` variables say.
 
         Raises:
             BrokerUnavailable: when the broker cannot be reached.
             DagyoError: when the state file cannot be opened or the address is taken.
         """
         # Kept even when start() fails, so that stop() releases what it got to.
-        self.scheduler = Scheduler(self.settings)
+        self.scheduler = Scheduler(self.settings, tracing=tracing)
         self.scheduler.start()
         return self.scheduler
 

@@ -21,6 +21,7 @@ import pika
 import pika.exceptions
 
 from executor.core.amqp import connect
+from executor.core.tracing import Tracing
 from scheduler.client.api import SchedulerClient
 from scheduler.local_cluster import LocalCluster as RealLocalCluster
 from scheduler.local_cluster import private_catalogue
@@ -94,10 +95,10 @@ class LocalCluster:
 
     # --- parts -----------------------------------------------------------------------------
 
-    def start(self) -> LocalCluster:
+    def start(self, *, tracing: Tracing | None = None) -> LocalCluster:
         for name in self.catalogue:
             self.start_executor(name)
-        self.start_scheduler()
+        self.local.start_scheduler(tracing=tracing)
         for name in self.catalogue:
             self.wait_for_consumer(name)
         return self

@@ -207,15 +207,24 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
+def submit_spans() -> InMemorySpanExporter:
+    """The cluster scheduler's submit spans."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module")
 def cluster(
-    broker_url: str, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
+    broker_url: str,
+    receiver: Receiver,
+    submit_spans: InMemorySpanExporter,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LocalCluster]:
     cluster = LocalCluster(
         broker_url,
         tmp_path_factory.mktemp("traced"),
         names=("source", "greet", "void_sink", "explode", "count"),
         env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"},
-    ).start()
+    ).start(tracing=Tracing.with_exporter(submit_spans, "dagyo-scheduler"))
     try:
         yield cluster
     finally:
@@ -223,11 +232,9 @@ def cluster(
 
 
 def test_a_flow_is_one_trace_from_its_submit_to_each_job_on_its_executor(
-    cluster: LocalCluster, receiver: Receiver, tmp_path: Path
+    cluster: LocalCluster, receiver: Receiver, submit_spans: InMemorySpanExporter, tmp_path: Path
 ) -> None:
-    assert cluster.scheduler is not None
-    exporter = InMemorySpanExporter()
-    cluster.scheduler.tracing = Tracing.with_exporter(exporter, "dagyo-scheduler")
+    exporter = submit_spans
     hello = json.loads((EXAMPLES / "hello.json").read_text())
     ok = cluster.submit(hello)
     assert cluster.wait(ok).ended

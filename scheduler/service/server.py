@@ -73,6 +73,7 @@ class Scheduler:
 
     Args:
         settings: see :class:`SchedulerSettings`.
+        tracing: where its submit spans go; by default as the ``OTEL_*`` variables say.
 
     Attributes:
         address: ``host:port`` gRPC listens on, once started (a port 0 in the settings is
@@ -80,7 +81,7 @@ class Scheduler:
         failed: set when the broker connection was lost for good; ``serve`` raises it.
     """
 
-    def __init__(self, settings: SchedulerSettings) -> None:
+    def __init__(self, settings: SchedulerSettings, *, tracing: Tracing | None = None) -> None:
         self.settings = settings
         self.address = settings.address
         # Loaded once, and again when a file of the catalogue folder changes.
@@ -88,8 +89,7 @@ class Scheduler:
         self.failed: BaseException | None = None
         self._stopping = threading.Event()
         self.metrics = SchedulerMetrics()
-        # OpenTelemetry: a span per submit when OTEL_EXPORTER_OTLP_ENDPOINT is set.
-        self.tracing = Tracing.from_env("dagyo-scheduler")
+        self.tracing = tracing or Tracing.from_env("dagyo-scheduler")
         self.store: StoreWriter = None  # type: ignore[assignment]  # set by start()
         self.lifecycle: Lifecycle = None  # type: ignore[assignment]
         self.versions: Versions = None  # type: ignore[assignment]  # set by start()
