@@ -38,6 +38,7 @@ from scheduler.deploy.manifests import (
     labels_for,
     metadata_for,
     object_name,
+    objects_env_from,
     pod_security,
     queue_env,
     selector_for,
@@ -255,6 +256,7 @@ def scheduler_deployment(
             *credentials.env,
             *triggered.env,
         ],
+        "envFrom": objects_env_from(),
         "ports": [
             {"name": "grpc", "containerPort": SCHEDULER_GRPC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": SCHEDULER_METRICS_PORT, "protocol": "TCP"},

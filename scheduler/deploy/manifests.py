@@ -46,6 +46,9 @@ MIN_GRACE_S = 60
 GRACE_MARGIN_S = 10
 QUEUE_SECRET = "dagyo-queue"
 QUEUE_SECRET_KEY = "url"
+# The object store's settings (DAGYO_OBJECTS, DAGYO_OFFLOAD_BYTES, AWS_*), each key one
+# variable of the scheduler and of every executor; optional: without it nothing offloads.
+OBJECTS_SECRET = "dagyo-objects"
 PROGDEF_SECRET_PREFIX = "dagyo-progdef-"
 AUTOSCALER_KEDA = "keda"
 AUTOSCALERS = (AUTOSCALER_KEDA, "none")
@@ -206,6 +209,11 @@ def queue_env(settings: DeploySettings) -> dict[str, Any]:
     }
 
 
+def objects_env_from() -> list[dict[str, Any]]:
+    """Return the ``envFrom`` that gives a container the object store's settings."""
+    return [{"secretRef": {"name": OBJECTS_SECRET, "optional": True}}]
+
+
 def container_security() -> dict[str, Any]:
     """Return the container securityContext of the restricted Pod Security Standard."""
     return {
@@ -270,6 +278,7 @@ def executor_deployment(progdef: Progdef, version: str, settings: DeploySettings
                 "image": pinned_reference(tag, settings.images),
                 "imagePullPolicy": "IfNotPresent",
                 "env": env,
+                "envFrom": objects_env_from(),
                 "ports": [
                     {"name": "metrics", "containerPort": EXECUTOR_METRICS_PORT, "protocol": "TCP"}
                 ],
