@@ -103,6 +103,22 @@ def test_no_import_cycle_among_the_projects_modules() -> None:
     assert cycles == []
 
 
+MAX_MODULE_LINES = 400
+
+
+def test_no_hand_written_module_of_scheduler_or_executor_passes_400_lines() -> None:
+    # The generated protobuf code (pb/) is not written by hand and does not count.
+    too_long = []
+    for package in ("scheduler", "executor"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "pb" in path.relative_to(ROOT).parts:
+                continue
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            if lines > MAX_MODULE_LINES:
+                too_long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    assert too_long == []
+
+
 def test_the_executor_imports_no_scheduler_code() -> None:
     graph = _imports(("scheduler", "executor"))
     leaks = {
