@@ -94,6 +94,19 @@ def test_a_lost_node_fails_its_flows_naming_it_and_everyone_reconnects(
         try:
             record, _ = cluster.run(HELLO.flow)
             assert state_of(record) == "succeeded"
+            # A node that holds none of their queues nor connections goes: they go on.
+            untouched = [cluster.submit(slow_flow(60, 50)) for _ in range(3)]
+            for flow_id in untouched:
+                wait_for_node(cluster, flow_id, "w")
+            broker_cluster.stop_node(2)
+            try:
+                for flow_id in untouched:
+                    record = cluster.wait(flow_id, 60)
+                    assert state_of(record) == "succeeded", record
+            finally:
+                broker_cluster.start_node(2)
+            names = sorted(node.node for node in broker_cluster.nodes)
+            eventually(lambda: broker_cluster.running() == names, 60, what="the node back")
             running = [cluster.submit(slow_flow(1000, 50)) for _ in range(3)]
             for flow_id in running:
                 wait_for_node(cluster, flow_id, "w")
@@ -117,8 +130,7 @@ def test_a_lost_node_fails_its_flows_naming_it_and_everyone_reconnects(
                 assert same_exports(HELLO, exports), exports
             finally:
                 broker_cluster.start_node(0)
-            ended = [*running, record.id]
-            names = sorted(node.node for node in broker_cluster.nodes)
+            ended = [*untouched, *running, record.id]
             eventually(lambda: broker_cluster.running() == names, 60, what="the node back")
             for index in range(len(broker_cluster.nodes)):
                 queues = [row[0] for row in broker_cluster.queues(vhost, "name", index=index)]
