@@ -21,24 +21,45 @@ from scheduler.local_cluster import LocalCluster, private_catalogue
 from scheduler.service.config import SchedulerSettings
 from tests.cluster import state_of
 from tests.conftest import ROOT
+from tests.objectstores import s3_server
 from tests.waiting import eventually
 
 ENDED = {"succeeded", "failed", "cancelled"}
 LARGE = ROOT / "examples" / "large" / "progdefs"
 
 
+@pytest.fixture(scope="module", params=["file", "s3"])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ObjectStore, dict[str, str]]]:
+    """The object store, and the environment that reaches it (AWS_* for S3)."""
+    if request.param == "file":
+        yield open_store((tmp_path_factory.mktemp("objects") / "store").as_uri()), {}
+    else:
+        with s3_server("cluster") as environment:
+            yield open_store("s3://cluster/objects"), environment
+
+
 @pytest.fixture(scope="module")
-def objects(tmp_path_factory: pytest.TempPathFactory) -> ObjectStore:
-    return open_store((tmp_path_factory.mktemp("objects") / "store").as_uri())
+def objects(store: tuple[ObjectStore, dict[str, str]]) -> ObjectStore:
+    return store[0]
 
 
 @pytest.fixture(scope="module")
 def cluster(
-    broker_url: str, tmp_path_factory: pytest.TempPathFactory, objects: ObjectStore
+    broker_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    store: tuple[ObjectStore, dict[str, str]],
 ) -> Iterator[LocalCluster]:
+    objects, environment = store
     workdir = tmp_path_factory.mktemp("offload")
     catalogue = private_catalogue(LARGE, workdir / "progdefs", ["make_bytes", "sha256"], tag="test")
-    env = {"DAGYO_METRICS_PORT": "-1", "PYTHONPATH": str(ROOT), "DAGYO_OBJECTS": objects.url}
+    env = {
+        "DAGYO_METRICS_PORT": "-1",
+        "PYTHONPATH": str(ROOT),
+        "DAGYO_OBJECTS": objects.url,
+        **environment,
+    }
     settings = SchedulerSettings(
         queue_url=broker_url,
         address="127.0.0.1:0",
