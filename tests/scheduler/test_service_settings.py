@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from executor.core.constants import QueueType
 from executor.core.errors import DagyoError
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
@@ -54,6 +55,7 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
         require_consumers=False,
         ui_address="127.0.0.1:0",
         spare_idle_s=0.0,
+        queue_type=QueueType.CLASSIC,  # one broker URL: classic durable queues
     )
     assert (got.host, got.port) == ("0.0.0.0", 6000)
 
