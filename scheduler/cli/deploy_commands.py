@@ -28,9 +28,9 @@ from scheduler.cli.common import (
     EXIT_UNREACHABLE,
     connected,
     fail,
+    progdefs_option,
     scheduler_option,
 )
-from scheduler.constants import ENV_PROGDEFS
 from scheduler.deploy.catalogue import render_catalogue
 from scheduler.deploy.credentials import TLS_SECRET, TOKENS_SECRET
 from scheduler.deploy.images import (
@@ -110,17 +110,7 @@ def _port(address: str) -> int:
 
 def _shared_options(function: Any) -> Any:
     options = [
-        click.option(
-            "--progdefs",
-            "progdefs_dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            envvar=ENV_PROGDEFS,
-            show_envvar=True,
-            multiple=True,
-            help="Folder of progdef folders; repeat it for several, which make one catalogue "
-            f"(DAGYO_PROGDEFS: folders joined by {os.pathsep!r}) [default: ./progdefs, else the "
-            "sample catalogue].",
-        ),
+        progdefs_option,
         click.option(
             "--registry",
             envvar="DAGYO_REGISTRY",

@@ -14,7 +14,8 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,19 +82,16 @@ def build_image(
     if image.files:
         context, dockerfile = build_context(image)
         source = {"fileobj": context, "custom_context": True, "dockerfile": dockerfile}
-    try:
-        built, log = client.images.build(
-            **source, tag=image.tag, buildargs=dict(image.buildargs), rm=True
-        )
-    except docker.errors.BuildError as e:
-        tail = _log_lines(e.build_log)[-BUILD_LOG_TAIL_LINES:]
-        raise ImageBuildFailed("\n".join([f"building {image.tag} failed: {e.msg}", *tail])) from e
-    except docker.errors.APIError as e:
-        raise ImageBuildFailed(f"building {image.tag} failed: {e.explanation or e}") from e
-    except requests.exceptions.ConnectionError as e:
-        raise DockerUnavailable(str(client.api.base_url), _reason(e)) from e
-    except docker.errors.DockerException as e:
-        raise ImageBuildFailed(f"building {image.tag} failed: {e}") from e
+    with _docker_errors(client, f"building {image.tag}"):
+        try:
+            built, log = client.images.build(
+                **source, tag=image.tag, buildargs=dict(image.buildargs), rm=True
+            )
+        except docker.errors.BuildError as e:
+            tail = _log_lines(e.build_log)[-BUILD_LOG_TAIL_LINES:]
+            raise ImageBuildFailed(
+                "\n".join([f"building {image.tag} failed: {e.msg}", *tail])
+            ) from e
     if echo is not None:
         for line in _log_lines(log):
             echo(line)
@@ -135,7 +133,7 @@ def push_image(client: docker.DockerClient, tag: str) -> str:
     """
     repository, version = split_reference(tag)
     digest = ""
-    try:
+    with _docker_errors(client, f"pushing {tag}"):
         for event in client.images.push(repository, tag=version, stream=True, decode=True):
             if "error" in event:
                 raise ImageBuildFailed(
@@ -148,12 +146,6 @@ def push_image(client: docker.DockerClient, tag: str) -> str:
             for repo_digest in attrs.get("RepoDigests") or []:
                 if repo_digest.startswith(f"{repository}@"):
                     digest = repo_digest.split("@", 1)[1]
-    except docker.errors.APIError as e:
-        raise ImageBuildFailed(f"pushing {tag} failed: {e.explanation or e}") from e
-    except requests.exceptions.ConnectionError as e:
-        raise DockerUnavailable(str(client.api.base_url), _reason(e)) from e
-    except docker.errors.DockerException as e:
-        raise ImageBuildFailed(f"pushing {tag} failed: {e}") from e
     if not digest:
         raise ImageBuildFailed(f"pushing {tag}: the registry reported no digest")
     return f"{repository}@{digest}"
@@ -196,3 +188,16 @@ def _log_lines(log: Iterable[Any]) -> list[str]:
             text = str(event)
         lines.extend(line for line in str(text).splitlines() if line.strip())
     return lines
+
+
+@contextmanager
+def _docker_errors(client: docker.DockerClient, doing: str) -> Iterator[None]:
+    """Translate the Docker errors of ``doing`` (``building TAG``, ``pushing TAG``)."""
+    try:
+        yield
+    except docker.errors.APIError as e:
+        raise ImageBuildFailed(f"{doing} failed: {e.explanation or e}") from e
+    except requests.exceptions.ConnectionError as e:
+        raise DockerUnavailable(str(client.api.base_url), _reason(e)) from e
+    except docker.errors.DockerException as e:
+        raise ImageBuildFailed(f"{doing} failed: {e}") from e

@@ -195,34 +195,32 @@ def tree_version(root: Path, sources: Iterable[str]) -> str:
 
 def base_image_build(root: Path, registry: str) -> ImageBuild:
     """Return the plan entry of the executor base image, built from a source checkout."""
-    version = tree_version(root, ["executor"])
-    return ImageBuild(
-        image=BASE_IMAGE,
-        tag=image_reference(registry, BASE_IMAGE, version),
-        context=root,
-        dockerfile=BASE_DOCKERFILE,
-    )
+    return _checkout_image_build(root, registry, BASE_IMAGE, ["executor"], BASE_DOCKERFILE)
 
 
 def node_base_image_build(root: Path, registry: str) -> ImageBuild:
     """Return the plan entry of the node executor base image (progdefs of runtime node)."""
-    version = tree_version(root, NODE_BASE_SOURCES)
-    return ImageBuild(
-        image=NODE_BASE_IMAGE,
-        tag=image_reference(registry, NODE_BASE_IMAGE, version),
-        context=root,
-        dockerfile=NODE_BASE_DOCKERFILE,
+    return _checkout_image_build(
+        root, registry, NODE_BASE_IMAGE, NODE_BASE_SOURCES, NODE_BASE_DOCKERFILE
     )
 
 
 def scheduler_image_build(root: Path, registry: str) -> ImageBuild:
     """Return the plan entry of the scheduler image, built from a source checkout."""
-    version = tree_version(root, SCHEDULER_SOURCES)
+    return _checkout_image_build(
+        root, registry, SCHEDULER_IMAGE, SCHEDULER_SOURCES, SCHEDULER_DOCKERFILE
+    )
+
+
+def _checkout_image_build(
+    root: Path, registry: str, image: str, sources: Iterable[str], dockerfile: str
+) -> ImageBuild:
+    """An image built from a source checkout, tagged with the version of its sources."""
     return ImageBuild(
-        image=SCHEDULER_IMAGE,
-        tag=image_reference(registry, SCHEDULER_IMAGE, version),
+        image=image,
+        tag=image_reference(registry, image, tree_version(root, sources)),
         context=root,
-        dockerfile=SCHEDULER_DOCKERFILE,
+        dockerfile=dockerfile,
     )
 
 

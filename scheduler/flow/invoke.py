@@ -18,9 +18,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from executor.core.errors import FlowInvalid, JsonProblems
+from executor.core.errors import FlowInvalid
 from executor.core.progdef import Progdef, did_you_mean
-from executor.core.strictjson import parse_strict
+from scheduler.flow.overrides import option_items
 from scheduler.flow.problems import json_excerpt
 
 #: How problems of an invocation name their source.
@@ -42,16 +42,7 @@ def parse_input(option: str, *, example_port: str = "PORT") -> tuple[str, list[A
                 f'--input {example_port}=\'{{"text": "Ada"}}\''
             ]
         )
-    try:
-        parsed = parse_strict(value, source=f"--input {port}")
-    except JsonProblems as e:
-        raise FlowInvalid(
-            [
-                f"{problem} (a text must be quoted: --input {port}='\"Ada\"')"
-                for problem in e.problems
-            ]
-        ) from None
-    return port, parsed if isinstance(parsed, list) else [parsed]
+    return port, option_items(value, f"--input {port}")
 
 
 def invocation_flow(

@@ -28,16 +28,7 @@ def parse_set(option: str) -> tuple[str, list[Any]]:
         raise FlowInvalid(
             [f"--set {json_excerpt(option)}: write NODE.PORT=JSON, e.g. --set names.count=3"]
         )
-    try:
-        parsed = parse_strict(value, source=f"--set {target}")
-    except JsonProblems as e:
-        raise FlowInvalid(
-            [
-                f"{problem} (a text must be quoted: --set {target}='\"Ada\"')"
-                for problem in e.problems
-            ]
-        ) from None
-    items = parsed if isinstance(parsed, list) else [parsed]
+    items = option_items(value, f"--set {target}")
     if any(item is None for item in items):
         raise FlowInvalid(
             [
@@ -46,6 +37,22 @@ def parse_set(option: str) -> tuple[str, list[Any]]:
             ]
         )
     return target, items
+
+
+def option_items(value: str, option: str) -> list[Any]:
+    """The items of a JSON value given on the command line (``option`` is ``--set
+    names.count`` or ``--input name``): one JSON value is one item, a JSON list several.
+
+    Raises:
+        FlowInvalid: when it is not JSON, saying how to quote a text.
+    """
+    try:
+        parsed = parse_strict(value, source=option)
+    except JsonProblems as e:
+        raise FlowInvalid(
+            [f"{problem} (a text must be quoted: {option}='\"Ada\"')" for problem in e.problems]
+        ) from None
+    return parsed if isinstance(parsed, list) else [parsed]
 
 
 def parse_with_sets(text: str, sets: Sequence[str], *, source: str) -> Flow:

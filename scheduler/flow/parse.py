@@ -8,6 +8,7 @@ at once; the progdefs, ports, types and the graph are checked by
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -201,13 +202,8 @@ def _parse_edges(value: Any, problem: Problems) -> list[Edge]:
         )
         return []
     edges = []
-    for index, spec in enumerate(value, 1):
-        where = f"edge {index}"
-        if not isinstance(spec, dict):
-            example = '{"from": "names.src", "to": "hi.name"}'
-            problem(where, f"expected an object like {example}, got {_kind(spec)}")
-            continue
-        _unknown_keys(spec, ("from", "to"), where, problem)
+    example = '{"from": "names.src", "to": "hi.name"}'
+    for where, spec in _objects(value, "edge", example, ("from", "to"), problem):
         source = _endpoint(spec, "from", where, problem, "an output", "from ")
         target = _endpoint(spec, "to", where, problem, "an input", "to ")
         if source is not None and target is not None:
@@ -233,13 +229,8 @@ def _parse_consts(value: Any, problem: Problems) -> list[Const]:
         )
         return []
     consts = []
-    for index, spec in enumerate(value, 1):
-        where = f"const {index}"
-        if not isinstance(spec, dict):
-            example = '{"to": "names.count", "values": [{"value": 3}]}'
-            problem(where, f"expected an object like {example}, got {_kind(spec)}")
-            continue
-        _unknown_keys(spec, ("to", "values"), where, problem)
+    example = '{"to": "names.count", "values": [{"value": 3}]}'
+    for where, spec in _objects(value, "const", example, ("to", "values"), problem):
         target = _endpoint(spec, "to", where, problem, "an input", "to ")
         entries = spec.get("values")
         if "values" not in spec:
@@ -275,6 +266,20 @@ def _parse_exports(value: Any, problem: Problems) -> dict[str, Endpoint]:
         if endpoint is not None:
             exports[name] = endpoint
     return exports
+
+
+def _objects(
+    value: list[Any], what: str, example: str, keys: tuple[str, ...], problem: Problems
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each object of a list with where it stands (``edge 3``); a problem for anything else
+    in the list, and for each unknown key."""
+    for index, spec in enumerate(value, 1):
+        where = f"{what} {index}"
+        if not isinstance(spec, dict):
+            problem(where, f"expected an object like {example}, got {_kind(spec)}")
+            continue
+        _unknown_keys(spec, keys, where, problem)
+        yield where, spec
 
 
 def _endpoint(
