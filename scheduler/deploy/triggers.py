@@ -24,7 +24,7 @@ from executor.core.errors import DagyoError
 from scheduler.deploy.manifests import DeploySettings, labels_for, metadata_for, selector_for
 from scheduler.errors import ManifestError
 from scheduler.service.config import ENV_TRIGGERS, ENV_TRIGGERS_HTTP
-from scheduler.service.triggers import SUFFIXES, load_triggers
+from scheduler.service.triggers import load_triggers, trigger_files
 
 TRIGGERS_NAME = "dagyo-triggers"
 TRIGGERS_MOUNT = "/etc/dagyo/triggers"
@@ -62,7 +62,7 @@ def triggers_config_map(directory: Path, settings: DeploySettings) -> dict[str, 
             flow file is outside the folder, or the files exceed a ConfigMap's 1 MiB.
     """
     try:
-        files = sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file())
+        files = trigger_files(directory)
     except OSError as e:
         raise ManifestError(
             f"the triggers folder {directory} cannot be read ({e.strerror or e}): name a "

@@ -119,6 +119,11 @@ def _matches(pattern: str, value: str) -> bool:
 # --- the files -------------------------------------------------------------------------------
 
 
+def trigger_files(directory: Path) -> list[Path]:
+    """The trigger files of ``directory`` by name; OSError when it cannot be read."""
+    return sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file())
+
+
 def load_triggers(
     directory: Path, *, tenant_required: bool
 ) -> tuple[list[Trigger], list[InvalidTrigger]]:
@@ -133,7 +138,7 @@ def load_triggers(
         DagyoError: when the directory cannot be read.
     """
     try:
-        files = sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file())
+        files = trigger_files(directory)
     except OSError as e:
         raise DagyoError(
             f"cannot read the triggers folder {directory} ({e.strerror}): set DAGYO_TRIGGERS "
