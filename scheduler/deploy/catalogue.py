@@ -41,6 +41,7 @@ from scheduler.deploy.manifests import (
     objects_env_from,
     pod_security,
     queue_env,
+    scheduler_config_map,
     selector_for,
 )
 from scheduler.deploy.scaled_job import MODE_JOB, render_scaled_job
@@ -178,13 +179,7 @@ def catalogue_config_map(
         data[f"{progdef.name}.VERSION"] = versions[progdef.name]
         if settings.autoscaler == AUTOSCALER_KEDA:
             data[f"{progdef.name}.AUTOSCALER"] = AUTOSCALER_KEDA
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata_for(CATALOGUE_CONFIG_MAP, settings, labels_for("scheduler")),
-        "data": data,
-        **({"binaryData": binary} if binary else {}),
-    }
+    return scheduler_config_map(CATALOGUE_CONFIG_MAP, settings, data, binary)
 
 
 def scaler_authentication(settings: DeploySettings) -> dict[str, Any]:

@@ -201,6 +201,19 @@ def metadata_for(name: str, settings: DeploySettings, labels: dict[str, str]) ->
     return {"name": name, "namespace": settings.namespace, "labels": labels}
 
 
+def scheduler_config_map(
+    name: str, settings: DeploySettings, data: dict[str, str], binary: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Return a ConfigMap the scheduler reads (``binary``: its binaryData, if any)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata_for(name, settings, labels_for("scheduler")),
+        "data": data,
+        **({"binaryData": binary} if binary else {}),
+    }
+
+
 def queue_env(settings: DeploySettings) -> dict[str, Any]:
     """Return the ``DAGYO_QUEUE`` variable, read from the broker URL Secret."""
     return {

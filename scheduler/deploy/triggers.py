@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from executor.core.errors import DagyoError
-from scheduler.deploy.manifests import DeploySettings, labels_for, metadata_for, selector_for
+from scheduler.deploy.manifests import (
+    DeploySettings,
+    labels_for,
+    metadata_for,
+    scheduler_config_map,
+    selector_for,
+)
 from scheduler.errors import ManifestError
 from scheduler.service.config import ENV_TRIGGERS, ENV_TRIGGERS_HTTP
 from scheduler.service.triggers import load_triggers, trigger_files
@@ -105,12 +111,7 @@ def triggers_config_map(directory: Path, settings: DeploySettings) -> dict[str, 
             f"the triggers folder {directory} holds {size} bytes of triggers and flows, more "
             f"than a ConfigMap's {CONFIG_MAP_MAX_BYTES}: split the flows or shorten them"
         )
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata_for(TRIGGERS_NAME, settings, labels_for("scheduler")),
-        "data": data,
-    }
+    return scheduler_config_map(TRIGGERS_NAME, settings, data)
 
 
 def triggers_service(settings: DeploySettings) -> dict[str, Any]:
