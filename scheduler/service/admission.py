@@ -147,6 +147,10 @@ def _reason(mailbox: str, jobs: int, free: int, *, behind: bool) -> str:
     return reason + (", behind an older waiting flow" if behind else "")
 
 
+# The command of one executor, per progdef runtime (from a clone of dagyo).
+EXECUTOR_COMMANDS = {"python": "python -m executor", "node": "node sdks/js/bin/dagyo-executor.js"}
+
+
 def unserved(checked: CheckedFlow, liveness: Liveness, broker: Broker | None) -> list[str]:
     """One line per progdef of a flow that nothing serves, or that could never hold it.
 
@@ -166,10 +170,11 @@ def unserved(checked: CheckedFlow, liveness: Liveness, broker: Broker | None) ->
         if not scaled and broker is not None:
             mailbox = progdef.mailbox
             if not liveness.serves(mailbox) and not broker.consumer_count(mailbox):
+                executor = EXECUTOR_COMMANDS.get(progdef.runtime, "python -m executor")
                 problems.append(
                     f"progdef {name}: no executor serves mailbox {mailbox} and it has no "
                     f"autoscaler: start one with `dagyo up` or "
-                    f"`python -m executor {progdef.directory or name}`"
+                    f"`{executor} {progdef.directory or name}`"
                 )
                 continue
             capacity = liveness.slots(mailbox)

@@ -99,6 +99,29 @@ def test_a_progdef_nobody_serves_is_refused(client: Client, catalogue: Path) -> 
     assert client.stub.List(pb.ListRequest(), timeout=WAIT_S).flows == []
 
 
+@pytest.fixture
+def node_relay(catalogue: Path) -> Path:
+    """relay as a node progdef (its code is not in a scheduler's catalogue)."""
+    progdef = catalogue / "relay" / "progdef.json"
+    data = json.loads(progdef.read_text())
+    progdef.write_text(json.dumps({**data, "runtime": "node", "run": "main.js:run"}))
+    return catalogue / "relay"
+
+
+def test_a_node_progdef_nobody_serves_is_refused_naming_the_node_executor(
+    node_relay: Path, client: Client, catalogue: Path
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        client.submit()
+    emit, relay = mailboxes(catalogue)
+    assert caught.value.details().splitlines() == [
+        f"progdef emit: no executor serves mailbox {emit} and it has no autoscaler: start "
+        f"one with `dagyo up` or `python -m executor {catalogue / 'emit'}`",
+        f"progdef relay: no executor serves mailbox {relay} and it has no autoscaler: start "
+        f"one with `dagyo up` or `node sdks/js/bin/dagyo-executor.js {node_relay}`",
+    ]
+
+
 def test_an_autoscaler_stands_in_for_executors(
     client: Client, catalogue: Path, broker_url: str
 ) -> None:
