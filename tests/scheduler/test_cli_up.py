@@ -26,7 +26,7 @@ service = types.ModuleType("scheduler.service.server")
 class Scheduler:
     dashboard = None
     failed = None
-    def __init__(self, settings):
+    def __init__(self, settings, tracing=None):
         self.address = settings.address
     def start(self):
         print("stub scheduler started", file=sys.stderr, flush=True)
