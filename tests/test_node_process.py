@@ -215,3 +215,26 @@ def test_it_takes_the_next_broker_url_and_declares_its_mailbox_of_the_queue_type
         assert types[wire.mailbox] == "quorum"  # several URLs: a broker of several nodes
     finally:
         wire.close()
+
+
+def test_when_no_broker_url_answers_it_exits_3_hiding_every_password(
+    tmp_path: Path, node_sdk: Path
+) -> None:
+    folder = write(
+        tmp_path / "p", WAITS, name="waiter", inputs={"a": "dagyo.types.Text"}, run="main.js:run"
+    )
+    env = {**os.environ, "DAGYO_JOBS": "dagyo.mailbox.waiter.0123456789abcdef"}
+    env["DAGYO_QUEUE"] = "amqp://guest:guest@127.0.0.1:1/%2F;amqp://ada:s3;cr%2Ft@127.0.0.1:2/%2F"
+    result = subprocess.run(
+        ["node", str(node_sdk / "bin" / "dagyo-executor.js"), str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert "s3;cr" not in result.stderr
+    assert result.stderr.startswith(
+        "dagyo-executor: cannot reach the broker at "
+        "amqp://guest:***@127.0.0.1:1/%2F;amqp://ada:***@127.0.0.1:2/%2F: "
+    )

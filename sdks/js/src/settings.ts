@@ -70,11 +70,8 @@ export function servedVersion(mailbox: string, progdef: Progdef): string {
 /** Read the settings for `progdef` from the environment. */
 export function settingsFromEnv(progdef: Progdef, oneJob = false): Settings {
   const queueUrl = process.env[ENV_QUEUE] || DEFAULT_QUEUE_URL;
-  // Several URLs are separated by a ";" that starts another amqp:// URL (as kombu writes them).
-  const queueUrls = queueUrl.split(/;(?=\s*amqps?:\/\/)/i).map((url) => url.trim());
-  if (!queueUrls.every((url) => /^amqps?:\/\/[^/]/i.test(url))) {
-    throw new SettingError(`${ENV_QUEUE}: the broker URL must start with amqp:// or amqps:// and name a host`);
-  }
+  const queueUrls = splitUrls(queueUrl);
+  for (const url of queueUrls) checkUrl(url);
   const rawType = (process.env.DAGYO_QUEUE_TYPE ?? "").trim().toLowerCase();
   if (rawType && rawType !== "classic" && rawType !== "quorum") {
     throw new SettingError(
@@ -123,7 +120,60 @@ export function settingsFromEnv(progdef: Progdef, oneJob = false): Settings {
   };
 }
 
-/** The broker URL with its password hidden, for messages. */
-export function redacted(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@");
+/**
+ * DAGYO_QUEUE's broker URLs in the order given, each stripped of spaces: a list is split
+ * only at a ";" that starts another amqp:// or amqps:// URL (as kombu writes them), so a
+ * password holding a ";" never splits it (executor/core/brokerurls.py).
+ */
+export function splitUrls(queue: string): string[] {
+  return queue.split(/;(?=\s*amqps?:\/\/)/i).map((url) => url.trim());
+}
+
+/**
+ * The broker URL, or each URL of a list, with its password hidden, for messages. Never
+ * parses a URL: whatever lies between "://" and the last "@" is the user information, of
+ * which only the user name is kept (executor/core/errors.py redact_url).
+ */
+export function redacted(queue: string): string {
+  return splitUrls(queue).map(redactOne).join(";");
+}
+
+/** Refuse a broker URL as the Python executor does (executor/core/settings.py check_url). */
+function checkUrl(url: string): void {
+  const refuse = (reason: string) =>
+    new SettingError(
+      `${ENV_QUEUE}: not a valid amqp:// URL: ${redactOne(url)} (${reason}); the form is ` +
+        "amqp://USER:PASSWORD@HOST:PORT/VHOST, with # / ? @ : % in the user name or " +
+        "password percent-encoded (%23 %2F %3F %40 %3A %25)",
+    );
+  const scheme = url.indexOf("://");
+  if (scheme < 0 || !["amqp", "amqps"].includes(url.slice(0, scheme).toLowerCase())) {
+    throw refuse("it must start with amqp:// or amqps://");
+  }
+  const rest = url.slice(scheme + 3);
+  const at = rest.lastIndexOf("@");
+  const address = rest.slice(at + 1);
+  if (/[/?#@]/.test(rest.slice(0, Math.max(at, 0)))) {
+    throw refuse("the user name or password holds an unencoded # / ? or @");
+  }
+  if (address.includes(";")) {
+    throw refuse("several broker URLs are separated by ;, each starting with amqp:// or amqps://");
+  }
+  const host = /^(\[[^\]]*\]|[^:/?#]*)(?::([^/?#]*))?/.exec(address);
+  const port = host?.[2];
+  if (port !== undefined && port !== "" && !(/^\d+$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)) {
+    throw refuse("the port must be a number from 1 to 65535");
+  }
+  if (!host?.[1]) throw refuse("it names no host");
+}
+
+function redactOne(url: string): string {
+  const scheme = url.lastIndexOf("://");
+  const rest = scheme < 0 ? url : url.slice(scheme + 3);
+  const at = rest.lastIndexOf("@");
+  if (at < 0) return url;
+  const userinfo = rest.slice(0, at);
+  const colon = userinfo.indexOf(":");
+  const hidden = colon < 0 ? userinfo : `${userinfo.slice(0, colon)}:***`;
+  return `${url.slice(0, scheme < 0 ? 0 : scheme + 3)}${hidden}${rest.slice(at)}`;
 }
