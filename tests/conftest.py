@@ -108,25 +108,36 @@ def _node_sdk_installed() -> bool:
     return (NODE_SDK / "node_modules").is_dir() and (NODE_SDK / "dist" / "main.js").is_file()
 
 
+def _node_sdk_built() -> bool:
+    """Whether sdks/js/dist is compiled from its sources as they are now: a build older than
+    any source (a checkout, a rebase, an edit) would run code the suite is not testing."""
+    built = [path.stat().st_mtime for path in (NODE_SDK / "dist").rglob("*.js")]
+    sources = [path.stat().st_mtime for path in (NODE_SDK / "src").rglob("*")]
+    sources.append((NODE_SDK / "tsconfig.json").stat().st_mtime)
+    return bool(built) and min(built) >= max(sources)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _install_node_sdk() -> None:
-    """Install the JavaScript executor SDK (`npm ci`, which builds it) once, when it is not:
-    the sample catalogue's node progdefs need it. Without npm, the tests that need it fail
-    through the ``node_sdk`` fixture, saying so."""
-    if _node_sdk_installed() or shutil.which("npm") is None:
+    """Install the JavaScript executor SDK (`npm ci`, which builds it) once, when it is not,
+    and build it again when its sources are newer than its build: the sample catalogue's
+    node progdefs need it. Without npm, the tests that need it fail through the
+    ``node_sdk`` fixture, saying so."""
+    if (_node_sdk_installed() and _node_sdk_built()) or shutil.which("npm") is None:
         return
     import fcntl
 
     with open(NODE_SDK / "package.json") as lock:  # one install for every xdist worker
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _node_sdk_installed():
-            subprocess.run(
-                ["npm", "ci", "--no-audit", "--no-fund"],
-                cwd=NODE_SDK,
-                check=True,
-                capture_output=True,
-                timeout=600,
-            )
+            command = ["npm", "ci", "--no-audit", "--no-fund"]
+        elif not _node_sdk_built():
+            command = ["npm", "run", "build"]
+        else:
+            return
+        done = subprocess.run(command, cwd=NODE_SDK, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            pytest.fail(f"`{' '.join(command)}` in sdks/js failed:\n{done.stdout}{done.stderr}")
 
 
 @pytest.fixture(scope="session")
