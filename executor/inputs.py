@@ -7,12 +7,14 @@ of messages passed in process, that no item was changed after it was sent.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from google.protobuf.message import Message
 
 from executor.core.errors import (
+    DagyoError,
     DecodeError,
     ItemChanged,
     StreamCorrupt,
@@ -61,6 +63,9 @@ class InputStream:
             ``Input.token``); empty: none is checked.
         fetch: reads an offloaded item (see :data:`Fetch`); None: a frame holding one
             panics.
+        open_bytes: opens an offloaded ``dagyo.types.Bytes`` item as a file of its data
+            (``executor.core.offload.open_bytes`` with the job's store and flow), for
+            :meth:`files`.
     """
 
     def __init__(
@@ -74,9 +79,11 @@ class InputStream:
         node: str = "",
         token: str = "",
         fetch: Fetch | None = None,
+        open_bytes: Callable[..., Any] | None = None,
     ) -> None:
         self.port = port
         self._fetch = fetch
+        self._open_bytes = open_bytes
         self.edge = edge
         self.node = node
         self.message_class = message_class
@@ -110,8 +117,37 @@ class InputStream:
         assert self._inbox is not None
         return self.decode_frame(self._inbox.take(self.port))
 
-    def decode_frame(self, data: StreamFrame) -> list[Any]:
+    def files(self) -> Iterator[BinaryIO]:
+        """Each item's ``data`` as a file to read, in order (a ``dagyo.types.Bytes`` input).
+
+        An offloaded item is read from the object store as the file is read, so an item of
+        gigabytes never sits in memory whole; its size and SHA-256 are checked when its end
+        is read (``StreamCorrupt`` naming the edge when they differ). Other items are in
+        memory already. Close each file when done with it.
+
+        Raises:
+            DagyoError: for an input of another typename.
+        """
+        if self.typename != "dagyo.types.Bytes":
+            raise DagyoError(
+                f"stream {self.edge}: files() reads dagyo.types.Bytes items, and this input "
+                f"is of {self.typename}: iterate it instead"
+            )
+        while not self.ended:
+            if self._consts is not None or self._inbox is None:
+                items = self.next_batch()
+            else:
+                items = self.decode_frame(self._inbox.take(self.port), lazy=True)
+            for item in items:
+                file: Any = item if isinstance(item, io.RawIOBase) else io.BytesIO(item.data)
+                yield file
+
+    def decode_frame(self, data: StreamFrame, *, lazy: bool = False) -> list[Any]:
         """Decode one frame taken from the inbox for this port, with all its items.
+
+        Args:
+            lazy: leave offloaded items in the store: each is a file reading its data
+                (see :meth:`files`), not a message.
 
         Raises:
             DecodeError: naming the edge, for a malformed frame or item.
@@ -141,8 +177,12 @@ class InputStream:
         if frame.end_of_stream:
             self.ended = True
         items = list(frame.items)
-        for reference in frame.offloaded:
-            index, data = self._offloaded(ObjectRef.FromString(reference), len(items))
+        for raw in frame.offloaded:
+            reference = ObjectRef.FromString(raw)
+            if lazy and self._open_bytes is not None and reference.index < len(items):
+                items[reference.index] = self._open_bytes(reference, where=self.where)
+                continue
+            index, data = self._offloaded(reference, len(items))
             items[index] = self.decode([data])[0]
             self.items_received -= 1  # decode counted it: it is counted with the frame's
         self.items_received += len(items)

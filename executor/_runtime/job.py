@@ -170,6 +170,7 @@ def run_job(
                 node=descriptor.node,
                 token=spec.token,
                 fetch=fetch,
+                open_bytes=functools.partial(offload.open_bytes, store, flow_id=descriptor.flow_id),
             )
             streams.attach(spec.queue, inbox, port)
         for port, out in descriptor.outputs.items():

@@ -12,12 +12,14 @@ The scheduler deletes a flow's prefix when the flow ends.
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from executor.core.constants import (
     ENV_OBJECTS,
@@ -178,3 +180,88 @@ def fetch(store: ObjectStore | None, reference: ObjectRef, *, flow_id: str, wher
     if hashlib.sha256(data).hexdigest() != reference.sha256:
         raise StreamCorrupt(f"{what} does not have the SHA-256 sent ({reference.sha256})")
     return data
+
+
+class BytesReader(io.RawIOBase):
+    """The ``data`` of an offloaded ``dagyo.types.Bytes`` item, read from the store as a
+    file: the item never sits in memory whole. Its size and SHA-256 are checked as it is
+    read; reading past its end raises StreamCorrupt (naming the edge) when they differ."""
+
+    def __init__(self, handle: BinaryIO, reference: ObjectRef, what: str) -> None:
+        self._handle = handle
+        self._reference = reference
+        self._what = what
+        self._sha = hashlib.sha256()
+        self._size = 0
+        self._checked = False
+        # A serialized Bytes is field 1 (tag 0x0A), its length, then the data; the empty
+        # one is no bytes at all.
+        head = self._take(1)
+        if head and head != b"\x0a":
+            raise StreamCorrupt(f"{what} is not a dagyo.types.Bytes")
+        length, shift = 0, 0
+        while head:
+            byte = self._take(1)
+            if not byte:
+                raise StreamCorrupt(f"{what} ends inside its length")
+            length |= (byte[0] & 0x7F) << shift
+            shift += 7
+            if not byte[0] & 0x80:
+                break
+        self.length = length
+        self._left = length
+
+    def _take(self, count: int) -> bytes:
+        data = self._handle.read(count)
+        self._sha.update(data)
+        self._size += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into ``buffer``; at the end, check the object's size and SHA-256.
+
+        Raises:
+            StreamCorrupt: naming the edge, when they are not the reference's.
+        """
+        view = memoryview(buffer).cast("B")
+        data = self._take(min(len(view), self._left)) if self._left else b""
+        view[: len(data)] = data
+        self._left -= len(data)
+        if not data:
+            self._check()
+        return len(data)
+
+    def _check(self) -> None:
+        if self._checked:
+            return
+        self._checked = True
+        self._take(1 << 20)  # anything past the data (unknown fields) counts in the hash
+        if self._size != self._reference.size:
+            raise StreamCorrupt(f"{self._what} is not the {self._reference.size} bytes sent")
+        if self._sha.hexdigest() != self._reference.sha256:
+            raise StreamCorrupt(f"{self._what} does not have the SHA-256 sent")
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def open_bytes(
+    store: ObjectStore | None, reference: ObjectRef, *, flow_id: str, where: str
+) -> BytesReader:
+    """The data of an offloaded ``dagyo.types.Bytes`` item as a file, checked as it is read.
+
+    Raises:
+        StreamCorrupt: as :func:`fetch`.
+        ObjectStoreUnavailable: naming the store, when it cannot be read.
+    """
+    store = check_reference(store, reference, flow_id=flow_id, where=where)
+    what = f"{where}: the offloaded item {reference.index} of a frame ({reference.key})"
+    try:
+        handle = store.open(reference.key)
+    except ObjectMissing as e:
+        raise StreamCorrupt(f"{what} is not in the object store {store.url}") from e
+    return BytesReader(handle, reference, what)

@@ -16,7 +16,7 @@ from executor._runtime.inbox import Inbox
 from executor._runtime.stream import FrameWriter, StreamSettings
 from executor.core.errors import ObjectStoreUnavailable, StreamCorrupt
 from executor.core.objects import FileStore, ObjectStore, open_store
-from executor.core.offload import Offload, Offloader, fetch, flow_prefix
+from executor.core.offload import Offload, Offloader, fetch, flow_prefix, open_bytes
 from executor.core.progdef import load_catalogue
 from executor.inputs import InputStream
 from executor.pb.dagyo.v1.frame_pb2 import Frame
@@ -194,3 +194,50 @@ def test_an_unreachable_store_at_fetch_names_the_store_and_the_edge(
 
 def test_the_example_catalogue_loads() -> None:
     assert set(load_catalogue(LARGE)) == {"make_bytes", "sha256"}
+
+
+def _files(store: ObjectStore, frames: list[bytes]) -> Iterator[Any]:
+    inbox = Inbox(threading.Event())
+    inbox.add_port("data")
+    for frame in frames:
+        inbox.put("data", frame)
+    stream = InputStream(
+        port="data",
+        edge=EDGE,
+        message_class=Bytes,
+        inbox=inbox,
+        fetch=lambda reference, where: fetch(store, reference, flow_id=FLOW, where=where),
+        open_bytes=lambda reference, where: open_bytes(store, reference, flow_id=FLOW, where=where),
+    )
+    return stream.files()
+
+
+def test_files_reads_offloaded_bytes_from_the_store_as_they_are_read(store: ObjectStore) -> None:
+    sent: list[bytes] = []
+    writer = _writer(store, sent)
+    data = [b"a", bytes(range(256)) * 2000, b"", b"c" * 300]
+    for item in data:
+        writer.add(Bytes(data=item))
+    writer.close()
+    files = list(_files(store, sent))
+    assert [type(f).__name__ for f in files] == ["BytesIO", "BytesReader", "BytesIO", "BytesReader"]
+    read = []
+    for file in files:
+        chunks = iter(lambda f=file: f.read(1000), b"")
+        read.append(b"".join(chunks))
+        file.close()
+    assert read == data
+
+
+def test_files_checks_the_hash_when_the_end_is_read(store: ObjectStore, tmp_path: Path) -> None:
+    frames = _forged(store, tmp_path, "hash")
+    with pytest.raises(StreamCorrupt, match=f"stream {EDGE}: .*not a dagyo.types.Bytes"):
+        next(_files(store, frames))
+    frames = _forged(store, tmp_path / "again", "")
+    reference = Frame.FromString(frames[0]).offloaded[0]
+    changed = bytearray(store.get(reference.key))
+    changed[-1] ^= 1
+    store.put(reference.key, bytes(changed))
+    file = next(_files(store, frames))
+    with pytest.raises(StreamCorrupt, match=f"stream {EDGE}: .*does not have the SHA-256 sent"):
+        file.read()
