@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -61,6 +64,34 @@ def start_executor(progdef_dir: Path, **env: str) -> subprocess.Popen[str]:
         text=True,
         cwd=ROOT,
     )
+
+
+@contextmanager
+def dagyo_up(*args: str, env: Mapping[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """``dagyo up ARGS`` as a process with exactly ``env``, yielded once its cluster is up;
+    killed at the end unless the test stopped it."""
+    up = subprocess.Popen(
+        [sys.executable, "-c", "from scheduler.cli import main; main()", "up", *args],
+        env=dict(env),
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        read_until(up, "the cluster is up", timeout_s=60)
+        yield up
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+
+
+def exported_texts(flow: Path, env: Mapping[str, str]) -> list[str]:
+    """The texts ``dagyo flow submit FLOW --wait`` prints as exports; fails the test unless
+    the flow succeeded."""
+    submitted = run_dagyo("flow", "submit", str(flow), "--wait", env=dict(env))
+    assert submitted.returncode == 0, submitted.stderr
+    return [json.loads(line)["value"]["text"] for line in submitted.stdout.splitlines()]
 
 
 def read_until(process: subprocess.Popen[str], pattern: str, timeout_s: float = 30) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import copy_catalogue
-from tests.commands import free_address, read_until
+from tests.commands import dagyo_up, exported_texts, free_address
 from tests.conftest import EXAMPLES, ROOT
 from tests.listening import listening_addresses
 
@@ -33,34 +32,11 @@ def test_up_runs_the_catalogue_serves_a_flow_and_stops_cleanly_on_ctrl_c(
         "PYTHONPATH": str(ROOT),
     }
     env.pop("DAGYO_PROGDEFS", None)
-    dagyo = [sys.executable, "-c", "from scheduler.cli import main; main()"]
-    up = subprocess.Popen(
-        [*dagyo, "up", "--progdefs", str(catalogue), "--listen", address],
-        env=env,
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        read_until(up, "the cluster is up", timeout_s=60)
-        submitted = subprocess.run(
-            [*dagyo, "flow", "submit", str(EXAMPLES / "hello.json"), "--wait"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert submitted.returncode == 0, submitted.stderr
-        assert [json.loads(line)["value"]["text"] for line in submitted.stdout.splitlines()] == [
-            f"hello name-{i}" for i in range(3)
-        ]
+    with dagyo_up("--progdefs", str(catalogue), "--listen", address, env=env) as up:
+        hello = exported_texts(EXAMPLES / "hello.json", env)
+        assert hello == [f"hello name-{i}" for i in range(3)]
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0
-    finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
     leftover = subprocess.run(
         ["pgrep", "-f", f"executor {catalogue}"], capture_output=True, text=True
     )
@@ -73,26 +49,13 @@ def test_up_listens_on_loopback_only(broker_url: str, tmp_path: Path) -> None:
     unset = ("DAGYO_PROGDEFS", "DAGYO_METRICS_ADDR", "DAGYO_METRICS_PORT", "DAGYO_UI")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(DAGYO_QUEUE=broker_url, DAGYO_STATE=":memory:", PYTHONPATH=str(ROOT))
-    up = subprocess.Popen(
-        [sys.executable, "-c", "from scheduler.cli import main; main()", "up"]
-        + ["--progdefs", str(catalogue), "--listen", address],
-        env=env,
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        read_until(up, "the cluster is up", timeout_s=60)
+    with dagyo_up("--progdefs", str(catalogue), "--listen", address, env=env) as up:
         listening = listening_addresses(up.pid)
         # gRPC, the dashboard, the scheduler's metrics and the executor's health at least.
         assert len(listening) >= 4, listening
         assert {host for host, _ in listening} == {"127.0.0.1"}, listening
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0
-    finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
 
 
 def test_up_passes_tls_and_tokens_to_its_scheduler_and_not_to_executors(
@@ -113,15 +76,8 @@ def test_up_passes_tls_and_tokens_to_its_scheduler_and_not_to_executors(
     env.update(DAGYO_UI="off", DAGYO_TOKENS=str(tokens), DAGYO_TOKEN="a-token")
     env.update(DAGYO_TLS_CERT=str(cert), DAGYO_TLS_KEY=str(key))
     dagyo = [sys.executable, "-c", "from scheduler.cli import main; main()"]
-    up = subprocess.Popen(
-        [*dagyo, "up", "--progdefs", str(catalogue), "--listen", f"127.0.0.1:{port}"],
-        env=env,
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        read_until(up, "the cluster is up", timeout_s=60)
+    listen = f"127.0.0.1:{port}"
+    with dagyo_up("--progdefs", str(catalogue), "--listen", listen, env=env) as up:
         client = {k: v for k, v in env.items() if not k.startswith("DAGYO_")}
         client.update(DAGYO_SCHEDULER=f"localhost:{port}", DAGYO_TLS_CA=str(ca))
         calls = {
@@ -146,7 +102,3 @@ def test_up_passes_tls_and_tokens_to_its_scheduler_and_not_to_executors(
             assert not names & withheld, names
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0
-    finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
