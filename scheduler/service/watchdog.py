@@ -209,7 +209,8 @@ def _never_taken_error(node: pb.NodeProgress, mailbox: str, timeout_s: float) ->
     return (
         f"job {node.node} (progdef {node.progdef}) was never taken: no executor "
         f"pulls {mailbox} (none heard for {timeout_s:g} s) and it has no autoscaler: "
-        "start one (`dagyo up`, or `python -m executor` on the progdef)"
+        "start one (`dagyo up`, or the progdef's executor on its folder: `python -m executor "
+        "DIR`, or `dagyo-executor DIR` from sdks/js for a progdef of runtime node)"
     )
 
 
