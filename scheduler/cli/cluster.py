@@ -49,14 +49,23 @@ if TYPE_CHECKING:
 
 
 def listen_option(function: Any) -> Any:
-    """``--listen ADDRESS`` (env DAGYO_SCHEDULER): where the scheduler serves gRPC."""
+    """``--listen ADDRESS`` (env DAGYO_SCHEDULER): where the scheduler serves gRPC; of
+    several addresses (separated by ``,``, as clients take them) the first."""
+
+    def first(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        from scheduler.client.api import scheduler_addresses
+
+        return scheduler_addresses(value)[0] if value else value
+
     return click.option(
         "--listen",
         envvar=ENV_SCHEDULER,
         default=None,
         show_envvar=True,
         metavar="HOST:PORT",
-        help=f"Serve the gRPC API here [default: {DEFAULT_SCHEDULER_ADDRESS}].",
+        callback=first,
+        help=f"Serve the gRPC API here [default: {DEFAULT_SCHEDULER_ADDRESS}; of several "
+        "addresses separated by `,`, the first].",
     )(function)
 
 
@@ -115,7 +124,8 @@ Reads:
                       or its nodes' URLs separated by ; (tried in order)
   DAGYO_QUEUE_TYPE    the durable queues' type: classic or quorum [quorum
                       when DAGYO_QUEUE lists several URLs, else classic]
-  DAGYO_SCHEDULER     where gRPC listens (--listen)
+  DAGYO_SCHEDULER     where gRPC listens (--listen; of a list separated by ,
+                      the first)
   DAGYO_STATE         the flow records: a SQLite file or a postgresql:// URL
                       (--state)
   DAGYO_PROGDEFS      the catalogue folders, joined by the path separator

@@ -68,8 +68,9 @@ def scheduler_option(function: Any) -> Any:
         default=DEFAULT_SCHEDULER_ADDRESS,
         show_default=True,
         show_envvar=True,
-        metavar="HOST:PORT",
-        help="The scheduler's gRPC address.",
+        metavar="HOST:PORT[,HOST:PORT…]",
+        help="The scheduler's gRPC address; several schedulers sharing one state separated "
+        "by `,`: the first that answers is used.",
     )(function)
 
 

@@ -4,6 +4,10 @@ A user never sees a grpc traceback: an address that does not answer raises
 SchedulerUnavailable (naming it and how to start a scheduler), a refused request raises
 SchedulerRefused with the scheduler's problem lines, anything else SchedulerError.
 
+The address may list several schedulers sharing one state (``DAGYO_SCHEDULER`` is
+``host1:port1,host2:port2``): the client connects to the first that answers within
+``CONNECT_TIMEOUT_S`` and passes over the others.
+
 Example:
     >>> with SchedulerClient("localhost:50051") as client:  # doctest: +SKIP
     ...     flow_id = client.submit(Path("examples/hello.json").read_text())
@@ -16,6 +20,7 @@ from __future__ import annotations
 import builtins
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -46,6 +51,11 @@ _UNTRUSTED = re.compile(
     r"self[- ]signed certificate"
 )
 _WRONG_NAME = re.compile(r"Hostname Verification Check failed|[Pp]eer name .* not in peer")
+# Of several addresses, one that is not connected this soon is passed over for the next
+# (one that refuses the connection is passed over at once).
+CONNECT_TIMEOUT_S = 3.0
+# What separates the addresses of several schedulers in DAGYO_SCHEDULER.
+ADDRESS_SEPARATOR = ","
 # A unary call on a connected scheduler (submit declares queues and publishes jobs).
 CALL_TIMEOUT_S = 60.0
 # What gRPC says when a message is over the receiver's limit: "(sent vs. limit)".
@@ -60,6 +70,20 @@ _REFUSALS = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
+
+
+def scheduler_addresses(address: str) -> builtins.list[str]:
+    """The addresses ``DAGYO_SCHEDULER`` (or ``--scheduler``) lists, in order.
+
+    Several schedulers sharing one state are written ``host1:port1,host2:port2``; spaces
+    around each are dropped.
+
+    Example:
+        >>> scheduler_addresses("a:50051, b:50051")
+        ['a:50051', 'b:50051']
+    """
+    addresses = [part.strip() for part in address.split(ADDRESS_SEPARATOR)]
+    return [a for a in addresses if a] or [address.strip()]
 
 
 @dataclass(frozen=True)
@@ -81,12 +105,14 @@ class SchedulerClient:
 
     Args:
         address: the scheduler's gRPC address (``https://host:port`` for TLS with the
-            system roots; see scheduler.tls for the TLS variables).
+            system roots; see scheduler.tls for the TLS variables), or several separated
+            by ``,``: the first that answers within ``CONNECT_TIMEOUT_S`` is used.
         call_timeout_s: the deadline of each unary call (``watch`` has none).
         token: the bearer token to send; ``DAGYO_TOKEN`` when not given.
 
     Every method raises:
-        SchedulerUnavailable: the address does not answer, or the connection was lost.
+        SchedulerUnavailable: the address does not answer (none of them does), or the
+            connection was lost.
         SchedulerRefused: the scheduler refused the request (an invalid flow, a progdef
             with no executor, an unknown flow id); carries its problem lines.
         SchedulerError: any other failure of the scheduler.
@@ -99,7 +125,9 @@ class SchedulerClient:
         call_timeout_s: float = CALL_TIMEOUT_S,
         token: str | None = None,
     ) -> None:
-        self.address = address
+        self.addresses = scheduler_addresses(address)
+        # The one in use once connected; the first until then.
+        self.address = self.addresses[0]
         self._call_timeout_s = call_timeout_s
         # DAGYO_TOKEN (and the TLS variables) unless a token is given, e.g. the dashboard
         # speaking for a browser.
@@ -236,24 +264,43 @@ class SchedulerClient:
     def _connect(self) -> Any:
         if self._stub is not None:
             return self._stub
-        # No wait for readiness: a call on a new channel connects first and fails fast
-        # (UNAVAILABLE) when nothing listens, and a ready-wait polls, adding ~0.2 s to
-        # every command.
-        credentials = client_credentials(self.address)
+        if len(self.addresses) == 1:
+            # No wait for readiness: a call on a new channel connects first and fails fast
+            # (UNAVAILABLE) when nothing listens, and a ready-wait polls, adding ~0.2 s to
+            # every command.
+            self._channel = self._open(self.addresses[0])
+        else:
+            self._channel = self._first_ready()
+        self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
+        return self._stub
+
+    def _open(self, address: str) -> grpc.Channel:
+        credentials = client_credentials(address)
         self._tls = credentials is not None
-        target = client_target(self.address)
+        self.address = address
+        target = client_target(address)
         # Send anything (the scheduler's limit decides, and says so); receive up to ours.
         options = [
             ("grpc.max_send_message_length", -1),
             ("grpc.max_receive_message_length", max_message_bytes(os.environ)),
         ]
-        self._channel = (
-            grpc.insecure_channel(target, options=options)
-            if credentials is None
-            else grpc.secure_channel(target, credentials, options=options)
+        if credentials is None:
+            return grpc.insecure_channel(target, options=options)
+        return grpc.secure_channel(target, credentials, options=options)
+
+    def _first_ready(self) -> grpc.Channel:
+        """A channel to the first of several addresses that connects, in their order."""
+        for address in self.addresses:
+            channel = self._open(address)
+            if _ready(channel, CONNECT_TIMEOUT_S):
+                return channel
+            channel.close()
+        raise SchedulerUnavailable(
+            ", ".join(self.addresses),
+            f"none answered; each was tried in turn for up to {CONNECT_TIMEOUT_S:g} s",
+            "start one with `dagyo up` or `dagyo scheduler`, or set DAGYO_SCHEDULER to the "
+            "host:port of schedulers that run (several separated by `,`)",
         )
-        self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
-        return self._stub
 
     def _call(self, method: str, request: Any) -> Any:
         stub = self._connect()
@@ -325,3 +372,29 @@ class SchedulerClient:
                 "when it asks for a client certificate)",
             )
         return "", ""
+
+
+def _ready(channel: grpc.Channel, timeout_s: float) -> bool:
+    """Connect ``channel``: True once it is ready, False when its first attempt fails (the
+    address refuses, a TLS handshake fails) or ``timeout_s`` passes."""
+    outcome: builtins.list[bool] = []
+    settled = threading.Event()
+
+    def seen(state: grpc.ChannelConnectivity) -> None:
+        if state is grpc.ChannelConnectivity.READY:
+            outcome.append(True)
+        elif state in (
+            grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+            grpc.ChannelConnectivity.SHUTDOWN,
+        ):
+            outcome.append(False)
+        else:
+            return
+        settled.set()
+
+    channel.subscribe(seen, try_to_connect=True)
+    try:
+        settled.wait(timeout_s)
+    finally:
+        channel.unsubscribe(seen)
+    return bool(outcome) and outcome[0]
