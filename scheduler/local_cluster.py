@@ -16,12 +16,10 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -31,30 +29,14 @@ from executor.core.offload import default_objects_url
 from executor.core.progdef import Folders, Progdef, catalogue_folders, load_catalogue
 from executor.core.topology import delete_topology
 from executor.core.tracing import Tracing
-from executor.core.version import VERSION_FILE
 from scheduler.constants import HEARTBEAT_TIMEOUT_S
 from scheduler.local_processes import ExecutorProcesses, check_node_runtime, mailbox_consumers
+from scheduler.local_processes import private_catalogue as private_catalogue
+from scheduler.local_schedulers import SchedulerProcesses
 from scheduler.service.config import MEMORY, SchedulerSettings, default_progdefs_dir
 from scheduler.service.server import Scheduler
 
 log = logging.getLogger("dagyo.local")
-
-
-def private_catalogue(source: Path, target: Path, names: Iterable[str], *, tag: str) -> Path:
-    """Copy progdefs from ``source`` into ``target`` under a version of their own.
-
-    Each copy gets a ``VERSION`` file naming ``tag`` plus a fresh random part, so its
-    mailbox is its own: a second cluster (a test, a benchmark) on the same broker neither
-    takes nor loses another's jobs.
-
-    Returns:
-        ``target``, a catalogue folder.
-    """
-    version = f"{tag}-{uuid.uuid4().hex[:12]}"
-    for name in names:
-        shutil.copytree(source / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-        (target / name / VERSION_FILE).write_text(version + "\n")
-    return target
 
 
 # How long start() waits for every mailbox to have a consumer.
@@ -130,14 +112,18 @@ class LocalCluster:
         *,
         executors_per_progdef: int = 1,
         extra_env: Mapping[str, str] | None = None,
+        schedulers: int = 1,
     ) -> LocalCluster:
-        """A cluster whose scheduler runs with ``settings`` as they are (``dagyo up``).
+        """A cluster whose scheduler runs with ``settings`` as they are (``dagyo up``);
+        with ``schedulers`` above 1, the others are processes on the next ports (see
+        scheduler.local_schedulers), which needs a PostgreSQL state.
 
         Raises:
             ProgdefInvalid: when the catalogue folder is missing or malformed.
+            DagyoError: several schedulers on a SQLite state.
         """
         cluster = cls.__new__(cls)
-        cluster._setup(settings, executors_per_progdef, extra_env)
+        cluster._setup(settings, executors_per_progdef, extra_env, schedulers=schedulers)
         return cluster
 
     def _setup(
@@ -146,6 +132,8 @@ class LocalCluster:
         executors_per_progdef: int,
         extra_env: Mapping[str, str] | None,
         log_dir: Path | None = None,
+        *,
+        schedulers: int = 1,
     ) -> None:
         if executors_per_progdef < 1:
             raise DagyoError(
@@ -163,6 +151,7 @@ class LocalCluster:
         self.extra_env: dict[str, str] = dict(extra_env or {})
         self.log_dir = log_dir
         self.scheduler: Scheduler | None = None
+        self.scheduler_processes = SchedulerProcesses(settings, schedulers - 1)
         # The mailboxes an executor of this cluster consumed: the others never started.
         self._served: set[str] = set()
         self._executors = ExecutorProcesses(
@@ -296,10 +285,13 @@ class LocalCluster:
         # Kept even when start() fails, so that stop() releases what it got to.
         self.scheduler = Scheduler(self.settings, tracing=tracing)
         self.scheduler.start()
+        self.scheduler_processes.start(self.scheduler.address)
         return self.scheduler
 
     def stop_scheduler(self) -> None:
-        """Stop the scheduler service, leaving the executors running (idempotent)."""
+        """Stop the scheduler service and processes, leaving the executors running
+        (idempotent)."""
+        self.scheduler_processes.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from executor.core.constants import ENV_JOBS, ENV_METRICS_ADDR, ENV_METRICS_PORT, ENV_QUEUE
 from executor.core.errors import DagyoError, ProgdefInvalid
 from executor.core.progdef import Progdef, load_progdef
+from executor.core.version import VERSION_FILE
 from scheduler.constants import LOOPBACK_METRICS_HOST
 from scheduler.tls import ENV_TLS_CERT, ENV_TLS_CLIENT_CA, ENV_TLS_KEY, ENV_TOKEN, ENV_TOKENS
 
@@ -51,6 +53,23 @@ PASSED = frozenset(
         "SYSTEMROOT",
     ]
 )
+
+
+def private_catalogue(source: Path, target: Path, names: Iterable[str], *, tag: str) -> Path:
+    """Copy progdefs from ``source`` into ``target`` under a version of their own.
+
+    Each copy gets a ``VERSION`` file naming ``tag`` plus a fresh random part, so its
+    mailbox is its own: a second cluster (a test, a benchmark) on the same broker neither
+    takes nor loses another's jobs.
+
+    Returns:
+        ``target``, a catalogue folder.
+    """
+    version = f"{tag}-{uuid.uuid4().hex[:12]}"
+    for name in names:
+        shutil.copytree(source / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        (target / name / VERSION_FILE).write_text(version + "\n")
+    return target
 
 
 def progdef_environment(

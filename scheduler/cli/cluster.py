@@ -166,6 +166,15 @@ UP_HELP = (
     bad setting, catalogue or state, 3 when the broker or a PostgreSQL state cannot be
     reached.
 
+    With --schedulers N (N > 1 needs DAGYO_STATE to be a PostgreSQL URL; with a SQLite
+    state it exits 2 before anything starts), N schedulers share the state and the vhost:
+    the first runs in this process and serves the dashboard and the triggers, the others
+    are `dagyo scheduler` processes on the next ports (--listen's port + 1, + 2…; free
+    ports for port 0), each with a metrics port of its own, started again after an exit
+    as an executor is, and stopped after the executors drained. Each scheduler's address
+    is printed (`scheduler: listening on HOST:PORT`); give clients all of them in
+    DAGYO_SCHEDULER, separated by `,`.
+
     A stop leaves the durable mailboxes of the progdefs that ran, the scheduler's events
     and failures queues and dagyo's exchanges in the broker, for the next `dagyo up`
     (never the mailbox of a progdef whose executor never started); with --clean, a clean
@@ -237,6 +246,16 @@ def scheduler_command(
 @state_option
 @ui_option
 @click.option(
+    "--schedulers",
+    type=click.IntRange(min=1),
+    default=1,
+    metavar="N",
+    show_default=True,
+    help="Scheduler processes sharing the state, on consecutive ports from --listen's; "
+    "more than 1 needs a PostgreSQL state (DAGYO_STATE). The dashboard and the triggers "
+    "are served by the first.",
+)
+@click.option(
     "--clean",
     is_flag=True,
     help="At a clean stop, delete what the cluster declared in the broker: its mailboxes, "
@@ -250,9 +269,14 @@ def up_command(
     state: str | None,
     no_ui: bool,
     clean: bool,
+    schedulers: int,
 ) -> None:
     from executor.core.amqp import connect
+    from scheduler.local_schedulers import shared_state_problem
 
+    # Before anything starts: several schedulers share one state, which SQLite cannot be.
+    if problem := shared_state_problem(schedulers, state or ""):
+        fail(problem, EXIT_INVALID)
     logging.getLogger("pika").addHandler(logging.NullHandler())
     queue_url = os.environ.get(ENV_QUEUE) or DEFAULT_QUEUE_URL
     try:
@@ -275,7 +299,9 @@ def up_command(
     )
     from scheduler.local_cluster import LocalCluster
 
-    cluster = LocalCluster.from_settings(settings, executors_per_progdef=per_progdef)
+    cluster = LocalCluster.from_settings(
+        settings, executors_per_progdef=per_progdef, schedulers=schedulers
+    )
     code = EXIT_OK
     with stop_signals(lambda count: cluster.terminate() if count > 1 else None) as stop:
         try:
@@ -314,14 +340,25 @@ def _run_until_stopped(cluster: LocalCluster, stop: threading.Event) -> None:
     # Those that failed at start-up are reported and started again, like later exits.
     cluster.supervise(on_exit=_say_exited, on_start=_say_started)
     service = cluster.start_scheduler()
+    others = cluster.scheduler_processes
     click.echo(f"scheduler: listening on {service.address}")
+    for address, process in others.listening():
+        _say_scheduler_started(address, process)
     if service.dashboard is not None:
         click.echo(f"dashboard: {service.dashboard.url}")
+    silent = others.wait_serving(timeout_s=READY_TIMEOUT_S, stop=stop)
+    if silent and not stop.is_set():
+        click.echo(
+            f"dagyo: scheduler {', '.join(silent)} not serving after {READY_TIMEOUT_S:g} s; "
+            "going on",
+            err=True,
+        )
     click.echo("dagyo: the cluster is up; Ctrl-C drains and stops it", err=True)
     while not stop.wait(0.5):
         if service.failed is not None:
             raise service.failed
         cluster.supervise(on_exit=_say_exited, on_start=_say_started)
+        others.supervise(on_exit=_say_scheduler_exited, on_start=_say_scheduler_started)
 
 
 def _say_exited(progdef: Progdef, process: subprocess.Popen[bytes], delay_s: float) -> None:
@@ -330,6 +367,18 @@ def _say_exited(progdef: Progdef, process: subprocess.Popen[bytes], delay_s: flo
         f"{process.returncode}; starting it again in {delay_s:g} s",
         err=True,
     )
+
+
+def _say_scheduler_exited(address: str, process: subprocess.Popen[bytes], delay_s: float) -> None:
+    click.echo(
+        f"dagyo: scheduler {address} (pid {process.pid}) exited with status "
+        f"{process.returncode}; starting it again in {delay_s:g} s",
+        err=True,
+    )
+
+
+def _say_scheduler_started(address: str, process: subprocess.Popen[bytes]) -> None:
+    click.echo(f"scheduler: listening on {address} (pid {process.pid})")
 
 
 def _say_started(progdef: Progdef, process: subprocess.Popen[bytes]) -> None:
