@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from google.protobuf import json_format
@@ -55,6 +56,36 @@ class Lifecycle(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ExportItem:
+    """One kept item of an export: its typename, size and SHA-256 (of its serialized
+    bytes), and the bytes themselves, or where they are in the object store."""
+
+    typename: str
+    size: int
+    sha256: str
+    data: bytes = b""
+    key: str = ""
+    store: ExportDownloads | None = None
+
+    @property
+    def offloaded(self) -> bool:
+        """Whether the item is read from the object store."""
+        return bool(self.key)
+
+    def read(self) -> Iterator[bytes]:
+        """The serialized item in pieces of at most :data:`CHUNK_BYTES`.
+
+        Raises:
+            PreconditionFailed: an offloaded item is gone, or its store cannot be read.
+        """
+        if self.store is not None and self.key:
+            yield from self.store.read(self.key)
+            return
+        for start in range(0, len(self.data), CHUNK_BYTES):
+            yield self.data[start : start + CHUNK_BYTES]
+
+
 class ExportDownloads:
     """The items of a flow's exports, as chunks.
 
@@ -73,6 +104,29 @@ class ExportDownloads:
             RequestInvalid: the flow has no such export.
             PreconditionFailed: an offloaded item is gone, or the scheduler has no store.
         """
+        values, typename = self._values(principal, flow_id, export)
+        return self._chunks(values, typename)
+
+    def item(self, principal: Principal, flow_id: str, export: str, index: int) -> ExportItem:
+        """One kept item of ``export`` of the flow (the dashboard's download link): its
+        serialized bytes as pieces, read from the store as they are sent when offloaded.
+
+        Raises:
+            FlowNotFound: no such flow, or another tenant's.
+            RequestInvalid: the flow has no such export, or the export no such item.
+            PreconditionFailed: an offloaded item is gone, or the scheduler has no store.
+        """
+        values, typename = self._values(principal, flow_id, export)
+        if not 0 <= index < len(values):
+            raise RequestInvalid(
+                [f"export {export!r} of flow {flow_id} keeps {len(values)} items: no item {index}"]
+            )
+        found = self._item(values[index], typename)
+        if found.offloaded:
+            self._check_store()  # refused before anything is sent, not halfway
+        return found
+
+    def _values(self, principal: Principal, flow_id: str, export: str) -> tuple[list[Any], str]:
         store = self._lifecycle.store
         record = store.get(flow_id)
         runtime = store.runtime(flow_id)
@@ -89,36 +143,46 @@ class ExportDownloads:
                 [f"flow {flow_id} has no export {export!r} (its exports: {known})"]
             )
         values = [json.loads(e.value_json) for e in record.exports if e.export == export]
-        return self._chunks(values, stream.typename)
+        return values, stream.typename
+
+    def _item(self, value: Any, typename: str) -> ExportItem:
+        reference = value.get(OFFLOADED) if isinstance(value, dict) else None
+        if reference is None:
+            message = json_format.ParseDict(value, message_class(typename)())
+            data = message.SerializeToString()
+            return ExportItem(typename, len(data), hashlib.sha256(data).hexdigest(), data)
+        return ExportItem(
+            typename, reference["size"], reference["sha256"], key=reference["key"], store=self
+        )
 
     def _chunks(self, values: list[Any], typename: str) -> Iterator[pb.ExportChunk]:
         for index, value in enumerate(values):
-            reference = value.get(OFFLOADED) if isinstance(value, dict) else None
-            if reference is None:
-                message = json_format.ParseDict(value, message_class(typename)())
-                data = message.SerializeToString()
-                pieces: Iterator[bytes] = (
-                    data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)
-                )
-                size, sha256 = len(data), hashlib.sha256(data).hexdigest()
-            else:
-                pieces = self._read(reference["key"])
-                size, sha256 = reference["size"], reference["sha256"]
-            for piece in pieces:
+            item = self._item(value, typename)
+            for piece in item.read():
                 yield pb.ExportChunk(item=index, data=piece, typename=typename)
             yield pb.ExportChunk(
-                item=index, item_end=True, size=size, sha256=sha256, typename=typename
+                item=index, item_end=True, size=item.size, sha256=item.sha256, typename=typename
             )
 
-    def _read(self, key: str) -> Iterator[bytes]:
-        store = self._lifecycle.object_store
-        if store is None:
+    def _check_store(self) -> None:
+        if self._lifecycle.object_store is None:
             raise PreconditionFailed(
                 [
                     "the export holds an offloaded item and this scheduler has no object "
                     "store: set DAGYO_OBJECTS to the store its flows used"
                 ]
             )
+
+    def read(self, key: str) -> Iterator[bytes]:
+        """The object under ``key``, in pieces of :data:`CHUNK_BYTES`.
+
+        Raises:
+            PreconditionFailed: the object is gone, the store cannot be read, or the
+                scheduler has no store.
+        """
+        self._check_store()
+        store = self._lifecycle.object_store
+        assert store is not None
         try:
             with store.open(key) as handle:
                 while piece := handle.read(CHUNK_BYTES):

@@ -23,7 +23,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from executor.core.errors import (
     BrokerError,
@@ -254,6 +254,9 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
         def _flow(self, rest: str) -> None:
             flow_id, _, what = rest.partition("/")
             principal = self._caller()
+            if what.startswith("exports/"):
+                export, _, number = what[len("exports/") :].rpartition("/")
+                return self._item(principal, flow_id, unquote(export), number)
             record = dashboard.service.get(principal, flow_id)
             if what == "exports.jsonl":
                 lines = "".join(
@@ -269,6 +272,33 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
                 return
             self._json(200, flow_view(record, dashboard.service.catalogue(principal)))
+
+        def _item(self, principal: Principal, flow_id: str, export: str, number: str) -> None:
+            """One exported item's serialized bytes (``NAME-N.binpb``, as `dagyo flow
+            export` writes it), an offloaded one read from the store as it is sent."""
+            if not (number.isascii() and number.isdigit()):
+                return self._json(404, {"error": f"no item {number[:40]!r} of an export"})
+            item = dashboard.service.exports.item(principal, flow_id, export, int(number))
+            pieces = item.read()
+            first = next(pieces, b"")  # a gone object is refused before anything is sent
+            name = quote(f"{export}-{int(number)}.binpb", safe="")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(item.size))
+            self.send_header("Content-Disposition", f"attachment; filename*=UTF-8''{name}")
+            self.send_header("X-Dagyo-Sha256", item.sha256)  # hex, as `flow export` prints it
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            try:
+                self.wfile.write(first)
+                for piece in pieces:
+                    self.wfile.write(piece)
+            except (OSError, DagyoError) as e:  # a browser gone, or the store failing midway
+                log.info(
+                    "flow %s: export %s item %s not sent whole: %s", flow_id, export, number, e
+                )
+                self.close_connection = True  # the client sees fewer bytes than announced
 
         def _events(self, flow_id: str) -> None:
             tenant = self._caller().tenant  # without a valid token: 401, nothing streamed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,18 +12,27 @@ from executor.core.progdef import Progdef, is_type_variable
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.client.records import failure_dict, record_dict
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
+from scheduler.service.exports import OFFLOADED
 
 # The first export items a flow page shows; the download has every item kept.
 EXPORTS_SHOWN = 50
 
 
 def record_view(record: pb.FlowRecord, *, with_exports: bool = True) -> dict[str, Any]:
-    """A flow record as the dashboard shows it (the flow JSON itself left out)."""
+    """A flow record as the dashboard shows it (the flow JSON itself left out); an offloaded
+    exported item has its ``download`` path (the item's serialized bytes)."""
     data = record_dict(record)
     data.pop("flow_json", None)
     data["items"] = sum(node.items_sent for node in record.nodes)
     data["exports_kept"] = len(record.exports)
     data["exports"] = data["exports"][:EXPORTS_SHOWN] if with_exports else []
+    numbers: dict[str, int] = {}
+    for shown in data["exports"]:  # the item's number within its export
+        number = numbers[shown["export"]] = numbers.get(shown["export"], -1) + 1
+        value = shown["value"]
+        if isinstance(value, dict) and isinstance(value.get(OFFLOADED), dict):
+            export = urllib.parse.quote(shown["export"], safe="")
+            shown["download"] = f"/api/flows/{record.id}/exports/{export}/{number}"
     return data
 
 

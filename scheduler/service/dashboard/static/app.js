@@ -223,11 +223,32 @@ function graphView(record) {
 
 async function download(record) {
   const response = await fetch(`/api/flows/${record.id}/exports.jsonl`, { headers: headers() });
-  const url = URL.createObjectURL(await response.blob());
-  const a = el("a", { href: url, download: record.id + ".jsonl" });
+  save(await response.blob(), record.id + ".jsonl");
+}
+
+// An offloaded exported item: a link to its serialized bytes (NAME-N.binpb, as `dagyo flow
+// export` writes it), fetched with the token like every other request.
+function offloadedLink(e) {
+  const ref = e.value["@offloaded"];
+  const name = `${e.export}-${e.download.split("/").pop()}.binpb`;
+  return el("p", { class: "offloaded", "data-export": e.export },
+    `${e.export}: `,
+    el("a", { href: e.download, download: name, onclick: async (event) => {
+      event.preventDefault();
+      const response = await fetch(e.download, { headers: headers() });
+      if (!response.ok) { alert((await response.json()).error || response.statusText); return; }
+      save(await response.blob(), name);
+    } }, `download ${name}`),
+    el("span", { class: "muted" }, ` ${ref.typename}, ${ref.size} bytes, SHA-256 ${ref.sha256}`));
+}
+
+function save(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = el("a", { href: url, download: name });
   document.body.append(a);
   a.click();
   a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 function flowPage(flowId) {
@@ -269,7 +290,7 @@ function flowPage(flowId) {
     }
     parts.push(el("h2", {}, `Exports (${record.exports_kept} kept${record.exports_truncated ? ", more dropped" : ""})`),
       el("div", { class: "card", id: "exports" },
-        record.exports.map((e) => el("pre", {}, JSON.stringify(e))),
+        record.exports.map((e) => e.download ? offloadedLink(e) : el("pre", {}, JSON.stringify(e))),
         record.exports_kept ? el("button", { onclick: () => download(record) }, "Download all as JSON lines") : el("span", { class: "muted" }, "none")));
     if (record.graph.consts.length) {
       parts.push(el("h2", {}, "Consts"), el("div", { class: "card" },
