@@ -4,13 +4,16 @@ however it ended."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,7 +95,7 @@ def expected(size: int) -> str:
     return hashlib.sha256((block * (size // len(block) + 1))[:size]).hexdigest()
 
 
-def wait_end(client: SchedulerClient, flow_id: str) -> object:
+def wait_end(client: SchedulerClient, flow_id: str) -> Any:
     return eventually(
         lambda: client.get(flow_id),
         120,
@@ -180,6 +183,73 @@ def test_an_exported_offloaded_item_is_kept_with_the_exports_and_downloaded(
     unknown = dagyo(cluster, "flow", "export", flow_id, "nothing", "--out", str(out))
     assert unknown.returncode == 2
     assert "has no export 'nothing' (its exports: data, digest)" in unknown.stderr
+    objects.delete_prefix("exports/")
+
+
+def test_exported_items_are_copied_off_the_brokers_io_thread(
+    cluster: LocalCluster, objects: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    copy = type(objects).copy
+
+    def noting(store: ObjectStore, key: str, to: str) -> None:
+        threads.append(threading.current_thread().name)
+        copy(store, key, to)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(objects), "copy", noting)
+    exported = json.loads(flow([3_000_000, 3_000_000]))
+    exported["exports"]["data"] = "make.data"
+    with SchedulerClient(cluster.address) as client:
+        flow_id = client.submit(json.dumps(exported), source="large.json")
+        record = wait_end(client, flow_id)
+    assert state_of(record) == "succeeded", record
+    assert threads == ["dagyo-export-copies"] * 2  # never dagyo-scheduler-amqp
+    objects.delete_prefix("exports/")
+
+
+def test_exported_items_the_record_drops_leave_no_object(
+    cluster: LocalCluster, objects: ObjectStore, tmp_path: Path
+) -> None:
+    # Room in the record for one reference line: the next two items are dropped.
+    line = json.dumps(
+        {
+            "@offloaded": {
+                "typename": "dagyo.types.Bytes",
+                "size": 3_000_005,
+                "sha256": "0" * 64,
+                "key": "exports/0123456789ab/data/0.0",
+            }
+        },
+        separators=(",", ":"),
+    )
+    settings = cluster.settings
+    cluster.stop_scheduler()
+    cluster.settings = dataclasses.replace(settings, export_cap_bytes=len(line) * 3 // 2)
+    cluster.start_scheduler()
+    try:
+        exported = {
+            "name": "made",
+            "nodes": {"make": {"progdef": "make_bytes"}},
+            "consts": [{"to": "make.size", "values": [{"value": 3_000_000}] * 3}],
+            "exports": {"data": "make.data"},
+        }
+        with SchedulerClient(cluster.address) as client:
+            flow_id = client.submit(json.dumps(exported), source="large.json")
+            record = wait_end(client, flow_id)
+    finally:
+        cluster.stop_scheduler()
+        cluster.settings = settings
+        cluster.start_scheduler()
+    assert state_of(record) == "succeeded", record
+    assert (len(record.exports), record.exports_dropped) == (1, 2), record
+    # The kept one is there and downloads; the dropped ones left nothing.
+    assert objects.children(f"exports/{flow_id}/data/") == ["0.0"]
+    result = dagyo(cluster, "flow", "export", flow_id, "data", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    block = bytes(range(256)) * 4096
+    item = (tmp_path / "data-0.binpb").read_bytes()
+    assert Bytes.FromString(item).data == (block * 3)[:3_000_000]
+    eventually(lambda: objects.children("flows/") == [], 30, what="the flow's objects deleted")
     objects.delete_prefix("exports/")
 
 

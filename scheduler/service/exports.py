@@ -107,7 +107,43 @@ def keep_exports(
     return every, kept
 
 
-def keep_offloaded(
+def exported_key(flow_id: str, export: str, seq: int, index: int) -> str:
+    """Where an offloaded exported item is kept with the flow's exports."""
+    return f"exports/{flow_id}/{export}/{seq}.{index}"
+
+
+def copy_offloaded(
+    objects: ObjectStore | None, body: bytes, *, flow_id: str, export: str, source: str
+) -> list[str]:
+    """Keep the offloaded items of an export frame with the flow's exports; return their
+    keys.
+
+    Each object is copied (a link, or a server-side copy) from the flow's prefix, deleted at
+    its end, to :func:`exported_key`, kept with the flow record. Done before the frame is
+    read (:func:`read_frame`), off the broker's I/O thread (exportcopies.py).
+
+    Raises:
+        DecodeError: naming the export, for a frame that does not parse, a reference that
+            does not check (StreamCorrupt), an object that is not there, or a store that
+            cannot be written.
+    """
+    where = f"export {export} (from {source})"
+    frame = decode_frame(body, export=export, source=source)
+    copied = []
+    for reference in frame.offloaded:
+        store = check_reference(objects, reference, flow_id=flow_id, where=where)
+        key = exported_key(flow_id, export, frame.seq, reference.index)
+        try:
+            store.copy(reference.key, key)
+        except ObjectMissing as e:
+            raise StreamCorrupt(f"{where}: the offloaded item {reference.key} is not there") from e
+        except ObjectStoreUnavailable as e:
+            raise StreamCorrupt(f"{where}: {e}") from e
+        copied.append(key)
+    return copied
+
+
+def offloaded_value(
     objects: ObjectStore | None,
     reference: ObjectRef,
     *,
@@ -117,27 +153,25 @@ def keep_offloaded(
     seq: int,
     where: str,
 ) -> str:
-    """Keep an offloaded exported item with the flow's exports; return its export value.
-
-    The object is copied (a link, or a server-side copy) from the flow's prefix, deleted at
-    its end, to ``exports/{flow}/{export}/{seq}.{index}``, kept with the flow record. Its
-    value is ``{"@offloaded": {"typename", "size", "sha256", "key"}}`` (docs/protocol.md,
-    Offloaded items): a watcher gets that line, not the item.
+    """The export value of an offloaded exported item (kept by :func:`copy_offloaded`):
+    ``{"@offloaded": {"typename", "size", "sha256", "key"}}`` (docs/protocol.md, Offloaded
+    items). A watcher gets that line, not the item.
 
     Raises:
-        StreamCorrupt: naming ``where``, for a reference that does not check or an object
-            that is not there.
+        StreamCorrupt: naming ``where``, for a reference that does not check.
     """
-    store = check_reference(objects, reference, flow_id=flow_id, where=where)
-    key = f"exports/{flow_id}/{export}/{seq}.{reference.index}"
-    try:
-        store.copy(reference.key, key)
-    except ObjectMissing as e:
-        raise StreamCorrupt(f"{where}: the offloaded item {reference.key} is not there") from e
-    except ObjectStoreUnavailable as e:
-        raise StreamCorrupt(f"{where}: {e}") from e
+    check_reference(objects, reference, flow_id=flow_id, where=where)
+    key = exported_key(flow_id, export, seq, reference.index)
     value = {"typename": typename, "size": reference.size, "sha256": reference.sha256, "key": key}
     return json.dumps({OFFLOADED: value}, separators=(",", ":"))
+
+
+def offloaded_key(value_json: str) -> str:
+    """The key of the object a kept export value stands for, or "" for an inline one."""
+    if not value_json.startswith('{"' + OFFLOADED):
+        return ""
+    key: str = json.loads(value_json)[OFFLOADED]["key"]
+    return key
 
 
 def read_frame(
@@ -152,7 +186,8 @@ def read_frame(
     """Read one frame of an export stream, moving the stream's position on.
 
     Args:
-        objects: the object store offloaded items are in (see :func:`keep_offloaded`).
+        objects: the object store offloaded items are in; they were kept already (see
+            :func:`copy_offloaded`).
 
     Returns:
         None for a frame read already (a seq below the stream's position, with the bytes
@@ -176,7 +211,7 @@ def read_frame(
         where = f"export {export} (from {stream.source})"
         if reference.index >= len(values):
             raise StreamCorrupt(f"{where}: a frame refers to an offloaded item past its items")
-        values[reference.index] = keep_offloaded(
+        values[reference.index] = offloaded_value(
             objects,
             reference,
             typename=stream.typename,

@@ -4,19 +4,23 @@ failures queue) and each flow's export queues.
 A failure report ends the flow its routing key names as failed; an export frame is read
 (its seq and typename checked, its items kept up to the cap) and handed to watchers; an
 export queue deleted under the flow fails it (BROKER). The handlers run on the broker's
-I/O thread.
+I/O thread, but for export frames holding offloaded items, read where their objects are
+copied (exportcopies.py).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING
 
 import pika
+from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from executor.core.constants import SCHEDULER_APP_ID
-from executor.core.errors import DecodeError
+from executor.core.errors import DagyoError, DecodeError
 from executor.core.objects import ObjectStore
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
@@ -24,14 +28,18 @@ from executor.pb.dagyo.v1.failure_pb2 import (
     FailureKind,
     FailureReport,
 )
+from executor.pb.dagyo.v1.frame_pb2 import Frame
 from scheduler.service.consumers import AckLater
 from scheduler.service.ending import Ending
-from scheduler.service.exports import read_frame
+from scheduler.service.exportcopies import ExportCopies
+from scheduler.service.exports import copy_offloaded, offloaded_key, read_frame
 from scheduler.service.flows import FlowParts
 from scheduler.service.flowstate import ActiveFlow, FlowState
 
 if TYPE_CHECKING:
     pass
+
+log = logging.getLogger("dagyo.scheduler")
 
 
 class FlowQueues:
@@ -52,6 +60,7 @@ class FlowQueues:
         objects: ObjectStore | None = None,
     ) -> None:
         self._objects = objects
+        self._copies = ExportCopies()
         self._table = parts.table
         self._store = parts.store
         self._broker = parts.broker
@@ -93,42 +102,113 @@ class FlowQueues:
     def _on_export(
         self, flow_id: str, export: str, body: bytes, properties: pika.BasicProperties
     ) -> AckLater | None:
-        """An export frame: acked once the items it kept are stored."""
+        """An export frame: acked once the items it kept are stored. One holding offloaded
+        items, and every later one of its flow until none waits, is read on the copies
+        thread (exportcopies.py)."""
+        if self._objects is None:
+            return self._read(flow_id, export, body)[0]
+        offloaded = _has_references(body)
+        with self._table.lock:
+            if offloaded or self._copies.waiting.get(flow_id):
+                return self._copies.hand_over(
+                    flow_id, partial(self._copy_then_read, flow_id, export, body)
+                )
+        return self._read(flow_id, export, body)[0]
+
+    def _copy_then_read(self, flow_id: str, export: str, body: bytes) -> AckLater | None:
+        """On the copies thread: keep the frame's offloaded items, then read it; delete the
+        copies of items the flow's record does not keep (past its cap, or a flow ended)."""
+        with self._table.lock:
+            flow = self._table.flows.get(flow_id)
+            stream = None if flow is None else flow.runtime.exports.get(export)
+            wanted = (
+                flow is not None
+                and not flow.runtime.finishing
+                and not flow.record.exports_truncated  # nothing more is kept
+            )
+        copied: list[str] = []
+        error = ""
+        if wanted and stream is not None:
+            try:
+                copied = copy_offloaded(
+                    self._objects, body, flow_id=flow_id, export=export, source=stream.source
+                )
+            except DecodeError as e:
+                error = str(e)
+        try:
+            later, kept = self._read(flow_id, export, body, error=error)
+        finally:
+            with self._table.lock:
+                self._copies.read(flow_id)
+        if kept is not None:
+            self._delete(key for key in copied if key not in kept)
+        return later
+
+    def _read(
+        self, flow_id: str, export: str, body: bytes, *, error: str = ""
+    ) -> tuple[AckLater | None, set[str] | None]:
+        """Read an export frame (or fail its flow with ``error``, found already).
+
+        Returns:
+            when it is stored, and the keys of the offloaded items the flow's record keeps
+            (None for a frame read already: its items were kept or dropped then).
+        """
+        kept: set[str] | None = set()
         with self._table.lock:
             flow = self._table.flows.get(flow_id)
             if flow is None or flow.runtime.finishing:
-                return None
-            try:
-                read = read_frame(
-                    flow.record,
-                    flow.runtime,
-                    export,
-                    body,
-                    cap_bytes=self._export_cap_bytes,
-                    objects=self._objects,
-                )
-            except DecodeError as e:  # a bug in the producer: it panics the flow
-                error = str(e)
+                return None, kept
+            read = None
+            if not error:
+                try:
+                    read = read_frame(
+                        flow.record,
+                        flow.runtime,
+                        export,
+                        body,
+                        cap_bytes=self._export_cap_bytes,
+                        objects=self._objects,
+                    )
+                except DecodeError as e:  # a bug in the producer: it panics the flow
+                    error = str(e)
+                else:
+                    kept = None  # unless read now
+            if error:
                 producer = flow.node(flow.runtime.exports[export].source.partition(".")[0])
-                read = None
-            else:
-                error = ""
-            if read is not None:  # else kept already, delivered again after a reconnection
-                every, kept = read
-                self._store.save(flow.record, flow.runtime, kept)
+            elif read is not None:  # else kept already, delivered again after a reconnection
+                every, kept_now = read
+                self._store.save(flow.record, flow.runtime, kept_now)
                 self._metrics.exported_items.inc(len(every))
                 self._watchers.exports(flow_id, every)
+                kept = {key for e in kept_now if (key := offloaded_key(e.value_json))}
             flow.exported_at = time.monotonic()
             done = flow.complete() and not flow.starting
         if error:
             self._fail(flow_id, FAILURE_KIND_PANIC, error, node=producer)
         elif done:
             self._finish(flow_id, FlowState.SUCCEEDED)
-        return self._store.when_written
+        return self._store.when_written, kept
+
+    def _delete(self, keys: Iterable[str]) -> None:
+        assert self._objects is not None
+        for key in keys:
+            try:
+                self._objects.delete(key)
+            except DagyoError as e:
+                log.warning("an offloaded export not kept was not deleted: %s", e)
 
     def _queue_lost(self, flow_id: str, queue: str) -> None:
         error = f"queue {queue} was deleted while the flow ran (by hand, or the broker lost it)"
         self._fail(flow_id, FAILURE_KIND_BROKER, error)
+
+
+def _has_references(body: bytes) -> bool:
+    """Whether an export frame holds offloaded items (False for one that does not parse:
+    reading it says why)."""
+    try:
+        return bool(Frame.FromString(body).offloaded)
+    except ProtobufDecodeError:
+        return False
 
 
 def _same_failure(recorded: FailureReport, report: FailureReport) -> bool:

@@ -101,6 +101,14 @@ def test_an_unwritable_folder_is_named(tmp_path: Path) -> None:
         store.put("k/0", b"x")
 
 
+def test_delete_deletes_one_object_and_a_missing_one_is_no_error(store: ObjectStore) -> None:
+    store.put("exports/f1/x/0.0", b"a")
+    store.put("exports/f1/x/1.0", b"b")
+    store.delete("exports/f1/x/0.0")
+    store.delete("exports/f1/x/0.0")
+    assert store.children("exports/f1/x/") == ["1.0"]
+
+
 def test_copy_keeps_the_object_under_both_keys(store: ObjectStore) -> None:
     store.put("flows/f1/a.out/0", b"kept")
     store.copy("flows/f1/a.out/0", "exports/f1/x/0")

@@ -8,7 +8,7 @@ import hashlib
 import http.client
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,17 @@ from executor.core.errors import FlowNotFound
 from executor.core.objects import FileStore
 from executor.types import Bytes
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
-from scheduler.service.auth import Authenticator, Principal, Quotas, TokenFile
+from scheduler.service.auth import (
+    Authenticator,
+    Principal,
+    Quotas,
+    TokenFile,
+    token_digest,
+    tokens_json,
+)
 from scheduler.service.dashboard import Dashboard
 from scheduler.service.downloads import ExportDownloads
 from scheduler.service.flowstate import ExportStream, FlowRuntime
-from tests.scheduler.test_dashboard_http import write_tokens
-from tests.scheduler.test_export_downloads import Records
 
 ITEM = Bytes(data=bytes(range(256)) * 12_000).SerializeToString()
 KEY = "exports/f1/data/0.0"
@@ -31,6 +36,18 @@ TOKENS = {
     "alice": Principal("team-a", "user", Quotas()),
     "bob": Principal("team-b", "user", Quotas()),
 }
+
+
+@dataclass
+class Records:
+    records: dict[str, pb.FlowRecord] = field(default_factory=dict)
+    runtimes: dict[str, FlowRuntime] = field(default_factory=dict)
+
+    def get(self, flow_id: str, *, with_exports: bool = True) -> pb.FlowRecord | None:
+        return self.records.get(flow_id)
+
+    def runtime(self, flow_id: str) -> FlowRuntime | None:
+        return self.runtimes.get(flow_id)
 
 
 @dataclass
@@ -86,7 +103,7 @@ def dashboard(tmp_path: Path, objects: FileStore) -> Iterator[str]:
     }
     records = Records({"f1": record}, {"f1": FlowRuntime(exports=streams)})
     tokens = tmp_path / "tokens.json"
-    write_tokens(tokens, TOKENS)
+    tokens.write_text(tokens_json({token_digest(t): p for t, p in TOKENS.items()}))
     served = Dashboard(
         address="127.0.0.1:0",
         service=Service(records, objects),  # type: ignore[arg-type]

@@ -66,6 +66,14 @@ class ObjectStore(Protocol):
         """
         ...
 
+    def delete(self, key: str) -> None:
+        """Delete the object under ``key`` (none there: nothing to do).
+
+        Raises:
+            ObjectStoreUnavailable: naming the store, when it cannot be changed.
+        """
+        ...
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object whose key starts with ``prefix``; return how many.
 

@@ -87,6 +87,13 @@ class FileStore:
         except OSError as e:
             raise ObjectStoreUnavailable(self.url, f"{type(e).__name__}: {e}") from e
 
+    def delete(self, key: str) -> None:
+        """See :class:`executor.core.objects.base.ObjectStore`."""
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as e:
+            raise ObjectStoreUnavailable(self.url, f"{type(e).__name__}: {e}") from e
+
     def delete_prefix(self, prefix: str) -> int:
         """See :class:`executor.core.objects.base.ObjectStore`."""
         check_key(prefix, prefix=True)

@@ -130,6 +130,16 @@ class S3Store:
         )
         return [item["Key"] for page in pages for item in page.get("Contents", ())]
 
+    def delete(self, key: str) -> None:
+        """See :class:`executor.core.objects.base.ObjectStore`."""
+        name = self.prefix + check_key(key)
+        try:
+            self._client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": name}], "Quiet": True}
+            )
+        except Exception as e:
+            raise self._fail(e, key) from e
+
     def delete_prefix(self, prefix: str) -> int:
         """See :class:`executor.core.objects.base.ObjectStore`."""
         check_key(prefix, prefix=True)
