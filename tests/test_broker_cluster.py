@@ -138,3 +138,55 @@ def test_a_lost_node_fails_its_flows_naming_it_and_everyone_reconnects(
                 assert left == [], f"node {index} lists queues of ended flows: {left}"
         finally:
             cluster.close()
+
+
+def test_a_node_stopped_under_twenty_flows_fails_those_on_it_and_no_other(
+    broker_cluster: BrokerCluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Two schedulers, each on a vhost of its own: one connected to the first node (its flows'
+    stream queues live there), the other to the second. The second node goes while ten flows
+    of each run: the ten whose queues were on it fail naming it, the ten others succeed."""
+    with broker_cluster.vhost() as kept_vhost, broker_cluster.vhost() as lost_vhost:
+        names = ("source", "slow", "count")
+        kept = LocalCluster(
+            broker_cluster.url(kept_vhost, order=(0, 1, 2)), tmp_path / "kept", names=names
+        )
+        lost = LocalCluster(
+            broker_cluster.url(lost_vhost, order=(1, 2, 0)),
+            tmp_path / "lost",
+            names=names,
+            heartbeat_timeout_s=6.0,
+        )
+        try:
+            kept.start()
+            lost.start()
+            flows = {
+                cluster: [cluster.submit(slow_flow(120, 50)) for _ in range(10)]
+                for cluster in (kept, lost)
+            }
+            for cluster, ids in flows.items():
+                for flow_id in ids:
+                    wait_for_node(cluster, flow_id, "w")
+            broker_cluster.stop_node(1)
+            try:
+                for flow_id in flows[lost]:
+                    record = lost.wait(flow_id, 60)
+                    assert state_of(record) == "failed", record
+                    assert broker_cluster.address(1) in record.failure.error, record.failure
+                for flow_id in flows[kept]:
+                    record = kept.wait(flow_id, 60)
+                    assert state_of(record) == "succeeded", record
+                    assert [json.loads(e.value_json) for e in record.exports] == [{"value": "120"}]
+            finally:
+                broker_cluster.start_node(1)
+            nodes = sorted(node.node for node in broker_cluster.nodes)
+            eventually(lambda: broker_cluster.running() == nodes, 60, what="the node back")
+            for vhost, ended in ((kept_vhost, flows[kept]), (lost_vhost, flows[lost])):
+                for index in range(len(broker_cluster.nodes)):
+                    queues = [row[0] for row in broker_cluster.queues(vhost, "name", index=index)]
+                    left = [q for q in queues if any(f".{flow_id}." in q for flow_id in ended)]
+                    assert left == [], f"node {index} lists queues of ended flows: {left}"
+        finally:
+            lost.close()
+            kept.close()

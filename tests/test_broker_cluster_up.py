@@ -7,6 +7,7 @@ flow succeeds within 15 s of the stop, the cluster still whole for the next.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -45,6 +46,10 @@ def exports_of(stdout: str) -> list[str]:
     return sorted(json.dumps(line, sort_keys=True) for line in lines)
 
 
+def ended(record: scheduler_pb2.FlowRecord) -> bool:
+    return record.state in (scheduler_pb2.FLOW_STATE_SUCCEEDED, scheduler_pb2.FLOW_STATE_FAILED)
+
+
 def first_success_after(address: str) -> str:
     """Submits hello flows one after another until one succeeds; returns its id."""
     deadline = time.monotonic() + 60
@@ -56,10 +61,9 @@ def first_success_after(address: str) -> str:
                 time.sleep(0.2)
                 continue
             record = eventually(
-                lambda flow_id=flow_id: client.get(flow_id),
+                functools.partial(client.get, flow_id),
                 60,
-                until=lambda r: r.state
-                in (scheduler_pb2.FLOW_STATE_SUCCEEDED, scheduler_pb2.FLOW_STATE_FAILED),
+                until=ended,
                 what=f"the end of flow {flow_id}",
             )
             if record.state == scheduler_pb2.FLOW_STATE_SUCCEEDED:
