@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,18 +135,38 @@ def stop_cluster(cluster: BrokerCluster) -> None:
         stop_private_broker(node)
 
 
+# The cluster this process runs, with its lock and how many users it has: a second user in
+# the same process (the fixture imported into two test modules is two fixtures) shares it,
+# where the file lock would have it wait for itself for ever. The last one stops it.
+_RUNNING: dict[str, Any] = {}
+
+
 @contextmanager
 def running_cluster() -> Iterator[BrokerCluster]:
-    """The cluster, started once no other process runs one (the file lock), and stopped."""
-    if not shutil.which("rabbitmq-server"):
-        pytest.fail("these tests need rabbitmq-server installed (they start three nodes)")
-    with open(LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        cluster = start_cluster()
+    """The cluster, started once no other process runs one (the file lock), and stopped
+    when its last user in this process is done."""
+    if not _RUNNING:
+        if not shutil.which("rabbitmq-server"):
+            pytest.fail("these tests need rabbitmq-server installed (they start three nodes)")
+        lock = open(LOCK, "w")  # noqa: SIM115 (held until the last user is done)
         try:
-            yield cluster
-        finally:
-            stop_cluster(cluster)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _RUNNING.update(cluster=start_cluster(), lock=lock, users=0)
+        except BaseException:
+            lock.close()
+            raise
+    _RUNNING["users"] += 1
+    try:
+        yield _RUNNING["cluster"]
+    finally:
+        _RUNNING["users"] -= 1
+        if _RUNNING["users"] == 0:
+            cluster, lock = _RUNNING.pop("cluster"), _RUNNING.pop("lock")
+            _RUNNING.clear()
+            try:
+                stop_cluster(cluster)
+            finally:
+                lock.close()  # and with it the file lock
 
 
 @pytest.fixture(scope="session")

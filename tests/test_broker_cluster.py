@@ -17,7 +17,12 @@ from pathlib import Path
 import pytest
 
 from executor.core.amqp import connect
-from tests.broker_cluster import CLUSTER_GROUP, BrokerCluster, broker_cluster  # noqa: F401
+from tests.broker_cluster import (  # noqa: F401
+    CLUSTER_GROUP,
+    BrokerCluster,
+    broker_cluster,
+    running_cluster,
+)
 from tests.cluster import LocalCluster, state_of, wait_for_node
 from tests.flows import CASES, same_exports, slow_flow
 from tests.waiting import eventually
@@ -190,3 +195,13 @@ def test_a_node_stopped_under_twenty_flows_fails_those_on_it_and_no_other(
         finally:
             lost.close()
             kept.close()
+
+
+def test_a_second_user_in_the_same_process_shares_the_running_cluster(
+    broker_cluster: BrokerCluster,  # noqa: F811
+) -> None:
+    # As the fixture imported into a second test module does: no wait for the file lock
+    # this process holds, and the cluster still runs for the first user afterwards.
+    with running_cluster() as again:
+        assert again is broker_cluster
+    assert broker_cluster.running() == sorted(node.node for node in broker_cluster.nodes)
