@@ -8,12 +8,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from executor.core.brokerurls import split_urls  # noqa: E402
 from executor.core.constants import DEFAULT_QUEUE_URL  # noqa: E402
 from executor.core.settings import vhost_of  # noqa: E402
 from scheduler.local_cluster import LocalCluster, private_catalogue  # noqa: E402
@@ -36,10 +38,13 @@ def delete_mailboxes(cluster: LocalCluster) -> None:
 
 
 def flow_queues_left() -> int:
-    """How many ``dagyo.flow.*`` queues the vhost of DAGYO_QUEUE holds (rabbitmqctl)."""
+    """How many ``dagyo.flow.*`` queues the vhost of DAGYO_QUEUE holds (rabbitmqctl, asked
+    of the first local node DAGYO_QUEUE names)."""
     vhost = vhost_of(QUEUE_URL)
+    nodes = [name for _, name in broker_nodes() if name]
     out = subprocess.run(
-        ["rabbitmqctl", "list_queues", "-p", vhost, "-q", "--no-table-headers", "name"],
+        ["rabbitmqctl", *(["-n", nodes[0]] if nodes else []), "list_queues", "-p", vhost]
+        + ["-q", "--no-table-headers", "name"],
         capture_output=True,
         text=True,
         check=True,
@@ -61,17 +66,36 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def broker_pid() -> int | None:
-    """The local RabbitMQ node's process (beam.smp), when one runs on this machine."""
+def rabbitmq_nodes() -> list[tuple[int, int, str]]:
+    """Every RabbitMQ node of this machine: (pid of its beam.smp, AMQP port, node name; ""
+    when it names none), from its process's environment (5672 when it sets no port)."""
+    found = []
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and (entry / "comm").read_text().strip() == "beam.smp":
-                cmdline = (entry / "cmdline").read_bytes()
-                if b"rabbit" in cmdline:
-                    return int(entry.name)
-        except OSError:
+                if b"-s\0rabbit\0boot" not in (entry / "cmdline").read_bytes():
+                    continue  # a rabbitmqctl run, not a node
+                env = dict(
+                    line.partition("=")[::2]
+                    for line in (entry / "environ").read_text(errors="replace").split("\0")
+                )
+                port = int(env.get("RABBITMQ_NODE_PORT") or 5672)
+                found.append((int(entry.name), port, env.get("RABBITMQ_NODENAME", "")))
+        except (OSError, ValueError):
             continue
-    return None
+    return found
+
+
+def broker_nodes() -> list[tuple[int, str]]:
+    """(pid, node name) of the local RabbitMQ nodes whose AMQP port a URL of DAGYO_QUEUE
+    names: the broker's processes, one per node of a cluster."""
+    ports = {urllib.parse.urlsplit(url).port or 5672 for url in split_urls(QUEUE_URL)}
+    return [(pid, name) for pid, port, name in rabbitmq_nodes() if port in ports]
+
+
+def broker_pids() -> list[int]:
+    """The beam.smp processes of DAGYO_QUEUE's nodes that run on this machine."""
+    return [pid for pid, _ in broker_nodes()]
 
 
 class CpuMeter:

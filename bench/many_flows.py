@@ -9,8 +9,9 @@ flow's end, the flow queues left in the broker (must be 0) and the scheduler's R
      "cores_busy": …}
 
 cpu_ms_per_flow is the CPU time each part used while the flows ran, over the flows: the
-RabbitMQ node (when it runs on this machine), this process (the scheduler, and the client
-threads submitting and watching), the executor processes. cores_busy is their sum over the
+RabbitMQ nodes DAGYO_QUEUE names (those that run on this machine, every node of a
+cluster), this process (the scheduler, and the client threads submitting and watching),
+the executor processes. cores_busy is their sum over the
 wall time: on a machine of N cores, a figure near N means the flows/s are CPU-bound.
 
 With --timeline it adds, for every flow, the seconds from the first submit until it was
@@ -32,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from common import (
     CpuMeter,
-    broker_pid,
+    broker_pids,
     delete_mailboxes,
     emit,
     flow_queues_left,
@@ -78,10 +79,8 @@ def main() -> None:
     cluster = start_cluster(("source", "greet", "void_sink"))
     flow = json.dumps(hello_flow())
     executors: list[int | str] = [p.pid for ps in cluster.executors.values() for p in ps]
-    broker = broker_pid()
-    cpu = CpuMeter(
-        {"broker": [broker] if broker else [], "scheduler": ["self"], "executors": executors}
-    )
+    broker: list[int | str] = list(broker_pids())  # every node of a cluster
+    cpu = CpuMeter({"broker": broker, "scheduler": ["self"], "executors": executors})
     try:
         with SchedulerClient(cluster.address) as client:
             cpu.start()
