@@ -8,7 +8,7 @@ of messages passed in process, that no item was changed after it was sent.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, BinaryIO, Protocol
 
 from google.protobuf.message import Message
@@ -23,6 +23,10 @@ from executor.core.framecheck import StreamPosition, admit, check_count, check_s
 from executor.core.frames import MessageFrame, StreamFrame, decode_frame, first_changed
 from executor.core.types import frame_class_of
 from executor.pb.dagyo.v1.frame_pb2 import ObjectRef
+
+# Makes a blocking call (a port's next frame, a send) off the event loop, for an async def
+# run(job): (function, *args) -> awaitable of its result (the runtime's Bridge.call).
+RunBlocking = Callable[..., Awaitable[Any]]
 
 # Fetches and checks the serialized item an ObjectRef stands for (executor.core.offload.fetch
 # with the job's store and flow): (reference, where=the stream) -> bytes.
@@ -66,6 +70,8 @@ class InputStream:
         open_bytes: opens an offloaded ``dagyo.types.Bytes`` item as a file of its data
             (``executor.core.offload.open_bytes`` with the job's store and flow), for
             :meth:`files`.
+        run_blocking: how an ``async def run(job)`` waits for the next frame (see
+            :data:`RunBlocking`); None: ``async for`` is refused.
     """
 
     def __init__(
@@ -80,8 +86,10 @@ class InputStream:
         token: str = "",
         fetch: Fetch | None = None,
         open_bytes: Callable[..., Any] | None = None,
+        run_blocking: RunBlocking | None = None,
     ) -> None:
         self.port = port
+        self._run_blocking = run_blocking
         self._fetch = fetch
         self._open_bytes = open_bytes
         self.edge = edge
@@ -101,6 +109,26 @@ class InputStream:
     def __iter__(self) -> Iterator[Any]:
         while not self.ended:
             yield from self.next_batch()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        """``async for item in job.inputs["name"]`` in an ``async def run(job)``: the same
+        items, in order, the event loop free while the next frame is awaited.
+
+        Raises:
+            DagyoError: in a plain ``def run(job)`` (use ``for``).
+        """
+        return self._async_items()
+
+    async def _async_items(self) -> AsyncIterator[Any]:
+        run_blocking = self._run_blocking
+        if run_blocking is None:
+            raise DagyoError(
+                f"stream {self.edge}: async for reads the inputs of an async def run(job); "
+                "in a plain def run(job) use for"
+            )
+        while not self.ended:
+            for item in await run_blocking(self.next_batch):
+                yield item
 
     def next_batch(self) -> list[Any]:
         """Return the items of the next frame (possibly none); sets ``ended`` at the end.

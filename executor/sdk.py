@@ -14,8 +14,19 @@ Function style (one input, at most one output)::
     def handler(ctx: Context, item: Text) -> Text | list[Text] | None:
         return Text(text=ctx.prefix + item.text)
 
+Either may be ``async def`` (``async def init``, ``async def handler``, ``async def
+run``): it then runs on the process's event loop, and a function-style progdef's
+``"concurrency": N`` lets N items of a job be in flight at once, results still in input
+order. An async run reads with ``async for`` and sends with ``await out.asend(item)``::
+
+    async def run(job: Job) -> None:
+        async for item in job.inputs["name"]:
+            await job.outputs["greeting"].asend(Text(text="hello " + item.text))
+
 Returning ends the job and closes its outputs (end-of-stream); an exception panics the
-job with its traceback; a stop raises :class:`~executor.core.errors.Stopped` inside the job.
+job with its traceback; a stop raises :class:`~executor.core.errors.Stopped` inside the job
+(in a coroutine: ``asyncio.CancelledError`` where it awaits, ``Stopped`` where it awaits
+an input or a send).
 """
 
 from __future__ import annotations
@@ -35,7 +46,7 @@ from executor.core.errors import (
 )
 from executor.core.frames import FrameForm
 from executor.errorport import build_error
-from executor.inputs import FrameSource, InputStream, merge
+from executor.inputs import FrameSource, InputStream, RunBlocking, merge
 
 
 class Context:
@@ -89,12 +100,23 @@ class ItemWriter(Protocol):
 
 
 class OutputStream:
-    """One output port: ``send`` items of its typename; the runtime batches them."""
+    """One output port: ``send`` items of its typename; the runtime batches them.
+
+    In an ``async def run(job)``, ``await asend(item)`` (``asend_all``) instead: ``send``
+    would hold the whole event loop while the stream is full.
+    """
 
     def __init__(
-        self, *, node: str, port: str, message_class: type[Message], writer: ItemWriter
+        self,
+        *,
+        node: str,
+        port: str,
+        message_class: type[Message],
+        writer: ItemWriter,
+        run_blocking: RunBlocking | None = None,
     ) -> None:
         self.node = node
+        self._run_blocking = run_blocking
         self.port = port
         self.message_class = message_class
         self.typename = message_class.DESCRIPTOR.full_name
@@ -166,6 +188,28 @@ class OutputStream:
                 chunk = []
         if chunk:
             extend(chunk)
+
+    async def asend(self, item: Message) -> None:
+        """``send`` for an ``async def run(job)``: the event loop goes on while the stream
+        is full.
+
+        Raises:
+            TypeMismatch, Stopped: as :meth:`send`.
+            DagyoError: in a plain ``def run(job)`` (use ``send``).
+        """
+        await self._blocking()(self.send, item)
+
+    async def asend_all(self, items: Any) -> None:
+        """``send_all`` for an ``async def run(job)`` (an iterable, not an async one)."""
+        await self._blocking()(self.send_all, items)
+
+    def _blocking(self) -> RunBlocking:
+        if self._run_blocking is None:
+            raise DagyoError(
+                f"{self.node}.{self.port}: asend is for an async def run(job); in a plain "
+                "def run(job) use send"
+            )
+        return self._run_blocking
 
     @property
     def items_sent(self) -> int:

@@ -52,6 +52,7 @@ class LocalCluster:
 
     Built on scheduler.local_cluster.LocalCluster (``dagyo up``): this adds the knobs tests
     turn (fast heartbeats, a short drain, no health ports) and a name -> process view.
+    ``custom``: a folder of the test's own progdefs, served beside the samples ``names``.
     """
 
     def __init__(
@@ -65,11 +66,15 @@ class LocalCluster:
         drain_grace_s: float = 20.0,
         max_jobs: int | None = None,
         env: dict[str, str] | None = None,
+        custom: Path | None = None,
     ) -> None:
         self.amqp_url = amqp_url
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.catalogue_dir = copy_catalogue(workdir / "progdefs", names)
+        if custom is not None:  # a test's own progdefs, beside the samples named
+            folders = sorted(p.name for p in custom.iterdir() if (p / "progdef.json").is_file())
+            private_catalogue(custom, self.catalogue_dir, folders, tag="test")
         knobs = {
             "DAGYO_METRICS_PORT": "-1",
             "DAGYO_HEARTBEAT_INTERVAL_S": str(heartbeat_interval_s),

@@ -13,7 +13,7 @@ from executor.errorport import build_error
 from executor.sdk import Job, OutputStream
 
 
-def _returned(result: Any, job: Job, output: OutputStream | None, port: str) -> list[Any]:
+def returned(result: Any, job: Job, output: OutputStream | None, port: str) -> list[Any]:
     """The messages a handler returned, or a DagyoError saying what to return instead."""
     if result is None:
         return []
@@ -78,7 +78,7 @@ def run_handler(program: Program, job: Job) -> None:
             if type(result) is one_item:
                 results.append(result)
             else:
-                results.extend(_returned(result, job, output, port))
+                results.extend(returned(result, job, output, port))
         if results:
             if output is None:
                 raise DagyoError(
@@ -103,15 +103,7 @@ def _retry(
     Each retry logs one WARNING naming the node, the attempt and the error it follows.
     """
     for attempt in range(attempts):
-        job.logger.warning(
-            "node %s (progdef %s): retrying item (attempt %d of %d) after %s: %s",
-            job.node,
-            job.progdef,
-            attempt + 2,
-            attempts + 1,
-            type(error).__name__,
-            error,
-        )
+        log_retry(job, attempt, attempts, error)
         job.sleep(backoff_s * (2**attempt))
         try:
             return handler(context, item)
@@ -122,3 +114,28 @@ def _retry(
                 raise
             error = e
     return None
+
+
+def call_with_retries(handler: Any, context: Any, item: Any, job: Job, retries: Any) -> Any:
+    """Call a plain handler on one item with the progdef's retries (see run_handler)."""
+    try:
+        return handler(context, item)
+    except Stopped:
+        raise
+    except Exception as first:
+        if retries.attempts <= 1:
+            raise
+        return _retry(handler, context, item, job, first, retries.attempts - 1, retries.backoff_s)
+
+
+def log_retry(job: Job, attempt: int, attempts: int, error: Exception) -> None:
+    """Log one WARNING for the retry ``attempt`` (from 0) of ``attempts`` after ``error``."""
+    job.logger.warning(
+        "node %s (progdef %s): retrying item (attempt %d of %d) after %s: %s",
+        job.node,
+        job.progdef,
+        attempt + 2,
+        attempts + 1,
+        type(error).__name__,
+        error,
+    )

@@ -61,16 +61,32 @@ class Inbox:
         Raises:
             Stopped: when the job's stop signal is set while waiting.
         """
+        found = self.take_until(ports, None)
+        assert found is not None
+        return found
+
+    def take_until(
+        self, ports: Iterable[str], until: Callable[[], bool] | None
+    ) -> tuple[str, StreamFrame] | None:
+        """Return (port, frame) as :meth:`take_any` does, or None as soon as ``until()`` is
+        true: ``until`` is asked under the inbox's lock whenever the inbox is woken, so
+        whoever can make it true calls :meth:`wake` afterwards. No ports: wait for
+        ``until`` only.
+
+        Raises:
+            Stopped: when the job's stop signal is set while waiting.
+        """
         ports = tuple(ports)
         idle = self.on_idle
         while True:
             with self._cond:
-                found = self._take_locked(ports, wait=idle is None)
+                found = self._take_locked(ports, wait=idle is None, until=until)
             if found is not None:
                 break
+            if idle is None:
+                return None  # until() came true
             # Nothing to read: send what the job's outputs hold now, before waiting, so a
             # trickle of items is not held back by the linger.
-            assert idle is not None
             idle()
             idle = None
         port, frame, on_taken = found
@@ -79,7 +95,7 @@ class Inbox:
         return port, frame
 
     def _take_locked(
-        self, ports: tuple[str, ...], *, wait: bool
+        self, ports: tuple[str, ...], *, wait: bool, until: Callable[[], bool] | None = None
     ) -> tuple[str, StreamFrame, Callable[[], None] | None] | None:
         while True:
             if self._stop.is_set():
@@ -90,7 +106,7 @@ class Inbox:
                     frame, on_taken = frames.popleft()
                     self._cond.notify_all()
                     return port, frame, on_taken
-            if not wait:
+            if not wait or (until is not None and until()):
                 return None
             self._cond.wait(IDLE_WAIT_S)  # a stop wakes it: see wake
 

@@ -16,10 +16,12 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from executor._runtime.aio import Bridge, event_loop, run_coroutine_job
 from executor._runtime.flusher import Flusher
 from executor._runtime.handler import run_handler
 from executor._runtime.inbox import Inbox
 from executor._runtime.jobtypes import JobTypes
+from executor._runtime.pipeline import run_pipelined
 from executor._runtime.program import Program, read_secrets
 from executor._runtime.stream import FrameWriter, StreamSettings
 from executor._runtime.transport.base import Transport
@@ -145,6 +147,13 @@ def run_job(
     store = settings.offload.store
     fetch = functools.partial(offload.fetch, store, flow_id=descriptor.flow_id)
     logger = logging.getLogger(f"dagyo.job.{descriptor.progdef}")
+    # An async def run(job) reads and sends through its job's thread (see aio.Bridge).
+    bridge = (
+        Bridge(event_loop(), inbox.wake)
+        if program.is_async and program.style != "function"
+        else None
+    )
+    blocking = bridge.call if bridge is not None else None
     with closing(transport.open(stop=run.stop)) as streams:
         classes: Callable[[str], type[Message]] = message_class
         if descriptor.types.file:  # a type variable bound to another progdef's type
@@ -159,6 +168,7 @@ def run_job(
                     message_class=cls,
                     inbox=None,
                     consts=tuple(spec.consts.items),
+                    run_blocking=blocking,
                 )
                 continue
             inbox.add_port(port)
@@ -171,6 +181,7 @@ def run_job(
                 token=spec.token,
                 fetch=fetch,
                 open_bytes=functools.partial(offload.open_bytes, store, flow_id=descriptor.flow_id),
+                run_blocking=blocking,
             )
             streams.attach(spec.queue, inbox, port)
         for port, out in descriptor.outputs.items():
@@ -195,6 +206,7 @@ def run_job(
                 port=port,
                 message_class=classes(out.typename),
                 writer=writer,
+                run_blocking=blocking,
             )
         writers = list(run.writers.values())
 
@@ -217,8 +229,14 @@ def run_job(
             secrets=_secrets(program, descriptor.node),
             errors=program.progdef.errors,
         )
-        if program.style == "function":
+        if program.style == "function" and program.pipelined:
+            (spec,) = descriptor.inputs.values()
+            streamed = spec.WhichOneof("source") == "queue"
+            run_pipelined(program, job, inbox, streamed=streamed)
+        elif program.style == "function":
             run_handler(program, job)
+        elif bridge is not None:
+            run_coroutine_job(program.run(job), inbox, bridge)
         else:
             program.run(job)
         for writer in writers:

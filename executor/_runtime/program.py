@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
+import inspect
 import logging
 import os
 import re
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from executor._runtime.aio import event_loop
 from executor.core.errors import DagyoError, InitFailed
 from executor.core.progdef import Progdef, did_you_mean
 from executor.core.settings import env_number
@@ -32,6 +34,8 @@ class Program:
         self.progdef = progdef
         self.run = run
         self.init = init
+        # An ``async def`` run or handler: its coroutines run on the process's event loop.
+        self.is_async = inspect.iscoroutinefunction(run)
         self._context: Context | None = None
         self._lock = threading.Lock()
 
@@ -39,6 +43,12 @@ class Program:
     def style(self) -> str:
         """``stream`` or ``function``."""
         return self.progdef.style
+
+    @property
+    def pipelined(self) -> bool:
+        """Function style whose items may be in flight several at once, or on the event
+        loop: run by executor._runtime.pipeline, not one at a time in the job's thread."""
+        return self.is_async or self.progdef.concurrency > 1
 
     def context(self) -> Context:
         """Return the function-style Context, calling ``init(ctx)`` the first time.
@@ -58,7 +68,9 @@ class Program:
                 )
                 if self.init is not None:
                     try:
-                        self.init(context)
+                        started = self.init(context)
+                        if inspect.isawaitable(started):  # async def init: on the loop
+                            event_loop().run(_awaited(started))
                     except Exception as e:
                         raise InitFailed(self.progdef.name, self.progdef.context_dir, e) from e
                 self._context = context
@@ -68,6 +80,10 @@ class Program:
         """Run ``init(ctx)`` now, when the progdef has one: before the executor is ready."""
         if self.init is not None:
             self.context()
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def read_secrets(progdef: Progdef) -> dict[str, str]:

@@ -69,6 +69,21 @@ def greet_with(section: str | None, key: str, value: Any) -> str:
             "input 'name': no message named 'dagyo.types.Txt' (did you mean 'dagyo.types.Text'?)",
         ),
         (greet_with(None, "deterministic", "yes"), 'deterministic "yes" must be true'),
+        (
+            greet_with(None, "concurrency", 0),
+            "progdef 'greet': concurrency 0 must be a whole number from 1 to 1000 (how many "
+            "items of one job are in flight at once)",
+        ),
+        (greet_with(None, "concurrency", 1001), "concurrency 1001 must be a whole number from 1"),
+        (greet_with(None, "concurrency", "8"), 'concurrency "8" must be a whole number from 1'),
+        (greet_with(None, "concurrency", 2.5), "concurrency 2.5 must be a whole number from 1"),
+        (greet_with(None, "concurrency", True), "concurrency true must be a whole number from 1"),
+        (
+            greet_with(None, "style", "stream").replace('"main:handler"', '"main:run"')[:-1]
+            + ', "concurrency": 4}',
+            "progdef 'greet': concurrency 4 is only for style 'function' (a stream-style "
+            "run(job) chooses itself what it does at once, e.g. with async def run)",
+        ),
     ],
     ids=[
         "max_jobs-huge",
@@ -82,6 +97,12 @@ def greet_with(section: str | None, key: str, value: Any) -> str:
         "deep",
         "typename-typo",
         "deterministic-string",
+        "concurrency-zero",
+        "concurrency-huge",
+        "concurrency-string",
+        "concurrency-fraction",
+        "concurrency-bool",
+        "concurrency-stream",
     ],
 )
 def test_a_malformed_progdef_is_one_line_naming_the_file_and_the_key(
@@ -205,9 +226,16 @@ def test_dagyo_run_of_a_progdef_whose_import_hangs_is_one_message(tmp_path: Path
 
 @pytest.mark.parametrize(
     ("section", "key", "value"),
-    [("scaling", "max_jobs", 100_000_000), ("resources", "gpu", True)],
+    [
+        ("scaling", "max_jobs", 100_000_000),
+        ("resources", "gpu", True),
+        (None, "concurrency", 0),
+        (None, "concurrency", 1001),
+    ],
 )
-def test_the_progdef_schema_states_the_same_bounds(section: str, key: str, value: Any) -> None:
+def test_the_progdef_schema_states_the_same_bounds(
+    section: str | None, key: str, value: Any
+) -> None:
     from jsonschema import Draft202012Validator
 
     from scheduler.flow.parse import schema_path
@@ -260,3 +288,10 @@ def test_the_samples_whose_outputs_depend_only_on_their_inputs_are_deterministic
         "log_errors",
         "unordered_cartesian_product",
     }
+
+
+def test_concurrency_defaults_to_one_and_is_read_from_progdef_json(tmp_path: Path) -> None:
+    many = {**GREET, "concurrency": 64}
+
+    assert load_progdef(write(tmp_path, json.dumps(GREET), "plain")).concurrency == 1
+    assert load_progdef(write(tmp_path, json.dumps(many), "many")).concurrency == 64

@@ -14,6 +14,7 @@ from executor.core.progdef.catalogue import (
     sample_catalogue,
 )
 from executor.core.progdef.model import (
+    MAX_CONCURRENCY,
     MAX_JOBS_LIMIT,
     NAME,
     Progdef,
@@ -28,6 +29,7 @@ from executor.core.progdef.parse import load_progdef, parse_progdef
 
 __all__ = [
     "RUNTIMES",
+    "MAX_CONCURRENCY",
     "MAX_JOBS_LIMIT",
     "NAME",
     "Catalogue",

@@ -27,6 +27,9 @@ from executor.core.version import progdef_version
 # allows 2047 per connection by default (the executor keeps a few for itself): past
 # this a job's channel cannot open and the whole connection is lost.
 MAX_JOBS_LIMIT = 2000
+# A function-style job's items in flight at once: each is a coroutine (async def handler)
+# or a thread of the job (a plain one), so the bound keeps a plain handler's threads sane.
+MAX_CONCURRENCY = 1000
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TYPENAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 TYPE_VARIABLE = re.compile(r"^[A-Z][A-Z0-9]*$")
@@ -108,6 +111,9 @@ class Progdef:
     tenants: tuple[str, ...] | None = None
     # Outputs depend only on the input items and the version: its results may be cached.
     deterministic: bool = False
+    # Function style: how many items of one job may be in flight at once (results are
+    # still sent in input order).
+    concurrency: int = 1
     directory: Path | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 

@@ -17,6 +17,7 @@ from executor.core.constants import (
 )
 from executor.core.errors import JsonProblems, ProgdefInvalid, ProtosInvalid
 from executor.core.progdef.model import (
+    MAX_CONCURRENCY,
     MAX_JOBS_LIMIT,
     NAME,
     QUANTITY,
@@ -57,6 +58,7 @@ _TOP_KEYS = {
     "protos",
     "tenants",
     "deterministic",
+    "concurrency",
 }
 _REQUIRED = ("name", "inputs", "outputs", "run")
 _SECTION_KEYS: dict[str, set[str]] = {
@@ -244,6 +246,7 @@ def parse_progdef(
             "the input items and the version, so results may be cached) or false"
         )
         deterministic = False
+    concurrency = _concurrency(data.get("concurrency", 1), str(name), style, problem)
     # The custom types its ports may use: those of its own protos (None: any known one).
     own_types: set[str] | None = None if directory is None else set()
     if protos and directory is not None and not problems and not proto_problems:
@@ -288,9 +291,28 @@ def parse_progdef(
         protos=tuple(protos),
         tenants=None if tenants is None else tuple(tenants),
         deterministic=deterministic,
+        concurrency=concurrency,
         directory=directory,
         raw=data,
     )
+
+
+def _concurrency(value: Any, name: str, style: str, problem: Any) -> int:
+    """The progdef's ``concurrency``: a whole number from 1 to MAX_CONCURRENCY, above 1
+    for function style only."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        problem(
+            f"progdef {name!r}: concurrency {json.dumps(value)} must be a whole number from 1 "
+            f"to {MAX_CONCURRENCY} (how many items of one job are in flight at once)"
+        )
+        return 1
+    if value > 1 and style != "function":
+        problem(
+            f"progdef {name!r}: concurrency {value} is only for style 'function' (a "
+            "stream-style run(job) chooses itself what it does at once, e.g. with async def run)"
+        )
+        return 1
+    return value
 
 
 def _node_context(directory: Path | None, image: Any) -> Path | None:
