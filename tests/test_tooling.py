@@ -43,6 +43,7 @@ def test_every_sample_progdef_loads_and_has_code() -> None:
         "count",
         "unordered_cartesian_product",
         "explode",
+        "fetch_like",
         "slow",
         "parse_int",
         "assert",

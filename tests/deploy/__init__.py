@@ -30,6 +30,7 @@ SAMPLE_PROGDEFS = (
     "count",
     "distance",
     "explode",
+    "fetch_like",
     "greet",
     "ignore_errors",
     "log_errors",

@@ -345,3 +345,17 @@ def test_an_async_init_that_fails_names_the_progdef(tmp_path: Path) -> None:
         run_flow(flow, catalogue=catalogue)
     assert "progdef broken_init: init failed: OSError: no model here" in str(caught.value)
     assert 'raise OSError("no model here")' in str(caught.value)  # the author's frame
+
+
+def test_the_sample_fetch_like_answers_every_item_in_input_order() -> None:
+    exports, result = run_flow(
+        {
+            "name": "fetching",
+            "nodes": {"s": {"progdef": "source"}, "f": {"progdef": "fetch_like"}},
+            "edges": [{"from": "s.src", "to": "f.url"}],
+            "consts": [{"to": "s.count", **source(300)}],
+            "exports": {"pages": "f.page"},
+        }
+    )
+    assert result.state == "succeeded", result.failure
+    assert exports["pages"] == _texts(*(f"fetched name-{i}" for i in range(300)))

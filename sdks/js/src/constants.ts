@@ -48,3 +48,6 @@ export const ENV_OBJECTS = "DAGYO_OBJECTS";
 export const ENV_OFFLOAD_BYTES = "DAGYO_OFFLOAD_BYTES";
 export const OFFLOAD_BYTES = 1024 * 1024;
 export const OBJECTS_FLOWS_PREFIX = "flows/";
+
+/** The most items of one function-style job in flight at once (progdef.json `concurrency`). */
+export const MAX_CONCURRENCY = 1000;

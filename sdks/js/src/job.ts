@@ -8,6 +8,7 @@ import type protobuf from "protobufjs";
 
 import { FAILURE_KIND_BROKER, FAILURE_KIND_PANIC, STREAM_PREFETCH_FRAMES } from "./constants.js";
 import { JobControl } from "./control.js";
+import { runInFlight } from "./inflight.js";
 import { Stopped, TypeMismatch } from "./errors.js";
 import { Inbox, InputStream } from "./inputs.js";
 import { OutputStream, Publisher } from "./outputs.js";
@@ -215,6 +216,21 @@ async function runFunction(run: JobRun, program: Program, makeError: MakeError):
   const errors = progdef.errors ? run.outputs[progdef.errors] : undefined;
   const output = Object.entries(run.outputs).find(([port]) => port !== progdef.errors)?.[1];
   const { attempts, backoff_s: backoffS } = progdef.retries;
+  if (progdef.concurrency > 1 && input !== undefined) {
+    return runInFlight({
+      concurrency: progdef.concurrency,
+      control: run.control,
+      next: () => input.nextBatch(),
+      raws: () => input.lastRaw,
+      start: (item) => call(program.run, context, item, attempts, backoffS, run, progdef.name),
+      results: (value) => returned(value, progdef.name, output),
+      fail: async (item, raw, error) => {
+        if (errors === undefined || error instanceof Stopped) throw error;
+        await errors.send(makeError(input, item, error, attempts, raw));
+      },
+      send: (items) => sendResults(items, progdef.name, output),
+    });
+  }
   for (;;) {
     const batch = input === undefined ? null : await input.nextBatch();
     if (batch === null) return;
@@ -232,16 +248,18 @@ async function runFunction(run: JobRun, program: Program, makeError: MakeError):
       }
       results.push(...returned(result, progdef.name, output));
     }
-    if (results.length > 0) {
-      if (output === undefined) {
-        throw new TypeMismatch(
-          `progdef ${progdef.name}: the handler returned an item but the progdef has no output port: ` +
-            "return nothing, or declare an output",
-        );
-      }
-      await output.sendAll(results);
-    }
+    if (results.length > 0) await sendResults(results, progdef.name, output);
   }
+}
+
+async function sendResults(results: Item[], progdef: string, output: OutputStream | undefined): Promise<void> {
+  if (output === undefined) {
+    throw new TypeMismatch(
+      `progdef ${progdef}: the handler returned an item but the progdef has no output port: ` +
+        "return nothing, or declare an output",
+    );
+  }
+  await output.sendAll(results);
 }
 
 async function call(

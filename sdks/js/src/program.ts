@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 
-import { DEFAULT_MAX_JOBS, DRAIN_GRACE_S } from "./constants.js";
+import { DEFAULT_MAX_JOBS, DRAIN_GRACE_S, MAX_CONCURRENCY } from "./constants.js";
 import { ProgdefInvalid } from "./errors.js";
 
 /** What the executor reads of progdef.json. */
@@ -22,6 +22,8 @@ export interface Progdef {
   errors: string;
   secrets: string[];
   retries: { attempts: number; backoff_s: number };
+  /** Function style: how many items of one job may be in flight at once (1 to 1000). */
+  concurrency: number;
   maxJobs: number;
   drainGraceS: number;
 }
@@ -42,6 +44,13 @@ export function loadProgdef(directory: string): Progdef {
         'progdefs of "runtime": "node" (start python -m executor for the others)',
     );
   }
+  const concurrency = raw.concurrency ?? 1;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
+    throw new ProgdefInvalid(
+      `${file}: progdef '${raw.name}': concurrency ${JSON.stringify(concurrency)} must be a whole number from 1 ` +
+        `to ${MAX_CONCURRENCY} (how many items of one job are in flight at once)`,
+    );
+  }
   return {
     name: String(raw.name),
     directory: path.resolve(directory),
@@ -53,6 +62,7 @@ export function loadProgdef(directory: string): Progdef {
     errors: String(raw.errors ?? ""),
     secrets: Array.isArray(raw.secrets) ? raw.secrets.map(String) : [],
     retries: { attempts: raw.retries?.attempts ?? 1, backoff_s: (raw.retries?.backoff_ms ?? 100) / 1000 },
+    concurrency,
     maxJobs: raw.scaling?.max_jobs ?? DEFAULT_MAX_JOBS,
     drainGraceS: raw.drain_grace_s ?? DRAIN_GRACE_S,
   };
