@@ -39,6 +39,9 @@ from scheduler.embedded import EmbeddedRunner
 from scheduler.flow.check import check_flow
 from scheduler.flow.parse import parse_flow
 from scheduler.local_cluster import LocalCluster, private_catalogue
+from scheduler.pb.dagyo.v1 import scheduler_pb2
+
+WAITING = (scheduler_pb2.FLOW_STATE_PENDING, scheduler_pb2.FLOW_STATE_RUNNING)
 
 SYNC_CODE = '''"""fetch_like_sync: fetch_like as a plain handler, one item at a time."""
 
@@ -56,7 +59,7 @@ def handler(ctx, item):
 '''
 
 # Long enough that every idle job is still inside its handler when the RSS is read.
-IDLE_WAIT_MS = 600_000
+IDLE_WAIT_MS = 30_000
 
 
 def catalogue(folder: Path) -> Path:
@@ -127,16 +130,21 @@ def idle_kb_per_job(folder: Path, jobs: int) -> dict[str, float]:
             for progdef in ("fetch_like", "fetch_like_sync"):
                 (process,) = cluster.executors[progdef]
                 before = rss_bytes(process.pid)
+                threads = len(list(Path(f"/proc/{process.pid}/task").iterdir()))
                 ids = [client.submit(json.dumps(flow(progdef, 1))) for _ in range(jobs)]
-                time.sleep(max(5.0, jobs / 100))  # every job taken and in its handler
+                deadline = time.monotonic() + IDLE_WAIT_MS / 2000
+                # Every job holds its thread once it runs: wait until all do, then a little.
+                while time.monotonic() < deadline:
+                    if len(list(Path(f"/proc/{process.pid}/task").iterdir())) >= threads + jobs:
+                        break
+                    time.sleep(0.2)
+                time.sleep(2.0)
                 kb[progdef] = round((rss_bytes(process.pid) - before) / jobs / 1024, 1)
-                for flow_id in ids:
-                    client.cancel(flow_id)
+                for flow_id in ids:  # each ends once its item has waited IDLE_WAIT_MS
+                    while client.get(flow_id).state in WAITING:
+                        time.sleep(0.5)
     finally:
-        for processes in cluster.executors.values():
-            for process in processes:
-                process.kill()  # a plain handler sleeping 10 minutes does not notice a stop
-        cluster.stop(on_kill=lambda *_: None)
+        cluster.stop()
         cluster.delete_mailboxes()
     return kb
 
