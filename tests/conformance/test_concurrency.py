@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from executor.pb.dagyo.types_pb2 import Error, Text
 from tests.conformance.conftest import StartExecutor
-from tests.conformance.test_streams import assert_stream
 from tests.conformance.wire import (
     Wire,
+    assert_stream,
     fan_out,
     input_from,
     job_for,

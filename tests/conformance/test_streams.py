@@ -16,6 +16,7 @@ from tests.conformance.wire import (
     WAIT_S,
     Stream,
     Wire,
+    assert_stream,
     const_input,
     fan_out,
     input_from,
@@ -45,15 +46,6 @@ def run_relay(
     )
     wire.publish_job(relay.mailbox, job)
     return outputs
-
-
-def assert_stream(frames: list, token: str) -> None:
-    """What every stream a producer sends must be: its typename, its token, seq 0, 1, 2…,
-    end-of-stream on the last frame only."""
-    assert [f.seq for f in frames] == list(range(len(frames)))
-    assert {f.typename for f in frames} == {TEXT}
-    assert {f.token for f in frames} == {token}, "every frame carries the output's token"
-    assert [f.end_of_stream for f in frames] == [False] * (len(frames) - 1) + [True]
 
 
 def test_consts_are_sent_in_order_then_end_of_stream(wire: Wire, relay: RunningExecutor) -> None:

@@ -336,3 +336,12 @@ def job_for(
         events_exchange=EVENTS_EXCHANGE,
         failures_exchange=FAILURES_EXCHANGE,
     )
+
+
+def assert_stream(frames: list, token: str) -> None:
+    """What every stream a producer sends must be: its typename, its token, seq 0, 1, 2…,
+    end-of-stream on the last frame only."""
+    assert [f.seq for f in frames] == list(range(len(frames)))
+    assert {f.typename for f in frames} == {TEXT}
+    assert {f.token for f in frames} == {token}, "every frame carries the output's token"
+    assert [f.end_of_stream for f in frames] == [False] * (len(frames) - 1) + [True]
