@@ -4,6 +4,7 @@ cluster executor."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from executor.core.errors import InitFailed
 from executor.core.progdef import load_catalogue
 from tests.cluster import LocalCluster, state_of
+from tests.commands import dagyo_bare
 from tests.conftest import PROGDEFS
 from tests.embedded import TEXT, make_progdef, run_flow, source
 from tests.waiting import eventually
@@ -71,6 +73,33 @@ THREADED = f"""
         return Text(text=item.text.upper())
     """
 
+# Returns each item with how many items were in flight when it started.
+WINDOW = f"""
+    import asyncio
+    import random
+    from executor.types import Text
+
+    in_flight = 0
+    started = 0
+    gate = None
+
+    async def handler(ctx, item):
+        global in_flight, started, gate
+        if gate is None:
+            gate = asyncio.Event()
+        in_flight += 1
+        started += 1
+        seen = in_flight
+        if started >= 5:
+            gate.set()
+        try:
+            await asyncio.wait_for(gate.wait(), {WAIT_S})
+            await asyncio.sleep(random.uniform(0, 0.005))
+        finally:
+            in_flight -= 1
+        return Text(text=f"{{item.text}}:{{seen}}")
+    """
+
 CAREFUL = """
     import asyncio
     import random
@@ -117,16 +146,32 @@ PATIENT = """
             raise
     """
 
+DAWDLE = """
+    import asyncio
+    from pathlib import Path
+
+    HERE = Path(__file__).parent
+
+    async def run(job):
+        async for item in job.inputs["items"]:
+            (HERE / "started").write_text("yes")
+            try:
+                await asyncio.sleep(600)
+            except asyncio.CancelledError:
+                (HERE / "cancelled").write_text("cleaned up")
+                raise
+    """
+
+# Panics once the progdef its item names has written its "started" marker.
 TRIGGER = """
     from pathlib import Path
 
-    STARTED = Path(__file__).parent.parent / "patient" / "started"
-
     def run(job):
-        for _ in job.inputs["go"]:
-            while not STARTED.exists():
+        for item in job.inputs["go"]:
+            started = Path(__file__).parent.parent / item.text / "started"
+            while not started.exists():
                 job.sleep(0.02)
-            raise RuntimeError("stopping the flow while patient waits")
+            raise RuntimeError(f"stopping the flow while {item.text} waits")
     """
 
 RELAY = """
@@ -146,6 +191,7 @@ def _write_progdefs(root: Path) -> None:
     make_progdef(
         root, "fetch", FETCH, run="main:handler", init="main:init", concurrency=64, **function
     )
+    make_progdef(root, "window", WINDOW, run="main:handler", concurrency=5, **function)
     make_progdef(root, "threaded", THREADED, run="main:handler", concurrency=GATE, **function)
     make_progdef(
         root,
@@ -170,6 +216,7 @@ def _write_progdefs(root: Path) -> None:
         inputs={"items": TEXT},
         outputs={},
     )
+    make_progdef(root, "dawdle", DAWDLE, run="main:run", inputs={"items": TEXT}, outputs={})
     make_progdef(root, "trigger", TRIGGER, run="main:run", inputs={"go": TEXT}, outputs={})
     make_progdef(
         root, "relay", RELAY, run="main:run", inputs={"items": TEXT}, outputs={"out": TEXT}
@@ -247,6 +294,14 @@ def test_an_async_handler_runs_items_at_once_and_sends_them_in_input_order(
     assert exports["out"] == _texts(*(f"NAME-{i}!" for i in range(600)))
 
 
+def test_no_more_items_than_the_concurrency_are_in_flight(runner: Runner) -> None:
+    state, exports, error, _ = runner.run(_through("window", 200, "windowing"))
+    assert state == "succeeded", error
+    items, seen = zip(*(e["text"].split(":") for e in exports["out"]), strict=True)
+    assert list(items) == [f"name-{i}" for i in range(200)]
+    assert max(map(int, seen)) == 5  # the first five wait for each other: exactly five
+
+
 def test_a_plain_handler_with_concurrency_runs_on_threads_in_input_order(runner: Runner) -> None:
     state, exports, error, _ = runner.run(_through("threaded", 300, "threading"))
     assert state == "succeeded", error
@@ -291,22 +346,23 @@ def test_a_panic_under_concurrency_names_its_item_and_holds_later_items_back(
     assert sent == ["a", "b"][: len(sent)], "an item after the panic was sent"
 
 
-def test_a_stop_cancels_the_items_in_flight(runner: Runner) -> None:
-    patient = runner.folder / "patient"
+@pytest.mark.parametrize("progdef", ["patient", "dawdle"])
+def test_a_stop_cancels_the_coroutines_in_flight(runner: Runner, progdef: str) -> None:
+    folder = runner.folder / progdef
     for marker in ("started", "cancelled"):
-        (patient / marker).unlink(missing_ok=True)
+        (folder / marker).unlink(missing_ok=True)
     flow = {
         "name": "stopping",
-        "nodes": {"p": {"progdef": "patient"}, "t": {"progdef": "trigger"}},
+        "nodes": {"p": {"progdef": progdef}, "t": {"progdef": "trigger"}},
         "consts": [
             {"to": "p.items", "values": _texts(*(f"wait-{i}" for i in range(10)))},
-            {"to": "t.go", "values": _texts("go")},
+            {"to": "t.go", "values": _texts(progdef)},
         ],
     }
     state, _, error, _ = runner.run(flow)
     assert state == "failed"
-    assert "stopping the flow while patient waits" in error
-    cancelled = patient / "cancelled"
+    assert f"stopping the flow while {progdef} waits" in error
+    cancelled = folder / "cancelled"
     eventually(cancelled.exists, what="the in-flight items cancelled, their cleanup run")
     assert cancelled.read_text() == "cleaned up"
 
@@ -359,3 +415,11 @@ def test_the_sample_fetch_like_answers_every_item_in_input_order() -> None:
     )
     assert result.state == "succeeded", result.failure
     assert exports["pages"] == _texts(*(f"fetched name-{i}" for i in range(300)))
+
+
+def test_dagyo_invoke_local_runs_an_async_progdef_in_input_order() -> None:
+    texts = [f"u{i}" for i in range(100)]
+    done = dagyo_bare("invoke", "fetch_like", "--input", f"url={json.dumps(texts)}", "--local")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines == [{"output": "page", "value": {"text": f"fetched {t}"}} for t in texts]
