@@ -31,6 +31,7 @@ from scheduler.cli.common import (
     progdefs_option,
     scheduler_option,
 )
+from scheduler.cli.deploy_options import platform_options
 from scheduler.deploy.catalogue import render_catalogue
 from scheduler.deploy.credentials import TLS_SECRET, TOKENS_SECRET
 from scheduler.deploy.images import (
@@ -40,13 +41,14 @@ from scheduler.deploy.images import (
     read_lock,
     scheduler_image_tag,
 )
-from scheduler.deploy.manifests import (
+from scheduler.deploy.platform import render_platform
+from scheduler.deploy.settings import (
     AUTOSCALERS,
     SCALERS,
     STATE_VOLUMES,
     DeploySettings,
-    to_yaml,
 )
+from scheduler.deploy.yaml_text import to_yaml
 from scheduler.errors import ApplyFailed, ClusterUnavailable, DockerUnavailable, ImageBuildFailed
 from scheduler.service.config import ENV_TRIGGERS, ENV_TRIGGERS_HTTP, default_progdefs_dir
 
@@ -235,7 +237,8 @@ def build(
     type=click.Choice(STATE_VOLUMES),
     default=STATE_VOLUMES[0],
     show_default=True,
-    help="The scheduler's SQLite state: on the claim from deploy/k8s/, or lost on restart.",
+    help="The scheduler's SQLite state (with --state-secret none): on the claim from "
+    "deploy/k8s/, or lost on restart.",
 )
 @click.option(
     "--tls-secret",
@@ -281,6 +284,7 @@ def build(
     help="Then delete the objects of each progdef version the scheduler (--scheduler) "
     "reports retired.",
 )
+@platform_options
 @scheduler_option
 @click.option("--context", "kube_context", metavar="NAME", help="The kubeconfig context to use.")
 def deploy(
@@ -300,21 +304,30 @@ def deploy(
     triggers_dir: Path | None,
     triggers_http: str,
     prune: bool,
+    schedulers: int,
+    state_secret: str,
+    lease_s: float,
+    broker: str,
+    queue_type: str,
+    profile: str,
     address: str,
     kube_context: str | None,
 ) -> None:
-    """Render the catalogue's Kubernetes objects and server-side apply them.
+    """Render the catalogue's Kubernetes objects, and what it runs on; server-side apply
+    them.
 
-    Per progdef version: a Deployment of executors on its mailbox, a PodDisruptionBudget
-    and a KEDA ScaledObject, named dagyo-<progdef>-<version>, so an upgrade leaves the old
-    version's executors draining its mailbox; then the catalogue ConfigMap and the
-    scheduler's Deployment, which reads its certificate, token file and broker URL from
-    Secrets (docs/security.md). Every image runs by the digest `dagyo build --push`
-    recorded in the lock; an image with none is refused (exit 2), unless --allow-tags
-    deploys it by its tag. --triggers deploys the scheduler's trigger files (checked as
-    the scheduler checks them), --triggers-http a Service for CloudEvents. --prune then
-    deletes the objects of the old versions the
-    scheduler retired (no job of them waits or runs), and of no other.
+    First RabbitMQ, three nodes and a PodDisruptionBudget (--broker), with --profile
+    development a PostgreSQL of one pod and its Secret, and the schedulers' Service and
+    PodDisruptionBudget. Per progdef version: a Deployment of executors on its mailbox, a
+    PodDisruptionBudget and a KEDA ScaledObject, named dagyo-<progdef>-<version>, so an
+    upgrade leaves the old version's executors draining its mailbox; then the catalogue
+    ConfigMap and the scheduler's Deployment of --schedulers replicas, which reads its
+    certificate, token file, broker URL and PostgreSQL URL from Secrets (docs/security.md).
+    Every image runs by the digest `dagyo build --push` recorded in the lock; an image
+    with none is refused (exit 2), unless --allow-tags deploys it by its tag. --triggers
+    deploys the scheduler's trigger files (checked as the scheduler checks them),
+    --triggers-http a Service for CloudEvents. --prune then deletes the objects of the old
+    versions the scheduler retired (no job of them waits or runs), and of no other.
 
     Needs the deploy extra: pip install 'dagyo[deploy]'.
     """
@@ -342,8 +355,14 @@ def deploy(
             allow_tags=allow_tags,
             triggers_dir=triggers_dir,
             triggers_port=_port(triggers_http),
+            schedulers=schedulers,
+            state_secret="" if state_secret == NONE else state_secret,
+            lease_s=lease_s,
+            broker=broker,
+            queue_type=queue_type,
+            profile=profile,
         )
-        objects = render_catalogue(catalogue, settings)
+        objects = render_platform(settings) + render_catalogue(catalogue, settings)
     except DagyoError as e:
         fail(str(e), EXIT_INVALID)
     if dry_run:

@@ -3,7 +3,9 @@
 ``images`` names and plans the images and keeps the image lock; ``builder`` builds and
 pushes them through the Docker SDK; ``manifests`` renders one progdef's objects and
 ``catalogue`` the whole catalogue with the scheduler (``triggers`` its trigger folder and
-HTTP endpoint); ``apply`` sends them to a cluster;
+HTTP endpoint); ``platform`` what it runs on (``broker``: RabbitMQ, ``database``: the
+development PostgreSQL, the schedulers' Service and budget); ``settings`` holds what the
+options choose and ``yaml_text`` prints the objects; ``apply`` sends them to a cluster;
 ``prune`` deletes the objects of the progdef versions the scheduler retired.
 ``dagyo build`` and ``dagyo deploy`` (scheduler/cli/deploy.py) only parse arguments and
 call these. ``apply`` and ``builder`` need the deploy extra (kubernetes, docker): they are
@@ -13,7 +15,10 @@ imported on first use, so the rest works on a core install.
 from scheduler._lazy import lazy_exports
 from scheduler.deploy.catalogue import render_catalogue
 from scheduler.deploy.images import ImageBuild, plan_images, read_lock
-from scheduler.deploy.manifests import DeploySettings, to_yaml
+from scheduler.deploy.settings import (
+    DeploySettings,
+)
+from scheduler.deploy.yaml_text import to_yaml
 from scheduler.errors import (
     ApplyFailed,
     ClusterUnavailable,

@@ -24,6 +24,8 @@ FIELD_MANAGER = "dagyo"
 # Objects dagyo does not create itself, and what to do when the cluster lacks them.
 _MISSING_KIND_HINTS = {
     "keda.sh": "install KEDA first (see docs/deploy.md), or deploy with --autoscaler none",
+    "rabbitmq.com": "install the RabbitMQ Cluster Operator first (see docs/deploy.md), or "
+    "deploy with --broker statefulset",
 }
 
 

@@ -14,14 +14,16 @@ from executor.core.constants import ENV_QUEUE
 from executor.core.progdef import Progdef
 from scheduler.deploy.credentials import SCALER_AUTHENTICATION
 from scheduler.deploy.manifests import (
-    SCALER_EXTERNAL,
-    DeploySettings,
     labels_for,
     metadata_for,
     version_name,
 )
+from scheduler.deploy.settings import (
+    SCALER_EXTERNAL,
+    DeploySettings,
+)
 
-# The scheduler's Service and gRPC port in deploy/k8s/scheduler.yaml.
+# The scheduler's Service and gRPC port (scheduler.deploy.platform renders the Service).
 SCHEDULER_SERVICE = "dagyo-scheduler"
 SCHEDULER_GRPC_PORT = 50051
 # KEDA polls the mailbox depth this often; a new job waits at most this long for scale-up.

@@ -27,10 +27,7 @@ from scheduler.deploy.credentials import (
 )
 from scheduler.deploy.images import is_pinned
 from scheduler.deploy.manifests import (
-    AUTOSCALER_KEDA,
     LABEL_PROGDEF,
-    SCALER_EXTERNAL,
-    DeploySettings,
     container_security,
     disruption_budget,
     executor_deployment,
@@ -43,12 +40,20 @@ from scheduler.deploy.manifests import (
     queue_env,
     scheduler_config_map,
     selector_for,
+    spread_over_machines,
 )
 from scheduler.deploy.scaled_job import MODE_JOB, render_scaled_job
+from scheduler.deploy.settings import (
+    AUTOSCALER_KEDA,
+    SCALER_EXTERNAL,
+    DeploySettings,
+)
 from scheduler.deploy.triggers import scheduler_triggers, triggers_config_map, triggers_service
 from scheduler.errors import ImagesNotPinned, ManifestError
 
 ENV_STATE = "DAGYO_STATE"
+ENV_LEASE_S = "DAGYO_LEASE_S"
+STATE_SECRET_KEY = "url"
 SCHEDULER_NAME = "dagyo-scheduler"
 SCHEDULER_GRPC_PORT = 50051
 SCHEDULER_METRICS_PORT = 9101
@@ -207,6 +212,27 @@ def catalogue_hash(config_map: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def scheduler_state(
+    settings: DeploySettings,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Return the scheduler's state variables, volumes and mounts: ``DAGYO_STATE`` from the
+    ``state_secret`` (a PostgreSQL URL) and ``DAGYO_LEASE_S``, or a SQLite file on the
+    claim of deploy/k8s/ or an emptyDir."""
+    if settings.state_secret:
+        url = {"secretKeyRef": {"name": settings.state_secret, "key": STATE_SECRET_KEY}}
+        lease = {"name": ENV_LEASE_S, "value": f"{settings.lease_s:g}"}
+        return [{"name": ENV_STATE, "valueFrom": url}, lease], [], []
+    if settings.state_volume == "pvc":
+        volume: dict[str, Any] = {"persistentVolumeClaim": {"claimName": STATE_CLAIM}}
+    else:
+        volume = {"emptyDir": {}}
+    return (
+        [{"name": ENV_STATE, "value": f"{STATE_DIR}/scheduler.sqlite3"}],
+        [{"name": "state", **volume}],
+        [{"name": "state", "mountPath": STATE_DIR}],
+    )
+
+
 def scheduler_deployment(
     config_map: Mapping[str, Any],
     settings: DeploySettings,
@@ -216,12 +242,11 @@ def scheduler_deployment(
     """Return the scheduler's Deployment, with the catalogue mounted as one folder per progdef
     and, given its ConfigMap, the triggers folder.
 
-    One replica, replaced rather than rolled: its SQLite state has one writer.
+    ``settings.schedulers`` replicas sharing the PostgreSQL state of ``state_secret``,
+    rolled one at a time; or one replica on a SQLite file, replaced rather than rolled (a
+    SQLite state has one writer).
     """
-    if settings.state_volume == "pvc":
-        state: dict[str, Any] = {"persistentVolumeClaim": {"claimName": STATE_CLAIM}}
-    else:
-        state = {"emptyDir": {}}
+    state_env, state_volumes, state_mounts = scheduler_state(settings)
     labels = labels_for("scheduler")
     credentials = scheduler_credentials(
         tls_secret=settings.tls_secret, tokens_secret=settings.tokens_secret
@@ -244,10 +269,10 @@ def scheduler_deployment(
         "image": settings.scheduler_image,
         "imagePullPolicy": "IfNotPresent",
         "env": [
-            queue_env(settings),
+            *queue_env(settings),
             {"name": ENV_SCHEDULER, "value": f"0.0.0.0:{SCHEDULER_GRPC_PORT}"},
             {"name": ENV_PROGDEFS, "value": CATALOGUE_MOUNT},
-            {"name": ENV_STATE, "value": f"{STATE_DIR}/scheduler.sqlite3"},
+            *state_env,
             *credentials.env,
             *triggered.env,
         ],
@@ -267,7 +292,7 @@ def scheduler_deployment(
         "securityContext": container_security(),
         "volumeMounts": [
             {"name": "catalogue", "mountPath": CATALOGUE_MOUNT, "readOnly": True},
-            {"name": "state", "mountPath": STATE_DIR},
+            *state_mounts,
             {"name": "tmp", "mountPath": "/tmp"},
             *credentials.volume_mounts,
             *triggered.volume_mounts,
@@ -278,9 +303,15 @@ def scheduler_deployment(
         "kind": "Deployment",
         "metadata": metadata_for(SCHEDULER_NAME, settings, labels),
         "spec": {
-            "replicas": 1,
+            "replicas": settings.schedulers,
             "selector": {"matchLabels": selector_for("scheduler")},
-            "strategy": {"type": "Recreate"},
+            # Schedulers sharing PostgreSQL roll one at a time (the others take its flows
+            # over); one SQLite writer is replaced rather than rolled.
+            "strategy": (
+                {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}
+                if settings.state_secret
+                else {"type": "Recreate"}
+            ),
             "revisionHistoryLimit": 3,
             "template": {
                 "metadata": {
@@ -297,6 +328,7 @@ def scheduler_deployment(
                     "serviceAccountName": SCHEDULER_NAME,
                     "terminationGracePeriodSeconds": SCHEDULER_GRACE_S,
                     "securityContext": pod_security(),
+                    "affinity": spread_over_machines(selector_for("scheduler")),
                     "containers": [container],
                     "volumes": [
                         {
@@ -306,7 +338,7 @@ def scheduler_deployment(
                                 "items": catalogue_items(config_map),
                             },
                         },
-                        {"name": "state", **state},
+                        *state_volumes,
                         {"name": "tmp", "emptyDir": {}},
                         *credentials.volumes,
                         *triggered.volumes,

@@ -5,35 +5,25 @@ the version (and, with KEDA, a ScaledObject: :mod:`scheduler.deploy.autoscaling`
 upgrade starts the new version beside the old one, whose executors drain its mailbox
 until the scheduler retires it (:mod:`scheduler.deploy.prune` then deletes them).
 :mod:`scheduler.deploy.catalogue` adds the catalogue ConfigMap and the scheduler's
-Deployment; the static parts (namespace, RabbitMQ, the scheduler's Service,
-ServiceAccount, RBAC and state volume) live in deploy/k8s/.
+Deployment, :mod:`scheduler.deploy.platform` RabbitMQ, the development PostgreSQL and the
+scheduler's Service and budget; the static parts (namespace, the scheduler's
+ServiceAccount, RBAC and SQLite volume) live in deploy/k8s/.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from executor.core.constants import ENV_JOBS, ENV_PROGDEF_VERSION, ENV_QUEUE, PREFIX
-from executor.core.errors import DagyoError
+from executor.core.constants import ENV_JOBS, ENV_PROGDEF_VERSION, ENV_QUEUE, ENV_QUEUE_TYPE, PREFIX
 from executor.core.progdef import Progdef
-from scheduler.deploy.credentials import (
-    TLS_SECRET,
-    TOKENS_SECRET,
-    check_secret_name,
-)
 from scheduler.deploy.images import (
-    SCHEDULER_IMAGE,
     image_reference,
     pinned_reference,
     progdef_image,
 )
+from scheduler.deploy.settings import AUTOSCALER_KEDA, DeploySettings
 from scheduler.errors import ManifestError
 
 ENV_METRICS_PORT = "DAGYO_METRICS_PORT"
@@ -44,91 +34,17 @@ RUN_AS_USER = 10001
 # for the executor to close its broker connection and exit.
 MIN_GRACE_S = 60
 GRACE_MARGIN_S = 10
-QUEUE_SECRET = "dagyo-queue"
 QUEUE_SECRET_KEY = "url"
 # The object store's settings (DAGYO_OBJECTS, DAGYO_OFFLOAD_BYTES, AWS_*), each key one
 # variable of the scheduler and of every executor; optional: without it nothing offloads.
 OBJECTS_SECRET = "dagyo-objects"
 PROGDEF_SECRET_PREFIX = "dagyo-progdef-"
-AUTOSCALER_KEDA = "keda"
-AUTOSCALERS = (AUTOSCALER_KEDA, "none")
-# What a ScaledObject's trigger asks: the scheduler's external scaler (jobs waiting plus
-# running, docs/deploy.md "Autoscaling") or KEDA's RabbitMQ scaler (jobs waiting only).
-SCALER_EXTERNAL = "external"
-SCALER_RABBITMQ = "rabbitmq"
-SCALERS = (SCALER_EXTERNAL, SCALER_RABBITMQ)
-STATE_VOLUMES = ("pvc", "emptydir")
 GPU_RESOURCE = "nvidia.com/gpu"
 # Set by NVIDIA's GPU feature discovery (part of the GPU operator) on nodes with a GPU.
 GPU_NODE_LABEL = "nvidia.com/gpu.present"
 LABEL_PROGDEF = "dagyo.io/progdef"
 LABEL_VERSION = "dagyo.io/version"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeploySettings:
-    """What ``dagyo deploy`` renders besides the catalogue itself.
-
-    Attributes:
-        namespace: where every object goes.
-        registry: the registry prefix of the progdef images' tags.
-        images: the image lock, ``tag -> REPOSITORY@DIGEST``; images found there are
-            pinned by digest.
-        scheduler_image: the scheduler's image reference.
-        autoscaler: ``keda`` (a ScaledObject per progdef) or ``none`` (fixed replicas).
-        scaler: what the ScaledObjects ask: ``external`` (the scheduler, jobs waiting
-            plus running) or ``rabbitmq`` (the broker, jobs waiting only).
-        scaler_address: ``host:port`` of the scheduler's gRPC for KEDA; empty means the
-            scheduler's Service in ``namespace``.
-        state_volume: ``pvc`` (the claim in deploy/k8s/) or ``emptydir`` for the
-            scheduler's SQLite state.
-        queue_secret: the Secret whose ``url`` key holds the broker URL.
-        tls_secret: the ``kubernetes.io/tls`` Secret of the scheduler's certificate
-            (``tls.crt``, ``tls.key``, and ``ca.crt`` for KEDA); empty serves plain text.
-        tokens_secret: the Secret whose ``tokens.yaml`` is the scheduler's token file;
-            empty runs it open.
-        allow_tags: render an image the lock has no digest for by its tag; when False
-            (the default) such an image is refused (:class:`ImagesNotPinned`).
-        triggers_dir: the scheduler's folder of trigger files, rendered as a ConfigMap
-            (:mod:`scheduler.deploy.triggers`); None: no triggers.
-        triggers_port: the port the scheduler takes CloudEvents on over HTTP, behind a
-            Service; 0: none.
-    """
-
-    namespace: str = PREFIX
-    registry: str = ""
-    images: Mapping[str, str] = field(default_factory=dict)
-    scheduler_image: str = f"{SCHEDULER_IMAGE}:latest"
-    autoscaler: str = AUTOSCALER_KEDA
-    scaler: str = SCALER_EXTERNAL
-    scaler_address: str = ""
-    state_volume: str = "pvc"
-    queue_secret: str = QUEUE_SECRET
-    tls_secret: str = TLS_SECRET
-    tokens_secret: str = TOKENS_SECRET
-    allow_tags: bool = False
-    triggers_dir: Path | None = None
-    triggers_port: int = 0
-
-    def __post_init__(self) -> None:
-        if self.autoscaler not in AUTOSCALERS:
-            raise ManifestError(f"autoscaler {self.autoscaler!r}: use one of {AUTOSCALERS}")
-        if self.scaler not in SCALERS:
-            raise ManifestError(f"scaler {self.scaler!r}: use one of {SCALERS}")
-        if self.state_volume not in STATE_VOLUMES:
-            raise ManifestError(f"state volume {self.state_volume!r}: use one of {STATE_VOLUMES}")
-        for option in ("queue_secret", "tls_secret", "tokens_secret"):
-            try:
-                check_secret_name(option, getattr(self, option))
-            except DagyoError as e:
-                raise ManifestError(str(e)) from None
-        if self.triggers_port and self.triggers_dir is None:
-            raise ManifestError(
-                "--triggers-http needs --triggers: the folder of the triggers its events match"
-            )
-        if not 0 <= self.triggers_port <= 65535:
-            raise ManifestError(f"--triggers-http {self.triggers_port}: a port from 1 to 65535")
 
 
 def object_name(progdef: Progdef) -> str:
@@ -214,12 +130,16 @@ def scheduler_config_map(
     }
 
 
-def queue_env(settings: DeploySettings) -> dict[str, Any]:
-    """Return the ``DAGYO_QUEUE`` variable, read from the broker URL Secret."""
-    return {
-        "name": ENV_QUEUE,
-        "valueFrom": {"secretKeyRef": {"name": settings.queue_secret, "key": QUEUE_SECRET_KEY}},
-    }
+def queue_env(settings: DeploySettings) -> list[dict[str, Any]]:
+    """Return the ``DAGYO_QUEUE`` variable, read from the broker URL Secret, and
+    ``DAGYO_QUEUE_TYPE``: every dagyo process declares its durable queues of one type."""
+    return [
+        {
+            "name": ENV_QUEUE,
+            "valueFrom": {"secretKeyRef": {"name": settings.queue_secret, "key": QUEUE_SECRET_KEY}},
+        },
+        {"name": ENV_QUEUE_TYPE, "value": settings.queue_type},
+    ]
 
 
 def objects_env_from() -> list[dict[str, Any]]:
@@ -248,6 +168,18 @@ def pod_security() -> dict[str, Any]:
     }
 
 
+def spread_over_machines(selector: dict[str, str]) -> dict[str, Any]:
+    """Return the affinity that puts the selected pods on different machines where it can."""
+    term = {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": selector}}
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": term}
+            ]
+        }
+    }
+
+
 def http_probe(path: str, port: str, *, period_s: int, failures: int) -> dict[str, Any]:
     """Return an HTTP GET probe of path on the named container port."""
     return {
@@ -262,7 +194,7 @@ def executor_deployment(progdef: Progdef, version: str, settings: DeploySettings
     """Return the Deployment of one progdef's executors."""
     tag = image_reference(settings.registry, progdef_image(progdef), version)
     env: list[dict[str, Any]] = [
-        queue_env(settings),
+        *queue_env(settings),
         {"name": ENV_JOBS, "value": progdef.mailbox},
         {"name": ENV_PROGDEF_VERSION, "value": version},
         {"name": ENV_METRICS_PORT, "value": str(EXECUTOR_METRICS_PORT)},
@@ -361,35 +293,3 @@ def disruption_budget(progdef: Progdef, version: str, settings: DeploySettings) 
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }
-
-
-# Strings a YAML 1.2 reader (kubectl's) would take for numbers, e.g. a version "1234e567".
-_NUMBER_LIKE = re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^0[xob]")
-
-
-class _Dumper(yaml.SafeDumper):
-    """Writes no anchors, quotes number-like strings, and multi-line strings as blocks."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        """Never write an anchor: kubectl users read every object on its own."""
-        return True
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else '"' if _NUMBER_LIKE.match(value) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
-def to_yaml(objects: Iterable[Mapping[str, Any]]) -> str:
-    """Return objects as one multi-document YAML stream, keys in rendering order."""
-    return yaml.dump_all(
-        [dict(obj) for obj in objects],
-        Dumper=_Dumper,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        explicit_start=True,
-    )

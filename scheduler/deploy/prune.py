@@ -21,7 +21,12 @@ from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from executor.core.progdef import Progdef
 from scheduler.deploy.apply import dynamic_client, status_text, unreachable_text
-from scheduler.deploy.manifests import DeploySettings, version_name
+from scheduler.deploy.manifests import (
+    version_name,
+)
+from scheduler.deploy.settings import (
+    DeploySettings,
+)
 from scheduler.errors import ApplyFailed, ClusterUnavailable
 from scheduler.service.versions import RETIRED
 

@@ -17,13 +17,15 @@ from executor.core.progdef import Progdef
 from scheduler.deploy.autoscaling import KEDA_POLLING_INTERVAL_S, scaler_trigger
 from scheduler.deploy.images import IMAGE_COMMANDS
 from scheduler.deploy.manifests import (
-    AUTOSCALER_KEDA,
-    SCALER_EXTERNAL,
-    DeploySettings,
     executor_deployment,
     labels_for,
     metadata_for,
     version_name,
+)
+from scheduler.deploy.settings import (
+    AUTOSCALER_KEDA,
+    SCALER_EXTERNAL,
+    DeploySettings,
 )
 from scheduler.errors import ManifestError
 

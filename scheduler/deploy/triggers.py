@@ -22,11 +22,13 @@ from typing import Any
 
 from executor.core.errors import DagyoError
 from scheduler.deploy.manifests import (
-    DeploySettings,
     labels_for,
     metadata_for,
     scheduler_config_map,
     selector_for,
+)
+from scheduler.deploy.settings import (
+    DeploySettings,
 )
 from scheduler.errors import ManifestError
 from scheduler.service.config import ENV_TRIGGERS, ENV_TRIGGERS_HTTP

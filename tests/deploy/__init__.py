@@ -134,8 +134,97 @@ def validate_trigger_authentication(obj: Mapping[str, Any]) -> None:
     validate_kubernetes({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]})
 
 
+# The RabbitmqCluster (rabbitmq.com/v1beta1) fields the RabbitMQ Cluster Operator documents
+# (its API reference, RabbitmqClusterSpec and RabbitmqClusterConfigurationSpec), as a strict
+# JSON Schema: its CRD is not shipped here. Fields of Kubernetes' own types (resources,
+# affinity, tolerations) are checked by kubernetes-validate in a Pod of their own.
+_QUANTITY = {"type": ["string", "integer"], "pattern": r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?|m)?$"}
+RABBITMQ_CLUSTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "rabbitmq.com/v1beta1"},
+        "kind": {"const": "RabbitmqCluster"},
+        "metadata": {"type": "object"},
+        "spec": {
+            "type": "object",
+            "required": ["replicas"],
+            "additionalProperties": False,
+            "properties": {
+                "replicas": {"type": "integer", "minimum": 0},
+                "image": {"type": "string", "minLength": 1},
+                "imagePullSecrets": {"type": "array"},
+                "service": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+                        "annotations": {"type": "object"},
+                        "ipFamilyPolicy": {"type": "string"},
+                    },
+                },
+                "persistence": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"storageClassName": {"type": "string"}, "storage": _QUANTITY},
+                },
+                "resources": {"type": "object"},
+                "affinity": {"type": "object"},
+                "tolerations": {"type": "array"},
+                "rabbitmq": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "additionalPlugins": {"type": "array", "items": {"type": "string"}},
+                        "additionalConfig": {"type": "string", "maxLength": 2000},
+                        "advancedConfig": {"type": "string", "maxLength": 100000},
+                        "envConfig": {"type": "string", "maxLength": 100000},
+                        "erlangInetConfig": {"type": "string", "maxLength": 2000},
+                    },
+                },
+                "tls": {"type": "object"},
+                "override": {"type": "object"},
+                "skipPostDeploySteps": {"type": "boolean"},
+                "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
+                "delayStartSeconds": {"type": "integer", "minimum": 0},
+                "secretBackend": {"type": "object"},
+            },
+        },
+    },
+}
+
+
+def validate_rabbitmq_cluster(obj: Mapping[str, Any]) -> None:
+    """Validate a RabbitmqCluster against the operator's documented fields, the Kubernetes
+    types it embeds in a Pod, and its metadata as an ObjectMeta.
+
+    Raises:
+        jsonschema.ValidationError: for a field the operator does not document.
+        kubernetes_validate.ValidationError: for a malformed embedded type or metadata.
+    """
+    jsonschema.Draft7Validator(RABBITMQ_CLUSTER_SCHEMA).validate(dict(obj))
+    spec = obj["spec"]
+    pod_spec: dict[str, Any] = {
+        "containers": [
+            {"name": "rabbitmq", "image": spec.get("image", "rabbitmq"), **_only(spec, "resources")}
+        ],
+        **_only(spec, "affinity", "tolerations", "terminationGracePeriodSeconds"),
+    }
+    validate_kubernetes(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": obj["metadata"], "spec": pod_spec}
+    )
+
+
+def _only(mapping: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {key: mapping[key] for key in keys if key in mapping}
+
+
 def validate_any(obj: Mapping[str, Any]) -> str:
     """Validate any object dagyo renders; return the name of the schema used."""
+    if obj.get("kind") == "RabbitmqCluster":
+        validate_rabbitmq_cluster(obj)
+        return "rabbitmq"
     if obj.get("kind") == "TriggerAuthentication":
         validate_trigger_authentication(obj)
         return "keda"

@@ -24,10 +24,20 @@ RESOURCES = {
     "/api/v1": [
         ("configmaps", "ConfigMap", True),
         ("namespaces", "Namespace", False),
+        ("secrets", "Secret", True),
+        ("serviceaccounts", "ServiceAccount", True),
         ("services", "Service", True),
     ],
-    "/apis/apps/v1": [("deployments", "Deployment", True)],
+    "/apis/apps/v1": [
+        ("deployments", "Deployment", True),
+        ("statefulsets", "StatefulSet", True),
+    ],
     "/apis/policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
+    "/apis/rbac.authorization.k8s.io/v1": [
+        ("roles", "Role", True),
+        ("rolebindings", "RoleBinding", True),
+    ],
+    "/apis/rabbitmq.com/v1beta1": [("rabbitmqclusters", "RabbitmqCluster", True)],
     "/apis/keda.sh/v1alpha1": [
         ("scaledobjects", "ScaledObject", True),
         ("scaledjobs", "ScaledJob", True),
@@ -43,6 +53,7 @@ class FakeApiServer:
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
     with_keda: bool = True
+    with_rabbitmq_operator: bool = True
     namespaces: set[str] = field(default_factory=lambda: {"dagyo"})
     # Each object's path, e.g. /apis/apps/v1/namespaces/dagyo/deployments/NAME.
     objects: dict[str, Any] = field(default_factory=dict)
@@ -76,7 +87,8 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             return {
                 path: kinds
                 for path, kinds in RESOURCES.items()
-                if api.with_keda or "keda.sh" not in path
+                if (api.with_keda or "keda.sh" not in path)
+                and (api.with_rabbitmq_operator or "rabbitmq.com" not in path)
             }
 
         def do_GET(self) -> None:

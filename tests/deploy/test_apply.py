@@ -19,6 +19,7 @@ from executor.core.progdef import load_catalogue
 from scheduler.cli.deploy import deploy
 from scheduler.deploy import DeploySettings, apply_objects, render_catalogue
 from scheduler.deploy.images import scheduler_image_tag
+from scheduler.deploy.platform import render_platform
 from scheduler.errors import ApplyFailed, ClusterUnavailable
 from tests.deploy import PROGDEFS
 from tests.deploy.fake_api import RESOURCES, FakeApiServer, api_client, kubeconfig
@@ -35,10 +36,19 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _objects(**settings: Any) -> list[dict[str, Any]]:
-    """What `dagyo deploy` renders by default: the scheduler image is the one build makes."""
+    """The catalogue as `dagyo deploy` renders it by default: the scheduler image is the
+    one build makes."""
     settings.setdefault("scheduler_image", scheduler_image_tag(""))
     settings.setdefault("allow_tags", True)
     return render_catalogue(load_catalogue(PROGDEFS), DeploySettings(**settings))
+
+
+def _deployed(**settings: Any) -> list[dict[str, Any]]:
+    """Everything `dagyo deploy` applies: what the catalogue runs on, then the catalogue."""
+    chosen = DeploySettings(
+        **{"scheduler_image": scheduler_image_tag(""), "allow_tags": True, **settings}
+    )
+    return render_platform(chosen) + render_catalogue(load_catalogue(PROGDEFS), chosen)
 
 
 def test_every_object_is_server_side_applied_as_dagyo(
@@ -47,7 +57,7 @@ def test_every_object_is_server_side_applied_as_dagyo(
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "config", api_server.url)))
     result = CliRunner().invoke(deploy, ["--allow-tags", "--progdefs", str(PROGDEFS)])
     assert result.exit_code == 0, result.output
-    objects = _objects()
+    objects = _deployed()
     patches = api_server.patches()
     assert len(patches) == len(objects)
     plural = {kind: name for kinds in RESOURCES.values() for name, kind, _ in kinds}
@@ -61,8 +71,37 @@ def test_every_object_is_server_side_applied_as_dagyo(
         assert patch["authorization"] == "Bearer test-token"
         assert patch["body"] == obj
     lines = result.output.splitlines()
-    assert lines[0] == "configmap/dagyo-catalogue applied"
+    assert lines[0] == "rabbitmqcluster/rabbitmq applied"
+    assert "configmap/dagyo-catalogue applied" in lines
     assert lines[-1] == "deployment/dagyo-scheduler applied"
+
+
+def test_the_statefulset_broker_and_the_development_database_are_applied(
+    api_server: FakeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "config", api_server.url)))
+    args = ["--allow-tags", "--progdefs", str(PROGDEFS), "--broker", "statefulset"]
+    result = CliRunner().invoke(deploy, [*args, "--profile", "development"])
+    assert result.exit_code == 0, result.output
+    bodies = [patch["body"] for patch in api_server.patches()]
+    assert bodies == _deployed(broker="statefulset", profile="development")
+    for applied in ("statefulset/rabbitmq", "role/rabbitmq", "secret/dagyo-state"):
+        assert f"{applied} applied" in result.output.splitlines()
+
+
+def test_a_cluster_without_the_rabbitmq_operator_is_told_to_install_it(
+    api_server: FakeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api_server.with_rabbitmq_operator = False
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "config", api_server.url)))
+    result = CliRunner().invoke(deploy, ["--allow-tags", "--progdefs", str(PROGDEFS)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"dagyo: the cluster at {api_server.url} serves no RabbitmqCluster "
+        "(rabbitmq.com/v1beta1): install the RabbitMQ Cluster Operator first (see "
+        "docs/deploy.md), or deploy with --broker statefulset\n"
+    )
+    assert api_server.patches() == []
 
 
 def test_apply_objects_takes_another_field_manager(api_server: FakeApiServer) -> None:
@@ -97,7 +136,7 @@ def test_a_missing_namespace_points_at_deploy_k8s(
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "config", api_server.url)))
     result = CliRunner().invoke(deploy, ["--allow-tags", "--namespace", "elsewhere"])
     assert result.exit_code == 1
-    assert "applying ConfigMap/dagyo-catalogue failed: 404" in result.output
+    assert "applying RabbitmqCluster/rabbitmq failed: 404" in result.output
     assert 'namespaces "elsewhere" not found' in result.output
     assert "apply deploy/k8s/ first" in result.output
     assert "Traceback" not in result.output
@@ -138,4 +177,4 @@ def test_dry_run_needs_no_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     result = CliRunner().invoke(deploy, ["--dry-run", "--allow-tags", "--namespace", "team-a"])
     assert result.exit_code == 0, result.output
     documents = list(yaml.safe_load_all(result.output))
-    assert documents == _objects(namespace="team-a")
+    assert documents == _deployed(namespace="team-a")

@@ -8,10 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from executor.core.brokerurls import split_urls
-from executor.core.constants import QueueType
 from executor.core.progdef import load_catalogue
-from executor.core.settings import check_url, queue_type_of
 from scheduler.deploy import DeploySettings, render_catalogue
 from scheduler.service.auth import parse_tokens
 from tests.deploy import K8S, PROGDEFS, check_names_and_labels, validate_kubernetes
@@ -21,7 +18,6 @@ SECRET_TEMPLATE = K8S / "queue-secret.example.yaml"
 # Secrets applied once by hand, never by the kustomization: the broker's, the scheduler's
 # certificate and its token file.
 SECRET_TEMPLATES = sorted(K8S.glob("*.example.yaml"))
-ALTERNATIVES = K8S / "alternatives"
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -72,6 +68,7 @@ def test_the_namespace_matches_what_deploy_renders_into() -> None:
     assert {path.name for path in SECRET_TEMPLATES} == {
         "queue-secret.example.yaml",
         "scheduler-tls-secret.example.yaml",
+        "state-secret.example.yaml",
         "tokens-secret.example.yaml",
     }
     for template in SECRET_TEMPLATES:
@@ -87,13 +84,14 @@ def test_the_static_parts_serve_the_rendered_scheduler_and_executors() -> None:
     (scheduler,) = [o for o in rendered if o["metadata"]["name"] == "dagyo-scheduler"]
     pod = scheduler["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] in by_kind["ServiceAccount"]
-    (state,) = [v for v in pod["volumes"] if v["name"] == "state"]
+    # The claim serves the one scheduler of a SQLite state.
+    alone = render_catalogue(
+        load_catalogue(PROGDEFS),
+        DeploySettings(allow_tags=True, schedulers=1, state_secret=""),
+    )
+    (sqlite,) = [o for o in alone if o["metadata"]["name"] == "dagyo-scheduler"]
+    (state,) = [v for v in sqlite["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"]
     assert state["persistentVolumeClaim"]["claimName"] in by_kind["PersistentVolumeClaim"]
-    service = by_kind["Service"]["dagyo-scheduler"]
-    labels = scheduler["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= labels.items()
-    ports = {port["name"] for port in pod["containers"][0]["ports"]}
-    assert {port["targetPort"] for port in service["spec"]["ports"]} <= ports
     binding = by_kind["RoleBinding"]["dagyo-scheduler"]
     assert binding["roleRef"]["name"] in by_kind["Role"]
     assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
@@ -119,6 +117,7 @@ def test_the_static_parts_serve_the_rendered_scheduler_and_executors() -> None:
     assert {name for name, _ in referenced} == {
         "dagyo-queue",
         "dagyo-scheduler-tls",
+        "dagyo-state",
         "dagyo-tokens",
     }
     for name, key in referenced:
@@ -143,53 +142,3 @@ def test_the_secret_templates_hold_what_the_scheduler_reads() -> None:
         ("team-a", "user"),
         ("operators", "admin"),
     }
-
-
-def test_rabbitmq_is_a_stateful_set_with_a_volume_behind_both_services() -> None:
-    objects = _static_objects()
-    (stateful,) = [obj for obj in objects if obj["kind"] == "StatefulSet"]
-    assert stateful["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
-    services = {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == "Service"}
-    assert services[stateful["spec"]["serviceName"]]["spec"]["clusterIP"] == "None"
-    assert any(port["port"] == 5672 for port in services["rabbitmq"]["spec"]["ports"])
-
-
-def test_rabbitmq_is_three_nodes_that_every_dagyo_process_lists() -> None:
-    objects = _static_objects()
-    (stateful,) = [obj for obj in objects if obj["kind"] == "StatefulSet"]
-    assert stateful["spec"]["replicas"] == 3
-    (budget,) = [
-        obj
-        for obj in objects
-        if obj["kind"] == "PodDisruptionBudget" and obj["metadata"]["name"] == "rabbitmq"
-    ]
-    assert budget["spec"]["maxUnavailable"] == 1
-    assert budget["spec"]["selector"]["matchLabels"] == stateful["spec"]["selector"]["matchLabels"]
-    (config,) = [obj for obj in objects if obj["metadata"]["name"] == "rabbitmq-config"]
-    peers = config["data"]["20-dagyo.conf"]
-    secret = yaml.safe_load(SECRET_TEMPLATE.read_text())["stringData"]
-    check_url(secret["url"])
-    urls = split_urls(secret["url"])
-    assert len(urls) == 3
-    for index, url in enumerate(urls):
-        host = f"rabbitmq-{index}.{stateful['spec']['serviceName']}.dagyo.svc"
-        assert url.startswith(f"amqp://{secret['username']}:") and f"@{host}:5672/" in url
-        assert f"rabbit@{host}.cluster.local" in peers
-    assert queue_type_of(secret["url"], {}) is QueueType.QUORUM
-    container = stateful["spec"]["template"]["spec"]["containers"][0]
-    cookie = [env for env in container["env"] if env["name"] == "RABBITMQ_ERLANG_COOKIE"]
-    assert cookie[0]["valueFrom"]["secretKeyRef"] == {"name": "dagyo-queue", "key": "erlang-cookie"}
-    assert "erlang-cookie" in secret
-
-
-def test_the_rabbitmq_operator_alternative_is_documented_beside_it() -> None:
-    cluster, budget = _documents(ALTERNATIVES / "rabbitmq-cluster-operator.yaml")
-    assert cluster["apiVersion"] == "rabbitmq.com/v1beta1"
-    assert cluster["kind"] == "RabbitmqCluster"
-    assert cluster["metadata"]["name"] == "rabbitmq", "the same Service name as rabbitmq.yaml"
-    assert cluster["spec"]["replicas"] == 3
-    validate_kubernetes(budget)
-    assert budget["spec"]["maxUnavailable"] == 1
-    # The operator labels its pods with the cluster's name.
-    assert budget["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "rabbitmq"}
-    assert not (ALTERNATIVES / "kustomization.yaml").exists()
