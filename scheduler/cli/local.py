@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,8 +88,9 @@ def run(
     DAGYO_EMBEDDED_SERIALIZE=1 serializes every item as a cluster does and fails the
     flow when one was changed after it was sent.
 
-    Exits 0 when the flow succeeded, 1 when it failed (the failure report on stderr),
-    2 when it is invalid.
+    Ctrl-C or SIGTERM stops every job and ends the flow as cancelled, its offloaded items
+    deleted. Exits 0 when the flow succeeded, 1 when it failed (the failure report on
+    stderr), 2 when it is invalid.
     """
     checked = checked_flow(flow, catalogue_of(progdefs_dir), sets)
     if graph:
@@ -148,7 +152,8 @@ def run_embedded(
     if sys.stderr.isatty():
         progress = Progress(checked.flow.name, runner.progress_line)
     try:
-        result = runner.run()
+        with terminate_interrupts():
+            result = runner.run()
     except DagyoError as e:  # a progdef's init failed: a start-up error, like an executor's
         if progress is not None:
             progress.close()
@@ -161,6 +166,25 @@ def run_embedded(
     if result.failure is not None:
         print_failure(result.failure)
         sys.exit(EXIT_FAILED)
+
+
+@contextmanager
+def terminate_interrupts() -> Iterator[None]:
+    """SIGTERM (a `timeout`, a container or service stopped) ends a run as Ctrl-C does:
+    every job stopped and the flow's offloaded items deleted, not a process gone at once
+    leaving them in the store."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 remote_option = click.option(

@@ -4,6 +4,11 @@ whole; a reference that does not check panics naming the edge; nothing is left b
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +29,7 @@ from executor.types import Bytes
 from tests.conftest import ROOT
 from tests.embedded import catalogue_with, run_flow
 from tests.objectstores import free_port, s3_server
+from tests.waiting import eventually
 
 LARGE = ROOT / "examples" / "large" / "progdefs"
 FLOW = "f0123456789a"
@@ -78,6 +84,58 @@ def test_an_unreachable_store_at_publish_fails_the_flow_naming_the_store(
     assert result.state == "failed"
     assert result.failure is not None and result.failure.node == "make"
     assert "cannot reach the object store at s3://gone/p/" in result.failure.error
+
+
+def test_an_unwritable_folder_store_at_publish_fails_the_flow_naming_the_store(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "objects").write_text("a file where the store's folder should be")
+    url = (tmp_path / "objects").as_uri()
+    monkeypatch.setenv("DAGYO_OBJECTS", url)
+    _, result = run_flow(large_flow(2_000_000), catalogue=catalogue_with(LARGE), serialize=True)
+    assert result.state == "failed"
+    assert result.failure is not None and result.failure.node == "make"
+    assert f"cannot reach the object store at {url}" in result.failure.error
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
+def test_dagyo_run_stopped_mid_stream_leaves_no_object(tmp_path: Path, how: signal.Signals) -> None:
+    objects = tmp_path / "objects"
+    flow = tmp_path / "many.json"
+    many = large_flow(3_000_000)
+    many["consts"][0]["values"] = [{"value": 3_000_000}] * 400
+    flow.write_text(json.dumps(many))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DAGYO_OBJECTS": objects.as_uri(),
+        "DAGYO_EMBEDDED_SERIALIZE": "1",
+        "DAGYO_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    # Ctrl-C reaches the process as SIGINT with Python's handler on (not ignored as it is
+    # in a background job): started through -c, which puts it back.
+    start = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    run = subprocess.Popen(
+        [sys.executable, "-c", start + "from scheduler.cli import main; main()", "run"]
+        + [str(flow), "--no-cache", "--progdefs", str(LARGE)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        store = FileStore(objects)
+        eventually(lambda: bool(store.children("flows/")), 60, what="objects offloaded")
+        run.send_signal(how)
+        _, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 1, err
+    assert "cancelled: interrupted" in err
+    assert store.children("flows/") == []
 
 
 def _writer(store: ObjectStore, sent: list[bytes]) -> FrameWriter:
