@@ -3,7 +3,12 @@ processes of a local cluster (make_bytes -> sha256 of examples/large), through t
 store and through an S3 server (moto's, on loopback), against copying the same bytes with
 `cp`; and the peak RSS of the producing and the consuming executor. Prints JSON.
 
-    python bench/large.py [--items 10] [--mb 100] [--stores file,s3]
+    python bench/large.py [--items 10] [--mb 100] [--stores file,s3] [--read whole,files]
+
+``--read files`` runs a consumer that reads each item as a file (``InputStream.files()``,
+bench/progdefs/sha256_files): an offloaded item is hashed as it is read from the store,
+never whole in memory; ``whole`` (the default) is examples/large's sha256, which gets each
+item as a message. Each run says which it used.
 
 The flow's time includes making the bytes and hashing them (one CPU pass each), so MB/s is
 end to end: bytes made, offloaded, fetched, checked and hashed. Needs RabbitMQ
@@ -68,13 +73,19 @@ def expected(size: int) -> str:
     return sha.hexdigest()
 
 
-def through(store_url: str, items: int, size: int, workdir: Path) -> dict[str, Any]:
-    catalogue = private_catalogue(
-        ROOT / "examples" / "large" / "progdefs",
-        Path(tempfile.mkdtemp(dir=workdir)) / "progdefs",
-        ["make_bytes", "sha256"],
-        tag="bench",
-    )
+def through(
+    store_url: str, items: int, size: int, workdir: Path, *, read: str = "whole"
+) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(dir=workdir)) / "progdefs"
+    large = ROOT / "examples" / "large" / "progdefs"
+    catalogue = private_catalogue(large, folder, ["make_bytes"], tag="bench")
+    if read == "files":  # the same name, so the flow is the same
+        private_catalogue(
+            ROOT / "bench" / "progdefs", folder / "files", ["sha256_files"], tag="bench"
+        )
+        (folder / "files" / "sha256_files").rename(folder / "sha256")
+    else:
+        private_catalogue(large, folder, ["sha256"], tag="bench")
     settings = SchedulerSettings(
         queue_url=QUEUE_URL,
         address="127.0.0.1:0",
@@ -108,6 +119,7 @@ def through(store_url: str, items: int, size: int, workdir: Path) -> dict[str, A
         left = open_store(store_url).children("flows/")
         return {
             "store": store_url.split(":")[0],
+            "read": read,
             "mb_s": round(items * size / MB / elapsed, 1),
             "seconds": round(elapsed, 2),
             "producer_peak_rss_mb": round(peak_rss(pids["make_bytes"]) / MB),
@@ -124,16 +136,19 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=10)
     parser.add_argument("--mb", type=int, default=100)
     parser.add_argument("--stores", default="file,s3")
+    parser.add_argument("--read", default="whole", help="whole, files, or both: whole,files")
     args = parser.parse_args()
+    reads = args.read.split(",")
     size = args.mb * MB
     workdir = Path(tempfile.mkdtemp(prefix="dagyo-bench-large-"))
     results: dict[str, Any] = {"items": args.items, "item_mb": args.mb}
     try:
         results["cp_mb_s"] = round(copy_mb_s(args.items * size, workdir), 1)
-        runs = []
+        runs: list[dict[str, Any]] = []
         for store in args.stores.split(","):
             if store == "file":
-                runs.append(through((workdir / "objects").as_uri(), args.items, size, workdir))
+                url = (workdir / "objects").as_uri()
+                runs.extend(through(url, args.items, size, workdir, read=r) for r in reads)
             else:
                 import boto3
                 from moto.server import ThreadedMotoServer
@@ -149,7 +164,8 @@ def main() -> None:
                 )
                 boto3.session.Session().client("s3").create_bucket(Bucket=S3_BUCKET)
                 try:
-                    runs.append(through(f"s3://{S3_BUCKET}/bench", args.items, size, workdir))
+                    url = f"s3://{S3_BUCKET}/bench"
+                    runs.extend(through(url, args.items, size, workdir, read=r) for r in reads)
                 finally:
                     server.stop()
         results["runs"] = runs

@@ -254,6 +254,18 @@ def test_the_example_catalogue_loads() -> None:
     assert set(load_catalogue(LARGE)) == {"make_bytes", "sha256"}
 
 
+def test_the_benchs_file_reading_sha256_gives_the_examples_digests(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGYO_OBJECTS", store.url)
+    catalogue = {**catalogue_with(LARGE), **load_catalogue(ROOT / "bench" / "progdefs")}
+    assert catalogue["sha256"].style == "stream"  # bench/progdefs' sha256 reads files()
+    exports, result = run_flow(large_flow(3_000_000), catalogue=catalogue, serialize=True)
+    assert result.state == "succeeded", result.failure
+    assert [d["text"] for d in exports["digest"]] == [expected(3_000_000), expected(10)]
+    assert store.children("flows/") == []
+
+
 def _files(store: ObjectStore, frames: list[bytes]) -> Iterator[Any]:
     inbox = Inbox(threading.Event())
     inbox.add_port("data")
