@@ -274,6 +274,19 @@ class Job:
             build_error(node=self.node, progdef=self.progdef, item=item, error=error)
         )
 
+    async def afail(self, item: Message, error: BaseException | str) -> None:
+        """``fail`` for an ``async def run(job)``: the event loop goes on while the error
+        port's stream is full.
+
+        Raises:
+            DagyoError: as :meth:`fail`.
+        """
+        if not self._errors:
+            self.fail(item, error)  # raises, saying what to declare
+        await self.outputs[self._errors].asend(
+            build_error(node=self.node, progdef=self.progdef, item=item, error=error)
+        )
+
     @property
     def stopped(self) -> bool:
         """True once the flow was told to stop."""

@@ -423,3 +423,37 @@ def test_dagyo_invoke_local_runs_an_async_progdef_in_input_order() -> None:
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert lines == [{"output": "page", "value": {"text": f"fetched {t}"}} for t in texts]
+
+
+def test_an_async_run_sends_a_failed_item_to_its_error_port_with_afail(tmp_path: Path) -> None:
+    make_progdef(
+        tmp_path,
+        "picky",
+        """
+        from executor.types import Text
+
+        async def run(job):
+            async for item in job.inputs["items"]:
+                if item.text.startswith("bad"):
+                    await job.afail(item, ValueError(f"rejected {item.text}"))
+                else:
+                    await job.outputs["out"].asend_all([item, item])
+        """,
+        inputs={"items": TEXT},
+        outputs={"out": TEXT, "errors": "dagyo.types.Error"},
+        errors="errors",
+        run="main:run",
+    )
+    catalogue = {**load_catalogue(PROGDEFS), **load_catalogue(tmp_path)}
+    exports, result = run_flow(
+        {
+            "name": "picking",
+            "nodes": {"p": {"progdef": "picky"}},
+            "consts": [{"to": "p.items", "values": _texts("a", "bad-b", "c")}],
+            "exports": {"out": "p.out", "errors": "p.errors"},
+        },
+        catalogue=catalogue,
+    )
+    assert result.state == "succeeded", result.failure
+    assert exports["out"] == _texts("a", "a", "c", "c")
+    assert [e["error"] for e in exports["errors"]] == ["ValueError: rejected bad-b"]
