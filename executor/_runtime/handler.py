@@ -3,6 +3,7 @@ port and what it returned sent on its one output."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from google.protobuf.message import Message
@@ -19,6 +20,12 @@ def returned(result: Any, job: Job, output: OutputStream | None, port: str) -> l
         return []
     if isinstance(result, Message):
         return [result]
+    if inspect.iscoroutine(result):
+        result.close()  # never awaited: no warning at its collection
+        raise DagyoError(
+            f"progdef {job.progdef}, node {job.node}: the handler returned a coroutine: "
+            "define it with async def (a decorator wrapping it must be an async def too)"
+        )
     if isinstance(result, list | tuple):
         wrong = next((r for r in result if not isinstance(r, Message)), None)
         if wrong is None:

@@ -457,3 +457,40 @@ def test_an_async_run_sends_a_failed_item_to_its_error_port_with_afail(tmp_path:
     assert result.state == "succeeded", result.failure
     assert exports["out"] == _texts("a", "a", "c", "c")
     assert [e["error"] for e in exports["errors"]] == ["ValueError: rejected bad-b"]
+
+
+def test_a_wrapped_async_handler_seen_as_plain_is_a_clear_panic(tmp_path: Path) -> None:
+    make_progdef(
+        tmp_path,
+        "wrapped",
+        """
+        import functools
+
+        def logged(function):
+            @functools.wraps(function)
+            def wrapper(ctx, item):
+                return function(ctx, item)
+            return wrapper
+
+        @logged
+        async def handler(ctx, item):
+            return item
+        """,
+        inputs={"items": TEXT},
+        outputs={"out": TEXT},
+        run="main:handler",
+        style="function",
+    )
+    catalogue = {**load_catalogue(PROGDEFS), **load_catalogue(tmp_path)}
+    _, result = run_flow(
+        {
+            "name": "wrapping",
+            "nodes": {"w": {"progdef": "wrapped"}},
+            "consts": [{"to": "w.items", "values": _texts("a")}],
+            "exports": {"out": "w.out"},
+        },
+        catalogue=catalogue,
+    )
+    assert result.state == "failed"
+    assert result.failure is not None
+    assert "the handler returned a coroutine: define it with async def" in result.failure.error
