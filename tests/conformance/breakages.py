@@ -51,6 +51,7 @@ CASES: dict[str, list[str]] = {
     "drain": ["tests/conformance/test_drain.py"],
     "errorport": ["tests/conformance/test_error_ports.py"],
     "types": ["tests/conformance/test_custom_types.py"],
+    "inflight": ["tests/conformance/test_concurrency.py"],
 }
 assert set(CASES) == set(BREAKS), "every break has its cases, every case list its break"
 

@@ -290,6 +290,34 @@ def break_types() -> None:
     job.JobTypes = NoJobTypes  # type: ignore[assignment,misc]
 
 
+def break_inflight() -> None:
+    """Send the results of items in flight as each ends, not in input order."""
+    import concurrent.futures
+
+    import executor._runtime.job as job
+    from executor._runtime.aio import event_loop
+    from executor.errorport import build_error
+
+    def as_they_end(program: Any, run: Any, inbox: Any, *, streamed: bool) -> None:
+        (stream,) = run.inputs.values()
+        errors = run.outputs.get(program.progdef.errors)
+        output = next(o for p, o in run.outputs.items() if p != program.progdef.errors)
+        context = program.context()
+        while not stream.ended:
+            started = {
+                event_loop().submit(program.run(context, item)): item
+                for item in stream.next_batch()
+            }
+            for future in concurrent.futures.as_completed(started):
+                try:
+                    output.send(future.result())
+                except Exception as e:
+                    item = started[future]
+                    errors.send(build_error(node=run.node, progdef=run.progdef, item=item, error=e))
+
+    job.run_pipelined = as_they_end  # type: ignore[assignment]
+
+
 def break_counts() -> None:
     """Report a job's end without its counts."""
     import executor._runtime.service as service
