@@ -112,3 +112,24 @@ test("a stop ends the wait for the items in flight with Stopped", async () => {
   await assert.rejects(running, (error) => error.name === "Stopped" || /stopped/.test(error.message));
   assert.deepEqual(job.sent, []);
 });
+
+test("progdef.json's concurrency is read, and a bad one refused naming the progdef and the field", async () => {
+  const { mkdtempSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const path = await import("node:path");
+  const { loadProgdef } = await import("../dist/program.js");
+  const folder = (fields) => {
+    const dir = mkdtempSync(path.join(tmpdir(), "dagyo-inflight-"));
+    const progdef = { name: "p", runtime: "node", run: "main.js:handler", style: "function", ...fields };
+    writeFileSync(path.join(dir, "progdef.json"), JSON.stringify(progdef));
+    return dir;
+  };
+  assert.equal(loadProgdef(folder({})).concurrency, 1);
+  assert.equal(loadProgdef(folder({ concurrency: 64 })).concurrency, 64);
+  for (const bad of [0, 1001, 2.5, "8"]) {
+    assert.throws(
+      () => loadProgdef(folder({ concurrency: bad })),
+      new RegExp(`progdef 'p': concurrency ${JSON.stringify(bad)} must be a whole number from 1 to 1000`),
+    );
+  }
+});
