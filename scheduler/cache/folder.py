@@ -100,6 +100,8 @@ class Entry:
     last_used: float
     hits: int = 0
     outputs: Mapping[str, Output] = field(default_factory=dict)
+    # Whose entry it is, in the scheduler's cache ("" in the folder, and when it runs open).
+    tenant: str = ""
 
     @property
     def size(self) -> int:
@@ -125,6 +127,7 @@ class Entry:
             last_used=float(data["last_used"]),
             hits=int(data["hits"]),
             outputs=outputs,
+            tenant=str(data.get("tenant", "")),
         )
 
 

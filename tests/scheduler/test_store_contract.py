@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_LOST, FAILURE_KIND_PANIC, FailureReport
+from scheduler.cache.folder import Entry, Output
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import ExportStream, FlowRuntime, FlowState
 from scheduler.service.store import (
@@ -318,7 +319,7 @@ def test_a_store_of_a_newer_schema_is_refused_in_one_line(opener: Opener) -> Non
         opener()
     message = str(refused.value)
     assert "\n" not in message
-    assert "schema version 999, newer than this scheduler's 2" in message
+    assert "schema version 999, newer than this scheduler's 3" in message
 
 
 def test_a_store_of_an_older_schema_is_migrated_at_open(opener: Opener) -> None:
@@ -326,9 +327,13 @@ def test_a_store_of_an_older_schema_is_migrated_at_open(opener: Opener) -> None:
     inner = store.store if isinstance(store, StoreWriter) else store
     with inner.session() as db:  # type: ignore[attr-defined]
         db.execute("DROP TABLE flow_leases")  # as a store of schema version 1 was
-        db.execute("DELETE FROM schema_version WHERE version = 2")
+        db.execute("DROP TABLE cache_streams")
+        db.execute("DROP TABLE cache_entries")
+        db.execute("DELETE FROM schema_version WHERE version >= 2")
     store.close()
-    assert opener().leases.acquire("f1", "a", lease_s=60) == 1
+    store = opener()
+    assert store.leases.acquire("f1", "a", lease_s=60) == 1
+    assert store.cache.entries() == []
 
 
 def test_a_lease_is_held_until_released_then_taken_with_the_next_epoch(opener: Opener) -> None:
@@ -414,3 +419,66 @@ def test_of_schedulers_taking_one_lease_at_once_exactly_one_gets_it(opener: Open
     assert [epoch for epoch in got.values() if epoch != 1] == [None] * 7
     held = leases.lease("f1")
     assert held is not None and held.owner == winner
+
+
+def cache_entry(key: str, *, tenant: str = "", progdef: str = "greet", used: float = 1.0) -> Entry:
+    return Entry(
+        key=key,
+        progdef=progdef,
+        version="v1",
+        node="hi",
+        flow="f1",
+        made=used,
+        last_used=used,
+        outputs={"greeting": Output(items=1, bytes=100, sha256="ab" * 32)},
+        tenant=tenant,
+    )
+
+
+def test_cached_results_are_kept_per_tenant_across_a_reopen(opener: Opener) -> None:
+    store = opener()
+    assert store.cache.put(cache_entry("k1", tenant="a"), {"greeting": b"x" * 100}, max_bytes=1000)
+    store.close()
+    cache = opener().cache
+    found = cache.get("a", "k1")
+    assert found is not None
+    entry, streams = found
+    assert (entry.tenant, entry.key, entry.progdef, entry.node, entry.flow) == (
+        "a",
+        "k1",
+        "greet",
+        "hi",
+        "f1",
+    )
+    assert entry.outputs["greeting"] == Output(items=1, bytes=100, sha256="ab" * 32)
+    assert streams == {"greeting": b"x" * 100}
+    assert cache.get("b", "k1") is None  # another tenant never reads it
+    cache.touch("a", "k1", 50.0)
+    assert [(e.key, e.hits, e.last_used) for e in cache.entries("a")] == [("k1", 1, 50.0)]
+    assert cache.entries("b") == []
+    assert [e.tenant for e in cache.entries()] == ["a"]
+
+
+def test_the_cache_evicts_the_least_recently_used_entries_past_its_bound(opener: Opener) -> None:
+    cache = opener().cache
+    for n, used in ((1, 10.0), (2, 30.0), (3, 20.0)):
+        cache.put(cache_entry(f"k{n}", used=used), {"greeting": b"x" * 100}, max_bytes=1000)
+    assert not cache.put(cache_entry("huge"), {"greeting": b""}, max_bytes=99)
+    cache.put(cache_entry("k4", used=5.0), {"greeting": b"x" * 100}, max_bytes=250)
+    # k4 was just put: it stays, and the least recently used others go down to the bound.
+    assert sorted(e.key for e in cache.entries()) == ["k2", "k4"]
+    assert cache.get("", "k1") is None
+
+
+def test_cache_drop_takes_a_progdef_a_version_or_a_key_of_one_tenant(opener: Opener) -> None:
+    cache = opener().cache
+    cache.put(cache_entry("k1", tenant="a"), {"greeting": b"1"}, max_bytes=1000)
+    cache.put(cache_entry("k2", tenant="a", progdef="count"), {"greeting": b"2"}, max_bytes=1000)
+    cache.put(cache_entry("k3", tenant="b"), {"greeting": b"3"}, max_bytes=1000)
+    assert [e.key for e in cache.drop("a", "greet@v2")] == []
+    assert [e.key for e in cache.drop("a", "greet@v1")] == ["k1"]
+    assert [e.key for e in cache.drop("b", "k2")] == []  # not its entry
+    assert [e.key for e in cache.drop(None, "k2")] == ["k2"]
+    assert cache.get("a", "k2") is None
+    assert [e.key for e in cache.drop(None)] == ["k3"]
+    assert cache.entries() == []

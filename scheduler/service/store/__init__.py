@@ -10,6 +10,7 @@ from __future__ import annotations
 from scheduler.errors import LeaseLost, SchemaTooNew, StoreUnavailable
 from scheduler.service.store.base import (
     DEFAULT_LIST_LIMIT,
+    CachedResults,
     FailureRecords,
     Fence,
     FlowLeases,
@@ -55,6 +56,7 @@ def open_store(state: str, *, owner: str = "") -> Store:
 
 __all__ = [
     "DEFAULT_LIST_LIMIT",
+    "CachedResults",
     "FailureRecords",
     "Fence",
     "FlowLeases",

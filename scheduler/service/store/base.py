@@ -4,20 +4,24 @@ A store holds each flow's record (a ``dagyo.v1.FlowRecord`` without its exports)
 *runtime* a running flow is resumed from, the exports kept so far, every failure report,
 the queues declared ahead (spares), the progdef versions it knows, the trigger firings
 (``Store.firings``, named as the triggers use them) and each flow's ownership lease
-(``Store.leases``), whose epoch fences the writes of a scheduler that lost it.
+(``Store.leases``), whose epoch fences the writes of a scheduler that lost it, and the
+cache of deterministic results (``Store.cache``).
 Its implementations sit side by side (sqlite.py, postgres.py) and pass one contract test
 (tests/scheduler/test_store_contract.py); every method is thread-safe.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime, FlowState
+
+if TYPE_CHECKING:
+    from scheduler.cache.folder import Entry
 
 DEFAULT_LIST_LIMIT = 100
 # The firings of each trigger `dagyo triggers` shows.
@@ -206,6 +210,30 @@ class FlowLeases(Protocol):
         """The flow's lease, or None when it never had one."""
 
 
+class CachedResults(Protocol):
+    """The cache of deterministic results (docs/cache.md), keyed by (tenant, key): each
+    entry's output streams whole (items as the folder cache lays them out), its hash per
+    port in ``Entry.outputs``, unchecked here."""
+
+    def put(self, entry: Entry, streams: Mapping[str, bytes], *, max_bytes: int) -> bool:
+        """Keep an entry under (``entry.tenant``, ``entry.key``), replacing the one there,
+        then evict the least recently used entries (any tenant's) until the cache holds at
+        most ``max_bytes``. False, keeping nothing, when the entry alone is larger."""
+
+    def get(self, tenant: str, key: str) -> tuple[Entry, dict[str, bytes]] | None:
+        """The entry and its streams by port, or None (its use is not counted)."""
+
+    def touch(self, tenant: str, key: str, at: float) -> None:
+        """Count one use of the entry at Unix time ``at`` (its place in the eviction order)."""
+
+    def entries(self, tenant: str | None = None) -> list[Entry]:
+        """The entries of one tenant (None: of every tenant), most recently used first."""
+
+    def drop(self, tenant: str | None = None, selector: str = "") -> list[Entry]:
+        """Remove the entries of ``PROGDEF``, ``PROGDEF@VERSION`` or ``KEY`` (every entry
+        when empty) of one tenant (None: of every tenant), and return them."""
+
+
 class Store(
     FlowRecords,
     FlowRuntimes,
@@ -223,6 +251,10 @@ class Store(
     @property
     def leases(self) -> FlowLeases:
         """The flows' ownership leases, in the same database."""
+
+    @property
+    def cache(self) -> CachedResults:
+        """The cache of deterministic results, in the same database."""
 
     def close(self) -> None:
         """Close the database (idempotent)."""

@@ -79,6 +79,32 @@ SQLITE: tuple[str, ...] = (
         expires REAL NOT NULL
     )
     """,
+    # 3: the cache of deterministic results (docs/cache.md), per tenant and key; each output
+    # stream whole in one row, its hash in the entry's outputs (JSON).
+    """
+    CREATE TABLE cache_entries (
+        tenant TEXT NOT NULL,
+        key TEXT NOT NULL,
+        progdef TEXT NOT NULL,
+        version TEXT NOT NULL,
+        flow_id TEXT NOT NULL,
+        node TEXT NOT NULL,
+        made REAL NOT NULL,
+        last_used REAL NOT NULL,
+        hits INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        outputs TEXT NOT NULL,
+        PRIMARY KEY (tenant, key)
+    );
+    CREATE INDEX cache_entries_by_use ON cache_entries (last_used);
+    CREATE TABLE cache_streams (
+        tenant TEXT NOT NULL,
+        key TEXT NOT NULL,
+        port TEXT NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (tenant, key, port)
+    )
+    """,
 )
 
 # ``seq`` numbers rows in insertion order, as SQLite's rowid does (pages follow it).
@@ -147,6 +173,30 @@ POSTGRES: tuple[str, ...] = (
         owner TEXT NOT NULL,
         epoch INTEGER NOT NULL,
         expires DOUBLE PRECISION NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE cache_entries (
+        tenant TEXT NOT NULL,
+        key TEXT NOT NULL,
+        progdef TEXT NOT NULL,
+        version TEXT NOT NULL,
+        flow_id TEXT NOT NULL,
+        node TEXT NOT NULL,
+        made DOUBLE PRECISION NOT NULL,
+        last_used DOUBLE PRECISION NOT NULL,
+        hits BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        outputs TEXT NOT NULL,
+        PRIMARY KEY (tenant, key)
+    );
+    CREATE INDEX cache_entries_by_use ON cache_entries (last_used);
+    CREATE TABLE cache_streams (
+        tenant TEXT NOT NULL,
+        key TEXT NOT NULL,
+        port TEXT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (tenant, key, port)
     )
     """,
 )

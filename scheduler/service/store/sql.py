@@ -16,6 +16,7 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime, FlowState
 from scheduler.service.limits import PAGE_BYTES, bounded_failure
 from scheduler.service.store.base import DEFAULT_LIST_LIMIT, Fence
+from scheduler.service.store.cache import SqlCache
 from scheduler.service.store.firings import SqlFirings
 from scheduler.service.store.leases import SqlDialect, SqlLeases, check_fence
 from scheduler.service.store.session import Session
@@ -42,6 +43,11 @@ class SqlStore:
     def leases(self) -> SqlLeases:
         """The flows' ownership leases, in the same database."""
         return SqlLeases(self.session, self.dialect)
+
+    @property
+    def cache(self) -> SqlCache:
+        """The cache of deterministic results, in the same database."""
+        return SqlCache(self.session)
 
     def session(self) -> AbstractContextManager[Session]:
         """A transaction: committed when the block ends, rolled back when it raises."""

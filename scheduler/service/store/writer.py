@@ -24,6 +24,7 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime, FlowState
 from scheduler.service.store.base import (
     DEFAULT_LIST_LIMIT,
+    CachedResults,
     Fence,
     FlowLeases,
     Store,
@@ -247,3 +248,8 @@ class StoreWriter:
     def leases(self) -> FlowLeases:
         """See base.Store.leases (at once: a lease is taken before the flow is written)."""
         return self.store.leases
+
+    @property
+    def cache(self) -> CachedResults:
+        """See base.Store.cache (at once: an entry is kept before its flow's end is told)."""
+        return self.store.cache
