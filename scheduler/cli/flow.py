@@ -74,10 +74,22 @@ def flow() -> None:
     help="Fail the flow if it runs longer than this many seconds (a finite number). The "
     "scheduler checks deadlines every 0.25 s, so the flow ends within a second of it.",
 )
+@click.option(
+    "--no-cache",
+    "no_cache",
+    is_flag=True,
+    help="Run every node, none replayed from the scheduler's cache; the results of the "
+    "deterministic ones refresh it when the flow succeeds (docs/cache.md).",
+)
 @set_option
 @scheduler_option
 def submit_command(
-    flow_file: Path, wait: bool, deadline: float | None, sets: tuple[str, ...], address: str
+    flow_file: Path,
+    wait: bool,
+    deadline: float | None,
+    no_cache: bool,
+    sets: tuple[str, ...],
+    address: str,
 ) -> None:
     """Submit FLOW.json to the scheduler and print its flow id on stdout.
 
@@ -92,7 +104,9 @@ def submit_command(
         fail(str(e), EXIT_INVALID)
     utf8_arguments("--set", sets)
     with connected(address) as client:
-        flow_id = client.submit(text, source=str(flow_file), deadline_s=deadline or 0.0, sets=sets)
+        flow_id = client.submit(
+            text, source=str(flow_file), deadline_s=deadline or 0.0, sets=sets, no_cache=no_cache
+        )
         click.echo(flow_id, err=wait)
         if wait:
             sys.exit(_follow(client, flow_id))

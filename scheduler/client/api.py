@@ -161,6 +161,7 @@ class SchedulerClient:
         source: str = "",
         deadline_s: float = 0.0,
         sets: Sequence[str] = (),
+        no_cache: bool = False,
     ) -> str:
         """Submit a flow (Flow JSON v1 text) and return its id.
 
@@ -168,9 +169,14 @@ class SchedulerClient:
             source: names the flow in error messages, e.g. its file name.
             deadline_s: seconds after which the flow fails; 0 for none.
             sets: consts given at submit, each ``NODE.PORT=JSON``.
+            no_cache: run every node, none replayed from the cache.
         """
         request = pb.SubmitRequest(
-            flow_json=flow_json, source=source, deadline_s=deadline_s, set=list(sets)
+            flow_json=flow_json,
+            source=source,
+            deadline_s=deadline_s,
+            set=list(sets),
+            no_cache=no_cache,
         )
         response = self._call("Submit", request)
         if response.problems or not response.flow_id:
@@ -181,6 +187,15 @@ class SchedulerClient:
         """The items kept with one export of a flow, in chunks (see ``ExportChunk``)."""
         request = pb.ExportItemsRequest(flow_id=flow_id, export=export)
         return self._stream("ExportItems", request)
+
+    def cache_list(self) -> builtins.list[pb.CacheEntry]:
+        """The cached results the caller's tenant sees, most recently used first."""
+        return list(self._call("CacheList", pb.CacheListRequest()).entries)
+
+    def cache_drop(self, selector: str = "") -> builtins.list[pb.CacheEntry]:
+        """Remove cached results (``PROGDEF``, ``PROGDEF@VERSION``, ``KEY``; all when empty)
+        and return those removed."""
+        return list(self._call("CacheDrop", pb.CacheDropRequest(selector=selector)).entries)
 
     def get(self, flow_id: str) -> pb.FlowRecord:
         """The record of one flow."""

@@ -145,6 +145,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                     source=request.source,
                     sets=request.set,
                     deadline_s=request.deadline_s,
+                    no_cache=request.no_cache,
                 )
             except FlowInvalid as e:
                 # In the answer, not the status: problem lines can outgrow gRPC metadata.
@@ -246,3 +247,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
     def Catalogue(self, request: pb.CatalogueRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """The catalogue the caller may use, its types documented, their descriptor set."""
         return catalogue_answer(self._call(context, self._service.catalogue))
+
+    def CacheList(self, request: pb.CacheListRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """The cached results the caller's tenant sees (an admin: every tenant's)."""
+        entries = self._call(context, self._service.cache.list)
+        return pb.CacheListResponse(entries=entries)
+
+    def CacheDrop(self, request: pb.CacheDropRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """Remove the cached results of a progdef, a version or a key (all: no selector)."""
+        dropped = self._call(
+            context, lambda principal: self._service.cache.drop(principal, request.selector)
+        )
+        return pb.CacheListResponse(entries=dropped)

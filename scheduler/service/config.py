@@ -21,7 +21,11 @@ from executor.core.errors import DagyoError
 from executor.core.progdef import sample_catalogue
 from executor.core.settings import env_number, metrics_host, queue_type_of
 from scheduler.constants import (
+    CACHE_BYTES,
+    CACHE_MAX_BYTES,
     DEFAULT_SCHEDULER_ADDRESS,
+    ENV_CACHE_BYTES,
+    ENV_CACHE_MAX_BYTES,
     ENV_EXPORT_CAP_BYTES,
     ENV_HEARTBEAT_TIMEOUT_S,
     ENV_PROGDEFS,
@@ -112,6 +116,32 @@ def default_progdefs_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class CacheBounds:
+    """How big the scheduler's cache may grow.
+
+    Attributes:
+        max_bytes: ``DAGYO_CACHE_BYTES``: the whole cache; least recently used entries go.
+        max_output_bytes: ``DAGYO_CACHE_MAX_BYTES``: an output past it is not cached.
+    """
+
+    max_bytes: int = CACHE_BYTES
+    max_output_bytes: int = CACHE_MAX_BYTES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CacheBounds:
+        """Read the bounds.
+
+        Raises:
+            DagyoError: naming the variable, when a size is not a whole number above 0.
+        """
+        env = os.environ if env is None else env
+        return cls(
+            max_bytes=env_number(env, ENV_CACHE_BYTES, CACHE_BYTES, int, above=0),
+            max_output_bytes=env_number(env, ENV_CACHE_MAX_BYTES, CACHE_MAX_BYTES, int, above=0),
+        )
+
+
+@dataclass(frozen=True)
 class SchedulerSettings:
     """How the scheduler service runs.
 
@@ -162,6 +192,8 @@ class SchedulerSettings:
             (executors then offload nothing either).
         queue_type: the type of the durable queues (``DAGYO_QUEUE_TYPE``; None: as
             ``queue_url`` lists one broker URL or several).
+        cache_bounds: how big the cache of deterministic results may grow
+            (``DAGYO_CACHE_BYTES``, ``DAGYO_CACHE_MAX_BYTES``).
     """
 
     queue_url: str = DEFAULT_QUEUE_URL
@@ -187,6 +219,7 @@ class SchedulerSettings:
     spare_idle_s: float = SPARE_IDLE_S
     queue_type: QueueType | None = None
     objects_url: str = ""
+    cache_bounds: CacheBounds = field(default_factory=CacheBounds)
 
     def __post_init__(self) -> None:
         if not self.state_path:
@@ -290,6 +323,7 @@ class SchedulerSettings:
             ),
             "spare_idle_s": env_number(env, ENV_SPARE_IDLE_S, SPARE_IDLE_S, float),
             "objects_url": env.get(ENV_OBJECTS, "").strip(),
+            "cache_bounds": CacheBounds.from_env(env),
         }
         folders = [Path(f) for f in env.get(ENV_PROGDEFS, "").split(os.pathsep) if f]
         if folders:

@@ -69,6 +69,9 @@ class Ending:
         self._metrics = parts.metrics
         self._watchers = parts.watchers
         self._freed = freed
+        # Called once as a flow begins to end, with its id and whether it succeeded (the
+        # cache keeps or drops its recordings); outside the table's lock.
+        self.on_end: Callable[..., None] = lambda flow_id, *, succeeded: None
 
     def fail(
         self,
@@ -122,6 +125,7 @@ class Ending:
                 if record:
                     self._store.add_failure(failure)
             self._store.save(flow.record, flow.runtime)
+        self.on_end(flow_id, succeeded=state == FlowState.SUCCEEDED)
         self._broker.submit(partial(self.clean_up, flow))
 
     def clean_up(self, flow: ActiveFlow) -> None:

@@ -1,5 +1,5 @@
 """What the scheduler consumes for its flows: every flow's failure reports (on its one
-failures queue) and each flow's export queues.
+failures queue), each flow's export queues and its recording queues (docs/cache.md).
 
 A failure report ends the flow its routing key names as failed; an export frame is read
 (its seq and typename checked, its items kept up to the cap) and handed to watchers; an
@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from executor.core.constants import SCHEDULER_APP_ID
 from executor.core.errors import DagyoError, DecodeError
+from executor.core.framecheck import admit
 from executor.core.objects import ObjectStore
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_BROKER,
@@ -32,12 +33,12 @@ from executor.pb.dagyo.v1.frame_pb2 import Frame
 from scheduler.service.consumers import AckLater
 from scheduler.service.ending import Ending
 from scheduler.service.exportcopies import ExportCopies
-from scheduler.service.exports import copy_offloaded, offloaded_key, read_frame
+from scheduler.service.exports import copy_offloaded, decode_frame, offloaded_key, read_frame
 from scheduler.service.flows import FlowParts
 from scheduler.service.flowstate import ActiveFlow, FlowState
 
 if TYPE_CHECKING:
-    pass
+    from scheduler.service.cached import ClusterCache
 
 log = logging.getLogger("dagyo.scheduler")
 
@@ -58,9 +59,11 @@ class FlowQueues:
         *,
         export_cap_bytes: int,
         objects: ObjectStore | None = None,
+        cache: ClusterCache | None = None,
     ) -> None:
         self._objects = objects
         self._copies = ExportCopies()
+        self._cache = cache
         self._table = parts.table
         self._store = parts.store
         self._broker = parts.broker
@@ -77,6 +80,12 @@ class FlowQueues:
             self._broker.consume(
                 stream.queue,
                 partial(self._on_export, flow.id, export),
+                on_cancel=partial(lost, stream.queue),
+            )
+        for name, stream in flow.runtime.recordings.items():
+            self._broker.consume(
+                stream.queue,
+                partial(self._on_recording, flow.id, name),
                 on_cancel=partial(lost, stream.queue),
             )
 
@@ -196,6 +205,40 @@ class FlowQueues:
                 self._objects.delete(key)
             except DagyoError as e:
                 log.warning("an offloaded export not kept was not deleted: %s", e)
+
+    def _on_recording(
+        self, flow_id: str, name: str, body: bytes, properties: pika.BasicProperties
+    ) -> AckLater | None:
+        """A frame of a cacheable output's recording stream: checked as an export frame is,
+        its items held by the cache; acked at once, but for the end, once it is stored."""
+        with self._table.lock:
+            flow = self._table.flows.get(flow_id)
+            if flow is None or flow.runtime.finishing:
+                return None
+            stream = flow.runtime.recordings[name]
+            held = self._cache is not None and self._cache.recording(flow_id)
+            error = ""
+            try:
+                frame = decode_frame(body, export=f"cache.{name}", source=stream.source)
+                # After a restart the recording is read to its end and dropped: its frames
+                # before the restart were never counted.
+                new = admit(stream, frame, body, f"recording of {name}") if held else True
+            except DecodeError as e:  # a bug in the producer: it panics the flow
+                error, new = str(e), False
+            if not held and not error:
+                stream.ended = stream.ended or frame.end_of_stream
+            if new and held and self._cache is not None:
+                items = list(frame.items)
+                self._cache.record(flow_id, name, items, offloaded=bool(frame.offloaded))
+            ended = not error and stream.ended
+            if ended:
+                self._store.save(flow.record, flow.runtime)
+            done = flow.complete() and not flow.starting
+        if error:
+            self._fail(flow_id, FAILURE_KIND_PANIC, error, node=flow.node(name.split(".")[0]))
+        elif done:
+            self._finish(flow_id, FlowState.SUCCEEDED)
+        return self._store.when_written if ended else None
 
     def _queue_lost(self, flow_id: str, queue: str) -> None:
         error = f"queue {queue} was deleted while the flow ran (by hand, or the broker lost it)"

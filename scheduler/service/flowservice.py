@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from executor.core.errors import (
@@ -31,7 +30,6 @@ from executor.core.errors import (
     Unavailable,
 )
 from executor.core.progdef import Catalogue
-from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.flow.check import check_flow
 from scheduler.flow.invoke import SOURCE, invocation_flow
 from scheduler.flow.overrides import apply_sets, parse_with_sets
@@ -39,9 +37,11 @@ from scheduler.flow.plan import plan_flow
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import unserved
 from scheduler.service.auth import Principal
+from scheduler.service.cacheservice import CachedResultsService
 from scheduler.service.downloads import ExportDownloads
 from scheduler.service.hooks import Submission, SubmitHook
 from scheduler.service.limits import MAX_MESSAGE_BYTES, cut, export_room_of
+from scheduler.service.pages import FailurePage, FlowPage, Invocation
 from scheduler.service.spares import new_flow_id, queue_shape
 from scheduler.service.store import FailureRecords, FlowRecords
 from scheduler.service.subscriptions import follow
@@ -69,39 +69,6 @@ REFUSALS = (
 )
 # The refusals that may pass if the call comes again later (a trigger's event does).
 RETRYABLE = (QuotaExceeded, LimitReached, PreconditionFailed, BrokerError, Unavailable)
-
-
-@dataclass(frozen=True)
-class FlowPage:
-    """A page of flow records, newest first.
-
-    Attributes:
-        records: the records, without their exports.
-        next_token: gives the next page; empty after the last.
-        every_tenant: the caller sees every tenant's flows (an admin, or the scheduler
-            runs open); a user sees its own tenant's only.
-    """
-
-    records: list[pb.FlowRecord]
-    next_token: str
-    every_tenant: bool
-
-
-@dataclass(frozen=True)
-class FailurePage:
-    """A page of failure reports, oldest first; ``next_token`` is empty after the last."""
-
-    reports: list[FailureReport]
-    next_token: str
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """A progdef invoked as a one-node flow: its flow id, then (``events``) each output
-    item and, last, the end record."""
-
-    flow_id: str
-    events: Iterator[pb.InvokeEvent]
 
 
 class Records(FlowRecords, FailureRecords, Protocol):
@@ -168,6 +135,7 @@ class FlowService:
         self._clock = clock
         self._running = RunningFlows(store.running_count)
         self.exports = ExportDownloads(lifecycle)  # `dagyo flow export`
+        self.cache = CachedResultsService(lifecycle.cache)  # `dagyo cache list|drop`
 
     def catalogue(self, principal: Principal) -> Catalogue:
         """The progdefs the caller may use (another tenant's do not exist for it).
@@ -191,6 +159,7 @@ class FlowService:
         source: str = "",
         sets: Sequence[str] = (),
         deadline_s: float = 0.0,
+        no_cache: bool = False,
     ) -> str:
         """Check a flow, then start it as the caller's; returns its flow id.
 
@@ -199,6 +168,7 @@ class FlowService:
             source: names the flow in problems (``flow.json`` when empty).
             sets: ``--set`` overrides, each ``node.port=JSON``.
             deadline_s: seconds the flow may run; 0 for the tenant's default, or none.
+            no_cache: run every node, none replayed from the cache (docs/cache.md).
 
         Raises:
             FlowInvalid: the flow (with its overrides) fails its checks; every problem.
@@ -225,7 +195,9 @@ class FlowService:
         # The flow counts against max_running_flows from its quota check to its record.
         admitting = self._running.admitting(principal, nodes=len(flow.nodes), deadline_s=deadline_s)
         with admitting as granted_s:
-            flow_id = self._start(principal, flow, checked, flow_json, granted_s, export_room)
+            flow_id = self._start(
+                principal, flow, checked, flow_json, granted_s, export_room, no_cache
+            )
         self._spares.submitted()
         return flow_id
 
@@ -237,6 +209,7 @@ class FlowService:
         flow_json: str,
         deadline_s: float,
         export_room: int,
+        no_cache: bool,
     ) -> str:
         problems = unserved(checked, self._lifecycle.liveness, self._broker)
         if problems:
@@ -248,7 +221,9 @@ class FlowService:
         created = self._clock()
         deadline = created + deadline_s if deadline_s else 0.0
         plan = plan_flow(checked, flow_id=flow_id, deadline=deadline)
-        jobs = [job.descriptor for job in plan.jobs]
+        cache = self._lifecycle.cache.prepare(principal.tenant, checked, plan, refresh=no_cache)
+        plan = cache.plan
+        jobs = [job.descriptor for job in plan.jobs if job.descriptor.node not in cache.cached]
         submission = Submission(flow_id=flow_id, name=flow.name, tenant=principal.tenant, jobs=jobs)
         with ExitStack() as around:
             for hook in self._hooks:
@@ -264,6 +239,7 @@ class FlowService:
                 max_export_items=principal.quotas.max_export_items or 0,
                 max_export_bytes=export_room,
                 declared=spare is not None,
+                prepared=cache,
             )
         return flow_id
 

@@ -20,6 +20,9 @@ NODE_RUNNING = pb.NODE_STATE_RUNNING
 NODE_ENDED = pb.NODE_STATE_ENDED
 NODE_FAILED = pb.NODE_STATE_FAILED
 NODE_STOPPED = pb.NODE_STATE_STOPPED
+NODE_CACHED = pb.NODE_STATE_CACHED
+# The states of a node that is done with, in a flow that succeeds.
+NODE_DONE = (NODE_ENDED, NODE_CACHED)
 
 
 class FlowState(StrEnum):
@@ -91,6 +94,9 @@ class FlowRuntime:
         ceilings: mailbox -> the most jobs its autoscaler can run at once, for the
             autoscaled progdefs of the flow.
         error_ports: node -> its progdef's error port, for the nodes that have one.
+        recordings: ``node.port`` -> the hidden stream the scheduler records a cacheable
+            output from (docs/cache.md), read as an export is.
+        replaying: the cached nodes whose streams the scheduler is replaying still.
     """
 
     deadline: float = 0.0
@@ -112,11 +118,17 @@ class FlowRuntime:
     held_jobs: list[list[str]] = field(default_factory=list)
     ceilings: dict[str, int] = field(default_factory=dict)
     error_ports: dict[str, str] = field(default_factory=dict)
+    recordings: dict[str, ExportStream] = field(default_factory=dict)
+    replaying: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         """The runtime as JSON text, for the ``runtime`` column."""
         # Not dataclasses.asdict: it deep-copies, and a wide flow's runtime is large.
-        data = {**vars(self), "exports": {n: vars(e) for n, e in self.exports.items()}}
+        data = {
+            **vars(self),
+            "exports": {n: vars(e) for n, e in self.exports.items()},
+            "recordings": {n: vars(e) for n, e in self.recordings.items()},
+        }
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -124,7 +136,8 @@ class FlowRuntime:
         """The runtime stored by :meth:`to_json`."""
         data: dict[str, Any] = json.loads(text)
         exports = {name: ExportStream(**spec) for name, spec in data.pop("exports", {}).items()}
-        return cls(exports=exports, **data)
+        recordings = {n: ExportStream(**spec) for n, spec in data.pop("recordings", {}).items()}
+        return cls(exports=exports, recordings=recordings, **data)
 
 
 @dataclass
@@ -167,7 +180,10 @@ class ActiveFlow:
         return None
 
     def complete(self) -> bool:
-        """True when every job ended and every export stream reached end-of-stream."""
-        return all(n.state == NODE_ENDED for n in self.record.nodes) and all(
-            s.ended for s in self.runtime.exports.values()
+        """True when every job ended (or its node was cached) and every export and recorded
+        stream reached end-of-stream."""
+        return (
+            all(n.state in NODE_DONE for n in self.record.nodes)
+            and all(s.ended for s in self.runtime.exports.values())
+            and all(s.ended for s in self.runtime.recordings.values())
         )

@@ -37,6 +37,8 @@ from scheduler.flow.plan import Plan
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import Admitter
 from scheduler.service.broker import Broker
+from scheduler.service.cached import ClusterCache, Prepared
+from scheduler.service.config import CacheBounds
 from scheduler.service.consumers import AckLater
 from scheduler.service.ending import Ending
 from scheduler.service.flowqueues import FlowQueues
@@ -77,6 +79,7 @@ class Lifecycle:
         watcher_events: int = 0,
         clock: Callable[[], float] = time.monotonic,
         objects: FlowObjects | None = None,
+        cache_bounds: CacheBounds | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -94,11 +97,17 @@ class Lifecycle:
         self._fail = self.ending.fail
         self._finish = self.ending.finish
         self._clean_up = self.ending.clean_up
+        # The cache of deterministic results, in the same store (docs/cache.md).
+        self.cache = ClusterCache(
+            store.cache, parts, bounds=cache_bounds or CacheBounds(), fail=self._fail
+        )
+        self.ending.on_end = self.cache.ended
         self.queues = FlowQueues(
             parts,
             self.ending,
             export_cap_bytes=export_cap_bytes,
             objects=objects.store if objects is not None else None,
+            cache=self.cache,
         )
         self.admitter = Admitter(
             parts, self.liveness, self.ending, heartbeat_timeout_s=heartbeat_timeout_s
@@ -119,6 +128,7 @@ class Lifecycle:
         max_export_items: int = 0,
         max_export_bytes: int = 0,
         declared: bool = False,
+        prepared: Prepared | None = None,
     ) -> str:
         """Start a planned flow: record it, declare its queues, publish its jobs.
 
@@ -133,6 +143,8 @@ class Lifecycle:
             max_export_bytes: bytes of exports kept with the record at most, below the
                 scheduler's cap (0: that cap alone).
             declared: its queues exist already (a spare's, see scheduler.service.spares).
+            prepared: what the cache decided (its plan is ``plan``): the cached nodes'
+                jobs are not published, their streams are replayed.
 
         Raises:
             BrokerError: when the broker is not connected (nothing is recorded), or failed
@@ -149,6 +161,7 @@ class Lifecycle:
             flow_json=flow_json,
             max_export_items=max_export_items,
             max_export_bytes=max_export_bytes,
+            prepared=prepared,
         )
         record, runtime = flow.record, flow.runtime
         if not self.broker.connected:
@@ -162,10 +175,17 @@ class Lifecycle:
             self.store.create(record, runtime)
             self._flows[flow_id] = flow
         try:
+            cached = prepared.cached if prepared is not None else frozenset()
             if not declared:
                 self.broker.declare_flow_queues(plan.queues)
-            for mailbox in sorted({job.progdef.mailbox for job in plan.jobs}):
+            elif prepared is not None and prepared.recordings:
+                self.broker.declare_flow_queues(prepared.recording_queues)
+            for mailbox in sorted(
+                {job.progdef.mailbox for job in plan.jobs if job.descriptor.node not in cached}
+            ):
                 self.broker.declare_mailbox(mailbox)  # a refused one fails the submit now
+            if prepared is not None:
+                self.cache.begin(flow_id, prepared)
             self.queues.consume(flow)
         except BrokerError as e:
             with self._lock:
@@ -176,6 +196,8 @@ class Lifecycle:
             flow.starting = False
             runtime.waiting = not runtime.finishing
             self._save(flow)
+        if prepared is not None and prepared.replays:
+            self.cache.replay(flow_id, prepared)
         self.admitter.admit_waiting()
         return flow_id
 
@@ -205,6 +227,13 @@ class Lifecycle:
                 continue
             if flow.record.state == FlowState.PENDING.proto and not flow.runtime.waiting:
                 error = "the scheduler stopped while starting the flow: resubmit it"
+                self._fail(flow.id, FAILURE_KIND_BROKER, error)
+                continue
+            if flow.runtime.replaying:  # its consumers would wait for the rest forever
+                error = (
+                    "the scheduler stopped while replaying the cached results of "
+                    f"{', '.join(flow.runtime.replaying)}: resubmit the flow"
+                )
                 self._fail(flow.id, FAILURE_KIND_BROKER, error)
                 continue
             try:

@@ -36,6 +36,9 @@ class SchedulerMetrics:
         submit_duration: seconds a submit took to start its flow, by outcome.
         edge_items: items sent into each edge, by flow name and edge (``rate()`` of it is
             items per second).
+        cache_hits / cache_misses: cacheable nodes of submitted flows whose results were
+            cached (not run) or not, by progdef.
+        cache_replayed_bytes: bytes of cached streams replayed into flows.
     """
 
     def __init__(self) -> None:
@@ -91,6 +94,23 @@ class SchedulerMetrics:
             "Items sent into each edge of running flows, by flow name and edge "
             "('node.port -> node.port'), counted live from heartbeats.",
             ["flow", "edge"],
+            registry=self.registry,
+        )
+        self.cache_hits = Counter(
+            "dagyo_scheduler_cache_hits",
+            "Cacheable nodes not run, their results taken from the cache, by progdef.",
+            ["progdef"],
+            registry=self.registry,
+        )
+        self.cache_misses = Counter(
+            "dagyo_scheduler_cache_misses",
+            "Cacheable nodes run for want of a whole cached result, by progdef.",
+            ["progdef"],
+            registry=self.registry,
+        )
+        self.cache_replayed_bytes = Counter(
+            "dagyo_scheduler_cache_replayed_bytes",
+            "Bytes of cached streams the scheduler replayed into flows.",
             registry=self.registry,
         )
 

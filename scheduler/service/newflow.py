@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import scheduler.service.progress as progress
 from executor.core.constants import MAILBOX_PREFIX
@@ -16,12 +17,16 @@ from scheduler.flow.plan import Plan
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.admission import autoscaled, ceiling
 from scheduler.service.flowstate import (
+    NODE_CACHED,
     NODE_PENDING,
     ActiveFlow,
     ExportStream,
     FlowRuntime,
     FlowState,
 )
+
+if TYPE_CHECKING:
+    from scheduler.service.cached import Prepared
 
 
 def new_flow(
@@ -35,9 +40,16 @@ def new_flow(
     flow_json: str = "",
     max_export_items: int = 0,
     max_export_bytes: int = 0,
+    prepared: Prepared | None = None,
 ) -> ActiveFlow:
-    """The flow of a plan as submitted, pending, every job held (see Lifecycle.submit)."""
+    """The flow of a plan as submitted, pending, every job held (see Lifecycle.submit).
+
+    Args:
+        prepared: what the cache decided: its cached nodes have no job, and the scheduler
+            reads its recording streams.
+    """
     flow_id = plan.flow_id
+    cached = prepared.cached if prepared is not None else frozenset()
     nodes = [
         (
             job.descriptor.node,
@@ -55,8 +67,11 @@ def new_flow(
         flow_json=flow_json,
     )
     for node, progdef, version in nodes:
-        record.nodes.add(node=node, progdef=progdef, version=version, state=NODE_PENDING)
+        state = NODE_CACHED if node in cached else NODE_PENDING
+        record.nodes.add(node=node, progdef=progdef, version=version, state=state)
     progress.add_edges(record, plan)
+    if prepared is not None:  # a cached node's items are counted as its job's would be
+        progress.cached(record, prepared.items)
     runtime = FlowRuntime(
         deadline=deadline,
         max_export_items=max_export_items,
@@ -74,17 +89,20 @@ def new_flow(
         mailboxes={
             job.descriptor.node: job.progdef.mailbox
             for job in plan.jobs
-            if not autoscaled(job.progdef)
+            if not autoscaled(job.progdef) and job.descriptor.node not in cached
         },
+        recordings=dict(prepared.recordings) if prepared is not None else {},
+        replaying=sorted(prepared.replays) if prepared is not None else [],
     )
+    jobs = [job for job in plan.jobs if job.descriptor.node not in cached]
     runtime.held_jobs = [
         [job.progdef.mailbox, base64.b64encode(job.descriptor.SerializeToString()).decode()]
-        for job in plan.jobs
+        for job in jobs
     ]
     runtime.error_ports = {
-        job.descriptor.node: job.progdef.errors for job in plan.jobs if job.progdef.errors
+        job.descriptor.node: job.progdef.errors for job in jobs if job.progdef.errors
     }
     runtime.ceilings = {
-        job.progdef.mailbox: ceiling(job.progdef) for job in plan.jobs if autoscaled(job.progdef)
+        job.progdef.mailbox: ceiling(job.progdef) for job in jobs if autoscaled(job.progdef)
     }
     return ActiveFlow(record, runtime, starting=True)

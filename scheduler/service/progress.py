@@ -23,10 +23,23 @@ def add_edges(record: pb.FlowRecord, plan: Plan) -> None:
                 record.edges.add(source=spec.edge, target=f"{descriptor.node}.{port}")
 
 
-def published(record: pb.FlowRecord, now: float) -> None:
-    """Stamp the time its jobs were published on every node of a record."""
+def cached(record: pb.FlowRecord, items: Mapping[str, Mapping[str, int]]) -> None:
+    """Count the items of each cached node's outputs (node -> port -> items) as sent."""
     for node in record.nodes:
-        node.published = now
+        if node.node in items:
+            node.items_sent = sum(items[node.node].values())
+    for edge in record.edges:
+        source, _, port = edge.source.partition(".")
+        if source in items:
+            edge.items_sent = items[source].get(port, 0)
+
+
+def published(record: pb.FlowRecord, now: float) -> None:
+    """Stamp the time its jobs were published on every node of a record (a cached node has
+    none)."""
+    for node in record.nodes:
+        if node.state != pb.NODE_STATE_CACHED:
+            node.published = now
 
 
 def started(node: pb.NodeProgress, time: float, metrics: SchedulerMetrics) -> None:

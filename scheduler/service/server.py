@@ -147,6 +147,7 @@ class Scheduler:
             objects=FlowObjects(open_objects(settings.objects_url))
             if settings.objects_url
             else None,
+            cache_bounds=settings.cache_bounds,
         )
         self.spares = Spares(broker, self.store, idle_s=settings.spare_idle_s)
         self.versions = Versions(
@@ -322,6 +323,7 @@ class Scheduler:
         if self._broker is not None:
             self.store.flush(CLOSE_FLUSH_S)  # stored, and acked while the broker is there
             self.spares.close()
+            self.lifecycle.cache.close()
             self._broker.close()
             self._broker = None
         if self.store is not None:

@@ -36,6 +36,7 @@ EVENTS_BACKLOG_LIMIT = 100
 NODE_PENDING = pb.NODE_STATE_PENDING
 NODE_RUNNING = pb.NODE_STATE_RUNNING
 NODE_ENDED = pb.NODE_STATE_ENDED
+NODE_CACHED = pb.NODE_STATE_CACHED
 
 
 @dataclass(frozen=True)
@@ -132,15 +133,19 @@ def _lost(flow: ActiveFlow, node: pb.NodeProgress, liveness: Liveness) -> str | 
 def _exports_unfinished(flow: ActiveFlow, liveness: Liveness) -> End | None:
     """A flow whose jobs have all ended and whose exports did not all reach end-of-stream
     within a timeout of the last of them (or of the last export frame read): fails."""
-    if not flow.record.nodes or any(n.state != NODE_ENDED for n in flow.record.nodes):
+    if not flow.record.nodes or flow.runtime.replaying:
+        return None
+    if any(n.state not in (NODE_ENDED, NODE_CACHED) for n in flow.record.nodes):
         return None
     waited = liveness.since(flow.exported_at)
     if waited is None or waited <= liveness.timeout_s:
         return None
-    for name, stream in sorted(flow.runtime.exports.items()):
+    streams = [*sorted(flow.runtime.exports.items()), *sorted(flow.runtime.recordings.items())]
+    for name, stream in streams:
         if not stream.ended:
+            what = f"export {name}" if name in flow.runtime.exports else f"recording of {name}"
             error = (
-                f"export {name} (from {stream.source}): every job of the flow ended, but the "
+                f"{what} (from {stream.source}): every job of the flow ended, but the "
                 f"export stream did not reach end-of-stream within {liveness.timeout_s:g} s "
                 f"({stream.next_seq} frames read, none of them the end): its producer "
                 "ended without one"

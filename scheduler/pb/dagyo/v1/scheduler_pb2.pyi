@@ -26,6 +26,7 @@ class NodeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NODE_STATE_ENDED: _ClassVar[NodeState]
     NODE_STATE_FAILED: _ClassVar[NodeState]
     NODE_STATE_STOPPED: _ClassVar[NodeState]
+    NODE_STATE_CACHED: _ClassVar[NodeState]
 FLOW_STATE_UNSPECIFIED: FlowState
 FLOW_STATE_PENDING: FlowState
 FLOW_STATE_RUNNING: FlowState
@@ -38,6 +39,7 @@ NODE_STATE_RUNNING: NodeState
 NODE_STATE_ENDED: NodeState
 NODE_STATE_FAILED: NodeState
 NODE_STATE_STOPPED: NodeState
+NODE_STATE_CACHED: NodeState
 
 class NodeProgress(_message.Message):
     __slots__ = ("node", "progdef", "state", "executor", "items_sent", "items_received", "published", "started", "ended", "errors_sent", "version")
@@ -122,16 +124,18 @@ class FlowRecord(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[FlowState, str]] = ..., nodes: _Optional[_Iterable[_Union[NodeProgress, _Mapping]]] = ..., failure: _Optional[_Union[_failure_pb2.FailureReport, _Mapping]] = ..., created: _Optional[float] = ..., ended: _Optional[float] = ..., exports: _Optional[_Iterable[_Union[Export, _Mapping]]] = ..., exports_truncated: _Optional[bool] = ..., exports_dropped: _Optional[int] = ..., tenant: _Optional[str] = ..., flow_json: _Optional[str] = ..., waiting: _Optional[str] = ..., edges: _Optional[_Iterable[_Union[EdgeProgress, _Mapping]]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("set", "flow_json", "source", "deadline_s")
+    __slots__ = ("set", "flow_json", "source", "deadline_s", "no_cache")
     SET_FIELD_NUMBER: _ClassVar[int]
     FLOW_JSON_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     set: _containers.RepeatedScalarFieldContainer[str]
     flow_json: str
     source: str
     deadline_s: float
-    def __init__(self, set: _Optional[_Iterable[str]] = ..., flow_json: _Optional[str] = ..., source: _Optional[str] = ..., deadline_s: _Optional[float] = ...) -> None: ...
+    no_cache: bool
+    def __init__(self, set: _Optional[_Iterable[str]] = ..., flow_json: _Optional[str] = ..., source: _Optional[str] = ..., deadline_s: _Optional[float] = ..., no_cache: _Optional[bool] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
     __slots__ = ("flow_id", "problems")
@@ -204,6 +208,46 @@ class FailuresResponse(_message.Message):
     failures: _containers.RepeatedCompositeFieldContainer[_failure_pb2.FailureReport]
     next_page_token: str
     def __init__(self, failures: _Optional[_Iterable[_Union[_failure_pb2.FailureReport, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CacheListRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CacheEntry(_message.Message):
+    __slots__ = ("key", "progdef", "version", "flow", "node", "size", "made", "last_used", "hits", "tenant")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PROGDEF_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FLOW_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MADE_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    progdef: str
+    version: str
+    flow: str
+    node: str
+    size: int
+    made: float
+    last_used: float
+    hits: int
+    tenant: str
+    def __init__(self, key: _Optional[str] = ..., progdef: _Optional[str] = ..., version: _Optional[str] = ..., flow: _Optional[str] = ..., node: _Optional[str] = ..., size: _Optional[int] = ..., made: _Optional[float] = ..., last_used: _Optional[float] = ..., hits: _Optional[int] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class CacheListResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[CacheEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[CacheEntry, _Mapping]]] = ...) -> None: ...
+
+class CacheDropRequest(_message.Message):
+    __slots__ = ("selector",)
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    selector: str
+    def __init__(self, selector: _Optional[str] = ...) -> None: ...
 
 class ExportItemsRequest(_message.Message):
     __slots__ = ("flow_id", "export")

@@ -89,6 +89,16 @@ class SchedulerStub:
                 request_serializer=dagyo_dot_v1_dot_scheduler__pb2.ExportItemsRequest.SerializeToString,
                 response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.ExportChunk.FromString,
                 _registered_method=True)
+        self.CacheList = channel.unary_unary(
+                '/dagyo.v1.Scheduler/CacheList',
+                request_serializer=dagyo_dot_v1_dot_scheduler__pb2.CacheListRequest.SerializeToString,
+                response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.CacheListResponse.FromString,
+                _registered_method=True)
+        self.CacheDrop = channel.unary_unary(
+                '/dagyo.v1.Scheduler/CacheDrop',
+                request_serializer=dagyo_dot_v1_dot_scheduler__pb2.CacheDropRequest.SerializeToString,
+                response_deserializer=dagyo_dot_v1_dot_scheduler__pb2.CacheListResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServicer:
@@ -170,6 +180,22 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CacheList(self, request, context):
+        """The cached results the caller's tenant sees (an admin: every tenant's), most recently
+        used first (`dagyo cache list`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CacheDrop(self, request, context):
+        """Remove cached results: a progdef's (of one version), one key's, or all the caller sees
+        (`dagyo cache drop`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +253,16 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.ExportItems,
                     request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.ExportItemsRequest.FromString,
                     response_serializer=dagyo_dot_v1_dot_scheduler__pb2.ExportChunk.SerializeToString,
+            ),
+            'CacheList': grpc.unary_unary_rpc_method_handler(
+                    servicer.CacheList,
+                    request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.CacheListRequest.FromString,
+                    response_serializer=dagyo_dot_v1_dot_scheduler__pb2.CacheListResponse.SerializeToString,
+            ),
+            'CacheDrop': grpc.unary_unary_rpc_method_handler(
+                    servicer.CacheDrop,
+                    request_deserializer=dagyo_dot_v1_dot_scheduler__pb2.CacheDropRequest.FromString,
+                    response_serializer=dagyo_dot_v1_dot_scheduler__pb2.CacheListResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -526,6 +562,60 @@ class Scheduler:
             '/dagyo.v1.Scheduler/ExportItems',
             dagyo_dot_v1_dot_scheduler__pb2.ExportItemsRequest.SerializeToString,
             dagyo_dot_v1_dot_scheduler__pb2.ExportChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CacheList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dagyo.v1.Scheduler/CacheList',
+            dagyo_dot_v1_dot_scheduler__pb2.CacheListRequest.SerializeToString,
+            dagyo_dot_v1_dot_scheduler__pb2.CacheListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CacheDrop(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dagyo.v1.Scheduler/CacheDrop',
+            dagyo_dot_v1_dot_scheduler__pb2.CacheDropRequest.SerializeToString,
+            dagyo_dot_v1_dot_scheduler__pb2.CacheListResponse.FromString,
             options,
             channel_credentials,
             insecure,
