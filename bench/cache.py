@@ -1,4 +1,4 @@
-"""Cached results on the embedded runner: what a cache hit saves.
+"""Cached results on the embedded runner and on a local cluster: what a cache hit saves.
 
 Two figures, each against the same flow run live (every node run, as ``--no-cache``):
 
@@ -9,17 +9,21 @@ Two figures, each against the same flow run live (every node run, as ``--no-cach
   runs), against the same flow run live and recorded (a miss, ``--no-cache``), and run
   without a cache at all (what recording costs).
 
-The cache lives in a temporary folder. Prints one JSON line:
+The cache lives in a temporary folder. Then the same two figures on a local cluster (the
+scheduler in this process, one executor per progdef, on DAGYO_QUEUE; its cache in the
+scheduler's store, in memory): submit -> first export of the hello flow, and the stream's
+items/s from submit to the flow's end, greet's stream replayed by the scheduler into a
+count that runs against the flow run live and recorded (``--no-cache``). Prints one JSON
+line:
 
     {"runs": …, "first_export_cached_p50_ms": …, "first_export_cached_p99_ms": …,
      "first_export_live_p50_ms": …, "first_export_live_p99_ms": …, "items": N,
      "replayed_items_per_s": …, "live_items_per_s": …, "uncached_items_per_s": …,
-     "replay_ratio": …}
-
-The cluster is not cached yet (docs/cache.md), so it has no figures here.
+     "replay_ratio": …, "cluster": {"runs": …, "first_export_cached_p50_ms": …, …,
+     "replayed_items_per_s": …, "live_items_per_s": …, "replay_ratio": …}}
 
 Usage:
-    python bench/cache.py --items 300000 --repeat 50
+    python bench/cache.py --items 300000 --repeat 50 [--no-cluster]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cache_cluster import cluster_figures
 from common import ROOT, chain_flow, emit, hello_flow, now
 
 from executor.core.progdef import Progdef, load_catalogue
@@ -89,6 +94,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=50, help="runs of the hello flow")
     parser.add_argument("--rounds", type=int, default=3, help="runs of the stream, best counts")
+    parser.add_argument("--no-cluster", action="store_true", help="the embedded figures only")
     args = parser.parse_args()
     catalogue = dict(load_catalogue(ROOT / "progdefs"))
     tune_gc()
@@ -121,6 +127,7 @@ def main() -> None:
             "live_items_per_s": round(max(live_rates)),
             "uncached_items_per_s": round(max(uncached)),
             "replay_ratio": round(max(replayed) / max(live_rates), 2),
+            **({} if args.no_cluster else {"cluster": cluster_figures(args)}),
         }
     )
 

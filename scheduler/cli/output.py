@@ -113,9 +113,14 @@ def sinks_of(flow_json: str) -> set[str]:
 
 def progress_counts(record: pb.FlowRecord, sinks: set[str]) -> dict[str, str]:
     """What the progress line shows per node: the items it sent, and for a sink (which
-    sends nothing) the items it received: how far the flow got."""
+    sends nothing) the items it received: how far the flow got; a cached node (not run, its
+    streams replayed) says so."""
     return {
-        n.node: f"{n.items_received} received" if n.node in sinks else items_of(n)
+        n.node: f"{n.items_sent} cached"
+        if n.state == pb.NODE_STATE_CACHED
+        else f"{n.items_received} received"
+        if n.node in sinks
+        else items_of(n)
         for n in record.nodes
     }
 

@@ -15,23 +15,23 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import Principal
 
 if TYPE_CHECKING:
-    from scheduler.service.cached import ClusterCache
+    from scheduler.service.lifecycle import Lifecycle
 
 
 class CachedResultsService:
-    """Lists and drops the cached results a caller sees."""
+    """Lists and drops the cached results a caller sees, in the lifecycle's cache."""
 
-    def __init__(self, cache: ClusterCache) -> None:
-        self._cache = cache
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self._lifecycle = lifecycle
 
     def list(self, principal: Principal) -> list[pb.CacheEntry]:
         """The entries the caller sees, most recently used first."""
-        return [_proto(e) for e in self._cache.results.entries(_tenant(principal))]
+        return [_proto(e) for e in self._lifecycle.cache.results.entries(_tenant(principal))]
 
     def drop(self, principal: Principal, selector: str = "") -> builtins.list[pb.CacheEntry]:
         """Remove the entries of ``PROGDEF``, ``PROGDEF@VERSION`` or ``KEY`` the caller sees
         (all of them when empty); return those removed."""
-        return [_proto(e) for e in self._cache.results.drop(_tenant(principal), selector)]
+        return [_proto(e) for e in self._lifecycle.cache.results.drop(_tenant(principal), selector)]
 
 
 def _tenant(principal: Principal) -> str | None:

@@ -135,7 +135,7 @@ class FlowService:
         self._clock = clock
         self._running = RunningFlows(store.running_count)
         self.exports = ExportDownloads(lifecycle)  # `dagyo flow export`
-        self.cache = CachedResultsService(lifecycle.cache)  # `dagyo cache list|drop`
+        self.cache = CachedResultsService(lifecycle)  # `dagyo cache list|drop`
 
     def catalogue(self, principal: Principal) -> Catalogue:
         """The progdefs the caller may use (another tenant's do not exist for it).

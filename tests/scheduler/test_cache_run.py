@@ -225,11 +225,11 @@ def test_cache_drop_removes_the_entries_of_a_progdef_or_a_key(
     assert entries() == []
 
 
-def test_cache_without_local_says_to_add_it() -> None:
-    result = run_dagyo("cache", "list")
+def test_cache_without_local_asks_the_scheduler() -> None:
+    result = run_dagyo("cache", "list", env={"DAGYO_SCHEDULER": "127.0.0.1:1"})
 
-    assert result.returncode == 2
-    assert "add --local" in result.stderr
+    assert result.returncode == 3
+    assert "127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_the_result_and_the_progress_line_show_cached_nodes(tmp_path: Path) -> None:
