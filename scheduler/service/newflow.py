@@ -71,7 +71,8 @@ def new_flow(
         record.nodes.add(node=node, progdef=progdef, version=version, state=state)
     progress.add_edges(record, plan)
     if prepared is not None:  # a cached node's items are counted as its job's would be
-        progress.cached(record, prepared.items)
+        errors = {job.descriptor.node: job.progdef.errors for job in plan.jobs}
+        progress.cached(record, prepared.items, errors)
     runtime = FlowRuntime(
         deadline=deadline,
         max_export_items=max_export_items,

@@ -23,11 +23,15 @@ def add_edges(record: pb.FlowRecord, plan: Plan) -> None:
                 record.edges.add(source=spec.edge, target=f"{descriptor.node}.{port}")
 
 
-def cached(record: pb.FlowRecord, items: Mapping[str, Mapping[str, int]]) -> None:
-    """Count the items of each cached node's outputs (node -> port -> items) as sent."""
+def cached(
+    record: pb.FlowRecord, items: Mapping[str, Mapping[str, int]], errors: Mapping[str, str]
+) -> None:
+    """Count the items of each cached node's outputs (node -> port -> items) as sent, those
+    of its error port (node -> port, for the nodes that have one) as errors sent too."""
     for node in record.nodes:
         if node.node in items:
             node.items_sent = sum(items[node.node].values())
+            node.errors_sent = items[node.node].get(errors.get(node.node, ""), 0)
     for edge in record.edges:
         source, _, port = edge.source.partition(".")
         if source in items:
