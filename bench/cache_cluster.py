@@ -13,8 +13,8 @@ from typing import Any
 from common import QUEUE_URL, ROOT, chain_flow, hello_flow, now
 
 from scheduler.client.api import SchedulerClient
-from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.local_cluster import LocalCluster, private_catalogue
+from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 
 NAMES = ("source", "greet", "void_sink", "count")
 

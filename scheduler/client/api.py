@@ -36,6 +36,7 @@ from executor.core.errors import (
     SchedulerUnavailable,
 )
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.client.tlsproblems import tls_problem
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.limits import ENV_MAX_MESSAGE_BYTES, max_message_bytes
@@ -43,14 +44,6 @@ from scheduler.tls import call_metadata, client_credentials, client_target
 
 # A scheduler that does not accept a connection this soon is reported as unreachable, so
 # a wrong address or a stopped scheduler fails fast instead of hanging.
-# What gRPC's details say when the peer closes a new connection at once, and when a
-# certificate does not name the host dialled.
-_CLOSED_AT_ONCE = "Socket closed"
-_UNTRUSTED = re.compile(
-    r"CERTIFICATE_VERIFY_FAILED|certificate signature failure|unable to get local issuer|"
-    r"self[- ]signed certificate"
-)
-_WRONG_NAME = re.compile(r"Hostname Verification Check failed|[Pp]eer name .* not in peer")
 # Of several addresses, one that is not connected this soon is passed over for the next
 # (one that refuses the connection is passed over at once).
 CONNECT_TIMEOUT_S = 3.0
@@ -346,7 +339,7 @@ class SchedulerClient:
         if code is grpc.StatusCode.UNAVAILABLE and BROKER_AWAY in details:
             raise SchedulerDisconnected(details) from error
         if code is grpc.StatusCode.UNAVAILABLE and not during_stream:
-            reason, fix = self._tls_problem(details)
+            reason, fix = tls_problem(details, tls=self._tls, address=self.address)
             raise SchedulerUnavailable(self.address, reason, fix) from error
         if code is grpc.StatusCode.UNAVAILABLE:
             raise SchedulerUnavailable(self.address, "the connection was lost") from error
@@ -356,37 +349,6 @@ class SchedulerClient:
         raise SchedulerError(
             f"the scheduler at {self.address} failed: {code.name}: {details}"
         ) from error
-
-    def _tls_problem(self, details: str) -> tuple[str, str]:
-        """What an unreachable scheduler's details say of TLS: (reason, fix), else empty."""
-        if not self._tls:
-            if _CLOSED_AT_ONCE in details:
-                # What a TLS-only scheduler does to a plain-text client: it hangs up.
-                return "", (
-                    "start it with `dagyo up` or `dagyo scheduler`, or set DAGYO_SCHEDULER "
-                    "to its host:port; if it serves TLS, set DAGYO_TLS_CA to the CA that "
-                    "signed its certificate (or write the address https://HOST:PORT)"
-                )
-            return "", ""
-        host = client_target(self.address).rpartition(":")[0]
-        if _UNTRUSTED.search(details):
-            return (
-                "the TLS handshake failed: its certificate is not signed by a CA this client "
-                "trusts",
-                "set DAGYO_TLS_CA to the CA that signed it",
-            )
-        if _WRONG_NAME.search(details):
-            return (
-                f"the TLS handshake failed: its certificate does not name {host}",
-                f"dial it by a name its certificate holds, or give it a certificate for {host}",
-            )
-        if "handshake failed" in details.lower():
-            return (
-                "the TLS handshake failed",
-                "check that it serves TLS, and DAGYO_TLS_CA (and DAGYO_TLS_CERT, DAGYO_TLS_KEY "
-                "when it asks for a client certificate)",
-            )
-        return "", ""
 
 
 def _ready(channel: grpc.Channel, timeout_s: float) -> bool:

@@ -127,8 +127,7 @@ class Scheduler:
         for left in self.catalogue().left_out.values():
             for line in left.lines():
                 log.warning("%s", line)
-        # The broker's thread hands its writes to the store's writer thread.
-        self.store = StoreWriter(
+        self.store = StoreWriter(  # the broker's thread hands its writes to its writer thread
             open_store(settings.state_path, owner=broker_identity(settings.queue_url))
         )
         broker = Broker(
@@ -137,6 +136,7 @@ class Scheduler:
             on_disconnect=self._disconnected,
             queue_type=settings.queue_type,
         )
+        objects = FlowObjects(open_objects(settings.objects_url)) if settings.objects_url else None
         self.lifecycle = Lifecycle(
             self.store,
             broker,
@@ -144,9 +144,7 @@ class Scheduler:
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             export_cap_bytes=settings.export_cap_bytes,
             watcher_events=settings.watcher_events,
-            objects=FlowObjects(open_objects(settings.objects_url))
-            if settings.objects_url
-            else None,
+            objects=objects,
             cache_bounds=settings.cache_bounds,
         )
         self.spares = Spares(broker, self.store, idle_s=settings.spare_idle_s)
