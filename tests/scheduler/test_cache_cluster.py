@@ -22,7 +22,7 @@ from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import SchedulerSettings
 from tests.cluster import copy_catalogue
 from tests.commands import run_dagyo
-from tests.scheduler.test_cache_run import TALLY, TALLY_CODE
+from tests.tally import TALLY, TALLY_CODE
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -190,7 +190,7 @@ def test_a_failed_cancelled_or_late_flow_leaves_no_entry(cluster: Cluster) -> No
         "exports": {"t": "t.upper", "x": "x.items"},
     }
     cluster.submit(panics, status=1)
-    slow = {
+    slow: dict[str, Any] = {
         "name": "slow",
         "nodes": {"t": {"progdef": "tally"}, "s": {"progdef": "slow"}},
         "edges": [{"from": "t.upper", "to": "s.items"}],

@@ -22,31 +22,10 @@ from scheduler.flow.check import check_flow
 from scheduler.flow.parse import parse_flow
 from tests.commands import run_dagyo
 from tests.conftest import PROGDEFS, ROOT
+from tests.tally import TALLY, TALLY_CODE
 from tests.waiting import eventually
 
 CATALOGUE = load_catalogue(PROGDEFS)
-
-# A deterministic progdef that writes each item it handles to the file DAGYO_TEST_TALLY:
-# the side effect that tells whether it ran.
-TALLY = {
-    "name": "tally",
-    "inputs": {"text": "dagyo.types.Text"},
-    "outputs": {"upper": "dagyo.types.Text"},
-    "run": "main:handler",
-    "style": "function",
-    "deterministic": True,
-}
-TALLY_CODE = """
-import os
-
-from executor.types import Text
-
-
-def handler(ctx, item):
-    with open(os.environ["DAGYO_TEST_TALLY"], "a") as tally:
-        tally.write(item.text + "\\n")
-    return Text(text=item.text.upper())
-"""
 
 
 @pytest.fixture
