@@ -13,9 +13,10 @@ import gc
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from google.protobuf.message import Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from executor._runtime.flusher import Flusher
 from executor._runtime.transport.base import FrameSink
@@ -31,8 +32,9 @@ from executor.core.constants import (
 )
 from executor.core.errors import DagyoError
 from executor.core.frames import FrameForm, MessageFrame, StreamFrame
-from executor.core.offload import Offload, Offloader
+from executor.core.offload import Offload, Offloader, SerializedBytes
 from executor.core.settings import env_number
+from executor.pb.dagyo.types_pb2 import Bytes
 from executor.pb.dagyo.v1.frame_pb2 import Frame, ObjectRef
 
 
@@ -117,6 +119,8 @@ class FrameWriter:
             if offloader is not None and self.form is not FrameForm.MESSAGES
             else ITEM_MAX_BYTES * 64
         )
+        # Bytes items past the threshold are offloaded from their data (see add).
+        self._large = Bytes if self._offload_above < ITEM_MAX_BYTES * 64 else None
         # The serialized ObjectRef of each offloaded item of the frame being filled.
         self._offloaded: list[bytes] = []
         self._lock = threading.Lock()
@@ -150,12 +154,16 @@ class FrameWriter:
         with self._lock:
             self._append_locked(data)
 
-    def _append_locked(self, data: bytes) -> None:
+    def _append_locked(self, data: bytes | SerializedBytes, size: int = -1) -> None:
+        """Add one serialized item (``data``, or a Bytes item of ``size`` serialized bytes
+        to offload as it is read)."""
         items = self._items
         # An offloaded item counts its whole size: its frame goes at once, so a consumer
         # never holds more than one such item of a frame (with the default frame size).
-        self._bytes += len(data)
-        if len(data) > self._offload_above:
+        if size < 0:
+            size = len(data)  # type: ignore[arg-type]
+        self._bytes += size
+        if size > self._offload_above:
             data = self._offload(data, len(items))
         items.append(data)
         count = len(items)
@@ -174,6 +182,15 @@ class FrameWriter:
         """
         form = self.form
         if form is FrameForm.BYTES:
+            if type(message) is self._large:
+                # Its data (a copy) tells its size: ByteSize, as serializing, would hold
+                # it twice more at once. One past the threshold is offloaded from it.
+                serialized = SerializedBytes(message.data)  # type: ignore[attr-defined]
+                if serialized.size > self._offload_above and not UnknownFieldSet(message):
+                    with self._lock:
+                        self._append_locked(serialized, serialized.size)
+                    return
+                del serialized
             self.append(message.SerializeToString())
         elif form is FrameForm.MESSAGES:
             self.add_all([message])
@@ -254,11 +271,12 @@ class FrameWriter:
                 self._first_at = time.monotonic()
                 self._flusher.watch(self)  # after the items are in: see Flusher
 
-    def _offload(self, data: bytes, index: int) -> bytes:
+    def _offload(self, data: bytes | SerializedBytes, index: int) -> bytes:
         """Put one large item in the object store; return what the frame carries for it
         (an empty item; its reference goes beside, in ``_offloaded``)."""
         assert self._offloader is not None
-        self._offloaded.append(self._offloader.put(data, index))
+        source = data if isinstance(data, bytes) else cast(BinaryIO, data)
+        self._offloaded.append(self._offloader.put(source, index))
         return b""
 
     @property

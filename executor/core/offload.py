@@ -91,6 +91,40 @@ class Offload:
         return cls(store=open_store(url) if url else None, threshold=threshold)
 
 
+class SerializedBytes(io.RawIOBase):
+    """A ``dagyo.types.Bytes`` message's serialized form as a file, read from its data.
+
+    ``SerializeToString`` would hold the data twice more at once (protobuf's buffer, then
+    its bytes); this holds its data once (protobuf hands it out as a copy) and gives it to
+    the store a piece at a time. Each read but the last returns all it was asked for.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        length, left = b"", len(data)
+        while left > 0x7F:
+            length, left = length + bytes([left & 0x7F | 0x80]), left >> 7
+        # Field 1 (tag 0x0A), its length, then the data; the empty message is no bytes.
+        self._head = b"\x0a" + length + bytes([left]) if data else b""
+        self._data = data
+        self._at = 0
+        self.size = len(self._head) + len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        head, self._head = self._head, b""
+        want = len(self._data) - self._at if size is None or size < 0 else size - len(head)
+        chunk = self._data[self._at : self._at + max(want, 0)]
+        self._at += len(chunk)
+        return head + chunk if head else chunk
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(chunk)] = chunk
+        return len(chunk)
+
+
 class Offloader:
     """Puts the large items of one output port of one job in the store."""
 
@@ -109,8 +143,9 @@ class Offloader:
         self._prefix = f"{flow_prefix(flow_id)}{node}.{port}/"
         self._numbers = itertools.count()
 
-    def put(self, data: bytes, index: int) -> bytes:
-        """Keep one serialized item; return its serialized ``ObjectRef`` at ``index``.
+    def put(self, data: bytes | BinaryIO, index: int) -> bytes:
+        """Keep one serialized item (or a file of it, read to its end); return its
+        serialized ``ObjectRef`` at ``index``.
 
         Raises:
             ObjectStoreUnavailable: naming the store, when it cannot be written.

@@ -188,6 +188,18 @@ def test_items_past_the_threshold_travel_by_reference_in_order(store: ObjectStor
     assert _read(store, sent) == items
 
 
+def test_a_large_bytes_item_with_unknown_fields_keeps_them(store: ObjectStore) -> None:
+    sent: list[bytes] = []
+    writer = _writer(store, sent)
+    relayed = Bytes.FromString(Bytes(data=b"e" * 300).SerializeToString() + b"\x10\x05")
+    writer.add(relayed)
+    writer.close()
+    (reference,) = Frame.FromString(sent[0]).offloaded
+    assert store.get(reference.key) == relayed.SerializeToString()
+    (received,) = _read(store, sent)
+    assert received.SerializeToString() == relayed.SerializeToString()
+
+
 def _forged(store: ObjectStore, tmp_path: Path, change: str) -> list[bytes]:
     sent: list[bytes] = []
     writer = _writer(store, sent)
@@ -248,6 +260,71 @@ def test_an_unreachable_store_at_fetch_names_the_store_and_the_edge(
         frames = _forged(store, tmp_path, "")
     with pytest.raises(ObjectStoreUnavailable, match=f"object store at s3://fetch/p/ .*{EDGE}"):
         _read(store, frames)
+
+
+# A producer offloading one Bytes item: how far its peak RSS grows past the item it holds.
+PUT_PEAK = """
+import sys
+from pathlib import Path
+
+from executor._runtime.flusher import Flusher
+from executor._runtime.stream import FrameWriter, StreamSettings
+from executor.core.objects import FileStore
+from executor.core.offload import Offload, Offloader
+from executor.types import Bytes
+
+
+def peak() -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1])
+
+
+class Sink:
+    def send(self, frame, *, block):
+        return True
+
+    def close(self):
+        pass
+
+
+store = FileStore(Path(sys.argv[1]))
+writer = FrameWriter(
+    Sink(),
+    settings=StreamSettings(offload=Offload(store, threshold=1 << 20)),
+    flusher=Flusher(),
+    typename="dagyo.types.Bytes",
+    offloader=Offloader(store, flow_id="f0123456789a", node="make", port="data"),
+)
+item = Bytes(data=b"\x01" * int(sys.argv[2]))
+Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from here
+before = peak()
+writer.add(item)
+print((peak() - before) * 1024)
+"""
+
+
+def test_offloading_a_bytes_item_holds_at_most_one_more_copy_of_it(tmp_path: Path) -> None:
+    size = 100_000_000
+    grown = subprocess.run(
+        [sys.executable, "-c", PUT_PEAK, str(tmp_path / "objects"), str(size)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    # Serializing the item would hold it twice more at once (protobuf's buffer, then its
+    # bytes); its data alone is one copy, written to the store a piece at a time.
+    assert int(grown.stdout) < 1.3 * size, grown.stdout
+    (item,) = (tmp_path / "objects").rglob("0")
+    length, left = b"", size  # the item serialized: field 1, its length, its data
+    while left > 0x7F:
+        length, left = length + bytes([left & 0x7F | 0x80]), left >> 7
+    sha = hashlib.sha256(b"\x0a" + length + bytes([left]))
+    for _ in range(size // 1_000_000):
+        sha.update(b"\x01" * 1_000_000)
+    with item.open("rb") as kept:
+        assert hashlib.file_digest(kept, "sha256").hexdigest() == sha.hexdigest()
 
 
 def test_the_example_catalogue_loads() -> None:
