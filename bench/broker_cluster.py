@@ -4,9 +4,10 @@ Starts the three private RabbitMQ nodes of the tests (tests/broker_cluster.py: p
 5701–5703) and one private node of the same server alone (port 5711), so it needs
 rabbitmq-server and root, as the tests do. Then, --rounds times, runs on each broker in
 turn, each time on a fresh vhost: ``bench/many_flows.py --flows F`` and
-``bench/stream.py --items N`` (the cluster contender only). On the one node DAGYO_QUEUE is
-its URL (classic mailboxes); on the three it lists the three URLs (quorum mailboxes, every
-process connected to the first node, so the flows' stream queues live there);
+``bench/stream.py --items N --repeat 2`` (the cluster contender only, the best of two). On
+the one node DAGYO_QUEUE is its URL (classic mailboxes); on the three it lists the three
+URLs (quorum mailboxes, every process connected to the first node, so the flows' stream
+queues live there);
 "three_spread" is the same cluster with a policy spreading the flow queues over the nodes
 (``queue-master-locator: min-masters``, RabbitMQ 3.x). Prints one JSON line:
 
@@ -19,7 +20,7 @@ A ratio is the median of the three nodes' figures over the median of the one nod
 runs alternate, so the machine's other work weighs on both alike.
 
 Usage:
-    python bench/broker_cluster.py --flows 300 --items 100000 --rounds 2
+    python bench/broker_cluster.py --flows 300 --items 200000 --rounds 3
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def one_round(queue: str, flows: int, items: int, into: dict[str, list[float]]) 
     if many["succeeded"] != flows or many["queues_left"]:
         sys.exit(f"bench/broker_cluster.py: a run went wrong: {many}")
     stream = bench(
-        "stream.py", "--items", str(items), "--repeat", "1", "--no-baseline", "--no-ray",
+        "stream.py", "--items", str(items), "--repeat", "2", "--no-baseline", "--no-ray",
         "--no-node", queue=queue,
     )  # fmt: skip
     into["flows_per_s"].append(many["flows_per_s"])
@@ -88,8 +89,8 @@ def one_round(queue: str, flows: int, items: int, into: dict[str, list[float]]) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=300)
-    parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--items", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     keys = ("flows_per_s", "items_per_s", "broker_cpu_ms_per_flow")
     figures: dict[str, dict[str, list[float]]] = {

@@ -13,8 +13,10 @@ node again. Prints one JSON line:
 where a first_success figure is the time from the node's stop to the end of the first hello
 flow that succeeded after it, and running_flow says what the stop of node i did to the flow
 that ran: "failed N s after the stop" or "succeeded in N s" (against undisturbed_s, its
-time with no stop). Every process is connected to node 0, the first URL: its flows' stream
-queues live there.
+time with no stop). Every process starts on node 0, the first URL, so its flows' stream
+queues live there; a process that lost its node reconnects to the first live URL and stays
+there, so the node holding them moves: from node 0 to node 1 at node 0's stop, back to node
+0 at node 1's.
 
 Usage:
     python bench/node_loss.py --stops 10
