@@ -135,9 +135,10 @@ class ClusterCache:
             return Prepared(plan)
         hits: dict[str, tuple[Entry, dict[str, bytes]]] = {}
         metrics = self._parts.metrics
+        there = set() if refresh else self.results.have(tenant, list(keys.values()))
         for node, key in keys.items():
             progdef = checked.progdefs[node]
-            found = None if refresh else self._whole(tenant, key, sorted(progdef.outputs))
+            found = self._whole(tenant, key, sorted(progdef.outputs)) if key in there else None
             if found is not None:
                 hits[node] = found
                 metrics.cache_hits.labels(progdef.name).inc()

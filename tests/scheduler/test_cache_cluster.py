@@ -6,6 +6,7 @@ new version, another tenant and --no-cache all make nodes run."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import subprocess
 import threading
@@ -19,13 +20,16 @@ import pytest
 from executor.core.progdef import load_catalogue
 from scheduler.local_cluster import LocalCluster
 from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
-from scheduler.service.config import SchedulerSettings
+from scheduler.service.config import CacheBounds, SchedulerSettings
 from tests.cluster import copy_catalogue
 from tests.commands import run_dagyo
 from tests.tally import TALLY, TALLY_CODE
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
+
+# DAGYO_CACHE_MAX_BYTES of the module's scheduler.
+MAX_OUTPUT_BYTES = 100_000
 
 TOKENS = {
     "alice": Principal("team-a", "user", Quotas()),
@@ -97,6 +101,7 @@ def cluster(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         heartbeat_timeout_s=4.0,
         metrics_port=0,
         tokens_path=str(tokens),
+        cache_bounds=CacheBounds(max_output_bytes=MAX_OUTPUT_BYTES),
     )
     tally_file = workdir / "tally.txt"
     local = LocalCluster.from_settings(
@@ -300,3 +305,20 @@ def test_a_new_progdef_version_misses(cluster: Cluster) -> None:
         what="a submit on the new version",
     )
     assert cluster.tallied() == ["v1", "v2"]
+
+
+def test_an_output_past_the_bound_is_not_cached_and_a_line_says_so(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    flow = tallies("m1", "m2")
+    items = MAX_OUTPUT_BYTES // 40  # of 50 bytes each, as recorded
+    flow["consts"][0]["values"] = [f"m{n:05}{'x' * 40}" for n in range(items)]
+    with caplog.at_level(logging.WARNING, logger="dagyo.cache"):
+        first_id, first = cluster.submit(flow)
+    assert f"flow {first_id}: output ta.upper is not cached: past DAGYO_CACHE_MAX_BYTES" in (
+        caplog.text
+    )
+    assert len(cluster.tallied()) == items + 1
+    _, again = cluster.submit(flow)
+    assert again == first
+    assert len(cluster.tallied()) == items  # ta ran again; tb was cached

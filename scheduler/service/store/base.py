@@ -223,6 +223,9 @@ class CachedResults(Protocol):
     def get(self, tenant: str, key: str) -> tuple[Entry, dict[str, bytes]] | None:
         """The entry and its streams by port, or None (its use is not counted)."""
 
+    def have(self, tenant: str, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` have an entry of ``tenant`` (one query for a flow's nodes)."""
+
     def touch(self, tenant: str, key: str, at: float) -> None:
         """Count one use of the entry at Unix time ``at`` (its place in the eviction order)."""
 

@@ -10,13 +10,15 @@ bound it is given: putting an entry evicts the least recently used ones, every t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from scheduler.cache.folder import Entry, Output
 from scheduler.service.store.session import Session
 
+# Keys asked about in one query (SQLite takes at most 32766 parameters).
+_KEYS_PER_QUERY = 500
 _COLUMNS = "tenant, key, progdef, version, flow_id, node, made, last_used, hits, size, outputs"
 
 
@@ -76,6 +78,20 @@ class SqlCache:
                 "SELECT port, data FROM cache_streams WHERE tenant = ? AND key = ?", (tenant, key)
             ).fetchall()
         return _entry(row), {str(port): bytes(data) for port, data in streams}
+
+    def have(self, tenant: str, keys: Sequence[str]) -> set[str]:
+        """See base.CachedResults.have."""
+        found: set[str] = set()
+        with self._session() as db:
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = list(keys[start : start + _KEYS_PER_QUERY])
+                marks = ", ".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT key FROM cache_entries WHERE tenant = ? AND key IN ({marks})",
+                    (tenant, *chunk),
+                ).fetchall()
+                found.update(str(row[0]) for row in rows)
+        return found
 
     def touch(self, tenant: str, key: str, at: float) -> None:
         """See base.CachedResults.touch."""
