@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from executor.core.errors import DagyoError, Unreachable
+from executor.core.errors import DagyoError, Unavailable, Unreachable
 
 
 class TlsInvalid(DagyoError):
@@ -89,6 +89,22 @@ class StoreUnavailable(Unreachable):
             reason,
             fix="start the database, or set DAGYO_STATE to one that answers",
         )
+
+
+class StateAway(Unavailable):
+    """Raised when the scheduler refuses a write (submit, cancel) because the database of
+    its state does not answer; it serves them again once the database does."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        super().__init__(
+            f"{STATE_AWAY} {where}, is unreachable ({reason}): submit and cancel are refused "
+            "until it answers again"
+        )
+
+
+# How a StateAway refusal begins, for clients to tell it from an unreachable scheduler.
+STATE_AWAY = "its state, the database at"
 
 
 class LeaseLost(DagyoError):

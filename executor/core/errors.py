@@ -187,6 +187,16 @@ class SchedulerUnavailable(Unreachable):
         )
 
 
+class SchedulerStateAway(SchedulerUnavailable):
+    """Raised when the scheduler answers but refuses a write because the database of its
+    state does not answer."""
+
+    def __init__(self, address: str, message: str) -> None:
+        self.address = address
+        self.what, self.where, self.reason, self.fix = "the scheduler", address, message, ""
+        DagyoError.__init__(self, f"the scheduler at {address} refused: {message}")
+
+
 class ObjectStoreUnavailable(Unreachable):
     """Raised when the object store (DAGYO_OBJECTS) does not answer or refuses a call."""
 
@@ -331,7 +341,8 @@ class LimitReached(SchedulerError):
 
 
 class Unavailable(SchedulerError):
-    """Raised when the scheduler cannot serve a call because it is stopping."""
+    """Raised when the scheduler cannot serve a call now: it is stopping, or (a write) the
+    database of its state does not answer."""
 
 
 # --- triggers -------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def listen_option(function: Any) -> Any:
     several addresses (separated by ``,``, as clients take them) the first."""
 
     def first(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-        from scheduler.client.api import scheduler_addresses
+        from scheduler.client.addresses import scheduler_addresses
 
         return scheduler_addresses(value)[0] if value else value
 

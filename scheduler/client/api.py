@@ -20,7 +20,6 @@ from __future__ import annotations
 import builtins
 import os
 import re
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -32,23 +31,19 @@ from executor.core.errors import (
     SchedulerDisconnected,
     SchedulerError,
     SchedulerRefused,
+    SchedulerStateAway,
     SchedulerUnauthenticated,
     SchedulerUnavailable,
 )
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
+from scheduler.client.addresses import CONNECT_TIMEOUT_S, ready, scheduler_addresses
 from scheduler.client.tlsproblems import tls_problem
+from scheduler.errors import STATE_AWAY
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.limits import ENV_MAX_MESSAGE_BYTES, max_message_bytes
 from scheduler.tls import call_metadata, client_credentials, client_target
 
-# A scheduler that does not accept a connection this soon is reported as unreachable, so
-# a wrong address or a stopped scheduler fails fast instead of hanging.
-# Of several addresses, one that is not connected this soon is passed over for the next
-# (one that refuses the connection is passed over at once).
-CONNECT_TIMEOUT_S = 3.0
-# What separates the addresses of several schedulers in DAGYO_SCHEDULER.
-ADDRESS_SEPARATOR = ","
 # A unary call on a connected scheduler (submit declares queues and publishes jobs).
 CALL_TIMEOUT_S = 60.0
 # What gRPC says when a message is over the receiver's limit: "(sent vs. limit)".
@@ -63,20 +58,6 @@ _REFUSALS = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-
-
-def scheduler_addresses(address: str) -> builtins.list[str]:
-    """The addresses ``DAGYO_SCHEDULER`` (or ``--scheduler``) lists, in order.
-
-    Several schedulers sharing one state are written ``host1:port1,host2:port2``; spaces
-    around each are dropped.
-
-    Example:
-        >>> scheduler_addresses("a:50051, b:50051")
-        ['a:50051', 'b:50051']
-    """
-    addresses = [part.strip() for part in address.split(ADDRESS_SEPARATOR)]
-    return [a for a in addresses if a] or [address.strip()]
 
 
 @dataclass(frozen=True)
@@ -300,7 +281,7 @@ class SchedulerClient:
         """A channel to the first of several addresses that connects, in their order."""
         for address in self.addresses:
             channel = self._open(address)
-            if _ready(channel, CONNECT_TIMEOUT_S):
+            if ready(channel, CONNECT_TIMEOUT_S):
                 return channel
             channel.close()
         raise SchedulerUnavailable(
@@ -338,6 +319,8 @@ class SchedulerClient:
             raise SchedulerUnauthenticated(details) from error
         if code is grpc.StatusCode.UNAVAILABLE and BROKER_AWAY in details:
             raise SchedulerDisconnected(details) from error
+        if code is grpc.StatusCode.UNAVAILABLE and details.startswith(STATE_AWAY):
+            raise SchedulerStateAway(self.address, details) from error
         if code is grpc.StatusCode.UNAVAILABLE and not during_stream:
             reason, fix = tls_problem(details, tls=self._tls, address=self.address)
             raise SchedulerUnavailable(self.address, reason, fix) from error
@@ -349,29 +332,3 @@ class SchedulerClient:
         raise SchedulerError(
             f"the scheduler at {self.address} failed: {code.name}: {details}"
         ) from error
-
-
-def _ready(channel: grpc.Channel, timeout_s: float) -> bool:
-    """Connect ``channel``: True once it is ready, False when its first attempt fails (the
-    address refuses, a TLS handshake fails) or ``timeout_s`` passes."""
-    outcome: builtins.list[bool] = []
-    settled = threading.Event()
-
-    def seen(state: grpc.ChannelConnectivity) -> None:
-        if state is grpc.ChannelConnectivity.READY:
-            outcome.append(True)
-        elif state in (
-            grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-            grpc.ChannelConnectivity.SHUTDOWN,
-        ):
-            outcome.append(False)
-        else:
-            return
-        settled.set()
-
-    channel.subscribe(seen, try_to_connect=True)
-    try:
-        settled.wait(timeout_s)
-    finally:
-        channel.unsubscribe(seen)
-    return bool(outcome) and outcome[0]

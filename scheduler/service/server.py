@@ -6,11 +6,9 @@
     ...                        # talk to scheduler.address
     scheduler.stop()
 
-Besides ``dagyo.v1.Scheduler`` the server speaks the standard gRPC health service
-(``grpc.health.v1.Health``; NOT_SERVING while the broker connection is down) and server
-reflection, so ``grpcurl`` and Kubernetes gRPC probes work without the .proto files, and
-KEDA's external scaler (``externalscaler.ExternalScaler``, see scaler.py).
-"""
+Besides ``dagyo.v1.Scheduler`` it serves gRPC health (NOT_SERVING while the broker or the
+state's database is away, statehealth.py) and reflection, so ``grpcurl`` and Kubernetes
+probes need no .proto file, and KEDA's external scaler (scaler.py)."""
 
 from __future__ import annotations
 
@@ -22,15 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from executor.core.drain import stop_signals
-from executor.core.errors import (
-    BrokerUnavailable,
-    DagyoError,
-    redact_url,
-)
+from executor.core.errors import BrokerUnavailable, DagyoError, redact_url
 from executor.core.health import port_is_fixed
 from executor.core.objects import open_store as open_objects
 from executor.core.progdef import catalogue_folders
@@ -43,7 +37,6 @@ from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
 from scheduler.service.catalogue import CatalogueCache
 from scheduler.service.config import SchedulerSettings, broker_identity
-from scheduler.service.flowservice import FlowService
 from scheduler.service.flowstate import FlowState
 from scheduler.service.hooks import MetricsHook, TracingHook
 from scheduler.service.lifecycle import Lifecycle
@@ -53,6 +46,7 @@ from scheduler.service.sampler import QueueSampler
 from scheduler.service.scaler import SERVICE_NAME as SCALER_SERVICE
 from scheduler.service.scaler import ScalerServicer
 from scheduler.service.spares import Spares
+from scheduler.service.statehealth import GuardedFlowService, StateHealth, publish_health
 from scheduler.service.store import StoreWriter, open_store
 from scheduler.service.store.writer import CLOSE_FLUSH_S
 from scheduler.service.tenancy import AuthInterceptor
@@ -94,7 +88,8 @@ class Scheduler:
         self.lifecycle: Lifecycle = None  # type: ignore[assignment]
         self.versions: Versions = None  # type: ignore[assignment]  # set by start()
         self.spares: Spares = None  # type: ignore[assignment]  # set by start()
-        self.service: FlowService = None  # type: ignore[assignment]  # set by start()
+        self.service: GuardedFlowService = None  # type: ignore[assignment]  # set by start()
+        self.state_health = StateHealth(None, where="")  # a state that answers, until start()
         self._broker: Broker | None = None
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
@@ -130,6 +125,10 @@ class Scheduler:
         self.store = StoreWriter(  # the broker's thread hands its writes to its writer thread
             open_store(settings.state_path, owner=broker_identity(settings.queue_url))
         )
+        # A PostgreSQL store can be asked whether it answers (ping); a SQLite file always does.
+        ping, where = getattr(self.store.store, "ping", None), redact_url(settings.state_path)
+        health_changed = lambda: self._set_health(serving=self._healthy())  # noqa: E731
+        self.state_health = StateHealth(ping, where=where, on_change=health_changed)
         broker = Broker(
             settings.queue_url,
             on_connect=self._reconnected,
@@ -155,7 +154,8 @@ class Scheduler:
             unserved_mailbox_s=settings.unserved_mailbox_s,
         )
         # The use cases, under every front door: gRPC, the triggers and the dashboard.
-        self.service = FlowService(
+        self.service = GuardedFlowService(
+            state=self.state_health,
             catalogue=self.catalogue,
             store=self.store,
             lifecycle=self.lifecycle,
@@ -205,6 +205,7 @@ class Scheduler:
                 daemon=True,
             )
             self._spares_thread.start()
+            self.state_health.start(self._stopping)
             if settings.triggers_dir is not None:
                 from scheduler.service.trigger_sources import TriggerService
 
@@ -317,6 +318,7 @@ class Scheduler:
             if thread is not None:
                 thread.join()
         self._ticker = self._admitter = self._sampler = self._spares_thread = None
+        self.state_health.join()
         self.tracing.shutdown()
         if self._broker is not None:
             self.store.flush(CLOSE_FLUSH_S)  # stored, and acked while the broker is there
@@ -353,16 +355,13 @@ class Scheduler:
         self._set_health(serving=False)
 
     def _healthy(self) -> bool:
-        return self._broker is not None and self._broker.connected
+        connected = self._broker is not None and self._broker.connected
+        return connected and self.state_health.reachable
 
     def _set_health(self, *, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        for service in ("", SERVICE_NAME):
-            self._health.set(service, status)
+        # Serving only while the state's database answers too (scheduler.service.statehealth).
+        serving = serving and self.state_health.reachable
+        publish_health(self._health, ("", SERVICE_NAME), serving)
 
 
 def serve(settings: SchedulerSettings, *, stop: threading.Event | None = None) -> None:

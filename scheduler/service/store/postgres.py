@@ -98,6 +98,25 @@ class PostgresStore(SqlStore):
         """Close every pooled connection (idempotent)."""
         self._pool.close()
 
+    def ping(self, timeout_s: float) -> None:
+        """Ask the database for nothing, on a pooled connection checked before use.
+
+        Raises:
+            StoreUnavailable: no connection within ``timeout_s``, or the query failed.
+        """
+        try:
+            with self._pool.connection(timeout=timeout_s) as connection:
+                connection.execute("SELECT 1")
+        except psycopg_pool.PoolTimeout as e:
+            # The pool says only that it waited: a connection of our own says why.
+            try:
+                psycopg.connect(self.url, connect_timeout=max(1, int(timeout_s))).close()
+            except psycopg.Error as why:
+                raise StoreUnavailable(self._where, self._reason(why)) from e
+            raise StoreUnavailable(self._where, self._reason(e)) from e
+        except psycopg.Error as e:
+            raise StoreUnavailable(self._where, self._reason(e)) from e
+
     def _reason(self, error: Exception) -> str:
         """The first line of a driver's error, never holding the URL's password."""
         lines = str(error).strip().splitlines() or [type(error).__name__]
