@@ -7,6 +7,7 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from executor.core.errors import (
@@ -107,6 +108,22 @@ def test_delete_deletes_one_object_and_a_missing_one_is_no_error(store: ObjectSt
     store.delete("exports/f1/x/0.0")
     store.delete("exports/f1/x/0.0")
     assert store.children("exports/f1/x/") == ["1.0"]
+
+
+def test_delete_prefix_aborts_uploads_left_unfinished_there() -> None:
+    # An executor killed while it uploads leaves a multipart upload, whose parts S3 keeps
+    # (and bills) without listing them as objects.
+    with s3_server("uploads"):
+        store = open_store("s3://uploads/p")
+        client = boto3.session.Session().client("s3")
+        for key in ("p/flows/f1/a.out/0", "p/flows/f2/a.out/0"):
+            upload = client.create_multipart_upload(Bucket="uploads", Key=key)
+            client.upload_part(
+                Bucket="uploads", Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"x"
+            )
+        assert store.delete_prefix("flows/f1/") == 0
+        left = client.list_multipart_uploads(Bucket="uploads").get("Uploads", [])
+        assert [u["Key"] for u in left] == ["p/flows/f2/a.out/0"]
 
 
 def test_copy_keeps_the_object_under_both_keys(store: ObjectStore) -> None:

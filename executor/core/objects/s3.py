@@ -8,7 +8,8 @@ imported only when such a store is opened: pip install 'dagyo[s3]'.
 The S3 calls used (docs/protocol.md, Offloaded items): PutObject, and for objects past
 8 MiB CreateMultipartUpload, UploadPart, CompleteMultipartUpload and AbortMultipartUpload;
 GetObject; HeadObject, CopyObject and UploadPartCopy (an export kept); ListObjectsV2 (with
-and without a delimiter); DeleteObjects.
+and without a delimiter); DeleteObjects; ListMultipartUploads (and AbortMultipartUpload)
+for uploads a killed producer left unfinished under a flow's prefix.
 """
 
 from __future__ import annotations
@@ -150,9 +151,22 @@ class S3Store:
                 self._client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
                 )
+            self._abort_uploads(prefix)
         except Exception as e:
             raise self._fail(e) from e
         return len(keys)
+
+    def _abort_uploads(self, prefix: str) -> None:
+        """Abort the multipart uploads under ``prefix`` that never completed (a producer
+        killed while it uploaded): S3 keeps their parts, unlisted, until then."""
+        pages = self._client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self.prefix + prefix
+        )
+        for page in pages:
+            for upload in page.get("Uploads", ()):
+                self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
 
     def children(self, prefix: str) -> list[str]:
         """See :class:`executor.core.objects.base.ObjectStore`."""
