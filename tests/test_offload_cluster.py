@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from executor.core.objects import ObjectStore, open_store
@@ -251,6 +252,27 @@ def test_exported_items_the_record_drops_leave_no_object(
     assert Bytes.FromString(item).data == (block * 3)[:3_000_000]
     eventually(lambda: objects.children("flows/") == [], 30, what="the flow's objects deleted")
     objects.delete_prefix("exports/")
+
+
+def test_a_producer_killed_mid_stream_leaves_no_object(
+    cluster: LocalCluster, objects: ObjectStore
+) -> None:
+    (producer,) = cluster.executors["make_bytes"]
+    try:
+        with SchedulerClient(cluster.address) as client:
+            flow_id = client.submit(flow([9_000_000] * 400), source="large.json")
+            eventually(lambda: flow_id in objects.children("flows/"), 60, what="objects put")
+            producer.kill()  # SIGKILL: mid-upload, perhaps
+            record = wait_end(client, flow_id)
+        assert state_of(record) == "failed", record
+        eventually(lambda: objects.children("flows/") == [], 30, what="the flow's objects gone")
+        if objects.url.startswith("s3://"):
+            uploads = boto3.session.Session().client("s3").list_multipart_uploads(Bucket="cluster")
+            assert uploads.get("Uploads", []) == []
+    finally:
+        producer.wait()
+        cluster.start_executor(cluster.catalogue["make_bytes"])
+        assert cluster.wait_ready() == []
 
 
 def dagyo(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
