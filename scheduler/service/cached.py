@@ -35,7 +35,7 @@ from executor.pb.dagyo.v1.job_pb2 import Job
 from scheduler.cache.folder import Entry, Output
 from scheduler.constants import ENV_CACHE_BYTES, ENV_CACHE_MAX_BYTES
 from scheduler.flow.cache_key import cache_keys
-from scheduler.flow.model import CheckedFlow
+from scheduler.flow.model import CheckedFlow, Endpoint
 from scheduler.flow.plan import Plan
 from scheduler.service.config import CacheBounds
 from scheduler.service.flows import FlowParts
@@ -133,17 +133,13 @@ class ClusterCache:
         keys = cache_keys(checked)
         if not keys:
             return Prepared(plan)
-        hits: dict[str, tuple[Entry, dict[str, bytes]]] = {}
+        hits = {} if refresh else self._hits(tenant, checked, keys)
         metrics = self._parts.metrics
-        there = set() if refresh else self.results.have(tenant, list(keys.values()))
-        for node, key in keys.items():
-            progdef = checked.progdefs[node]
-            found = self._whole(tenant, key, sorted(progdef.outputs)) if key in there else None
-            if found is not None:
-                hits[node] = found
-                metrics.cache_hits.labels(progdef.name).inc()
+        for node in keys:
+            if node in hits:
+                metrics.cache_hits.labels(checked.progdefs[node].name).inc()
             elif not refresh:
-                metrics.cache_misses.labels(progdef.name).inc()
+                metrics.cache_misses.labels(checked.progdefs[node].name).inc()
         now = time.time()
         for node in hits:
             self.results.touch(tenant, keys[node], now)
@@ -178,17 +174,44 @@ class ClusterCache:
         )
         return prepared
 
+    def _hits(
+        self, tenant: str, checked: CheckedFlow, keys: Mapping[str, str]
+    ) -> dict[str, tuple[Entry, dict[str, bytes]]]:
+        """The cached nodes of a flow, each with its entry and, when it is replayed (it has
+        an export, or a consumer that runs), its streams, checked. Only what is replayed is
+        read whole; a damaged entry is dropped and its node runs, so the nodes above it
+        that it reads from are replayed in their turn."""
+        there = self.results.have(tenant, list(keys.values()))
+        cached = {node for node, key in keys.items() if key in there}
+        hits: dict[str, tuple[Entry, dict[str, bytes]]] = {}
+        settled = False
+        while not settled:
+            settled = True
+            for node in sorted(cached):
+                replayed = _replayed(checked, cached, node)
+                if node in hits and (hits[node][1] or not replayed):
+                    continue
+                ports = sorted(checked.progdefs[node].outputs) if replayed else []
+                found = self._whole(tenant, keys[node], ports, streams=replayed)
+                if found is None:  # gone meanwhile, or damaged: it runs
+                    cached.discard(node)
+                    hits.pop(node, None)
+                    settled = False
+                    break
+                hits[node] = found
+        return hits
+
     def _whole(
-        self, tenant: str, key: str, ports: list[str]
+        self, tenant: str, key: str, ports: list[str], *, streams: bool
     ) -> tuple[Entry, dict[str, bytes]] | None:
-        """The entry of ``key`` with every output's stream, checked; a damaged one is
-        dropped (its node runs)."""
-        found = self.results.get(tenant, key)
+        """The entry of ``key``, with every output's stream (``streams``) checked; a damaged
+        one is dropped (its node runs)."""
+        found = self.results.get(tenant, key, streams=streams)
         if found is None:
             return None
-        entry, streams = found
+        entry, streams_of = found
         for port in ports:
-            output, data = entry.outputs.get(port), streams.get(port)
+            output, data = entry.outputs.get(port), streams_of.get(port)
             if output is None or data is None or not _checks(output, data):
                 log.warning(
                     "cache entry %s (progdef %s, node %s): output %s is truncated or corrupted "
@@ -336,6 +359,15 @@ class ClusterCache:
     def close(self) -> None:
         """Close the replays' connection."""
         self._replayer.close()
+
+
+def _replayed(checked: CheckedFlow, cached: set[str], node: str) -> bool:
+    """True when a cached node has an export, or a consumer that runs."""
+    return any(
+        checked.exports_of(Endpoint(node, port))
+        or any(t.node not in cached for t in checked.consumers_of(Endpoint(node, port)))
+        for port in checked.progdefs[node].outputs
+    )
 
 
 def _checks(output: Output, data: bytes) -> bool:

@@ -228,6 +228,26 @@ def test_a_corrupted_entry_is_detected_and_its_node_runs(cluster: Cluster) -> No
     assert third == first and cluster.tallied() == []  # the entry was made again
 
 
+def test_a_node_below_a_damaged_entry_replays_what_it_reads(cluster: Cluster) -> None:
+    chain = {
+        "name": "chain",
+        "nodes": {"top": {"progdef": "tally"}, "low": {"progdef": "tally"}},
+        "edges": [{"from": "top.upper", "to": "low.text"}],
+        "consts": [{"to": "top.text", "values": ["d1", "d2"]}],
+        "exports": {"low": "low.upper"},
+    }
+    first_id, first = cluster.submit(chain)
+    assert cluster.tallied() == ["D1", "D2", "d1", "d2"]
+    (key,) = [e["key"] for e in cluster.entries() if e["flow"] == first_id and e["node"] == "low"]
+    with sqlite3.connect(cluster.state) as db:
+        db.execute("UPDATE cache_streams SET data = substr(data, 1, 3) WHERE key = ?", (key,))
+    flow_id, again = cluster.submit(chain)
+    assert again == first
+    assert cluster.tallied() == ["D1", "D2"]  # low ran, on top's stream replayed
+    nodes = cluster.nodes(flow_id)
+    assert (nodes["top"]["state"], nodes["low"]["state"]) == ("cached", "ended")
+
+
 def test_two_identical_flows_at_once_both_succeed_alike(cluster: Cluster) -> None:
     results: list[list[dict[str, Any]]] = []
 

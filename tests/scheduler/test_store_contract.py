@@ -452,6 +452,7 @@ def test_cached_results_are_kept_per_tenant_across_a_reopen(opener: Opener) -> N
     )
     assert entry.outputs["greeting"] == Output(items=1, bytes=100, sha256="ab" * 32)
     assert streams == {"greeting": b"x" * 100}
+    assert cache.get("a", "k1", streams=False) == (entry, {})
     assert cache.get("b", "k1") is None  # another tenant never reads it
     assert cache.have("a", ["k0", "k1", *[f"x{n}" for n in range(1200)]]) == {"k1"}
     assert cache.have("b", ["k1"]) == set()

@@ -220,8 +220,11 @@ class CachedResults(Protocol):
         then evict the least recently used entries (any tenant's) until the cache holds at
         most ``max_bytes``. False, keeping nothing, when the entry alone is larger."""
 
-    def get(self, tenant: str, key: str) -> tuple[Entry, dict[str, bytes]] | None:
-        """The entry and its streams by port, or None (its use is not counted)."""
+    def get(
+        self, tenant: str, key: str, *, streams: bool = True
+    ) -> tuple[Entry, dict[str, bytes]] | None:
+        """The entry and its streams by port (none unless ``streams``), or None (its use is
+        not counted)."""
 
     def have(self, tenant: str, keys: Sequence[str]) -> set[str]:
         """Which of ``keys`` have an entry of ``tenant`` (one query for a flow's nodes)."""

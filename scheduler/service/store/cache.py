@@ -65,7 +65,9 @@ class SqlCache:
             _evict(db, max_bytes, keep=(entry.tenant, entry.key))
         return True
 
-    def get(self, tenant: str, key: str) -> tuple[Entry, dict[str, bytes]] | None:
+    def get(
+        self, tenant: str, key: str, *, streams: bool = True
+    ) -> tuple[Entry, dict[str, bytes]] | None:
         """See base.CachedResults.get."""
         with self._session() as db:
             row = db.execute(
@@ -74,10 +76,15 @@ class SqlCache:
             ).fetchone()
             if row is None:
                 return None
-            streams = db.execute(
-                "SELECT port, data FROM cache_streams WHERE tenant = ? AND key = ?", (tenant, key)
-            ).fetchall()
-        return _entry(row), {str(port): bytes(data) for port, data in streams}
+            rows = (
+                db.execute(
+                    "SELECT port, data FROM cache_streams WHERE tenant = ? AND key = ?",
+                    (tenant, key),
+                ).fetchall()
+                if streams
+                else []
+            )
+        return _entry(row), {str(port): bytes(data) for port, data in rows}
 
     def have(self, tenant: str, keys: Sequence[str]) -> set[str]:
         """See base.CachedResults.have."""
