@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -77,9 +78,15 @@ def test_up_on_three_nodes_runs_the_examples_and_outlives_any_one_node(
 ) -> None:
     examples = sorted(EXAMPLES.glob("*.json"))
     expected = {"mixed.json": sorted(json.dumps(line, sort_keys=True) for line in MIXED)}
-    for path in examples:
-        if path.name not in expected:
-            ran = run_dagyo("run", str(path), env={"DAGYO_PROGDEFS": str(ROOT / "progdefs")})
+    embedded = [path for path in examples if path.name not in expected]
+    with ThreadPoolExecutor(len(embedded)) as pool:  # one process each, side by side
+        runs = pool.map(
+            lambda path: run_dagyo(
+                "run", str(path), env={"DAGYO_PROGDEFS": str(ROOT / "progdefs")}
+            ),
+            embedded,
+        )
+        for path, ran in zip(embedded, runs, strict=True):
             assert ran.returncode == ENDS.get(path.name, 0), (path, ran.stderr)
             expected[path.name] = exports_of(ran.stdout)
     names = sorted(node.node for node in broker_cluster.nodes)
@@ -95,10 +102,14 @@ def test_up_on_three_nodes_runs_the_examples_and_outlives_any_one_node(
             "PYTHONPATH": str(ROOT),
         }
         with dagyo_up("--listen", address, "--heartbeat-timeout", "6", env=env) as up:
-            for path in examples:
-                submitted = run_dagyo("flow", "submit", str(path), "--wait", env=env)
-                assert submitted.returncode == ENDS.get(path.name, 0), (path, submitted.stderr)
-                assert exports_of(submitted.stdout) == expected[path.name]
+            with ThreadPoolExecutor(len(examples)) as pool:
+                submits = pool.map(
+                    lambda path: run_dagyo("flow", "submit", str(path), "--wait", env=env),
+                    examples,
+                )
+                for path, submitted in zip(examples, submits, strict=True):
+                    assert submitted.returncode == ENDS.get(path.name, 0), (path, submitted.stderr)
+                    assert exports_of(submitted.stdout) == expected[path.name]
             for index in range(len(broker_cluster.nodes)):
                 stopped = time.monotonic()
                 broker_cluster.stop_node(index)
