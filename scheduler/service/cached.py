@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,18 +32,18 @@ from executor.core.progdef import Progdef
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER
 from executor.pb.dagyo.v1.job_pb2 import Job
 from scheduler.cache.folder import Entry, Output
-from scheduler.constants import ENV_CACHE_BYTES, ENV_CACHE_MAX_BYTES
+from scheduler.constants import ENV_CACHE_BYTES
 from scheduler.flow.cache_key import cache_keys
 from scheduler.flow.model import CheckedFlow, Endpoint
 from scheduler.flow.plan import Plan
 from scheduler.service.config import CacheBounds
 from scheduler.service.flows import FlowParts
 from scheduler.service.flowstate import ExportStream
+from scheduler.service.recording import Recording
 from scheduler.service.replay import Replayer
 from scheduler.service.store import CachedResults
 
 log = logging.getLogger("dagyo.cache")
-_LENGTH = struct.Struct(">I")
 
 
 @dataclass
@@ -73,26 +72,6 @@ class Prepared:
         return [stream.queue for stream in self.recordings.values()]
 
 
-class _Recording:
-    """One output stream being recorded, in the layout the store keeps it."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.items = 0
-        self.size = 0
-        self.dropped = ""  # why it is not cached, once it is not
-
-    def add(self, items: list[bytes], limit: int) -> None:
-        data = b"".join(_LENGTH.pack(len(item)) + item for item in items)
-        if self.size + len(data) > limit:
-            self.dropped = f"past {ENV_CACHE_MAX_BYTES} ({limit} bytes)"
-            self.chunks = []
-            return
-        self.chunks.append(data)
-        self.items += len(items)
-        self.size += len(data)
-
-
 class ClusterCache:
     """The scheduler's cache: decides at submit, replays, records, commits at success.
 
@@ -117,8 +96,10 @@ class ClusterCache:
         self._fail = fail
         self._replayer = Replayer(parts.broker.url)
         self._lock = threading.Lock()
-        self._pending: dict[str, tuple[dict[str, Entry], dict[str, _Recording]]] = {}
+        self._pending: dict[str, tuple[dict[str, Entry], dict[str, Recording]]] = {}
         self._stops: dict[str, threading.Event] = {}
+        # Bytes of every flow's recordings held in memory: at most DAGYO_CACHE_BYTES.
+        self._held = 0
 
     # --- at submit -------------------------------------------------------------------------
 
@@ -232,7 +213,7 @@ class ClusterCache:
         with self._lock:
             self._stops[flow_id] = threading.Event()
             if prepared.entries:
-                recordings = {name: _Recording() for name in prepared.recordings}
+                recordings = {name: Recording() for name in prepared.recordings}
                 self._pending[flow_id] = (dict(prepared.entries), recordings)
 
     def recording(self, flow_id: str) -> bool:
@@ -249,9 +230,10 @@ class ClusterCache:
                 return
             if offloaded:
                 recording.dropped = "it carries offloaded items"
-                recording.chunks = []
+                self._held += recording.drop()
             else:
-                recording.add(items, self.bounds.max_output_bytes)
+                room = self.bounds.max_bytes - self._held
+                self._held += recording.add(items, self.bounds.max_output_bytes, room)
             why = recording.dropped
         if why:
             log.warning("flow %s: output %s is not cached: %s", flow_id, name, why)
@@ -322,6 +304,8 @@ class ClusterCache:
         with self._lock:
             pending = self._pending.pop(flow_id, None)
             stop = self._stops.pop(flow_id, None)
+            if pending is not None:
+                self._held -= sum(r.size for r in pending[1].values())
         if stop is not None:
             stop.set()
         if pending is None or not succeeded:

@@ -1,0 +1,42 @@
+"""One output stream of a cacheable node recorded while its flow runs (docs/cache.md),
+held in memory in the layout the store keeps it: each item a 4-byte big-endian length and
+its bytes."""
+
+from __future__ import annotations
+
+import struct
+
+from scheduler.constants import ENV_CACHE_BYTES, ENV_CACHE_MAX_BYTES
+
+_LENGTH = struct.Struct(">I")
+
+
+class Recording:
+    """One output stream being recorded, in the layout the store keeps it."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.items = 0
+        self.size = 0
+        self.dropped = ""  # why it is not cached, once it is not
+
+    def add(self, items: list[bytes], limit: int, room: int) -> int:
+        """Hold the items, within ``limit`` bytes for the stream and ``room`` for every
+        recording the scheduler holds; return the bytes it holds more (or less: dropped)."""
+        data = b"".join(_LENGTH.pack(len(item)) + item for item in items)
+        if self.size + len(data) > limit or len(data) > room:
+            self.dropped = (
+                f"past {ENV_CACHE_MAX_BYTES} ({limit} bytes)"
+                if self.size + len(data) > limit
+                else f"the scheduler holds {ENV_CACHE_BYTES} of recordings already"
+            )
+            return self.drop()
+        self.chunks.append(data)
+        self.items += len(items)
+        self.size += len(data)
+        return len(data)
+
+    def drop(self) -> int:
+        """Forget the items held; return minus their bytes."""
+        held, self.chunks, self.size = self.size, [], 0
+        return -held
