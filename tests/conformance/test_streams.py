@@ -5,10 +5,14 @@ Every case runs one job of the ``relay`` progdef, which passes each item on unch
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from executor.pb.dagyo.types_pb2 import Text
 from executor.pb.dagyo.v1.job_pb2 import Input, Output
+from scheduler.service.recording import Recording
+from scheduler.service.replay import Replayer
 from tests.conformance.conftest import StartExecutor
 from tests.conformance.executors import RunningExecutor
 from tests.conformance.wire import (
@@ -126,6 +130,37 @@ def test_a_full_stream_holds_its_producer_back_and_loses_nothing(
     assert not [e for e in wire.events("ended") if e.job.flow_id == flow_id]
 
     frames = wire.frames(out.queue)
+    assert [Text.FromString(i).text[:3] for f in frames for i in f.items] == [v[:3] for v in values]
+    assert_stream(frames, out.token)
+    assert wire.ended(flow_id, "relay").outcome == ""
+
+
+def test_a_stream_replayed_from_the_cache_is_read_as_its_producer_sent_it(
+    wire: Wire, relay: RunningExecutor
+) -> None:
+    # A cached node's stream comes from the scheduler (docs/protocol.md, Cached nodes): the
+    # same frames, seq, typename and token, held back by a full stream as any producer.
+    flow_id = new_flow_id()
+    source = stream_into(wire, flow_id, "relay", "text")
+    [out] = run_relay(wire, relay, flow_id, input_from(source), ["down.text"])
+    values = [f"{i:03d}" + "x" * 140_000 for i in range(30)]
+    recording = Recording()
+    recording.add(texts(*values), limit=1 << 30, room=1 << 30)
+    replayed = Output(typename=TEXT, queues=[source.queue], token=source.token)
+    replayer = Replayer(wire.url)
+    sent: list[int] = []
+    sender = threading.Thread(
+        target=lambda: sent.append(
+            replayer.send(replayed, b"".join(recording.chunks), stop=threading.Event())
+        )
+    )
+    try:
+        sender.start()
+        frames = wire.frames(out.queue)
+        sender.join(WAIT_S)
+    finally:
+        replayer.close()
+    assert sent == [30]
     assert [Text.FromString(i).text[:3] for f in frames for i in f.items] == [v[:3] for v in values]
     assert_stream(frames, out.token)
     assert wire.ended(flow_id, "relay").outcome == ""
