@@ -156,6 +156,24 @@ def hello_flow() -> dict[str, Any]:
     return json.loads((ROOT / "examples" / "hello.json").read_text())
 
 
+def load_average() -> float:
+    """The machine's load average over the last minute: how loaded a figure's run was."""
+    return round(os.getloadavg()[0], 2)
+
+
+def celery_ready(script: str) -> bool:
+    """Whether the Celery contender can run (the bench extra); else a line on stderr."""
+    import importlib.util
+
+    if importlib.util.find_spec("celery") is None:
+        print(
+            f"{script}: no Celery, so no Celery contender (pip install -e '.[bench]')",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
 def emit(figures: dict[str, Any]) -> None:
     """Print the benchmark's one JSON line."""
     print(json.dumps(figures), flush=True)

@@ -5,6 +5,13 @@ another on one client connection:
 
     {"flows": 200, "first_export_ms": {"p50": …, "p99": …}, "finished_ms": {…}}
 
+Unless --no-celery (or without Celery, the bench extra), the Celery contender
+(bench/celery_chain.py: a chain source -> greet -> sink per flow, a prefork worker of
+concurrency = cores, on the same broker, result backend rpc://) takes turns with dagyo,
+one chain sent after each flow, and adds its sent -> done ("celery_sent_done_ms"), and
+"celery_ratio" and "celery_p99_ratio": dagyo's first-export p50 and p99 over Celery's;
+"load" is the machine's 1-minute load average before and after.
+
 With --samples it adds every flow's submit -> first export, in milliseconds, in the order
 run ("first_export_samples_ms"), for bench/report.py's latency CDF.
 
@@ -21,6 +28,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import statistics
@@ -29,7 +37,16 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from common import delete_mailboxes, emit, hello_flow, now, start_cluster
+from common import (
+    QUEUE_URL,
+    celery_ready,
+    delete_mailboxes,
+    emit,
+    hello_flow,
+    load_average,
+    now,
+    start_cluster,
+)
 
 from scheduler.client.api import SchedulerClient
 
@@ -101,7 +118,11 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=200)
     parser.add_argument("--samples", action="store_true", help="add every flow's latency")
     parser.add_argument("--phases", action="store_true", help="add where a submit's time goes")
+    parser.add_argument("--no-celery", action="store_true", help="skip the Celery contender")
     args = parser.parse_args()
+    loads = [load_average()]
+    with_celery = not args.no_celery and celery_ready("bench/latency.py")
+    celery_runs: list[float] = []
     spent = time_phases() if args.phases else {}
     client_submit: list[float] = []
     cluster = start_cluster(("source", "greet", "void_sink"))
@@ -109,7 +130,12 @@ def main() -> None:
     first: list[float] = []
     finished: list[float] = []
     try:
-        with SchedulerClient(cluster.address) as client:
+        with contextlib.ExitStack() as stack:
+            client = stack.enter_context(SchedulerClient(cluster.address))
+            if with_celery:
+                from celery_chain import CeleryContender
+
+                celery = stack.enter_context(CeleryContender(QUEUE_URL))
             for i in range(args.flows + 10):
                 if i == 10:
                     spent.clear()  # the first flows warm up imports and channels
@@ -128,15 +154,30 @@ def main() -> None:
                     assert first_at is not None, "the hello flow exported nothing"
                     first.append(first_at - started)
                     finished.append(ended - started)
+                if with_celery:
+                    sent_done = celery.once()
+                    if i >= 10:
+                        celery_runs.append(sent_done)
     finally:
         cluster.stop()
         delete_mailboxes(cluster)
+    loads.append(load_average())
+    celery_figures: dict[str, Any] = {}
+    if celery_runs:
+        ours, theirs = percentiles(first), percentiles(celery_runs)
+        celery_figures = {
+            "celery_sent_done_ms": theirs,
+            "celery_ratio": round(ours["p50"] / theirs["p50"], 2),
+            "celery_p99_ratio": round(ours["p99"] / theirs["p99"], 2),
+        }
     emit(
         {
             "bench": "latency",
             "flows": args.flows,
             "first_export_ms": percentiles(first),
             "finished_ms": percentiles(finished),
+            **celery_figures,
+            "load": loads,
             **(
                 {"first_export_samples_ms": [round(s * 1000, 2) for s in first]}
                 if args.samples

@@ -14,6 +14,18 @@ cluster), this process (the scheduler, and the client threads submitting and wat
 the executor processes. cores_busy is their sum over the
 wall time: on a machine of N cores, a figure near N means the flows/s are CPU-bound.
 
+Then, unless --no-celery (or without Celery, the bench extra), the Celery contender
+(bench/celery_chain.py: a chain source -> greet -> sink per flow, a prefork worker of
+concurrency = cores, on the same broker) runs for as long as the flows took, one client
+keeping --celery-in-flight chains sent and not yet done, and adds its figures beside:
+
+    {"celery_chains": …, "celery_seconds": …, "celery_chains_per_s": …,
+     "celery_cpu_ms_per_chain": {"broker": …, "client": …, "worker": …, "total": …},
+     "celery_cores_busy": …, "celery_ratio": …, "cpu_ratio": …, "load": [… , …]}
+
+celery_ratio is dagyo's flows/s over Celery's chains/s, cpu_ratio dagyo's CPU per flow
+over Celery's per chain; load is the machine's 1-minute load average as each part began.
+
 With --timeline it adds, for every flow, the seconds from the first submit until it was
 seen ended ("ended_at_s", sorted), looked for every 0.1 s from the first submit on, for
 bench/report.py's flows/s over time.
@@ -32,12 +44,15 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from common import (
+    QUEUE_URL,
     CpuMeter,
     broker_pids,
+    celery_ready,
     delete_mailboxes,
     emit,
     flow_queues_left,
     hello_flow,
+    load_average,
     now,
     rss_bytes,
     start_cluster,
@@ -68,14 +83,40 @@ def watch(
         done.wait(0.1)
 
 
+def run_celery(seconds: float, in_flight: int, loads: list[float]) -> dict[str, object]:
+    """The Celery contender for ``seconds``: its figures, prefixed ``celery_``."""
+    from celery_chain import CeleryContender
+
+    with CeleryContender(QUEUE_URL) as celery:
+        broker: list[int | str] = list(broker_pids())
+        cpu = CpuMeter({"broker": broker, "client": ["self"], "worker": celery.pids()})
+        loads.append(load_average())
+        cpu.start()
+        chains, took = celery.sustain(seconds, in_flight)
+        cpu.stop()
+    return {
+        "celery_chains": chains,
+        "celery_seconds": round(took, 2),
+        "celery_chains_per_s": round(chains / took, 1),
+        "celery_cpu_ms_per_chain": cpu.per_unit_ms(chains),
+        "celery_cores_busy": round(sum(cpu.used.values()) / took, 2),
+        "celery_in_flight": in_flight,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=1000)
     parser.add_argument(
         "--submitters", type=int, default=16, help="client threads submitting at once"
     )
+    parser.add_argument("--no-celery", action="store_true", help="skip the Celery contender")
+    parser.add_argument(
+        "--celery-in-flight", type=int, default=64, help="Celery chains sent and not yet done"
+    )
     parser.add_argument("--timeline", action="store_true", help="add when each flow ended")
     args = parser.parse_args()
+    loads = [load_average()]
     cluster = start_cluster(("source", "greet", "void_sink"))
     flow = json.dumps(hello_flow())
     executors: list[int | str] = [p.pid for ps in cluster.executors.values() for p in ps]
@@ -115,6 +156,15 @@ def main() -> None:
     finally:
         cluster.stop()
         delete_mailboxes(cluster)
+    celery = (
+        run_celery(seconds, args.celery_in_flight, loads)
+        if not args.no_celery and celery_ready("bench/many_flows.py")
+        else {}
+    )
+    total_ms = cpu.per_unit_ms(args.flows)["total"]
+    if celery:
+        celery["celery_ratio"] = round(args.flows / seconds / celery["celery_chains_per_s"], 3)
+        celery["cpu_ratio"] = round(total_ms / celery["celery_cpu_ms_per_chain"]["total"], 2)
     emit(
         {
             "bench": "many_flows",
@@ -126,6 +176,8 @@ def main() -> None:
             "scheduler_rss_mb": round(rss / 2**20, 1),
             "cpu_ms_per_flow": cpu.per_unit_ms(args.flows),
             "cores_busy": round(sum(cpu.used.values()) / seconds, 2),
+            **celery,
+            "load": loads,
             **({"failures": dict(failures)} if failures else {}),
             **(
                 {"ended_at_s": sorted(round(ended_at.get(f, seconds), 3) for f in flow_ids)}
