@@ -1,12 +1,15 @@
 """Runs the benchmarks and writes their figures into docs/performance.md and a plot.
 
 Runs, each as a child process printing its JSON line: bench/stream.py, bench/latency.py
---samples --phases, bench/many_flows.py --timeline, bench/many_jobs.py, and times `dagyo run
-examples/hello.json`. Writes the table of this run between the ``<!-- report: begin -->``
-and ``<!-- report: end -->`` lines of docs/performance.md, with the machine, the date and
-each command, and the plot beside it (docs/performance.png): items/s by contender, the
-CDF of submit -> first export, flows/s over time. Needs matplotlib and, for the Ray
-contender, Ray (``pip install -e '.[bench]'``); the broker at DAGYO_QUEUE.
+--samples --phases, bench/many_flows.py --timeline (both with their Celery contender when
+Celery is installed), bench/many_jobs.py, and, where their scripts exist, bench/cache.py,
+bench/large.py, bench/async_handler.py, bench/schedulers.py and bench/broker_cluster.py;
+and times `dagyo run examples/hello.json`. Writes the table of this run between the
+``<!-- report: begin -->`` and ``<!-- report: end -->`` lines of docs/performance.md, with
+the machine, the date and each command, and the plot beside it (docs/performance.png):
+items/s by contender, the CDF of submit -> first export, flows/s over time. Needs
+matplotlib and, for the Ray and Celery contenders, Ray and Celery (``pip install -e
+'.[bench]'``); the broker at DAGYO_QUEUE.
 
 Usage:
     python bench/report.py
@@ -53,6 +56,27 @@ BENCHES = {
         ["bench/many_jobs.py", "--jobs", "50", "--delay-ms", "2000"],
     ),
 }
+# Run only where the script exists: name -> (its command, the smaller one of --quick).
+OPTIONAL = {
+    "cache": (
+        ["bench/cache.py", "--items", "300000", "--repeat", "50"],
+        ["bench/cache.py", "--items", "30000", "--repeat", "10", "--rounds", "1"],
+    ),
+    "large": (
+        ["bench/large.py", "--items", "10", "--mb", "100"],
+        ["bench/large.py", "--items", "2", "--mb", "20", "--stores", "file"],
+    ),
+    "async_handler": (
+        ["bench/async_handler.py", "--items", "5000"],
+        ["bench/async_handler.py", "--items", "500", "--sync-items", "20", "--no-embedded"],
+    ),
+    "schedulers": (["bench/schedulers.py"], ["bench/schedulers.py"]),
+    "broker_cluster": (
+        ["bench/broker_cluster.py", "--flows", "300", "--items", "100000", "--rounds", "2"],
+        ["bench/broker_cluster.py", "--flows", "50", "--items", "20000", "--rounds", "1"],
+    ),
+}
+BENCHES.update({name: both for name, both in OPTIONAL.items() if (ROOT / both[0][0]).is_file()})
 RUN_COMMAND = ["-m", "scheduler.cli", "run", "examples/hello.json"]
 
 
@@ -131,6 +155,7 @@ def table(results: dict[str, Any], commands: dict[str, list[str]]) -> list[str]:
             ("embedded runner", "embedded_"),
             ("hand-written pika", "handwritten_"),
             ("Ray", "ray_"),
+            ("cluster, its middle node on Node.js (upper)", "node_"),
         ):
             if f"{prefix}items_per_s" in stream:
                 rows.append(
@@ -140,7 +165,7 @@ def table(results: dict[str, Any], commands: dict[str, list[str]]) -> list[str]:
                 )
         ratios = ", ".join(
             f"{key} {stream[key]}"
-            for key in ("ratio", "embedded_ratio", "ray_ratio", "embedded_ray_ratio")
+            for key in ("ratio", "embedded_ratio", "ray_ratio", "embedded_ray_ratio", "node_ratio")
             if key in stream
         )
         rows.append(f"| ratios (speed over the baseline's) | (same) | {ratios} |")
@@ -155,6 +180,14 @@ def table(results: dict[str, Any], commands: dict[str, list[str]]) -> list[str]:
             f"| hello flow, submit → finished | (same) | p50 {ended['p50']} ms, "
             f"p99 {ended['p99']} ms |"
         )
+        celery = latency.get("celery_sent_done_ms")
+        if celery:
+            rows.append(
+                f"| the same three steps as a Celery chain, sent → done (one after each flow) "
+                f"| (same) | p50 {celery['p50']} ms, p99 {celery['p99']} ms: dagyo's p50 "
+                f"{latency['celery_ratio']}× Celery's, p99 {latency['celery_p99_ratio']}×; "
+                f"load average {latency['load'][0]} → {latency['load'][-1]} |"
+            )
         phases = latency.get("phases_ms")
         if phases:
             shown = ", ".join(
@@ -176,6 +209,17 @@ def table(results: dict[str, Any], commands: dict[str, list[str]]) -> list[str]:
                 f"| CPU per hello flow, while they ran | (same) | {cpu['total']} ms ({parts}), "
                 f"{flows['cores_busy']} cores busy |"
             )
+        if "celery_chains_per_s" in flows:
+            theirs = flows["celery_cpu_ms_per_chain"]
+            parts = ", ".join(f"{name} {ms}" for name, ms in theirs.items() if name != "total")
+            rows.append(
+                f"| the same three steps as Celery chains for as long, prefork worker of "
+                f"concurrency = cores | (same) | {flows['celery_chains']} in "
+                f"{flows['celery_seconds']} s ({flows['celery_chains_per_s']} chains/s): dagyo "
+                f"{flows['celery_ratio']}× Celery; CPU per chain {theirs['total']} ms ({parts}), "
+                f"dagyo's per flow {flows['cpu_ratio']}× it; load average "
+                f"{flows['load'][0]} → {flows['load'][-1]} |"
+            )
     jobs = results.get("many_jobs")
     if jobs:
         rows.append(
@@ -184,6 +228,7 @@ def table(results: dict[str, Any], commands: dict[str, list[str]]) -> list[str]:
             f"{jobs['peak_jobs']} at once, {jobs['idle_rss_mb']} → {jobs['busy_rss_mb']} MB: "
             f"{jobs['rss_per_job_kb']} KB per job |"
         )
+    rows += extra_rows(results, commands)
     run = results.get("run")
     if run:
         rows.append(
@@ -191,6 +236,48 @@ def table(results: dict[str, Any], commands: dict[str, list[str]]) -> list[str]:
             f"{command(RUN_COMMAND)} ({run['runs']} runs) | {run['best_s']} s best, "
             f"{run['median_s']} s median |"
         )
+    return rows
+
+
+# name -> (what it measures, the keys of its JSON line shown)
+EXTRA_ROWS = {
+    "cache": (
+        "hello flow fully cached, embedded runner: run → first export; a replayed stream",
+        (
+            "first_export_cached_p50_ms",
+            "first_export_live_p50_ms",
+            "replayed_items_per_s",
+            "live_items_per_s",
+            "replay_ratio",
+        ),
+    ),  # fmt: skip
+    "large": ("large items between two executors, through the object store", ("cp_mb_s",)),
+    "async_handler": (
+        "a handler awaiting 50 ms per item, 64 in flight, against one at a time",
+        ("async_items_per_s", "sync_items_per_s", "speedup", "embedded_async_items_per_s"),
+    ),
+    "schedulers": ("several schedulers on one state", ()),
+    "broker_cluster": (
+        "three broker nodes against one, hello flows and a stream",
+        ("three_over_one", "three_spread_over_one"),
+    ),
+}
+
+
+def extra_rows(results: dict[str, Any], commands: dict[str, list[str]]) -> list[str]:
+    """One row per benchmark of OPTIONAL that ran: the keys EXTRA_ROWS names (every plain
+    figure of its JSON line where it names none), and each store's MB/s of bench/large.py."""
+    rows = []
+    for name, (what, keys) in EXTRA_ROWS.items():
+        figures = results.get(name)
+        if not figures:
+            continue
+        shown = [f"{key} {figures[key]}" for key in keys if key in figures]
+        if not keys:
+            shown = [f"{k} {v}" for k, v in figures.items() if isinstance(v, (int, float))]
+        for run in figures.get("runs", []) if name == "large" else []:
+            shown.append(", ".join(f"{k} {v}" for k, v in run.items() if not isinstance(v, dict)))
+        rows.append(f"| {what} | {command(commands[name])} | {'; '.join(shown)} |")
     return rows
 
 
