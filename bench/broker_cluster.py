@@ -74,7 +74,7 @@ def bench(script: str, *args: str, queue: str) -> dict[str, Any]:
 
 
 def one_round(queue: str, flows: int, items: int, into: dict[str, list[float]]) -> None:
-    many = bench("many_flows.py", "--flows", str(flows), queue=queue)
+    many = bench("many_flows.py", "--flows", str(flows), "--no-celery", queue=queue)
     if many["succeeded"] != flows or many["queues_left"]:
         sys.exit(f"bench/broker_cluster.py: a run went wrong: {many}")
     stream = bench(

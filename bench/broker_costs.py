@@ -22,15 +22,18 @@ import uuid
 from collections.abc import Callable
 
 import pika
-from common import QUEUE_URL, broker_pid, cpu_seconds, emit, load_average
+from common import QUEUE_URL, broker_nodes, cpu_seconds, emit, load_average
 
 from executor.core.connection import connect
 
 
-def rabbitmqctl(*args: str) -> None:
+def rabbitmqctl(node: str, *args: str) -> None:
     import subprocess
 
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+    where = ["-n", node] if node else []
+    subprocess.run(
+        ["rabbitmqctl", *where, "-q", *args], check=True, capture_output=True, timeout=120
+    )
 
 
 def operations(channel: pika.adapters.blocking_connection.BlockingChannel) -> dict[str, Callable]:
@@ -93,16 +96,18 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    broker = broker_pid()
-    if broker is None:
+    nodes = broker_nodes()
+    if not nodes:
         raise SystemExit("bench/broker_costs.py reads the CPU of a RabbitMQ node on this machine")
+    broker, node = nodes[0]  # the first node DAGYO_QUEUE names, where its queues live
     loads = [load_average()]
     vhost = f"dagyo-bench-costs-{uuid.uuid4().hex[:8]}"
     parts = urllib.parse.urlsplit(QUEUE_URL.split(";")[0])
-    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl(node, "add_vhost", vhost)
     best: dict[str, float] = {}
     try:
-        rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+        user = parts.username or "guest"
+        rabbitmqctl(node, "set_permissions", "-p", vhost, user, ".*", ".*", ".*")
         url = urllib.parse.urlunsplit(parts._replace(path="/" + urllib.parse.quote(vhost, "")))
         connection = connect(url)
         channel = connection.channel()
@@ -124,7 +129,7 @@ def main() -> None:
             channel.queue_purge("costs.target")
         connection.close()
     finally:
-        rabbitmqctl("delete_vhost", vhost)
+        rabbitmqctl(node, "delete_vhost", vhost)
     loads.append(load_average())
     emit(
         {

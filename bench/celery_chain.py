@@ -151,7 +151,7 @@ class CeleryContender:
         app.pool.force_close_all()
         rabbitmqctl("delete_vhost", self.vhost)
 
-    def pids(self) -> list[int]:
+    def pids(self) -> list[int | str]:
         """The worker's processes: its main one and its pool's."""
         assert self.worker is not None
         return [self.worker.pid, *children(self.worker.pid)]

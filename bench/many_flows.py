@@ -42,6 +42,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from common import (
     QUEUE_URL,
@@ -83,7 +84,7 @@ def watch(
         done.wait(0.1)
 
 
-def run_celery(seconds: float, in_flight: int, loads: list[float]) -> dict[str, object]:
+def run_celery(seconds: float, in_flight: int, loads: list[float]) -> dict[str, Any]:
     """The Celery contender for ``seconds``: its figures, prefixed ``celery_``."""
     from celery_chain import CeleryContender
 

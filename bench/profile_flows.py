@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from common import (
     ROOT,
     CpuMeter,
-    broker_pid,
+    broker_pids,
     delete_mailboxes,
     emit,
     hello_flow,
@@ -108,7 +108,7 @@ def main() -> None:
     yappi.set_clock_type("cpu")
     cluster = start_cluster(("source", "greet", "void_sink"))
     executors: list[int | str] = [p.pid for ps in cluster.executors.values() for p in ps]
-    broker = broker_pid()
+    broker: list[int | str] = list(broker_pids())
     try:
         runner = [sys.executable, __file__, "--flows", str(args.flows)]
         warm = subprocess.run(
@@ -124,7 +124,7 @@ def main() -> None:
         )
         cpu = CpuMeter(
             {
-                "broker": [broker] if broker else [],
+                "broker": broker,
                 "scheduler": ["self"],
                 "executors": executors,
                 "client": [the_client.pid],
