@@ -1,7 +1,8 @@
 """Latency on a warm cluster: the hello flow, submit -> first export and -> finished.
 
 Prints one JSON line with p50/p99 in milliseconds over --flows flows (200), run one after
-another on one client connection:
+another on one client connection, each running its nodes (no_cache: bench/cache.py measures
+the cache):
 
     {"flows": 200, "first_export_ms": {"p50": …, "p99": …}, "finished_ms": {…}}
 
@@ -140,7 +141,7 @@ def main() -> None:
                 if i == 10:
                     spent.clear()  # the first flows warm up imports and channels
                 started = now()
-                flow_id = client.submit(flow)
+                flow_id = client.submit(flow, no_cache=True)
                 client_submit.append(now() - started)
                 first_at = None
                 for event in client.watch(flow_id):

@@ -1,5 +1,7 @@
 """Many small flows at once: --flows hello flows submitted concurrently to one cluster.
 
+Every flow runs its nodes (submitted with no_cache: bench/cache.py measures the cache).
+
 Prints one JSON line: how many succeeded, the wall time from the first submit to the last
 flow's end, the flow queues left in the broker (must be 0) and the scheduler's RSS:
 
@@ -135,7 +137,9 @@ def main() -> None:
                 )
                 watcher.start()
             with ThreadPoolExecutor(args.submitters) as pool:
-                flow_ids = list(pool.map(lambda _: client.submit(flow), range(args.flows)))
+                flow_ids = list(
+                    pool.map(lambda _: client.submit(flow, no_cache=True), range(args.flows))
+                )
             pending = set(flow_ids)
             states: dict[int, int] = {}
             failures: Counter[str] = Counter()

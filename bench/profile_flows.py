@@ -74,7 +74,7 @@ def client(address: str, flows: int, submitters: int) -> None:
     flow = json.dumps(hello_flow())
     with SchedulerClient(address) as scheduler:
         with ThreadPoolExecutor(submitters) as pool:
-            pending = set(pool.map(lambda _: scheduler.submit(flow), range(flows)))
+            pending = set(pool.map(lambda _: scheduler.submit(flow, no_cache=True), range(flows)))
         states: Counter[int] = Counter()
         while pending:
             for record in scheduler.list(limit=flows * 2):
