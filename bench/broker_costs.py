@@ -2,10 +2,10 @@
 
 On a vhost of its own (made and deleted with rabbitmqctl), one pika connection runs each
 operation --ops times in a row and reads the CPU time of the local RabbitMQ node
-(``beam.smp``, from /proc) around it; the node's CPU over as long a quiet spell just before
-is taken off, since other clients of the same node go on meanwhile. Best of --repeat runs
-(others' traffic only ever adds). Prints one JSON line, milliseconds of broker CPU per
-operation:
+(``beam.smp``, from /proc) around it; the node's CPU over a quiet second just before is
+taken off at its rate, since other clients of the same node go on meanwhile. The median of
+--repeat runs (others' traffic comes and goes, so a run may take off too much as well as too
+little). Prints one JSON line, milliseconds of broker CPU per operation:
 
     {"ms_per_op": {"queue_declare_delete": …, "consume_cancel": …, …}, "load": […]}
 
@@ -16,6 +16,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 import urllib.parse
 import uuid
@@ -85,9 +86,9 @@ def operations(channel: pika.adapters.blocking_connection.BlockingChannel) -> di
 
 
 def broker_rate(connection: pika.BlockingConnection, broker: int) -> float:
-    """The broker's CPU seconds per second over a quiet 0.3 s: what others cost it."""
+    """The broker's CPU seconds per second over a quiet second: what others cost it."""
     started, cpu = time.perf_counter(), cpu_seconds(broker)
-    connection.sleep(0.3)
+    connection.sleep(1.0)
     return (cpu_seconds(broker) - cpu) / (time.perf_counter() - started)
 
 
@@ -104,7 +105,7 @@ def main() -> None:
     vhost = f"dagyo-bench-costs-{uuid.uuid4().hex[:8]}"
     parts = urllib.parse.urlsplit(QUEUE_URL.split(";")[0])
     rabbitmqctl(node, "add_vhost", vhost)
-    best: dict[str, float] = {}
+    runs: dict[str, list[float]] = {}
     try:
         user = parts.username or "guest"
         rabbitmqctl(node, "set_permissions", "-p", vhost, user, ".*", ".*", ".*")
@@ -124,8 +125,7 @@ def main() -> None:
                     op()
                 channel.queue_declare("costs.target", passive=True)  # all of them handled
                 used = cpu_seconds(broker) - cpu - quiet_rate * (time.perf_counter() - started)
-                per = max(used, 0.0) * 1000 / args.ops
-                best[name] = min(best.get(name, per), per)
+                runs.setdefault(name, []).append(used * 1000 / args.ops)
             channel.queue_purge("costs.target")
         connection.close()
     finally:
@@ -135,7 +135,7 @@ def main() -> None:
         {
             "bench": "broker_costs",
             "ops": args.ops,
-            "ms_per_op": {name: round(ms, 3) for name, ms in best.items()},
+            "ms_per_op": {name: round(statistics.median(ms), 3) for name, ms in runs.items()},
             "load": loads,
         }
     )
