@@ -51,6 +51,11 @@ def operations(channel: pika.adapters.blocking_connection.BlockingChannel) -> di
         channel.queue_declare(name, arguments={"x-max-length": 16})
         channel.queue_delete(name)
 
+    channel.queue_declare("costs.reused", arguments={"x-max-length": 16})
+
+    def purge() -> None:  # what handing an ended flow's queue to the next flow would cost
+        channel.queue_purge("costs.reused")
+
     def bind_unbind() -> None:
         channel.queue_bind(target.queue, "costs.topic", "k")
         channel.queue_unbind(target.queue, "costs.topic", "k")
@@ -76,6 +81,7 @@ def operations(channel: pika.adapters.blocking_connection.BlockingChannel) -> di
     # publish_confirmed fills the queue get_ack empties; publish_unconfirmed's are purged
     return {
         "queue_declare_delete": declare_delete,
+        "queue_purge": purge,
         "bind_unbind": bind_unbind,
         "consume_cancel": consume_cancel,
         "channel_open_close": channel_open_close,
