@@ -155,11 +155,12 @@ def table(results: dict[str, Any], commands: dict[str, list[str]]) -> list[str]:
             ("embedded runner", "embedded_"),
             ("hand-written pika", "handwritten_"),
             ("Ray", "ray_"),
-            ("cluster, its middle node on Node.js (upper)", "node_"),
+            ("cluster, its middle node on Node.js", "node_"),
         ):
             if f"{prefix}items_per_s" in stream:
                 rows.append(
-                    f"| {name}, source -> greet -> count of {stream['items']:,} items | {where} "
+                    f"| {name}, source -> {'upper' if prefix == 'node_' else 'greet'} -> count "
+                    f"of {stream['items']:,} items | {where} "
                     f"| {stream[f'{prefix}items_per_s']:,} items/s (median "
                     f"{stream[f'{prefix}median_items_per_s']:,}) |"
                 )
@@ -168,7 +169,10 @@ def table(results: dict[str, Any], commands: dict[str, list[str]]) -> list[str]:
             for key in ("ratio", "embedded_ratio", "ray_ratio", "embedded_ray_ratio", "node_ratio")
             if key in stream
         )
-        rows.append(f"| ratios (speed over the baseline's) | (same) | {ratios} |")
+        rows.append(
+            f"| ratios (speed over the baseline's; node_ratio: over the Python middle node's) "
+            f"| (same) | {ratios} |"
+        )
     latency = results.get("latency")
     if latency:
         first, ended = latency["first_export_ms"], latency["finished_ms"]

@@ -69,3 +69,14 @@ def test_only_the_benchmarks_whose_scripts_exist_are_run() -> None:
     report = _report()
     for name, (command, _quick) in report.OPTIONAL.items():
         assert (name in report.BENCHES) == (ROOT / command[0]).is_file(), name
+
+
+def test_the_node_contender_has_a_row_naming_its_own_flow() -> None:
+    report = _report()
+    commands = {name: both[0] for name, both in report.BENCHES.items()}
+    stream = {"items": 1000, "seconds": 1.0, "ratio": 1.1, "node_ratio": 0.55}
+    for prefix, speed in (("", 1000), ("handwritten_", 900), ("node_", 550)):
+        stream[f"{prefix}items_per_s"] = stream[f"{prefix}median_items_per_s"] = speed
+    rows = report.table({"stream": stream}, commands)
+    assert [row for row in rows if "Node.js, source -> upper -> count of 1,000 items" in row]
+    assert [row for row in rows if "ratio 1.1, node_ratio 0.55" in row]
