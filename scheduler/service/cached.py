@@ -288,8 +288,7 @@ class ClusterCache:
             flow = parts.table.flows.get(flow_id)
             if flow is None or flow.runtime.finishing:
                 return
-            if node in flow.runtime.replaying:
-                flow.runtime.replaying.remove(node)
+            flow.replay_ended(node)
             progress = flow.node(node)
             if progress is not None:
                 progress.ended = time.time()

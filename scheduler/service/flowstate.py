@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -178,6 +179,13 @@ class ActiveFlow:
             if node.node == name:
                 return node
         return None
+
+    def replay_ended(self, node: str) -> None:
+        """A cached node's streams are all sent: its exports may still come, so the wait
+        for their end-of-stream starts now (as at a job's end), not at the flow's start."""
+        if node in self.runtime.replaying:
+            self.runtime.replaying.remove(node)
+        self.exported_at = max(self.exported_at, time.monotonic())
 
     def complete(self) -> bool:
         """True when every job ended (or its node was cached) and every export and recorded
