@@ -30,6 +30,7 @@ from executor._runtime.reports import (
 )
 from executor._runtime.stream import StreamSettings
 from executor._runtime.transport.rabbitmq import ChannelPool, RabbitTransport
+from executor._runtime.transport.spread import SpreadPools
 from executor.core.amqp import CONNECTION_ERRORS, AmqpThread
 from executor.core.constants import (
     EVENTS_EXCHANGE,
@@ -105,7 +106,9 @@ class Executor:
             on_disconnect=self._on_disconnect,
         )
         self._channels = ChannelPool(self.io)
-        self._transport = RabbitTransport(self._channels)
+        # Past the channels of its own connection, jobs' streams go on further ones.
+        self._pools = SpreadPools(self._channels, url=settings.queue_url, on_lost=self._lost)
+        self._transport = RabbitTransport(self._pools)
         # Their own thread and connection: no burst of stream work can hold them back.
         self.heartbeats = Heartbeats(
             settings.queue_url,
@@ -204,6 +207,7 @@ class Executor:
                 self._idle.wait(0.2)
         self.heartbeats.stop()  # before goodbye: no heartbeat may follow it
         self._goodbye()
+        self._pools.close()
         self.io.close()
         self.tracing.shutdown()
         log.info("drained")
@@ -246,11 +250,13 @@ class Executor:
         self._news = None
         self._channels.clear()
         self.mailbox.lost()
-        for run in list(self.runs.values()):
-            run.request_stop(
-                f"the executor lost its connection to broker node {self.io.lost_node} ({error})",
-                cause=StopCause.BROKER,
-            )
+        self._lost(None, f"broker node {self.io.lost_node} ({error})")
+
+    def _lost(self, stops: list[threading.Event] | None, what: str) -> None:
+        """Stop the jobs whose streams were on a lost connection (``stops``; None: all)."""
+        lost = None if stops is None else {id(stop) for stop in stops}
+        for run in [r for r in list(self.runs.values()) if lost is None or id(r.stop) in lost]:
+            run.request_stop(f"the executor lost its connection to {what}", cause=StopCause.BROKER)
 
     def _publish(
         self, exchange: str, routing_key: str, message: Any, *, confirm: bool = True
@@ -329,18 +335,10 @@ class Executor:
             self.took_job.set()
             self.mailbox.drain()
         self.metrics.jobs_running.set(len(self.runs))
-        self._publish(
-            EVENTS_EXCHANGE,
-            JOB_STARTED_KEY,
-            Event(
-                time=time.time(),
-                started=JobStarted(
-                    job=JobRef(flow_id=descriptor.flow_id, node=descriptor.node),
-                    executor=self.settings.executor_id,
-                ),
-            ),
-            confirm=False,
-        )
+        job = JobRef(flow_id=descriptor.flow_id, node=descriptor.node)
+        started = JobStarted(job=job, executor=self.settings.executor_id)
+        event = Event(time=time.time(), started=started)
+        self._publish(EVENTS_EXCHANGE, JOB_STARTED_KEY, event, confirm=False)
         threading.Thread(
             target=self._job_thread,
             args=(run,),

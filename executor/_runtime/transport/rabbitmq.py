@@ -20,8 +20,8 @@ what it is:
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import pika
 import pika.exceptions
@@ -43,18 +43,36 @@ FRAME_PROPERTIES = pika.BasicProperties(content_type=PROTOBUF_CONTENT_TYPE, type
 
 
 class RabbitTransport:
-    """Streams on one executor's connection, each job on a channel of its own.
+    """Streams on the executor's connections, each job on a channel of its own.
 
     Args:
-        channels: where a job's channel comes from (the pool of the executor's connection).
+        channels: where a job's channel comes from: the pool of the executor's connection,
+            or :class:`~executor._runtime.transport.spread.SpreadPools` over as many
+            connections as its jobs need.
     """
 
-    def __init__(self, channels: ChannelPool) -> None:
+    def __init__(self, channels: ChannelPool | Pools) -> None:
         self.channels = channels
 
     def open(self, *, stop: threading.Event) -> JobStreams:
         """Return the streams of one job; its channel is taken on first use."""
-        return JobStreams(self.channels, stop=stop)
+        pools = self.channels
+        if isinstance(pools, ChannelPool):
+            return JobStreams(pools, stop=stop)
+        pool = pools.take(stop)
+        return JobStreams(pool, stop=stop, release=lambda: pools.release(pool, stop))
+
+
+class Pools(Protocol):
+    """Channel pools on several connections: which one a job's channel comes from."""
+
+    def take(self, stop: threading.Event) -> ChannelPool:
+        """The pool of a connection with a channel to spare for the job stopped by ``stop``."""
+        ...
+
+    def release(self, pool: ChannelPool, stop: threading.Event) -> None:
+        """The job ended: its channel on ``pool``'s connection is spare again."""
+        ...
 
 
 class JobStreams:
@@ -65,10 +83,19 @@ class JobStreams:
         stop: the job's stop signal; set here too when a stream turns out to be gone.
     """
 
-    def __init__(self, channels: ChannelPool, *, stop: threading.Event) -> None:
+    __slots__ = ("_channel", "_consumers", "_io", "_pool", "_release", "_stop", "_unacked")
+
+    def __init__(
+        self,
+        channels: ChannelPool,
+        *,
+        stop: threading.Event,
+        release: Callable[[], None] | None = None,
+    ) -> None:
         self._io = channels.io
         self._stop = stop
         self._pool = channels
+        self._release = release
         self._channel: BlockingChannel | None = None
         self._consumers: dict[str, str] = {}
         self._unacked = 0  # frames delivered to the job and not acked yet (I/O thread)
@@ -186,6 +213,9 @@ class JobStreams:
             self._io.call(close)
         except Exception:  # the connection is already gone
             pass
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 REFILL_DELAY_S = 0.05
@@ -218,6 +248,11 @@ class ChannelPool:
         self._prefetch = prefetch_frames
         self._ready: list[BlockingChannel] = []
         self.opened = 0  # channels opened so far (each costs three round trips)
+
+    @property
+    def wanted(self) -> int:
+        """How many channels it keeps ready."""
+        return self._wanted
 
     def take(self) -> BlockingChannel:
         """A channel set up for a job: a ready one, else a new one."""
