@@ -1,7 +1,7 @@
 """Wide flows: one source feeding --width void_sinks, embedded and on a local cluster.
 
 Times `dagyo run` of the flow in one process, then, on a local cluster whose void_sink
-executors hold every job between them (at most 2000 each), the Submit call and the flow
+executors hold every job between them (at most 10 000 each), the Submit call and the flow
 from submit to its end. Prints one JSON line:
 
     {"width": 3000, "embedded_s": …, "submit_s": …, "cluster_s": …, "state": "succeeded"}

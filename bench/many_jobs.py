@@ -7,8 +7,12 @@ Prints one JSON line:
     {"jobs": 1000, "succeeded": 1000, "peak_jobs": …, "idle_rss_mb": …, "busy_rss_mb": …,
      "rss_per_job_kb": …, "seconds": …}
 
+With --idle, no scheduler and no flows: one executor of `slow` and --jobs jobs each
+waiting on an input stream that has no item yet (see bench/idle_jobs.py).
+
 Usage:
     python bench/many_jobs.py --jobs 1000
+    python bench/many_jobs.py --idle --jobs 10000
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import idle_jobs
 from common import delete_mailboxes, emit, now, rss_bytes, start_cluster
 
 from scheduler.client.api import SchedulerClient
@@ -46,7 +51,15 @@ def main() -> None:
     parser.add_argument(
         "--delay-ms", type=int, default=15_000, help="per item, so each slow job lasts twice this"
     )
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="no scheduler: every job waits on an input stream with no item yet (idle_jobs.py)",
+    )
     args = parser.parse_args()
+    if args.idle:
+        emit(idle_jobs.run(args.jobs))
+        return
     slots = str(args.jobs)
     cluster = start_cluster(("source", "slow", "void_sink"), extra_env={"DAGYO_MAX_JOBS": slots})
     (slow,) = cluster.executors["slow"]

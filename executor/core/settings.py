@@ -99,7 +99,7 @@ class ExecutorSettings:
         if not 1 <= max_jobs <= MAX_JOBS_LIMIT:
             raise DagyoError(
                 f"DAGYO_MAX_JOBS={max_jobs} is out of bounds: from 1 to {MAX_JOBS_LIMIT} (each "
-                "running job holds one of the connection's AMQP channels): run more executors"
+                "running job is a thread of its own): run more executors"
             )
         return cls(
             queue_url=queue_url,

@@ -45,7 +45,7 @@ def greet_with(section: str | None, key: str, value: Any) -> str:
     [
         (
             greet_with("scaling", "max_jobs", 100_000_000),
-            "scaling.max_jobs 100000000 is out of bounds: from 1 to 2000",
+            "scaling.max_jobs 100000000 is out of bounds: from 1 to 10000",
         ),
         (greet_with("scaling", "max_jobs", 0), "scaling.max_jobs 0 is out of bounds"),
         (greet_with("resources", "gpu", True), "resources.gpu true must be a whole number >= 0"),
@@ -252,7 +252,7 @@ def test_a_max_jobs_override_past_the_bound_is_one_line_exit_2() -> None:
     )
 
     assert done.returncode == 2, done.stderr
-    assert "DAGYO_MAX_JOBS=100000000 is out of bounds: from 1 to 2000" in done.stderr
+    assert "DAGYO_MAX_JOBS=100000000 is out of bounds: from 1 to 10000" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -23,10 +23,10 @@ from executor.core.constants import (
 )
 from executor.core.version import progdef_version
 
-# Each running job holds one AMQP channel of its executor's connection, and RabbitMQ
-# allows 2047 per connection by default (the executor keeps a few for itself): past
-# this a job's channel cannot open and the whole connection is lost.
-MAX_JOBS_LIMIT = 2000
+# Each running job is a thread of its executor and holds one AMQP channel; past one
+# connection's channels (2047 on RabbitMQ) its jobs' streams go on further connections
+# (executor/_runtime/transport/spread.py), so the bound is the threads one process holds.
+MAX_JOBS_LIMIT = 10_000
 # A function-style job's items in flight at once: each is a coroutine (async def handler)
 # or a thread of the job (a plain one), so the bound keeps a plain handler's threads sane.
 MAX_CONCURRENCY = 1000
