@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pika
@@ -67,7 +68,10 @@ class Side:
         if kind == "started":
             self.started.add(event.started.job.flow_id)
         elif kind == "ended":
-            self.ended[event.ended.job.flow_id] = event.ended.outcome
+            ended = event.ended
+            self.ended[ended.job.flow_id] = (
+                f"{ended.outcome}: {ended.reason}" if ended.outcome else ""
+            )
 
     def declare(self, name: str, **arguments: object) -> str:
         self.channel.queue_declare(name, **arguments)  # type: ignore[arg-type]
@@ -161,6 +165,7 @@ def run(jobs: int) -> dict:
         "jobs": jobs,
         "started": len(side.started),
         "succeeded": sum(1 for outcome in side.ended.values() if outcome == ""),
+        "failed": dict(Counter(o for o in side.ended.values() if o).most_common(3)),
         "idle_rss_mb": round(idle / 2**20, 1),
         "held_rss_mb": round(held / 2**20, 1),
         "rss_per_job_kb": round((held - idle) / max(len(side.started), 1) / 1024, 1),

@@ -16,6 +16,23 @@ from executor.core.errors import Stopped
 from executor.core.frames import StreamFrame
 
 
+class StopSignal(threading.Event):
+    """A job's stop signal: setting it also wakes the job wherever it waits on its inbox.
+
+    Whoever stops a job (its flow's Stop, a drain, a transport finding a stream gone, on
+    any thread) wakes it so, and an idle job never needs to wake on its own to look.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wake: Callable[[], None] | None = None
+
+    def set(self) -> None:
+        super().set()
+        if self._wake is not None:
+            self._wake()
+
+
 class Inbox:
     """The frames that arrived for one job's input ports, per port, in arrival order.
 
@@ -26,6 +43,8 @@ class Inbox:
     def __init__(self, stop: threading.Event) -> None:
         self._stop = stop
         self._cond = threading.Condition()
+        if isinstance(stop, StopSignal):
+            stop._wake = self.wake
         self._frames: dict[str, deque[tuple[StreamFrame, Callable[[], None] | None]]] = {}
         # Called (in the job's thread) when the job is about to wait for input.
         self.on_idle: Callable[[], None] | None = None

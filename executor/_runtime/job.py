@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from executor._runtime.aio import Bridge, event_loop, run_coroutine_job
 from executor._runtime.flusher import Flusher
 from executor._runtime.handler import run_handler
-from executor._runtime.inbox import Inbox
+from executor._runtime.inbox import Inbox, StopSignal
 from executor._runtime.jobtypes import JobTypes
 from executor._runtime.pipeline import run_pipelined
 from executor._runtime.program import Program, read_secrets
@@ -61,7 +61,7 @@ class JobRun:
     """One job being run: its descriptor, its stop signal, and what it has done so far."""
 
     descriptor: JobDescriptor
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=StopSignal)
     inputs: dict[str, InputStream] = field(default_factory=dict)
     outputs: dict[str, OutputStream] = field(default_factory=dict)
     # The runtime's side of each output port: the writer its OutputStream sends through.

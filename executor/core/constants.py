@@ -93,9 +93,10 @@ DRAIN_GRACE_S = 60.0
 # How often a writer waiting for room looks at its job's stop signal.
 STOP_POLL_S = 0.1
 # How long a reader waiting for a frame sleeps between looks at its stop signal: a stop
-# wakes it at once (Inbox.wake), so this is only a safety net. Short, it made thousands
-# of idle readers (a wide fan-out) wake thousands of times a second.
-IDLE_WAIT_S = 2.0
+# wakes it at once (Inbox.wake, StopSignal), so this is only a safety net. Short, it made
+# thousands of idle readers wake thousands of times a second: at 2 s, 6000 idle jobs of
+# one executor took both cores and starved its I/O thread.
+IDLE_WAIT_S = 30.0
 
 # --- the SDK ------------------------------------------------------------------------------
 DEFAULT_MAX_JOBS = 100
