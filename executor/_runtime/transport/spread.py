@@ -9,7 +9,7 @@ The executor's own connection comes first; the others only carry jobs' streams.
 
 Room on a connection: ``channel_max`` less the channels others hold on it (``reserved``:
 the executor's control, news and mailbox channels), less the clean channels its pool
-keeps ready for the next jobs.
+keeps ready for the next jobs, and at most JOBS_PER_CONNECTION.
 """
 
 from __future__ import annotations
@@ -30,13 +30,18 @@ log = logging.getLogger("dagyo.executor")
 RESERVED_CHANNELS = 8
 # Whatever the broker allows: pika numbers channels with 16 bits.
 CHANNEL_NUMBERS = 65535
+# Jobs per connection at most, whatever its channels: one I/O thread runs every call of
+# its jobs one after another, each publish waiting for its confirm. 10 000 idle jobs
+# given their end-of-stream at once (bench/many_jobs.py --idle): on 5 connections 937
+# calls went unanswered past their 30 s, on 20 connections 147.
+JOBS_PER_CONNECTION = 500
 
 
 def job_room(connection: pika.BlockingConnection, *, reserved: int, ready: int) -> int:
     """How many jobs may hold a channel of ``connection`` at once (at least 1)."""
     channel_max = connection._impl.params.channel_max or CHANNEL_NUMBERS
     kept = min(CHANNELS_KEPT, channel_max // 4)
-    return max(1, channel_max - reserved - ready - kept)
+    return max(1, min(JOBS_PER_CONNECTION, channel_max - reserved - ready - kept))
 
 
 class SpreadPools:
