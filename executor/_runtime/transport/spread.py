@@ -1,11 +1,13 @@
 """Jobs' channels spread over several connections once one has no channel to spare.
 
 A running job holds one AMQP channel, and a connection has at most ``channel_max`` of
-them (negotiated when it opens: 2047 on RabbitMQ unless either side asks for fewer, e.g.
-``?channel_max=64`` in the broker URL). :class:`SpreadPools` gives each new job the pool
-of the first connection with room for one more job and, when none has, opens another
-connection (its own I/O thread, as pika's BlockingConnection needs) for the next jobs.
-The executor's own connection comes first; the others only carry jobs' streams.
+them (negotiated when it opens: the fewer of what the broker allows, 2047 on RabbitMQ
+unless configured otherwise, and what the client asks, ``?channel_max=64`` in the broker
+URL; for a broker set to fewer than 2047, say so in the URL too). :class:`SpreadPools`
+gives each new job the pool of the first connection with room for one more job and, when
+none has, opens another connection (its own I/O thread, as pika's BlockingConnection
+needs) for the next jobs. The executor's own connection comes first; the others only carry
+jobs' streams.
 
 Room on a connection: ``channel_max`` less the channels others hold on it (``reserved``:
 the executor's control, news and mailbox channels), less the clean channels its pool
@@ -22,14 +24,15 @@ import pika
 
 from executor._runtime.transport.rabbitmq import CHANNELS_KEPT, ChannelPool
 from executor.core.amqp import AmqpThread
+from executor.core.connection import connection_parameters
 
 log = logging.getLogger("dagyo.executor")
 
 # Channels of the executor's own connection held by others than jobs (control, news,
 # mailbox), with a margin.
 RESERVED_CHANNELS = 8
-# Whatever the broker allows: pika numbers channels with 16 bits.
-CHANNEL_NUMBERS = 65535
+# What RabbitMQ allows unless configured otherwise (its channel_max).
+BROKER_CHANNEL_MAX = 2047
 # Jobs per connection at most, whatever its channels: one I/O thread runs every call of
 # its jobs one after another, each publish waiting for its confirm. 10 000 idle jobs
 # given their end-of-stream at once (bench/many_jobs.py --idle): on 5 connections 937
@@ -37,9 +40,10 @@ CHANNEL_NUMBERS = 65535
 JOBS_PER_CONNECTION = 500
 
 
-def job_room(connection: pika.BlockingConnection, *, reserved: int, ready: int) -> int:
-    """How many jobs may hold a channel of ``connection`` at once (at least 1)."""
-    channel_max = connection._impl.params.channel_max or CHANNEL_NUMBERS
+def job_room(url: str, *, reserved: int, ready: int) -> int:
+    """How many jobs may hold a channel of one connection to ``url`` at once (at least 1)."""
+    asked = min(parameters.channel_max for parameters in connection_parameters(url))
+    channel_max = min(asked or BROKER_CHANNEL_MAX, BROKER_CHANNEL_MAX)
     kept = min(CHANNELS_KEPT, channel_max // 4)
     return max(1, min(JOBS_PER_CONNECTION, channel_max - reserved - ready - kept))
 
@@ -108,12 +112,8 @@ class SpreadPools:
     def _room(self, pool: ChannelPool) -> int:
         room = self._rooms.get(id(pool))
         if room is None:
-            try:
-                connection = pool.io.connection()
-            except Exception:  # not connected now: the job's channel fails to open, not here
-                return CHANNEL_NUMBERS
-            room = job_room(connection, reserved=self._reserved.get(id(pool), 0), ready=pool.wanted)
-            self._rooms[id(pool)] = room
+            reserved = self._reserved.get(id(pool), 0)
+            room = self._rooms[id(pool)] = job_room(self._url, reserved=reserved, ready=pool.wanted)
         return room
 
     def _open(self) -> ChannelPool:
