@@ -11,6 +11,7 @@ import pytest
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.flowstate import FlowRuntime, FlowState
 from scheduler.service.store import StoreUnavailable, StoreWriter, open_store
+from scheduler.service.store.migrations import POSTGRES
 from tests.commands import free_address, run_dagyo
 from tests.postgres import fresh_database, terminate
 
@@ -93,5 +94,5 @@ def test_dagyo_scheduler_refuses_a_database_of_a_newer_schema_in_one_line(
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
         f"dagyo: the scheduler state at {url} has schema version 7, newer than this "
-        "scheduler's 2: run the newer dagyo, or set DAGYO_STATE to another database"
+        f"scheduler's {len(POSTGRES)}: run the newer dagyo, or set DAGYO_STATE to another database"
     ]
