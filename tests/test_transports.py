@@ -53,7 +53,7 @@ def test_the_cluster_leaves_no_queue_after_many_concurrent_flows(
     hello = CASES[0]
     flow_ids = [cluster.submit(hello.flow) for _ in range(100)]
     records = [cluster.wait(flow_id, timeout_s=120) for flow_id in flow_ids]
-    assert [state_of(r) for r in records] == ["succeeded"] * 100
+    assert [(state_of(r), r.failure.error) for r in records] == [("succeeded", "")] * 100
     for record in records:
         assert [json.loads(e.value_json) for e in record.exports] == hello.exports["greetings"]
     assert cluster.flow_queues(*flow_ids) == []
