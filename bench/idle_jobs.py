@@ -57,6 +57,7 @@ class Side:
         self.channel.exchange_declare(FAILURES_EXCHANGE, "topic", durable=True)
         heard = self.channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
         self.channel.queue_bind(heard, EVENTS_EXCHANGE, "job.*")
+        self.ours: set[str] = set()  # the flows of its jobs: others may share the vhost
         self.started: set[str] = set()
         self.ended: dict[str, str] = {}
         self.channel.basic_consume(heard, self._heard, auto_ack=True)
@@ -65,6 +66,8 @@ class Side:
     def _heard(self, _ch: object, _method: object, _properties: object, body: bytes) -> None:
         event = Event.FromString(body)
         kind = event.WhichOneof("kind")
+        if kind not in ("started", "ended") or getattr(event, kind).job.flow_id not in self.ours:
+            return
         if kind == "started":
             self.started.add(event.started.job.flow_id)
         elif kind == "ended":
@@ -144,6 +147,7 @@ def run(jobs: int) -> dict:
             )
             side.channel.basic_publish("", mailbox, job.SerializeToString(), mandatory=True)
             streams[flow_id] = (into, token)
+            side.ours.add(flow_id)
         side.wait(lambda: len(side.started) >= jobs or bool(side.ended), f"{jobs} jobs to start")
         side.connection.sleep(3.0)  # every job parked on its input
         held = rss_bytes(executor.pid)

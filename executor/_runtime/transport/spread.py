@@ -35,8 +35,9 @@ RESERVED_CHANNELS = 8
 BROKER_CHANNEL_MAX = 2047
 # Jobs per connection at most, whatever its channels: one I/O thread runs every call of
 # its jobs one after another, each publish waiting for its confirm. 10 000 idle jobs
-# given their end-of-stream at once (bench/many_jobs.py --idle): on 5 connections 937
-# calls went unanswered past their 30 s, on 20 connections 147.
+# given their end-of-stream at once (bench/many_jobs.py --idle), on a loaded machine: on
+# 5 connections 937 calls went unanswered past their 30 s, on 20 connections 147 (none
+# when the load was lighter).
 JOBS_PER_CONNECTION = 500
 
 
