@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.core.constants import EVENTS_EXCHANGE, EVENTS_QUEUE, STOP_EXCHANGE
+from executor.core.constants import EVENTS_EXCHANGE, STOP_EXCHANGE, shard_events_queue
 from tests.cluster import LocalCluster, state_of
 from tests.conftest import EXAMPLES, rabbitmqctl, vhost_of
 
@@ -30,8 +30,8 @@ def test_garbage_on_stop_events_and_a_mailbox_leaves_the_cluster_working(
         channel.confirm_delivery()
         for _ in range(3):
             channel.basic_publish(STOP_EXCHANGE, "", GARBAGE)
-            channel.basic_publish("", EVENTS_QUEUE, GARBAGE)
-            channel.basic_publish(EVENTS_EXCHANGE, "job.started", GARBAGE)
+            channel.basic_publish("", shard_events_queue("0"), GARBAGE)
+            channel.basic_publish(EVENTS_EXCHANGE, "job.started.0", GARBAGE)
             channel.basic_publish("", cluster.catalogue["greet"].mailbox, GARBAGE)
     record, exports = cluster.run(json.loads((EXAMPLES / "hello.json").read_text()))
     assert state_of(record) == "succeeded", record.failure.error

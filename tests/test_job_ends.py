@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.core.constants import FAILURES_EXCHANGE, STOP_EXCHANGE
+from executor.core.constants import FAILURES_EXCHANGE, STOP_EXCHANGE, failure_key
 from executor.pb.dagyo.v1 import failure_pb2
 from executor.pb.dagyo.v1.events_pb2 import Stop
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
@@ -62,7 +62,7 @@ def test_a_job_not_for_the_executors_progdef_and_version_is_refused_unrun(
     with cluster.channel() as channel:
         channel.queue_declare(output)
         failures = channel.queue_declare("", exclusive=True).method.queue
-        channel.queue_bind(failures, FAILURES_EXCHANGE, routing_key=flow_id)
+        channel.queue_bind(failures, FAILURES_EXCHANGE, routing_key=failure_key(flow_id))
         channel.basic_publish("", source.mailbox, job.SerializeToString())
         reports: list[FailureReport] = []
 

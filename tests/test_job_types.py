@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
 
-from executor.core.constants import FAILURES_EXCHANGE
+from executor.core.constants import FAILURES_EXCHANGE, failure_key
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from executor.pb.dagyo.v1.frame_pb2 import Frame
 from executor.pb.dagyo.v1.job_pb2 import Job
@@ -77,7 +77,7 @@ def run_job(
     with cluster.channel() as channel:
         channel.queue_declare(output)
         failures = channel.queue_declare("", exclusive=True).method.queue
-        channel.queue_bind(failures, FAILURES_EXCHANGE, routing_key=flow_id)
+        channel.queue_bind(failures, FAILURES_EXCHANGE, routing_key=failure_key(flow_id))
         channel.basic_publish("", count.mailbox, job.SerializeToString())
 
         def done() -> bool:

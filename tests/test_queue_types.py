@@ -86,7 +86,7 @@ def test_quorum_makes_every_durable_queue_a_quorum_queue_and_flows_run(
         assert same_exports(HELLO, exports), exports
         types = queue_types(vhost_url)
         mailboxes = [progdef.mailbox for progdef in cluster.catalogue.values()]
-        for queue in ("dagyo.scheduler.events", "dagyo.scheduler.failures", *mailboxes):
+        for queue in ("dagyo.scheduler.events.0", "dagyo.scheduler.failures.f", *mailboxes):
             assert types.get(queue) == "quorum", types
     finally:
         cluster.close()

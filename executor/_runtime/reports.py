@@ -2,7 +2,7 @@
 heartbeats) and end, the end sent until the broker has it.
 
 Every job an executor took ends with exactly one ``Event{ended}`` (routing key
-``job.ended``) with its final counts, whose ``outcome`` says how: empty (it ended),
+``job.ended.{shard}``) with its final counts, whose ``outcome`` says how: empty (it ended),
 ``panicked``, ``stopped`` (its flow's Stop), ``broker`` (its connection lost, a call
 unanswered, a stream gone), ``refused`` (not a job for this executor) or ``executor`` (a
 drain past its grace period), with the reason. Every outcome but the empty one and
@@ -29,11 +29,12 @@ from executor.core.constants import (
     FAILURES_EXCHANGE,
     JOB_BROKER,
     JOB_ENDED,
-    JOB_ENDED_KEY,
     JOB_EXECUTOR,
     JOB_PANICKED,
     JOB_REFUSED,
     JOB_STOPPED,
+    failure_key,
+    job_ended_key,
     parse_mailbox,
 )
 from executor.core.health import ExecutorMetrics
@@ -191,9 +192,11 @@ class JobReports:
                     log.warning("could not pull the next job: %s", e)
             flow_id = end.ended.job.flow_id
             if end.failure is not None and not end.failure_sent:
-                self.publish(FAILURES_EXCHANGE, flow_id, end.failure)
+                self.publish(FAILURES_EXCHANGE, failure_key(flow_id), end.failure)
                 end.failure_sent = True
-            self.publish(EVENTS_EXCHANGE, JOB_ENDED_KEY, Event(time=time.time(), ended=end.ended))
+            self.publish(
+                EVENTS_EXCHANGE, job_ended_key(flow_id), Event(time=time.time(), ended=end.ended)
+            )
             with self._lock:
                 self._pending.pop(end.key, None)
             self.sent(end.key)

@@ -35,12 +35,12 @@ from executor.core.amqp import CONNECTION_ERRORS, AmqpThread
 from executor.core.constants import (
     EVENTS_EXCHANGE,
     EXECUTOR_METRICS_PORT,
-    JOB_STARTED_KEY,
     PROTOBUF_CONTENT_TYPE,
     STOP_EXCHANGE,
     STOPPED_FLOW_MEMORY_S,
     goodbye_key,
     heartbeat_key,
+    job_started_key,
     stop_queue,
 )
 from executor.core.drain import ShutdownSignals
@@ -338,7 +338,7 @@ class Executor:
         job = JobRef(flow_id=descriptor.flow_id, node=descriptor.node)
         started = JobStarted(job=job, executor=self.settings.executor_id)
         event = Event(time=time.time(), started=started)
-        self._publish(EVENTS_EXCHANGE, JOB_STARTED_KEY, event, confirm=False)
+        self._publish(EVENTS_EXCHANGE, job_started_key(descriptor.flow_id), event, confirm=False)
         threading.Thread(
             target=self._job_thread,
             args=(run,),

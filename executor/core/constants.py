@@ -30,9 +30,12 @@ PREFIX = "dagyo"
 MAILBOX_PREFIX = f"{PREFIX}.mailbox"  # + ".{progdef}.{version}"
 FLOW_PREFIX = f"{PREFIX}.flow"  # + ".{flow_id}.…": every queue a flow owns
 EVENTS_EXCHANGE = f"{PREFIX}.events"  # topic: executor -> scheduler events
-EVENTS_QUEUE = f"{PREFIX}.scheduler.events"
-FAILURES_EXCHANGE = f"{PREFIX}.failures"  # topic, routing key = flow id
-FAILURES_QUEUE = f"{PREFIX}.scheduler.failures"  # bound with "#": every flow's reports
+EVENTS_QUEUE = f"{PREFIX}.scheduler.events"  # + ".{shard}": one shard's job events
+FAILURES_EXCHANGE = f"{PREFIX}.failures"  # topic, routing key = "{shard}.{flow}"
+FAILURES_QUEUE = f"{PREFIX}.scheduler.failures"  # + ".{shard}": one shard's reports
+# Flows are split into SHARDS shards, a flow's shard being the first hex character of its
+# id; each shard is owned by one scheduler, which consumes its queues (docs/protocol.md).
+SHARDS = 16
 STOP_EXCHANGE = f"{PREFIX}.stop"  # fanout: scheduler -> every executor
 TRIGGER_QUEUE_PREFIX = f"{PREFIX}.triggers"  # + ".{trigger}": an AMQP trigger's CloudEvents
 
@@ -149,9 +152,45 @@ def trigger_queue(trigger: str) -> str:
     return f"{TRIGGER_QUEUE_PREFIX}.{trigger}"
 
 
-# Routing keys of the events an executor publishes to EVENTS_EXCHANGE.
+def shard_of(flow_id: str) -> str:
+    """The shard of a flow: the first hex character of its id (``0``…``f``)."""
+    return flow_id[:1] or "0"
+
+
+def shard_events_queue(shard: str) -> str:
+    """The durable queue of one shard's job events, for the shard's owner."""
+    return f"{EVENTS_QUEUE}.{shard}"
+
+
+def shard_failures_queue(shard: str) -> str:
+    """The durable queue of one shard's failure reports, for the shard's owner."""
+    return f"{FAILURES_QUEUE}.{shard}"
+
+
+def failure_key(flow_id: str) -> str:
+    """The routing key of a flow's failure reports on FAILURES_EXCHANGE."""
+    return f"{shard_of(flow_id)}.{flow_id}"
+
+
+def flow_of_failure_key(routing_key: str) -> str:
+    """The flow id a failure report's routing key names (see failure_key)."""
+    return routing_key.rpartition(".")[2]
+
+
+# Routing keys of the events an executor publishes to EVENTS_EXCHANGE: the job events go
+# to the shard of the job's flow, heartbeats and goodbyes to every scheduler.
 JOB_STARTED_KEY = "job.started"
 JOB_ENDED_KEY = "job.ended"
+
+
+def job_started_key(flow_id: str) -> str:
+    """The routing key of a job's started event."""
+    return f"{JOB_STARTED_KEY}.{shard_of(flow_id)}"
+
+
+def job_ended_key(flow_id: str) -> str:
+    """The routing key of a job's ended event."""
+    return f"{JOB_ENDED_KEY}.{shard_of(flow_id)}"
 
 
 def heartbeat_key(executor: str) -> str:

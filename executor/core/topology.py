@@ -25,9 +25,12 @@ from executor.core.constants import (
     EVENTS_QUEUE,
     FAILURES_EXCHANGE,
     FAILURES_QUEUE,
+    SHARDS,
     STOP_EXCHANGE,
     STREAM_MAX_FRAMES,
     QueueType,
+    shard_events_queue,
+    shard_failures_queue,
 )
 from executor.core.errors import QueueTypeMismatch
 
@@ -134,29 +137,39 @@ def declare_durable(
         raise
 
 
-def declare_topology(channel: BlockingChannel, queue_type: QueueType = QueueType.CLASSIC) -> None:
-    """Declare the exchanges and the scheduler's two queues every flow relies on (idempotent).
+def shard_queues() -> list[tuple[str, str, str]]:
+    """Every shard's two durable queues: (queue, exchange, binding key)."""
+    queues = []
+    for number in range(SHARDS):
+        shard = f"{number:x}"
+        queues.append((shard_events_queue(shard), EVENTS_EXCHANGE, f"job.*.{shard}"))
+        queues.append((shard_failures_queue(shard), FAILURES_EXCHANGE, f"{shard}.*"))
+    return queues
 
-    They are durable so a broker restart keeps them: executors and the scheduler find the
-    same names again, and events and failure reports sent while the scheduler was away
-    wait in its queues. The failures queue takes every flow's reports (``#``): a flow
-    needs no failure queue, nor binding, of its own.
+
+def declare_topology(channel: BlockingChannel, queue_type: QueueType = QueueType.CLASSIC) -> None:
+    """Declare the exchanges and the shards' queues every flow relies on (idempotent).
+
+    They are durable so a broker restart keeps them: executors and the schedulers find the
+    same names again, and events and failure reports sent while a shard's owner was away
+    wait in its queues. A shard's failures queue takes every report of its flows
+    (``{shard}.*``): a flow needs no failure queue, nor binding, of its own.
 
     Raises:
         QueueTypeMismatch: when one of them exists with the other type.
     """
     declare_exchanges(channel)
-    declare_durable(channel, EVENTS_QUEUE, queue_type, how_to_move=MOVE_SHARED_QUEUE)
-    channel.queue_bind(EVENTS_QUEUE, EVENTS_EXCHANGE, routing_key="#")
-    declare_durable(channel, FAILURES_QUEUE, queue_type, how_to_move=MOVE_SHARED_QUEUE)
-    channel.queue_bind(FAILURES_QUEUE, FAILURES_EXCHANGE, routing_key="#")
+    for queue, exchange, key in shard_queues():
+        declare_durable(channel, queue, queue_type, how_to_move=MOVE_SHARED_QUEUE)
+        channel.queue_bind(queue, exchange, routing_key=key)
 
 
 def delete_topology(channel: BlockingChannel) -> None:
-    """Delete what :func:`declare_topology` declared: the scheduler's two queues and the
-    exchanges (``dagyo up --clean``, once its scheduler and executors are gone)."""
-    channel.queue_delete(EVENTS_QUEUE)
-    channel.queue_delete(FAILURES_QUEUE)
+    """Delete what :func:`declare_topology` declared: the shards' queues (and the single
+    queues of older versions) and the exchanges (``dagyo up --clean``, once its schedulers
+    and executors are gone)."""
+    for queue in (EVENTS_QUEUE, FAILURES_QUEUE, *(q for q, _, _ in shard_queues())):
+        channel.queue_delete(queue)
     for exchange in (EVENTS_EXCHANGE, FAILURES_EXCHANGE, STOP_EXCHANGE):
         channel.exchange_delete(exchange)
 

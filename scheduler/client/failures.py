@@ -100,7 +100,9 @@ class FailureFollower:
             channel.exchange_declare(FAILURES_EXCHANGE, exchange_type="topic", durable=True)
             # Our own queue, gone with us: every watcher sees every report (docs/protocol.md).
             queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-            channel.queue_bind(queue, FAILURES_EXCHANGE, routing_key=self.flow_id or "#")
+            channel.queue_bind(
+                queue, FAILURES_EXCHANGE, routing_key=f"*.{self.flow_id}" if self.flow_id else "#"
+            )
             # Bound before reading the past, so nothing falls between the two; the overlap is
             # skipped by `shown`.
             for report in past():

@@ -5,16 +5,16 @@ threads hand work to it (``call`` waits, ``submit`` does not), and the consumers
 callbacks run on it. The scheduler uses two channels on that connection:
 
 * the *work* channel, in publisher-confirm mode, publishes stop signals and failure
-  reports and carries every consumer (the events and failures queues, each flow's export
-  queues). A broker error on it (it should never have one) is treated
-  as a lost connection;
+  reports and carries every consumer (its heartbeats queue, the events and failures queues
+  of the shards it owns, each of its flows' export queues). A broker error on it (it
+  should never have one) is treated as a lost connection;
 * the *probe* channel makes passive declares, which the broker answers with a channel
   error when the queue does not exist; it is simply reopened after each such answer.
 
 After a lost connection the thread reconnects (a new connection, retried with capped
 exponential backoff for as long as the scheduler runs: see executor.core.amqp), calls
-``on_connect`` again so the lifecycle can check its flows, then consumes the events and
-failures queues again.
+``on_connect`` again so the lifecycle can check its flows, then consumes its heartbeats
+and its shards' queues again.
 """
 
 from __future__ import annotations
@@ -33,12 +33,17 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from executor.core.amqp import AmqpThread
 from executor.core.constants import (
+    EVENTS_EXCHANGE,
     EVENTS_QUEUE,
     FAILURES_EXCHANGE,
     FAILURES_QUEUE,
     PROTOBUF_CONTENT_TYPE,
     SCHEDULER_APP_ID,
     STOP_EXCHANGE,
+    failure_key,
+    flow_of_failure_key,
+    shard_events_queue,
+    shard_failures_queue,
 )
 from executor.core.errors import BrokerError, redact_url
 from executor.core.settings import queue_type_of
@@ -63,12 +68,23 @@ EXPORT_PREFETCH_FRAMES = 8
 
 @dataclass(frozen=True)
 class _Standing:
-    """A consumer of one of the scheduler's own queues, kept for as long as it runs."""
+    """A consumer of one of the scheduler's own queues, kept for as long as it runs.
+
+    ``bindings`` makes it a queue of this connection alone (exclusive, auto-delete, named
+    by the broker, declared again after each reconnection), bound to the events exchange
+    with each key; ``queue`` is then only the name it is kept under.
+    """
 
     queue: str
     message_type: type[Message]
     handler: Handler | None = None
     keyed: KeyedHandler | None = None  # gets the routing key first
+    bindings: tuple[str, ...] = ()
+
+
+# The scheduler's own queue of every executor's heartbeats and goodbyes (docs/protocol.md).
+HEARTBEATS = "heartbeats"
+LIVENESS_KEYS = ("heartbeat.*", "goodbye.*")
 
 
 JOB_PROPERTIES = pika.BasicProperties(
@@ -108,7 +124,8 @@ class Broker(QueueOperations):
         self._probe = ProbeChannel(self._side_channel)
         self._first = True
         self._recovering = False
-        self._standing: dict[str, _Standing] = {}  # the events and failures consumers
+        self._standing: dict[str, _Standing] = {}  # heartbeats, the shards' events, failures
+        self._own_queues: dict[str, str] = {}  # a standing name -> its queue of this connection
         self._consumers = Consumers(self._channel)
         # Mailboxes declared on this connection.
         self._mailboxes: set[str] = set()
@@ -186,12 +203,25 @@ class Broker(QueueOperations):
         self._work = work
         self._probe.reset(close=True)  # after a channel recovery the connection stays
         declare_topology(work, self.queue_type)
+        self._delete_old_queues(connection)
         if self._first:
             self._first = False
             return
         self._on_connect_hook()
         for standing in list(self._standing.values()):
             self._consume_standing(standing)
+
+    def _delete_old_queues(self, connection: pika.BlockingConnection) -> None:
+        """Delete the single events and failures queues of older versions once empty (a
+        channel of its own: the broker refuses a delete of a queue holding messages by
+        closing the channel)."""
+        for queue in (EVENTS_QUEUE, FAILURES_QUEUE):
+            try:
+                channel = connection.channel()
+                channel.queue_delete(queue, if_empty=True)
+                channel.close()
+            except pika.exceptions.AMQPChannelError:
+                log.warning("%s still holds messages of an older version: left in place", queue)
 
     def _lost(self, error: Exception) -> None:
         self._mailboxes.clear()
@@ -237,32 +267,85 @@ class Broker(QueueOperations):
 
     def _standing_cancelled(self, standing: _Standing) -> None:
         # One of the scheduler's own queues was deleted under it: declare it again, go on.
+        if self._standing.get(standing.queue) is not standing:
+            return  # no longer consumed here (a shard given up)
         log.warning("%s was deleted; declaring it again", standing.queue)
         declare_topology(self._channel(), self.queue_type)
         self._consume_standing(standing)
 
     # --- consuming -------------------------------------------------------------------------
 
-    def consume_events(self, handler: Handler) -> None:
-        """Consume the scheduler's events queue now and after every reconnection."""
-        self._stand(_Standing(EVENTS_QUEUE, Event, handler=handler))
+    def consume_heartbeats(self, handler: Handler) -> None:
+        """Consume every executor's heartbeats and goodbyes, on a queue of this connection,
+        now and after every reconnection."""
+        self._stand(_Standing(HEARTBEATS, Event, handler=handler, bindings=LIVENESS_KEYS))
 
-    def consume_failures(self, handler: KeyedHandler) -> None:
-        """Consume the scheduler's failures queue now and after every reconnection.
+    def consume_shard(self, shard: str, events: Handler, failures: KeyedHandler) -> None:
+        """Consume one shard's events and failures queues, now and after every reconnection.
 
-        ``handler`` gets each report's routing key (the flow id it was sent for) first.
+        ``failures`` gets each report's flow id (from its routing key) first.
         """
-        self._stand(_Standing(FAILURES_QUEUE, FailureReport, keyed=handler))
+        self._stand(_Standing(shard_events_queue(shard), Event, handler=events))
+
+        def keyed(key: str, report: Any, properties: pika.BasicProperties) -> Any:
+            return failures(flow_of_failure_key(key), report, properties)
+
+        self._stand(_Standing(shard_failures_queue(shard), FailureReport, keyed=keyed))
+
+    def liveness_backlog(self) -> int:
+        """How many heartbeats and goodbyes wait in this scheduler's queue of them.
+
+        Raises:
+            BrokerError: when the broker cannot be asked.
+        """
+        queue = self._own_queues.get(HEARTBEATS)
+        return 0 if queue is None else self.queue_depth(queue) or 0
+
+    def stop_shard(self, shard: str) -> None:
+        """Stop consuming one shard's queues (what was delivered and not acked goes back to
+        them with :meth:`reset`)."""
+        for queue in (shard_events_queue(shard), shard_failures_queue(shard)):
+            if self._standing.pop(queue, None) is not None:
+                self.call(partial(self._consumers.cancel, queue))
+
+    def reset(self) -> None:
+        """Close the work channel and open it again, consumers and all: every message
+        delivered and not acked goes back to its queue (for the scheduler that owns its flow
+        now; one of a flow still run here comes again, and is found stored already)."""
+
+        def reset() -> None:
+            work = self._work
+            if work is None or not work.is_open:
+                return
+            connection = work.connection
+            self._work = None
+            try:
+                work.close()
+            except pika.exceptions.AMQPError:
+                pass
+            self._on_connect(connection)
+
+        try:
+            self.call(reset)
+        except BrokerError as e:
+            log.warning("cannot open the scheduler's channel again yet: %s", e)
 
     def _stand(self, standing: _Standing) -> None:
         self._standing[standing.queue] = standing
         self.call(lambda: self._consume_standing(standing))
 
     def _consume_standing(self, standing: _Standing) -> None:
-        self._channel().basic_qos(prefetch_count=EVENTS_PREFETCH)
+        channel = self._channel()
+        queue = standing.queue
+        if standing.bindings:
+            queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+            self._own_queues[standing.queue] = queue
+            for key in standing.bindings:
+                channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key=key)
+        channel.basic_qos(prefetch_count=EVENTS_PREFETCH)
         try:
             self._consumers.consume(
-                standing.queue,
+                queue,
                 standing.handler,
                 keyed=standing.keyed,
                 on_cancel=partial(self._standing_cancelled, standing),
@@ -337,7 +420,7 @@ class Broker(QueueOperations):
 
         It reaches the flow's watchers; the scheduler skips it on its own failure queue.
         """
-        self.call(lambda: self._publish(FAILURES_EXCHANGE, report.flow_id, report))
+        self.call(lambda: self._publish(FAILURES_EXCHANGE, failure_key(report.flow_id), report))
 
     def _publish(self, exchange: str, routing_key: str, message: Message) -> None:
         properties = pika.BasicProperties(

@@ -125,6 +125,17 @@ class Consumers:
         if tag is not None:
             self._on_cancel.pop(tag, None)
 
+    def cancel(self, queue: str) -> None:
+        """Stop consuming ``queue`` (I/O thread); what it delivered and was not acked stays
+        unacked until the channel closes."""
+        tag = self._consumers.pop(queue, None)
+        if tag is None:
+            return
+        self._on_cancel.pop(tag, None)
+        work = self._work()
+        if work.is_open:
+            work.basic_cancel(tag)
+
     def cancelled(self, method: Any) -> None:
         """The work channel's cancel callback: forget the consumer, call its ``on_cancel``."""
         tag = method.method.consumer_tag

@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from executor.core.constants import SHARDS
 from executor.core.drain import stop_signals
 from executor.core.errors import BrokerUnavailable, DagyoError, redact_url
 from executor.core.health import port_is_fixed
@@ -180,8 +181,11 @@ class Scheduler:
         try:
             self.lifecycle.load()
             self.lifecycle.resume()
-            broker.consume_events(self.lifecycle.on_event)
-            broker.consume_failures(self.lifecycle.queues.on_failure)
+            broker.consume_heartbeats(self.lifecycle.on_event)
+            for number in range(SHARDS):
+                broker.consume_shard(
+                    f"{number:x}", self.lifecycle.on_event, self.lifecycle.queues.on_failure
+                )
             self._sampler = QueueSampler(
                 edges=self.lifecycle.sample_edges,
                 depth=broker.queue_depth,

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from executor.core.constants import EVENTS_QUEUE
 from executor.core.errors import BrokerError
 from executor.pb.dagyo.v1.failure_pb2 import (
     FAILURE_KIND_DEADLINE,
@@ -256,7 +255,7 @@ def due(table: FlowTable, liveness: Liveness, broker: Broker, timeout_s: float) 
     Raises nothing: a broker that cannot be asked makes the check judge nobody silent.
     """
     try:
-        backlog = broker.queue_depth(EVENTS_QUEUE)
+        backlog = broker.liveness_backlog()
     except BrokerError:
         backlog = None
     # Judge liveness only on fresh news: a backlog of events may hold signs of life.

@@ -169,6 +169,9 @@ class Wire:
     def ended(self, flow_id: str, node: str) -> JobEnded:
         heard = self.wait_heard(lambda h: _is_ended(h, flow_id, node), f"job {node} to end")
         assert isinstance(heard.message, Event)
+        assert heard.routing_key == f"job.ended.{flow_id[0]}", (
+            "a job's ended event is routed to its flow's shard"
+        )
         return heard.message.ended
 
     def failure(self, flow_id: str, node: str) -> FailureReport:
@@ -176,7 +179,9 @@ class Wire:
             lambda h: _is_failure(h, flow_id, node), f"a failure report of job {node}"
         )
         assert isinstance(heard.message, FailureReport)
-        assert heard.routing_key == flow_id, "a failure report is routed by its flow id"
+        assert heard.routing_key == f"{flow_id[0]}.{flow_id}", (
+            "a failure report is routed by its flow's shard and id"
+        )
         return heard.message
 
     def failures_before_end(self, flow_id: str, node: str) -> list[FailureReport]:
@@ -192,13 +197,16 @@ class Wire:
         raise AssertionError("unreachable: the ended event was heard")
 
     def started(self, flow_id: str, node: str) -> None:
-        self.wait_heard(
+        heard = self.wait_heard(
             lambda h: (
                 isinstance(h.message, Event)
                 and h.message.WhichOneof("kind") == "started"
                 and (h.message.started.job.flow_id, h.message.started.job.node) == (flow_id, node)
             ),
             f"job {node} to start",
+        )
+        assert heard.routing_key == f"job.started.{flow_id[0]}", (
+            "a job's started event is routed to its flow's shard"
         )
 
     def heartbeat(self, match: Callable[[Heartbeat], bool], what: str) -> Heartbeat:

@@ -21,7 +21,15 @@ import pika
 import pika.exceptions
 from google.protobuf.message import Message
 
-from executor.core.constants import EVENTS_EXCHANGE, FAILURES_EXCHANGE, FLOW_PREFIX, STOP_EXCHANGE
+from executor.core.constants import (
+    EVENTS_EXCHANGE,
+    FAILURES_EXCHANGE,
+    FLOW_PREFIX,
+    STOP_EXCHANGE,
+    failure_key,
+    job_ended_key,
+    job_started_key,
+)
 from executor.core.progdef import load_catalogue
 from executor.pb.dagyo.types_pb2 import Text
 from executor.pb.dagyo.v1.events_pb2 import Event, Stop
@@ -231,7 +239,7 @@ class FakeExecutor:
 
         started = JobStarted(job=JobRef(flow_id=job.flow_id, node=job.node), executor=self.id)
         self.running.add((job.flow_id, job.node))
-        self._do(lambda ch: self._event(ch, "job.started", started=started))
+        self._do(lambda ch: self._event(ch, job_started_key(job.flow_id), started=started))
 
     def block(self, job: Job) -> None:
         """From now on its heartbeats say the job waits on a full output stream."""
@@ -259,7 +267,7 @@ class FakeExecutor:
             items_sent=items_sent or {},
             items_received=items_received or {},
         )
-        self._do(lambda ch: self._event(ch, "job.ended", ended=ended))
+        self._do(lambda ch: self._event(ch, job_ended_key(job.flow_id), ended=ended))
 
     def end_job_as(self, job: Job, outcome: str, reason: str) -> None:
         """Report the end of a job that did not end by returning (``JOB_STOPPED``, …)."""
@@ -272,7 +280,7 @@ class FakeExecutor:
             outcome=outcome,
             reason=reason,
         )
-        self._do(lambda ch: self._event(ch, "job.ended", ended=ended))
+        self._do(lambda ch: self._event(ch, job_ended_key(job.flow_id), ended=ended))
 
     def send(self, job: Job, port: str, items: list[bytes], *, seq: int, end: bool = False) -> None:
         typename = job.outputs[port].typename
@@ -299,7 +307,9 @@ class FakeExecutor:
             time=time.time(),
         )
         self._do(
-            lambda ch: ch.basic_publish(FAILURES_EXCHANGE, job.flow_id, report.SerializeToString())
+            lambda ch: ch.basic_publish(
+                FAILURES_EXCHANGE, failure_key(job.flow_id), report.SerializeToString()
+            )
         )
         return report
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pika
 
-from executor.core.constants import FAILURES_EXCHANGE
+from executor.core.constants import FAILURES_EXCHANGE, failure_key
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
 from tests.commands import dagyo, free_address
 from tests.conftest import ROOT
@@ -107,7 +107,9 @@ def publish(broker_url: str, report: FailureReport) -> None:
         channel = connection.channel()
         channel.exchange_declare(FAILURES_EXCHANGE, exchange_type="topic", durable=True)
         channel.basic_publish(
-            FAILURES_EXCHANGE, routing_key=report.flow_id, body=report.SerializeToString()
+            FAILURES_EXCHANGE,
+            routing_key=failure_key(report.flow_id),
+            body=report.SerializeToString(),
         )
     finally:
         connection.close()

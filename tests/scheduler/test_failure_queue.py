@@ -1,10 +1,11 @@
-"""The scheduler hears every flow's failure reports on one queue of its own.
+"""The scheduler hears its flows' failure reports on its shards' queues.
 
-`dagyo.scheduler.failures` is bound to `dagyo.failures` with `#` (docs/protocol.md,
-Topology): a flow costs the broker no failure queue and no binding of its own, and a
-report is the failure of the flow its routing key names. These tests hold that a panic
-still fails its flow, that what comes for no flow the scheduler runs (or does not decode)
-is dropped without stopping the consumer, and that the queue deleted by hand comes back.
+`dagyo.scheduler.failures.{shard}` is bound to `dagyo.failures` with `{shard}.*`
+(docs/protocol.md, Topology): a flow costs the broker no failure queue and no binding of
+its own, and a report is the failure of the flow its routing key names. These tests hold
+that a panic still fails its flow, that what comes for no flow the scheduler runs (or does
+not decode) is dropped without stopping the consumer, and that the queues deleted by hand
+come back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ import uuid
 
 import pika
 
-from executor.core.constants import FAILURES_EXCHANGE, FAILURES_QUEUE, PREFIX
+from executor.core.constants import (
+    FAILURES_EXCHANGE,
+    PREFIX,
+    SHARDS,
+    failure_key,
+    shard_failures_queue,
+)
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_PANIC, FailureReport
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from tests.scheduler.fake_executor import (
@@ -27,6 +34,8 @@ from tests.scheduler.fake_executor import (
     queues_by_flow,
 )
 from tests.waiting import eventually
+
+SHARD_QUEUES = [shard_failures_queue(f"{n:x}") for n in range(SHARDS)]
 
 
 def publish(url: str, routing_key: str, body: bytes) -> None:
@@ -82,16 +91,23 @@ def test_reports_for_no_running_flow_or_undecodable_are_dropped_and_the_next_one
     jobs = fake.next_jobs(2)
     for job in jobs.values():
         fake.start_job(job)
-    publish(broker_url, uuid.uuid4().hex[:12], report("nobody").SerializeToString())
-    publish(broker_url, flow_id, b"\xff\xff not a report")
+    publish(broker_url, failure_key(uuid.uuid4().hex[:12]), report("nobody").SerializeToString())
+    publish(broker_url, failure_key(flow_id), b"\xff\xff not a report")
 
     # The routing key names the flow, whatever the body says.
-    publish(broker_url, flow_id, report("another-flow", error="RuntimeError").SerializeToString())
+    publish(
+        broker_url,
+        failure_key(flow_id),
+        report("another-flow", error="RuntimeError").SerializeToString(),
+    )
     end = end_of(client.watch(flow_id))
 
     assert end.state == pb.FLOW_STATE_FAILED
     assert (end.failure.flow_id, end.failure.error) == (flow_id, "RuntimeError")
-    eventually(lambda: depth(broker_url, FAILURES_QUEUE) == 0, what="the failures queue to drain")
+    eventually(
+        lambda: depth(broker_url, shard_failures_queue(flow_id[0])) == 0,
+        what="the failures queue to drain",
+    )
     assert_no_queue_left(broker_url, list(jobs.values()))
 
 
@@ -100,10 +116,15 @@ def test_the_failures_queue_deleted_by_hand_is_declared_again(
 ) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
-        connection.channel().queue_delete(FAILURES_QUEUE)
+        channel = connection.channel()
+        for queue in SHARD_QUEUES:
+            channel.queue_delete(queue)
     finally:
         connection.close()
-    eventually(lambda: queue_exists(broker_url, FAILURES_QUEUE), what="the failures queue again")
+    eventually(
+        lambda: all(queue_exists(broker_url, q) for q in SHARD_QUEUES),
+        what="the failures queues again",
+    )
 
     flow_id = client.submit()
     jobs = fake.next_jobs(2)

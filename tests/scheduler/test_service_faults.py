@@ -263,12 +263,14 @@ def test_grpc_errors_reach_the_client_as_status_codes(client: Client) -> None:
 def test_the_events_queue_deleted_under_the_scheduler_comes_back(
     client: Client, fake: FakeExecutor, broker_url: str
 ) -> None:
-    from executor.core.constants import EVENTS_QUEUE
+    from executor.core.constants import shard_events_queue
+
+    events_queue = shard_events_queue("0")
 
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    connection.channel().queue_delete(EVENTS_QUEUE)
+    connection.channel().queue_delete(events_queue)
     connection.close()
-    eventually(lambda: queue_exists(broker_url, EVENTS_QUEUE), what="the events queue redeclared")
+    eventually(lambda: queue_exists(broker_url, events_queue), what="the events queue redeclared")
     flow_id = client.submit()
     watch = client.stub.Watch(pb.WatchRequest(flow_id=flow_id), timeout=WAIT_S)
     run_to_success(fake, fake.next_jobs(2))

@@ -12,6 +12,26 @@ export const MAILBOX_PREFIX = "dagyo.mailbox";
 export const EVENTS_EXCHANGE = "dagyo.events";
 export const FAILURES_EXCHANGE = "dagyo.failures";
 export const STOP_EXCHANGE = "dagyo.stop";
+
+/** A flow's shard: the first hex character of its id (docs/protocol.md, Topology). */
+export function shardOf(flowId: string): string {
+  return flowId.slice(0, 1) || "0";
+}
+
+/** The routing keys of a job's events on EVENTS_EXCHANGE: its flow's shard. */
+export function jobStartedKey(flowId: string): string {
+  return `job.started.${shardOf(flowId)}`;
+}
+
+export function jobEndedKey(flowId: string): string {
+  return `job.ended.${shardOf(flowId)}`;
+}
+
+/** The routing key of a flow's failure reports on FAILURES_EXCHANGE: "{shard}.{flow}". */
+export function failureKey(flowId: string): string {
+  return `${shardOf(flowId)}.${flowId}`;
+}
+
 export const PROTOBUF_CONTENT_TYPE = "application/x-protobuf";
 
 export const JOB_ENDED = "";

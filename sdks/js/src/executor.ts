@@ -23,6 +23,9 @@ import {
   RECONNECT_DELAY_S,
   STOP_EXCHANGE,
   STOPPED_FLOW_MEMORY_S,
+  failureKey,
+  jobEndedKey,
+  jobStartedKey,
 } from "./constants.js";
 import { Mailbox } from "./mailbox.js";
 import { execute, JobRun, type FailureReport, type JobDescriptor, type Program } from "./job.js";
@@ -167,7 +170,7 @@ export class Executor {
       this.tookJob = true;
       this.mailbox.drain();
     }
-    this.publish(this.news, EVENTS_EXCHANGE, "job.started", "dagyo.v1.Event", {
+    this.publish(this.news, EVENTS_EXCHANGE, jobStartedKey(descriptor.flow_id), "dagyo.v1.Event", {
       time: Date.now() / 1000,
       started: { job: { flow_id: descriptor.flow_id, node: descriptor.node }, executor: this.settings.executorId },
     });
@@ -232,10 +235,10 @@ export class Executor {
           this.jobDone();
         }
         if (end.failure !== null && !end.failureSent) {
-          await this.publishConfirmed(FAILURES_EXCHANGE, end.failure.flow_id, "dagyo.v1.FailureReport", { ...end.failure });
+          await this.publishConfirmed(FAILURES_EXCHANGE, failureKey(end.failure.flow_id), "dagyo.v1.FailureReport", { ...end.failure });
           end.failureSent = true;
         }
-        await this.publishConfirmed(EVENTS_EXCHANGE, "job.ended", "dagyo.v1.Event", { time: Date.now() / 1000, ended: end.ended });
+        await this.publishConfirmed(EVENTS_EXCHANGE, jobEndedKey(end.run.descriptor.flow_id), "dagyo.v1.Event", { time: Date.now() / 1000, ended: end.ended });
         this.reports.delete(key);
         this.runs.delete(key);
         this.wakeIdle();
