@@ -50,6 +50,7 @@ ENV_TRIGGERS_WAITING = "DAGYO_TRIGGERS_WAITING"
 TRIGGERS_WAITING = 1000
 ENV_UNSERVED_MAILBOX_S = "DAGYO_UNSERVED_MAILBOX_S"
 ENV_SPARE_IDLE_S = "DAGYO_SPARE_IDLE_S"
+ENV_LEASE_S = "DAGYO_LEASE_S"
 # gRPC worker threads; an eighth (at least 4) is kept for unary calls, never for Watch.
 GRPC_WORKERS = 256
 # Open Watch streams of one client connection (one gRPC channel).
@@ -63,6 +64,9 @@ UNSERVED_MAILBOX_S = 300.0
 # A flow shape's spare queues (scheduler.service.spares) are deleted once no flow of that
 # shape came for this long.
 SPARE_IDLE_S = 60.0
+# How long a scheduler's lease of a shard lasts unless renewed (every third of it): a dead
+# scheduler's flows are taken over within about this long.
+LEASE_S = 10.0
 
 MEMORY = ":memory:"
 _TRUE = {"1", "true", "yes", "on"}
@@ -188,6 +192,8 @@ class SchedulerSettings:
         spare_idle_s: after a flow, the queues of one more flow of its shape are declared
             ahead, and deleted once no flow of that shape came for this long
             (``DAGYO_SPARE_IDLE_S``); 0 declares nothing ahead.
+        lease_s: how long the lease of a shard of flows lasts unless renewed
+            (``DAGYO_LEASE_S``); another scheduler takes a dead one's shards after it.
         objects_url: the object store of offloaded items (``DAGYO_OBJECTS``); empty: none
             (executors then offload nothing either).
         queue_type: the type of the durable queues (``DAGYO_QUEUE_TYPE``; None: as
@@ -217,6 +223,7 @@ class SchedulerSettings:
     triggers_waiting: int = TRIGGERS_WAITING
     unserved_mailbox_s: float = UNSERVED_MAILBOX_S
     spare_idle_s: float = SPARE_IDLE_S
+    lease_s: float = LEASE_S
     queue_type: QueueType | None = None
     objects_url: str = ""
     cache_bounds: CacheBounds = field(default_factory=CacheBounds)
@@ -260,6 +267,10 @@ class SchedulerSettings:
             problems.append(
                 f"{ENV_SPARE_IDLE_S} must be a number of seconds, at least 0 (0: no spares), "
                 f"got {self.spare_idle_s}"
+            )
+        if not 0.3 <= self.lease_s < float("inf"):
+            problems.append(
+                f"{ENV_LEASE_S} must be a number of seconds, at least 0.3, got {self.lease_s}"
             )
         if self.triggers_http:
             http_host, _, http_port = self.triggers_http.rpartition(":")
@@ -322,6 +333,7 @@ class SchedulerSettings:
                 env, ENV_UNSERVED_MAILBOX_S, UNSERVED_MAILBOX_S, float
             ),
             "spare_idle_s": env_number(env, ENV_SPARE_IDLE_S, SPARE_IDLE_S, float),
+            "lease_s": env_number(env, ENV_LEASE_S, LEASE_S, float),
             "objects_url": env.get(ENV_OBJECTS, "").strip(),
             "cache_bounds": CacheBounds.from_env(env),
         }

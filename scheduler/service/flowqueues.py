@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -72,6 +72,8 @@ class FlowQueues:
         self._export_cap_bytes = export_cap_bytes
         self._fail = ending.fail
         self._finish = ending.finish
+        # Whether this scheduler owns a flow's shard now (the lifecycle's ``owns``).
+        self.owns: Callable[[str], bool] = lambda flow_id: True
 
     def consume(self, flow: ActiveFlow) -> None:
         """Consume a flow's export queues (again, after a resume)."""
@@ -96,6 +98,8 @@ class FlowQueues:
         it is stored."""
         if properties.app_id == SCHEDULER_APP_ID:
             return None  # the scheduler's own report, recorded when it was decided
+        if not self.owns(flow_id):
+            return _not_ours  # for the shard's owner, once the channel is reset
         with self._table.lock:
             flow = self._table.flows.get(flow_id)
             if flow is None:
@@ -114,6 +118,8 @@ class FlowQueues:
         """An export frame: acked once the items it kept are stored. One holding offloaded
         items, and every later one of its flow until none waits, is read on the copies
         thread (exportcopies.py)."""
+        if not self.owns(flow_id):
+            return _not_ours  # for the flow's new owner, once the channel is reset
         if self._objects is None:
             return self._read(flow_id, export, body)[0]
         offloaded = _has_references(body)
@@ -252,6 +258,10 @@ def _has_references(body: bytes) -> bool:
         return bool(Frame.FromString(body).offloaded)
     except ProtobufDecodeError:
         return False
+
+
+def _not_ours(then: Callable[[], None]) -> None:
+    """Never acked here (see scheduler.service.lifecycle.not_ours)."""
 
 
 def _same_failure(recorded: FailureReport, report: FailureReport) -> bool:

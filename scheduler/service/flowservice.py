@@ -42,7 +42,7 @@ from scheduler.service.downloads import ExportDownloads
 from scheduler.service.hooks import Submission, SubmitHook
 from scheduler.service.limits import MAX_MESSAGE_BYTES, cut, export_room_of
 from scheduler.service.pages import FailurePage, FlowPage, Invocation
-from scheduler.service.spares import new_flow_id, queue_shape
+from scheduler.service.spares import queue_shape
 from scheduler.service.store import FailureRecords, FlowRecords
 from scheduler.service.subscriptions import follow
 from scheduler.service.tenancy import RunningFlows, admit_consts, visible_catalogue
@@ -217,7 +217,7 @@ class FlowService:
         # A flow shaped like a recent one takes the flow id whose queues were declared
         # ahead for it (scheduler.service.spares).
         spare = self._spares.take(queue_shape(checked))
-        flow_id = spare or new_flow_id()
+        flow_id = spare or self._spares.fresh_id()
         created = self._clock()
         deadline = created + deadline_s if deadline_s else 0.0
         plan = plan_flow(checked, flow_id=flow_id, deadline=deadline)

@@ -49,11 +49,16 @@ from scheduler.service.liveness import Liveness
 from scheduler.service.metrics import SchedulerMetrics
 from scheduler.service.newflow import new_flow
 from scheduler.service.objects import FlowObjects
+from scheduler.service.remote import StoreWatch, active, cancel_elsewhere
 from scheduler.service.store import StoreWriter
 from scheduler.service.subscriptions import Watchers
 from scheduler.service.watchdog import due
 
 log = logging.getLogger("dagyo.scheduler")
+
+
+def not_ours(then: Callable[[], None]) -> None:
+    """Never acks: a message of a flow owned elsewhere goes back at a reset (takeover.py)."""
 
 
 class Lifecycle:
@@ -112,6 +117,11 @@ class Lifecycle:
         self.admitter = Admitter(
             parts, self.liveness, self.ending, heartbeat_timeout_s=heartbeat_timeout_s
         )
+        # Whether this scheduler owns a flow's shard now (scheduler.service.shards): a
+        # message of a flow it does not own is left unacked, for the owner.
+        self.owns: Callable[[str], bool] = lambda flow_id: True
+        # Whether a flow taken over still waits to be resumed (scheduler.service.takeover).
+        self.adopting: Callable[[str], bool] = lambda flow_id: False
 
     # --- starting --------------------------------------------------------------------------
 
@@ -221,12 +231,21 @@ class Lifecycle:
             self.objects.sweep(self._ended)
         with self._lock:
             flows = [f for f in self._flows.values() if not f.starting]
+        self.resume_flows(f for f in flows if not self.adopting(f.id))
+
+    def resume_flows(self, flows: Iterable[ActiveFlow], *, takeover: str = "") -> None:
+        """Follow these loaded flows (see :meth:`resume`); ``takeover`` names the shard's
+        previous owning scheduler when they were taken over from it."""
         for flow in flows:
             if flow.runtime.finishing:
                 self.broker.submit(partial(self._clean_up, flow))
                 continue
             if flow.record.state == FlowState.PENDING.proto and not flow.runtime.waiting:
-                error = "the scheduler stopped while starting the flow: resubmit it"
+                error = (
+                    f"{takeover} stopped while starting the flow: resubmit it"
+                    if takeover
+                    else "the scheduler stopped while starting the flow: resubmit it"
+                )
                 self._fail(flow.id, FAILURE_KIND_BROKER, error)
                 continue
             if flow.runtime.replaying:  # its consumers would wait for the rest forever
@@ -246,9 +265,10 @@ class Lifecycle:
             if missing:
                 node = self.broker.lost_node
                 where = f"broker node {node}" if node else "the broker"
+                how = f", taken over from {takeover}" if takeover else ""
                 error = (
                     f"the flow's queues are gone with {where} "
-                    f"(it stopped or restarted): {', '.join(missing)}; resubmit the flow"
+                    f"(it stopped or restarted{how}): {', '.join(missing)}; resubmit the flow"
                 )
                 self._fail(flow.id, FAILURE_KIND_BROKER, error)
         self.admitter.wake()
@@ -264,7 +284,7 @@ class Lifecycle:
             if flow_id in self._flows:
                 return False
         record = self.store.get(flow_id, with_exports=False)
-        return record is not None and not FlowState.from_proto(record.state).active
+        return record is not None and not active(record)
 
     def on_disconnect(self, error: Exception) -> None:
         """The broker connection was lost: stop judging executors until it is back."""
@@ -289,6 +309,9 @@ class Lifecycle:
         if kind == "heartbeat":
             self._progress(event.heartbeat.jobs)
             return self.store.when_written
+        job = getattr(event, kind).job if kind in ("started", "ended") else None
+        if job is not None and not self.owns(job.flow_id):
+            return not_ours  # the shard's owner gets it once the channel is reset
         done = failed = None
         with self._lock:
             at = event.time or time.time()
@@ -338,13 +361,15 @@ class Lifecycle:
             self._fail(flow_id, FAILURE_KIND_CANCELLED, "cancelled by a user")
             if self.broker.connected:  # else the clean-up waits for the reconnection
                 flow.ended.wait(wait_s)
-        return self.store.get(flow_id)
+            return self.store.get(flow_id)
+        return cancel_elsewhere(self.store, flow_id, wait_s=wait_s)
 
     def tick(self) -> None:
         """Fail flows past their deadline, with a lost job, or with a job never taken; send
         again the deletes of ended flows the broker did not answer."""
         for end in due(self.table, self.liveness, self.broker, self.heartbeat_timeout_s):
-            self._fail(end.flow_id, end.kind, end.error, node=end.node)
+            if self.owns(end.flow_id):  # else a paused scheduler woke: the owner judges
+                self._fail(end.flow_id, end.kind, end.error, node=end.node)
         if self.broker.connected:
             self.ending.retry_deletes()
 
@@ -368,7 +393,8 @@ class Lifecycle:
         record = self.store.get(flow_id)
         if record is None:
             return None
-        return self.watchers.replay(record)
+        # Not followed here but running: another scheduler owns it.
+        return StoreWatch(self.store, record) if active(record) else self.watchers.replay(record)
 
     def sample_edges(self) -> dict[str, list[str]]:
         """Flow id -> its edges' targets, for each running flow (the queue sampler's)."""

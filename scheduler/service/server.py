@@ -16,23 +16,18 @@ import logging
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
-from executor.core.constants import SHARDS
 from executor.core.drain import stop_signals
-from executor.core.errors import BrokerUnavailable, DagyoError, redact_url
+from executor.core.errors import BrokerUnavailable, redact_url
 from executor.core.health import port_is_fixed
 from executor.core.objects import open_store as open_objects
 from executor.core.progdef import catalogue_folders
 from executor.core.tracing import Tracing
 from scheduler.constants import SCHEDULER_METRICS_PORT, SCHEDULER_TICK_S
-from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
-from scheduler.pb.externalscaler import externalscaler_pb2_grpc
 from scheduler.service.api import SERVICE_NAME, SchedulerServicer
 from scheduler.service.auth import Authenticator, TokenFile
 from scheduler.service.broker import Broker
@@ -41,16 +36,16 @@ from scheduler.service.config import SchedulerSettings, broker_identity
 from scheduler.service.flowstate import FlowState
 from scheduler.service.hooks import MetricsHook, TracingHook
 from scheduler.service.lifecycle import Lifecycle
+from scheduler.service.listening import listen
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service.objects import FlowObjects
 from scheduler.service.sampler import QueueSampler
-from scheduler.service.scaler import SERVICE_NAME as SCALER_SERVICE
-from scheduler.service.scaler import ScalerServicer
+from scheduler.service.shards import Shards, process_owner
 from scheduler.service.spares import Spares
 from scheduler.service.statehealth import GuardedFlowService, StateHealth, publish_health
-from scheduler.service.store import StoreWriter, open_store
+from scheduler.service.store import StoreWriter, is_postgres, open_store
 from scheduler.service.store.writer import CLOSE_FLUSH_S
-from scheduler.service.tenancy import AuthInterceptor
+from scheduler.service.takeover import Ownership
 from scheduler.service.versions import Versions
 
 if TYPE_CHECKING:
@@ -98,6 +93,9 @@ class Scheduler:
         self._ticker: threading.Thread | None = None
         self._admitter: threading.Thread | None = None
         self._spares_thread: threading.Thread | None = None
+        self._leases: threading.Thread | None = None
+        self.shards: Shards = None  # type: ignore[assignment]  # set by start()
+        self.ownership: Ownership = None  # type: ignore[assignment]  # set by start()
         self.authenticator = Authenticator(
             TokenFile(settings.tokens_path) if settings.tokens_path else None
         )
@@ -123,9 +121,19 @@ class Scheduler:
         for left in self.catalogue().left_out.values():
             for line in left.lines():
                 log.warning("%s", line)
-        self.store = StoreWriter(  # the broker's thread hands its writes to its writer thread
-            open_store(settings.state_path, owner=broker_identity(settings.queue_url))
+        # The broker's thread hands its writes to the store's writer thread; each write
+        # of a flow carries the fence of its shard's lease (scheduler.service.shards).
+        state = open_store(settings.state_path, owner=broker_identity(settings.queue_url))
+        self.shards = Shards(
+            state,
+            owner=process_owner(),
+            lease_s=settings.lease_s,
+            gained=lambda shards: self.ownership.adopt(shards),
+            lost=lambda shards: self.ownership.drop(shards),
+            dead=lambda owners: self.spares.delete_of(owners),
+            alone=not is_postgres(settings.state_path),
         )
+        self.store = StoreWriter(state, fence_of=self.shards.fence, lease_lost=self.shards.refused)
         # A PostgreSQL store can be asked whether it answers (ping); a SQLite file always does.
         ping, where = getattr(self.store.store, "ping", None), redact_url(settings.state_path)
         health_changed = lambda: self._set_health(serving=self._healthy())  # noqa: E731
@@ -147,7 +155,16 @@ class Scheduler:
             objects=objects,
             cache_bounds=settings.cache_bounds,
         )
-        self.spares = Spares(broker, self.store, idle_s=settings.spare_idle_s)
+        self.lifecycle.owns = self.lifecycle.queues.owns = self.shards.holds
+        self.ownership = Ownership(self.lifecycle, broker, self.store, owner=self.shards.owner)
+        self.lifecycle.adopting = self.ownership.waiting
+        self.spares = Spares(
+            broker,
+            self.store,
+            idle_s=settings.spare_idle_s,
+            shards=self.shards,
+            alone=not is_postgres(settings.state_path),
+        )
         self.versions = Versions(
             catalogue=self.catalogue,
             broker=broker,
@@ -179,13 +196,16 @@ class Scheduler:
             raise
         self._broker = broker
         try:
-            self.lifecycle.load()
-            self.lifecycle.resume()
             broker.consume_heartbeats(self.lifecycle.on_event)
-            for number in range(SHARDS):
-                broker.consume_shard(
-                    f"{number:x}", self.lifecycle.on_event, self.lifecycle.queues.on_failure
-                )
+            self.lifecycle.resume()  # nothing followed yet: objects of ended flows go
+            self.shards.start()  # takes its shards, adopting their running flows
+            self._leases = threading.Thread(
+                target=self.shards.loop,
+                args=(self._stopping,),
+                name="dagyo-scheduler-leases",
+                daemon=True,
+            )
+            self._leases.start()
             self._sampler = QueueSampler(
                 edges=self.lifecycle.sample_edges,
                 depth=broker.queue_depth,
@@ -246,54 +266,7 @@ class Scheduler:
             raise
 
     def _listen(self) -> None:
-        # so_reuseport off: a second scheduler on a taken address must fail, not share it.
-        limit = self.settings.max_message_bytes
-        server = grpc.server(
-            ThreadPoolExecutor(max_workers=self.settings.grpc_workers),
-            options=[
-                ("grpc.so_reuseport", 0),
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
-            ],
-            interceptors=[AuthInterceptor(self.authenticator)],
-        )
-        servicer = SchedulerServicer(
-            self.service,
-            authenticator=self.authenticator,
-            workers=self.settings.grpc_workers,
-            watches_per_client=self.settings.watches_per_client,
-            triggers=self.triggers,
-        )
-        scheduler_pb2_grpc.add_SchedulerServicer_to_server(servicer, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        scaler = ScalerServicer(
-            catalogue=self.catalogue,
-            jobs=self.lifecycle.table,
-            depth=self.lifecycle.broker.queue_depth,
-            stopping=self._stopping,
-        )
-        externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(scaler, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, SCALER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
-        cause: RuntimeError | None = None
-        try:
-            tls = self.settings.tls
-            port = (
-                server.add_insecure_port(self.settings.address)
-                if tls is None
-                else server.add_secure_port(self.settings.address, tls.credentials())
-            )
-        except RuntimeError as e:
-            port, cause = 0, e
-        if not port:
-            raise DagyoError(
-                f"cannot listen on {self.settings.address}: another scheduler may be running; "
-                "set DAGYO_SCHEDULER to a free host:port"
-            ) from cause
-        self.address = f"{self.settings.host}:{port}"
-        server.start()
-        self._server = server
+        self._server, self.address = listen(self, self._health)
         self._set_health(serving=True)
         if self.authenticator.open:
             log.warning(
@@ -318,11 +291,13 @@ class Scheduler:
         if self._metrics_server is not None:
             self._metrics_server.stop()
             self._metrics_server = None
-        for thread in (self._ticker, self._admitter, self._sampler, self._spares_thread):
+        threads = (self._ticker, self._admitter, self._sampler, self._spares_thread, self._leases)
+        for thread in threads:
             if thread is not None:
                 thread.join()
         self._ticker = self._admitter = self._sampler = self._spares_thread = None
         self.state_health.join()
+        self._leases = None
         self.tracing.shutdown()
         if self._broker is not None:
             self.store.flush(CLOSE_FLUSH_S)  # stored, and acked while the broker is there
@@ -330,6 +305,7 @@ class Scheduler:
             self.lifecycle.cache.close()
             self._broker.close()
             self._broker = None
+            self.shards.close()  # the others take its shards at once
         if self.store is not None:
             self.store.close()
 
@@ -340,7 +316,10 @@ class Scheduler:
         while not self._stopping.wait(interval):
             try:
                 self.lifecycle.tick()
-                if self._broker is not None and self._broker.connected:
+                self.ownership.follow()
+                self.ownership.carry_out_cancels()
+                # Cluster-wide: one scheduler, the leader, retires versions.
+                if self._broker is not None and self._broker.connected and self.shards.leader:
                     self.versions.tick()
             except Exception:
                 log.exception("the scheduler's periodic check failed")

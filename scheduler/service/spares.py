@@ -18,6 +18,7 @@ with spares ready deletes them at its next start; a stopping scheduler deletes i
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 import uuid
@@ -25,9 +26,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from executor.core.constants import export_queue, flow_queue, stream_queue
+from executor.core.constants import export_queue, flow_queue, shard_of, stream_queue
 from executor.core.errors import BrokerError
 from scheduler.flow.model import CheckedFlow, Endpoint
 
@@ -47,9 +48,24 @@ SPARE_MADE_S = 10.0
 Shape = tuple[str, ...]
 
 
-def new_flow_id() -> str:
-    """A fresh flow id: 12 lowercase hex characters (docs/protocol.md)."""
-    return uuid.uuid4().hex[:12]
+def new_flow_id(shards: Sequence[str] = ()) -> str:
+    """A fresh flow id: 12 lowercase hex characters (docs/protocol.md), in one of
+    ``shards`` (its first character) when given."""
+    fresh = uuid.uuid4().hex[:12]
+    return random.choice(shards) + fresh[1:] if shards else fresh
+
+
+class Owned(Protocol):
+    """The shards a scheduler owns (scheduler.service.shards.Shards)."""
+
+    owner: str
+    lease_s: float
+
+    def owned(self) -> list[str]:
+        """The shards owned now."""
+
+    def wait_owned(self, timeout_s: float) -> list[str]:
+        """The shards owned, waiting up to ``timeout_s`` for one."""
 
 
 def shape_of(flow_id: str, queues: Sequence[str]) -> Shape:
@@ -90,7 +106,18 @@ class Spares:
             0 keeps no spares at all.
     """
 
-    def __init__(self, broker: Broker, store: SpareRecords, *, idle_s: float) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        store: SpareRecords,
+        *,
+        idle_s: float,
+        shards: Owned | None = None,
+        alone: bool = True,
+    ) -> None:
+        self._shards = shards
+        self._owner = shards.owner if shards is not None else ""
+        self._alone = alone
         self._broker = broker
         self._store = store
         self._idle_s = idle_s
@@ -116,9 +143,40 @@ class Spares:
                 oldest, _ = self._wanted.popitem(last=False)
                 if oldest in self._ready:
                     self._doomed.append(self._ready.pop(oldest))
+            if spare is not None and not self._ours(spare.flow_id):
+                self._doomed.append(spare)  # of a shard given up since: not for our flows
+                spare = None
             if spare is not None:
                 self._taken.append(spare.flow_id)
         return spare.flow_id if spare is not None else None
+
+    def fresh_id(self) -> str:
+        """A new flow id of a shard this scheduler owns.
+
+        Raises:
+            BrokerError: when it owns none, even after waiting a lease for one.
+        """
+        if self._shards is None:
+            return new_flow_id()
+        owned = self._shards.wait_owned(self._shards.lease_s)
+        if not owned:
+            raise BrokerError(
+                "this scheduler owns no shard of flows (it has just started, or cannot reach "
+                "its state): submit again, or to another scheduler"
+            )
+        return new_flow_id(owned)
+
+    def _ours(self, flow_id: str) -> bool:
+        return self._shards is None or shard_of(flow_id) in self._shards.owned()
+
+    def delete_of(self, owners: list[str]) -> None:
+        """Delete the spares of schedulers that died (their membership ran out)."""
+        rows = self._store.spares(owners)
+        for _, queues, taken in rows:
+            if not taken:
+                self._broker.delete_queues(queues)
+        if rows:
+            self._store.remove_spares([flow_id for flow_id, _, _ in rows])
 
     def submitted(self) -> None:
         """A submit is done with the broker: make the spares it asked for now (not before:
@@ -164,7 +222,13 @@ class Spares:
             log.warning("left spares for the next start to delete: %s", e)
 
     def _delete_left(self) -> None:
-        """Delete the spares a scheduler left that no flow took (it died with them ready)."""
+        """Delete the spares a scheduler left that no flow took (it died with them ready).
+
+        Only a lone scheduler (a SQLite state): among several, the leader deletes those of
+        each scheduler whose membership ran out (:meth:`delete_of`).
+        """
+        if not self._alone:
+            return
         rows = self._store.spares()
         for _, queues, taken in rows:
             if not taken:
@@ -207,9 +271,13 @@ class Spares:
             self._make(shape)
 
     def _make(self, shape: Shape) -> None:
-        spare = _Spare(new_flow_id(), shape)
+        owned = self._shards.owned() if self._shards is not None else []
+        if self._shards is not None and not owned:
+            return
+        spare = _Spare(new_flow_id(owned), shape)
         queues = queues_of(spare.flow_id, shape)
-        self._store.add_spare(spare.flow_id, queues)  # first: a crash leaves a row, not queues
+        # First: a crash leaves a row, not queues.
+        self._store.add_spare(spare.flow_id, queues, owner=self._owner)
         with self._lock:
             self._making[shape] = (spare, time.monotonic())
         try:

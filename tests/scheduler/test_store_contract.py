@@ -22,6 +22,7 @@ from scheduler.service.store import (
     StoreWriter,
     open_store,
 )
+from scheduler.service.store.migrations import SQLITE
 from tests.postgres import fresh_database
 
 Opener = Callable[..., Store]
@@ -319,7 +320,7 @@ def test_a_store_of_a_newer_schema_is_refused_in_one_line(opener: Opener) -> Non
         opener()
     message = str(refused.value)
     assert "\n" not in message
-    assert "schema version 999, newer than this scheduler's 3" in message
+    assert f"schema version 999, newer than this scheduler's {len(SQLITE)}" in message
 
 
 def test_a_store_of_an_older_schema_is_migrated_at_open(opener: Opener) -> None:
@@ -329,11 +330,15 @@ def test_a_store_of_an_older_schema_is_migrated_at_open(opener: Opener) -> None:
         db.execute("DROP TABLE flow_leases")  # as a store of schema version 1 was
         db.execute("DROP TABLE cache_streams")
         db.execute("DROP TABLE cache_entries")
+        db.execute("DROP TABLE schedulers")
+        db.execute("DROP TABLE cancels")
+        db.execute("ALTER TABLE spares DROP COLUMN owner")
         db.execute("DELETE FROM schema_version WHERE version >= 2")
     store.close()
     store = opener()
     assert store.leases.acquire("f1", "a", lease_s=60) == 1
     assert store.cache.entries() == []
+    assert store.members.beat("a", lease_s=60) == ["a"]
 
 
 def test_a_lease_is_held_until_released_then_taken_with_the_next_epoch(opener: Opener) -> None:
@@ -485,3 +490,42 @@ def test_cache_drop_takes_a_progdef_a_version_or_a_key_of_one_tenant(opener: Ope
     assert cache.get("a", "k2") is None
     assert [e.key for e in cache.drop(None)] == ["k3"]
     assert cache.entries() == []
+
+
+def test_writes_fenced_by_their_shard_s_lease_follow_that_lease(opener: Opener) -> None:
+    store = opener()
+    flow, run = record("a1", 1.0), runtime()
+    store.create(flow, run)
+    assert store.leases.acquire("shard-a", "s1", lease_s=60) == 1
+    many = [pb.Export(export="greetings", value_json=f'"{i}"') for i in range(450)]
+    run.kept_count = len(many)
+    store.save(flow, run, many, fence=Fence("s1", 1, "shard-a"))
+    got = store.get("a1")
+    assert got is not None and [e.value_json for e in got.exports] == [f'"{i}"' for i in range(450)]
+    assert store.leases.renew("shard-a", Fence("s1", 1, "shard-a"), lease_s=-1)
+    assert store.leases.acquire("shard-a", "s2", lease_s=60) == 2
+    flow.name = "late"
+    try:
+        store.save(flow, fence=Fence("s1", 1, "shard-a"))
+    except LeaseLost as e:
+        assert "a1 (shard-a): a write of s1 (epoch 1) was refused" in str(e)
+    got = store.get("a1")
+    assert got is not None and got.name != "late"
+
+
+def test_live_schedulers_and_cancels_asked_of_an_owner(opener: Opener) -> None:
+    store = opener()
+    assert store.members.beat("s1", lease_s=60) == ["s1"]
+    assert store.members.beat("s2", lease_s=-1) == ["s1"]  # ran out at once
+    assert store.members.dead() == ["s2"]
+    store.members.forget(["s2"])
+    assert store.members.dead() == []
+    store.cancels.request_cancel("f1")
+    store.cancels.request_cancel("f1")  # asked twice: one request
+    store.cancels.request_cancel("f2")
+    assert store.cancels.cancel_requests() == ["f1", "f2"]
+    store.cancels.cancelled("f1")
+    assert store.cancels.cancel_requests() == ["f2"]
+    store.add_spare("x1", ["q.a"], owner="s2")
+    store.add_spare("x2", ["q.b"], owner="s1")
+    assert [s[0] for s in store.spares(["s2"])] == ["x1"]

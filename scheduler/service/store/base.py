@@ -35,10 +35,13 @@ class Fence:
     Attributes:
         owner: the scheduler that took the lease (unique per process).
         epoch: the lease's epoch when it took it.
+        lease: the name of the lease row (``shard-7``: the lease of the flow's shard); empty
+            for the flow's own lease (keyed by its id).
     """
 
     owner: str
     epoch: int
+    lease: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,14 +148,16 @@ class FailureRecords(Protocol):
 class SpareRecords(Protocol):
     """The flow ids whose queues were declared ahead (scheduler.service.spares)."""
 
-    def add_spare(self, flow_id: str, queues: Sequence[str]) -> None:
-        """Note a flow id whose queues are about to be declared ahead of its flow."""
+    def add_spare(self, flow_id: str, queues: Sequence[str], *, owner: str = "") -> None:
+        """Note a flow id whose queues are about to be declared ahead of its flow, by
+        ``owner`` (the scheduler declaring them)."""
 
     def remove_spares(self, flow_ids: Sequence[str]) -> None:
         """Forget spares: deleted, or taken by a flow (whose record now holds the queues)."""
 
-    def spares(self) -> list[tuple[str, list[str], bool]]:
-        """Every spare noted: its flow id, its queues, and whether a flow took it since."""
+    def spares(self, owners: Sequence[str] | None = None) -> list[tuple[str, list[str], bool]]:
+        """Every spare noted (of these owners, or of all): its flow id, its queues, and
+        whether a flow took it since."""
 
 
 class VersionRecords(Protocol):
@@ -206,6 +211,10 @@ class FlowLeases(Protocol):
     def release(self, flow_id: str, fence: Fence) -> None:
         """Give the lease up now (another may take it at once); nothing when not held."""
 
+    def expire_all(self, prefix: str, *, keep: str) -> None:
+        """End now every lease whose name starts with ``prefix`` but ``keep``'s (a lone
+        scheduler at start takes what a crashed one held)."""
+
     def lease(self, flow_id: str) -> Lease | None:
         """The flow's lease, or None when it never had one."""
 
@@ -240,6 +249,33 @@ class CachedResults(Protocol):
         when empty) of one tenant (None: of every tenant), and return them."""
 
 
+class Members(Protocol):
+    """The live schedulers sharing the database: each renews its row while it runs; times
+    are the database's clock."""
+
+    def beat(self, owner: str, *, lease_s: float) -> list[str]:
+        """Note ``owner`` alive for ``lease_s`` more; every live owner, sorted."""
+
+    def dead(self) -> list[str]:
+        """The owners whose rows ran out (their schedulers died or were paused)."""
+
+    def forget(self, owners: list[str]) -> None:
+        """Delete these owners' rows (their leftovers are cleaned up)."""
+
+
+class CancelRequests(Protocol):
+    """Cancels asked of a scheduler that does not own the flow, for its owner to carry out."""
+
+    def request_cancel(self, flow_id: str) -> None:
+        """Ask the flow's owner to cancel it (kept until done, across takeovers)."""
+
+    def cancel_requests(self) -> list[str]:
+        """The flows whose cancel was asked and not yet carried out."""
+
+    def cancelled(self, flow_id: str) -> None:
+        """The cancel of a flow was carried out (or the flow had ended)."""
+
+
 class Store(
     FlowRecords,
     FlowRuntimes,
@@ -261,6 +297,14 @@ class Store(
     @property
     def cache(self) -> CachedResults:
         """The cache of deterministic results, in the same database."""
+
+    @property
+    def members(self) -> Members:
+        """The live schedulers, in the same database."""
+
+    @property
+    def cancels(self) -> CancelRequests:
+        """The cancels asked of a flow's owner, in the same database."""
 
     def close(self) -> None:
         """Close the database (idempotent)."""

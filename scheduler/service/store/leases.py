@@ -20,9 +20,11 @@ class SqlDialect:
     """What differs between the SQL stores here: the database's clock as Unix seconds, and
     how a read locks the row it reads until the transaction ends."""
 
-    def __init__(self, *, now: str, for_update: str) -> None:
+    def __init__(self, *, now: str, for_update: str, lock_timeout: str = "") -> None:
         self.now = now
         self.for_update = for_update
+        # A statement bounding how long a lease call waits for a row another holds.
+        self.lock_timeout = lock_timeout
 
 
 class SqlLeases:
@@ -33,11 +35,17 @@ class SqlLeases:
     ) -> None:
         self._session = session
         self._now = dialect.now
+        self._bounded = dialect.lock_timeout
+
+    def _bound(self, db: Session) -> None:
+        if self._bounded:
+            db.execute(self._bounded)
 
     def acquire(self, flow_id: str, owner: str, *, lease_s: float) -> int | None:
         """See base.FlowLeases.acquire."""
         now = self._now
         with self._session() as db:
+            self._bound(db)
             row = db.execute(
                 "INSERT INTO flow_leases (flow_id, owner, epoch, expires) "
                 f"VALUES (?, ?, 1, {now} + ?) "
@@ -54,6 +62,7 @@ class SqlLeases:
     def renew(self, flow_id: str, fence: Fence, *, lease_s: float) -> bool:
         """See base.FlowLeases.renew."""
         with self._session() as db:
+            self._bound(db)
             row = db.execute(
                 f"UPDATE flow_leases SET expires = {self._now} + ? "
                 "WHERE flow_id = ? AND owner = ? AND epoch = ? RETURNING epoch",
@@ -67,6 +76,14 @@ class SqlLeases:
             db.execute(
                 "UPDATE flow_leases SET expires = 0 WHERE flow_id = ? AND owner = ? AND epoch = ?",
                 (flow_id, fence.owner, fence.epoch),
+            )
+
+    def expire_all(self, prefix: str, *, keep: str) -> None:
+        """See base.FlowLeases.expire_all."""
+        with self._session() as db:
+            db.execute(
+                "UPDATE flow_leases SET expires = 0 WHERE flow_id LIKE ? AND owner <> ?",
+                (prefix + "%", keep),
             )
 
     def lease(self, flow_id: str) -> Lease | None:
@@ -89,11 +106,78 @@ def check_fence(db: Session, dialect: SqlDialect, flow_id: str, fence: Fence | N
         return
     row = db.execute(
         f"SELECT owner, epoch FROM flow_leases WHERE flow_id = ?{dialect.for_update}",
-        (flow_id,),
+        (fence.lease or flow_id,),
     ).fetchone()
     if row is None or (str(row[0]), int(row[1])) != (fence.owner, fence.epoch):
         holder = "nobody" if row is None else f"{row[0]} (epoch {row[1]})"
+        lease = f" ({fence.lease})" if fence.lease else ""
         raise LeaseLost(
-            f"flow {flow_id}: a write of {fence.owner} (epoch {fence.epoch}) was refused: "
+            f"flow {flow_id}{lease}: a write of {fence.owner} (epoch {fence.epoch}) was refused: "
             f"the flow's lease is held by {holder}"
         )
+
+
+class SqlMembers:
+    """base.Members over the sessions of a SQL store."""
+
+    def __init__(
+        self, session: Callable[[], AbstractContextManager[Session]], dialect: SqlDialect
+    ) -> None:
+        self._session = session
+        self._now = dialect.now
+
+    def beat(self, owner: str, *, lease_s: float) -> list[str]:
+        """See base.Members.beat."""
+        with self._session() as db:
+            db.execute(
+                f"INSERT INTO schedulers (owner, expires) VALUES (?, {self._now} + ?) "
+                "ON CONFLICT (owner) DO UPDATE SET expires = excluded.expires",
+                (owner, lease_s),
+            )
+            rows = db.execute(
+                f"SELECT owner FROM schedulers WHERE expires >= {self._now} ORDER BY owner"
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def dead(self) -> list[str]:
+        """See base.Members.dead."""
+        with self._session() as db:
+            rows = db.execute(
+                f"SELECT owner FROM schedulers WHERE expires < {self._now} ORDER BY owner"
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def forget(self, owners: list[str]) -> None:
+        """See base.Members.forget."""
+        with self._session() as db:
+            db.executemany("DELETE FROM schedulers WHERE owner = ?", [(o,) for o in owners])
+
+
+class SqlCancels:
+    """base.CancelRequests over the sessions of a SQL store."""
+
+    def __init__(
+        self, session: Callable[[], AbstractContextManager[Session]], dialect: SqlDialect
+    ) -> None:
+        self._session = session
+        self._now = dialect.now
+
+    def request_cancel(self, flow_id: str) -> None:
+        """See base.CancelRequests.request_cancel."""
+        with self._session() as db:
+            db.execute(
+                f"INSERT INTO cancels (flow_id, time) VALUES (?, {self._now}) "
+                "ON CONFLICT (flow_id) DO NOTHING",
+                (flow_id,),
+            )
+
+    def cancel_requests(self) -> list[str]:
+        """See base.CancelRequests.cancel_requests."""
+        with self._session() as db:
+            rows = db.execute("SELECT flow_id FROM cancels ORDER BY time").fetchall()
+        return [str(row[0]) for row in rows]
+
+    def cancelled(self, flow_id: str) -> None:
+        """See base.CancelRequests.cancelled."""
+        with self._session() as db:
+            db.execute("DELETE FROM cancels WHERE flow_id = ?", (flow_id,))

@@ -105,6 +105,19 @@ SQLITE: tuple[str, ...] = (
         PRIMARY KEY (tenant, key, port)
     )
     """,
+    # 4: several schedulers on one database: who is alive, the cancels asked of a flow's
+    # owner, and which scheduler declared each spare.
+    """
+    CREATE TABLE schedulers (
+        owner TEXT PRIMARY KEY,
+        expires REAL NOT NULL
+    );
+    CREATE TABLE cancels (
+        flow_id TEXT PRIMARY KEY,
+        time REAL NOT NULL
+    );
+    ALTER TABLE spares ADD COLUMN owner TEXT NOT NULL DEFAULT ''
+    """,
 )
 
 # ``seq`` numbers rows in insertion order, as SQLite's rowid does (pages follow it).
@@ -198,6 +211,19 @@ POSTGRES: tuple[str, ...] = (
         data BYTEA NOT NULL,
         PRIMARY KEY (tenant, key, port)
     )
+    """,
+    # 4: several schedulers on one database: who is alive, the cancels asked of a flow's
+    # owner, and which scheduler declared each spare.
+    """
+    CREATE TABLE schedulers (
+        owner TEXT PRIMARY KEY,
+        expires DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE cancels (
+        flow_id TEXT PRIMARY KEY,
+        time DOUBLE PRECISION NOT NULL
+    );
+    ALTER TABLE spares ADD COLUMN owner TEXT NOT NULL DEFAULT ''
     """,
 )
 

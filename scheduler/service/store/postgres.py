@@ -28,6 +28,10 @@ POOL_SIZE = 8
 CONNECTION_WAIT_S = 30.0
 # How long opening waits for the database before the scheduler gives up (exit 3).
 CONNECT_TIMEOUT_S = 10
+# A session idle inside a transaction this long is ended by the server, its row locks
+# released: a scheduler paused (SIGSTOP, a stall) mid-write must not hold the lease rows
+# the others need to take its shards over.
+IDLE_IN_TRANSACTION_MS = 2000
 # Serialises schedulers that migrate one database at the same time.
 _MIGRATION_LOCK = 0x646167796F  # "dagyo"
 
@@ -50,6 +54,7 @@ class PostgresStore(SqlStore):
     dialect = SqlDialect(
         now="CAST(extract(epoch FROM clock_timestamp()) AS DOUBLE PRECISION)",
         for_update=" FOR UPDATE",
+        lock_timeout="SET LOCAL lock_timeout = '500ms'",
     )
 
     def __init__(self, url: str, *, owner: str = "") -> None:
@@ -65,7 +70,10 @@ class PostgresStore(SqlStore):
             max_size=POOL_SIZE,
             timeout=CONNECTION_WAIT_S,
             check=psycopg_pool.ConnectionPool.check_connection,
-            kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+            kwargs={
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
+            },
             name="dagyo-state",
             open=False,
         )

@@ -18,10 +18,18 @@ from scheduler.service.limits import PAGE_BYTES, bounded_failure
 from scheduler.service.store.base import DEFAULT_LIST_LIMIT, Fence
 from scheduler.service.store.cache import SqlCache
 from scheduler.service.store.firings import SqlFirings
-from scheduler.service.store.leases import SqlDialect, SqlLeases, check_fence
+from scheduler.service.store.leases import (
+    SqlCancels,
+    SqlDialect,
+    SqlLeases,
+    SqlMembers,
+    check_fence,
+)
 from scheduler.service.store.session import Session
 
 _ACTIVE = (FlowState.PENDING.proto, FlowState.RUNNING.proto)
+# Exports inserted by one statement at most (4 parameters each: within SQLite's 999).
+ROWS_PER_INSERT = 200
 
 
 class SqlStore:
@@ -48,6 +56,16 @@ class SqlStore:
     def cache(self) -> SqlCache:
         """The cache of deterministic results, in the same database."""
         return SqlCache(self.session)
+
+    @property
+    def members(self) -> SqlMembers:
+        """The live schedulers, in the same database."""
+        return SqlMembers(self.session, self.dialect)
+
+    @property
+    def cancels(self) -> SqlCancels:
+        """The cancels asked of a flow's owner, in the same database."""
+        return SqlCancels(self.session, self.dialect)
 
     def session(self) -> AbstractContextManager[Session]:
         """A transaction: committed when the block ends, rolled back when it raises."""
@@ -99,11 +117,20 @@ class SqlStore:
             )
             if exports:
                 first = runtime.kept_count - len(exports)
-                db.executemany(
-                    "INSERT INTO exports (flow_id, position, export, value_json) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [(record.id, first + i, e.export, e.value_json) for i, e in enumerate(exports)],
-                )
+                rows = [
+                    (record.id, first + i, e.export, e.value_json) for i, e in enumerate(exports)
+                ]
+                # Plain statements of many rows, not a pipeline: between them a session is
+                # idle in its transaction, which the server ends when its scheduler is paused
+                # (postgres.py), releasing the lease row its fence check locked.
+                for start in range(0, len(rows), ROWS_PER_INSERT):
+                    chunk = rows[start : start + ROWS_PER_INSERT]
+                    db.execute(
+                        "INSERT INTO exports (flow_id, position, export, value_json) VALUES "
+                        + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+                        + " ON CONFLICT DO NOTHING",
+                        [value for row in chunk for value in row],
+                    )
 
     def get(self, flow_id: str, *, with_exports: bool = True) -> pb.FlowRecord | None:
         """The record of one flow (with its kept exports), or None when unknown."""
@@ -240,13 +267,13 @@ class SqlStore:
 
     # --- spares ----------------------------------------------------------------------------
 
-    def add_spare(self, flow_id: str, queues: Sequence[str]) -> None:
+    def add_spare(self, flow_id: str, queues: Sequence[str], *, owner: str = "") -> None:
         """Note a flow id whose queues are about to be declared ahead of its flow."""
         with self.session() as db:
             db.execute(
-                "INSERT INTO spares (flow_id, queues) VALUES (?, ?) "
+                "INSERT INTO spares (flow_id, queues, owner) VALUES (?, ?, ?) "
                 "ON CONFLICT (flow_id) DO UPDATE SET queues = excluded.queues",
-                (flow_id, json.dumps(list(queues))),
+                (flow_id, json.dumps(list(queues)), owner),
             )
 
     def remove_spares(self, flow_ids: Sequence[str]) -> None:
@@ -254,14 +281,17 @@ class SqlStore:
         with self.session() as db:
             db.executemany("DELETE FROM spares WHERE flow_id = ?", [(f,) for f in flow_ids])
 
-    def spares(self) -> list[tuple[str, list[str], bool]]:
-        """Every spare noted: its flow id, its queues, and whether a flow took it since."""
+    def spares(self, owners: Sequence[str] | None = None) -> list[tuple[str, list[str], bool]]:
+        """Every spare noted (of these owners, or of all): its flow id, its queues, and
+        whether a flow took it since."""
         with self.session() as db:
             rows = db.execute(
-                "SELECT s.flow_id, s.queues, f.id IS NOT NULL FROM spares s "
+                "SELECT s.flow_id, s.queues, f.id IS NOT NULL, s.owner FROM spares s "
                 "LEFT JOIN flows f ON f.id = s.flow_id ORDER BY s.flow_id"
             ).fetchall()
-        return [(flow_id, json.loads(queues), bool(taken)) for flow_id, queues, taken in rows]
+        if owners is not None:
+            rows = [row for row in rows if row[3] in owners]
+        return [(flow_id, json.loads(queues), bool(taken)) for flow_id, queues, taken, _ in rows]
 
     # --- progdef versions ------------------------------------------------------------------
 

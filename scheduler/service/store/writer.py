@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from executor.pb.dagyo.v1.failure_pb2 import FailureReport
 from scheduler.errors import LeaseLost, StoreUnavailable
@@ -25,8 +26,10 @@ from scheduler.service.flowstate import FlowRuntime, FlowState
 from scheduler.service.store.base import (
     DEFAULT_LIST_LIMIT,
     CachedResults,
+    CancelRequests,
     Fence,
     FlowLeases,
+    Members,
     Store,
     TriggerFirings,
 )
@@ -47,15 +50,32 @@ class StoreWriter:
 
     Args:
         store: where the writes go; closed by :meth:`close`.
+        fence_of: the fence of a flow's writes (its shard's lease, see
+            scheduler.service.shards), or None when this scheduler does not own the flow:
+            its writes are then refused as LeaseLost. None: writes are not fenced.
+        lease_lost: called (on the writer thread) with the flow id of each write a lease
+            refused (LeaseLost).
+
+    A message whose writes met LeaseLost is never acked (``when_written`` does not call
+    back): it stays with the broker, for the flow's owner, once the channel is reset.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        fence_of: Callable[[str], Fence | None] | None = None,
+        lease_lost: Callable[[str], None] = lambda flow_id: None,
+    ) -> None:
         self.store = store
+        self._fence_of = fence_of
+        self._lease_lost = lease_lost
+        self._refused: deque[int] = deque(maxlen=1024)  # numbers of writes refused
         self._changed = threading.Condition()
-        self._queue: deque[Callable[[], None]] = deque()
+        self._queue: deque[tuple[Callable[[], None], str]] = deque()
         self._queued = 0  # writes ever queued
         self._written = 0  # writes done (stored, or given up)
-        self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
+        self._waiting: deque[tuple[int, int, Callable[[], None]]] = deque()
         self._closing = 0.0  # monotonic time close() began
         self._thread = threading.Thread(target=self._run, name="dagyo-store-writer", daemon=True)
         self._thread.start()
@@ -72,24 +92,34 @@ class StoreWriter:
     ) -> None:
         """Queue a save (see base.FlowRecords.save) of copies of record and runtime; a
         fenced one refused (LeaseLost) is logged and dropped."""
+        if self._fence_of is not None and fence is None:
+            fence = self._fence_of(record.id)
+            if fence is None:
+                self._put(partial(_not_owned, record.id), record.id)
+                return
         saved = pb.FlowRecord()
         saved.CopyFrom(record)
         state = None if runtime is None else FlowRuntime.from_json(runtime.to_json())
         kept = list(exports)
-        self._put(lambda: self.store.save(saved, state, kept, fence=fence))
+        self._put(lambda: self.store.save(saved, state, kept, fence=fence), record.id)
 
     def add_failure(self, report: FailureReport, *, fence: Fence | None = None) -> None:
         """Queue a failure report (fenced as :meth:`save`)."""
+        if self._fence_of is not None and fence is None:
+            fence = self._fence_of(report.flow_id)
+            if fence is None:
+                self._put(partial(_not_owned, report.flow_id), report.flow_id)
+                return
         saved = FailureReport()
         saved.CopyFrom(report)
-        self._put(lambda: self.store.add_failure(saved, fence=fence))
+        self._put(lambda: self.store.add_failure(saved, fence=fence), report.flow_id)
 
     def when_written(self, then: Callable[[], None]) -> None:
         """Call ``then`` once every write queued so far is stored: now when none waits,
         else on the writer thread."""
         with self._changed:
             if self._written < self._queued:
-                self._waiting.append((self._queued, then))
+                self._waiting.append((self._written + 1, self._queued, then))
                 return
         then()
 
@@ -108,10 +138,10 @@ class StoreWriter:
         self._thread.join()
         self.store.close()
 
-    def _put(self, write: Callable[[], None]) -> None:
+    def _put(self, write: Callable[[], None], flow_id: str) -> None:
         with self._changed:
             if not self._closing:
-                self._queue.append(write)
+                self._queue.append((write, flow_id))
                 self._queued += 1
                 self._changed.notify_all()
                 return
@@ -123,13 +153,17 @@ class StoreWriter:
                 self._changed.wait_for(lambda: self._queue or self._closing)
                 if not self._queue:
                     return
-                write = self._queue.popleft()
-            self._write(write)
+                write, flow_id = self._queue.popleft()
+            refused = self._write(write, flow_id)
             due: list[Callable[[], None]] = []
             with self._changed:
                 self._written += 1
-                while self._waiting and self._waiting[0][0] <= self._written:
-                    due.append(self._waiting.popleft()[1])
+                if refused:
+                    self._refused.append(self._written)
+                while self._waiting and self._waiting[0][1] <= self._written:
+                    low, high, then = self._waiting.popleft()
+                    if not any(low <= number <= high for number in self._refused):
+                        due.append(then)
                 self._changed.notify_all()
             for then in due:
                 try:
@@ -137,29 +171,34 @@ class StoreWriter:
                 except Exception:
                     log.exception("after a write to the scheduler's state")
 
-    def _write(self, write: Callable[[], None]) -> None:
+    def _write(self, write: Callable[[], None], flow_id: str) -> bool:
+        """Make one write; True when a lease refused it."""
         warned = False
         while True:
             try:
                 write()
                 if warned:
                     log.warning("the scheduler's state answers again")
-                return
+                return False
             except StoreUnavailable as e:
                 closing = self._closing
                 if closing and time.monotonic() - closing > CLOSE_FLUSH_S:
                     log.error("a write to the scheduler's state is lost at stop: %s", e)
-                    return
+                    return False
                 if not warned:
                     log.warning("writes to the scheduler's state wait: %s", e)
                     warned = True
                 time.sleep(RETRY_S)
             except LeaseLost as e:  # another scheduler owns the flow now: its record stands
                 log.warning("%s", e)
-                return
+                try:
+                    self._lease_lost(flow_id)
+                except Exception:
+                    log.exception("after a refused write")
+                return True
             except Exception:
                 log.exception("a write to the scheduler's state failed; it is lost")
-                return
+                return False
 
     # --- the rest of the store: reads wait for the writes before them ----------------------
 
@@ -216,16 +255,16 @@ class StoreWriter:
         self.flush()
         return self.store.failures(flow_id, tenant=tenant, limit=limit, token=token)
 
-    def spares(self) -> list[tuple[str, list[str], bool]]:
+    def spares(self, owners: Sequence[str] | None = None) -> list[tuple[str, list[str], bool]]:
         """See base.SpareRecords.spares (which flows took them: after the queued writes)."""
         self.flush()
-        return self.store.spares()
+        return self.store.spares(owners)
 
     # --- what the writer does not hold: straight to the store ------------------------------
 
-    def add_spare(self, flow_id: str, queues: Sequence[str]) -> None:
+    def add_spare(self, flow_id: str, queues: Sequence[str], *, owner: str = "") -> None:
         """See base.SpareRecords.add_spare (stored before the queues are declared)."""
-        self.store.add_spare(flow_id, queues)
+        self.store.add_spare(flow_id, queues, owner=owner)
 
     def remove_spares(self, flow_ids: Sequence[str]) -> None:
         """See base.SpareRecords.remove_spares."""
@@ -253,3 +292,17 @@ class StoreWriter:
     def cache(self) -> CachedResults:
         """See base.Store.cache (at once: an entry is kept before its flow's end is told)."""
         return self.store.cache
+
+    @property
+    def members(self) -> Members:
+        """See base.Store.members (at once)."""
+        return self.store.members
+
+    @property
+    def cancels(self) -> CancelRequests:
+        """See base.Store.cancels (at once)."""
+        return self.store.cancels
+
+
+def _not_owned(flow_id: str) -> None:
+    raise LeaseLost(f"flow {flow_id}: a write was refused: this scheduler does not own its shard")
