@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from executor.core.constants import mailbox_name
-from scheduler.service.flowstate import NODE_PENDING, NODE_RUNNING, ActiveFlow
+from scheduler.service.flowstate import NODE_PENDING, NODE_RUNNING, ActiveFlow, FlowState
 
 if TYPE_CHECKING:
     from scheduler.service.broker import Broker
@@ -33,6 +33,15 @@ class FlowTable:
         """The flows waiting for admission, oldest first (under the lock)."""
         flows = [f for f in self.flows.values() if f.runtime.waiting and not f.runtime.finishing]
         return sorted(flows, key=lambda f: f.record.created)
+
+    def running_edges(self) -> dict[str, list[str]]:
+        """Flow id -> its edges' targets, for each running flow (the queue sampler's)."""
+        with self.lock:
+            return {
+                f.id: [e.target for e in f.record.edges]
+                for f in self.flows.values()
+                if f.record.state == FlowState.RUNNING.proto and not f.runtime.finishing
+            }
 
     def slots_used(self) -> Counter[str]:
         """Per mailbox, the jobs of admitted flows that have not ended (under the lock)."""

@@ -213,12 +213,6 @@ class Lifecycle:
 
     # --- resuming --------------------------------------------------------------------------
 
-    def load(self) -> None:
-        """Load the flows that had not ended when the scheduler last stopped."""
-        with self._lock:
-            for record, runtime in self.store.active():
-                self._flows.setdefault(record.id, ActiveFlow(record, runtime))
-
     def resume(self) -> None:
         """Follow every loaded flow again, after a start or a reconnection.
 
@@ -396,15 +390,6 @@ class Lifecycle:
         # Not followed here but running: another scheduler owns it.
         return StoreWatch(self.store, record) if active(record) else self.watchers.replay(record)
 
-    def sample_edges(self) -> dict[str, list[str]]:
-        """Flow id -> its edges' targets, for each running flow (the queue sampler's)."""
-        with self._lock:
-            return {
-                f.id: [e.target for e in f.record.edges]
-                for f in self._flows.values()
-                if f.record.state == FlowState.RUNNING.proto and not f.runtime.finishing
-            }
-
     def edges_sampled(self, flow_id: str, depths: Mapping[str, int]) -> None:
         """Take the queue depths sampled for a flow's edges (edge target -> frames)."""
         with self._lock:
@@ -412,7 +397,3 @@ class Lifecycle:
             if flow is not None and progress.sampled(flow.record, depths, time.time()):
                 self._save(flow, runtime=False)
                 self.watchers.progress(flow.id, flow.record)
-
-    def heartbeat_ages(self) -> dict[str, float]:
-        """Seconds since each known executor was last heard from."""
-        return self.liveness.ages()

@@ -187,7 +187,7 @@ class Scheduler:
         self.metrics.observe(
             flows_by_state=lambda: {s.value: n for s, n in self.store.count_by_state().items()},
             jobs_running=self.lifecycle.table.jobs_running,
-            heartbeat_ages=self.lifecycle.heartbeat_ages,
+            heartbeat_ages=self.lifecycle.liveness.ages,
         )
         try:
             broker.start()
@@ -207,7 +207,7 @@ class Scheduler:
             )
             self._leases.start()
             self._sampler = QueueSampler(
-                edges=self.lifecycle.sample_edges,
+                edges=self.lifecycle.table.running_edges,
                 depth=broker.queue_depth,
                 record=self.lifecycle.edges_sampled,
             ).start(self._stopping)
