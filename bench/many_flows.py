@@ -32,14 +32,24 @@ With --timeline it adds, for every flow, the seconds from the first submit until
 seen ended ("ended_at_s", sorted), looked for every 0.1 s from the first submit on, for
 bench/report.py's flows/s over time.
 
+With --schedulers N (DAGYO_STATE a PostgreSQL URL of a database of its own) the cluster
+runs N schedulers on one vhost sharing that database: this process and N - 1 `dagyo
+scheduler` processes; flows are submitted round-robin to all of them, and cpu_ms_per_flow
+has the part of each: "scheduler" (this process), "schedulers" (the others, together) and
+"database" (the PostgreSQL server processes of the database's sessions).
+
 Usage:
     python bench/many_flows.py --flows 1000
+    DAGYO_STATE=postgresql://postgres@127.0.0.1:5432/bench python bench/many_flows.py \
+        --flows 300 --schedulers 3
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -60,7 +70,9 @@ from common import (
     rss_bytes,
     start_cluster,
 )
+from schedulers import SchedulerProcess, database_pids, wait_shared
 
+from executor.core.progdef import catalogue_folders
 from scheduler.client.api import SchedulerClient
 from scheduler.pb.dagyo.v1 import scheduler_pb2
 
@@ -118,13 +130,36 @@ def main() -> None:
         "--celery-in-flight", type=int, default=64, help="Celery chains sent and not yet done"
     )
     parser.add_argument("--timeline", action="store_true", help="add when each flow ended")
+    parser.add_argument(
+        "--schedulers", type=int, default=1, help="schedulers sharing DAGYO_STATE (PostgreSQL)"
+    )
     args = parser.parse_args()
     loads = [load_average()]
-    cluster = start_cluster(("source", "greet", "void_sink"))
+    state = os.environ.get("DAGYO_STATE", "")
+    if args.schedulers > 1 and not state.startswith(("postgresql://", "postgres://")):
+        parser.error("--schedulers N > 1 needs DAGYO_STATE, a PostgreSQL URL")
+    options = {"state_path": state} if args.schedulers > 1 else {}
+    cluster = start_cluster(("source", "greet", "void_sink"), **options)
+    others = [
+        SchedulerProcess(dict(os.environ), catalogue_folders(cluster.settings.progdefs)[0])
+        for _ in range(args.schedulers - 1)
+    ]
+    if others:
+        wait_shared(state, args.schedulers)
     flow = json.dumps(hello_flow())
     executors: list[int | str] = [p.pid for ps in cluster.executors.values() for p in ps]
     broker: list[int | str] = list(broker_pids())  # every node of a cluster
-    cpu = CpuMeter({"broker": broker, "scheduler": ["self"], "executors": executors})
+    parts: dict[str, list[int | str]] = {
+        "broker": broker,
+        "scheduler": ["self"],
+        "executors": executors,
+    }
+    if others:
+        parts["schedulers"] = [o.pid for o in others]
+        parts["database"] = database_pids(state)
+    cpu = CpuMeter(parts)
+    clients = [SchedulerClient(cluster.address)] + [SchedulerClient(o.address) for o in others]
+    ring = itertools.cycle(clients)
     try:
         with SchedulerClient(cluster.address) as client:
             cpu.start()
@@ -137,9 +172,8 @@ def main() -> None:
                 )
                 watcher.start()
             with ThreadPoolExecutor(args.submitters) as pool:
-                flow_ids = list(
-                    pool.map(lambda _: client.submit(flow, no_cache=True), range(args.flows))
-                )
+                targets = [next(ring) for _ in range(args.flows)]
+                flow_ids = list(pool.map(lambda c: c.submit(flow, no_cache=True), targets))
             pending = set(flow_ids)
             states: dict[int, int] = {}
             failures: Counter[str] = Counter()
@@ -159,6 +193,10 @@ def main() -> None:
                 watcher.join()
         rss = rss_bytes()
     finally:
+        for other in others:
+            other.stop()
+        for each in clients:
+            each.close()
         cluster.stop()
         delete_mailboxes(cluster)
     celery = (
@@ -174,6 +212,7 @@ def main() -> None:
         {
             "bench": "many_flows",
             "flows": args.flows,
+            "schedulers": args.schedulers,
             "succeeded": states.get(scheduler_pb2.FLOW_STATE_SUCCEEDED, 0),
             "seconds": round(seconds, 2),
             "flows_per_s": round(args.flows / seconds, 1),

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pika
 import pika.exceptions
@@ -70,17 +70,15 @@ class StandingQueues:
     _consumers: Consumers
     _work: BlockingChannel | None
 
-    def call(self, function: Callable[[], Any]) -> Any:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the broker's, and its QueueOperations'
 
-    def queue_depth(self, queue: str) -> int | None:
-        raise NotImplementedError
+        def call(self, function: Callable[[], Any]) -> Any: ...
 
-    def _channel(self) -> BlockingChannel:
-        raise NotImplementedError
+        def queue_depth(self, queue: str) -> int | None: ...
 
-    def _on_connect(self, connection: pika.BlockingConnection) -> None:
-        raise NotImplementedError
+        def _channel(self) -> BlockingChannel: ...
+
+        def _on_connect(self, connection: pika.BlockingConnection) -> None: ...
 
     def _standing_cancelled(self, standing: _Standing) -> None:
         # One of the scheduler's own queues was deleted under it: declare it again, go on.
