@@ -18,6 +18,7 @@ import pika
 import pika.exceptions
 import psycopg
 
+from executor.core.constants import SHARDS
 from scheduler.client.api import SchedulerClient
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from tests.cluster import copy_catalogue, own_vhost
@@ -27,7 +28,7 @@ from tests.postgres import fresh_database
 from tests.waiting import eventually
 
 HELLO = (EXAMPLES / "hello.json").read_text()
-LEASE_S = 2.0
+LEASE_S = 3.0  # short, yet long enough for the ticks of a loaded machine
 ENDED = (pb.FLOW_STATE_SUCCEEDED, pb.FLOW_STATE_FAILED, pb.FLOW_STATE_CANCELLED)
 
 
@@ -146,6 +147,16 @@ class Schedulers:
         assert row is not None, name
         return str(row[0]), int(row[1])
 
+    def settled(self, count: int) -> bool:
+        """True once ``count`` schedulers hold their fair share of the 16 shards each."""
+        with psycopg.connect(self.state, autocommit=True) as db:
+            rows = db.execute(
+                "SELECT owner, count(*) FROM flow_leases WHERE flow_id LIKE 'shard-%%' "
+                "AND expires > extract(epoch FROM clock_timestamp()) GROUP BY owner"
+            ).fetchall()
+        share = -(-SHARDS // count)
+        return len(rows) == count and all(int(n) <= share for _, n in rows)
+
     def execute(self, statement: str, *args: object) -> None:
         with psycopg.connect(self.state, autocommit=True) as db:
             db.execute(statement, args)  # type: ignore[arg-type]
@@ -187,6 +198,7 @@ def schedulers(broker_url: str, workdir: Path, count: int) -> Iterator[Scheduler
             for _ in range(count):
                 cluster.start()
             cluster.start_executors()
+            eventually(lambda: cluster.settled(count), 120, what="the shards shared out")
             yield cluster
         finally:
             cluster.close()

@@ -73,6 +73,9 @@ class Ending:
         # cache keeps or drops its recordings); outside the table's lock.
         self.on_end: Callable[..., None] = lambda flow_id, *, succeeded: None
 
+    # Whether this scheduler owns a flow's shard now (set with the lifecycle's ``owns``).
+    owns: Callable[[str], bool] = staticmethod(lambda flow_id: True)  # type: ignore[assignment]
+
     def fail(
         self,
         flow_id: str,
@@ -126,13 +129,17 @@ class Ending:
                     self._store.add_failure(failure)
             self._store.save(flow.record, flow.runtime)
         self.on_end(flow_id, succeeded=state == FlowState.SUCCEEDED)
-        self._broker.submit(partial(self.clean_up, flow))
+        # Only once its end is stored (and no lease refused it: then the flow's new owner
+        # ends it): a flow's queues are never deleted while the store says it runs.
+        self._store.when_written(lambda: self._broker.submit(partial(self.clean_up, flow)))
 
     def clean_up(self, flow: ActiveFlow) -> None:
         """Stop the flow's jobs and delete its queues, then record its end (I/O thread)."""
         with self._table.lock:
             if self._table.flows.get(flow.id) is not flow:
-                return  # cleaned up already (a resume asked again)
+                return  # cleaned up already (a resume asked again), or owned elsewhere now
+        if not self.owns(flow.id):
+            return  # its shard was lost: its new owner ends it
         state = FlowState.from_proto(flow.runtime.finishing)
         failure = flow.record.failure
         try:

@@ -156,6 +156,7 @@ class Scheduler:
             cache_bounds=settings.cache_bounds,
         )
         self.lifecycle.owns = self.lifecycle.queues.owns = self.shards.holds
+        self.lifecycle.ending.owns = self.shards.holds
         self.ownership = Ownership(self.lifecycle, broker, self.store, owner=self.shards.owner)
         self.lifecycle.adopting = self.ownership.waiting
         self.spares = Spares(

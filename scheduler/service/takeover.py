@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from executor.core.constants import shard_of
+from executor.core.constants import shard_events_queue, shard_failures_queue, shard_of
 from executor.core.errors import BrokerError
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_CANCELLED
 from scheduler.service.broker import Broker
@@ -59,6 +59,7 @@ class Ownership:
         self._owner = owner
         self._lock = threading.Lock()
         self._waiting: dict[str, tuple[ActiveFlow, float]] = {}  # flow id -> flow, since
+        self._shards_waiting: dict[str, float] = {}  # shard -> since
 
     def adopt(self, shards: list[str]) -> None:
         """Load and follow the running flows of ``shards``; consume the shards' queues."""
@@ -75,12 +76,9 @@ class Ownership:
         with self._lock:
             for flow in adopted:
                 self._waiting[flow.id] = (flow, now)
+            for shard in wanted:
+                self._shards_waiting[shard] = now
         self.follow()
-        for shard in sorted(wanted):
-            try:
-                self._broker.consume_shard(shard, lifecycle.on_event, lifecycle.queues.on_failure)
-            except BrokerError as e:  # consumed again with the rest once reconnected
-                log.warning("cannot consume shard %s yet: %s", shard, e)
         if adopted:
             log.info("adopted %d running flows of shards %s", len(adopted), sorted(wanted))
 
@@ -92,6 +90,7 @@ class Ownership:
     def follow(self) -> None:
         """Resume the adopted flows whose export queues no other consumer holds (or that
         waited ADOPT_WAIT_S); the scheduler's tick calls it."""
+        self._consume_shards()
         with self._lock:
             waiting = list(self._waiting.values())
         if not waiting:
@@ -113,7 +112,31 @@ class Ownership:
             for flow in ready:
                 self._waiting.pop(flow.id, None)
         if ready:
+            # Their jobs' silence counts from now, as after a restart: their events may
+            # still wait in the shard's queue, or come back from the previous owner.
+            self._lifecycle.liveness.resume()
             self._lifecycle.resume_flows(ready, takeover=self._takeover_reason(ready))
+
+    def _consume_shards(self) -> None:
+        """Consume the queues of the shards gained once no other consumer holds them (a
+        paused previous owner holds what it took until it lets go): an event it holds then
+        comes to this scheduler, not one of its jobs' events to each."""
+        with self._lock:
+            waiting = dict(self._shards_waiting)
+        lifecycle = self._lifecycle
+        now = time.monotonic()
+        for shard, since in sorted(waiting.items()):
+            queues = (shard_events_queue(shard), shard_failures_queue(shard))
+            try:
+                held = any(self._broker.consumer_count(q) for q in queues)
+                if held and now - since < ADOPT_WAIT_S:
+                    continue
+                self._broker.consume_shard(shard, lifecycle.on_event, lifecycle.queues.on_failure)
+            except BrokerError as e:  # consumed again with the rest once reconnected
+                log.warning("cannot consume shard %s yet: %s", shard, e)
+                continue
+            with self._lock:
+                self._shards_waiting.pop(shard, None)
 
     def carry_out_cancels(self) -> None:
         """Cancel the flows owned here whose cancel another scheduler was asked (the
@@ -151,6 +174,11 @@ class Ownership:
         with self._lock:
             for flow_id in gone:
                 self._waiting.pop(flow_id, None)
-        self._store.flush(DROP_FLUSH_S)
+            for shard in lost:
+                self._shards_waiting.pop(shard, None)
+        # Given back to the broker first: a flow's events must not wait for this
+        # scheduler's writes, refused anyway when the shard was taken over; and stored before
+        # the shard is released (its next owner loads them).
         self._broker.reset()
+        self._store.flush(DROP_FLUSH_S)
         log.warning("dropped %d flows of shards %s: another scheduler owns them", len(gone), shards)
