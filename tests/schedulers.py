@@ -101,6 +101,9 @@ class Schedulers:
             "DAGYO_METRICS_PORT": "0",
             "DAGYO_EXPORT_CAP_BYTES": str(16 * 1024 * 1024),
             "DAGYO_HEARTBEAT_INTERVAL_S": "0.5",
+            # A job's end held by a paused owner reaches the next one after the pause: give
+            # it longer than the pause and the takeover before judging the job lost.
+            "DAGYO_HEARTBEAT_TIMEOUT_S": "30",
         }
         self.catalogue = catalogue
         self.schedulers: list[Scheduler] = []

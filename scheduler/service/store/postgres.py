@@ -99,7 +99,13 @@ class PostgresStore(SqlStore):
         try:
             with self._pool.connection() as connection:
                 yield _Session(connection)
-        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as e:
+        except (
+            psycopg.OperationalError,
+            psycopg_pool.PoolTimeout,
+            # The server ended a session idle in its transaction (a paused scheduler): the
+            # transaction is lost, the write is to be made again (and fenced again).
+            psycopg.errors.IdleInTransactionSessionTimeout,
+        ) as e:
             raise StoreUnavailable(self._where, self._reason(e)) from e
 
     def close(self) -> None:
