@@ -8,12 +8,15 @@ with an export, or a consumer that runs, is replayed by the scheduler into those
 nothing, so a region cached up to its exports runs no job at all. A damaged entry is
 dropped, a line says so, and its node runs.
 
-Every other cacheable node runs, and each of its outputs also goes to a hidden recording
-queue that the scheduler reads as it reads an export (the producer fans out to it as to
-any consumer). The items are held in memory, up to ``DAGYO_CACHE_MAX_BYTES`` per output,
-and kept in the store only when the flow succeeds; a flow that fails, is cancelled or
-exceeds its deadline leaves no entry. After a restart the recordings of a running flow are
-read to their end and dropped: its results are not cached.
+Every other cacheable node runs, and each of its outputs is recorded: from the frames of
+its first export when it has one (the scheduler reads those whole already), else from a
+hidden recording queue that the scheduler reads as it reads an export (the producer fans
+out to it as to any consumer); such a queue is one of the flow's queues, cached node or
+not, so they are declared ahead with the rest (spares.py). The items are held in memory,
+up to ``DAGYO_CACHE_MAX_BYTES`` per output, and kept in the store only when the flow
+succeeds; a flow that fails, is cancelled or exceeds its deadline leaves no entry. After a
+restart the recordings of a running flow are read to their end and dropped: its results
+are not cached.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-from executor.core.constants import flow_queue, stream_queue
+from executor.core.constants import stream_queue
 from executor.core.errors import DagyoError
 from executor.core.progdef import Progdef
 from executor.pb.dagyo.v1.failure_pb2 import FAILURE_KIND_BROKER
@@ -39,7 +42,7 @@ from scheduler.flow.plan import Plan
 from scheduler.service.config import CacheBounds
 from scheduler.service.flows import FlowParts
 from scheduler.service.flowstate import ExportStream
-from scheduler.service.recording import Recording
+from scheduler.service.recording import Recording, recorded, recording_queue
 from scheduler.service.replay import Replayer
 from scheduler.service.store import CachedResults
 
@@ -54,7 +57,10 @@ class Prepared:
         plan: the flow's plan, its recording queues added.
         cached: the nodes not run.
         replays: cached node -> its job descriptor (where its outputs go) and its streams.
-        recordings: ``node.port`` -> the recording stream of a cacheable output that runs.
+        recordings: ``node.port`` -> the recording stream of a cacheable output that runs
+            and has no export.
+        exported: export -> the ``node.port`` of a cacheable output that runs, recorded
+            from that export's frames (its first export, so each output is held once).
         entries: node -> the entry its recordings make, for the nodes recorded.
         items: cached node -> the items of each of its outputs.
     """
@@ -63,13 +69,9 @@ class Prepared:
     cached: frozenset[str] = frozenset()
     replays: dict[str, tuple[Job, dict[str, bytes]]] = field(default_factory=dict)
     recordings: dict[str, ExportStream] = field(default_factory=dict)
+    exported: dict[str, str] = field(default_factory=dict)
     entries: dict[str, Entry] = field(default_factory=dict)
     items: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    @property
-    def recording_queues(self) -> list[str]:
-        """The queues of the recording streams."""
-        return [stream.queue for stream in self.recordings.values()]
 
 
 class ClusterCache:
@@ -98,20 +100,28 @@ class ClusterCache:
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[dict[str, Entry], dict[str, Recording]]] = {}
         self._stops: dict[str, threading.Event] = {}
+        self._exported: dict[str, dict[str, str]] = {}  # flow -> export -> node.port
         # Bytes of every flow's recordings held in memory: at most DAGYO_CACHE_BYTES.
         self._held = 0
 
     # --- at submit -------------------------------------------------------------------------
 
     def prepare(
-        self, tenant: str, checked: CheckedFlow, plan: Plan, *, refresh: bool = False
+        self,
+        tenant: str,
+        checked: CheckedFlow,
+        plan: Plan,
+        *,
+        refresh: bool = False,
+        keys: Mapping[str, str] | None = None,
     ) -> Prepared:
         """Decide what each cacheable node of a planned flow does, and rewire the plan.
 
         Args:
             refresh: run every node (``--no-cache``), still recording the cacheable ones.
+            keys: the flow's cache keys, when known already.
         """
-        keys = cache_keys(checked)
+        keys = cache_keys(checked) if keys is None else keys
         if not keys:
             return Prepared(plan)
         hits = {} if refresh else self._hits(tenant, checked, keys)
@@ -145,14 +155,20 @@ class ClusterCache:
             elif node in keys:
                 prepared.entries[node] = _entry(tenant, keys[node], job.progdef, node, plan)
                 for port, spec in job.descriptor.outputs.items():
-                    queue = flow_queue(plan.flow_id, f"record.{node}.{port}")
+                    name = f"{node}.{port}"
+                    exports = checked.exports_of(Endpoint(node, port))
+                    if exports:  # read whole already: recorded from its first export
+                        prepared.exported[exports[0]] = name
+                        continue
+                    queue = recording_queue(plan.flow_id, Endpoint(node, port))
                     spec.queues.append(queue)
-                    prepared.recordings[f"{node}.{port}"] = ExportStream(
-                        queue, spec.typename, f"{node}.{port}", token=spec.token
+                    prepared.recordings[name] = ExportStream(
+                        queue, spec.typename, name, token=spec.token
                     )
-        prepared.plan = replace(
-            plan, stream_queues=plan.stream_queues + tuple(prepared.recording_queues)
-        )
+        # A cached node's recording queues too: the flow's queues stay those of its shape
+        # (declared ahead), and are all deleted at its end.
+        queues = tuple(recording_queue(plan.flow_id, o) for o in recorded(checked, keys))
+        prepared.plan = replace(plan, stream_queues=plan.stream_queues + queues)
         return prepared
 
     def _hits(
@@ -213,13 +229,20 @@ class ClusterCache:
         with self._lock:
             self._stops[flow_id] = threading.Event()
             if prepared.entries:
-                recordings = {name: Recording() for name in prepared.recordings}
+                names = [*prepared.recordings, *prepared.exported.values()]
+                recordings = {name: Recording() for name in names}
                 self._pending[flow_id] = (dict(prepared.entries), recordings)
+                self._exported[flow_id] = dict(prepared.exported)
 
     def recording(self, flow_id: str) -> bool:
         """True while the flow's recordings are held (not after a restart)."""
         with self._lock:
             return flow_id in self._pending
+
+    def recorded_export(self, flow_id: str, export: str) -> str | None:
+        """The ``node.port`` recorded from the frames of ``export``, while it is held."""
+        with self._lock:
+            return self._exported.get(flow_id, {}).get(export)
 
     def record(self, flow_id: str, name: str, items: list[bytes], *, offloaded: bool) -> None:
         """Hold the items of one new frame of the recording ``name`` (``node.port``)."""
@@ -302,6 +325,7 @@ class ClusterCache:
         its replays."""
         with self._lock:
             pending = self._pending.pop(flow_id, None)
+            self._exported.pop(flow_id, None)
             stop = self._stops.pop(flow_id, None)
             if pending is not None:
                 self._held -= sum(r.size for r in pending[1].values())

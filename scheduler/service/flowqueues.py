@@ -192,6 +192,7 @@ class FlowQueues:
                 producer = flow.node(flow.runtime.exports[export].source.partition(".")[0])
             elif read is not None:  # else kept already, delivered again after a reconnection
                 every, kept_now = read
+                self._record(flow_id, export, body)
                 self._store.save(flow.record, flow.runtime, kept_now)
                 self._metrics.exported_items.inc(len(every))
                 self._watchers.exports(flow_id, every)
@@ -203,6 +204,15 @@ class FlowQueues:
         elif done:
             self._finish(flow_id, FlowState.SUCCEEDED)
         return self._store.when_written, kept
+
+    def _record(self, flow_id: str, export: str, body: bytes) -> None:
+        """Hand a new export frame's items to the cache when its output is recorded from
+        it (a cacheable output that runs, its first export): items past the export's caps
+        are read all the same, only not kept with the record."""
+        name = self._cache.recorded_export(flow_id, export) if self._cache else None
+        if name is not None and self._cache is not None:
+            frame = Frame.FromString(body)  # it parsed already
+            self._cache.record(flow_id, name, list(frame.items), offloaded=bool(frame.offloaded))
 
     def _delete(self, keys: Iterable[str]) -> None:
         assert self._objects is not None

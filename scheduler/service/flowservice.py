@@ -30,6 +30,7 @@ from executor.core.errors import (
     Unavailable,
 )
 from executor.core.progdef import Catalogue
+from scheduler.flow.cache_key import cache_keys
 from scheduler.flow.check import check_flow
 from scheduler.flow.invoke import SOURCE, invocation_flow
 from scheduler.flow.overrides import apply_sets, parse_with_sets
@@ -42,6 +43,7 @@ from scheduler.service.downloads import ExportDownloads
 from scheduler.service.hooks import Submission, SubmitHook
 from scheduler.service.limits import MAX_MESSAGE_BYTES, cut, export_room_of
 from scheduler.service.pages import FailurePage, FlowPage, Invocation
+from scheduler.service.recording import recorded
 from scheduler.service.spares import queue_shape
 from scheduler.service.store import FailureRecords, FlowRecords
 from scheduler.service.subscriptions import follow
@@ -216,12 +218,15 @@ class FlowService:
             raise PreconditionFailed(problems)
         # A flow shaped like a recent one takes the flow id whose queues were declared
         # ahead for it (scheduler.service.spares).
-        spare = self._spares.take(queue_shape(checked))
+        keys = cache_keys(checked)
+        spare = self._spares.take(queue_shape(checked, recorded(checked, keys)))
         flow_id = spare or self._spares.fresh_id()
         created = self._clock()
         deadline = created + deadline_s if deadline_s else 0.0
         plan = plan_flow(checked, flow_id=flow_id, deadline=deadline)
-        cache = self._lifecycle.cache.prepare(principal.tenant, checked, plan, refresh=no_cache)
+        cache = self._lifecycle.cache.prepare(
+            principal.tenant, checked, plan, refresh=no_cache, keys=keys
+        )
         plan = cache.plan
         jobs = [job.descriptor for job in plan.jobs if job.descriptor.node not in cache.cached]
         submission = Submission(flow_id=flow_id, name=flow.name, tenant=principal.tenant, jobs=jobs)

@@ -186,10 +186,8 @@ class Lifecycle:
             self._flows[flow_id] = flow
         try:
             cached = prepared.cached if prepared is not None else frozenset()
-            if not declared:
+            if not declared:  # a spare's queues hold its recording queues too
                 self.broker.declare_flow_queues(plan.queues)
-            elif prepared is not None and prepared.recordings:
-                self.broker.declare_flow_queues(prepared.recording_queues)
             for mailbox in sorted(
                 {job.progdef.mailbox for job in plan.jobs if job.descriptor.node not in cached}
             ):

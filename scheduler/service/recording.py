@@ -1,12 +1,15 @@
 """One output stream of a cacheable node recorded while its flow runs (docs/cache.md),
 held in memory in the layout the store keeps it: each item a 4-byte big-endian length and
-its bytes."""
+its bytes, and the queues such streams are read from."""
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 
+from executor.core.constants import flow_queue
 from scheduler.constants import ENV_CACHE_BYTES, ENV_CACHE_MAX_BYTES
+from scheduler.flow.model import CheckedFlow, Endpoint
 
 _LENGTH = struct.Struct(">I")
 
@@ -40,3 +43,20 @@ class Recording:
         """Forget the items held; return minus their bytes."""
         held, self.chunks, self.size = self.size, [], 0
         return -held
+
+
+def recorded(checked: CheckedFlow, keys: Mapping[str, str]) -> list[Endpoint]:
+    """The cacheable outputs recorded from a queue of their own: those without an export,
+    in the flow's order."""
+    return [
+        Endpoint(node, port)
+        for node in checked.order
+        if node in keys
+        for port in sorted(checked.progdefs[node].outputs)
+        if not checked.exports_of(Endpoint(node, port))
+    ]
+
+
+def recording_queue(flow_id: str, output: Endpoint) -> str:
+    """The recording queue of a cacheable output (docs/cache.md)."""
+    return flow_queue(flow_id, f"record.{output.node}.{output.port}")

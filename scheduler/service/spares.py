@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
@@ -74,17 +74,23 @@ def shape_of(flow_id: str, queues: Sequence[str]) -> Shape:
     return tuple(queue.removeprefix(prefix) for queue in queues)
 
 
-def queue_shape(checked: CheckedFlow) -> Shape:
+def queue_shape(checked: CheckedFlow, recorded: Iterable[Endpoint] = ()) -> Shape:
     """The shape of the queues ``plan_flow`` gives a flow, known before its flow id (so a
-    submit looks for a spare first, and plans once with the flow id it gets)."""
+    submit looks for a spare first, and plans once with the flow id it gets).
+
+    Args:
+        recorded: the cacheable outputs with a recording queue, which the cache adds to
+            the plan's (scheduler.service.recording.recorded).
+    """
     streams = [
         stream_queue("", node, port)
         for node in checked.order
         for port in checked.progdefs[node].inputs
         if checked.source_of(Endpoint(node, port)) is not None
     ]
+    records = [flow_queue("", f"record.{o.node}.{o.port}") for o in recorded]
     exports = [export_queue("", name) for name in checked.flow.exports]
-    return shape_of("", streams + exports)
+    return shape_of("", streams + records + exports)
 
 
 def queues_of(flow_id: str, shape: Shape) -> list[str]:

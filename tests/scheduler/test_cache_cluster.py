@@ -23,6 +23,7 @@ from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from scheduler.service.config import CacheBounds, SchedulerSettings
 from tests.cluster import copy_catalogue
 from tests.commands import run_dagyo
+from tests.scheduler.fake_executor import queues_by_flow
 from tests.tally import TALLY, TALLY_CODE
 from tests.waiting import eventually
 
@@ -184,6 +185,36 @@ def test_a_cached_node_is_replayed_into_a_consumer_that_runs(cluster: Cluster) -
         "ended",
     )
     assert nodes["e"]["items_received"] == 2000
+
+
+def test_a_recording_queue_records_and_a_cached_nodes_unused_one_is_left_behind_by_none(
+    cluster: Cluster, broker_url: str
+) -> None:
+    # t.upper has no export: it is recorded from a queue of its own, which its flow still
+    # has (unused) once t is cached; an output exported twice is stored once.
+    flow = {
+        "name": "recorded",
+        "nodes": {"t": {"progdef": "tally"}, "e": {"progdef": "explode"}},
+        "edges": [{"from": "t.upper", "to": "e.items"}],
+        "consts": [{"to": "t.text", "values": ["u1", "u2"]}],
+        "exports": {"e": "e.items"},
+    }
+    first_id, first = cluster.submit(flow)
+    assert cluster.tallied() == ["u1", "u2"]
+    second_id, second = cluster.submit(flow)
+    assert second == first == [{"export": "e", "value": text(v)} for v in ("U1", "U2")]
+    assert cluster.tallied() == []
+    assert cluster.nodes(second_id)["t"]["state"] == "cached"
+    left = queues_by_flow(broker_url)
+    assert first_id not in left and second_id not in left, left
+    twice = tallies("w1", "w2")
+    twice["exports"]["again"] = "ta.upper"
+    made_id, _ = cluster.submit(twice)
+    assert sorted(e["node"] for e in cluster.entries() if e["flow"] == made_id) == ["ta", "tb"]
+    cluster.tallied()
+    _, again = cluster.submit(twice)
+    assert [e["export"] for e in again] == ["a", "again", "b"]
+    assert cluster.tallied() == []
 
 
 def test_a_failed_cancelled_or_late_flow_leaves_no_entry(cluster: Cluster) -> None:
