@@ -35,6 +35,7 @@ MAX_OUTPUT_BYTES = 100_000
 TOKENS = {
     "alice": Principal("team-a", "user", Quotas()),
     "bob": Principal("team-b", "user", Quotas()),
+    "carol": Principal("team-c", "user", Quotas(max_export_items=1)),
     "root": Principal("ops", "admin", Quotas()),
 }
 
@@ -215,6 +216,38 @@ def test_a_recording_queue_records_and_a_cached_nodes_unused_one_is_left_behind_
     _, again = cluster.submit(twice)
     assert [e["export"] for e in again] == ["a", "again", "b"]
     assert cluster.tallied() == []
+
+
+def test_an_export_past_its_cap_is_still_recorded_whole(cluster: Cluster) -> None:
+    # carol's record keeps one export item; the scheduler reads (and records) them all:
+    # the next run replays t's whole stream into e, and `below` (never cacheable) gets it.
+    flow = {
+        "name": "capped",
+        "nodes": {
+            "t": {"progdef": "tally"},
+            "e": {"progdef": "explode"},
+            "below": {"progdef": "tally"},
+        },
+        "edges": [{"from": "t.upper", "to": "e.items"}, {"from": "e.items", "to": "below.text"}],
+        "consts": [{"to": "t.text", "values": ["c1", "c2", "c3"]}],
+        "exports": {"t": "t.upper", "below": "below.upper"},
+    }
+    path = cluster.workdir / "capped.json"
+    path.write_text(json.dumps(flow))
+    # exit 5 when the watch began after exports it could no longer see were dropped
+    done = cluster.dagyo("flow", "submit", str(path), "--wait", token="carol")
+    assert done.returncode in (0, 5), done.stderr
+    first_id = done.stderr.strip().splitlines()[0].split()[-1]
+    status = cluster.dagyo("flow", "status", first_id, token="carol").stdout
+    assert "succeeded" in status and "exports kept: 1 (5 not kept" in status, status
+    assert cluster.tallied() == ["C1", "C2", "C3", "c1", "c2", "c3"]
+    made = [e["node"] for e in cluster.entries(token="carol") if e["flow"] == first_id]
+    assert made == ["t"]
+    done = cluster.dagyo("flow", "submit", str(path), "--wait", token="carol")
+    assert done.returncode in (0, 5), done.stderr
+    second_id = done.stderr.strip().splitlines()[0].split()[-1]
+    assert cluster.nodes(second_id, token="carol")["t"]["state"] == "cached"
+    assert cluster.tallied() == ["C1", "C2", "C3"]  # below alone ran, on the whole stream
 
 
 def test_a_failed_cancelled_or_late_flow_leaves_no_entry(cluster: Cluster) -> None:

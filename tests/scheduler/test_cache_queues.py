@@ -80,8 +80,6 @@ def test_the_shape_a_submit_looks_for_a_spare_by_holds_the_recording_queues(
     checked = check_flow(parse_flow((EXAMPLES / example).read_text()), load_catalogue(PROGDEFS))
     keys = cache_keys(checked)
     prepared = cache.prepare("", checked, plan_flow(checked, flow_id=FLOW_ID), keys=keys)
-    assert queue_shape(checked, recorded(checked, keys)) == shape_of(
-        FLOW_ID, prepared.plan.queues
-    )
+    assert queue_shape(checked, recorded(checked, keys)) == shape_of(FLOW_ID, prepared.plan.queues)
     recording = {stream.queue for stream in prepared.recordings.values()}
     assert recording <= set(prepared.plan.queues)
