@@ -138,7 +138,8 @@ def main() -> None:
     state = os.environ.get("DAGYO_STATE", "")
     if args.schedulers > 1 and not state.startswith(("postgresql://", "postgres://")):
         parser.error("--schedulers N > 1 needs DAGYO_STATE, a PostgreSQL URL")
-    options = {"state_path": state} if args.schedulers > 1 else {}
+    postgres = state.startswith(("postgresql://", "postgres://"))
+    options = {"state_path": state} if postgres else {}
     cluster = start_cluster(("source", "greet", "void_sink"), **options)
     others = [
         SchedulerProcess(dict(os.environ), catalogue_folders(cluster.settings.progdefs)[0])

@@ -1,9 +1,10 @@
 """How long a dead scheduler's flows wait for their new owner: kill → the first event the
 new owner handled.
 
-Two `dagyo scheduler` processes share one vhost and one PostgreSQL database (DAGYO_STATE,
-a database of its own), with the hello flow's executors. Each round submits a long hello
-flow, waits until its exports flow, kills the scheduler owning it with SIGKILL, and times
+Three schedulers (this process's and two `dagyo scheduler` processes) share one vhost and
+one PostgreSQL database (DAGYO_STATE, a database of its own), with the hello flow's
+executors. Each round submits a long hello flow to a scheduler process (so it owns it),
+waits until its exports flow, kills that scheduler with SIGKILL, and times
 until the flow's record in the database moves again: the first job event or export frame
 the new owner handled (nothing else writes it). Then the flow is cancelled and a new
 scheduler replaces the dead one. Prints one JSON line:
@@ -28,6 +29,7 @@ from pathlib import Path
 from common import emit, hello_flow, now, start_cluster
 from schedulers import SchedulerProcess, lease_owner_pid, wait_shared
 
+from executor.core.errors import SchedulerRefused
 from executor.core.progdef import catalogue_folders
 from scheduler.client.api import SchedulerClient
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
@@ -38,10 +40,21 @@ NAMES = 50_000_000  # a flow that outlives every round
 def one_kill(state: str, schedulers: list[SchedulerProcess], flow: str) -> float:
     """Kill the owner of a running flow; seconds until its record moves again."""
     first = SchedulerClient(schedulers[0].address)
-    flow_id = first.submit(flow, sets=[f"names.count={NAMES}"])
+    for attempt in range(100):  # a scheduler just started hears the executors within 2 s
+        try:
+            flow_id = first.submit(flow, sets=[f"names.count={NAMES}"])
+            break
+        except SchedulerRefused:
+            if attempt == 99:
+                raise
+            time.sleep(0.2)
     while not first.get(flow_id).exports:
         time.sleep(0.05)
-    owner = next(s for s in schedulers if s.pid == lease_owner_pid(state, flow_id))
+    owner = next((s for s in schedulers if s.pid == lease_owner_pid(state, flow_id)), None)
+    if owner is None:  # its shard moved to the scheduler of this process meanwhile
+        first.cancel(flow_id)
+        first.close()
+        return -1.0
     survivor = next(s for s in schedulers if s is not owner)
     client = SchedulerClient(survivor.address)
     owner.process.send_signal(signal.SIGKILL)
@@ -68,19 +81,21 @@ def main() -> None:
         parser.error("needs DAGYO_STATE, a PostgreSQL URL of a database of its own")
     cluster = start_cluster(("source", "greet", "void_sink"), state_path=state)
     catalogue = Path(catalogue_folders(cluster.settings.progdefs)[0])
-    cluster.scheduler.stop()  # only scheduler processes: any of them may be killed
     env = dict(os.environ)
     schedulers = [SchedulerProcess(env, catalogue) for _ in range(2)]
     flow = json.dumps(hello_flow())
     seconds: list[float] = []
     try:
-        wait_shared(state, 2)
-        for _ in range(args.kills):
-            seconds.append(one_kill(state, schedulers, flow))
+        wait_shared(state, 3)
+        while len(seconds) < args.kills:
+            took = one_kill(state, schedulers, flow)
+            if took < 0:
+                continue
+            seconds.append(took)
             schedulers.append(SchedulerProcess(env, catalogue))
             for each in schedulers:
                 each.drain()
-            wait_shared(state, 2)
+            wait_shared(state, 3)
     finally:
         for each in schedulers:
             each.stop()
