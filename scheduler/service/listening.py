@@ -18,17 +18,33 @@ from scheduler.service.scaler import ScalerServicer
 from scheduler.service.tenancy import AuthInterceptor
 
 if TYPE_CHECKING:
-    from scheduler.service.server import Scheduler
+    import threading
+
+    from scheduler.service.auth import Authenticator
+    from scheduler.service.catalogue import CatalogueCache
+    from scheduler.service.config import SchedulerSettings
+    from scheduler.service.flowservice import FlowService
+    from scheduler.service.lifecycle import Lifecycle
+    from scheduler.service.trigger_sources import TriggerService
 
 
-def listen(scheduler: Scheduler, health_servicer: health.HealthServicer) -> tuple[grpc.Server, str]:
+def listen(
+    settings: SchedulerSettings,
+    health_servicer: health.HealthServicer,
+    *,
+    service: FlowService,
+    authenticator: Authenticator,
+    triggers: TriggerService | None,
+    catalogue: CatalogueCache,
+    lifecycle: Lifecycle,
+    stopping: threading.Event,
+) -> tuple[grpc.Server, str]:
     """Start gRPC with the scheduler's services: (the server, the ``host:port`` it listens
     on, a port 0 replaced by the one picked).
 
     Raises:
         DagyoError: when the address is taken.
     """
-    settings = scheduler.settings
     # so_reuseport off: a second scheduler on a taken address must fail, not share it.
     limit = settings.max_message_bytes
     server = grpc.server(
@@ -38,22 +54,22 @@ def listen(scheduler: Scheduler, health_servicer: health.HealthServicer) -> tupl
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
         ],
-        interceptors=[AuthInterceptor(scheduler.authenticator)],
+        interceptors=[AuthInterceptor(authenticator)],
     )
     servicer = SchedulerServicer(
-        scheduler.service,
-        authenticator=scheduler.authenticator,
+        service,
+        authenticator=authenticator,
         workers=settings.grpc_workers,
         watches_per_client=settings.watches_per_client,
-        triggers=scheduler.triggers,
+        triggers=triggers,
     )
     scheduler_pb2_grpc.add_SchedulerServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     scaler = ScalerServicer(
-        catalogue=scheduler.catalogue,
-        jobs=scheduler.lifecycle.table,
-        depth=scheduler.lifecycle.broker.queue_depth,
-        stopping=scheduler._stopping,
+        catalogue=catalogue,
+        jobs=lifecycle.table,
+        depth=lifecycle.broker.queue_depth,
+        stopping=stopping,
     )
     externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(scaler, server)
     reflection.enable_server_reflection(

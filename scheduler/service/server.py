@@ -267,7 +267,16 @@ class Scheduler:
             raise
 
     def _listen(self) -> None:
-        self._server, self.address = listen(self, self._health)
+        self._server, self.address = listen(
+            self.settings,
+            self._health,
+            service=self.service,
+            authenticator=self.authenticator,
+            triggers=self.triggers,
+            catalogue=self.catalogue,
+            lifecycle=self.lifecycle,
+            stopping=self._stopping,
+        )
         self._set_health(serving=True)
         if self.authenticator.open:
             log.warning(
