@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import socket
 import subprocess
@@ -20,12 +21,22 @@ from scheduler.cli import cli
 from tests.conftest import ROOT
 from tests.waiting import eventually
 
+# Ports a test's server is given: below Linux's ephemeral range (32768-60999), which the
+# kernel hands to every outgoing connection, so none of the suite's many broker clients can
+# take the port between the test picking it and the server binding it.
+TEST_PORTS = range(20000, 32000)
+
 
 def free_address(host: str = "localhost") -> str:
-    """``host:port`` with a port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return f"{host}:{s.getsockname()[1]}"
+    """``host:port`` with a port nothing listens on now, outside the ephemeral range."""
+    while True:
+        port = random.choice(TEST_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return f"{host}:{port}"
 
 
 def dagyo(*args: str, address: str = "", env: dict[str, str] | None = None) -> Result:

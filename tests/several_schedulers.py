@@ -4,6 +4,7 @@ vhost and a PostgreSQL database of their own, their addresses and what they prin
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.cluster import copy_catalogue, own_vhost
-from tests.commands import lines_until
+from tests.commands import TEST_PORTS, lines_until
 from tests.conftest import ROOT
 from tests.postgres import fresh_database
 from tests.waiting import eventually
@@ -25,9 +26,13 @@ def two_free_ports() -> int:
     """A port P of loopback such that P and P + 1 are free now."""
 
     def free_pair() -> int | None:
+        # Outside the ephemeral range, which the suite's broker clients draw from.
+        port = random.choice(TEST_PORTS)
         with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
+            try:
+                first.bind(("127.0.0.1", port))
+            except OSError:
+                return None
             with socket.socket() as second:
                 try:
                     second.bind(("127.0.0.1", port + 1))

@@ -171,6 +171,11 @@ class Ownership:
             gone = [f for f in lifecycle.table.flows if shard_of(f) in lost]
             for flow_id in gone:
                 del lifecycle.table.flows[flow_id]
+        for flow_id in gone:
+            # Its recordings and replays go too: taken again later, the flow is loaded from
+            # the store as a restart loads it, its recordings read to their end and dropped
+            # (the frames this scheduler read meanwhile were acked, not stored).
+            lifecycle.cache.ended(flow_id, succeeded=False)
         with self._lock:
             for flow_id in gone:
                 self._waiting.pop(flow_id, None)
