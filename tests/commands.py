@@ -27,8 +27,8 @@ from tests.waiting import eventually
 TEST_PORTS = range(20000, 32000)
 
 
-def free_address(host: str = "localhost") -> str:
-    """``host:port`` with a port nothing listens on now, outside the ephemeral range."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port of ``host`` nothing listens on now, outside the ephemeral range."""
     while True:
         port = random.choice(TEST_PORTS)
         with socket.socket() as s:
@@ -36,7 +36,12 @@ def free_address(host: str = "localhost") -> str:
                 s.bind((host, port))
             except OSError:
                 continue
-            return f"{host}:{port}"
+            return port
+
+
+def free_address(host: str = "localhost") -> str:
+    """``host:port`` with a port nothing listens on now, outside the ephemeral range."""
+    return f"{host}:{free_port(host)}"
 
 
 def dagyo(*args: str, address: str = "", env: dict[str, str] | None = None) -> Result:

@@ -35,7 +35,7 @@ HOW_TO_START = (
 # Workers for the whole suite under pytest-xdist (`-n auto`, the default in pyproject.toml):
 # its cluster tests mostly wait on the broker and on executor processes, so more workers
 # than two cores pay (DEVELOPERS.md has the measurements).
-SUITE_WORKERS = 3
+SUITE_WORKERS = 4
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

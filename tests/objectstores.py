@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from tests.commands import free_port
 
 # moto's server answers any credentials; boto3 needs some and a region to sign requests.
 S3_ENVIRONMENT = {
@@ -13,13 +14,6 @@ S3_ENVIRONMENT = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager

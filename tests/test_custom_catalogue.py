@@ -10,7 +10,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -24,7 +23,7 @@ from executor.core.progdef import load_catalogue, load_progdef
 from scheduler.flow.check import check_flow
 from scheduler.flow.parse import parse_flow
 from tests.cluster import broker_leftovers, own_vhost
-from tests.commands import read_until
+from tests.commands import free_port, read_until
 from tests.conftest import PROGDEFS, ROOT
 from tests.embedded import package, proto_progdef
 
@@ -216,12 +215,6 @@ def test_a_catalogue_of_custom_types_runs_the_same_embedded_and_on_dagyo_up(
             if up.poll() is None:
                 up.kill()
                 up.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_job_carries_the_types_of_its_ports_that_are_not_built_in() -> None:

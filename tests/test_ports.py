@@ -19,7 +19,7 @@ import pytest
 
 from executor.core.constants import EXECUTOR_METRICS_PORT
 from scheduler.constants import SCHEDULER_METRICS_PORT
-from tests.commands import dagyo, free_address, read_until
+from tests.commands import dagyo, free_address, free_port, read_until
 from tests.conftest import ROOT
 from tests.listening import listening_addresses
 
@@ -122,12 +122,6 @@ def test_a_busy_asked_for_port_is_one_line_and_exit_2(
             f"{prefix}: port {busy_port} is already in use (DAGYO_METRICS_PORT={busy_port}): {fix}"
         )
         assert "Traceback" not in stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
 
 
 def _health_port(process: subprocess.Popen[str]) -> int:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 
 from scheduler.service.auth import Principal, Quotas, token_digest, tokens_json
 from tests.certificates import certificates
+from tests.commands import free_port
 from tests.conftest import EXAMPLES, ROOT, rabbitmqctl, vhost_of
 from tests.waiting import eventually
 
@@ -77,12 +77,6 @@ def _ctl(*args: str) -> None:
             if attempt == 2:
                 raise
             time.sleep(1)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -150,7 +144,7 @@ def test_no_credential_in_logs_errors_records_failures_metrics_or_help(
         )
     )
     catalogue = _catalogue(tmp_path / "progdefs")
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     shared = {**_base_env(), "PYTHONPATH": str(ROOT), "DAGYO_QUEUE": url}
     logs = {name: tmp_path / f"{name}.log" for name in ("scheduler", "explode", "count")}
     scheduler = subprocess.Popen(

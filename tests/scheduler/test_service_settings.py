@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.config import SchedulerSettings, default_state_path
 from scheduler.service.metrics import MetricsServer, SchedulerMetrics
 from scheduler.service.server import serve
+from tests.commands import free_port
 from tests.conftest import ROOT
 from tests.scheduler.fake_executor import WAIT_S, Client, end_of
 
@@ -86,12 +86,6 @@ def test_settings_defaults() -> None:
 def test_bad_settings_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(DagyoError, match=message):
         SchedulerSettings.from_env({name: value})
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("", 0))
-        return int(probe.getsockname()[1])
 
 
 def fetch(url: str) -> tuple[int, str]:

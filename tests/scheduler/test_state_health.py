@@ -26,7 +26,7 @@ from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.pb.dagyo.v1 import scheduler_pb2_grpc
 from scheduler.service.config import SchedulerSettings
 from scheduler.service.server import Scheduler
-from tests.commands import get, run_dagyo
+from tests.commands import free_port, get, run_dagyo
 from tests.postgres import fresh_database
 from tests.scheduler.fake_executor import FLOW, FakeExecutor
 from tests.waiting import eventually
@@ -99,12 +99,6 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
