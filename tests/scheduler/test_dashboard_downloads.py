@@ -8,7 +8,6 @@ import hashlib
 import http.client
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from scheduler.service.auth import (
 from scheduler.service.dashboard import Dashboard
 from scheduler.service.downloads import ExportDownloads
 from scheduler.service.flowstate import ExportStream, FlowRuntime
+from tests.scheduler.fake_records import Lifecycle, Records
 
 ITEM = Bytes(data=bytes(range(256)) * 12_000).SerializeToString()
 KEY = "exports/f1/data/0.0"
@@ -36,24 +36,6 @@ TOKENS = {
     "alice": Principal("team-a", "user", Quotas()),
     "bob": Principal("team-b", "user", Quotas()),
 }
-
-
-@dataclass
-class Records:
-    records: dict[str, pb.FlowRecord] = field(default_factory=dict)
-    runtimes: dict[str, FlowRuntime] = field(default_factory=dict)
-
-    def get(self, flow_id: str, *, with_exports: bool = True) -> pb.FlowRecord | None:
-        return self.records.get(flow_id)
-
-    def runtime(self, flow_id: str) -> FlowRuntime | None:
-        return self.runtimes.get(flow_id)
-
-
-@dataclass
-class Lifecycle:
-    store: Records
-    object_store: FileStore
 
 
 class Service:

@@ -5,38 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from executor.core.errors import FlowNotFound, PreconditionFailed, RequestInvalid
-from executor.core.objects import FileStore, ObjectStore
+from executor.core.objects import FileStore
 from executor.types import Bytes
 from scheduler.pb.dagyo.v1 import scheduler_pb2 as pb
 from scheduler.service.auth import Principal, Quotas
 from scheduler.service.downloads import ExportDownloads
 from scheduler.service.flowstate import ExportStream, FlowRuntime
+from tests.scheduler.fake_records import Lifecycle, Records
 
 ITEM = Bytes(data=b"x" * 3_000_000).SerializeToString()
-
-
-@dataclass
-class Records:
-    records: dict[str, pb.FlowRecord] = field(default_factory=dict)
-    runtimes: dict[str, FlowRuntime] = field(default_factory=dict)
-
-    def get(self, flow_id: str, *, with_exports: bool = True) -> pb.FlowRecord | None:
-        return self.records.get(flow_id)
-
-    def runtime(self, flow_id: str) -> FlowRuntime | None:
-        return self.runtimes.get(flow_id)
-
-
-@dataclass
-class Lifecycle:
-    store: Records
-    object_store: ObjectStore | None
 
 
 def downloads(tmp_path: Path, *, with_store: bool = True) -> tuple[ExportDownloads, FileStore]:
