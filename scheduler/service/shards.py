@@ -12,7 +12,8 @@ alive in the store's members and, every ``lease_s / 3``:
   lease (the database unreachable), is *lost*: its flows are dropped from memory at once;
 * takes shards whose lease ran out (or that never had one) up to its fair share,
   ``ceil(SHARDS / live schedulers)``;
-* gives up one shard past its fair share (so a new scheduler gets shards);
+* gives up one shard past its fair share (so a new scheduler gets shards), a tick after it
+  stopped placing new flows in it (so no submit is in progress there when it goes);
 * as the owner of shard ``0``, the *leader*, cleans up after schedulers whose membership
   ran out (their spares).
 
@@ -100,6 +101,9 @@ class Shards:
         # Shards lost whose flows are not dropped yet: not taken again before (the flows
         # in memory may be ahead of the store; taken again, they are loaded from it).
         self._dropping: set[str] = set()
+        # The shard to give up at the next tick: no new flow is placed in it meanwhile, so a
+        # submit in progress when it is given up is a submit of a lease's length ago.
+        self._leaving: str | None = None
         self._lock = threading.Lock()
         self._pass = threading.Lock()
         self._wake = threading.Event()
@@ -135,7 +139,12 @@ class Shards:
         return self.fence(flow_id) is not None
 
     def owned(self) -> list[str]:
-        """The shards owned now, in order."""
+        """The shards owned now that new flows may be placed in, in order (not the one
+        about to be given up)."""
+        return [s for s in self._valid() if s != self._leaving]
+
+    def _valid(self) -> list[str]:
+        """Every shard whose lease this scheduler holds now, in order."""
         now = self._clock()
         with self._lock:
             return sorted(s for s, held in self._held.items() if now < held.valid_until)
@@ -236,15 +245,20 @@ class Shards:
             return
         self.live = live
         share = math.ceil(SHARDS / max(1, len(live)))
-        owned = self.owned()
-        if len(owned) > share:
-            shard = owned[-1]
+        owned = self._valid()
+        if len(owned) > share and self._leaving in owned:
+            # Announced a tick ago (no flow placed in it since): given up now.
+            shard, self._leaving = self._leaving, None
             log.info("giving up shard %s (%d schedulers live)", shard, len(live))
             with self._lock:
                 giving = self._held.get(shard)
             self._drop([shard], release=giving.fence if giving is not None else None)
-        elif len(owned) < share:
-            self._take(share - len(owned), live)
+        elif len(owned) > share:
+            self._leaving = owned[-1]
+        else:
+            self._leaving = None
+            if len(owned) < share:
+                self._take(share - len(owned), live)
         if self.leader:
             dead = self._store.members.dead()
             if dead:

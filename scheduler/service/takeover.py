@@ -33,6 +33,9 @@ from scheduler.service.lifecycle import Lifecycle
 from scheduler.service.remote import active
 from scheduler.service.store import StoreWriter
 
+# How long giving up a shard waits for the submits in progress in it to finish starting.
+STARTING_WAIT_S = 5.0
+
 log = logging.getLogger("dagyo.scheduler.shards")
 
 # A flow taken over whose export queues another consumer still holds waits this long at
@@ -167,6 +170,15 @@ class Ownership:
             except BrokerError:
                 pass  # the connection is gone: nothing is consumed
         lifecycle = self._lifecycle
+        # A submit in progress finishes first (bounded): dropped while starting, its flow
+        # would be recorded as never started and failed by the next owner.
+        deadline = time.monotonic() + STARTING_WAIT_S
+        while time.monotonic() < deadline:
+            with lifecycle.table.lock:
+                flows = list(lifecycle.table.flows.items())
+            if not any(f.starting for flow_id, f in flows if shard_of(flow_id) in lost):
+                break
+            time.sleep(0.02)
         with lifecycle.table.lock:
             gone = [f for f in lifecycle.table.flows if shard_of(f) in lost]
             for flow_id in gone:
