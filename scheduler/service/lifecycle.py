@@ -232,7 +232,9 @@ class Lifecycle:
             if flow.runtime.finishing:
                 self.broker.submit(partial(self._clean_up, flow))
                 continue
-            if flow.record.state == FlowState.PENDING.proto and not flow.runtime.waiting:
+            # Its submit stopped midway (unless admitted here: its jobs are being published).
+            pending = flow.record.state == FlowState.PENDING.proto and not flow.admitted_at
+            if pending and not flow.runtime.waiting:
                 error = (
                     f"{takeover} stopped while starting the flow: resubmit it"
                     if takeover
