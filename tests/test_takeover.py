@@ -83,7 +83,8 @@ def test_a_paused_owner_woken_after_twice_the_lease_has_its_late_writes_refused(
             os.kill(pid, signal.SIGCONT)
         record = ended(cluster, pid, flow_id)
         assert_exact(record)
-        # Woken, it let the flow go: it neither ended it nor wrote over its new owner.
+        # Woken, it let the flow go: it neither ended it nor wrote over its new owner (the
+        # record is exact). The shard itself may come back to it later, as the two share
+        # the shards out again: that is not a write of the flow.
         eventually(lambda: "dropped" in paused.log(), 30, what="the paused scheduler let go")
         assert paused.process.poll() is None
-        assert cluster.owner_pid(flow_id) != pid
